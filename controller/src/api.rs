@@ -1,0 +1,578 @@
+//! The `EcsTaskRun` API (`ecsrun.dev/v1alpha1`).
+//!
+//! Field names mirror ECS RunTask's own so ECS users recognise them. Validation lives in the schema
+//! (OpenAPI limits, enums and CEL rules beside the fields they guard), so the API server rejects a bad
+//! manifest before the controller ever sees it. The CRD generator (`crdgen`) reads only this module.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Finalizer that keeps the object until its ECS task is stopped (or orphaned by policy).
+pub const FINALIZER: &str = "ecsrun.dev/stop-task";
+
+/// Go-style duration made of whole units, e.g. `30s`, `5m`, `2h15m30s`.
+const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
+
+/// A run of one ECS task (with retries) declared as a Kubernetes resource.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ecsrun.dev",
+    version = "v1alpha1",
+    kind = "EcsTaskRun",
+    plural = "ecstaskruns",
+    shortname = "etr",
+    category = "ecsrun",
+    namespaced,
+    status = "EcsTaskRunStatus",
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Task","type":"string","jsonPath":".status.taskId"}"#,
+    printcolumn = r#"{"name":"Last-Status","type":"string","jsonPath":".status.lastStatus"}"#,
+    printcolumn = r#"{"name":"Exit-Codes","type":"string","jsonPath":".status.exitCodes"}"#,
+    printcolumn = r#"{"name":"Attempts","type":"integer","priority":1,"jsonPath":".status.attemptCount"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self == oldSelf").message("spec is immutable; create a new EcsTaskRun"),
+    validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
+        .message("launchType and capacityProviderStrategy are mutually exclusive")
+)]
+pub struct EcsTaskRunSpec {
+    /// ECS cluster to run the task in: short name or full ARN.
+    #[schemars(length(min = 1, max = 2048))]
+    pub cluster: String,
+
+    /// Task definition: `family`, `family:revision` or full ARN. A bare family runs its latest ACTIVE revision.
+    #[schemars(length(min = 1, max = 2048))]
+    pub task_definition: String,
+
+    /// AWS region of the cluster. Defaults to the controller's region (`--default-region` / `AWS_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: Option<String>,
+
+    /// Launch type. Mutually exclusive with `capacityProviderStrategy`; neither means the cluster's default strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<LaunchType>,
+
+    /// Capacity provider strategy, e.g. FARGATE_SPOT with FARGATE as fallback. Mutually exclusive with `launchType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+
+    /// Fargate platform version, e.g. `LATEST` or `1.4.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub platform_version: Option<String>,
+
+    /// Network configuration; required by ECS for `awsvpc` task definitions (all of Fargate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<NetworkConfiguration>,
+
+    /// Overrides applied to the task definition for this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<TaskOverrides>,
+
+    /// Task group name, e.g. `family:nightly-report`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub group: Option<String>,
+
+    /// Tags put on the task (at most 47: ECS allows 50 and ecsrun adds its own `ecsrun.dev/*` three).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 47))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ecsrun.dev/') && !k.startsWith('aws:'))")
+        .message("tag keys starting with ecsrun.dev/ or aws: are reserved"))]
+    pub tags: BTreeMap<String, String>,
+
+    /// Copy tags from the task definition to the task. SERVICE is not valid for standalone tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<PropagateTags>,
+
+    /// Placement constraints (EC2 / EXTERNAL launch types only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub placement_constraints: Vec<PlacementConstraint>,
+
+    /// Placement strategy (EC2 / EXTERNAL launch types only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub placement_strategy: Vec<PlacementStrategy>,
+
+    /// Enable ECS Exec for the task (requires a task role with the SSM permissions).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
+
+    /// AWS credentials for this run. Absent: the controller's own identity (IRSA, EKS Pod Identity, env...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
+
+    /// What to wait for, how often to poll and for how long.
+    #[serde(default)]
+    pub wait: WaitPolicy,
+
+    /// Which exit codes decide whether a stopped task succeeded.
+    #[serde(default)]
+    pub success_policy: SuccessPolicy,
+
+    /// Reason sent with StopTask (on delete or timeout); shows in the task's stoppedReason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub stop_reason: Option<String>,
+
+    /// What happens to a task still running when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+
+    /// Give every container ECSRUN_NAME, ECSRUN_NAMESPACE, ECSRUN_UID and ECSRUN_ATTEMPT environment variables.
+    #[serde(default = "default_true")]
+    pub inject_run_identity: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// ECS launch type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LaunchType {
+    Fargate,
+    Ec2,
+    External,
+}
+
+/// One capacity provider in a strategy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProviderStrategyItem {
+    /// Capacity provider name, e.g. `FARGATE` or `FARGATE_SPOT`.
+    #[schemars(length(min = 1, max = 255))]
+    pub capacity_provider: String,
+    /// Relative share of tasks for this provider (0-1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub weight: Option<i32>,
+    /// Minimum number of tasks on this provider (0-100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub base: Option<i32>,
+}
+
+/// Task networking.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    /// VPC subnets and security groups for an `awsvpc` task.
+    pub awsvpc_configuration: AwsVpcConfiguration,
+}
+
+/// `awsvpc` network settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsVpcConfiguration {
+    /// Subnet IDs (1-16).
+    #[schemars(length(min = 1, max = 16))]
+    pub subnets: Vec<String>,
+    /// Security group IDs (at most 5). Absent: the VPC's default security group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub security_groups: Vec<String>,
+    /// Whether the task's ENI gets a public IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign_public_ip: Option<AssignPublicIp>,
+}
+
+/// Whether an awsvpc task gets a public IP.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AssignPublicIp {
+    Enabled,
+    Disabled,
+}
+
+/// Overrides of the task definition for this run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverrides {
+    /// Per-container overrides, matched by container name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub container_overrides: Vec<ContainerOverride>,
+    /// Task CPU units, e.g. `1024` or `1 vCPU`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Task memory in MiB, e.g. `2048` or `2 GB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// IAM role ARN the containers assume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// IAM role ARN ECS uses to pull images and write logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// Fargate ephemeral storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<EphemeralStorage>,
+}
+
+/// Override of one container.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    /// Container name as in the task definition.
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// Replaces the container's command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Environment variables added to (or replacing) the container's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub environment: Vec<EnvVar>,
+    /// CPU units for the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub cpu: Option<i32>,
+    /// Hard memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub memory: Option<i32>,
+    /// Soft memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub memory_reservation: Option<i32>,
+}
+
+/// An environment variable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EnvVar {
+    /// Variable name.
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// Variable value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Fargate ephemeral storage size.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EphemeralStorage {
+    /// Size in GiB (21-200).
+    #[serde(rename = "sizeInGiB")]
+    #[schemars(range(min = 21, max = 200))]
+    pub size_in_gib: i32,
+}
+
+/// Whether task definition tags are copied to the task.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PropagateTags {
+    TaskDefinition,
+    None,
+}
+
+/// A placement constraint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PlacementConstraint {
+    /// `distinctInstance` or `memberOf`.
+    #[serde(rename = "type")]
+    pub type_: PlacementConstraintType,
+    /// Cluster query language expression (for `memberOf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub expression: Option<String>,
+}
+
+/// Placement constraint type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PlacementConstraintType {
+    #[serde(rename = "distinctInstance")]
+    DistinctInstance,
+    #[serde(rename = "memberOf")]
+    MemberOf,
+}
+
+/// A placement strategy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct PlacementStrategy {
+    /// `random`, `spread` or `binpack`.
+    #[serde(rename = "type")]
+    pub type_: PlacementStrategyType,
+    /// Field the strategy applies to, e.g. `attribute:ecs.availability-zone` or `memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Placement strategy type.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementStrategyType {
+    Random,
+    Spread,
+    Binpack,
+}
+
+/// Credentials for one run: an IAM role to assume, or static keys from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.assumeRoleArn) != has(self.secretRef)")
+    .message("set exactly one of assumeRoleArn or secretRef"))]
+pub struct Credentials {
+    /// IAM role assumed (through STS) with the controller's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub assume_role_arn: Option<String>,
+    /// External ID required by the role's trust policy, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
+    /// STS session name (default `ecsrun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@-]{2,64}$"))]
+    pub session_name: Option<String>,
+    /// Secret in this namespace with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+}
+
+/// Reference to a Secret in the run's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretReference {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What the run waits for, and how.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitPolicy {
+    /// The run succeeds once the task is launched, is RUNNING, or has STOPPED (then judged by `successPolicy`).
+    #[serde(default, rename = "for")]
+    pub for_: WaitFor,
+    /// How often the task is polled, as a duration such as `30s` or `2h15m30s` (minimum 5s).
+    /// Absent: the controller's `--default-poll-interval` (30s unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('5s')").message("pollInterval must be at least 5s"))]
+    pub poll_interval: Option<String>,
+    /// Deadline for the whole run, counted from the object's creation; exceeded, the task is stopped and the
+    /// run fails with reason DeadlineExceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
+    pub timeout: Option<String>,
+}
+
+/// The task state that completes a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WaitFor {
+    /// RunTask returned a task: fire and forget.
+    Launched,
+    /// The task reached RUNNING.
+    Running,
+    /// The task STOPPED; success is judged by `successPolicy`.
+    #[default]
+    Stopped,
+}
+
+/// How a stopped task is judged.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SuccessPolicy {
+    /// Every essential container exited 0; sidecars (non-essential containers) may exit with anything.
+    #[default]
+    EssentialContainers,
+    /// Every container exited 0.
+    AllContainers,
+    /// Any exit codes; only a task that failed to start fails the run.
+    TaskStopped,
+}
+
+/// What happens to the task when the object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// StopTask, and keep the object until ECS reports the task STOPPED.
+    #[default]
+    Stop,
+    /// Leave the task running.
+    Orphan,
+}
+
+/// Retries of failed attempts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Failed attempts relaunched (with exponential backoff) before the run fails. Capacity shortages, tasks
+    /// that failed to start for transient reasons and Spot interruptions are retried without counting.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 20))]
+    pub backoff_limit: u32,
+}
+
+/// Observed state of an `EcsTaskRun`, as ECS last reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsTaskRunStatus {
+    /// Pending, Running, Stopping, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Machine-readable reason of the current phase (the Ready condition's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable summary: what happened and what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// ARN of the current (or last) attempt's task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// Task ID (last segment of the ARN), for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// ARN of the cluster the task runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    /// Task definition ARN (with revision) the task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// ECS lastStatus: PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// ECS desiredStatus: RUNNING or STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_status: Option<String>,
+    /// ECS stopCode, e.g. EssentialContainerExited, TaskFailedToStart, UserInitiated, SpotInterruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// ECS stoppedReason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// Containers of the task with their exit codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+    /// Exit codes as `name=code` pairs, for display (`-` where a container reported none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    /// When ECS created the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When the task started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the task stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// Failures RunTask reported for the last launch (no task was started for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LaunchFailure>,
+    /// Number of attempts so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_count: Option<u32>,
+    /// One entry per attempt, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// When the next attempt is launched, while waiting out a retry backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Lifecycle phase of a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// No task yet: launching, or waiting to retry.
+    Pending,
+    /// A task is launched and being followed.
+    Running,
+    /// The task is being stopped (deadline or deletion).
+    Stopping,
+    /// The run reached what `wait.for` asked and `successPolicy` accepted it.
+    Succeeded,
+    /// The run failed; see reason and message.
+    Failed,
+}
+
+impl Phase {
+    /// Succeeded and Failed are final: nothing is polled or launched any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// A container of the task as ECS reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// Container name.
+    pub name: String,
+    /// Exit code; absent when the container never ran or has not exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// ECS's reason for the container's stop, e.g. `OutOfMemoryError` or a pull error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Container lastStatus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// Whether the task definition marks the container essential (known once the task stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+}
+
+/// A RunTask failure entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LaunchFailure {
+    /// Resource the failure is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Failure reason, e.g. RESOURCE:MEMORY, AGENT, MISSING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Failure detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One attempt at running the task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Attempt number, from 1; part of the RunTask clientToken.
+    pub attempt: u32,
+    /// Task ARN, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// When the task was launched (or adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<Time>,
+    /// When the task stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// ECS stopCode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// Exit codes as `name=code` pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    /// Outcome once the attempt ended: Succeeded, or the failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why the attempt ended that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

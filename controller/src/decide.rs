@@ -1,0 +1,987 @@
+//! The whole run policy as pure functions of plain data: what to look at next, and what an observation
+//! means for the run (launching, adopting, waiting, judging exit codes, retrying, deadlines, stopping on
+//! delete). No I/O and no clock: `now` is an argument, so a table of cases tests every branch.
+//!
+//! The flow per reconcile: `next_step` says what the shell must observe or do; the shell does it and hands
+//! the result to `after_launch` or `after_track`, which return a `Plan` (the new status, a StopTask to send,
+//! events, when to look again). Deletion goes through `cleanup_step` and `cleanup`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{
+    Attempt, ContainerOverride, ContainerStatus, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus,
+    EnvVar, LaunchFailure, Phase, SuccessPolicy, TaskOverrides, WaitFor,
+};
+use crate::ecs::{
+    ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
+};
+
+/// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
+pub const MISSING_GRACE: Duration = Duration::from_secs(120);
+/// Retries that do not count against `backoffLimit` (capacity, interruptions) are still bounded.
+pub const MAX_FREE_RETRIES: usize = 10;
+const RETRY_BASE: Duration = Duration::from_secs(10);
+const RETRY_CAP: Duration = Duration::from_secs(300);
+/// While a stop is in progress (deadline), the task is looked at this often at most.
+const STOPPING_POLL: Duration = Duration::from_secs(10);
+
+/// Condition types. Ready/Reconciling/Stalled follow kstatus (Flux, Argo CD); Succeeded/Failed serve
+/// `kubectl wait --for=condition=...`.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const FAILED: &str = "Failed";
+}
+
+/// Reasons of attempts and of the run's conditions.
+pub mod reason {
+    pub const LAUNCHING: &str = "Launching";
+    pub const WAITING_TO_RETRY: &str = "WaitingToRetry";
+    pub const TASK_STARTING: &str = "TaskStarting";
+    pub const TASK_RUNNING: &str = "TaskRunning";
+    pub const TASK_STOPPING: &str = "TaskStopping";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+    pub const INTERRUPTED: &str = "Interrupted";
+    pub const LAUNCH_FAILED: &str = "LaunchFailed";
+    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
+    pub const CONTAINER_FAILED: &str = "ContainerFailed";
+    pub const CONTAINER_NEVER_RAN: &str = "ContainerNeverRan";
+    pub const TASK_LOST: &str = "TaskLost";
+    pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
+
+/// The run as the decision sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct RunView<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub generation: Option<i64>,
+    pub created_at: Timestamp,
+    pub spec: &'a EcsTaskRunSpec,
+    pub status: &'a EcsTaskRunStatus,
+    /// The controller's poll interval for runs that do not set one.
+    pub default_poll_interval: Duration,
+}
+
+/// What the shell must do before the run can be decided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Succeeded or Failed: nothing more to do until the object changes.
+    Idle,
+    /// Waiting out a retry backoff.
+    Wait(Duration),
+    /// Adopt a task this run already started (ListTasks by startedBy) or launch attempt `attempt`.
+    Launch { attempt: u32 },
+    /// Describe the current task.
+    Track { task_arn: String },
+    /// Decided without observing anything (e.g. the deadline passed while no task runs).
+    Conclude(Plan),
+}
+
+/// What launching produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaunchObservation {
+    /// A task this run started earlier (found by startedBy, or returned by a clientToken conflict).
+    Adopted(TaskSnapshot),
+    /// RunTask started a task.
+    Started(TaskSnapshot),
+    /// RunTask started nothing and said why.
+    Failures(Vec<EcsFailure>),
+    /// ECS rejected the request for good (unknown cluster or task definition, invalid parameter, access denied).
+    Rejected(EcsError),
+}
+
+/// What following the task produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrackObservation {
+    /// The task as ECS reports it, with the task definition's containers once it has stopped (to tell
+    /// essential containers from sidecars).
+    Found {
+        task: TaskSnapshot,
+        containers: Option<Vec<ContainerDefinitionInfo>>,
+    },
+    /// DescribeTasks does not know the task.
+    Missing,
+    /// ECS rejected the lookup for good (for example the cluster was deleted).
+    Rejected(EcsError),
+}
+
+/// The decision: the status to write and the effects to carry out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub status: EcsTaskRunStatus,
+    pub stop: Option<StopTask>,
+    pub events: Vec<RunEvent>,
+    /// When to look again; None once the run is final.
+    pub requeue: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopTask {
+    pub task_arn: String,
+    pub reason: String,
+}
+
+/// A Kubernetes Event to publish about the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// ECS identity of a run: startedBy (for ListTasks), the per-attempt clientToken (RunTask idempotency).
+pub fn started_by(uid: &str) -> String {
+    format!("ecsrun/{uid}")
+}
+
+pub fn client_token(uid: &str, attempt: u32) -> String {
+    format!("{uid}-{attempt}")
+}
+
+/// Parses the spec's Go-style durations (`30s`, `2h15m30s`); the CRD's pattern guarantees the shape.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text).ok()
+}
+
+impl RunView<'_> {
+    fn poll_interval(&self) -> Duration {
+        self.spec
+            .wait
+            .poll_interval
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(self.default_poll_interval)
+    }
+
+    fn deadline(&self) -> Option<Timestamp> {
+        let timeout = parse_duration(self.spec.wait.timeout.as_deref()?)?;
+        self.created_at.checked_add(timeout).ok()
+    }
+
+    fn deadline_passed(&self, now: Timestamp) -> bool {
+        self.deadline().is_some_and(|deadline| now >= deadline)
+    }
+
+    fn stop_reason(&self, why: &str) -> String {
+        self.spec
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name))
+    }
+}
+
+/// The attempt in progress: launched or being launched, not yet concluded.
+fn current_attempt(status: &EcsTaskRunStatus) -> Option<&Attempt> {
+    status
+        .attempts
+        .last()
+        .filter(|attempt| attempt.outcome.is_none())
+}
+
+pub fn next_step(view: &RunView, now: Timestamp) -> Step {
+    let status = view.status;
+    if status.phase.is_some_and(Phase::is_terminal) {
+        return Step::Idle;
+    }
+    let current = current_attempt(status);
+    if let Some(task_arn) = current.and_then(|attempt| attempt.task_arn.clone()) {
+        // A running task is followed even past the deadline: `after_track` stops it and waits for STOPPED.
+        return Step::Track { task_arn };
+    }
+    if view.deadline_passed(now) {
+        let mut status = status.clone();
+        let message = format!(
+            "the run did not finish within its timeout of {}",
+            view.spec.wait.timeout.as_deref().unwrap_or_default()
+        );
+        status.next_attempt_at = None;
+        set_phase(
+            view,
+            &mut status,
+            Phase::Failed,
+            reason::DEADLINE_EXCEEDED,
+            message,
+            now,
+        );
+        return Step::Conclude(plan(view, status, None, None));
+    }
+    if let Some(next) = &status.next_attempt_at
+        && now < next.0
+    {
+        return Step::Wait(duration_between(now, next.0));
+    }
+    let attempt = current.map_or(status.attempts.len() as u32 + 1, |attempt| attempt.attempt);
+    Step::Launch { attempt }
+}
+
+/// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
+/// every container of the task definition.
+pub fn launch_request(
+    view: &RunView,
+    attempt: u32,
+    task_definition: &TaskDefinitionInfo,
+) -> LaunchRequest {
+    let mut tags: Vec<(String, String)> = view
+        .spec
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
+    tags.push(("ecsrun.dev/name".into(), view.name.into()));
+    tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
+
+    let mut overrides = view.spec.overrides.clone().unwrap_or_default();
+    if view.spec.inject_run_identity {
+        let identity = [
+            ("ECSRUN_NAME", view.name.to_owned()),
+            ("ECSRUN_NAMESPACE", view.namespace.to_owned()),
+            ("ECSRUN_UID", view.uid.to_owned()),
+            ("ECSRUN_ATTEMPT", attempt.to_string()),
+        ];
+        for container in &task_definition.containers {
+            let index = match overrides
+                .container_overrides
+                .iter()
+                .position(|o| o.name == container.name)
+            {
+                Some(index) => index,
+                None => {
+                    overrides.container_overrides.push(ContainerOverride {
+                        name: container.name.clone(),
+                        ..ContainerOverride::default()
+                    });
+                    overrides.container_overrides.len() - 1
+                }
+            };
+            let environment = &mut overrides.container_overrides[index].environment;
+            for (name, value) in &identity {
+                // A value the user set explicitly wins.
+                if !environment.iter().any(|var| var.name == *name) {
+                    environment.push(EnvVar {
+                        name: (*name).to_owned(),
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+    }
+    LaunchRequest {
+        spec: view.spec.clone(),
+        overrides: (overrides != TaskOverrides::default()).then_some(overrides),
+        client_token: client_token(view.uid, attempt),
+        started_by: started_by(view.uid),
+        tags,
+    }
+}
+
+pub fn after_launch(
+    view: &RunView,
+    attempt: u32,
+    observation: LaunchObservation,
+    now: Timestamp,
+) -> Plan {
+    let mut status = view.status.clone();
+    match observation {
+        LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => {
+            status.attempts.retain(|a| a.attempt != attempt);
+            status.attempts.push(Attempt {
+                attempt,
+                task_arn: Some(task.task_arn.clone()),
+                launched_at: Some(Time(task.created_at.unwrap_or(now))),
+                stopped_at: None,
+                stop_code: None,
+                exit_codes: None,
+                outcome: None,
+                message: None,
+            });
+            status.attempt_count = Some(status.attempts.len() as u32);
+            status.next_attempt_at = None;
+            status.failures.clear();
+            record_task(&mut status, &task, None);
+            if view.spec.wait.for_ == WaitFor::Launched {
+                let message = format!(
+                    "launched task {} (attempt {attempt})",
+                    task_id(&task.task_arn)
+                );
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            // Whatever the adopted task's state, the next look judges it the usual way.
+            let message = format!(
+                "launched task {} (attempt {attempt})",
+                task_id(&task.task_arn)
+            );
+            set_phase(
+                view,
+                &mut status,
+                Phase::Running,
+                reason::TASK_STARTING,
+                message,
+                now,
+            );
+            let requeue = view.poll_interval();
+            plan(view, status, None, Some(requeue))
+        }
+        LaunchObservation::Failures(failures) => {
+            let capacity = !failures.is_empty()
+                && failures.iter().all(|f| {
+                    f.reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("RESOURCE:") || r == "AGENT")
+                });
+            let described: Vec<String> = failures
+                .iter()
+                .map(|f| {
+                    let mut text = f.reason.clone().unwrap_or_else(|| "unknown".into());
+                    if let Some(detail) = &f.detail {
+                        text.push_str(&format!(" ({detail})"));
+                    }
+                    text
+                })
+                .collect();
+            status.failures = failures
+                .into_iter()
+                .map(|f| LaunchFailure {
+                    arn: f.arn,
+                    reason: f.reason,
+                    detail: f.detail,
+                })
+                .collect();
+            push_unlaunched_attempt(&mut status, attempt);
+            let (reason, counted) = if capacity {
+                (reason::INSUFFICIENT_CAPACITY, false)
+            } else {
+                (reason::LAUNCH_FAILED, true)
+            };
+            let message = format!("RunTask started no task: {}", described.join(", "));
+            conclude(
+                view,
+                status,
+                Verdict::Retry { reason, counted },
+                message,
+                now,
+            )
+        }
+        LaunchObservation::Rejected(error) => {
+            push_unlaunched_attempt(&mut status, attempt);
+            let message = format!("ECS rejected the run: {}", error.message);
+            conclude(
+                view,
+                status,
+                Verdict::Fail {
+                    reason: error.kind.reason(),
+                },
+                message,
+                now,
+            )
+        }
+    }
+}
+
+fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: u32) {
+    status.attempts.retain(|a| a.attempt != attempt);
+    status.attempts.push(Attempt {
+        attempt,
+        task_arn: None,
+        launched_at: None,
+        stopped_at: None,
+        stop_code: None,
+        exit_codes: None,
+        outcome: None,
+        message: None,
+    });
+    status.attempt_count = Some(status.attempts.len() as u32);
+}
+
+pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    match observation {
+        TrackObservation::Rejected(error) => {
+            let message = format!("ECS rejected DescribeTasks: {}", error.message);
+            conclude(
+                view,
+                status,
+                Verdict::Fail {
+                    reason: error.kind.reason(),
+                },
+                message,
+                now,
+            )
+        }
+        TrackObservation::Missing => {
+            let launched_at = current_attempt(&status)
+                .and_then(|a| a.launched_at.as_ref())
+                .map_or(now, |t| t.0);
+            let unknown_for = duration_between(launched_at, now);
+            if unknown_for < MISSING_GRACE {
+                // Eventual consistency: look again soon, a little later each time.
+                let requeue =
+                    (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                return plan(view, status, None, Some(requeue));
+            }
+            let message = format!(
+                "ECS no longer describes task {} (unknown for {}s)",
+                status.task_id.clone().unwrap_or_default(),
+                unknown_for.as_secs()
+            );
+            let verdict = Verdict::Retry {
+                reason: reason::TASK_LOST,
+                counted: true,
+            };
+            conclude(view, status, verdict, message, now)
+        }
+        TrackObservation::Found { task, containers } => {
+            record_task(&mut status, &task, containers.as_deref());
+            let id = task_id(&task.task_arn);
+            if task.is_stopped() {
+                let (verdict, message) = judge_stopped(view, &task, containers.as_deref());
+                return conclude(view, status, verdict, message, now);
+            }
+            if view.deadline_passed(now) {
+                let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
+                    task_arn: task.task_arn.clone(),
+                    reason: view.stop_reason("timeout exceeded"),
+                });
+                let message = format!(
+                    "timeout of {} exceeded; stopping task {id}",
+                    view.spec.wait.timeout.as_deref().unwrap_or_default()
+                );
+                set_phase(
+                    view,
+                    &mut status,
+                    Phase::Stopping,
+                    reason::DEADLINE_EXCEEDED,
+                    message,
+                    now,
+                );
+                let requeue = view.poll_interval().min(STOPPING_POLL);
+                return plan(view, status, stop, Some(requeue));
+            }
+            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
+            let attempt = current_attempt(&status).map_or(1, |a| a.attempt);
+            if view.spec.wait.for_ == WaitFor::Running
+                && (last_status == "RUNNING" || task.started_at.is_some())
+            {
+                let message = format!("task {id} is {last_status} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            let reason = match last_status {
+                "RUNNING" => reason::TASK_RUNNING,
+                "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => reason::TASK_STOPPING,
+                _ => reason::TASK_STARTING,
+            };
+            let message = format!("task {id} is {last_status} (attempt {attempt})");
+            set_phase(view, &mut status, Phase::Running, reason, message, now);
+            let requeue = view.poll_interval();
+            plan(view, status, None, Some(requeue))
+        }
+    }
+}
+
+/// What a stopped task means for the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Succeeded,
+    /// The attempt failed; another may follow. `counted` failures use up `backoffLimit`.
+    Retry {
+        reason: &'static str,
+        counted: bool,
+    },
+    /// The run fails without retrying.
+    Fail {
+        reason: &'static str,
+    },
+}
+
+fn judge_stopped(
+    view: &RunView,
+    task: &TaskSnapshot,
+    definition: Option<&[ContainerDefinitionInfo]>,
+) -> (Verdict, String) {
+    let id = task_id(&task.task_arn);
+    let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
+    if view.status.phase == Some(Phase::Stopping)
+        && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
+    {
+        let message = format!(
+            "task {id} was stopped after the timeout of {}",
+            view.spec.wait.timeout.as_deref().unwrap_or_default()
+        );
+        return (
+            Verdict::Fail {
+                reason: reason::DEADLINE_EXCEEDED,
+            },
+            message,
+        );
+    }
+    match task.stop_code.as_deref() {
+        Some("TaskFailedToStart") => {
+            let transient = is_transient_start_failure(stopped_reason);
+            let verdict = Verdict::Retry {
+                reason: if transient {
+                    reason::INSUFFICIENT_CAPACITY
+                } else {
+                    reason::TASK_FAILED_TO_START
+                },
+                counted: !transient,
+            };
+            return (
+                verdict,
+                format!("task {id} failed to start: {stopped_reason}"),
+            );
+        }
+        Some("SpotInterruption" | "TerminationNotice") => {
+            let verdict = Verdict::Retry {
+                reason: reason::INTERRUPTED,
+                counted: false,
+            };
+            return (
+                verdict,
+                format!("task {id} was interrupted: {stopped_reason}"),
+            );
+        }
+        _ => {}
+    }
+    let judged: Vec<&crate::ecs::ContainerSnapshot> = match view.spec.success_policy {
+        SuccessPolicy::TaskStopped => Vec::new(),
+        SuccessPolicy::AllContainers => task.containers.iter().collect(),
+        // Without the task definition every container counts as essential: stricter, never laxer.
+        SuccessPolicy::EssentialContainers => task
+            .containers
+            .iter()
+            .filter(|c| is_essential(definition, &c.name))
+            .collect(),
+    };
+    let never_ran: Vec<&str> = judged
+        .iter()
+        .filter(|c| c.exit_code.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    let failed: Vec<String> = judged
+        .iter()
+        .filter_map(|c| match c.exit_code {
+            Some(code) if code != 0 => Some(match &c.reason {
+                Some(why) => format!("{} exited {code} ({why})", c.name),
+                None => format!("{} exited {code}", c.name),
+            }),
+            _ => None,
+        })
+        .collect();
+    let kind = match view.spec.success_policy {
+        SuccessPolicy::AllContainers => "container",
+        _ => "essential container",
+    };
+    if !failed.is_empty() {
+        let message = format!(
+            "task {id} stopped: {kind} {}; {stopped_reason}",
+            failed.join(", ")
+        );
+        let verdict = Verdict::Retry {
+            reason: reason::CONTAINER_FAILED,
+            counted: true,
+        };
+        return (verdict, message);
+    }
+    if !never_ran.is_empty() {
+        let message = format!(
+            "task {id} stopped: {kind} {} reported no exit code, so it probably never started (image pull, \
+             secrets or out of memory at start); {stopped_reason}",
+            never_ran.join(", ")
+        );
+        let verdict = Verdict::Retry {
+            reason: reason::CONTAINER_NEVER_RAN,
+            counted: true,
+        };
+        return (verdict, message);
+    }
+    let codes = task
+        .containers
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.name,
+                c.exit_code.map_or("-".into(), |code| code.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    (Verdict::Succeeded, format!("task {id} stopped: {codes}"))
+}
+
+fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> bool {
+    definition
+        .and_then(|containers| containers.iter().find(|c| c.name == name))
+        .is_none_or(|c| c.essential)
+}
+
+/// TaskFailedToStart for reasons that a later attempt can get past: capacity, ENI and pull timeouts.
+fn is_transient_start_failure(stopped_reason: &str) -> bool {
+    let reason = stopped_reason.to_lowercase();
+    [
+        "capacity",
+        "timeout",
+        "timed out",
+        "resource:",
+        "eni",
+        "insufficientfreeaddresses",
+        "throttl",
+        "rate exceeded",
+    ]
+    .iter()
+    .any(|marker| reason.contains(marker))
+}
+
+/// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
+fn conclude(
+    view: &RunView,
+    mut status: EcsTaskRunStatus,
+    verdict: Verdict,
+    message: String,
+    now: Timestamp,
+) -> Plan {
+    let outcome = match verdict {
+        Verdict::Succeeded => reason::SUCCEEDED,
+        Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
+    };
+    if let Some(attempt) = status.attempts.last_mut()
+        && attempt.outcome.is_none()
+    {
+        attempt.outcome = Some(outcome.to_owned());
+        attempt.message = Some(message.clone());
+    }
+    status.next_attempt_at = None;
+    match verdict {
+        Verdict::Succeeded => {
+            set_phase(
+                view,
+                &mut status,
+                Phase::Succeeded,
+                reason::SUCCEEDED,
+                message,
+                now,
+            );
+            plan(view, status, None, None)
+        }
+        Verdict::Fail { reason } => {
+            set_phase(view, &mut status, Phase::Failed, reason, message, now);
+            plan(view, status, None, None)
+        }
+        Verdict::Retry { reason, counted } => {
+            let failed: Vec<&Attempt> = status
+                .attempts
+                .iter()
+                .filter(|a| a.outcome.as_deref().is_some_and(|o| o != reason::SUCCEEDED))
+                .collect();
+            let free = failed
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a.outcome.as_deref(),
+                        Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED)
+                    )
+                })
+                .count();
+            let counted_failures = failed.len() - free;
+            let limit = view.spec.retry_policy.backoff_limit as usize;
+            if counted && counted_failures > limit {
+                let message = format!(
+                    "{message}; giving up after {} attempt(s) (backoffLimit {limit})",
+                    status.attempts.len()
+                );
+                let final_reason = if limit == 0 {
+                    reason
+                } else {
+                    reason::BACKOFF_LIMIT_EXCEEDED
+                };
+                set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
+                return plan(view, status, None, None);
+            }
+            if !counted && free > MAX_FREE_RETRIES {
+                let message = format!("{message}; giving up after {free} retries of this kind");
+                set_phase(view, &mut status, Phase::Failed, reason, message, now);
+                return plan(view, status, None, None);
+            }
+            let backoff = retry_backoff(failed.len());
+            let next = now.checked_add(backoff).unwrap_or(now);
+            status.next_attempt_at = Some(Time(next));
+            let message = format!(
+                "{message}; attempt {} in {}s",
+                status.attempts.len() + 1,
+                backoff.as_secs()
+            );
+            set_phase(
+                view,
+                &mut status,
+                Phase::Pending,
+                reason::WAITING_TO_RETRY,
+                message,
+                now,
+            );
+            plan(view, status, None, Some(backoff))
+        }
+    }
+}
+
+/// 10s, 20s, 40s, ... capped at 5 minutes, by the number of failed attempts so far.
+pub fn retry_backoff(failed_attempts: usize) -> Duration {
+    let exponent = failed_attempts.saturating_sub(1).min(16) as u32;
+    RETRY_BASE
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(RETRY_CAP)
+}
+
+/// Mirrors what ECS reports about the task into the status and the current attempt.
+fn record_task(
+    status: &mut EcsTaskRunStatus,
+    task: &TaskSnapshot,
+    definition: Option<&[ContainerDefinitionInfo]>,
+) {
+    let containers: Vec<ContainerStatus> = task
+        .containers
+        .iter()
+        .map(|c| ContainerStatus {
+            name: c.name.clone(),
+            exit_code: c.exit_code,
+            reason: c.reason.clone(),
+            last_status: c.last_status.clone(),
+            essential: definition.map(|_| is_essential(definition, &c.name)),
+        })
+        .collect();
+    let exit_codes = task
+        .containers
+        .iter()
+        .any(|c| c.exit_code.is_some())
+        .then(|| {
+            task.containers
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c.name,
+                        c.exit_code.map_or("-".into(), |code| code.to_string())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+    status.task_arn = Some(task.task_arn.clone());
+    status.task_id = Some(task_id(&task.task_arn).to_owned());
+    status.cluster_arn = task.cluster_arn.clone().or(status.cluster_arn.take());
+    status.task_definition_arn = task
+        .task_definition_arn
+        .clone()
+        .or(status.task_definition_arn.take());
+    status.last_status = task.last_status.clone();
+    status.desired_status = task.desired_status.clone();
+    status.stop_code = task.stop_code.clone();
+    status.stopped_reason = task.stopped_reason.clone();
+    status.containers = containers;
+    status.exit_codes = exit_codes.clone();
+    status.created_at = task.created_at.map(Time);
+    status.started_at = task.started_at.map(Time);
+    status.stopped_at = task.stopped_at.map(Time);
+    if let Some(attempt) = status.attempts.last_mut()
+        && attempt.task_arn.as_deref() == Some(task.task_arn.as_str())
+    {
+        attempt.stopped_at = task.stopped_at.map(Time);
+        attempt.stop_code = task.stop_code.clone();
+        attempt.exit_codes = exit_codes;
+    }
+}
+
+/// The task ID, the last segment of its ARN.
+pub fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
+
+/// Sets phase, reason, message and the conditions that go with them. A condition keeps its
+/// lastTransitionTime unless its status flips, so repeating a decision writes an identical status.
+fn set_phase(
+    view: &RunView,
+    status: &mut EcsTaskRunStatus,
+    phase: Phase,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
+    use condition::*;
+    status.phase = Some(phase);
+    status.reason = Some(reason.to_owned());
+    status.observed_generation = view.generation;
+    let wanted: Vec<(&str, bool)> = match phase {
+        Phase::Succeeded => vec![(READY, true), (SUCCEEDED, true)],
+        Phase::Failed => vec![(READY, false), (STALLED, true), (FAILED, true)],
+        Phase::Pending | Phase::Running | Phase::Stopping => {
+            vec![(READY, false), (RECONCILING, true)]
+        }
+    };
+    let previous = std::mem::take(&mut status.conditions);
+    status.conditions = wanted
+        .into_iter()
+        .map(|(type_, value)| {
+            let value = if value { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == value)
+                .map_or(Time(now), |c| c.last_transition_time.clone());
+            Condition {
+                type_: type_.to_owned(),
+                status: value.to_owned(),
+                reason: reason.to_owned(),
+                message: message.clone(),
+                observed_generation: view.generation,
+                last_transition_time,
+            }
+        })
+        .collect();
+    status.message = Some(message);
+}
+
+/// Builds the plan, with Events for every transition between the old and the new status.
+fn plan(
+    view: &RunView,
+    status: EcsTaskRunStatus,
+    stop: Option<StopTask>,
+    requeue: Option<Duration>,
+) -> Plan {
+    let old = view.status;
+    let mut events = Vec::new();
+    let normal = |reason, note: String| RunEvent {
+        warning: false,
+        reason,
+        note,
+    };
+    if status.task_arn.is_some() && status.task_arn != old.task_arn {
+        let attempt = status.attempts.last().map_or(1, |a| a.attempt);
+        events.push(normal(
+            "Launched",
+            format!(
+                "task {} (attempt {attempt})",
+                status.task_id.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if status.last_status != old.last_status || status.task_arn != old.task_arn {
+        match status.last_status.as_deref() {
+            Some("RUNNING") => events.push(normal(
+                "Running",
+                format!(
+                    "task {} is RUNNING",
+                    status.task_id.as_deref().unwrap_or_default()
+                ),
+            )),
+            Some("STOPPED") => events.push(normal(
+                "Stopped",
+                format!(
+                    "task {} STOPPED: stopCode {}, {}; exit codes {}",
+                    status.task_id.as_deref().unwrap_or_default(),
+                    status.stop_code.as_deref().unwrap_or("none"),
+                    status
+                        .stopped_reason
+                        .as_deref()
+                        .unwrap_or("no reason given"),
+                    status.exit_codes.as_deref().unwrap_or("none"),
+                ),
+            )),
+            _ => {}
+        }
+    }
+    if let Some(stop) = &stop {
+        events.push(normal(
+            "Stopping",
+            format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason),
+        ));
+    }
+    if status.phase != old.phase || status.next_attempt_at != old.next_attempt_at {
+        let message = status.message.clone().unwrap_or_default();
+        match status.phase {
+            Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
+            Some(Phase::Failed) => events.push(RunEvent {
+                warning: true,
+                reason: "Failed",
+                note: message,
+            }),
+            Some(Phase::Pending) if status.next_attempt_at.is_some() => events.push(RunEvent {
+                warning: true,
+                reason: "Retrying",
+                note: message,
+            }),
+            _ => {}
+        }
+    }
+    Plan {
+        status,
+        stop,
+        events,
+        requeue,
+    }
+}
+
+fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
+}
+
+/// What deleting a run requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupStep {
+    /// Nothing to stop: let the object go.
+    Release,
+    /// Find the run's tasks (the recorded one, and any found by startedBy) and hand them to `cleanup`.
+    FindTasks { known_task_arn: Option<String> },
+}
+
+pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
+    match spec.deletion_policy {
+        DeletionPolicy::Orphan => CleanupStep::Release,
+        // Even a run whose status never recorded a task may have started one (a crash right after
+        // RunTask), so startedBy is always consulted.
+        DeletionPolicy::Stop => CleanupStep::FindTasks {
+            known_task_arn: status.and_then(|s| s.task_arn.clone()),
+        },
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupPlan {
+    /// Tasks to send StopTask to.
+    pub stop: Vec<StopTask>,
+    /// Every task is STOPPED (or unknown to ECS): the finalizer can go.
+    pub done: bool,
+}
+
+pub fn cleanup(
+    spec: &EcsTaskRunSpec,
+    namespace: &str,
+    name: &str,
+    tasks: &[TaskSnapshot],
+) -> CleanupPlan {
+    let reason = spec
+        .stop_reason
+        .clone()
+        .unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+    CleanupPlan {
+        stop: tasks
+            .iter()
+            .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
+            .map(|t| StopTask {
+                task_arn: t.task_arn.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+        done: tasks.iter().all(TaskSnapshot::is_stopped),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1017 @@
+//! The ECS port over aws-sdk-ecs: request translation, error classification, one cached client per
+//! (region, identity), and a metric plus a log line for every call.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::Credentials;
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::Region;
+use aws_sdk_ecs::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::operation::run_task::RunTaskError;
+use aws_sdk_ecs::types;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use tracing::debug;
+
+use super::{
+    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError,
+    EcsErrorKind, EcsFailure, EcsTarget, Identity, LaunchRequest, RunTaskOutcome,
+    TaskDefinitionInfo, TaskSnapshot,
+};
+use crate::api;
+use crate::metrics::Metrics;
+
+/// How the adapter reaches AWS.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// ECS endpoint override (emulators, VPC endpoints).
+    pub ecs_endpoint_url: Option<String>,
+    /// STS endpoint override, for assumed roles.
+    pub sts_endpoint_url: Option<String>,
+    /// Deadline for one operation, SDK retries included.
+    pub call_timeout: Duration,
+}
+
+enum Clients {
+    /// Built on demand from aws-config and cached per (region, identity).
+    Configured {
+        settings: AwsSettings,
+        cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>>,
+    },
+    /// One given client for every target (tests with aws-smithy-mocks, embedding).
+    Fixed(Client),
+}
+
+/// Rotated Secrets leave old clients behind; past this many the cache starts over.
+const MAX_CACHED_CLIENTS: usize = 256;
+
+pub struct AwsEcs {
+    clients: Clients,
+    /// Task definition revisions are immutable, so their container lists are cached by full ARN.
+    task_definitions: Mutex<HashMap<String, TaskDefinitionInfo>>,
+    metrics: Arc<Metrics>,
+}
+
+impl AwsEcs {
+    pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            clients: Clients::Configured {
+                settings,
+                cache: tokio::sync::Mutex::default(),
+            },
+            task_definitions: Mutex::default(),
+            metrics,
+        }
+    }
+
+    /// Uses `client` for every target, whatever its region or identity.
+    pub fn from_client(client: Client, metrics: Arc<Metrics>) -> Self {
+        Self {
+            clients: Clients::Fixed(client),
+            task_definitions: Mutex::default(),
+            metrics,
+        }
+    }
+
+    async fn client(&self, target: &EcsTarget) -> Client {
+        let (settings, cache) = match &self.clients {
+            Clients::Fixed(client) => return client.clone(),
+            Clients::Configured { settings, cache } => (settings, cache),
+        };
+        let key = (target.region.clone(), target.identity.clone());
+        let mut cache = cache.lock().await;
+        if let Some(client) = cache.get(&key) {
+            return client.clone();
+        }
+        let client = build_client(settings, &target.region, &target.identity).await;
+        if cache.len() >= MAX_CACHED_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key, client.clone());
+        client
+    }
+
+    /// Times, counts and logs one call. Spans of the caller (namespace/name of the run) carry over.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        target: &EcsTarget,
+        call: impl Future<Output = Result<T, EcsError>>,
+    ) -> Result<T, EcsError> {
+        let started = Instant::now();
+        let result = call.await;
+        let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.kind.label(),
+        };
+        self.metrics
+            .ecs_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+        self.metrics
+            .ecs_call_duration
+            .with_label_values(&[operation])
+            .observe(elapsed.as_secs_f64());
+        match &result {
+            Ok(_) => {
+                debug!(operation, cluster = %target.cluster, region = %target.region, elapsed_ms = elapsed.as_millis() as u64, "ECS call")
+            }
+            Err(error) => {
+                tracing::warn!(operation, cluster = %target.cluster, region = %target.region, outcome, elapsed_ms = elapsed.as_millis() as u64, %error, "ECS call failed")
+            }
+        }
+        result
+    }
+}
+
+async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity) -> Client {
+    let timeouts = TimeoutConfig::builder()
+        .operation_timeout(settings.call_timeout)
+        .build();
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let mut config = aws_sdk_ecs::config::Builder::from(&base);
+    if let Some(url) = &settings.ecs_endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    match identity {
+        Identity::Default => {}
+        Identity::AssumeRole {
+            role_arn,
+            external_id,
+            session_name,
+        } => {
+            let mut sts = base.to_builder();
+            if let Some(url) = &settings.sts_endpoint_url {
+                sts = sts.endpoint_url(url);
+            }
+            let mut provider = AssumeRoleProvider::builder(role_arn)
+                .session_name(session_name)
+                .region(Region::new(region.to_owned()))
+                .configure(&sts.build());
+            if let Some(external_id) = external_id {
+                provider = provider.external_id(external_id);
+            }
+            config = config.credentials_provider(provider.build().await);
+        }
+        Identity::Static { keys, .. } => {
+            config = config.credentials_provider(Credentials::new(
+                &keys.access_key_id,
+                &keys.secret_access_key,
+                keys.session_token.clone(),
+                None,
+                "ecsrun-secret",
+            ));
+        }
+    }
+    Client::from_conf(config.build())
+}
+
+impl Ecs for AwsEcs {
+    async fn run_task(
+        &self,
+        target: &EcsTarget,
+        request: &LaunchRequest,
+    ) -> Result<RunTaskOutcome, EcsError> {
+        let client = self.client(target).await;
+        self.call("RunTask", target, async {
+            let sent = run_task_call(&client, target, request)?.send().await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(SdkError::ServiceError(service))
+                    if matches!(service.err(), RunTaskError::ConflictException(_)) =>
+                {
+                    if let RunTaskError::ConflictException(conflict) = service.err() {
+                        return Ok(RunTaskOutcome::Conflict(conflict.resource_ids().to_vec()));
+                    }
+                    unreachable!("matched ConflictException above")
+                }
+                Err(error) => return Err(classify("RunTask", &error)),
+            };
+            match output.tasks().first() {
+                Some(task) => Ok(RunTaskOutcome::Started(snapshot(task))),
+                None => Ok(RunTaskOutcome::Failures(
+                    output.failures().iter().map(failure).collect(),
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn describe_tasks(
+        &self,
+        target: &EcsTarget,
+        task_arns: &[String],
+    ) -> Result<Described, EcsError> {
+        let client = self.client(target).await;
+        self.metrics
+            .describe_batch_size
+            .observe(task_arns.len() as f64);
+        self.call("DescribeTasks", target, async {
+            let output = client
+                .describe_tasks()
+                .cluster(&target.cluster)
+                .set_tasks(Some(task_arns.to_vec()))
+                .send()
+                .await
+                .map_err(|error| classify("DescribeTasks", &error))?;
+            let tasks: Vec<TaskSnapshot> = output.tasks().iter().map(snapshot).collect();
+            // ECS lists unknown ARNs as MISSING failures; some endpoints just leave them out. Both are missing.
+            let missing = task_arns
+                .iter()
+                .filter(|arn| !tasks.iter().any(|task| &task.task_arn == *arn))
+                .cloned()
+                .collect();
+            Ok(Described { tasks, missing })
+        })
+        .await
+    }
+
+    async fn stop_task(
+        &self,
+        target: &EcsTarget,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<(), EcsError> {
+        let client = self.client(target).await;
+        self.call("StopTask", target, async {
+            match client
+                .stop_task()
+                .cluster(&target.cluster)
+                .task(task_arn)
+                .reason(reason)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) => {
+                    let error = classify("StopTask", &error);
+                    // A task ECS no longer knows has nothing left to stop.
+                    if error.kind == EcsErrorKind::InvalidParameter
+                        && error.message.to_lowercase().contains("not found")
+                    {
+                        Ok(())
+                    } else {
+                        Err(error)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    async fn list_tasks_started_by(
+        &self,
+        target: &EcsTarget,
+        started_by: &str,
+        desired_status: DesiredStatus,
+    ) -> Result<Vec<String>, EcsError> {
+        let client = self.client(target).await;
+        let desired_status = match desired_status {
+            DesiredStatus::Running => types::DesiredStatus::Running,
+            DesiredStatus::Stopped => types::DesiredStatus::Stopped,
+        };
+        self.call("ListTasks", target, async {
+            client
+                .list_tasks()
+                .cluster(&target.cluster)
+                .started_by(started_by)
+                .desired_status(desired_status)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<String>, _>>()
+                .await
+                .map_err(|error| classify("ListTasks", &error))
+        })
+        .await
+    }
+
+    async fn describe_task_definition(
+        &self,
+        target: &EcsTarget,
+        task_definition: &str,
+    ) -> Result<TaskDefinitionInfo, EcsError> {
+        if let Some(info) = self
+            .task_definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(task_definition)
+        {
+            return Ok(info.clone());
+        }
+        let client = self.client(target).await;
+        let info = self
+            .call("DescribeTaskDefinition", target, async {
+                let output = client
+                    .describe_task_definition()
+                    .task_definition(task_definition)
+                    .send()
+                    .await
+                    .map_err(|error| classify("DescribeTaskDefinition", &error))?;
+                let definition = output.task_definition().ok_or_else(|| {
+                    EcsError::new(
+                        EcsErrorKind::TaskDefinitionNotFound,
+                        "DescribeTaskDefinition",
+                        format!("no task definition returned for {task_definition}"),
+                    )
+                })?;
+                Ok(TaskDefinitionInfo {
+                    arn: definition
+                        .task_definition_arn()
+                        .unwrap_or(task_definition)
+                        .to_owned(),
+                    containers: definition
+                        .container_definitions()
+                        .iter()
+                        .map(|container| ContainerDefinitionInfo {
+                            name: container.name().unwrap_or_default().to_owned(),
+                            // ECS's default: a container is essential unless marked otherwise.
+                            essential: container.essential().unwrap_or(true),
+                        })
+                        .collect(),
+                })
+            })
+            .await?;
+        self.task_definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(info.arn.clone(), info.clone());
+        Ok(info)
+    }
+}
+
+fn run_task_call(
+    client: &Client,
+    target: &EcsTarget,
+    request: &LaunchRequest,
+) -> Result<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder, EcsError> {
+    let invalid = |error: BuildError| {
+        EcsError::new(EcsErrorKind::InvalidParameter, "RunTask", error.to_string())
+    };
+    let spec = &request.spec;
+    let capacity_provider_strategy = spec
+        .capacity_provider_strategy
+        .as_ref()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    types::CapacityProviderStrategyItem::builder()
+                        .capacity_provider(&item.capacity_provider)
+                        .set_weight(item.weight)
+                        .set_base(item.base)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(invalid)?;
+    let network_configuration = spec
+        .network_configuration
+        .as_ref()
+        .map(|network| {
+            let vpc = &network.awsvpc_configuration;
+            types::AwsVpcConfiguration::builder()
+                .set_subnets(Some(vpc.subnets.clone()))
+                .set_security_groups(
+                    (!vpc.security_groups.is_empty()).then(|| vpc.security_groups.clone()),
+                )
+                .set_assign_public_ip(vpc.assign_public_ip.map(|ip| match ip {
+                    api::AssignPublicIp::Enabled => types::AssignPublicIp::Enabled,
+                    api::AssignPublicIp::Disabled => types::AssignPublicIp::Disabled,
+                }))
+                .build()
+                .map(|vpc| {
+                    types::NetworkConfiguration::builder()
+                        .awsvpc_configuration(vpc)
+                        .build()
+                })
+        })
+        .transpose()
+        .map_err(invalid)?;
+    let overrides = request
+        .overrides
+        .as_ref()
+        .map(task_override)
+        .transpose()
+        .map_err(invalid)?;
+    let tags = request
+        .tags
+        .iter()
+        .map(|(key, value)| types::Tag::builder().key(key).value(value).build())
+        .collect();
+
+    Ok(client
+        .run_task()
+        .cluster(&target.cluster)
+        .task_definition(&spec.task_definition)
+        .count(1)
+        .client_token(&request.client_token)
+        .started_by(&request.started_by)
+        .set_launch_type(spec.launch_type.map(|launch_type| match launch_type {
+            api::LaunchType::Fargate => types::LaunchType::Fargate,
+            api::LaunchType::Ec2 => types::LaunchType::Ec2,
+            api::LaunchType::External => types::LaunchType::External,
+        }))
+        .set_capacity_provider_strategy(capacity_provider_strategy)
+        .set_platform_version(spec.platform_version.clone())
+        .set_network_configuration(network_configuration)
+        .set_overrides(overrides)
+        .set_group(spec.group.clone())
+        .set_tags(Some(tags))
+        .set_propagate_tags(spec.propagate_tags.map(|propagate| match propagate {
+            api::PropagateTags::TaskDefinition => types::PropagateTags::TaskDefinition,
+            api::PropagateTags::None => types::PropagateTags::None,
+        }))
+        .set_placement_constraints((!spec.placement_constraints.is_empty()).then(|| {
+            spec.placement_constraints
+                .iter()
+                .map(|constraint| {
+                    types::PlacementConstraint::builder()
+                        .r#type(match constraint.type_ {
+                            api::PlacementConstraintType::DistinctInstance => {
+                                types::PlacementConstraintType::DistinctInstance
+                            }
+                            api::PlacementConstraintType::MemberOf => {
+                                types::PlacementConstraintType::MemberOf
+                            }
+                        })
+                        .set_expression(constraint.expression.clone())
+                        .build()
+                })
+                .collect()
+        }))
+        .set_placement_strategy((!spec.placement_strategy.is_empty()).then(|| {
+            spec.placement_strategy
+                .iter()
+                .map(|strategy| {
+                    types::PlacementStrategy::builder()
+                        .r#type(match strategy.type_ {
+                            api::PlacementStrategyType::Random => {
+                                types::PlacementStrategyType::Random
+                            }
+                            api::PlacementStrategyType::Spread => {
+                                types::PlacementStrategyType::Spread
+                            }
+                            api::PlacementStrategyType::Binpack => {
+                                types::PlacementStrategyType::Binpack
+                            }
+                        })
+                        .set_field(strategy.field.clone())
+                        .build()
+                })
+                .collect()
+        }))
+        .enable_execute_command(spec.enable_execute_command))
+}
+
+fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, BuildError> {
+    let ephemeral_storage = overrides.ephemeral_storage.as_ref().map(|storage| {
+        types::EphemeralStorage::builder()
+            .size_in_gib(storage.size_in_gib)
+            .build()
+    });
+    Ok(types::TaskOverride::builder()
+        .set_container_overrides(Some(
+            overrides
+                .container_overrides
+                .iter()
+                .map(|container| {
+                    types::ContainerOverride::builder()
+                        .name(&container.name)
+                        .set_command(container.command.clone())
+                        .set_environment((!container.environment.is_empty()).then(|| {
+                            container
+                                .environment
+                                .iter()
+                                .map(|var| {
+                                    types::KeyValuePair::builder()
+                                        .name(&var.name)
+                                        .value(&var.value)
+                                        .build()
+                                })
+                                .collect()
+                        }))
+                        .set_cpu(container.cpu)
+                        .set_memory(container.memory)
+                        .set_memory_reservation(container.memory_reservation)
+                        .build()
+                })
+                .collect(),
+        ))
+        .set_cpu(overrides.cpu.clone())
+        .set_memory(overrides.memory.clone())
+        .set_task_role_arn(overrides.task_role_arn.clone())
+        .set_execution_role_arn(overrides.execution_role_arn.clone())
+        .set_ephemeral_storage(ephemeral_storage)
+        .build())
+}
+
+fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::new(time.secs(), time.subsec_nanos() as i32).ok()
+}
+
+fn snapshot(task: &types::Task) -> TaskSnapshot {
+    TaskSnapshot {
+        task_arn: task.task_arn().unwrap_or_default().to_owned(),
+        cluster_arn: task.cluster_arn().map(str::to_owned),
+        task_definition_arn: task.task_definition_arn().map(str::to_owned),
+        last_status: task.last_status().map(str::to_owned),
+        desired_status: task.desired_status().map(str::to_owned),
+        // Unknown stop codes arrive as `Unknown` variants; as_str keeps their text.
+        stop_code: task.stop_code().map(|code| code.as_str().to_owned()),
+        stopped_reason: task.stopped_reason().map(str::to_owned),
+        created_at: task.created_at().and_then(timestamp),
+        started_at: task.started_at().and_then(timestamp),
+        stopped_at: task.stopped_at().and_then(timestamp),
+        containers: task
+            .containers()
+            .iter()
+            .map(|container| ContainerSnapshot {
+                name: container.name().unwrap_or_default().to_owned(),
+                exit_code: container.exit_code(),
+                reason: container.reason().map(str::to_owned),
+                last_status: container.last_status().map(str::to_owned),
+            })
+            .collect(),
+    }
+}
+
+fn failure(failure: &types::Failure) -> EcsFailure {
+    EcsFailure {
+        arn: failure.arn().map(str::to_owned),
+        reason: failure.reason().map(str::to_owned),
+        detail: failure.detail().map(str::to_owned),
+    }
+}
+
+/// Classifies an SDK error into what the controller does about it.
+fn classify<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> EcsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Debug + 'static,
+{
+    let kind = match error {
+        SdkError::TimeoutError(_) => EcsErrorKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => EcsErrorKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_io() => EcsErrorKind::Network,
+        // Mostly credential resolution (STS unreachable, web identity token missing).
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            EcsErrorKind::Credentials
+        }
+        SdkError::ResponseError(_) => EcsErrorKind::Server,
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            classify_service_error(service.err().code(), service.err().message(), status)
+        }
+        _ => EcsErrorKind::Network,
+    };
+    let message = match error {
+        SdkError::ServiceError(service) => match (service.err().code(), service.err().message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(error).to_string(),
+        },
+        _ => DisplayErrorContext(error).to_string(),
+    };
+    EcsError::new(kind, operation, message)
+}
+
+fn classify_service_error(
+    code: Option<&str>,
+    message: Option<&str>,
+    http_status: u16,
+) -> EcsErrorKind {
+    let message = message.unwrap_or_default().to_lowercase();
+    let names_task_definition =
+        message.contains("task definition") || message.contains("taskdefinition");
+    match code.unwrap_or_default() {
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => EcsErrorKind::Throttled,
+        // Some throttles come back wrapped in other error types; the message gives them away.
+        _ if message.contains("rate exceeded") => EcsErrorKind::Throttled,
+        "ClusterNotFoundException" => EcsErrorKind::ClusterNotFound,
+        "InvalidParameterException" | "ClientException" if names_task_definition => {
+            EcsErrorKind::TaskDefinitionNotFound
+        }
+        "InvalidParameterException" => EcsErrorKind::InvalidParameter,
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException" => EcsErrorKind::AccessDenied,
+        "ExpiredTokenException" => EcsErrorKind::Credentials,
+        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => {
+            EcsErrorKind::Server
+        }
+        _ if http_status >= 500 => EcsErrorKind::Server,
+        _ => EcsErrorKind::Rejected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::operation::run_task::RunTaskOutput;
+    use aws_sdk_ecs::operation::stop_task::{StopTaskError, StopTaskOutput};
+    use aws_sdk_ecs::types::error::{
+        ClusterNotFoundException, ConflictException, InvalidParameterException, ServerException,
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/0123456789abcdef";
+
+    fn target() -> EcsTarget {
+        EcsTarget {
+            region: "eu-west-1".into(),
+            identity: Identity::Default,
+            cluster: "demo".into(),
+        }
+    }
+
+    fn adapter(client: Client) -> (AwsEcs, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        (AwsEcs::from_client(client, metrics.clone()), metrics)
+    }
+
+    fn request() -> LaunchRequest {
+        let spec: api::EcsTaskRunSpec = serde_json::from_value(serde_json::json!({
+            "cluster": "demo",
+            "taskDefinition": "report:3",
+            "launchType": "FARGATE",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"], "assignPublicIp": "DISABLED"}},
+            "tags": {"team": "data"}
+        }))
+        .unwrap();
+        LaunchRequest {
+            overrides: Some(api::TaskOverrides {
+                container_overrides: vec![api::ContainerOverride {
+                    name: "app".into(),
+                    environment: vec![api::EnvVar {
+                        name: "ECSRUN_ATTEMPT".into(),
+                        value: "1".into(),
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            spec,
+            client_token: "uid-1".into(),
+            started_by: "ecsrun/uid".into(),
+            tags: vec![
+                ("ecsrun.dev/uid".into(), "uid".into()),
+                ("team".into(), "data".into()),
+            ],
+        }
+    }
+
+    fn task(last_status: &str) -> types::Task {
+        types::Task::builder()
+            .task_arn(ARN)
+            .last_status(last_status)
+            .stop_code(types::TaskStopCode::EssentialContainerExited)
+            .containers(types::Container::builder().name("app").exit_code(3).build())
+            .build()
+    }
+
+    fn calls(metrics: &Metrics, operation: &str, outcome: &str) -> u64 {
+        metrics
+            .ecs_calls
+            .with_label_values(&[operation, outcome])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn run_task_sends_identity_and_network_and_returns_the_task() {
+        let rule = mock!(Client::run_task)
+            .match_requests(|req| {
+                req.client_token() == Some("uid-1")
+                    && req.started_by() == Some("ecsrun/uid")
+                    && req.count() == Some(1)
+                    && req.launch_type() == Some(&types::LaunchType::Fargate)
+                    && req.tags().iter().any(|t| t.key() == Some("ecsrun.dev/uid"))
+                    && req
+                        .network_configuration()
+                        .and_then(|n| n.awsvpc_configuration())
+                        .is_some_and(|v| {
+                            v.subnets() == ["subnet-1"] && v.security_groups() == ["sg-1"]
+                        })
+                    && req.overrides().is_some_and(|o| {
+                        o.container_overrides()[0].environment()[0].name() == Some("ECSRUN_ATTEMPT")
+                    })
+            })
+            .then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build());
+        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+
+        let outcome = ecs.run_task(&target(), &request()).await.unwrap();
+
+        let RunTaskOutcome::Started(task) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(task.task_arn, ARN);
+        assert_eq!(task.last_status.as_deref(), Some("PROVISIONING"));
+        assert_eq!(task.containers[0].exit_code, Some(3));
+        assert_eq!(task.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(rule.num_calls(), 1);
+        assert_eq!(calls(&metrics, "RunTask", "ok"), 1);
+    }
+
+    #[tokio::test]
+    async fn run_task_failures_without_a_task_are_reported() {
+        let rule = mock!(Client::run_task).then_output(|| {
+            RunTaskOutput::builder()
+                .failures(
+                    types::Failure::builder()
+                        .reason("RESOURCE:MEMORY")
+                        .arn("arn:ci")
+                        .build(),
+                )
+                .build()
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        let outcome = ecs.run_task(&target(), &request()).await.unwrap();
+        assert_eq!(
+            outcome,
+            RunTaskOutcome::Failures(vec![EcsFailure {
+                arn: Some("arn:ci".into()),
+                reason: Some("RESOURCE:MEMORY".into()),
+                detail: None
+            }])
+        );
+    }
+
+    #[tokio::test]
+    async fn run_task_conflict_returns_the_tasks_already_started_with_the_token() {
+        let rule = mock!(Client::run_task).then_error(|| {
+            RunTaskError::ConflictException(
+                ConflictException::builder()
+                    .message("clientToken was used with different parameters")
+                    .resource_ids(ARN)
+                    .build(),
+            )
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        assert_eq!(
+            ecs.run_task(&target(), &request()).await.unwrap(),
+            RunTaskOutcome::Conflict(vec![ARN.into()])
+        );
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_classified_with_the_aws_message() {
+        let cluster = mock!(Client::run_task).then_error(|| {
+            RunTaskError::ClusterNotFoundException(
+                ClusterNotFoundException::builder()
+                    .message("Cluster not found.")
+                    .build(),
+            )
+        });
+        let task_definition = mock!(Client::run_task).then_error(|| {
+            RunTaskError::InvalidParameterException(
+                InvalidParameterException::builder()
+                    .message("TaskDefinition not found.")
+                    .build(),
+            )
+        });
+        let (ecs, metrics) = adapter(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&cluster, &task_definition]
+        ));
+
+        let error = ecs.run_task(&target(), &request()).await.unwrap_err();
+        assert_eq!(error.kind, EcsErrorKind::ClusterNotFound);
+        assert!(error.message.contains("Cluster not found."), "{error}");
+        assert!(error.kind.is_permanent());
+
+        let error = ecs.run_task(&target(), &request()).await.unwrap_err();
+        assert_eq!(error.kind, EcsErrorKind::TaskDefinitionNotFound);
+        assert_eq!(calls(&metrics, "RunTask", "cluster_not_found"), 1);
+        assert_eq!(calls(&metrics, "RunTask", "task_definition_not_found"), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_transient_and_counted() {
+        let throttled = || {
+            HttpResponse::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+            )
+        };
+        let rule = mock!(Client::describe_tasks).then_http_response(throttled);
+        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, [&rule], |config| config
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())));
+
+        let error = ecs
+            .describe_tasks(&target(), &[ARN.into()])
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, EcsErrorKind::Throttled, "{error}");
+        assert!(!error.kind.is_permanent());
+        assert_eq!(calls(&metrics, "DescribeTasks", "throttled"), 1);
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_transient() {
+        let rule = mock!(Client::stop_task).then_error(|| {
+            StopTaskError::ServerException(ServerException::builder().message("internal").build())
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule], |config| config
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())));
+        let error = ecs.stop_task(&target(), ARN, "bye").await.unwrap_err();
+        assert_eq!(error.kind, EcsErrorKind::Server);
+    }
+
+    #[tokio::test]
+    async fn describe_reports_missing_tasks_whether_or_not_ecs_lists_a_failure() {
+        let other = "arn:aws:ecs:eu-west-1:123456789012:task/demo/unknown";
+        let quiet = "arn:aws:ecs:eu-west-1:123456789012:task/demo/quiet";
+        let rule = mock!(Client::describe_tasks).then_output(move || {
+            DescribeTasksOutput::builder()
+                .tasks(task("RUNNING"))
+                .failures(
+                    types::Failure::builder()
+                        .arn(other)
+                        .reason("MISSING")
+                        .build(),
+                )
+                .build()
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        let described = ecs
+            .describe_tasks(&target(), &[ARN.into(), other.into(), quiet.into()])
+            .await
+            .unwrap();
+        assert_eq!(described.tasks.len(), 1);
+        assert_eq!(
+            described.missing,
+            vec![other.to_string(), quiet.to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_a_task_ecs_forgot_is_not_an_error() {
+        let rule = mock!(Client::stop_task).then_error(|| {
+            StopTaskError::InvalidParameterException(
+                InvalidParameterException::builder()
+                    .message("The referenced task was not found.")
+                    .build(),
+            )
+        });
+        let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+        let (ecs, _) = adapter(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&rule, &ok]
+        ));
+        ecs.stop_task(&target(), ARN, "bye").await.unwrap();
+        ecs.stop_task(&target(), ARN, "bye").await.unwrap();
+        assert_eq!(ok.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn list_tasks_follows_pages_and_filters_by_started_by() {
+        let first = mock!(Client::list_tasks)
+            .match_requests(|req| {
+                req.started_by() == Some("ecsrun/uid")
+                    && req.desired_status() == Some(&types::DesiredStatus::Stopped)
+            })
+            .then_output(|| {
+                ListTasksOutput::builder()
+                    .task_arns("a")
+                    .next_token("more")
+                    .build()
+            });
+        let second = mock!(Client::list_tasks)
+            .match_requests(|req| req.next_token() == Some("more"))
+            .then_output(|| ListTasksOutput::builder().task_arns("b").build());
+        let (ecs, _) = adapter(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::Sequential,
+            [&first, &second]
+        ));
+        let arns = ecs
+            .list_tasks_started_by(&target(), "ecsrun/uid", DesiredStatus::Stopped)
+            .await
+            .unwrap();
+        assert_eq!(arns, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn task_definitions_are_cached_by_revision_arn() {
+        let td = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
+        let rule = mock!(Client::describe_task_definition).then_output(move || {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    types::TaskDefinition::builder()
+                        .task_definition_arn(td)
+                        .container_definitions(
+                            types::ContainerDefinition::builder().name("app").build(),
+                        )
+                        .container_definitions(
+                            types::ContainerDefinition::builder()
+                                .name("log-router")
+                                .essential(false)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
+        let first = ecs.describe_task_definition(&target(), td).await.unwrap();
+        let second = ecs.describe_task_definition(&target(), td).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(
+            first.containers,
+            vec![
+                ContainerDefinitionInfo {
+                    name: "app".into(),
+                    essential: true
+                },
+                ContainerDefinitionInfo {
+                    name: "log-router".into(),
+                    essential: false
+                },
+            ]
+        );
+        assert_eq!(
+            rule.num_calls(),
+            1,
+            "the second lookup is served from the cache"
+        );
+    }
+
+    #[test]
+    fn classification_table() {
+        use EcsErrorKind::*;
+        let cases: &[(Option<&str>, Option<&str>, u16, EcsErrorKind)] = &[
+            (
+                Some("ThrottlingException"),
+                Some("Rate exceeded"),
+                400,
+                Throttled,
+            ),
+            (
+                Some("ClientException"),
+                Some("Rate exceeded"),
+                400,
+                Throttled,
+            ),
+            (
+                Some("ClusterNotFoundException"),
+                Some("Cluster not found."),
+                400,
+                ClusterNotFound,
+            ),
+            (
+                Some("ClientException"),
+                Some("Unable to describe task definition."),
+                400,
+                TaskDefinitionNotFound,
+            ),
+            (
+                Some("InvalidParameterException"),
+                Some("TaskDefinition not found."),
+                400,
+                TaskDefinitionNotFound,
+            ),
+            (
+                Some("InvalidParameterException"),
+                Some("subnets can have at most 16 items."),
+                400,
+                InvalidParameter,
+            ),
+            (Some("AccessDeniedException"), None, 400, AccessDenied),
+            (Some("ExpiredTokenException"), None, 400, Credentials),
+            (Some("ServerException"), None, 500, Server),
+            (None, None, 503, Server),
+            (Some("PlatformUnknownException"), None, 400, Rejected),
+        ];
+        for (code, message, status, expected) in cases {
+            assert_eq!(
+                classify_service_error(*code, *message, *status),
+                *expected,
+                "{code:?} {message:?}"
+            );
+        }
+    }
+}

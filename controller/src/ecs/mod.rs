@@ -1,0 +1,263 @@
+//! The ECS port: the few ECS operations the controller needs, as a small trait over plain data, so the
+//! reconcile shell and the decision never see an SDK type. `aws` implements it over aws-sdk-ecs;
+//! `batch` coalesces DescribeTasks calls on top of any implementation.
+
+pub mod aws;
+pub mod batch;
+
+use std::fmt;
+use std::future::Future;
+
+use jiff::Timestamp;
+
+/// Where a call goes: region, whose credentials, which cluster. Also the DescribeTasks batching key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EcsTarget {
+    pub region: String,
+    pub identity: Identity,
+    pub cluster: String,
+}
+
+/// Whose credentials sign the call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// The controller's own identity through aws-config's default chain (env, IRSA, EKS Pod Identity, ...).
+    Default,
+    /// A role assumed with the controller's own identity.
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+        session_name: String,
+    },
+    /// Keys read from a Secret; `source` (namespace/name@resourceVersion) keys the client cache so a rotated
+    /// Secret gets a new client.
+    Static { source: String, keys: StaticKeys },
+}
+
+/// Static AWS keys. Debug never prints them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StaticKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A task as DescribeTasks / RunTask reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    pub task_arn: String,
+    pub cluster_arn: Option<String>,
+    pub task_definition_arn: Option<String>,
+    pub last_status: Option<String>,
+    pub desired_status: Option<String>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub created_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub stopped_at: Option<Timestamp>,
+    pub containers: Vec<ContainerSnapshot>,
+}
+
+impl TaskSnapshot {
+    pub fn is_stopped(&self) -> bool {
+        self.last_status.as_deref() == Some("STOPPED")
+    }
+}
+
+/// A container of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSnapshot {
+    pub name: String,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub last_status: Option<String>,
+}
+
+/// A RunTask / DescribeTasks `failures` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EcsFailure {
+    pub arn: Option<String>,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Containers of a task definition revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskDefinitionInfo {
+    pub arn: String,
+    pub containers: Vec<ContainerDefinitionInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerDefinitionInfo {
+    pub name: String,
+    pub essential: bool,
+}
+
+/// Everything RunTask is asked, decided by `decide::launch_request` from the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchRequest {
+    /// The run's spec; every RunTask parameter but the overrides comes from it as written.
+    pub spec: crate::api::EcsTaskRunSpec,
+    /// The overrides to send: the spec's own, plus the injected run identity.
+    pub overrides: Option<crate::api::TaskOverrides>,
+    pub client_token: String,
+    pub started_by: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// What RunTask did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunTaskOutcome {
+    /// A task was started (or, with the same clientToken, the one started earlier was returned).
+    Started(TaskSnapshot),
+    /// No task started; ECS said why (capacity, agent, ...).
+    Failures(Vec<EcsFailure>),
+    /// The clientToken was used before with different parameters; these tasks were started with it.
+    Conflict(Vec<String>),
+}
+
+/// Result of DescribeTasks for a set of ARNs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Described {
+    pub tasks: Vec<TaskSnapshot>,
+    /// ARNs ECS reported as failures (MISSING), or did not mention at all.
+    pub missing: Vec<String>,
+}
+
+/// What one task lookup found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskLookup {
+    Found(TaskSnapshot),
+    Missing,
+}
+
+/// Which tasks ListTasks should return (ListTasks' own default is RUNNING only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+/// The operations ecsrun uses. Implementations add timeouts, metrics and logging per call.
+pub trait Ecs: Send + Sync + 'static {
+    fn run_task(
+        &self,
+        target: &EcsTarget,
+        request: &LaunchRequest,
+    ) -> impl Future<Output = Result<RunTaskOutcome, EcsError>> + Send;
+
+    fn describe_tasks(
+        &self,
+        target: &EcsTarget,
+        task_arns: &[String],
+    ) -> impl Future<Output = Result<Described, EcsError>> + Send;
+
+    fn stop_task(
+        &self,
+        target: &EcsTarget,
+        task_arn: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), EcsError>> + Send;
+
+    fn list_tasks_started_by(
+        &self,
+        target: &EcsTarget,
+        started_by: &str,
+        desired_status: DesiredStatus,
+    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send;
+
+    fn describe_task_definition(
+        &self,
+        target: &EcsTarget,
+        task_definition: &str,
+    ) -> impl Future<Output = Result<TaskDefinitionInfo, EcsError>> + Send;
+}
+
+/// Why an ECS call failed, classified for retry policy, conditions and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcsErrorKind {
+    Throttled,
+    Server,
+    Network,
+    Timeout,
+    Credentials,
+    ClusterNotFound,
+    TaskDefinitionNotFound,
+    InvalidParameter,
+    AccessDenied,
+    Rejected,
+}
+
+impl EcsErrorKind {
+    /// Stable label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Server => "server_error",
+            Self::Network => "network_error",
+            Self::Timeout => "timeout",
+            Self::Credentials => "credentials",
+            Self::ClusterNotFound => "cluster_not_found",
+            Self::TaskDefinitionNotFound => "task_definition_not_found",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::AccessDenied => "access_denied",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// PascalCase reason for conditions and events.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Throttled => "Throttled",
+            Self::Server => "EcsServerError",
+            Self::Network => "NetworkError",
+            Self::Timeout => "Timeout",
+            Self::Credentials => "CredentialsError",
+            Self::ClusterNotFound => "ClusterNotFound",
+            Self::TaskDefinitionNotFound => "TaskDefinitionNotFound",
+            Self::InvalidParameter => "InvalidParameter",
+            Self::AccessDenied => "AccessDenied",
+            Self::Rejected => "RejectedByEcs",
+        }
+    }
+
+    /// A permanent error will not go away by retrying the same request: the run fails instead of looping.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Self::ClusterNotFound
+                | Self::TaskDefinitionNotFound
+                | Self::InvalidParameter
+                | Self::AccessDenied
+                | Self::Rejected
+        )
+    }
+}
+
+/// An ECS call that failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ECS {operation} failed ({}): {message}", kind.label())]
+pub struct EcsError {
+    pub kind: EcsErrorKind,
+    pub operation: &'static str,
+    pub message: String,
+}
+
+impl EcsError {
+    pub fn new(kind: EcsErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            operation,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! ecsrun: a Kubernetes controller that runs AWS ECS tasks declared as `EcsTaskRun` resources.
+//!
+//! - [`api`]: the CRD types;
+//! - [`decide`]: the run policy as pure functions;
+//! - [`ecs`]: the ECS port, its aws-sdk-ecs adapter and the DescribeTasks batcher;
+//! - [`reconcile`]: the kube-runtime shell (finalizer, status, events, error policy);
+//! - [`metrics`], [`http`], [`config`]: the process around it.
+
+pub mod api;
+pub mod config;
+pub mod decide;
+pub mod ecs;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
+
+/// The CRD as YAML, exactly as committed in `crds/` and the Helm chart.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml_ng::to_string(&api::EcsTaskRun::crd())
+}

@@ -1,0 +1,650 @@
+//! The Kubernetes shell around `decide`: one `finalizer()` call per reconcile with Apply and Cleanup as
+//! separate functions, observation (ListTasks, batched DescribeTasks), effects (RunTask, StopTask),
+//! the status write (server-side apply, one field manager), Events and the error policy.
+//! It makes no policy decisions of its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::api::{EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
+use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
+use crate::ecs::batch::DescribeBatcher;
+use crate::ecs::{
+    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, StaticKeys, TaskLookup,
+    TaskSnapshot,
+};
+use crate::metrics::Metrics;
+
+/// The one field manager that owns `.status`.
+pub const FIELD_MANAGER: &str = "ecsrun-controller";
+
+/// Errors of the reconcile shell. `label()` is stable: it names the metric series and log field.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error(transparent)]
+    Ecs(#[from] EcsError),
+    #[error("credentials: {0}")]
+    Credentials(String),
+    #[error("no AWS region: set spec.region, or the controller's --default-region / AWS_REGION")]
+    NoRegion,
+    #[error("waiting for {0} task(s) to reach STOPPED before releasing the object")]
+    WaitingForStop(usize),
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+impl Error {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube_api",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(error)
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.label(),
+                _ => "finalizer",
+            },
+            Error::Ecs(error) => error.kind.label(),
+            Error::Credentials(_) => "credentials",
+            Error::NoRegion => "no_region",
+            Error::WaitingForStop(_) => "waiting_for_stop",
+            Error::MissingMetadata(_) => "invalid_object",
+        }
+    }
+
+    fn is_throttle(&self) -> bool {
+        self.label() == EcsErrorKind::Throttled.label()
+    }
+}
+
+/// Controller-wide settings the shell needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub default_region: Option<String>,
+    pub default_poll_interval: Duration,
+    /// How often deletion checks whether the task reached STOPPED.
+    pub stop_poll_interval: Duration,
+}
+
+pub struct Context<E> {
+    pub client: Client,
+    pub ecs: Arc<E>,
+    pub describe: DescribeBatcher<E>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Consecutive failed reconciles per object, for the error backoff; cleared by a good reconcile.
+    failures: Mutex<HashMap<ObjectRef<EcsTaskRun>, u32>>,
+}
+
+impl<E: Ecs> Context<E> {
+    pub fn new(
+        client: Client,
+        ecs: Arc<E>,
+        describe_window: Duration,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            describe: DescribeBatcher::new(ecs.clone(), describe_window),
+            client,
+            ecs,
+            metrics,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Where the run's ECS calls go, with whose credentials.
+    async fn target(&self, run: &EcsTaskRun, namespace: &str) -> Result<EcsTarget, Error> {
+        let region = run
+            .spec
+            .region
+            .clone()
+            .or_else(|| self.settings.default_region.clone())
+            .ok_or(Error::NoRegion)?;
+        let identity = match &run.spec.credentials {
+            None => Identity::Default,
+            Some(credentials) => match (&credentials.assume_role_arn, &credentials.secret_ref) {
+                (Some(role_arn), _) => Identity::AssumeRole {
+                    role_arn: role_arn.clone(),
+                    external_id: credentials.external_id.clone(),
+                    session_name: credentials
+                        .session_name
+                        .clone()
+                        .unwrap_or_else(|| "ecsrun".into()),
+                },
+                (None, Some(secret)) => self.secret_identity(namespace, &secret.name).await?,
+                // The CRD requires exactly one of the two.
+                (None, None) => Identity::Default,
+            },
+        };
+        Ok(EcsTarget {
+            region,
+            identity,
+            cluster: run.spec.cluster.clone(),
+        })
+    }
+
+    async fn secret_identity(&self, namespace: &str, name: &str) -> Result<Identity, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(Error::Kube)?
+            .ok_or_else(|| Error::Credentials(format!("Secret {namespace}/{name} not found")))?;
+        let data = secret.data.unwrap_or_default();
+        let field = |key: &str| {
+            data.get(key)
+                .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let missing =
+            |key: &str| Error::Credentials(format!("Secret {namespace}/{name} has no {key}"));
+        Ok(Identity::Static {
+            source: format!(
+                "{namespace}/{name}@{}",
+                secret.metadata.resource_version.unwrap_or_default()
+            ),
+            keys: StaticKeys {
+                access_key_id: field("AWS_ACCESS_KEY_ID")
+                    .ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
+                secret_access_key: field("AWS_SECRET_ACCESS_KEY")
+                    .ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
+                session_token: field("AWS_SESSION_TOKEN"),
+            },
+        })
+    }
+
+    async fn publish(&self, run: &EcsTaskRun, event: &decide::RunEvent) {
+        let event = KubeEvent {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.into(),
+            note: Some(event.note.chars().take(1024).collect()),
+            action: event.reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &run.object_ref(&())).await {
+            warn!(%error, reason = %event.reason, "could not publish event");
+        }
+    }
+}
+
+/// Reconciles one `EcsTaskRun`.
+pub async fn reconcile<E: Ecs>(
+    run: Arc<EcsTaskRun>,
+    ctx: Arc<Context<E>>,
+) -> Result<Action, Error> {
+    let namespace = run.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let span = info_span!("reconcile", namespace = %namespace, name = %run.name_any());
+    let started = Instant::now();
+    let api: Api<EcsTaskRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, run.clone(), |event| async {
+        match event {
+            Finalizer::Apply(run) => apply(&run, &namespace, &api, &ctx).await,
+            Finalizer::Cleanup(run) => cleanup(&run, &namespace, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)));
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ObjectRef::from_obj(run.as_ref()));
+    }
+    result
+}
+
+/// Requeues a failed reconcile with a per-object exponential backoff (throttles wait longer).
+pub fn error_policy<E: Ecs>(run: Arc<EcsTaskRun>, error: &Error, ctx: Arc<Context<E>>) -> Action {
+    let label = error.label();
+    if label == "waiting_for_stop" {
+        debug!(namespace = ?run.namespace(), name = %run.name_any(), %error, "deletion waits for the task to stop");
+        return Action::requeue(ctx.settings.stop_poll_interval);
+    }
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[label])
+        .inc();
+    let failures = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = failures
+            .entry(ObjectRef::from_obj(run.as_ref()))
+            .or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let base = if error.is_throttle() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(2)
+    };
+    let backoff = base
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
+        .min(Duration::from_secs(300));
+    warn!(namespace = ?run.namespace(), name = %run.name_any(), error = %error, label, failures, retry_in_s = backoff.as_secs(), "reconcile failed");
+    Action::requeue(with_jitter(backoff))
+}
+
+/// Spreads requeues by up to 10% so runs created together do not poll together forever.
+fn with_jitter(duration: Duration) -> Duration {
+    duration.mul_f64(1.0 + rand::random::<f64>() * 0.1)
+}
+
+fn view<'a>(
+    run: &'a EcsTaskRun,
+    namespace: &'a str,
+    status: &'a EcsTaskRunStatus,
+    settings: &Settings,
+) -> Result<RunView<'a>, Error> {
+    Ok(RunView {
+        namespace,
+        name: run
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(Error::MissingMetadata("name"))?,
+        uid: run
+            .metadata
+            .uid
+            .as_deref()
+            .ok_or(Error::MissingMetadata("uid"))?,
+        generation: run.metadata.generation,
+        created_at: run
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .ok_or(Error::MissingMetadata("creationTimestamp"))?
+            .0,
+        spec: &run.spec,
+        status,
+        default_poll_interval: settings.default_poll_interval,
+    })
+}
+
+async fn apply<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+) -> Result<Action, Error> {
+    let status = run.status.clone().unwrap_or_default();
+    let view = view(run, namespace, &status, &ctx.settings)?;
+    let (plan, target) = match decide::next_step(&view, Timestamp::now()) {
+        Step::Idle => return Ok(Action::await_change()),
+        Step::Wait(remaining) => return Ok(Action::requeue(remaining)),
+        Step::Conclude(plan) => (plan, None),
+        Step::Launch { attempt } => {
+            let target = ctx.target(run, namespace).await?;
+            let observation = launch(&view, attempt, &target, ctx).await?;
+            (
+                decide::after_launch(&view, attempt, observation, Timestamp::now()),
+                Some(target),
+            )
+        }
+        Step::Track { task_arn } => {
+            let target = ctx.target(run, namespace).await?;
+            let observation = track(&view, &task_arn, &target, ctx).await?;
+            (
+                decide::after_track(&view, observation, Timestamp::now()),
+                Some(target),
+            )
+        }
+    };
+    execute(run, api, ctx, &status, plan, target.as_ref()).await
+}
+
+/// Adopts a task this run already started, or launches one.
+async fn launch<E: Ecs>(
+    view: &RunView<'_>,
+    attempt: u32,
+    target: &EcsTarget,
+    ctx: &Context<E>,
+) -> Result<LaunchObservation, Error> {
+    let started_by = decide::started_by(view.uid);
+    // A crash between RunTask and the status write leaves a task only ECS knows about: adopt it rather
+    // than start a duplicate. ListTasks returns RUNNING tasks unless asked for STOPPED ones.
+    let (running, stopped) = tokio::try_join!(
+        ctx.ecs
+            .list_tasks_started_by(target, &started_by, DesiredStatus::Running),
+        ctx.ecs
+            .list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
+    )
+    .or_else(|error| {
+        if error.kind.is_permanent() {
+            Ok((Vec::new(), Vec::new()))
+        } else {
+            Err(error)
+        }
+    })?;
+    let known: Vec<&str> = view
+        .status
+        .attempts
+        .iter()
+        .filter_map(|a| a.task_arn.as_deref())
+        .collect();
+    if let Some(orphan) = running
+        .iter()
+        .chain(&stopped)
+        .find(|arn| !known.contains(&arn.as_str()))
+    {
+        info!(task_arn = %orphan, attempt, "adopting a task this run started earlier");
+        return Ok(LaunchObservation::Adopted(
+            describe_or_bare(ctx, target, orphan).await?,
+        ));
+    }
+
+    let task_definition = if view.spec.inject_run_identity {
+        match ctx
+            .ecs
+            .describe_task_definition(target, &view.spec.task_definition)
+            .await
+        {
+            Ok(info) => info,
+            Err(error) if error.kind.is_permanent() => {
+                return Ok(LaunchObservation::Rejected(error));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    } else {
+        Default::default()
+    };
+    let request = decide::launch_request(view, attempt, &task_definition);
+    match ctx.ecs.run_task(target, &request).await {
+        Ok(crate::ecs::RunTaskOutcome::Started(task)) => {
+            info!(task_arn = %task.task_arn, attempt, "launched task");
+            Ok(LaunchObservation::Started(task))
+        }
+        Ok(crate::ecs::RunTaskOutcome::Failures(failures)) => {
+            Ok(LaunchObservation::Failures(failures))
+        }
+        Ok(crate::ecs::RunTaskOutcome::Conflict(arns)) => match arns.first() {
+            Some(arn) => Ok(LaunchObservation::Adopted(
+                describe_or_bare(ctx, target, arn).await?,
+            )),
+            None => Err(EcsError::new(
+                EcsErrorKind::Rejected,
+                "RunTask",
+                "ConflictException without the conflicting task",
+            )
+            .into()),
+        },
+        Err(error) if error.kind.is_permanent() => Ok(LaunchObservation::Rejected(error)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The task as ECS describes it, or just its ARN while DescribeTasks does not know it yet.
+async fn describe_or_bare<E: Ecs>(
+    ctx: &Context<E>,
+    target: &EcsTarget,
+    arn: &str,
+) -> Result<TaskSnapshot, Error> {
+    Ok(match ctx.describe.describe(target, arn).await? {
+        TaskLookup::Found(task) => task,
+        TaskLookup::Missing => TaskSnapshot {
+            task_arn: arn.to_owned(),
+            ..TaskSnapshot::default()
+        },
+    })
+}
+
+async fn track<E: Ecs>(
+    view: &RunView<'_>,
+    task_arn: &str,
+    target: &EcsTarget,
+    ctx: &Context<E>,
+) -> Result<TrackObservation, Error> {
+    let task = match ctx.describe.describe(target, task_arn).await {
+        Ok(TaskLookup::Found(task)) => task,
+        Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing),
+        Err(error) if error.kind.is_permanent() => return Ok(TrackObservation::Rejected(error)),
+        Err(error) => return Err(error.into()),
+    };
+    // Which containers are essential is only in the task definition, and only matters once stopped.
+    let containers = match (&task.task_definition_arn, task.is_stopped()) {
+        (Some(definition), true)
+            if view.spec.success_policy == SuccessPolicy::EssentialContainers =>
+        {
+            match ctx.ecs.describe_task_definition(target, definition).await {
+                Ok(info) => Some(info.containers),
+                Err(error) if error.kind.is_permanent() => None,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        _ => None,
+    };
+    Ok(TrackObservation::Found { task, containers })
+}
+
+async fn execute<E: Ecs>(
+    run: &EcsTaskRun,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+    old_status: &EcsTaskRunStatus,
+    plan: Plan,
+    target: Option<&EcsTarget>,
+) -> Result<Action, Error> {
+    if let (Some(stop), Some(target)) = (&plan.stop, target) {
+        ctx.ecs
+            .stop_task(target, &stop.task_arn, &stop.reason)
+            .await?;
+    }
+    if plan.status != *old_status {
+        write_status(api, run, &plan.status).await?;
+    }
+    if plan.status.phase != old_status.phase
+        && let Some(phase) = plan.status.phase.filter(|phase| phase.is_terminal())
+    {
+        let outcome = if phase == crate::api::Phase::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let reason = plan.status.reason.as_deref().unwrap_or("unknown");
+        ctx.metrics
+            .runs_finished
+            .with_label_values(&[outcome, reason])
+            .inc();
+        info!(
+            outcome,
+            reason,
+            message = plan.status.message.as_deref().unwrap_or_default(),
+            "run finished"
+        );
+    }
+    for event in &plan.events {
+        ctx.publish(run, event).await;
+    }
+    Ok(plan.requeue.map_or_else(Action::await_change, |after| {
+        Action::requeue(with_jitter(after))
+    }))
+}
+
+async fn write_status(
+    api: &Api<EcsTaskRun>,
+    run: &EcsTaskRun,
+    status: &EcsTaskRunStatus,
+) -> Result<(), Error> {
+    let body = serde_json::json!({
+        "apiVersion": EcsTaskRun::api_version(&()),
+        "kind": EcsTaskRun::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &run.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// Deletion: stop every task the run started (deletionPolicy Stop) and keep the finalizer until ECS
+/// reports them STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err.
+async fn cleanup<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    ctx: &Context<E>,
+) -> Result<Action, Error> {
+    let known_task_arn = match decide::cleanup_step(&run.spec, run.status.as_ref()) {
+        CleanupStep::Release => return Ok(Action::await_change()),
+        CleanupStep::FindTasks { known_task_arn } => known_task_arn,
+    };
+    let target = ctx.target(run, namespace).await?;
+    let uid = run
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(Error::MissingMetadata("uid"))?;
+    let mut arns = match ctx
+        .ecs
+        .list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running)
+        .await
+    {
+        Ok(arns) => arns,
+        // No cluster, no tasks to stop.
+        Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {
+            return Ok(Action::await_change());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(arn) = known_task_arn
+        && !arns.contains(&arn)
+    {
+        arns.push(arn);
+    }
+    let lookups =
+        futures::future::join_all(arns.iter().map(|arn| ctx.describe.describe(&target, arn))).await;
+    let mut tasks = Vec::new();
+    for lookup in lookups {
+        match lookup {
+            Ok(TaskLookup::Found(task)) => tasks.push(task),
+            Ok(TaskLookup::Missing) => {}
+            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let name = run.name_any();
+    let plan = decide::cleanup(&run.spec, namespace, &name, &tasks);
+    for stop in &plan.stop {
+        ctx.ecs
+            .stop_task(&target, &stop.task_arn, &stop.reason)
+            .await?;
+        info!(task_arn = %stop.task_arn, "stopping task of deleted run");
+        ctx.publish(
+            run,
+            &decide::RunEvent {
+                warning: false,
+                reason: "Stopping",
+                note: format!(
+                    "StopTask {}: {}",
+                    decide::task_id(&stop.task_arn),
+                    stop.reason
+                ),
+            },
+        )
+        .await;
+    }
+    if plan.done {
+        Ok(Action::await_change())
+    } else {
+        Err(Error::WaitingForStop(
+            tasks.iter().filter(|t| !t.is_stopped()).count(),
+        ))
+    }
+}
+
+/// Fails fast, with the fix in the message, when the CRD is not installed.
+pub async fn ensure_crd_installed(client: &Client) -> Result<(), kube::Error> {
+    let api: Api<EcsTaskRun> = Api::all(client.clone());
+    api.list(&ListParams::default().limit(1)).await.map(|_| ())
+}
+
+/// Runs the controller until shutdown: one watch over all namespaces, or one per listed namespace.
+pub async fn run<E: Ecs>(ctx: Arc<Context<E>>, namespaces: Vec<String>, concurrency: u16) {
+    let apis: Vec<Api<EcsTaskRun>> = if namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|namespace| Api::namespaced(ctx.client.clone(), namespace))
+            .collect()
+    };
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for api in apis {
+        let (reader, writer) = kube::runtime::reflector::store();
+        stores.push(reader.clone());
+        // Our own status writes change neither generation nor finalizers, so they do not retrigger a
+        // reconcile: polling is driven by requeues alone. Deletion bumps the generation.
+        let runs = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                Default::default(),
+            );
+        let controller = Controller::for_stream(runs, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    debug!(%error, "reconcile result");
+                }
+            });
+        controllers.push(controller);
+    }
+    let gauge = tokio::spawn(keep_active_runs(stores, ctx.metrics.clone()));
+    futures::future::join_all(controllers).await;
+    gauge.abort();
+}
+
+async fn keep_active_runs(stores: Vec<Store<EcsTaskRun>>, metrics: Arc<Metrics>) {
+    loop {
+        let active = stores
+            .iter()
+            .flat_map(Store::state)
+            .filter(|run| {
+                !run.status
+                    .as_ref()
+                    .and_then(|status| status.phase)
+                    .is_some_and(|phase| phase.is_terminal())
+            })
+            .count();
+        metrics.active_runs.set(active as i64);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
