@@ -38,6 +38,7 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    cel,
     validation = Rule::new("self == oldSelf").message("spec is immutable; create a new EcsTaskRun"),
     validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
         .message("launchType and capacityProviderStrategy are mutually exclusive")
@@ -326,7 +327,7 @@ pub enum PlacementStrategyType {
 /// Credentials for one run: an IAM role to assume, or static keys from a Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.assumeRoleArn) != has(self.secretRef)")
+#[x_kube(cel, validation = Rule::new("has(self.assumeRoleArn) != has(self.secretRef)")
     .message("set exactly one of assumeRoleArn or secretRef"))]
 pub struct Credentials {
     /// IAM role assumed (through STS) with the controller's own identity.

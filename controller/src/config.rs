@@ -6,11 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 #[derive(Parser, Debug, Clone)]
-#[command(
-    name = "ecsrun-controller",
-    version,
-    about = "Runs AWS ECS tasks declared as EcsTaskRun resources"
-)]
+#[command(name = "ecsrun-controller", version, about = "Runs AWS ECS tasks declared as EcsTaskRun resources")]
 pub struct Config {
     /// ECS endpoint URL override (emulators, VPC interface endpoints).
     #[arg(long, env = "ECSRUN_ECS_ENDPOINT_URL")]
@@ -53,11 +49,7 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Name of this controller in Events (reportingController).
-    #[arg(
-        long,
-        env = "ECSRUN_CONTROLLER_NAME",
-        default_value = "ecsrun-controller"
-    )]
+    #[arg(long, env = "ECSRUN_CONTROLLER_NAME", default_value = "ecsrun-controller")]
     pub controller_name: String,
 
     /// This replica's name in Events (reportingInstance); the pod name in a cluster.
@@ -88,10 +80,7 @@ mod tests {
             "--log-format=json",
         ])
         .unwrap();
-        assert_eq!(
-            config.ecs_endpoint_url.as_deref(),
-            Some("http://127.0.0.1:5000")
-        );
+        assert_eq!(config.ecs_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(config.watch_namespaces, vec!["a", "b"]);
         assert_eq!(config.default_poll_interval, Duration::from_secs(120));
         assert_eq!(config.log_format, LogFormat::Json);

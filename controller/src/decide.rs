@@ -12,12 +12,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    Attempt, ContainerOverride, ContainerStatus, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus,
-    EnvVar, LaunchFailure, Phase, SuccessPolicy, TaskOverrides, WaitFor,
+    Attempt, ContainerOverride, ContainerStatus, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar,
+    LaunchFailure, Phase, SuccessPolicy, TaskOverrides, WaitFor,
 };
-use crate::ecs::{
-    ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
-};
+use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot};
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
 pub const MISSING_GRACE: Duration = Duration::from_secs(120);
@@ -105,10 +103,7 @@ pub enum LaunchObservation {
 pub enum TrackObservation {
     /// The task as ECS reports it, with the task definition's containers once it has stopped (to tell
     /// essential containers from sidecars).
-    Found {
-        task: TaskSnapshot,
-        containers: Option<Vec<ContainerDefinitionInfo>>,
-    },
+    Found { task: TaskSnapshot, containers: Option<Vec<ContainerDefinitionInfo>> },
     /// DescribeTasks does not know the task.
     Missing,
     /// ECS rejected the lookup for good (for example the cluster was deleted).
@@ -155,12 +150,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 impl RunView<'_> {
     fn poll_interval(&self) -> Duration {
-        self.spec
-            .wait
-            .poll_interval
-            .as_deref()
-            .and_then(parse_duration)
-            .unwrap_or(self.default_poll_interval)
+        self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval)
     }
 
     fn deadline(&self) -> Option<Timestamp> {
@@ -173,19 +163,13 @@ impl RunView<'_> {
     }
 
     fn stop_reason(&self, why: &str) -> String {
-        self.spec
-            .stop_reason
-            .clone()
-            .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name))
+        self.spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name))
     }
 }
 
 /// The attempt in progress: launched or being launched, not yet concluded.
 fn current_attempt(status: &EcsTaskRunStatus) -> Option<&Attempt> {
-    status
-        .attempts
-        .last()
-        .filter(|attempt| attempt.outcome.is_none())
+    status.attempts.last().filter(|attempt| attempt.outcome.is_none())
 }
 
 pub fn next_step(view: &RunView, now: Timestamp) -> Step {
@@ -205,14 +189,7 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
             view.spec.wait.timeout.as_deref().unwrap_or_default()
         );
         status.next_attempt_at = None;
-        set_phase(
-            view,
-            &mut status,
-            Phase::Failed,
-            reason::DEADLINE_EXCEEDED,
-            message,
-            now,
-        );
+        set_phase(view, &mut status, Phase::Failed, reason::DEADLINE_EXCEEDED, message, now);
         return Step::Conclude(plan(view, status, None, None));
     }
     if let Some(next) = &status.next_attempt_at
@@ -226,17 +203,8 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
 
 /// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
 /// every container of the task definition.
-pub fn launch_request(
-    view: &RunView,
-    attempt: u32,
-    task_definition: &TaskDefinitionInfo,
-) -> LaunchRequest {
-    let mut tags: Vec<(String, String)> = view
-        .spec
-        .tags
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+pub fn launch_request(view: &RunView, attempt: u32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
+    let mut tags: Vec<(String, String)> = view.spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
     tags.push(("ecsrun.dev/name".into(), view.name.into()));
     tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
@@ -250,17 +218,12 @@ pub fn launch_request(
             ("ECSRUN_ATTEMPT", attempt.to_string()),
         ];
         for container in &task_definition.containers {
-            let index = match overrides
-                .container_overrides
-                .iter()
-                .position(|o| o.name == container.name)
-            {
+            let index = match overrides.container_overrides.iter().position(|o| o.name == container.name) {
                 Some(index) => index,
                 None => {
-                    overrides.container_overrides.push(ContainerOverride {
-                        name: container.name.clone(),
-                        ..ContainerOverride::default()
-                    });
+                    overrides
+                        .container_overrides
+                        .push(ContainerOverride { name: container.name.clone(), ..ContainerOverride::default() });
                     overrides.container_overrides.len() - 1
                 }
             };
@@ -268,10 +231,7 @@ pub fn launch_request(
             for (name, value) in &identity {
                 // A value the user set explicitly wins.
                 if !environment.iter().any(|var| var.name == *name) {
-                    environment.push(EnvVar {
-                        name: (*name).to_owned(),
-                        value: value.clone(),
-                    });
+                    environment.push(EnvVar { name: (*name).to_owned(), value: value.clone() });
                 }
             }
         }
@@ -285,12 +245,7 @@ pub fn launch_request(
     }
 }
 
-pub fn after_launch(
-    view: &RunView,
-    attempt: u32,
-    observation: LaunchObservation,
-    now: Timestamp,
-) -> Plan {
+pub fn after_launch(view: &RunView, attempt: u32, observation: LaunchObservation, now: Timestamp) -> Plan {
     let mut status = view.status.clone();
     match observation {
         LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => {
@@ -310,35 +265,20 @@ pub fn after_launch(
             status.failures.clear();
             record_task(&mut status, &task, None);
             if view.spec.wait.for_ == WaitFor::Launched {
-                let message = format!(
-                    "launched task {} (attempt {attempt})",
-                    task_id(&task.task_arn)
-                );
+                let message = format!("launched task {} (attempt {attempt})", task_id(&task.task_arn));
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
             // Whatever the adopted task's state, the next look judges it the usual way.
-            let message = format!(
-                "launched task {} (attempt {attempt})",
-                task_id(&task.task_arn)
-            );
-            set_phase(
-                view,
-                &mut status,
-                Phase::Running,
-                reason::TASK_STARTING,
-                message,
-                now,
-            );
+            let message = format!("launched task {} (attempt {attempt})", task_id(&task.task_arn));
+            set_phase(view, &mut status, Phase::Running, reason::TASK_STARTING, message, now);
             let requeue = view.poll_interval();
             plan(view, status, None, Some(requeue))
         }
         LaunchObservation::Failures(failures) => {
             let capacity = !failures.is_empty()
-                && failures.iter().all(|f| {
-                    f.reason
-                        .as_deref()
-                        .is_some_and(|r| r.starts_with("RESOURCE:") || r == "AGENT")
-                });
+                && failures
+                    .iter()
+                    .all(|f| f.reason.as_deref().is_some_and(|r| r.starts_with("RESOURCE:") || r == "AGENT"));
             let described: Vec<String> = failures
                 .iter()
                 .map(|f| {
@@ -351,39 +291,18 @@ pub fn after_launch(
                 .collect();
             status.failures = failures
                 .into_iter()
-                .map(|f| LaunchFailure {
-                    arn: f.arn,
-                    reason: f.reason,
-                    detail: f.detail,
-                })
+                .map(|f| LaunchFailure { arn: f.arn, reason: f.reason, detail: f.detail })
                 .collect();
             push_unlaunched_attempt(&mut status, attempt);
-            let (reason, counted) = if capacity {
-                (reason::INSUFFICIENT_CAPACITY, false)
-            } else {
-                (reason::LAUNCH_FAILED, true)
-            };
+            let (reason, counted) =
+                if capacity { (reason::INSUFFICIENT_CAPACITY, false) } else { (reason::LAUNCH_FAILED, true) };
             let message = format!("RunTask started no task: {}", described.join(", "));
-            conclude(
-                view,
-                status,
-                Verdict::Retry { reason, counted },
-                message,
-                now,
-            )
+            conclude(view, status, Verdict::Retry { reason, counted }, message, now)
         }
         LaunchObservation::Rejected(error) => {
             push_unlaunched_attempt(&mut status, attempt);
             let message = format!("ECS rejected the run: {}", error.message);
-            conclude(
-                view,
-                status,
-                Verdict::Fail {
-                    reason: error.kind.reason(),
-                },
-                message,
-                now,
-            )
+            conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
         }
     }
 }
@@ -408,25 +327,14 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
     match observation {
         TrackObservation::Rejected(error) => {
             let message = format!("ECS rejected DescribeTasks: {}", error.message);
-            conclude(
-                view,
-                status,
-                Verdict::Fail {
-                    reason: error.kind.reason(),
-                },
-                message,
-                now,
-            )
+            conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
         }
         TrackObservation::Missing => {
-            let launched_at = current_attempt(&status)
-                .and_then(|a| a.launched_at.as_ref())
-                .map_or(now, |t| t.0);
+            let launched_at = current_attempt(&status).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);
             let unknown_for = duration_between(launched_at, now);
             if unknown_for < MISSING_GRACE {
                 // Eventual consistency: look again soon, a little later each time.
-                let requeue =
-                    (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                let requeue = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
                 return plan(view, status, None, Some(requeue));
             }
             let message = format!(
@@ -434,10 +342,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 status.task_id.clone().unwrap_or_default(),
                 unknown_for.as_secs()
             );
-            let verdict = Verdict::Retry {
-                reason: reason::TASK_LOST,
-                counted: true,
-            };
+            let verdict = Verdict::Retry { reason: reason::TASK_LOST, counted: true };
             conclude(view, status, verdict, message, now)
         }
         TrackObservation::Found { task, containers } => {
@@ -456,22 +361,13 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     "timeout of {} exceeded; stopping task {id}",
                     view.spec.wait.timeout.as_deref().unwrap_or_default()
                 );
-                set_phase(
-                    view,
-                    &mut status,
-                    Phase::Stopping,
-                    reason::DEADLINE_EXCEEDED,
-                    message,
-                    now,
-                );
+                set_phase(view, &mut status, Phase::Stopping, reason::DEADLINE_EXCEEDED, message, now);
                 let requeue = view.poll_interval().min(STOPPING_POLL);
                 return plan(view, status, stop, Some(requeue));
             }
             let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
             let attempt = current_attempt(&status).map_or(1, |a| a.attempt);
-            if view.spec.wait.for_ == WaitFor::Running
-                && (last_status == "RUNNING" || task.started_at.is_some())
-            {
+            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
@@ -510,45 +406,25 @@ fn judge_stopped(
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    if view.status.phase == Some(Phase::Stopping)
-        && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
-    {
+    if view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
         let message = format!(
             "task {id} was stopped after the timeout of {}",
             view.spec.wait.timeout.as_deref().unwrap_or_default()
         );
-        return (
-            Verdict::Fail {
-                reason: reason::DEADLINE_EXCEEDED,
-            },
-            message,
-        );
+        return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
     }
     match task.stop_code.as_deref() {
         Some("TaskFailedToStart") => {
             let transient = is_transient_start_failure(stopped_reason);
             let verdict = Verdict::Retry {
-                reason: if transient {
-                    reason::INSUFFICIENT_CAPACITY
-                } else {
-                    reason::TASK_FAILED_TO_START
-                },
+                reason: if transient { reason::INSUFFICIENT_CAPACITY } else { reason::TASK_FAILED_TO_START },
                 counted: !transient,
             };
-            return (
-                verdict,
-                format!("task {id} failed to start: {stopped_reason}"),
-            );
+            return (verdict, format!("task {id} failed to start: {stopped_reason}"));
         }
         Some("SpotInterruption" | "TerminationNotice") => {
-            let verdict = Verdict::Retry {
-                reason: reason::INTERRUPTED,
-                counted: false,
-            };
-            return (
-                verdict,
-                format!("task {id} was interrupted: {stopped_reason}"),
-            );
+            let verdict = Verdict::Retry { reason: reason::INTERRUPTED, counted: false };
+            return (verdict, format!("task {id} was interrupted: {stopped_reason}"));
         }
         _ => {}
     }
@@ -556,17 +432,11 @@ fn judge_stopped(
         SuccessPolicy::TaskStopped => Vec::new(),
         SuccessPolicy::AllContainers => task.containers.iter().collect(),
         // Without the task definition every container counts as essential: stricter, never laxer.
-        SuccessPolicy::EssentialContainers => task
-            .containers
-            .iter()
-            .filter(|c| is_essential(definition, &c.name))
-            .collect(),
+        SuccessPolicy::EssentialContainers => {
+            task.containers.iter().filter(|c| is_essential(definition, &c.name)).collect()
+        }
     };
-    let never_ran: Vec<&str> = judged
-        .iter()
-        .filter(|c| c.exit_code.is_none())
-        .map(|c| c.name.as_str())
-        .collect();
+    let never_ran: Vec<&str> = judged.iter().filter(|c| c.exit_code.is_none()).map(|c| c.name.as_str()).collect();
     let failed: Vec<String> = judged
         .iter()
         .filter_map(|c| match c.exit_code {
@@ -582,14 +452,8 @@ fn judge_stopped(
         _ => "essential container",
     };
     if !failed.is_empty() {
-        let message = format!(
-            "task {id} stopped: {kind} {}; {stopped_reason}",
-            failed.join(", ")
-        );
-        let verdict = Verdict::Retry {
-            reason: reason::CONTAINER_FAILED,
-            counted: true,
-        };
+        let message = format!("task {id} stopped: {kind} {}; {stopped_reason}", failed.join(", "));
+        let verdict = Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true };
         return (verdict, message);
     }
     if !never_ran.is_empty() {
@@ -598,58 +462,32 @@ fn judge_stopped(
              secrets or out of memory at start); {stopped_reason}",
             never_ran.join(", ")
         );
-        let verdict = Verdict::Retry {
-            reason: reason::CONTAINER_NEVER_RAN,
-            counted: true,
-        };
+        let verdict = Verdict::Retry { reason: reason::CONTAINER_NEVER_RAN, counted: true };
         return (verdict, message);
     }
     let codes = task
         .containers
         .iter()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.name,
-                c.exit_code.map_or("-".into(), |code| code.to_string())
-            )
-        })
+        .map(|c| format!("{}={}", c.name, c.exit_code.map_or("-".into(), |code| code.to_string())))
         .collect::<Vec<_>>()
         .join(", ");
     (Verdict::Succeeded, format!("task {id} stopped: {codes}"))
 }
 
 fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> bool {
-    definition
-        .and_then(|containers| containers.iter().find(|c| c.name == name))
-        .is_none_or(|c| c.essential)
+    definition.and_then(|containers| containers.iter().find(|c| c.name == name)).is_none_or(|c| c.essential)
 }
 
 /// TaskFailedToStart for reasons that a later attempt can get past: capacity, ENI and pull timeouts.
 fn is_transient_start_failure(stopped_reason: &str) -> bool {
     let reason = stopped_reason.to_lowercase();
-    [
-        "capacity",
-        "timeout",
-        "timed out",
-        "resource:",
-        "eni",
-        "insufficientfreeaddresses",
-        "throttl",
-        "rate exceeded",
-    ]
-    .iter()
-    .any(|marker| reason.contains(marker))
+    ["capacity", "timeout", "timed out", "resource:", "eni", "insufficientfreeaddresses", "throttl", "rate exceeded"]
+        .iter()
+        .any(|marker| reason.contains(marker))
 }
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
-fn conclude(
-    view: &RunView,
-    mut status: EcsTaskRunStatus,
-    verdict: Verdict,
-    message: String,
-    now: Timestamp,
-) -> Plan {
+fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, message: String, now: Timestamp) -> Plan {
     let outcome = match verdict {
         Verdict::Succeeded => reason::SUCCEEDED,
         Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
@@ -663,14 +501,7 @@ fn conclude(
     status.next_attempt_at = None;
     match verdict {
         Verdict::Succeeded => {
-            set_phase(
-                view,
-                &mut status,
-                Phase::Succeeded,
-                reason::SUCCEEDED,
-                message,
-                now,
-            );
+            set_phase(view, &mut status, Phase::Succeeded, reason::SUCCEEDED, message, now);
             plan(view, status, None, None)
         }
         Verdict::Fail { reason } => {
@@ -685,25 +516,14 @@ fn conclude(
                 .collect();
             let free = failed
                 .iter()
-                .filter(|a| {
-                    matches!(
-                        a.outcome.as_deref(),
-                        Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED)
-                    )
-                })
+                .filter(|a| matches!(a.outcome.as_deref(), Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED)))
                 .count();
             let counted_failures = failed.len() - free;
             let limit = view.spec.retry_policy.backoff_limit as usize;
             if counted && counted_failures > limit {
-                let message = format!(
-                    "{message}; giving up after {} attempt(s) (backoffLimit {limit})",
-                    status.attempts.len()
-                );
-                let final_reason = if limit == 0 {
-                    reason
-                } else {
-                    reason::BACKOFF_LIMIT_EXCEEDED
-                };
+                let message =
+                    format!("{message}; giving up after {} attempt(s) (backoffLimit {limit})", status.attempts.len());
+                let final_reason = if limit == 0 { reason } else { reason::BACKOFF_LIMIT_EXCEEDED };
                 set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
                 return plan(view, status, None, None);
             }
@@ -715,19 +535,8 @@ fn conclude(
             let backoff = retry_backoff(failed.len());
             let next = now.checked_add(backoff).unwrap_or(now);
             status.next_attempt_at = Some(Time(next));
-            let message = format!(
-                "{message}; attempt {} in {}s",
-                status.attempts.len() + 1,
-                backoff.as_secs()
-            );
-            set_phase(
-                view,
-                &mut status,
-                Phase::Pending,
-                reason::WAITING_TO_RETRY,
-                message,
-                now,
-            );
+            let message = format!("{message}; attempt {} in {}s", status.attempts.len() + 1, backoff.as_secs());
+            set_phase(view, &mut status, Phase::Pending, reason::WAITING_TO_RETRY, message, now);
             plan(view, status, None, Some(backoff))
         }
     }
@@ -736,17 +545,11 @@ fn conclude(
 /// 10s, 20s, 40s, ... capped at 5 minutes, by the number of failed attempts so far.
 pub fn retry_backoff(failed_attempts: usize) -> Duration {
     let exponent = failed_attempts.saturating_sub(1).min(16) as u32;
-    RETRY_BASE
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(RETRY_CAP)
+    RETRY_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(RETRY_CAP)
 }
 
 /// Mirrors what ECS reports about the task into the status and the current attempt.
-fn record_task(
-    status: &mut EcsTaskRunStatus,
-    task: &TaskSnapshot,
-    definition: Option<&[ContainerDefinitionInfo]>,
-) {
+fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: Option<&[ContainerDefinitionInfo]>) {
     let containers: Vec<ContainerStatus> = task
         .containers
         .iter()
@@ -758,30 +561,17 @@ fn record_task(
             essential: definition.map(|_| is_essential(definition, &c.name)),
         })
         .collect();
-    let exit_codes = task
-        .containers
-        .iter()
-        .any(|c| c.exit_code.is_some())
-        .then(|| {
-            task.containers
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{}={}",
-                        c.name,
-                        c.exit_code.map_or("-".into(), |code| code.to_string())
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        });
+    let exit_codes = task.containers.iter().any(|c| c.exit_code.is_some()).then(|| {
+        task.containers
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.exit_code.map_or("-".into(), |code| code.to_string())))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     status.task_arn = Some(task.task_arn.clone());
     status.task_id = Some(task_id(&task.task_arn).to_owned());
     status.cluster_arn = task.cluster_arn.clone().or(status.cluster_arn.take());
-    status.task_definition_arn = task
-        .task_definition_arn
-        .clone()
-        .or(status.task_definition_arn.take());
+    status.task_definition_arn = task.task_definition_arn.clone().or(status.task_definition_arn.take());
     status.last_status = task.last_status.clone();
     status.desired_status = task.desired_status.clone();
     status.stop_code = task.stop_code.clone();
@@ -849,48 +639,28 @@ fn set_phase(
 }
 
 /// Builds the plan, with Events for every transition between the old and the new status.
-fn plan(
-    view: &RunView,
-    status: EcsTaskRunStatus,
-    stop: Option<StopTask>,
-    requeue: Option<Duration>,
-) -> Plan {
+fn plan(view: &RunView, status: EcsTaskRunStatus, stop: Option<StopTask>, requeue: Option<Duration>) -> Plan {
     let old = view.status;
     let mut events = Vec::new();
-    let normal = |reason, note: String| RunEvent {
-        warning: false,
-        reason,
-        note,
-    };
+    let normal = |reason, note: String| RunEvent { warning: false, reason, note };
     if status.task_arn.is_some() && status.task_arn != old.task_arn {
         let attempt = status.attempts.last().map_or(1, |a| a.attempt);
         events.push(normal(
             "Launched",
-            format!(
-                "task {} (attempt {attempt})",
-                status.task_id.as_deref().unwrap_or_default()
-            ),
+            format!("task {} (attempt {attempt})", status.task_id.as_deref().unwrap_or_default()),
         ));
     }
     if status.last_status != old.last_status || status.task_arn != old.task_arn {
         match status.last_status.as_deref() {
-            Some("RUNNING") => events.push(normal(
-                "Running",
-                format!(
-                    "task {} is RUNNING",
-                    status.task_id.as_deref().unwrap_or_default()
-                ),
-            )),
+            Some("RUNNING") => events
+                .push(normal("Running", format!("task {} is RUNNING", status.task_id.as_deref().unwrap_or_default()))),
             Some("STOPPED") => events.push(normal(
                 "Stopped",
                 format!(
                     "task {} STOPPED: stopCode {}, {}; exit codes {}",
                     status.task_id.as_deref().unwrap_or_default(),
                     status.stop_code.as_deref().unwrap_or("none"),
-                    status
-                        .stopped_reason
-                        .as_deref()
-                        .unwrap_or("no reason given"),
+                    status.stopped_reason.as_deref().unwrap_or("no reason given"),
                     status.exit_codes.as_deref().unwrap_or("none"),
                 ),
             )),
@@ -898,34 +668,20 @@ fn plan(
         }
     }
     if let Some(stop) = &stop {
-        events.push(normal(
-            "Stopping",
-            format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason),
-        ));
+        events.push(normal("Stopping", format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason)));
     }
     if status.phase != old.phase || status.next_attempt_at != old.next_attempt_at {
         let message = status.message.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
-            Some(Phase::Failed) => events.push(RunEvent {
-                warning: true,
-                reason: "Failed",
-                note: message,
-            }),
-            Some(Phase::Pending) if status.next_attempt_at.is_some() => events.push(RunEvent {
-                warning: true,
-                reason: "Retrying",
-                note: message,
-            }),
+            Some(Phase::Failed) => events.push(RunEvent { warning: true, reason: "Failed", note: message }),
+            Some(Phase::Pending) if status.next_attempt_at.is_some() => {
+                events.push(RunEvent { warning: true, reason: "Retrying", note: message })
+            }
             _ => {}
         }
     }
-    Plan {
-        status,
-        stop,
-        events,
-        requeue,
-    }
+    Plan { status, stop, events, requeue }
 }
 
 fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
@@ -946,9 +702,7 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) ->
         DeletionPolicy::Orphan => CleanupStep::Release,
         // Even a run whose status never recorded a task may have started one (a crash right after
         // RunTask), so startedBy is always consulted.
-        DeletionPolicy::Stop => CleanupStep::FindTasks {
-            known_task_arn: status.and_then(|s| s.task_arn.clone()),
-        },
+        DeletionPolicy::Stop => CleanupStep::FindTasks { known_task_arn: status.and_then(|s| s.task_arn.clone()) },
     }
 }
 
@@ -960,24 +714,14 @@ pub struct CleanupPlan {
     pub done: bool,
 }
 
-pub fn cleanup(
-    spec: &EcsTaskRunSpec,
-    namespace: &str,
-    name: &str,
-    tasks: &[TaskSnapshot],
-) -> CleanupPlan {
-    let reason = spec
-        .stop_reason
-        .clone()
-        .unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+pub fn cleanup(spec: &EcsTaskRunSpec, namespace: &str, name: &str, tasks: &[TaskSnapshot]) -> CleanupPlan {
+    let reason =
+        spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
     CleanupPlan {
         stop: tasks
             .iter()
             .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
-            .map(|t| StopTask {
-                task_arn: t.task_arn.clone(),
-                reason: reason.clone(),
-            })
+            .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
             .collect(),
         done: tasks.iter().all(TaskSnapshot::is_stopped),
     }

@@ -2,8 +2,8 @@
 //! per-object label, so the series count does not grow with the number of runs.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder, exponential_buckets,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    exponential_buckets,
 };
 
 pub struct Metrics {
@@ -27,14 +27,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("ecsrun".into()), None)?;
-        let reconciles = IntCounterVec::new(
-            Opts::new("reconciles_total", "Reconciles by result"),
-            &["result"],
-        )?;
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Reconcile errors by error label"),
-            &["error"],
-        )?;
+        let reconciles = IntCounterVec::new(Opts::new("reconciles_total", "Reconciles by result"), &["result"])?;
+        let reconcile_errors =
+            IntCounterVec::new(Opts::new("reconcile_errors_total", "Reconcile errors by error label"), &["error"])?;
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new("reconcile_duration_seconds", "Time spent in one reconcile")
                 .buckets(exponential_buckets(0.005, 2.0, 12)?),
@@ -45,25 +40,16 @@ impl Metrics {
             &["operation", "outcome"],
         )?;
         let ecs_call_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "ecs_call_duration_seconds",
-                "ECS API call latency, SDK retries included",
-            )
-            .buckets(exponential_buckets(0.01, 2.0, 12)?),
+            HistogramOpts::new("ecs_call_duration_seconds", "ECS API call latency, SDK retries included")
+                .buckets(exponential_buckets(0.01, 2.0, 12)?),
             &["operation"],
         )?;
         let describe_batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "describe_tasks_batch_size",
-                "Task ARNs per DescribeTasks call",
-            )
-            .buckets(vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]),
+            HistogramOpts::new("describe_tasks_batch_size", "Task ARNs per DescribeTasks call")
+                .buckets(vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]),
         )?;
         let runs_finished = IntCounterVec::new(
-            Opts::new(
-                "runs_finished_total",
-                "Runs that reached Succeeded or Failed, by outcome and reason",
-            ),
+            Opts::new("runs_finished_total", "Runs that reached Succeeded or Failed, by outcome and reason"),
             &["outcome", "reason"],
         )?;
         let active_runs = IntGauge::new("active_runs", "Runs not yet Succeeded or Failed")?;
@@ -105,16 +91,10 @@ mod tests {
     #[test]
     fn renders_registered_families_with_the_ecsrun_prefix() {
         let metrics = Metrics::new().unwrap();
-        metrics
-            .ecs_calls
-            .with_label_values(&["RunTask", "throttled"])
-            .inc();
+        metrics.ecs_calls.with_label_values(&["RunTask", "throttled"]).inc();
         metrics.active_runs.set(3);
         let page = metrics.render();
-        assert!(
-            page.contains(r#"ecsrun_ecs_calls_total{operation="RunTask",outcome="throttled"} 1"#),
-            "{page}"
-        );
+        assert!(page.contains(r#"ecsrun_ecs_calls_total{operation="RunTask",outcome="throttled"} 1"#), "{page}");
         assert!(page.contains("ecsrun_active_runs 3"), "{page}");
     }
 }

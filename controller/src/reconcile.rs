@@ -23,8 +23,7 @@ use crate::api::{EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
 use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
 use crate::ecs::batch::DescribeBatcher;
 use crate::ecs::{
-    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, StaticKeys, TaskLookup,
-    TaskSnapshot,
+    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, StaticKeys, TaskLookup, TaskSnapshot,
 };
 use crate::metrics::Metrics;
 
@@ -114,33 +113,21 @@ impl<E: Ecs> Context<E> {
 
     /// Where the run's ECS calls go, with whose credentials.
     async fn target(&self, run: &EcsTaskRun, namespace: &str) -> Result<EcsTarget, Error> {
-        let region = run
-            .spec
-            .region
-            .clone()
-            .or_else(|| self.settings.default_region.clone())
-            .ok_or(Error::NoRegion)?;
+        let region = run.spec.region.clone().or_else(|| self.settings.default_region.clone()).ok_or(Error::NoRegion)?;
         let identity = match &run.spec.credentials {
             None => Identity::Default,
             Some(credentials) => match (&credentials.assume_role_arn, &credentials.secret_ref) {
                 (Some(role_arn), _) => Identity::AssumeRole {
                     role_arn: role_arn.clone(),
                     external_id: credentials.external_id.clone(),
-                    session_name: credentials
-                        .session_name
-                        .clone()
-                        .unwrap_or_else(|| "ecsrun".into()),
+                    session_name: credentials.session_name.clone().unwrap_or_else(|| "ecsrun".into()),
                 },
                 (None, Some(secret)) => self.secret_identity(namespace, &secret.name).await?,
                 // The CRD requires exactly one of the two.
                 (None, None) => Identity::Default,
             },
         };
-        Ok(EcsTarget {
-            region,
-            identity,
-            cluster: run.spec.cluster.clone(),
-        })
+        Ok(EcsTarget { region, identity, cluster: run.spec.cluster.clone() })
     }
 
     async fn secret_identity(&self, namespace: &str, name: &str) -> Result<Identity, Error> {
@@ -156,18 +143,12 @@ impl<E: Ecs> Context<E> {
                 .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_owned())
                 .filter(|value| !value.is_empty())
         };
-        let missing =
-            |key: &str| Error::Credentials(format!("Secret {namespace}/{name} has no {key}"));
+        let missing = |key: &str| Error::Credentials(format!("Secret {namespace}/{name} has no {key}"));
         Ok(Identity::Static {
-            source: format!(
-                "{namespace}/{name}@{}",
-                secret.metadata.resource_version.unwrap_or_default()
-            ),
+            source: format!("{namespace}/{name}@{}", secret.metadata.resource_version.unwrap_or_default()),
             keys: StaticKeys {
-                access_key_id: field("AWS_ACCESS_KEY_ID")
-                    .ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
-                secret_access_key: field("AWS_SECRET_ACCESS_KEY")
-                    .ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
+                access_key_id: field("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
+                secret_access_key: field("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
                 session_token: field("AWS_SESSION_TOKEN"),
             },
         })
@@ -175,11 +156,7 @@ impl<E: Ecs> Context<E> {
 
     async fn publish(&self, run: &EcsTaskRun, event: &decide::RunEvent) {
         let event = KubeEvent {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if event.warning { EventType::Warning } else { EventType::Normal },
             reason: event.reason.into(),
             note: Some(event.note.chars().take(1024).collect()),
             action: event.reason.into(),
@@ -192,10 +169,7 @@ impl<E: Ecs> Context<E> {
 }
 
 /// Reconciles one `EcsTaskRun`.
-pub async fn reconcile<E: Ecs>(
-    run: Arc<EcsTaskRun>,
-    ctx: Arc<Context<E>>,
-) -> Result<Action, Error> {
+pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Result<Action, Error> {
     let namespace = run.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let span = info_span!("reconcile", namespace = %namespace, name = %run.name_any());
     let started = Instant::now();
@@ -211,15 +185,9 @@ pub async fn reconcile<E: Ecs>(
     .map_err(|error| Error::Finalizer(Box::new(error)));
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[outcome])
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconcile_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&ObjectRef::from_obj(run.as_ref()));
+        ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&ObjectRef::from_obj(run.as_ref()));
     }
     result
 }
@@ -231,26 +199,16 @@ pub fn error_policy<E: Ecs>(run: Arc<EcsTaskRun>, error: &Error, ctx: Arc<Contex
         debug!(namespace = ?run.namespace(), name = %run.name_any(), %error, "deletion waits for the task to stop");
         return Action::requeue(ctx.settings.stop_poll_interval);
     }
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[label])
-        .inc();
+    ctx.metrics.reconcile_errors.with_label_values(&[label]).inc();
     let failures = {
         let mut failures = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = failures
-            .entry(ObjectRef::from_obj(run.as_ref()))
-            .or_insert(0);
+        let count = failures.entry(ObjectRef::from_obj(run.as_ref())).or_insert(0);
         *count = count.saturating_add(1);
         *count
     };
-    let base = if error.is_throttle() {
-        Duration::from_secs(20)
-    } else {
-        Duration::from_secs(2)
-    };
-    let backoff = base
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
-        .min(Duration::from_secs(300));
+    let base = if error.is_throttle() { Duration::from_secs(20) } else { Duration::from_secs(2) };
+    let backoff =
+        base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10))).min(Duration::from_secs(300));
     warn!(namespace = ?run.namespace(), name = %run.name_any(), error = %error, label, failures, retry_in_s = backoff.as_secs(), "reconcile failed");
     Action::requeue(with_jitter(backoff))
 }
@@ -268,23 +226,10 @@ fn view<'a>(
 ) -> Result<RunView<'a>, Error> {
     Ok(RunView {
         namespace,
-        name: run
-            .metadata
-            .name
-            .as_deref()
-            .ok_or(Error::MissingMetadata("name"))?,
-        uid: run
-            .metadata
-            .uid
-            .as_deref()
-            .ok_or(Error::MissingMetadata("uid"))?,
+        name: run.metadata.name.as_deref().ok_or(Error::MissingMetadata("name"))?,
+        uid: run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?,
         generation: run.metadata.generation,
-        created_at: run
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .ok_or(Error::MissingMetadata("creationTimestamp"))?
-            .0,
+        created_at: run.metadata.creation_timestamp.as_ref().ok_or(Error::MissingMetadata("creationTimestamp"))?.0,
         spec: &run.spec,
         status,
         default_poll_interval: settings.default_poll_interval,
@@ -306,18 +251,12 @@ async fn apply<E: Ecs>(
         Step::Launch { attempt } => {
             let target = ctx.target(run, namespace).await?;
             let observation = launch(&view, attempt, &target, ctx).await?;
-            (
-                decide::after_launch(&view, attempt, observation, Timestamp::now()),
-                Some(target),
-            )
+            (decide::after_launch(&view, attempt, observation, Timestamp::now()), Some(target))
         }
         Step::Track { task_arn } => {
             let target = ctx.target(run, namespace).await?;
             let observation = track(&view, &task_arn, &target, ctx).await?;
-            (
-                decide::after_track(&view, observation, Timestamp::now()),
-                Some(target),
-            )
+            (decide::after_track(&view, observation, Timestamp::now()), Some(target))
         }
     };
     execute(run, api, ctx, &status, plan, target.as_ref()).await
@@ -334,41 +273,18 @@ async fn launch<E: Ecs>(
     // A crash between RunTask and the status write leaves a task only ECS knows about: adopt it rather
     // than start a duplicate. ListTasks returns RUNNING tasks unless asked for STOPPED ones.
     let (running, stopped) = tokio::try_join!(
-        ctx.ecs
-            .list_tasks_started_by(target, &started_by, DesiredStatus::Running),
-        ctx.ecs
-            .list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
+        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
+        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
     )
-    .or_else(|error| {
-        if error.kind.is_permanent() {
-            Ok((Vec::new(), Vec::new()))
-        } else {
-            Err(error)
-        }
-    })?;
-    let known: Vec<&str> = view
-        .status
-        .attempts
-        .iter()
-        .filter_map(|a| a.task_arn.as_deref())
-        .collect();
-    if let Some(orphan) = running
-        .iter()
-        .chain(&stopped)
-        .find(|arn| !known.contains(&arn.as_str()))
-    {
+    .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
+    let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
+    if let Some(orphan) = running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
         info!(task_arn = %orphan, attempt, "adopting a task this run started earlier");
-        return Ok(LaunchObservation::Adopted(
-            describe_or_bare(ctx, target, orphan).await?,
-        ));
+        return Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, orphan).await?));
     }
 
     let task_definition = if view.spec.inject_run_identity {
-        match ctx
-            .ecs
-            .describe_task_definition(target, &view.spec.task_definition)
-            .await
-        {
+        match ctx.ecs.describe_task_definition(target, &view.spec.task_definition).await {
             Ok(info) => info,
             Err(error) if error.kind.is_permanent() => {
                 return Ok(LaunchObservation::Rejected(error));
@@ -384,19 +300,13 @@ async fn launch<E: Ecs>(
             info!(task_arn = %task.task_arn, attempt, "launched task");
             Ok(LaunchObservation::Started(task))
         }
-        Ok(crate::ecs::RunTaskOutcome::Failures(failures)) => {
-            Ok(LaunchObservation::Failures(failures))
-        }
+        Ok(crate::ecs::RunTaskOutcome::Failures(failures)) => Ok(LaunchObservation::Failures(failures)),
         Ok(crate::ecs::RunTaskOutcome::Conflict(arns)) => match arns.first() {
-            Some(arn) => Ok(LaunchObservation::Adopted(
-                describe_or_bare(ctx, target, arn).await?,
-            )),
-            None => Err(EcsError::new(
-                EcsErrorKind::Rejected,
-                "RunTask",
-                "ConflictException without the conflicting task",
-            )
-            .into()),
+            Some(arn) => Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, arn).await?)),
+            None => {
+                Err(EcsError::new(EcsErrorKind::Rejected, "RunTask", "ConflictException without the conflicting task")
+                    .into())
+            }
         },
         Err(error) if error.kind.is_permanent() => Ok(LaunchObservation::Rejected(error)),
         Err(error) => Err(error.into()),
@@ -404,17 +314,10 @@ async fn launch<E: Ecs>(
 }
 
 /// The task as ECS describes it, or just its ARN while DescribeTasks does not know it yet.
-async fn describe_or_bare<E: Ecs>(
-    ctx: &Context<E>,
-    target: &EcsTarget,
-    arn: &str,
-) -> Result<TaskSnapshot, Error> {
+async fn describe_or_bare<E: Ecs>(ctx: &Context<E>, target: &EcsTarget, arn: &str) -> Result<TaskSnapshot, Error> {
     Ok(match ctx.describe.describe(target, arn).await? {
         TaskLookup::Found(task) => task,
-        TaskLookup::Missing => TaskSnapshot {
-            task_arn: arn.to_owned(),
-            ..TaskSnapshot::default()
-        },
+        TaskLookup::Missing => TaskSnapshot { task_arn: arn.to_owned(), ..TaskSnapshot::default() },
     })
 }
 
@@ -432,9 +335,7 @@ async fn track<E: Ecs>(
     };
     // Which containers are essential is only in the task definition, and only matters once stopped.
     let containers = match (&task.task_definition_arn, task.is_stopped()) {
-        (Some(definition), true)
-            if view.spec.success_policy == SuccessPolicy::EssentialContainers =>
-        {
+        (Some(definition), true) if view.spec.success_policy == SuccessPolicy::EssentialContainers => {
             match ctx.ecs.describe_task_definition(target, definition).await {
                 Ok(info) => Some(info.containers),
                 Err(error) if error.kind.is_permanent() => None,
@@ -455,9 +356,7 @@ async fn execute<E: Ecs>(
     target: Option<&EcsTarget>,
 ) -> Result<Action, Error> {
     if let (Some(stop), Some(target)) = (&plan.stop, target) {
-        ctx.ecs
-            .stop_task(target, &stop.task_arn, &stop.reason)
-            .await?;
+        ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason).await?;
     }
     if plan.status != *old_status {
         write_status(api, run, &plan.status).await?;
@@ -465,72 +364,39 @@ async fn execute<E: Ecs>(
     if plan.status.phase != old_status.phase
         && let Some(phase) = plan.status.phase.filter(|phase| phase.is_terminal())
     {
-        let outcome = if phase == crate::api::Phase::Succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        };
+        let outcome = if phase == crate::api::Phase::Succeeded { "succeeded" } else { "failed" };
         let reason = plan.status.reason.as_deref().unwrap_or("unknown");
-        ctx.metrics
-            .runs_finished
-            .with_label_values(&[outcome, reason])
-            .inc();
-        info!(
-            outcome,
-            reason,
-            message = plan.status.message.as_deref().unwrap_or_default(),
-            "run finished"
-        );
+        ctx.metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
+        info!(outcome, reason, message = plan.status.message.as_deref().unwrap_or_default(), "run finished");
     }
     for event in &plan.events {
         ctx.publish(run, event).await;
     }
-    Ok(plan.requeue.map_or_else(Action::await_change, |after| {
-        Action::requeue(with_jitter(after))
-    }))
+    Ok(plan.requeue.map_or_else(Action::await_change, |after| Action::requeue(with_jitter(after))))
 }
 
-async fn write_status(
-    api: &Api<EcsTaskRun>,
-    run: &EcsTaskRun,
-    status: &EcsTaskRunStatus,
-) -> Result<(), Error> {
+async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskRunStatus) -> Result<(), Error> {
     let body = serde_json::json!({
         "apiVersion": EcsTaskRun::api_version(&()),
         "kind": EcsTaskRun::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &run.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::Kube)?;
     Ok(())
 }
 
 /// Deletion: stop every task the run started (deletionPolicy Stop) and keep the finalizer until ECS
 /// reports them STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err.
-async fn cleanup<E: Ecs>(
-    run: &EcsTaskRun,
-    namespace: &str,
-    ctx: &Context<E>,
-) -> Result<Action, Error> {
+async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) -> Result<Action, Error> {
     let known_task_arn = match decide::cleanup_step(&run.spec, run.status.as_ref()) {
         CleanupStep::Release => return Ok(Action::await_change()),
         CleanupStep::FindTasks { known_task_arn } => known_task_arn,
     };
     let target = ctx.target(run, namespace).await?;
-    let uid = run
-        .metadata
-        .uid
-        .as_deref()
-        .ok_or(Error::MissingMetadata("uid"))?;
-    let mut arns = match ctx
-        .ecs
-        .list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running)
-        .await
+    let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+    let mut arns = match ctx.ecs.list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running).await
     {
         Ok(arns) => arns,
         // No cluster, no tasks to stop.
@@ -544,8 +410,7 @@ async fn cleanup<E: Ecs>(
     {
         arns.push(arn);
     }
-    let lookups =
-        futures::future::join_all(arns.iter().map(|arn| ctx.describe.describe(&target, arn))).await;
+    let lookups = futures::future::join_all(arns.iter().map(|arn| ctx.describe.describe(&target, arn))).await;
     let mut tasks = Vec::new();
     for lookup in lookups {
         match lookup {
@@ -558,20 +423,14 @@ async fn cleanup<E: Ecs>(
     let name = run.name_any();
     let plan = decide::cleanup(&run.spec, namespace, &name, &tasks);
     for stop in &plan.stop {
-        ctx.ecs
-            .stop_task(&target, &stop.task_arn, &stop.reason)
-            .await?;
+        ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason).await?;
         info!(task_arn = %stop.task_arn, "stopping task of deleted run");
         ctx.publish(
             run,
             &decide::RunEvent {
                 warning: false,
                 reason: "Stopping",
-                note: format!(
-                    "StopTask {}: {}",
-                    decide::task_id(&stop.task_arn),
-                    stop.reason
-                ),
+                note: format!("StopTask {}: {}", decide::task_id(&stop.task_arn), stop.reason),
             },
         )
         .await;
@@ -579,9 +438,7 @@ async fn cleanup<E: Ecs>(
     if plan.done {
         Ok(Action::await_change())
     } else {
-        Err(Error::WaitingForStop(
-            tasks.iter().filter(|t| !t.is_stopped()).count(),
-        ))
+        Err(Error::WaitingForStop(tasks.iter().filter(|t| !t.is_stopped()).count()))
     }
 }
 
@@ -596,10 +453,7 @@ pub async fn run<E: Ecs>(ctx: Arc<Context<E>>, namespaces: Vec<String>, concurre
     let apis: Vec<Api<EcsTaskRun>> = if namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
-        namespaces
-            .iter()
-            .map(|namespace| Api::namespaced(ctx.client.clone(), namespace))
-            .collect()
+        namespaces.iter().map(|namespace| Api::namespaced(ctx.client.clone(), namespace)).collect()
     };
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
@@ -612,10 +466,7 @@ pub async fn run<E: Ecs>(ctx: Arc<Context<E>>, namespaces: Vec<String>, concurre
             .default_backoff()
             .reflect(writer)
             .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::finalizers),
-                Default::default(),
-            );
+            .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
         let controller = Controller::for_stream(runs, reader)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
             .shutdown_on_signal()
@@ -637,12 +488,7 @@ async fn keep_active_runs(stores: Vec<Store<EcsTaskRun>>, metrics: Arc<Metrics>)
         let active = stores
             .iter()
             .flat_map(Store::state)
-            .filter(|run| {
-                !run.status
-                    .as_ref()
-                    .and_then(|status| status.phase)
-                    .is_some_and(|phase| phase.is_terminal())
-            })
+            .filter(|run| !run.status.as_ref().and_then(|status| status.phase).is_some_and(|phase| phase.is_terminal()))
             .count();
         metrics.active_runs.set(active as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;

@@ -1,1 +1,665 @@
+//! Table tests of the run policy: no cluster, no AWS, no clock.
 
+use super::*;
+use crate::api::{EcsTaskRunSpec, RetryPolicy, WaitPolicy};
+use crate::ecs::{ContainerSnapshot, EcsErrorKind};
+
+const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
+const TD_ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn spec() -> EcsTaskRunSpec {
+    serde_json::from_value(serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"})).unwrap()
+}
+
+struct Run {
+    spec: EcsTaskRunSpec,
+    status: EcsTaskRunStatus,
+}
+
+impl Run {
+    fn new(spec: EcsTaskRunSpec) -> Self {
+        Self { spec, status: EcsTaskRunStatus::default() }
+    }
+
+    fn view(&self) -> RunView<'_> {
+        RunView {
+            namespace: "jobs",
+            name: "nightly",
+            uid: "0f0e0d0c-1111-2222-3333-444455556666",
+            generation: Some(1),
+            created_at: at(0),
+            spec: &self.spec,
+            status: &self.status,
+            default_poll_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// Applies a plan's status, as the shell's write would.
+    fn apply(&mut self, plan: &Plan) {
+        self.status = plan.status.clone();
+    }
+
+    /// A run whose attempt 1 launched the task at t=0.
+    fn launched(spec: EcsTaskRunSpec) -> Self {
+        let mut run = Run::new(spec);
+        let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(0));
+        run.apply(&plan);
+        run
+    }
+}
+
+fn task(last_status: &str) -> TaskSnapshot {
+    TaskSnapshot {
+        task_arn: ARN.into(),
+        task_definition_arn: Some(TD_ARN.into()),
+        last_status: Some(last_status.into()),
+        desired_status: Some(if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" }.into()),
+        created_at: Some(at(0)),
+        containers: vec![container("app", None), container("log-router", None)],
+        ..TaskSnapshot::default()
+    }
+}
+
+fn container(name: &str, exit_code: Option<i32>) -> ContainerSnapshot {
+    ContainerSnapshot { name: name.into(), exit_code, ..ContainerSnapshot::default() }
+}
+
+fn stopped(stop_code: &str, reason: &str, app: Option<i32>, sidecar: Option<i32>) -> TaskSnapshot {
+    TaskSnapshot {
+        stop_code: Some(stop_code.into()),
+        stopped_reason: Some(reason.into()),
+        stopped_at: Some(at(60)),
+        started_at: Some(at(10)),
+        containers: vec![container("app", app), container("log-router", sidecar)],
+        ..task("STOPPED")
+    }
+}
+
+fn definition() -> Option<Vec<ContainerDefinitionInfo>> {
+    Some(vec![
+        ContainerDefinitionInfo { name: "app".into(), essential: true },
+        ContainerDefinitionInfo { name: "log-router".into(), essential: false },
+    ])
+}
+
+fn found(task: TaskSnapshot) -> TrackObservation {
+    TrackObservation::Found { task, containers: definition() }
+}
+
+fn with(mut spec: EcsTaskRunSpec, edit: impl FnOnce(&mut EcsTaskRunSpec)) -> EcsTaskRunSpec {
+    edit(&mut spec);
+    spec
+}
+
+fn condition<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn event_reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn a_new_run_launches_attempt_one() {
+    let run = Run::new(spec());
+    assert_eq!(next_step(&run.view(), at(1)), Step::Launch { attempt: 1 });
+}
+
+#[test]
+fn identity_in_ecs_comes_from_the_uid() {
+    let run = Run::new(spec());
+    let request = launch_request(&run.view(), 2, &TaskDefinitionInfo::default());
+    assert_eq!(request.client_token, "0f0e0d0c-1111-2222-3333-444455556666-2");
+    assert!(request.client_token.len() <= 64);
+    assert_eq!(request.started_by, "ecsrun/0f0e0d0c-1111-2222-3333-444455556666");
+    assert!(request.tags.contains(&("ecsrun.dev/uid".into(), "0f0e0d0c-1111-2222-3333-444455556666".into())));
+    assert!(request.tags.contains(&("ecsrun.dev/namespace".into(), "jobs".into())));
+    assert!(request.tags.contains(&("ecsrun.dev/name".into(), "nightly".into())));
+}
+
+#[test]
+fn run_identity_reaches_every_container_and_user_values_win() {
+    let spec = with(spec(), |s| {
+        s.overrides = Some(TaskOverrides {
+            container_overrides: vec![ContainerOverride {
+                name: "app".into(),
+                command: Some(vec!["report".into()]),
+                environment: vec![EnvVar { name: "ECSRUN_NAME".into(), value: "custom".into() }],
+                ..ContainerOverride::default()
+            }],
+            ..TaskOverrides::default()
+        })
+    });
+    let run = Run::new(spec);
+    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap() };
+    let request = launch_request(&run.view(), 3, &definition);
+    let overrides = request.overrides.unwrap().container_overrides;
+    assert_eq!(overrides.len(), 2, "the sidecar gets an override of its own");
+    let env = |i: usize, name: &str| overrides[i].environment.iter().find(|v| v.name == name).map(|v| v.value.clone());
+    assert_eq!(overrides[0].command, Some(vec!["report".to_string()]));
+    assert_eq!(env(0, "ECSRUN_NAME").as_deref(), Some("custom"));
+    assert_eq!(env(0, "ECSRUN_ATTEMPT").as_deref(), Some("3"));
+    assert_eq!(overrides[1].name, "log-router");
+    assert_eq!(env(1, "ECSRUN_NAME").as_deref(), Some("nightly"));
+    assert_eq!(env(1, "ECSRUN_NAMESPACE").as_deref(), Some("jobs"));
+    assert_eq!(env(1, "ECSRUN_UID").as_deref(), Some("0f0e0d0c-1111-2222-3333-444455556666"));
+}
+
+#[test]
+fn without_injection_and_overrides_nothing_is_overridden() {
+    let run = Run::new(with(spec(), |s| s.inject_run_identity = false));
+    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap() };
+    assert_eq!(launch_request(&run.view(), 1, &definition).overrides, None);
+}
+
+#[test]
+fn a_launched_task_is_recorded_at_once_and_followed() {
+    let run = Run::new(spec());
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(1));
+    let status = &plan.status;
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(status.task_arn.as_deref(), Some(ARN));
+    assert_eq!(status.task_id.as_deref(), Some("abc123"));
+    assert_eq!(status.last_status.as_deref(), Some("PROVISIONING"));
+    assert_eq!(status.attempts.len(), 1);
+    assert_eq!(status.attempts[0].task_arn.as_deref(), Some(ARN));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(30)));
+    assert_eq!(event_reasons(&plan), vec!["Launched"]);
+    assert_eq!(condition(status, "Reconciling").unwrap().status, "True");
+    assert_eq!(condition(status, "Ready").unwrap().status, "False");
+
+    let mut run = run;
+    run.apply(&plan);
+    assert_eq!(next_step(&run.view(), at(31)), Step::Track { task_arn: ARN.into() });
+}
+
+#[test]
+fn fire_and_forget_succeeds_on_launch_and_is_never_polled() {
+    let spec = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Launched, ..WaitPolicy::default() });
+    let mut run = Run::new(spec);
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(1));
+    assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+    assert_eq!(plan.requeue, None);
+    assert_eq!(event_reasons(&plan), vec!["Launched", "Succeeded"]);
+    assert_eq!(condition(&plan.status, "Succeeded").unwrap().status, "True");
+    run.apply(&plan);
+    assert_eq!(next_step(&run.view(), at(100)), Step::Idle);
+}
+
+#[test]
+fn an_adopted_task_is_recorded_like_a_launched_one() {
+    let run = Run::new(spec());
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Adopted(task("RUNNING")), at(5));
+    assert_eq!(plan.status.task_arn.as_deref(), Some(ARN));
+    assert_eq!(plan.status.attempts.len(), 1);
+    assert_eq!(event_reasons(&plan), vec!["Launched", "Running"]);
+}
+
+#[test]
+fn launch_outcomes() {
+    let capacity = || {
+        LaunchObservation::Failures(vec![EcsFailure {
+            arn: None,
+            reason: Some("RESOURCE:MEMORY".into()),
+            detail: None,
+        }])
+    };
+    let attribute = || {
+        LaunchObservation::Failures(vec![EcsFailure {
+            arn: None,
+            reason: Some("ATTRIBUTE".into()),
+            detail: Some("requires ecs.capability.x".into()),
+        }])
+    };
+    let rejected = |kind, message: &str| LaunchObservation::Rejected(EcsError::new(kind, "RunTask", message));
+    // (case, backoffLimit, observation, phase, reason, requeued)
+    let cases: Vec<(&str, u32, LaunchObservation, Phase, &str, bool)> = vec![
+        ("capacity is retried without counting", 0, capacity(), Phase::Pending, reason::WAITING_TO_RETRY, true),
+        ("other failures count", 0, attribute(), Phase::Failed, reason::LAUNCH_FAILED, false),
+        ("other failures retry within the limit", 1, attribute(), Phase::Pending, reason::WAITING_TO_RETRY, true),
+        (
+            "unknown cluster fails at once",
+            5,
+            rejected(EcsErrorKind::ClusterNotFound, "ClusterNotFoundException: Cluster not found."),
+            Phase::Failed,
+            "ClusterNotFound",
+            false,
+        ),
+        (
+            "unknown task definition fails at once",
+            5,
+            rejected(EcsErrorKind::TaskDefinitionNotFound, "ClientException: Unable to describe task definition."),
+            Phase::Failed,
+            "TaskDefinitionNotFound",
+            false,
+        ),
+        (
+            "access denied fails at once",
+            5,
+            rejected(EcsErrorKind::AccessDenied, "AccessDeniedException: not authorized"),
+            Phase::Failed,
+            "AccessDenied",
+            false,
+        ),
+    ];
+    for (case, limit, observation, phase, reason, requeued) in cases {
+        let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: limit }));
+        let plan = after_launch(&run.view(), 1, observation, at(1));
+        assert_eq!(plan.status.phase, Some(phase), "{case}");
+        assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
+        assert_eq!(plan.requeue.is_some(), requeued, "{case}");
+        assert_eq!(plan.status.attempts.len(), 1, "{case}");
+        assert!(plan.status.task_arn.is_none(), "{case}");
+    }
+}
+
+#[test]
+fn a_rejection_keeps_the_aws_message_in_the_failed_condition() {
+    let run = Run::new(spec());
+    let error = EcsError::new(EcsErrorKind::ClusterNotFound, "RunTask", "ClusterNotFoundException: Cluster not found.");
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Rejected(error), at(1));
+    let failed = condition(&plan.status, "Failed").unwrap();
+    assert_eq!(failed.status, "True");
+    assert_eq!(failed.reason, "ClusterNotFound");
+    assert!(failed.message.contains("Cluster not found."), "{}", failed.message);
+    assert_eq!(condition(&plan.status, "Stalled").unwrap().status, "True");
+    assert_eq!(plan.events.last().unwrap().reason, "Failed");
+    assert!(plan.events.last().unwrap().warning);
+}
+
+/// Stopped tasks: every stopCode and exit-code combination that decides a run.
+#[test]
+fn stopped_task_verdicts() {
+    use SuccessPolicy::*;
+    let pull_error = "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found";
+    let eni_timeout = "Timeout waiting for network interface provisioning to complete.";
+    let capacity = "ResourceInitializationError: unable to pull secrets; capacity is unavailable at this time";
+    // (case, policy, task, phase, reason)
+    let cases: Vec<(&str, SuccessPolicy, TaskSnapshot, Phase, &str)> = vec![
+        (
+            "essential exited 0, sidecar 137",
+            EssentialContainers,
+            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+        (
+            "sidecar 137 fails AllContainers",
+            AllContainers,
+            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "essential exited 1",
+            EssentialContainers,
+            stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(0)),
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "any exit codes pass TaskStopped",
+            TaskStopped,
+            stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(137)),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+        (
+            "image pull failure is a real failure",
+            EssentialContainers,
+            stopped("TaskFailedToStart", pull_error, None, None),
+            Phase::Failed,
+            reason::TASK_FAILED_TO_START,
+        ),
+        (
+            "TaskStopped still fails a task that never started",
+            TaskStopped,
+            stopped("TaskFailedToStart", pull_error, None, None),
+            Phase::Failed,
+            reason::TASK_FAILED_TO_START,
+        ),
+        (
+            "ENI timeout is retried for free",
+            EssentialContainers,
+            stopped("TaskFailedToStart", eni_timeout, None, None),
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "capacity at start is retried for free",
+            EssentialContainers,
+            stopped("TaskFailedToStart", capacity, None, None),
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "spot interruption is retried for free",
+            EssentialContainers,
+            stopped("SpotInterruption", "Your Spot Task was interrupted.", Some(143), Some(143)),
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "stopped by someone else with SIGTERM",
+            EssentialContainers,
+            stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "stopped by someone else, judged by TaskStopped",
+            TaskStopped,
+            stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+        (
+            "essential container without exit code never ran",
+            EssentialContainers,
+            stopped("EssentialContainerExited", "Essential container in task exited", None, Some(0)),
+            Phase::Failed,
+            reason::CONTAINER_NEVER_RAN,
+        ),
+        (
+            "sidecar without exit code does not matter",
+            EssentialContainers,
+            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), None),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+        (
+            "an unknown stop code is data, judged by exit codes",
+            EssentialContainers,
+            stopped("InfrastructureHealth", "host retired", Some(0), Some(0)),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+        (
+            "no stop code at all (emulators) is judged by exit codes",
+            EssentialContainers,
+            TaskSnapshot { stop_code: None, ..stopped("x", "", Some(0), Some(0)) },
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+    ];
+    for (case, policy, task, phase, reason) in cases {
+        let mut run = Run::launched(with(spec(), |s| s.success_policy = policy));
+        run.status.phase = Some(Phase::Running);
+        let plan = after_track(&run.view(), found(task.clone()), at(61));
+        assert_eq!(plan.status.phase, Some(phase), "{case}: {:?}", plan.status.message);
+        assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
+        assert_eq!(plan.status.last_status.as_deref(), Some("STOPPED"), "{case}");
+        assert_eq!(plan.status.stop_code, task.stop_code, "{case}");
+        assert_eq!(plan.status.containers.len(), 2, "{case}");
+        assert_eq!(plan.status.containers[1].essential, Some(false), "{case}");
+        let attempt = plan.status.attempts.last().unwrap();
+        assert!(attempt.outcome.is_some(), "{case}: the attempt is concluded");
+        assert_eq!(attempt.stop_code, task.stop_code, "{case}");
+        assert!(event_reasons(&plan).contains(&"Stopped"), "{case}");
+        if phase.is_terminal() {
+            assert_eq!(plan.requeue, None, "{case}: a final run is never requeued");
+        } else {
+            assert!(plan.status.next_attempt_at.is_some(), "{case}");
+        }
+    }
+}
+
+#[test]
+fn the_message_says_which_container_failed_and_why() {
+    let run = Run::launched(spec());
+    let mut task = stopped("EssentialContainerExited", "Essential container in task exited", Some(2), Some(0));
+    task.containers[0].reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
+    let plan = after_track(&run.view(), found(task), at(61));
+    let message = plan.status.message.unwrap();
+    assert!(message.contains("app exited 2 (OutOfMemoryError"), "{message}");
+    assert_eq!(plan.status.exit_codes.as_deref(), Some("app=2,log-router=0"));
+}
+
+#[test]
+fn a_container_that_never_ran_is_explained() {
+    let run = Run::launched(spec());
+    let task = stopped("EssentialContainerExited", "CannotStartContainerError", None, Some(0));
+    let plan = after_track(&run.view(), found(task), at(61));
+    let message = plan.status.message.unwrap();
+    assert!(message.contains("probably never started"), "{message}");
+    assert_eq!(plan.status.exit_codes.as_deref(), Some("app=-,log-router=0"));
+}
+
+#[test]
+fn without_the_task_definition_every_container_counts_as_essential() {
+    let run = Run::launched(spec());
+    let task = stopped("EssentialContainerExited", "exited", Some(0), Some(137));
+    let plan = after_track(&run.view(), TrackObservation::Found { task, containers: None }, at(61));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
+    let mut run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 1 }));
+    let failed = stopped("EssentialContainerExited", "exited", Some(1), Some(0));
+    let plan = after_track(&run.view(), found(failed.clone()), at(61));
+    assert_eq!(plan.status.phase, Some(Phase::Pending));
+    assert_eq!(plan.status.next_attempt_at, Some(Time(at(71))));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
+    assert!(event_reasons(&plan).contains(&"Retrying"));
+    run.apply(&plan);
+
+    assert_eq!(next_step(&run.view(), at(65)), Step::Wait(Duration::from_secs(6)));
+    assert_eq!(next_step(&run.view(), at(71)), Step::Launch { attempt: 2 });
+
+    let second = TaskSnapshot { task_arn: format!("{ARN}-2"), ..task("PROVISIONING") };
+    let plan = after_launch(&run.view(), 2, LaunchObservation::Started(second), at(72));
+    assert_eq!(plan.status.attempts.len(), 2);
+    assert_eq!(plan.status.attempt_count, Some(2));
+    assert_eq!(plan.status.next_attempt_at, None);
+    run.apply(&plan);
+
+    let failed_again = TaskSnapshot { task_arn: format!("{ARN}-2"), ..failed };
+    let plan = after_track(&run.view(), found(failed_again), at(200));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::BACKOFF_LIMIT_EXCEEDED));
+    assert!(plan.status.message.unwrap().contains("backoffLimit 1"));
+    let outcomes: Vec<_> = plan.status.attempts.iter().map(|a| a.outcome.clone().unwrap()).collect();
+    assert_eq!(outcomes, vec![reason::CONTAINER_FAILED, reason::CONTAINER_FAILED]);
+}
+
+#[test]
+fn free_retries_are_bounded() {
+    let mut run = Run::new(spec());
+    for attempt in 1..=(MAX_FREE_RETRIES as u32 + 1) {
+        let capacity = LaunchObservation::Failures(vec![EcsFailure {
+            arn: None,
+            reason: Some("RESOURCE:CPU".into()),
+            detail: None,
+        }]);
+        let plan = after_launch(&run.view(), attempt, capacity, at(attempt as i64 * 1000));
+        run.apply(&plan);
+    }
+    assert_eq!(run.status.phase, Some(Phase::Failed));
+    assert_eq!(run.status.reason.as_deref(), Some(reason::INSUFFICIENT_CAPACITY));
+}
+
+#[test]
+fn retry_backoff_doubles_up_to_five_minutes() {
+    let secs: Vec<u64> = (1..=7).map(|n| retry_backoff(n).as_secs()).collect();
+    assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
+}
+
+#[test]
+fn waiting_for_running() {
+    let spec = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Running, ..WaitPolicy::default() });
+    let run = Run::launched(spec);
+    let pending = after_track(&run.view(), found(task("PENDING")), at(30));
+    assert_eq!(pending.status.phase, Some(Phase::Running));
+    assert_eq!(pending.status.reason.as_deref(), Some(reason::TASK_STARTING));
+    assert!(pending.requeue.is_some());
+
+    let running = after_track(&run.view(), found(task("RUNNING")), at(30));
+    assert_eq!(running.status.phase, Some(Phase::Succeeded));
+    assert_eq!(running.status.last_status.as_deref(), Some("RUNNING"));
+    assert_eq!(running.requeue, None);
+    assert_eq!(event_reasons(&running), vec!["Running", "Succeeded"]);
+}
+
+#[test]
+fn polling_follows_the_spec_then_the_controller_default() {
+    let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("2h15m30s".into())));
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(2 * 3600 + 15 * 60 + 30)));
+    let run = Run::launched(spec());
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(30)));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+}
+
+#[test]
+fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
+    let run = Run::launched(spec());
+    let soon = after_track(&run.view(), TrackObservation::Missing, at(4));
+    assert_eq!(soon.status, run.status, "nothing to write");
+    assert!(soon.events.is_empty());
+    assert_eq!(soon.requeue, Some(Duration::from_secs(2)));
+    let later = after_track(&run.view(), TrackObservation::Missing, at(100));
+    assert_eq!(later.requeue, Some(Duration::from_secs(30)));
+
+    let gone = after_track(&run.view(), TrackObservation::Missing, at(121));
+    assert_eq!(gone.status.phase, Some(Phase::Failed));
+    assert_eq!(gone.status.reason.as_deref(), Some(reason::TASK_LOST));
+}
+
+#[test]
+fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
+    let mut run = Run::launched(with(spec(), |s| s.wait.timeout = Some("5m".into())));
+    let before = after_track(&run.view(), found(task("RUNNING")), at(299));
+    assert_eq!(before.stop, None);
+
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(300));
+    assert_eq!(plan.status.phase, Some(Phase::Stopping));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    let stop = plan.stop.clone().expect("StopTask");
+    assert_eq!(stop.task_arn, ARN);
+    assert!(stop.reason.contains("timeout"), "{}", stop.reason);
+    assert!(event_reasons(&plan).contains(&"Stopping"));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
+    run.apply(&plan);
+
+    let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("DEACTIVATING") };
+    let again = after_track(&run.view(), found(stopping), at(310));
+    assert_eq!(again.stop, None, "StopTask is not sent twice");
+
+    let done = after_track(
+        &run.view(),
+        found(stopped("UserInitiated", "ecsrun: timeout exceeded", Some(143), Some(143))),
+        at(330),
+    );
+    assert_eq!(done.status.phase, Some(Phase::Failed));
+    assert_eq!(done.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(done.status.exit_codes.as_deref(), Some("app=143,log-router=143"));
+}
+
+#[test]
+fn the_deadline_ends_a_run_waiting_to_retry() {
+    let mut run = Run::new(with(spec(), |s| {
+        s.wait.timeout = Some("1m".into());
+        s.retry_policy = RetryPolicy { backoff_limit: 3 };
+    }));
+    let capacity = LaunchObservation::Failures(vec![EcsFailure {
+        arn: None,
+        reason: Some("RESOURCE:MEMORY".into()),
+        detail: None,
+    }]);
+    let plan = after_launch(&run.view(), 1, capacity, at(55));
+    run.apply(&plan);
+    let Step::Conclude(plan) = next_step(&run.view(), at(65)) else { panic!("expected a conclusion") };
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.next_attempt_at, None);
+    assert_eq!(plan.requeue, None);
+}
+
+#[test]
+fn a_permanent_describe_error_fails_the_run() {
+    let run = Run::launched(spec());
+    let error = EcsError::new(EcsErrorKind::ClusterNotFound, "DescribeTasks", "Cluster not found.");
+    let plan = after_track(&run.view(), TrackObservation::Rejected(error), at(30));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.requeue, None);
+}
+
+#[test]
+fn repeating_an_observation_writes_an_identical_status() {
+    let mut run = Run::launched(spec());
+    let first = after_track(&run.view(), found(task("RUNNING")), at(30));
+    run.apply(&first);
+    let second = after_track(&run.view(), found(task("RUNNING")), at(60));
+    assert_eq!(second.status, first.status, "no timestamps that change by themselves");
+    assert!(second.events.is_empty());
+}
+
+#[test]
+fn last_transition_time_moves_only_when_a_condition_flips() {
+    let mut run = Run::launched(spec());
+    let launched_at = condition(&run.status, "Ready").unwrap().last_transition_time.clone();
+    let running = after_track(&run.view(), found(task("RUNNING")), at(30));
+    assert_eq!(
+        condition(&running.status, "Ready").unwrap().last_transition_time,
+        launched_at,
+        "Ready stays False: same time, new reason"
+    );
+    assert_eq!(condition(&running.status, "Ready").unwrap().reason, reason::TASK_RUNNING);
+    run.apply(&running);
+    let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(0), Some(0))), at(90));
+    let ready = condition(&done.status, "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("True", Time(at(90))));
+    assert!(condition(&done.status, "Reconciling").is_none());
+    assert_eq!(condition(&done.status, "Succeeded").unwrap().observed_generation, Some(1));
+    assert_eq!(done.status.observed_generation, Some(1));
+}
+
+#[test]
+fn a_final_run_is_idle() {
+    for phase in [Phase::Succeeded, Phase::Failed] {
+        let mut run = Run::launched(spec());
+        run.status.phase = Some(phase);
+        assert_eq!(next_step(&run.view(), at(1000)), Step::Idle);
+    }
+}
+
+#[test]
+fn deletion_policy() {
+    let orphan = with(spec(), |s| s.deletion_policy = DeletionPolicy::Orphan);
+    assert_eq!(cleanup_step(&orphan, None), CleanupStep::Release);
+    let run = Run::launched(spec());
+    assert_eq!(cleanup_step(&run.spec, Some(&run.status)), CleanupStep::FindTasks { known_task_arn: Some(ARN.into()) });
+    assert_eq!(cleanup_step(&spec(), None), CleanupStep::FindTasks { known_task_arn: None });
+}
+
+#[test]
+fn cleanup_stops_running_tasks_and_waits_for_stopped() {
+    let spec = with(spec(), |s| s.stop_reason = Some("cancelled by the platform team".into()));
+    let running = task("RUNNING");
+    let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&running));
+    assert_eq!(plan.stop, vec![StopTask { task_arn: ARN.into(), reason: "cancelled by the platform team".into() }]);
+    assert!(!plan.done);
+
+    let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("STOPPING") };
+    let plan = cleanup(&spec, "jobs", "nightly", &[stopping]);
+    assert!(plan.stop.is_empty(), "StopTask is not repeated");
+    assert!(!plan.done);
+
+    let plan = cleanup(&spec, "jobs", "nightly", &[task("STOPPED")]);
+    assert!(plan.stop.is_empty() && plan.done);
+    assert!(cleanup(&spec, "jobs", "nightly", &[]).done, "no task, nothing to wait for");
+}
+
+#[test]
+fn durations_parse_go_style() {
+    assert_eq!(parse_duration("2h15m30s"), Some(Duration::from_secs(8130)));
+    assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+    assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("abc"), None);
+}

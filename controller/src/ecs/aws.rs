@@ -21,9 +21,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use tracing::debug;
 
 use super::{
-    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError,
-    EcsErrorKind, EcsFailure, EcsTarget, Identity, LaunchRequest, RunTaskOutcome,
-    TaskDefinitionInfo, TaskSnapshot,
+    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
+    EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::api;
 use crate::metrics::Metrics;
@@ -41,10 +40,7 @@ pub struct AwsSettings {
 
 enum Clients {
     /// Built on demand from aws-config and cached per (region, identity).
-    Configured {
-        settings: AwsSettings,
-        cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>>,
-    },
+    Configured { settings: AwsSettings, cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>> },
     /// One given client for every target (tests with aws-smithy-mocks, embedding).
     Fixed(Client),
 }
@@ -62,10 +58,7 @@ pub struct AwsEcs {
 impl AwsEcs {
     pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         Self {
-            clients: Clients::Configured {
-                settings,
-                cache: tokio::sync::Mutex::default(),
-            },
+            clients: Clients::Configured { settings, cache: tokio::sync::Mutex::default() },
             task_definitions: Mutex::default(),
             metrics,
         }
@@ -73,11 +66,7 @@ impl AwsEcs {
 
     /// Uses `client` for every target, whatever its region or identity.
     pub fn from_client(client: Client, metrics: Arc<Metrics>) -> Self {
-        Self {
-            clients: Clients::Fixed(client),
-            task_definitions: Mutex::default(),
-            metrics,
-        }
+        Self { clients: Clients::Fixed(client), task_definitions: Mutex::default(), metrics }
     }
 
     async fn client(&self, target: &EcsTarget) -> Client {
@@ -112,14 +101,8 @@ impl AwsEcs {
             Ok(_) => "ok",
             Err(error) => error.kind.label(),
         };
-        self.metrics
-            .ecs_calls
-            .with_label_values(&[operation, outcome])
-            .inc();
-        self.metrics
-            .ecs_call_duration
-            .with_label_values(&[operation])
-            .observe(elapsed.as_secs_f64());
+        self.metrics.ecs_calls.with_label_values(&[operation, outcome]).inc();
+        self.metrics.ecs_call_duration.with_label_values(&[operation]).observe(elapsed.as_secs_f64());
         match &result {
             Ok(_) => {
                 debug!(operation, cluster = %target.cluster, region = %target.region, elapsed_ms = elapsed.as_millis() as u64, "ECS call")
@@ -133,9 +116,7 @@ impl AwsEcs {
 }
 
 async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity) -> Client {
-    let timeouts = TimeoutConfig::builder()
-        .operation_timeout(settings.call_timeout)
-        .build();
+    let timeouts = TimeoutConfig::builder().operation_timeout(settings.call_timeout).build();
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .timeout_config(timeouts)
@@ -147,11 +128,7 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity)
     }
     match identity {
         Identity::Default => {}
-        Identity::AssumeRole {
-            role_arn,
-            external_id,
-            session_name,
-        } => {
+        Identity::AssumeRole { role_arn, external_id, session_name } => {
             let mut sts = base.to_builder();
             if let Some(url) = &settings.sts_endpoint_url {
                 sts = sts.endpoint_url(url);
@@ -179,19 +156,13 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity)
 }
 
 impl Ecs for AwsEcs {
-    async fn run_task(
-        &self,
-        target: &EcsTarget,
-        request: &LaunchRequest,
-    ) -> Result<RunTaskOutcome, EcsError> {
+    async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
         let client = self.client(target).await;
         self.call("RunTask", target, async {
             let sent = run_task_call(&client, target, request)?.send().await;
             let output = match sent {
                 Ok(output) => output,
-                Err(SdkError::ServiceError(service))
-                    if matches!(service.err(), RunTaskError::ConflictException(_)) =>
-                {
+                Err(SdkError::ServiceError(service)) if matches!(service.err(), RunTaskError::ConflictException(_)) => {
                     if let RunTaskError::ConflictException(conflict) = service.err() {
                         return Ok(RunTaskOutcome::Conflict(conflict.resource_ids().to_vec()));
                     }
@@ -201,23 +172,15 @@ impl Ecs for AwsEcs {
             };
             match output.tasks().first() {
                 Some(task) => Ok(RunTaskOutcome::Started(snapshot(task))),
-                None => Ok(RunTaskOutcome::Failures(
-                    output.failures().iter().map(failure).collect(),
-                )),
+                None => Ok(RunTaskOutcome::Failures(output.failures().iter().map(failure).collect())),
             }
         })
         .await
     }
 
-    async fn describe_tasks(
-        &self,
-        target: &EcsTarget,
-        task_arns: &[String],
-    ) -> Result<Described, EcsError> {
+    async fn describe_tasks(&self, target: &EcsTarget, task_arns: &[String]) -> Result<Described, EcsError> {
         let client = self.client(target).await;
-        self.metrics
-            .describe_batch_size
-            .observe(task_arns.len() as f64);
+        self.metrics.describe_batch_size.observe(task_arns.len() as f64);
         self.call("DescribeTasks", target, async {
             let output = client
                 .describe_tasks()
@@ -228,32 +191,17 @@ impl Ecs for AwsEcs {
                 .map_err(|error| classify("DescribeTasks", &error))?;
             let tasks: Vec<TaskSnapshot> = output.tasks().iter().map(snapshot).collect();
             // ECS lists unknown ARNs as MISSING failures; some endpoints just leave them out. Both are missing.
-            let missing = task_arns
-                .iter()
-                .filter(|arn| !tasks.iter().any(|task| &task.task_arn == *arn))
-                .cloned()
-                .collect();
+            let missing =
+                task_arns.iter().filter(|arn| !tasks.iter().any(|task| &task.task_arn == *arn)).cloned().collect();
             Ok(Described { tasks, missing })
         })
         .await
     }
 
-    async fn stop_task(
-        &self,
-        target: &EcsTarget,
-        task_arn: &str,
-        reason: &str,
-    ) -> Result<(), EcsError> {
+    async fn stop_task(&self, target: &EcsTarget, task_arn: &str, reason: &str) -> Result<(), EcsError> {
         let client = self.client(target).await;
         self.call("StopTask", target, async {
-            match client
-                .stop_task()
-                .cluster(&target.cluster)
-                .task(task_arn)
-                .reason(reason)
-                .send()
-                .await
-            {
+            match client.stop_task().cluster(&target.cluster).task(task_arn).reason(reason).send().await {
                 Ok(_) => Ok(()),
                 Err(error) => {
                     let error = classify("StopTask", &error);
@@ -303,12 +251,7 @@ impl Ecs for AwsEcs {
         target: &EcsTarget,
         task_definition: &str,
     ) -> Result<TaskDefinitionInfo, EcsError> {
-        if let Some(info) = self
-            .task_definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(task_definition)
-        {
+        if let Some(info) = self.task_definitions.lock().unwrap_or_else(PoisonError::into_inner).get(task_definition) {
             return Ok(info.clone());
         }
         let client = self.client(target).await;
@@ -328,10 +271,7 @@ impl Ecs for AwsEcs {
                     )
                 })?;
                 Ok(TaskDefinitionInfo {
-                    arn: definition
-                        .task_definition_arn()
-                        .unwrap_or(task_definition)
-                        .to_owned(),
+                    arn: definition.task_definition_arn().unwrap_or(task_definition).to_owned(),
                     containers: definition
                         .container_definitions()
                         .iter()
@@ -344,10 +284,7 @@ impl Ecs for AwsEcs {
                 })
             })
             .await?;
-        self.task_definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(info.arn.clone(), info.clone());
+        self.task_definitions.lock().unwrap_or_else(PoisonError::into_inner).insert(info.arn.clone(), info.clone());
         Ok(info)
     }
 }
@@ -357,9 +294,7 @@ fn run_task_call(
     target: &EcsTarget,
     request: &LaunchRequest,
 ) -> Result<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder, EcsError> {
-    let invalid = |error: BuildError| {
-        EcsError::new(EcsErrorKind::InvalidParameter, "RunTask", error.to_string())
-    };
+    let invalid = |error: BuildError| EcsError::new(EcsErrorKind::InvalidParameter, "RunTask", error.to_string());
     let spec = &request.spec;
     let capacity_provider_strategy = spec
         .capacity_provider_strategy
@@ -385,33 +320,18 @@ fn run_task_call(
             let vpc = &network.awsvpc_configuration;
             types::AwsVpcConfiguration::builder()
                 .set_subnets(Some(vpc.subnets.clone()))
-                .set_security_groups(
-                    (!vpc.security_groups.is_empty()).then(|| vpc.security_groups.clone()),
-                )
+                .set_security_groups((!vpc.security_groups.is_empty()).then(|| vpc.security_groups.clone()))
                 .set_assign_public_ip(vpc.assign_public_ip.map(|ip| match ip {
                     api::AssignPublicIp::Enabled => types::AssignPublicIp::Enabled,
                     api::AssignPublicIp::Disabled => types::AssignPublicIp::Disabled,
                 }))
                 .build()
-                .map(|vpc| {
-                    types::NetworkConfiguration::builder()
-                        .awsvpc_configuration(vpc)
-                        .build()
-                })
+                .map(|vpc| types::NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
         })
         .transpose()
         .map_err(invalid)?;
-    let overrides = request
-        .overrides
-        .as_ref()
-        .map(task_override)
-        .transpose()
-        .map_err(invalid)?;
-    let tags = request
-        .tags
-        .iter()
-        .map(|(key, value)| types::Tag::builder().key(key).value(value).build())
-        .collect();
+    let overrides = request.overrides.as_ref().map(task_override).transpose().map_err(invalid)?;
+    let tags = request.tags.iter().map(|(key, value)| types::Tag::builder().key(key).value(value).build()).collect();
 
     Ok(client
         .run_task()
@@ -444,9 +364,7 @@ fn run_task_call(
                             api::PlacementConstraintType::DistinctInstance => {
                                 types::PlacementConstraintType::DistinctInstance
                             }
-                            api::PlacementConstraintType::MemberOf => {
-                                types::PlacementConstraintType::MemberOf
-                            }
+                            api::PlacementConstraintType::MemberOf => types::PlacementConstraintType::MemberOf,
                         })
                         .set_expression(constraint.expression.clone())
                         .build()
@@ -459,15 +377,9 @@ fn run_task_call(
                 .map(|strategy| {
                     types::PlacementStrategy::builder()
                         .r#type(match strategy.type_ {
-                            api::PlacementStrategyType::Random => {
-                                types::PlacementStrategyType::Random
-                            }
-                            api::PlacementStrategyType::Spread => {
-                                types::PlacementStrategyType::Spread
-                            }
-                            api::PlacementStrategyType::Binpack => {
-                                types::PlacementStrategyType::Binpack
-                            }
+                            api::PlacementStrategyType::Random => types::PlacementStrategyType::Random,
+                            api::PlacementStrategyType::Spread => types::PlacementStrategyType::Spread,
+                            api::PlacementStrategyType::Binpack => types::PlacementStrategyType::Binpack,
                         })
                         .set_field(strategy.field.clone())
                         .build()
@@ -478,11 +390,10 @@ fn run_task_call(
 }
 
 fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, BuildError> {
-    let ephemeral_storage = overrides.ephemeral_storage.as_ref().map(|storage| {
-        types::EphemeralStorage::builder()
-            .size_in_gib(storage.size_in_gib)
-            .build()
-    });
+    let ephemeral_storage = overrides
+        .ephemeral_storage
+        .as_ref()
+        .map(|storage| types::EphemeralStorage::builder().size_in_gib(storage.size_in_gib).build());
     Ok(types::TaskOverride::builder()
         .set_container_overrides(Some(
             overrides
@@ -496,12 +407,7 @@ fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, 
                             container
                                 .environment
                                 .iter()
-                                .map(|var| {
-                                    types::KeyValuePair::builder()
-                                        .name(&var.name)
-                                        .value(&var.value)
-                                        .build()
-                                })
+                                .map(|var| types::KeyValuePair::builder().name(&var.name).value(&var.value).build())
                                 .collect()
                         }))
                         .set_cpu(container.cpu)
@@ -567,9 +473,7 @@ where
         SdkError::DispatchFailure(failure) if failure.is_timeout() => EcsErrorKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_io() => EcsErrorKind::Network,
         // Mostly credential resolution (STS unreachable, web identity token missing).
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
-            EcsErrorKind::Credentials
-        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => EcsErrorKind::Credentials,
         SdkError::ResponseError(_) => EcsErrorKind::Server,
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -588,19 +492,13 @@ where
     EcsError::new(kind, operation, message)
 }
 
-fn classify_service_error(
-    code: Option<&str>,
-    message: Option<&str>,
-    http_status: u16,
-) -> EcsErrorKind {
+fn classify_service_error(code: Option<&str>, message: Option<&str>, http_status: u16) -> EcsErrorKind {
     let message = message.unwrap_or_default().to_lowercase();
-    let names_task_definition =
-        message.contains("task definition") || message.contains("taskdefinition");
+    let names_task_definition = message.contains("task definition") || message.contains("taskdefinition");
     match code.unwrap_or_default() {
-        "ThrottlingException"
-        | "Throttling"
-        | "TooManyRequestsException"
-        | "RequestLimitExceeded" => EcsErrorKind::Throttled,
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+            EcsErrorKind::Throttled
+        }
         // Some throttles come back wrapped in other error types; the message gives them away.
         _ if message.contains("rate exceeded") => EcsErrorKind::Throttled,
         "ClusterNotFoundException" => EcsErrorKind::ClusterNotFound,
@@ -608,14 +506,11 @@ fn classify_service_error(
             EcsErrorKind::TaskDefinitionNotFound
         }
         "InvalidParameterException" => EcsErrorKind::InvalidParameter,
-        "AccessDeniedException"
-        | "AccessDenied"
-        | "UnrecognizedClientException"
-        | "InvalidSignatureException" => EcsErrorKind::AccessDenied,
-        "ExpiredTokenException" => EcsErrorKind::Credentials,
-        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => {
-            EcsErrorKind::Server
+        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidSignatureException" => {
+            EcsErrorKind::AccessDenied
         }
+        "ExpiredTokenException" => EcsErrorKind::Credentials,
+        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => EcsErrorKind::Server,
         _ if http_status >= 500 => EcsErrorKind::Server,
         _ => EcsErrorKind::Rejected,
     }
@@ -627,10 +522,8 @@ mod tests {
     use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
     use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
     use aws_sdk_ecs::operation::run_task::RunTaskOutput;
-    use aws_sdk_ecs::operation::stop_task::{StopTaskError, StopTaskOutput};
-    use aws_sdk_ecs::types::error::{
-        ClusterNotFoundException, ConflictException, InvalidParameterException, ServerException,
-    };
+    use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
+    use aws_sdk_ecs::types::error::ConflictException;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
@@ -640,11 +533,7 @@ mod tests {
     const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/0123456789abcdef";
 
     fn target() -> EcsTarget {
-        EcsTarget {
-            region: "eu-west-1".into(),
-            identity: Identity::Default,
-            cluster: "demo".into(),
-        }
+        EcsTarget { region: "eu-west-1".into(), identity: Identity::Default, cluster: "demo".into() }
     }
 
     fn adapter(client: Client) -> (AwsEcs, Arc<Metrics>) {
@@ -665,10 +554,7 @@ mod tests {
             overrides: Some(api::TaskOverrides {
                 container_overrides: vec![api::ContainerOverride {
                     name: "app".into(),
-                    environment: vec![api::EnvVar {
-                        name: "ECSRUN_ATTEMPT".into(),
-                        value: "1".into(),
-                    }],
+                    environment: vec![api::EnvVar { name: "ECSRUN_ATTEMPT".into(), value: "1".into() }],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -676,10 +562,7 @@ mod tests {
             spec,
             client_token: "uid-1".into(),
             started_by: "ecsrun/uid".into(),
-            tags: vec![
-                ("ecsrun.dev/uid".into(), "uid".into()),
-                ("team".into(), "data".into()),
-            ],
+            tags: vec![("ecsrun.dev/uid".into(), "uid".into()), ("team".into(), "data".into())],
         }
     }
 
@@ -692,11 +575,18 @@ mod tests {
             .build()
     }
 
+    /// An error response as ECS sends it (AWS JSON 1.1), so the SDK's own deserialisation runs.
+    fn aws_error(status: u16, type_: &'static str, message: &'static str) -> impl Fn() -> HttpResponse {
+        move || {
+            HttpResponse::new(
+                StatusCode::try_from(status).unwrap(),
+                SdkBody::from(format!(r#"{{"__type":"{type_}","message":"{message}"}}"#)),
+            )
+        }
+    }
+
     fn calls(metrics: &Metrics, operation: &str, outcome: &str) -> u64 {
-        metrics
-            .ecs_calls
-            .with_label_values(&[operation, outcome])
-            .get()
+        metrics.ecs_calls.with_label_values(&[operation, outcome]).get()
     }
 
     #[tokio::test]
@@ -711,21 +601,17 @@ mod tests {
                     && req
                         .network_configuration()
                         .and_then(|n| n.awsvpc_configuration())
-                        .is_some_and(|v| {
-                            v.subnets() == ["subnet-1"] && v.security_groups() == ["sg-1"]
-                        })
-                    && req.overrides().is_some_and(|o| {
-                        o.container_overrides()[0].environment()[0].name() == Some("ECSRUN_ATTEMPT")
-                    })
+                        .is_some_and(|v| v.subnets() == ["subnet-1"] && v.security_groups() == ["sg-1"])
+                    && req
+                        .overrides()
+                        .is_some_and(|o| o.container_overrides()[0].environment()[0].name() == Some("ECSRUN_ATTEMPT"))
             })
             .then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build());
         let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
 
         let outcome = ecs.run_task(&target(), &request()).await.unwrap();
 
-        let RunTaskOutcome::Started(task) = outcome else {
-            panic!("{outcome:?}")
-        };
+        let RunTaskOutcome::Started(task) = outcome else { panic!("{outcome:?}") };
         assert_eq!(task.task_arn, ARN);
         assert_eq!(task.last_status.as_deref(), Some("PROVISIONING"));
         assert_eq!(task.containers[0].exit_code, Some(3));
@@ -738,12 +624,7 @@ mod tests {
     async fn run_task_failures_without_a_task_are_reported() {
         let rule = mock!(Client::run_task).then_output(|| {
             RunTaskOutput::builder()
-                .failures(
-                    types::Failure::builder()
-                        .reason("RESOURCE:MEMORY")
-                        .arn("arn:ci")
-                        .build(),
-                )
+                .failures(types::Failure::builder().reason("RESOURCE:MEMORY").arn("arn:ci").build())
                 .build()
         });
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
@@ -769,33 +650,22 @@ mod tests {
             )
         });
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
-        assert_eq!(
-            ecs.run_task(&target(), &request()).await.unwrap(),
-            RunTaskOutcome::Conflict(vec![ARN.into()])
-        );
+        assert_eq!(ecs.run_task(&target(), &request()).await.unwrap(), RunTaskOutcome::Conflict(vec![ARN.into()]));
     }
 
     #[tokio::test]
     async fn permanent_errors_are_classified_with_the_aws_message() {
-        let cluster = mock!(Client::run_task).then_error(|| {
-            RunTaskError::ClusterNotFoundException(
-                ClusterNotFoundException::builder()
-                    .message("Cluster not found.")
-                    .build(),
-            )
-        });
-        let task_definition = mock!(Client::run_task).then_error(|| {
-            RunTaskError::InvalidParameterException(
-                InvalidParameterException::builder()
-                    .message("TaskDefinition not found.")
-                    .build(),
-            )
-        });
-        let (ecs, metrics) = adapter(mock_client!(
-            aws_sdk_ecs,
-            RuleMode::Sequential,
-            [&cluster, &task_definition]
+        let cluster = mock!(Client::run_task).then_http_response(aws_error(
+            400,
+            "ClusterNotFoundException",
+            "Cluster not found.",
         ));
+        let task_definition = mock!(Client::run_task).then_http_response(aws_error(
+            400,
+            "InvalidParameterException",
+            "TaskDefinition not found.",
+        ));
+        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&cluster, &task_definition]));
 
         let error = ecs.run_task(&target(), &request()).await.unwrap_err();
         assert_eq!(error.kind, EcsErrorKind::ClusterNotFound);
@@ -810,20 +680,12 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_transient_and_counted() {
-        let throttled = || {
-            HttpResponse::new(
-                StatusCode::try_from(400).unwrap(),
-                SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-            )
-        };
-        let rule = mock!(Client::describe_tasks).then_http_response(throttled);
-        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, [&rule], |config| config
+        let rule =
+            mock!(Client::describe_tasks).then_http_response(aws_error(400, "ThrottlingException", "Rate exceeded"));
+        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |config| config
             .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())));
 
-        let error = ecs
-            .describe_tasks(&target(), &[ARN.into()])
-            .await
-            .unwrap_err();
+        let error = ecs.describe_tasks(&target(), &[ARN.into()]).await.unwrap_err();
         assert_eq!(error.kind, EcsErrorKind::Throttled, "{error}");
         assert!(!error.kind.is_permanent());
         assert_eq!(calls(&metrics, "DescribeTasks", "throttled"), 1);
@@ -831,10 +693,8 @@ mod tests {
 
     #[tokio::test]
     async fn server_errors_are_transient() {
-        let rule = mock!(Client::stop_task).then_error(|| {
-            StopTaskError::ServerException(ServerException::builder().message("internal").build())
-        });
-        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule], |config| config
+        let rule = mock!(Client::stop_task).then_http_response(aws_error(500, "ServerException", "internal"));
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |config| config
             .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())));
         let error = ecs.stop_task(&target(), ARN, "bye").await.unwrap_err();
         assert_eq!(error.kind, EcsErrorKind::Server);
@@ -847,41 +707,24 @@ mod tests {
         let rule = mock!(Client::describe_tasks).then_output(move || {
             DescribeTasksOutput::builder()
                 .tasks(task("RUNNING"))
-                .failures(
-                    types::Failure::builder()
-                        .arn(other)
-                        .reason("MISSING")
-                        .build(),
-                )
+                .failures(types::Failure::builder().arn(other).reason("MISSING").build())
                 .build()
         });
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
-        let described = ecs
-            .describe_tasks(&target(), &[ARN.into(), other.into(), quiet.into()])
-            .await
-            .unwrap();
+        let described = ecs.describe_tasks(&target(), &[ARN.into(), other.into(), quiet.into()]).await.unwrap();
         assert_eq!(described.tasks.len(), 1);
-        assert_eq!(
-            described.missing,
-            vec![other.to_string(), quiet.to_string()]
-        );
+        assert_eq!(described.missing, vec![other.to_string(), quiet.to_string()]);
     }
 
     #[tokio::test]
     async fn stopping_a_task_ecs_forgot_is_not_an_error() {
-        let rule = mock!(Client::stop_task).then_error(|| {
-            StopTaskError::InvalidParameterException(
-                InvalidParameterException::builder()
-                    .message("The referenced task was not found.")
-                    .build(),
-            )
-        });
-        let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().build());
-        let (ecs, _) = adapter(mock_client!(
-            aws_sdk_ecs,
-            RuleMode::Sequential,
-            [&rule, &ok]
+        let rule = mock!(Client::stop_task).then_http_response(aws_error(
+            400,
+            "InvalidParameterException",
+            "The referenced task was not found.",
         ));
+        let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule, &ok]));
         ecs.stop_task(&target(), ARN, "bye").await.unwrap();
         ecs.stop_task(&target(), ARN, "bye").await.unwrap();
         assert_eq!(ok.num_calls(), 1);
@@ -891,27 +734,14 @@ mod tests {
     async fn list_tasks_follows_pages_and_filters_by_started_by() {
         let first = mock!(Client::list_tasks)
             .match_requests(|req| {
-                req.started_by() == Some("ecsrun/uid")
-                    && req.desired_status() == Some(&types::DesiredStatus::Stopped)
+                req.started_by() == Some("ecsrun/uid") && req.desired_status() == Some(&types::DesiredStatus::Stopped)
             })
-            .then_output(|| {
-                ListTasksOutput::builder()
-                    .task_arns("a")
-                    .next_token("more")
-                    .build()
-            });
+            .then_output(|| ListTasksOutput::builder().task_arns("a").next_token("more").build());
         let second = mock!(Client::list_tasks)
             .match_requests(|req| req.next_token() == Some("more"))
             .then_output(|| ListTasksOutput::builder().task_arns("b").build());
-        let (ecs, _) = adapter(mock_client!(
-            aws_sdk_ecs,
-            RuleMode::Sequential,
-            [&first, &second]
-        ));
-        let arns = ecs
-            .list_tasks_started_by(&target(), "ecsrun/uid", DesiredStatus::Stopped)
-            .await
-            .unwrap();
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&first, &second]));
+        let arns = ecs.list_tasks_started_by(&target(), "ecsrun/uid", DesiredStatus::Stopped).await.unwrap();
         assert_eq!(arns, vec!["a".to_string(), "b".to_string()]);
     }
 
@@ -923,14 +753,9 @@ mod tests {
                 .task_definition(
                     types::TaskDefinition::builder()
                         .task_definition_arn(td)
+                        .container_definitions(types::ContainerDefinition::builder().name("app").build())
                         .container_definitions(
-                            types::ContainerDefinition::builder().name("app").build(),
-                        )
-                        .container_definitions(
-                            types::ContainerDefinition::builder()
-                                .name("log-router")
-                                .essential(false)
-                                .build(),
+                            types::ContainerDefinition::builder().name("log-router").essential(false).build(),
                         )
                         .build(),
                 )
@@ -943,63 +768,23 @@ mod tests {
         assert_eq!(
             first.containers,
             vec![
-                ContainerDefinitionInfo {
-                    name: "app".into(),
-                    essential: true
-                },
-                ContainerDefinitionInfo {
-                    name: "log-router".into(),
-                    essential: false
-                },
+                ContainerDefinitionInfo { name: "app".into(), essential: true },
+                ContainerDefinitionInfo { name: "log-router".into(), essential: false },
             ]
         );
-        assert_eq!(
-            rule.num_calls(),
-            1,
-            "the second lookup is served from the cache"
-        );
+        assert_eq!(rule.num_calls(), 1, "the second lookup is served from the cache");
     }
 
     #[test]
     fn classification_table() {
         use EcsErrorKind::*;
         let cases: &[(Option<&str>, Option<&str>, u16, EcsErrorKind)] = &[
-            (
-                Some("ThrottlingException"),
-                Some("Rate exceeded"),
-                400,
-                Throttled,
-            ),
-            (
-                Some("ClientException"),
-                Some("Rate exceeded"),
-                400,
-                Throttled,
-            ),
-            (
-                Some("ClusterNotFoundException"),
-                Some("Cluster not found."),
-                400,
-                ClusterNotFound,
-            ),
-            (
-                Some("ClientException"),
-                Some("Unable to describe task definition."),
-                400,
-                TaskDefinitionNotFound,
-            ),
-            (
-                Some("InvalidParameterException"),
-                Some("TaskDefinition not found."),
-                400,
-                TaskDefinitionNotFound,
-            ),
-            (
-                Some("InvalidParameterException"),
-                Some("subnets can have at most 16 items."),
-                400,
-                InvalidParameter,
-            ),
+            (Some("ThrottlingException"), Some("Rate exceeded"), 400, Throttled),
+            (Some("ClientException"), Some("Rate exceeded"), 400, Throttled),
+            (Some("ClusterNotFoundException"), Some("Cluster not found."), 400, ClusterNotFound),
+            (Some("ClientException"), Some("Unable to describe task definition."), 400, TaskDefinitionNotFound),
+            (Some("InvalidParameterException"), Some("TaskDefinition not found."), 400, TaskDefinitionNotFound),
+            (Some("InvalidParameterException"), Some("subnets can have at most 16 items."), 400, InvalidParameter),
             (Some("AccessDeniedException"), None, 400, AccessDenied),
             (Some("ExpiredTokenException"), None, 400, Credentials),
             (Some("ServerException"), None, 500, Server),
@@ -1007,11 +792,7 @@ mod tests {
             (Some("PlatformUnknownException"), None, 400, Rejected),
         ];
         for (code, message, status, expected) in cases {
-            assert_eq!(
-                classify_service_error(*code, *message, *status),
-                *expected,
-                "{code:?} {message:?}"
-            );
+            assert_eq!(classify_service_error(*code, *message, *status), *expected, "{code:?} {message:?}");
         }
     }
 }

@@ -44,9 +44,7 @@ pub struct DescribeBatcher<E> {
 
 impl<E> Clone for DescribeBatcher<E> {
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-        }
+        Self { shared: self.shared.clone() }
     }
 }
 
@@ -54,28 +52,14 @@ impl<E: Ecs> DescribeBatcher<E> {
     /// `window` is how long the first lookup of a batch waits for company; tens of milliseconds is plenty
     /// next to poll intervals of seconds.
     pub fn new(ecs: Arc<E>, window: Duration) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                ecs,
-                window,
-                state: Mutex::default(),
-            }),
-        }
+        Self { shared: Arc::new(Shared { ecs, window, state: Mutex::default() }) }
     }
 
     /// Looks up one task, sharing the DescribeTasks call with concurrent lookups for the same target.
-    pub async fn describe(
-        &self,
-        target: &EcsTarget,
-        task_arn: &str,
-    ) -> Result<TaskLookup, EcsError> {
+    pub async fn describe(&self, target: &EcsTarget, task_arn: &str) -> Result<TaskLookup, EcsError> {
         let (reply, answer) = oneshot::channel();
         let full_batch = {
-            let mut state = self
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
             let state = &mut *state;
             let batch = match state.open.get_mut(target) {
                 Some(batch) => batch,
@@ -83,21 +67,14 @@ impl<E: Ecs> DescribeBatcher<E> {
                     state.next_id += 1;
                     let id = state.next_id;
                     self.spawn_window_timer(target.clone(), id);
-                    state.open.entry(target.clone()).or_insert(Batch {
-                        id,
-                        ..Batch::default()
-                    })
+                    state.open.entry(target.clone()).or_insert(Batch { id, ..Batch::default() })
                 }
             };
             if batch.seen.insert(task_arn.to_owned()) {
                 batch.arns.push(task_arn.to_owned());
             }
             batch.waiters.push((task_arn.to_owned(), reply));
-            if batch.arns.len() >= MAX_BATCH {
-                state.open.remove(target)
-            } else {
-                None
-            }
+            if batch.arns.len() >= MAX_BATCH { state.open.remove(target) } else { None }
         };
         if let Some(batch) = full_batch {
             tokio::spawn(flush(self.shared.clone(), target.clone(), batch));
@@ -152,8 +129,7 @@ mod tests {
 
     use super::*;
     use crate::ecs::{
-        Described, DesiredStatus, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
-        TaskSnapshot,
+        Described, DesiredStatus, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
     };
 
     /// Records DescribeTasks calls; every other operation is unused by the batcher.
@@ -165,26 +141,14 @@ mod tests {
     }
 
     impl Ecs for CountingEcs {
-        async fn run_task(
-            &self,
-            _: &EcsTarget,
-            _: &LaunchRequest,
-        ) -> Result<RunTaskOutcome, EcsError> {
+        async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
             unreachable!("the batcher only describes")
         }
-        async fn describe_tasks(
-            &self,
-            _: &EcsTarget,
-            arns: &[String],
-        ) -> Result<Described, EcsError> {
+        async fn describe_tasks(&self, _: &EcsTarget, arns: &[String]) -> Result<Described, EcsError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.batch_sizes.lock().unwrap().push(arns.len());
             if self.fail {
-                return Err(EcsError::new(
-                    EcsErrorKind::Throttled,
-                    "DescribeTasks",
-                    "Rate exceeded",
-                ));
+                return Err(EcsError::new(EcsErrorKind::Throttled, "DescribeTasks", "Rate exceeded"));
             }
             // Tasks whose ARN ends in "gone" are not known to ECS.
             Ok(Described {
@@ -197,11 +161,7 @@ mod tests {
                         ..TaskSnapshot::default()
                     })
                     .collect(),
-                missing: arns
-                    .iter()
-                    .filter(|arn| arn.ends_with("gone"))
-                    .cloned()
-                    .collect(),
+                missing: arns.iter().filter(|arn| arn.ends_with("gone")).cloned().collect(),
             })
         }
         async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<(), EcsError> {
@@ -215,21 +175,13 @@ mod tests {
         ) -> Result<Vec<String>, EcsError> {
             unreachable!()
         }
-        async fn describe_task_definition(
-            &self,
-            _: &EcsTarget,
-            _: &str,
-        ) -> Result<TaskDefinitionInfo, EcsError> {
+        async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
             unreachable!()
         }
     }
 
     fn target(cluster: &str) -> EcsTarget {
-        EcsTarget {
-            region: "eu-west-1".into(),
-            identity: Identity::Default,
-            cluster: cluster.into(),
-        }
+        EcsTarget { region: "eu-west-1".into(), identity: Identity::Default, cluster: cluster.into() }
     }
 
     async fn lookups(
@@ -244,9 +196,7 @@ mod tests {
     async fn coalesces_250_concurrent_lookups_into_3_calls() {
         let ecs = Arc::new(CountingEcs::default());
         let batcher = DescribeBatcher::new(ecs.clone(), Duration::from_millis(50));
-        let arns: Vec<String> = (0..250)
-            .map(|i| format!("arn:aws:ecs:eu-west-1:1:task/c/{i}"))
-            .collect();
+        let arns: Vec<String> = (0..250).map(|i| format!("arn:aws:ecs:eu-west-1:1:task/c/{i}")).collect();
 
         let answers = lookups(&batcher, &target("c"), arns.clone()).await;
 
@@ -267,13 +217,10 @@ mod tests {
         let ecs = Arc::new(CountingEcs::default());
         let batcher = DescribeBatcher::new(ecs.clone(), Duration::from_millis(50));
         let same = "arn:aws:ecs:eu-west-1:1:task/a/1".to_string();
+        let (target_a, target_b) = (target("a"), target("b"));
         let (a, b) = tokio::join!(
-            lookups(&batcher, &target("a"), vec![same.clone(), same.clone()]),
-            lookups(
-                &batcher,
-                &target("b"),
-                vec!["arn:aws:ecs:eu-west-1:1:task/b/gone".into()]
-            ),
+            lookups(&batcher, &target_a, vec![same.clone(), same.clone()]),
+            lookups(&batcher, &target_b, vec!["arn:aws:ecs:eu-west-1:1:task/b/gone".into()]),
         );
         assert_eq!(ecs.calls.load(Ordering::SeqCst), 2);
         let mut sizes = ecs.batch_sizes.lock().unwrap().clone();
@@ -285,10 +232,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_error_reaches_every_caller_of_the_batch() {
-        let ecs = Arc::new(CountingEcs {
-            fail: true,
-            ..CountingEcs::default()
-        });
+        let ecs = Arc::new(CountingEcs { fail: true, ..CountingEcs::default() });
         let batcher = DescribeBatcher::new(ecs.clone(), Duration::from_millis(50));
         let answers = lookups(&batcher, &target("c"), vec!["x/1".into(), "x/2".into()]).await;
         assert_eq!(ecs.calls.load(Ordering::SeqCst), 1);

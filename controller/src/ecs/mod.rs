@@ -24,11 +24,7 @@ pub enum Identity {
     /// The controller's own identity through aws-config's default chain (env, IRSA, EKS Pod Identity, ...).
     Default,
     /// A role assumed with the controller's own identity.
-    AssumeRole {
-        role_arn: String,
-        external_id: Option<String>,
-        session_name: String,
-    },
+    AssumeRole { role_arn: String, external_id: Option<String>, session_name: String },
     /// Keys read from a Secret; `source` (namespace/name@resourceVersion) keys the client cache so a rotated
     /// Secret gets a new client.
     Static { source: String, keys: StaticKeys },
@@ -44,9 +40,7 @@ pub struct StaticKeys {
 
 impl fmt::Debug for StaticKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticKeys")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("StaticKeys").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
     }
 }
 
@@ -254,10 +248,6 @@ pub struct EcsError {
 
 impl EcsError {
     pub fn new(kind: EcsErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            operation,
-            message: message.into(),
-        }
+        Self { kind, operation, message: message.into() }
     }
 }

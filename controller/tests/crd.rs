@@ -1,0 +1,77 @@
+//! The committed CRD is what the Rust types generate, and its CEL rules hold on their own.
+
+use ecsrun::api::{Credentials, EcsTaskRunSpec};
+use serde_json::json;
+
+const COMMITTED: &str = include_str!("../../crds/ecstaskruns.ecsrun.dev.yaml");
+
+#[test]
+fn committed_crd_matches_the_rust_types() {
+    let generated = ecsrun::crd_yaml().expect("CRD serialises");
+    assert!(
+        generated == COMMITTED,
+        "crds/ecstaskruns.ecsrun.dev.yaml is stale: regenerate it with\n  cargo run -q --bin crdgen > crds/ecstaskruns.ecsrun.dev.yaml"
+    );
+}
+
+fn base() -> serde_json::Value {
+    json!({"cluster": "demo", "taskDefinition": "report:3"})
+}
+
+fn merged(extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = base();
+    for (key, value) in extra.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    spec
+}
+
+/// Spec-level CEL rules, evaluated locally with kube's CEL support; the end-to-end tests check the
+/// same manifests (and the OpenAPI limits) at admission on a real API server.
+#[test]
+fn spec_rules() {
+    let cases = [
+        ("minimal", merged(json!({})), None),
+        ("launchType alone", merged(json!({"launchType": "FARGATE"})), None),
+        (
+            "capacity providers alone",
+            merged(json!({"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT"}]})),
+            None,
+        ),
+        (
+            "both launchType and capacity providers",
+            merged(json!({"launchType": "FARGATE", "capacityProviderStrategy": [{"capacityProvider": "FARGATE"}]})),
+            Some("mutually exclusive"),
+        ),
+    ];
+    for (case, spec, error) in cases {
+        let result = EcsTaskRunSpec::validate_cel(&spec, None);
+        match error {
+            None => assert!(result.is_ok(), "{case}: {result:?}"),
+            Some(expected) => {
+                let message = format!("{:?}", result.expect_err(case));
+                assert!(message.contains(expected), "{case}: {message}");
+            }
+        }
+    }
+}
+
+#[test]
+fn spec_is_immutable() {
+    let old = merged(json!({"launchType": "FARGATE"}));
+    assert!(EcsTaskRunSpec::validate_cel(&old, Some(&old)).is_ok());
+    let new = merged(json!({"launchType": "EC2"}));
+    let message = format!("{:?}", EcsTaskRunSpec::validate_cel(&new, Some(&old)).unwrap_err());
+    assert!(message.contains("spec is immutable"), "{message}");
+}
+
+#[test]
+fn credentials_need_exactly_one_source() {
+    let role = json!({"assumeRoleArn": "arn:aws:iam::123456789012:role/runner"});
+    let secret = json!({"secretRef": {"name": "aws"}});
+    let both = json!({"assumeRoleArn": "arn:aws:iam::123456789012:role/runner", "secretRef": {"name": "aws"}});
+    assert!(Credentials::validate_cel(&role, None).is_ok());
+    assert!(Credentials::validate_cel(&secret, None).is_ok());
+    assert!(Credentials::validate_cel(&both, None).is_err());
+    assert!(Credentials::validate_cel(&json!({}), None).is_err());
+}
