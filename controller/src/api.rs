@@ -418,7 +418,7 @@ pub struct RetryPolicy {
     /// that failed to start for transient reasons and Spot interruptions are retried without counting.
     #[serde(default)]
     #[schemars(range(min = 0, max = 20))]
-    pub backoff_limit: u32,
+    pub backoff_limit: i32,
 }
 
 /// Observed state of an `EcsTaskRun`, as ECS last reported it.
@@ -478,7 +478,7 @@ pub struct EcsTaskRunStatus {
     pub failures: Vec<LaunchFailure>,
     /// Number of attempts so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt_count: Option<u32>,
+    pub attempt_count: Option<i32>,
     /// One entry per attempt, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
@@ -554,7 +554,7 @@ pub struct LaunchFailure {
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// Attempt number, from 1; part of the RunTask clientToken.
-    pub attempt: u32,
+    pub attempt: i32,
     /// Task ARN, once launched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,

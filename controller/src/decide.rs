@@ -78,7 +78,7 @@ pub enum Step {
     /// Waiting out a retry backoff.
     Wait(Duration),
     /// Adopt a task this run already started (ListTasks by startedBy) or launch attempt `attempt`.
-    Launch { attempt: u32 },
+    Launch { attempt: i32 },
     /// Describe the current task.
     Track { task_arn: String },
     /// Decided without observing anything (e.g. the deadline passed while no task runs).
@@ -139,7 +139,7 @@ pub fn started_by(uid: &str) -> String {
     format!("ecsrun/{uid}")
 }
 
-pub fn client_token(uid: &str, attempt: u32) -> String {
+pub fn client_token(uid: &str, attempt: i32) -> String {
     format!("{uid}-{attempt}")
 }
 
@@ -197,13 +197,13 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     {
         return Step::Wait(duration_between(now, next.0));
     }
-    let attempt = current.map_or(status.attempts.len() as u32 + 1, |attempt| attempt.attempt);
+    let attempt = current.map_or(status.attempts.len() as i32 + 1, |attempt| attempt.attempt);
     Step::Launch { attempt }
 }
 
 /// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
 /// every container of the task definition.
-pub fn launch_request(view: &RunView, attempt: u32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
+pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
     let mut tags: Vec<(String, String)> = view.spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
     tags.push(("ecsrun.dev/name".into(), view.name.into()));
@@ -245,7 +245,7 @@ pub fn launch_request(view: &RunView, attempt: u32, task_definition: &TaskDefini
     }
 }
 
-pub fn after_launch(view: &RunView, attempt: u32, observation: LaunchObservation, now: Timestamp) -> Plan {
+pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation, now: Timestamp) -> Plan {
     let mut status = view.status.clone();
     match observation {
         LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => {
@@ -260,7 +260,7 @@ pub fn after_launch(view: &RunView, attempt: u32, observation: LaunchObservation
                 outcome: None,
                 message: None,
             });
-            status.attempt_count = Some(status.attempts.len() as u32);
+            status.attempt_count = Some(status.attempts.len() as i32);
             status.next_attempt_at = None;
             status.failures.clear();
             record_task(&mut status, &task, None);
@@ -307,7 +307,7 @@ pub fn after_launch(view: &RunView, attempt: u32, observation: LaunchObservation
     }
 }
 
-fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: u32) {
+fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {
     status.attempts.retain(|a| a.attempt != attempt);
     status.attempts.push(Attempt {
         attempt,
@@ -319,7 +319,7 @@ fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: u32) {
         outcome: None,
         message: None,
     });
-    status.attempt_count = Some(status.attempts.len() as u32);
+    status.attempt_count = Some(status.attempts.len() as i32);
 }
 
 pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
@@ -519,7 +519,7 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
                 .filter(|a| matches!(a.outcome.as_deref(), Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED)))
                 .count();
             let counted_failures = failed.len() - free;
-            let limit = view.spec.retry_policy.backoff_limit as usize;
+            let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;
             if counted && counted_failures > limit {
                 let message =
                     format!("{message}; giving up after {} attempt(s) (backoffLimit {limit})", status.attempts.len());

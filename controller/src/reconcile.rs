@@ -265,7 +265,7 @@ async fn apply<E: Ecs>(
 /// Adopts a task this run already started, or launches one.
 async fn launch<E: Ecs>(
     view: &RunView<'_>,
-    attempt: u32,
+    attempt: i32,
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<LaunchObservation, Error> {

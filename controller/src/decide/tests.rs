@@ -247,7 +247,7 @@ fn launch_outcomes() {
         ),
     ];
     for (case, limit, observation, phase, reason, requeued) in cases {
-        let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: limit }));
+        let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: limit as i32 }));
         let plan = after_launch(&run.view(), 1, observation, at(1));
         assert_eq!(plan.status.phase, Some(phase), "{case}");
         assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
@@ -470,7 +470,7 @@ fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
 #[test]
 fn free_retries_are_bounded() {
     let mut run = Run::new(spec());
-    for attempt in 1..=(MAX_FREE_RETRIES as u32 + 1) {
+    for attempt in 1..=(MAX_FREE_RETRIES as i32 + 1) {
         let capacity = LaunchObservation::Failures(vec![EcsFailure {
             arn: None,
             reason: Some("RESOURCE:CPU".into()),

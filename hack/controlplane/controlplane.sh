@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane without containers, as envtest runs it: the upstream kube-apiserver and
+# etcd (built from Go modules by build.sh) on loopback ports, RBAC authorization on, an admin kubeconfig.
+#
+#   hack/controlplane/controlplane.sh up     build if needed, start, wait until /readyz, print the env
+#   hack/controlplane/controlplane.sh env    print `export KUBECONFIG=...` for a running control plane
+#   hack/controlplane/controlplane.sh down   stop it and remove its state
+#
+# ECSRUN_CP_DIR       state directory (default .cache/controlplane/run)
+# ECSRUN_CP_OWNER_PID stop the servers by themselves once this process is gone (tests set it)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin="${ECSRUN_CACHE_DIR:-$root/.cache}/controlplane/bin"
+dir="${ECSRUN_CP_DIR:-$root/.cache/controlplane/run}"
+
+log() { echo "controlplane: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+certs() {
+  local c="$dir/pki"; mkdir -p "$c"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ecsrun-local-ca" \
+    -keyout "$c/ca.key" -out "$c/ca.crt" 2>/dev/null
+  sign() { # name subject [extension]
+    openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$c/$1.key" -out "$c/$1.csr" 2>/dev/null
+    openssl x509 -req -in "$c/$1.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial -days 2 \
+      ${3:+-extfile <(printf '%s' "$3")} -out "$c/$1.crt" 2>/dev/null
+  }
+  sign apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"
+  sign admin "/O=system:masters/CN=ecsrun-admin" "extendedKeyUsage=clientAuth"
+  openssl genrsa -out "$c/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$c/sa.key" -pubout -out "$c/sa.pub" 2>/dev/null
+}
+
+kubeconfig() { # port
+  local c="$dir/pki" b64="base64 -w0"
+  cat > "$dir/kubeconfig" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: ecsrun-local
+  cluster:
+    server: https://127.0.0.1:$1
+    certificate-authority-data: $($b64 < "$c/ca.crt")
+users:
+- name: ecsrun-admin
+  user:
+    client-certificate-data: $($b64 < "$c/admin.crt")
+    client-key-data: $($b64 < "$c/admin.key")
+contexts:
+- name: ecsrun-local
+  context: {cluster: ecsrun-local, user: ecsrun-admin, namespace: default}
+current-context: ecsrun-local
+KCFG
+}
+
+running() { [ -f "$dir/pids" ] && kill -0 $(cat "$dir/pids") 2>/dev/null; }
+
+up() {
+  if running; then log "already running"; env_; return; fi
+  command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
+  "$here/build.sh" >&2
+  rm -rf "$dir"; mkdir -p "$dir"
+  local start=$SECONDS
+  certs
+  local etcd_port peer_port api_port
+  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  "$bin/etcd" --name ecsrun --data-dir "$dir/etcd" --unsafe-no-fsync --log-level error \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "ecsrun=http://127.0.0.1:$peer_port" > "$dir/etcd.log" 2>&1 &
+  local etcd_pid=$!
+  local c="$dir/pki"
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" --client-ca-file "$c/ca.crt" \
+    --authorization-mode RBAC --disable-admission-plugins ServiceAccount --allow-privileged=true \
+    --endpoint-reconciler-type none \
+    --service-cluster-ip-range 10.0.0.0/24 --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
+    --cert-dir "$dir/apiserver-certs" > "$dir/apiserver.log" 2>&1 &
+  local api_pid=$!
+  echo "$etcd_pid $api_pid" > "$dir/pids"
+  echo "$api_port" > "$dir/port"
+  kubeconfig "$api_port"
+  if [ -n "${ECSRUN_CP_OWNER_PID:-}" ]; then
+    # The servers must not outlive whoever started them (a test run that crashed, a killed demo).
+    ( while kill -0 "$ECSRUN_CP_OWNER_PID" 2>/dev/null; do sleep 1; done; kill $etcd_pid $api_pid 2>/dev/null ) \
+      > /dev/null 2>&1 &
+  fi
+  local deadline=$((SECONDS + 60))
+  until curl -sf --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key" \
+      "https://127.0.0.1:$api_port/readyz" > /dev/null 2>&1; do
+    kill -0 $etcd_pid 2>/dev/null || { tail -20 "$dir/etcd.log" >&2; die "etcd exited (log: $dir/etcd.log)"; }
+    kill -0 $api_pid 2>/dev/null || { tail -20 "$dir/apiserver.log" >&2; die "kube-apiserver exited (log: $dir/apiserver.log)"; }
+    [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready after 60s (log: $dir/apiserver.log)"
+    sleep 0.3
+  done
+  log "kube-apiserver $(cat "$here/VERSION") ready on https://127.0.0.1:$api_port after $((SECONDS - start))s"
+  env_
+}
+
+env_() {
+  [ -f "$dir/kubeconfig" ] || die "not running (hack/controlplane/controlplane.sh up)"
+  echo "export KUBECONFIG=$dir/kubeconfig"
+}
+
+down() {
+  if [ -f "$dir/pids" ]; then
+    # shellcheck disable=SC2046
+    kill $(cat "$dir/pids") 2>/dev/null || true
+    for _ in $(seq 50); do running || break; sleep 0.1; done
+    # shellcheck disable=SC2046
+    kill -9 $(cat "$dir/pids") 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+  log "stopped"
+}
+
+case "${1:-}" in
+  up) up ;;
+  env) env_ ;;
+  down) down ;;
+  *) echo "usage: $0 up|env|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,171 @@
+"""moto's ECS server with the few ECS behaviours ecsrun's tests rely on and moto 5.2.5 lacks.
+
+It drives moto's own models and adds nothing else: no new API, no emulator of its own.
+- A task runs for ECSRUN_E2E_RUN_SECONDS (default 3) and then STOPs on its own with stopCode
+  EssentialContainerExited and the exit code ECSRUN_E2E_EXIT_CODE (default 0); a task with
+  ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables are read from the task
+  definition's first container and the RunTask overrides, so a test chooses per task definition or run.
+- StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
+- Tasks get createdAt / startedAt / stoppedAt.
+- Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
+  definitions) are created through moto's own API with boto3, and their IDs written as JSON.
+
+Run: python launcher.py --port 5000 --fixtures fixtures.json [--parent-pid PID]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import threading
+import time
+
+import boto3
+from moto.ecs import models as ecs
+from moto.moto_api import state_manager
+from moto.server import ThreadedMotoServer
+
+REGION = "eu-west-1"
+HOLD = "ECSRUN_E2E_HOLD"
+EXIT_CODE = "ECSRUN_E2E_EXIT_CODE"
+RUN_SECONDS = "ECSRUN_E2E_RUN_SECONDS"
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _environment(task):
+    env = {}
+    definition = task._backend.describe_task_definition(task.task_definition_arn)
+    for var in (definition.container_definitions[0].get("environment") or []):
+        env[var["name"]] = var.get("value", "")
+    for override in (task.overrides or {}).get("containerOverrides", []) or []:
+        for var in override.get("environment", []) or []:
+            env[var["name"]] = var.get("value", "")
+    return env
+
+
+def _finish(task, stop_code, exit_code):
+    """Snapshot a stopped task the way ECS reports it."""
+    if getattr(task, "_ecsrun_finished", False):
+        return
+    task._ecsrun_finished = True
+    task.desired_status = "STOPPED"
+    task.stop_code = stop_code
+    task.stopped_at = _now()
+    for container in task.containers:
+        container.exitCode = exit_code
+        container.last_status = "STOPPED"
+
+
+_original_init = ecs.Task.__init__
+
+
+def _init(self, *args, **kwargs):
+    _original_init(self, *args, **kwargs)
+    self.created_at = _now()
+    self.started_at = self.created_at
+    self._ecsrun_started = time.monotonic()
+
+
+def _advance(self):
+    """Replaces moto's tick-based progression: run for a while, then stop on its own."""
+    if self.last_status == "STOPPED":
+        return
+    env = _environment(self)
+    if env.get(HOLD) == "running":
+        return
+    if time.monotonic() - self._ecsrun_started >= float(env.get(RUN_SECONDS, "3")):
+        self.last_status = "STOPPED"
+        _finish(self, "EssentialContainerExited", int(env.get(EXIT_CODE, "0")))
+
+
+_original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
+
+
+def _stop_task(self, cluster_str, task_str, reason):
+    task = _original_stop_task(self, cluster_str, task_str, reason)
+    _finish(task, "UserInitiated", 143)
+    return task
+
+
+ecs.Task.__init__ = _init
+ecs.Task.advance = _advance
+ecs.EC2ContainerServiceBackend.stop_task = _stop_task
+
+
+def seed(endpoint):
+    """Creates what tests and the demo run tasks in, and returns the IDs moto chose."""
+    session = dict(region_name=REGION, endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test")
+    ec2 = boto3.client("ec2", **session)
+    client = boto3.client("ecs", **session)
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(VpcId=vpc, GroupName="ecsrun-tasks", Description="ecsrun tasks")["GroupId"]
+    for cluster in ("batch", "reports", "default"):
+        client.create_cluster(clusterName=cluster)
+
+    def register(family, env=None, sidecar=False):
+        containers = [{
+            "name": "app",
+            "image": "public.ecr.aws/docker/library/busybox:latest",
+            "essential": True,
+            "memory": 256,
+            "environment": [{"name": k, "value": v} for k, v in (env or {}).items()],
+        }]
+        if sidecar:
+            containers.append({"name": "log-router", "image": "fluent-bit:latest", "essential": False, "memory": 128})
+        client.register_task_definition(
+            family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+            containerDefinitions=containers,
+        )
+
+    register("nightly-report", sidecar=True)
+    register("db-dump")
+    register("transform")
+    register("send-digest")
+    register("sleeper", {HOLD: "running"})
+    register("failing", {EXIT_CODE: "3"})
+    return {"region": REGION, "vpc": vpc, "subnet": subnet, "securityGroup": group}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fixtures", required=True, help="where to write the fixture IDs (JSON)")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    args = parser.parse_args()
+
+    # moto's own progression is replaced by _advance; keep it from moving tasks by itself.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    fixtures = seed(f"http://127.0.0.1:{args.port}")
+    tmp = args.fixtures + ".tmp"
+    with open(tmp, "w") as out:
+        json.dump(fixtures, out)
+    os.replace(tmp, args.fixtures)
+    print(f"moto: serving ECS on http://127.0.0.1:{args.port}", flush=True)
+
+    stop = threading.Event()
+    try:
+        while not stop.wait(1.0):
+            if args.parent_pid and not _alive(args.parent_pid):
+                break
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
