@@ -301,7 +301,11 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
         }
         LaunchObservation::Rejected(error) => {
             push_unlaunched_attempt(&mut status, attempt);
-            let message = format!("ECS rejected the run: {}", error.message);
+            // AWS's messages do not always say what they refer to ("Unable to describe task definition.").
+            let message = format!(
+                "ECS rejected {} of task definition {} in cluster {}: {}",
+                error.operation, view.spec.task_definition, view.spec.cluster, error.message
+            );
             conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
         }
     }
@@ -657,10 +661,10 @@ fn plan(view: &RunView, status: EcsTaskRunStatus, stop: Option<StopTask>, requeu
             Some("STOPPED") => events.push(normal(
                 "Stopped",
                 format!(
-                    "task {} STOPPED: stopCode {}, {}; exit codes {}",
+                    "task {} STOPPED: stopCode {} ({}); exit codes {}",
                     status.task_id.as_deref().unwrap_or_default(),
                     status.stop_code.as_deref().unwrap_or("none"),
-                    status.stopped_reason.as_deref().unwrap_or("no reason given"),
+                    status.stopped_reason.as_deref().filter(|reason| !reason.is_empty()).unwrap_or("no reason given"),
                     status.exit_codes.as_deref().unwrap_or("none"),
                 ),
             )),

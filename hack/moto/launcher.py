@@ -1,12 +1,16 @@
 """moto's ECS server with the few ECS behaviours ecsrun's tests rely on and moto 5.2.5 lacks.
 
 It drives moto's own models and adds nothing else: no new API, no emulator of its own.
+- Every container of the task definition is reported (moto reports only the first), without an exit
+  code until the task stops.
 - A task runs for ECSRUN_E2E_RUN_SECONDS (default 3) and then STOPs on its own with stopCode
-  EssentialContainerExited and the exit code ECSRUN_E2E_EXIT_CODE (default 0); a task with
-  ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables are read from the task
-  definition's first container and the RunTask overrides, so a test chooses per task definition or run.
+  EssentialContainerExited; each container exits with its ECSRUN_E2E_EXIT_CODE (default 0). A task with
+  ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables come from the task definition's
+  containers and the RunTask container overrides, so a test chooses per task definition or per run.
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
 - Tasks get createdAt / startedAt / stoppedAt.
+- awsvpcConfiguration without securityGroups is accepted (ECS uses the VPC's default group; moto
+  raised KeyError).
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 
@@ -16,6 +20,7 @@ Run: python launcher.py --port 5000 --fixtures fixtures.json [--parent-pid PID]
 import argparse
 import datetime
 import json
+import logging
 import os
 import threading
 import time
@@ -35,27 +40,27 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _environment(task):
-    env = {}
-    definition = task._backend.describe_task_definition(task.task_definition_arn)
-    for var in (definition.container_definitions[0].get("environment") or []):
-        env[var["name"]] = var.get("value", "")
+def _environment(task, index):
+    """The environment of the task definition's container `index`, with the run's overrides applied."""
+    definition = task._backend.describe_task_definition(task.task_definition_arn).container_definitions[index]
+    env = {var["name"]: var.get("value", "") for var in definition.get("environment") or []}
     for override in (task.overrides or {}).get("containerOverrides", []) or []:
-        for var in override.get("environment", []) or []:
-            env[var["name"]] = var.get("value", "")
+        if override.get("name") == definition.get("name"):
+            env.update({var["name"]: var.get("value", "") for var in override.get("environment", []) or []})
     return env
 
 
-def _finish(task, stop_code, exit_code):
-    """Snapshot a stopped task the way ECS reports it."""
+def _finish(task, stop_code, exit_code=None):
+    """Snapshot a stopped task the way ECS reports it: every container stopped with its exit code."""
     if getattr(task, "_ecsrun_finished", False):
         return
     task._ecsrun_finished = True
+    task.last_status = "STOPPED"
     task.desired_status = "STOPPED"
     task.stop_code = stop_code
     task.stopped_at = _now()
-    for container in task.containers:
-        container.exitCode = exit_code
+    for index, container in enumerate(task.containers):
+        container.exitCode = exit_code if exit_code is not None else int(_environment(task, index).get(EXIT_CODE, "0"))
         container.last_status = "STOPPED"
 
 
@@ -63,7 +68,20 @@ _original_init = ecs.Task.__init__
 
 
 def _init(self, *args, **kwargs):
+    network = kwargs.get("networking_configuration") or {}
+    if "awsvpcConfiguration" in network:
+        network["awsvpcConfiguration"].setdefault("securityGroups", [])
     _original_init(self, *args, **kwargs)
+    # moto models only the first container; ECS reports every container of the task definition.
+    definitions = kwargs["task_definition"].container_definitions
+    self.containers = [ecs.Container(kwargs["task_definition"]) for _ in definitions]
+    for container, definition in zip(self.containers, definitions):
+        container.name = definition.get("name")
+        container.image = definition.get("image")
+        container.memory = definition.get("memory")
+        container.environment = definition.get("environment")
+        container.exitCode = None  # moto says 0 from the start; ECS has no exit code before the stop
+        container.last_status = "RUNNING"
     self.created_at = _now()
     self.started_at = self.created_at
     self._ecsrun_started = time.monotonic()
@@ -73,12 +91,11 @@ def _advance(self):
     """Replaces moto's tick-based progression: run for a while, then stop on its own."""
     if self.last_status == "STOPPED":
         return
-    env = _environment(self)
+    env = _environment(self, 0)
     if env.get(HOLD) == "running":
         return
     if time.monotonic() - self._ecsrun_started >= float(env.get(RUN_SECONDS, "3")):
-        self.last_status = "STOPPED"
-        _finish(self, "EssentialContainerExited", int(env.get(EXIT_CODE, "0")))
+        _finish(self, "EssentialContainerExited")
 
 
 _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
@@ -86,7 +103,7 @@ _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
 
 def _stop_task(self, cluster_str, task_str, reason):
     task = _original_stop_task(self, cluster_str, task_str, reason)
-    _finish(task, "UserInitiated", 143)
+    _finish(task, "UserInitiated", exit_code=143)
     return task
 
 
@@ -116,7 +133,11 @@ def seed(endpoint):
             "environment": [{"name": k, "value": v} for k, v in (env or {}).items()],
         }]
         if sidecar:
-            containers.append({"name": "log-router", "image": "fluent-bit:latest", "essential": False, "memory": 128})
+            # A log router that exits non-zero: it must not fail a run whose essential container succeeded.
+            containers.append({
+                "name": "log-router", "image": "fluent-bit:latest", "essential": False, "memory": 128,
+                "environment": [{"name": EXIT_CODE, "value": "1"}],
+            })
         client.register_task_definition(
             family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
             containerDefinitions=containers,
@@ -140,6 +161,7 @@ def main():
 
     # moto's own progression is replaced by _advance; keep it from moving tasks by itself.
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns real errors
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     fixtures = seed(f"http://127.0.0.1:{args.port}")

@@ -438,7 +438,7 @@ fn snapshot(task: &types::Task) -> TaskSnapshot {
         desired_status: task.desired_status().map(str::to_owned),
         // Unknown stop codes arrive as `Unknown` variants; as_str keeps their text.
         stop_code: task.stop_code().map(|code| code.as_str().to_owned()),
-        stopped_reason: task.stopped_reason().map(str::to_owned),
+        stopped_reason: task.stopped_reason().filter(|reason| !reason.is_empty()).map(str::to_owned),
         created_at: task.created_at().and_then(timestamp),
         started_at: task.started_at().and_then(timestamp),
         stopped_at: task.stopped_at().and_then(timestamp),
@@ -487,6 +487,10 @@ where
             (Some(code), None) => code.to_owned(),
             _ => DisplayErrorContext(error).to_string(),
         },
+        // The default rendering dumps the whole raw response; the status is what an operator needs.
+        SdkError::ResponseError(response) => {
+            format!("unreadable response from the ECS endpoint (HTTP {})", response.raw().status().as_u16())
+        }
         _ => DisplayErrorContext(error).to_string(),
     };
     EcsError::new(kind, operation, message)
