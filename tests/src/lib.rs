@@ -1,1 +1,297 @@
-//! End-to-end test crate; the tests live in tests/e2e.rs.
+//! The end-to-end environment: the upstream kube-apiserver + etcd from `hack/controlplane`, moto's ECS
+//! server from `hack/moto`, the CRD from `crds/`, and the real `ecsrun-controller` binary. Nothing here
+//! imitates a peer; whatever cannot be brought up fails the run with the reason.
+//!
+//! Environment variables:
+//! - `ECSRUN_E2E_KUBECONFIG`: use this disposable cluster (kind, k3d) instead of starting a control plane.
+//! - `ECSRUN_E2E_PYTHON`: the Python with `moto[server]` (default `.cache/venv/bin/python`, made by `hack/setup`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+
+pub mod wait;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository root").to_path_buf()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process that is killed when dropped, so nothing outlives a failed test run.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
+        Ok(Self { name: name.into(), child, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails with the end of the log when the process has exited.
+    pub fn ensure_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status}); last log lines:\n{}", self.name, tail(&self.log, 30));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The local control plane (or a cluster given by `ECSRUN_E2E_KUBECONFIG`).
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    /// Set when this run started the control plane and must stop it.
+    state_dir: Option<PathBuf>,
+}
+
+impl ControlPlane {
+    pub fn start(work: &Path) -> anyhow::Result<Self> {
+        if let Ok(path) = std::env::var("ECSRUN_E2E_KUBECONFIG") {
+            eprintln!("e2e: using the cluster in ECSRUN_E2E_KUBECONFIG={path}");
+            return Ok(Self { kubeconfig: path.into(), state_dir: None });
+        }
+        let state_dir = work.join("controlplane");
+        let script = repo_root().join("hack/controlplane/controlplane.sh");
+        let started = Instant::now();
+        let output = Command::new(&script)
+            .arg("up")
+            .env("ECSRUN_CP_DIR", &state_dir)
+            .env("ECSRUN_CP_OWNER_PID", std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        ensure!(
+            output.status.success(),
+            "the local control plane could not be brought up ({}): see the messages above. \
+             It is built from Go modules by hack/controlplane/build.sh (hack/setup runs it).",
+            output.status
+        );
+        eprintln!("e2e: control plane up in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(Self { kubeconfig: state_dir.join("kubeconfig"), state_dir: Some(state_dir) })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(state_dir) = &self.state_dir {
+            let _ = Command::new(repo_root().join("hack/controlplane/controlplane.sh"))
+                .arg("down")
+                .env("ECSRUN_CP_DIR", state_dir)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// What the moto launcher created for tasks to run in.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fixtures {
+    pub region: String,
+    pub subnet: String,
+    pub security_group: String,
+}
+
+/// moto's server with ecsrun's launcher (hack/moto/launcher.py).
+pub struct Moto {
+    pub endpoint: String,
+    pub fixtures: Fixtures,
+    _process: Process,
+}
+
+impl Moto {
+    pub fn start(work: &Path) -> anyhow::Result<Self> {
+        let python = std::env::var("ECSRUN_E2E_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".cache/venv/bin/python"));
+        ensure!(
+            python.exists(),
+            "{} does not exist: moto is installed by `hack/setup` (a Python venv under .cache/)",
+            python.display()
+        );
+        let port = free_port()?;
+        let fixtures_path = work.join("moto-fixtures.json");
+        let mut command = Command::new(&python);
+        command
+            .arg(repo_root().join("hack/moto/launcher.py"))
+            .args(["--port", &port.to_string(), "--parent-pid", &std::process::id().to_string()])
+            .arg("--fixtures")
+            .arg(&fixtures_path);
+        let mut process = Process::spawn("moto", command, work.join("moto.log"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !fixtures_path.exists() {
+            process.ensure_alive()?;
+            ensure!(Instant::now() < deadline, "moto did not come up in 60s:\n{}", tail(&process.log, 30));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let fixtures = serde_json::from_str(&std::fs::read_to_string(&fixtures_path)?)?;
+        Ok(Self { endpoint: format!("http://127.0.0.1:{port}"), fixtures, _process: process })
+    }
+
+    /// An ECS client talking to moto, to check what the controller did from ECS's side.
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.fixtures.region.clone()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "e2e"))
+            .load()
+            .await;
+        aws_sdk_ecs::Client::new(&config)
+    }
+}
+
+/// The `ecsrun-controller` binary Cargo built beside this test.
+pub fn controller_binary() -> anyhow::Result<PathBuf> {
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/ecsrun-controller
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("ecsrun-controller"))
+        .context("locating the target directory")?;
+    ensure!(
+        binary.exists(),
+        "{} does not exist: build it first (`cargo build --workspace --bins`, as hack/test does)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// One running `ecsrun-controller`.
+pub struct Controller {
+    pub process: Process,
+    pub metrics_url: String,
+}
+
+impl Controller {
+    /// Starts the controller against moto, watching `namespaces` (all when empty).
+    pub fn start(
+        name: &str,
+        work: &Path,
+        kubeconfig: &Path,
+        moto: &Moto,
+        namespaces: &[&str],
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut command = Command::new(controller_binary()?);
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env("RUST_LOG", "info,ecsrun=debug")
+            .args(["--ecs-endpoint-url", &moto.endpoint, "--sts-endpoint-url", &moto.endpoint])
+            .args(["--default-region", &moto.fixtures.region, "--default-poll-interval", "5s"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--controller-name", "ecsrun-controller", "--instance", name])
+            .args(extra_args);
+        if !namespaces.is_empty() {
+            command.arg(format!("--watch-namespaces={}", namespaces.join(",")));
+        }
+        let process = Process::spawn(name, command, work.join(format!("{name}.log")))?;
+        Ok(Self { process, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
+    }
+
+    /// Waits until /readyz answers, failing with the controller's log if it exits first.
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.process.ensure_alive()?;
+            if http_get(&url).await.is_ok_and(|(status, _)| status == 200) {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{} not ready in 30s:\n{}",
+                self.process.name,
+                tail(&self.process.log, 30)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The value of one counter series on /metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let (_, page) = http_get(&self.metrics_url).await?;
+        Ok(page
+            .lines()
+            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|value| value.trim().parse())
+            .transpose()?
+            .unwrap_or(0.0))
+    }
+}
+
+/// GET over loopback: /metrics and /readyz.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&url).config().http_status_as_error(false).build().call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })
+    .await?
+}
+
+/// Applies `crds/` with server-side apply and waits until the CRD is Established.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crd: CustomResourceDefinition =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("crds/ecstaskruns.ecsrun.dev.yaml"))?)?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().context("CRD without a name")?;
+    api.patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&crd)).await?;
+    tokio::time::timeout(Duration::from_secs(30), await_condition(api, &name, conditions::is_crd_established()))
+        .await
+        .context("CRD not Established within 30s")??;
+    Ok(())
+}

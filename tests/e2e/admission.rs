@@ -1,0 +1,242 @@
+//! The API server itself rejects bad manifests, naming the field, before any controller sees them
+//! (OpenAPI schema + CEL rules of the committed CRD). No controller watches this namespace.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail, ensure};
+use ecsrun::api::EcsTaskRun;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::{Case, Env, case};
+
+pub const NAMESPACE: &str = "e2e-admission";
+
+fn valid() -> Value {
+    json!({
+        "apiVersion": "ecsrun.dev/v1alpha1",
+        "kind": "EcsTaskRun",
+        "metadata": {"name": "valid"},
+        "spec": {
+            "cluster": "batch",
+            "taskDefinition": "transform:3",
+            "launchType": "FARGATE",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}
+        }
+    })
+}
+
+/// Sets `value` at the slash-separated `path` under spec (null removes it).
+fn with(path: &str, value: Value) -> Value {
+    let mut manifest = valid();
+    let mut target = &mut manifest["spec"];
+    let keys: Vec<&str> = path.split('/').collect();
+    for key in &keys[..keys.len() - 1] {
+        target = &mut target[*key];
+    }
+    let last = keys[keys.len() - 1];
+    match (target.as_object_mut(), value) {
+        (Some(object), Value::Null) => {
+            object.remove(last);
+        }
+        (Some(object), value) => {
+            object.insert(last.to_owned(), value);
+        }
+        (None, _) => unreachable!("test table paths name objects"),
+    }
+    manifest
+}
+
+fn many(prefix: &str, count: usize) -> Value {
+    Value::Array((0..count).map(|i| json!(format!("{prefix}-{i}"))).collect())
+}
+
+/// (case, manifest, text the rejection must contain: the field path or the rule's message)
+fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
+    let tags: serde_json::Map<String, Value> = (0..48).map(|i| (format!("k{i}"), json!("v"))).collect();
+    vec![
+        ("missing_cluster", with("cluster", Value::Null), "spec.cluster: Required value"),
+        ("missing_task_definition", with("taskDefinition", Value::Null), "spec.taskDefinition: Required value"),
+        ("empty_cluster", with("cluster", json!("")), "spec.cluster"),
+        (
+            "launch_type_and_capacity_provider_strategy",
+            with("capacityProviderStrategy", json!([{"capacityProvider": "FARGATE_SPOT"}])),
+            "launchType and capacityProviderStrategy are mutually exclusive",
+        ),
+        ("unknown_launch_type", with("launchType", json!("LAMBDA")), "spec.launchType: Unsupported value"),
+        (
+            "seventeen_subnets",
+            with("networkConfiguration/awsvpcConfiguration/subnets", many("subnet", 17)),
+            "spec.networkConfiguration.awsvpcConfiguration.subnets: Too many",
+        ),
+        (
+            "no_subnets",
+            with("networkConfiguration/awsvpcConfiguration/subnets", json!([])),
+            "spec.networkConfiguration.awsvpcConfiguration.subnets",
+        ),
+        (
+            "six_security_groups",
+            with("networkConfiguration/awsvpcConfiguration/securityGroups", many("sg", 6)),
+            "spec.networkConfiguration.awsvpcConfiguration.securityGroups: Too many",
+        ),
+        (
+            "bad_assign_public_ip",
+            with("networkConfiguration/awsvpcConfiguration/assignPublicIp", json!("YES")),
+            "spec.networkConfiguration.awsvpcConfiguration.assignPublicIp: Unsupported value",
+        ),
+        ("poll_interval_abc", with("wait", json!({"pollInterval": "abc"})), "spec.wait.pollInterval"),
+        ("poll_interval_1s", with("wait", json!({"pollInterval": "1s"})), "pollInterval must be at least 5s"),
+        ("bad_timeout", with("wait", json!({"timeout": "soon"})), "spec.wait.timeout"),
+        ("unknown_wait_for", with("wait", json!({"for": "Done"})), "spec.wait.for: Unsupported value"),
+        ("unknown_success_policy", with("successPolicy", json!("Whatever")), "spec.successPolicy: Unsupported value"),
+        ("unknown_deletion_policy", with("deletionPolicy", json!("Keep")), "spec.deletionPolicy: Unsupported value"),
+        ("negative_backoff_limit", with("retryPolicy", json!({"backoffLimit": -1})), "spec.retryPolicy.backoffLimit"),
+        ("too_many_tags", with("tags", Value::Object(tags)), "spec.tags: Too many"),
+        (
+            "reserved_tag_key",
+            with("tags", json!({"ecsrun.dev/uid": "x"})),
+            "tag keys starting with ecsrun.dev/ or aws: are reserved",
+        ),
+        (
+            "two_credential_sources",
+            with(
+                "credentials",
+                json!({"assumeRoleArn": "arn:aws:iam::123456789012:role/x", "secretRef": {"name": "aws"}}),
+            ),
+            "set exactly one of assumeRoleArn or secretRef",
+        ),
+        ("no_credential_source", with("credentials", json!({})), "set exactly one of assumeRoleArn or secretRef"),
+        ("bad_role_arn", with("credentials", json!({"assumeRoleArn": "my-role"})), "spec.credentials.assumeRoleArn"),
+        ("unknown_propagate_tags", with("propagateTags", json!("SERVICE")), "spec.propagateTags: Unsupported value"),
+        (
+            "capacity_weight_over_1000",
+            set(
+                with("launchType", Value::Null),
+                "capacityProviderStrategy",
+                json!([{"capacityProvider": "FARGATE", "weight": 1001}]),
+            ),
+            "spec.capacityProviderStrategy[0].weight",
+        ),
+        (
+            "ephemeral_storage_below_21",
+            with("overrides", json!({"ephemeralStorage": {"sizeInGiB": 10}})),
+            "spec.overrides.ephemeralStorage.sizeInGiB",
+        ),
+        (
+            "container_override_without_name",
+            with("overrides", json!({"containerOverrides": [{"command": ["x"]}]})),
+            "spec.overrides.containerOverrides[0].name: Required value",
+        ),
+        (
+            "unknown_placement_constraint",
+            with("placementConstraints", json!([{"type": "random"}])),
+            "spec.placementConstraints[0].type: Unsupported value",
+        ),
+        ("bad_region", with("region", json!("Ireland")), "spec.region"),
+    ]
+}
+
+fn set(mut manifest: Value, key: &str, value: Value) -> Value {
+    manifest["spec"][key] = value;
+    manifest
+}
+
+pub fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = bad_manifests()
+        .into_iter()
+        .map(|(name, manifest, expected)| {
+            case(format!("admission::rejects_{name}"), move |env| rejected(env, manifest, expected))
+        })
+        .collect();
+    cases.push(case("admission::accepts_a_minimal_run_and_fills_defaults", accepts_minimal));
+    cases.push(case("admission::rejects_spec_edits_but_not_label_edits", spec_is_immutable));
+    cases.push(case("admission::kubectl_explain_describes_fields", kubectl_explain));
+    cases
+}
+
+async fn rejected(env: Arc<Env>, manifest: Value, expected: &'static str) -> anyhow::Result<()> {
+    let mut manifest = manifest;
+    let name = format!("bad-{}", uid_suffix());
+    manifest["metadata"]["name"] = json!(name);
+    // Sent as untyped JSON: most bad manifests do not even fit the Rust types.
+    let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(env.client.clone(), NAMESPACE, &api_resource());
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest)?;
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => bail!("the API server accepted it"),
+        Err(kube::Error::Api(status)) => {
+            ensure!(status.code == 422, "expected 422 Invalid, got {} {}", status.code, status.message);
+            ensure!(status.message.contains(expected), "message does not contain {expected:?}: {}", status.message);
+            Ok(())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn api_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<EcsTaskRun>(&())
+}
+
+fn uid_suffix() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+async fn accepts_minimal(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut manifest = valid();
+    manifest["metadata"]["name"] = json!("minimal");
+    let run: EcsTaskRun = serde_json::from_value(manifest)?;
+    let api = env.runs(NAMESPACE);
+    let created = api.create(&PostParams::default(), &run).await.context("a valid run was rejected")?;
+    let stored: Value = serde_json::to_value(&created)?;
+    ensure!(stored["spec"]["wait"]["for"] == "Stopped", "wait.for default: {}", stored["spec"]["wait"]);
+    ensure!(stored["spec"]["deletionPolicy"] == "Stop", "deletionPolicy default: {}", stored["spec"]);
+    ensure!(stored["spec"]["successPolicy"] == "EssentialContainers", "successPolicy default: {}", stored["spec"]);
+    ensure!(stored["spec"]["injectRunIdentity"] == true, "injectRunIdentity default: {}", stored["spec"]);
+    Ok(())
+}
+
+async fn spec_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut manifest = valid();
+    manifest["metadata"]["name"] = json!("immutable");
+    let run: EcsTaskRun = serde_json::from_value(manifest)?;
+    let api = env.runs(NAMESPACE);
+    api.create(&PostParams::default(), &run).await?;
+    for (field, value) in
+        [("cluster", json!("other")), ("taskDefinition", json!("transform:4")), ("wait", json!({"for": "Running"}))]
+    {
+        let patch = json!({"spec": {field: value}});
+        match api.patch("immutable", &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => bail!("editing spec.{field} was accepted"),
+            Err(kube::Error::Api(status)) => ensure!(
+                status.code == 422 && status.message.contains("spec is immutable; create a new EcsTaskRun"),
+                "editing spec.{field}: {} {}",
+                status.code,
+                status.message
+            ),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let labels = json!({"metadata": {"labels": {"team": "data"}}});
+    api.patch("immutable", &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .context("label edits must be allowed")?;
+    Ok(())
+}
+
+async fn kubectl_explain(env: Arc<Env>) -> anyhow::Result<()> {
+    let kubeconfig = env.kubeconfig.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .args(["explain", "etr.spec.networkConfiguration.awsvpcConfiguration.subnets"])
+            .output()
+    })
+    .await?
+    .context("running kubectl")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(output.status.success(), "kubectl explain failed: {}", String::from_utf8_lossy(&output.stderr));
+    ensure!(text.contains("DESCRIPTION") && text.to_lowercase().contains("subnet"), "no description: {text}");
+    Ok(())
+}

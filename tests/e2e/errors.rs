@@ -1,0 +1,92 @@
+//! Bad references end the run Failed with AWS's own message, once: the controller does not hot-loop.
+//! These cases run under a controller of their own, whose /metrics counts only their ECS calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use ecsrun_e2e::{Controller, wait};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams};
+
+use crate::{Case, Env, case};
+
+pub const NAMESPACE: &str = "e2e-errors";
+
+pub fn cases() -> Vec<Case> {
+    vec![case("errors::missing_cluster_and_task_definition_fail_without_hot_loop", missing_references_fail_once)]
+}
+
+fn bad_run(name: &str, cluster: &str, task_definition: &str) -> String {
+    format!(
+        r#"
+apiVersion: ecsrun.dev/v1alpha1
+kind: EcsTaskRun
+metadata:
+  name: {name}
+spec:
+  cluster: {cluster}
+  taskDefinition: {task_definition}
+  launchType: FARGATE
+  networkConfiguration:
+    awsvpcConfiguration:
+      subnets: [subnet-0123456789abcdef0]
+"#
+    )
+}
+
+/// Every ECS call the controller made, whatever the operation and outcome.
+async fn ecs_calls(controller: &Controller) -> anyhow::Result<f64> {
+    let page = ecsrun_e2e::http_get(&controller.metrics_url).await?.1;
+    Ok(page
+        .lines()
+        .filter(|line| line.starts_with("ecsrun_ecs_calls_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut controller = env.controller("controller-errors", &[NAMESPACE])?;
+    controller.ready().await?;
+    env.create(NAMESPACE, &env.manifest(&bad_run("no-such-cluster", "does-not-exist", "transform"))?).await?;
+    env.create(NAMESPACE, &env.manifest(&bad_run("no-such-task-definition", "batch", "does-not-exist:7"))?).await?;
+    let api = env.runs(NAMESPACE);
+
+    let cluster =
+        wait::until(&api, "no-such-cluster", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    let failed = cluster.conditions.iter().find(|c| c.type_ == "Failed").context("no Failed condition")?;
+    ensure!(failed.reason == "ClusterNotFound", "reason {} ({})", failed.reason, failed.message);
+    ensure!(failed.message.contains("ClusterNotFoundException"), "AWS message missing: {}", failed.message);
+
+    let definition =
+        wait::until(&api, "no-such-task-definition", Duration::from_secs(60), "Failed", wait::has_condition("Failed"))
+            .await?;
+    let failed = definition.conditions.iter().find(|c| c.type_ == "Failed").context("no Failed condition")?;
+    ensure!(failed.reason == "TaskDefinitionNotFound", "reason {} ({})", failed.reason, failed.message);
+    ensure!(
+        failed.message.contains("does-not-exist"),
+        "AWS message does not name the task definition: {}",
+        failed.message
+    );
+
+    let events: Api<Event> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let warnings = events.list(&ListParams::default().fields("type=Warning")).await?;
+    ensure!(
+        warnings.items.iter().filter(|e| e.reason.as_deref() == Some("Failed")).count() >= 2,
+        "a Warning Event per failed run expected: {:?}",
+        warnings.items.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
+    );
+
+    // No hot loop: once Failed, a run costs no more ECS calls and no more reconciles.
+    let calls = ecs_calls(&controller).await?;
+    let reconciles = controller.metric(r#"ecsrun_reconciles_total{result="ok"}"#).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    controller.process.ensure_alive()?;
+    let calls_later = ecs_calls(&controller).await?;
+    let reconciles_later = controller.metric(r#"ecsrun_reconciles_total{result="ok"}"#).await?;
+    ensure!(calls > 0.0, "the controller made no ECS calls at all");
+    ensure!(calls_later == calls, "ECS calls went on after Failed: {calls} -> {calls_later} in 20s");
+    ensure!(reconciles_later == reconciles, "reconciles went on after Failed: {reconciles} -> {reconciles_later}");
+    ensure!(calls <= 8.0, "{calls} ECS calls for two runs that could not start");
+    Ok(())
+}

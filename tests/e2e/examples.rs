@@ -1,0 +1,106 @@
+//! Every manifest in `examples/` is accepted and reaches its condition, with what ECS reported in status.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use ecsrun::api::WaitFor;
+use ecsrun_e2e::{repo_root, wait};
+use k8s_openapi::api::core::v1::Event;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use crate::{Case, case};
+
+pub const NAMESPACE: &str = "e2e-examples";
+
+pub fn cases() -> Vec<Case> {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("examples"))
+        .map(|dir| dir.filter_map(Result::ok).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    files.retain(|file| file.ends_with(".yaml"));
+    files.sort();
+    let mut cases: Vec<Case> = files
+        .into_iter()
+        .map(|file| case(format!("examples::{}", file.trim_end_matches(".yaml")), move |env| run_example(env, file)))
+        .collect();
+    // A missing examples/ directory must fail, not make this suite smaller.
+    if cases.len() < 4 {
+        cases.push(case("examples::at_least_four_examples", |_| async {
+            anyhow::bail!("examples/ should hold the four usage scenarios (A-D)")
+        }));
+    }
+    cases
+}
+
+async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::Result<()> {
+    let manifest = env.example(&file)?;
+    let run = env.create(NAMESPACE, &manifest).await?;
+    let name = run.name_any();
+    let uid = run.uid().context("no uid")?;
+    let api = env.runs(NAMESPACE);
+    // Example B polls once a minute: allow two polls.
+    let status =
+        wait::until(&api, &name, Duration::from_secs(150), "Succeeded", wait::has_condition("Succeeded")).await?;
+
+    let task_arn = status.task_arn.clone().context("Succeeded without a taskArn")?;
+    ensure!(status.attempts.len() == 1, "one attempt expected, status: {status:?}");
+    ensure!(status.attempts[0].task_arn.as_deref() == Some(task_arn.as_str()), "attempt does not name the task");
+    ensure!(status.observed_generation == run.metadata.generation, "observedGeneration not written");
+    ensure!(!status.conditions.iter().any(|c| c.type_ == "Failed" && c.status == "True"), "Failed and Succeeded");
+
+    // Exactly one task, carrying the run's identity.
+    let tasks = env.tasks_started_by(&run.spec.cluster, &uid).await?;
+    ensure!(tasks == vec![task_arn.clone()], "ECS has {tasks:?} started by this run, expected only {task_arn}");
+    let task = env.task(&run.spec.cluster, &task_arn).await?;
+    let tag = |key: &str| task.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned);
+    ensure!(tag("ecsrun.dev/uid").as_deref() == Some(uid.as_str()), "task tags: {:?}", task.tags());
+    ensure!(tag("ecsrun.dev/name").as_deref() == Some(name.as_str()), "task tags: {:?}", task.tags());
+    for (key, value) in &run.spec.tags {
+        ensure!(tag(key).as_ref() == Some(value), "tag {key} missing on the task: {:?}", task.tags());
+    }
+    let injected = task
+        .overrides()
+        .map(|o| o.container_overrides().iter().flat_map(|c| c.environment()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    ensure!(
+        injected.iter().any(|kv| kv.name() == Some("ECSRUN_UID") && kv.value() == Some(uid.as_str())),
+        "ECSRUN_UID not injected: {injected:?}"
+    );
+
+    if run.spec.wait.for_ == WaitFor::Stopped {
+        ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
+        ensure!(status.stop_code.as_deref() == Some("EssentialContainerExited"), "stopCode {:?}", status.stop_code);
+        ensure!(status.stopped_at.is_some() && status.started_at.is_some(), "times missing: {status:?}");
+        ensure!(!status.containers.is_empty(), "no containers in status");
+        for container in &status.containers {
+            ensure!(container.exit_code.is_some(), "container {} without exit code", container.name);
+        }
+        ensure!(status.exit_codes.is_some(), "no exitCodes summary");
+    }
+    if file.starts_with("a-") {
+        // The non-essential log router exits 1 and must not fail the run.
+        let sidecar = status.containers.iter().find(|c| c.name == "log-router").context("no log-router status")?;
+        ensure!(sidecar.exit_code == Some(1) && sidecar.essential == Some(false), "sidecar: {sidecar:?}");
+        ensure!(task.group() == Some("nightly-reports"), "group {:?}", task.group());
+        let events = events_of(&env.client, NAMESPACE, &name).await?;
+        for reason in ["Launched", "Running", "Stopped", "Succeeded"] {
+            ensure!(events.iter().any(|r| r == reason), "no {reason} event; events: {events:?}");
+        }
+    }
+    if file.starts_with("c-") {
+        let app = task
+            .overrides()
+            .and_then(|o| o.container_overrides().iter().find(|c| c.name() == Some("app")))
+            .context("no override for app")?;
+        ensure!(app.command() == ["transform", "--date", "2026-11-22"], "command override: {:?}", app.command());
+        ensure!(app.environment().iter().any(|kv| kv.name() == Some("LOG_LEVEL")), "env override lost");
+    }
+    Ok(())
+}
+
+/// Reasons of the Events recorded for a run.
+pub async fn events_of(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await?;
+    Ok(list.items.into_iter().filter_map(|event| event.reason).collect())
+}

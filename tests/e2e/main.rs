@@ -1,0 +1,216 @@
+//! End-to-end cases: the real `ecsrun-controller` against an upstream kube-apiserver + etcd and moto's
+//! ECS server, observed through the Kubernetes API and the real aws-sdk-ecs client.
+//!
+//! One process brings the peers up once, runs every case on libtest's threads (`--test-threads`), prints
+//! libtest's "N passed; M failed" line and tears the peers down. A peer that cannot be brought up fails
+//! the whole run with the reason: nothing is skipped.
+
+mod admission;
+mod errors;
+mod examples;
+mod lifecycle;
+mod recovery;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use ecsrun::api::EcsTaskRun;
+use ecsrun_e2e::{ControlPlane, Controller, Moto, install_crds, repo_root};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Namespaces the shared controller watches.
+const SHARED_NAMESPACES: [&str; 2] = [examples::NAMESPACE, lifecycle::NAMESPACE];
+
+/// What every case gets: clients for both peers and where the peers are.
+pub struct Env {
+    pub client: kube::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub moto: Moto,
+    pub kubeconfig: PathBuf,
+    pub work: PathBuf,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Env {
+    pub fn runs(&self, namespace: &str) -> Api<EcsTaskRun> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Starts a controller of a case's own (for counting its calls, or killing it).
+    pub fn controller(&self, name: &str, namespaces: &[&str]) -> anyhow::Result<Controller> {
+        Controller::start(name, &self.work, &self.kubeconfig, &self.moto, namespaces, &[])
+    }
+
+    /// An example manifest with its placeholder subnet and security group replaced by moto's.
+    pub fn example(&self, file: &str) -> anyhow::Result<EcsTaskRun> {
+        let text = std::fs::read_to_string(repo_root().join("examples").join(file))?;
+        self.manifest(&text)
+    }
+
+    /// Parses a manifest after pointing its network configuration at moto's subnet and security group.
+    pub fn manifest(&self, yaml: &str) -> anyhow::Result<EcsTaskRun> {
+        let yaml = yaml
+            .replace("subnet-0123456789abcdef0", &self.moto.fixtures.subnet)
+            .replace("sg-0123456789abcdef0", &self.moto.fixtures.security_group);
+        Ok(serde_yaml_ng::from_str(&yaml)?)
+    }
+
+    /// Creates (server-side applies) a run in `namespace`.
+    pub async fn create(&self, namespace: &str, run: &EcsTaskRun) -> anyhow::Result<EcsTaskRun> {
+        let name = run.metadata.name.as_deref().context("manifest without a name")?;
+        let mut run = run.clone();
+        run.metadata.namespace = Some(namespace.into());
+        Ok(self.runs(namespace).patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&run)).await?)
+    }
+
+    /// Every task ECS (moto) knows that the run with `uid` started, running or stopped.
+    pub async fn tasks_started_by(&self, cluster: &str, uid: &str) -> anyhow::Result<Vec<String>> {
+        let mut arns = Vec::new();
+        for status in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
+            let page = self
+                .ecs
+                .list_tasks()
+                .cluster(cluster)
+                .started_by(ecsrun::decide::started_by(uid))
+                .desired_status(status)
+                .send()
+                .await?;
+            arns.extend(page.task_arns().iter().cloned());
+        }
+        Ok(arns)
+    }
+
+    /// The task as moto reports it.
+    pub async fn task(&self, cluster: &str, arn: &str) -> anyhow::Result<aws_sdk_ecs::types::Task> {
+        let output = self
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(arn)
+            .include(aws_sdk_ecs::types::TaskField::Tags)
+            .send()
+            .await?;
+        output.tasks().first().cloned().with_context(|| format!("moto does not know task {arn}"))
+    }
+}
+
+pub type CaseFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A named case; `run` gets the shared environment.
+pub struct Case {
+    pub name: String,
+    pub run: Box<dyn FnOnce(Arc<Env>) -> CaseFuture + Send>,
+}
+
+pub fn case<F, Fut>(name: impl Into<String>, run: F) -> Case
+where
+    F: FnOnce(Arc<Env>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    Case { name: name.into(), run: Box::new(move |env| Box::pin(run(env))) }
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // Cases spend their time waiting on the controller, not on the CPU: run them all at once unless told.
+    args.test_threads = args.test_threads.or(Some(32));
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let started = Instant::now();
+    // Listing (`--list`) must not start anything.
+    let cases: Vec<Case> =
+        [examples::cases(), lifecycle::cases(), errors::cases(), recovery::cases(), admission::cases()]
+            .into_iter()
+            .flatten()
+            .collect();
+    if args.list {
+        let trials = cases.into_iter().map(|case| Trial::test(case.name, || Ok(()))).collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+
+    let peers = runtime.block_on(bring_up());
+    let (env, control_plane, shared_controller) = match peers {
+        Ok(peers) => peers,
+        Err(error) => {
+            eprintln!("e2e: FAILED to bring up the test environment: {error:#}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("e2e: environment ready after {:.1}s; running {} cases", started.elapsed().as_secs_f64(), cases.len());
+
+    let trials = cases
+        .into_iter()
+        .map(|case| {
+            let env = env.clone();
+            let run = case.run;
+            Trial::test(case.name, move || {
+                let handle = env.runtime.clone();
+                handle.block_on(run(env)).map_err(|error| Failed::from(format!("{error:#}")))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    eprintln!("e2e: wall time {:.1}s", started.elapsed().as_secs_f64());
+    if conclusion.has_failed() {
+        eprintln!("e2e: logs of this run are in {}", env.work.display());
+        eprintln!(
+            "e2e: last lines of the shared controller:\n{}",
+            ecsrun_e2e::tail(&shared_controller.process.log, 40)
+        );
+    }
+    // exit() skips destructors: stop the controller, moto and the control plane first.
+    let work = env.work.clone();
+    drop(shared_controller);
+    drop(env);
+    drop(control_plane);
+    drop(runtime);
+    if !conclusion.has_failed() {
+        let _ = std::fs::remove_dir_all(work);
+    }
+    conclusion.exit();
+}
+
+async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
+    let work = repo_root().join(".cache/e2e").join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let (control_plane, moto) = tokio::try_join!(
+        async {
+            tokio::task::spawn_blocking({
+                let work = work.clone();
+                move || ControlPlane::start(&work)
+            })
+            .await?
+        },
+        async {
+            tokio::task::spawn_blocking({
+                let work = work.clone();
+                move || Moto::start(&work)
+            })
+            .await?
+        },
+    )?;
+    let client = control_plane.client().await?;
+    install_crds(&client).await.context("installing crds/")?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for namespace in SHARED_NAMESPACES.iter().chain(&[errors::NAMESPACE, recovery::NAMESPACE, admission::NAMESPACE]) {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        namespaces.patch(namespace, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    }
+    let ecs = moto.ecs().await;
+    let env = Arc::new(Env {
+        client,
+        ecs,
+        moto,
+        kubeconfig: control_plane.kubeconfig.clone(),
+        work,
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let mut shared = env.controller("controller-shared", &SHARED_NAMESPACES)?;
+    shared.ready().await?;
+    Ok((env, control_plane, shared))
+}

@@ -1,0 +1,110 @@
+//! Launch exactly once across crashes: a task ECS already has for the run is adopted, and a controller
+//! killed mid-run and started again finishes the run without a second task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+use ecsrun_e2e::wait;
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+
+use crate::{Case, Env, case};
+
+pub const NAMESPACE: &str = "e2e-recovery";
+
+pub fn cases() -> Vec<Case> {
+    vec![case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill)]
+}
+
+fn run_yaml(name: &str, task_definition: &str) -> String {
+    format!(
+        r#"
+apiVersion: ecsrun.dev/v1alpha1
+kind: EcsTaskRun
+metadata:
+  name: {name}
+spec:
+  cluster: batch
+  taskDefinition: {task_definition}
+  launchType: FARGATE
+  networkConfiguration:
+    awsvpcConfiguration:
+      subnets: [subnet-0123456789abcdef0]
+  wait:
+    pollInterval: 5s
+"#
+    )
+}
+
+async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(NAMESPACE);
+    // No controller watches this namespace yet. "adopt" looks like a run whose controller crashed
+    // between RunTask and the status write: ECS has its task, its status has none.
+    let adopt = env.create(NAMESPACE, &env.manifest(&run_yaml("adopt", "transform"))?).await?;
+    let adopt_uid = adopt.uid().context("uid")?;
+    let launched = env
+        .ecs
+        .run_task()
+        .cluster("batch")
+        .task_definition("transform")
+        .launch_type(LaunchType::Fargate)
+        .started_by(ecsrun::decide::started_by(&adopt_uid))
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder().subnets(&env.moto.fixtures.subnet).build().context("awsvpc")?,
+                )
+                .build(),
+        )
+        .send()
+        .await?;
+    let orphan_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
+    // "restart" is killed while its (long) task runs.
+    let restart = env.create(NAMESPACE, &env.manifest(&run_yaml("restart", "sleeper"))?).await?;
+    let restart_uid = restart.uid().context("uid")?;
+
+    let mut first = env.controller("controller-recovery-1", &[NAMESPACE])?;
+    first.ready().await?;
+    let adopted =
+        wait::until(&api, "adopt", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    ensure!(
+        adopted.task_arn.as_deref() == Some(orphan_arn.as_str()),
+        "adopted {:?}, ECS had {orphan_arn}",
+        adopted.task_arn
+    );
+    let tasks = env.tasks_started_by("batch", &adopt_uid).await?;
+    ensure!(tasks == vec![orphan_arn.clone()], "a second task was launched: {tasks:?}");
+
+    let has_task = |run: Option<&ecsrun::api::EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
+    };
+    let before = wait::until(&api, "restart", Duration::from_secs(60), "RUNNING", has_task).await?;
+    first.process.kill();
+    let mut second = env.controller("controller-recovery-2", &[NAMESPACE])?;
+    second.ready().await?;
+    // Let the new controller reconcile a few polls, then stop the task from outside to finish the run.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let task_arn = before.task_arn.context("no taskArn")?;
+    env.ecs.stop_task().cluster("batch").task(&task_arn).reason("e2e: finishing the run").send().await?;
+    let after =
+        wait::until(&api, "restart", Duration::from_secs(60), "finished", |run: Option<&ecsrun::api::EcsTaskRun>| {
+            run.and_then(|run| run.status.as_ref())
+                .is_some_and(|status| status.phase.is_some_and(|phase| phase.is_terminal()))
+        })
+        .await?;
+    ensure!(
+        after.task_arn.as_deref() == Some(task_arn.as_str()),
+        "task changed across the restart: {:?}",
+        after.task_arn
+    );
+    let tasks = env.tasks_started_by("batch", &restart_uid).await?;
+    ensure!(tasks == vec![task_arn], "ECS has {tasks:?} for one run after a restart");
+
+    api.delete("adopt", &DeleteParams::default()).await?;
+    api.delete("restart", &DeleteParams::default()).await?;
+    wait::gone(&api, "adopt", Duration::from_secs(30)).await?;
+    wait::gone(&api, "restart", Duration::from_secs(30)).await?;
+    Ok(())
+}
