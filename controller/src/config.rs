@@ -52,9 +52,29 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_CONTROLLER_NAME", default_value = "ecsrun-controller")]
     pub controller_name: String,
 
-    /// This replica's name in Events (reportingInstance); the pod name in a cluster.
+    /// This replica's name in Events (reportingInstance) and the Lease; the pod name in a cluster.
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+
+    /// Reconcile only while holding a coordination.k8s.io Lease, so several replicas can run safely.
+    #[arg(long, env = "ECSRUN_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease; the controller's own namespace in a cluster.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_elect_namespace: String,
+
+    /// Name of the Lease.
+    #[arg(long, env = "ECSRUN_LEADER_ELECT_LEASE", default_value = "ecsrun-controller")]
+    pub leader_elect_lease: String,
+
+    /// How long a Lease stays valid without renewal: the longest a crashed leader blocks a follower.
+    #[arg(long, env = "ECSRUN_LEADER_ELECT_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_elect_duration: Duration,
+
+    /// Longest wait for in-flight reconciles on SIGTERM; keep it below the pod's grace period.
+    #[arg(long, env = "ECSRUN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! - [`decide`]: the run policy as pure functions;
 //! - [`ecs`]: the ECS port, its aws-sdk-ecs adapter and the DescribeTasks batcher;
 //! - [`reconcile`]: the kube-runtime shell (finalizer, status, events, error policy);
+//! - [`leader`]: leader election on a Lease and graceful shutdown;
 //! - [`metrics`], [`http`], [`config`]: the process around it.
 
 // Observations and plans are built once per reconcile and moved, never stored in bulk: boxing their
@@ -15,6 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod ecs;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 

@@ -8,6 +8,7 @@ use aws_config::meta::region::ProvideRegion;
 use clap::Parser;
 use ecsrun::config::{Config, LogFormat};
 use ecsrun::ecs::aws::{AwsEcs, AwsSettings};
+use ecsrun::leader::{self, LeaseSettings};
 use ecsrun::metrics::Metrics;
 use ecsrun::reconcile::{self, Context, Settings};
 use kube::runtime::events::Reporter;
@@ -46,17 +47,32 @@ async fn main() -> anyhow::Result<()> {
         },
         metrics.clone(),
     ));
-    let reporter = Reporter { controller: config.controller_name.clone(), instance: config.instance.clone() };
+    // Unique per replica: the Lease holder identity and the Events' reportingInstance.
+    let identity = config
+        .instance
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("ecsrun-controller-{}", std::process::id()));
+    let reporter = Reporter { controller: config.controller_name.clone(), instance: Some(identity.clone()) };
     let settings = Settings {
         default_region,
         default_poll_interval: config.default_poll_interval,
         stop_poll_interval: std::time::Duration::from_secs(5),
     };
-    let ctx = Arc::new(Context::new(client, ecs, config.describe_batch_window, reporter, metrics, settings));
+    let ctx =
+        Arc::new(Context::new(client.clone(), ecs, config.describe_batch_window, reporter, metrics.clone(), settings));
+    let lease = config.leader_elect.then(|| LeaseSettings {
+        namespace: config.leader_elect_namespace.clone(),
+        name: config.leader_elect_lease.clone(),
+        identity,
+        duration: config.leader_elect_duration,
+    });
 
-    info!(namespaces = ?config.watch_namespaces, region = ?ctx.settings.default_region, "ecsrun-controller starting");
+    info!(namespaces = ?config.watch_namespaces, region = ?ctx.settings.default_region, leader_elect = config.leader_elect, "ecsrun-controller starting");
+    // Ready means able to serve: a follower waiting for the Lease is ready too.
     ready.store(true, Ordering::Relaxed);
-    reconcile::run(ctx, config.watch_namespaces, config.concurrency).await;
+    let work = |stop| reconcile::run(ctx.clone(), config.watch_namespaces.clone(), config.concurrency, stop);
+    leader::supervise(client, lease, metrics, leader::shutdown_signal(), config.shutdown_timeout, work).await?;
     info!("ecsrun-controller stopped");
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub runs_finished: IntCounterVec,
     /// Runs known to the controller that are not yet Succeeded or Failed.
     pub active_runs: IntGauge,
+    /// 1 while this replica reconciles (holds the Lease, or runs without leader election).
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
             &["outcome", "reason"],
         )?;
         let active_runs = IntGauge::new("active_runs", "Runs not yet Succeeded or Failed")?;
+        let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
 
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
@@ -62,6 +65,7 @@ impl Metrics {
         registry.register(Box::new(describe_batch_size.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(active_runs.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -72,6 +76,7 @@ impl Metrics {
             describe_batch_size,
             runs_finished,
             active_runs,
+            leader,
         })
     }
 

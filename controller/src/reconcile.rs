@@ -448,8 +448,14 @@ pub async fn ensure_crd_installed(client: &Client) -> Result<(), kube::Error> {
     api.list(&ListParams::default().limit(1)).await.map(|_| ())
 }
 
-/// Runs the controller until shutdown: one watch over all namespaces, or one per listed namespace.
-pub async fn run<E: Ecs>(ctx: Arc<Context<E>>, namespaces: Vec<String>, concurrency: u16) {
+/// Runs the controller until `stop` turns true: one watch over all namespaces, or one per listed
+/// namespace. Stopping takes no new work and waits for in-flight reconciles.
+pub async fn run<E: Ecs>(
+    ctx: Arc<Context<E>>,
+    namespaces: Vec<String>,
+    concurrency: u16,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let apis: Vec<Api<EcsTaskRun>> = if namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
@@ -469,7 +475,12 @@ pub async fn run<E: Ecs>(ctx: Arc<Context<E>>, namespaces: Vec<String>, concurre
             .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
         let controller = Controller::for_stream(runs, reader)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-            .shutdown_on_signal()
+            .graceful_shutdown_on({
+                let mut stop = stop.clone();
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                }
+            })
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
                 if let Err(error) = result {

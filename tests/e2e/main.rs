@@ -8,6 +8,7 @@
 mod admission;
 mod errors;
 mod examples;
+mod ha;
 mod lifecycle;
 mod recovery;
 
@@ -124,7 +125,7 @@ fn main() {
     let started = Instant::now();
     // Listing (`--list`) must not start anything.
     let cases: Vec<Case> =
-        [examples::cases(), lifecycle::cases(), errors::cases(), recovery::cases(), admission::cases()]
+        [examples::cases(), lifecycle::cases(), errors::cases(), recovery::cases(), ha::cases(), admission::cases()]
             .into_iter()
             .flatten()
             .collect();
@@ -197,7 +198,13 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
     let client = control_plane.client().await?;
     install_crds(&client).await.context("installing crds/")?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for namespace in SHARED_NAMESPACES.iter().chain(&[errors::NAMESPACE, recovery::NAMESPACE, admission::NAMESPACE]) {
+    for namespace in SHARED_NAMESPACES.iter().chain(&[
+        errors::NAMESPACE,
+        recovery::NAMESPACE,
+        admission::NAMESPACE,
+        ha::KILL_NAMESPACE,
+        ha::TERM_NAMESPACE,
+    ]) {
         let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         namespaces.patch(namespace, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
     }

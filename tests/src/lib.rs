@@ -60,6 +60,25 @@ impl Process {
         Ok(())
     }
 
+    /// SIGTERM, as the kubelet sends on pod deletion.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
+        ensure!(status.success(), "kill -TERM {} failed", self.pid());
+        Ok(())
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn exited(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            ensure!(Instant::now() < deadline, "{} still running after {within:?}", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
