@@ -11,7 +11,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-bin="${ECSRUN_CACHE_DIR:-$root/.cache}/controlplane/bin"
+bin="${ECSRUN_CACHE_DIR:-$root/.cache}/bin"
 dir="${ECSRUN_CP_DIR:-$root/.cache/controlplane/run}"
 
 log() { echo "controlplane: $*" >&2; }
