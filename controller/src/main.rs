@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    reconcile::ensure_crd_installed(&client).await.context(
+    reconcile::ensure_crd_installed(&client, &config.watch_namespaces).await.context(
         "listing EcsTaskRuns failed: is the CRD installed? (kubectl apply -f crds/) Does the controller's RBAC allow it?",
     )?;
 

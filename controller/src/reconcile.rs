@@ -442,10 +442,17 @@ async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) ->
     }
 }
 
-/// Fails fast, with the fix in the message, when the CRD is not installed.
-pub async fn ensure_crd_installed(client: &Client) -> Result<(), kube::Error> {
-    let api: Api<EcsTaskRun> = Api::all(client.clone());
-    api.list(&ListParams::default().limit(1)).await.map(|_| ())
+/// Fails fast, with the fix in the message, when the CRD is not installed (or RBAC forbids the watch):
+/// lists runs where the controller will watch them.
+pub async fn ensure_crd_installed(client: &Client, namespaces: &[String]) -> Result<(), kube::Error> {
+    let apis: Vec<Api<EcsTaskRun>> = match namespaces {
+        [] => vec![Api::all(client.clone())],
+        namespaces => namespaces.iter().map(|namespace| Api::namespaced(client.clone(), namespace)).collect(),
+    };
+    for api in apis {
+        api.list(&ListParams::default().limit(1)).await?;
+    }
+    Ok(())
 }
 
 /// Runs the controller until `stop` turns true: one watch over all namespaces, or one per listed

@@ -4,14 +4,17 @@ use ecsrun::api::{Credentials, EcsTaskRunSpec};
 use serde_json::json;
 
 const COMMITTED: &str = include_str!("../../crds/ecstaskruns.ecsrun.dev.yaml");
+const IN_CHART: &str = include_str!("../../charts/ecsrun/crds/ecstaskruns.ecsrun.dev.yaml");
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
     let generated = ecsrun::crd_yaml().expect("CRD serialises");
-    assert!(
-        generated == COMMITTED,
-        "crds/ecstaskruns.ecsrun.dev.yaml is stale: regenerate it with\n  cargo run -q --bin crdgen > crds/ecstaskruns.ecsrun.dev.yaml"
-    );
+    assert!(generated == COMMITTED, "crds/ecstaskruns.ecsrun.dev.yaml is stale: regenerate it with\n  hack/crdgen");
+}
+
+#[test]
+fn the_helm_chart_ships_the_same_crd_bytes() {
+    assert!(IN_CHART == COMMITTED, "charts/ecsrun/crds/ differs from crds/: regenerate both with hack/crdgen");
 }
 
 fn base() -> serde_json::Value {

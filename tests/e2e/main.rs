@@ -6,6 +6,7 @@
 //! the whole run with the reason: nothing is skipped.
 
 mod admission;
+mod chart;
 mod errors;
 mod examples;
 mod ha;
@@ -124,11 +125,18 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let started = Instant::now();
     // Listing (`--list`) must not start anything.
-    let cases: Vec<Case> =
-        [examples::cases(), lifecycle::cases(), errors::cases(), recovery::cases(), ha::cases(), admission::cases()]
-            .into_iter()
-            .flatten()
-            .collect();
+    let cases: Vec<Case> = [
+        examples::cases(),
+        lifecycle::cases(),
+        errors::cases(),
+        recovery::cases(),
+        ha::cases(),
+        chart::cases(),
+        admission::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if args.list {
         let trials = cases.into_iter().map(|case| Trial::test(case.name, || Ok(()))).collect();
         libtest_mimic::run(&args, trials).exit();
@@ -204,6 +212,8 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         admission::NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,
+        chart::NAMESPACE,
+        chart::RELEASE_NAMESPACE,
     ]) {
         let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         namespaces.patch(namespace, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;

@@ -1,0 +1,65 @@
+{{- define "ecsrun.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ecsrun.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ecsrun.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "ecsrun.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ecsrun.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ecsrun.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ecsrun.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ecsrun.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces whose Secrets secretRef credentials may read. */}}
+{{- define "ecsrun.secretNamespaces" -}}
+{{- $namespaces := .Values.credentials.secretRef.namespaces | default .Values.watchNamespaces }}
+{{- if and .Values.credentials.secretRef.enabled (empty $namespaces) }}
+{{- fail "credentials.secretRef.enabled needs credentials.secretRef.namespaces (or watchNamespaces): the controller never reads Secrets cluster-wide" }}
+{{- end }}
+{{- toJson $namespaces }}
+{{- end }}
+
+{{/* What the controller does with runs, wherever it watches them. */}}
+{{- define "ecsrun.runRules" }}
+# Watch runs, add and remove the finalizer.
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskruns"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status by server-side apply.
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskruns/status"]
+  verbs: ["patch"]
+# Setting finalizers where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskruns/finalizers"]
+  verbs: ["update"]
+# Events on runs.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -1,0 +1,224 @@
+//! The Helm chart against the real API server: lint, template, server-side dry-run, and the controller
+//! running as the chart's ServiceAccount (its own token) through a run, in single-namespace mode, with
+//! `kubectl auth can-i` proving what it cannot do.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use ecsrun_e2e::{Controller, repo_root, wait};
+use kube::api::DeleteParams;
+use kube::config::Kubeconfig;
+
+use crate::{Case, Env, case};
+
+/// Where the chart is installed.
+pub const RELEASE_NAMESPACE: &str = "ecsrun-system";
+/// The one namespace the installed chart may reconcile (single-namespace mode).
+pub const NAMESPACE: &str = "e2e-rbac";
+const RELEASE: &str = "ecsrun";
+const SERVICE_ACCOUNT: &str = "system:serviceaccount:ecsrun-system:ecsrun";
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("chart::helm_lint_is_clean", helm_lint),
+        case("chart::rendered_manifests_pass_server_side_dry_run", dry_run),
+        case("chart::controller_runs_as_the_charts_service_account_with_least_privilege", least_privilege),
+    ]
+}
+
+fn helm() -> anyhow::Result<PathBuf> {
+    let helm = std::env::var("ECSRUN_HELM").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache/bin/helm"));
+    ensure!(helm.exists(), "{} does not exist: hack/setup builds helm from its Go module", helm.display());
+    Ok(helm)
+}
+
+/// Runs a command to completion off the async threads; fails with its output unless it succeeds.
+async fn run(mut command: Command) -> anyhow::Result<String> {
+    let shown = format!("{command:?}");
+    let output = tokio::task::spawn_blocking(move || command.output()).await?.with_context(|| shown.clone())?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    ensure!(output.status.success(), "{shown} failed ({}):\n{text}", output.status);
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn kubectl(env: &Env) -> Command {
+    let mut command = Command::new("kubectl");
+    command.env("KUBECONFIG", &env.kubeconfig);
+    command
+}
+
+fn template(values: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new(helm()?);
+    command.args(["template", RELEASE]).arg(repo_root().join("charts/ecsrun"));
+    command.args(["--namespace", RELEASE_NAMESPACE, "--include-crds"]);
+    for value in values {
+        command.args(["--set", value]);
+    }
+    Ok(command)
+}
+
+async fn helm_lint(_env: Arc<Env>) -> anyhow::Result<()> {
+    let chart = repo_root().join("charts/ecsrun");
+    for values in [&[][..], &["watchNamespaces={team-a,team-b}", "credentials.secretRef.enabled=true"][..]] {
+        let mut command = Command::new(helm()?);
+        command.args(["lint", "--strict"]).arg(&chart);
+        for value in values {
+            command.args(["--set", value]);
+        }
+        let output = run(command).await?;
+        ensure!(output.contains("0 chart(s) failed"), "helm lint: {output}");
+    }
+    // The schema rejects what the templates cannot work with.
+    let mut typo = Command::new(helm()?);
+    typo.args(["lint", "--strict"]).arg(&chart).args(["--set", "replicas=2"]);
+    ensure!(run(typo).await.is_err(), "values.schema.json accepted an unknown value (replicas)");
+    let mut unsafe_replicas = Command::new(helm()?);
+    unsafe_replicas.args(["lint"]).arg(&chart).args([
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    ensure!(run(unsafe_replicas).await.is_err(), "two replicas without leader election were accepted");
+    Ok(())
+}
+
+async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
+    for values in [
+        &[][..],
+        &["watchNamespaces={e2e-rbac}", "credentials.secretRef.enabled=true", "replicaCount=2"][..],
+        &["podDisruptionBudget.enabled=true", "networkPolicy.enabled=true", "rbac.create=true"][..],
+    ] {
+        let rendered = run(template(values)?).await?;
+        let manifests = env.work.join(format!("chart-{}.yaml", values.len()));
+        std::fs::write(&manifests, &rendered)?;
+        let mut apply = kubectl(&env);
+        apply.args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&manifests);
+        run(apply).await.with_context(|| format!("values {values:?}"))?;
+    }
+    Ok(())
+}
+
+/// A kubeconfig that authenticates with the ServiceAccount's token instead of the admin certificate.
+async fn service_account_kubeconfig(env: &Env) -> anyhow::Result<PathBuf> {
+    let mut create_token = kubectl(env);
+    create_token.args(["create", "token", RELEASE, "-n", RELEASE_NAMESPACE, "--duration=1h"]);
+    let token = run(create_token).await?.trim().to_owned();
+    let admin = Kubeconfig::read_from(&env.kubeconfig)?;
+    let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("no cluster in kubeconfig")?;
+    let server = cluster.server.context("no server")?;
+    let ca = cluster.certificate_authority_data.context("no CA data")?;
+    let path = env.work.join("service-account.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
+             certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: \
+             sa\n  context: {{cluster: local, user: sa, namespace: {NAMESPACE}}}\ncurrent-context: sa\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+async fn can_i(env: &Env, args: &[&str]) -> anyhow::Result<bool> {
+    let mut command = kubectl(env);
+    command.args(["auth", "can-i"]).args(args).args(["--as", SERVICE_ACCOUNT]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    match String::from_utf8_lossy(&output.stdout).trim() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => bail!("kubectl auth can-i {args:?}: {other} {}", String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
+    // Install the chart's RBAC and ServiceAccount for real (the Deployment would need an image).
+    let rendered = run(template(&["watchNamespaces={e2e-rbac}", "credentials.secretRef.enabled=true"])?).await?;
+    let manifests = env.work.join("chart-installed.yaml");
+    std::fs::write(&manifests, rendered)?;
+    let mut apply = kubectl(&env);
+    apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-l", "app.kubernetes.io/name=ecsrun", "-f"]);
+    apply.arg(&manifests);
+    run(apply).await?;
+
+    // What it must be able to do, and what it must not.
+    let allowed: &[&[&str]] = &[
+        &["watch", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        &["patch", "ecstaskruns.ecsrun.dev", "--subresource=status", "-n", NAMESPACE],
+        &["create", "events.events.k8s.io", "-n", NAMESPACE],
+        &["get", "secrets", "-n", NAMESPACE],
+        &["patch", "leases.coordination.k8s.io/ecsrun", "-n", RELEASE_NAMESPACE],
+    ];
+    let denied: &[&[&str]] = &[
+        &["list", "secrets", "--all-namespaces"],
+        &["list", "secrets", "-n", NAMESPACE],
+        &["get", "secrets", "-n", RELEASE_NAMESPACE],
+        &["create", "pods", "-n", NAMESPACE],
+        &["list", "ecstaskruns.ecsrun.dev", "--all-namespaces"],
+        &["get", "ecstaskruns.ecsrun.dev", "-n", "default"],
+        &["delete", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        &["update", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        &["patch", "leases.coordination.k8s.io/someone-elses", "-n", RELEASE_NAMESPACE],
+        &["create", "customresourcedefinitions.apiextensions.k8s.io"],
+    ];
+    for args in allowed {
+        ensure!(can_i(&env, args).await?, "the ServiceAccount cannot {args:?}, which the controller needs");
+    }
+    for args in denied {
+        ensure!(!can_i(&env, args).await?, "the ServiceAccount can {args:?}: more than the controller needs");
+    }
+
+    // The real controller with the ServiceAccount's token: a run with secretRef credentials succeeds,
+    // and deletion goes through the finalizer.
+    let kubeconfig = service_account_kubeconfig(&env).await?;
+    let mut controller = Controller::start(
+        "controller-service-account",
+        &env.work,
+        &kubeconfig,
+        &env.moto,
+        &[NAMESPACE],
+        &["--leader-elect", "--leader-elect-namespace", RELEASE_NAMESPACE, "--leader-elect-lease", RELEASE],
+    )?;
+    controller.ready().await?;
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-batch"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    });
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(env.client.clone(), NAMESPACE);
+    secrets.create(&Default::default(), &serde_json::from_value(secret)?).await?;
+    let yaml = r#"
+apiVersion: ecsrun.dev/v1alpha1
+kind: EcsTaskRun
+metadata:
+  name: as-service-account
+spec:
+  cluster: batch
+  taskDefinition: transform
+  launchType: FARGATE
+  networkConfiguration:
+    awsvpcConfiguration:
+      subnets: [subnet-0123456789abcdef0]
+  credentials:
+    secretRef:
+      name: aws-batch
+"#;
+    env.create(NAMESPACE, &env.manifest(yaml)?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "as-service-account", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
+            .await
+            .with_context(|| format!("controller log:\n{}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
+    ensure!(status.task_arn.is_some(), "no taskArn");
+    api.delete("as-service-account", &DeleteParams::default()).await?;
+    wait::gone(&api, "as-service-account", Duration::from_secs(30)).await?;
+    let log = std::fs::read_to_string(&controller.process.log)?;
+    ensure!(
+        !log.contains("forbidden"),
+        "the controller hit RBAC denials:\n{}",
+        ecsrun_e2e::tail(&controller.process.log, 20)
+    );
+    Ok(())
+}
