@@ -12,7 +12,7 @@ use ecsrun_e2e::{Controller, repo_root, wait};
 use kube::api::DeleteParams;
 use kube::config::Kubeconfig;
 
-use crate::{Case, Env, case};
+use crate::{Case, Env, case, fargate_run};
 
 /// Where the chart is installed.
 pub const RELEASE_NAMESPACE: &str = "ecsrun-system";
@@ -189,23 +189,13 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     });
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(env.client.clone(), NAMESPACE);
     secrets.create(&Default::default(), &serde_json::from_value(secret)?).await?;
-    let yaml = r#"
-apiVersion: ecsrun.dev/v1alpha1
-kind: EcsTaskRun
-metadata:
-  name: as-service-account
-spec:
-  cluster: batch
-  taskDefinition: transform
-  launchType: FARGATE
-  networkConfiguration:
-    awsvpcConfiguration:
-      subnets: [subnet-0123456789abcdef0]
-  credentials:
-    secretRef:
-      name: aws-batch
-"#;
-    env.create(NAMESPACE, &env.manifest(yaml)?).await?;
+    let yaml = fargate_run(
+        "as-service-account",
+        "batch",
+        "transform",
+        "  credentials:\n    secretRef:\n      name: aws-batch\n",
+    );
+    env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "as-service-account", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))

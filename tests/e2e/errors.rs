@@ -9,30 +9,12 @@ use ecsrun_e2e::{Controller, wait};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 
-use crate::{Case, Env, case};
+use crate::{Case, Env, case, fargate_run};
 
 pub const NAMESPACE: &str = "e2e-errors";
 
 pub fn cases() -> Vec<Case> {
     vec![case("errors::missing_cluster_and_task_definition_fail_without_hot_loop", missing_references_fail_once)]
-}
-
-fn bad_run(name: &str, cluster: &str, task_definition: &str) -> String {
-    format!(
-        r#"
-apiVersion: ecsrun.dev/v1alpha1
-kind: EcsTaskRun
-metadata:
-  name: {name}
-spec:
-  cluster: {cluster}
-  taskDefinition: {task_definition}
-  launchType: FARGATE
-  networkConfiguration:
-    awsvpcConfiguration:
-      subnets: [subnet-0123456789abcdef0]
-"#
-    )
 }
 
 /// Every ECS call the controller made, whatever the operation and outcome.
@@ -48,8 +30,9 @@ async fn ecs_calls(controller: &Controller) -> anyhow::Result<f64> {
 async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
     let mut controller = env.controller("controller-errors", &[NAMESPACE])?;
     controller.ready().await?;
-    env.create(NAMESPACE, &env.manifest(&bad_run("no-such-cluster", "does-not-exist", "transform"))?).await?;
-    env.create(NAMESPACE, &env.manifest(&bad_run("no-such-task-definition", "batch", "does-not-exist:7"))?).await?;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("no-such-cluster", "does-not-exist", "transform", ""))?).await?;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("no-such-task-definition", "batch", "does-not-exist:7", ""))?)
+        .await?;
     let api = env.runs(NAMESPACE);
 
     let cluster =

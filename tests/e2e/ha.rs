@@ -10,7 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use crate::{Case, Env, case};
+use crate::{Case, Env, case, fargate_run};
 
 pub const KILL_NAMESPACE: &str = "e2e-ha-kill";
 pub const TERM_NAMESPACE: &str = "e2e-ha-term";
@@ -52,27 +52,9 @@ async fn until_leader(controller: &mut Controller, within: Duration) -> anyhow::
 async fn create_runs(env: &Env, namespace: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut runs = Vec::new();
     for index in 0..RUNS {
-        let yaml = format!(
-            r#"
-apiVersion: ecsrun.dev/v1alpha1
-kind: EcsTaskRun
-metadata:
-  name: ha-{index}
-spec:
-  cluster: batch
-  taskDefinition: transform
-  launchType: FARGATE
-  networkConfiguration:
-    awsvpcConfiguration:
-      subnets: [subnet-0123456789abcdef0]
-  overrides:
-    containerOverrides:
-      - name: app
-        environment:
-          - name: ECSRUN_E2E_RUN_SECONDS
-            value: "12"
-"#
-        );
+        let slow = "  overrides:\n    containerOverrides:\n      - name: app\n        environment:\n          \
+                    - name: ECSRUN_E2E_RUN_SECONDS\n            value: \"12\"\n";
+        let yaml = fargate_run(&format!("ha-{index}"), "batch", "transform", slow);
         let run = env.create(namespace, &env.manifest(&yaml)?).await?;
         runs.push((run.name_any(), run.uid().context("uid")?));
     }

@@ -10,7 +10,7 @@ use ecsrun_e2e::wait;
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 
-use crate::{Case, Env, case};
+use crate::{Case, Env, case, fargate_run};
 
 pub const NAMESPACE: &str = "e2e-lifecycle";
 
@@ -24,29 +24,14 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn run_yaml(name: &str, task_definition: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: ecsrun.dev/v1alpha1
-kind: EcsTaskRun
-metadata:
-  name: {name}
-spec:
-  cluster: batch
-  taskDefinition: {task_definition}
-  launchType: FARGATE
-  networkConfiguration:
-    awsvpcConfiguration:
-      subnets: [subnet-0123456789abcdef0]
-      securityGroups: [sg-0123456789abcdef0]
-{extra}"#
-    )
-}
-
 async fn wait_for_running_then_delete_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
     let stop_reason = "e2e: deleted while running";
-    let yaml =
-        run_yaml("hold-running", "sleeper", &format!("  wait:\n    for: Running\n  stopReason: \"{stop_reason}\"\n"));
+    let yaml = fargate_run(
+        "hold-running",
+        "batch",
+        "sleeper",
+        &format!("  wait:\n    for: Running\n  stopReason: \"{stop_reason}\"\n"),
+    );
     let run = env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     let status =
@@ -67,7 +52,7 @@ async fn wait_for_running_then_delete_stops_the_task(env: Arc<Env>) -> anyhow::R
 }
 
 async fn orphan_deletion_leaves_the_task_running(env: Arc<Env>) -> anyhow::Result<()> {
-    let yaml = run_yaml("orphan", "sleeper", "  deletionPolicy: Orphan\n");
+    let yaml = fargate_run("orphan", "batch", "sleeper", "  deletionPolicy: Orphan\n");
     env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     let running = |run: Option<&ecsrun::api::EcsTaskRun>| {
@@ -87,7 +72,7 @@ async fn orphan_deletion_leaves_the_task_running(env: Arc<Env>) -> anyhow::Resul
 }
 
 async fn failing_container_fails_after_retries(env: Arc<Env>) -> anyhow::Result<()> {
-    let yaml = run_yaml("failing", "failing", "  retryPolicy:\n    backoffLimit: 1\n");
+    let yaml = fargate_run("failing", "batch", "failing", "  retryPolicy:\n    backoffLimit: 1\n");
     let run = env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     // Two attempts of ~3s, 10s backoff between them, 5s polls.
@@ -106,7 +91,7 @@ async fn failing_container_fails_after_retries(env: Arc<Env>) -> anyhow::Result<
 }
 
 async fn timeout_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
-    let yaml = run_yaml("deadline", "sleeper", "  wait:\n    timeout: 8s\n");
+    let yaml = fargate_run("deadline", "batch", "sleeper", "  wait:\n    timeout: 8s\n");
     env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     let status =
@@ -118,7 +103,7 @@ async fn timeout_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
 }
 
 async fn kubectl_wait_for_succeeded(env: Arc<Env>) -> anyhow::Result<()> {
-    env.create(NAMESPACE, &env.manifest(&run_yaml("kubectl-wait", "transform", ""))?).await?;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("kubectl-wait", "batch", "transform", ""))?).await?;
     let kubeconfig = env.kubeconfig.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("kubectl")

@@ -102,6 +102,27 @@ impl Env {
     }
 }
 
+/// A Fargate run in moto's `cluster`, on the placeholder network `Env::manifest` points at moto's;
+/// `extra` adds spec fields (YAML indented by two spaces).
+pub fn fargate_run(name: &str, cluster: &str, task_definition: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: ecsrun.dev/v1alpha1
+kind: EcsTaskRun
+metadata:
+  name: {name}
+spec:
+  cluster: {cluster}
+  taskDefinition: {task_definition}
+  launchType: FARGATE
+  networkConfiguration:
+    awsvpcConfiguration:
+      subnets: [subnet-0123456789abcdef0]
+      securityGroups: [sg-0123456789abcdef0]
+{extra}"#
+    )
+}
+
 pub type CaseFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// A named case; `run` gets the shared environment.

@@ -10,7 +10,7 @@ use ecsrun_e2e::wait;
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 
-use crate::{Case, Env, case};
+use crate::{Case, Env, case, fargate_run};
 
 pub const NAMESPACE: &str = "e2e-recovery";
 
@@ -18,31 +18,11 @@ pub fn cases() -> Vec<Case> {
     vec![case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill)]
 }
 
-fn run_yaml(name: &str, task_definition: &str) -> String {
-    format!(
-        r#"
-apiVersion: ecsrun.dev/v1alpha1
-kind: EcsTaskRun
-metadata:
-  name: {name}
-spec:
-  cluster: batch
-  taskDefinition: {task_definition}
-  launchType: FARGATE
-  networkConfiguration:
-    awsvpcConfiguration:
-      subnets: [subnet-0123456789abcdef0]
-  wait:
-    pollInterval: 5s
-"#
-    )
-}
-
 async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     // No controller watches this namespace yet. "adopt" looks like a run whose controller crashed
     // between RunTask and the status write: ECS has its task, its status has none.
-    let adopt = env.create(NAMESPACE, &env.manifest(&run_yaml("adopt", "transform"))?).await?;
+    let adopt = env.create(NAMESPACE, &env.manifest(&fargate_run("adopt", "batch", "transform", ""))?).await?;
     let adopt_uid = adopt.uid().context("uid")?;
     let launched = env
         .ecs
@@ -62,7 +42,7 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
         .await?;
     let orphan_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
     // "restart" is killed while its (long) task runs.
-    let restart = env.create(NAMESPACE, &env.manifest(&run_yaml("restart", "sleeper"))?).await?;
+    let restart = env.create(NAMESPACE, &env.manifest(&fargate_run("restart", "batch", "sleeper", ""))?).await?;
     let restart_uid = restart.uid().context("uid")?;
 
     let mut first = env.controller("controller-recovery-1", &[NAMESPACE])?;
