@@ -47,6 +47,8 @@ pub enum Error {
     WaitingForStop(usize),
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
+    #[error("reconcile did not finish within {0:?}")]
+    Timeout(Duration),
 }
 
 impl Error {
@@ -63,6 +65,7 @@ impl Error {
             Error::NoRegion => "no_region",
             Error::WaitingForStop(_) => "waiting_for_stop",
             Error::MissingMetadata(_) => "invalid_object",
+            Error::Timeout(_) => "reconcile_timeout",
         }
     }
 
@@ -78,6 +81,8 @@ pub struct Settings {
     pub default_poll_interval: Duration,
     /// How often deletion checks whether the task reached STOPPED.
     pub stop_poll_interval: Duration,
+    /// Deadline of one whole reconcile, Kubernetes calls included (ECS calls have their own).
+    pub reconcile_timeout: Duration,
 }
 
 pub struct Context<E> {
@@ -174,15 +179,18 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     let span = info_span!("reconcile", namespace = %namespace, name = %run.name_any());
     let started = Instant::now();
     let api: Api<EcsTaskRun> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, run.clone(), |event| async {
+    let reconciled = finalizer(&api, FINALIZER, run.clone(), |event| async {
         match event {
             Finalizer::Apply(run) => apply(&run, &namespace, &api, &ctx).await,
             Finalizer::Cleanup(run) => cleanup(&run, &namespace, &ctx).await,
         }
     })
-    .instrument(span)
-    .await
-    .map_err(|error| Error::Finalizer(Box::new(error)));
+    .instrument(span);
+    // Abandoning a reconcile midway is safe: a task launched but not yet recorded is adopted next time.
+    let result = match tokio::time::timeout(ctx.settings.reconcile_timeout, reconciled).await {
+        Ok(result) => result.map_err(|error| Error::Finalizer(Box::new(error))),
+        Err(_) => Err(Error::Timeout(ctx.settings.reconcile_timeout)),
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
     ctx.metrics.reconcile_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
