@@ -69,6 +69,18 @@ impl Error {
         }
     }
 
+    /// The error without the finalizer helper's wrapping, for people to read.
+    fn cause(&self) -> String {
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(error)
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.to_string(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+
     fn is_throttle(&self) -> bool {
         self.label() == EcsErrorKind::Throttled.label()
     }
@@ -194,8 +206,22 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
     ctx.metrics.reconcile_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&ObjectRef::from_obj(run.as_ref()));
+    match &result {
+        Ok(_) => {
+            ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&ObjectRef::from_obj(run.as_ref()));
+        }
+        // Waiting for a task to stop is progress, not a problem.
+        Err(Error::WaitingForStop(_)) => {}
+        // Retried errors show on the run itself, not only in the controller's log. The recorder folds
+        // repeats of the same note into one Event with a count.
+        Err(error) => {
+            let event = decide::RunEvent {
+                warning: true,
+                reason: "ReconcileError",
+                note: format!("{} ({}); retrying with backoff", error.cause(), error.label()),
+            };
+            ctx.publish(&run, &event).await;
+        }
     }
     result
 }

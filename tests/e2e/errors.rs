@@ -14,7 +14,7 @@ use crate::{Case, Env, case, fargate_run};
 pub const NAMESPACE: &str = "e2e-errors";
 
 pub fn cases() -> Vec<Case> {
-    vec![case("errors::missing_cluster_and_task_definition_fail_without_hot_loop", missing_references_fail_once)]
+    vec![case("errors::bad_references_fail_once_and_retried_errors_show_as_events", missing_references_fail_once)]
 }
 
 /// Every ECS call the controller made, whatever the operation and outcome.
@@ -33,6 +33,9 @@ async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(NAMESPACE, &env.manifest(&fargate_run("no-such-cluster", "does-not-exist", "transform", ""))?).await?;
     env.create(NAMESPACE, &env.manifest(&fargate_run("no-such-task-definition", "batch", "does-not-exist:7", ""))?)
         .await?;
+    // A missing Secret may still arrive (GitOps ordering): retried, and said on the run.
+    let missing_secret = "  credentials:\n    secretRef:\n      name: not-there-yet\n";
+    env.create(NAMESPACE, &env.manifest(&fargate_run("no-secret", "batch", "transform", missing_secret))?).await?;
     let api = env.runs(NAMESPACE);
 
     let cluster =
@@ -59,6 +62,21 @@ async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
         "a Warning Event per failed run expected: {:?}",
         warnings.items.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
     );
+
+    let secret_warning = |e: &&Event| {
+        e.reason.as_deref() == Some("ReconcileError") && e.involved_object.name.as_deref() == Some("no-secret")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let warnings = events.list(&ListParams::default().fields("type=Warning")).await?;
+        if let Some(event) = warnings.items.iter().find(secret_warning) {
+            let note = event.message.clone().unwrap_or_default();
+            ensure!(note.contains("Secret e2e-errors/not-there-yet not found"), "Event note: {note}");
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "no ReconcileError Event for the run with a missing Secret");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // No hot loop: once Failed, a run costs no more ECS calls and no more reconciles.
     let calls = ecs_calls(&controller).await?;
