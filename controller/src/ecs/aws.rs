@@ -669,7 +669,13 @@ mod tests {
             "InvalidParameterException",
             "TaskDefinition not found.",
         ));
-        let (ecs, metrics) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&cluster, &task_definition]));
+        let denied = mock!(Client::run_task).then_http_response(aws_error(
+            400,
+            "AccessDeniedException",
+            "User: arn:aws:sts::123456789012:assumed-role/ecsrun/x is not authorized to perform: ecs:RunTask",
+        ));
+        let (ecs, metrics) =
+            adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&cluster, &task_definition, &denied]));
 
         let error = ecs.run_task(&target(), &request()).await.unwrap_err();
         assert_eq!(error.kind, EcsErrorKind::ClusterNotFound);
@@ -680,6 +686,12 @@ mod tests {
         assert_eq!(error.kind, EcsErrorKind::TaskDefinitionNotFound);
         assert_eq!(calls(&metrics, "RunTask", "cluster_not_found"), 1);
         assert_eq!(calls(&metrics, "RunTask", "task_definition_not_found"), 1);
+
+        // Missing IAM permissions do not fix themselves: the run fails with the policy's own words.
+        let error = ecs.run_task(&target(), &request()).await.unwrap_err();
+        assert_eq!(error.kind, EcsErrorKind::AccessDenied);
+        assert!(error.kind.is_permanent());
+        assert!(error.message.contains("not authorized to perform: ecs:RunTask"), "{error}");
     }
 
     #[tokio::test]
