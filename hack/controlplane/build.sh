@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd from the upstream Go modules pinned in go.mod into .cache/bin
-# (cold: several minutes on 2 cores; afterwards skipped).
+# (cold: several minutes on 2 cores; afterwards a no-op).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/../gobuild" "$here" etcd go.etcd.io/etcd/server/v3

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::{Controller, wait};
+use ecsrun_e2e::wait;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -15,16 +15,6 @@ pub const NAMESPACE: &str = "e2e-errors";
 
 pub fn cases() -> Vec<Case> {
     vec![case("errors::bad_references_fail_once_and_retried_errors_show_as_events", missing_references_fail_once)]
-}
-
-/// Every ECS call the controller made, whatever the operation and outcome.
-async fn ecs_calls(controller: &Controller) -> anyhow::Result<f64> {
-    let page = ecsrun_e2e::http_get(&controller.metrics_url).await?.1;
-    Ok(page
-        .lines()
-        .filter(|line| line.starts_with("ecsrun_ecs_calls_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }
 
 async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
@@ -79,11 +69,11 @@ async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
     }
 
     // No hot loop: once Failed, a run costs no more ECS calls and no more reconciles.
-    let calls = ecs_calls(&controller).await?;
+    let calls = controller.metric_total("ecsrun_ecs_calls_total").await?;
     let reconciles = controller.metric(r#"ecsrun_reconciles_total{result="ok"}"#).await?;
     tokio::time::sleep(Duration::from_secs(20)).await;
     controller.process.ensure_alive()?;
-    let calls_later = ecs_calls(&controller).await?;
+    let calls_later = controller.metric_total("ecsrun_ecs_calls_total").await?;
     let reconciles_later = controller.metric(r#"ecsrun_reconciles_total{result="ok"}"#).await?;
     ensure!(calls > 0.0, "the controller made no ECS calls at all");
     ensure!(calls_later == calls, "ECS calls went on after Failed: {calls} -> {calls_later} in 20s");

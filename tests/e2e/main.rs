@@ -3,7 +3,7 @@
 //!
 //! One process brings the peers up once, runs every case on libtest's threads (`--test-threads`), prints
 //! libtest's "N passed; M failed" line and tears the peers down. A peer that cannot be brought up fails
-//! the whole run with the reason: nothing is skipped.
+//! the whole run with the reason: every case runs or the run fails.
 
 mod admission;
 mod chart;

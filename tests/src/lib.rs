@@ -279,6 +279,17 @@ impl Controller {
         }
     }
 
+    /// The sum of every series of a metric family on /metrics, whatever their labels (0 when absent).
+    pub async fn metric_total(&self, family: &str) -> anyhow::Result<f64> {
+        let (_, page) = http_get(&self.metrics_url).await?;
+        let series = format!("{family}{{");
+        Ok(page
+            .lines()
+            .filter(|line| line.starts_with(&series) || line.split(' ').next() == Some(family))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// The value of one counter series on /metrics (0 when absent).
     pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
         let (_, page) = http_get(&self.metrics_url).await?;
