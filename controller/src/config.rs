@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::ecs::limit::{Ceiling, Ceilings};
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ecsrun-controller", version, about = "Runs AWS ECS tasks declared as EcsTaskRun resources")]
 pub struct Config {
@@ -40,9 +42,28 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_ECS_CALL_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ecs_call_timeout: Duration,
 
-    /// How long a DescribeTasks batch collects lookups before it is sent (it is sent at once when full).
-    #[arg(long, env = "ECSRUN_DESCRIBE_BATCH_WINDOW", default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub describe_batch_window: Duration,
+    /// Task ARNs per DescribeTasks call when following tasks (ECS's maximum is 100). 1 describes each task
+    /// on its own, as per-task pollers do: only for comparison.
+    #[arg(long, env = "ECSRUN_DESCRIBE_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub describe_batch_size: u16,
+
+    /// Ceiling on DescribeTasks and ListTasks (ECS's cluster resource read class: 20/s, burst 100), as
+    /// RATE/BURST per second, per region and account.
+    #[arg(long, env = "ECSRUN_ECS_READ_CEILING", default_value = "15/30", value_parser = parse_ceiling)]
+    pub ecs_read_ceiling: Ceiling,
+
+    /// Ceiling on RunTask and StopTask together (ECS's cluster resource modify class: 40/s, burst 100).
+    #[arg(long, env = "ECSRUN_ECS_MODIFY_CEILING", default_value = "30/60", value_parser = parse_ceiling)]
+    pub ecs_modify_ceiling: Ceiling,
+
+    /// Ceiling on RunTask alone (ECS's Fargate task launch rate: 20/s, burst 100). Kept below the modify
+    /// ceiling so that StopTask always has room during a burst of launches.
+    #[arg(long, env = "ECSRUN_ECS_LAUNCH_CEILING", default_value = "15/30", value_parser = parse_ceiling)]
+    pub ecs_launch_ceiling: Ceiling,
+
+    /// Ceiling on DescribeTaskDefinition (ECS's task definition read class: 20/s, burst 100).
+    #[arg(long, env = "ECSRUN_ECS_TASK_DEFINITION_CEILING", default_value = "15/30", value_parser = parse_ceiling)]
+    pub ecs_task_definition_ceiling: Ceiling,
 
     /// Log format.
     #[arg(long, env = "ECSRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -77,6 +98,24 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+impl Config {
+    pub fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            read: self.ecs_read_ceiling,
+            modify: self.ecs_modify_ceiling,
+            launch: self.ecs_launch_ceiling,
+            task_definition_read: self.ecs_task_definition_ceiling,
+        }
+    }
+}
+
+/// `RATE/BURST`: calls per second sustained, and how many may go at once.
+fn parse_ceiling(text: &str) -> Result<Ceiling, String> {
+    let (rate, burst) = text.split_once('/').ok_or("expected RATE/BURST, e.g. 15/30")?;
+    let number = |part: &str| part.trim().parse::<u32>().map_err(|error| format!("{part:?}: {error}"));
+    Ceiling::new(number(rate)?, number(burst)?).ok_or_else(|| "rate and burst must be at least 1".into())
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -92,14 +131,23 @@ mod tests {
         let config = Config::try_parse_from(["ecsrun-controller"]).unwrap();
         assert_eq!(config.default_poll_interval, Duration::from_secs(30));
         assert!(config.watch_namespaces.is_empty());
+        assert_eq!(config.describe_batch_size, 100);
+        assert_eq!(config.ceilings(), Ceilings::default(), "the flags' defaults are the library's");
         let config = Config::try_parse_from([
             "ecsrun-controller",
             "--ecs-endpoint-url=http://127.0.0.1:5000",
             "--watch-namespaces=a,b",
             "--default-poll-interval=2m",
             "--log-format=json",
+            "--ecs-read-ceiling=5/10",
+            "--describe-batch-size=1",
         ])
         .unwrap();
+        assert_eq!(config.ecs_read_ceiling, Ceiling::new(5, 10).unwrap());
+        assert_eq!(config.describe_batch_size, 1);
+        for bad in ["--ecs-read-ceiling=5", "--ecs-read-ceiling=0/10", "--describe-batch-size=101"] {
+            assert!(Config::try_parse_from(["ecsrun-controller", bad]).is_err(), "{bad}");
+        }
         assert_eq!(config.ecs_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(config.watch_namespaces, vec!["a", "b"]);
         assert_eq!(config.default_poll_interval, Duration::from_secs(120));

@@ -4,7 +4,11 @@
 //!
 //! The flow per reconcile: `next_step` says what the shell must observe or do; the shell does it and hands
 //! the result to `after_launch` or `after_track`, which return a `Plan` (the new status, a StopTask to send,
-//! events, when to look again). Deletion goes through `cleanup_step` and `cleanup`.
+//! events, which task to keep following and how often, when to look again regardless of ECS). Deletion goes
+//! through `cleanup_step` and `cleanup`.
+//!
+//! Launching records its intent first (`launch_intent`): only an attempt whose RunTask may already have
+//! been sent needs the adoption lookup (ListTasks by startedBy); RunTask's clientToken covers the rest.
 
 use std::time::Duration;
 
@@ -77,10 +81,12 @@ pub enum Step {
     Idle,
     /// Waiting out a retry backoff.
     Wait(Duration),
-    /// Adopt a task this run already started (ListTasks by startedBy) or launch attempt `attempt`.
-    Launch { attempt: i32 },
-    /// Describe the current task.
-    Track { task_arn: String },
+    /// Launch attempt `attempt`. `may_exist`: its intent was recorded earlier, so RunTask may already
+    /// have been sent: look for a task this run started (ListTasks by startedBy) before launching.
+    /// Otherwise the shell records the intent (`launch_intent`) before sending RunTask.
+    Launch { attempt: i32, may_exist: bool },
+    /// Look at the current task as last seen, and keep following it every `every`.
+    Track { task_arn: String, every: Duration },
     /// Decided without observing anything (e.g. the deadline passed while no task runs).
     Conclude(Plan),
 }
@@ -116,8 +122,18 @@ pub struct Plan {
     pub status: EcsTaskRunStatus,
     pub stop: Option<StopTask>,
     pub events: Vec<RunEvent>,
-    /// When to look again; None once the run is final.
+    /// The task to keep following; a change ECS reports about it brings the run back. None: follow nothing.
+    pub follow: Option<Follow>,
+    /// When to look at the run again whatever ECS reports (a deadline, a retry backoff); None: only on
+    /// a change.
     pub requeue: Option<Duration>,
+}
+
+/// Follow `task_arn`, describing it every `every`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Follow {
+    pub task_arn: String,
+    pub every: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +165,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 impl RunView<'_> {
-    fn poll_interval(&self) -> Duration {
+    pub fn poll_interval(&self) -> Duration {
         self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval)
     }
 
@@ -160,6 +176,11 @@ impl RunView<'_> {
 
     fn deadline_passed(&self, now: Timestamp) -> bool {
         self.deadline().is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Time left until the deadline, if there is one.
+    fn until_deadline(&self, now: Timestamp) -> Option<Duration> {
+        self.deadline().map(|deadline| duration_between(now, deadline))
     }
 
     fn stop_reason(&self, why: &str) -> String {
@@ -180,7 +201,12 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     let current = current_attempt(status);
     if let Some(task_arn) = current.and_then(|attempt| attempt.task_arn.clone()) {
         // A running task is followed even past the deadline: `after_track` stops it and waits for STOPPED.
-        return Step::Track { task_arn };
+        let every = if status.phase == Some(Phase::Stopping) {
+            view.poll_interval().min(STOPPING_POLL)
+        } else {
+            view.poll_interval()
+        };
+        return Step::Track { task_arn, every };
     }
     if view.deadline_passed(now) {
         let mut status = status.clone();
@@ -190,15 +216,28 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         );
         status.next_attempt_at = None;
         set_phase(view, &mut status, Phase::Failed, reason::DEADLINE_EXCEEDED, message, now);
-        return Step::Conclude(plan(view, status, None, None));
+        return Step::Conclude(plan(view, status, None, None, None));
     }
     if let Some(next) = &status.next_attempt_at
         && now < next.0
     {
         return Step::Wait(duration_between(now, next.0));
     }
-    let attempt = current.map_or(status.attempts.len() as i32 + 1, |attempt| attempt.attempt);
-    Step::Launch { attempt }
+    match current {
+        Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
+        None => Step::Launch { attempt: status.attempts.len() as i32 + 1, may_exist: false },
+    }
+}
+
+/// The status that records, before RunTask is sent, that attempt `attempt` is being launched: a restart
+/// that finds it looks for the task before launching again.
+pub fn launch_intent(view: &RunView, attempt: i32, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    push_unlaunched_attempt(&mut status, attempt);
+    status.next_attempt_at = None;
+    let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition);
+    set_phase(view, &mut status, Phase::Pending, reason::LAUNCHING, message, now);
+    status
 }
 
 /// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
@@ -264,15 +303,28 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             status.next_attempt_at = None;
             status.failures.clear();
             record_task(&mut status, &task, None);
+            let id = task_id(&task.task_arn);
             if view.spec.wait.for_ == WaitFor::Launched {
-                let message = format!("launched task {} (attempt {attempt})", task_id(&task.task_arn));
+                let message = format!("launched task {id} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
-            // Whatever the adopted task's state, the next look judges it the usual way.
-            let message = format!("launched task {} (attempt {attempt})", task_id(&task.task_arn));
-            set_phase(view, &mut status, Phase::Running, reason::TASK_STARTING, message, now);
-            let requeue = view.poll_interval();
-            plan(view, status, None, Some(requeue))
+            let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
+            if task.is_stopped() {
+                // An adopted task that already stopped: judged at once by the next look, which fetches the
+                // task definition's containers (which of them are essential).
+                let message = format!("adopted task {id} (attempt {attempt}), already STOPPED");
+                set_phase(view, &mut status, Phase::Running, reason::TASK_STOPPING, message, now);
+                return plan(view, status, None, Some(follow), Some(Duration::ZERO));
+            }
+            // Judged as any later look would judge it: the tracker reports only changes from here on.
+            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
+            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
+                let message = format!("task {id} is {last_status} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            let message = format!("task {id} is {last_status} (attempt {attempt})");
+            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
+            plan(view, status, None, Some(follow), view.until_deadline(now))
         }
         LaunchObservation::Failures(failures) => {
             let capacity = !failures.is_empty()
@@ -338,8 +390,12 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let unknown_for = duration_between(launched_at, now);
             if unknown_for < MISSING_GRACE {
                 // Eventual consistency: look again soon, a little later each time.
-                let requeue = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
-                return plan(view, status, None, Some(requeue));
+                let again = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                let every = again.min(view.poll_interval());
+                let follow = current_attempt(&status)
+                    .and_then(|attempt| attempt.task_arn.clone())
+                    .map(|task_arn| Follow { task_arn, every });
+                return plan(view, status, None, follow, Some(again));
             }
             let message = format!(
                 "ECS no longer describes task {} (unknown for {}s)",
@@ -366,8 +422,8 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     view.spec.wait.timeout.as_deref().unwrap_or_default()
                 );
                 set_phase(view, &mut status, Phase::Stopping, reason::DEADLINE_EXCEEDED, message, now);
-                let requeue = view.poll_interval().min(STOPPING_POLL);
-                return plan(view, status, stop, Some(requeue));
+                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                return plan(view, status, stop, Some(follow), None);
             }
             let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
             let attempt = current_attempt(&status).map_or(1, |a| a.attempt);
@@ -375,16 +431,20 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
-            let reason = match last_status {
-                "RUNNING" => reason::TASK_RUNNING,
-                "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => reason::TASK_STOPPING,
-                _ => reason::TASK_STARTING,
-            };
             let message = format!("task {id} is {last_status} (attempt {attempt})");
-            set_phase(view, &mut status, Phase::Running, reason, message, now);
-            let requeue = view.poll_interval();
-            plan(view, status, None, Some(requeue))
+            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
+            let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
+            plan(view, status, None, Some(follow), view.until_deadline(now))
         }
+    }
+}
+
+/// The reason of a run whose task has not stopped, by the task's lastStatus.
+fn running_reason(last_status: &str) -> &'static str {
+    match last_status {
+        "RUNNING" => reason::TASK_RUNNING,
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => reason::TASK_STOPPING,
+        _ => reason::TASK_STARTING,
     }
 }
 
@@ -506,11 +566,11 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
     match verdict {
         Verdict::Succeeded => {
             set_phase(view, &mut status, Phase::Succeeded, reason::SUCCEEDED, message, now);
-            plan(view, status, None, None)
+            plan(view, status, None, None, None)
         }
         Verdict::Fail { reason } => {
             set_phase(view, &mut status, Phase::Failed, reason, message, now);
-            plan(view, status, None, None)
+            plan(view, status, None, None, None)
         }
         Verdict::Retry { reason, counted } => {
             let failed: Vec<&Attempt> = status
@@ -529,19 +589,19 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
                     format!("{message}; giving up after {} attempt(s) (backoffLimit {limit})", status.attempts.len());
                 let final_reason = if limit == 0 { reason } else { reason::BACKOFF_LIMIT_EXCEEDED };
                 set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
-                return plan(view, status, None, None);
+                return plan(view, status, None, None, None);
             }
             if !counted && free > MAX_FREE_RETRIES {
                 let message = format!("{message}; giving up after {free} retries of this kind");
                 set_phase(view, &mut status, Phase::Failed, reason, message, now);
-                return plan(view, status, None, None);
+                return plan(view, status, None, None, None);
             }
             let backoff = retry_backoff(failed.len());
             let next = now.checked_add(backoff).unwrap_or(now);
             status.next_attempt_at = Some(Time(next));
             let message = format!("{message}; attempt {} in {}s", status.attempts.len() + 1, backoff.as_secs());
             set_phase(view, &mut status, Phase::Pending, reason::WAITING_TO_RETRY, message, now);
-            plan(view, status, None, Some(backoff))
+            plan(view, status, None, None, Some(backoff))
         }
     }
 }
@@ -642,23 +702,36 @@ fn set_phase(
     status.message = Some(message);
 }
 
-/// Builds the plan, with Events for every transition between the old and the new status.
-fn plan(view: &RunView, status: EcsTaskRunStatus, stop: Option<StopTask>, requeue: Option<Duration>) -> Plan {
+/// Builds the plan, with one Event per transition between the old and the new status. Every Event is a
+/// write to the API server, so a transition that another Event already tells (a launch seen RUNNING, a
+/// stop that decides the run) is folded into it.
+fn plan(
+    view: &RunView,
+    status: EcsTaskRunStatus,
+    stop: Option<StopTask>,
+    follow: Option<Follow>,
+    requeue: Option<Duration>,
+) -> Plan {
     let old = view.status;
     let mut events = Vec::new();
     let normal = |reason, note: String| RunEvent { warning: false, reason, note };
-    if status.task_arn.is_some() && status.task_arn != old.task_arn {
+    let launched = status.task_arn.is_some() && status.task_arn != old.task_arn;
+    let phase_event = (status.phase != old.phase || status.next_attempt_at != old.next_attempt_at)
+        && (matches!(status.phase, Some(Phase::Succeeded | Phase::Failed))
+            || (status.phase == Some(Phase::Pending) && status.next_attempt_at.is_some()));
+    if launched {
         let attempt = status.attempts.last().map_or(1, |a| a.attempt);
-        events.push(normal(
-            "Launched",
-            format!("task {} (attempt {attempt})", status.task_id.as_deref().unwrap_or_default()),
-        ));
+        let mut note = format!("task {} (attempt {attempt})", status.task_id.as_deref().unwrap_or_default());
+        if let Some(last_status) = &status.last_status {
+            note.push_str(&format!(", {last_status}"));
+        }
+        events.push(normal("Launched", note));
     }
-    if status.last_status != old.last_status || status.task_arn != old.task_arn {
+    if status.last_status != old.last_status || launched {
         match status.last_status.as_deref() {
-            Some("RUNNING") => events
+            Some("RUNNING") if !launched => events
                 .push(normal("Running", format!("task {} is RUNNING", status.task_id.as_deref().unwrap_or_default()))),
-            Some("STOPPED") => events.push(normal(
+            Some("STOPPED") if !phase_event => events.push(normal(
                 "Stopped",
                 format!(
                     "task {} STOPPED: stopCode {} ({}); exit codes {}",
@@ -674,7 +747,7 @@ fn plan(view: &RunView, status: EcsTaskRunStatus, stop: Option<StopTask>, requeu
     if let Some(stop) = &stop {
         events.push(normal("Stopping", format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason)));
     }
-    if status.phase != old.phase || status.next_attempt_at != old.next_attempt_at {
+    if phase_event {
         let message = status.message.clone().unwrap_or_default();
         match status.phase {
             Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
@@ -685,7 +758,7 @@ fn plan(view: &RunView, status: EcsTaskRunStatus, stop: Option<StopTask>, requeu
             _ => {}
         }
     }
-    Plan { status, stop, events, requeue }
+    Plan { status, stop, events, follow, requeue }
 }
 
 fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
@@ -697,17 +770,34 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 pub enum CleanupStep {
     /// Nothing to stop: let the object go.
     Release,
-    /// Find the run's tasks (the recorded one, and any found by startedBy) and hand them to `cleanup`.
-    FindTasks { known_task_arn: Option<String> },
+    /// Stop the run's live tasks (`task_arns`, and with `list_started_by` any ListTasks finds by startedBy)
+    /// and wait for STOPPED; `cleanup` decides on what was found.
+    Stop { task_arns: Vec<String>, list_started_by: bool },
 }
 
 pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
-    match spec.deletion_policy {
-        DeletionPolicy::Orphan => CleanupStep::Release,
-        // Even a run whose status never recorded a task may have started one (a crash right after
-        // RunTask), so startedBy is always consulted.
-        DeletionPolicy::Stop => CleanupStep::FindTasks { known_task_arn: status.and_then(|s| s.task_arn.clone()) },
+    if spec.deletion_policy == DeletionPolicy::Orphan {
+        return CleanupStep::Release;
     }
+    // A run that never recorded a launch intent never sent RunTask. Live tasks can only be recorded ones
+    // not seen STOPPED (a run that succeeded on Launched or Running leaves its task running), or, when
+    // RunTask may have been sent without its answer being recorded, whatever ECS lists for the run.
+    let Some(status) = status else { return CleanupStep::Release };
+    let seen_stopped = |attempt: &Attempt| {
+        attempt.stopped_at.is_some()
+            || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
+    };
+    let task_arns: Vec<String> = status
+        .attempts
+        .iter()
+        .filter(|attempt| !seen_stopped(attempt))
+        .filter_map(|attempt| attempt.task_arn.clone())
+        .collect();
+    let list_started_by = current_attempt(status).is_some_and(|attempt| attempt.task_arn.is_none());
+    if task_arns.is_empty() && !list_started_by {
+        return CleanupStep::Release;
+    }
+    CleanupStep::Stop { task_arns, list_started_by }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

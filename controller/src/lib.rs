@@ -2,10 +2,10 @@
 //!
 //! - [`api`]: the CRD types;
 //! - [`decide`]: the run policy as pure functions;
-//! - [`ecs`]: the ECS port, its aws-sdk-ecs adapter and the DescribeTasks batcher;
+//! - [`ecs`]: the ECS port, its aws-sdk-ecs adapter, the rate ceiling and the task tracker;
 //! - [`reconcile`]: the kube-runtime shell (finalizer, status, events, error policy);
 //! - [`leader`]: leader election on a Lease and graceful shutdown;
-//! - [`metrics`], [`http`], [`config`]: the process around it.
+//! - [`metrics`], [`http`], [`kube_client`], [`config`]: the process around it.
 
 // Observations and plans are built once per reconcile and moved, never stored in bulk: boxing their
 // large variants would cost an allocation for nothing.
@@ -16,6 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod ecs;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -8,6 +8,7 @@ use aws_config::meta::region::ProvideRegion;
 use clap::Parser;
 use ecsrun::config::{Config, LogFormat};
 use ecsrun::ecs::aws::{AwsEcs, AwsSettings};
+use ecsrun::ecs::limit::RateLimited;
 use ecsrun::leader::{self, LeaseSettings};
 use ecsrun::metrics::Metrics;
 use ecsrun::reconcile::{self, Context, Settings};
@@ -24,12 +25,14 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::new()?);
+    let kube_config = kube::Config::infer().await.context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let client =
+        ecsrun::kube_client::instrumented(kube_config, metrics.clone()).context("connecting to the Kubernetes API")?;
     reconcile::ensure_crd_installed(&client, &config.watch_namespaces).await.context(
         "listing EcsTaskRuns failed: is the CRD installed? (kubectl apply -f crds/) Does the controller's RBAC allow it?",
     )?;
 
-    let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     tokio::spawn(ecsrun::http::serve(config.metrics_addr, metrics.clone(), ready.clone()));
 
@@ -39,14 +42,15 @@ async fn main() -> anyhow::Result<()> {
             aws_config::default_provider::region::default_provider().region().await.map(|region| region.to_string())
         }
     };
-    let ecs = Arc::new(AwsEcs::new(
+    let aws = AwsEcs::new(
         AwsSettings {
             ecs_endpoint_url: config.ecs_endpoint_url.clone(),
             sts_endpoint_url: config.sts_endpoint_url.clone(),
             call_timeout: config.ecs_call_timeout,
         },
         metrics.clone(),
-    ));
+    );
+    let ecs = Arc::new(RateLimited::new(aws, config.ceilings(), metrics.clone()));
     // Unique per replica: the Lease holder identity and the Events' reportingInstance.
     let identity = config
         .instance
@@ -60,9 +64,10 @@ async fn main() -> anyhow::Result<()> {
         stop_poll_interval: std::time::Duration::from_secs(5),
         // Room for the slowest path (four ECS calls back to back at their own timeout) plus Kubernetes.
         reconcile_timeout: config.ecs_call_timeout * 4 + std::time::Duration::from_secs(30),
+        tracker_tick: std::time::Duration::from_secs(1),
     };
-    let ctx =
-        Arc::new(Context::new(client.clone(), ecs, config.describe_batch_window, reporter, metrics.clone(), settings));
+    let batch_size = usize::from(config.describe_batch_size);
+    let ctx = Arc::new(Context::new(client.clone(), ecs, batch_size, reporter, metrics.clone(), settings));
     let lease = config.leader_elect.then(|| LeaseSettings {
         namespace: config.leader_elect_namespace.clone(),
         name: config.leader_elect_lease.clone(),

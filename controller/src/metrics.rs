@@ -18,6 +18,14 @@ pub struct Metrics {
     pub ecs_call_duration: HistogramVec,
     /// Tasks DescribeTasks was asked about per call, to see batching at work.
     pub describe_batch_size: Histogram,
+    /// ECS calls that had to wait for the rate ceiling, by throttle class.
+    pub ecs_rate_limited: IntCounterVec,
+    /// How long those calls waited, by throttle class.
+    pub ecs_rate_limit_wait: HistogramVec,
+    /// Tasks the tracker follows.
+    pub tracked_tasks: IntGauge,
+    /// Kubernetes API requests by verb (APPLY for server-side apply, WATCH) and resource.
+    pub kube_requests: IntCounterVec,
     /// Runs that reached a final phase, by outcome and reason.
     pub runs_finished: IntCounterVec,
     /// Runs known to the controller that are not yet Succeeded or Failed.
@@ -50,6 +58,20 @@ impl Metrics {
             HistogramOpts::new("describe_tasks_batch_size", "Task ARNs per DescribeTasks call")
                 .buckets(vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]),
         )?;
+        let ecs_rate_limited = IntCounterVec::new(
+            Opts::new("ecs_rate_limited_total", "ECS calls that waited for the rate ceiling, by throttle class"),
+            &["class"],
+        )?;
+        let ecs_rate_limit_wait = HistogramVec::new(
+            HistogramOpts::new("ecs_rate_limit_wait_seconds", "Time ECS calls waited for the rate ceiling")
+                .buckets(exponential_buckets(0.01, 2.0, 14)?),
+            &["class"],
+        )?;
+        let tracked_tasks = IntGauge::new("tracked_tasks", "ECS tasks the tracker follows")?;
+        let kube_requests = IntCounterVec::new(
+            Opts::new("kube_requests_total", "Kubernetes API requests by verb and resource"),
+            &["verb", "resource"],
+        )?;
         let runs_finished = IntCounterVec::new(
             Opts::new("runs_finished_total", "Runs that reached Succeeded or Failed, by outcome and reason"),
             &["outcome", "reason"],
@@ -63,6 +85,10 @@ impl Metrics {
         registry.register(Box::new(ecs_calls.clone()))?;
         registry.register(Box::new(ecs_call_duration.clone()))?;
         registry.register(Box::new(describe_batch_size.clone()))?;
+        registry.register(Box::new(ecs_rate_limited.clone()))?;
+        registry.register(Box::new(ecs_rate_limit_wait.clone()))?;
+        registry.register(Box::new(tracked_tasks.clone()))?;
+        registry.register(Box::new(kube_requests.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(active_runs.clone()))?;
         registry.register(Box::new(leader.clone()))?;
@@ -74,6 +100,10 @@ impl Metrics {
             ecs_calls,
             ecs_call_duration,
             describe_batch_size,
+            ecs_rate_limited,
+            ecs_rate_limit_wait,
+            tracked_tasks,
+            kube_requests,
             runs_finished,
             active_runs,
             leader,

@@ -1,7 +1,10 @@
 //! The Kubernetes shell around `decide`: one `finalizer()` call per reconcile with Apply and Cleanup as
-//! separate functions, observation (ListTasks, batched DescribeTasks), effects (RunTask, StopTask),
-//! the status write (server-side apply, one field manager), Events and the error policy.
-//! It makes no policy decisions of its own.
+//! separate functions, observation (what the tracker last saw; ListTasks only where a launch may have
+//! gone unrecorded), effects (RunTask, StopTask, following a task), the status write (server-side apply,
+//! one field manager), Events and the error policy. It makes no policy decisions of its own.
+//!
+//! Runs come back to the queue when their object changes, when the tracker reports a change of their
+//! task, or at a time the decision asked for (deadline, retry backoff); never to poll ECS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,11 +24,21 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
 use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
-use crate::ecs::batch::DescribeBatcher;
+use crate::ecs::tracker::{Observation, Tracker};
 use crate::ecs::{
-    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, StaticKeys, TaskLookup, TaskSnapshot,
+    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, RunTaskOutcome, StaticKeys, TaskLookup,
+    TaskSnapshot,
 };
 use crate::metrics::Metrics;
+
+/// How the tracker knows a run.
+pub type RunKey = ObjectRef<EcsTaskRun>;
+
+/// A run following a task comes back at least this often even if the tracker reports nothing: a cheap
+/// safety net (it reads the tracker, not ECS).
+const FOLLOW_RESYNC: Duration = Duration::from_secs(15 * 60);
+/// How soon a run that just sent StopTask reads the task again.
+const STOP_RECHECK: Duration = Duration::from_secs(2);
 
 /// The one field manager that owns `.status`.
 pub const FIELD_MANAGER: &str = "ecsrun-controller";
@@ -95,12 +108,14 @@ pub struct Settings {
     pub stop_poll_interval: Duration,
     /// Deadline of one whole reconcile, Kubernetes calls included (ECS calls have their own).
     pub reconcile_timeout: Duration,
+    /// How often the tracker checks which tasks are due to be described.
+    pub tracker_tick: Duration,
 }
 
 pub struct Context<E> {
     pub client: Client,
     pub ecs: Arc<E>,
-    pub describe: DescribeBatcher<E>,
+    pub tracker: Tracker<RunKey, E>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
@@ -109,17 +124,18 @@ pub struct Context<E> {
 }
 
 impl<E: Ecs> Context<E> {
+    /// `describe_batch_size`: ARNs per DescribeTasks call of the tracker (100; 1 polls like per-task pollers).
     pub fn new(
         client: Client,
         ecs: Arc<E>,
-        describe_window: Duration,
+        describe_batch_size: usize,
         reporter: Reporter,
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            describe: DescribeBatcher::new(ecs.clone(), describe_window),
+            tracker: Tracker::new(ecs.clone(), describe_batch_size),
             client,
             ecs,
             metrics,
@@ -276,45 +292,73 @@ async fn apply<E: Ecs>(
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(run);
     let status = run.status.clone().unwrap_or_default();
     let view = view(run, namespace, &status, &ctx.settings)?;
-    let (plan, target) = match decide::next_step(&view, Timestamp::now()) {
-        Step::Idle => return Ok(Action::await_change()),
-        Step::Wait(remaining) => return Ok(Action::requeue(remaining)),
-        Step::Conclude(plan) => (plan, None),
-        Step::Launch { attempt } => {
-            let target = ctx.target(run, namespace).await?;
-            let observation = launch(&view, attempt, &target, ctx).await?;
-            (decide::after_launch(&view, attempt, observation, Timestamp::now()), Some(target))
+    let now = Timestamp::now();
+    match decide::next_step(&view, now) {
+        Step::Idle => {
+            ctx.tracker.forget(&key);
+            Ok(Action::await_change())
         }
-        Step::Track { task_arn } => {
+        Step::Wait(remaining) => Ok(Action::requeue(remaining)),
+        Step::Conclude(plan) => execute(run, api, ctx, &status, plan, None, None).await,
+        Step::Launch { attempt, may_exist } => {
             let target = ctx.target(run, namespace).await?;
-            let observation = track(&view, &task_arn, &target, ctx).await?;
-            (decide::after_track(&view, observation, Timestamp::now()), Some(target))
+            let status = if may_exist {
+                status
+            } else {
+                // Recorded before RunTask: a restart that finds it knows the task may exist.
+                let intent = decide::launch_intent(&view, attempt, now);
+                write_status(api, run, &intent).await?;
+                intent
+            };
+            let view = self::view(run, namespace, &status, &ctx.settings)?;
+            let observation = launch(&view, attempt, may_exist, &target, ctx).await?;
+            let seen = match &observation {
+                LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => Some(task.clone()),
+                _ => None,
+            };
+            let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
+            execute(run, api, ctx, &status, plan, Some(&target), seen).await
         }
-    };
-    execute(run, api, ctx, &status, plan, target.as_ref()).await
+        Step::Track { task_arn, every } => {
+            let target = ctx.target(run, namespace).await?;
+            let Some(observation) = ctx.tracker.observation(&target, &task_arn) else {
+                // Not looked at since this replica started reconciling: the next sweep describes it with
+                // the others, and its answer brings the run back.
+                ctx.tracker.follow(&key, &target, &[task_arn], every);
+                return Ok(Action::requeue(FOLLOW_RESYNC));
+            };
+            let observation = track(&view, observation, &target, ctx).await?;
+            let plan = decide::after_track(&view, observation, Timestamp::now());
+            execute(run, api, ctx, &status, plan, Some(&target), None).await
+        }
+    }
 }
 
-/// Adopts a task this run already started, or launches one.
+/// Launches the attempt, or adopts the task an earlier try of it started.
 async fn launch<E: Ecs>(
     view: &RunView<'_>,
     attempt: i32,
+    may_exist: bool,
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<LaunchObservation, Error> {
-    let started_by = decide::started_by(view.uid);
-    // A crash between RunTask and the status write leaves a task only ECS knows about: adopt it rather
-    // than start a duplicate. ListTasks returns RUNNING tasks unless asked for STOPPED ones.
-    let (running, stopped) = tokio::try_join!(
-        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
-        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
-    )
-    .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
-    let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
-    if let Some(orphan) = running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
-        info!(task_arn = %orphan, attempt, "adopting a task this run started earlier");
-        return Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, orphan).await?));
+    if may_exist {
+        // RunTask may have been sent before a crash or a lost status write, and the clientToken only
+        // guards 24 hours: adopt what ECS has for this run. ListTasks returns RUNNING unless asked for STOPPED.
+        let started_by = decide::started_by(view.uid);
+        let (running, stopped) = tokio::try_join!(
+            ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
+            ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
+        )
+        .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
+        let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
+        if let Some(orphan) = running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
+            info!(task_arn = %orphan, attempt, "adopting a task this run started earlier");
+            return Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, orphan).await?));
+        }
     }
 
     let task_definition = if view.spec.inject_run_identity {
@@ -330,12 +374,12 @@ async fn launch<E: Ecs>(
     };
     let request = decide::launch_request(view, attempt, &task_definition);
     match ctx.ecs.run_task(target, &request).await {
-        Ok(crate::ecs::RunTaskOutcome::Started(task)) => {
+        Ok(RunTaskOutcome::Started(task)) => {
             info!(task_arn = %task.task_arn, attempt, "launched task");
             Ok(LaunchObservation::Started(task))
         }
-        Ok(crate::ecs::RunTaskOutcome::Failures(failures)) => Ok(LaunchObservation::Failures(failures)),
-        Ok(crate::ecs::RunTaskOutcome::Conflict(arns)) => match arns.first() {
+        Ok(RunTaskOutcome::Failures(failures)) => Ok(LaunchObservation::Failures(failures)),
+        Ok(RunTaskOutcome::Conflict(arns)) => match arns.first() {
             Some(arn) => Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, arn).await?)),
             None => {
                 Err(EcsError::new(EcsErrorKind::Rejected, "RunTask", "ConflictException without the conflicting task")
@@ -349,25 +393,28 @@ async fn launch<E: Ecs>(
 
 /// The task as ECS describes it, or just its ARN while DescribeTasks does not know it yet.
 async fn describe_or_bare<E: Ecs>(ctx: &Context<E>, target: &EcsTarget, arn: &str) -> Result<TaskSnapshot, Error> {
-    Ok(match ctx.describe.describe(target, arn).await? {
-        TaskLookup::Found(task) => task,
-        TaskLookup::Missing => TaskSnapshot { task_arn: arn.to_owned(), ..TaskSnapshot::default() },
-    })
+    let described = ctx.ecs.describe_tasks(target, &[arn.to_owned()]).await?;
+    Ok(described
+        .tasks
+        .into_iter()
+        .find(|task| task.task_arn == arn)
+        .unwrap_or_else(|| TaskSnapshot { task_arn: arn.to_owned(), ..TaskSnapshot::default() }))
 }
 
+/// Turns what the tracker saw into what the decision needs: the task definition's containers once the
+/// task stopped (which are essential is only written there).
 async fn track<E: Ecs>(
     view: &RunView<'_>,
-    task_arn: &str,
+    observation: Observation,
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<TrackObservation, Error> {
-    let task = match ctx.describe.describe(target, task_arn).await {
+    let task = match observation {
         Ok(TaskLookup::Found(task)) => task,
         Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing),
         Err(error) if error.kind.is_permanent() => return Ok(TrackObservation::Rejected(error)),
         Err(error) => return Err(error.into()),
     };
-    // Which containers are essential is only in the task definition, and only matters once stopped.
     let containers = match (&task.task_definition_arn, task.is_stopped()) {
         (Some(definition), true) if view.spec.success_policy == SuccessPolicy::EssentialContainers => {
             match ctx.ecs.describe_task_definition(target, definition).await {
@@ -381,6 +428,8 @@ async fn track<E: Ecs>(
     Ok(TrackObservation::Found { task, containers })
 }
 
+/// Carries out a plan. `seen` is the task as RunTask (or adoption) just reported it, so the tracker does
+/// not describe it again before an interval has passed.
 async fn execute<E: Ecs>(
     run: &EcsTaskRun,
     api: &Api<EcsTaskRun>,
@@ -388,10 +437,27 @@ async fn execute<E: Ecs>(
     old_status: &EcsTaskRunStatus,
     plan: Plan,
     target: Option<&EcsTarget>,
+    seen: Option<TaskSnapshot>,
 ) -> Result<Action, Error> {
-    if let (Some(stop), Some(target)) = (&plan.stop, target) {
-        ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason).await?;
+    let key = ObjectRef::from_obj(run);
+    match (&plan.follow, target) {
+        (Some(follow), Some(target)) => {
+            ctx.tracker.follow(&key, target, std::slice::from_ref(&follow.task_arn), follow.every);
+            if let Some(task) = &seen {
+                ctx.tracker.record(target, task);
+            }
+        }
+        _ => ctx.tracker.forget(&key),
     }
+    if let (Some(stop), Some(target)) = (&plan.stop, target)
+        && let Some(task) = ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason).await?
+    {
+        ctx.tracker.record(target, &task);
+    }
+    // StopTask's answer is news the decision has not seen (the task may even be STOPPED already); the
+    // tracker takes it without reporting it, so the run looks again shortly, once its status write is
+    // back in the cache.
+    let requeue = if plan.stop.is_some() { Some(STOP_RECHECK) } else { plan.requeue };
     if plan.status != *old_status {
         write_status(api, run, &plan.status).await?;
     }
@@ -406,7 +472,11 @@ async fn execute<E: Ecs>(
     for event in &plan.events {
         ctx.publish(run, event).await;
     }
-    Ok(plan.requeue.map_or_else(Action::await_change, |after| Action::requeue(with_jitter(after))))
+    Ok(match (requeue, &plan.follow) {
+        (Some(after), _) => Action::requeue(with_jitter(after)),
+        (None, Some(_)) => Action::requeue(with_jitter(FOLLOW_RESYNC)),
+        (None, None) => Action::await_change(),
+    })
 }
 
 async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskRunStatus) -> Result<(), Error> {
@@ -421,43 +491,55 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
     Ok(())
 }
 
-/// Deletion: stop every task the run started (deletionPolicy Stop) and keep the finalizer until ECS
-/// reports them STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err.
+/// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
+/// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
+/// tasks are all on record costs one StopTask per live task; the tracker then follows them to STOPPED.
 async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) -> Result<Action, Error> {
-    let known_task_arn = match decide::cleanup_step(&run.spec, run.status.as_ref()) {
-        CleanupStep::Release => return Ok(Action::await_change()),
-        CleanupStep::FindTasks { known_task_arn } => known_task_arn,
-    };
-    let target = ctx.target(run, namespace).await?;
-    let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
-    let mut arns = match ctx.ecs.list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running).await
-    {
-        Ok(arns) => arns,
-        // No cluster, no tasks to stop.
-        Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {
+    let key = ObjectRef::from_obj(run);
+    let (mut arns, list_started_by) = match decide::cleanup_step(&run.spec, run.status.as_ref()) {
+        CleanupStep::Release => {
+            ctx.tracker.forget(&key);
             return Ok(Action::await_change());
         }
-        Err(error) => return Err(error.into()),
+        CleanupStep::Stop { task_arns, list_started_by } => (task_arns, list_started_by),
     };
-    if let Some(arn) = known_task_arn
-        && !arns.contains(&arn)
-    {
-        arns.push(arn);
-    }
-    let lookups = futures::future::join_all(arns.iter().map(|arn| ctx.describe.describe(&target, arn))).await;
-    let mut tasks = Vec::new();
-    for lookup in lookups {
-        match lookup {
-            Ok(TaskLookup::Found(task)) => tasks.push(task),
-            Ok(TaskLookup::Missing) => {}
-            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {}
+    let target = ctx.target(run, namespace).await?;
+    if list_started_by {
+        let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+        match ctx.ecs.list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running).await {
+            Ok(found) => arns.extend(found.into_iter().filter(|arn| !arns.contains(arn)).collect::<Vec<_>>()),
+            // No cluster, no tasks to stop.
+            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => arns.clear(),
             Err(error) => return Err(error.into()),
         }
     }
+    // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
+    let mut tasks: Vec<TaskSnapshot> = arns
+        .iter()
+        .map(|arn| match ctx.tracker.observation(&target, arn) {
+            Some(Ok(TaskLookup::Found(task))) => task,
+            _ => TaskSnapshot { task_arn: arn.clone(), ..TaskSnapshot::default() },
+        })
+        .collect();
+    ctx.tracker.follow(&key, &target, &arns, ctx.settings.stop_poll_interval);
     let name = run.name_any();
     let plan = decide::cleanup(&run.spec, namespace, &name, &tasks);
     for stop in &plan.stop {
-        ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason).await?;
+        let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason).await {
+            Ok(stopped) => stopped,
+            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => None,
+            Err(error) => return Err(error.into()),
+        };
+        match stopped {
+            Some(task) => {
+                ctx.tracker.record(&target, &task);
+                if let Some(slot) = tasks.iter_mut().find(|t| t.task_arn == task.task_arn) {
+                    *slot = task;
+                }
+            }
+            // ECS does not know the task: there is nothing left to stop.
+            None => tasks.retain(|t| t.task_arn != stop.task_arn),
+        }
         info!(task_arn = %stop.task_arn, "stopping task of deleted run");
         ctx.publish(
             run,
@@ -469,7 +551,8 @@ async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) ->
         )
         .await;
     }
-    if plan.done {
+    if decide::cleanup(&run.spec, namespace, &name, &tasks).done {
+        ctx.tracker.forget(&key);
         Ok(Action::await_change())
     } else {
         Err(Error::WaitingForStop(tasks.iter().filter(|t| !t.is_stopped()).count()))
@@ -490,32 +573,42 @@ pub async fn ensure_crd_installed(client: &Client, namespaces: &[String]) -> Res
 }
 
 /// Runs the controller until `stop` turns true: one watch over all namespaces, or one per listed
-/// namespace. Stopping takes no new work and waits for in-flight reconciles.
+/// namespace, plus the tracker's sweeps. Stopping takes no new work and waits for in-flight reconciles.
 pub async fn run<E: Ecs>(
     ctx: Arc<Context<E>>,
     namespaces: Vec<String>,
     concurrency: u16,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let apis: Vec<Api<EcsTaskRun>> = if namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
-    } else {
-        namespaces.iter().map(|namespace| Api::namespaced(ctx.client.clone(), namespace)).collect()
-    };
+    let mut changes = ctx.tracker.restart();
+    let sweeper = tokio::spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
+    let watched: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
-    for api in apis {
+    let mut routes: HashMap<Option<String>, tokio::sync::mpsc::UnboundedSender<RunKey>> = HashMap::new();
+    for namespace in watched {
+        let api: Api<EcsTaskRun> = match &namespace {
+            None => Api::all(ctx.client.clone()),
+            Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        };
+        let (route, task_changes) = tokio::sync::mpsc::unbounded_channel();
+        routes.insert(namespace, route);
         let (reader, writer) = kube::runtime::reflector::store();
         stores.push(reader.clone());
         // Our own status writes change neither generation nor finalizers, so they do not retrigger a
-        // reconcile: polling is driven by requeues alone. Deletion bumps the generation.
+        // reconcile. Deletion bumps the generation. The cache keeps only what reconciles read.
         let runs = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
+            .modify(slim)
             .reflect(writer)
             .applied_objects()
             .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
         let controller = Controller::for_stream(runs, reader)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+            .reconcile_on(futures::stream::unfold(task_changes, |mut changes| async move {
+                changes.recv().await.map(|key| (key, changes))
+            }))
             .graceful_shutdown_on({
                 let mut stop = stop.clone();
                 async move {
@@ -530,19 +623,39 @@ pub async fn run<E: Ecs>(
             });
         controllers.push(controller);
     }
-    let gauge = tokio::spawn(keep_active_runs(stores, ctx.metrics.clone()));
+    // The tracker reports runs of every namespace; each goes to the controller that watches it.
+    let router = tokio::spawn(async move {
+        while let Some(key) = changes.recv().await {
+            if let Some(route) = routes.get(&key.namespace).or_else(|| routes.get(&None)) {
+                let _ = route.send(key);
+            }
+        }
+    });
+    let gauge = tokio::spawn(keep_gauges(stores, ctx.clone()));
     futures::future::join_all(controllers).await;
     gauge.abort();
+    router.abort();
+    sweeper.abort();
 }
 
-async fn keep_active_runs(stores: Vec<Store<EcsTaskRun>>, metrics: Arc<Metrics>) {
+/// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
+/// last-applied copy of the whole object can be larger than everything else together.
+fn slim(run: &mut EcsTaskRun) {
+    run.managed_fields_mut().clear();
+    if let Some(annotations) = run.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>>) {
     loop {
         let active = stores
             .iter()
             .flat_map(Store::state)
             .filter(|run| !run.status.as_ref().and_then(|status| status.phase).is_some_and(|phase| phase.is_terminal()))
             .count();
-        metrics.active_runs.set(active as i64);
+        ctx.metrics.active_runs.set(active as i64);
+        ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }

@@ -106,7 +106,31 @@ fn event_reasons(plan: &Plan) -> Vec<&'static str> {
 #[test]
 fn a_new_run_launches_attempt_one() {
     let run = Run::new(spec());
-    assert_eq!(next_step(&run.view(), at(1)), Step::Launch { attempt: 1 });
+    assert_eq!(next_step(&run.view(), at(1)), Step::Launch { attempt: 1, may_exist: false });
+}
+
+#[test]
+fn a_recorded_launch_intent_means_the_task_may_exist() {
+    let mut run = Run::new(spec());
+    let intent = launch_intent(&run.view(), 1, at(1));
+    assert_eq!(intent.phase, Some(Phase::Pending));
+    assert_eq!(intent.reason.as_deref(), Some(reason::LAUNCHING));
+    assert_eq!(intent.attempts.len(), 1);
+    assert_eq!((intent.attempts[0].task_arn.as_ref(), intent.attempts[0].outcome.as_ref()), (None, None));
+    assert_eq!(condition(&intent, "Reconciling").unwrap().status, "True");
+    run.status = intent;
+    // A restart finds the intent: the adoption lookup comes before another RunTask, for the same attempt.
+    assert_eq!(next_step(&run.view(), at(2)), Step::Launch { attempt: 1, may_exist: true });
+    // Deleting it now must look for the task, which only ECS may know.
+    assert_eq!(
+        cleanup_step(&run.spec, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![], list_started_by: true }
+    );
+    // The launch replaces the intent; the condition keeps its transition time.
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(3));
+    assert_eq!(plan.status.attempts.len(), 1);
+    assert_eq!(plan.status.attempts[0].task_arn.as_deref(), Some(ARN));
+    assert_eq!(condition(&plan.status, "Reconciling").unwrap().last_transition_time, Time(at(1)));
 }
 
 #[test]
@@ -167,14 +191,15 @@ fn a_launched_task_is_recorded_at_once_and_followed() {
     assert_eq!(status.last_status.as_deref(), Some("PROVISIONING"));
     assert_eq!(status.attempts.len(), 1);
     assert_eq!(status.attempts[0].task_arn.as_deref(), Some(ARN));
-    assert_eq!(plan.requeue, Some(Duration::from_secs(30)));
+    assert_eq!(plan.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(30) }));
+    assert_eq!(plan.requeue, None, "no deadline: only a change of the task brings the run back");
     assert_eq!(event_reasons(&plan), vec!["Launched"]);
     assert_eq!(condition(status, "Reconciling").unwrap().status, "True");
     assert_eq!(condition(status, "Ready").unwrap().status, "False");
 
     let mut run = run;
     run.apply(&plan);
-    assert_eq!(next_step(&run.view(), at(31)), Step::Track { task_arn: ARN.into() });
+    assert_eq!(next_step(&run.view(), at(31)), Step::Track { task_arn: ARN.into(), every: Duration::from_secs(30) });
 }
 
 #[test]
@@ -183,7 +208,7 @@ fn fire_and_forget_succeeds_on_launch_and_is_never_polled() {
     let mut run = Run::new(spec);
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(1));
     assert_eq!(plan.status.phase, Some(Phase::Succeeded));
-    assert_eq!(plan.requeue, None);
+    assert_eq!((plan.requeue, plan.follow.clone()), (None, None));
     assert_eq!(event_reasons(&plan), vec!["Launched", "Succeeded"]);
     assert_eq!(condition(&plan.status, "Succeeded").unwrap().status, "True");
     run.apply(&plan);
@@ -196,7 +221,44 @@ fn an_adopted_task_is_recorded_like_a_launched_one() {
     let plan = after_launch(&run.view(), 1, LaunchObservation::Adopted(task("RUNNING")), at(5));
     assert_eq!(plan.status.task_arn.as_deref(), Some(ARN));
     assert_eq!(plan.status.attempts.len(), 1);
-    assert_eq!(event_reasons(&plan), vec!["Launched", "Running"]);
+    // One Event per transition: the launch says it is running already.
+    assert_eq!(event_reasons(&plan), vec!["Launched"]);
+    assert!(plan.events[0].note.ends_with(", RUNNING"), "{}", plan.events[0].note);
+}
+
+#[test]
+fn a_task_already_running_at_launch_is_judged_at_once() {
+    // The tracker only reports changes, so what RunTask said is judged now, not at the next change.
+    let running = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Running, ..WaitPolicy::default() });
+    let mut run = Run::new(running);
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("RUNNING")), at(1));
+    assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+    assert_eq!(event_reasons(&plan), vec!["Launched", "Succeeded"]);
+    // Succeeded with its task still running: deleting the run stops the task.
+    run.apply(&plan);
+    assert_eq!(
+        cleanup_step(&run.spec, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: false }
+    );
+
+    let run = Run::new(spec());
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("RUNNING")), at(1));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+    let mut run = run;
+    run.apply(&plan);
+    // The shell passes the task definition's containers only for a stopped task.
+    let next = after_track(&run.view(), TrackObservation::Found { task: task("RUNNING"), containers: None }, at(31));
+    assert_eq!(next.status, run.status, "the first look after launch writes nothing new");
+}
+
+#[test]
+fn an_adopted_task_that_already_stopped_is_judged_by_the_next_look_right_away() {
+    let run = Run::new(spec());
+    let done = stopped("EssentialContainerExited", "done", Some(0), Some(0));
+    let plan = after_launch(&run.view(), 1, LaunchObservation::Adopted(done), at(1));
+    assert_eq!(plan.status.phase, Some(Phase::Running));
+    assert_eq!(plan.requeue, Some(Duration::ZERO));
+    assert_eq!(plan.follow.as_ref().map(|f| f.task_arn.as_str()), Some(ARN));
 }
 
 #[test]
@@ -252,6 +314,7 @@ fn launch_outcomes() {
         assert_eq!(plan.status.phase, Some(phase), "{case}");
         assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
         assert_eq!(plan.requeue.is_some(), requeued, "{case}");
+        assert_eq!(plan.follow, None, "{case}: no task to follow");
         assert_eq!(plan.status.attempts.len(), 1, "{case}");
         assert!(plan.status.task_arn.is_none(), "{case}");
     }
@@ -399,7 +462,11 @@ fn stopped_task_verdicts() {
         let attempt = plan.status.attempts.last().unwrap();
         assert!(attempt.outcome.is_some(), "{case}: the attempt is concluded");
         assert_eq!(attempt.stop_code, task.stop_code, "{case}");
-        assert!(event_reasons(&plan).contains(&"Stopped"), "{case}");
+        // The stop is told by the Event of what it decided, not by a second one.
+        let reasons = event_reasons(&plan);
+        assert!(!reasons.contains(&"Stopped"), "{case}: {reasons:?}");
+        assert!(reasons.iter().any(|r| ["Succeeded", "Failed", "Retrying"].contains(r)), "{case}: {reasons:?}");
+        assert_eq!(plan.follow, None, "{case}: a stopped task is not followed");
         if phase.is_terminal() {
             assert_eq!(plan.requeue, None, "{case}: a final run is never requeued");
         } else {
@@ -449,7 +516,7 @@ fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
     run.apply(&plan);
 
     assert_eq!(next_step(&run.view(), at(65)), Step::Wait(Duration::from_secs(6)));
-    assert_eq!(next_step(&run.view(), at(71)), Step::Launch { attempt: 2 });
+    assert_eq!(next_step(&run.view(), at(71)), Step::Launch { attempt: 2, may_exist: false });
 
     let second = TaskSnapshot { task_arn: format!("{ARN}-2"), ..task("PROVISIONING") };
     let plan = after_launch(&run.view(), 2, LaunchObservation::Started(second), at(72));
@@ -496,12 +563,12 @@ fn waiting_for_running() {
     let pending = after_track(&run.view(), found(task("PENDING")), at(30));
     assert_eq!(pending.status.phase, Some(Phase::Running));
     assert_eq!(pending.status.reason.as_deref(), Some(reason::TASK_STARTING));
-    assert!(pending.requeue.is_some());
+    assert!(pending.follow.is_some());
 
     let running = after_track(&run.view(), found(task("RUNNING")), at(30));
     assert_eq!(running.status.phase, Some(Phase::Succeeded));
     assert_eq!(running.status.last_status.as_deref(), Some("RUNNING"));
-    assert_eq!(running.requeue, None);
+    assert_eq!((running.requeue, running.follow.clone()), (None, None));
     assert_eq!(event_reasons(&running), vec!["Running", "Succeeded"]);
 }
 
@@ -509,10 +576,14 @@ fn waiting_for_running() {
 fn polling_follows_the_spec_then_the_controller_default() {
     let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("2h15m30s".into())));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
-    assert_eq!(plan.requeue, Some(Duration::from_secs(2 * 3600 + 15 * 60 + 30)));
+    assert_eq!(plan.follow.unwrap().every, Duration::from_secs(2 * 3600 + 15 * 60 + 30));
     let run = Run::launched(spec());
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
-    assert_eq!(plan.requeue, Some(Duration::from_secs(30)));
+    assert_eq!(plan.follow.clone().unwrap().every, Duration::from_secs(30));
+    // A deadline brings the run back when it passes, whatever the tracker reports.
+    let run = Run::launched(with(spec(), |s| s.wait.timeout = Some("10m".into())));
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(570)));
     assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_RUNNING));
 }
 
@@ -523,6 +594,7 @@ fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
     assert_eq!(soon.status, run.status, "nothing to write");
     assert!(soon.events.is_empty());
     assert_eq!(soon.requeue, Some(Duration::from_secs(2)));
+    assert_eq!(soon.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(2) }));
     let later = after_track(&run.view(), TrackObservation::Missing, at(100));
     assert_eq!(later.requeue, Some(Duration::from_secs(30)));
 
@@ -544,8 +616,9 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
     assert_eq!(stop.task_arn, ARN);
     assert!(stop.reason.contains("timeout"), "{}", stop.reason);
     assert!(event_reasons(&plan).contains(&"Stopping"));
-    assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
+    assert_eq!(plan.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(10) }));
     run.apply(&plan);
+    assert_eq!(next_step(&run.view(), at(301)), Step::Track { task_arn: ARN.into(), every: Duration::from_secs(10) });
 
     let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("DEACTIVATING") };
     let again = after_track(&run.view(), found(stopping), at(310));
@@ -633,9 +706,16 @@ fn a_final_run_is_idle() {
 fn deletion_policy() {
     let orphan = with(spec(), |s| s.deletion_policy = DeletionPolicy::Orphan);
     assert_eq!(cleanup_step(&orphan, None), CleanupStep::Release);
-    let run = Run::launched(spec());
-    assert_eq!(cleanup_step(&run.spec, Some(&run.status)), CleanupStep::FindTasks { known_task_arn: Some(ARN.into()) });
-    assert_eq!(cleanup_step(&spec(), None), CleanupStep::FindTasks { known_task_arn: None });
+    let mut run = Run::launched(spec());
+    assert_eq!(
+        cleanup_step(&run.spec, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: false },
+        "the task is on record: no ListTasks"
+    );
+    assert_eq!(cleanup_step(&spec(), None), CleanupStep::Release, "never launched: nothing to stop");
+    let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(0))), at(60));
+    run.apply(&plan);
+    assert_eq!(cleanup_step(&run.spec, Some(&run.status)), CleanupStep::Release, "its task stopped");
 }
 
 #[test]

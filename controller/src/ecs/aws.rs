@@ -50,23 +50,79 @@ const MAX_CACHED_CLIENTS: usize = 256;
 
 pub struct AwsEcs {
     clients: Clients,
-    /// Task definition revisions are immutable, so their container lists are cached by full ARN.
-    task_definitions: Mutex<HashMap<String, TaskDefinitionInfo>>,
+    task_definitions: TaskDefinitionCache,
     metrics: Arc<Metrics>,
+}
+
+/// How long a bare family (no revision) stands for the revision it resolved to; a new revision
+/// registered meanwhile is picked up after this.
+const BARE_FAMILY_TTL: Duration = Duration::from_secs(60);
+/// Bounds the cache; past this many references it starts over.
+const MAX_CACHED_TASK_DEFINITIONS: usize = 1024;
+
+/// Task definitions by the reference a run gave (`family`, `family:rev` or an ARN) and by the revision
+/// ARN they resolved to, per region and identity. Revisions are immutable and kept; a bare family
+/// expires after [`BARE_FAMILY_TTL`], since it follows the latest ACTIVE revision.
+#[derive(Default)]
+struct TaskDefinitionCache {
+    entries: Mutex<HashMap<TaskDefinitionKey, (TaskDefinitionInfo, Option<Instant>)>>,
+    /// One lookup per reference at a time: a burst of runs of one family asks ECS once, not once each.
+    lookups: Mutex<HashMap<TaskDefinitionKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// (region, identity, reference as given).
+type TaskDefinitionKey = (String, Identity, String);
+
+impl TaskDefinitionCache {
+    fn get(&self, target: &EcsTarget, reference: &str) -> Option<TaskDefinitionInfo> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (info, expires) = entries.get(&(target.region.clone(), target.identity.clone(), reference.to_owned()))?;
+        expires.is_none_or(|expires| Instant::now() < expires).then(|| info.clone())
+    }
+
+    /// Held while looking `reference` up; lookups of other references go on.
+    async fn lookup(&self, target: &EcsTarget, reference: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = (target.region.clone(), target.identity.clone(), reference.to_owned());
+        let lock = {
+            let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+            if lookups.len() >= MAX_CACHED_TASK_DEFINITIONS {
+                lookups.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            lookups.entry(key).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    fn insert(&self, target: &EcsTarget, reference: &str, info: &TaskDefinitionInfo) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_TASK_DEFINITIONS {
+            entries.clear();
+        }
+        let key = |reference: &str| (target.region.clone(), target.identity.clone(), reference.to_owned());
+        let expires = is_bare_family(reference).then(|| Instant::now() + BARE_FAMILY_TTL);
+        entries.insert(key(reference), (info.clone(), expires));
+        entries.insert(key(&info.arn), (info.clone(), None));
+    }
+}
+
+/// `family` or `arn:...:task-definition/family`, as opposed to a pinned revision (`family:3`).
+fn is_bare_family(reference: &str) -> bool {
+    let name = reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name);
+    !name.contains(':')
 }
 
 impl AwsEcs {
     pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             clients: Clients::Configured { settings, cache: tokio::sync::Mutex::default() },
-            task_definitions: Mutex::default(),
+            task_definitions: TaskDefinitionCache::default(),
             metrics,
         }
     }
 
     /// Uses `client` for every target, whatever its region or identity.
     pub fn from_client(client: Client, metrics: Arc<Metrics>) -> Self {
-        Self { clients: Clients::Fixed(client), task_definitions: Mutex::default(), metrics }
+        Self { clients: Clients::Fixed(client), task_definitions: TaskDefinitionCache::default(), metrics }
     }
 
     async fn client(&self, target: &EcsTarget) -> Client {
@@ -198,18 +254,23 @@ impl Ecs for AwsEcs {
         .await
     }
 
-    async fn stop_task(&self, target: &EcsTarget, task_arn: &str, reason: &str) -> Result<(), EcsError> {
+    async fn stop_task(
+        &self,
+        target: &EcsTarget,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<Option<TaskSnapshot>, EcsError> {
         let client = self.client(target).await;
         self.call("StopTask", target, async {
             match client.stop_task().cluster(&target.cluster).task(task_arn).reason(reason).send().await {
-                Ok(_) => Ok(()),
+                Ok(output) => Ok(output.task().map(snapshot)),
                 Err(error) => {
                     let error = classify("StopTask", &error);
                     // A task ECS no longer knows has nothing left to stop.
                     if error.kind == EcsErrorKind::InvalidParameter
                         && error.message.to_lowercase().contains("not found")
                     {
-                        Ok(())
+                        Ok(None)
                     } else {
                         Err(error)
                     }
@@ -251,8 +312,13 @@ impl Ecs for AwsEcs {
         target: &EcsTarget,
         task_definition: &str,
     ) -> Result<TaskDefinitionInfo, EcsError> {
-        if let Some(info) = self.task_definitions.lock().unwrap_or_else(PoisonError::into_inner).get(task_definition) {
-            return Ok(info.clone());
+        if let Some(info) = self.task_definitions.get(target, task_definition) {
+            return Ok(info);
+        }
+        let _lookup = self.task_definitions.lookup(target, task_definition).await;
+        // Whoever held the lookup before may have filled the cache.
+        if let Some(info) = self.task_definitions.get(target, task_definition) {
+            return Ok(info);
         }
         let client = self.client(target).await;
         let info = self
@@ -284,8 +350,12 @@ impl Ecs for AwsEcs {
                 })
             })
             .await?;
-        self.task_definitions.lock().unwrap_or_else(PoisonError::into_inner).insert(info.arn.clone(), info.clone());
+        self.task_definitions.insert(target, task_definition, &info);
         Ok(info)
+    }
+
+    fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
+        self.task_definitions.get(target, task_definition)
     }
 }
 
@@ -739,10 +809,11 @@ mod tests {
             "InvalidParameterException",
             "The referenced task was not found.",
         ));
-        let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().build());
+        let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().task(task("STOPPED")).build());
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule, &ok]));
-        ecs.stop_task(&target(), ARN, "bye").await.unwrap();
-        ecs.stop_task(&target(), ARN, "bye").await.unwrap();
+        assert_eq!(ecs.stop_task(&target(), ARN, "bye").await.unwrap(), None);
+        let stopped = ecs.stop_task(&target(), ARN, "bye").await.unwrap().expect("StopTask returns the task");
+        assert_eq!(stopped.last_status.as_deref(), Some("STOPPED"));
         assert_eq!(ok.num_calls(), 1);
     }
 
@@ -759,6 +830,56 @@ mod tests {
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&first, &second]));
         let arns = ecs.list_tasks_started_by(&target(), "ecsrun/uid", DesiredStatus::Stopped).await.unwrap();
         assert_eq!(arns, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn bare_families_are_told_from_pinned_revisions() {
+        assert!(is_bare_family("report"));
+        assert!(is_bare_family("arn:aws:ecs:eu-west-1:123456789012:task-definition/report"));
+        assert!(!is_bare_family("report:3"));
+        assert!(!is_bare_family("arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3"));
+    }
+
+    #[tokio::test]
+    async fn a_family_lookup_also_serves_its_revision_arn_and_other_regions_ask_again() {
+        let td = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
+        let rule = mock!(Client::describe_task_definition).then_output(move || {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    types::TaskDefinition::builder()
+                        .task_definition_arn(td)
+                        .container_definitions(types::ContainerDefinition::builder().name("app").build())
+                        .build(),
+                )
+                .build()
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
+        let by_family = ecs.describe_task_definition(&target(), "report").await.unwrap();
+        assert_eq!(ecs.cached_task_definition(&target(), "report"), Some(by_family.clone()));
+        assert_eq!(ecs.describe_task_definition(&target(), "report").await.unwrap(), by_family);
+        assert_eq!(ecs.describe_task_definition(&target(), td).await.unwrap(), by_family);
+        assert_eq!(rule.num_calls(), 1, "the family and its revision ARN are both served from the cache");
+        let elsewhere = EcsTarget { region: "us-east-1".into(), ..target() };
+        ecs.describe_task_definition(&elsewhere, "report").await.unwrap();
+        assert_eq!(rule.num_calls(), 2, "the same family name in another region is another task definition");
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_lookups_of_a_family_ask_ecs_once() {
+        let rule = mock!(Client::describe_task_definition).then_output(|| {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    types::TaskDefinition::builder()
+                        .task_definition_arn("arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3")
+                        .build(),
+                )
+                .build()
+        });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
+        let here = target();
+        let lookups = futures::future::join_all((0..16).map(|_| ecs.describe_task_definition(&here, "report"))).await;
+        assert!(lookups.iter().all(Result::is_ok));
+        assert_eq!(rule.num_calls(), 1, "a burst of runs of one family asks once");
     }
 
     #[tokio::test]

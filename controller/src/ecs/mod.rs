@@ -1,9 +1,11 @@
 //! The ECS port: the few ECS operations the controller needs, as a small trait over plain data, so the
 //! reconcile shell and the decision never see an SDK type. `aws` implements it over aws-sdk-ecs;
-//! `batch` coalesces DescribeTasks calls on top of any implementation.
+//! `limit` keeps any implementation under an account-wide rate ceiling; `tracker` follows tasks with
+//! batched DescribeTasks sweeps and reports only changes.
 
 pub mod aws;
-pub mod batch;
+pub mod limit;
+pub mod tracker;
 
 use std::fmt;
 use std::future::Future;
@@ -155,12 +157,13 @@ pub trait Ecs: Send + Sync + 'static {
         task_arns: &[String],
     ) -> impl Future<Output = Result<Described, EcsError>> + Send;
 
+    /// Stops a task; returns it as ECS reported it (None when ECS no longer knows it).
     fn stop_task(
         &self,
         target: &EcsTarget,
         task_arn: &str,
         reason: &str,
-    ) -> impl Future<Output = Result<(), EcsError>> + Send;
+    ) -> impl Future<Output = Result<Option<TaskSnapshot>, EcsError>> + Send;
 
     fn list_tasks_started_by(
         &self,
@@ -174,6 +177,11 @@ pub trait Ecs: Send + Sync + 'static {
         target: &EcsTarget,
         task_definition: &str,
     ) -> impl Future<Output = Result<TaskDefinitionInfo, EcsError>> + Send;
+
+    /// A task definition already known without a call, if the implementation caches them.
+    fn cached_task_definition(&self, _target: &EcsTarget, _task_definition: &str) -> Option<TaskDefinitionInfo> {
+        None
+    }
 }
 
 /// Why an ECS call failed, classified for retry policy, conditions and metrics.

@@ -1,0 +1,372 @@
+//! The account-wide ceiling on ECS calls. ECS throttles every caller of an account and region together,
+//! with one token bucket per throttle class; this decorator keeps ecsrun's own share below ECS's buckets
+//! so it neither gets throttled nor starves the account's other callers.
+//!
+//! Every call waits for a token of its class's bucket, kept per (region, account, class). RunTask also
+//! takes a token of the launch bucket (ECS's Fargate launch rate), which is smaller than the modify
+//! bucket it shares with StopTask, so a burst of launches always leaves StopTask room. Waiting is not
+//! an error: it shows in `ecsrun_ecs_rate_limit_wait_seconds`, never as a failed reconcile. What still
+//! gets throttled (other callers in the account) is left to the SDK's own retry.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::{
+    Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
+    TaskSnapshot,
+};
+use crate::metrics::Metrics;
+
+/// ECS's throttle classes, as far as ecsrun's calls go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThrottleClass {
+    /// Cluster resource read: DescribeTasks, ListTasks.
+    Read,
+    /// Cluster resource modify: RunTask, StopTask.
+    Modify,
+    /// Task launches (ECS's Fargate launch rate): RunTask, on top of Modify.
+    Launch,
+    /// Task definition read: DescribeTaskDefinition.
+    TaskDefinitionRead,
+}
+
+impl ThrottleClass {
+    pub const ALL: [ThrottleClass; 4] = [Self::Read, Self::Modify, Self::Launch, Self::TaskDefinitionRead];
+
+    /// Stable label for metrics and flags.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Modify => "modify",
+            Self::Launch => "launch",
+            Self::TaskDefinitionRead => "task_definition_read",
+        }
+    }
+}
+
+/// A sustained rate (tokens per second) and a burst (bucket size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceiling {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Ceiling {
+    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+        Some(Self { per_second: NonZeroU32::new(per_second)?, burst: NonZeroU32::new(burst)? })
+    }
+}
+
+/// The ceiling of every class. The defaults are three quarters of ECS's own sustained rates (read 20/s,
+/// modify 40/s, Fargate launches 20/s, task definition read 20/s), leaving the rest to other callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ceilings {
+    pub read: Ceiling,
+    pub modify: Ceiling,
+    pub launch: Ceiling,
+    pub task_definition_read: Ceiling,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        let ceiling = |per_second, burst| Ceiling::new(per_second, burst).unwrap_or(Ceiling::MIN);
+        Self {
+            read: ceiling(15, 30),
+            modify: ceiling(30, 60),
+            launch: ceiling(15, 30),
+            task_definition_read: ceiling(15, 30),
+        }
+    }
+}
+
+impl Ceiling {
+    const MIN: Ceiling = Ceiling { per_second: NonZeroU32::MIN, burst: NonZeroU32::MIN };
+}
+
+impl Ceilings {
+    pub fn get(&self, class: ThrottleClass) -> Ceiling {
+        match class {
+            ThrottleClass::Read => self.read,
+            ThrottleClass::Modify => self.modify,
+            ThrottleClass::Launch => self.launch,
+            ThrottleClass::TaskDefinitionRead => self.task_definition_read,
+        }
+    }
+}
+
+/// ECS throttles per account: roles of one account share a bucket. The controller's own identity and
+/// Secret keys name no account without an STS call, so each is a bucket of its own.
+fn account(identity: &Identity) -> String {
+    match identity {
+        Identity::Default => "default".into(),
+        Identity::AssumeRole { role_arn, .. } => {
+            role_arn.split(':').nth(4).filter(|account| !account.is_empty()).unwrap_or(role_arn).to_owned()
+        }
+        // namespace/name@resourceVersion: a rotated Secret is still the same caller.
+        Identity::Static { source, .. } => source.split('@').next().unwrap_or(source).to_owned(),
+    }
+}
+
+type BucketKey = (String, String, ThrottleClass);
+
+/// Wraps an ECS port so that every call first waits for its tokens.
+pub struct RateLimited<E> {
+    inner: E,
+    ceilings: Ceilings,
+    buckets: Mutex<HashMap<BucketKey, Arc<DefaultDirectRateLimiter>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<E: Ecs> RateLimited<E> {
+    pub fn new(inner: E, ceilings: Ceilings, metrics: Arc<Metrics>) -> Self {
+        Self { inner, ceilings, buckets: Mutex::default(), metrics }
+    }
+
+    fn bucket(&self, target: &EcsTarget, class: ThrottleClass) -> Arc<DefaultDirectRateLimiter> {
+        let key = (target.region.clone(), account(&target.identity), class);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        buckets
+            .entry(key)
+            .or_insert_with(|| {
+                let ceiling = self.ceilings.get(class);
+                Arc::new(RateLimiter::direct(Quota::per_second(ceiling.per_second).allow_burst(ceiling.burst)))
+            })
+            .clone()
+    }
+
+    /// Waits for one token of each class, in order, and records how long that took.
+    async fn admit(&self, target: &EcsTarget, classes: &[ThrottleClass]) {
+        for &class in classes {
+            let bucket = self.bucket(target, class);
+            if bucket.check().is_ok() {
+                continue;
+            }
+            let started = Instant::now();
+            self.metrics.ecs_rate_limited.with_label_values(&[class.label()]).inc();
+            bucket.until_ready().await;
+            self.metrics
+                .ecs_rate_limit_wait
+                .with_label_values(&[class.label()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl<E: Ecs> Ecs for RateLimited<E> {
+    async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+        // The scarcer launch bucket first, so a waiting launch does not hold a modify token StopTask needs.
+        self.admit(target, &[ThrottleClass::Launch, ThrottleClass::Modify]).await;
+        self.inner.run_task(target, request).await
+    }
+
+    async fn describe_tasks(&self, target: &EcsTarget, task_arns: &[String]) -> Result<Described, EcsError> {
+        self.admit(target, &[ThrottleClass::Read]).await;
+        self.inner.describe_tasks(target, task_arns).await
+    }
+
+    async fn stop_task(
+        &self,
+        target: &EcsTarget,
+        task_arn: &str,
+        reason: &str,
+    ) -> Result<Option<TaskSnapshot>, EcsError> {
+        self.admit(target, &[ThrottleClass::Modify]).await;
+        self.inner.stop_task(target, task_arn, reason).await
+    }
+
+    async fn list_tasks_started_by(
+        &self,
+        target: &EcsTarget,
+        started_by: &str,
+        desired_status: DesiredStatus,
+    ) -> Result<Vec<String>, EcsError> {
+        self.admit(target, &[ThrottleClass::Read]).await;
+        self.inner.list_tasks_started_by(target, started_by, desired_status).await
+    }
+
+    async fn describe_task_definition(
+        &self,
+        target: &EcsTarget,
+        task_definition: &str,
+    ) -> Result<TaskDefinitionInfo, EcsError> {
+        if let Some(info) = self.inner.cached_task_definition(target, task_definition) {
+            return Ok(info);
+        }
+        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
+        self.inner.describe_task_definition(target, task_definition).await
+    }
+
+    fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
+        self.inner.cached_task_definition(target, task_definition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Answers at once and records when each operation was called.
+    #[derive(Default)]
+    struct Recording {
+        calls: StdMutex<Vec<(&'static str, Instant)>>,
+    }
+
+    impl Recording {
+        fn record(&self, operation: &'static str) {
+            self.calls.lock().unwrap().push((operation, Instant::now()));
+        }
+    }
+
+    impl Ecs for Recording {
+        async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+            self.record("RunTask");
+            Ok(RunTaskOutcome::Failures(Vec::new()))
+        }
+        async fn describe_tasks(&self, _: &EcsTarget, _: &[String]) -> Result<Described, EcsError> {
+            self.record("DescribeTasks");
+            Ok(Described::default())
+        }
+        async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+            self.record("StopTask");
+            Ok(None)
+        }
+        async fn list_tasks_started_by(
+            &self,
+            _: &EcsTarget,
+            _: &str,
+            _: DesiredStatus,
+        ) -> Result<Vec<String>, EcsError> {
+            self.record("ListTasks");
+            Ok(Vec::new())
+        }
+        async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
+            self.record("DescribeTaskDefinition");
+            Ok(TaskDefinitionInfo::default())
+        }
+    }
+
+    fn target(region: &str, identity: Identity) -> EcsTarget {
+        EcsTarget { region: region.into(), identity, cluster: "c".into() }
+    }
+
+    fn role(account: &str, name: &str) -> Identity {
+        Identity::AssumeRole {
+            role_arn: format!("arn:aws:iam::{account}:role/{name}"),
+            external_id: None,
+            session_name: "s".into(),
+        }
+    }
+
+    fn limited(ceilings: Ceilings) -> (RateLimited<Recording>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        (RateLimited::new(Recording::default(), ceilings, metrics.clone()), metrics)
+    }
+
+    #[test]
+    fn roles_of_one_account_share_its_buckets() {
+        assert_eq!(account(&role("111122223333", "a")), account(&role("111122223333", "b")));
+        assert_ne!(account(&role("111122223333", "a")), account(&role("444455556666", "a")));
+        let secret = |version: &str| Identity::Static {
+            source: format!("team-a/aws@{version}"),
+            keys: crate::ecs::StaticKeys {
+                access_key_id: "AKIA".into(),
+                secret_access_key: "x".into(),
+                session_token: None,
+            },
+        };
+        assert_eq!(account(&secret("1")), account(&secret("2")), "a rotated Secret is the same caller");
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_burst_wait_for_the_sustained_rate_and_say_so_in_metrics() {
+        let ceilings = Ceilings { read: Ceiling::new(20, 5).unwrap(), ..Ceilings::default() };
+        let (ecs, metrics) = limited(ceilings);
+        let started = Instant::now();
+        let here = target("eu-west-1", Identity::Default);
+        futures::future::join_all((0..15).map(|_| ecs.describe_tasks(&here, &[]))).await;
+        // 5 at once, then 10 more at 20/s: at least half a second.
+        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+        assert_eq!(ecs.inner.calls.lock().unwrap().len(), 15);
+        assert_eq!(metrics.ecs_rate_limited.with_label_values(&["read"]).get(), 10);
+        assert_eq!(metrics.ecs_rate_limit_wait.with_label_values(&["read"]).get_sample_count(), 10);
+        // Another region (another of ECS's buckets) does not wait behind this one.
+        let elsewhere = Instant::now();
+        ecs.describe_tasks(&target("us-east-1", Identity::Default), &[]).await.unwrap();
+        assert!(elsewhere.elapsed() < Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn stop_task_is_not_starved_by_a_burst_of_launches() {
+        let ceilings = Ceilings {
+            modify: Ceiling::new(100, 20).unwrap(),
+            launch: Ceiling::new(5, 1).unwrap(),
+            ..Ceilings::default()
+        };
+        let (ecs, _) = limited(ceilings);
+        let here = target("eu-west-1", Identity::Default);
+        let request = LaunchRequest {
+            spec: serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "t"})).unwrap(),
+            overrides: None,
+            client_token: "t".into(),
+            started_by: "s".into(),
+            tags: Vec::new(),
+        };
+        let started = Instant::now();
+        let launches = futures::future::join_all((0..6).map(|_| ecs.run_task(&here, &request)));
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ecs.stop_task(&here, "arn", "bye").await.unwrap();
+            started.elapsed()
+        };
+        let (_, stopped_after) = tokio::join!(launches, stop);
+        let calls = ecs.inner.calls.lock().unwrap().clone();
+        let last_launch = calls.iter().filter(|(op, _)| *op == "RunTask").map(|(_, at)| *at).max().unwrap();
+        assert!(last_launch.duration_since(started) >= Duration::from_millis(900), "launches waited for 5/s");
+        assert!(stopped_after < Duration::from_millis(300), "StopTask waited {stopped_after:?} behind launches");
+    }
+
+    #[tokio::test]
+    async fn a_cached_task_definition_costs_no_token() {
+        struct Cached(Recording);
+        impl Ecs for Cached {
+            async fn run_task(&self, t: &EcsTarget, r: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+                self.0.run_task(t, r).await
+            }
+            async fn describe_tasks(&self, t: &EcsTarget, a: &[String]) -> Result<Described, EcsError> {
+                self.0.describe_tasks(t, a).await
+            }
+            async fn stop_task(&self, t: &EcsTarget, a: &str, r: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+                self.0.stop_task(t, a, r).await
+            }
+            async fn list_tasks_started_by(
+                &self,
+                t: &EcsTarget,
+                s: &str,
+                d: DesiredStatus,
+            ) -> Result<Vec<String>, EcsError> {
+                self.0.list_tasks_started_by(t, s, d).await
+            }
+            async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
+                unreachable!("served from the cache")
+            }
+            fn cached_task_definition(&self, _: &EcsTarget, _: &str) -> Option<TaskDefinitionInfo> {
+                Some(TaskDefinitionInfo::default())
+            }
+        }
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let ceilings = Ceilings { task_definition_read: Ceiling::new(1, 1).unwrap(), ..Ceilings::default() };
+        let ecs = RateLimited::new(Cached(Recording::default()), ceilings, metrics.clone());
+        let here = target("eu-west-1", Identity::Default);
+        for _ in 0..5 {
+            ecs.describe_task_definition(&here, "family").await.unwrap();
+        }
+        assert_eq!(metrics.ecs_rate_limited.with_label_values(&["task_definition_read"]).get(), 0);
+    }
+}

@@ -1,0 +1,271 @@
+//! Following tasks is the controller's job, not each run's. The tracker keeps the set of tasks being
+//! followed per (region, identity, cluster), sweeps each set with DescribeTasks calls of up to 100 ARNs
+//! on the runs' own poll intervals, remembers what it last saw, and reports a run's key only when ECS
+//! reports a change. Reconciles read what the tracker saw instead of calling ECS, so polling costs
+//! ceil(tasks / 100) calls per interval whatever the reconcile concurrency.
+//!
+//! A sweep sends every due task, and fills its last batch with the tasks due soonest (those observed at
+//! least half their interval ago), so calls stay full and the set settles into full batches.
+//!
+//! This is also the seam for an event source (EventBridge → SQS): whatever feeds `record` and reports
+//! changes can replace the sweep.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{Ecs, EcsError, EcsTarget, TaskLookup, TaskSnapshot};
+
+/// DescribeTasks accepts at most this many ARNs per call.
+pub const MAX_BATCH: usize = 100;
+
+/// What the tracker last saw of a task.
+pub type Observation = Result<TaskLookup, EcsError>;
+
+struct Entry<K> {
+    key: K,
+    every: Duration,
+    /// When the task is next described; None while a call is in flight or once it is STOPPED.
+    due: Option<Instant>,
+    observed_at: Option<Instant>,
+    observation: Option<Observation>,
+}
+
+struct State<K> {
+    tasks: HashMap<EcsTarget, HashMap<String, Entry<K>>>,
+    by_key: HashMap<K, HashSet<(EcsTarget, String)>>,
+}
+
+impl<K> Default for State<K> {
+    fn default() -> Self {
+        Self { tasks: HashMap::new(), by_key: HashMap::new() }
+    }
+}
+
+struct Shared<K, E> {
+    ecs: Arc<E>,
+    batch_size: usize,
+    state: Mutex<State<K>>,
+    changes: Mutex<Option<mpsc::UnboundedSender<K>>>,
+}
+
+/// Follows tasks for keys of type `K` (the shell uses the run's ObjectRef). Cheap to clone.
+pub struct Tracker<K, E> {
+    shared: Arc<Shared<K, E>>,
+}
+
+impl<K, E> Clone for Tracker<K, E> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<K, E> Tracker<K, E>
+where
+    K: Clone + Eq + Hash + Send + 'static,
+    E: Ecs,
+{
+    /// `batch_size` is clamped to 1..=100; 1 is what per-task pollers do, for comparison.
+    pub fn new(ecs: Arc<E>, batch_size: usize) -> Self {
+        let shared = Shared {
+            ecs,
+            batch_size: batch_size.clamp(1, MAX_BATCH),
+            state: Mutex::default(),
+            changes: Mutex::default(),
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// Forgets every task and returns the stream of keys whose tasks change from now on. Called when this
+    /// replica starts reconciling (again): every active run is reconciled then and follows its task anew.
+    pub fn restart(&self) -> mpsc::UnboundedReceiver<K> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        *self.state() = State::default();
+        *self.shared.changes.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows exactly `task_arns` in `target` for `key`, each described every `every`; tasks the key
+    /// followed before and not listed here are dropped. A task not seen yet is described at the next sweep.
+    pub fn follow(&self, key: &K, target: &EcsTarget, task_arns: &[String], every: Duration) {
+        let now = Instant::now();
+        let mut state = self.state();
+        let state = &mut *state;
+        let wanted: HashSet<(EcsTarget, String)> = task_arns.iter().map(|arn| (target.clone(), arn.clone())).collect();
+        if let Some(previous) = state.by_key.get(key) {
+            for (old_target, arn) in previous.difference(&wanted) {
+                remove(&mut state.tasks, old_target, arn);
+            }
+        }
+        let group = state.tasks.entry(target.clone()).or_default();
+        for arn in task_arns {
+            let entry = group.entry(arn.clone()).or_insert_with(|| Entry {
+                key: key.clone(),
+                every,
+                due: Some(now),
+                observed_at: None,
+                observation: None,
+            });
+            entry.key = key.clone();
+            if every < entry.every {
+                // Looked at more often from now on (a deletion waiting for STOPPED, a deadline).
+                entry.every = every;
+                if let (Some(due), Some(observed_at)) = (entry.due, entry.observed_at) {
+                    entry.due = Some(due.min(observed_at + every));
+                }
+            }
+            entry.every = every;
+        }
+        if wanted.is_empty() {
+            state.by_key.remove(key);
+        } else {
+            state.by_key.insert(key.clone(), wanted);
+        }
+    }
+
+    /// Stops following every task of `key`.
+    pub fn forget(&self, key: &K) {
+        let mut state = self.state();
+        let state = &mut *state;
+        for (target, arn) in state.by_key.remove(key).unwrap_or_default() {
+            remove(&mut state.tasks, &target, &arn);
+        }
+    }
+
+    /// What the last look at the task found; None when it has not been described yet.
+    pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Observation> {
+        self.state().tasks.get(target)?.get(task_arn)?.observation.clone()
+    }
+
+    /// Takes a snapshot the caller got from ECS itself (RunTask, StopTask) as the latest observation of a
+    /// followed task. It reports no change: the caller is already acting on it.
+    pub fn record(&self, target: &EcsTarget, task: &TaskSnapshot) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(&task.task_arn)) {
+            entry.observed_at = Some(now);
+            entry.due = (!task.is_stopped()).then_some(now + entry.every);
+            entry.observation = Some(Ok(TaskLookup::Found(task.clone())));
+        }
+    }
+
+    /// Tasks followed right now.
+    pub fn len(&self) -> usize {
+        self.state().tasks.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sweeps every `tick` until the returned future is dropped. Calls run concurrently; the rate ceiling
+    /// of the ECS port spaces them.
+    pub async fn run(self, tick: Duration) {
+        let mut ticks = tokio::time::interval(tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut calls = tokio::task::JoinSet::new();
+        loop {
+            ticks.tick().await;
+            while calls.try_join_next().is_some() {}
+            for (target, arns) in self.due_batches(Instant::now()) {
+                let tracker = self.clone();
+                calls.spawn(async move { tracker.describe(target, arns).await });
+            }
+        }
+    }
+
+    /// Picks what to describe now and marks it in flight.
+    fn due_batches(&self, now: Instant) -> Vec<(EcsTarget, Vec<String>)> {
+        let batch_size = self.shared.batch_size;
+        let mut state = self.state();
+        let mut batches = Vec::new();
+        for (target, group) in state.tasks.iter_mut() {
+            let mut due: Vec<(Instant, &String)> = Vec::new();
+            let mut early: Vec<(Instant, &String)> = Vec::new();
+            for (arn, entry) in group.iter() {
+                let Some(at) = entry.due else { continue };
+                if at <= now {
+                    due.push((at, arn));
+                } else if entry.observed_at.is_none_or(|seen| now.duration_since(seen) >= entry.every / 2) {
+                    early.push((at, arn));
+                }
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let room = due.len().div_ceil(batch_size) * batch_size - due.len();
+            early.sort();
+            let mut picked: Vec<String> =
+                due.iter().chain(early.iter().take(room)).map(|(_, arn)| (*arn).clone()).collect();
+            for arn in &picked {
+                if let Some(entry) = group.get_mut(arn) {
+                    entry.due = None;
+                }
+            }
+            while !picked.is_empty() {
+                let rest = picked.split_off(picked.len().min(batch_size));
+                batches.push((target.clone(), std::mem::replace(&mut picked, rest)));
+            }
+        }
+        batches
+    }
+
+    async fn describe(&self, target: EcsTarget, arns: Vec<String>) {
+        let result = self.shared.ecs.describe_tasks(&target, &arns).await;
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        {
+            let mut state = self.state();
+            let Some(group) = state.tasks.get_mut(&target) else { return };
+            for arn in &arns {
+                // Forgotten while the call was in flight.
+                let Some(entry) = group.get_mut(arn) else { continue };
+                let observation: Observation = match &result {
+                    Ok(described) => Ok(described
+                        .tasks
+                        .iter()
+                        .find(|task| &task.task_arn == arn)
+                        .map_or(TaskLookup::Missing, |task| TaskLookup::Found(task.clone()))),
+                    Err(error) => Err(error.clone()),
+                };
+                let stopped = matches!(&observation, Ok(TaskLookup::Found(task)) if task.is_stopped());
+                entry.due = (!stopped).then_some(now + entry.every);
+                entry.observed_at = Some(now);
+                if entry.observation.as_ref() != Some(&observation) {
+                    entry.observation = Some(observation);
+                    changed.push(entry.key.clone());
+                }
+            }
+        }
+        if let Err(error) = &result {
+            debug!(cluster = %target.cluster, %error, tasks = arns.len(), "tracker sweep failed; retrying next interval");
+        }
+        if let Some(changes) = self.shared.changes.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            for key in changed {
+                // The receiver is gone only when the controller stops reconciling.
+                let _ = changes.send(key);
+            }
+        }
+    }
+}
+
+fn remove<K>(tasks: &mut HashMap<EcsTarget, HashMap<String, Entry<K>>>, target: &EcsTarget, arn: &str) {
+    if let Some(group) = tasks.get_mut(target) {
+        group.remove(arn);
+        if group.is_empty() {
+            tasks.remove(target);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

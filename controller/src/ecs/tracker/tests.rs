@@ -1,0 +1,238 @@
+//! The tracker against a fake ECS port that records every DescribeTasks call, in paused tokio time.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::ecs::{Described, DesiredStatus, EcsErrorKind, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo};
+
+const EVERY: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_secs(1);
+
+/// ECS as far as DescribeTasks goes: a task's lastStatus by ARN; unknown ARNs are missing.
+#[derive(Default)]
+struct FakeEcs {
+    tasks: Mutex<HashMap<String, &'static str>>,
+    calls: Mutex<Vec<Vec<String>>>,
+    fail: Mutex<bool>,
+}
+
+impl FakeEcs {
+    fn set(&self, arn: &str, last_status: &'static str) {
+        self.tasks.lock().unwrap().insert(arn.into(), last_status);
+    }
+    fn calls(&self) -> Vec<Vec<String>> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Ecs for FakeEcs {
+    async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+        unreachable!("the tracker only describes")
+    }
+    async fn describe_tasks(&self, _: &EcsTarget, arns: &[String]) -> Result<Described, EcsError> {
+        self.calls.lock().unwrap().push(arns.to_vec());
+        if *self.fail.lock().unwrap() {
+            return Err(EcsError::new(EcsErrorKind::Server, "DescribeTasks", "internal"));
+        }
+        let known = self.tasks.lock().unwrap();
+        Ok(Described {
+            tasks: arns
+                .iter()
+                .filter_map(|arn| {
+                    known.get(arn).map(|status| TaskSnapshot {
+                        task_arn: arn.clone(),
+                        last_status: Some((*status).into()),
+                        ..TaskSnapshot::default()
+                    })
+                })
+                .collect(),
+            missing: arns.iter().filter(|arn| !known.contains_key(*arn)).cloned().collect(),
+        })
+    }
+    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+        unreachable!()
+    }
+    async fn list_tasks_started_by(&self, _: &EcsTarget, _: &str, _: DesiredStatus) -> Result<Vec<String>, EcsError> {
+        unreachable!()
+    }
+    async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
+        unreachable!()
+    }
+}
+
+fn target(cluster: &str) -> EcsTarget {
+    EcsTarget { region: "eu-west-1".into(), identity: Identity::Default, cluster: cluster.into() }
+}
+
+fn arn(i: usize) -> String {
+    format!("arn:aws:ecs:eu-west-1:1:task/c/{i}")
+}
+
+struct Harness {
+    ecs: Arc<FakeEcs>,
+    tracker: Tracker<usize, FakeEcs>,
+    changes: mpsc::UnboundedReceiver<usize>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    fn new(batch_size: usize) -> Self {
+        let ecs = Arc::new(FakeEcs::default());
+        let tracker = Tracker::new(ecs.clone(), batch_size);
+        let changes = tracker.restart();
+        let sweeper = tokio::spawn(tracker.clone().run(TICK));
+        Self { ecs, tracker, changes, sweeper }
+    }
+
+    /// Follows task i for key i, running.
+    fn follow(&self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.ecs.set(&arn(i), "RUNNING");
+            self.tracker.follow(&i, &target("c"), &[arn(i)], EVERY);
+        }
+    }
+
+    fn drain(&mut self) -> Vec<usize> {
+        let mut keys = Vec::new();
+        while let Ok(key) = self.changes.try_recv() {
+            keys.push(key);
+        }
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+async fn sleep(seconds: u64) {
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_sweep_describes_250_tasks_in_3_calls_and_reports_each_run_once() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..250);
+    sleep(2).await;
+    let sizes: Vec<usize> = h.ecs.calls().iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![100, 100, 50]);
+    assert_eq!(h.drain(), (0..250).collect::<Vec<_>>(), "every run hears of its first observation");
+    let seen = h.tracker.observation(&target("c"), &arn(7)).unwrap().unwrap();
+    assert!(matches!(seen, TaskLookup::Found(task) if task.last_status.as_deref() == Some("RUNNING")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unchanged_tasks_are_described_once_per_interval_and_report_nothing() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..100);
+    sleep(2).await;
+    h.drain();
+    sleep(10 * 30).await;
+    let calls = h.ecs.calls().len();
+    assert!((10..=12).contains(&calls), "{calls} calls for 100 tasks over 10 intervals");
+    assert_eq!(h.drain(), Vec::<usize>::new(), "no change, no reconcile");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_wakes_only_its_run_and_a_stopped_task_is_not_described_again() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..10);
+    sleep(2).await;
+    h.drain();
+    h.ecs.set(&arn(3), "STOPPED");
+    sleep(31).await;
+    assert_eq!(h.drain(), vec![3]);
+    let before = h.ecs.calls().len();
+    sleep(31).await;
+    let last = h.ecs.calls()[before..].concat();
+    assert!(!last.is_empty() && !last.contains(&arn(3)), "a STOPPED task is final: {last:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgotten_and_refollowed_tasks() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..2);
+    sleep(2).await;
+    h.drain();
+    h.tracker.forget(&0);
+    // Run 1 moves on to a new task (a retry): the old one is dropped.
+    h.ecs.set("next", "PROVISIONING");
+    h.tracker.follow(&1, &target("c"), &["next".to_string()], EVERY);
+    assert_eq!(h.tracker.len(), 1);
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().last().unwrap(), &vec!["next".to_string()]);
+    assert_eq!(h.drain(), vec![1]);
+    assert!(h.tracker.observation(&target("c"), &arn(0)).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_reach_the_run_once_and_recovery_wakes_it_again() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..3);
+    sleep(2).await;
+    h.drain();
+    *h.ecs.fail.lock().unwrap() = true;
+    sleep(31).await;
+    assert_eq!(h.drain(), vec![0, 1, 2]);
+    assert!(matches!(h.tracker.observation(&target("c"), &arn(0)), Some(Err(e)) if e.kind == EcsErrorKind::Server));
+    sleep(30).await;
+    assert_eq!(h.drain(), Vec::<usize>::new(), "the same error again is no news");
+    *h.ecs.fail.lock().unwrap() = false;
+    sleep(30).await;
+    assert_eq!(h.drain(), vec![0, 1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn staggered_tasks_settle_into_full_batches() {
+    // 150 tasks followed in three waves 10 s apart: without filling, three calls per interval;
+    // the floor is ceil(150 / 100) = 2.
+    let h = Harness::new(MAX_BATCH);
+    h.follow(0..50);
+    sleep(10).await;
+    h.follow(50..100);
+    sleep(10).await;
+    h.follow(100..150);
+    sleep(120).await;
+    let settled = h.ecs.calls().len();
+    sleep(10 * 30).await;
+    let calls = &h.ecs.calls()[settled..];
+    assert!(calls.len() <= 2 * 10 + 1, "{} calls over 10 intervals", calls.len());
+    // Every task is still looked at at least once per interval.
+    for i in 0..150 {
+        let seen = calls.iter().filter(|call| call.contains(&arn(i))).count();
+        assert!(seen >= 9, "task {i} described {seen} times in 10 intervals");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_size_one_is_a_call_per_task() {
+    let h = Harness::new(1);
+    h.follow(0..20);
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().len(), 20);
+    assert!(h.ecs.calls().iter().all(|call| call.len() == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_snapshot_is_the_latest_observation_without_a_call() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.tracker.follow(&9, &target("c"), &[arn(9)], EVERY);
+    let stopping = TaskSnapshot {
+        task_arn: arn(9),
+        last_status: Some("RUNNING".into()),
+        desired_status: Some("STOPPED".into()),
+        ..TaskSnapshot::default()
+    };
+    h.tracker.record(&target("c"), &stopping);
+    sleep(2).await;
+    assert!(h.ecs.calls().is_empty(), "nothing due until an interval after the snapshot");
+    assert_eq!(h.tracker.observation(&target("c"), &arn(9)), Some(Ok(TaskLookup::Found(stopping))));
+    assert_eq!(h.drain(), Vec::<usize>::new());
+    // A shorter interval (deletion waiting for STOPPED) takes effect at once.
+    h.tracker.follow(&9, &target("c"), &[arn(9)], Duration::from_secs(5));
+    sleep(6).await;
+    assert_eq!(h.ecs.calls().len(), 1);
+}
