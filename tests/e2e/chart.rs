@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail, ensure};
 use ecsrun_e2e::{Controller, repo_root, wait};
 use kube::api::DeleteParams;
 use kube::config::Kubeconfig;
+use serde::Deserialize as _;
 
 use crate::{Case, Env, case, fargate_run};
 
@@ -98,7 +99,27 @@ async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
         let mut apply = kubectl(&env);
         apply.args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&manifests);
         run(apply).await.with_context(|| format!("values {values:?}"))?;
+        controller_accepts_the_rendered_args(&rendered).with_context(|| format!("values {values:?}"))?;
     }
+    Ok(())
+}
+
+/// The Deployment's container args, parsed by the controller's own flag definitions: a flag the chart
+/// passes and the binary no longer knows (or a value it rejects) fails here, not in a user's cluster.
+fn controller_accepts_the_rendered_args(rendered: &str) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let deployment = serde_yaml_ng::Deserializer::from_str(rendered)
+        .filter_map(|document| serde_yaml_ng::Value::deserialize(document).ok())
+        .find(|document| document["kind"] == "Deployment")
+        .context("the chart renders no Deployment")?;
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .context("the controller container has no args")?
+        .iter()
+        .map(|arg| arg.as_str().map(str::to_owned).context("an arg that is not a string"))
+        .collect::<anyhow::Result<_>>()?;
+    ecsrun::config::Config::try_parse_from(std::iter::once("ecsrun-controller".to_string()).chain(args.clone()))
+        .map_err(|error| anyhow::anyhow!("the controller rejects the chart's args {args:?}: {error}"))?;
     Ok(())
 }
 
