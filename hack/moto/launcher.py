@@ -11,6 +11,14 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
 - Tasks get createdAt / startedAt / stoppedAt.
 - awsvpcConfiguration without securityGroups is accepted (ECS uses the VPC's default group; moto
   raised KeyError).
+- RunTask honours clientToken as ECS does (moto ignores it): per cluster, for 24 hours, the same token
+  with the same parameters returns the tasks it started; with other parameters it fails with
+  ConflictException naming them in resourceIds.
+- DescribeTasks looks the requested ARNs up in the requested cluster's own task table (moto compares
+  every task of every cluster with every requested ARN, which is what limits it at thousands of tasks);
+  IDs and ARNs of other clusters still go through moto's own lookup.
+- DescribeTasks with and without include=TAGS no longer race: moto switches tags on and off in a map
+  shared by every request, so a concurrent call without TAGS could strip another's tags.
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 
@@ -26,7 +34,10 @@ import threading
 import time
 
 import boto3
+from moto.core.responses import ActionResult
 from moto.ecs import models as ecs
+from moto.ecs import responses as ecs_responses
+from moto.ecs.exceptions import ECSException
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 
@@ -107,9 +118,80 @@ def _stop_task(self, cluster_str, task_str, reason):
     return task
 
 
+CLIENT_TOKEN_TTL = 24 * 3600
+
+_original_run_task_response = ecs_responses.EC2ContainerServiceResponse.run_task
+
+
+def _run_task_response(self):
+    """RunTask's clientToken, as ECS scopes it: per cluster, kept 24 hours."""
+    token = self._get_param("clientToken")
+    if not token:
+        return _original_run_task_response(self)
+    backend = self.ecs_backend
+    cluster = backend._get_cluster(self._get_param("cluster", "default")).name
+    request = json.loads(self.body or "{}")
+    request.pop("clientToken", None)
+    fingerprint = json.dumps(request, sort_keys=True)
+    tokens = backend.__dict__.setdefault("_ecsrun_client_tokens", {})
+    with _token_lock:
+        seen = tokens.get((cluster, token))
+        if seen and time.monotonic() - seen["at"] < CLIENT_TOKEN_TTL:
+            if seen["fingerprint"] != fingerprint:
+                conflict = ECSException(
+                    "ConflictException",
+                    "The specified client token has already been used in a different request.",
+                )
+                conflict.resourceIds = list(seen["arns"])
+                raise conflict
+            known = backend.tasks.get(cluster, {})
+            return ActionResult({"tasks": [known[arn] for arn in seen["arns"] if arn in known], "failures": []})
+        result = _original_run_task_response(self)
+        tasks = result.result.get("tasks", [])
+        tokens[(cluster, token)] = {
+            "fingerprint": fingerprint, "arns": [task.task_arn for task in tasks], "at": time.monotonic(),
+        }
+        return result
+
+
+_token_lock = threading.Lock()
+_original_describe_tasks = ecs.EC2ContainerServiceBackend.describe_tasks
+
+
+def _describe_tasks(self, cluster_str, tasks):
+    """ARNs of the requested cluster straight from its table; anything else as moto looks it up."""
+    if not tasks:
+        return _original_describe_tasks(self, cluster_str, tasks)
+    cluster = self._get_cluster(cluster_str)
+    table = self.tasks.get(cluster.name, {})
+    found, rest = [], []
+    for ref in tasks:
+        task = table.get(ref)
+        if task is None:
+            rest.append(ref)
+        else:
+            task.advance()
+            found.append(task)
+    if rest:
+        found.extend(task for task in _original_describe_tasks(self, cluster_str, rest) if task not in found)
+    return found
+
+
+_original_describe_tasks_response = ecs_responses.EC2ContainerServiceResponse.describe_tasks
+
+
+def _describe_tasks_response(self):
+    # A copy of its own, so this request's include=TAGS does not switch tags for concurrent ones.
+    self.RESPONSE_KEY_PATH_TO_TRANSFORMER = dict(type(self).RESPONSE_KEY_PATH_TO_TRANSFORMER)
+    return _original_describe_tasks_response(self)
+
+
 ecs.Task.__init__ = _init
 ecs.Task.advance = _advance
 ecs.EC2ContainerServiceBackend.stop_task = _stop_task
+ecs.EC2ContainerServiceBackend.describe_tasks = _describe_tasks
+ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
+ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
 
 
 def seed(endpoint):
@@ -120,8 +202,10 @@ def seed(endpoint):
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    # Every awsvpc task takes an address: room for the fleet benchmark's 10,000 tasks and more.
+    bench_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.64.0/18")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(VpcId=vpc, GroupName="ecsrun-tasks", Description="ecsrun tasks")["GroupId"]
-    for cluster in ("batch", "reports", "default"):
+    for cluster in ("batch", "reports", "default", "bench"):
         client.create_cluster(clusterName=cluster)
 
     def register(family, env=None, sidecar=False):
@@ -149,7 +233,7 @@ def seed(endpoint):
     register("send-digest")
     register("sleeper", {HOLD: "running"})
     register("failing", {EXIT_CODE: "3"})
-    return {"region": REGION, "vpc": vpc, "subnet": subnet, "securityGroup": group}
+    return {"region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group}
 
 
 def main():
