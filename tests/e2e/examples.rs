@@ -83,8 +83,12 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
         ensure!(sidecar.exit_code == Some(1) && sidecar.essential == Some(false), "sidecar: {sidecar:?}");
         ensure!(task.group() == Some("nightly-reports"), "group {:?}", task.group());
         let events = events_of(&env.client, NAMESPACE, &name).await?;
-        for reason in ["Launched", "Running", "Stopped", "Succeeded"] {
+        for reason in ["Launched", "Succeeded"] {
             ensure!(events.iter().any(|r| r == reason), "no {reason} event; events: {events:?}");
+        }
+        // One Event per transition: moto starts tasks RUNNING, so Launched says so; Succeeded tells the stop.
+        for folded in ["Running", "Stopped"] {
+            ensure!(!events.iter().any(|r| r == folded), "a {folded} event repeats another; events: {events:?}");
         }
     }
     if file.starts_with("c-") {

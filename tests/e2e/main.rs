@@ -6,6 +6,7 @@
 //! the whole run with the reason: every case runs or the run fails.
 
 mod admission;
+mod bench;
 mod chart;
 mod errors;
 mod examples;
@@ -154,6 +155,7 @@ fn main() {
         ha::cases(),
         chart::cases(),
         admission::cases(),
+        bench::cases(),
     ]
     .into_iter()
     .flatten()
@@ -230,6 +232,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
     for namespace in SHARED_NAMESPACES.iter().chain(&[
         errors::NAMESPACE,
         recovery::NAMESPACE,
+        recovery::TOKEN_NAMESPACE,
         admission::NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,

@@ -13,9 +13,69 @@ use kube::api::DeleteParams;
 use crate::{Case, Env, case, fargate_run};
 
 pub const NAMESPACE: &str = "e2e-recovery";
+pub const TOKEN_NAMESPACE: &str = "e2e-recovery-token";
 
 pub fn cases() -> Vec<Case> {
-    vec![case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill)]
+    vec![
+        case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill),
+        case("recovery::a_reused_client_token_adopts_the_task_ecs_started_with_it", reused_client_token),
+    ]
+}
+
+/// What a controller that crashed right after sending RunTask leaves in status: attempt 1's launch
+/// intent, written (as the controller writes it) before RunTask went out.
+async fn record_launch_intent(api: &kube::Api<ecsrun::api::EcsTaskRun>, name: &str) -> anyhow::Result<()> {
+    let intent = serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1",
+        "kind": "EcsTaskRun",
+        "status": {"phase": "Pending", "reason": "Launching", "attemptCount": 1, "attempts": [{"attempt": 1}]},
+    });
+    let params = kube::api::PatchParams::apply(ecsrun::reconcile::FIELD_MANAGER).force();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&intent)).await?;
+    Ok(())
+}
+
+fn network(env: &Env) -> anyhow::Result<NetworkConfiguration> {
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder().subnets(&env.moto.fixtures.subnet).build().context("awsvpc")?,
+        )
+        .build())
+}
+
+/// ECS keeps a clientToken for a day: a RunTask that reuses one with other parameters fails with
+/// ConflictException naming the task already started, which the controller adopts instead of launching.
+async fn reused_client_token(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(TOKEN_NAMESPACE);
+    let run = env.create(TOKEN_NAMESPACE, &env.manifest(&fargate_run("token", "batch", "db-dump", ""))?).await?;
+    let uid = run.uid().context("uid")?;
+    // Attempt 1's token, used by "someone" with other parameters (no startedBy, so ListTasks cannot find it).
+    let launched = env
+        .ecs
+        .run_task()
+        .cluster("batch")
+        .task_definition("db-dump")
+        .launch_type(LaunchType::Fargate)
+        .client_token(ecsrun::decide::client_token(&uid, 1))
+        .network_configuration(network(&env)?)
+        .send()
+        .await?;
+    let first = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
+
+    let mut controller = env.controller("controller-recovery-token", &[TOKEN_NAMESPACE])?;
+    controller.ready().await?;
+    let status =
+        wait::until(&api, "token", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    ensure!(status.task_arn.as_deref() == Some(first.as_str()), "the run followed {:?}, not {first}", status.task_arn);
+    let own = env.tasks_started_by("batch", &uid).await?;
+    ensure!(own.is_empty(), "the controller launched a second task: {own:?}");
+    ensure!(
+        controller.metric(r#"ecsrun_ecs_calls_total{operation="ListTasks",outcome="ok"}"#).await? == 0.0,
+        "no launch intent was recorded before, so nothing needed ListTasks"
+    );
+    api.delete("token", &DeleteParams::default()).await?;
+    wait::gone(&api, "token", Duration::from_secs(30)).await?;
+    Ok(())
 }
 
 async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
@@ -24,6 +84,7 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
     // between RunTask and the status write: ECS has its task, its status has none.
     let adopt = env.create(NAMESPACE, &env.manifest(&fargate_run("adopt", "batch", "transform", ""))?).await?;
     let adopt_uid = adopt.uid().context("uid")?;
+    record_launch_intent(&api, "adopt").await?;
     let launched = env
         .ecs
         .run_task()
@@ -31,13 +92,7 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
         .task_definition("transform")
         .launch_type(LaunchType::Fargate)
         .started_by(ecsrun::decide::started_by(&adopt_uid))
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder().subnets(&env.moto.fixtures.subnet).build().context("awsvpc")?,
-                )
-                .build(),
-        )
+        .network_configuration(network(&env)?)
         .send()
         .await?;
     let orphan_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();

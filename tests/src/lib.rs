@@ -17,6 +17,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 
+pub mod bench;
+pub mod proxy;
 pub mod wait;
 
 /// The repository root.
@@ -156,6 +158,8 @@ impl Drop for ControlPlane {
 pub struct Fixtures {
     pub region: String,
     pub subnet: String,
+    /// A /18 subnet: room for the fleet benchmark's tasks (every awsvpc task takes an address).
+    pub bench_subnet: String,
     pub security_group: String,
 }
 
@@ -230,8 +234,21 @@ pub struct Controller {
     pub metrics_url: String,
 }
 
+/// How to start a controller: which binary, where ECS is, which flags.
+pub struct ControllerOptions<'a> {
+    pub binary: PathBuf,
+    pub name: &'a str,
+    pub ecs_endpoint: &'a str,
+    pub sts_endpoint: &'a str,
+    pub region: &'a str,
+    /// Namespaces to watch; all when empty.
+    pub namespaces: &'a [&'a str],
+    pub args: Vec<String>,
+    pub rust_log: &'a str,
+}
+
 impl Controller {
-    /// Starts the controller against moto, watching `namespaces` (all when empty).
+    /// Starts the controller against moto, watching `namespaces` (all when empty), polling every 5 s.
     pub fn start(
         name: &str,
         work: &Path,
@@ -240,23 +257,42 @@ impl Controller {
         namespaces: &[&str],
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
+        let mut args = vec!["--default-poll-interval".to_string(), "5s".into()];
+        args.extend(extra_args.iter().map(|arg| arg.to_string()));
+        Self::spawn(
+            ControllerOptions {
+                binary: controller_binary()?,
+                name,
+                ecs_endpoint: &moto.endpoint,
+                sts_endpoint: &moto.endpoint,
+                region: &moto.fixtures.region,
+                namespaces,
+                args,
+                rust_log: "info,ecsrun=debug",
+            },
+            work,
+            kubeconfig,
+        )
+    }
+
+    pub fn spawn(options: ControllerOptions, work: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let mut command = Command::new(controller_binary()?);
+        let mut command = Command::new(&options.binary);
         command
             .env("KUBECONFIG", kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env_remove("AWS_PROFILE")
-            .env("RUST_LOG", "info,ecsrun=debug")
-            .args(["--ecs-endpoint-url", &moto.endpoint, "--sts-endpoint-url", &moto.endpoint])
-            .args(["--default-region", &moto.fixtures.region, "--default-poll-interval", "5s"])
+            .env("RUST_LOG", options.rust_log)
+            .args(["--ecs-endpoint-url", options.ecs_endpoint, "--sts-endpoint-url", options.sts_endpoint])
+            .args(["--default-region", options.region])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args(["--controller-name", "ecsrun-controller", "--instance", name])
-            .args(extra_args);
-        if !namespaces.is_empty() {
-            command.arg(format!("--watch-namespaces={}", namespaces.join(",")));
+            .args(["--controller-name", "ecsrun-controller", "--instance", options.name])
+            .args(&options.args);
+        if !options.namespaces.is_empty() {
+            command.arg(format!("--watch-namespaces={}", options.namespaces.join(",")));
         }
-        let process = Process::spawn(name, command, work.join(format!("{name}.log")))?;
+        let process = Process::spawn(options.name, command, work.join(format!("{}.log", options.name)))?;
         Ok(Self { process, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
     }
 

@@ -1,0 +1,85 @@
+//! The fleet benchmark at its smallest size (hack/bench runs 100, 1,000 and 10,000): what it measures
+//! must hold for 100 runs on every change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::ensure;
+use ecsrun::ecs::limit::Ceilings;
+use ecsrun_e2e::bench::{self, Mode, Peers, Plan};
+use ecsrun_e2e::controller_binary;
+use ecsrun_e2e::proxy::Class;
+
+use crate::{Case, Env, case};
+
+pub fn cases() -> Vec<Case> {
+    vec![case("bench::a_fleet_of_100_costs_one_call_per_launch_and_is_never_throttled", fleet_of_100)]
+}
+
+async fn fleet_of_100(env: Arc<Env>) -> anyhow::Result<()> {
+    let peers = Peers {
+        client: env.client.clone(),
+        kubeconfig: &env.kubeconfig,
+        moto: &env.moto,
+        work: &env.work,
+        binary: controller_binary()?,
+    };
+    let plan = Plan { n: 100, mode: Mode::Batched, poll: Duration::from_secs(5), window_intervals: 3 };
+    let report = bench::run(&peers, &plan).await?;
+    eprintln!("bench at N=100: {}", serde_json::to_string(&report)?);
+    ensure!(
+        report.throttles == 0,
+        "ECS (the proxy) throttled {} calls: {:?}",
+        report.throttles,
+        report.detail.throttled_calls
+    );
+    ensure!(
+        report.calls_per_launch <= 1.1,
+        "{} ECS calls per launch: {:?}",
+        report.calls_per_launch,
+        report.detail.ecs_calls
+    );
+    // 100 tasks fit one DescribeTasks: one call per interval, give or take the window's edge.
+    let most = (f64::from(plan.window_intervals) + 1.0) / (100.0 * f64::from(plan.window_intervals));
+    ensure!(
+        report.describe_per_run_per_interval <= most,
+        "{} DescribeTasks per run per interval (at most {most})",
+        report.describe_per_run_per_interval
+    );
+    ensure!(
+        report.detail.mean_arns_per_describe >= 50.0,
+        "{} ARNs per DescribeTasks",
+        report.detail.mean_arns_per_describe
+    );
+    ensure!(
+        report.status_patches_unchanged_polls == 0,
+        "{} status writes while nothing changed",
+        report.status_patches_unchanged_polls
+    );
+    ensure!(
+        report.api_writes_per_run <= 6.0,
+        "{} API writes per run from create to Succeeded",
+        report.api_writes_per_run
+    );
+    ensure!(
+        report.detail.stopped_runs_seen_final == 50,
+        "{} of 50 stopped runs reached a final status",
+        report.detail.stopped_runs_seen_final
+    );
+    ensure!(
+        report.detail.delete_calls_beyond_stop_per_run <= 1.1,
+        "deleting running runs cost {} calls beyond StopTask per run: {:?}",
+        report.detail.delete_calls_beyond_stop_per_run,
+        report.detail.delete_calls
+    );
+    // A token bucket lets through at most burst + rate calls in any one second.
+    let ceilings = Ceilings::default();
+    for (class, ceiling) in
+        [(Class::Read, ceilings.read), (Class::Launch, ceilings.launch), (Class::Modify, ceilings.modify)]
+    {
+        let peak = report.detail.peak_calls_per_s.get(&class).copied().unwrap_or(0);
+        let bound = u64::from(ceiling.burst.get() + ceiling.per_second.get());
+        ensure!(peak <= bound, "{class:?}: {peak} calls in one second, above the ceiling's {bound}");
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The fleet benchmark: N runs against the real control plane and moto, behind the ECS proxy that
+//! throttles as ECS does and counts every call.
+//!
+//! One pass for (N, mode):
+//! 1. a fresh controller (its own namespace) starts; its idle RSS is read;
+//! 2. N runs are created at once; their tasks stay RUNNING (the launcher's hold): every RunTask is timed
+//!    from its run's creation (the proxy sees it pass);
+//! 3. once every run follows its task, a window of `window_intervals` poll intervals counts DescribeTasks
+//!    and status writes while nothing changes;
+//! 4. the even runs' tasks are stopped in ECS (moto's own StopTask, not through the proxy), and the time
+//!    from each stop to its run's final status is measured (they use `successPolicy: TaskStopped`, so
+//!    they succeed);
+//! 5. every run is deleted: the odd ones still run, so their deletion stops a task; the calls beyond
+//!    StopTask are counted.
+//!
+//! The controller's RSS is sampled throughout; Kubernetes writes come from its own
+//! `ecsrun_kube_requests_total`, so other clients of the API server do not count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use ecsrun::api::EcsTaskRun;
+use ecsrun::ecs::limit::Ceilings;
+use futures::{StreamExt, TryStreamExt};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+
+use crate::proxy::{Class, EcsProxy, ecs_buckets};
+use crate::{Controller, ControllerOptions, Moto, http_get};
+
+/// How the controller describes tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// ecsrun's defaults: DescribeTasks of up to 100 tasks, under the rate ceiling.
+    Batched,
+    /// What per-task pollers do: one DescribeTasks per task per interval and no client-side ceiling on
+    /// reads (ECS's own throttling, enforced by the proxy, is what holds them back).
+    PerRun,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Batched => "batched",
+            Mode::PerRun => "per-run",
+        }
+    }
+
+    fn controller_args(self) -> Vec<String> {
+        match self {
+            Mode::Batched => Vec::new(),
+            Mode::PerRun => vec!["--describe-batch-size=1".into(), "--ecs-read-ceiling=100000/100000".into()],
+        }
+    }
+}
+
+/// One benchmark pass.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub n: usize,
+    pub mode: Mode,
+    pub poll: Duration,
+    pub window_intervals: u32,
+}
+
+/// What a pass needs from its surroundings.
+pub struct Peers<'a> {
+    pub client: kube::Client,
+    pub kubeconfig: &'a Path,
+    pub moto: &'a Moto,
+    pub work: &'a Path,
+    /// The controller binary to measure (hack/bench: the release build).
+    pub binary: PathBuf,
+}
+
+/// The figures of one pass; the first keys are the ones docs/benchmarks.json promises.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub n: usize,
+    pub mode: &'static str,
+    pub poll_interval_s: f64,
+    pub describe_per_run_per_interval: f64,
+    pub calls_per_launch: f64,
+    pub throttles: u64,
+    pub launch_all_s: f64,
+    pub launch_bound_s: f64,
+    pub stopped_to_status_p99_s: f64,
+    pub status_patches_unchanged_polls: u64,
+    pub api_writes_per_run: f64,
+    pub rss_peak_mib: f64,
+    pub rss_idle_mib: f64,
+    pub ecs_endpoint: &'static str,
+    pub detail: Detail,
+}
+
+/// Everything else the Markdown report shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Detail {
+    pub ecs_calls: BTreeMap<String, u64>,
+    pub throttled_calls: BTreeMap<String, u64>,
+    pub peak_calls_per_s: BTreeMap<Class, u64>,
+    pub mean_arns_per_describe: f64,
+    pub create_to_run_task_p50_s: f64,
+    pub create_to_run_task_p99_s: f64,
+    pub stopped_to_status_p50_s: f64,
+    pub stopped_runs_seen_final: usize,
+    pub api_writes_to_running_per_run: f64,
+    pub api_writes_to_succeeded_per_run: f64,
+    pub deleted_running_runs: usize,
+    pub delete_calls_beyond_stop_per_run: f64,
+    pub delete_calls: BTreeMap<String, u64>,
+    pub cpu_s: f64,
+    pub wall_s: f64,
+}
+
+/// When the bench saw each run do what.
+#[derive(Default)]
+struct Seen {
+    launched: HashMap<String, Instant>,
+    finished: HashMap<String, Instant>,
+    gone: usize,
+}
+
+/// Runs one pass and returns its figures.
+pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let namespace = format!("bench-{}-{}", plan.n, plan.mode.label());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(peers.client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    namespaces.patch(&namespace, &PatchParams::apply("ecsrun-bench"), &Patch::Apply(&body)).await?;
+    let api: Api<EcsTaskRun> = Api::namespaced(peers.client.clone(), &namespace);
+    ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
+
+    let proxy = EcsProxy::start(&peers.moto.endpoint, ecs_buckets()).await?;
+    let mut args = vec![format!("--default-poll-interval={}s", plan.poll.as_secs())];
+    args.extend(plan.mode.controller_args());
+    let name = format!("controller-{namespace}");
+    let mut controller = Controller::spawn(
+        ControllerOptions {
+            binary: peers.binary.clone(),
+            name: &name,
+            ecs_endpoint: &proxy.endpoint,
+            sts_endpoint: &peers.moto.endpoint,
+            region: &peers.moto.fixtures.region,
+            namespaces: &[&namespace],
+            args,
+            rust_log: "info",
+        },
+        peers.work,
+        peers.kubeconfig,
+    )?;
+    controller.ready().await?;
+    let pid = controller.process.pid();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = rss_mib(pid)?;
+    let rss_peak = Arc::new(Mutex::new(rss_idle));
+    let sampler = tokio::spawn({
+        let rss_peak = rss_peak.clone();
+        async move {
+            while let Ok(rss) = rss_mib(pid) {
+                {
+                    let mut peak = rss_peak.lock().unwrap_or_else(PoisonError::into_inner);
+                    *peak = peak.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watch = tokio::spawn(watch_runs(api.clone(), seen.clone()));
+
+    // 2. Create N runs at once.
+    let created = create_runs(peers, &api, plan.n).await?;
+    let t0 = created.values().map(|(at, _)| *at).min().context("no run created")?;
+    let launch_deadline = Duration::from_secs(120 + 3 * plan.n as u64 / 10);
+    wait_for(&seen, launch_deadline, "every run launched", |seen| seen.launched.len() >= plan.n).await?;
+    let mut to_run_task = Vec::new();
+    let mut last_run_task = t0;
+    for (at, uid) in created.values() {
+        let sent = proxy
+            .first_run_task(&ecsrun::decide::started_by(uid))
+            .with_context(|| format!("no RunTask passed the proxy for run {uid}"))?;
+        to_run_task.push(sent.saturating_duration_since(*at).as_secs_f64());
+        last_run_task = last_run_task.max(sent);
+    }
+    let launch_all_s = last_run_task.duration_since(t0).as_secs_f64();
+    let launch = Ceilings::default().launch;
+    let launch_bound_s = plan.n.saturating_sub(launch.burst.get() as usize) as f64 / f64::from(launch.per_second.get());
+
+    // 3. The steady window: everything runs, nothing changes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_window = (proxy.counts(), kube_writes(&controller).await?);
+    let window = plan.poll * plan.window_intervals;
+    tokio::time::sleep(window).await;
+    let after_window = (proxy.counts(), kube_writes(&controller).await?);
+    let describes = after_window.0.calls("DescribeTasks") - before_window.0.calls("DescribeTasks");
+    let describe_per_run_per_interval = describes as f64 / (plan.n as f64 * f64::from(plan.window_intervals));
+    let status_patches_unchanged_polls = after_window.1.status - before_window.1.status;
+    let launch_counts = &after_window.0;
+    let calls_per_launch =
+        ["RunTask", "ListTasks", "DescribeTaskDefinition"].iter().map(|op| launch_counts.calls(op)).sum::<u64>() as f64
+            / plan.n as f64;
+    let writes_to_running = after_window.1.total as f64 / plan.n as f64;
+
+    // 4. Stop the even runs' tasks in ECS and time how long until their runs say so.
+    let even: Vec<String> = created.keys().filter(|name| run_index(name).is_multiple_of(2)).cloned().collect();
+    let stopped_at = stop_tasks(peers, &api, &even).await?;
+    let stop_deadline = Duration::from_secs(120) + plan.poll * 4 + Duration::from_secs(plan.n as u64 / 20);
+    let all_final = wait_for(&seen, stop_deadline, "every stopped run final", |seen| {
+        even.iter().all(|name| seen.finished.contains_key(name))
+    })
+    .await;
+    let (stop_latencies, stopped_runs_seen_final) = {
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let latencies: Vec<f64> = even
+            .iter()
+            .filter_map(|name| {
+                let finished = seen.finished.get(name)?;
+                Some(finished.saturating_duration_since(*stopped_at.get(name)?).as_secs_f64())
+            })
+            .collect();
+        let count = latencies.len();
+        (latencies, count)
+    };
+    if let Err(error) = all_final {
+        // Reported, not fatal: per-run polling under ECS's throttle may not keep up, which is the point.
+        eprintln!("bench {namespace}: {error:#}; {stopped_runs_seen_final}/{} seen final", even.len());
+    }
+    let after_stops = (proxy.counts(), kube_writes(&controller).await?);
+    let writes_to_succeeded = (after_stops.1.total - after_window.1.total) as f64 / even.len().max(1) as f64;
+
+    // 5. Delete every run; the odd ones still run.
+    let deleted_running_runs = plan.n - even.len();
+    api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let delete_deadline = Duration::from_secs(180 + plan.n as u64 / 10);
+    wait_for(&seen, delete_deadline, "every run deleted", |seen| seen.gone >= plan.n).await?;
+    let after_delete = proxy.counts();
+    let delete_calls = after_delete.since(&after_stops.0);
+    let beyond_stop = delete_calls.iter().filter(|(op, _)| *op != "StopTask").map(|(_, n)| n).sum::<u64>();
+    let cpu_s = cpu_seconds(pid)?;
+    watch.abort();
+    sampler.abort();
+    controller.process.kill();
+    let rss_peak_mib = *rss_peak.lock().unwrap_or_else(PoisonError::into_inner);
+
+    let counts = proxy.counts();
+    let forwarded_describes =
+        counts.calls("DescribeTasks") - counts.throttled.get("DescribeTasks").copied().unwrap_or(0);
+    Ok(Report {
+        n: plan.n,
+        mode: plan.mode.label(),
+        poll_interval_s: plan.poll.as_secs_f64(),
+        describe_per_run_per_interval,
+        calls_per_launch,
+        throttles: counts.total_throttled(),
+        launch_all_s,
+        launch_bound_s,
+        stopped_to_status_p99_s: percentile(&stop_latencies, 0.99),
+        status_patches_unchanged_polls,
+        api_writes_per_run: writes_to_running + writes_to_succeeded,
+        rss_peak_mib,
+        rss_idle_mib: rss_idle,
+        ecs_endpoint: "moto",
+        detail: Detail {
+            ecs_calls: counts.calls.clone(),
+            throttled_calls: counts.throttled.clone(),
+            peak_calls_per_s: [Class::Read, Class::Modify, Class::Launch, Class::TaskDefinitionRead]
+                .into_iter()
+                .map(|class| (class, counts.peak_per_second(class)))
+                .collect(),
+            mean_arns_per_describe: counts.describe_arns as f64 / forwarded_describes.max(1) as f64,
+            create_to_run_task_p50_s: percentile(&to_run_task, 0.5),
+            create_to_run_task_p99_s: percentile(&to_run_task, 0.99),
+            stopped_to_status_p50_s: percentile(&stop_latencies, 0.5),
+            stopped_runs_seen_final,
+            api_writes_to_running_per_run: writes_to_running,
+            api_writes_to_succeeded_per_run: writes_to_succeeded,
+            deleted_running_runs,
+            delete_calls_beyond_stop_per_run: beyond_stop as f64 / deleted_running_runs.max(1) as f64,
+            delete_calls,
+            cpu_s,
+            wall_s: started.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+fn run_index(name: &str) -> usize {
+    name.rsplit('-').next().and_then(|index| index.parse().ok()).unwrap_or(0)
+}
+
+/// Creates `bench-00000` … with at most 32 requests in flight; returns name → (created at, uid).
+async fn create_runs(
+    peers: &Peers<'_>,
+    api: &Api<EcsTaskRun>,
+    n: usize,
+) -> anyhow::Result<BTreeMap<String, (Instant, String)>> {
+    let fixtures = &peers.moto.fixtures;
+    let manifests = (0..n).map(|index| {
+        let name = format!("bench-{index:05}");
+        let run: Result<EcsTaskRun, _> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecsrun.dev/v1alpha1",
+            "kind": "EcsTaskRun",
+            "metadata": {"name": name},
+            "spec": {
+                "cluster": "bench",
+                "taskDefinition": "transform",
+                "launchType": "FARGATE",
+                "networkConfiguration": {"awsvpcConfiguration": {
+                    "subnets": [fixtures.bench_subnet], "securityGroups": [fixtures.security_group]}},
+                "overrides": {"containerOverrides": [{"name": "app", "environment": [
+                    {"name": "ECSRUN_E2E_HOLD", "value": "running"}]}]},
+                "successPolicy": "TaskStopped",
+            }
+        }));
+        async move {
+            let created = api.create(&PostParams::default(), &run?).await?;
+            anyhow::Ok((name, (Instant::now(), created.uid().context("created run without a uid")?)))
+        }
+    });
+    futures::stream::iter(manifests).buffer_unordered(32).try_collect().await
+}
+
+/// Stops the runs' tasks through moto directly; returns name → when StopTask returned.
+async fn stop_tasks(
+    peers: &Peers<'_>,
+    api: &Api<EcsTaskRun>,
+    names: &[String],
+) -> anyhow::Result<HashMap<String, Instant>> {
+    let ecs = peers.moto.ecs().await;
+    let stops = names.iter().cloned().map(|name| {
+        let (ecs, api) = (ecs.clone(), api.clone());
+        async move {
+            let run = api.get(&name).await?;
+            let arn = run.status.and_then(|status| status.task_arn).with_context(|| format!("{name} has no task"))?;
+            ecs.stop_task().cluster("bench").task(arn).reason("bench: the task finished").send().await?;
+            anyhow::Ok((name, Instant::now()))
+        }
+    });
+    futures::stream::iter(stops).buffer_unordered(16).try_collect().await
+}
+
+async fn watch_runs(api: Api<EcsTaskRun>, seen: Arc<Mutex<Seen>>) {
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let now = Instant::now();
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            Ok(watcher::Event::Apply(run) | watcher::Event::InitApply(run)) => {
+                let status = run.status.as_ref();
+                if status.and_then(|status| status.task_arn.as_ref()).is_some() {
+                    seen.launched.entry(run.name_any()).or_insert(now);
+                }
+                if status.and_then(|status| status.phase).is_some_and(|phase| phase.is_terminal()) {
+                    seen.finished.entry(run.name_any()).or_insert(now);
+                }
+            }
+            Ok(watcher::Event::Delete(_)) => seen.gone += 1,
+            Ok(_) => {}
+            Err(error) => eprintln!("bench: watch: {error}"),
+        }
+    }
+}
+
+async fn wait_for(
+    seen: &Mutex<Seen>,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Seen) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        if done(&seen.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            bail!(
+                "not {what} within {within:?} (launched {}, final {}, gone {})",
+                seen.launched.len(),
+                seen.finished.len(),
+                seen.gone
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Kubernetes writes the controller made, from its own metrics.
+struct KubeWrites {
+    total: u64,
+    status: u64,
+}
+
+async fn kube_writes(controller: &Controller) -> anyhow::Result<KubeWrites> {
+    let (_, page) = http_get(&controller.metrics_url).await?;
+    let mut writes = KubeWrites { total: 0, status: 0 };
+    for line in page.lines().filter(|line| line.starts_with("ecsrun_kube_requests_total{")) {
+        let value: u64 = line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        let label = |name: &str| {
+            line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
+        };
+        if ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&label("verb")) && label("resource") != "leases" {
+            writes.total += value;
+            if label("resource") == "ecstaskruns/status" {
+                writes.status += value;
+            }
+        }
+    }
+    Ok(writes)
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib / 1024.0)
+}
+
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("malformed stat")?.1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Ok(ticks / per_second)
+}
+
+fn percentile(values: &[f64], quantile: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 50.0);
+        assert_eq!(percentile(&values, 0.99), 99.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn runs_are_indexed_by_their_name() {
+        assert_eq!(run_index("bench-00042"), 42);
+    }
+}
