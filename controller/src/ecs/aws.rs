@@ -840,19 +840,25 @@ mod tests {
         assert!(!is_bare_family("arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3"));
     }
 
+    const REPORT_3: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
+
+    /// DescribeTaskDefinition's answer for report:3 with these containers (name, essential).
+    fn report_3(containers: &[(&str, Option<bool>)]) -> DescribeTaskDefinitionOutput {
+        let definition = containers.iter().fold(
+            types::TaskDefinition::builder().task_definition_arn(REPORT_3),
+            |definition, (name, essential)| {
+                definition.container_definitions(
+                    types::ContainerDefinition::builder().name(*name).set_essential(*essential).build(),
+                )
+            },
+        );
+        DescribeTaskDefinitionOutput::builder().task_definition(definition.build()).build()
+    }
+
     #[tokio::test]
     async fn a_family_lookup_also_serves_its_revision_arn_and_other_regions_ask_again() {
-        let td = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
-        let rule = mock!(Client::describe_task_definition).then_output(move || {
-            DescribeTaskDefinitionOutput::builder()
-                .task_definition(
-                    types::TaskDefinition::builder()
-                        .task_definition_arn(td)
-                        .container_definitions(types::ContainerDefinition::builder().name("app").build())
-                        .build(),
-                )
-                .build()
-        });
+        let td = REPORT_3;
+        let rule = mock!(Client::describe_task_definition).then_output(|| report_3(&[("app", None)]));
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
         let by_family = ecs.describe_task_definition(&target(), "report").await.unwrap();
         assert_eq!(ecs.cached_task_definition(&target(), "report"), Some(by_family.clone()));
@@ -866,15 +872,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_first_lookups_of_a_family_ask_ecs_once() {
-        let rule = mock!(Client::describe_task_definition).then_output(|| {
-            DescribeTaskDefinitionOutput::builder()
-                .task_definition(
-                    types::TaskDefinition::builder()
-                        .task_definition_arn("arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3")
-                        .build(),
-                )
-                .build()
-        });
+        let rule = mock!(Client::describe_task_definition).then_output(|| report_3(&[]));
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
         let here = target();
         let lookups = futures::future::join_all((0..16).map(|_| ecs.describe_task_definition(&here, "report"))).await;
@@ -884,20 +882,9 @@ mod tests {
 
     #[tokio::test]
     async fn task_definitions_are_cached_by_revision_arn() {
-        let td = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
-        let rule = mock!(Client::describe_task_definition).then_output(move || {
-            DescribeTaskDefinitionOutput::builder()
-                .task_definition(
-                    types::TaskDefinition::builder()
-                        .task_definition_arn(td)
-                        .container_definitions(types::ContainerDefinition::builder().name("app").build())
-                        .container_definitions(
-                            types::ContainerDefinition::builder().name("log-router").essential(false).build(),
-                        )
-                        .build(),
-                )
-                .build()
-        });
+        let td = REPORT_3;
+        let rule = mock!(Client::describe_task_definition)
+            .then_output(|| report_3(&[("app", None), ("log-router", Some(false))]));
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
         let first = ecs.describe_task_definition(&target(), td).await.unwrap();
         let second = ecs.describe_task_definition(&target(), td).await.unwrap();
