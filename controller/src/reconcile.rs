@@ -581,7 +581,9 @@ pub async fn run<E: Ecs>(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut changes = ctx.tracker.restart();
-    let sweeper = tokio::spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
+    // Dropped (and so aborted) with this future: a replica that loses the Lease stops sweeping at once.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
     let watched: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut stores = Vec::new();
@@ -624,18 +626,15 @@ pub async fn run<E: Ecs>(
         controllers.push(controller);
     }
     // The tracker reports runs of every namespace; each goes to the controller that watches it.
-    let router = tokio::spawn(async move {
+    background.spawn(async move {
         while let Some(key) = changes.recv().await {
             if let Some(route) = routes.get(&key.namespace).or_else(|| routes.get(&None)) {
                 let _ = route.send(key);
             }
         }
     });
-    let gauge = tokio::spawn(keep_gauges(stores, ctx.clone()));
+    background.spawn(keep_gauges(stores, ctx.clone()));
     futures::future::join_all(controllers).await;
-    gauge.abort();
-    router.abort();
-    sweeper.abort();
 }
 
 /// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
