@@ -543,11 +543,13 @@ fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> b
 }
 
 /// TaskFailedToStart for reasons that a later attempt can get past: capacity, ENI and pull timeouts.
+/// Markers are whole words, so "pull access denied" is not an ENI problem.
 fn is_transient_start_failure(stopped_reason: &str) -> bool {
     let reason = stopped_reason.to_lowercase();
-    ["capacity", "timeout", "timed out", "resource:", "eni", "insufficientfreeaddresses", "throttl", "rate exceeded"]
-        .iter()
-        .any(|marker| reason.contains(marker))
+    let words: Vec<&str> = reason.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let word = ["capacity", "timeout", "eni", "insufficientfreeaddresses", "throttling", "throttled"];
+    let phrase = ["timed out", "resource:", "rate exceeded"];
+    words.iter().any(|w| word.contains(w)) || phrase.iter().any(|p| reason.contains(p))
 }
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.

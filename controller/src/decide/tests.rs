@@ -476,6 +476,32 @@ fn stopped_task_verdicts() {
 }
 
 #[test]
+fn transient_start_failures_are_told_by_whole_words() {
+    let cases = [
+        ("Timeout waiting for network interface provisioning to complete.", true),
+        ("ENI allocation failed: InsufficientFreeAddressesInSubnet", true),
+        ("RESOURCE:MEMORY", true),
+        ("Fargate capacity is unavailable at this time", true),
+        ("CannotPullContainerError: read tcp: i/o timeout", true),
+        ("Rate exceeded", true),
+        // "denied" contains "eni"; "ScenicPlatform" contains "eni" too: neither is about ENIs.
+        ("CannotPullContainerError: pull access denied for app, repository does not exist", false),
+        ("ResourceInitializationError: unable to retrieve secret from asm: AccessDeniedException", false),
+        ("CannotStartContainerError: ScenicPlatform error", false),
+        ("Essential container in task exited", false),
+    ];
+    for (stopped_reason, transient) in cases {
+        assert_eq!(is_transient_start_failure(stopped_reason), transient, "{stopped_reason}");
+    }
+    // Counted against backoffLimit 0: the run fails at once instead of ten free retries.
+    let run = Run::launched(spec());
+    let denied = stopped("TaskFailedToStart", cases[6].0, None, None);
+    let plan = after_track(&run.view(), found(denied), at(60));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_FAILED_TO_START));
+}
+
+#[test]
 fn the_message_says_which_container_failed_and_why() {
     let run = Run::launched(spec());
     let mut task = stopped("EssentialContainerExited", "Essential container in task exited", Some(2), Some(0));
