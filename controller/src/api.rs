@@ -440,6 +440,10 @@ pub struct EcsTaskRunStatus {
     /// Task ID (last segment of the ARN), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// Region the run launches its tasks in, pinned when it first launches: a later change of the
+    /// controller's default region does not move a run that is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// ARN of the cluster the task runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,

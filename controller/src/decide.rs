@@ -229,10 +229,12 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     }
 }
 
-/// The status that records, before RunTask is sent, that attempt `attempt` is being launched: a restart
-/// that finds it looks for the task before launching again.
-pub fn launch_intent(view: &RunView, attempt: i32, now: Timestamp) -> EcsTaskRunStatus {
+/// The status that records, before RunTask is sent, that attempt `attempt` is being launched into
+/// `region`: a restart that finds it looks for the task before launching again, and every later call
+/// of the run goes to that region.
+pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
+    status.region.get_or_insert_with(|| region.to_owned());
     push_unlaunched_attempt(&mut status, attempt);
     status.next_attempt_at = None;
     let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition);

@@ -146,7 +146,7 @@ impl<E: Ecs> Context<E> {
 
     /// Where the run's ECS calls go, with whose credentials.
     async fn target(&self, run: &EcsTaskRun, namespace: &str) -> Result<EcsTarget, Error> {
-        let region = run.spec.region.clone().or_else(|| self.settings.default_region.clone()).ok_or(Error::NoRegion)?;
+        let region = region(run, self.settings.default_region.as_deref()).ok_or(Error::NoRegion)?;
         let identity = match &run.spec.credentials {
             None => Identity::Default,
             Some(credentials) => match (&credentials.assume_role_arn, &credentials.secret_ref) {
@@ -199,6 +199,12 @@ impl<E: Ecs> Context<E> {
             warn!(%error, reason = %event.reason, "could not publish event");
         }
     }
+}
+
+/// The run's region: where it launched (pinned in status), else its spec's, else the controller's default.
+fn region(run: &EcsTaskRun, default: Option<&str>) -> Option<String> {
+    let pinned = run.status.as_ref().and_then(|status| status.region.clone());
+    pinned.or_else(|| run.spec.region.clone()).or_else(|| default.map(str::to_owned))
 }
 
 /// Reconciles one `EcsTaskRun`.
@@ -309,7 +315,7 @@ async fn apply<E: Ecs>(
                 status
             } else {
                 // Recorded before RunTask: a restart that finds it knows the task may exist.
-                let intent = decide::launch_intent(&view, attempt, now);
+                let intent = decide::launch_intent(&view, attempt, &target.region, now);
                 write_status(api, run, &intent).await?;
                 intent
             };
@@ -656,5 +662,28 @@ async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>
         ctx.metrics.active_runs.set(active as i64);
         ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(spec_region: Option<&str>, pinned: Option<&str>) -> EcsTaskRun {
+        let mut run = EcsTaskRun::new(
+            "r",
+            serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "t", "region": spec_region}))
+                .unwrap(),
+        );
+        run.status = pinned.map(|region| EcsTaskRunStatus { region: Some(region.into()), ..Default::default() });
+        run
+    }
+
+    #[test]
+    fn a_launched_run_keeps_its_region_whatever_the_default_becomes() {
+        assert_eq!(region(&run(None, None), Some("us-east-1")).as_deref(), Some("us-east-1"));
+        assert_eq!(region(&run(Some("eu-west-1"), None), Some("us-east-1")).as_deref(), Some("eu-west-1"));
+        assert_eq!(region(&run(None, Some("eu-west-1")), Some("us-east-1")).as_deref(), Some("eu-west-1"));
+        assert_eq!(region(&run(None, None), None), None);
     }
 }

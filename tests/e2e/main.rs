@@ -233,6 +233,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         errors::NAMESPACE,
         recovery::NAMESPACE,
         recovery::TOKEN_NAMESPACE,
+        recovery::RETARGET_NAMESPACE,
         admission::NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,

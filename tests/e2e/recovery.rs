@@ -14,11 +14,13 @@ use crate::{Case, Env, case, fargate_run};
 
 pub const NAMESPACE: &str = "e2e-recovery";
 pub const TOKEN_NAMESPACE: &str = "e2e-recovery-token";
+pub const RETARGET_NAMESPACE: &str = "e2e-recovery-retarget";
 
 pub fn cases() -> Vec<Case> {
     vec![
         case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill),
         case("recovery::a_reused_client_token_adopts_the_task_ecs_started_with_it", reused_client_token),
+        case("recovery::a_run_stays_in_the_region_it_launched_in_when_the_default_changes", pinned_region),
     ]
 }
 
@@ -41,6 +43,55 @@ fn network(env: &Env) -> anyhow::Result<NetworkConfiguration> {
             AwsVpcConfiguration::builder().subnets(&env.moto.fixtures.subnet).build().context("awsvpc")?,
         )
         .build())
+}
+
+/// A run without spec.region launches into the controller's default region; a controller restarted with
+/// another default must keep following it there (not fail it with ClusterNotFound while its task runs),
+/// and deleting it must stop the task where it runs.
+async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(RETARGET_NAMESPACE);
+    let yaml = fargate_run("pinned", "batch", "sleeper", "  successPolicy: TaskStopped\n");
+    env.create(RETARGET_NAMESPACE, &env.manifest(&yaml)?).await?;
+    let mut first = env.controller("controller-retarget-1", &[RETARGET_NAMESPACE])?;
+    first.ready().await?;
+    let running = |run: Option<&ecsrun::api::EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.last_status.as_deref() == Some("RUNNING"))
+    };
+    let launched = wait::until(&api, "pinned", Duration::from_secs(60), "RUNNING", running).await?;
+    ensure!(launched.region.as_deref() == Some(env.moto.fixtures.region.as_str()), "region {:?}", launched.region);
+    let task_arn = launched.task_arn.context("no taskArn")?;
+    first.process.kill();
+
+    // The same controller, now defaulting to a region where this cluster does not exist.
+    let mut second = ecsrun_e2e::Controller::spawn(
+        ecsrun_e2e::ControllerOptions {
+            binary: ecsrun_e2e::controller_binary()?,
+            name: "controller-retarget-2",
+            ecs_endpoint: &env.moto.endpoint,
+            sts_endpoint: &env.moto.endpoint,
+            region: "us-east-1",
+            namespaces: &[RETARGET_NAMESPACE],
+            args: vec!["--default-poll-interval=5s".into()],
+            rust_log: "info,ecsrun=debug",
+        },
+        &env.work,
+        &env.kubeconfig,
+    )?;
+    second.ready().await?;
+    // Several sweeps of the new controller.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let status = api.get("pinned").await?.status.context("no status")?;
+    ensure!(
+        status.phase == Some(ecsrun::api::Phase::Running),
+        "the run moved with the default region: {:?} {:?}",
+        status.reason,
+        status.message
+    );
+    api.delete("pinned", &DeleteParams::default()).await?;
+    wait::gone(&api, "pinned", Duration::from_secs(60)).await?;
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "the task is {:?} after deleting its run", task.last_status());
+    Ok(())
 }
 
 /// ECS keeps a clientToken for a day: a RunTask that reuses one with other parameters fails with

@@ -112,7 +112,8 @@ fn a_new_run_launches_attempt_one() {
 #[test]
 fn a_recorded_launch_intent_means_the_task_may_exist() {
     let mut run = Run::new(spec());
-    let intent = launch_intent(&run.view(), 1, at(1));
+    let intent = launch_intent(&run.view(), 1, "eu-west-1", at(1));
+    assert_eq!(intent.region.as_deref(), Some("eu-west-1"), "the region is pinned at the first launch");
     assert_eq!(intent.phase, Some(Phase::Pending));
     assert_eq!(intent.reason.as_deref(), Some(reason::LAUNCHING));
     assert_eq!(intent.attempts.len(), 1);
