@@ -87,6 +87,9 @@ pub enum Step {
     Launch { attempt: i32, may_exist: bool },
     /// Look at the current task as last seen, and keep following it every `every`.
     Track { task_arn: String, every: Duration },
+    /// The deadline passed while attempt `attempt`'s RunTask may have gone out unrecorded: look for its
+    /// task (ListTasks by startedBy) and hand what was found to `after_find`. Never launch.
+    Find { attempt: i32 },
     /// Decided without observing anything (e.g. the deadline passed while no task runs).
     Conclude(Plan),
 }
@@ -209,14 +212,11 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         return Step::Track { task_arn, every };
     }
     if view.deadline_passed(now) {
-        let mut status = status.clone();
-        let message = format!(
-            "the run did not finish within its timeout of {}",
-            view.spec.wait.timeout.as_deref().unwrap_or_default()
-        );
-        status.next_attempt_at = None;
-        set_phase(view, &mut status, Phase::Failed, reason::DEADLINE_EXCEEDED, message, now);
-        return Step::Conclude(plan(view, status, None, None, None));
+        if let Some(attempt) = current {
+            // A task may run that only ECS knows of: it is found (and stopped) before the run ends.
+            return Step::Find { attempt: attempt.attempt };
+        }
+        return Step::Conclude(deadline_exceeded(view, now));
     }
     if let Some(next) = &status.next_attempt_at
         && now < next.0
@@ -226,6 +226,33 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     match current {
         Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
         None => Step::Launch { attempt: status.attempts.len() as i32 + 1, may_exist: false },
+    }
+}
+
+/// The run ends DeadlineExceeded with no task running.
+fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    let message = format!(
+        "the run did not finish within its timeout of {}",
+        view.spec.wait.timeout.as_deref().unwrap_or_default()
+    );
+    status.next_attempt_at = None;
+    if let Some(attempt) = status.attempts.last_mut()
+        && attempt.outcome.is_none()
+    {
+        attempt.outcome = Some(reason::DEADLINE_EXCEEDED.to_owned());
+        attempt.message = Some(message.clone());
+    }
+    set_phase(view, &mut status, Phase::Failed, reason::DEADLINE_EXCEEDED, message, now);
+    plan(view, status, None, None, None)
+}
+
+/// After `Step::Find`: a task found is adopted (and, the deadline having passed, stopped at the next
+/// look); none found ends the run DeadlineExceeded.
+pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now: Timestamp) -> Plan {
+    match found {
+        Some(task) => after_launch(view, attempt, LaunchObservation::Adopted(task), now),
+        None => deadline_exceeded(view, now),
     }
 }
 
@@ -411,7 +438,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             record_task(&mut status, &task, containers.as_deref());
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
-                let (verdict, message) = judge_stopped(view, &task, containers.as_deref());
+                let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
                 return conclude(view, status, verdict, message, now);
             }
             if view.deadline_passed(now) {
@@ -469,10 +496,24 @@ fn judge_stopped(
     view: &RunView,
     task: &TaskSnapshot,
     definition: Option<&[ContainerDefinitionInfo]>,
+    now: Timestamp,
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
     if view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
+        let message = format!(
+            "task {id} was stopped after the timeout of {}",
+            view.spec.wait.timeout.as_deref().unwrap_or_default()
+        );
+        return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
+    }
+    // The timeout's own StopTask, whose Stopping status was never written (a crash, a lost write): the run
+    // timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
+    let stopped_at = task.stopped_at.unwrap_or(now);
+    if task.stop_code.as_deref() == Some("UserInitiated")
+        && view.deadline_passed(stopped_at)
+        && task.stopped_reason.as_deref() == Some(view.stop_reason("timeout exceeded").as_str())
+    {
         let message = format!(
             "task {id} was stopped after the timeout of {}",
             view.spec.wait.timeout.as_deref().unwrap_or_default()

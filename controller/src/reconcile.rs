@@ -328,6 +328,13 @@ async fn apply<E: Ecs>(
             let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
             execute(run, api, ctx, &status, plan, Some(&target), seen).await
         }
+        Step::Find { attempt } => {
+            let target = ctx.target(run, namespace).await?;
+            let found = find_started(&view, &target, ctx).await?;
+            let seen = found.clone();
+            let plan = decide::after_find(&view, attempt, found, Timestamp::now());
+            execute(run, api, ctx, &status, plan, Some(&target), seen).await
+        }
         Step::Track { task_arn, every } => {
             let target = ctx.target(run, namespace).await?;
             let Some(observation) = ctx.tracker.observation(&target, &task_arn) else {
@@ -351,20 +358,11 @@ async fn launch<E: Ecs>(
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<LaunchObservation, Error> {
-    if may_exist {
-        // RunTask may have been sent before a crash or a lost status write, and the clientToken only
-        // guards 24 hours: adopt what ECS has for this run. ListTasks returns RUNNING unless asked for STOPPED.
-        let started_by = decide::started_by(view.uid);
-        let (running, stopped) = tokio::try_join!(
-            ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
-            ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
-        )
-        .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
-        let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
-        if let Some(orphan) = running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
-            info!(task_arn = %orphan, attempt, "adopting a task this run started earlier");
-            return Ok(LaunchObservation::Adopted(describe_or_bare(ctx, target, orphan).await?));
-        }
+    // RunTask may have been sent before a crash or a lost status write, and the clientToken only guards
+    // 24 hours: adopt what ECS has for this run.
+    if may_exist && let Some(task) = find_started(view, target, ctx).await? {
+        info!(task_arn = %task.task_arn, attempt, "adopting a task this run started earlier");
+        return Ok(LaunchObservation::Adopted(task));
     }
 
     let task_definition = if view.spec.inject_run_identity {
@@ -394,6 +392,26 @@ async fn launch<E: Ecs>(
         },
         Err(error) if error.kind.is_permanent() => Ok(LaunchObservation::Rejected(error)),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// A task ECS has for this run (by startedBy, RUNNING or STOPPED) that its status does not record yet.
+async fn find_started<E: Ecs>(
+    view: &RunView<'_>,
+    target: &EcsTarget,
+    ctx: &Context<E>,
+) -> Result<Option<TaskSnapshot>, Error> {
+    let started_by = decide::started_by(view.uid);
+    // ListTasks returns RUNNING tasks unless asked for STOPPED ones.
+    let (running, stopped) = tokio::try_join!(
+        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
+        ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
+    )
+    .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
+    let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
+    match running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
+        Some(arn) => Ok(Some(describe_or_bare(ctx, target, arn).await?)),
+        None => Ok(None),
     }
 }
 

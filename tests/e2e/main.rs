@@ -234,6 +234,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         recovery::NAMESPACE,
         recovery::TOKEN_NAMESPACE,
         recovery::RETARGET_NAMESPACE,
+        recovery::DEADLINE_NAMESPACE,
         admission::NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,

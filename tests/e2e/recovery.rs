@@ -15,12 +15,14 @@ use crate::{Case, Env, case, fargate_run};
 pub const NAMESPACE: &str = "e2e-recovery";
 pub const TOKEN_NAMESPACE: &str = "e2e-recovery-token";
 pub const RETARGET_NAMESPACE: &str = "e2e-recovery-retarget";
+pub const DEADLINE_NAMESPACE: &str = "e2e-recovery-deadline";
 
 pub fn cases() -> Vec<Case> {
     vec![
         case("recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill", adopt_and_survive_sigkill),
         case("recovery::a_reused_client_token_adopts_the_task_ecs_started_with_it", reused_client_token),
         case("recovery::a_run_stays_in_the_region_it_launched_in_when_the_default_changes", pinned_region),
+        case("recovery::a_task_launched_just_before_the_deadline_is_found_and_stopped", deadline_after_crash),
     ]
 }
 
@@ -43,6 +45,40 @@ fn network(env: &Env) -> anyhow::Result<NetworkConfiguration> {
             AwsVpcConfiguration::builder().subnets(&env.moto.fixtures.subnet).build().context("awsvpc")?,
         )
         .build())
+}
+
+/// RunTask went out just before the deadline and the controller crashed before recording it: when it is
+/// back after the deadline, the run must find that task and stop it, not end DeadlineExceeded while the
+/// task runs on.
+async fn deadline_after_crash(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(DEADLINE_NAMESPACE);
+    let yaml = fargate_run("late", "batch", "sleeper", "  wait:\n    timeout: 8s\n");
+    let run = env.create(DEADLINE_NAMESPACE, &env.manifest(&yaml)?).await?;
+    let uid = run.uid().context("uid")?;
+    record_launch_intent(&api, "late").await?;
+    let launched = env
+        .ecs
+        .run_task()
+        .cluster("batch")
+        .task_definition("sleeper")
+        .launch_type(LaunchType::Fargate)
+        .started_by(ecsrun::decide::started_by(&uid))
+        .network_configuration(network(&env)?)
+        .send()
+        .await?;
+    let task_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+
+    let mut controller = env.controller("controller-recovery-deadline", &[DEADLINE_NAMESPACE])?;
+    controller.ready().await?;
+    let status = wait::until(&api, "late", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "reason {:?}: {:?}", status.reason, status.message);
+    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "the run recorded {:?}", status.task_arn);
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "the task is {:?} after its run timed out", task.last_status());
+    api.delete("late", &DeleteParams::default()).await?;
+    wait::gone(&api, "late", Duration::from_secs(30)).await?;
+    Ok(())
 }
 
 /// A run without spec.region launches into the controller's default region; a controller restarted with

@@ -662,6 +662,44 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
 }
 
 #[test]
+fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first() {
+    let mut run = Run::new(with(spec(), |s| s.wait.timeout = Some("1m".into())));
+    run.status = launch_intent(&run.view(), 1, "eu-west-1", at(59));
+    // RunTask went out at 59 s; the controller crashed before writing its answer and is back at 70 s.
+    assert_eq!(next_step(&run.view(), at(70)), Step::Find { attempt: 1 });
+
+    let found = after_find(&run.view(), 1, Some(task("RUNNING")), at(70));
+    assert_eq!(found.status.task_arn.as_deref(), Some(ARN), "the task is adopted");
+    assert_eq!(found.requeue, Some(Duration::ZERO), "and looked at again at once");
+    run.apply(&found);
+    let stop = after_track(&run.view(), TrackObservation::Found { task: task("RUNNING"), containers: None }, at(70));
+    assert_eq!(stop.stop.map(|s| s.task_arn).as_deref(), Some(ARN), "the deadline stops it");
+
+    let mut nothing = Run::new(with(spec(), |s| s.wait.timeout = Some("1m".into())));
+    nothing.status = launch_intent(&nothing.view(), 1, "eu-west-1", at(59));
+    let plan = after_find(&nothing.view(), 1, None, at(70));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+}
+
+#[test]
+fn a_timeout_stop_whose_status_write_was_lost_is_still_a_timeout() {
+    let run = Run::launched(with(spec(), |s| s.wait.timeout = Some("5m".into())));
+    // The run never recorded Stopping: the task is found stopped by the timeout's own StopTask.
+    let reason = "ecsrun: timeout exceeded (jobs/nightly)";
+    let sigterm = TaskSnapshot { stopped_at: Some(at(310)), ..stopped("UserInitiated", reason, Some(143), Some(143)) };
+    let plan = after_track(&run.view(), found(sigterm), at(320));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "not ContainerFailed for exit 143");
+    // Someone else's StopTask before the deadline is judged by the exit codes as usual.
+    let manual =
+        TaskSnapshot { stopped_at: Some(at(100)), ..stopped("UserInitiated", "ops: cancelled", Some(143), Some(0)) };
+    let plan = after_track(&run.view(), found(manual), at(120));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::CONTAINER_FAILED));
+}
+
+#[test]
 fn the_deadline_ends_a_run_waiting_to_retry() {
     let mut run = Run::new(with(spec(), |s| {
         s.wait.timeout = Some("1m".into());
