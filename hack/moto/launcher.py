@@ -17,6 +17,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
 - DescribeTasks looks the requested ARNs up in the requested cluster's own task table (moto compares
   every task of every cluster with every requested ARN, which is what limits it at thousands of tasks);
   IDs and ARNs of other clusters still go through moto's own lookup.
+- A Fargate task definition whose containers have no memory of their own (only the task's) runs, as it
+  does on ECS; moto summed the containers' memory and answered RunTask with HTTP 500.
 - DescribeTasks with and without include=TAGS no longer race: moto switches tags on and off in a map
   shared by every request, so a concurrent call without TAGS could strip another's tags.
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
@@ -32,6 +34,7 @@ import logging
 import os
 import threading
 import time
+import types
 
 import boto3
 from moto.core.responses import ActionResult
@@ -154,6 +157,19 @@ def _run_task_response(self):
         return result
 
 
+_MEMORY_KEYS = ("memory", "memoryReservation", "Memory", "MemoryReservation")
+_original_requirements = ecs.EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+
+def _requirements(task_definition):
+    """Containers without memory count as 0: the task-level memory is what Fargate reserves."""
+    containers = [
+        definition if any(key in definition for key in _MEMORY_KEYS) else dict(definition, memoryReservation=0)
+        for definition in task_definition.container_definitions
+    ]
+    return _original_requirements(types.SimpleNamespace(container_definitions=containers))
+
+
 _token_lock = threading.Lock()
 _original_describe_tasks = ecs.EC2ContainerServiceBackend.describe_tasks
 
@@ -190,6 +206,7 @@ ecs.Task.__init__ = _init
 ecs.Task.advance = _advance
 ecs.EC2ContainerServiceBackend.stop_task = _stop_task
 ecs.EC2ContainerServiceBackend.describe_tasks = _describe_tasks
+ecs.EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_requirements)
 ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
 ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
 
@@ -208,14 +225,15 @@ def seed(endpoint):
     for cluster in ("batch", "reports", "default", "bench"):
         client.create_cluster(clusterName=cluster)
 
-    def register(family, env=None, sidecar=False):
+    def register(family, env=None, sidecar=False, container_memory=True):
         containers = [{
             "name": "app",
             "image": "public.ecr.aws/docker/library/busybox:latest",
             "essential": True,
-            "memory": 256,
             "environment": [{"name": k, "value": v} for k, v in (env or {}).items()],
         }]
+        if container_memory:
+            containers[0]["memory"] = 256
         if sidecar:
             # A log router that exits non-zero: it must not fail a run whose essential container succeeded.
             containers.append({
@@ -233,6 +251,7 @@ def seed(endpoint):
     register("send-digest")
     register("sleeper", {HOLD: "running"})
     register("failing", {EXIT_CODE: "3"})
+    register("task-memory-only", container_memory=False)
     return {"region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group}
 
 

@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::failing_container_fails_the_run_after_its_retries", failing_container_fails_after_retries),
         case("lifecycle::timeout_stops_the_task_and_fails_deadline_exceeded", timeout_stops_the_task),
         case("lifecycle::kubectl_wait_for_condition_succeeded", kubectl_wait_for_succeeded),
+        case("lifecycle::a_task_definition_with_task_level_memory_only_runs", task_level_memory_only),
     ]
 }
 
@@ -120,5 +121,17 @@ async fn kubectl_wait_for_succeeded(env: Arc<Env>) -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     ensure!(String::from_utf8_lossy(&output.stdout).contains("condition met"), "kubectl wait printed {output:?}");
+    Ok(())
+}
+
+/// ECS accepts a Fargate task definition whose containers have no memory of their own (the task's is
+/// what Fargate reserves), so the e2e endpoint must too.
+async fn task_level_memory_only(env: Arc<Env>) -> anyhow::Result<()> {
+    env.create(NAMESPACE, &env.manifest(&fargate_run("memory-only", "batch", "task-memory-only", ""))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "memory-only", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
+            .await?;
+    ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
     Ok(())
 }
