@@ -115,8 +115,9 @@ pub enum TrackObservation {
     Found { task: TaskSnapshot, containers: Option<Vec<ContainerDefinitionInfo>> },
     /// DescribeTasks does not know the task.
     Missing,
-    /// ECS rejected the lookup for good (for example the cluster was deleted).
-    Rejected(EcsError),
+    /// The task could not be described (ECS unreachable, throttled, access denied after an IAM change, ...).
+    /// The task may well be alive: the run goes on following it and says why it cannot.
+    Unobservable(EcsError),
 }
 
 /// The decision: the status to write and the effects to carry out.
@@ -227,6 +228,14 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
         None => Step::Launch { attempt: status.attempts.len() as i32 + 1, may_exist: false },
     }
+}
+
+/// A launch that cannot get through yet (ECS unreachable or throttled, credentials not readable): the
+/// run stays Pending and says why, in `reason` and the message, until a retry gets through.
+pub fn launch_blocked(view: &RunView, reason: &'static str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    set_phase(view, &mut status, Phase::Pending, reason, format!("cannot launch yet: {why}; retrying"), now);
+    status
 }
 
 /// The run ends DeadlineExceeded with no task running.
@@ -410,9 +419,19 @@ fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {
 pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
     let mut status = view.status.clone();
     match observation {
-        TrackObservation::Rejected(error) => {
-            let message = format!("ECS rejected DescribeTasks: {}", error.message);
-            conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
+        TrackObservation::Unobservable(error) => {
+            // Nothing here can act on the error, and ending the run would abandon a task that may run on:
+            // say so, keep following, and carry on as soon as the task can be described again.
+            let task_arn = current_attempt(&status).and_then(|attempt| attempt.task_arn.clone()).unwrap_or_default();
+            let every = view.poll_interval();
+            let message = format!(
+                "cannot describe task {}: {error}; trying again every {}s",
+                task_id(&task_arn),
+                every.as_secs()
+            );
+            let phase = status.phase.filter(|phase| *phase == Phase::Stopping).unwrap_or(Phase::Running);
+            set_phase(view, &mut status, phase, error.kind.reason(), message, now);
+            plan(view, status, None, Some(Follow { task_arn, every }), view.until_deadline(now))
         }
         TrackObservation::Missing => {
             let launched_at = current_attempt(&status).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);

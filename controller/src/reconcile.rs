@@ -82,6 +82,24 @@ impl Error {
         }
     }
 
+    /// PascalCase reason for status conditions.
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(error)
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.reason(),
+                _ => "FinalizerError",
+            },
+            Error::Ecs(error) => error.kind.reason(),
+            Error::Credentials(_) => "CredentialsError",
+            Error::NoRegion => "NoRegion",
+            Error::WaitingForStop(_) => "WaitingForStop",
+            Error::MissingMetadata(_) => "InvalidObject",
+            Error::Timeout(_) => "ReconcileTimeout",
+        }
+    }
+
     /// The error without the finalizer helper's wrapping, for people to read.
     fn cause(&self) -> String {
         match self {
@@ -310,23 +328,19 @@ async fn apply<E: Ecs>(
         Step::Wait(remaining) => Ok(Action::requeue(remaining)),
         Step::Conclude(plan) => execute(run, api, ctx, &status, plan, None, None).await,
         Step::Launch { attempt, may_exist } => {
-            let target = ctx.target(run, namespace).await?;
-            let status = if may_exist {
-                status
-            } else {
-                // Recorded before RunTask: a restart that finds it knows the task may exist.
-                let intent = decide::launch_intent(&view, attempt, &target.region, now);
-                write_status(api, run, &intent).await?;
-                intent
-            };
-            let view = self::view(run, namespace, &status, &ctx.settings)?;
-            let observation = launch(&view, attempt, may_exist, &target, ctx).await?;
-            let seen = match &observation {
-                LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => Some(task.clone()),
-                _ => None,
-            };
-            let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
-            execute(run, api, ctx, &status, plan, Some(&target), seen).await
+            let mut current = status.clone();
+            let launched = launch_step(run, namespace, api, ctx, attempt, may_exist, &mut current).await;
+            if let Err(error) = &launched {
+                // Retried with backoff; meanwhile the run says why it has not launched, not only an Event.
+                let view = self::view(run, namespace, &current, &ctx.settings)?;
+                let blocked = decide::launch_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
+                if blocked != current
+                    && let Err(write) = write_status(api, run, &blocked).await
+                {
+                    warn!(error = %write, "could not record why the launch is blocked");
+                }
+            }
+            launched
         }
         Step::Find { attempt } => {
             let target = ctx.target(run, namespace).await?;
@@ -348,6 +362,35 @@ async fn apply<E: Ecs>(
             execute(run, api, ctx, &status, plan, Some(&target), None).await
         }
     }
+}
+
+/// Records the launch intent (unless an earlier try did), then launches or adopts. `current` is the
+/// status as written so far.
+async fn launch_step<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+    attempt: i32,
+    may_exist: bool,
+    current: &mut EcsTaskRunStatus,
+) -> Result<Action, Error> {
+    let target = ctx.target(run, namespace).await?;
+    if !may_exist {
+        // Recorded before RunTask: a restart that finds it knows the task may exist.
+        let view = view(run, namespace, current, &ctx.settings)?;
+        let intent = decide::launch_intent(&view, attempt, &target.region, Timestamp::now());
+        write_status(api, run, &intent).await?;
+        *current = intent;
+    }
+    let view = view(run, namespace, current, &ctx.settings)?;
+    let observation = launch(&view, attempt, may_exist, &target, ctx).await?;
+    let seen = match &observation {
+        LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => Some(task.clone()),
+        _ => None,
+    };
+    let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
+    execute(run, api, ctx, current, plan, Some(&target), seen).await
 }
 
 /// Launches the attempt, or adopts the task an earlier try of it started.
@@ -436,8 +479,7 @@ async fn track<E: Ecs>(
     let task = match observation {
         Ok(TaskLookup::Found(task)) => task,
         Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing),
-        Err(error) if error.kind.is_permanent() => return Ok(TrackObservation::Rejected(error)),
-        Err(error) => return Err(error.into()),
+        Err(error) => return Ok(TrackObservation::Unobservable(error)),
     };
     let containers = match (&task.task_definition_arn, task.is_stopped()) {
         (Some(definition), true) if view.spec.success_policy == SuccessPolicy::EssentialContainers => {

@@ -720,12 +720,47 @@ fn the_deadline_ends_a_run_waiting_to_retry() {
 }
 
 #[test]
-fn a_permanent_describe_error_fails_the_run() {
-    let run = Run::launched(spec());
-    let error = EcsError::new(EcsErrorKind::ClusterNotFound, "DescribeTasks", "Cluster not found.");
-    let plan = after_track(&run.view(), TrackObservation::Rejected(error), at(30));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.requeue, None);
+fn an_error_while_following_a_task_does_not_end_the_run_and_clears_when_the_task_is_seen_again() {
+    // One IAM mistake used to fail every in-flight run of an identity, terminally, tasks still running.
+    let mut run = Run::launched(spec());
+    let denied = EcsError::new(
+        EcsErrorKind::AccessDenied,
+        "DescribeTasks",
+        "AccessDeniedException: not authorized to perform: ecs:DescribeTasks",
+    );
+    for error in [denied, EcsError::new(EcsErrorKind::Server, "DescribeTasks", "ServerException: internal")] {
+        let plan = after_track(&run.view(), TrackObservation::Unobservable(error.clone()), at(30));
+        assert_eq!(plan.status.phase, Some(Phase::Running), "{error}");
+        assert_eq!(plan.status.reason.as_deref(), Some(error.kind.reason()));
+        let message = plan.status.message.clone().unwrap();
+        assert!(message.contains(&error.message) && message.contains("abc123"), "{message}");
+        assert_eq!(condition(&plan.status, "Reconciling").unwrap().reason, error.kind.reason());
+        assert_eq!(plan.follow.as_ref().map(|f| f.task_arn.as_str()), Some(ARN), "still followed");
+        assert_eq!(plan.stop, None);
+    }
+    let plan = after_track(
+        &run.view(),
+        TrackObservation::Unobservable(EcsError::new(EcsErrorKind::AccessDenied, "DescribeTasks", "denied")),
+        at(30),
+    );
+    run.apply(&plan);
+    let recovered = after_track(&run.view(), found(task("RUNNING")), at(60));
+    assert_eq!(recovered.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+    let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(1))), at(90));
+    assert_eq!(done.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn a_launch_that_cannot_get_through_says_why_in_status() {
+    let mut run = Run::new(spec());
+    run.status = launch_intent(&run.view(), 1, "eu-west-1", at(1));
+    let blocked = launch_blocked(&run.view(), "EcsServerError", "ECS RunTask failed (server_error): 500", at(2));
+    assert_eq!(blocked.phase, Some(Phase::Pending));
+    assert_eq!(blocked.reason.as_deref(), Some("EcsServerError"));
+    assert!(blocked.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
+    assert_eq!(blocked.attempts, run.status.attempts, "the launch intent stands: the next try looks first");
+    run.status = blocked;
+    assert_eq!(next_step(&run.view(), at(10)), Step::Launch { attempt: 1, may_exist: true });
 }
 
 #[test]
