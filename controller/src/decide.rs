@@ -872,16 +872,29 @@ pub struct CleanupPlan {
     pub done: bool,
 }
 
-pub fn cleanup(spec: &EcsTaskRunSpec, namespace: &str, name: &str, tasks: &[TaskSnapshot]) -> CleanupPlan {
+/// How long deleting a run whose launch may be unrecorded keeps looking for its task when ECS lists none:
+/// ListTasks is eventually consistent, so a task started a moment ago may not be listed yet.
+pub const UNRECORDED_LAUNCH_GRACE: Duration = Duration::from_secs(30);
+
+/// Decides a deletion on the tasks found. `unrecorded_launch`: how long ago the deletion began, when the
+/// run's launch may be unrecorded (its tasks come from ListTasks).
+pub fn cleanup(
+    spec: &EcsTaskRunSpec,
+    namespace: &str,
+    name: &str,
+    tasks: &[TaskSnapshot],
+    unrecorded_launch: Option<Duration>,
+) -> CleanupPlan {
     let reason =
         spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+    let still_looking = tasks.is_empty() && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);
     CleanupPlan {
         stop: tasks
             .iter()
             .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
             .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
             .collect(),
-        done: tasks.iter().all(TaskSnapshot::is_stopped),
+        done: tasks.iter().all(TaskSnapshot::is_stopped) && !still_looking,
     }
 }
 

@@ -234,7 +234,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     let reconciled = finalizer(&api, FINALIZER, run.clone(), |event| async {
         match event {
             Finalizer::Apply(run) => apply(&run, &namespace, &api, &ctx).await,
-            Finalizer::Cleanup(run) => cleanup(&run, &namespace, &ctx).await,
+            Finalizer::Cleanup(run) => cleanup(&run, &namespace, &api, &ctx).await,
         }
     })
     .instrument(span);
@@ -560,9 +560,21 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
 /// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
 /// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
 /// tasks are all on record costs one StopTask per live task; the tracker then follows them to STOPPED.
-async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) -> Result<Action, Error> {
+async fn cleanup<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(run);
-    let (mut arns, list_started_by) = match decide::cleanup_step(&run.spec, run.status.as_ref()) {
+    let mut step = decide::cleanup_step(&run.spec, run.status.as_ref());
+    if matches!(step, CleanupStep::Stop { list_started_by: true, .. }) {
+        // The cache may lag behind the status write that recorded the task (a run deleted right after it
+        // launched): ask the API server before paying for ListTasks.
+        let fresh = api.get(&run.name_any()).await.map_err(Error::Kube)?;
+        step = decide::cleanup_step(&run.spec, fresh.status.as_ref());
+    }
+    let (mut arns, list_started_by) = match step {
         CleanupStep::Release => {
             ctx.tracker.forget(&key);
             return Ok(Action::await_change());
@@ -570,14 +582,29 @@ async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) ->
         CleanupStep::Stop { task_arns, list_started_by } => (task_arns, list_started_by),
     };
     let target = ctx.target(run, namespace).await?;
+    let mut unrecorded_launch = None;
     if list_started_by {
         let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
-        match ctx.ecs.list_tasks_started_by(&target, &decide::started_by(uid), DesiredStatus::Running).await {
-            Ok(found) => arns.extend(found.into_iter().filter(|arn| !arns.contains(arn)).collect::<Vec<_>>()),
+        let started_by = decide::started_by(uid);
+        // STOPPED too: a task sent StopTask leaves ListTasks(RUNNING) before it has stopped.
+        let listed = tokio::try_join!(
+            ctx.ecs.list_tasks_started_by(&target, &started_by, DesiredStatus::Running),
+            ctx.ecs.list_tasks_started_by(&target, &started_by, DesiredStatus::Stopped),
+        );
+        match listed {
+            Ok((running, stopped)) => {
+                for arn in running.into_iter().chain(stopped) {
+                    if !arns.contains(&arn) {
+                        arns.push(arn);
+                    }
+                }
+            }
             // No cluster, no tasks to stop.
             Err(error) if error.kind == EcsErrorKind::ClusterNotFound => arns.clear(),
             Err(error) => return Err(error.into()),
         }
+        let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or_else(Timestamp::now, |time| time.0);
+        unrecorded_launch = Some(Duration::try_from(Timestamp::now().duration_since(deleted_at)).unwrap_or_default());
     }
     // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
     let mut tasks: Vec<TaskSnapshot> = arns
@@ -589,7 +616,7 @@ async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) ->
         .collect();
     ctx.tracker.follow(&key, &target, &arns, ctx.settings.stop_poll_interval);
     let name = run.name_any();
-    let plan = decide::cleanup(&run.spec, namespace, &name, &tasks);
+    let plan = decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch);
     for stop in &plan.stop {
         let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason).await {
             Ok(stopped) => stopped,
@@ -617,7 +644,7 @@ async fn cleanup<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) ->
         )
         .await;
     }
-    if decide::cleanup(&run.spec, namespace, &name, &tasks).done {
+    if decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch).done {
         ctx.tracker.forget(&key);
         Ok(Action::await_change())
     } else {

@@ -22,6 +22,7 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::timeout_stops_the_task_and_fails_deadline_exceeded", timeout_stops_the_task),
         case("lifecycle::kubectl_wait_for_condition_succeeded", kubectl_wait_for_succeeded),
         case("lifecycle::a_task_definition_with_task_level_memory_only_runs", task_level_memory_only),
+        case("lifecycle::fifty_runs_deleted_right_after_creation_leave_no_task_running", fast_create_then_delete),
     ]
 }
 
@@ -133,5 +134,41 @@ async fn task_level_memory_only(env: Arc<Env>) -> anyhow::Result<()> {
         wait::until(&api, "memory-only", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await?;
     ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
+    Ok(())
+}
+
+/// Created and deleted within a moment, while their launches are in flight: none may leave a task running.
+async fn fast_create_then_delete(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(NAMESPACE);
+    let runs = futures::future::try_join_all((0..50).map(|i: usize| {
+        let env = env.clone();
+        let api = api.clone();
+        async move {
+            let name = format!("blink-{i:02}");
+            let run = env.create(NAMESPACE, &env.manifest(&fargate_run(&name, "batch", "sleeper", ""))?).await?;
+            // Deleted the moment its launch is under way: the intent is recorded, RunTask may be in flight.
+            let launching = |run: Option<&ecsrun::api::EcsTaskRun>| {
+                run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.phase.is_some())
+            };
+            wait::until(&api, &name, Duration::from_secs(60), "launching", launching).await?;
+            api.delete(&name, &DeleteParams::default()).await?;
+            anyhow::Ok((name, run.uid().context("uid")?))
+        }
+    }))
+    .await?;
+    for (name, _) in &runs {
+        wait::gone(&api, name, Duration::from_secs(120)).await?;
+    }
+    for (name, uid) in &runs {
+        let running = env
+            .ecs
+            .list_tasks()
+            .cluster("batch")
+            .started_by(ecsrun::decide::started_by(uid))
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .send()
+            .await?;
+        ensure!(running.task_arns().is_empty(), "{name} is gone but left {:?} running", running.task_arns());
+    }
     Ok(())
 }

@@ -822,18 +822,30 @@ fn deletion_policy() {
 fn cleanup_stops_running_tasks_and_waits_for_stopped() {
     let spec = with(spec(), |s| s.stop_reason = Some("cancelled by the platform team".into()));
     let running = task("RUNNING");
-    let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&running));
+    let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&running), None);
     assert_eq!(plan.stop, vec![StopTask { task_arn: ARN.into(), reason: "cancelled by the platform team".into() }]);
     assert!(!plan.done);
 
     let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("STOPPING") };
-    let plan = cleanup(&spec, "jobs", "nightly", &[stopping]);
+    let plan = cleanup(&spec, "jobs", "nightly", &[stopping], None);
     assert!(plan.stop.is_empty(), "StopTask is not repeated");
     assert!(!plan.done);
 
-    let plan = cleanup(&spec, "jobs", "nightly", &[task("STOPPED")]);
+    let plan = cleanup(&spec, "jobs", "nightly", &[task("STOPPED")], None);
     assert!(plan.stop.is_empty() && plan.done);
-    assert!(cleanup(&spec, "jobs", "nightly", &[]).done, "no task, nothing to wait for");
+    assert!(cleanup(&spec, "jobs", "nightly", &[], None).done, "no task, nothing to wait for");
+}
+
+#[test]
+fn deleting_a_run_whose_launch_may_be_unrecorded_looks_for_its_task_a_while() {
+    // Created and deleted within a second: RunTask started a task ListTasks does not list yet.
+    let nothing_yet = cleanup(&spec(), "jobs", "nightly", &[], Some(Duration::from_secs(2)));
+    assert!(!nothing_yet.done, "an empty list right after RunTask proves nothing");
+    let listed = cleanup(&spec(), "jobs", "nightly", &[task("RUNNING")], Some(Duration::from_secs(6)));
+    assert_eq!(listed.stop.len(), 1);
+    assert!(!listed.done);
+    let still_none = cleanup(&spec(), "jobs", "nightly", &[], Some(UNRECORDED_LAUNCH_GRACE));
+    assert!(still_none.done, "after the grace, nothing listed means nothing started");
 }
 
 #[test]
