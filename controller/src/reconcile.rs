@@ -65,14 +65,22 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn label(&self) -> &'static str {
+    /// The error itself, without the finalizer helper's wrapping.
+    fn inner(&self) -> &Error {
         match self {
-            Error::Kube(_) => "kube_api",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(error)
-                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.label(),
-                _ => "finalizer",
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.inner(),
+                _ => self,
             },
+            _ => self,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self.inner() {
+            Error::Kube(_) => "kube_api",
+            Error::Finalizer(_) => "finalizer",
             Error::Ecs(error) => error.kind.label(),
             Error::Credentials(_) => "credentials",
             Error::NoRegion => "no_region",
@@ -84,13 +92,9 @@ impl Error {
 
     /// PascalCase reason for status conditions.
     fn reason(&self) -> &'static str {
-        match self {
+        match self.inner() {
             Error::Kube(_) => "KubernetesApiError",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(error)
-                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.reason(),
-                _ => "FinalizerError",
-            },
+            Error::Finalizer(_) => "FinalizerError",
             Error::Ecs(error) => error.kind.reason(),
             Error::Credentials(_) => "CredentialsError",
             Error::NoRegion => "NoRegion",
@@ -100,14 +104,10 @@ impl Error {
         }
     }
 
-    /// The error without the finalizer helper's wrapping, for people to read.
+    /// The error for people to read.
     fn cause(&self) -> String {
-        match self {
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(error)
-                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.to_string(),
-                other => other.to_string(),
-            },
+        match self.inner() {
+            Error::Finalizer(inner) => inner.to_string(),
             other => other.to_string(),
         }
     }

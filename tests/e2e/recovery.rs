@@ -39,6 +39,29 @@ async fn record_launch_intent(api: &kube::Api<ecsrun::api::EcsTaskRun>, name: &s
     Ok(())
 }
 
+/// What a controller that crashed right after RunTask leaves behind: the run's launch intent in status,
+/// and its task in ECS (startedBy the run). Returns the task's ARN.
+async fn crashed_after_run_task(
+    env: &Env,
+    api: &kube::Api<ecsrun::api::EcsTaskRun>,
+    name: &str,
+    uid: &str,
+    task_definition: &str,
+) -> anyhow::Result<String> {
+    record_launch_intent(api, name).await?;
+    let launched = env
+        .ecs
+        .run_task()
+        .cluster("batch")
+        .task_definition(task_definition)
+        .launch_type(LaunchType::Fargate)
+        .started_by(ecsrun::decide::started_by(uid))
+        .network_configuration(network(env)?)
+        .send()
+        .await?;
+    Ok(launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned())
+}
+
 fn network(env: &Env) -> anyhow::Result<NetworkConfiguration> {
     Ok(NetworkConfiguration::builder()
         .awsvpc_configuration(
@@ -55,18 +78,7 @@ async fn deadline_after_crash(env: Arc<Env>) -> anyhow::Result<()> {
     let yaml = fargate_run("late", "batch", "sleeper", "  wait:\n    timeout: 8s\n");
     let run = env.create(DEADLINE_NAMESPACE, &env.manifest(&yaml)?).await?;
     let uid = run.uid().context("uid")?;
-    record_launch_intent(&api, "late").await?;
-    let launched = env
-        .ecs
-        .run_task()
-        .cluster("batch")
-        .task_definition("sleeper")
-        .launch_type(LaunchType::Fargate)
-        .started_by(ecsrun::decide::started_by(&uid))
-        .network_configuration(network(&env)?)
-        .send()
-        .await?;
-    let task_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
+    let task_arn = crashed_after_run_task(&env, &api, "late", &uid, "sleeper").await?;
     tokio::time::sleep(Duration::from_secs(9)).await;
 
     let mut controller = env.controller("controller-recovery-deadline", &[DEADLINE_NAMESPACE])?;
@@ -171,18 +183,7 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
     // between RunTask and the status write: ECS has its task, its status has none.
     let adopt = env.create(NAMESPACE, &env.manifest(&fargate_run("adopt", "batch", "transform", ""))?).await?;
     let adopt_uid = adopt.uid().context("uid")?;
-    record_launch_intent(&api, "adopt").await?;
-    let launched = env
-        .ecs
-        .run_task()
-        .cluster("batch")
-        .task_definition("transform")
-        .launch_type(LaunchType::Fargate)
-        .started_by(ecsrun::decide::started_by(&adopt_uid))
-        .network_configuration(network(&env)?)
-        .send()
-        .await?;
-    let orphan_arn = launched.tasks().first().and_then(|t| t.task_arn()).context("RunTask gave no task")?.to_owned();
+    let orphan_arn = crashed_after_run_task(&env, &api, "adopt", &adopt_uid, "transform").await?;
     // "restart" is killed while its (long) task runs.
     let restart = env.create(NAMESPACE, &env.manifest(&fargate_run("restart", "batch", "sleeper", ""))?).await?;
     let restart_uid = restart.uid().context("uid")?;
