@@ -78,10 +78,10 @@ pub struct Peers<'a> {
 }
 
 /// The figures of one pass; the first keys are the ones docs/benchmarks.json promises.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub n: usize,
-    pub mode: &'static str,
+    pub mode: String,
     pub poll_interval_s: f64,
     pub describe_per_run_per_interval: f64,
     pub calls_per_launch: f64,
@@ -93,13 +93,18 @@ pub struct Report {
     pub api_writes_per_run: f64,
     pub rss_peak_mib: f64,
     pub rss_idle_mib: f64,
-    pub ecs_endpoint: &'static str,
+    pub ecs_endpoint: String,
     pub detail: Detail,
 }
 
 /// Everything else the Markdown report shows.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Detail {
+    /// The command that ran this pass, and the commit its controller binary was built from.
+    #[serde(default)]
+    pub command: String,
+    #[serde(default)]
+    pub controller_commit: String,
     pub ecs_calls: BTreeMap<String, u64>,
     pub throttled_calls: BTreeMap<String, u64>,
     pub peak_calls_per_s: BTreeMap<Class, u64>,
@@ -233,9 +238,17 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let after_stops = (proxy.counts(), kube_writes(&controller).await?);
     let writes_to_succeeded = (after_stops.1.total - after_window.1.total) as f64 / even.len().max(1) as f64;
 
-    // 5. Delete every run; the odd ones still run.
+    // 5. Delete every run (one request each, as GitOps pruning does; one DeleteCollection of 10,000
+    // outlives the API server's request timeout); the odd ones still run.
     let deleted_running_runs = plan.n - even.len();
-    api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    let deletes = created.keys().cloned().map(|name| {
+        let api = api.clone();
+        async move {
+            let params = DeleteParams::default();
+            retried(|| api.delete(&name, &params)).await.map(|_| ())
+        }
+    });
+    futures::stream::iter(deletes).buffer_unordered(32).try_collect::<Vec<()>>().await?;
     let delete_deadline = Duration::from_secs(180 + plan.n as u64 / 10);
     wait_for(&seen, delete_deadline, "every run deleted", |seen| seen.gone >= plan.n).await?;
     let after_delete = proxy.counts();
@@ -252,7 +265,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         counts.calls("DescribeTasks") - counts.throttled.get("DescribeTasks").copied().unwrap_or(0);
     Ok(Report {
         n: plan.n,
-        mode: plan.mode.label(),
+        mode: plan.mode.label().into(),
         poll_interval_s: plan.poll.as_secs_f64(),
         describe_per_run_per_interval,
         calls_per_launch,
@@ -264,8 +277,10 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         api_writes_per_run: writes_to_running + writes_to_succeeded,
         rss_peak_mib,
         rss_idle_mib: rss_idle,
-        ecs_endpoint: "moto",
+        ecs_endpoint: "moto".into(),
         detail: Detail {
+            command: String::new(),
+            controller_commit: String::new(),
             ecs_calls: counts.calls.clone(),
             throttled_calls: counts.throttled.clone(),
             peak_calls_per_s: [Class::Read, Class::Modify, Class::Launch, Class::TaskDefinitionRead]
@@ -286,6 +301,27 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             wall_s: started.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// The bench's own calls (to moto and the API server, both busy at fleet size) get a few tries.
+async fn retried<T, E, F, Fut>(mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries < 4 => {
+                tries += 1;
+                eprintln!("bench: retrying after {error}");
+                tokio::time::sleep(Duration::from_secs(tries)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 fn run_index(name: &str) -> usize {
@@ -334,9 +370,9 @@ async fn stop_tasks(
     let stops = names.iter().cloned().map(|name| {
         let (ecs, api) = (ecs.clone(), api.clone());
         async move {
-            let run = api.get(&name).await?;
+            let run = retried(|| api.get(&name)).await?;
             let arn = run.status.and_then(|status| status.task_arn).with_context(|| format!("{name} has no task"))?;
-            ecs.stop_task().cluster("bench").task(arn).reason("bench: the task finished").send().await?;
+            retried(|| ecs.stop_task().cluster("bench").task(&arn).reason("bench: the task finished").send()).await?;
             anyhow::Ok((name, Instant::now()))
         }
     });
