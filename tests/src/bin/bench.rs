@@ -37,12 +37,20 @@ struct Args {
     /// The commit the controller binary was built from (hack/bench passes it), for the report.
     #[arg(long, default_value = "")]
     controller_commit: String,
+    /// Only render benchmarks.md again from benchmarks.json; run nothing.
+    #[arg(long)]
+    report_only: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = repo_root();
+    if args.report_only {
+        let existing = std::fs::read_to_string(root.join(&args.out).join("benchmarks.json"))?;
+        let reports: Vec<Report> = serde_json::from_str(&existing)?;
+        return write(&root.join(&args.out), &reports);
+    }
     let binary = root.join(&args.binary);
     anyhow::ensure!(binary.exists(), "{} does not exist: hack/bench builds it", binary.display());
     let modes = args
@@ -155,6 +163,7 @@ fn markdown(reports: &[Report]) -> String {
             r.detail.cpu_s,
         ));
     }
+    md.push_str(&targets(reports));
     md.push_str("\n## Per pass\n\n");
     md.push_str("| N | mode | ECS calls by operation | throttled | peak calls in one second by class | ARNs / DescribeTasks | create → RunTask p50 / p99 | stopped runs final | writes to Running + to Succeeded | deleting running runs: calls beyond StopTask / run | wall |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -198,6 +207,104 @@ fn markdown(reports: &[Report]) -> String {
         ));
     }
     md.push_str(NOTES);
+    md
+}
+
+/// The targets of the fleet-scale work, each next to what was measured (batched mode unless it says).
+fn targets(reports: &[Report]) -> String {
+    let pass = |n: usize, mode: &str| reports.iter().find(|r| r.n == n && r.mode == mode);
+    let batched: Vec<&Report> = reports.iter().filter(|r| r.mode == "batched").collect();
+    let mut rows: Vec<(String, String, Option<bool>)> = Vec::new();
+    let mut row = |target: &str, measured: String, met: Option<bool>| rows.push((target.into(), measured, met));
+    if let Some(r) = pass(10_000, "batched") {
+        let value = r.describe_per_run_per_interval;
+        row(
+            "DescribeTasks per active run per interval ≤ 0.011 at N = 10,000",
+            format!("{value:.4}"),
+            Some(value <= 0.011),
+        );
+    }
+    for n in [100, 1_000, 10_000] {
+        if let (Some(b), Some(p)) = (pass(n, "batched"), pass(n, "per-run")) {
+            let ratio = p.describe_per_run_per_interval / b.describe_per_run_per_interval;
+            row(
+                &format!("≥ 90× fewer DescribeTasks than per-run polling, N = {n}"),
+                format!("{ratio:.0}×"),
+                Some(ratio >= 90.0),
+            );
+        }
+    }
+    if !batched.is_empty() {
+        let throttles: u64 = batched.iter().map(|r| r.throttles).sum();
+        row("ThrottlingExceptions with default settings: 0 at every N", throttles.to_string(), Some(throttles == 0));
+        let ceilings = ecsrun::ecs::limit::Ceilings::default();
+        let bound = |c: ecsrun::ecs::limit::Ceiling| u64::from(c.burst.get() + c.per_second.get());
+        let within = batched.iter().all(|r| {
+            r.detail.peak_calls_per_s.iter().all(|(class, peak)| match class {
+                ecsrun_e2e::proxy::Class::Read => *peak <= bound(ceilings.read),
+                ecsrun_e2e::proxy::Class::Modify => *peak <= bound(ceilings.modify),
+                ecsrun_e2e::proxy::Class::Launch => *peak <= bound(ceilings.launch),
+                ecsrun_e2e::proxy::Class::TaskDefinitionRead => *peak <= bound(ceilings.task_definition_read),
+            })
+        });
+        let peaks =
+            batched.iter().map(|r| r.detail.peak_calls_per_s.values().max().copied().unwrap_or(0)).max().unwrap_or(0);
+        row(
+            "Peak calls per class within the ceiling (a bucket passes at most burst + rate in one second)",
+            format!("highest one-second count {peaks}"),
+            Some(within),
+        );
+    }
+    if let Some(r) = pass(1_000, "batched") {
+        row(
+            "1,000 runs in a burst: every RunTask within the ceiling's bound + 5 s",
+            format!("{:.1}s (bound {:.1}s)", r.launch_all_s, r.launch_bound_s),
+            Some(r.launch_all_s <= r.launch_bound_s + 5.0),
+        );
+        row("ECS calls per launched run ≤ 1.1", format!("{:.3}", r.calls_per_launch), Some(r.calls_per_launch <= 1.1));
+    }
+    if let Some(worst) = batched
+        .iter()
+        .max_by(|a, b| a.detail.delete_calls_beyond_stop_per_run.total_cmp(&b.detail.delete_calls_beyond_stop_per_run))
+    {
+        let beyond = worst.detail.delete_calls_beyond_stop_per_run;
+        let largest = batched.iter().map(|r| r.detail.deleted_running_runs).max().unwrap_or(0);
+        row(
+            "Deleting running runs: ≤ 1.1 ECS calls per run beyond its StopTask",
+            format!("{beyond:.3} at worst (up to {largest} running runs deleted at once)"),
+            Some(beyond <= 1.1),
+        );
+    }
+    if !batched.is_empty() {
+        let worst = batched.iter().map(|r| r.stopped_to_status_p99_s - r.poll_interval_s).fold(f64::MIN, f64::max);
+        row(
+            "STOPPED → status p99 ≤ poll interval + 2 s",
+            format!("poll interval + {worst:.1}s at worst"),
+            Some(worst <= 2.0),
+        );
+        let unchanged: u64 = batched.iter().map(|r| r.status_patches_unchanged_polls).sum();
+        row("Status writes for polls that saw no change: 0", unchanged.to_string(), Some(unchanged == 0));
+        let writes = batched.iter().map(|r| r.api_writes_per_run).fold(0.0, f64::max);
+        row("API server writes per run, create → Succeeded ≤ 6", format!("{writes:.2}"), Some(writes <= 6.0));
+        let idle = batched.iter().map(|r| r.rss_idle_mib).fold(0.0, f64::max);
+        row("Controller RSS idle < 32 MiB", format!("{idle:.1} MiB"), Some(idle < 32.0));
+    }
+    if let Some(r) = pass(10_000, "batched") {
+        row(
+            "Controller RSS < 128 MiB with 10,000 active runs",
+            format!("{:.1} MiB peak", r.rss_peak_mib),
+            Some(r.rss_peak_mib < 128.0),
+        );
+    }
+    let mut md = String::from("\n## Targets\n\n| Target | Measured | Met |\n|---|---|---|\n");
+    for (target, measured, met) in rows {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        md.push_str(&format!("| {target} | {measured} | {met} |\n"));
+    }
     md
 }
 
