@@ -173,7 +173,11 @@ fn markdown(reports: &[Report]) -> String {
             if m.is_empty() {
                 "none".to_string()
             } else {
-                m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                // A request without X-Amz-Target names no ECS operation.
+                m.iter()
+                    .map(|(k, v)| format!("{} {v}", if k.is_empty() { "(no X-Amz-Target)" } else { k }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         };
         let peaks = d
