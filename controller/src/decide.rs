@@ -240,20 +240,11 @@ pub fn launch_blocked(view: &RunView, reason: &'static str, why: &str, now: Time
 
 /// The run ends DeadlineExceeded with no task running.
 fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
-    let mut status = view.status.clone();
     let message = format!(
         "the run did not finish within its timeout of {}",
         view.spec.wait.timeout.as_deref().unwrap_or_default()
     );
-    status.next_attempt_at = None;
-    if let Some(attempt) = status.attempts.last_mut()
-        && attempt.outcome.is_none()
-    {
-        attempt.outcome = Some(reason::DEADLINE_EXCEEDED.to_owned());
-        attempt.message = Some(message.clone());
-    }
-    set_phase(view, &mut status, Phase::Failed, reason::DEADLINE_EXCEEDED, message, now);
-    plan(view, status, None, None, None)
+    conclude(view, view.status.clone(), Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now)
 }
 
 /// After `Step::Find`: a task found is adopted (and, the deadline having passed, stopped at the next
@@ -519,20 +510,14 @@ fn judge_stopped(
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    if view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
-        let message = format!(
-            "task {id} was stopped after the timeout of {}",
-            view.spec.wait.timeout.as_deref().unwrap_or_default()
-        );
-        return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
-    }
-    // The timeout's own StopTask, whose Stopping status was never written (a crash, a lost write): the run
-    // timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
-    let stopped_at = task.stopped_at.unwrap_or(now);
-    if task.stop_code.as_deref() == Some("UserInitiated")
-        && view.deadline_passed(stopped_at)
-        && task.stopped_reason.as_deref() == Some(view.stop_reason("timeout exceeded").as_str())
-    {
+    let stopping_for_deadline =
+        view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
+    // Or the timeout's own StopTask whose Stopping status was never written (a crash, a lost write): the
+    // run timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
+    let stopped_by_timeout = task.stop_code.as_deref() == Some("UserInitiated")
+        && view.deadline_passed(task.stopped_at.unwrap_or(now))
+        && task.stopped_reason.as_deref() == Some(view.stop_reason("timeout exceeded").as_str());
+    if stopping_for_deadline || stopped_by_timeout {
         let message = format!(
             "task {id} was stopped after the timeout of {}",
             view.spec.wait.timeout.as_deref().unwrap_or_default()
