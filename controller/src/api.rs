@@ -362,11 +362,13 @@ pub struct WaitPolicy {
     /// The run succeeds once the task is launched, is RUNNING, or has STOPPED (then judged by `successPolicy`).
     #[serde(default, rename = "for")]
     pub for_: WaitFor,
-    /// How often the task is polled, as a duration such as `30s` or `2h15m30s` (minimum 5s).
+    /// How often the task is polled, as a duration such as `30s` or `5m` (5s to 10m: ECS forgets a
+    /// stopped task about an hour after it stops, so a task must be seen well within that).
     /// Absent: the controller's `--default-poll-interval` (30s unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('5s')").message("pollInterval must be at least 5s"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('5s') && duration(self) <= duration('10m')")
+        .message("pollInterval must be between 5s and 10m"))]
     pub poll_interval: Option<String>,
     /// Deadline for the whole run, counted from the object's creation; exceeded, the task is stopped and the
     /// run fails with reason DeadlineExceeded.
@@ -510,12 +512,15 @@ pub enum Phase {
     Succeeded,
     /// The run failed; see reason and message.
     Failed,
+    /// ECS forgot the task before the controller saw it stop (ECS keeps stopped tasks for about an
+    /// hour): whether it succeeded cannot be known, and it is never launched again.
+    Unknown,
 }
 
 impl Phase {
-    /// Succeeded and Failed are final: nothing is polled or launched any more.
+    /// Succeeded, Failed and Unknown are final: nothing is polled or launched any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Unknown)
     }
 }
 

@@ -22,8 +22,8 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_DEFAULT_REGION")]
     pub default_region: Option<String>,
 
-    /// Poll interval for runs without spec.wait.pollInterval.
-    #[arg(long, env = "ECSRUN_DEFAULT_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Poll interval for runs without spec.wait.pollInterval (5s to 10m, as the CRD allows).
+    #[arg(long, env = "ECSRUN_DEFAULT_POLL_INTERVAL", default_value = "30s", value_parser = parse_poll_interval)]
     pub default_poll_interval: Duration,
 
     /// Runs reconciled at once.
@@ -110,6 +110,16 @@ impl Config {
 }
 
 /// `RATE/BURST`: calls per second sustained, and how many may go at once.
+/// A task must be seen well within the hour ECS keeps it after it stops.
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    let every = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if (Duration::from_secs(5)..=crate::decide::MAX_POLL_INTERVAL).contains(&every) {
+        Ok(every)
+    } else {
+        Err("must be between 5s and 10m".into())
+    }
+}
+
 fn parse_ceiling(text: &str) -> Result<Ceiling, String> {
     let (rate, burst) = text.split_once('/').ok_or("expected RATE/BURST, e.g. 15/30")?;
     let number = |part: &str| part.trim().parse::<u32>().map_err(|error| format!("{part:?}: {error}"));
@@ -145,7 +155,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.ecs_read_ceiling, Ceiling::new(5, 10).unwrap());
         assert_eq!(config.describe_batch_size, 1);
-        for bad in ["--ecs-read-ceiling=5", "--ecs-read-ceiling=0/10", "--describe-batch-size=101"] {
+        for bad in [
+            "--ecs-read-ceiling=5",
+            "--ecs-read-ceiling=0/10",
+            "--describe-batch-size=101",
+            "--default-poll-interval=2h",
+            "--default-poll-interval=1s",
+        ] {
             assert!(Config::try_parse_from(["ecsrun-controller", bad]).is_err(), "{bad}");
         }
         assert_eq!(config.ecs_endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));

@@ -23,6 +23,11 @@ use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, T
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
 pub const MISSING_GRACE: Duration = Duration::from_secs(120);
+/// ECS keeps a stopped task describable for at least this long. A task launched longer ago than this
+/// that ECS no longer knows may have run to its end: it is not a lost launch.
+pub const ECS_REMEMBERS_STOPPED: Duration = Duration::from_secs(3600);
+/// The longest poll interval (the CRD allows no more): a task is seen several times within ECS's memory.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(600);
 /// Retries that do not count against `backoffLimit` (capacity, interruptions) are still bounded.
 pub const MAX_FREE_RETRIES: usize = 10;
 const RETRY_BASE: Duration = Duration::from_secs(10);
@@ -56,6 +61,7 @@ pub mod reason {
     pub const CONTAINER_FAILED: &str = "ContainerFailed";
     pub const CONTAINER_NEVER_RAN: &str = "ContainerNeverRan";
     pub const TASK_LOST: &str = "TaskLost";
+    pub const OUTCOME_UNKNOWN: &str = "OutcomeUnknown";
     pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
     pub const INVALID_SPEC: &str = "InvalidSpec";
 }
@@ -170,7 +176,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 impl RunView<'_> {
     pub fn poll_interval(&self) -> Duration {
-        self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval)
+        let every =
+            self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval);
+        every.min(MAX_POLL_INTERVAL)
     }
 
     fn deadline(&self) -> Option<Timestamp> {
@@ -436,11 +444,23 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     .map(|task_arn| Follow { task_arn, every });
                 return plan(view, status, None, follow, Some(again));
             }
-            let message = format!(
-                "ECS no longer describes task {} (unknown for {}s)",
-                status.task_id.clone().unwrap_or_default(),
-                unknown_for.as_secs()
-            );
+            let id = status.task_id.clone().unwrap_or_default();
+            if status.phase == Some(Phase::Stopping) && status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
+                // The timeout's StopTask went out, and ECS has since forgotten the task.
+                let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
+                return conclude(view, status, Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now);
+            }
+            if unknown_for >= ECS_REMEMBERS_STOPPED || seen_past_launch(&status) {
+                // It may have run to its end and been forgotten (a long outage): relaunching could run the
+                // job twice, and failing it could report a success as a failure.
+                let last = status.last_status.as_deref().unwrap_or("PROVISIONING");
+                let message = format!(
+                    "ECS no longer describes task {id}, last seen {last}: it may have finished more than an \
+                     hour before it was looked at; its outcome is unknown and it is not launched again"
+                );
+                return conclude(view, status, Verdict::Unknown, message, now);
+            }
+            let message = format!("ECS no longer describes task {id} (unknown for {}s)", unknown_for.as_secs());
             let verdict = Verdict::Retry { reason: reason::TASK_LOST, counted: true };
             conclude(view, status, verdict, message, now)
         }
@@ -487,10 +507,18 @@ fn running_reason(last_status: &str) -> &'static str {
     }
 }
 
+/// Whether ECS described the task after RunTask answered: it then certainly existed, and MISSING means
+/// forgotten, not lost.
+fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
+    status.started_at.is_some() || !matches!(status.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
+}
+
 /// What a stopped task means for the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
     Succeeded,
+    /// ECS forgot the task before its end was seen: the run ends, neither succeeded nor failed.
+    Unknown,
     /// The attempt failed; another may follow. `counted` failures use up `backoffLimit`.
     Retry {
         reason: &'static str,
@@ -603,6 +631,7 @@ fn is_transient_start_failure(stopped_reason: &str) -> bool {
 fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, message: String, now: Timestamp) -> Plan {
     let outcome = match verdict {
         Verdict::Succeeded => reason::SUCCEEDED,
+        Verdict::Unknown => reason::OUTCOME_UNKNOWN,
         Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
     };
     if let Some(attempt) = status.attempts.last_mut()
@@ -619,6 +648,10 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
         }
         Verdict::Fail { reason } => {
             set_phase(view, &mut status, Phase::Failed, reason, message, now);
+            plan(view, status, None, None, None)
+        }
+        Verdict::Unknown => {
+            set_phase(view, &mut status, Phase::Unknown, reason::OUTCOME_UNKNOWN, message, now);
             plan(view, status, None, None, None)
         }
         Verdict::Retry { reason, counted } => {
@@ -722,18 +755,20 @@ fn set_phase(
     status.phase = Some(phase);
     status.reason = Some(reason.to_owned());
     status.observed_generation = view.generation;
-    let wanted: Vec<(&str, bool)> = match phase {
-        Phase::Succeeded => vec![(READY, true), (SUCCEEDED, true)],
-        Phase::Failed => vec![(READY, false), (STALLED, true), (FAILED, true)],
+    // Unknown is metav1.Condition's third status: `kubectl wait --for=condition=Succeeded` (or Failed)
+    // does not return for a run whose outcome nobody knows.
+    let wanted: Vec<(&str, &str)> = match phase {
+        Phase::Succeeded => vec![(READY, "True"), (SUCCEEDED, "True")],
+        Phase::Failed => vec![(READY, "False"), (STALLED, "True"), (FAILED, "True")],
+        Phase::Unknown => vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown"), (FAILED, "Unknown")],
         Phase::Pending | Phase::Running | Phase::Stopping => {
-            vec![(READY, false), (RECONCILING, true)]
+            vec![(READY, "False"), (RECONCILING, "True")]
         }
     };
     let previous = std::mem::take(&mut status.conditions);
     status.conditions = wanted
         .into_iter()
         .map(|(type_, value)| {
-            let value = if value { "True" } else { "False" };
             let last_transition_time = previous
                 .iter()
                 .find(|c| c.type_ == type_ && c.status == value)
@@ -766,7 +801,7 @@ fn plan(
     let normal = |reason, note: String| RunEvent { warning: false, reason, note };
     let launched = status.task_arn.is_some() && status.task_arn != old.task_arn;
     let phase_event = (status.phase != old.phase || status.next_attempt_at != old.next_attempt_at)
-        && (matches!(status.phase, Some(Phase::Succeeded | Phase::Failed))
+        && (status.phase.is_some_and(Phase::is_terminal)
             || (status.phase == Some(Phase::Pending) && status.next_attempt_at.is_some()));
     if launched {
         let attempt = status.attempts.last().map_or(1, |a| a.attempt);
@@ -801,6 +836,7 @@ fn plan(
         match status.phase {
             Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
             Some(Phase::Failed) => events.push(RunEvent { warning: true, reason: "Failed", note: message }),
+            Some(Phase::Unknown) => events.push(RunEvent { warning: true, reason: "OutcomeUnknown", note: message }),
             Some(Phase::Pending) if status.next_attempt_at.is_some() => {
                 events.push(RunEvent { warning: true, reason: "Retrying", note: message })
             }

@@ -530,7 +530,11 @@ async fn execute<E: Ecs>(
     if plan.status.phase != old_status.phase
         && let Some(phase) = plan.status.phase.filter(|phase| phase.is_terminal())
     {
-        let outcome = if phase == crate::api::Phase::Succeeded { "succeeded" } else { "failed" };
+        let outcome = match phase {
+            crate::api::Phase::Succeeded => "succeeded",
+            crate::api::Phase::Unknown => "unknown",
+            _ => "failed",
+        };
         let reason = plan.status.reason.as_deref().unwrap_or("unknown");
         ctx.metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
         info!(outcome, reason, message = plan.status.message.as_deref().unwrap_or_default(), "run finished");

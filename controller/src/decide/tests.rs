@@ -601,9 +601,9 @@ fn waiting_for_running() {
 
 #[test]
 fn polling_follows_the_spec_then_the_controller_default() {
-    let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("2h15m30s".into())));
+    let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("8m15s".into())));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
-    assert_eq!(plan.follow.unwrap().every, Duration::from_secs(2 * 3600 + 15 * 60 + 30));
+    assert_eq!(plan.follow.unwrap().every, Duration::from_secs(8 * 60 + 15));
     let run = Run::launched(spec());
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
     assert_eq!(plan.follow.clone().unwrap().every, Duration::from_secs(30));
@@ -628,6 +628,70 @@ fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
     let gone = after_track(&run.view(), TrackObservation::Missing, at(121));
     assert_eq!(gone.status.phase, Some(Phase::Failed));
     assert_eq!(gone.status.reason.as_deref(), Some(reason::TASK_LOST));
+}
+
+fn condition_status<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a str> {
+    status.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
+}
+
+#[test]
+fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_relaunched() {
+    // The controller saw the task RUNNING, was down for two hours, and ECS has forgotten it since.
+    let mut run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3 }));
+    run.apply(&after_track(&run.view(), found(TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") }), at(30)));
+    for when in [at(130), at(7200)] {
+        let plan = after_track(&run.view(), TrackObservation::Missing, when);
+        assert_eq!(plan.status.phase, Some(Phase::Unknown), "at {when}");
+        assert_eq!(plan.status.reason.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert_eq!(plan.status.next_attempt_at, None, "no retry is scheduled");
+        assert_eq!(plan.status.attempts.len(), 1);
+        assert_eq!(plan.status.attempts[0].outcome.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert!(plan.status.message.as_deref().unwrap_or_default().contains("last seen RUNNING"), "{:?}", plan.status);
+        assert_eq!(condition_status(&plan.status, condition::SUCCEEDED), Some("Unknown"));
+        assert_eq!(condition_status(&plan.status, condition::FAILED), Some("Unknown"));
+        assert_eq!(condition_status(&plan.status, condition::STALLED), Some("True"));
+        assert_eq!(event_reasons(&plan), vec!["OutcomeUnknown"]);
+        assert!(plan.events[0].warning);
+        assert_eq!((plan.follow.clone(), plan.requeue), (None, None));
+        let mut after = Run { spec: run.spec.clone(), status: plan.status.clone() };
+        after.apply(&plan);
+        assert_eq!(next_step(&after.view(), when), Step::Idle, "never launched again");
+    }
+}
+
+#[test]
+fn a_task_launched_more_than_an_hour_ago_and_never_described_since_is_not_a_lost_launch() {
+    // RunTask answered, the controller went down before its first look and came back two hours later:
+    // the task may have run to its end and been forgotten.
+    let run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3 }));
+    let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
+    assert_eq!(plan.status.phase, Some(Phase::Unknown));
+    assert_eq!(plan.status.next_attempt_at, None);
+    // Within ECS's memory, a task never seen past launch and unknown for long was never there.
+    let lost = after_track(&run.view(), TrackObservation::Missing, at(600));
+    assert_eq!(lost.status.phase, Some(Phase::Pending));
+    assert_eq!(lost.status.attempts[0].outcome.as_deref(), Some(reason::TASK_LOST));
+    assert!(lost.status.next_attempt_at.is_some(), "a lost launch is retried");
+}
+
+#[test]
+fn a_task_stopped_for_the_deadline_then_forgotten_ends_deadline_exceeded() {
+    let mut run = Run::launched(with(spec(), |s| s.wait.timeout = Some("5m".into())));
+    run.apply(&after_track(&run.view(), found(task("RUNNING")), at(300)));
+    assert_eq!(run.status.phase, Some(Phase::Stopping));
+    let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
+    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+}
+
+#[test]
+fn the_poll_interval_never_exceeds_ten_minutes() {
+    // An object from before the CRD's limit, or a large controller default.
+    let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("2h".into())));
+    assert_eq!(next_step(&run.view(), at(1)), Step::Track { task_arn: ARN.into(), every: MAX_POLL_INTERVAL });
+    let run = Run::launched(spec());
+    let view = RunView { default_poll_interval: Duration::from_secs(7200), ..run.view() };
+    assert_eq!(view.poll_interval(), MAX_POLL_INTERVAL);
 }
 
 #[test]
