@@ -7,7 +7,7 @@
 //! task, or at a time the decision asked for (deadline, retry backoff); never to poll ECS.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -139,6 +139,10 @@ pub struct Context<E> {
     pub settings: Settings,
     /// Consecutive failed reconciles per object, for the error backoff; cleared by a good reconcile.
     failures: Mutex<HashMap<ObjectRef<EcsTaskRun>, u32>>,
+    /// The identity last read from each secretRef Secret (namespace, name). Deleting a namespace deletes
+    /// its Secrets at once, while its runs wait on their finalizers for their tasks to be stopped: those
+    /// StopTasks are signed with the credentials last read.
+    secret_identities: Mutex<HashMap<(String, String), Identity>>,
 }
 
 impl<E: Ecs> Context<E> {
@@ -159,6 +163,7 @@ impl<E: Ecs> Context<E> {
             metrics,
             settings,
             failures: Mutex::default(),
+            secret_identities: Mutex::default(),
         }
     }
 
@@ -173,12 +178,31 @@ impl<E: Ecs> Context<E> {
                     external_id: credentials.external_id.clone(),
                     session_name: credentials.session_name.clone().unwrap_or_else(|| "ecsrun".into()),
                 },
-                (None, Some(secret)) => self.secret_identity(namespace, &secret.name).await?,
+                (None, Some(secret)) => {
+                    let key = (namespace.to_owned(), secret.name.clone());
+                    match self.secret_identity(namespace, &secret.name).await {
+                        Ok(identity) => {
+                            self.remembered_identities().insert(key, identity.clone());
+                            identity
+                        }
+                        Err(error) => match self.remembered_identities().get(&key) {
+                            Some(identity) if run.metadata.deletion_timestamp.is_some() => {
+                                warn!(%error, "stopping the deleted run's tasks with the credentials last read");
+                                identity.clone()
+                            }
+                            _ => return Err(error),
+                        },
+                    }
+                }
                 // The CRD requires exactly one of the two.
                 (None, None) => Identity::Default,
             },
         };
         Ok(EcsTarget { region, identity, cluster: run.spec.cluster.clone() })
+    }
+
+    fn remembered_identities(&self) -> MutexGuard<'_, HashMap<(String, String), Identity>> {
+        self.secret_identities.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn secret_identity(&self, namespace: &str, name: &str) -> Result<Identity, Error> {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane without containers, as envtest runs it: the upstream kube-apiserver and
-# etcd (built from Go modules by build.sh) on loopback ports, RBAC authorization on, an admin kubeconfig.
+# A local Kubernetes control plane without containers, as envtest runs it: the upstream kube-apiserver,
+# kube-controller-manager and etcd (built from Go modules by build.sh) on loopback ports, RBAC
+# authorization on, an admin kubeconfig. kube-controller-manager runs the controllers a deletion needs
+# (namespace, garbage collector, service accounts); there is no scheduler or kubelet, so Pods never run.
 #
 #   hack/controlplane/controlplane.sh up     build if needed, start, wait until /readyz, print the env
 #   hack/controlplane/controlplane.sh env    print `export KUBECONFIG=...` for a running control plane
@@ -98,7 +100,17 @@ up() {
     [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready after 60s (log: $dir/apiserver.log)"
     sleep 0.3
   done
-  log "kube-apiserver $(cat "$here/VERSION") ready on https://127.0.0.1:$api_port after $((SECONDS - start))s"
+  "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller \
+    --root-ca-file "$c/ca.crt" > "$dir/controller-manager.log" 2>&1 &
+  local kcm_pid=$!
+  echo "$etcd_pid $api_pid $kcm_pid" > "$dir/pids"
+  if [ -n "${ECSRUN_CP_OWNER_PID:-}" ]; then
+    ( while kill -0 "$ECSRUN_CP_OWNER_PID" 2>/dev/null; do sleep 1; done; kill $kcm_pid 2>/dev/null ) > /dev/null 2>&1 &
+  fi
+  sleep 0.5
+  kill -0 $kcm_pid 2>/dev/null || { tail -20 "$dir/controller-manager.log" >&2; die "kube-controller-manager exited (log: $dir/controller-manager.log)"; }
+  log "kube-apiserver and kube-controller-manager $(cat "$here/VERSION") ready on https://127.0.0.1:$api_port after $((SECONDS - start))s"
   env_
 }
 

@@ -8,6 +8,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables come from the task definition's
   containers and the RunTask container overrides, so a test chooses per task definition or per run.
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
+- ECS forgets a stopped task: an hour after it stops (ECSRUN_E2E_FORGET_SECONDS to shorten it), it is
+  no longer described or listed (moto keeps every task forever).
 - Tasks get createdAt / startedAt / stoppedAt.
 - awsvpcConfiguration without securityGroups is accepted (ECS uses the VPC's default group; moto
   raised KeyError).
@@ -48,6 +50,8 @@ REGION = "eu-west-1"
 HOLD = "ECSRUN_E2E_HOLD"
 EXIT_CODE = "ECSRUN_E2E_EXIT_CODE"
 RUN_SECONDS = "ECSRUN_E2E_RUN_SECONDS"
+FORGET_SECONDS = "ECSRUN_E2E_FORGET_SECONDS"
+ECS_REMEMBERS_STOPPED = 3600
 
 
 def _now():
@@ -73,6 +77,7 @@ def _finish(task, stop_code, exit_code=None):
     task.desired_status = "STOPPED"
     task.stop_code = stop_code
     task.stopped_at = _now()
+    task._ecsrun_forget_at = time.monotonic() + float(_environment(task, 0).get(FORGET_SECONDS, ECS_REMEMBERS_STOPPED))
     for index, container in enumerate(task.containers):
         container.exitCode = exit_code if exit_code is not None else int(_environment(task, index).get(EXIT_CODE, "0"))
         container.last_status = "STOPPED"
@@ -187,10 +192,27 @@ def _describe_tasks(self, cluster_str, tasks):
             rest.append(ref)
         else:
             task.advance()
-            found.append(task)
+            if _forgotten(task):
+                del table[ref]
+            else:
+                found.append(task)
     if rest:
         found.extend(task for task in _original_describe_tasks(self, cluster_str, rest) if task not in found)
     return found
+
+
+def _forgotten(task):
+    return getattr(task, "_ecsrun_forget_at", float("inf")) <= time.monotonic()
+
+
+_original_list_tasks = ecs.EC2ContainerServiceBackend.list_tasks
+
+
+def _list_tasks(self, *args, **kwargs):
+    for table in self.tasks.values():
+        for arn in [arn for arn, task in table.items() if _forgotten(task)]:
+            del table[arn]
+    return _original_list_tasks(self, *args, **kwargs)
 
 
 _original_describe_tasks_response = ecs_responses.EC2ContainerServiceResponse.describe_tasks
@@ -206,6 +228,7 @@ ecs.Task.__init__ = _init
 ecs.Task.advance = _advance
 ecs.EC2ContainerServiceBackend.stop_task = _stop_task
 ecs.EC2ContainerServiceBackend.describe_tasks = _describe_tasks
+ecs.EC2ContainerServiceBackend.list_tasks = _list_tasks
 ecs.EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_requirements)
 ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
 ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response

@@ -10,6 +10,7 @@ mod bench;
 mod chart;
 mod errors;
 mod examples;
+mod faults;
 mod ha;
 mod lifecycle;
 mod recovery;
@@ -155,6 +156,7 @@ fn main() {
         ha::cases(),
         chart::cases(),
         admission::cases(),
+        faults::cases(),
         bench::cases(),
     ]
     .into_iter()
@@ -236,6 +238,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         recovery::RETARGET_NAMESPACE,
         recovery::DEADLINE_NAMESPACE,
         admission::NAMESPACE,
+        faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,
         chart::NAMESPACE,

@@ -1,0 +1,135 @@
+//! What ECS and Kubernetes do to a run that the happy path never shows: ECS forgetting a stopped task,
+//! a namespace deleted with its credentials Secret, and the other scenarios of the fault suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use ecsrun::api::{EcsTaskRun, Phase};
+use ecsrun_e2e::wait;
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+
+use crate::{Case, Env, case, fargate_run};
+
+pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("faults::a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunched", forgotten_task),
+        case(
+            "faults::deleting_a_namespace_stops_its_runs_tasks_though_their_secret_is_deleted_first",
+            namespace_deletion,
+        ),
+    ]
+}
+
+/// Container overrides of the launcher's `app` container (YAML under `spec:`).
+fn app_env(vars: &[(&str, &str)]) -> String {
+    let mut yaml = String::from("  overrides:\n    containerOverrides:\n      - name: app\n        environment:\n");
+    for (name, value) in vars {
+        yaml.push_str(&format!("          - name: {name}\n            value: \"{value}\"\n"));
+    }
+    yaml
+}
+
+/// Scenario 1: ECS forgets a stopped task (after an hour; here at once). A task the controller saw
+/// running and then cannot find any more may have succeeded: the run ends Unknown, and no second task
+/// is launched although backoffLimit allows retries.
+async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut controller = env.controller("controller-faults-forgotten", &[FORGOTTEN_NAMESPACE])?;
+    controller.ready().await?;
+    let api = env.runs(FORGOTTEN_NAMESPACE);
+    let mut extra = app_env(&[("ECSRUN_E2E_RUN_SECONDS", "8"), ("ECSRUN_E2E_FORGET_SECONDS", "0")]);
+    extra.push_str("  retryPolicy:\n    backoffLimit: 2\n  wait:\n    for: Stopped\n");
+    let run = env
+        .create(FORGOTTEN_NAMESPACE, &env.manifest(&fargate_run("forgotten", "batch", "transform", &extra))?)
+        .await?;
+    let uid = run.uid().context("uid")?;
+
+    let running = |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
+    };
+    let seen = wait::until(&api, "forgotten", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let task_arn = seen.task_arn.context("no task ARN recorded")?;
+
+    // The task stops after 8 s and is forgotten; the run waits out ECS's eventual consistency first.
+    let unknown = |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.phase.is_some_and(Phase::is_terminal))
+    };
+    let status = wait::until(&api, "forgotten", Duration::from_secs(200), "a final phase", unknown).await?;
+    ensure!(status.phase == Some(Phase::Unknown), "phase {:?}: {:?}", status.phase, status.message);
+    ensure!(status.reason.as_deref() == Some("OutcomeUnknown"), "reason {:?}", status.reason);
+    ensure!(status.attempts.len() == 1, "attempts: {:?}", status.attempts);
+    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "task ARN changed: {:?}", status.task_arn);
+    for type_ in ["Succeeded", "Failed"] {
+        let condition = status.conditions.iter().find(|c| c.type_ == type_);
+        ensure!(condition.is_some_and(|c| c.status == "Unknown"), "{type_}: {condition:?}");
+    }
+    // Long enough for a retry's backoff (10 s) to have launched another task, had one been planned.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    controller.process.ensure_alive()?;
+    let tasks = env.tasks_started_by("batch", &uid).await?;
+    ensure!(tasks.is_empty(), "a task was launched after ECS forgot the first: {tasks:?}");
+    let runs_after = api.get("forgotten").await?.status.context("status")?;
+    ensure!(runs_after.attempts.len() == 1, "attempts after: {:?}", runs_after.attempts);
+    let events: Api<Event> = Api::namespaced(env.client.clone(), FORGOTTEN_NAMESPACE);
+    let listed = events.list(&ListParams::default().fields("reason=OutcomeUnknown")).await?;
+    ensure!(listed.items.len() == 1, "OutcomeUnknown Events: {}", listed.items.len());
+    Ok(())
+}
+
+/// Scenario 4: deleting a namespace deletes its Secrets at once while its runs wait on their finalizers.
+/// A run with a live task still gets it stopped (with the credentials last read from the Secret); runs
+/// that never launched or whose task has stopped need no credentials. The namespace finishes deleting.
+async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
+    const NAMESPACE: &str = "e2e-faults-namespace";
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "tenant", "AWS_SECRET_ACCESS_KEY": "tenant-secret"},
+    });
+    secrets.patch("aws", &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&secret)).await?;
+    let mut controller = env.controller("controller-faults-namespace", &[NAMESPACE])?;
+    controller.ready().await?;
+
+    let api = env.runs(NAMESPACE);
+    let credentials = "  credentials:\n    secretRef:\n      name: aws\n";
+    let live = format!("{credentials}  wait:\n    for: Stopped\n");
+    let run = env.create(NAMESPACE, &env.manifest(&fargate_run("live", "batch", "sleeper", &live))?).await?;
+    let uid = run.uid().context("uid")?;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("finished", "batch", "transform", credentials))?).await?;
+    // Never launches: its Secret does not exist.
+    let absent = "  credentials:\n    secretRef:\n      name: not-there\n";
+    env.create(NAMESPACE, &env.manifest(&fargate_run("never-launched", "batch", "transform", absent))?).await?;
+
+    let running = |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
+    };
+    let status = wait::until(&api, "live", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let task_arn = status.task_arn.context("no task ARN")?;
+    wait::until(&api, "finished", Duration::from_secs(30), "Succeeded", wait::has_condition("Succeeded")).await?;
+
+    namespaces.delete(NAMESPACE, &DeleteParams::default()).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while namespaces.get_opt(NAMESPACE).await?.is_some() {
+        let left: Vec<String> = api.list(&ListParams::default()).await?.items.iter().map(|r| r.name_any()).collect();
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "namespace {NAMESPACE} still deleting after 90s; runs left: {left:?}; controller log:\n{}",
+            ecsrun_e2e::tail(&controller.process.log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "task of the deleted run is {:?}", task.last_status());
+    ensure!(task.stop_code().map(|c| c.as_str()) == Some("UserInitiated"), "stopCode {:?}", task.stop_code());
+    let tasks = env.tasks_started_by("batch", &uid).await?;
+    ensure!(tasks == vec![task_arn.clone()], "tasks of the live run: {tasks:?}");
+    controller.process.ensure_alive()?;
+    Ok(())
+}
