@@ -2,18 +2,26 @@
 //! and graceful shutdown. With two replicas only the Lease holder reconciles and writes status; losing
 //! the Lease stops its work at once, and SIGTERM stops taking new work, lets in-flight reconciles finish
 //! within a deadline, then releases the Lease so a follower takes over without waiting for it to expire.
+//!
+//! kube-lease-manager goes on saying "leader" while the API server cannot be reached. So the leader also
+//! reads the Lease itself: each time it sees itself holding it, the `Fence` stays open until the Lease
+//! could expire (its renewTime plus its duration, less a second of clock skew). A leader that cannot
+//! confirm that in time stops reconciling, and its ECS port refuses to start or stop tasks.
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kube::Client;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::ecs::fence::Fence;
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +55,22 @@ pub struct LeaseSettings {
     pub duration: Duration,
 }
 
+/// Tolerated clock skew between this replica and the API server's other clients.
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// How often the fence looks at the Lease, at least.
+const FENCE_CHECK_MIN: Duration = Duration::from_millis(500);
+
 /// A running election; `leading` follows whether this process holds the Lease.
 struct Election {
     leading: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+    fence: Fence,
+    fence_keeper: JoinHandle<()>,
 }
 
 impl Election {
-    async fn start(client: Client, settings: &LeaseSettings) -> Result<Self, Error> {
+    async fn start(client: Client, settings: &LeaseSettings, fence: Fence) -> Result<Self, Error> {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
         let seconds = settings.duration.as_secs().max(3);
         let manager = LeaseManagerBuilder::new(client, &settings.name)
             .with_namespace(&settings.namespace)
@@ -70,20 +86,41 @@ impl Election {
                 source,
             })?;
         let (leading, task) = manager.watch().await;
-        Ok(Self { leading, task })
+        let fence_keeper = tokio::spawn(keep_fence(leases, settings.clone(), fence.clone()));
+        Ok(Self { leading, task, fence, fence_keeper })
     }
 
+    /// Resolves once the Lease is held and confirmed, so the fence is open.
     async fn acquired(&mut self) -> Result<(), Error> {
-        self.leading.wait_for(|leading| *leading).await.map(|_| ()).map_err(|_| Error::ElectionEnded)
+        loop {
+            self.leading.wait_for(|leading| *leading).await.map_err(|_| Error::ElectionEnded)?;
+            if self.fence.is_open() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    /// Resolves when the Lease is lost, or when the election itself stopped (then nothing is known).
+    /// Resolves when the Lease is lost or may have expired, or when the election itself stopped (then
+    /// nothing is known).
     async fn lost(&mut self) {
-        let _ = self.leading.wait_for(|leading| !*leading).await;
+        let fence = self.fence.clone();
+        let fence_closed = async move {
+            while fence.is_open() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            warn!("the Lease could not be confirmed before it could expire (API server unreachable?)");
+        };
+        tokio::select! {
+            _ = self.leading.wait_for(|leading| !*leading) => {}
+            _ = fence_closed => {}
+        }
     }
 
     /// Closing the channel makes kube-lease-manager release the Lease if held.
     async fn release(self) {
+        self.fence_keeper.abort();
+        self.fence.close();
         drop(self.leading);
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {
             Ok(Ok(Ok(_))) => info!("released the Lease"),
@@ -91,6 +128,35 @@ impl Election {
             Ok(Err(error)) => warn!(%error, "leader election task failed"),
             Err(_) => warn!("releasing the Lease timed out; followers wait for it to expire"),
         }
+    }
+}
+
+/// Reads the Lease every few seconds and keeps the fence open while this replica holds it: until the
+/// Lease as last seen would expire. Errors leave the fence to close by itself.
+async fn keep_fence(leases: Api<Lease>, settings: LeaseSettings, fence: Fence) {
+    let every = (settings.duration / 6).max(FENCE_CHECK_MIN);
+    loop {
+        let asked = Instant::now();
+        match tokio::time::timeout(every, leases.get_opt(&settings.name)).await {
+            Ok(Ok(lease)) => {
+                let spec = lease.and_then(|lease| lease.spec).unwrap_or_default();
+                let held = spec.holder_identity.as_deref() == Some(settings.identity.as_str());
+                let expires = spec.renew_time.map(|renewed| renewed.0).and_then(|renewed| {
+                    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or_default());
+                    renewed.checked_add(jiff::SignedDuration::from_secs(seconds)).ok()
+                });
+                match expires.filter(|_| held) {
+                    Some(expires) => {
+                        let left = Duration::try_from(expires.duration_since(Timestamp::now())).unwrap_or_default();
+                        fence.open_until(asked + left.saturating_sub(CLOCK_SKEW));
+                    }
+                    None => fence.close(),
+                }
+            }
+            Ok(Err(error)) => debug!(%error, "could not read the Lease"),
+            Err(_) => debug!("reading the Lease timed out"),
+        }
+        tokio::time::sleep(every.saturating_sub(asked.elapsed())).await;
     }
 }
 
@@ -106,6 +172,7 @@ enum Stopped {
 pub async fn supervise<W, Fut>(
     client: Client,
     lease: Option<LeaseSettings>,
+    fence: Fence,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -117,7 +184,7 @@ where
 {
     let mut shutdown = pin!(shutdown);
     let mut election = match &lease {
-        Some(settings) => Some(Election::start(client, settings).await?),
+        Some(settings) => Some(Election::start(client, settings, fence).await?),
         None => None,
     };
     loop {

@@ -8,6 +8,7 @@ use aws_config::meta::region::ProvideRegion;
 use clap::Parser;
 use ecsrun::config::{Config, LogFormat};
 use ecsrun::ecs::aws::{AwsEcs, AwsSettings};
+use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::limit::RateLimited;
 use ecsrun::leader::{self, LeaseSettings};
 use ecsrun::metrics::Metrics;
@@ -50,7 +51,9 @@ async fn main() -> anyhow::Result<()> {
         },
         metrics.clone(),
     );
-    let ecs = Arc::new(RateLimited::new(aws, config.ceilings(), metrics.clone()));
+    // With leader election, nothing is started or stopped until the Lease is confirmed held.
+    let fence = if config.leader_elect { Fence::closed() } else { Fence::none() };
+    let ecs = Arc::new(Fenced::new(RateLimited::new(aws, config.ceilings(), metrics.clone()), fence.clone()));
     // Unique per replica: the Lease holder identity and the Events' reportingInstance.
     let identity = config
         .instance
@@ -79,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     // Ready means able to serve: a follower waiting for the Lease is ready too.
     ready.store(true, Ordering::Relaxed);
     let work = |stop| reconcile::run(ctx.clone(), config.watch_namespaces.clone(), config.concurrency, stop);
-    leader::supervise(client, lease, metrics, leader::shutdown_signal(), config.shutdown_timeout, work).await?;
+    leader::supervise(client, lease, fence, metrics, leader::shutdown_signal(), config.shutdown_timeout, work).await?;
     info!("ecsrun-controller stopped");
     Ok(())
 }

@@ -354,8 +354,11 @@ async fn apply<E: Ecs>(
         Step::Launch { attempt, may_exist } => {
             let mut current = status.clone();
             let launched = launch_step(run, namespace, api, ctx, attempt, may_exist, &mut current).await;
-            if let Err(error) = &launched {
+            if let Err(error) = &launched
+                && !matches!(error, Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. }))
+            {
                 // Retried with backoff; meanwhile the run says why it has not launched, not only an Event.
+                // (Not by a replica that may have lost the Lease: the status is the new leader's.)
                 let view = self::view(run, namespace, &current, &ctx.settings)?;
                 let blocked = decide::launch_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
                 if blocked != current

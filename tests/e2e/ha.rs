@@ -1,10 +1,13 @@
 //! Two replicas with leader election: one reconciles; a SIGKILLed leader is replaced within the Lease
 //! duration, a SIGTERMed one hands over at once; every run still launches exactly one task.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
+use ecsrun_e2e::link::Link;
 use ecsrun_e2e::{Controller, wait};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
@@ -14,6 +17,7 @@ use crate::{Case, Env, case, fargate_run};
 
 pub const KILL_NAMESPACE: &str = "e2e-ha-kill";
 pub const TERM_NAMESPACE: &str = "e2e-ha-term";
+pub const CUT_NAMESPACE: &str = "e2e-ha-cut";
 const LEASE_DURATION: Duration = Duration::from_secs(6);
 const RUNS: usize = 4;
 
@@ -21,15 +25,20 @@ pub fn cases() -> Vec<Case> {
     vec![
         case("ha::sigkilled_leader_is_replaced_within_the_lease_duration", sigkilled_leader_is_replaced),
         case("ha::sigtermed_leader_exits_cleanly_and_hands_over", sigtermed_leader_hands_over),
+        case("ha::a_leader_cut_off_from_the_api_server_stops_acting_on_ecs", leader_cut_off),
     ]
 }
 
 fn replica(env: &Env, name: &str, namespace: &str) -> anyhow::Result<Controller> {
+    replica_with(env, name, namespace, &env.kubeconfig)
+}
+
+fn replica_with(env: &Env, name: &str, namespace: &str, kubeconfig: &Path) -> anyhow::Result<Controller> {
     let duration = format!("{}s", LEASE_DURATION.as_secs());
     Controller::start(
         name,
         &env.work,
-        &env.kubeconfig,
+        kubeconfig,
         &env.moto,
         &[namespace],
         &["--leader-elect", "--leader-elect-namespace", namespace, "--leader-elect-duration", &duration],
@@ -121,4 +130,83 @@ async fn sigtermed_leader_hands_over(env: Arc<Env>) -> anyhow::Result<()> {
     // The follower notices a released Lease at its next check, at the latest when it would have expired.
     ensure!(handover <= LEASE_DURATION + Duration::from_secs(2), "hand-over took {handover:?}");
     all_succeed_with_one_task_each(&env, TERM_NAMESPACE, &runs).await
+}
+
+/// The kubeconfig's API server address, and a copy of the kubeconfig that goes through `link` instead.
+fn kubeconfig_through(env: &Env, link: &Link) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(&env.kubeconfig)?;
+    let server = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server: https://"))
+        .context("no https server in the kubeconfig")?
+        .to_owned();
+    let path = env.work.join("kubeconfig-cut");
+    std::fs::write(&path, text.replace(&server, &link.addr.to_string()))?;
+    Ok(path)
+}
+
+fn api_server(env: &Env) -> anyhow::Result<SocketAddr> {
+    let text = std::fs::read_to_string(&env.kubeconfig)?;
+    let server = text.lines().find_map(|line| line.trim().strip_prefix("server: https://")).context("server")?;
+    Ok(server.parse()?)
+}
+
+/// Scenario 8: the leader loses the API server (a partition) while ECS stays reachable. A follower takes
+/// over once the Lease expires; the old leader, working from a frozen cache, must not start or stop
+/// tasks any more: here, the runs' deadlines pass after the cut, and only the new leader stops their tasks.
+async fn leader_cut_off(env: Arc<Env>) -> anyhow::Result<()> {
+    let link = Link::start(api_server(&env)?).await?;
+    let mut cut_off = replica_with(&env, "replica-cut-a", CUT_NAMESPACE, &kubeconfig_through(&env, &link)?)?;
+    until_leader(&mut cut_off, Duration::from_secs(30)).await?;
+    let mut follower = replica(&env, "replica-cut-b", CUT_NAMESPACE)?;
+    follower.ready().await?;
+
+    let mut runs = Vec::new();
+    for index in 0..RUNS {
+        let yaml = fargate_run(&format!("cut-{index}"), "batch", "sleeper", "  wait:\n    timeout: 25s\n");
+        let run = env.create(CUT_NAMESPACE, &env.manifest(&yaml)?).await?;
+        runs.push((run.name_any(), run.uid().context("uid")?));
+    }
+    let api = env.runs(CUT_NAMESPACE);
+    for (name, _) in &runs {
+        let launched = |run: Option<&ecsrun::api::EcsTaskRun>| {
+            run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
+        };
+        wait::until(&api, name, Duration::from_secs(20), "launched", launched).await?;
+    }
+    link.cut();
+    let cut_at = Instant::now();
+    let failover = until_leader(&mut follower, LEASE_DURATION * 3).await?;
+    eprintln!("e2e: partition: the follower led {:.1}s after the leader was cut off", failover.as_secs_f64());
+    let stepped_down = loop {
+        cut_off.process.ensure_alive()?;
+        if cut_off.metric("ecsrun_leader").await? == 0.0 {
+            break cut_at.elapsed();
+        }
+        ensure!(cut_at.elapsed() < LEASE_DURATION * 2, "the cut-off leader still leads after {:?}", cut_at.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("e2e: partition: the cut-off leader stopped reconciling after {:.1}s", stepped_down.as_secs_f64());
+    ensure!(stepped_down <= LEASE_DURATION, "stepped down after {stepped_down:?}, later than its Lease could expire");
+
+    for (name, uid) in &runs {
+        let status = wait::until(&api, name, Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+        ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "{name}: {:?}", status.reason);
+        let tasks = env.tasks_started_by("batch", uid).await?;
+        ensure!(tasks.len() == 1, "{name}: ECS has {} tasks for one run: {tasks:?}", tasks.len());
+        let task = env.task("batch", &tasks[0]).await?;
+        ensure!(task.last_status() == Some("STOPPED"), "{name}: task is {:?}", task.last_status());
+    }
+    // Every deadline passed after the cut: the cut-off replica must not have stopped any of the tasks.
+    let stops = cut_off.metric(r#"ecsrun_ecs_calls_total{operation="StopTask",outcome="ok"}"#).await?;
+    ensure!(stops == 0.0, "the cut-off replica sent {stops} StopTask calls after losing the API server");
+    let stopped_by_leader = follower.metric(r#"ecsrun_ecs_calls_total{operation="StopTask",outcome="ok"}"#).await?;
+    ensure!(stopped_by_leader >= RUNS as f64, "the new leader sent {stopped_by_leader} StopTask calls");
+
+    // Back on the network, the old leader stays a follower.
+    link.restore();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cut_off.process.ensure_alive()?;
+    ensure!(cut_off.metric("ecsrun_leader").await? == 0.0, "two leaders after the partition healed");
+    Ok(())
 }

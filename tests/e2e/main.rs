@@ -241,6 +241,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,
+        ha::CUT_NAMESPACE,
         chart::NAMESPACE,
         chart::RELEASE_NAMESPACE,
     ]) {

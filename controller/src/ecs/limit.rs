@@ -207,50 +207,10 @@ impl<E: Ecs> Ecs for RateLimited<E> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex as StdMutex;
     use std::time::Duration;
 
     use super::*;
-
-    /// Answers at once and records when each operation was called.
-    #[derive(Default)]
-    struct Recording {
-        calls: StdMutex<Vec<(&'static str, Instant)>>,
-    }
-
-    impl Recording {
-        fn record(&self, operation: &'static str) {
-            self.calls.lock().unwrap().push((operation, Instant::now()));
-        }
-    }
-
-    impl Ecs for Recording {
-        async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-            self.record("RunTask");
-            Ok(RunTaskOutcome::Failures(Vec::new()))
-        }
-        async fn describe_tasks(&self, _: &EcsTarget, _: &[String]) -> Result<Described, EcsError> {
-            self.record("DescribeTasks");
-            Ok(Described::default())
-        }
-        async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<Option<TaskSnapshot>, EcsError> {
-            self.record("StopTask");
-            Ok(None)
-        }
-        async fn list_tasks_started_by(
-            &self,
-            _: &EcsTarget,
-            _: &str,
-            _: DesiredStatus,
-        ) -> Result<Vec<String>, EcsError> {
-            self.record("ListTasks");
-            Ok(Vec::new())
-        }
-        async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
-            self.record("DescribeTaskDefinition");
-            Ok(TaskDefinitionInfo::default())
-        }
-    }
+    use crate::ecs::testing::{Recording, launch_request};
 
     fn target(region: &str, identity: Identity) -> EcsTarget {
         EcsTarget { region: region.into(), identity, cluster: "c".into() }
@@ -311,13 +271,7 @@ mod tests {
         };
         let (ecs, _) = limited(ceilings);
         let here = target("eu-west-1", Identity::Default);
-        let request = LaunchRequest {
-            spec: serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "t"})).unwrap(),
-            overrides: None,
-            client_token: "t".into(),
-            started_by: "s".into(),
-            tags: Vec::new(),
-        };
+        let request = launch_request();
         let started = Instant::now();
         let launches = futures::future::join_all((0..6).map(|_| ecs.run_task(&here, &request)));
         let stop = async {

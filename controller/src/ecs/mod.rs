@@ -1,10 +1,14 @@
 //! The ECS port: the few ECS operations the controller needs, as a small trait over plain data, so the
 //! reconcile shell and the decision never see an SDK type. `aws` implements it over aws-sdk-ecs;
-//! `limit` keeps any implementation under an account-wide rate ceiling; `tracker` follows tasks with
-//! batched DescribeTasks sweeps and reports only changes.
+//! `limit` keeps any implementation under an account-wide rate ceiling; `fence` refuses to start or stop
+//! tasks once this replica may no longer hold the leader Lease; `tracker` follows tasks with batched
+//! DescribeTasks sweeps and reports only changes.
 
 pub mod aws;
+pub mod fence;
 pub mod limit;
+#[cfg(test)]
+pub mod testing;
 pub mod tracker;
 
 use std::fmt;
@@ -197,6 +201,8 @@ pub enum EcsErrorKind {
     InvalidParameter,
     AccessDenied,
     Rejected,
+    /// Not sent: this replica may have lost the leader Lease (see `fence`).
+    NotLeader,
 }
 
 impl EcsErrorKind {
@@ -213,6 +219,7 @@ impl EcsErrorKind {
             Self::InvalidParameter => "invalid_parameter",
             Self::AccessDenied => "access_denied",
             Self::Rejected => "rejected",
+            Self::NotLeader => "not_leader",
         }
     }
 
@@ -229,6 +236,7 @@ impl EcsErrorKind {
             Self::InvalidParameter => "InvalidParameter",
             Self::AccessDenied => "AccessDenied",
             Self::Rejected => "RejectedByEcs",
+            Self::NotLeader => "NotLeader",
         }
     }
 
