@@ -84,9 +84,9 @@ pub struct EcsTaskRunSpec {
     #[schemars(length(min = 1, max = 255))]
     pub group: Option<String>,
 
-    /// Tags put on the task (at most 47: ECS allows 50 and ecsrun adds its own `ecsrun.dev/*` three).
+    /// Tags put on the task (at most 46: ECS allows 50 and ecsrun adds its own four `ecsrun.dev/*`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 47))]
+    #[schemars(extend("maxProperties" = 46))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ecsrun.dev/') && !k.startsWith('aws:'))")
         .message("tag keys starting with ecsrun.dev/ or aws: are reserved"))]
     pub tags: BTreeMap<String, String>,

@@ -284,6 +284,8 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
     tags.push(("ecsrun.dev/name".into(), view.name.into()));
     tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
+    // Which attempt a task belongs to, for people and for checks that every attempt ran exactly once.
+    tags.push(("ecsrun.dev/attempt".into(), attempt.to_string()));
 
     let mut overrides = view.spec.overrides.clone().unwrap_or_default();
     if view.spec.inject_run_identity {

@@ -142,6 +142,7 @@ fn identity_in_ecs_comes_from_the_uid() {
     assert!(request.client_token.len() <= 64);
     assert_eq!(request.started_by, "ecsrun/0f0e0d0c-1111-2222-3333-444455556666");
     assert!(request.tags.contains(&("ecsrun.dev/uid".into(), "0f0e0d0c-1111-2222-3333-444455556666".into())));
+    assert!(request.tags.contains(&("ecsrun.dev/attempt".into(), "2".into())));
     assert!(request.tags.contains(&("ecsrun.dev/namespace".into(), "jobs".into())));
     assert!(request.tags.contains(&("ecsrun.dev/name".into(), "nightly".into())));
 }
