@@ -12,6 +12,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::{Case, Env, case, fargate_run};
+use ecsrun_e2e::bench::Peers;
+use ecsrun_e2e::controller_binary;
+use ecsrun_e2e::faults::{self, Plan};
 
 pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
 
@@ -22,7 +25,29 @@ pub fn cases() -> Vec<Case> {
             "faults::deleting_a_namespace_stops_its_runs_tasks_though_their_secret_is_deleted_first",
             namespace_deletion,
         ),
+        case("faults::suite_50_runs_20_kills_10_percent_ecs_faults", |env| suite(env, "ci-10", 0.10)),
+        case("faults::suite_50_runs_20_kills_30_percent_ecs_faults", |env| suite(env, "ci-30", 0.30)),
     ]
+}
+
+/// The fault suite at CI size (hack/faults runs it at full size for docs/reliability.md).
+async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()> {
+    let peers = Peers {
+        client: env.client.clone(),
+        kubeconfig: &env.kubeconfig,
+        moto: &env.moto,
+        work: &env.work,
+        binary: controller_binary()?,
+    };
+    let plan = Plan { label: label.into(), runs: 50, kills: 20, fault_rate };
+    let report = faults::run(&peers, &plan).await?;
+    eprintln!("faults {label}: {}", serde_json::to_string(&report)?);
+    report.check()?;
+    ensure!(report.faults.len() == 5, "not every kind of fault was injected: {:?}", report.faults);
+    ensure!(report.kills_right_after_run_task >= 5, "{} kills right after RunTask", report.kills_right_after_run_task);
+    ensure!(report.conflicting_edits > 0, "no conflicting edits were made");
+    ensure!(report.attempts >= 50, "{} attempts for 50 runs", report.attempts);
+    Ok(())
 }
 
 /// Container overrides of the launcher's `app` container (YAML under `spec:`).

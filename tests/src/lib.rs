@@ -18,6 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 
 pub mod bench;
+pub mod faults;
 pub mod link;
 pub mod proxy;
 pub mod wait;

@@ -2,8 +2,9 @@
 //! bucket per (access key, region, throttle class) with ECS's documented burst and sustained rates, and a
 //! `ThrottlingException` ("Rate exceeded", HTTP 400) for a call that finds its bucket empty. It counts
 //! every call by operation, every throttle, the calls admitted per second per class, the ARNs per
-//! DescribeTasks, and when each run's first RunTask passed. The fleet benchmark and the fault suite both
-//! stand behind it.
+//! DescribeTasks, and when each run's first RunTask passed. On top, it injects faults on a share of the
+//! calls (`set_faults`): ThrottlingException, HTTP 500, a connection dropped before or after the call
+//! reached ECS, and slow answers. The fleet benchmark and the fault suite both stand behind it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -74,6 +75,36 @@ pub fn ecs_buckets() -> BTreeMap<Class, Bucket> {
     ])
 }
 
+/// A fault the proxy injects in place of (or around) a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// ThrottlingException, as an empty bucket answers; not forwarded.
+    Throttle,
+    /// HTTP 500 ServerException; not forwarded.
+    ServerError,
+    /// The connection drops before the call reaches ECS.
+    DropBefore,
+    /// The call reaches ECS (a RunTask starts its task), then the connection drops before the answer.
+    DropAfter,
+    /// The answer comes `Faults::slow` late.
+    Slow,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [Fault::Throttle, Fault::ServerError, Fault::DropBefore, Fault::DropAfter, Fault::Slow];
+}
+
+/// Which faults to inject, on what share of the calls.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Share of ECS calls that get a fault, 0.0 to 1.0.
+    pub rate: f64,
+    /// The faults, chosen in turn.
+    pub kinds: Vec<Fault>,
+    pub slow: Duration,
+}
+
 /// What the proxy counted, cumulative since it started (or since `reset`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Counts {
@@ -86,6 +117,8 @@ pub struct Counts {
     pub admitted_per_second: BTreeMap<Class, BTreeMap<u64, u64>>,
     /// Task ARNs asked for in forwarded DescribeTasks calls.
     pub describe_arns: u64,
+    /// Faults injected, by fault.
+    pub faults: BTreeMap<Fault, u64>,
 }
 
 impl Counts {
@@ -121,6 +154,11 @@ struct Shared {
     counts: Mutex<Counts>,
     /// When the first RunTask of each startedBy was forwarded.
     first_run_task: Mutex<HashMap<String, Instant>>,
+    faults: Mutex<Option<Faults>>,
+    /// Drives which calls get a fault: a fixed sequence, so a run can be repeated.
+    dice: Mutex<u64>,
+    /// Signalled after each RunTask is forwarded (the fault suite kills the controller then).
+    pub run_task_forwarded: tokio::sync::Notify,
 }
 
 /// The proxy; it stops when dropped.
@@ -141,6 +179,9 @@ impl EcsProxy {
             started: Instant::now(),
             counts: Mutex::default(),
             first_run_task: Mutex::default(),
+            faults: Mutex::default(),
+            dice: Mutex::new(0x9E37_79B9_7F4A_7C15),
+            run_task_forwarded: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -151,6 +192,16 @@ impl EcsProxy {
             }
         });
         Ok(Self { endpoint, shared, server })
+    }
+
+    /// Injects `faults` from now on; None stops injecting.
+    pub fn set_faults(&self, faults: Option<Faults>) {
+        *self.shared.faults.lock().unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
+    /// Resolves after the next RunTask has been forwarded to ECS.
+    pub async fn run_task_forwarded(&self) {
+        self.shared.run_task_forwarded.notified().await;
     }
 
     pub fn counts(&self) -> Counts {
@@ -239,13 +290,25 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
         }
     }
     if throttled {
-        // As ECS answers it (awsJson1_1): the SDK classifies it as a throttle and retries.
-        let mut response =
-            (StatusCode::BAD_REQUEST, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#).into_response();
-        let headers = response.headers_mut();
-        headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-        headers.insert("x-amzn-errortype", HeaderValue::from_static("ThrottlingException"));
-        return Ok(response);
+        return Ok(error_response(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"));
+    }
+    let fault = if operation.is_empty() { None } else { shared.roll() };
+    if let Some(fault) = fault {
+        *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).faults.entry(fault).or_default() += 1;
+    }
+    match fault {
+        Some(Fault::Throttle) => {
+            return Ok(error_response(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"));
+        }
+        Some(Fault::ServerError) => {
+            return Ok(error_response(StatusCode::INTERNAL_SERVER_ERROR, "ServerException", "injected by the proxy"));
+        }
+        Some(Fault::DropBefore) => return Ok(dropped()),
+        Some(Fault::Slow) => {
+            let slow = shared.faults.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|f| f.slow);
+            tokio::time::sleep(slow.unwrap_or_default()).await;
+        }
+        Some(Fault::DropAfter) | None => {}
     }
     if operation == "RunTask"
         && let Some(started_by) = json["startedBy"].as_str()
@@ -274,7 +337,50 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
         .context("forwarding to the ECS endpoint")?;
     let (parts, body) = answer.into_parts();
     let body = body.collect().await.context("reading the ECS endpoint's answer")?.to_bytes();
+    if operation == "RunTask" {
+        shared.run_task_forwarded.notify_waiters();
+    }
+    if fault == Some(Fault::DropAfter) {
+        return Ok(dropped());
+    }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+impl Shared {
+    /// Whether this call gets a fault, and which.
+    fn roll(&self) -> Option<Fault> {
+        let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+        if faults.kinds.is_empty() {
+            return None;
+        }
+        let mut dice = self.dice.lock().unwrap_or_else(PoisonError::into_inner);
+        // xorshift64*: plenty for choosing calls, and the same sequence every run.
+        *dice ^= *dice >> 12;
+        *dice ^= *dice << 25;
+        *dice ^= *dice >> 27;
+        let value = dice.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let unit = (value >> 11) as f64 / (1u64 << 53) as f64;
+        (unit < faults.rate).then(|| faults.kinds[(value % faults.kinds.len() as u64) as usize])
+    }
+}
+
+/// An error as ECS answers it (awsJson1_1): the SDK classifies it by `__type` and retries what is transient.
+fn error_response(status: StatusCode, type_: &'static str, message: &str) -> Response {
+    let body = format!(r#"{{"__type":"{type_}","message":"{message}"}}"#);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(type_));
+    response
+}
+
+/// A response whose body fails at once: the server aborts the connection mid-answer, which the client
+/// sees as a dropped connection.
+fn dropped() -> Response {
+    let failing = futures::stream::once(async { Err::<Bytes, std::io::Error>(std::io::Error::other("injected drop")) });
+    let mut response = Response::new(Body::from_stream(failing));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+    response
 }
 
 #[cfg(test)]

@@ -1,0 +1,356 @@
+//! The fault suite: runs created while the controller is SIGKILLed and restarted again and again, the
+//! ECS proxy injects throttles, 500s, dropped connections and slow answers, another client edits the
+//! runs' labels and annotations, and some runs are deleted, some at once. Then the faults stop and the
+//! suite checks, from ECS's own ListTasks and DescribeTasks (straight to the endpoint, not through the
+//! proxy): exactly one task per attempt, no task running whose run is gone, every run converged.
+//! The e2e suite runs it at CI size; `hack/faults` at full size writes docs/reliability.json.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_sdk_ecs::types::{DesiredStatus, TaskField};
+use ecsrun::api::EcsTaskRun;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+
+use crate::bench::Peers;
+use crate::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
+use crate::{Controller, ControllerOptions};
+
+/// One pass of the suite.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Names the namespace (several passes share a control plane).
+    pub label: String,
+    pub runs: usize,
+    pub kills: usize,
+    /// Share of ECS calls that get a fault.
+    pub fault_rate: f64,
+}
+
+/// What one pass measured; every count that must be 0 is named so.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub label: String,
+    pub runs: usize,
+    pub kills: usize,
+    /// Kills sent within milliseconds of a RunTask reaching ECS (before its answer was recorded).
+    pub kills_right_after_run_task: usize,
+    pub fault_rate: f64,
+    pub faults: BTreeMap<Fault, u64>,
+    pub ecs_calls: BTreeMap<String, u64>,
+    pub deleted_runs: usize,
+    pub conflicting_edits: u64,
+    pub attempts: usize,
+    pub tasks: usize,
+    /// Tasks beyond the first of an attempt (must be 0).
+    pub duplicates: usize,
+    /// Tasks not STOPPED whose run was deleted (must be 0).
+    pub left_running_after_delete: usize,
+    /// Runs neither final nor gone when the suite stopped waiting (must be 0).
+    pub not_converged: usize,
+    /// From the last fault (the faults switched off, the last controller started) to every run final or gone.
+    pub converged_after_last_fault_s: f64,
+    /// Final phases and reasons of the runs that were not deleted.
+    pub outcomes: BTreeMap<String, usize>,
+    pub wall_s: f64,
+    #[serde(default)]
+    pub command: String,
+    #[serde(default)]
+    pub controller_commit: String,
+}
+
+impl Report {
+    /// The guarantees, as one error listing what broke.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut broken = Vec::new();
+        if self.duplicates > 0 {
+            broken.push(format!("{} duplicate tasks", self.duplicates));
+        }
+        if self.left_running_after_delete > 0 {
+            broken.push(format!("{} tasks left running after their run was deleted", self.left_running_after_delete));
+        }
+        if self.not_converged > 0 {
+            broken.push(format!("{} runs did not converge", self.not_converged));
+        }
+        anyhow::ensure!(broken.is_empty(), "{}", broken.join("; "));
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Succeeds after a few seconds.
+    Succeeds,
+    /// Exits 3 every time: two attempts (backoffLimit 1), then Failed.
+    Fails,
+    /// Runs until stopped; deleted a moment after it is created.
+    Deleted,
+}
+
+struct Created {
+    name: String,
+    uid: String,
+    kind: Kind,
+}
+
+/// Runs one pass against `peers` (the control plane and moto) with `peers.binary` as the controller.
+pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let namespace = format!("faults-{}", plan.label);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(peers.client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+    namespaces.patch(&namespace, &PatchParams::apply("ecsrun-faults"), &Patch::Apply(&body)).await?;
+    let api: Api<EcsTaskRun> = Api::namespaced(peers.client.clone(), &namespace);
+    anyhow::ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
+
+    let proxy = Arc::new(EcsProxy::start(&peers.moto.endpoint, ecs_buckets()).await?);
+    proxy.set_faults(Some(Faults { rate: plan.fault_rate, kinds: Fault::ALL.to_vec(), slow: Duration::from_secs(3) }));
+    let spawn = |generation: usize| {
+        Controller::spawn(
+            ControllerOptions {
+                binary: peers.binary.clone(),
+                name: &format!("controller-{namespace}-{generation}"),
+                ecs_endpoint: &proxy.endpoint,
+                sts_endpoint: &peers.moto.endpoint,
+                region: &peers.moto.fixtures.region,
+                namespaces: &[&namespace],
+                args: vec!["--default-poll-interval=5s".into()],
+                rust_log: "info",
+            },
+            peers.work,
+            peers.kubeconfig,
+        )
+    };
+    let mut controller = spawn(0)?;
+    controller.ready().await?;
+
+    // Another client edits labels and annotations all along (its own field manager, merge patches).
+    let edits = Arc::new(AtomicU64::new(0));
+    let editor = tokio::spawn(edit_runs(api.clone(), edits.clone()));
+
+    // Runs are created, and some deleted, across the whole killing period.
+    let kill_every = Duration::from_millis(1500);
+    let period = kill_every * plan.kills as u32;
+    let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period));
+
+    let mut kills_right_after_run_task = 0;
+    for kill in 0..plan.kills {
+        // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded.
+        if kill % 2 == 0 && tokio::time::timeout(kill_every * 2, proxy.run_task_forwarded()).await.is_ok() {
+            kills_right_after_run_task += 1;
+        } else {
+            tokio::time::sleep(jitter(kill_every, kill)).await;
+        }
+        controller.process.kill();
+        controller = spawn(kill + 1)?;
+    }
+    let created = creator.await.context("creating runs")??;
+    proxy.set_faults(None);
+    let last_fault = Instant::now();
+    editor.abort();
+    controller.ready().await?;
+
+    // Converged: every run not deleted is final, every deleted run is gone.
+    let patience = Duration::from_secs(180 + plan.runs as u64);
+    let not_converged = loop {
+        let left = unconverged(&api, &created).await?;
+        if left == 0 || last_fault.elapsed() > patience {
+            break left;
+        }
+        controller.process.ensure_alive()?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let converged_after_last_fault_s = last_fault.elapsed().as_secs_f64();
+
+    let ecs = peers.moto.ecs().await;
+    let mut report = Report {
+        label: plan.label.clone(),
+        runs: plan.runs,
+        kills: plan.kills,
+        kills_right_after_run_task,
+        fault_rate: plan.fault_rate,
+        faults: proxy.counts().faults,
+        ecs_calls: proxy.counts().calls,
+        deleted_runs: created.iter().filter(|run| run.kind == Kind::Deleted).count(),
+        conflicting_edits: edits.load(Ordering::Relaxed),
+        attempts: 0,
+        tasks: 0,
+        duplicates: 0,
+        left_running_after_delete: 0,
+        not_converged,
+        converged_after_last_fault_s,
+        outcomes: BTreeMap::new(),
+        wall_s: 0.0,
+        command: String::new(),
+        controller_commit: String::new(),
+    };
+    for run in &created {
+        let tasks = tasks_of(&ecs, &run.uid).await?;
+        report.tasks += tasks.len();
+        let mut per_attempt: HashMap<String, usize> = HashMap::new();
+        for (attempt, _) in &tasks {
+            *per_attempt.entry(attempt.clone()).or_default() += 1;
+        }
+        report.attempts += per_attempt.len();
+        report.duplicates += per_attempt.values().map(|n| n - 1).sum::<usize>();
+        if run.kind == Kind::Deleted {
+            report.left_running_after_delete += tasks.iter().filter(|(_, status)| status != "STOPPED").count();
+        } else if let Some(status) = api.get_opt(&run.name).await?.and_then(|run| run.status) {
+            let phase = status.phase.map_or("None".to_owned(), |phase| format!("{phase:?}"));
+            *report.outcomes.entry(format!("{phase}/{}", status.reason.unwrap_or_default())).or_default() += 1;
+        }
+    }
+    report.wall_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The same spread of delays for the same kill, around `every`.
+fn jitter(every: Duration, index: usize) -> Duration {
+    let spread = (index.wrapping_mul(7919) % 100) as u32; // 0..99
+    every / 4 + every * 3 * spread / 200
+}
+
+async fn create_runs(
+    fixtures: crate::Fixtures,
+    api: Api<EcsTaskRun>,
+    runs: usize,
+    period: Duration,
+) -> anyhow::Result<Vec<Created>> {
+    let every = period / runs.max(1) as u32;
+    let mut created = Vec::new();
+    let mut deletions = Vec::new();
+    for index in 0..runs {
+        let kind = match index % 10 {
+            0..=5 => Kind::Succeeds,
+            6 | 7 => Kind::Fails,
+            _ => Kind::Deleted,
+        };
+        let name = format!("run-{index}");
+        let (task_definition, extra) = match kind {
+            Kind::Succeeds => (
+                "transform",
+                format!(
+                    r#""overrides": {{"containerOverrides": [{{"name": "app", "environment": [{{"name": "ECSRUN_E2E_RUN_SECONDS", "value": "{}"}}]}}]}},"#,
+                    2 + index % 5
+                ),
+            ),
+            Kind::Fails => ("failing", r#""retryPolicy": {"backoffLimit": 1},"#.to_owned()),
+            Kind::Deleted => ("sleeper", String::new()),
+        };
+        let manifest: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun", "metadata": {{"name": "{name}"}},
+               "spec": {{"cluster": "batch", "taskDefinition": "{task_definition}", "launchType": "FARGATE", {extra}
+                 "networkConfiguration": {{"awsvpcConfiguration": {{"subnets": ["{}"], "securityGroups": ["{}"]}}}},
+                 "wait": {{"for": "Stopped"}}}}}}"#,
+            fixtures.bench_subnet, fixtures.security_group
+        ))?;
+        let params = PatchParams::apply("ecsrun-faults");
+        let patch = Patch::Apply(&manifest);
+        let run = retry(|| api.patch(&name, &params, &patch)).await?;
+        created.push(Created { name: name.clone(), uid: run.uid().context("uid")?, kind });
+        if kind == Kind::Deleted {
+            // Some at once (the launch may not be recorded yet), some while the task runs.
+            let after = Duration::from_millis(((index / 10) % 4) as u64 * 2500);
+            let api = api.clone();
+            deletions.push(tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let params = DeleteParams::default();
+                retry(|| api.delete(&name, &params)).await.map(|_| ())
+            }));
+        }
+        tokio::time::sleep(every).await;
+    }
+    for deletion in deletions {
+        deletion.await??;
+    }
+    Ok(created)
+}
+
+/// The suite's own API calls ride out the faults it causes (a restarting controller does not touch them,
+/// but an API server under load may time out).
+async fn retry<T, F, Fut>(call: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries < 5 => {
+                tries += 1;
+                eprintln!("faults: retrying after {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+async fn edit_runs(api: Api<EcsTaskRun>, edits: Arc<AtomicU64>) {
+    let mut round: u64 = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        round += 1;
+        let Ok(list) = api.list(&ListParams::default()).await else { continue };
+        let Some(run) = list.items.get((round as usize * 31) % list.items.len().max(1)) else { continue };
+        let patch = serde_json::json!({
+            "metadata": {"labels": {"edited-by": "another-client"}, "annotations": {"round": round.to_string()}}
+        });
+        if api.patch(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+            edits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn unconverged(api: &Api<EcsTaskRun>, created: &[Created]) -> anyhow::Result<usize> {
+    let list = api.list(&ListParams::default()).await?;
+    let present: HashMap<String, &EcsTaskRun> = list.items.iter().map(|run| (run.name_any(), run)).collect();
+    Ok(created
+        .iter()
+        .filter(|run| match present.get(&run.name) {
+            None => false,
+            Some(_) if run.kind == Kind::Deleted => true,
+            Some(object) => {
+                !object.status.as_ref().and_then(|status| status.phase).is_some_and(ecsrun::api::Phase::is_terminal)
+            }
+        })
+        .count())
+}
+
+/// Every task ECS has for the run (by startedBy, running and stopped): its attempt tag and lastStatus.
+async fn tasks_of(ecs: &aws_sdk_ecs::Client, uid: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut arns = Vec::new();
+    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let listed = ecs
+            .list_tasks()
+            .cluster("batch")
+            .started_by(ecsrun::decide::started_by(uid))
+            .desired_status(status)
+            .send()
+            .await?;
+        arns.extend(listed.task_arns().iter().cloned());
+    }
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described = ecs.describe_tasks().cluster("batch").set_tasks(Some(arns)).include(TaskField::Tags).send().await?;
+    Ok(described
+        .tasks()
+        .iter()
+        .map(|task| {
+            let attempt = task
+                .tags()
+                .iter()
+                .find(|tag| tag.key() == Some("ecsrun.dev/attempt"))
+                .and_then(|tag| tag.value())
+                .unwrap_or("untagged")
+                .to_owned();
+            (attempt, task.last_status().unwrap_or_default().to_owned())
+        })
+        .collect())
+}
