@@ -7,6 +7,7 @@
 #   hack/controlplane/controlplane.sh up     build if needed, start, wait until /readyz, print the env
 #   hack/controlplane/controlplane.sh env    print `export KUBECONFIG=...` for a running control plane
 #   hack/controlplane/controlplane.sh down   stop it and remove its state
+#   hack/controlplane/controlplane.sh restart-apiserver   stop kube-apiserver and start it again (fault tests)
 #
 # ECSRUN_CP_DIR       state directory (default .cache/controlplane/run)
 # ECSRUN_CP_OWNER_PID stop the servers by themselves once this process is gone (tests set it)
@@ -75,31 +76,18 @@ up() {
     --initial-cluster "ecsrun=http://127.0.0.1:$peer_port" > "$dir/etcd.log" 2>&1 &
   local etcd_pid=$!
   local c="$dir/pki"
-  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" --client-ca-file "$c/ca.crt" \
-    --authorization-mode RBAC --disable-admission-plugins ServiceAccount --allow-privileged=true \
-    --endpoint-reconciler-type none \
-    --service-cluster-ip-range 10.0.0.0/24 --service-account-issuer https://kubernetes.default.svc \
-    --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
-    --cert-dir "$dir/apiserver-certs" > "$dir/apiserver.log" 2>&1 &
+  echo "$etcd_port" > "$dir/etcd-port"
+  echo "$api_port" > "$dir/port"
+  start_apiserver
   local api_pid=$!
   echo "$etcd_pid $api_pid" > "$dir/pids"
-  echo "$api_port" > "$dir/port"
   kubeconfig "$api_port"
   if [ -n "${ECSRUN_CP_OWNER_PID:-}" ]; then
     # The servers must not outlive whoever started them (a test run that crashed, a killed demo).
-    ( while kill -0 "$ECSRUN_CP_OWNER_PID" 2>/dev/null; do sleep 1; done; kill $etcd_pid $api_pid 2>/dev/null ) \
+    ( while kill -0 "$ECSRUN_CP_OWNER_PID" 2>/dev/null; do sleep 1; done; kill $etcd_pid $(cat "$dir/apiserver.pid") 2>/dev/null ) \
       > /dev/null 2>&1 &
   fi
-  local deadline=$((SECONDS + 60))
-  until curl -sf --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key" \
-      "https://127.0.0.1:$api_port/readyz" > /dev/null 2>&1; do
-    kill -0 $etcd_pid 2>/dev/null || { tail -20 "$dir/etcd.log" >&2; die "etcd exited (log: $dir/etcd.log)"; }
-    kill -0 $api_pid 2>/dev/null || { tail -20 "$dir/apiserver.log" >&2; die "kube-apiserver exited (log: $dir/apiserver.log)"; }
-    [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready after 60s (log: $dir/apiserver.log)"
-    sleep 0.3
-  done
+  wait_ready $etcd_pid
   "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
     --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller \
     --root-ca-file "$c/ca.crt" > "$dir/controller-manager.log" 2>&1 &
@@ -112,6 +100,51 @@ up() {
   kill -0 $kcm_pid 2>/dev/null || { tail -20 "$dir/controller-manager.log" >&2; die "kube-controller-manager exited (log: $dir/controller-manager.log)"; }
   log "kube-apiserver and kube-controller-manager $(cat "$here/VERSION") ready on https://127.0.0.1:$api_port after $((SECONDS - start))s"
   env_
+}
+
+# Starts kube-apiserver in the background on the ports recorded in $dir; $! is its pid.
+start_apiserver() {
+  local c="$dir/pki" etcd_port api_port
+  etcd_port=$(cat "$dir/etcd-port"); api_port=$(cat "$dir/port")
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" --client-ca-file "$c/ca.crt" \
+    --authorization-mode RBAC --disable-admission-plugins ServiceAccount --allow-privileged=true \
+    --endpoint-reconciler-type none \
+    --service-cluster-ip-range 10.0.0.0/24 --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
+    --cert-dir "$dir/apiserver-certs" >> "$dir/apiserver.log" 2>&1 &
+  echo $! > "$dir/apiserver.pid"
+}
+
+# Waits until kube-apiserver answers /readyz.
+wait_ready() { # etcd pid
+  local etcd_pid=$1 api_pid c="$dir/pki" api_port
+  api_pid=$(cat "$dir/apiserver.pid"); api_port=$(cat "$dir/port")
+  local deadline=$((SECONDS + 60))
+  until curl -sf --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key" \
+      "https://127.0.0.1:$api_port/readyz" > /dev/null 2>&1; do
+    kill -0 $etcd_pid 2>/dev/null || { tail -20 "$dir/etcd.log" >&2; die "etcd exited (log: $dir/etcd.log)"; }
+    kill -0 $api_pid 2>/dev/null || { tail -20 "$dir/apiserver.log" >&2; die "kube-apiserver exited (log: $dir/apiserver.log)"; }
+    [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready after 60s (log: $dir/apiserver.log)"
+    sleep 0.3
+  done
+}
+
+restart_apiserver() {
+  running || die "not running"
+  local old etcd_pid
+  old=$(cat "$dir/apiserver.pid"); etcd_pid=$(cut -d' ' -f1 "$dir/pids")
+  kill "$old"
+  for _ in $(seq 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$old" 2>/dev/null || true
+  local start=$SECONDS
+  start_apiserver
+  local api_pid=$!
+  # The pids file keeps the new kube-apiserver, so `down` and the owner watch stop it.
+  sed -i "s/\b$old\b/$api_pid/" "$dir/pids"
+  wait_ready "$etcd_pid"
+  log "kube-apiserver restarted, ready after $((SECONDS - start))s"
 }
 
 env_() {
@@ -135,5 +168,6 @@ case "${1:-}" in
   up) up ;;
   env) env_ ;;
   down) down ;;
+  restart-apiserver) restart_apiserver ;;
   *) echo "usage: $0 up|env|down" >&2; exit 2 ;;
 esac

@@ -13,8 +13,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::{Case, Env, case, fargate_run};
 use ecsrun_e2e::bench::Peers;
-use ecsrun_e2e::controller_binary;
 use ecsrun_e2e::faults::{self, Plan};
+use ecsrun_e2e::{ControlPlane, Controller, controller_binary, install_crds};
 
 pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
 
@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
             "faults::deleting_a_namespace_stops_its_runs_tasks_though_their_secret_is_deleted_first",
             namespace_deletion,
         ),
+        case("faults::runs_converge_across_a_kube_apiserver_restart", apiserver_restart),
         case("faults::suite_50_runs_20_kills_10_percent_ecs_faults", |env| suite(env, "ci-10", 0.10)),
         case("faults::suite_50_runs_20_kills_30_percent_ecs_faults", |env| suite(env, "ci-30", 0.30)),
     ]
@@ -156,5 +157,63 @@ async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
     let tasks = env.tasks_started_by("batch", &uid).await?;
     ensure!(tasks == vec![task_arn.clone()], "tasks of the live run: {tasks:?}");
     controller.process.ensure_alive()?;
+    Ok(())
+}
+
+/// kube-apiserver restarts mid-run (on a control plane of this case's own, so the other cases keep
+/// theirs): the controller's watches resume, runs in flight finish, runs created after the restart launch,
+/// each with exactly one task.
+async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
+    const NAMESPACE: &str = "e2e-faults-restart";
+    let work = env.work.join("restart");
+    std::fs::create_dir_all(&work)?;
+    let control_plane = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || ControlPlane::start(&work)
+    })
+    .await??;
+    let client = control_plane.client().await?;
+    install_crds(&client).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    let mut controller =
+        Controller::start("controller-faults-restart", &work, &control_plane.kubeconfig, &env.moto, &[NAMESPACE], &[])?;
+    controller.ready().await?;
+    let api: Api<EcsTaskRun> = Api::namespaced(client.clone(), NAMESPACE);
+    let create = |name: String| {
+        let api = api.clone();
+        let yaml = fargate_run(&name, "batch", "transform", &app_env(&[("ECSRUN_E2E_RUN_SECONDS", "8")]));
+        let run = env.manifest(&yaml);
+        async move {
+            let run = run?;
+            Ok::<_, anyhow::Error>(api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&run)).await?)
+        }
+    };
+    let mut uids = Vec::new();
+    for index in 0..3 {
+        uids.push((format!("before-{index}"), create(format!("before-{index}")).await?.uid().context("uid")?));
+    }
+    for (name, _) in &uids {
+        let launched = |run: Option<&EcsTaskRun>| {
+            run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
+        };
+        wait::until(&api, name, Duration::from_secs(30), "launched", launched).await?;
+    }
+    let restarted = std::time::Instant::now();
+    let control_plane =
+        tokio::task::spawn_blocking(move || control_plane.restart_apiserver().map(|()| control_plane)).await??;
+    eprintln!("e2e: kube-apiserver back after {:.1}s", restarted.elapsed().as_secs_f64());
+    for index in 0..3 {
+        uids.push((format!("after-{index}"), create(format!("after-{index}")).await?.uid().context("uid")?));
+    }
+    for (name, uid) in &uids {
+        wait::until(&api, name, Duration::from_secs(90), "Succeeded", wait::has_condition("Succeeded")).await?;
+        let tasks = env.tasks_started_by("batch", uid).await?;
+        ensure!(tasks.len() == 1, "{name}: ECS has {} tasks for one run: {tasks:?}", tasks.len());
+    }
+    controller.process.ensure_alive()?;
+    drop(controller);
+    tokio::task::spawn_blocking(move || drop(control_plane)).await?;
     Ok(())
 }

@@ -135,6 +135,18 @@ impl ControlPlane {
         Ok(Self { kubeconfig: state_dir.join("kubeconfig"), state_dir: Some(state_dir) })
     }
 
+    /// Stops kube-apiserver and starts it again on the same port and etcd (fault tests).
+    pub fn restart_apiserver(&self) -> anyhow::Result<()> {
+        let state_dir = self.state_dir.as_ref().context("not a control plane this run started")?;
+        let status = Command::new(repo_root().join("hack/controlplane/controlplane.sh"))
+            .arg("restart-apiserver")
+            .env("ECSRUN_CP_DIR", state_dir)
+            .stderr(Stdio::inherit())
+            .status()?;
+        ensure!(status.success(), "restarting kube-apiserver failed ({status})");
+        Ok(())
+    }
+
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
