@@ -258,7 +258,13 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     let reconciled = finalizer(&api, FINALIZER, run.clone(), |event| async {
         match event {
             Finalizer::Apply(run) => apply(&run, &namespace, &api, &ctx).await,
-            Finalizer::Cleanup(run) => cleanup(&run, &namespace, &api, &ctx).await,
+            Finalizer::Cleanup(run) => {
+                let cleaned = cleanup(&run, &namespace, &api, &ctx).await;
+                if let Err(error) = &cleaned {
+                    record_blocked_cleanup(&run, &namespace, &api, &ctx, error).await;
+                }
+                cleaned
+            }
         }
     })
     .instrument(span);
@@ -591,6 +597,28 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
 /// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
 /// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
 /// tasks are all on record costs one StopTask per live task; the tracker then follows them to STOPPED.
+/// A deletion held up by an error says why in the run's status, not only in an Event.
+async fn record_blocked_cleanup<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+    error: &Error,
+) {
+    let acted_on = matches!(
+        error,
+        Error::WaitingForStop(_) | Error::Kube(_) | Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. })
+    );
+    let Some(status) = run.status.as_ref().filter(|_| !acted_on) else { return };
+    let Ok(view) = view(run, namespace, status, &ctx.settings) else { return };
+    let blocked = decide::cleanup_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
+    if blocked != *status
+        && let Err(write) = write_status(api, run, &blocked).await
+    {
+        warn!(error = %write, "could not record why the deletion is held up");
+    }
+}
+
 async fn cleanup<E: Ecs>(
     run: &EcsTaskRun,
     namespace: &str,

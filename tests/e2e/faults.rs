@@ -12,8 +12,10 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::{Case, Env, case, fargate_run};
+use ecsrun_e2e::ControllerOptions;
 use ecsrun_e2e::bench::Peers;
 use ecsrun_e2e::faults::{self, Plan};
+use ecsrun_e2e::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
 use ecsrun_e2e::{ControlPlane, Controller, controller_binary, install_crds};
 
 pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
@@ -26,6 +28,7 @@ pub fn cases() -> Vec<Case> {
             namespace_deletion,
         ),
         case("faults::runs_converge_across_a_kube_apiserver_restart", apiserver_restart),
+        case("faults::a_deleted_run_is_held_until_its_task_is_stopped_while_stop_task_fails", stop_task_failing),
         case("faults::suite_50_runs_20_kills_10_percent_ecs_faults", |env| suite(env, "ci-10", 0.10)),
         case("faults::suite_50_runs_20_kills_30_percent_ecs_faults", |env| suite(env, "ci-30", 0.30)),
     ]
@@ -215,5 +218,68 @@ async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
     controller.process.ensure_alive()?;
     drop(controller);
     tokio::task::spawn_blocking(move || drop(control_plane)).await?;
+    Ok(())
+}
+
+/// Deletion under faults: every StopTask fails (HTTP 500) for a while. The finalizer holds the run, which
+/// says why in its status, the failures show in the controller's metrics, and once StopTask gets through
+/// the task is STOPPED and the run goes.
+async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
+    const NAMESPACE: &str = "e2e-faults-stop";
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
+    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    let proxy = EcsProxy::start(&env.moto.endpoint, ecs_buckets()).await?;
+    let mut controller = Controller::spawn(
+        ControllerOptions {
+            binary: controller_binary()?,
+            name: "controller-faults-stop",
+            ecs_endpoint: &proxy.endpoint,
+            sts_endpoint: &env.moto.endpoint,
+            region: &env.moto.fixtures.region,
+            namespaces: &[NAMESPACE],
+            args: vec!["--default-poll-interval=5s".into()],
+            rust_log: "info,ecsrun=debug",
+        },
+        &env.work,
+        &env.kubeconfig,
+    )?;
+    controller.ready().await?;
+    let api = env.runs(NAMESPACE);
+    let run = env.create(NAMESPACE, &env.manifest(&fargate_run("held", "batch", "sleeper", ""))?).await?;
+    let uid = run.uid().context("uid")?;
+    let running = |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
+    };
+    let status = wait::until(&api, "held", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let task_arn = status.task_arn.context("no task ARN")?;
+
+    proxy.set_faults(Some(Faults {
+        rate: 1.0,
+        kinds: vec![Fault::ServerError],
+        slow: Duration::ZERO,
+        operations: vec!["StopTask".into()],
+    }));
+    api.delete("held", &DeleteParams::default()).await?;
+    let says_why = |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
+            status.message.as_deref().is_some_and(|message| message.contains("cannot stop its task yet"))
+        })
+    };
+    let held = wait::until(&api, "held", Duration::from_secs(30), "the reason in status", says_why).await?;
+    ensure!(held.reason.as_deref() == Some("EcsServerError"), "reason {:?}: {:?}", held.reason, held.message);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    ensure!(api.get_opt("held").await?.is_some(), "the run went while its task could not be stopped");
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("RUNNING"), "task is {:?}", task.last_status());
+    let failed = controller.metric(r#"ecsrun_ecs_calls_total{operation="StopTask",outcome="server_error"}"#).await?;
+    ensure!(failed >= 2.0, "{failed} failed StopTask calls in the controller's metrics");
+
+    proxy.set_faults(None);
+    wait::gone(&api, "held", Duration::from_secs(60)).await?;
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "task is {:?} after the run went", task.last_status());
+    ensure!(env.tasks_started_by("batch", &uid).await? == vec![task_arn], "one task for the run");
+    controller.process.ensure_alive()?;
     Ok(())
 }

@@ -108,7 +108,12 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     anyhow::ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
 
     let proxy = Arc::new(EcsProxy::start(&peers.moto.endpoint, ecs_buckets()).await?);
-    proxy.set_faults(Some(Faults { rate: plan.fault_rate, kinds: Fault::ALL.to_vec(), slow: Duration::from_secs(3) }));
+    proxy.set_faults(Some(Faults {
+        rate: plan.fault_rate,
+        kinds: Fault::ALL.to_vec(),
+        slow: Duration::from_secs(3),
+        operations: Vec::new(),
+    }));
     let spawn = |generation: usize| {
         Controller::spawn(
             ControllerOptions {

@@ -103,6 +103,8 @@ pub struct Faults {
     /// The faults, chosen in turn.
     pub kinds: Vec<Fault>,
     pub slow: Duration,
+    /// Only these operations get faults; empty: every operation.
+    pub operations: Vec<String>,
 }
 
 /// What the proxy counted, cumulative since it started (or since `reset`).
@@ -292,7 +294,7 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
     if throttled {
         return Ok(error_response(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"));
     }
-    let fault = if operation.is_empty() { None } else { shared.roll() };
+    let fault = if operation.is_empty() { None } else { shared.roll(&operation) };
     if let Some(fault) = fault {
         *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).faults.entry(fault).or_default() += 1;
     }
@@ -348,9 +350,11 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
 
 impl Shared {
     /// Whether this call gets a fault, and which.
-    fn roll(&self) -> Option<Fault> {
+    fn roll(&self, operation: &str) -> Option<Fault> {
         let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
-        if faults.kinds.is_empty() {
+        if faults.kinds.is_empty()
+            || !(faults.operations.is_empty() || faults.operations.iter().any(|o| o == operation))
+        {
             return None;
         }
         let mut dice = self.dice.lock().unwrap_or_else(PoisonError::into_inner);

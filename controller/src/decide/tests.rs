@@ -1,7 +1,7 @@
 //! Table tests of the run policy: no cluster, no AWS, no clock.
 
 use super::*;
-use crate::api::{EcsTaskRunSpec, RetryPolicy, WaitPolicy};
+use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
 
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
@@ -919,4 +919,21 @@ fn durations_parse_go_style() {
     assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
     assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
     assert_eq!(parse_duration("abc"), None);
+}
+
+#[test]
+fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
+    let run = Run::launched(spec());
+    let blocked = cleanup_blocked(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));
+    assert_eq!(blocked.phase, Some(Phase::Stopping));
+    assert_eq!(blocked.reason.as_deref(), Some("EcsServerError"));
+    assert!(blocked.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed"));
+
+    let mut done = Run::launched(with(spec(), |s| s.wait.for_ = WaitFor::Running));
+    done.apply(&after_track(&done.view(), found(task("RUNNING")), at(3)));
+    assert_eq!(done.status.phase, Some(Phase::Succeeded));
+    let blocked = cleanup_blocked(&done.view(), "EcsServerError", "ECS StopTask failed", at(5));
+    assert_eq!(blocked.phase, Some(Phase::Succeeded), "the result stands");
+    assert_eq!(blocked.conditions, done.status.conditions);
+    assert!(blocked.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
 }

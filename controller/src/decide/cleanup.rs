@@ -1,0 +1,92 @@
+//! Deleting a run: what must be stopped before the finalizer can go, and what the run says meanwhile.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{RunView, StopTask, current_attempt, set_phase};
+use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase};
+use crate::ecs::TaskSnapshot;
+
+/// What deleting a run requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupStep {
+    /// Nothing to stop: let the object go.
+    Release,
+    /// Stop the run's live tasks (`task_arns`, and with `list_started_by` any ListTasks finds by startedBy)
+    /// and wait for STOPPED; `cleanup` decides on what was found.
+    Stop { task_arns: Vec<String>, list_started_by: bool },
+}
+
+pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
+    if spec.deletion_policy == DeletionPolicy::Orphan {
+        return CleanupStep::Release;
+    }
+    // A run that never recorded a launch intent never sent RunTask. Live tasks can only be recorded ones
+    // not seen STOPPED (a run that succeeded on Launched or Running leaves its task running), or, when
+    // RunTask may have been sent without its answer being recorded, whatever ECS lists for the run.
+    let Some(status) = status else { return CleanupStep::Release };
+    let seen_stopped = |attempt: &Attempt| {
+        attempt.stopped_at.is_some()
+            || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
+    };
+    let task_arns: Vec<String> = status
+        .attempts
+        .iter()
+        .filter(|attempt| !seen_stopped(attempt))
+        .filter_map(|attempt| attempt.task_arn.clone())
+        .collect();
+    let list_started_by = current_attempt(status).is_some_and(|attempt| attempt.task_arn.is_none());
+    if task_arns.is_empty() && !list_started_by {
+        return CleanupStep::Release;
+    }
+    CleanupStep::Stop { task_arns, list_started_by }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanupPlan {
+    /// Tasks to send StopTask to.
+    pub stop: Vec<StopTask>,
+    /// Every task is STOPPED (or unknown to ECS): the finalizer can go.
+    pub done: bool,
+}
+
+/// How long deleting a run whose launch may be unrecorded keeps looking for its task when ECS lists none:
+/// ListTasks is eventually consistent, so a task started a moment ago may not be listed yet.
+pub const UNRECORDED_LAUNCH_GRACE: Duration = Duration::from_secs(30);
+
+/// Decides a deletion on the tasks found. `unrecorded_launch`: how long ago the deletion began, when the
+/// run's launch may be unrecorded (its tasks come from ListTasks).
+pub fn cleanup(
+    spec: &EcsTaskRunSpec,
+    namespace: &str,
+    name: &str,
+    tasks: &[TaskSnapshot],
+    unrecorded_launch: Option<Duration>,
+) -> CleanupPlan {
+    let reason =
+        spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+    let still_looking = tasks.is_empty() && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);
+    CleanupPlan {
+        stop: tasks
+            .iter()
+            .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
+            .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
+            .collect(),
+        done: tasks.iter().all(TaskSnapshot::is_stopped) && !still_looking,
+    }
+}
+
+/// A deletion that cannot get through yet (StopTask failing, credentials unreadable): the run says so in
+/// its status while the finalizer holds it, and the deletion is retried.
+/// A final run keeps its phase and conditions (its result stands); only its message says why it is still here.
+pub fn cleanup_blocked(view: &RunView, reason: &str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    let message = format!("deleted; cannot stop its task yet: {why}; retrying");
+    if status.phase.is_some_and(Phase::is_terminal) {
+        status.message = Some(message);
+    } else {
+        set_phase(view, &mut status, Phase::Stopping, reason, message, now);
+    }
+    status
+}
