@@ -16,6 +16,8 @@ pub struct Metrics {
     /// ECS API calls by operation and outcome (`ok`, `throttled`, `server_error`, ...).
     pub ecs_calls: IntCounterVec,
     pub ecs_call_duration: HistogramVec,
+    /// Attempts the AWS SDK retried within one ECS call (throttles, 5xx, dropped connections), by operation.
+    pub ecs_retries: IntCounterVec,
     /// Tasks DescribeTasks was asked about per call, to see batching at work.
     pub describe_batch_size: Histogram,
     /// ECS calls that had to wait for the rate ceiling, by throttle class.
@@ -54,6 +56,10 @@ impl Metrics {
                 .buckets(exponential_buckets(0.01, 2.0, 12)?),
             &["operation"],
         )?;
+        let ecs_retries = IntCounterVec::new(
+            Opts::new("ecs_retries_total", "ECS call attempts the AWS SDK retried, by operation"),
+            &["operation"],
+        )?;
         let describe_batch_size = Histogram::with_opts(
             HistogramOpts::new("describe_tasks_batch_size", "Task ARNs per DescribeTasks call")
                 .buckets(vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0]),
@@ -84,6 +90,7 @@ impl Metrics {
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(ecs_calls.clone()))?;
         registry.register(Box::new(ecs_call_duration.clone()))?;
+        registry.register(Box::new(ecs_retries.clone()))?;
         registry.register(Box::new(describe_batch_size.clone()))?;
         registry.register(Box::new(ecs_rate_limited.clone()))?;
         registry.register(Box::new(ecs_rate_limit_wait.clone()))?;
@@ -99,6 +106,7 @@ impl Metrics {
             reconcile_duration,
             ecs_calls,
             ecs_call_duration,
+            ecs_retries,
             describe_batch_size,
             ecs_rate_limited,
             ecs_rate_limit_wait,

@@ -51,6 +51,10 @@ async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()
     ensure!(report.kills_right_after_run_task >= 5, "{} kills right after RunTask", report.kills_right_after_run_task);
     ensure!(report.conflicting_edits > 0, "no conflicting edits were made");
     ensure!(report.attempts >= 50, "{} attempts for 50 runs", report.attempts);
+    ensure!(report.errors_in_metrics > 0, "no retried or failed ECS call in the controllers' metrics");
+    // The SDK's own retries absorb most single faults, so how many runs show an ECS error in status
+    // varies from pass to pass (reported, not asserted); a fault that lasts is asserted in status by
+    // `a_deleted_run_is_held_until_its_task_is_stopped_while_stop_task_fails`.
     Ok(())
 }
 

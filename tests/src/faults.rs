@@ -5,16 +5,18 @@
 //! proxy): exactly one task per attempt, no task running whose run is gone, every run converged.
 //! The e2e suite runs it at CI size; `hack/faults` at full size writes docs/reliability.json.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aws_sdk_ecs::types::{DesiredStatus, TaskField};
 use ecsrun::api::EcsTaskRun;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
 
 use crate::bench::Peers;
 use crate::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
@@ -44,6 +46,13 @@ pub struct Report {
     pub ecs_calls: BTreeMap<String, u64>,
     pub deleted_runs: usize,
     pub conflicting_edits: u64,
+    /// ECS attempts the controllers' own metrics show retried or failed (`ecsrun_ecs_retries_total`, and
+    /// `ecsrun_ecs_calls_total` with an outcome other than ok), read just before each kill: the faults as
+    /// an operator sees them.
+    pub errors_in_metrics: u64,
+    /// Reasons the runs' status showed along the way, with how many runs showed each: the retries as a
+    /// user sees them (`kubectl get etr`).
+    pub reasons_in_status: BTreeMap<String, usize>,
     pub attempts: usize,
     pub tasks: usize,
     /// Tasks beyond the first of an attempt (must be 0).
@@ -142,6 +151,9 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let period = kill_every * plan.kills as u32;
     let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period));
 
+    let reasons: ReasonsSeen = Arc::default();
+    let watching = tokio::spawn(watch_reasons(api.clone(), reasons.clone()));
+    let mut errors_in_metrics = 0;
     let mut kills_right_after_run_task = 0;
     for kill in 0..plan.kills {
         // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded.
@@ -150,6 +162,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         } else {
             tokio::time::sleep(jitter(kill_every, kill)).await;
         }
+        errors_in_metrics += scrape_errors(&controller).await;
         controller.process.kill();
         controller = spawn(kill + 1)?;
     }
@@ -170,6 +183,11 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let converged_after_last_fault_s = last_fault.elapsed().as_secs_f64();
+    watching.abort();
+    let mut reasons_in_status: BTreeMap<String, usize> = BTreeMap::new();
+    for reason in reasons.lock().unwrap_or_else(PoisonError::into_inner).values().flatten() {
+        *reasons_in_status.entry(reason.clone()).or_default() += 1;
+    }
 
     let ecs = peers.moto.ecs().await;
     let mut report = Report {
@@ -182,6 +200,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         ecs_calls: proxy.counts().calls,
         deleted_runs: created.iter().filter(|run| run.kind == Kind::Deleted).count(),
         conflicting_edits: edits.load(Ordering::Relaxed),
+        errors_in_metrics,
+        reasons_in_status,
         attempts: 0,
         tasks: 0,
         duplicates: 0,
@@ -211,6 +231,33 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     }
     report.wall_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// ECS attempts the controller counted as retried or failed; 0 when it cannot be asked.
+async fn scrape_errors(controller: &Controller) -> u64 {
+    let Ok((_, page)) = crate::http_get(&controller.metrics_url).await else { return 0 };
+    page.lines()
+        .filter(|line| {
+            line.starts_with("ecsrun_ecs_retries_total{")
+                || (line.starts_with("ecsrun_ecs_calls_total{") && !line.contains(r#"outcome="ok""#))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Every reason each run's status showed, by run name.
+type ReasonsSeen = Arc<Mutex<HashMap<String, HashSet<String>>>>;
+
+/// Records every reason each run's status shows.
+async fn watch_reasons(api: Api<EcsTaskRun>, reasons: ReasonsSeen) {
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        if let Ok(watcher::Event::Apply(run) | watcher::Event::InitApply(run)) = event
+            && let Some(reason) = run.status.as_ref().and_then(|status| status.reason.clone())
+        {
+            reasons.lock().unwrap_or_else(PoisonError::into_inner).entry(run.name_any()).or_default().insert(reason);
+        }
+    }
 }
 
 /// The same spread of delays for the same kill, around `every`.

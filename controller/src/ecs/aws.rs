@@ -16,7 +16,13 @@ use aws_sdk_ecs::config::Region;
 use aws_sdk_ecs::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::run_task::RunTaskError;
 use aws_sdk_ecs::types;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tracing::debug;
 
@@ -135,7 +141,7 @@ impl AwsEcs {
         if let Some(client) = cache.get(&key) {
             return client.clone();
         }
-        let client = build_client(settings, &target.region, &target.identity).await;
+        let client = build_client(settings, &target.region, &target.identity, &self.metrics).await;
         if cache.len() >= MAX_CACHED_CLIENTS {
             cache.clear();
         }
@@ -171,14 +177,45 @@ impl AwsEcs {
     }
 }
 
-async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity) -> Client {
+/// Counts the attempts the SDK retries (`ecsrun_ecs_retries_total`): a call that succeeded on its third
+/// attempt is otherwise counted only as `ok`.
+struct RetryCounter {
+    metrics: Arc<Metrics>,
+}
+
+impl Debug for RetryCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryCounter")
+    }
+}
+
+impl Intercept for RetryCounter {
+    fn name(&self) -> &'static str {
+        "ecsrun-retry-counter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<RequestAttempts>().is_some_and(|attempts| attempts.attempts() > 1) {
+            let operation = cfg.load::<Metadata>().map_or("unknown", |metadata| metadata.name());
+            self.metrics.ecs_retries.with_label_values(&[operation]).inc();
+        }
+        Ok(())
+    }
+}
+
+async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity, metrics: &Arc<Metrics>) -> Client {
     let timeouts = TimeoutConfig::builder().operation_timeout(settings.call_timeout).build();
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .timeout_config(timeouts)
         .load()
         .await;
-    let mut config = aws_sdk_ecs::config::Builder::from(&base);
+    let mut config = aws_sdk_ecs::config::Builder::from(&base).interceptor(RetryCounter { metrics: metrics.clone() });
     if let Some(url) = &settings.ecs_endpoint_url {
         config = config.endpoint_url(url);
     }
@@ -542,8 +579,12 @@ where
         SdkError::TimeoutError(_) => EcsErrorKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => EcsErrorKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_io() => EcsErrorKind::Network,
-        // Mostly credential resolution (STS unreachable, web identity token missing).
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => EcsErrorKind::Credentials,
+        // Credential resolution (STS unreachable, web identity token missing) fails here too, as does a
+        // connection closed mid-answer: only the error's own words tell them apart.
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(error) => {
+            EcsErrorKind::Credentials
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => EcsErrorKind::Network,
         SdkError::ResponseError(_) => EcsErrorKind::Server,
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -564,6 +605,11 @@ where
         _ => DisplayErrorContext(error).to_string(),
     };
     EcsError::new(kind, operation, message)
+}
+
+fn mentions_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
+    let text = DisplayErrorContext(error).to_string().to_lowercase();
+    text.contains("credential") || text.contains("identity")
 }
 
 fn classify_service_error(code: Option<&str>, message: Option<&str>, http_status: u16) -> EcsErrorKind {
@@ -897,6 +943,19 @@ mod tests {
             ]
         );
         assert_eq!(rule.num_calls(), 1, "the second lookup is served from the cache");
+    }
+
+    #[test]
+    fn a_connection_closed_mid_answer_is_a_network_error_and_a_credentials_failure_is_not() {
+        use aws_sdk_ecs::operation::describe_tasks::DescribeTasksError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let failure = |text: &str| -> SdkError<DescribeTasksError, HttpResponse> {
+            SdkError::dispatch_failure(ConnectorError::other(text.to_owned().into(), None))
+        };
+        let closed = failure("client error (SendRequest): connection closed before message completed");
+        assert_eq!(classify("DescribeTasks", &closed).kind, EcsErrorKind::Network);
+        let credentials = failure("failed to load credentials: an error occurred while loading credentials");
+        assert_eq!(classify("DescribeTasks", &credentials).kind, EcsErrorKind::Credentials);
     }
 
     #[test]
