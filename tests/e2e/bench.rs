@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use ecsrun::ecs::limit::Ceilings;
-use ecsrun_e2e::bench::{self, Mode, Peers, Plan};
-use ecsrun_e2e::controller_binary;
+use ecsrun_e2e::bench::{self, Mode, Plan};
 use ecsrun_e2e::proxy::Class;
 
 use crate::{Case, Env, case};
@@ -17,13 +16,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 async fn fleet_of_100(env: Arc<Env>) -> anyhow::Result<()> {
-    let peers = Peers {
-        client: env.client.clone(),
-        kubeconfig: &env.kubeconfig,
-        moto: &env.moto,
-        work: &env.work,
-        binary: controller_binary()?,
-    };
+    let peers = env.peers()?;
     let plan = Plan { n: 100, mode: Mode::Batched, poll: Duration::from_secs(5), window_intervals: 3 };
     let report = bench::run(&peers, &plan).await?;
     eprintln!("bench at N=100: {}", serde_json::to_string(&report)?);

@@ -13,10 +13,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::{Case, Env, case, fargate_run};
 use ecsrun_e2e::ControllerOptions;
-use ecsrun_e2e::bench::Peers;
 use ecsrun_e2e::faults::{self, Plan};
 use ecsrun_e2e::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
-use ecsrun_e2e::{ControlPlane, Controller, controller_binary, install_crds};
+use ecsrun_e2e::{ControlPlane, Controller, controller_binary, ensure_namespace, install_crds};
 
 pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
 
@@ -36,13 +35,7 @@ pub fn cases() -> Vec<Case> {
 
 /// The fault suite at CI size (hack/faults runs it at full size for docs/reliability.md).
 async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()> {
-    let peers = Peers {
-        client: env.client.clone(),
-        kubeconfig: &env.kubeconfig,
-        moto: &env.moto,
-        work: &env.work,
-        binary: controller_binary()?,
-    };
+    let peers = env.peers()?;
     let plan = Plan { label: label.into(), runs: 50, kills: 20, fault_rate };
     let report = faults::run(&peers, &plan).await?;
     eprintln!("faults {label}: {}", serde_json::to_string(&report)?);
@@ -81,10 +74,9 @@ async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
         .await?;
     let uid = run.uid().context("uid")?;
 
-    let running = |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
-    };
-    let seen = wait::until(&api, "forgotten", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let seen =
+        wait::until(&api, "forgotten", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
+            .await?;
     let task_arn = seen.task_arn.context("no task ARN recorded")?;
 
     // The task stops after 8 s and is forgotten; the run waits out ECS's eventual consistency first.
@@ -118,9 +110,8 @@ async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
 /// that never launched or whose task has stopped need no credentials. The namespace finishes deleting.
 async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
     const NAMESPACE: &str = "e2e-faults-namespace";
+    ensure_namespace(&env.client, NAMESPACE).await?;
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
-    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NAMESPACE);
     let secret = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
@@ -140,10 +131,9 @@ async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
     let absent = "  credentials:\n    secretRef:\n      name: not-there\n";
     env.create(NAMESPACE, &env.manifest(&fargate_run("never-launched", "batch", "transform", absent))?).await?;
 
-    let running = |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
-    };
-    let status = wait::until(&api, "live", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let status =
+        wait::until(&api, "live", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
+            .await?;
     let task_arn = status.task_arn.context("no task ARN")?;
     wait::until(&api, "finished", Duration::from_secs(30), "Succeeded", wait::has_condition("Succeeded")).await?;
 
@@ -181,9 +171,7 @@ async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
     .await??;
     let client = control_plane.client().await?;
     install_crds(&client).await?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
-    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    ensure_namespace(&client, NAMESPACE).await?;
     let mut controller =
         Controller::start("controller-faults-restart", &work, &control_plane.kubeconfig, &env.moto, &[NAMESPACE], &[])?;
     controller.ready().await?;
@@ -202,10 +190,7 @@ async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
         uids.push((format!("before-{index}"), create(format!("before-{index}")).await?.uid().context("uid")?));
     }
     for (name, _) in &uids {
-        let launched = |run: Option<&EcsTaskRun>| {
-            run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
-        };
-        wait::until(&api, name, Duration::from_secs(30), "launched", launched).await?;
+        wait::until(&api, name, Duration::from_secs(30), "launched", wait::launched()).await?;
     }
     let restarted = std::time::Instant::now();
     let control_plane =
@@ -230,9 +215,7 @@ async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
 /// the task is STOPPED and the run goes.
 async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
     const NAMESPACE: &str = "e2e-faults-stop";
-    let namespaces: Api<Namespace> = Api::all(env.client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
-    namespaces.patch(NAMESPACE, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    ensure_namespace(&env.client, NAMESPACE).await?;
     let proxy = EcsProxy::start(&env.moto.endpoint, ecs_buckets()).await?;
     let mut controller = Controller::spawn(
         ControllerOptions {
@@ -252,10 +235,9 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let run = env.create(NAMESPACE, &env.manifest(&fargate_run("held", "batch", "sleeper", ""))?).await?;
     let uid = run.uid().context("uid")?;
-    let running = |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
-    };
-    let status = wait::until(&api, "held", Duration::from_secs(30), "lastStatus RUNNING", running).await?;
+    let status =
+        wait::until(&api, "held", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
+            .await?;
     let task_arn = status.task_arn.context("no task ARN")?;
 
     proxy.set_faults(Some(Faults {

@@ -69,10 +69,7 @@ async fn create_runs(env: &Env, namespace: &str) -> anyhow::Result<Vec<(String, 
     }
     let api = env.runs(namespace);
     for (name, _) in &runs {
-        let launched = |run: Option<&ecsrun::api::EcsTaskRun>| {
-            run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
-        };
-        wait::until(&api, name, Duration::from_secs(30), "launched", launched).await?;
+        wait::until(&api, name, Duration::from_secs(30), "launched", wait::launched()).await?;
     }
     Ok(runs)
 }
@@ -169,10 +166,7 @@ async fn leader_cut_off(env: Arc<Env>) -> anyhow::Result<()> {
     }
     let api = env.runs(CUT_NAMESPACE);
     for (name, _) in &runs {
-        let launched = |run: Option<&ecsrun::api::EcsTaskRun>| {
-            run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
-        };
-        wait::until(&api, name, Duration::from_secs(20), "launched", launched).await?;
+        wait::until(&api, name, Duration::from_secs(20), "launched", wait::launched()).await?;
     }
     link.cut();
     let cut_at = Instant::now();

@@ -23,8 +23,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::{ControlPlane, Controller, Moto, install_crds, repo_root};
-use k8s_openapi::api::core::v1::Namespace;
+use ecsrun_e2e::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, repo_root};
 use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -44,6 +43,17 @@ pub struct Env {
 impl Env {
     pub fn runs(&self, namespace: &str) -> Api<EcsTaskRun> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// What the fleet benchmark and the fault suite need, with the controller binary Cargo built.
+    pub fn peers(&self) -> anyhow::Result<ecsrun_e2e::bench::Peers<'_>> {
+        Ok(ecsrun_e2e::bench::Peers {
+            client: self.client.clone(),
+            kubeconfig: &self.kubeconfig,
+            moto: &self.moto,
+            work: &self.work,
+            binary: ecsrun_e2e::controller_binary()?,
+        })
     }
 
     /// Starts a controller of a case's own (for counting its calls, or killing it).
@@ -230,7 +240,6 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
     )?;
     let client = control_plane.client().await?;
     install_crds(&client).await.context("installing crds/")?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for namespace in SHARED_NAMESPACES.iter().chain(&[
         errors::NAMESPACE,
         recovery::NAMESPACE,
@@ -245,8 +254,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         chart::NAMESPACE,
         chart::RELEASE_NAMESPACE,
     ]) {
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-        namespaces.patch(namespace, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+        ensure_namespace(&client, namespace).await?;
     }
     let ecs = moto.ecs().await;
     let env = Arc::new(Env {

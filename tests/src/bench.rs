@@ -26,7 +26,7 @@ use ecsrun::api::EcsTaskRun;
 use ecsrun::ecs::limit::Ceilings;
 use futures::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 
 use crate::proxy::{Class, EcsProxy, ecs_buckets};
@@ -134,9 +134,7 @@ struct Seen {
 pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let started = Instant::now();
     let namespace = format!("bench-{}-{}", plan.n, plan.mode.label());
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(peers.client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-    namespaces.patch(&namespace, &PatchParams::apply("ecsrun-bench"), &Patch::Apply(&body)).await?;
+    crate::ensure_namespace(&peers.client, &namespace).await?;
     let api: Api<EcsTaskRun> = Api::namespaced(peers.client.clone(), &namespace);
     ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
 

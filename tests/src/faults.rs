@@ -110,9 +110,7 @@ struct Created {
 pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let started = Instant::now();
     let namespace = format!("faults-{}", plan.label);
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(peers.client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-    namespaces.patch(&namespace, &PatchParams::apply("ecsrun-faults"), &Patch::Apply(&body)).await?;
+    crate::ensure_namespace(&peers.client, &namespace).await?;
     let api: Api<EcsTaskRun> = Api::namespaced(peers.client.clone(), &namespace);
     anyhow::ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
 

@@ -363,6 +363,46 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     .await?
 }
 
+/// Creates the namespace if it does not exist (server-side apply, so a second call changes nothing).
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    namespaces.patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+/// The peers of a standalone harness run (hack/bench, hack/faults): a control plane and moto of its own,
+/// with the CRD installed, and a work directory for their logs.
+pub struct LocalStack {
+    pub work: PathBuf,
+    pub client: kube::Client,
+    pub moto: Moto,
+    pub control_plane: ControlPlane,
+}
+
+impl LocalStack {
+    /// `purpose` names the work directory under .cache/.
+    pub async fn start(purpose: &str) -> anyhow::Result<Self> {
+        let work = repo_root().join(".cache").join(purpose).join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let control_plane = ControlPlane::start(&work)?;
+        let moto = Moto::start(&work)?;
+        let client = control_plane.client().await?;
+        install_crds(&client).await.context("installing crds/")?;
+        Ok(Self { work, client, moto, control_plane })
+    }
+
+    pub fn peers(&self, binary: PathBuf) -> bench::Peers<'_> {
+        bench::Peers {
+            client: self.client.clone(),
+            kubeconfig: &self.control_plane.kubeconfig,
+            moto: &self.moto,
+            work: &self.work,
+            binary,
+        }
+    }
+}
+
 /// Applies `crds/` with server-side apply and waits until the CRD is Established.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     let crd: CustomResourceDefinition =

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ecsrun_e2e::bench::{self, Mode, Peers, Plan, Report};
-use ecsrun_e2e::{ControlPlane, Moto, install_crds, repo_root};
+use ecsrun_e2e::bench::{self, Mode, Plan, Report};
+use ecsrun_e2e::{LocalStack, repo_root};
 
 #[derive(Parser, Debug)]
 #[command(about = "The ecsrun fleet benchmark (docs/benchmarks.md)")]
@@ -63,13 +63,8 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let work = root.join(".cache/bench").join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let control_plane = ControlPlane::start(&work)?;
-    let moto = Moto::start(&work)?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await.context("installing crds/")?;
-    let peers = Peers { client, kubeconfig: &control_plane.kubeconfig, moto: &moto, work: &work, binary };
+    let stack = LocalStack::start("bench").await?;
+    let peers = stack.peers(binary);
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut reports: Vec<Report> = Vec::new();
@@ -91,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             write(&root.join(&args.out), &reports)?;
         }
     }
-    eprintln!("bench: logs in {}", work.display());
+    eprintln!("bench: logs in {}", stack.work.display());
     Ok(())
 }
 

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ecsrun_e2e::bench::Peers;
 use ecsrun_e2e::faults::{self, Plan, Report};
-use ecsrun_e2e::{ControlPlane, Moto, install_crds, repo_root};
+use ecsrun_e2e::{LocalStack, repo_root};
 
 #[derive(Parser, Debug)]
 #[command(about = "The ecsrun fault suite (docs/reliability.md)")]
@@ -39,13 +38,8 @@ async fn main() -> anyhow::Result<()> {
     let root = repo_root();
     let binary = root.join(&args.binary);
     anyhow::ensure!(binary.exists(), "{} does not exist: hack/faults builds it", binary.display());
-    let work = root.join(".cache/faults").join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let control_plane = ControlPlane::start(&work)?;
-    let moto = Moto::start(&work)?;
-    let client = control_plane.client().await?;
-    install_crds(&client).await.context("installing crds/")?;
-    let peers = Peers { client, kubeconfig: &control_plane.kubeconfig, moto: &moto, work: &work, binary };
+    let stack = LocalStack::start("faults").await?;
+    let peers = stack.peers(binary);
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut reports: Vec<Report> = Vec::new();
@@ -60,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         reports.push(report);
         std::fs::write(root.join(&args.out), serde_json::to_string_pretty(&reports)? + "\n")?;
     }
-    eprintln!("faults: logs in {}", work.display());
+    eprintln!("faults: logs in {}", stack.work.display());
     for report in &reports {
         report.check().with_context(|| format!("pass {}", report.label))?;
     }
