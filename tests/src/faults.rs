@@ -63,6 +63,10 @@ pub struct Report {
     pub not_converged: usize,
     /// From the last fault (the faults switched off, the last controller started) to every run final or gone.
     pub converged_after_last_fault_s: f64,
+    /// Reconcile errors of the last controller in the 10 s after convergence, while the other client still
+    /// edits the runs: an error loop shows here (must be 0).
+    #[serde(default)]
+    pub reconcile_errors_after_convergence: u64,
     /// Final phases and reasons of the runs that were not deleted.
     pub outcomes: BTreeMap<String, usize>,
     pub wall_s: f64,
@@ -84,6 +88,9 @@ impl Report {
         }
         if self.not_converged > 0 {
             broken.push(format!("{} runs did not converge", self.not_converged));
+        }
+        if self.reconcile_errors_after_convergence > 0 {
+            broken.push(format!("{} reconcile errors after convergence", self.reconcile_errors_after_convergence));
         }
         anyhow::ensure!(broken.is_empty(), "{}", broken.join("; "));
         Ok(())
@@ -167,7 +174,6 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let created = creator.await.context("creating runs")??;
     proxy.set_faults(None);
     let last_fault = Instant::now();
-    editor.abort();
     controller.ready().await?;
 
     // Converged: every run not deleted is final, every deleted run is gone.
@@ -181,6 +187,12 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let converged_after_last_fault_s = last_fault.elapsed().as_secs_f64();
+    // Settled runs stay settled while another client keeps editing them: no conflicts, no error loop.
+    let errors_before = controller.metric_total("ecsrun_reconcile_errors_total").await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let reconcile_errors_after_convergence =
+        (controller.metric_total("ecsrun_reconcile_errors_total").await? - errors_before) as u64;
+    editor.abort();
     watching.abort();
     let mut reasons_in_status: BTreeMap<String, usize> = BTreeMap::new();
     for reason in reasons.lock().unwrap_or_else(PoisonError::into_inner).values().flatten() {
@@ -206,6 +218,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         left_running_after_delete: 0,
         not_converged,
         converged_after_last_fault_s,
+        reconcile_errors_after_convergence,
         outcomes: BTreeMap::new(),
         wall_s: 0.0,
         command: String::new(),
