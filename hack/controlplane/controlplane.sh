@@ -2,7 +2,8 @@
 # A local Kubernetes control plane without containers, as envtest runs it: the upstream kube-apiserver,
 # kube-controller-manager and etcd (built from Go modules by build.sh) on loopback ports, RBAC
 # authorization on, an admin kubeconfig. kube-controller-manager runs the controllers a deletion needs
-# (namespace, garbage collector, service accounts); there is no scheduler or kubelet, so Pods never run.
+# (namespace, garbage collector, service accounts) and the one that fills the aggregated default roles;
+# there is no scheduler or kubelet, so Pods never run.
 #
 #   hack/controlplane/controlplane.sh up     build if needed, start, wait until /readyz, print the env
 #   hack/controlplane/controlplane.sh env    print `export KUBECONFIG=...` for a running control plane
@@ -89,7 +90,7 @@ up() {
   fi
   wait_ready $etcd_pid
   "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --leader-elect=false --secure-port 0 \
-    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,clusterrole-aggregation-controller \
     --root-ca-file "$c/ca.crt" > "$dir/controller-manager.log" 2>&1 &
   local kcm_pid=$!
   echo "$etcd_pid $api_pid $kcm_pid" > "$dir/pids"

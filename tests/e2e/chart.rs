@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         case("chart::helm_lint_is_clean", helm_lint),
         case("chart::rendered_manifests_pass_server_side_dry_run", dry_run),
         case("chart::controller_runs_as_the_charts_service_account_with_least_privilege", least_privilege),
+        case("chart::namespace_editors_manage_runs_and_viewers_read_them", aggregated_roles),
     ]
 }
 
@@ -145,8 +146,12 @@ async fn service_account_kubeconfig(env: &Env) -> anyhow::Result<PathBuf> {
 }
 
 async fn can_i(env: &Env, args: &[&str]) -> anyhow::Result<bool> {
+    can_i_as(env, SERVICE_ACCOUNT, args).await
+}
+
+async fn can_i_as(env: &Env, who: &str, args: &[&str]) -> anyhow::Result<bool> {
     let mut command = kubectl(env);
-    command.args(["auth", "can-i"]).args(args).args(["--as", SERVICE_ACCOUNT]);
+    command.args(["auth", "can-i"]).args(args).args(["--as", who]);
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     match String::from_utf8_lossy(&output.stdout).trim() {
         "yes" => Ok(true),
@@ -231,5 +236,64 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         "the controller hit RBAC denials:\n{}",
         ecsrun_e2e::tail(&controller.process.log, 20)
     );
+    Ok(())
+}
+
+/// The chart's aggregated ClusterRoles: a user bound to Kubernetes' `edit` role in a namespace manages runs
+/// there (not their status), one bound to `view` reads them; neither reaches another namespace.
+/// kube-controller-manager's clusterrole-aggregation controller folds the chart's rules into the defaults.
+async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
+    const TENANT: &str = "e2e-tenant";
+    let rendered = run(template(&[])?).await?;
+    let manifests = env.work.join("chart-aggregated-roles.yaml");
+    std::fs::write(&manifests, rendered)?;
+    for selector in
+        ["rbac.authorization.k8s.io/aggregate-to-edit=true", "rbac.authorization.k8s.io/aggregate-to-view=true"]
+    {
+        let mut apply = kubectl(&env);
+        apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-l", selector, "-f"]).arg(&manifests);
+        run(apply).await?;
+    }
+    ecsrun_e2e::ensure_namespace(&env.client, TENANT).await?;
+    for (user, role) in [("alice", "edit"), ("bob", "view")] {
+        let binding = serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("{user}-{role}"), "namespace": TENANT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        });
+        let bindings: kube::Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+            kube::Api::namespaced(env.client.clone(), TENANT);
+        bindings
+            .patch(
+                &format!("{user}-{role}"),
+                &kube::api::PatchParams::apply("ecsrun-e2e"),
+                &kube::api::Patch::Apply(&binding),
+            )
+            .await?;
+    }
+    // The aggregation controller fills `edit` a moment after the chart's role appears.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !can_i_as(&env, "alice", &["create", "ecstaskruns.ecsrun.dev", "-n", TENANT]).await? {
+        ensure!(std::time::Instant::now() < deadline, "the edit role never got the chart's EcsTaskRun rules");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cases: &[(&str, &[&str], bool)] = &[
+        ("alice", &["create", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
+        ("alice", &["delete", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
+        ("alice", &["patch", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
+        ("alice", &["patch", "ecstaskruns.ecsrun.dev", "--subresource=status", "-n", TENANT], false),
+        ("alice", &["create", "ecstaskruns.ecsrun.dev", "-n", "default"], false),
+        ("alice", &["create", "customresourcedefinitions.apiextensions.k8s.io"], false),
+        ("bob", &["list", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
+        ("bob", &["watch", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
+        ("bob", &["create", "ecstaskruns.ecsrun.dev", "-n", TENANT], false),
+        ("bob", &["delete", "ecstaskruns.ecsrun.dev", "-n", TENANT], false),
+        ("bob", &["get", "ecstaskruns.ecsrun.dev", "-n", "default"], false),
+    ];
+    for (user, args, expected) in cases {
+        let allowed = can_i_as(&env, user, args).await?;
+        ensure!(allowed == *expected, "{user} {} {args:?}", if allowed { "may" } else { "may not" });
+    }
     Ok(())
 }

@@ -23,9 +23,13 @@ pub mod link;
 pub mod proxy;
 pub mod wait;
 
-/// The repository root.
+/// The repository root. Cargo's run-time CARGO_MANIFEST_DIR comes first: the target directory is shared
+/// by every clone (hack/env.sh), and a binary another clone built from the same sources carries that
+/// clone's path in the compile-time one.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository root").to_path_buf()
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().expect("tests/ sits in the repository root").to_path_buf()
 }
 
 /// A loopback port nobody listens on right now.
