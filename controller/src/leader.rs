@@ -210,13 +210,15 @@ where
             _ = &mut shutdown => Stopped::Shutdown,
             _ = lost => Stopped::LeaseLost,
         };
+        // Not the leader from this moment: in-flight reconciles may finish, but take no new work, and a lost
+        // Lease has already closed the fence on their ECS calls.
+        metrics.leader.set(0);
         if !matches!(stopped, Stopped::ByItself) {
             let _ = stop.send(true);
             if tokio::time::timeout(grace, &mut running).await.is_err() {
                 warn!(grace_s = grace.as_secs(), "in-flight reconciles did not finish in time; abandoning them");
             }
         }
-        metrics.leader.set(0);
         match stopped {
             Stopped::LeaseLost => warn!("lost the Lease; stopped reconciling until it is won back"),
             Stopped::ByItself | Stopped::Shutdown => break,

@@ -260,8 +260,8 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
             Finalizer::Apply(run) => apply(&run, &namespace, &api, &ctx).await,
             Finalizer::Cleanup(run) => {
                 let cleaned = cleanup(&run, &namespace, &api, &ctx).await;
-                if let Err(error) = &cleaned {
-                    record_blocked_cleanup(&run, &namespace, &api, &ctx, error).await;
+                if let (Err(error), Some(status)) = (&cleaned, run.status.as_ref()) {
+                    record_blocked(&run, &namespace, &api, &ctx, status, error, decide::cleanup_blocked).await;
                 }
                 cleaned
             }
@@ -360,18 +360,9 @@ async fn apply<E: Ecs>(
         Step::Launch { attempt, may_exist } => {
             let mut current = status.clone();
             let launched = launch_step(run, namespace, api, ctx, attempt, may_exist, &mut current).await;
-            if let Err(error) = &launched
-                && !matches!(error, Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. }))
-            {
-                // Retried with backoff; meanwhile the run says why it has not launched, not only an Event.
-                // (Not by a replica that may have lost the Lease: the status is the new leader's.)
-                let view = self::view(run, namespace, &current, &ctx.settings)?;
-                let blocked = decide::launch_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
-                if blocked != current
-                    && let Err(write) = write_status(api, run, &blocked).await
-                {
-                    warn!(error = %write, "could not record why the launch is blocked");
-                }
+            if let Err(error) = &launched {
+                // Retried with backoff; meanwhile the run says why it has not launched.
+                record_blocked(run, namespace, api, ctx, &current, error, decide::launch_blocked).await;
             }
             launched
         }
@@ -597,25 +588,27 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
 /// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
 /// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
 /// tasks are all on record costs one StopTask per live task; the tracker then follows them to STOPPED.
-/// A deletion held up by an error says why in the run's status, not only in an Event.
-async fn record_blocked_cleanup<E: Ecs>(
+/// A launch or a deletion held up by an error says why in the run's status (`blocked` decides how), not
+/// only in an Event. Not for a deletion merely waiting for STOPPED, nor on a replica that may have lost the
+/// Lease: the status is the new leader's.
+async fn record_blocked<E: Ecs>(
     run: &EcsTaskRun,
     namespace: &str,
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
+    status: &EcsTaskRunStatus,
     error: &Error,
+    blocked: fn(&RunView, &'static str, &str, Timestamp) -> EcsTaskRunStatus,
 ) {
-    let acted_on = matches!(
-        error,
-        Error::WaitingForStop(_) | Error::Kube(_) | Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. })
-    );
-    let Some(status) = run.status.as_ref().filter(|_| !acted_on) else { return };
+    if matches!(error.inner(), Error::WaitingForStop(_) | Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. })) {
+        return;
+    }
     let Ok(view) = view(run, namespace, status, &ctx.settings) else { return };
-    let blocked = decide::cleanup_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
-    if blocked != *status
-        && let Err(write) = write_status(api, run, &blocked).await
+    let said = blocked(&view, error.reason(), &error.cause(), Timestamp::now());
+    if said != *status
+        && let Err(write) = write_status(api, run, &said).await
     {
-        warn!(error = %write, "could not record why the deletion is held up");
+        warn!(error = %write, "could not record why the run is held up");
     }
 }
 

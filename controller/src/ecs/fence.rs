@@ -31,7 +31,9 @@ impl Fence {
     }
 
     pub fn is_open(&self) -> bool {
-        self.open_until.as_ref().is_none_or(|until| self.until(until).is_some_and(|until| Instant::now() < until))
+        self.open_until.as_ref().is_none_or(|slot| {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|until| Instant::now() < until)
+        })
     }
 
     /// The Lease was seen held by this replica; no other can take it before `until`.
@@ -45,10 +47,6 @@ impl Fence {
         if let Some(slot) = &self.open_until {
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
-    }
-
-    fn until(&self, slot: &Mutex<Option<Instant>>) -> Option<Instant> {
-        *slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
