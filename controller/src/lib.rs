@@ -1,6 +1,7 @@
 //! ecsrun: a Kubernetes controller that runs AWS ECS tasks declared as `EcsTaskRun` resources.
 //!
-//! - [`api`]: the CRD types;
+//! - [`api`]: the CRD types (the `ecsrun-api` crate, re-exported);
+//! - [`policy`]: which runs an `EcsRunPolicy` lets launch (pure);
 //! - [`decide`]: the run policy as pure functions;
 //! - [`ecs`]: the ECS port, its aws-sdk-ecs adapter, the rate ceiling and the task tracker;
 //! - [`reconcile`]: the kube-runtime shell (finalizer, status, events, error policy);
@@ -11,7 +12,7 @@
 // large variants would cost an allocation for nothing.
 #![allow(clippy::large_enum_variant)]
 
-pub mod api;
+pub use ecsrun_api as api;
 pub mod config;
 pub mod decide;
 pub mod ecs;
@@ -19,10 +20,5 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;
+pub mod policy;
 pub mod reconcile;
-
-/// The CRD as YAML, exactly as committed in `crds/` and the Helm chart.
-pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&api::EcsTaskRun::crd())
-}

@@ -1,20 +1,21 @@
-//! The committed CRD is what the Rust types generate, and its CEL rules hold on their own.
+//! The committed CRDs are what the Rust types generate, and its CEL rules hold on their own.
 
 use ecsrun::api::{Credentials, EcsTaskRunSpec};
 use serde_json::json;
 
-const COMMITTED: &str = include_str!("../../crds/ecstaskruns.ecsrun.dev.yaml");
-const IN_CHART: &str = include_str!("../../charts/ecsrun/crds/ecstaskruns.ecsrun.dev.yaml");
-
 #[test]
-fn committed_crd_matches_the_rust_types() {
-    let generated = ecsrun::crd_yaml().expect("CRD serialises");
-    assert!(generated == COMMITTED, "crds/ecstaskruns.ecsrun.dev.yaml is stale: regenerate it with\n  hack/crdgen");
-}
-
-#[test]
-fn the_helm_chart_ships_the_same_crd_bytes() {
-    assert!(IN_CHART == COMMITTED, "charts/ecsrun/crds/ differs from crds/: regenerate both with hack/crdgen");
+fn committed_crds_match_the_rust_types() {
+    for (file, generated) in ecsrun::api::crds().expect("CRDs serialise") {
+        let committed = std::fs::read_to_string(format!("{}/../crds/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|error| panic!("crds/{file}: {error}; generate it with hack/crdgen"));
+        assert!(generated == committed, "crds/{file} is stale: regenerate it with\n  hack/crdgen");
+        let in_chart = std::fs::read_to_string(format!("{}/../charts/ecsrun/crds/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|error| panic!("charts/ecsrun/crds/{file}: {error}; generate it with hack/crdgen"));
+        assert!(
+            in_chart == committed,
+            "charts/ecsrun/crds/{file} differs from crds/: regenerate both with hack/crdgen"
+        );
+    }
 }
 
 fn base() -> serde_json::Value {

@@ -407,15 +407,22 @@ impl LocalStack {
     }
 }
 
-/// Applies `crds/` with server-side apply and waits until the CRD is Established.
+/// Applies every CRD in `crds/` with server-side apply and waits until each is Established.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join("crds/ecstaskruns.ecsrun.dev.yaml"))?)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.metadata.name.clone().context("CRD without a name")?;
-    api.patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&crd)).await?;
-    tokio::time::timeout(Duration::from_secs(30), await_condition(api, &name, conditions::is_crd_established()))
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("crds"))?.collect::<Result<_, _>>()?;
+    files.sort_by_key(|entry| entry.file_name());
+    for file in files {
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(file.path())?)
+            .with_context(|| format!("{}", file.path().display()))?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        api.patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&crd)).await?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
         .await
-        .context("CRD not Established within 30s")??;
+        .with_context(|| format!("CRD {name} not Established within 30s"))??;
+    }
     Ok(())
 }

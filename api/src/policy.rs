@@ -1,0 +1,157 @@
+//! `EcsRunPolicy`: what the runs of a set of namespaces may use in AWS.
+//!
+//! A cluster administrator writes one per team (or tier). The controller checks every launch against the
+//! policies that select the run's namespace, and the Helm chart's ValidatingAdmissionPolicy checks every
+//! new run at admission. Several policies selecting one namespace add up: a run may use what any of them
+//! allows. Lists of *where and as whom* (regions, clusters, families, roles) allow nothing until filled;
+//! launch types, capacity providers and limits restrict nothing until set.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::LaunchType;
+
+/// What the runs of the selected namespaces may use. Patterns are globs: `*` matches any run of
+/// characters (`/` and `:` included), `?` any one character; everything else matches itself.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "ecsrun.dev",
+    version = "v1alpha1",
+    kind = "EcsRunPolicy",
+    plural = "ecsrunpolicies",
+    shortname = "erp",
+    category = "ecsrun",
+    status = "EcsRunPolicyStatus",
+    printcolumn = r#"{"name":"Selector","type":"string","jsonPath":".spec.namespaceSelector"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.namespaceCount"}"#,
+    printcolumn = r#"{"name":"Regions","type":"string","jsonPath":".spec.regions"}"#,
+    printcolumn = r#"{"name":"Clusters","type":"string","jsonPath":".spec.clusters"}"#,
+    printcolumn = r#"{"name":"Families","type":"string","priority":1,"jsonPath":".spec.taskDefinitionFamilies"}"#,
+    printcolumn = r#"{"name":"Roles","type":"string","priority":1,"jsonPath":".spec.credentials.assumeRoleArns"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsRunPolicySpec {
+    /// Namespaces whose runs this policy governs (their labels; `kubernetes.io/metadata.name` names one).
+    /// `{}` selects every namespace.
+    pub namespace_selector: LabelSelector,
+
+    /// Regions runs may launch in, e.g. `eu-west-1` or `eu-*`. A run without `spec.region` is checked
+    /// with the controller's default region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub regions: Vec<String>,
+
+    /// Clusters, matched against `spec.cluster` as the run writes it: list the name (`batch-*`) and,
+    /// if runs use them, the ARNs (`arn:aws:ecs:eu-west-1:111122223333:cluster/batch-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub clusters: Vec<String>,
+
+    /// Task definition families, e.g. `team-a-*` (the family of `family:3` or of a task definition ARN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub task_definition_families: Vec<String>,
+
+    /// Whose AWS credentials the runs may use.
+    #[serde(default)]
+    pub credentials: CredentialRules,
+
+    /// Roles the runs may hand their containers through `overrides`.
+    #[serde(default)]
+    pub role_overrides: RoleOverrideRules,
+
+    /// Launch types runs may ask for. Absent: any (a run without one uses the cluster's default strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_types: Option<Vec<LaunchType>>,
+
+    /// Capacity providers runs may name in `capacityProviderStrategy` (patterns). Absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub capacity_providers: Option<Vec<String>>,
+
+    /// Upper bounds on what one run asks for.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Glob patterns: the characters of ARNs and names, plus `*` and `?`.
+const PATTERN: &str = r"^[A-Za-z0-9:/_+=,.@*?-]+$";
+
+/// Whose credentials runs may use. Everything is refused until allowed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRules {
+    /// Runs without `spec.credentials` act as the controller itself (IRSA / Pod Identity), which usually
+    /// holds every team's permissions: allow it only where that is what you mean.
+    #[serde(default)]
+    pub controller_identity: bool,
+    /// Roles runs may assume (`spec.credentials.assumeRoleArn`), e.g. `arn:aws:iam::111122223333:role/team-a-*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub assume_role_arns: Vec<String>,
+    /// Runs may sign with static keys from a Secret in their namespace (`spec.credentials.secretRef`).
+    #[serde(default)]
+    pub secret_ref: bool,
+    /// Runs may choose their own `spec.credentials.externalId`. Otherwise the controller sends the one it
+    /// derives for the namespace, which a role's trust policy can require.
+    #[serde(default)]
+    pub external_id: bool,
+}
+
+/// Roles runs may set in `overrides.taskRoleArn` / `overrides.executionRoleArn` (patterns). A run that
+/// overrides neither keeps its task definition's roles.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleOverrideRules {
+    /// Roles runs may give their containers (`overrides.taskRoleArn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub task_role_arns: Vec<String>,
+    /// Roles runs may have ECS pull images and write logs with (`overrides.executionRoleArn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    pub execution_role_arns: Vec<String>,
+}
+
+/// Upper bounds. Absent: unbounded.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Most CPU units a run may ask for in `overrides.cpu` (and per container override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub cpu: Option<i32>,
+    /// Most memory (MiB) a run may ask for in `overrides.memory` (and per container override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub memory: Option<i32>,
+    /// Longest `wait.timeout` a run may set; with a limit, a run must set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(h|m|s|ms))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
+    pub timeout: Option<String>,
+}
+
+/// What the controller observes about the policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsRunPolicyStatus {
+    /// How many namespaces the policy selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_count: Option<i32>,
+    /// The namespaces it selects (the first 1000, sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub namespaces: Vec<String>,
+    /// Selected namespaces that another policy selects too. Their runs may use what any of those policies
+    /// allows; admission, which sees one policy at a time, leaves them to the controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub shared_namespaces: Vec<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,380 @@
+//! Which launches the `EcsRunPolicy`s allow: pure functions of the run, its namespace's labels and the
+//! policies. The shell asks before every RunTask; the chart's ValidatingAdmissionPolicy asks the same
+//! questions at admission (`charts/ecsrun/templates/admission-policy.yaml`), one policy at a time.
+//!
+//! Several policies selecting one namespace add up, field by field: a run may use a cluster any of them
+//! lists, a role any of them lists, up to the highest limit any of them sets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use kube::core::{Selector, SelectorExt};
+use kube::{Resource, ResourceExt};
+use wildmatch::WildMatch;
+
+use crate::api::{EcsRunPolicy, EcsTaskRunSpec, LaunchType};
+
+/// How policies are applied: `enforce` refuses what they do not allow, `audit` lets it through with a
+/// Warning Event and a metric, `off` ignores them (one tenant per controller).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+    Off,
+}
+
+/// One rule a run breaks. `label()` names the metric series; `field()` the spec field at fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    NoPolicy,
+    Region,
+    Cluster,
+    TaskDefinitionFamily,
+    ControllerIdentity,
+    AssumeRole,
+    SecretRef,
+    ExternalId,
+    TaskRole,
+    ExecutionRole,
+    LaunchType,
+    CapacityProvider,
+    Cpu,
+    Memory,
+    Timeout,
+}
+
+impl Rule {
+    pub fn label(self) -> &'static str {
+        match self {
+            Rule::NoPolicy => "no_policy",
+            Rule::Region => "region",
+            Rule::Cluster => "cluster",
+            Rule::TaskDefinitionFamily => "task_definition_family",
+            Rule::ControllerIdentity => "controller_identity",
+            Rule::AssumeRole => "assume_role",
+            Rule::SecretRef => "secret_ref",
+            Rule::ExternalId => "external_id",
+            Rule::TaskRole => "task_role",
+            Rule::ExecutionRole => "execution_role",
+            Rule::LaunchType => "launch_type",
+            Rule::CapacityProvider => "capacity_provider",
+            Rule::Cpu => "cpu",
+            Rule::Memory => "memory",
+            Rule::Timeout => "timeout",
+        }
+    }
+
+    pub fn field(self) -> &'static str {
+        match self {
+            Rule::NoPolicy => "metadata.namespace",
+            Rule::Region => "spec.region",
+            Rule::Cluster => "spec.cluster",
+            Rule::TaskDefinitionFamily => "spec.taskDefinition",
+            Rule::ControllerIdentity => "spec.credentials",
+            Rule::AssumeRole => "spec.credentials.assumeRoleArn",
+            Rule::SecretRef => "spec.credentials.secretRef",
+            Rule::ExternalId => "spec.credentials.externalId",
+            Rule::TaskRole => "spec.overrides.taskRoleArn",
+            Rule::ExecutionRole => "spec.overrides.executionRoleArn",
+            Rule::LaunchType => "spec.launchType",
+            Rule::CapacityProvider => "spec.capacityProviderStrategy",
+            Rule::Cpu => "spec.overrides.cpu",
+            Rule::Memory => "spec.overrides.memory",
+            Rule::Timeout => "spec.wait.timeout",
+        }
+    }
+}
+
+/// A rule broken, with what the policies allow instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: Rule,
+    pub message: String,
+}
+
+/// Why a run may not launch: every rule it breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub violations: Vec<Violation>,
+}
+
+impl Denial {
+    /// One line for the run's status and Events: the policies consulted and every rule broken.
+    pub fn message(&self) -> String {
+        let mut message = String::new();
+        for (index, violation) in self.violations.iter().enumerate() {
+            if index > 0 {
+                message.push_str("; ");
+            }
+            message.push_str(&violation.message);
+        }
+        message
+    }
+}
+
+/// The policies that select a namespace with these labels, by name.
+pub fn selecting<'p>(
+    policies: impl IntoIterator<Item = &'p EcsRunPolicy>,
+    namespace_labels: &BTreeMap<String, String>,
+) -> Vec<&'p EcsRunPolicy> {
+    let mut selected: Vec<&EcsRunPolicy> =
+        policies.into_iter().filter(|policy| selects(policy, namespace_labels)).collect();
+    selected.sort_by_key(|policy| policy.name_any());
+    selected
+}
+
+/// Whether the policy selects a namespace with these labels. A selector Kubernetes would reject (an
+/// unknown operator) selects nothing.
+pub fn selects(policy: &EcsRunPolicy, namespace_labels: &BTreeMap<String, String>) -> bool {
+    policy.meta().deletion_timestamp.is_none()
+        && Selector::try_from(policy.spec.namespace_selector.clone())
+            .is_ok_and(|selector| selector.matches(namespace_labels))
+}
+
+/// Checks a launch of `spec` in `region` from `namespace` against the policies that select the namespace.
+pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&EcsRunPolicy]) -> Result<(), Denial> {
+    if policies.is_empty() {
+        return Err(Denial {
+            violations: vec![Violation {
+                rule: Rule::NoPolicy,
+                message: format!(
+                    "no EcsRunPolicy selects namespace {namespace}: a cluster administrator must allow its runs"
+                ),
+            }],
+        });
+    }
+    let mut checks = Checks { policies, violations: Vec::new() };
+    checks.listed(Rule::Region, Some(region), |policy| Some(&policy.spec.regions), "regions");
+    checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(&policy.spec.clusters), "clusters");
+    checks.listed(
+        Rule::TaskDefinitionFamily,
+        Some(family(&spec.task_definition)),
+        |policy| Some(&policy.spec.task_definition_families),
+        "taskDefinitionFamilies",
+    );
+    match &spec.credentials {
+        None => checks.allowed(
+            Rule::ControllerIdentity,
+            |policy| policy.spec.credentials.controller_identity,
+            || "runs without spec.credentials (the controller's own AWS identity)".into(),
+        ),
+        Some(credentials) => {
+            checks.listed(
+                Rule::AssumeRole,
+                credentials.assume_role_arn.as_deref(),
+                |policy| Some(&policy.spec.credentials.assume_role_arns),
+                "credentials.assumeRoleArns",
+            );
+            if credentials.secret_ref.is_some() {
+                checks.allowed(
+                    Rule::SecretRef,
+                    |policy| policy.spec.credentials.secret_ref,
+                    || "static credentials from a Secret (spec.credentials.secretRef)".into(),
+                );
+            }
+            if credentials.external_id.is_some() {
+                checks.allowed(
+                    Rule::ExternalId,
+                    |policy| policy.spec.credentials.external_id,
+                    || "choosing spec.credentials.externalId (the controller sends the namespace's own)".into(),
+                );
+            }
+        }
+    }
+    let overrides = spec.overrides.as_ref();
+    checks.listed(
+        Rule::TaskRole,
+        overrides.and_then(|o| o.task_role_arn.as_deref()),
+        |policy| Some(&policy.spec.role_overrides.task_role_arns),
+        "roleOverrides.taskRoleArns",
+    );
+    checks.listed(
+        Rule::ExecutionRole,
+        overrides.and_then(|o| o.execution_role_arn.as_deref()),
+        |policy| Some(&policy.spec.role_overrides.execution_role_arns),
+        "roleOverrides.executionRoleArns",
+    );
+    if let Some(launch_type) = spec.launch_type {
+        let allowed =
+            |policy: &EcsRunPolicy| policy.spec.launch_types.as_ref().is_none_or(|types| types.contains(&launch_type));
+        checks.allowed(Rule::LaunchType, allowed, || format!("launchType {}", launch_type_name(launch_type)));
+    }
+    for item in spec.capacity_provider_strategy.iter().flatten() {
+        checks.listed(
+            Rule::CapacityProvider,
+            Some(&item.capacity_provider),
+            |policy| policy.spec.capacity_providers.as_ref(),
+            "capacityProviders",
+        );
+    }
+    checks.limits(spec);
+    if checks.violations.is_empty() { Ok(()) } else { Err(Denial { violations: checks.violations }) }
+}
+
+/// The task definition family of `family`, `family:revision` or a task definition ARN.
+pub fn family(task_definition: &str) -> &str {
+    let reference = if task_definition.starts_with("arn:") {
+        task_definition.rsplit('/').next().unwrap_or(task_definition)
+    } else {
+        task_definition
+    };
+    reference.split(':').next().unwrap_or(reference)
+}
+
+/// Whether `value` matches the glob `pattern` (`*` any run of characters, `?` one).
+pub fn matches(pattern: &str, value: &str) -> bool {
+    WildMatch::new(pattern).matches(value)
+}
+
+struct Checks<'a, 'p> {
+    policies: &'a [&'p EcsRunPolicy],
+    violations: Vec<Violation>,
+}
+
+impl Checks<'_, '_> {
+    /// `value` (if the run uses it) must match a pattern of some policy; `patterns` None: that policy
+    /// does not restrict the field.
+    fn listed(
+        &mut self,
+        rule: Rule,
+        value: Option<&str>,
+        patterns: impl Fn(&EcsRunPolicy) -> Option<&Vec<String>>,
+        list: &str,
+    ) {
+        let Some(value) = value else { return };
+        let mut allowed = Vec::new();
+        for policy in self.policies {
+            match patterns(policy) {
+                None => return,
+                Some(list) if list.iter().any(|pattern| matches(pattern, value)) => return,
+                Some(list) => allowed.extend(list.iter().map(String::as_str)),
+            }
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+        let message = format!("{} {value:?} is not allowed by {} ({list}: {allowed})", rule.field(), self.names());
+        self.violations.push(Violation { rule, message });
+    }
+
+    /// Some policy must allow what `what` describes.
+    fn allowed(&mut self, rule: Rule, allows: impl Fn(&EcsRunPolicy) -> bool, what: impl FnOnce() -> String) {
+        if !self.policies.iter().any(|policy| allows(policy)) {
+            let message = format!("{} is not allowed by {} ({})", what(), self.names(), rule.field());
+            self.violations.push(Violation { rule, message });
+        }
+    }
+
+    fn limits(&mut self, spec: &EcsTaskRunSpec) {
+        // The highest limit of any policy; a policy without one leaves the field unbounded.
+        let highest = |limit: fn(&EcsRunPolicy) -> Option<i64>| {
+            self.policies.iter().map(|policy| limit(policy)).try_fold(0, |most, limit| limit.map(|l| most.max(l)))
+        };
+        let overrides = spec.overrides.clone().unwrap_or_default();
+        if let Some(most) = highest(|policy| policy.spec.limits.cpu.map(i64::from)) {
+            let asked = overrides.cpu.as_deref().map(|cpu| cpu_units(cpu).ok_or(cpu));
+            let containers = overrides.container_overrides.iter().filter_map(|c| c.cpu).map(i64::from);
+            self.bound(Rule::Cpu, most, "CPU units", asked, containers);
+        }
+        if let Some(most) = highest(|policy| policy.spec.limits.memory.map(i64::from)) {
+            let asked = overrides.memory.as_deref().map(|memory| memory_mib(memory).ok_or(memory));
+            let containers = overrides
+                .container_overrides
+                .iter()
+                .flat_map(|c| [c.memory, c.memory_reservation])
+                .flatten()
+                .map(i64::from);
+            self.bound(Rule::Memory, most, "MiB", asked, containers);
+        }
+        let timeout = |policy: &EcsRunPolicy| {
+            policy.spec.limits.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok())
+        };
+        if let Some(most) = self
+            .policies
+            .iter()
+            .map(|policy| timeout(policy))
+            .try_fold(Duration::ZERO, |most, limit| limit.map(|l| most.max(l)))
+        {
+            let asked = spec.wait.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok());
+            if asked.is_none_or(|asked| asked > most) {
+                let shown = humantime::format_duration(most);
+                let message = match &spec.wait.timeout {
+                    None => format!("spec.wait.timeout must be set, at most {shown}, by {}", self.names()),
+                    Some(asked) => {
+                        format!("spec.wait.timeout {asked} is above {shown}, the most {} allows", self.names())
+                    }
+                };
+                self.violations.push(Violation { rule: Rule::Timeout, message });
+            }
+        }
+    }
+
+    /// The task-level value (or the text that could not be read) and each container's must stay at most `most`.
+    fn bound(
+        &mut self,
+        rule: Rule,
+        most: i64,
+        unit: &str,
+        asked: Option<Result<i64, &str>>,
+        containers: impl Iterator<Item = i64>,
+    ) {
+        let mut over = Vec::new();
+        match asked {
+            Some(Ok(value)) if value > most => over.push(format!("{value}")),
+            Some(Err(text)) => over.push(format!("{text:?} (unreadable)")),
+            _ => {}
+        }
+        over.extend(containers.filter(|value| *value > most).map(|value| format!("{value} (a container)")));
+        if !over.is_empty() {
+            let message = format!(
+                "{} {} is above {most} {unit}, the most {} allows",
+                rule.field(),
+                over.join(", "),
+                self.names()
+            );
+            self.violations.push(Violation { rule, message });
+        }
+    }
+
+    fn names(&self) -> String {
+        let mut text = String::from(if self.policies.len() == 1 { "EcsRunPolicy " } else { "EcsRunPolicies " });
+        for (index, policy) in self.policies.iter().enumerate() {
+            let _ = write!(text, "{}{}", if index > 0 { ", " } else { "" }, policy.name_any());
+        }
+        text
+    }
+}
+
+/// CPU units of `1024` or `1 vCPU` (as RunTask's overrides take them).
+fn cpu_units(text: &str) -> Option<i64> {
+    scaled(text, &["vcpu"], 1024.0)
+}
+
+/// MiB of `2048` or `2 GB`.
+fn memory_mib(text: &str) -> Option<i64> {
+    scaled(text, &["gb", "gib"], 1024.0)
+}
+
+fn scaled(text: &str, units: &[&str], factor: f64) -> Option<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    for unit in units {
+        if let Some(number) = lower.strip_suffix(unit) {
+            let value: f64 = number.trim().parse().ok()?;
+            return (value.is_finite() && value >= 0.0).then(|| (value * factor).ceil() as i64);
+        }
+    }
+    lower.parse().ok()
+}
+
+fn launch_type_name(launch_type: LaunchType) -> &'static str {
+    match launch_type {
+        LaunchType::Fargate => "FARGATE",
+        LaunchType::Ec2 => "EC2",
+        LaunchType::External => "EXTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests;

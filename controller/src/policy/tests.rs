@@ -1,0 +1,244 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::api::{EcsRunPolicySpec, EcsTaskRunSpec};
+
+fn policy(name: &str, spec: serde_json::Value) -> EcsRunPolicy {
+    let spec: EcsRunPolicySpec = serde_json::from_value(spec).expect("policy spec");
+    EcsRunPolicy::new(name, spec)
+}
+
+/// Team A: its clusters, families and roles in eu-west-1.
+fn team_a() -> EcsRunPolicy {
+    policy(
+        "team-a",
+        json!({
+            "namespaceSelector": {"matchLabels": {"team": "a"}},
+            "regions": ["eu-west-1"],
+            "clusters": ["team-a-*", "arn:aws:ecs:eu-west-1:111122223333:cluster/team-a-*"],
+            "taskDefinitionFamilies": ["team-a-*"],
+            "credentials": {"assumeRoleArns": ["arn:aws:iam::111122223333:role/team-a-*"]},
+            "roleOverrides": {"taskRoleArns": ["arn:aws:iam::111122223333:role/team-a-task-*"]},
+            "launchTypes": ["FARGATE"],
+            "limits": {"cpu": 2048, "memory": 4096, "timeout": "2h"}
+        }),
+    )
+}
+
+fn run(extra: serde_json::Value) -> EcsTaskRunSpec {
+    let mut spec = json!({
+        "cluster": "team-a-batch",
+        "taskDefinition": "team-a-report:3",
+        "credentials": {"assumeRoleArn": "arn:aws:iam::111122223333:role/team-a-runner"},
+        "wait": {"timeout": "1h"}
+    });
+    for (key, value) in extra.as_object().expect("object") {
+        spec[key] = value.clone();
+    }
+    serde_json::from_value(spec).expect("run spec")
+}
+
+fn rules(result: Result<(), Denial>) -> Vec<Rule> {
+    match result {
+        Ok(()) => vec![],
+        Err(denial) => denial.violations.iter().map(|violation| violation.rule).collect(),
+    }
+}
+
+#[test]
+fn glob_patterns() {
+    let cases = [
+        ("team-a-*", "team-a-batch", true),
+        ("team-a-*", "team-a-", true),
+        ("team-a-*", "team-b-batch", false),
+        ("team-a-*", "xteam-a-batch", false),
+        ("eu-*", "eu-west-1", true),
+        ("eu-west-?", "eu-west-1", true),
+        ("eu-west-?", "eu-west-10", false),
+        ("*", "anything:at/all", true),
+        ("arn:aws:iam::111122223333:role/team-a-*", "arn:aws:iam::111122223333:role/team-a-runner", true),
+        ("arn:aws:iam::111122223333:role/team-a-*", "arn:aws:iam::444455556666:role/team-a-runner", false),
+        // A dot is a dot, a plus a plus: nothing but * and ? is special.
+        ("role/a.b", "role/aXb", false),
+        ("role/a+b", "role/a+b", true),
+        ("batch", "Batch", false),
+    ];
+    for (pattern, value, expected) in cases {
+        assert_eq!(matches(pattern, value), expected, "{pattern} ~ {value}");
+    }
+}
+
+#[test]
+fn task_definition_families() {
+    let cases = [
+        ("report", "report"),
+        ("report:3", "report"),
+        ("arn:aws:ecs:eu-west-1:111122223333:task-definition/report:3", "report"),
+        ("arn:aws:ecs:eu-west-1:111122223333:task-definition/report", "report"),
+    ];
+    for (reference, expected) in cases {
+        assert_eq!(family(reference), expected, "{reference}");
+    }
+}
+
+#[test]
+fn namespace_selection() {
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let by_expression = policy(
+        "prod",
+        json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["prod", "staging"]},
+            {"key": "sandbox", "operator": "DoesNotExist"}
+        ]}}),
+    );
+    let everyone = policy("everyone", json!({"namespaceSelector": {}}));
+    let cases = [
+        (&team_a(), labels(&[("team", "a")]), true),
+        (&team_a(), labels(&[("team", "b")]), false),
+        (&team_a(), labels(&[]), false),
+        (&by_expression, labels(&[("tier", "prod")]), true),
+        (&by_expression, labels(&[("tier", "prod"), ("sandbox", "yes")]), false),
+        (&by_expression, labels(&[("tier", "dev")]), false),
+        (&everyone, labels(&[]), true),
+    ];
+    for (policy, labels, expected) in cases {
+        assert_eq!(selects(policy, &labels), expected, "{} {labels:?}", policy.name_any());
+    }
+    let policies = [everyone.clone(), team_a(), by_expression.clone()];
+    let names: Vec<String> =
+        selecting(&policies, &labels(&[("team", "a")])).iter().map(|policy| policy.name_any()).collect();
+    assert_eq!(names, ["everyone", "team-a"]);
+}
+
+#[test]
+fn what_one_policy_allows_and_refuses() {
+    let a = team_a();
+    let cases: Vec<(&str, EcsTaskRunSpec, Vec<Rule>)> = vec![
+        ("within the policy", run(json!({})), vec![]),
+        ("cluster by ARN", run(json!({"cluster": "arn:aws:ecs:eu-west-1:111122223333:cluster/team-a-x"})), vec![]),
+        ("family by ARN", run(json!({"taskDefinition": "arn:aws:ecs:eu-west-1:1:task-definition/team-a-x:1"})), vec![]),
+        ("another team's cluster", run(json!({"cluster": "team-b-batch"})), vec![Rule::Cluster]),
+        ("another team's family", run(json!({"taskDefinition": "team-b-report"})), vec![Rule::TaskDefinitionFamily]),
+        (
+            "another team's role",
+            run(json!({"credentials": {"assumeRoleArn": "arn:aws:iam::111122223333:role/team-b-runner"}})),
+            vec![Rule::AssumeRole],
+        ),
+        ("the controller's identity", run(json!({"credentials": null})), vec![Rule::ControllerIdentity]),
+        ("a Secret's keys", run(json!({"credentials": {"secretRef": {"name": "keys"}}})), vec![Rule::SecretRef]),
+        (
+            "its own external ID",
+            run(json!({"credentials": {
+                "assumeRoleArn": "arn:aws:iam::111122223333:role/team-a-runner", "externalId": "guessed"}})),
+            vec![Rule::ExternalId],
+        ),
+        (
+            "a task role override",
+            run(json!({"overrides": {"taskRoleArn": "arn:aws:iam::111122223333:role/admin"}})),
+            vec![Rule::TaskRole],
+        ),
+        (
+            "an execution role override (none allowed)",
+            run(json!({"overrides": {"executionRoleArn": "arn:aws:iam::111122223333:role/team-a-exec"}})),
+            vec![Rule::ExecutionRole],
+        ),
+        ("EC2", run(json!({"launchType": "EC2"})), vec![Rule::LaunchType]),
+        (
+            "capacity providers are unrestricted here",
+            run(json!({"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT"}]})),
+            vec![],
+        ),
+        ("4 vCPU", run(json!({"overrides": {"cpu": "4 vCPU"}})), vec![Rule::Cpu]),
+        ("2 vCPU", run(json!({"overrides": {"cpu": "2 vCPU"}})), vec![]),
+        ("8 GB", run(json!({"overrides": {"memory": "8 GB"}})), vec![Rule::Memory]),
+        (
+            "a container over the memory limit",
+            run(json!({"overrides": {"containerOverrides": [{"name": "app", "memory": 8192}]}})),
+            vec![Rule::Memory],
+        ),
+        ("unreadable cpu", run(json!({"overrides": {"cpu": "lots"}})), vec![Rule::Cpu]),
+        ("no timeout", run(json!({"wait": {}})), vec![Rule::Timeout]),
+        ("a longer timeout", run(json!({"wait": {"timeout": "3h"}})), vec![Rule::Timeout]),
+        (
+            "everything at once",
+            run(json!({"cluster": "x", "taskDefinition": "y", "credentials": null, "wait": {}})),
+            vec![Rule::Cluster, Rule::TaskDefinitionFamily, Rule::ControllerIdentity, Rule::Timeout],
+        ),
+    ];
+    for (case, spec, expected) in cases {
+        assert_eq!(rules(check("team-a", "eu-west-1", &spec, &[&a])), expected, "{case}");
+    }
+    assert_eq!(rules(check("team-a", "us-east-1", &run(json!({})), &[&a])), vec![Rule::Region]);
+}
+
+#[test]
+fn a_namespace_no_policy_selects_runs_nothing() {
+    let denial = check("team-c", "eu-west-1", &run(json!({})), &[]).expect_err("denied");
+    assert_eq!(denial.violations[0].rule, Rule::NoPolicy);
+    assert!(denial.message().contains("no EcsRunPolicy selects namespace team-c"), "{}", denial.message());
+}
+
+#[test]
+fn the_message_names_the_policy_the_field_and_what_is_allowed() {
+    let a = team_a();
+    let denial = check("team-a", "eu-west-1", &run(json!({"cluster": "team-b-batch"})), &[&a]).expect_err("denied");
+    assert_eq!(
+        denial.message(),
+        "spec.cluster \"team-b-batch\" is not allowed by EcsRunPolicy team-a (clusters: \
+         arn:aws:ecs:eu-west-1:111122223333:cluster/team-a-*, team-a-*)"
+    );
+}
+
+#[test]
+fn several_policies_add_up_field_by_field() {
+    let a = team_a();
+    // A shared policy for the same namespace: the shared cluster, the controller's identity, bigger tasks,
+    // and no limit on capacity providers or launch types.
+    let shared = policy(
+        "shared",
+        json!({
+            "namespaceSelector": {},
+            "regions": ["eu-*"],
+            "clusters": ["shared"],
+            "taskDefinitionFamilies": ["tools-*"],
+            "credentials": {"controllerIdentity": true},
+            "limits": {"cpu": 4096}
+        }),
+    );
+    let both = [&a, &shared];
+    let cases: Vec<(&str, &str, EcsTaskRunSpec, Vec<Rule>)> = vec![
+        ("team A's run", "eu-west-1", run(json!({})), vec![]),
+        ("shared cluster with team A's role", "eu-west-1", run(json!({"cluster": "shared"})), vec![]),
+        ("shared family", "eu-west-1", run(json!({"taskDefinition": "tools-lint"})), vec![]),
+        ("controller identity from shared", "eu-west-1", run(json!({"credentials": null})), vec![]),
+        ("a region only shared allows", "eu-central-1", run(json!({})), vec![]),
+        ("4 vCPU: shared's higher limit", "eu-west-1", run(json!({"overrides": {"cpu": "4096"}})), vec![]),
+        ("8 vCPU: above both", "eu-west-1", run(json!({"overrides": {"cpu": "8 vCPU"}})), vec![Rule::Cpu]),
+        // shared sets no memory or timeout limit: those are unbounded now.
+        ("memory unbounded by shared", "eu-west-1", run(json!({"overrides": {"memory": "64 GB"}})), vec![]),
+        ("timeout unbounded by shared", "eu-west-1", run(json!({"wait": {}})), vec![]),
+        ("EC2: shared leaves launch types open", "eu-west-1", run(json!({"launchType": "EC2"})), vec![]),
+        ("neither allows team B's cluster", "eu-west-1", run(json!({"cluster": "team-b"})), vec![Rule::Cluster]),
+        ("nor us-east-1", "us-east-1", run(json!({})), vec![Rule::Region]),
+    ];
+    for (case, region, spec, expected) in cases {
+        assert_eq!(rules(check("team-a", region, &spec, &both)), expected, "{case}");
+    }
+    let denial = check("team-a", "eu-west-1", &run(json!({"cluster": "team-b"})), &both).expect_err("denied");
+    assert!(denial.message().contains("by EcsRunPolicies team-a, shared (clusters: "), "{}", denial.message());
+}
+
+#[test]
+fn resource_sizes_in_either_form() {
+    assert_eq!(cpu_units("1024"), Some(1024));
+    assert_eq!(cpu_units("0.5 vCPU"), Some(512));
+    assert_eq!(cpu_units("2 vcpu"), Some(2048));
+    assert_eq!(memory_mib("2 GB"), Some(2048));
+    assert_eq!(memory_mib("512"), Some(512));
+    assert_eq!(memory_mib("a lot"), None);
+    assert_eq!(cpu_units("-1 vCPU"), None);
+}
