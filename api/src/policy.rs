@@ -86,18 +86,18 @@ const PATTERN: &str = r"^[A-Za-z0-9:/_+=,.@*?-]+$";
 pub struct CredentialRules {
     /// Runs without `spec.credentials` act as the controller itself (IRSA / Pod Identity), which usually
     /// holds every team's permissions: allow it only where that is what you mean.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub controller_identity: bool,
     /// Roles runs may assume (`spec.credentials.assumeRoleArn`), e.g. `arn:aws:iam::111122223333:role/team-a-*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
     pub assume_role_arns: Vec<String>,
     /// Runs may sign with static keys from a Secret in their namespace (`spec.credentials.secretRef`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret_ref: bool,
     /// Runs may choose their own `spec.credentials.externalId`. Otherwise the controller sends the one it
     /// derives for the namespace, which a role's trust policy can require.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external_id: bool,
 }
 
