@@ -334,11 +334,13 @@ pub struct Credentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$"))]
     pub assume_role_arn: Option<String>,
-    /// External ID required by the role's trust policy, if any.
+    /// External ID to send instead of the namespace's own (`ecsrun:<cluster id>:<namespace>` by default);
+    /// only where an EcsRunPolicy allows runs to choose it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 1224))]
     pub external_id: Option<String>,
-    /// STS session name (default `ecsrun`).
+    /// Deprecated and ignored: sessions are named after the run (`<namespace>.<name>`) and tagged with
+    /// it, so CloudTrail shows which run acted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[\w+=,.@-]{2,64}$"))]
     pub session_name: Option<String>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::ecs::limit::{Ceiling, Ceilings};
+use crate::policy::Mode;
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ecsrun-controller", version, about = "Runs AWS ECS tasks declared as EcsTaskRun resources")]
@@ -92,6 +93,26 @@ pub struct Config {
     /// How long a Lease stays valid without renewal: the longest a crashed leader blocks a follower.
     #[arg(long, env = "ECSRUN_LEADER_ELECT_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub leader_elect_duration: Duration,
+
+    /// How EcsRunPolicies apply: `enforce` refuses a launch they do not allow (and every run of a namespace
+    /// none selects), `audit` lets it through with a Warning Event and a metric, `off` ignores them (a
+    /// controller serving a single tenant).
+    #[arg(long, env = "ECSRUN_POLICY_MODE", value_enum, default_value_t = Mode::Enforce)]
+    pub policy_mode: Mode,
+
+    /// External ID sent when a run assumes a role; `{cluster}` and `{namespace}` are filled in. A role's
+    /// trust policy that requires it can only be assumed for runs of that namespace.
+    #[arg(long, env = "ECSRUN_EXTERNAL_ID_FORMAT", default_value = "ecsrun:{cluster}:{namespace}")]
+    pub external_id_format: String,
+
+    /// This Kubernetes cluster's ID in external IDs. Default: the uid of the kube-system namespace.
+    #[arg(long, env = "ECSRUN_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// Tag assumed-role sessions with the run's namespace and name (the role's trust policy must allow
+    /// sts:TagSession); `false` for roles that cannot.
+    #[arg(long, env = "ECSRUN_STS_SESSION_TAGS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sts_session_tags: bool,
 
     /// Longest wait for in-flight reconciles on SIGTERM; keep it below the pod's grace period.
     #[arg(long, env = "ECSRUN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]

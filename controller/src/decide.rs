@@ -19,7 +19,9 @@ use crate::api::{
     Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
     SuccessPolicy, TaskOverrides, WaitFor,
 };
-use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot};
+use crate::ecs::{
+    Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
+};
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
 pub const MISSING_GRACE: Duration = Duration::from_secs(120);
@@ -64,6 +66,7 @@ pub mod reason {
     pub const OUTCOME_UNKNOWN: &str = "OutcomeUnknown";
     pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const POLICY_DENIED: &str = "PolicyDenied";
 }
 
 /// The run as the decision sees it.
@@ -111,6 +114,8 @@ pub enum LaunchObservation {
     Failures(Vec<EcsFailure>),
     /// ECS rejected the request for good (unknown cluster or task definition, invalid parameter, access denied).
     Rejected(EcsError),
+    /// No EcsRunPolicy of the namespace allows the launch (the message says which rule); nothing was sent.
+    Denied(String),
 }
 
 /// What following the task produced.
@@ -320,6 +325,7 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
         client_token: client_token(view.uid, attempt),
         started_by: started_by(view.uid),
         tags,
+        actor: Actor { namespace: view.namespace.into(), name: view.name.into() },
     }
 }
 
@@ -398,6 +404,10 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 error.operation, view.spec.task_definition, view.spec.cluster, error.message
             );
             conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
+        }
+        LaunchObservation::Denied(message) => {
+            push_unlaunched_attempt(&mut status, attempt);
+            conclude(view, status, Verdict::Fail { reason: reason::POLICY_DENIED }, message, now)
         }
     }
 }

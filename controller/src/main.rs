@@ -13,6 +13,7 @@ use ecsrun::ecs::limit::RateLimited;
 use ecsrun::leader::{self, LeaseSettings};
 use ecsrun::metrics::Metrics;
 use ecsrun::reconcile::{self, Context, Settings};
+use ecsrun::tenancy::Tenancy;
 use kube::runtime::events::Reporter;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             ecs_endpoint_url: config.ecs_endpoint_url.clone(),
             sts_endpoint_url: config.sts_endpoint_url.clone(),
             call_timeout: config.ecs_call_timeout,
+            session_tags: config.sts_session_tags,
         },
         metrics.clone(),
     );
@@ -69,8 +71,11 @@ async fn main() -> anyhow::Result<()> {
         reconcile_timeout: config.ecs_call_timeout * 4 + std::time::Duration::from_secs(30),
         tracker_tick: std::time::Duration::from_secs(1),
     };
+    let tenancy =
+        Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;
     let batch_size = usize::from(config.describe_batch_size);
-    let ctx = Arc::new(Context::new(client.clone(), ecs, batch_size, reporter, metrics.clone(), settings));
+    let ctx =
+        Arc::new(Context::new(client.clone(), ecs, batch_size, reporter, metrics.clone(), settings, Arc::new(tenancy)));
     let lease = config.leader_elect.then(|| LeaseSettings {
         namespace: config.leader_elect_namespace.clone(),
         name: config.leader_elect_lease.clone(),
@@ -78,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         duration: config.leader_elect_duration,
     });
 
-    info!(namespaces = ?config.watch_namespaces, region = ?ctx.settings.default_region, leader_elect = config.leader_elect, "ecsrun-controller starting");
+    info!(namespaces = ?config.watch_namespaces, region = ?ctx.settings.default_region, leader_elect = config.leader_elect, policy_mode = ?config.policy_mode, "ecsrun-controller starting");
     // Ready means able to serve: a follower waiting for the Lease is ready too.
     ready.store(true, Ordering::Relaxed);
     let work = |stop| reconcile::run(ctx.clone(), config.watch_namespaces.clone(), config.concurrency, stop);

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub active_runs: IntGauge,
     /// 1 while this replica reconciles (holds the Lease, or runs without leader election).
     pub leader: IntGauge,
+    /// Launches that broke an EcsRunPolicy rule, by rule and mode (`enforce`: refused, `audit`: let through).
+    pub policy_violations: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,6 +86,10 @@ impl Metrics {
         )?;
         let active_runs = IntGauge::new("active_runs", "Runs not yet Succeeded or Failed")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
+        let policy_violations = IntCounterVec::new(
+            Opts::new("policy_violations_total", "Launches that broke an EcsRunPolicy rule, by rule and mode"),
+            &["rule", "mode"],
+        )?;
 
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
@@ -99,6 +105,7 @@ impl Metrics {
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(active_runs.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(policy_violations.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -115,6 +122,7 @@ impl Metrics {
             runs_finished,
             active_runs,
             leader,
+            policy_violations,
         })
     }
 

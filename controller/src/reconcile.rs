@@ -26,10 +26,11 @@ use crate::api::{EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
 use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
 use crate::ecs::tracker::{Observation, Tracker};
 use crate::ecs::{
-    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, RunTaskOutcome, StaticKeys, TaskLookup,
-    TaskSnapshot,
+    Actor, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, RunTaskOutcome, Session, StaticKeys,
+    TaskLookup, TaskSnapshot,
 };
 use crate::metrics::Metrics;
+use crate::tenancy::{Gate, Tenancy};
 
 /// How the tracker knows a run.
 pub type RunKey = ObjectRef<EcsTaskRun>;
@@ -62,6 +63,8 @@ pub enum Error {
     MissingMetadata(&'static str),
     #[error("reconcile did not finish within {0:?}")]
     Timeout(Duration),
+    #[error("namespace {0} is not in the controller's cache yet; its EcsRunPolicies are checked once it is")]
+    NamespaceNotSeen(String),
 }
 
 impl Error {
@@ -87,6 +90,7 @@ impl Error {
             Error::WaitingForStop(_) => "waiting_for_stop",
             Error::MissingMetadata(_) => "invalid_object",
             Error::Timeout(_) => "reconcile_timeout",
+            Error::NamespaceNotSeen(_) => "namespace_not_seen",
         }
     }
 
@@ -101,6 +105,7 @@ impl Error {
             Error::WaitingForStop(_) => "WaitingForStop",
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Timeout(_) => "ReconcileTimeout",
+            Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
         }
     }
 
@@ -137,6 +142,8 @@ pub struct Context<E> {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    /// EcsRunPolicies and the external ID of assumed roles.
+    pub tenancy: Arc<Tenancy>,
     /// Consecutive failed reconciles per object, for the error backoff; cleared by a good reconcile.
     failures: Mutex<HashMap<ObjectRef<EcsTaskRun>, u32>>,
     /// The identity last read from each secretRef Secret (namespace, name). Deleting a namespace deletes
@@ -154,8 +161,10 @@ impl<E: Ecs> Context<E> {
         reporter: Reporter,
         metrics: Arc<Metrics>,
         settings: Settings,
+        tenancy: Arc<Tenancy>,
     ) -> Self {
         Self {
+            tenancy,
             recorder: Recorder::new(client.clone(), reporter),
             tracker: Tracker::new(ecs.clone(), describe_batch_size),
             client,
@@ -173,10 +182,14 @@ impl<E: Ecs> Context<E> {
         let identity = match &run.spec.credentials {
             None => Identity::Default,
             Some(credentials) => match (&credentials.assume_role_arn, &credentials.secret_ref) {
+                // The external ID is the namespace's own unless the run may choose one (the policy gate
+                // checks that before any launch). Reads share the namespace's session.
                 (Some(role_arn), _) => Identity::AssumeRole {
                     role_arn: role_arn.clone(),
-                    external_id: credentials.external_id.clone(),
-                    session_name: credentials.session_name.clone().unwrap_or_else(|| "ecsrun".into()),
+                    external_id: Some(
+                        credentials.external_id.clone().unwrap_or_else(|| self.tenancy.external_id(namespace)),
+                    ),
+                    session: Session::for_namespace(namespace),
                 },
                 (None, Some(secret)) => {
                     let key = (namespace.to_owned(), secret.name.clone());
@@ -241,6 +254,14 @@ impl<E: Ecs> Context<E> {
             warn!(%error, reason = %event.reason, "could not publish event");
         }
     }
+}
+
+/// The run a StopTask acts for.
+fn actor(run: &EcsTaskRun) -> Result<Actor, Error> {
+    Ok(Actor {
+        namespace: run.namespace().ok_or(Error::MissingMetadata("namespace"))?,
+        name: run.metadata.name.clone().ok_or(Error::MissingMetadata("name"))?,
+    })
 }
 
 /// The run's region: where it launched (pinned in status), else its spec's, else the controller's default.
@@ -399,6 +420,28 @@ async fn launch_step<E: Ecs>(
     may_exist: bool,
     current: &mut EcsTaskRunStatus,
 ) -> Result<Action, Error> {
+    // Checked before credentials are read: a run refused for its Secret fails whether or not it exists.
+    let region = region(run, ctx.settings.default_region.as_deref()).ok_or(Error::NoRegion)?;
+    let denied = match ctx.tenancy.gate(namespace, &region, &run.spec) {
+        Gate::Allowed => None,
+        Gate::NamespaceNotSeen => return Err(Error::NamespaceNotSeen(namespace.to_owned())),
+        Gate::Audited(denial) => {
+            count_violations(ctx, &denial, "audit");
+            let note =
+                format!("launched although the EcsRunPolicies do not allow it (audit mode): {}", denial.message());
+            ctx.publish(run, &decide::RunEvent { warning: true, reason: "PolicyViolation", note }).await;
+            None
+        }
+        Gate::Denied(denial) => {
+            count_violations(ctx, &denial, "enforce");
+            Some(denial.message())
+        }
+    };
+    if let (Some(why), false) = (&denied, may_exist) {
+        let view = view(run, namespace, current, &ctx.settings)?;
+        let plan = decide::after_launch(&view, attempt, LaunchObservation::Denied(why.clone()), Timestamp::now());
+        return execute(run, api, ctx, current, plan, None, None).await;
+    }
     let target = ctx.target(run, namespace).await?;
     if !may_exist {
         // Recorded before RunTask: a restart that finds it knows the task may exist.
@@ -408,7 +451,7 @@ async fn launch_step<E: Ecs>(
         *current = intent;
     }
     let view = view(run, namespace, current, &ctx.settings)?;
-    let observation = launch(&view, attempt, may_exist, &target, ctx).await?;
+    let observation = launch(&view, attempt, may_exist, &target, ctx, denied).await?;
     let seen = match &observation {
         LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => Some(task.clone()),
         _ => None,
@@ -417,19 +460,31 @@ async fn launch_step<E: Ecs>(
     execute(run, api, ctx, current, plan, Some(&target), seen).await
 }
 
-/// Launches the attempt, or adopts the task an earlier try of it started.
+fn count_violations<E: Ecs>(ctx: &Context<E>, denial: &crate::policy::Denial, mode: &str) {
+    for violation in &denial.violations {
+        ctx.metrics.policy_violations.with_label_values(&[violation.rule.label(), mode]).inc();
+    }
+}
+
+/// Launches the attempt, or adopts the task an earlier try of it started. `denied`: the policies refuse a
+/// new launch (why); a task an earlier, allowed try started is still adopted.
 async fn launch<E: Ecs>(
     view: &RunView<'_>,
     attempt: i32,
     may_exist: bool,
     target: &EcsTarget,
     ctx: &Context<E>,
+    denied: Option<String>,
 ) -> Result<LaunchObservation, Error> {
     // RunTask may have been sent before a crash or a lost status write, and the clientToken only guards
     // 24 hours: adopt what ECS has for this run.
     if may_exist && let Some(task) = find_started(view, target, ctx).await? {
         info!(task_arn = %task.task_arn, attempt, "adopting a task this run started earlier");
         return Ok(LaunchObservation::Adopted(task));
+    }
+    if let Some(why) = denied {
+        info!(attempt, %why, "launch refused by EcsRunPolicy");
+        return Ok(LaunchObservation::Denied(why));
     }
 
     let task_definition = if view.spec.inject_run_identity {
@@ -540,7 +595,7 @@ async fn execute<E: Ecs>(
         _ => ctx.tracker.forget(&key),
     }
     if let (Some(stop), Some(target)) = (&plan.stop, target)
-        && let Some(task) = ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason).await?
+        && let Some(task) = ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason, &actor(run)?).await?
     {
         ctx.tracker.record(target, &task);
     }
@@ -670,7 +725,7 @@ async fn cleanup<E: Ecs>(
     let name = run.name_any();
     let plan = decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch);
     for stop in &plan.stop {
-        let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason).await {
+        let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason, &actor(run)?).await {
             Ok(stopped) => stopped,
             Err(error) if error.kind == EcsErrorKind::ClusterNotFound => None,
             Err(error) => return Err(error.into()),
@@ -729,6 +784,7 @@ pub async fn run<E: Ecs>(
     // Dropped (and so aborted) with this future: a replica that loses the Lease stops sweeping at once.
     let mut background = tokio::task::JoinSet::new();
     background.spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
+    background.spawn(ctx.tenancy.clone().publish_policy_status(ctx.client.clone(), FIELD_MANAGER));
     let watched: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut stores = Vec::new();

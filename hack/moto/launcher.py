@@ -23,6 +23,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   does on ECS; moto summed the containers' memory and answered RunTask with HTTP 500.
 - DescribeTasks with and without include=TAGS no longer race: moto switches tags on and off in a map
   shared by every request, so a concurrent call without TAGS could strip another's tags.
+- AssumeRole keeps the session tags it was sent (moto drops them), on moto's own AssumedRole record, so
+  tests read a session's external ID, name and tags back from /moto-api/data.json.
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 
@@ -45,6 +47,8 @@ from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import ECSException
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
+from moto.sts import models as sts
+from moto.sts import responses as sts_responses
 
 REGION = "eu-west-1"
 HOLD = "ECSRUN_E2E_HOLD"
@@ -224,6 +228,30 @@ def _describe_tasks_response(self):
     return _original_describe_tasks_response(self)
 
 
+_session_tags = threading.local()
+_original_assume_role_response = sts_responses.TokenResponse.assume_role
+_original_assume_role = sts.STSBackend.assume_role
+
+
+def _assume_role_response(self):
+    tags = {}
+    for key, values in self.querystring.items():
+        if key.startswith("Tags.member.") and key.endswith(".Key"):
+            index = key[len("Tags.member."):-len(".Key")]
+            tags[values[0]] = self.querystring.get(f"Tags.member.{index}.Value", [""])[0]
+    _session_tags.tags = tags
+    try:
+        return _original_assume_role_response(self)
+    finally:
+        _session_tags.tags = {}
+
+
+def _assume_role(self, *args, **kwargs):
+    role = _original_assume_role(self, *args, **kwargs)
+    role.tags = dict(getattr(_session_tags, "tags", {}) or {})
+    return role
+
+
 ecs.Task.__init__ = _init
 ecs.Task.advance = _advance
 ecs.EC2ContainerServiceBackend.stop_task = _stop_task
@@ -232,6 +260,8 @@ ecs.EC2ContainerServiceBackend.list_tasks = _list_tasks
 ecs.EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_requirements)
 ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
 ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
+sts_responses.TokenResponse.assume_role = _assume_role_response
+sts.STSBackend.assume_role = _assume_role
 
 
 def seed(endpoint):

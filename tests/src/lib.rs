@@ -307,6 +307,10 @@ impl Controller {
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--controller-name", "ecsrun-controller", "--instance", options.name])
             .args(&options.args);
+        // Tests that are not about EcsRunPolicies run a single-tenant controller.
+        if !options.args.iter().any(|arg| arg.starts_with("--policy-mode")) {
+            command.arg("--policy-mode=off");
+        }
         if !options.namespaces.is_empty() {
             command.arg(format!("--watch-namespaces={}", options.namespaces.join(",")));
         }

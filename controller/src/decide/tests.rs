@@ -309,6 +309,14 @@ fn launch_outcomes() {
             "AccessDenied",
             false,
         ),
+        (
+            "a launch no policy allows fails at once, whatever the backoffLimit",
+            5,
+            LaunchObservation::Denied("spec.cluster \"x\" is not allowed by EcsRunPolicy a (clusters: b)".into()),
+            Phase::Failed,
+            reason::POLICY_DENIED,
+            false,
+        ),
     ];
     for (case, limit, observation, phase, reason, requeued) in cases {
         let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: limit as i32 }));

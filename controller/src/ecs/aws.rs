@@ -27,8 +27,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use tracing::debug;
 
 use super::{
-    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
-    EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    Actor, ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind,
+    EcsFailure, EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::api;
 use crate::metrics::Metrics;
@@ -42,6 +42,9 @@ pub struct AwsSettings {
     pub sts_endpoint_url: Option<String>,
     /// Deadline for one operation, SDK retries included.
     pub call_timeout: Duration,
+    /// Tag assumed-role sessions with the run's namespace and name (the role's trust policy must allow
+    /// sts:TagSession).
+    pub session_tags: bool,
 }
 
 enum Clients {
@@ -149,6 +152,22 @@ impl AwsEcs {
         client
     }
 
+    /// The client RunTask and StopTask use: with an assumed role, a session of the run's own (named and
+    /// tagged after it, so CloudTrail shows which run acted); otherwise the shared client.
+    async fn acting_client(&self, target: &EcsTarget, actor: &Actor) -> Client {
+        match (&self.clients, &target.identity) {
+            (Clients::Configured { settings, .. }, Identity::AssumeRole { role_arn, external_id, .. }) => {
+                let identity = Identity::AssumeRole {
+                    role_arn: role_arn.clone(),
+                    external_id: external_id.clone(),
+                    session: actor.session(),
+                };
+                build_client(settings, &target.region, &identity, &self.metrics).await
+            }
+            _ => self.client(target).await,
+        }
+    }
+
     /// Times, counts and logs one call. Spans of the caller (namespace/name of the run) carry over.
     async fn call<T>(
         &self,
@@ -221,17 +240,20 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity,
     }
     match identity {
         Identity::Default => {}
-        Identity::AssumeRole { role_arn, external_id, session_name } => {
+        Identity::AssumeRole { role_arn, external_id, session } => {
             let mut sts = base.to_builder();
             if let Some(url) = &settings.sts_endpoint_url {
                 sts = sts.endpoint_url(url);
             }
             let mut provider = AssumeRoleProvider::builder(role_arn)
-                .session_name(session_name)
+                .session_name(&session.name)
                 .region(Region::new(region.to_owned()))
                 .configure(&sts.build());
             if let Some(external_id) = external_id {
                 provider = provider.external_id(external_id);
+            }
+            if settings.session_tags {
+                provider = provider.tags(session.tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
             }
             config = config.credentials_provider(provider.build().await);
         }
@@ -250,7 +272,7 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity,
 
 impl Ecs for AwsEcs {
     async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-        let client = self.client(target).await;
+        let client = self.acting_client(target, &request.actor).await;
         self.call("RunTask", target, async {
             let sent = run_task_call(&client, target, request)?.send().await;
             let output = match sent {
@@ -296,8 +318,9 @@ impl Ecs for AwsEcs {
         target: &EcsTarget,
         task_arn: &str,
         reason: &str,
+        actor: &Actor,
     ) -> Result<Option<TaskSnapshot>, EcsError> {
-        let client = self.client(target).await;
+        let client = self.acting_client(target, actor).await;
         self.call("StopTask", target, async {
             match client.stop_task().cluster(&target.cluster).task(task_arn).reason(reason).send().await {
                 Ok(output) => Ok(output.task().map(snapshot)),
@@ -683,6 +706,7 @@ mod tests {
             client_token: "uid-1".into(),
             started_by: "ecsrun/uid".into(),
             tags: vec![("ecsrun.dev/uid".into(), "uid".into()), ("team".into(), "data".into())],
+            actor: Actor::default(),
         }
     }
 
@@ -828,7 +852,7 @@ mod tests {
         let rule = mock!(Client::stop_task).then_http_response(aws_error(500, "ServerException", "internal"));
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |config| config
             .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())));
-        let error = ecs.stop_task(&target(), ARN, "bye").await.unwrap_err();
+        let error = ecs.stop_task(&target(), ARN, "bye", &Actor::default()).await.unwrap_err();
         assert_eq!(error.kind, EcsErrorKind::Server);
     }
 
@@ -857,8 +881,9 @@ mod tests {
         ));
         let ok = mock!(Client::stop_task).then_output(|| StopTaskOutput::builder().task(task("STOPPED")).build());
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule, &ok]));
-        assert_eq!(ecs.stop_task(&target(), ARN, "bye").await.unwrap(), None);
-        let stopped = ecs.stop_task(&target(), ARN, "bye").await.unwrap().expect("StopTask returns the task");
+        assert_eq!(ecs.stop_task(&target(), ARN, "bye", &Actor::default()).await.unwrap(), None);
+        let stopped =
+            ecs.stop_task(&target(), ARN, "bye", &Actor::default()).await.unwrap().expect("StopTask returns the task");
         assert_eq!(stopped.last_status.as_deref(), Some("STOPPED"));
         assert_eq!(ok.num_calls(), 1);
     }

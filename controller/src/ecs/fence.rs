@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::{
-    Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, LaunchRequest, RunTaskOutcome,
+    Actor, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, LaunchRequest, RunTaskOutcome,
     TaskDefinitionInfo, TaskSnapshot,
 };
 
@@ -85,9 +85,10 @@ impl<E: Ecs> Ecs for Fenced<E> {
         target: &EcsTarget,
         task_arn: &str,
         reason: &str,
+        actor: &Actor,
     ) -> Result<Option<TaskSnapshot>, EcsError> {
         self.admit("StopTask")?;
-        self.inner.stop_task(target, task_arn, reason).await
+        self.inner.stop_task(target, task_arn, reason, actor).await
     }
 
     async fn list_tasks_started_by(
@@ -131,13 +132,16 @@ mod tests {
         let refused = ecs.run_task(&target(), &launch_request()).await.unwrap_err();
         assert_eq!(refused.kind, EcsErrorKind::NotLeader);
         assert!(!refused.kind.is_permanent(), "the next leader carries on");
-        assert_eq!(ecs.stop_task(&target(), "arn", "why").await.unwrap_err().kind, EcsErrorKind::NotLeader);
+        assert_eq!(
+            ecs.stop_task(&target(), "arn", "why", &Actor::default()).await.unwrap_err().kind,
+            EcsErrorKind::NotLeader
+        );
         ecs.describe_tasks(&target(), &["arn".into()]).await.unwrap();
         assert_eq!(ecs.inner.operations(), vec!["DescribeTasks"]);
 
         fence.open_until(Instant::now() + Duration::from_secs(60));
         ecs.run_task(&target(), &launch_request()).await.unwrap();
-        ecs.stop_task(&target(), "arn", "why").await.unwrap();
+        ecs.stop_task(&target(), "arn", "why", &Actor::default()).await.unwrap();
         assert_eq!(ecs.inner.operations(), vec!["DescribeTasks", "RunTask", "StopTask"]);
     }
 

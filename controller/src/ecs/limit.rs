@@ -16,8 +16,8 @@ use std::time::Instant;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{
-    Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
-    TaskSnapshot,
+    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, RunTaskOutcome,
+    TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::metrics::Metrics;
 
@@ -173,9 +173,10 @@ impl<E: Ecs> Ecs for RateLimited<E> {
         target: &EcsTarget,
         task_arn: &str,
         reason: &str,
+        actor: &Actor,
     ) -> Result<Option<TaskSnapshot>, EcsError> {
         self.admit(target, &[ThrottleClass::Modify]).await;
-        self.inner.stop_task(target, task_arn, reason).await
+        self.inner.stop_task(target, task_arn, reason, actor).await
     }
 
     async fn list_tasks_started_by(
@@ -220,7 +221,7 @@ mod tests {
         Identity::AssumeRole {
             role_arn: format!("arn:aws:iam::{account}:role/{name}"),
             external_id: None,
-            session_name: "s".into(),
+            session: crate::ecs::Session::for_namespace("s"),
         }
     }
 
@@ -276,7 +277,7 @@ mod tests {
         let launches = futures::future::join_all((0..6).map(|_| ecs.run_task(&here, &request)));
         let stop = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            ecs.stop_task(&here, "arn", "bye").await.unwrap();
+            ecs.stop_task(&here, "arn", "bye", &Actor::default()).await.unwrap();
             started.elapsed()
         };
         let (_, stopped_after) = tokio::join!(launches, stop);
@@ -296,8 +297,14 @@ mod tests {
             async fn describe_tasks(&self, t: &EcsTarget, a: &[String]) -> Result<Described, EcsError> {
                 self.0.describe_tasks(t, a).await
             }
-            async fn stop_task(&self, t: &EcsTarget, a: &str, r: &str) -> Result<Option<TaskSnapshot>, EcsError> {
-                self.0.stop_task(t, a, r).await
+            async fn stop_task(
+                &self,
+                t: &EcsTarget,
+                a: &str,
+                r: &str,
+                w: &Actor,
+            ) -> Result<Option<TaskSnapshot>, EcsError> {
+                self.0.stop_task(t, a, r, w).await
             }
             async fn list_tasks_started_by(
                 &self,

@@ -29,11 +29,57 @@ pub struct EcsTarget {
 pub enum Identity {
     /// The controller's own identity through aws-config's default chain (env, IRSA, EKS Pod Identity, ...).
     Default,
-    /// A role assumed with the controller's own identity.
-    AssumeRole { role_arn: String, external_id: Option<String>, session_name: String },
+    /// A role assumed with the controller's own identity; `session` names and tags the STS session that
+    /// reads (one per namespace, so runs share clients and DescribeTasks batches).
+    AssumeRole { role_arn: String, external_id: Option<String>, session: Session },
     /// Keys read from a Secret; `source` (namespace/name@resourceVersion) keys the client cache so a rotated
     /// Secret gets a new client.
     Static { source: String, keys: StaticKeys },
+}
+
+/// An STS session's name and tags: whom the calls are made for, as CloudTrail shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// STS session names: at most 64 of `[\w+=,.@-]` (namespace and object names fit the alphabet).
+const MAX_SESSION_NAME: usize = 64;
+
+impl Session {
+    /// The session a namespace's runs read with: `ecsrun.<namespace>`, tagged with the namespace.
+    pub fn for_namespace(namespace: &str) -> Self {
+        Self {
+            name: truncated(format!("ecsrun.{namespace}")),
+            tags: vec![("ecsrun.dev/namespace".into(), namespace.into())],
+        }
+    }
+}
+
+fn truncated(mut name: String) -> String {
+    name.truncate(MAX_SESSION_NAME);
+    name
+}
+
+/// The run a launch or a stop acts for. With an assumed role, RunTask and StopTask get a session of
+/// their own, `<namespace>.<name>`, tagged with both, so CloudTrail shows which run acted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Actor {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn session(&self) -> Session {
+        Session {
+            name: truncated(format!("{}.{}", self.namespace, self.name)),
+            tags: vec![
+                ("ecsrun.dev/namespace".into(), self.namespace.clone()),
+                ("ecsrun.dev/name".into(), self.name.clone()),
+            ],
+        }
+    }
 }
 
 /// Static AWS keys. Debug never prints them.
@@ -112,6 +158,8 @@ pub struct LaunchRequest {
     pub client_token: String,
     pub started_by: String,
     pub tags: Vec<(String, String)>,
+    /// The run launching (names the STS session of an assumed role).
+    pub actor: Actor,
 }
 
 /// What RunTask did.
@@ -161,12 +209,13 @@ pub trait Ecs: Send + Sync + 'static {
         task_arns: &[String],
     ) -> impl Future<Output = Result<Described, EcsError>> + Send;
 
-    /// Stops a task; returns it as ECS reported it (None when ECS no longer knows it).
+    /// Stops a task for `actor`; returns it as ECS reported it (None when ECS no longer knows it).
     fn stop_task(
         &self,
         target: &EcsTarget,
         task_arn: &str,
         reason: &str,
+        actor: &Actor,
     ) -> impl Future<Output = Result<Option<TaskSnapshot>, EcsError>> + Send;
 
     fn list_tasks_started_by(

@@ -5,7 +5,8 @@ use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use super::{
-    Described, DesiredStatus, Ecs, EcsError, EcsTarget, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
+    TaskSnapshot,
 };
 
 /// Answers at once and records when each operation was called.
@@ -34,7 +35,7 @@ impl Ecs for Recording {
         self.record("DescribeTasks");
         Ok(Described::default())
     }
-    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str, _: &Actor) -> Result<Option<TaskSnapshot>, EcsError> {
         self.record("StopTask");
         Ok(None)
     }
@@ -56,5 +57,6 @@ pub fn launch_request() -> LaunchRequest {
         client_token: "t".into(),
         started_by: "s".into(),
         tags: Vec::new(),
+        actor: Actor::default(),
     }
 }

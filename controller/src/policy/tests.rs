@@ -242,3 +242,18 @@ fn resource_sizes_in_either_form() {
     assert_eq!(memory_mib("a lot"), None);
     assert_eq!(cpu_units("-1 vCPU"), None);
 }
+
+#[test]
+fn the_example_policy_allows_example_a_in_its_namespaces_only() {
+    let policy: EcsRunPolicy =
+        serde_yaml_ng::from_str(include_str!("../../../examples/policies/reports-team.yaml")).expect("policy");
+    let run: crate::api::EcsTaskRun =
+        serde_yaml_ng::from_str(include_str!("../../../examples/a-fargate-network-assume-role.yaml")).expect("run");
+    let namespace = |name: &str| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.to_string())]);
+    assert!(selects(&policy, &namespace("default")));
+    assert!(!selects(&policy, &namespace("payments")));
+    assert_eq!(check("default", "eu-west-1", &run.spec, &[&policy]), Ok(()));
+    let mut elsewhere = run.spec.clone();
+    elsewhere.cluster = "payments".into();
+    assert_eq!(rules(check("default", "eu-west-1", &elsewhere, &[&policy])), vec![Rule::Cluster]);
+}

@@ -3,7 +3,9 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::ecs::{Described, DesiredStatus, EcsErrorKind, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo};
+use crate::ecs::{
+    Actor, Described, DesiredStatus, EcsErrorKind, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
+};
 
 const EVERY: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_secs(1);
@@ -49,7 +51,7 @@ impl Ecs for FakeEcs {
             missing: arns.iter().filter(|arn| !known.contains_key(*arn)).cloned().collect(),
         })
     }
-    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str, _: &Actor) -> Result<Option<TaskSnapshot>, EcsError> {
         unreachable!()
     }
     async fn list_tasks_started_by(&self, _: &EcsTarget, _: &str, _: DesiredStatus) -> Result<Vec<String>, EcsError> {
