@@ -162,7 +162,13 @@ async fn can_i_as(env: &Env, who: &str, args: &[&str]) -> anyhow::Result<bool> {
 
 async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     // Install the chart's RBAC and ServiceAccount for real (the Deployment would need an image).
-    let rendered = run(template(&["watchNamespaces={e2e-rbac}", "credentials.secretRef.enabled=true"])?).await?;
+    // The admission policy would judge every namespace's runs: policy::* installs its own, scoped.
+    let rendered = run(template(&[
+        "watchNamespaces={e2e-rbac}",
+        "credentials.secretRef.enabled=true",
+        "policy.admission.enabled=false",
+    ])?)
+    .await?;
     let manifests = env.work.join("chart-installed.yaml");
     std::fs::write(&manifests, rendered)?;
     let mut apply = kubectl(&env);
@@ -177,6 +183,10 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["create", "events.events.k8s.io", "-n", NAMESPACE],
         &["get", "secrets", "-n", NAMESPACE],
         &["patch", "leases.coordination.k8s.io/ecsrun", "-n", RELEASE_NAMESPACE],
+        &["watch", "ecsrunpolicies.ecsrun.dev"],
+        &["patch", "ecsrunpolicies.ecsrun.dev", "--subresource=status"],
+        &["watch", "namespaces"],
+        &["get", "namespaces/kube-system"],
     ];
     let denied: &[&[&str]] = &[
         &["list", "secrets", "--all-namespaces"],
@@ -189,6 +199,11 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["update", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
         &["patch", "leases.coordination.k8s.io/someone-elses", "-n", RELEASE_NAMESPACE],
         &["create", "customresourcedefinitions.apiextensions.k8s.io"],
+        &["patch", "ecsrunpolicies.ecsrun.dev"],
+        &["create", "ecsrunpolicies.ecsrun.dev"],
+        &["get", "namespaces/default"],
+        &["patch", "namespaces/e2e-rbac"],
+        &["delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io"],
     ];
     for args in allowed {
         ensure!(can_i(&env, args).await?, "the ServiceAccount cannot {args:?}, which the controller needs");
@@ -196,17 +211,37 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     for args in denied {
         ensure!(!can_i(&env, args).await?, "the ServiceAccount can {args:?}: more than the controller needs");
     }
+    everything_it_may_do_is_needed(&env).await?;
 
     // The real controller with the ServiceAccount's token: a run with secretRef credentials succeeds,
     // and deletion goes through the finalizer.
     let kubeconfig = service_account_kubeconfig(&env).await?;
+    // As the chart runs it: policies enforced, so the run's namespace needs one.
+    let policy = serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsRunPolicy", "metadata": {"name": "e2e-rbac"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+            "regions": ["eu-west-1"], "clusters": ["batch"], "taskDefinitionFamilies": ["transform"],
+            "credentials": {"secretRef": true}
+        }
+    });
+    kube::Api::<ecsrun::api::EcsRunPolicy>::all(env.client.clone())
+        .patch("e2e-rbac", &kube::api::PatchParams::apply("ecsrun-e2e").force(), &kube::api::Patch::Apply(&policy))
+        .await?;
     let mut controller = Controller::start(
         "controller-service-account",
         &env.work,
         &kubeconfig,
         &env.moto,
         &[NAMESPACE],
-        &["--leader-elect", "--leader-elect-namespace", RELEASE_NAMESPACE, "--leader-elect-lease", RELEASE],
+        &[
+            "--leader-elect",
+            "--leader-elect-namespace",
+            RELEASE_NAMESPACE,
+            "--leader-elect-lease",
+            RELEASE,
+            "--policy-mode=enforce",
+        ],
     )?;
     controller.ready().await?;
     let secret = serde_json::json!({
@@ -236,6 +271,58 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         "the controller hit RBAC denials:\n{}",
         ecsrun_e2e::tail(&controller.process.log, 20)
     );
+    Ok(())
+}
+
+/// `kubectl auth can-i --list` as the ServiceAccount, in the namespace it serves and cluster-wide: every
+/// rule it holds must be one the controller's code needs (besides what every authenticated user may do).
+async fn everything_it_may_do_is_needed(env: &Env) -> anyhow::Result<()> {
+    // (resource, resource names, verbs), as kubectl prints them.
+    let needed: &[(&str, &str, &str)] = &[
+        ("ecstaskruns.ecsrun.dev", "[]", "[get list watch patch]"),
+        ("ecstaskruns.ecsrun.dev/status", "[]", "[patch]"),
+        ("ecstaskruns.ecsrun.dev/finalizers", "[]", "[update]"),
+        ("events.events.k8s.io", "[]", "[create patch]"),
+        ("secrets", "[]", "[get]"),
+        ("ecsrunpolicies.ecsrun.dev", "[]", "[list watch]"),
+        ("ecsrunpolicies.ecsrun.dev/status", "[]", "[patch]"),
+        ("namespaces", "[]", "[list watch]"),
+        ("namespaces", "[kube-system]", "[get]"),
+        // What Kubernetes grants every authenticated user (system:basic-user, system:discovery, ...).
+        ("selfsubjectreviews.authentication.k8s.io", "[]", "[create]"),
+        ("selfsubjectaccessreviews.authorization.k8s.io", "[]", "[create]"),
+        ("selfsubjectrulesreviews.authorization.k8s.io", "[]", "[create]"),
+        ("clustertrustbundles.certificates.k8s.io", "[]", "[get list watch]"),
+    ];
+    for namespace in [NAMESPACE, "default"] {
+        let mut list = kubectl(env);
+        list.args(["auth", "can-i", "--list", "-n", namespace, "--as", SERVICE_ACCOUNT]);
+        let table = run(list).await?;
+        let mut rows = 0;
+        for line in table.lines().skip(1) {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            // Non-resource URLs (/api, /healthz, ...) come with an empty first column.
+            if line.starts_with(' ') || columns.first().is_some_and(|first| first.starts_with('[')) {
+                continue;
+            }
+            let resource = columns.first().copied().unwrap_or_default();
+            let rest = line[resource.len()..].trim();
+            // Resource names and verbs are the last two bracketed groups.
+            let groups: Vec<&str> = rest.split(']').filter(|g| !g.trim().is_empty()).map(|g| g.trim()).collect();
+            let (names, verbs) = match groups.as_slice() {
+                [.., names, verbs] => (format!("{names}]"), format!("{verbs}]")),
+                _ => bail!("unexpected `can-i --list` row: {line}"),
+            };
+            let names = names.trim_start_matches("[]").trim().to_owned();
+            let names = if names.is_empty() { "[]".to_owned() } else { names };
+            rows += 1;
+            ensure!(
+                needed.iter().any(|(r, n, v)| *r == resource && *n == names && *v == verbs),
+                "the ServiceAccount may {verbs} {resource} {names} in {namespace}: more than the controller needs\n{table}"
+            );
+        }
+        ensure!(rows >= 5, "`can-i --list` in {namespace} listed only {rows} rules:\n{table}");
+    }
     Ok(())
 }
 
@@ -285,6 +372,9 @@ async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
         ("alice", &["patch", "ecstaskruns.ecsrun.dev", "--subresource=status", "-n", TENANT], false),
         ("alice", &["create", "ecstaskruns.ecsrun.dev", "-n", "default"], false),
         ("alice", &["create", "customresourcedefinitions.apiextensions.k8s.io"], false),
+        // Only cluster administrators say what a namespace may run.
+        ("alice", &["create", "ecsrunpolicies.ecsrun.dev"], false),
+        ("alice", &["patch", "ecsrunpolicies.ecsrun.dev"], false),
         ("bob", &["list", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
         ("bob", &["watch", "ecstaskruns.ecsrun.dev", "-n", TENANT], true),
         ("bob", &["create", "ecstaskruns.ecsrun.dev", "-n", TENANT], false),

@@ -13,6 +13,7 @@ mod examples;
 mod faults;
 mod ha;
 mod lifecycle;
+mod policy;
 mod recovery;
 
 use std::future::Future;
@@ -166,6 +167,7 @@ fn main() {
         ha::cases(),
         chart::cases(),
         admission::cases(),
+        policy::cases(),
         faults::cases(),
         bench::cases(),
     ]

@@ -1,0 +1,444 @@
+//! EcsRunPolicies against the real API server (which evaluates the chart's ValidatingAdmissionPolicy) and
+//! moto: two teams' namespaces, each allowed its own clusters, families, roles and regions; everything
+//! else refused at `kubectl apply` with the policy's message, and by the controller (PolicyDenied, no
+//! RunTask) once the admission binding is gone; audit mode lets a violation through with a warning;
+//! the external ID and the session tags the controller sends reach STS.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use ecsrun::api::EcsRunPolicy;
+use ecsrun_e2e::{Controller, repo_root, wait};
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::{Case, Env, case, fargate_run};
+
+pub const TEAM_A: &str = "e2e-policy-a";
+pub const TEAM_B: &str = "e2e-policy-b";
+pub const NO_POLICY: &str = "e2e-policy-none";
+pub const AUDITED: &str = "e2e-policy-audit";
+const ROLE_A: &str = "arn:aws:iam::123456789012:role/e2e-team-a-runner";
+const ROLE_B: &str = "arn:aws:iam::123456789012:role/e2e-team-b-runner";
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case("policy::each_team_runs_its_own_and_nothing_of_the_other_team", teams),
+        case("policy::audit_mode_lets_a_violation_through_with_a_warning", audit),
+    ]
+}
+
+/// Creates (or updates) a namespace with labels.
+async fn labelled_namespace(env: &Env, name: &str, labels: Value) -> anyhow::Result<()> {
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
+    Api::<Namespace>::all(env.client.clone())
+        .patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&namespace))
+        .await?;
+    Ok(())
+}
+
+async fn apply_policy(env: &Env, name: &str, spec: Value) -> anyhow::Result<()> {
+    let policy =
+        json!({"apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsRunPolicy", "metadata": {"name": name}, "spec": spec});
+    Api::<EcsRunPolicy>::all(env.client.clone())
+        .patch(name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&policy))
+        .await?;
+    Ok(())
+}
+
+/// The chart's admission policy and binding (release `release`), covering namespaces labelled `label=covered`.
+async fn install_admission(env: &Env, release: &str, mode: &str, label: &str) -> anyhow::Result<()> {
+    let helm =
+        std::env::var("ECSRUN_HELM").unwrap_or_else(|_| repo_root().join(".cache/bin/helm").display().to_string());
+    let mut template = Command::new(helm);
+    template.args(["template", release]).arg(repo_root().join("charts/ecsrun"));
+    template.args(["--namespace", "ecsrun-system", "--show-only", "templates/admission-policy.yaml"]);
+    template.args(["--set", &format!("policy.mode={mode}"), "--set", "aws.region=eu-west-1"]);
+    template.args(["--set", &format!("policy.admission.namespaceSelector.matchLabels.{label}=covered")]);
+    let rendered = output(template).await?;
+    let path = env.work.join(format!("admission-{release}.yaml"));
+    std::fs::write(&path, rendered)?;
+    let mut apply = kubectl(env);
+    apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&path);
+    output(apply).await?;
+    Ok(())
+}
+
+fn kubectl(env: &Env) -> Command {
+    let mut command = Command::new("kubectl");
+    command.env("KUBECONFIG", &env.kubeconfig);
+    command
+}
+
+async fn output(mut command: Command) -> anyhow::Result<String> {
+    let shown = format!("{command:?}");
+    let output = tokio::task::spawn_blocking(move || command.output()).await?.with_context(|| shown.clone())?;
+    ensure!(output.status.success(), "{shown}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Server-side dry-run create of a run: Ok(warnings) if admitted, Err(message) if refused.
+async fn admit(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<Result<String, String>> {
+    let path = env.work.join(format!("admit-{namespace}-{}.yaml", rand_suffix()));
+    std::fs::write(&path, env.manifest(yaml).map(|run| serde_yaml_ng::to_string(&run))??)?;
+    let mut create = kubectl(env);
+    create.args(["create", "--dry-run=server", "-n", namespace, "-f"]).arg(&path);
+    let output = tokio::task::spawn_blocking(move || create.output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    Ok(if output.status.success() { Ok(stderr) } else { Err(stderr) })
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Waits until the API server has loaded an admission policy: `yaml` (forbidden) is refused or warned about.
+async fn until_admission_applies(env: &Env, namespace: &str, yaml: &str, warns: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let result = admit(env, namespace, yaml).await?;
+        let applies = match (&result, warns) {
+            (Err(message), false) => message.contains("ValidatingAdmissionPolicy"),
+            (Ok(warnings), true) => warnings.contains("Warning"),
+            _ => false,
+        };
+        if applies {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "the admission policy never applied in {namespace}: {result:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn run_yaml(name: &str, cluster: &str, family: &str, extra: &str) -> String {
+    fargate_run(name, cluster, family, extra)
+}
+
+fn assuming(role: &str) -> String {
+    format!("  credentials:\n    assumeRoleArn: {role}\n")
+}
+
+async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
+    labelled_namespace(&env, TEAM_A, json!({"e2e-team": "a", "e2e-policy": "covered"})).await?;
+    labelled_namespace(&env, TEAM_B, json!({"e2e-team": "b", "e2e-policy": "covered"})).await?;
+    labelled_namespace(&env, NO_POLICY, json!({"e2e-policy": "covered"})).await?;
+    apply_policy(
+        &env,
+        "e2e-team-a",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": "a"}},
+            "regions": ["eu-west-1"],
+            "clusters": ["batch"],
+            "taskDefinitionFamilies": ["transform"],
+            "credentials": {"assumeRoleArns": ["arn:aws:iam::123456789012:role/e2e-team-a-*"]},
+            "limits": {"cpu": 2048, "memory": 4096, "timeout": "1h"}
+        }),
+    )
+    .await?;
+    apply_policy(
+        &env,
+        "e2e-team-b",
+        json!({
+            "namespaceSelector": {"matchExpressions": [{"key": "e2e-team", "operator": "In", "values": ["b"]}]},
+            "regions": ["eu-*"],
+            "clusters": ["reports"],
+            "taskDefinitionFamilies": ["db-*"],
+            "credentials": {"assumeRoleArns": [ROLE_B]},
+            "launchTypes": ["FARGATE"]
+        }),
+    )
+    .await?;
+    install_admission(&env, "ecsrun", "enforce", "e2e-policy").await?;
+    let mut controller = Controller::start(
+        "controller-policy",
+        &env.work,
+        &env.kubeconfig,
+        &env.moto,
+        &[TEAM_A, TEAM_B, NO_POLICY],
+        &["--policy-mode=enforce"],
+    )?;
+    controller.ready().await?;
+
+    let a = |extra: &str| run_yaml("bad", "batch", "transform", &format!("{}{extra}", assuming(ROLE_A)));
+    let a_timed = |extra: &str| a(&format!("  wait:\n    timeout: 30m\n{extra}"));
+    let b = |cluster: &str, family: &str, extra: &str| {
+        run_yaml("bad", cluster, family, &format!("{}{extra}", assuming(ROLE_B)))
+    };
+    until_admission_applies(&env, TEAM_A, &run_yaml("bad", "reports", "transform", &assuming(ROLE_A)), false).await?;
+
+    // (case, namespace, manifest, what the refusal says)
+    let refused: Vec<(&str, &str, String, &str)> = vec![
+        (
+            "team B's cluster",
+            TEAM_A,
+            run_yaml("bad", "reports", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A))),
+            "spec.cluster reports is not allowed by EcsRunPolicy e2e-team-a (namespace e2e-policy-a) (clusters: batch)",
+        ),
+        (
+            "team B's family",
+            TEAM_A,
+            run_yaml("bad", "batch", "db-dump", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A))),
+            "spec.taskDefinition family db-dump is not allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "team B's role",
+            TEAM_A,
+            run_yaml("bad", "batch", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_B))),
+            "spec.credentials.assumeRoleArn arn:aws:iam::123456789012:role/e2e-team-b-runner is not allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "another region",
+            TEAM_A,
+            a_timed("  region: us-east-1\n"),
+            "spec.region us-east-1 is not allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "the controller's identity",
+            TEAM_A,
+            run_yaml("bad", "batch", "transform", "  wait:\n    timeout: 30m\n"),
+            "the controller's own AWS identity) are not allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "a Secret's keys",
+            TEAM_A,
+            run_yaml(
+                "bad",
+                "batch",
+                "transform",
+                "  credentials:\n    secretRef:\n      name: keys\n  wait:\n    timeout: 30m\n",
+            ),
+            "spec.credentials.secretRef (static keys from a Secret) is not allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "its own external ID",
+            TEAM_A,
+            run_yaml(
+                "bad",
+                "batch",
+                "transform",
+                &format!(
+                    "  credentials:\n    assumeRoleArn: {ROLE_A}\n    externalId: guessed\n  wait:\n    timeout: 30m\n"
+                ),
+            ),
+            "spec.credentials.externalId may not be chosen by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "a task role",
+            TEAM_A,
+            a_timed("  overrides:\n    taskRoleArn: arn:aws:iam::123456789012:role/admin\n"),
+            "spec.overrides.taskRoleArn arn:aws:iam::123456789012:role/admin is not allowed",
+        ),
+        (
+            "an execution role",
+            TEAM_A,
+            a_timed("  overrides:\n    executionRoleArn: arn:aws:iam::123456789012:role/admin\n"),
+            "spec.overrides.executionRoleArn arn:aws:iam::123456789012:role/admin is not allowed",
+        ),
+        (
+            "4 vCPU",
+            TEAM_A,
+            a_timed("  overrides:\n    cpu: 4 vCPU\n"),
+            "spec.overrides.cpu exceeds the 2048 CPU units allowed by EcsRunPolicy e2e-team-a",
+        ),
+        (
+            "a container's memory",
+            TEAM_A,
+            a_timed("  overrides:\n    containerOverrides:\n      - name: app\n        memory: 8192\n"),
+            "spec.overrides.memory exceeds the 4096 MiB allowed",
+        ),
+        (
+            "no timeout",
+            TEAM_A,
+            a(""),
+            "spec.wait.timeout must be set and at most 1h, as required by EcsRunPolicy e2e-team-a",
+        ),
+        ("a longer timeout", TEAM_A, a("  wait:\n    timeout: 2h\n"), "spec.wait.timeout must be set and at most 1h"),
+        (
+            "EC2",
+            TEAM_B,
+            b("reports", "db-dump", "").replace("launchType: FARGATE", "launchType: EC2"),
+            "spec.launchType EC2 is not allowed by EcsRunPolicy e2e-team-b",
+        ),
+        (
+            "team A's family by ARN",
+            TEAM_B,
+            b("reports", "arn:aws:ecs:eu-west-1:123456789012:task-definition/transform:1", ""),
+            "spec.taskDefinition family transform is not allowed by EcsRunPolicy e2e-team-b",
+        ),
+        (
+            "team A's cluster by ARN",
+            TEAM_B,
+            b("arn:aws:ecs:eu-west-1:123456789012:cluster/batch", "db-dump", ""),
+            "spec.cluster arn:aws:ecs:eu-west-1:123456789012:cluster/batch is not allowed by EcsRunPolicy e2e-team-b",
+        ),
+        (
+            "team A's role",
+            TEAM_B,
+            run_yaml("bad", "reports", "db-dump", &assuming(ROLE_A)),
+            "spec.credentials.assumeRoleArn arn:aws:iam::123456789012:role/e2e-team-a-runner is not allowed by EcsRunPolicy e2e-team-b",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, namespace, yaml, expected) in &refused {
+        match admit(&env, namespace, yaml).await? {
+            Ok(_) => failures.push(format!("{what}: admitted")),
+            Err(message) if !message.contains(expected) => failures.push(format!("{what}: {message}")),
+            Err(_) => {}
+        }
+    }
+    ensure!(failures.is_empty(), "admission:\n{}", failures.join("\n"));
+
+    // Each team's own run is admitted and runs, as the team's role with the namespace's external ID.
+    let own_a = run_yaml("own", "batch", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A)));
+    let own_b = run_yaml("own", "reports", "db-dump", &format!("{}  region: eu-west-1\n", assuming(ROLE_B)));
+    for (namespace, yaml) in [(TEAM_A, &own_a), (TEAM_B, &own_b)] {
+        env.create(namespace, &env.manifest(yaml)?).await.with_context(|| format!("{namespace}'s own run"))?;
+    }
+    for namespace in [TEAM_A, TEAM_B] {
+        wait::until(
+            &env.runs(namespace),
+            "own",
+            Duration::from_secs(60),
+            "Succeeded",
+            wait::has_condition("Succeeded"),
+        )
+        .await
+        .with_context(|| format!("{namespace}: {}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
+    }
+    let cluster_id = Api::<Namespace>::all(env.client.clone()).get("kube-system").await?.uid().context("no uid")?;
+    let sessions = assumed_roles(&env).await?;
+    for (namespace, role) in [(TEAM_A, ROLE_A), (TEAM_B, ROLE_B)] {
+        let mine: Vec<&Value> = sessions.iter().filter(|s| s["role_arn"] == role).collect();
+        ensure!(!mine.is_empty(), "STS was never asked for {role}: {sessions:?}");
+        let external_id = format!("ecsrun:{cluster_id}:{namespace}");
+        ensure!(mine.iter().all(|s| s["external_id"] == external_id.as_str()), "external IDs for {role}: {mine:?}");
+        // The run's own session launched the task, named and tagged after it.
+        let launch = mine
+            .iter()
+            .find(|s| s["session_name"] == format!("{namespace}.own").as_str())
+            .with_context(|| format!("no session named {namespace}.own: {mine:?}"))?;
+        ensure!(
+            launch["tags"]["ecsrun.dev/namespace"] == namespace && launch["tags"]["ecsrun.dev/name"] == "own",
+            "session tags: {launch}"
+        );
+    }
+
+    // Without the admission binding, the controller refuses on its own: no RunTask is sent.
+    Api::<ValidatingAdmissionPolicyBinding>::all(env.client.clone())
+        .delete("ecsrun-runs", &DeleteParams::default())
+        .await?;
+    let forbidden =
+        run_yaml("forbidden", "reports", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admit(&env, TEAM_A, &forbidden).await?.is_err() {
+        ensure!(Instant::now() < deadline, "the API server still applies the deleted binding");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stranger = run_yaml("stranger", "batch", "transform", &assuming(ROLE_A));
+    for (namespace, yaml, name, expected) in [
+        (
+            TEAM_A,
+            &forbidden,
+            "forbidden",
+            "spec.cluster \"reports\" is not allowed by EcsRunPolicy e2e-team-a (clusters: batch)",
+        ),
+        (NO_POLICY, &stranger, "stranger", "no EcsRunPolicy selects namespace e2e-policy-none"),
+    ] {
+        let run = env.create(namespace, &env.manifest(yaml)?).await?;
+        let status =
+            wait::until(&env.runs(namespace), name, Duration::from_secs(30), "Failed", wait::has_condition("Failed"))
+                .await?;
+        let failed = status.conditions.iter().find(|c| c.type_ == "Failed").context("no Failed condition")?;
+        ensure!(failed.reason == "PolicyDenied" && failed.message.contains(expected), "{namespace}/{name}: {failed:?}");
+        let uid = run.uid().context("no uid")?;
+        for cluster in ["batch", "reports"] {
+            let tasks = env.tasks_started_by(cluster, &uid).await?;
+            ensure!(tasks.is_empty(), "{namespace}/{name} was refused yet ECS has {tasks:?}");
+        }
+        ensure!(status.task_arn.is_none(), "{namespace}/{name} has a task: {status:?}");
+    }
+    ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"enforce\",rule=\"cluster\"}").await? >= 1.0);
+    ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"enforce\",rule=\"no_policy\"}").await? >= 1.0);
+
+    // The policies say which namespaces they select.
+    let policies: Api<EcsRunPolicy> = Api::all(env.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = policies.get("e2e-team-a").await?.status.unwrap_or_default();
+        if a.namespaces == [TEAM_A] && a.namespace_count == Some(1) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "e2e-team-a's status never listed its namespace: {a:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// moto's record of every AssumeRole call: role_arn, session_name, external_id, tags. moto's model dump
+/// holds every model (AWS's managed IAM policies among them): tens of MB.
+async fn assumed_roles(env: &Env) -> anyhow::Result<Vec<Value>> {
+    let url = format!("{}/moto-api/data.json", env.moto.endpoint);
+    let body = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let mut response = ureq::get(&url).call()?;
+        Ok(response.body_mut().with_config().limit(1 << 30).read_to_string()?)
+    })
+    .await??;
+    let data: Value = serde_json::from_str(&body)?;
+    match data["sts"]["AssumedRole"].as_array() {
+        Some(sessions) => Ok(sessions.clone()),
+        None => bail!("moto data.json has no sts.AssumedRole"),
+    }
+}
+
+async fn audit(env: Arc<Env>) -> anyhow::Result<()> {
+    labelled_namespace(&env, AUDITED, json!({"e2e-team": "audit", "e2e-audit": "covered"})).await?;
+    apply_policy(
+        &env,
+        "e2e-team-audit",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": "audit"}},
+            "regions": ["eu-west-1"],
+            "clusters": ["reports"],
+            "taskDefinitionFamilies": ["transform"],
+            "credentials": {"controllerIdentity": true}
+        }),
+    )
+    .await?;
+    install_admission(&env, "ecsrun-audit", "audit", "e2e-audit").await?;
+    let violating = run_yaml("violating", "batch", "transform", "");
+    until_admission_applies(&env, AUDITED, &violating, true).await?;
+    let warnings = admit(&env, AUDITED, &violating).await?.map_err(|error| anyhow::anyhow!("refused: {error}"))?;
+    ensure!(
+        warnings.contains("spec.cluster batch is not allowed by EcsRunPolicy e2e-team-audit"),
+        "audit warning: {warnings}"
+    );
+
+    let mut controller = Controller::start(
+        "controller-policy-audit",
+        &env.work,
+        &env.kubeconfig,
+        &env.moto,
+        &[AUDITED],
+        &["--policy-mode=audit"],
+    )?;
+    controller.ready().await?;
+    env.create(AUDITED, &env.manifest(&violating)?).await?;
+    wait::until(
+        &env.runs(AUDITED),
+        "violating",
+        Duration::from_secs(60),
+        "Succeeded",
+        wait::has_condition("Succeeded"),
+    )
+    .await
+    .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+    let events = crate::examples::events_of(&env.client, AUDITED, "violating").await?;
+    ensure!(events.iter().any(|reason| reason == "PolicyViolation"), "events: {events:?}");
+    ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"audit\",rule=\"cluster\"}").await? >= 1.0);
+    Ok(())
+}
