@@ -82,7 +82,13 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
         let sidecar = status.containers.iter().find(|c| c.name == "log-router").context("no log-router status")?;
         ensure!(sidecar.exit_code == Some(1) && sidecar.essential == Some(false), "sidecar: {sidecar:?}");
         ensure!(task.group() == Some("nightly-reports"), "group {:?}", task.group());
-        let events = events_of(&env.client, NAMESPACE, &name).await?;
+        // The Event follows the status write that the wait above saw.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut events = events_of(&env.client, NAMESPACE, &name).await?;
+        while !events.iter().any(|r| r == "Succeeded") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            events = events_of(&env.client, NAMESPACE, &name).await?;
+        }
         for reason in ["Launched", "Succeeded"] {
             ensure!(events.iter().any(|r| r == reason), "no {reason} event; events: {events:?}");
         }
