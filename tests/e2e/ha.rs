@@ -170,16 +170,24 @@ async fn leader_cut_off(env: Arc<Env>) -> anyhow::Result<()> {
     }
     link.cut();
     let cut_at = Instant::now();
-    let failover = until_leader(&mut follower, LEASE_DURATION * 3).await?;
-    eprintln!("e2e: partition: the follower led {:.1}s after the leader was cut off", failover.as_secs_f64());
-    let stepped_down = loop {
-        cut_off.process.ensure_alive()?;
-        if cut_off.metric("ecsrun_leader").await? == 0.0 {
-            break cut_at.elapsed();
+    // Watched side by side: the follower may take longer to lead than the old leader takes to stop.
+    let steps_down = async {
+        loop {
+            cut_off.process.ensure_alive()?;
+            if cut_off.metric("ecsrun_leader").await? == 0.0 {
+                return anyhow::Ok(cut_at.elapsed());
+            }
+            ensure!(
+                cut_at.elapsed() < LEASE_DURATION * 2,
+                "the cut-off leader still leads after {:?}",
+                cut_at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        ensure!(cut_at.elapsed() < LEASE_DURATION * 2, "the cut-off leader still leads after {:?}", cut_at.elapsed());
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let (failover, stepped_down) = tokio::join!(until_leader(&mut follower, LEASE_DURATION * 3), steps_down);
+    let (failover, stepped_down) = (failover?, stepped_down?);
+    eprintln!("e2e: partition: the follower led {:.1}s after the leader was cut off", failover.as_secs_f64());
     eprintln!("e2e: partition: the cut-off leader stopped reconciling after {:.1}s", stepped_down.as_secs_f64());
     ensure!(stepped_down <= LEASE_DURATION, "stepped down after {stepped_down:?}, later than its Lease could expire");
 
