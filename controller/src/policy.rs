@@ -146,39 +146,42 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
         });
     }
     let mut checks = Checks { policies, violations: Vec::new() };
-    checks.listed(Rule::Region, Some(region), |policy| Some(&policy.spec.regions), "regions");
-    checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(&policy.spec.clusters), "clusters");
+    checks.listed(Rule::Region, Some(region), |policy| Some(policy.spec.regions.clone()), "regions");
+    checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(policy.spec.clusters.clone()), "clusters");
     checks.listed(
         Rule::TaskDefinitionFamily,
         Some(family(&spec.task_definition)),
-        |policy| Some(&policy.spec.task_definition_families),
+        |policy| Some(policy.spec.task_definition_families.clone()),
         "taskDefinitionFamilies",
     );
     match &spec.credentials {
         None => checks.allowed(
             Rule::ControllerIdentity,
             |policy| policy.spec.credentials.controller_identity,
-            || "runs without spec.credentials (the controller's own AWS identity)".into(),
+            "running without spec.credentials, as the controller's own AWS identity,",
+            "credentials.controllerIdentity",
         ),
         Some(credentials) => {
             checks.listed(
                 Rule::AssumeRole,
                 credentials.assume_role_arn.as_deref(),
-                |policy| Some(&policy.spec.credentials.assume_role_arns),
+                |policy| Some(policy.spec.credentials.assume_role_arns.clone()),
                 "credentials.assumeRoleArns",
             );
             if credentials.secret_ref.is_some() {
                 checks.allowed(
                     Rule::SecretRef,
                     |policy| policy.spec.credentials.secret_ref,
-                    || "static credentials from a Secret (spec.credentials.secretRef)".into(),
+                    "spec.credentials.secretRef (static keys from a Secret)",
+                    "credentials.secretRef",
                 );
             }
             if credentials.external_id.is_some() {
                 checks.allowed(
                     Rule::ExternalId,
                     |policy| policy.spec.credentials.external_id,
-                    || "choosing spec.credentials.externalId (the controller sends the namespace's own)".into(),
+                    "choosing spec.credentials.externalId",
+                    "credentials.externalId",
                 );
             }
         }
@@ -187,25 +190,29 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
     checks.listed(
         Rule::TaskRole,
         overrides.and_then(|o| o.task_role_arn.as_deref()),
-        |policy| Some(&policy.spec.role_overrides.task_role_arns),
+        |policy| Some(policy.spec.role_overrides.task_role_arns.clone()),
         "roleOverrides.taskRoleArns",
     );
     checks.listed(
         Rule::ExecutionRole,
         overrides.and_then(|o| o.execution_role_arn.as_deref()),
-        |policy| Some(&policy.spec.role_overrides.execution_role_arns),
+        |policy| Some(policy.spec.role_overrides.execution_role_arns.clone()),
         "roleOverrides.executionRoleArns",
     );
-    if let Some(launch_type) = spec.launch_type {
-        let allowed =
-            |policy: &EcsRunPolicy| policy.spec.launch_types.as_ref().is_none_or(|types| types.contains(&launch_type));
-        checks.allowed(Rule::LaunchType, allowed, || format!("launchType {}", launch_type_name(launch_type)));
-    }
+    checks.listed(
+        Rule::LaunchType,
+        spec.launch_type.map(launch_type_name),
+        |policy| {
+            let types = policy.spec.launch_types.as_ref()?;
+            Some(types.iter().map(|launch_type| launch_type_name(*launch_type).to_owned()).collect())
+        },
+        "launchTypes",
+    );
     for item in spec.capacity_provider_strategy.iter().flatten() {
         checks.listed(
             Rule::CapacityProvider,
             Some(&item.capacity_provider),
-            |policy| policy.spec.capacity_providers.as_ref(),
+            |policy| policy.spec.capacity_providers.clone(),
             "capacityProviders",
         );
     }
@@ -240,7 +247,7 @@ impl Checks<'_, '_> {
         &mut self,
         rule: Rule,
         value: Option<&str>,
-        patterns: impl Fn(&EcsRunPolicy) -> Option<&Vec<String>>,
+        patterns: impl Fn(&EcsRunPolicy) -> Option<Vec<String>>,
         list: &str,
     ) {
         let Some(value) = value else { return };
@@ -249,20 +256,26 @@ impl Checks<'_, '_> {
             match patterns(policy) {
                 None => return,
                 Some(list) if list.iter().any(|pattern| matches(pattern, value)) => return,
-                Some(list) => allowed.extend(list.iter().map(String::as_str)),
+                Some(list) => {
+                    // In the policies' own order, as admission prints one policy's list.
+                    for pattern in list {
+                        if !allowed.contains(&pattern) {
+                            allowed.push(pattern);
+                        }
+                    }
+                }
             }
         }
-        allowed.sort_unstable();
-        allowed.dedup();
         let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+        // The same words as the admission policy's (charts/ecsrun/templates/admission-policy.yaml).
         let message = format!("{} {value:?} is not allowed by {} ({list}: {allowed})", rule.field(), self.names());
         self.violations.push(Violation { rule, message });
     }
 
-    /// Some policy must allow what `what` describes.
-    fn allowed(&mut self, rule: Rule, allows: impl Fn(&EcsRunPolicy) -> bool, what: impl FnOnce() -> String) {
+    /// Some policy must allow what `what` describes (with its `setting`).
+    fn allowed(&mut self, rule: Rule, allows: impl Fn(&EcsRunPolicy) -> bool, what: &str, setting: &str) {
         if !self.policies.iter().any(|policy| allows(policy)) {
-            let message = format!("{} is not allowed by {} ({})", what(), self.names(), rule.field());
+            let message = format!("{what} is not allowed by {} ({setting})", self.names());
             self.violations.push(Violation { rule, message });
         }
     }
@@ -288,52 +301,42 @@ impl Checks<'_, '_> {
                 .map(i64::from);
             self.bound(Rule::Memory, most, "MiB", asked, containers);
         }
-        let timeout = |policy: &EcsRunPolicy| {
-            policy.spec.limits.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok())
-        };
-        if let Some(most) = self
-            .policies
-            .iter()
-            .map(|policy| timeout(policy))
-            .try_fold(Duration::ZERO, |most, limit| limit.map(|l| most.max(l)))
+        // The longest limit, as its policy wrote it.
+        fn timeout(policy: &EcsRunPolicy) -> Option<(Duration, &str)> {
+            let text = policy.spec.limits.timeout.as_deref()?;
+            Some((humantime::parse_duration(text).ok()?, text))
+        }
+        if let Some((most, written)) =
+            self.policies.iter().map(|policy| timeout(policy)).try_fold((Duration::ZERO, ""), |most, limit| {
+                limit.map(|limit| if limit.0 > most.0 { limit } else { most })
+            })
         {
             let asked = spec.wait.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok());
             if asked.is_none_or(|asked| asked > most) {
-                let shown = humantime::format_duration(most);
-                let message = match &spec.wait.timeout {
-                    None => format!("spec.wait.timeout must be set, at most {shown}, by {}", self.names()),
-                    Some(asked) => {
-                        format!("spec.wait.timeout {asked} is above {shown}, the most {} allows", self.names())
-                    }
-                };
+                let message =
+                    format!("spec.wait.timeout must be set and at most {written}, as required by {}", self.names());
                 self.violations.push(Violation { rule: Rule::Timeout, message });
             }
         }
     }
 
-    /// The task-level value (or the text that could not be read) and each container's must stay at most `most`.
+    /// The task-level value (a text that cannot be read counts as too much) and each container's must stay
+    /// at most `most`.
     fn bound(
         &mut self,
         rule: Rule,
         most: i64,
         unit: &str,
         asked: Option<Result<i64, &str>>,
-        containers: impl Iterator<Item = i64>,
+        mut containers: impl Iterator<Item = i64>,
     ) {
-        let mut over = Vec::new();
-        match asked {
-            Some(Ok(value)) if value > most => over.push(format!("{value}")),
-            Some(Err(text)) => over.push(format!("{text:?} (unreadable)")),
-            _ => {}
-        }
-        over.extend(containers.filter(|value| *value > most).map(|value| format!("{value} (a container)")));
-        if !over.is_empty() {
-            let message = format!(
-                "{} {} is above {most} {unit}, the most {} allows",
-                rule.field(),
-                over.join(", "),
-                self.names()
-            );
+        let task_over = match asked {
+            Some(Ok(value)) => value > most,
+            Some(Err(_)) => true,
+            None => false,
+        };
+        if task_over || containers.any(|value| value > most) {
+            let message = format!("{} exceeds the {most} {unit} allowed by {}", rule.field(), self.names());
             self.violations.push(Violation { rule, message });
         }
     }

@@ -171,48 +171,31 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     };
     until_admission_applies(&env, TEAM_A, &run_yaml("bad", "reports", "transform", &assuming(ROLE_A)), false).await?;
 
-    // (case, namespace, manifest, what the refusal says)
-    let refused: Vec<(&str, &str, String, &str)> = vec![
-        (
-            "team B's cluster",
-            TEAM_A,
-            run_yaml("bad", "reports", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A))),
-            "spec.cluster reports is not allowed by EcsRunPolicy e2e-team-a (namespace e2e-policy-a) (clusters: batch)",
-        ),
+    // (case, namespace, manifest, the rule it breaks). Admission must refuse each with the very message
+    // the controller's own check gives (ecsrun::policy), so a run gets the same words either way.
+    use ecsrun::policy::Rule;
+    let timed = |credentials: &str| format!("{credentials}  wait:\n    timeout: 30m\n");
+    let refused: Vec<(&str, &str, String, Rule)> = vec![
+        ("team B's cluster", TEAM_A, run_yaml("bad", "reports", "transform", &timed(&assuming(ROLE_A))), Rule::Cluster),
         (
             "team B's family",
             TEAM_A,
-            run_yaml("bad", "batch", "db-dump", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A))),
-            "spec.taskDefinition family db-dump is not allowed by EcsRunPolicy e2e-team-a",
+            run_yaml("bad", "batch", "db-dump", &timed(&assuming(ROLE_A))),
+            Rule::TaskDefinitionFamily,
         ),
-        (
-            "team B's role",
-            TEAM_A,
-            run_yaml("bad", "batch", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_B))),
-            "spec.credentials.assumeRoleArn arn:aws:iam::123456789012:role/e2e-team-b-runner is not allowed by EcsRunPolicy e2e-team-a",
-        ),
-        (
-            "another region",
-            TEAM_A,
-            a_timed("  region: us-east-1\n"),
-            "spec.region us-east-1 is not allowed by EcsRunPolicy e2e-team-a",
-        ),
+        ("team B's role", TEAM_A, run_yaml("bad", "batch", "transform", &timed(&assuming(ROLE_B))), Rule::AssumeRole),
+        ("another region", TEAM_A, a_timed("  region: us-east-1\n"), Rule::Region),
         (
             "the controller's identity",
             TEAM_A,
-            run_yaml("bad", "batch", "transform", "  wait:\n    timeout: 30m\n"),
-            "the controller's own AWS identity) are not allowed by EcsRunPolicy e2e-team-a",
+            run_yaml("bad", "batch", "transform", &timed("")),
+            Rule::ControllerIdentity,
         ),
         (
             "a Secret's keys",
             TEAM_A,
-            run_yaml(
-                "bad",
-                "batch",
-                "transform",
-                "  credentials:\n    secretRef:\n      name: keys\n  wait:\n    timeout: 30m\n",
-            ),
-            "spec.credentials.secretRef (static keys from a Secret) is not allowed by EcsRunPolicy e2e-team-a",
+            run_yaml("bad", "batch", "transform", &timed("  credentials:\n    secretRef:\n      name: keys\n")),
+            Rule::SecretRef,
         ),
         (
             "its own external ID",
@@ -221,73 +204,67 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
                 "bad",
                 "batch",
                 "transform",
-                &format!(
-                    "  credentials:\n    assumeRoleArn: {ROLE_A}\n    externalId: guessed\n  wait:\n    timeout: 30m\n"
-                ),
+                &timed(&format!("  credentials:\n    assumeRoleArn: {ROLE_A}\n    externalId: guessed\n")),
             ),
-            "spec.credentials.externalId may not be chosen by EcsRunPolicy e2e-team-a",
+            Rule::ExternalId,
         ),
         (
             "a task role",
             TEAM_A,
             a_timed("  overrides:\n    taskRoleArn: arn:aws:iam::123456789012:role/admin\n"),
-            "spec.overrides.taskRoleArn arn:aws:iam::123456789012:role/admin is not allowed",
+            Rule::TaskRole,
         ),
         (
             "an execution role",
             TEAM_A,
             a_timed("  overrides:\n    executionRoleArn: arn:aws:iam::123456789012:role/admin\n"),
-            "spec.overrides.executionRoleArn arn:aws:iam::123456789012:role/admin is not allowed",
+            Rule::ExecutionRole,
         ),
-        (
-            "4 vCPU",
-            TEAM_A,
-            a_timed("  overrides:\n    cpu: 4 vCPU\n"),
-            "spec.overrides.cpu exceeds the 2048 CPU units allowed by EcsRunPolicy e2e-team-a",
-        ),
+        ("4 vCPU", TEAM_A, a_timed("  overrides:\n    cpu: 4 vCPU\n"), Rule::Cpu),
         (
             "a container's memory",
             TEAM_A,
             a_timed("  overrides:\n    containerOverrides:\n      - name: app\n        memory: 8192\n"),
-            "spec.overrides.memory exceeds the 4096 MiB allowed",
+            Rule::Memory,
         ),
-        (
-            "no timeout",
-            TEAM_A,
-            a(""),
-            "spec.wait.timeout must be set and at most 1h, as required by EcsRunPolicy e2e-team-a",
-        ),
-        ("a longer timeout", TEAM_A, a("  wait:\n    timeout: 2h\n"), "spec.wait.timeout must be set and at most 1h"),
+        ("no timeout", TEAM_A, a(""), Rule::Timeout),
+        ("a longer timeout", TEAM_A, a("  wait:\n    timeout: 2h\n"), Rule::Timeout),
         (
             "EC2",
             TEAM_B,
             b("reports", "db-dump", "").replace("launchType: FARGATE", "launchType: EC2"),
-            "spec.launchType EC2 is not allowed by EcsRunPolicy e2e-team-b",
+            Rule::LaunchType,
         ),
         (
             "team A's family by ARN",
             TEAM_B,
             b("reports", "arn:aws:ecs:eu-west-1:123456789012:task-definition/transform:1", ""),
-            "spec.taskDefinition family transform is not allowed by EcsRunPolicy e2e-team-b",
+            Rule::TaskDefinitionFamily,
         ),
         (
             "team A's cluster by ARN",
             TEAM_B,
             b("arn:aws:ecs:eu-west-1:123456789012:cluster/batch", "db-dump", ""),
-            "spec.cluster arn:aws:ecs:eu-west-1:123456789012:cluster/batch is not allowed by EcsRunPolicy e2e-team-b",
+            Rule::Cluster,
         ),
-        (
-            "team A's role",
-            TEAM_B,
-            run_yaml("bad", "reports", "db-dump", &assuming(ROLE_A)),
-            "spec.credentials.assumeRoleArn arn:aws:iam::123456789012:role/e2e-team-a-runner is not allowed by EcsRunPolicy e2e-team-b",
-        ),
+        ("team A's role", TEAM_B, run_yaml("bad", "reports", "db-dump", &assuming(ROLE_A)), Rule::AssumeRole),
     ];
+    let policies: Api<EcsRunPolicy> = Api::all(env.client.clone());
     let mut failures = Vec::new();
-    for (what, namespace, yaml, expected) in &refused {
+    for (what, namespace, yaml, rule) in &refused {
+        let policy = policies.get(if *namespace == TEAM_A { "e2e-team-a" } else { "e2e-team-b" }).await?;
+        let run = env.manifest(yaml)?;
+        let region = run.spec.region.as_deref().unwrap_or("eu-west-1");
+        let denial = match ecsrun::policy::check(namespace, region, &run.spec, &[&policy]) {
+            Err(denial) if denial.violations.iter().map(|v| v.rule).eq([*rule]) => denial,
+            other => bail!("{what}: the controller's check gives {other:?}, expected one {rule:?} violation"),
+        };
+        let expected = format!("denied request: {}", denial.message());
         match admit(&env, namespace, yaml).await? {
             Ok(_) => failures.push(format!("{what}: admitted")),
-            Err(message) if !message.contains(expected) => failures.push(format!("{what}: {message}")),
+            Err(message) if !message.contains(&expected) => {
+                failures.push(format!("{what}: {message} (expected: {expected})"))
+            }
             Err(_) => {}
         }
     }
@@ -328,6 +305,40 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         );
     }
 
+    // A namespace two policies select may use what either allows. Admission, which sees one policy at a
+    // time, leaves it to the controller once the policies' status lists it as shared.
+    apply_policy(
+        &env,
+        "e2e-shared-batch",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": "b"}},
+            "regions": ["eu-west-1"],
+            "clusters": ["batch"],
+            "taskDefinitionFamilies": ["transform"]
+        }),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = policies.get("e2e-team-b").await?.status.unwrap_or_default();
+        if status.shared_namespaces == [TEAM_B] {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "e2e-team-b's status never listed {TEAM_B} as shared: {status:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Team B's role (e2e-team-b) on the shared cluster and family (e2e-shared-batch).
+    let union = run_yaml("union", "batch", "transform", &assuming(ROLE_B));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(message) = admit(&env, TEAM_B, &union).await? {
+        ensure!(Instant::now() < deadline, "a run both policies together allow was refused: {message}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    env.create(TEAM_B, &env.manifest(&union)?).await?;
+    wait::until(&env.runs(TEAM_B), "union", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
+        .await
+        .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+
     // Without the admission binding, the controller refuses on its own: no RunTask is sent.
     Api::<ValidatingAdmissionPolicyBinding>::all(env.client.clone())
         .delete("ecsrun-runs", &DeleteParams::default())
@@ -366,7 +377,6 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"enforce\",rule=\"no_policy\"}").await? >= 1.0);
 
     // The policies say which namespaces they select.
-    let policies: Api<EcsRunPolicy> = Api::all(env.client.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let a = policies.get("e2e-team-a").await?.status.unwrap_or_default();
@@ -414,7 +424,7 @@ async fn audit(env: Arc<Env>) -> anyhow::Result<()> {
     until_admission_applies(&env, AUDITED, &violating, true).await?;
     let warnings = admit(&env, AUDITED, &violating).await?.map_err(|error| anyhow::anyhow!("refused: {error}"))?;
     ensure!(
-        warnings.contains("spec.cluster batch is not allowed by EcsRunPolicy e2e-team-audit"),
+        warnings.contains("spec.cluster \"batch\" is not allowed by EcsRunPolicy e2e-team-audit (clusters: reports)"),
         "audit warning: {warnings}"
     );
 

@@ -189,7 +189,7 @@ fn the_message_names_the_policy_the_field_and_what_is_allowed() {
     assert_eq!(
         denial.message(),
         "spec.cluster \"team-b-batch\" is not allowed by EcsRunPolicy team-a (clusters: \
-         arn:aws:ecs:eu-west-1:111122223333:cluster/team-a-*, team-a-*)"
+         team-a-*, arn:aws:ecs:eu-west-1:111122223333:cluster/team-a-*)"
     );
 }
 
