@@ -423,6 +423,58 @@ pub struct RetryPolicy {
     #[serde(default)]
     #[schemars(range(min = 0, max = 20))]
     pub backoff_limit: i32,
+    /// What a failed attempt's exit codes mean, as a Job's podFailurePolicy: the first rule that matches
+    /// decides (FailRun, Ignore or Count); no match counts against `backoffLimit`. Only containers that
+    /// `successPolicy` judges, and that exited non-zero, are matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub rules: Vec<RetryRule>,
+}
+
+/// One rule on a failed attempt's exit codes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRule {
+    /// `FailRun`: the run fails at once, without retrying. `Ignore`: retried without counting against
+    /// `backoffLimit` (at most 10 such retries). `Count`: counted, as without rules.
+    pub action: RetryRuleAction,
+    /// Which exit codes the rule is about.
+    pub on_exit_codes: ExitCodeMatch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RetryRuleAction {
+    FailRun,
+    Ignore,
+    Count,
+}
+
+/// Exit codes of the judged containers that exited non-zero: the rule matches when at least one of them
+/// is `In` (or `NotIn`) `values`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.operator != 'In' || !(0 in self.values)")
+        .message("exit code 0 is a success: it cannot be In a rule's values"),
+    validation = Rule::new("self.values.all(v, self.values.exists_one(w, w == v))")
+        .message("values must not repeat")
+)]
+pub struct ExitCodeMatch {
+    /// Only this container's exit code; absent: any judged container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub container_name: Option<String>,
+    pub operator: ExitCodeOperator,
+    /// Exit codes (1-64 of them, each 0-255).
+    #[schemars(length(min = 1, max = 64), inner(range(min = 0, max = 255)))]
+    pub values: Vec<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExitCodeOperator {
+    In,
+    NotIn,
 }
 
 /// Observed state of an `EcsTaskRun`, as ECS last reported it.

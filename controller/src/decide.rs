@@ -16,8 +16,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
-    SuccessPolicy, TaskOverrides, WaitFor,
+    Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, ExitCodeOperator,
+    LaunchFailure, Phase, RetryRule, RetryRuleAction, SuccessPolicy, TaskOverrides, WaitFor,
 };
 use crate::ecs::{
     Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
@@ -67,6 +67,10 @@ pub mod reason {
     pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const POLICY_DENIED: &str = "PolicyDenied";
+    /// A `retryPolicy.rules` FailRun rule matched the exit codes.
+    pub const FAILED_BY_RULE: &str = "FailedByRule";
+    /// A `retryPolicy.rules` Ignore rule matched: retried without counting.
+    pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
 }
 
 /// The run as the decision sees it.
@@ -604,8 +608,23 @@ fn judge_stopped(
     };
     if !failed.is_empty() {
         let message = format!("task {id} stopped: {kind} {}; {stopped_reason}", failed.join(", "));
-        let verdict = Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true };
-        return (verdict, message);
+        let exited: Vec<(&str, i32)> = judged
+            .iter()
+            .filter_map(|c| c.exit_code.filter(|code| *code != 0).map(|code| (c.name.as_str(), code)))
+            .collect();
+        return match first_matching_rule(&view.spec.retry_policy.rules, &exited) {
+            Some((index, RetryRuleAction::FailRun)) => (
+                Verdict::Fail { reason: reason::FAILED_BY_RULE },
+                format!("{message}; retryPolicy.rules[{index}] fails the run"),
+            ),
+            Some((index, RetryRuleAction::Ignore)) => (
+                Verdict::Retry { reason: reason::IGNORED_BY_RULE, counted: false },
+                format!("{message}; retryPolicy.rules[{index}] retries it without counting"),
+            ),
+            Some((_, RetryRuleAction::Count)) | None => {
+                (Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true }, message)
+            }
+        };
     }
     if !never_ran.is_empty() {
         let message = format!(
@@ -623,6 +642,21 @@ fn judge_stopped(
         .collect::<Vec<_>>()
         .join(", ");
     (Verdict::Succeeded, format!("task {id} stopped: {codes}"))
+}
+
+/// The first rule (index, action) whose exit codes match one of `exited` (container, non-zero exit code).
+fn first_matching_rule(rules: &[RetryRule], exited: &[(&str, i32)]) -> Option<(usize, RetryRuleAction)> {
+    rules.iter().enumerate().find_map(|(index, rule)| {
+        let codes = &rule.on_exit_codes;
+        let matches = exited.iter().any(|(container, code)| {
+            codes.container_name.as_deref().is_none_or(|name| name == *container)
+                && match codes.operator {
+                    ExitCodeOperator::In => codes.values.contains(code),
+                    ExitCodeOperator::NotIn => !codes.values.contains(code),
+                }
+        });
+        matches.then_some((index, rule.action))
+    })
 }
 
 fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> bool {
@@ -674,7 +708,12 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
                 .collect();
             let free = failed
                 .iter()
-                .filter(|a| matches!(a.outcome.as_deref(), Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED)))
+                .filter(|a| {
+                    matches!(
+                        a.outcome.as_deref(),
+                        Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED | reason::IGNORED_BY_RULE)
+                    )
+                })
                 .count();
             let counted_failures = failed.len() - free;
             let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;

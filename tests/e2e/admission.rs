@@ -135,6 +135,54 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             "spec.placementConstraints[0].type: Unsupported value",
         ),
         ("bad_region", with("region", json!("Ireland")), "spec.region"),
+        (
+            "unknown_rule_operator",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "FailRun", "onExitCodes": {"operator": "Between", "values": [3]}}]}),
+            ),
+            "spec.retryPolicy.rules[0].onExitCodes.operator: Unsupported value",
+        ),
+        (
+            "unknown_rule_action",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "Skip", "onExitCodes": {"operator": "In", "values": [3]}}]}),
+            ),
+            "spec.retryPolicy.rules[0].action: Unsupported value",
+        ),
+        (
+            "exit_code_zero_in_a_rule",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "FailRun", "onExitCodes": {"operator": "In", "values": [0, 3]}}]}),
+            ),
+            "exit code 0 is a success",
+        ),
+        (
+            "repeated_exit_codes",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3, 3]}}]}),
+            ),
+            "values must not repeat",
+        ),
+        (
+            "rule_without_exit_codes",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": []}}]}),
+            ),
+            "spec.retryPolicy.rules[0].onExitCodes.values",
+        ),
+        (
+            "exit_code_above_255",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [256]}}]}),
+            ),
+            "spec.retryPolicy.rules[0].onExitCodes.values[0]",
+        ),
     ]
 }
 

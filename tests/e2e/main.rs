@@ -6,6 +6,7 @@
 //! the whole run with the reason: every case runs or the run fails.
 
 mod admission;
+mod batch;
 mod bench;
 mod chart;
 mod errors;
@@ -29,7 +30,7 @@ use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Namespaces the shared controller watches.
-const SHARED_NAMESPACES: [&str; 2] = [examples::NAMESPACE, lifecycle::NAMESPACE];
+const SHARED_NAMESPACES: [&str; 3] = [examples::NAMESPACE, lifecycle::NAMESPACE, batch::NAMESPACE];
 
 /// What every case gets: clients for both peers and where the peers are.
 pub struct Env {
@@ -162,6 +163,7 @@ fn main() {
     let cases: Vec<Case> = [
         examples::cases(),
         lifecycle::cases(),
+        batch::cases(),
         errors::cases(),
         recovery::cases(),
         ha::cases(),

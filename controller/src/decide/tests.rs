@@ -319,7 +319,9 @@ fn launch_outcomes() {
         ),
     ];
     for (case, limit, observation, phase, reason, requeued) in cases {
-        let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: limit as i32 }));
+        let run = Run::new(with(spec(), |s| {
+            s.retry_policy = RetryPolicy { backoff_limit: limit as i32, ..Default::default() }
+        }));
         let plan = after_launch(&run.view(), 1, observation, at(1));
         assert_eq!(plan.status.phase, Some(phase), "{case}");
         assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
@@ -342,6 +344,176 @@ fn a_rejection_keeps_the_aws_message_in_the_failed_condition() {
     assert_eq!(condition(&plan.status, "Stalled").unwrap().status, "True");
     assert_eq!(plan.events.last().unwrap().reason, "Failed");
     assert!(plan.events.last().unwrap().warning);
+}
+
+/// retryPolicy.rules: the first rule matching a judged container's non-zero exit code decides.
+#[test]
+fn exit_code_rules() {
+    use crate::api::{ExitCodeMatch, ExitCodeOperator::*, RetryRule, RetryRuleAction::*};
+    let rule = |action, container: Option<&str>, operator, values: &[i32]| RetryRule {
+        action,
+        on_exit_codes: ExitCodeMatch {
+            container_name: container.map(str::to_owned),
+            operator,
+            values: values.to_vec(),
+        },
+    };
+    // (case, rules, app's exit code, sidecar's, backoffLimit, phase, reason)
+    type Case = (&'static str, Vec<RetryRule>, i32, i32, i32, Phase, &'static str);
+    let cases: Vec<Case> = vec![
+        ("no rules: counted", vec![], 3, 0, 0, Phase::Failed, reason::CONTAINER_FAILED),
+        (
+            "FailRun on 3 despite backoffLimit 5",
+            vec![rule(FailRun, None, In, &[3])],
+            3,
+            0,
+            5,
+            Phase::Failed,
+            reason::FAILED_BY_RULE,
+        ),
+        (
+            "FailRun on 3 does not match 4",
+            vec![rule(FailRun, None, In, &[3])],
+            4,
+            0,
+            5,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "Ignore retries with backoffLimit 0",
+            vec![rule(Ignore, None, In, &[137])],
+            137,
+            0,
+            0,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "NotIn: 3 is not in [1, 2]",
+            vec![rule(FailRun, None, NotIn, &[1, 2])],
+            3,
+            0,
+            5,
+            Phase::Failed,
+            reason::FAILED_BY_RULE,
+        ),
+        (
+            "NotIn: 2 is in [1, 2]",
+            vec![rule(FailRun, None, NotIn, &[1, 2])],
+            2,
+            0,
+            5,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "first match wins: Count before FailRun",
+            vec![rule(Count, None, In, &[3]), rule(FailRun, None, In, &[3])],
+            3,
+            0,
+            0,
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "first match wins: Ignore before FailRun",
+            vec![rule(Ignore, None, In, &[3]), rule(FailRun, None, In, &[3])],
+            3,
+            0,
+            0,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "another container's code does not match",
+            vec![rule(FailRun, Some("other"), In, &[3])],
+            3,
+            0,
+            5,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        (
+            "the named container's code matches",
+            vec![rule(FailRun, Some("app"), In, &[3])],
+            3,
+            0,
+            5,
+            Phase::Failed,
+            reason::FAILED_BY_RULE,
+        ),
+        // The sidecar is not judged (EssentialContainers): its exit code 3 matches nothing.
+        (
+            "a sidecar's code is not judged",
+            vec![rule(FailRun, None, In, &[3])],
+            1,
+            3,
+            5,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+        // NotIn never matches exit code 0 (a container that succeeded).
+        (
+            "NotIn ignores containers that exited 0",
+            vec![rule(FailRun, None, NotIn, &[1])],
+            1,
+            0,
+            5,
+            Phase::Pending,
+            reason::WAITING_TO_RETRY,
+        ),
+    ];
+    for (case, rules, app, sidecar, limit, phase, expected) in cases {
+        let spec = with(spec(), |s| {
+            s.retry_policy.rules = rules;
+            s.retry_policy.backoff_limit = limit;
+        });
+        let mut run = Run::launched(spec);
+        run.status.phase = Some(Phase::Running);
+        let plan = after_track(
+            &run.view(),
+            found(stopped("EssentialContainerExited", "exited", Some(app), Some(sidecar))),
+            at(61),
+        );
+        assert_eq!(plan.status.phase, Some(phase), "{case}: {:?}", plan.status.message);
+        assert_eq!(plan.status.reason.as_deref(), Some(expected), "{case}: {:?}", plan.status.message);
+    }
+}
+
+#[test]
+fn ignored_exit_codes_are_retried_ten_times_at_most() {
+    use crate::api::{ExitCodeMatch, ExitCodeOperator, RetryRule, RetryRuleAction};
+    let ignore = RetryRule {
+        action: RetryRuleAction::Ignore,
+        on_exit_codes: ExitCodeMatch { container_name: None, operator: ExitCodeOperator::In, values: vec![137] },
+    };
+    let mut run = Run::launched(with(spec(), |s| s.retry_policy.rules = vec![ignore]));
+    run.status.phase = Some(Phase::Running);
+    let earlier: Vec<Attempt> = (1..=MAX_FREE_RETRIES as i32)
+        .map(|attempt| Attempt {
+            attempt,
+            task_arn: Some(format!("arn:{attempt}")),
+            launched_at: None,
+            stopped_at: None,
+            stop_code: None,
+            exit_codes: None,
+            outcome: Some(reason::IGNORED_BY_RULE.into()),
+            message: None,
+        })
+        .collect();
+    let current = run.status.attempts.pop().expect("the launched attempt");
+    run.status.attempts = earlier;
+    run.status.attempts.push(Attempt { attempt: MAX_FREE_RETRIES as i32 + 1, ..current });
+    let plan =
+        after_track(&run.view(), found(stopped("EssentialContainerExited", "exited", Some(137), Some(0))), at(61));
+    assert_eq!(plan.status.phase, Some(Phase::Failed), "{:?}", plan.status.message);
+    assert_eq!(plan.status.reason.as_deref(), Some(reason::IGNORED_BY_RULE));
+    assert!(
+        plan.status.message.as_deref().unwrap_or_default().contains("giving up after"),
+        "{:?}",
+        plan.status.message
+    );
 }
 
 /// Stopped tasks: every stopCode and exit-code combination that decides a run.
@@ -542,7 +714,8 @@ fn without_the_task_definition_every_container_counts_as_essential() {
 
 #[test]
 fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
-    let mut run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 1 }));
+    let mut run =
+        Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 1, ..Default::default() }));
     let failed = stopped("EssentialContainerExited", "exited", Some(1), Some(0));
     let plan = after_track(&run.view(), found(failed.clone()), at(61));
     assert_eq!(plan.status.phase, Some(Phase::Pending));
@@ -646,7 +819,8 @@ fn condition_status<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a
 #[test]
 fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_relaunched() {
     // The controller saw the task RUNNING, was down for two hours, and ECS has forgotten it since.
-    let mut run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3 }));
+    let mut run =
+        Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() }));
     run.apply(&after_track(&run.view(), found(TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") }), at(30)));
     for when in [at(130), at(7200)] {
         let plan = after_track(&run.view(), TrackObservation::Missing, when);
@@ -672,7 +846,7 @@ fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_
 fn a_task_launched_more_than_an_hour_ago_and_never_described_since_is_not_a_lost_launch() {
     // RunTask answered, the controller went down before its first look and came back two hours later:
     // the task may have run to its end and been forgotten.
-    let run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3 }));
+    let run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() }));
     let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
     assert_eq!(plan.status.phase, Some(Phase::Unknown));
     assert_eq!(plan.status.next_attempt_at, None);
@@ -776,7 +950,7 @@ fn a_timeout_stop_whose_status_write_was_lost_is_still_a_timeout() {
 fn the_deadline_ends_a_run_waiting_to_retry() {
     let mut run = Run::new(with(spec(), |s| {
         s.wait.timeout = Some("1m".into());
-        s.retry_policy = RetryPolicy { backoff_limit: 3 };
+        s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() };
     }));
     let capacity = LaunchObservation::Failures(vec![EcsFailure {
         arn: None,
