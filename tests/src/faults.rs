@@ -138,7 +138,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
                 region: &peers.moto.fixtures.region,
                 namespaces: &[&namespace],
                 args: vec!["--default-poll-interval=5s".into()],
-                rust_log: "info",
+                rust_log: "info,ecsrun=debug",
             },
             peers.work,
             peers.kubeconfig,
