@@ -109,6 +109,17 @@ pub struct EcsTaskRunSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enable_execute_command: bool,
 
+    /// Have ECS add its managed tags (`aws:ecs:clusterName`) to the task, for cost allocation by cluster.
+    #[serde(default, rename = "enableECSManagedTags", skip_serializing_if = "std::ops::Not::not")]
+    pub enable_ecs_managed_tags: bool,
+
+    /// Volumes configured at launch: an Amazon EBS volume ECS creates for the task and deletes after it
+    /// (scratch space beyond Fargate's 200 GiB of ephemeral storage). The task definition declares the
+    /// volume with `configuredAtLaunch: true`. ECS takes one per task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1))]
+    pub volume_configurations: Vec<TaskVolumeConfiguration>,
+
     /// AWS credentials for this run. Absent: the controller's own identity (IRSA, EKS Pod Identity, env...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
@@ -226,6 +237,69 @@ pub struct TaskOverrides {
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 
+/// A volume of the task definition configured at launch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskVolumeConfiguration {
+    /// The volume's name in the task definition.
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// The EBS volume ECS creates and attaches.
+    #[serde(rename = "managedEBSVolume")]
+    pub managed_ebs_volume: ManagedEbsVolume,
+}
+
+/// An Amazon EBS volume ECS manages for the task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.sizeInGiB) || has(self.snapshotId)")
+        .message("set sizeInGiB, snapshotId, or both"),
+    validation = Rule::new("!has(self.iops) || (has(self.volumeType) && self.volumeType in ['gp3', 'io1', 'io2'])")
+        .message("iops is for gp3, io1 and io2 volumes"),
+    validation = Rule::new("!has(self.throughput) || (has(self.volumeType) && self.volumeType == 'gp3')")
+        .message("throughput is for gp3 volumes"),
+    validation = Rule::new("!has(self.kmsKeyId) || (has(self.encrypted) && self.encrypted)")
+        .message("kmsKeyId needs encrypted: true")
+)]
+pub struct ManagedEbsVolume {
+    /// The infrastructure role ECS uses to create and attach the volume (AmazonECSInfrastructureRolePolicyForVolumes).
+    #[schemars(regex(pattern = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub role_arn: String,
+    /// Size in GiB: 1-16384 for gp2/gp3, 4-16384 for io1/io2 (ECS checks the volume type's range).
+    #[serde(default, rename = "sizeInGiB", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub size_in_gib: Option<i32>,
+    /// `gp3` (ECS's default), `gp2`, `io1`, `io2`, `sc1`, `st1` or `standard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(gp2|gp3|io1|io2|sc1|st1|standard)$"))]
+    pub volume_type: Option<String>,
+    /// Provisioned IOPS (gp3: 3000-16000, io1/io2: 100-256000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 256000))]
+    pub iops: Option<i32>,
+    /// Throughput in MiB/s (gp3: 125-2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 125, max = 2000))]
+    pub throughput: Option<i32>,
+    /// Encrypt the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// KMS key for the encryption; absent: the account's default EBS key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+    /// Snapshot the volume is created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^snap-[0-9a-f]+$"))]
+    pub snapshot_id: Option<String>,
+    /// `ext3`, `ext4` or `xfs` (Linux; ECS's default ext4), `ntfs` (Windows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(ext3|ext4|xfs|ntfs)$"))]
+    pub filesystem_type: Option<String>,
+}
+
 /// Override of one container.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -252,6 +326,51 @@ pub struct ContainerOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub memory_reservation: Option<i32>,
+    /// Files of environment variables in S3 (object ARNs of `.env` files), added to the container's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub environment_files: Vec<EnvironmentFile>,
+    /// GPUs or an inference accelerator for the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub resource_requirements: Vec<ResourceRequirement>,
+}
+
+/// A file of environment variables in S3.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct EnvironmentFile {
+    /// The S3 object's ARN, e.g. `arn:aws:s3:::my-bucket/job.env`.
+    #[schemars(regex(pattern = r"^arn:aws[a-zA-Z-]*:s3:::.+$"), length(max = 2048))]
+    pub value: String,
+    /// `s3`, the only kind ECS reads.
+    #[serde(rename = "type")]
+    pub type_: EnvironmentFileType,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvironmentFileType {
+    S3,
+}
+
+/// A GPU count or an inference accelerator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(cel, validation = Rule::new("self.type != 'GPU' || self.value.matches('^[1-9][0-9]{0,2}$')")
+    .message("a GPU requirement's value is a number of GPUs (1-999)"))]
+pub struct ResourceRequirement {
+    /// `GPU` or `InferenceAccelerator`.
+    #[serde(rename = "type")]
+    pub type_: ResourceRequirementType,
+    /// Number of GPUs, or the inference accelerator's deviceName.
+    #[schemars(length(min = 1, max = 255))]
+    pub value: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ResourceRequirementType {
+    #[serde(rename = "GPU")]
+    Gpu,
+    InferenceAccelerator,
 }
 
 /// An environment variable.

@@ -25,6 +25,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   shared by every request, so a concurrent call without TAGS could strip another's tags.
 - AssumeRole keeps the session tags it was sent (moto drops them), on moto's own AssumedRole record, so
   tests read a session's external ID, name and tags back from /moto-api/data.json.
+- RunTask's enableECSManagedTags adds ECS's aws:ecs:clusterName tag to the task, and its
+  volumeConfigurations are kept on moto's task record (DescribeTasks shows them only as attachments).
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 
@@ -139,7 +141,7 @@ def _run_task_response(self):
     """RunTask's clientToken, as ECS scopes it: per cluster, kept 24 hours."""
     token = self._get_param("clientToken")
     if not token:
-        return _original_run_task_response(self)
+        return _with_request_applied(self, _original_run_task_response(self))
     backend = self.ecs_backend
     cluster = backend._get_cluster(self._get_param("cluster", "default")).name
     request = json.loads(self.body or "{}")
@@ -158,12 +160,27 @@ def _run_task_response(self):
                 raise conflict
             known = backend.tasks.get(cluster, {})
             return ActionResult({"tasks": [known[arn] for arn in seen["arns"] if arn in known], "failures": []})
-        result = _original_run_task_response(self)
+        result = _with_request_applied(self, _original_run_task_response(self))
         tasks = result.result.get("tasks", [])
         tokens[(cluster, token)] = {
             "fingerprint": fingerprint, "arns": [task.task_arn for task in tasks], "at": time.monotonic(),
         }
         return result
+
+
+def _with_request_applied(response, result):
+    """What moto's RunTask drops: ECS's managed tags (enableECSManagedTags adds aws:ecs:clusterName) on the
+    task, and the request's launch-time volumes kept on moto's own task record (`run_task_volumes`, read
+    back through /moto-api/data.json), since DescribeTasks reports them only as EBS attachments."""
+    request = json.loads(response.body or "{}")
+    for task in result.result.get("tasks", []):
+        if request.get("enableECSManagedTags"):
+            cluster = task.cluster_arn.rsplit("/", 1)[-1]
+            task.tags = [t for t in (task.tags or []) if t.get("key") != "aws:ecs:clusterName"]
+            task.tags.append({"key": "aws:ecs:clusterName", "value": cluster})
+        if request.get("volumeConfigurations"):
+            task.run_task_volumes = request["volumeConfigurations"]
+    return result
 
 
 _MEMORY_KEYS = ("memory", "memoryReservation", "Memory", "MemoryReservation")

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::{Case, Env, case};
 
 pub const NAMESPACE: &str = "e2e-admission";
+const ROLE: &str = "arn:aws:iam::123456789012:role/ecsInfrastructureRole";
 
 fn valid() -> Value {
     json!({
@@ -174,6 +175,53 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
                 json!({"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": []}}]}),
             ),
             "spec.retryPolicy.rules[0].onExitCodes.values",
+        ),
+        (
+            "ebs_volume_of_70000_gib",
+            with(
+                "volumeConfigurations",
+                json!([{"name": "scratch", "managedEBSVolume": {"roleArn": ROLE, "sizeInGiB": 70000}}]),
+            ),
+            "spec.volumeConfigurations[0].managedEBSVolume.sizeInGiB",
+        ),
+        (
+            "ebs_volume_without_size_or_snapshot",
+            with("volumeConfigurations", json!([{"name": "scratch", "managedEBSVolume": {"roleArn": ROLE}}])),
+            "set sizeInGiB, snapshotId, or both",
+        ),
+        (
+            "throughput_on_a_gp2_volume",
+            with(
+                "volumeConfigurations",
+                json!([{"name": "s", "managedEBSVolume": {"roleArn": ROLE, "sizeInGiB": 10, "volumeType": "gp2", "throughput": 250}}]),
+            ),
+            "throughput is for gp3 volumes",
+        ),
+        (
+            "two_launch_time_volumes",
+            with(
+                "volumeConfigurations",
+                json!([
+                {"name": "a", "managedEBSVolume": {"roleArn": ROLE, "sizeInGiB": 10}},
+                {"name": "b", "managedEBSVolume": {"roleArn": ROLE, "sizeInGiB": 10}}]),
+            ),
+            "spec.volumeConfigurations: Too many",
+        ),
+        (
+            "environment_file_outside_s3",
+            with(
+                "overrides",
+                json!({"containerOverrides": [{"name": "app", "environmentFiles": [{"value": "https://example.com/x.env", "type": "s3"}]}]}),
+            ),
+            "spec.overrides.containerOverrides[0].environmentFiles[0].value",
+        ),
+        (
+            "gpu_count_that_is_not_a_number",
+            with(
+                "overrides",
+                json!({"containerOverrides": [{"name": "app", "resourceRequirements": [{"type": "GPU", "value": "two"}]}]}),
+            ),
+            "a GPU requirement's value is a number of GPUs",
         ),
         (
             "exit_code_above_255",

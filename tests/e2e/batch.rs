@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
     vec![
         case("batch::a_fail_run_rule_on_exit_code_3_fails_at_once_despite_backoff_limit_5", fail_run_rule),
         case("batch::an_ignore_rule_retries_without_counting", ignore_rule),
+        case("batch::managed_tags_ebs_volumes_environment_files_and_gpus_reach_ecs", run_task_options),
     ]
 }
 
@@ -64,5 +65,69 @@ async fn ignore_rule(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(started.len() >= 2, "one task per attempt expected, ECS has {started:?}");
     api.delete("ignore-3", &DeleteParams::default()).await?;
     wait::gone(&api, "ignore-3", Duration::from_secs(60)).await?;
+    Ok(())
+}
+
+/// The RunTask options beyond the basics, read back from moto: the managed tag ECS adds, the container
+/// overrides as DescribeTasks reports them, and the launch-time volume from the launcher's record on
+/// moto's task (DescribeTasks shows volumes only as attachments). moto does not judge whether the task
+/// definition declares the volume, or whether Fargate takes GPUs: ECS would.
+async fn run_task_options(env: Arc<Env>) -> anyhow::Result<()> {
+    let extra = r#"  enableECSManagedTags: true
+  volumeConfigurations:
+    - name: scratch
+      managedEBSVolume:
+        roleArn: arn:aws:iam::123456789012:role/ecsInfrastructureRole
+        sizeInGiB: 500
+        volumeType: gp3
+        throughput: 250
+        encrypted: true
+        filesystemType: xfs
+  overrides:
+    containerOverrides:
+      - name: app
+        environmentFiles:
+          - {value: "arn:aws:s3:::e2e-jobs/transform.env", type: s3}
+        resourceRequirements:
+          - {type: GPU, value: "1"}
+"#;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("options", "batch", "transform", extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "options", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let arn = status.task_arn.context("no taskArn")?;
+    let task = env.task("batch", &arn).await?;
+    ensure!(
+        task.tags().iter().any(|t| t.key() == Some("aws:ecs:clusterName") && t.value() == Some("batch")),
+        "no managed tag: {:?}",
+        task.tags()
+    );
+    let app = task
+        .overrides()
+        .and_then(|o| o.container_overrides().iter().find(|c| c.name() == Some("app")))
+        .context("no override of app")?;
+    ensure!(
+        app.environment_files()
+            .iter()
+            .map(|f| (f.value(), f.r#type().as_str()))
+            .eq([("arn:aws:s3:::e2e-jobs/transform.env", "s3")]),
+        "environmentFiles: {:?}",
+        app.environment_files()
+    );
+    ensure!(
+        app.resource_requirements().iter().map(|r| (r.r#type().as_str(), r.value())).eq([("GPU", "1")]),
+        "resourceRequirements: {:?}",
+        app.resource_requirements()
+    );
+    let models = env.moto.models().await?;
+    let recorded = models["ecs"]["Task"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["task_arn"] == arn.as_str()))
+        .map(|t| t["run_task_volumes"].clone())
+        .context("moto has no record of the task")?;
+    let expected = serde_json::json!([{"name": "scratch", "managedEBSVolume": {
+        "roleArn": "arn:aws:iam::123456789012:role/ecsInfrastructureRole", "sizeInGiB": 500, "volumeType": "gp3",
+        "throughput": 250, "encrypted": true, "filesystemType": "xfs"}}]);
+    ensure!(recorded == expected, "volumeConfigurations reached ECS as {recorded}");
     Ok(())
 }

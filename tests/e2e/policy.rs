@@ -389,17 +389,9 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// moto's record of every AssumeRole call: role_arn, session_name, external_id, tags. moto's model dump
-/// holds every model (AWS's managed IAM policies among them): tens of MB.
+/// moto's record of every AssumeRole call: role_arn, session_name, external_id, tags.
 async fn assumed_roles(env: &Env) -> anyhow::Result<Vec<Value>> {
-    let url = format!("{}/moto-api/data.json", env.moto.endpoint);
-    let body = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let mut response = ureq::get(&url).call()?;
-        Ok(response.body_mut().with_config().limit(1 << 30).read_to_string()?)
-    })
-    .await??;
-    let data: Value = serde_json::from_str(&body)?;
-    match data["sts"]["AssumedRole"].as_array() {
+    match env.moto.models().await?["sts"]["AssumedRole"].as_array() {
         Some(sessions) => Ok(sessions.clone()),
         None => bail!("moto data.json has no sts.AssumedRole"),
     }

@@ -189,6 +189,18 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// moto's own records of every model (`/moto-api/data.json`): what STS was asked (AssumedRole), what
+    /// the launcher kept of a RunTask (Task), ... It holds AWS's managed IAM policies too: tens of MB.
+    pub async fn models(&self) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/moto-api/data.json", self.endpoint);
+        let body = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let mut response = ureq::get(&url).call()?;
+            Ok(response.body_mut().with_config().limit(1 << 30).read_to_string()?)
+        })
+        .await??;
+        Ok(serde_json::from_str(&body)?)
+    }
+
     pub fn start(work: &Path) -> anyhow::Result<Self> {
         let python = std::env::var("ECSRUN_E2E_PYTHON")
             .map(PathBuf::from)

@@ -461,6 +461,10 @@ fn run_task_call(
         .transpose()
         .map_err(invalid)?;
     let overrides = request.overrides.as_ref().map(task_override).transpose().map_err(invalid)?;
+    let volume_configurations = (!spec.volume_configurations.is_empty())
+        .then(|| spec.volume_configurations.iter().map(volume_configuration).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(invalid)?;
     let tags = request.tags.iter().map(|(key, value)| types::Tag::builder().key(key).value(value).build()).collect();
 
     Ok(client
@@ -516,7 +520,25 @@ fn run_task_call(
                 })
                 .collect()
         }))
-        .enable_execute_command(spec.enable_execute_command))
+        .enable_execute_command(spec.enable_execute_command)
+        .set_enable_ecs_managed_tags(spec.enable_ecs_managed_tags.then_some(true))
+        .set_volume_configurations(volume_configurations))
+}
+
+fn volume_configuration(volume: &api::TaskVolumeConfiguration) -> Result<types::TaskVolumeConfiguration, BuildError> {
+    let ebs = &volume.managed_ebs_volume;
+    let managed = types::TaskManagedEbsVolumeConfiguration::builder()
+        .role_arn(&ebs.role_arn)
+        .set_size_in_gib(ebs.size_in_gib)
+        .set_volume_type(ebs.volume_type.clone())
+        .set_iops(ebs.iops)
+        .set_throughput(ebs.throughput)
+        .set_encrypted(ebs.encrypted)
+        .set_kms_key_id(ebs.kms_key_id.clone())
+        .set_snapshot_id(ebs.snapshot_id.clone())
+        .set_filesystem_type(ebs.filesystem_type.as_deref().map(types::TaskFilesystemType::from))
+        .build()?;
+    types::TaskVolumeConfiguration::builder().name(&volume.name).managed_ebs_volume(managed).build()
 }
 
 fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, BuildError> {
@@ -524,34 +546,54 @@ fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, 
         .ephemeral_storage
         .as_ref()
         .map(|storage| types::EphemeralStorage::builder().size_in_gib(storage.size_in_gib).build());
+    let containers = overrides.container_overrides.iter().map(container_override).collect::<Result<Vec<_>, _>>()?;
     Ok(types::TaskOverride::builder()
-        .set_container_overrides(Some(
-            overrides
-                .container_overrides
-                .iter()
-                .map(|container| {
-                    types::ContainerOverride::builder()
-                        .name(&container.name)
-                        .set_command(container.command.clone())
-                        .set_environment((!container.environment.is_empty()).then(|| {
-                            container
-                                .environment
-                                .iter()
-                                .map(|var| types::KeyValuePair::builder().name(&var.name).value(&var.value).build())
-                                .collect()
-                        }))
-                        .set_cpu(container.cpu)
-                        .set_memory(container.memory)
-                        .set_memory_reservation(container.memory_reservation)
-                        .build()
-                })
-                .collect(),
-        ))
+        .set_container_overrides(Some(containers))
         .set_cpu(overrides.cpu.clone())
         .set_memory(overrides.memory.clone())
         .set_task_role_arn(overrides.task_role_arn.clone())
         .set_execution_role_arn(overrides.execution_role_arn.clone())
         .set_ephemeral_storage(ephemeral_storage)
+        .build())
+}
+
+fn container_override(container: &api::ContainerOverride) -> Result<types::ContainerOverride, BuildError> {
+    let environment_files = container
+        .environment_files
+        .iter()
+        .map(|file| {
+            let kind = match file.type_ {
+                api::EnvironmentFileType::S3 => types::EnvironmentFileType::S3,
+            };
+            types::EnvironmentFile::builder().value(&file.value).r#type(kind).build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let resource_requirements = container
+        .resource_requirements
+        .iter()
+        .map(|requirement| {
+            let kind = match requirement.type_ {
+                api::ResourceRequirementType::Gpu => types::ResourceType::Gpu,
+                api::ResourceRequirementType::InferenceAccelerator => types::ResourceType::InferenceAccelerator,
+            };
+            types::ResourceRequirement::builder().value(&requirement.value).r#type(kind).build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(types::ContainerOverride::builder()
+        .name(&container.name)
+        .set_command(container.command.clone())
+        .set_environment((!container.environment.is_empty()).then(|| {
+            container
+                .environment
+                .iter()
+                .map(|var| types::KeyValuePair::builder().name(&var.name).value(&var.value).build())
+                .collect()
+        }))
+        .set_cpu(container.cpu)
+        .set_memory(container.memory)
+        .set_memory_reservation(container.memory_reservation)
+        .set_environment_files((!environment_files.is_empty()).then_some(environment_files))
+        .set_resource_requirements((!resource_requirements.is_empty()).then_some(resource_requirements))
         .build())
 }
 
@@ -762,6 +804,78 @@ mod tests {
         assert_eq!(task.stop_code.as_deref(), Some("EssentialContainerExited"));
         assert_eq!(rule.num_calls(), 1);
         assert_eq!(calls(&metrics, "RunTask", "ok"), 1);
+    }
+
+    #[tokio::test]
+    async fn run_task_sends_managed_tags_ebs_volumes_environment_files_and_gpus() {
+        let mut request = request();
+        request.spec = serde_json::from_value(serde_json::json!({
+            "cluster": "demo",
+            "taskDefinition": "train:4",
+            "enableECSManagedTags": true,
+            "volumeConfigurations": [{"name": "scratch", "managedEBSVolume": {
+                "roleArn": "arn:aws:iam::123456789012:role/ecsInfrastructureRole", "sizeInGiB": 500,
+                "volumeType": "gp3", "iops": 6000, "throughput": 500, "encrypted": true, "filesystemType": "xfs"}}]
+        }))
+        .unwrap();
+        request.overrides = Some(api::TaskOverrides {
+            container_overrides: vec![api::ContainerOverride {
+                name: "trainer".into(),
+                environment_files: vec![api::EnvironmentFile {
+                    value: "arn:aws:s3:::jobs/train.env".into(),
+                    type_: api::EnvironmentFileType::S3,
+                }],
+                resource_requirements: vec![api::ResourceRequirement {
+                    type_: api::ResourceRequirementType::Gpu,
+                    value: "2".into(),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let rule = mock!(Client::run_task)
+            .match_requests(|req| {
+                let volume = &req.volume_configurations()[0];
+                let ebs = volume.managed_ebs_volume();
+                let container = &req.overrides().expect("overrides").container_overrides()[0];
+                req.enable_ecs_managed_tags() == Some(true)
+                    && volume.name() == "scratch"
+                    && ebs.is_some_and(|ebs| {
+                        ebs.role_arn() == "arn:aws:iam::123456789012:role/ecsInfrastructureRole"
+                            && ebs.size_in_gib() == Some(500)
+                            && ebs.volume_type() == Some("gp3")
+                            && ebs.iops() == Some(6000)
+                            && ebs.throughput() == Some(500)
+                            && ebs.encrypted() == Some(true)
+                            && ebs.filesystem_type() == Some(&types::TaskFilesystemType::Xfs)
+                    })
+                    && container.environment_files()[0].value() == "arn:aws:s3:::jobs/train.env"
+                    && container.environment_files()[0].r#type() == &types::EnvironmentFileType::S3
+                    && container.resource_requirements()[0].r#type() == &types::ResourceType::Gpu
+                    && container.resource_requirements()[0].value() == "2"
+            })
+            .then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build());
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        let outcome = ecs.run_task(&target(), &request).await.unwrap();
+        assert!(matches!(outcome, RunTaskOutcome::Started(_)), "{outcome:?}");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn run_task_leaves_out_what_the_spec_does_not_ask_for() {
+        let rule = mock!(Client::run_task)
+            .match_requests(|req| {
+                req.enable_ecs_managed_tags().is_none()
+                    && req.volume_configurations().is_empty()
+                    && req.overrides().is_some_and(|o| {
+                        o.container_overrides()[0].environment_files().is_empty()
+                            && o.container_overrides()[0].resource_requirements().is_empty()
+                    })
+            })
+            .then_output(|| RunTaskOutput::builder().tasks(task("PROVISIONING")).build());
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        ecs.run_task(&target(), &request()).await.unwrap();
+        assert_eq!(rule.num_calls(), 1);
     }
 
     #[tokio::test]
