@@ -22,7 +22,7 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::{EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
+use crate::api::{DeletionPolicy, EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
 use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
 use crate::ecs::tracker::{Observation, Tracker};
 use crate::ecs::{
@@ -675,10 +675,13 @@ async fn cleanup<E: Ecs>(
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(run);
     let mut step = decide::cleanup_step(&run.spec, run.status.as_ref());
-    if matches!(step, CleanupStep::Stop { list_started_by: true, .. }) {
-        // The cache may lag behind the status write that recorded the task (a run deleted right after it
-        // launched): ask the API server before paying for ListTasks.
-        let fresh = api.get(&run.name_any()).await.map_err(Error::Kube)?;
+    if run.spec.deletion_policy != DeletionPolicy::Orphan {
+        // The cache may lag behind this controller's own status writes: a run deleted while it launched
+        // is cached without the launch (or the retry) that went out, and releasing it on that would leave
+        // the task running. What must be stopped is decided on the API server's copy.
+        let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {
+            return Ok(Action::await_change());
+        };
         step = decide::cleanup_step(&run.spec, fresh.status.as_ref());
     }
     let (mut arns, list_started_by) = match step {
