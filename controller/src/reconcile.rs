@@ -447,8 +447,15 @@ async fn launch_step<E: Ecs>(
         // Recorded before RunTask: a restart that finds it knows the task may exist.
         let view = view(run, namespace, current, &ctx.settings)?;
         let intent = decide::launch_intent(&view, attempt, &target.region, Timestamp::now());
-        write_status(api, run, &intent).await?;
+        let written = write_status(api, run, &intent).await?;
         *current = intent;
+        // The cache can be behind the API server (a run deleted a moment ago, a fresh replica's first list):
+        // the intent write answers with the object as it is. A run being deleted launches nothing; its
+        // deletion, which sees the intent, makes sure of it.
+        if written.metadata.deletion_timestamp.is_some() {
+            info!(attempt, "not launching: the run is being deleted");
+            return Ok(Action::requeue(STOP_RECHECK));
+        }
     }
     let view = view(run, namespace, current, &ctx.settings)?;
     let observation = launch(&view, attempt, may_exist, &target, ctx, denied).await?;
@@ -628,7 +635,8 @@ async fn execute<E: Ecs>(
     })
 }
 
-async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskRunStatus) -> Result<(), Error> {
+/// Writes the status by server-side apply; returns the object as the API server now has it.
+async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskRunStatus) -> Result<EcsTaskRun, Error> {
     let body = serde_json::json!({
         "apiVersion": EcsTaskRun::api_version(&()),
         "kind": EcsTaskRun::kind(&()),
@@ -636,8 +644,7 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
     });
     api.patch_status(&run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
-        .map_err(Error::Kube)?;
-    Ok(())
+        .map_err(Error::Kube)
 }
 
 /// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them

@@ -45,13 +45,21 @@ async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
         failed.message
     );
 
+    // Each Event follows the status write the waits above saw.
     let events: Api<Event> = Api::namespaced(env.client.clone(), NAMESPACE);
-    let warnings = events.list(&ListParams::default().fields("type=Warning")).await?;
-    ensure!(
-        warnings.items.iter().filter(|e| e.reason.as_deref() == Some("Failed")).count() >= 2,
-        "a Warning Event per failed run expected: {:?}",
-        warnings.items.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let warnings = events.list(&ListParams::default().fields("type=Warning")).await?;
+        if warnings.items.iter().filter(|e| e.reason.as_deref() == Some("Failed")).count() >= 2 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "a Warning Event per failed run expected: {:?}",
+            warnings.items.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let secret_warning = |e: &&Event| {
         e.reason.as_deref() == Some("ReconcileError") && e.involved_object.name.as_deref() == Some("no-secret")
