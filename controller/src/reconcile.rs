@@ -647,9 +647,6 @@ async fn write_status(api: &Api<EcsTaskRun>, run: &EcsTaskRun, status: &EcsTaskR
         .map_err(Error::Kube)
 }
 
-/// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
-/// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
-/// tasks are all on record costs one StopTask per live task; the tracker then follows them to STOPPED.
 /// A launch or a deletion held up by an error says why in the run's status (`blocked` decides how), not
 /// only in an Event. Not for a deletion merely waiting for STOPPED, nor on a replica that may have lost the
 /// Lease: the status is the new leader's.
@@ -674,6 +671,10 @@ async fn record_blocked<E: Ecs>(
     }
 }
 
+/// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
+/// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
+/// tasks are all on record costs a GET of the run and one StopTask per live task; the tracker then follows
+/// them to STOPPED.
 async fn cleanup<E: Ecs>(
     run: &EcsTaskRun,
     namespace: &str,
@@ -681,16 +682,17 @@ async fn cleanup<E: Ecs>(
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(run);
-    let mut step = decide::cleanup_step(&run.spec, run.status.as_ref());
-    if run.spec.deletion_policy != DeletionPolicy::Orphan {
-        // The cache may lag behind this controller's own status writes: a run deleted while it launched
-        // is cached without the launch (or the retry) that went out, and releasing it on that would leave
-        // the task running. What must be stopped is decided on the API server's copy.
+    // The cache may lag behind this controller's own status writes: a run deleted while it launched is
+    // cached without the launch (or the retry) that went out, and releasing it on that would leave the
+    // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).
+    let step = if run.spec.deletion_policy == DeletionPolicy::Orphan {
+        CleanupStep::Release
+    } else {
         let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {
             return Ok(Action::await_change());
         };
-        step = decide::cleanup_step(&run.spec, fresh.status.as_ref());
-    }
+        decide::cleanup_step(&run.spec, fresh.status.as_ref())
+    };
     let (mut arns, list_started_by) = match step {
         CleanupStep::Release => {
             ctx.tracker.forget(&key);
