@@ -31,14 +31,14 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn helm() -> anyhow::Result<PathBuf> {
+pub(crate) fn helm() -> anyhow::Result<PathBuf> {
     let helm = std::env::var("ECSRUN_HELM").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache/bin/helm"));
     ensure!(helm.exists(), "{} does not exist: hack/setup builds helm from its Go module", helm.display());
     Ok(helm)
 }
 
 /// Runs a command to completion off the async threads; fails with its output unless it succeeds.
-async fn run(mut command: Command) -> anyhow::Result<String> {
+pub(crate) async fn run(mut command: Command) -> anyhow::Result<String> {
     let shown = format!("{command:?}");
     let output = tokio::task::spawn_blocking(move || command.output()).await?.with_context(|| shown.clone())?;
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -46,7 +46,7 @@ async fn run(mut command: Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn kubectl(env: &Env) -> Command {
+pub(crate) fn kubectl(env: &Env) -> Command {
     let mut command = Command::new("kubectl");
     command.env("KUBECONFIG", &env.kubeconfig);
     command

@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::chart::{kubectl, run};
 use crate::{Case, Env, case, fargate_run};
 
 pub const TEAM_A: &str = "e2e-policy-a";
@@ -53,33 +54,18 @@ async fn apply_policy(env: &Env, name: &str, spec: Value) -> anyhow::Result<()> 
 
 /// The chart's admission policy and binding (release `release`), covering namespaces labelled `label=covered`.
 async fn install_admission(env: &Env, release: &str, mode: &str, label: &str) -> anyhow::Result<()> {
-    let helm =
-        std::env::var("ECSRUN_HELM").unwrap_or_else(|_| repo_root().join(".cache/bin/helm").display().to_string());
-    let mut template = Command::new(helm);
+    let mut template = Command::new(crate::chart::helm()?);
     template.args(["template", release]).arg(repo_root().join("charts/ecsrun"));
     template.args(["--namespace", "ecsrun-system", "--show-only", "templates/admission-policy.yaml"]);
     template.args(["--set", &format!("policy.mode={mode}"), "--set", "aws.region=eu-west-1"]);
     template.args(["--set", &format!("policy.admission.namespaceSelector.matchLabels.{label}=covered")]);
-    let rendered = output(template).await?;
+    let rendered = run(template).await?;
     let path = env.work.join(format!("admission-{release}.yaml"));
     std::fs::write(&path, rendered)?;
     let mut apply = kubectl(env);
     apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&path);
-    output(apply).await?;
+    run(apply).await?;
     Ok(())
-}
-
-fn kubectl(env: &Env) -> Command {
-    let mut command = Command::new("kubectl");
-    command.env("KUBECONFIG", &env.kubeconfig);
-    command
-}
-
-async fn output(mut command: Command) -> anyhow::Result<String> {
-    let shown = format!("{command:?}");
-    let output = tokio::task::spawn_blocking(move || command.output()).await?.with_context(|| shown.clone())?;
-    ensure!(output.status.success(), "{shown}: {}", String::from_utf8_lossy(&output.stderr));
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Server-side dry-run create of a run: Ok(warnings) if admitted, Err(message) if refused.
