@@ -29,6 +29,7 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
     namespaced,
     status = "EcsTaskRunStatus",
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Tasks","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Task","type":"string","jsonPath":".status.taskId"}"#,
     printcolumn = r#"{"name":"Last-Status","type":"string","jsonPath":".status.lastStatus"}"#,
     printcolumn = r#"{"name":"Exit-Codes","type":"string","jsonPath":".status.exitCodes"}"#,
@@ -41,7 +42,11 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
     cel,
     validation = Rule::new("self == oldSelf").message("spec is immutable; create a new EcsTaskRun"),
     validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
-        .message("launchType and capacityProviderStrategy are mutually exclusive")
+        .message("launchType and capacityProviderStrategy are mutually exclusive"),
+    validation = Rule::new("!has(self.parallelism) || self.parallelism <= (has(self.count) ? self.count : 1)")
+        .message("parallelism cannot exceed count"),
+    validation = Rule::new("!has(self.count) || self.count == 1 || !has(self.tags) || size(self.tags) <= 45")
+        .message("with count > 1 ecsrun adds a fifth tag (ecsrun.dev/index): at most 45 tags")
 )]
 pub struct EcsTaskRunSpec {
     /// ECS cluster to run the task in: short name or full ARN.
@@ -51,6 +56,17 @@ pub struct EcsTaskRunSpec {
     /// Task definition: `family`, `family:revision` or full ARN. A bare family runs its latest ACTIVE revision.
     #[schemars(length(min = 1, max = 2048))]
     pub task_definition: String,
+
+    /// Tasks in this run (1-100), each with its own index (`ECSRUN_TASK_INDEX`, 0 to count-1), launch,
+    /// retries and outcome in `status.tasks`. The run succeeds when every index has succeeded.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1, max = 100))]
+    pub count: i32,
+
+    /// At most this many of the run's tasks at once (1-count). Absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub parallelism: Option<i32>,
 
     /// AWS region of the cluster. Defaults to the controller's region (`--default-region` / `AWS_REGION`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +100,8 @@ pub struct EcsTaskRunSpec {
     #[schemars(length(min = 1, max = 255))]
     pub group: Option<String>,
 
-    /// Tags put on the task (at most 46: ECS allows 50 and ecsrun adds its own four `ecsrun.dev/*`).
+    /// Tags put on the task (at most 46: ECS allows 50 and ecsrun adds its own four `ecsrun.dev/*`; 45
+    /// with `count` > 1, which adds `ecsrun.dev/index`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 46))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ecsrun.dev/') && !k.startsWith('aws:'))")
@@ -145,13 +162,29 @@ pub struct EcsTaskRunSpec {
     #[serde(default)]
     pub retry_policy: RetryPolicy,
 
-    /// Give every container ECSRUN_NAME, ECSRUN_NAMESPACE, ECSRUN_UID and ECSRUN_ATTEMPT environment variables.
+    /// Give every container ECSRUN_NAME, ECSRUN_NAMESPACE, ECSRUN_UID, ECSRUN_ATTEMPT, ECSRUN_TASK_INDEX and
+    /// ECSRUN_TASK_COUNT environment variables.
     #[serde(default = "default_true")]
     pub inject_run_identity: bool,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn is_one(value: &i32) -> bool {
+    *value == 1
+}
+
+impl EcsTaskRunSpec {
+    /// How many tasks may run at once: `parallelism`, else all of them.
+    pub fn max_parallel(&self) -> usize {
+        self.parallelism.unwrap_or(self.count).clamp(1, self.count.max(1)) as usize
+    }
 }
 
 /// ECS launch type.
@@ -534,14 +567,19 @@ pub enum DeletionPolicy {
 }
 
 /// Retries of failed attempts.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
-    /// Failed attempts relaunched (with exponential backoff) before the run fails. Capacity shortages, tasks
-    /// that failed to start for transient reasons and Spot interruptions are retried without counting.
+    /// Failed attempts relaunched (with exponential backoff) before the run fails, counted per task index
+    /// (as Heimdall's max_fail_count). Capacity shortages, tasks that failed to start for transient
+    /// reasons and Spot interruptions are retried without counting.
     #[serde(default)]
     #[schemars(range(min = 0, max = 20))]
     pub backoff_limit: i32,
+    /// With `count` > 1: once one task has used up its retries (or a FailRun rule matched), stop the
+    /// others, launch no more, and fail the run. False: the other tasks run to their end first.
+    #[serde(default = "default_true")]
+    pub fail_fast: bool,
     /// What a failed attempt's exit codes mean, as a Job's podFailurePolicy: the first rule that matches
     /// decides (FailRun, Ignore or Count); no match counts against `backoffLimit`. Only containers that
     /// `successPolicy` judges, and that exited non-zero, are matched.
@@ -559,6 +597,12 @@ pub struct RetryRule {
     pub action: RetryRuleAction,
     /// Which exit codes the rule is about.
     pub on_exit_codes: ExitCodeMatch,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { backoff_limit: 0, fail_fast: true, rules: Vec::new() }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -667,9 +711,71 @@ pub struct EcsTaskRunStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<IndexedTaskStatus>,
+    /// With `count` > 1: indexes that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_tasks: Option<i32>,
+    /// With `count` > 1: indexes that failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_tasks: Option<i32>,
+    /// With `count` > 1: indexes with a task launched or being launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_tasks: Option<i32>,
+    /// With `count` > 1: succeeded out of count, e.g. `7/10`, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// One task index of a run with `count` > 1: its current task as ECS last reported it, its attempts and
+/// its outcome. The same fields as the run's own for a run of one task.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexedTaskStatus {
+    /// The task index, 0 to count-1 (`ECSRUN_TASK_INDEX`).
+    pub index: i32,
+    /// Absent until the index is first launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LaunchFailure>,
+    /// This index's attempts, oldest first; each has its own clientToken and task ARN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
 }
 
 /// Lifecycle phase of a run.

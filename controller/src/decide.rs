@@ -71,6 +71,8 @@ pub mod reason {
     pub const FAILED_BY_RULE: &str = "FailedByRule";
     /// A `retryPolicy.rules` Ignore rule matched: retried without counting.
     pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
+    /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
+    pub const FAIL_FAST: &str = "FailFast";
 }
 
 /// The run as the decision sees it.
@@ -85,6 +87,9 @@ pub struct RunView<'a> {
     pub status: &'a EcsTaskRunStatus,
     /// The controller's poll interval for runs that do not set one.
     pub default_poll_interval: Duration,
+    /// The task index this view decides (0 for a run of one task). With `count` > 1, `status` is that
+    /// index's own (see `batch`).
+    pub index: u32,
 }
 
 /// What the shell must do before the run can be decided.
@@ -169,7 +174,8 @@ pub struct RunEvent {
     pub note: String,
 }
 
-/// ECS identity of a run: startedBy (for ListTasks), the per-attempt clientToken (RunTask idempotency).
+/// ECS identity of a run of one task: startedBy (for ListTasks), the per-attempt clientToken (RunTask
+/// idempotency). A run of several tasks gives each index its own (`RunView::started_by`).
 pub fn started_by(uid: &str) -> String {
     format!("ecsrun/{uid}")
 }
@@ -178,12 +184,32 @@ pub fn client_token(uid: &str, attempt: i32) -> String {
     format!("{uid}-{attempt}")
 }
 
+/// startedBy of task index `index` of a run of several tasks: ListTasks finds one index's tasks.
+pub fn indexed_started_by(uid: &str, index: u32) -> String {
+    format!("ecsrun/{uid}/{index}")
+}
+
 /// Parses the spec's Go-style durations (`30s`, `2h15m30s`); the CRD's pattern guarantees the shape.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text).ok()
 }
 
 impl RunView<'_> {
+    /// Whether the run has several tasks (its status keeps them in `tasks`).
+    fn indexed(&self) -> bool {
+        self.spec.count > 1
+    }
+
+    /// startedBy of this view's tasks.
+    pub fn started_by(&self) -> String {
+        if self.indexed() { indexed_started_by(self.uid, self.index) } else { started_by(self.uid) }
+    }
+
+    /// RunTask's clientToken for `attempt` of this view's index (at most 64 characters: a uid is 36).
+    pub fn client_token(&self, attempt: i32) -> String {
+        if self.indexed() { format!("{}-{}-{attempt}", self.uid, self.index) } else { client_token(self.uid, attempt) }
+    }
+
     pub fn poll_interval(&self) -> Duration {
         let every =
             self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval);
@@ -269,7 +295,12 @@ fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
 pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now: Timestamp) -> Plan {
     match found {
         Some(task) => after_launch(view, attempt, LaunchObservation::Adopted(task), now),
-        None => deadline_exceeded(view, now),
+        None if view.deadline_passed(now) => deadline_exceeded(view, now),
+        // A task index looked for because another failed (failFast): it never started.
+        None => {
+            let message = "no task was started: another task index failed (failFast)".to_owned();
+            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::FAIL_FAST }, message, now)
+        }
     }
 }
 
@@ -295,6 +326,9 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
     // Which attempt a task belongs to, for people and for checks that every attempt ran exactly once.
     tags.push(("ecsrun.dev/attempt".into(), attempt.to_string()));
+    if view.indexed() {
+        tags.push(("ecsrun.dev/index".into(), view.index.to_string()));
+    }
 
     let mut overrides = view.spec.overrides.clone().unwrap_or_default();
     if view.spec.inject_run_identity {
@@ -303,6 +337,8 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
             ("ECSRUN_NAMESPACE", view.namespace.to_owned()),
             ("ECSRUN_UID", view.uid.to_owned()),
             ("ECSRUN_ATTEMPT", attempt.to_string()),
+            ("ECSRUN_TASK_INDEX", view.index.to_string()),
+            ("ECSRUN_TASK_COUNT", view.spec.count.to_string()),
         ];
         for container in &task_definition.containers {
             let index = match overrides.container_overrides.iter().position(|o| o.name == container.name) {
@@ -326,8 +362,8 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     LaunchRequest {
         spec: view.spec.clone(),
         overrides: (overrides != TaskOverrides::default()).then_some(overrides),
-        client_token: client_token(view.uid, attempt),
-        started_by: started_by(view.uid),
+        client_token: view.client_token(attempt),
+        started_by: view.started_by(),
         tags,
         actor: Actor { namespace: view.namespace.into(), name: view.name.into() },
     }
@@ -901,6 +937,7 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
 }
 
+pub mod batch;
 mod cleanup;
 
 pub use cleanup::{CleanupPlan, CleanupStep, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step};

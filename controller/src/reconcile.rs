@@ -358,6 +358,7 @@ fn view<'a>(
         spec: &run.spec,
         status,
         default_poll_interval: settings.default_poll_interval,
+        index: 0,
     })
 }
 
@@ -367,6 +368,9 @@ async fn apply<E: Ecs>(
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
+    if run.spec.count > 1 {
+        return batch::apply(run, namespace, api, ctx).await;
+    }
     let key = ObjectRef::from_obj(run);
     let status = run.status.clone().unwrap_or_default();
     let view = view(run, namespace, &status, &ctx.settings)?;
@@ -420,23 +424,7 @@ async fn launch_step<E: Ecs>(
     may_exist: bool,
     current: &mut EcsTaskRunStatus,
 ) -> Result<Action, Error> {
-    // Checked before credentials are read: a run refused for its Secret fails whether or not it exists.
-    let region = region(run, ctx.settings.default_region.as_deref()).ok_or(Error::NoRegion)?;
-    let denied = match ctx.tenancy.gate(namespace, &region, &run.spec) {
-        Gate::Allowed => None,
-        Gate::NamespaceNotSeen => return Err(Error::NamespaceNotSeen(namespace.to_owned())),
-        Gate::Audited(denial) => {
-            count_violations(ctx, &denial, "audit");
-            let note =
-                format!("launched although the EcsRunPolicies do not allow it (audit mode): {}", denial.message());
-            ctx.publish(run, &decide::RunEvent { warning: true, reason: "PolicyViolation", note }).await;
-            None
-        }
-        Gate::Denied(denial) => {
-            count_violations(ctx, &denial, "enforce");
-            Some(denial.message())
-        }
-    };
+    let denied = policy_gate(run, namespace, ctx).await?;
     if let (Some(why), false) = (&denied, may_exist) {
         let view = view(run, namespace, current, &ctx.settings)?;
         let plan = decide::after_launch(&view, attempt, LaunchObservation::Denied(why.clone()), Timestamp::now());
@@ -465,6 +453,27 @@ async fn launch_step<E: Ecs>(
     };
     let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
     execute(run, api, ctx, current, plan, Some(&target), seen).await
+}
+
+/// Why the namespace's EcsRunPolicies refuse the run's launch (None: allowed, or audited and told as an
+/// Event). Checked before credentials are read: a run refused for its Secret fails whether or not it exists.
+async fn policy_gate<E: Ecs>(run: &EcsTaskRun, namespace: &str, ctx: &Context<E>) -> Result<Option<String>, Error> {
+    let region = region(run, ctx.settings.default_region.as_deref()).ok_or(Error::NoRegion)?;
+    Ok(match ctx.tenancy.gate(namespace, &region, &run.spec) {
+        Gate::Allowed => None,
+        Gate::NamespaceNotSeen => return Err(Error::NamespaceNotSeen(namespace.to_owned())),
+        Gate::Audited(denial) => {
+            count_violations(ctx, &denial, "audit");
+            let note =
+                format!("launched although the EcsRunPolicies do not allow it (audit mode): {}", denial.message());
+            ctx.publish(run, &decide::RunEvent { warning: true, reason: "PolicyViolation", note }).await;
+            None
+        }
+        Gate::Denied(denial) => {
+            count_violations(ctx, &denial, "enforce");
+            Some(denial.message())
+        }
+    })
 }
 
 fn count_violations<E: Ecs>(ctx: &Context<E>, denial: &crate::policy::Denial, mode: &str) {
@@ -530,7 +539,7 @@ async fn find_started<E: Ecs>(
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<Option<TaskSnapshot>, Error> {
-    let started_by = decide::started_by(view.uid);
+    let started_by = view.started_by();
     // ListTasks returns RUNNING tasks unless asked for STOPPED ones.
     let (running, stopped) = tokio::try_join!(
         ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Running),
@@ -610,29 +619,47 @@ async fn execute<E: Ecs>(
     // tracker takes it without reporting it, so the run looks again shortly, once its status write is
     // back in the cache.
     let requeue = if plan.stop.is_some() { Some(STOP_RECHECK) } else { plan.requeue };
-    if plan.status != *old_status {
-        write_status(api, run, &plan.status).await?;
+    write_and_tell(run, api, ctx, old_status, &plan.status, &plan.events).await?;
+    Ok(next_action(requeue, plan.follow.is_some()))
+}
+
+/// Writes the status if it changed, counts a run that just finished, and publishes the Events.
+async fn write_and_tell<E: Ecs>(
+    run: &EcsTaskRun,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+    old_status: &EcsTaskRunStatus,
+    status: &EcsTaskRunStatus,
+    events: &[decide::RunEvent],
+) -> Result<(), Error> {
+    if status != old_status {
+        write_status(api, run, status).await?;
     }
-    if plan.status.phase != old_status.phase
-        && let Some(phase) = plan.status.phase.filter(|phase| phase.is_terminal())
+    if status.phase != old_status.phase
+        && let Some(phase) = status.phase.filter(|phase| phase.is_terminal())
     {
         let outcome = match phase {
             crate::api::Phase::Succeeded => "succeeded",
             crate::api::Phase::Unknown => "unknown",
             _ => "failed",
         };
-        let reason = plan.status.reason.as_deref().unwrap_or("unknown");
+        let reason = status.reason.as_deref().unwrap_or("unknown");
         ctx.metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
-        info!(outcome, reason, message = plan.status.message.as_deref().unwrap_or_default(), "run finished");
+        info!(outcome, reason, message = status.message.as_deref().unwrap_or_default(), "run finished");
     }
-    for event in &plan.events {
+    for event in events {
         ctx.publish(run, event).await;
     }
-    Ok(match (requeue, &plan.follow) {
+    Ok(())
+}
+
+/// When the run comes back: as the decision asked, else at the resync while it follows a task.
+fn next_action(requeue: Option<Duration>, following: bool) -> Action {
+    match (requeue, following) {
         (Some(after), _) => Action::requeue(with_jitter(after)),
-        (None, Some(_)) => Action::requeue(with_jitter(FOLLOW_RESYNC)),
-        (None, None) => Action::await_change(),
-    })
+        (None, true) => Action::requeue(with_jitter(FOLLOW_RESYNC)),
+        (None, false) => Action::await_change(),
+    }
 }
 
 /// Writes the status by server-side apply; returns the object as the API server now has it.
@@ -691,7 +718,8 @@ async fn cleanup<E: Ecs>(
         let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {
             return Ok(Action::await_change());
         };
-        decide::cleanup_step(&run.spec, fresh.status.as_ref())
+        let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+        decide::cleanup_step(&run.spec, uid, fresh.status.as_ref())
     };
     let (mut arns, list_started_by) = match step {
         CleanupStep::Release => {
@@ -702,25 +730,28 @@ async fn cleanup<E: Ecs>(
     };
     let target = ctx.target(run, namespace).await?;
     let mut unrecorded_launch = None;
-    if list_started_by {
-        let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
-        let started_by = decide::started_by(uid);
-        // STOPPED too: a task sent StopTask leaves ListTasks(RUNNING) before it has stopped.
-        let listed = tokio::try_join!(
-            ctx.ecs.list_tasks_started_by(&target, &started_by, DesiredStatus::Running),
-            ctx.ecs.list_tasks_started_by(&target, &started_by, DesiredStatus::Stopped),
-        );
-        match listed {
-            Ok((running, stopped)) => {
-                for arn in running.into_iter().chain(stopped) {
-                    if !arns.contains(&arn) {
-                        arns.push(arn);
+    if !list_started_by.is_empty() {
+        for started_by in &list_started_by {
+            // STOPPED too: a task sent StopTask leaves ListTasks(RUNNING) before it has stopped.
+            let listed = tokio::try_join!(
+                ctx.ecs.list_tasks_started_by(&target, started_by, DesiredStatus::Running),
+                ctx.ecs.list_tasks_started_by(&target, started_by, DesiredStatus::Stopped),
+            );
+            match listed {
+                Ok((running, stopped)) => {
+                    for arn in running.into_iter().chain(stopped) {
+                        if !arns.contains(&arn) {
+                            arns.push(arn);
+                        }
                     }
                 }
+                // No cluster, no tasks to stop.
+                Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {
+                    arns.clear();
+                    break;
+                }
+                Err(error) => return Err(error.into()),
             }
-            // No cluster, no tasks to stop.
-            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => arns.clear(),
-            Err(error) => return Err(error.into()),
         }
         let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or_else(Timestamp::now, |time| time.0);
         unrecorded_launch = Some(Duration::try_from(Timestamp::now().duration_since(deleted_at)).unwrap_or_default());
@@ -871,6 +902,8 @@ async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }
+
+mod batch;
 
 #[cfg(test)]
 mod tests {

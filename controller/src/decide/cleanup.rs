@@ -13,12 +13,12 @@ use crate::ecs::TaskSnapshot;
 pub enum CleanupStep {
     /// Nothing to stop: let the object go.
     Release,
-    /// Stop the run's live tasks (`task_arns`, and with `list_started_by` any ListTasks finds by startedBy)
-    /// and wait for STOPPED; `cleanup` decides on what was found.
-    Stop { task_arns: Vec<String>, list_started_by: bool },
+    /// Stop the run's live tasks (`task_arns`, and any ListTasks finds for the startedBy values in
+    /// `list_started_by`) and wait for STOPPED; `cleanup` decides on what was found.
+    Stop { task_arns: Vec<String>, list_started_by: Vec<String> },
 }
 
-pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
+pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
     if spec.deletion_policy == DeletionPolicy::Orphan {
         return CleanupStep::Release;
     }
@@ -26,6 +26,27 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) ->
     // not seen STOPPED (a run that succeeded on Launched or Running leaves its task running), or, when
     // RunTask may have been sent without its answer being recorded, whatever ECS lists for the run.
     let Some(status) = status else { return CleanupStep::Release };
+    if spec.count > 1 {
+        // Each task index as a run of one task, with its own startedBy.
+        let (mut task_arns, mut list_started_by) = (Vec::new(), Vec::new());
+        for lane in &status.tasks {
+            let index = lane.index.max(0) as u32;
+            if let CleanupStep::Stop { task_arns: arns, list_started_by: listed } = cleanup_step(
+                &EcsTaskRunSpec { count: 1, ..spec.clone() },
+                uid,
+                Some(&super::batch::lane_status(status, index)),
+            ) {
+                task_arns.extend(arns);
+                if !listed.is_empty() {
+                    list_started_by.push(super::indexed_started_by(uid, index));
+                }
+            }
+        }
+        if task_arns.is_empty() && list_started_by.is_empty() {
+            return CleanupStep::Release;
+        }
+        return CleanupStep::Stop { task_arns, list_started_by };
+    }
     let seen_stopped = |attempt: &Attempt| {
         attempt.stopped_at.is_some()
             || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
@@ -36,8 +57,12 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, status: Option<&EcsTaskRunStatus>) ->
         .filter(|attempt| !seen_stopped(attempt))
         .filter_map(|attempt| attempt.task_arn.clone())
         .collect();
-    let list_started_by = current_attempt(status).is_some_and(|attempt| attempt.task_arn.is_none());
-    if task_arns.is_empty() && !list_started_by {
+    let list_started_by: Vec<String> = current_attempt(status)
+        .filter(|attempt| attempt.task_arn.is_none())
+        .map(|_| super::started_by(uid))
+        .into_iter()
+        .collect();
+    if task_arns.is_empty() && list_started_by.is_empty() {
         return CleanupStep::Release;
     }
     CleanupStep::Stop { task_arns, list_started_by }
@@ -66,7 +91,9 @@ pub fn cleanup(
 ) -> CleanupPlan {
     let reason =
         spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
-    let still_looking = tasks.is_empty() && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);
+    // With several task indexes, a task found for one says nothing of another's: the grace is waited out.
+    let still_looking =
+        (tasks.is_empty() || spec.count > 1) && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);
     CleanupPlan {
         stop: tasks
             .iter()

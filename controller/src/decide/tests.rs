@@ -4,6 +4,7 @@ use super::*;
 use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
 
+const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
 const TD_ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
 
@@ -29,12 +30,13 @@ impl Run {
         RunView {
             namespace: "jobs",
             name: "nightly",
-            uid: "0f0e0d0c-1111-2222-3333-444455556666",
+            uid: UID,
             generation: Some(1),
             created_at: at(0),
             spec: &self.spec,
             status: &self.status,
             default_poll_interval: Duration::from_secs(30),
+            index: 0,
         }
     }
 
@@ -124,8 +126,8 @@ fn a_recorded_launch_intent_means_the_task_may_exist() {
     assert_eq!(next_step(&run.view(), at(2)), Step::Launch { attempt: 1, may_exist: true });
     // Deleting it now must look for the task, which only ECS may know.
     assert_eq!(
-        cleanup_step(&run.spec, Some(&run.status)),
-        CleanupStep::Stop { task_arns: vec![], list_started_by: true }
+        cleanup_step(&run.spec, UID, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![], list_started_by: vec![started_by(UID)] }
     );
     // The launch replaces the intent; the condition keeps its transition time.
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(3));
@@ -239,8 +241,8 @@ fn a_task_already_running_at_launch_is_judged_at_once() {
     // Succeeded with its task still running: deleting the run stops the task.
     run.apply(&plan);
     assert_eq!(
-        cleanup_step(&run.spec, Some(&run.status)),
-        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: false }
+        cleanup_step(&run.spec, UID, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: vec![] }
     );
 
     let run = Run::new(spec());
@@ -1052,17 +1054,17 @@ fn a_final_run_is_idle() {
 #[test]
 fn deletion_policy() {
     let orphan = with(spec(), |s| s.deletion_policy = DeletionPolicy::Orphan);
-    assert_eq!(cleanup_step(&orphan, None), CleanupStep::Release);
+    assert_eq!(cleanup_step(&orphan, UID, None), CleanupStep::Release);
     let mut run = Run::launched(spec());
     assert_eq!(
-        cleanup_step(&run.spec, Some(&run.status)),
-        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: false },
+        cleanup_step(&run.spec, UID, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![ARN.into()], list_started_by: vec![] },
         "the task is on record: no ListTasks"
     );
-    assert_eq!(cleanup_step(&spec(), None), CleanupStep::Release, "never launched: nothing to stop");
+    assert_eq!(cleanup_step(&spec(), UID, None), CleanupStep::Release, "never launched: nothing to stop");
     let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(0))), at(60));
     run.apply(&plan);
-    assert_eq!(cleanup_step(&run.spec, Some(&run.status)), CleanupStep::Release, "its task stopped");
+    assert_eq!(cleanup_step(&run.spec, UID, Some(&run.status)), CleanupStep::Release, "its task stopped");
 }
 
 #[test]

@@ -1,0 +1,332 @@
+//! Runs of several tasks (`count` > 1). Each task index is decided as a run of one task, by the same
+//! policy, on its own status (`status.tasks[index]`): launching, adopting, retrying with its own
+//! `backoffLimit`, rules, deadlines. This module only says which indexes act now (parallelism, failFast)
+//! and folds what they did into the run: counters, phase, the StopTasks failFast sends.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, reason, set_phase};
+use crate::api::{EcsTaskRunStatus, IndexedTaskStatus, Phase};
+
+/// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
+/// once: the cache must first hold the status just written.
+const NEXT_INDEX_DELAY: Duration = Duration::from_secs(2);
+
+/// Index `index`'s status in the shape the single-task decision reads and writes.
+pub fn lane_status(status: &EcsTaskRunStatus, index: u32) -> EcsTaskRunStatus {
+    let Some(lane) = status.tasks.iter().find(|t| t.index == index as i32) else {
+        return EcsTaskRunStatus { region: status.region.clone(), ..EcsTaskRunStatus::default() };
+    };
+    EcsTaskRunStatus {
+        phase: lane.phase,
+        reason: lane.reason.clone(),
+        message: lane.message.clone(),
+        task_arn: lane.task_arn.clone(),
+        task_id: lane.task_id.clone(),
+        region: status.region.clone(),
+        task_definition_arn: lane.task_definition_arn.clone(),
+        last_status: lane.last_status.clone(),
+        desired_status: lane.desired_status.clone(),
+        stop_code: lane.stop_code.clone(),
+        stopped_reason: lane.stopped_reason.clone(),
+        containers: lane.containers.clone(),
+        exit_codes: lane.exit_codes.clone(),
+        created_at: lane.created_at.clone(),
+        started_at: lane.started_at.clone(),
+        stopped_at: lane.stopped_at.clone(),
+        failures: lane.failures.clone(),
+        attempt_count: (!lane.attempts.is_empty()).then_some(lane.attempts.len() as i32),
+        attempts: lane.attempts.clone(),
+        next_attempt_at: lane.next_attempt_at.clone(),
+        ..EcsTaskRunStatus::default()
+    }
+}
+
+/// Stores what the single-task decision wrote for index `index` (its conditions are the run's business).
+pub fn store_lane(status: &mut EcsTaskRunStatus, index: u32, lane: EcsTaskRunStatus) {
+    if status.region.is_none() {
+        status.region = lane.region;
+    }
+    let stored = IndexedTaskStatus {
+        index: index as i32,
+        phase: lane.phase,
+        reason: lane.reason,
+        message: lane.message,
+        task_arn: lane.task_arn,
+        task_id: lane.task_id,
+        task_definition_arn: lane.task_definition_arn,
+        last_status: lane.last_status,
+        desired_status: lane.desired_status,
+        stop_code: lane.stop_code,
+        stopped_reason: lane.stopped_reason,
+        containers: lane.containers,
+        exit_codes: lane.exit_codes,
+        created_at: lane.created_at,
+        started_at: lane.started_at,
+        stopped_at: lane.stopped_at,
+        failures: lane.failures,
+        attempts: lane.attempts,
+        next_attempt_at: lane.next_attempt_at,
+    };
+    match status.tasks.iter_mut().find(|t| t.index == index as i32) {
+        Some(slot) => *slot = stored,
+        None => {
+            status.tasks.push(stored);
+            status.tasks.sort_by_key(|t| t.index);
+        }
+    }
+}
+
+/// The view the single-task decision gets for index `index`, whose status is `lane`.
+pub fn lane_view<'a>(view: &RunView<'a>, index: u32, lane: &'a EcsTaskRunStatus) -> RunView<'a> {
+    RunView { index, status: lane, ..*view }
+}
+
+fn indexes(view: &RunView) -> std::ops::Range<u32> {
+    0..view.spec.count.max(1) as u32
+}
+
+/// An index whose task is launched or being launched (it takes one of `parallelism`'s slots).
+fn is_active(lane: &IndexedTaskStatus) -> bool {
+    lane.attempts.last().is_some_and(|attempt| attempt.outcome.is_none())
+}
+
+/// failFast applies: an index failed for good, so no index launches again and live tasks are stopped.
+fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
+    view.spec.retry_policy.fail_fast && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
+}
+
+/// What each index must observe or do now, lowest index first. Fresh launches (a first attempt or a
+/// retry) only fill free parallelism slots; once failFast applies, nothing launches, and an index whose
+/// RunTask may have gone out unrecorded is looked for (to be stopped) instead. Empty for a final run.
+pub fn next_steps(view: &RunView, now: Timestamp) -> Vec<(u32, Step)> {
+    let status = view.status;
+    if status.phase.is_some_and(Phase::is_terminal) {
+        return Vec::new();
+    }
+    let failing = failing(view, status);
+    let active = status.tasks.iter().filter(|t| is_active(t)).count();
+    let mut free = view.spec.max_parallel().saturating_sub(active);
+    let mut steps = Vec::new();
+    for index in indexes(view) {
+        let lane = lane_status(status, index);
+        let step = super::next_step(&lane_view(view, index, &lane), now);
+        let step = match step {
+            Step::Idle => continue,
+            Step::Launch { attempt, may_exist: true } if failing => Step::Find { attempt },
+            Step::Launch { may_exist: false, .. } | Step::Wait(_) if failing => continue,
+            Step::Launch { attempt, may_exist: false } => {
+                if free == 0 {
+                    continue;
+                }
+                free -= 1;
+                Step::Launch { attempt, may_exist: false }
+            }
+            step => step,
+        };
+        steps.push((index, step));
+    }
+    steps
+}
+
+/// The run's status with the launch intents of `launches` (index, attempt) recorded, and the region pinned.
+pub fn launch_intents(view: &RunView, launches: &[(u32, i32)], region: &str, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    status.region.get_or_insert_with(|| region.to_owned());
+    for (index, attempt) in launches {
+        let lane = lane_status(&status, *index);
+        let intent = super::launch_intent(&lane_view(view, *index, &lane), *attempt, region, now);
+        store_lane(&mut status, *index, intent);
+    }
+    summarize(view, status, now)
+}
+
+/// What the run's indexes did this time, folded into one plan for the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchPlan {
+    pub status: EcsTaskRunStatus,
+    pub stops: Vec<StopTask>,
+    pub events: Vec<RunEvent>,
+    /// Every task to follow, with how often.
+    pub follows: Vec<Follow>,
+    pub requeue: Option<Duration>,
+}
+
+/// Folds each acting index's plan (`plans`: index, plan) and `waits` (time until a waiting index is due)
+/// into the run: failFast's StopTasks and verdicts, the counters, the run's phase and its Events.
+pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: Timestamp) -> BatchPlan {
+    let mut status = view.status.clone();
+    let mut stops = Vec::new();
+    let mut events = Vec::new();
+    let mut follows = Vec::new();
+    let mut requeue = waits.iter().min().copied();
+    let mut soonest = |after: Option<Duration>| {
+        if let Some(after) = after {
+            requeue = Some(requeue.map_or(after, |current| current.min(after)));
+        }
+    };
+    // Indexes whose task failFast was stopping: however it ended, it ended for failFast.
+    let stopped_for_fail_fast: Vec<i32> = status
+        .tasks
+        .iter()
+        .filter(|t| t.phase == Some(Phase::Stopping) && t.reason.as_deref() == Some(reason::FAIL_FAST))
+        .map(|t| t.index)
+        .collect();
+    for (index, plan) in plans {
+        let lane_events = lane_events(index, plan.events);
+        events.extend(lane_events);
+        stops.extend(plan.stop);
+        follows.extend(plan.follow);
+        soonest(plan.requeue);
+        store_lane(&mut status, index, plan.status);
+    }
+
+    if failing(view, &status) {
+        let culprit = status
+            .tasks
+            .iter()
+            .filter(|t| !stopped_for_fail_fast.contains(&t.index))
+            .find(|t| t.phase == Some(Phase::Failed) && t.reason.as_deref() != Some(reason::FAIL_FAST))
+            .map_or(0, |t| t.index);
+        let why = view.stop_reason(&format!("task index {culprit} failed"));
+        for lane in status.tasks.iter_mut().filter(|t| t.index != culprit) {
+            let stopped_by_us = stopped_for_fail_fast.contains(&lane.index);
+            match lane.phase {
+                // Waiting to retry, or its task was stopped for failFast and is judged as stopped by it.
+                Some(Phase::Pending) if !is_active(lane) => fail_fast(lane, culprit),
+                Some(Phase::Failed) if stopped_by_us => fail_fast(lane, culprit),
+                Some(Phase::Failed | Phase::Succeeded | Phase::Unknown) | None => {}
+                Some(_) => {
+                    let Some(task_arn) = lane.task_arn.clone().filter(|_| is_active(lane)) else { continue };
+                    if lane.desired_status.as_deref() != Some("STOPPED")
+                        && !stops.iter().any(|s: &StopTask| s.task_arn == task_arn)
+                    {
+                        stops.push(StopTask { task_arn: task_arn.clone(), reason: why.clone() });
+                    }
+                    if lane.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
+                        lane.phase = Some(Phase::Stopping);
+                        lane.reason = Some(reason::FAIL_FAST.to_owned());
+                        lane.message = Some(format!("stopping task {}: task index {culprit} failed", task_id(lane)));
+                    }
+                    for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
+                        follow.every = follow.every.min(STOPPING_POLL);
+                    }
+                }
+            }
+        }
+    }
+    if ready_to_launch(view, &status) {
+        soonest(Some(NEXT_INDEX_DELAY));
+    }
+    let status = summarize(view, status, now);
+    // Run-level Events: the phase changes of the run itself.
+    let run_plan = super::plan(view, status, None, None, None);
+    events.extend(run_plan.events);
+    let status = run_plan.status;
+    if status.phase.is_some_and(Phase::is_terminal) {
+        follows.clear();
+        requeue = None;
+    }
+    BatchPlan { status, stops, events, follows, requeue }
+}
+
+/// A slot is free and an index can take it now (not started, nor waiting out a backoff).
+fn ready_to_launch(view: &RunView, status: &EcsTaskRunStatus) -> bool {
+    let active = status.tasks.iter().filter(|t| is_active(t)).count();
+    if failing(view, status) || active >= view.spec.max_parallel() {
+        return false;
+    }
+    indexes(view).any(|index| match status.tasks.iter().find(|t| t.index == index as i32) {
+        None => true,
+        Some(lane) => !lane.phase.is_some_and(Phase::is_terminal) && !is_active(lane) && lane.next_attempt_at.is_none(),
+    })
+}
+
+fn task_id(lane: &IndexedTaskStatus) -> &str {
+    lane.task_id.as_deref().unwrap_or_default()
+}
+
+fn fail_fast(lane: &mut IndexedTaskStatus, culprit: i32) {
+    lane.phase = Some(Phase::Failed);
+    lane.reason = Some(reason::FAIL_FAST.to_owned());
+    lane.message = Some(format!("not run to its end: task index {culprit} failed (failFast)"));
+    lane.next_attempt_at = None;
+}
+
+/// The index whose own failure failed the run (not one stopped for it).
+fn first_failure(status: &EcsTaskRunStatus) -> Option<&IndexedTaskStatus> {
+    status.tasks.iter().find(|t| t.phase == Some(Phase::Failed) && t.reason.as_deref() != Some(reason::FAIL_FAST))
+}
+
+/// An index's Events, told as the index's: "Succeeded" and "Failed" are the run's own reasons.
+fn lane_events(index: u32, events: Vec<RunEvent>) -> Vec<RunEvent> {
+    events
+        .into_iter()
+        .map(|event| RunEvent {
+            reason: match event.reason {
+                "Succeeded" => "TaskSucceeded",
+                "Failed" => "TaskFailed",
+                "OutcomeUnknown" => "TaskOutcomeUnknown",
+                other => other,
+            },
+            note: format!("task index {index}: {}", event.note),
+            ..event
+        })
+        .collect()
+}
+
+/// Counters, progress and the run's phase from its indexes.
+fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> EcsTaskRunStatus {
+    let count = view.spec.count.max(1) as usize;
+    let of = |phase: Phase| status.tasks.iter().filter(|t| t.phase == Some(phase)).count();
+    let (succeeded, failed, unknown) = (of(Phase::Succeeded), of(Phase::Failed), of(Phase::Unknown));
+    let active = status.tasks.iter().filter(|t| is_active(t)).count();
+    let running = status.tasks.iter().filter(|t| is_active(t) && t.task_arn.is_some()).count();
+    status.succeeded_tasks = Some(succeeded as i32);
+    status.failed_tasks = Some(failed as i32);
+    status.active_tasks = Some(active as i32);
+    status.progress = Some(format!("{succeeded}/{count}"));
+    status.attempt_count = Some(status.tasks.iter().map(|t| t.attempts.len() as i32).sum());
+    let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
+    let settled = succeeded + failed + unknown == count || (failing(view, &status) && active == 0);
+    let (phase, reason, message) = if settled {
+        match first_failure(&status).or_else(|| status.tasks.iter().find(|t| t.phase == Some(Phase::Failed))) {
+            Some(lane) => (
+                Phase::Failed,
+                lane.reason.clone().unwrap_or_else(|| reason::CONTAINER_FAILED.to_owned()),
+                format!("task index {}: {}; {tally}", lane.index, lane.message.as_deref().unwrap_or_default()),
+            ),
+            None if unknown > 0 => (
+                Phase::Unknown,
+                reason::OUTCOME_UNKNOWN.to_owned(),
+                format!("the outcome of {unknown} task(s) is unknown; {tally}"),
+            ),
+            None => (Phase::Succeeded, reason::SUCCEEDED.to_owned(), format!("all {count} tasks succeeded")),
+        }
+    } else if view.deadline_passed(now) && active > 0 {
+        (Phase::Stopping, reason::DEADLINE_EXCEEDED.to_owned(), format!("timeout exceeded; stopping; {tally}"))
+    } else if failing(view, &status) {
+        let culprit = first_failure(&status).map_or(0, |t| t.index);
+        (
+            Phase::Stopping,
+            reason::FAIL_FAST.to_owned(),
+            format!("task index {culprit} failed; stopping the others; {tally}"),
+        )
+    } else if running > 0 {
+        (Phase::Running, reason::TASK_RUNNING.to_owned(), tally)
+    } else if active > 0 {
+        (Phase::Pending, reason::LAUNCHING.to_owned(), tally)
+    } else {
+        (Phase::Pending, reason::WAITING_TO_RETRY.to_owned(), tally)
+    };
+    // A run whose outcome is decided keeps its first verdict's time: set_phase only moves
+    // lastTransitionTime when a condition flips.
+    set_phase(view, &mut status, phase, &reason, message, now);
+    status.next_attempt_at = None;
+    status
+}
+
+#[cfg(test)]
+mod tests;

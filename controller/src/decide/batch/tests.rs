@@ -1,0 +1,378 @@
+//! Table tests of runs of several tasks: which indexes act, parallelism, per-index retries, failFast,
+//! rules, timeouts, and what the run says.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
+use crate::decide::{
+    CleanupStep, LaunchObservation, TrackObservation, after_launch, after_track, cleanup_step, indexed_started_by,
+    launch_request, reason,
+};
+use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskDefinitionInfo, TaskSnapshot};
+
+const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn spec(extra: serde_json::Value) -> EcsTaskRunSpec {
+    let mut value = serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"});
+    value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(value).unwrap()
+}
+
+fn arn(index: u32, attempt: i32) -> String {
+    format!("arn:aws:ecs:eu-west-1:123456789012:task/demo/t{index}a{attempt}")
+}
+
+fn task(index: u32, attempt: i32, last_status: &str) -> TaskSnapshot {
+    TaskSnapshot {
+        task_arn: arn(index, attempt),
+        last_status: Some(last_status.into()),
+        desired_status: Some(if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" }.into()),
+        created_at: Some(at(0)),
+        containers: vec![ContainerSnapshot { name: "app".into(), ..ContainerSnapshot::default() }],
+        ..TaskSnapshot::default()
+    }
+}
+
+fn exited(index: u32, attempt: i32, code: i32) -> TrackObservation {
+    let task = TaskSnapshot {
+        stop_code: Some("EssentialContainerExited".into()),
+        stopped_reason: Some("Essential container in task exited".into()),
+        started_at: Some(at(5)),
+        stopped_at: Some(at(30)),
+        containers: vec![ContainerSnapshot {
+            name: "app".into(),
+            exit_code: Some(code),
+            ..ContainerSnapshot::default()
+        }],
+        ..task(index, attempt, "STOPPED")
+    };
+    TrackObservation::Found {
+        task,
+        containers: Some(vec![ContainerDefinitionInfo { name: "app".into(), essential: true }]),
+    }
+}
+
+/// A run of several tasks, driven as the shell drives it.
+struct Batch {
+    spec: EcsTaskRunSpec,
+    status: EcsTaskRunStatus,
+}
+
+impl Batch {
+    fn new(spec: EcsTaskRunSpec) -> Self {
+        Self { spec, status: EcsTaskRunStatus::default() }
+    }
+
+    fn view(&self) -> RunView<'_> {
+        RunView {
+            namespace: "jobs",
+            name: "shards",
+            uid: UID,
+            generation: Some(1),
+            created_at: at(0),
+            spec: &self.spec,
+            status: &self.status,
+            default_poll_interval: Duration::from_secs(30),
+            index: 0,
+        }
+    }
+
+    fn steps(&self, now: i64) -> Vec<(u32, Step)> {
+        next_steps(&self.view(), at(now))
+    }
+
+    fn lane(&self, index: u32) -> &IndexedTaskStatus {
+        self.status.tasks.iter().find(|t| t.index == index as i32).expect("index recorded")
+    }
+
+    /// Takes every step the way the shell does: intents first, then each index's observation from `ecs`.
+    fn reconcile(&mut self, now: i64, ecs: impl Fn(u32, &Step) -> Option<Observed>) -> BatchPlan {
+        let steps = self.steps(now);
+        let fresh: Vec<(u32, i32)> = steps
+            .iter()
+            .filter_map(|(i, s)| match s {
+                Step::Launch { attempt, may_exist: false } => Some((*i, *attempt)),
+                _ => None,
+            })
+            .collect();
+        if !fresh.is_empty() {
+            self.status = launch_intents(&self.view(), &fresh, "eu-west-1", at(now));
+        }
+        let mut plans = Vec::new();
+        let mut waits = Vec::new();
+        for (index, step) in &steps {
+            let lane = lane_status(&self.status, *index);
+            let view = lane_view(&self.view(), *index, &lane);
+            let plan = match (step, ecs(*index, step)) {
+                (Step::Wait(after), _) => {
+                    waits.push(*after);
+                    continue;
+                }
+                (Step::Conclude(plan), _) => plan.clone(),
+                (Step::Launch { attempt, .. }, Some(Observed::Launch(observation))) => {
+                    after_launch(&view, *attempt, observation, at(now))
+                }
+                (Step::Find { attempt }, Some(Observed::Find(found))) => {
+                    crate::decide::after_find(&view, *attempt, found, at(now))
+                }
+                (Step::Track { .. }, Some(Observed::Track(observation))) => after_track(&view, observation, at(now)),
+                (_, None) => continue,
+                (step, other) => panic!("index {index}: {step:?} answered with {other:?}"),
+            };
+            plans.push((*index, plan));
+        }
+        let plan = merge(&self.view(), plans, &waits, at(now));
+        self.status = plan.status.clone();
+        plan
+    }
+}
+
+#[derive(Debug)]
+enum Observed {
+    Launch(LaunchObservation),
+    Find(Option<TaskSnapshot>),
+    Track(TrackObservation),
+}
+
+/// ECS starting every launch and reporting every task RUNNING.
+fn all_run(index: u32, step: &Step) -> Option<Observed> {
+    Some(match step {
+        Step::Launch { attempt, .. } => Observed::Launch(LaunchObservation::Started(task(index, *attempt, "PENDING"))),
+        Step::Track { task_arn, .. } => {
+            let attempt = task_arn.rsplit('a').next().unwrap().parse().unwrap();
+            Observed::Track(TrackObservation::Found { task: task(index, attempt, "RUNNING"), containers: None })
+        }
+        Step::Find { .. } => Observed::Find(None),
+        _ => return None,
+    })
+}
+
+fn launched(steps: &[(u32, Step)]) -> Vec<u32> {
+    steps.iter().filter(|(_, s)| matches!(s, Step::Launch { may_exist: false, .. })).map(|(i, _)| *i).collect()
+}
+
+#[test]
+fn parallelism_caps_the_indexes_launched_at_once() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 5, "parallelism": 2})));
+    assert_eq!(launched(&run.steps(0)), vec![0, 1], "the lowest indexes take the two slots");
+    let plan = run.reconcile(0, all_run);
+    assert_eq!(run.status.active_tasks, Some(2));
+    assert_eq!(run.status.progress.as_deref(), Some("0/5"));
+    assert_eq!(run.status.phase, Some(Phase::Running));
+    assert_eq!(run.status.task_arn, None, "a run of several tasks keeps them in status.tasks");
+    assert_eq!(plan.follows.iter().map(|f| f.task_arn.clone()).collect::<Vec<_>>(), vec![arn(0, 1), arn(1, 1)]);
+    assert!(plan.events.iter().all(|e| e.note.starts_with("task index ")), "{:?}", plan.events);
+    // Both slots taken: the others wait, however often the run is looked at.
+    assert_eq!(launched(&run.steps(10)), Vec::<u32>::new());
+    assert_ne!(plan.requeue, Some(NEXT_INDEX_DELAY), "no slot is free: nothing to come back for early");
+}
+
+#[test]
+fn a_finished_index_gives_its_slot_to_the_next() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 3, "parallelism": 2})));
+    run.reconcile(0, all_run);
+    let plan = run.reconcile(40, |index, step| match (index, step) {
+        (0, Step::Track { .. }) => Some(Observed::Track(exited(0, 1, 0))),
+        _ => all_run(index, step),
+    });
+    assert_eq!(run.lane(0).phase, Some(Phase::Succeeded));
+    assert!(plan.events.iter().any(|e| e.reason == "TaskSucceeded"), "{:?}", plan.events);
+    assert_eq!(plan.requeue, Some(NEXT_INDEX_DELAY), "a slot is free: look again soon to fill it");
+    assert_eq!(launched(&run.steps(42)), vec![2]);
+    run.reconcile(42, all_run);
+    assert_eq!(run.status.active_tasks, Some(2));
+    assert_eq!(run.status.progress.as_deref(), Some("1/3"));
+    // The rest succeed: the run does, once.
+    let plan = run.reconcile(90, |index, _| Some(Observed::Track(exited(index, 1, 0))));
+    assert_eq!(run.status.phase, Some(Phase::Succeeded));
+    assert_eq!(run.status.progress.as_deref(), Some("3/3"));
+    assert_eq!(run.status.message.as_deref(), Some("all 3 tasks succeeded"));
+    assert_eq!(plan.events.iter().filter(|e| e.reason == "Succeeded").count(), 1);
+    assert!(plan.follows.is_empty() && plan.requeue.is_none());
+    assert!(run.steps(100).is_empty(), "a final run does nothing");
+}
+
+#[test]
+fn every_index_gets_its_own_identity_in_ecs() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 4})));
+    run.status = launch_intents(&run.view(), &[(3, 1)], "eu-west-1", at(0));
+    let lane = lane_status(&run.status, 3);
+    let view = lane_view(&run.view(), 3, &lane);
+    let definition = TaskDefinitionInfo {
+        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true }],
+        ..TaskDefinitionInfo::default()
+    };
+    let request = launch_request(&view, 1, &definition);
+    assert_eq!(request.client_token, format!("{UID}-3-1"));
+    assert_eq!(request.started_by, indexed_started_by(UID, 3));
+    assert!(request.tags.contains(&("ecsrun.dev/index".into(), "3".into())));
+    let env = &request.overrides.unwrap().container_overrides[0].environment;
+    let get = |name: &str| env.iter().find(|v| v.name == name).map(|v| v.value.clone());
+    assert_eq!((get("ECSRUN_TASK_INDEX").as_deref(), get("ECSRUN_TASK_COUNT").as_deref()), (Some("3"), Some("4")));
+    assert!(request.client_token.len() <= 64, "RunTask's clientToken limit");
+}
+
+#[test]
+fn each_index_retries_on_its_own_backoff_limit() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 2, "retryPolicy": {"backoffLimit": 1}})));
+    run.reconcile(0, all_run);
+    run.reconcile(30, |index, step| match index {
+        1 => Some(Observed::Track(exited(1, 1, 1))),
+        _ => all_run(index, step),
+    });
+    let lane = run.lane(1);
+    assert_eq!((lane.phase, lane.reason.as_deref()), (Some(Phase::Pending), Some(reason::WAITING_TO_RETRY)));
+    assert_eq!(run.status.phase, Some(Phase::Running), "one index retrying does not stop the run");
+    // The backoff (10 s) waited out, index 1 launches attempt 2 with its own clientToken; index 0 runs on.
+    let steps = run.steps(41);
+    assert!(steps.contains(&(1, Step::Launch { attempt: 2, may_exist: false })), "{steps:?}");
+    run.reconcile(41, all_run);
+    assert_eq!(run.lane(1).attempts.len(), 2);
+    assert_eq!(run.lane(1).task_arn.as_deref(), Some(arn(1, 2).as_str()));
+    assert_eq!(run.lane(0).attempts.len(), 1);
+    assert_eq!(run.status.attempt_count, Some(3));
+}
+
+#[test]
+fn fail_fast_stops_the_others_and_fails_the_run() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 4, "parallelism": 3})));
+    run.reconcile(0, all_run);
+    // Index 1 exits 1 with no retries left: the others are stopped, index 3 never launches.
+    let plan = run.reconcile(30, |index, step| match index {
+        1 => Some(Observed::Track(exited(1, 1, 1))),
+        _ => all_run(index, step),
+    });
+    let mut stopped: Vec<String> = plan.stops.iter().map(|s| s.task_arn.clone()).collect();
+    stopped.sort();
+    assert_eq!(stopped, vec![arn(0, 1), arn(2, 1)]);
+    assert!(plan.stops[0].reason.contains("task index 1 failed"), "{:?}", plan.stops);
+    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Stopping), Some(reason::FAIL_FAST)));
+    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST));
+    assert!(plan.follows.iter().all(|f| f.every <= STOPPING_POLL));
+    assert_eq!(launched(&run.steps(31)), Vec::<u32>::new(), "nothing launches once failFast applies");
+    // StopTask's SIGTERM ends them with 143: not their own failure, and not retried.
+    let plan = run.reconcile(40, |index, _| Some(Observed::Track(exited(index, 1, 143))));
+    assert_eq!(run.status.phase, Some(Phase::Failed));
+    assert_eq!(run.status.reason.as_deref(), Some(reason::CONTAINER_FAILED), "the culprit's own reason");
+    let message = run.status.message.clone().unwrap();
+    assert!(message.starts_with("task index 1: task t1a1 stopped"), "{message}");
+    assert_eq!(
+        (run.status.succeeded_tasks, run.status.failed_tasks, run.status.active_tasks),
+        (Some(0), Some(3), Some(0))
+    );
+    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST));
+    assert!(run.status.tasks.iter().all(|t| t.index != 3), "index 3 never started");
+    assert!(plan.stops.is_empty() && plan.follows.is_empty());
+    assert_eq!(plan.events.iter().filter(|e| e.reason == "Failed").count(), 1);
+}
+
+#[test]
+fn without_fail_fast_the_others_run_to_their_end() {
+    let mut run =
+        Batch::new(spec(serde_json::json!({"count": 3, "parallelism": 2, "retryPolicy": {"failFast": false}})));
+    run.reconcile(0, all_run);
+    let plan = run.reconcile(30, |index, step| match index {
+        0 => Some(Observed::Track(exited(0, 1, 2))),
+        _ => all_run(index, step),
+    });
+    assert!(plan.stops.is_empty());
+    assert_eq!(run.status.phase, Some(Phase::Running));
+    assert_eq!(launched(&run.steps(32)), vec![2], "the failed index's slot goes to the next");
+    run.reconcile(32, all_run);
+    run.reconcile(60, |index, _| Some(Observed::Track(exited(index, 1, 0))));
+    assert_eq!(run.status.phase, Some(Phase::Failed));
+    assert_eq!(run.status.progress.as_deref(), Some("2/3"));
+    assert_eq!((run.status.succeeded_tasks, run.status.failed_tasks), (Some(2), Some(1)));
+}
+
+#[test]
+fn rules_act_per_index() {
+    let rules = serde_json::json!({"backoffLimit": 5, "rules": [
+        {"action": "FailRun", "onExitCodes": {"operator": "In", "values": [3]}},
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [75]}},
+    ]});
+    let mut run = Batch::new(spec(serde_json::json!({"count": 2, "retryPolicy": rules})));
+    run.reconcile(0, all_run);
+    // 75 on index 0: retried without counting; 3 on index 1: the run fails at once, backoffLimit 5 or not.
+    run.reconcile(30, |index, _| Some(Observed::Track(exited(index, 1, if index == 0 { 75 } else { 3 }))));
+    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST), "not retried once the run fails");
+    assert_eq!(run.lane(0).attempts[0].outcome.as_deref(), Some(reason::IGNORED_BY_RULE));
+    assert_eq!(run.lane(1).reason.as_deref(), Some(reason::FAILED_BY_RULE));
+    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Failed), Some(reason::FAILED_BY_RULE)));
+}
+
+#[test]
+fn a_timeout_stops_every_task_and_launches_no_more() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 3, "parallelism": 2, "wait": {"timeout": "60s"}})));
+    run.reconcile(0, all_run);
+    let plan = run.reconcile(61, all_run);
+    let mut stopped: Vec<String> = plan.stops.iter().map(|s| s.task_arn.clone()).collect();
+    stopped.sort();
+    assert_eq!(stopped, vec![arn(0, 1), arn(1, 1)]);
+    assert!(plan.stops.iter().all(|s| s.reason.contains("timeout exceeded")), "{:?}", plan.stops);
+    assert_eq!(run.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(run.lane(2).reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "never launched after the deadline");
+    run.reconcile(70, |index, _| Some(Observed::Track(exited(index, 1, 143))));
+    assert_eq!(
+        (run.status.phase, run.status.reason.as_deref()),
+        (Some(Phase::Failed), Some(reason::DEADLINE_EXCEEDED))
+    );
+}
+
+#[test]
+fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
+    let rules = serde_json::json!({"backoffLimit": 1, "rules": [
+        {"action": "FailRun", "onExitCodes": {"operator": "In", "values": [3]}},
+    ]});
+    let mut run = Batch::new(spec(serde_json::json!({"count": 3, "retryPolicy": rules})));
+    run.reconcile(0, all_run);
+    run.reconcile(30, |index, step| match index {
+        1 => Some(Observed::Track(exited(1, 1, 1))),
+        _ => all_run(index, step),
+    });
+    // Index 1's attempt 2: its intent is written, then the replica dies before RunTask answers.
+    assert_eq!(launched(&run.steps(41)), vec![1]);
+    run.status = launch_intents(&run.view(), &[(1, 2)], "eu-west-1", at(41));
+    // The next replica: index 0 fails by rule while index 1's task is not yet looked for.
+    run.reconcile(45, |index, step| match index {
+        0 => Some(Observed::Track(exited(0, 1, 3))),
+        1 => None,
+        _ => all_run(index, step),
+    });
+    let steps = run.steps(46);
+    assert!(steps.contains(&(1, Step::Find { attempt: 2 })), "looked for, never launched again: {steps:?}");
+    assert_eq!(
+        cleanup_step(&run.spec, UID, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![arn(2, 1)], list_started_by: vec![indexed_started_by(UID, 1)] },
+        "deleting it now stops index 2's task and lists index 1's startedBy only"
+    );
+    run.reconcile(46, |index, step| match index {
+        2 => Some(Observed::Track(exited(2, 1, 143))),
+        _ => all_run(index, step),
+    });
+    assert_eq!(run.lane(1).reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
+    assert_eq!(run.lane(2).reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Failed), Some(reason::FAILED_BY_RULE)));
+    assert_eq!(run.status.progress.as_deref(), Some("0/3"));
+}
+
+#[test]
+fn deleting_a_run_of_several_tasks_stops_every_live_one() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 3})));
+    run.reconcile(0, all_run);
+    run.reconcile(30, |index, step| match index {
+        1 => Some(Observed::Track(exited(1, 1, 0))),
+        _ => all_run(index, step),
+    });
+    assert_eq!(
+        cleanup_step(&run.spec, UID, Some(&run.status)),
+        CleanupStep::Stop { task_arns: vec![arn(0, 1), arn(2, 1)], list_started_by: vec![] }
+    );
+}
