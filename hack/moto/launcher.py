@@ -6,7 +6,9 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
 - A task runs for ECSRUN_E2E_RUN_SECONDS (default 3) and then STOPs on its own with stopCode
   EssentialContainerExited; each container exits with its ECSRUN_E2E_EXIT_CODE (default 0). A task with
   ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables come from the task definition's
-  containers and the RunTask container overrides, so a test chooses per task definition or per run.
+  containers and the RunTask container overrides, so a test chooses per task definition or per run; in a
+  run of several tasks, ECSRUN_E2E_INDEX_<i>_<KNOB> sets ECSRUN_E2E_<KNOB> for the task whose
+  ECSRUN_TASK_INDEX is i (a shard whose data makes it fail, or run longer).
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
 - ECS forgets a stopped task: an hour after it stops (ECSRUN_E2E_FORGET_SECONDS to shorten it), it is
   no longer described or listed (moto keeps every task forever).
@@ -71,6 +73,8 @@ def _environment(task, index):
     for override in (task.overrides or {}).get("containerOverrides", []) or []:
         if override.get("name") == definition.get("name"):
             env.update({var["name"]: var.get("value", "") for var in override.get("environment", []) or []})
+    prefix = f"ECSRUN_E2E_INDEX_{env.get('ECSRUN_TASK_INDEX')}_"
+    env.update({"ECSRUN_E2E_" + name[len(prefix):]: value for name, value in list(env.items()) if name.startswith(prefix)})
     return env
 
 

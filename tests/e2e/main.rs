@@ -87,16 +87,19 @@ impl Env {
 
     /// Every task ECS (moto) knows that the run with `uid` started, running or stopped.
     pub async fn tasks_started_by(&self, cluster: &str, uid: &str) -> anyhow::Result<Vec<String>> {
+        self.tasks_with_started_by(cluster, &ecsrun::decide::started_by(uid)).await
+    }
+
+    /// The tasks ECS has for task index `index` of a run of several tasks.
+    pub async fn tasks_of_index(&self, cluster: &str, uid: &str, index: u32) -> anyhow::Result<Vec<String>> {
+        self.tasks_with_started_by(cluster, &ecsrun::decide::indexed_started_by(uid, index)).await
+    }
+
+    async fn tasks_with_started_by(&self, cluster: &str, started_by: &str) -> anyhow::Result<Vec<String>> {
         let mut arns = Vec::new();
         for status in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
-            let page = self
-                .ecs
-                .list_tasks()
-                .cluster(cluster)
-                .started_by(ecsrun::decide::started_by(uid))
-                .desired_status(status)
-                .send()
-                .await?;
+            let page =
+                self.ecs.list_tasks().cluster(cluster).started_by(started_by).desired_status(status).send().await?;
             arns.extend(page.task_arns().iter().cloned());
         }
         Ok(arns)
@@ -250,6 +253,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         recovery::TOKEN_NAMESPACE,
         recovery::RETARGET_NAMESPACE,
         recovery::DEADLINE_NAMESPACE,
+        batch::RESTART_NAMESPACE,
         admission::NAMESPACE,
         faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,
