@@ -231,6 +231,26 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             ),
             "spec.retryPolicy.rules[0].onExitCodes.values[0]",
         ),
+        ("count_0", with("count", json!(0)), "spec.count: Invalid value: 0"),
+        ("count_101", with("count", json!(101)), "spec.count: Invalid value: 101"),
+        ("count_as_a_string", with("count", json!("5")), "spec.count: Invalid value: \"string\""),
+        (
+            "parallelism_above_count",
+            set(with("count", json!(3)), "parallelism", json!(4)),
+            "parallelism cannot exceed count",
+        ),
+        ("parallelism_without_count", with("parallelism", json!(2)), "parallelism cannot exceed count"),
+        ("parallelism_0", set(with("count", json!(3)), "parallelism", json!(0)), "spec.parallelism: Invalid value: 0"),
+        ("fail_fast_not_a_bool", with("retryPolicy", json!({"failFast": "yes"})), "spec.retryPolicy.failFast"),
+        (
+            "46_tags_with_count_2",
+            set(
+                with("count", json!(2)),
+                "tags",
+                Value::Object((0..46).map(|i| (format!("k{i}"), json!("v"))).collect()),
+            ),
+            "at most 45 tags",
+        ),
     ]
 }
 
