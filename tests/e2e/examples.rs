@@ -42,6 +42,9 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
     let status =
         wait::until(&api, &name, Duration::from_secs(150), "Succeeded", wait::has_condition("Succeeded")).await?;
 
+    if run.spec.count > 1 {
+        return indexed_example(&env, &run, &status).await;
+    }
     let task_arn = status.task_arn.clone().context("Succeeded without a taskArn")?;
     ensure!(status.attempts.len() == 1, "one attempt expected, status: {status:?}");
     ensure!(status.attempts[0].task_arn.as_deref() == Some(task_arn.as_str()), "attempt does not name the task");
@@ -104,6 +107,33 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
             .context("no override for app")?;
         ensure!(app.command() == ["transform", "--date", "2026-11-22"], "command override: {:?}", app.command());
         ensure!(app.environment().iter().any(|kv| kv.name() == Some("LOG_LEVEL")), "env override lost");
+    }
+    Ok(())
+}
+
+/// A run of several tasks: every index succeeded with one task, which ECS has, told its index.
+async fn indexed_example(
+    env: &crate::Env,
+    run: &ecsrun::api::EcsTaskRun,
+    status: &ecsrun::api::EcsTaskRunStatus,
+) -> anyhow::Result<()> {
+    let count = run.spec.count;
+    let uid = run.uid().context("no uid")?;
+    ensure!(status.progress == Some(format!("{count}/{count}")), "progress {:?}", status.progress);
+    ensure!(status.tasks.len() == count as usize, "status.tasks: {:?}", status.tasks);
+    for lane in &status.tasks {
+        ensure!(lane.attempts.len() == 1 && lane.task_arn.is_some(), "index {}: {lane:?}", lane.index);
+        let tasks = env.tasks_of_index(&run.spec.cluster, &uid, lane.index as u32).await?;
+        ensure!(tasks == vec![lane.task_arn.clone().unwrap_or_default()], "index {}: ECS has {tasks:?}", lane.index);
+        let task = env.task(&run.spec.cluster, &tasks[0]).await?;
+        let told = task
+            .overrides()
+            .map(|o| o.container_overrides().iter().flat_map(|c| c.environment()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|kv| kv.name() == Some("ECSRUN_TASK_INDEX"))
+            .and_then(|kv| kv.value().map(str::to_owned));
+        ensure!(told == Some(lane.index.to_string()), "index {} was told {told:?}", lane.index);
     }
     Ok(())
 }
