@@ -4,9 +4,11 @@
 
 mod policy;
 mod run;
+mod template;
 
 pub use policy::*;
 pub use run::*;
+pub use template::*;
 
 /// Every CRD of the API as (file name, YAML), exactly as committed in `crds/` and the Helm chart.
 pub fn crds() -> Result<Vec<(&'static str, String)>, serde_yaml_ng::Error> {

@@ -41,6 +41,8 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 #[x_kube(
     cel,
     validation = Rule::new("self == oldSelf").message("spec is immutable; create a new EcsTaskRun"),
+    validation = Rule::new("has(self.taskDefinition) != has(self.taskDefinitionTemplate)")
+        .message("set exactly one of taskDefinition or taskDefinitionTemplate"),
     validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
         .message("launchType and capacityProviderStrategy are mutually exclusive"),
     validation = Rule::new("!has(self.parallelism) || self.parallelism <= (has(self.count) ? self.count : 1)")
@@ -54,8 +56,17 @@ pub struct EcsTaskRunSpec {
     pub cluster: String,
 
     /// Task definition: `family`, `family:revision` or full ARN. A bare family runs its latest ACTIVE revision.
+    /// Exactly one of `taskDefinition` and `taskDefinitionTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
-    pub task_definition: String,
+    pub task_definition: Option<String>,
+
+    /// A task definition written here, in RegisterTaskDefinition's JSON shape: registered once per distinct
+    /// content (the revision is tagged `ecsrun.dev/template-hash`) and reused by every run of the same
+    /// template; `status.taskDefinitionArn` shows the revision. Exactly one of `taskDefinition` and
+    /// `taskDefinitionTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_template: Option<crate::TaskDefinitionTemplate>,
 
     /// Tasks in this run (1-100), each with its own index (`ECSRUN_TASK_INDEX`, 0 to count-1), launch,
     /// retries and outcome in `status.tasks`. The run succeeds when every index has succeeded.
@@ -181,6 +192,15 @@ fn is_one(value: &i32) -> bool {
 }
 
 impl EcsTaskRunSpec {
+    /// What the run names as its task definition, for people: the reference, or the template's family.
+    pub fn task_definition_name(&self) -> &str {
+        match (&self.task_definition, &self.task_definition_template) {
+            (Some(reference), _) => reference,
+            (None, Some(template)) => &template.family,
+            (None, None) => "",
+        }
+    }
+
     /// How many tasks may run at once: `parallelism`, else all of them.
     pub fn max_parallel(&self) -> usize {
         self.parallelism.unwrap_or(self.count).clamp(1, self.count.max(1)) as usize

@@ -312,13 +312,14 @@ pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp)
     status.region.get_or_insert_with(|| region.to_owned());
     push_unlaunched_attempt(&mut status, attempt);
     status.next_attempt_at = None;
-    let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition);
+    let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition_name());
     set_phase(view, &mut status, Phase::Pending, reason::LAUNCHING, message, now);
     status
 }
 
 /// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
-/// every container of the task definition.
+/// every container of the task definition (`task_definition`: its containers, and for a template the
+/// revision registered for it).
 pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
     let mut tags: Vec<(String, String)> = view.spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
@@ -361,6 +362,9 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     }
     LaunchRequest {
         spec: view.spec.clone(),
+        // A reference runs as written (a bare family: its latest ACTIVE revision, as ECS resolves it); a
+        // template runs the revision registered for it.
+        task_definition: view.spec.task_definition.clone().unwrap_or_else(|| task_definition.arn.clone()),
         overrides: (overrides != TaskOverrides::default()).then_some(overrides),
         client_token: view.client_token(attempt),
         started_by: view.started_by(),
@@ -441,7 +445,10 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             // AWS's messages do not always say what they refer to ("Unable to describe task definition.").
             let message = format!(
                 "ECS rejected {} of task definition {} in cluster {}: {}",
-                error.operation, view.spec.task_definition, view.spec.cluster, error.message
+                error.operation,
+                view.spec.task_definition_name(),
+                view.spec.cluster,
+                error.message
             );
             conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
         }

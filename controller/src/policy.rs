@@ -38,6 +38,10 @@ pub enum Rule {
     ExternalId,
     TaskRole,
     ExecutionRole,
+    /// The task role a task definition template names.
+    TemplateTaskRole,
+    /// The execution role a task definition template names.
+    TemplateExecutionRole,
     LaunchType,
     CapacityProvider,
     Cpu,
@@ -56,8 +60,8 @@ impl Rule {
             Rule::AssumeRole => "assume_role",
             Rule::SecretRef => "secret_ref",
             Rule::ExternalId => "external_id",
-            Rule::TaskRole => "task_role",
-            Rule::ExecutionRole => "execution_role",
+            Rule::TaskRole | Rule::TemplateTaskRole => "task_role",
+            Rule::ExecutionRole | Rule::TemplateExecutionRole => "execution_role",
             Rule::LaunchType => "launch_type",
             Rule::CapacityProvider => "capacity_provider",
             Rule::Cpu => "cpu",
@@ -78,6 +82,8 @@ impl Rule {
             Rule::ExternalId => "spec.credentials.externalId",
             Rule::TaskRole => "spec.overrides.taskRoleArn",
             Rule::ExecutionRole => "spec.overrides.executionRoleArn",
+            Rule::TemplateTaskRole => "spec.taskDefinitionTemplate.taskRoleArn",
+            Rule::TemplateExecutionRole => "spec.taskDefinitionTemplate.executionRoleArn",
             Rule::LaunchType => "spec.launchType",
             Rule::CapacityProvider => "spec.capacityProviderStrategy",
             Rule::Cpu => "spec.overrides.cpu",
@@ -150,7 +156,7 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
     checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(policy.spec.clusters.clone()), "clusters");
     checks.listed(
         Rule::TaskDefinitionFamily,
-        Some(family(&spec.task_definition)),
+        Some(spec.task_definition.as_deref().map_or(spec.task_definition_name(), family)),
         |policy| Some(policy.spec.task_definition_families.clone()),
         "taskDefinitionFamilies",
     );
@@ -199,6 +205,21 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
         |policy| Some(policy.spec.role_overrides.execution_role_arns.clone()),
         "roleOverrides.executionRoleArns",
     );
+    // A template names the roles its tasks get as overrides do: the same lists govern them.
+    if let Some(template) = &spec.task_definition_template {
+        checks.listed(
+            Rule::TemplateTaskRole,
+            template.task_role_arn.as_deref(),
+            |policy| Some(policy.spec.role_overrides.task_role_arns.clone()),
+            "roleOverrides.taskRoleArns",
+        );
+        checks.listed(
+            Rule::TemplateExecutionRole,
+            template.execution_role_arn.as_deref(),
+            |policy| Some(policy.spec.role_overrides.execution_role_arns.clone()),
+            "roleOverrides.executionRoleArns",
+        );
+    }
     checks.listed(
         Rule::LaunchType,
         spec.launch_type.map(launch_type_name),

@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{DeletionPolicy, EcsTaskRun, EcsTaskRunStatus, FINALIZER, SuccessPolicy};
 use crate::decide::{self, CleanupStep, LaunchObservation, Plan, RunView, Step, TrackObservation};
+use crate::ecs::templates::TemplateRegistry;
 use crate::ecs::tracker::{Observation, Tracker};
 use crate::ecs::{
     Actor, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, RunTaskOutcome, Session, StaticKeys,
@@ -144,6 +145,8 @@ pub struct Context<E> {
     pub settings: Settings,
     /// EcsRunPolicies and the external ID of assumed roles.
     pub tenancy: Arc<Tenancy>,
+    /// Revisions registered for task definition templates.
+    pub templates: TemplateRegistry,
     /// Consecutive failed reconciles per object, for the error backoff; cleared by a good reconcile.
     failures: Mutex<HashMap<ObjectRef<EcsTaskRun>, u32>>,
     /// The identity last read from each secretRef Secret (namespace, name). Deleting a namespace deletes
@@ -173,6 +176,7 @@ impl<E: Ecs> Context<E> {
             settings,
             failures: Mutex::default(),
             secret_identities: Mutex::default(),
+            templates: TemplateRegistry::default(),
         }
     }
 
@@ -503,16 +507,19 @@ async fn launch<E: Ecs>(
         return Ok(LaunchObservation::Denied(why));
     }
 
-    let task_definition = if view.spec.inject_run_identity {
-        match ctx.ecs.describe_task_definition(target, &view.spec.task_definition).await {
-            Ok(info) => info,
-            Err(error) if error.kind.is_permanent() => {
-                return Ok(LaunchObservation::Rejected(error));
-            }
-            Err(error) => return Err(error.into()),
+    let task_definition = match (&view.spec.task_definition_template, &view.spec.task_definition) {
+        (Some(template), _) => ctx.templates.ensure(&*ctx.ecs, target, template).await,
+        (None, Some(reference)) if view.spec.inject_run_identity => {
+            ctx.ecs.describe_task_definition(target, reference).await
         }
-    } else {
-        Default::default()
+        _ => Ok(Default::default()),
+    };
+    let task_definition = match task_definition {
+        Ok(info) => info,
+        // What only ECS judges (a template it refuses, a task definition it does not have) fails the run
+        // with ECS's message.
+        Err(error) if error.kind.is_permanent() => return Ok(LaunchObservation::Rejected(error)),
+        Err(error) => return Err(error.into()),
     };
     let request = decide::launch_request(view, attempt, &task_definition);
     match ctx.ecs.run_task(target, &request).await {

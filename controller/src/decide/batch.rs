@@ -288,6 +288,8 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     status.failed_tasks = Some(failed as i32);
     status.active_tasks = Some(active as i32);
     status.progress = Some(format!("{succeeded}/{count}"));
+    // The revision the tasks run (a template's registered one, for instance), for the run as a whole.
+    status.task_definition_arn = status.tasks.iter().rev().find_map(|t| t.task_definition_arn.clone());
     status.attempt_count = Some(status.tasks.iter().map(|t| t.attempts.len() as i32).sum());
     let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
     let settled = succeeded + failed + unknown == count || (failing(view, &status) && active == 0);

@@ -1121,3 +1121,28 @@ fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
     assert_eq!(blocked.conditions, done.status.conditions);
     assert!(blocked.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
 }
+
+#[test]
+fn a_template_run_launches_the_revision_registered_for_it() {
+    let template = serde_json::json!({"family": "etl", "containerDefinitions": [{"name": "app", "image": "etl:1"}]});
+    let spec: EcsTaskRunSpec =
+        serde_json::from_value(serde_json::json!({"cluster": "demo", "taskDefinitionTemplate": template})).unwrap();
+    let run = Run::new(spec);
+    let registered = TaskDefinitionInfo {
+        arn: "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:7".into(),
+        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true }],
+    };
+    let request = launch_request(&run.view(), 1, &registered);
+    assert_eq!(request.task_definition, registered.arn);
+    let app = &request.overrides.expect("identity injected").container_overrides[0];
+    assert!(app.environment.iter().any(|v| v.name == "ECSRUN_UID"), "{app:?}");
+    let intent = launch_intent(&run.view(), 1, "eu-west-1", at(0));
+    assert_eq!(intent.message.as_deref(), Some("launching a task of etl (attempt 1)"));
+    // A reference runs as written: a bare family is resolved by ECS to its latest revision.
+    let by_reference = Run::new(spec_with_reference("report"));
+    assert_eq!(launch_request(&by_reference.view(), 1, &registered).task_definition, "report");
+}
+
+fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
+    with(spec(), |s| s.task_definition = Some(reference.into()))
+}

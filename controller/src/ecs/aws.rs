@@ -414,10 +414,86 @@ impl Ecs for AwsEcs {
         Ok(info)
     }
 
+    /// Looks at the newest 100 ACTIVE revisions of the family (one ListTaskDefinitions page), newest first.
+    async fn find_task_definition(
+        &self,
+        target: &EcsTarget,
+        family: &str,
+        (key, value): (&str, &str),
+    ) -> Result<Option<String>, EcsError> {
+        let client = self.client(target).await;
+        let arns = self
+            .call("ListTaskDefinitions", target, async {
+                client
+                    .list_task_definitions()
+                    .family_prefix(family)
+                    .status(types::TaskDefinitionStatus::Active)
+                    .sort(types::SortOrder::Desc)
+                    .max_results(100)
+                    .send()
+                    .await
+                    .map(|output| output.task_definition_arns().to_vec())
+                    .map_err(|error| classify("ListTaskDefinitions", &error))
+            })
+            .await?;
+        // familyPrefix matches by prefix: `etl` lists `etl-nightly` too.
+        let of_family = |arn: &&String| {
+            arn.rsplit('/').next().and_then(|name| name.rsplit_once(':')).map(|(f, _)| f) == Some(family)
+        };
+        for arn in arns.iter().filter(of_family) {
+            let tags = self
+                .call("DescribeTaskDefinition", target, async {
+                    client
+                        .describe_task_definition()
+                        .task_definition(arn)
+                        .include(types::TaskDefinitionField::Tags)
+                        .send()
+                        .await
+                        .map(|output| output.tags().to_vec())
+                        .map_err(|error| classify("DescribeTaskDefinition", &error))
+                })
+                .await?;
+            if tags.iter().any(|tag| tag.key() == Some(key) && tag.value() == Some(value)) {
+                return Ok(Some(arn.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn register_task_definition(
+        &self,
+        target: &EcsTarget,
+        template: &api::TaskDefinitionTemplate,
+        tags: &[(String, String)],
+    ) -> Result<String, EcsError> {
+        const OPERATION: &str = "RegisterTaskDefinition";
+        let client = self.client(target).await;
+        let call = template::register_call(&client, template, tags)
+            .map_err(|error| EcsError::new(EcsErrorKind::InvalidParameter, OPERATION, error.to_string()))?;
+        self.call(OPERATION, target, async {
+            let output = call.send().await.map_err(|error| {
+                let mut error = classify(OPERATION, &error);
+                // ECS refusing the template names the task definition; nothing is missing.
+                if error.kind == EcsErrorKind::TaskDefinitionNotFound {
+                    error.kind = EcsErrorKind::InvalidParameter;
+                }
+                error
+            })?;
+            output
+                .task_definition()
+                .and_then(|definition| definition.task_definition_arn())
+                .map(str::to_owned)
+                .ok_or_else(|| EcsError::new(EcsErrorKind::Rejected, OPERATION, "no task definition returned"))
+        })
+        .await
+    }
+
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
         self.task_definitions.get(target, task_definition)
     }
 }
+
+mod template;
 
 fn run_task_call(
     client: &Client,
@@ -470,7 +546,7 @@ fn run_task_call(
     Ok(client
         .run_task()
         .cluster(&target.cluster)
-        .task_definition(&spec.task_definition)
+        .task_definition(&request.task_definition)
         .count(1)
         .client_token(&request.client_token)
         .started_by(&request.started_by)
@@ -558,43 +634,41 @@ fn task_override(overrides: &api::TaskOverrides) -> Result<types::TaskOverride, 
 }
 
 fn container_override(container: &api::ContainerOverride) -> Result<types::ContainerOverride, BuildError> {
-    let environment_files = container
-        .environment_files
-        .iter()
-        .map(|file| {
-            let kind = match file.type_ {
-                api::EnvironmentFileType::S3 => types::EnvironmentFileType::S3,
-            };
-            types::EnvironmentFile::builder().value(&file.value).r#type(kind).build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let resource_requirements = container
-        .resource_requirements
-        .iter()
-        .map(|requirement| {
-            let kind = match requirement.type_ {
-                api::ResourceRequirementType::Gpu => types::ResourceType::Gpu,
-                api::ResourceRequirementType::InferenceAccelerator => types::ResourceType::InferenceAccelerator,
-            };
-            types::ResourceRequirement::builder().value(&requirement.value).r#type(kind).build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let environment_files = container.environment_files.iter().map(environment_file).collect::<Result<Vec<_>, _>>()?;
+    let resource_requirements =
+        container.resource_requirements.iter().map(resource_requirement).collect::<Result<Vec<_>, _>>()?;
     Ok(types::ContainerOverride::builder()
         .name(&container.name)
         .set_command(container.command.clone())
-        .set_environment((!container.environment.is_empty()).then(|| {
-            container
-                .environment
-                .iter()
-                .map(|var| types::KeyValuePair::builder().name(&var.name).value(&var.value).build())
-                .collect()
-        }))
+        .set_environment(environment(&container.environment))
         .set_cpu(container.cpu)
         .set_memory(container.memory)
         .set_memory_reservation(container.memory_reservation)
         .set_environment_files((!environment_files.is_empty()).then_some(environment_files))
         .set_resource_requirements((!resource_requirements.is_empty()).then_some(resource_requirements))
         .build())
+}
+
+fn environment_file(file: &api::EnvironmentFile) -> Result<types::EnvironmentFile, BuildError> {
+    let kind = match file.type_ {
+        api::EnvironmentFileType::S3 => types::EnvironmentFileType::S3,
+    };
+    types::EnvironmentFile::builder().value(&file.value).r#type(kind).build()
+}
+
+fn resource_requirement(requirement: &api::ResourceRequirement) -> Result<types::ResourceRequirement, BuildError> {
+    let kind = match requirement.type_ {
+        api::ResourceRequirementType::Gpu => types::ResourceType::Gpu,
+        api::ResourceRequirementType::InferenceAccelerator => types::ResourceType::InferenceAccelerator,
+    };
+    types::ResourceRequirement::builder().value(&requirement.value).r#type(kind).build()
+}
+
+/// Environment variables as ECS's name/value pairs; None for none (the parameter is left out).
+fn environment(variables: &[api::EnvVar]) -> Option<Vec<types::KeyValuePair>> {
+    (!variables.is_empty()).then(|| {
+        variables.iter().map(|var| types::KeyValuePair::builder().name(&var.name).value(&var.value).build()).collect()
+    })
 }
 
 fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
@@ -705,7 +779,9 @@ fn classify_service_error(code: Option<&str>, message: Option<&str>, http_status
 mod tests {
     use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
     use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::operation::list_task_definitions::ListTaskDefinitionsOutput;
     use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
     use aws_sdk_ecs::operation::run_task::RunTaskOutput;
     use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
     use aws_sdk_ecs::types::error::ConflictException;
@@ -745,6 +821,7 @@ mod tests {
                 ..Default::default()
             }),
             spec,
+            task_definition: "report:3".into(),
             client_token: "uid-1".into(),
             started_by: "ecsrun/uid".into(),
             tags: vec![("ecsrun.dev/uid".into(), "uid".into()), ("team".into(), "data".into())],
@@ -1015,6 +1092,98 @@ mod tests {
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&first, &second]));
         let arns = ecs.list_tasks_started_by(&target(), "ecsrun/uid", DesiredStatus::Stopped).await.unwrap();
         assert_eq!(arns, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_template_is_registered_in_ecs_shape_with_its_hash_tag() {
+        let template: api::TaskDefinitionTemplate = serde_json::from_value(serde_json::json!({
+            "family": "etl", "cpu": "256", "memory": "512", "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+            "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+            "volumes": [{"name": "scratch", "configuredAtLaunch": true}],
+            "containerDefinitions": [{
+                "name": "app", "image": "etl:1", "command": ["run"],
+                "secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"}],
+                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/etl"}},
+                "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
+                "dependsOn": [{"containerName": "app", "condition": "START"}]
+            }]
+        }))
+        .unwrap();
+        let rule = mock!(Client::register_task_definition)
+            .match_requests(|req| {
+                let app = &req.container_definitions()[0];
+                req.family() == Some("etl")
+                    && req.network_mode() == Some(&types::NetworkMode::Awsvpc)
+                    && req.requires_compatibilities() == [types::Compatibility::Fargate]
+                    && req.runtime_platform().and_then(|p| p.cpu_architecture()) == Some(&types::CpuArchitecture::Arm64)
+                    && req.volumes()[0].configured_at_launch() == Some(true)
+                    && app.command() == ["run"]
+                    && app.secrets()[0].value_from().contains("secret:db")
+                    && app.log_configuration().is_some_and(|log| log.log_driver() == &types::LogDriver::Awslogs)
+                    && app.mount_points()[0].container_path() == Some("/scratch")
+                    && app.depends_on()[0].condition() == &types::ContainerCondition::Start
+                    && req.tags().iter().any(|t| t.key() == Some("ecsrun.dev/template-hash") && t.value() == Some("h"))
+            })
+            .then_output(|| {
+                RegisterTaskDefinitionOutput::builder()
+                    .task_definition(types::TaskDefinition::builder().task_definition_arn("arn:td/etl:1").build())
+                    .build()
+            });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, [&rule]));
+        let tags = vec![("ecsrun.dev/template-hash".to_owned(), "h".to_owned())];
+        assert_eq!(ecs.register_task_definition(&target(), &template, &tags).await.unwrap(), "arn:td/etl:1");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_registered_template_is_found_by_its_tag_in_its_own_family() {
+        let td = |name: &str| format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{name}");
+        let (newest, older, other_family) = (td("etl:3"), td("etl:2"), td("etl-nightly:9"));
+        let list = mock!(Client::list_task_definitions)
+            .match_requests(|req| req.family_prefix() == Some("etl") && req.sort() == Some(&types::SortOrder::Desc))
+            .sequence()
+            .output({
+                let arns = vec![other_family.clone(), newest.clone(), older.clone()];
+                move || ListTaskDefinitionsOutput::builder().set_task_definition_arns(Some(arns.clone())).build()
+            })
+            .repeatedly()
+            .build();
+        let tagged = |hash: &'static str| {
+            move || {
+                DescribeTaskDefinitionOutput::builder()
+                    .tags(types::Tag::builder().key("ecsrun.dev/template-hash").value(hash).build())
+                    .build()
+            }
+        };
+        let describe_newest = mock!(Client::describe_task_definition)
+            .match_requests({
+                let newest = newest.clone();
+                move |req| req.task_definition() == Some(newest.as_str())
+            })
+            .sequence()
+            .output(tagged("other"))
+            .repeatedly()
+            .build();
+        let describe_older = mock!(Client::describe_task_definition)
+            .match_requests({
+                let older = older.clone();
+                move |req| {
+                    req.task_definition() == Some(older.as_str()) && req.include() == [types::TaskDefinitionField::Tags]
+                }
+            })
+            .sequence()
+            .output(tagged("h"))
+            .repeatedly()
+            .build();
+        let (ecs, _) =
+            adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe_newest, &describe_older]));
+        let found = ecs.find_task_definition(&target(), "etl", ("ecsrun.dev/template-hash", "h")).await.unwrap();
+        assert_eq!(found, Some(older.clone()));
+        assert_eq!((describe_newest.num_calls(), describe_older.num_calls()), (1, 1), "etl-nightly is not looked at");
+        let missing = ecs.find_task_definition(&target(), "etl", ("ecsrun.dev/template-hash", "none")).await.unwrap();
+        assert_eq!(missing, None);
     }
 
     #[test]

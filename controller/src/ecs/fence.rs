@@ -108,6 +108,26 @@ impl<E: Ecs> Ecs for Fenced<E> {
         self.inner.describe_task_definition(target, task_definition).await
     }
 
+    async fn find_task_definition(
+        &self,
+        target: &EcsTarget,
+        family: &str,
+        tag: (&str, &str),
+    ) -> Result<Option<String>, EcsError> {
+        self.inner.find_task_definition(target, family, tag).await
+    }
+
+    /// Fenced: a replica that lost the Lease must not register a revision the new leader registers too.
+    async fn register_task_definition(
+        &self,
+        target: &EcsTarget,
+        template: &crate::api::TaskDefinitionTemplate,
+        tags: &[(String, String)],
+    ) -> Result<String, EcsError> {
+        self.admit("RegisterTaskDefinition")?;
+        self.inner.register_task_definition(target, template, tags).await
+    }
+
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
         self.inner.cached_task_definition(target, task_definition)
     }

@@ -19,6 +19,7 @@ use super::{
     Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, RunTaskOutcome,
     TaskDefinitionInfo, TaskSnapshot,
 };
+use crate::api::TaskDefinitionTemplate;
 use crate::metrics::Metrics;
 
 /// ECS's throttle classes, as far as ecsrun's calls go.
@@ -201,6 +202,27 @@ impl<E: Ecs> Ecs for RateLimited<E> {
         self.inner.describe_task_definition(target, task_definition).await
     }
 
+    async fn find_task_definition(
+        &self,
+        target: &EcsTarget,
+        family: &str,
+        tag: (&str, &str),
+    ) -> Result<Option<String>, EcsError> {
+        // Once per template and replica (the registry caches what it finds): one token for the lookup.
+        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
+        self.inner.find_task_definition(target, family, tag).await
+    }
+
+    async fn register_task_definition(
+        &self,
+        target: &EcsTarget,
+        template: &TaskDefinitionTemplate,
+        tags: &[(String, String)],
+    ) -> Result<String, EcsError> {
+        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
+        self.inner.register_task_definition(target, template, tags).await
+    }
+
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
         self.inner.cached_task_definition(target, task_definition)
     }
@@ -316,6 +338,22 @@ mod tests {
             }
             async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
                 unreachable!("served from the cache")
+            }
+            async fn find_task_definition(
+                &self,
+                _: &EcsTarget,
+                _: &str,
+                _: (&str, &str),
+            ) -> Result<Option<String>, EcsError> {
+                unreachable!("no templates here")
+            }
+            async fn register_task_definition(
+                &self,
+                _: &EcsTarget,
+                _: &TaskDefinitionTemplate,
+                _: &[(String, String)],
+            ) -> Result<String, EcsError> {
+                unreachable!("no templates here")
             }
             fn cached_task_definition(&self, _: &EcsTarget, _: &str) -> Option<TaskDefinitionInfo> {
                 Some(TaskDefinitionInfo::default())

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod fence;
 pub mod limit;
+pub mod templates;
 #[cfg(test)]
 pub mod testing;
 pub mod tracker;
@@ -151,8 +152,11 @@ pub struct ContainerDefinitionInfo {
 /// Everything RunTask is asked, decided by `decide::launch_request` from the spec.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaunchRequest {
-    /// The run's spec; every RunTask parameter but the overrides comes from it as written.
+    /// The run's spec; every RunTask parameter but the task definition and the overrides comes from it
+    /// as written.
     pub spec: crate::api::EcsTaskRunSpec,
+    /// The task definition to run: the spec's reference, or the revision registered for its template.
+    pub task_definition: String,
     /// The overrides to send: the spec's own, plus the injected run identity.
     pub overrides: Option<crate::api::TaskOverrides>,
     pub client_token: String,
@@ -230,6 +234,23 @@ pub trait Ecs: Send + Sync + 'static {
         target: &EcsTarget,
         task_definition: &str,
     ) -> impl Future<Output = Result<TaskDefinitionInfo, EcsError>> + Send;
+
+    /// The newest ACTIVE revision of `family` tagged `tag` (key, value), if any (ListTaskDefinitions, then
+    /// DescribeTaskDefinition with its tags, newest first).
+    fn find_task_definition(
+        &self,
+        target: &EcsTarget,
+        family: &str,
+        tag: (&str, &str),
+    ) -> impl Future<Output = Result<Option<String>, EcsError>> + Send;
+
+    /// Registers `template` as a new revision with `tags`; returns its ARN.
+    fn register_task_definition(
+        &self,
+        target: &EcsTarget,
+        template: &crate::api::TaskDefinitionTemplate,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<String, EcsError>> + Send;
 
     /// A task definition already known without a call, if the implementation caches them.
     fn cached_task_definition(&self, _target: &EcsTarget, _task_definition: &str) -> Option<TaskDefinitionInfo> {

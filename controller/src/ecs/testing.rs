@@ -9,11 +9,17 @@ use super::{
     TaskSnapshot,
 };
 
-/// Answers at once and records when each operation was called.
+/// Answers at once and records when each operation was called. Task definitions it registers are found
+/// again by their tags, as ECS finds them.
 #[derive(Default)]
 pub struct Recording {
     pub calls: StdMutex<Vec<(&'static str, Instant)>>,
+    /// Every revision registered, oldest first.
+    pub registered: StdMutex<Vec<Registered>>,
 }
+
+/// A revision's ARN and tags.
+pub type Registered = (String, Vec<(String, String)>);
 
 impl Recording {
     /// The operations called so far, in order.
@@ -47,12 +53,42 @@ impl Ecs for Recording {
         self.record("DescribeTaskDefinition");
         Ok(TaskDefinitionInfo::default())
     }
+    async fn find_task_definition(
+        &self,
+        _: &EcsTarget,
+        family: &str,
+        (key, value): (&str, &str),
+    ) -> Result<Option<String>, EcsError> {
+        self.record("ListTaskDefinitions");
+        let registered = self.registered.lock().unwrap();
+        Ok(registered
+            .iter()
+            .rev()
+            .find(|(arn, tags)| {
+                arn.contains(&format!("/{family}:")) && tags.iter().any(|(k, v)| k == key && v == value)
+            })
+            .map(|(arn, _)| arn.clone()))
+    }
+    async fn register_task_definition(
+        &self,
+        _: &EcsTarget,
+        template: &crate::api::TaskDefinitionTemplate,
+        tags: &[(String, String)],
+    ) -> Result<String, EcsError> {
+        self.record("RegisterTaskDefinition");
+        let mut registered = self.registered.lock().unwrap();
+        let revision = registered.iter().filter(|(arn, _)| arn.contains(&format!("/{}:", template.family))).count() + 1;
+        let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{}:{revision}", template.family);
+        registered.push((arn.clone(), tags.to_vec()));
+        Ok(arn)
+    }
 }
 
 /// The smallest RunTask request.
 pub fn launch_request() -> LaunchRequest {
     LaunchRequest {
         spec: serde_json::from_value(serde_json::json!({"cluster": "c", "taskDefinition": "t"})).unwrap(),
+        task_definition: "t".into(),
         overrides: None,
         client_token: "t".into(),
         started_by: "s".into(),

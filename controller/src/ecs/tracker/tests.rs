@@ -60,6 +60,17 @@ impl Ecs for FakeEcs {
     async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
         unreachable!()
     }
+    async fn find_task_definition(&self, _: &EcsTarget, _: &str, _: (&str, &str)) -> Result<Option<String>, EcsError> {
+        unreachable!()
+    }
+    async fn register_task_definition(
+        &self,
+        _: &EcsTarget,
+        _: &crate::api::TaskDefinitionTemplate,
+        _: &[(String, String)],
+    ) -> Result<String, EcsError> {
+        unreachable!()
+    }
 }
 
 fn target(cluster: &str) -> EcsTarget {
