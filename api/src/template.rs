@@ -19,8 +19,6 @@ const ROLE_ARN: &str = r"^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/.+$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     cel,
-    validation = Rule::new("self.containerDefinitions.all(c, self.containerDefinitions.exists_one(d, d.name == c.name))")
-        .message("container names must be unique"),
     validation = Rule::new("self.containerDefinitions.exists(c, !has(c.essential) || c.essential)")
         .message("at least one container must be essential"),
     validation = Rule::new("!has(self.requiresCompatibilities) || !('FARGATE' in self.requiresCompatibilities) || (has(self.networkMode) && self.networkMode == 'awsvpc' && has(self.cpu) && has(self.memory))")
@@ -34,8 +32,9 @@ pub struct TaskDefinitionTemplate {
     /// The family the revisions are registered in (letters, digits, `-`, `_`; up to 255).
     #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,255}$"))]
     pub family: String,
-    /// The containers (1-10).
+    /// The containers (1-10), names unique.
     #[schemars(length(min = 1, max = 10))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub container_definitions: Vec<ContainerDefinitionTemplate>,
     /// Task CPU, e.g. `256` or `1 vCPU` (required by Fargate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,7 +77,7 @@ pub struct TaskDefinitionTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerDefinitionTemplate {
     /// Letters, digits, `-` and `_`; unique in the task definition.
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,255}$"))]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,255}$"), length(max = 255))]
     pub name: String,
     /// Image, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl:1.4`.
     #[schemars(length(min = 1, max = 4096))]
@@ -215,7 +214,7 @@ pub struct ContainerDependency {
 #[x_kube(cel, validation = Rule::new("[has(self.host), has(self.efsVolumeConfiguration), has(self.configuredAtLaunch) && self.configuredAtLaunch].filter(x, x).size() <= 1")
     .message("a volume is a host path, an EFS file system or configured at launch, not several"))]
 pub struct VolumeTemplate {
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,255}$"))]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_-]{1,255}$"), length(max = 255))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolume>,

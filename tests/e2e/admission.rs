@@ -49,6 +49,29 @@ fn with(path: &str, value: Value) -> Value {
     manifest
 }
 
+/// A valid Fargate template with `edits` applied (keys replaced at the top level; null removes one).
+fn template(edits: Value) -> Value {
+    let mut template = json!({
+        "family": "etl", "cpu": "256", "memory": "512", "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "containerDefinitions": [{"name": "app", "image": "busybox"}]
+    });
+    if let (Some(template), Some(edits)) = (template.as_object_mut(), edits.as_object()) {
+        for (key, value) in edits {
+            match value {
+                Value::Null => template.remove(key),
+                value => template.insert(key.clone(), value.clone()),
+            };
+        }
+    }
+    template
+}
+
+/// A run of a template (no taskDefinition) with `edits` applied to the template.
+fn only_template(edits: Value) -> Value {
+    set(with("taskDefinition", Value::Null), "taskDefinitionTemplate", template(edits))
+}
+
 fn many(prefix: &str, count: usize) -> Value {
     Value::Array((0..count).map(|i| json!(format!("{prefix}-{i}"))).collect())
 }
@@ -58,7 +81,11 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
     let tags: serde_json::Map<String, Value> = (0..48).map(|i| (format!("k{i}"), json!("v"))).collect();
     vec![
         ("missing_cluster", with("cluster", Value::Null), "spec.cluster: Required value"),
-        ("missing_task_definition", with("taskDefinition", Value::Null), "spec.taskDefinition: Required value"),
+        (
+            "missing_task_definition",
+            with("taskDefinition", Value::Null),
+            "set exactly one of taskDefinition or taskDefinitionTemplate",
+        ),
         ("empty_cluster", with("cluster", json!("")), "spec.cluster"),
         (
             "launch_type_and_capacity_provider_strategy",
@@ -242,6 +269,62 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
         ("parallelism_without_count", with("parallelism", json!(2)), "parallelism cannot exceed count"),
         ("parallelism_0", set(with("count", json!(3)), "parallelism", json!(0)), "spec.parallelism: Invalid value: 0"),
         ("fail_fast_not_a_bool", with("retryPolicy", json!({"failFast": "yes"})), "spec.retryPolicy.failFast"),
+        (
+            "both_task_definition_and_template",
+            with("taskDefinitionTemplate", template(json!({}))),
+            "set exactly one of",
+        ),
+        (
+            "template_without_container_definitions",
+            only_template(json!({"containerDefinitions": null})),
+            "spec.taskDefinitionTemplate.containerDefinitions: Required value",
+        ),
+        (
+            "template_container_without_image",
+            only_template(json!({"containerDefinitions": [{"name": "app"}]})),
+            "spec.taskDefinitionTemplate.containerDefinitions[0].image: Required value",
+        ),
+        (
+            "template_with_two_containers_of_one_name",
+            only_template(
+                json!({"containerDefinitions": [{"name": "app", "image": "a"}, {"name": "app", "image": "b"}]}),
+            ),
+            "spec.taskDefinitionTemplate.containerDefinitions[1]: Duplicate value",
+        ),
+        (
+            "template_without_an_essential_container",
+            only_template(json!({"containerDefinitions": [{"name": "app", "image": "a", "essential": false}]})),
+            "at least one container must be essential",
+        ),
+        (
+            "fargate_template_without_awsvpc",
+            only_template(json!({"networkMode": "bridge"})),
+            "a FARGATE task definition needs networkMode awsvpc, cpu and memory",
+        ),
+        (
+            "template_mounting_an_unknown_volume",
+            only_template(json!({"containerDefinitions": [{"name": "app", "image": "a",
+                "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]}]})),
+            "every mountPoints[].sourceVolume must name one of volumes",
+        ),
+        (
+            "template_depending_on_an_unknown_container",
+            only_template(json!({"containerDefinitions": [{"name": "app", "image": "a",
+                "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]}]})),
+            "every dependsOn[].containerName must name one of containerDefinitions",
+        ),
+        (
+            "template_family_with_a_slash",
+            only_template(json!({"family": "team/etl"})),
+            "spec.taskDefinitionTemplate.family",
+        ),
+        (
+            "template_with_eleven_containers",
+            only_template(
+                json!({"containerDefinitions": (0..11).map(|i| json!({"name": format!("c{i}"), "image": "a"})).collect::<Vec<_>>()}),
+            ),
+            "spec.taskDefinitionTemplate.containerDefinitions: Too many",
+        ),
         (
             "46_tags_with_count_2",
             set(

@@ -17,6 +17,8 @@ use crate::{Case, Env, case, fargate_run};
 pub const NAMESPACE: &str = "e2e-batch";
 /// A controller of its own, killed in the middle of a run of ten tasks.
 pub const RESTART_NAMESPACE: &str = "e2e-batch-restart";
+/// A controller of its own that never saw the template registered.
+pub const TEMPLATE_NAMESPACE: &str = "e2e-batch-template";
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -26,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         case("batch::count_5_parallelism_2_runs_every_index_once_and_never_more_than_2", parallel_indexed),
         case("batch::an_index_out_of_retries_stops_the_others_with_fail_fast", fail_fast),
         case("batch::a_controller_killed_mid_count_10_run_launches_no_index_twice", restart_mid_batch),
+        case("batch::three_runs_of_one_template_register_one_revision_and_a_change_another", template_runs),
     ]
 }
 
@@ -267,5 +270,123 @@ async fn restart_mid_batch(env: Arc<Env>) -> anyhow::Result<()> {
     api.delete("ten", &DeleteParams::default()).await?;
     wait::gone(&api, "ten", Duration::from_secs(60)).await?;
     second.process.terminate()?;
+    Ok(())
+}
+
+/// A run of a Fargate task definition template whose container runs `image`.
+fn template_run(name: &str, image: &str) -> String {
+    format!(
+        r#"
+apiVersion: ecsrun.dev/v1alpha1
+kind: EcsTaskRun
+metadata:
+  name: {name}
+spec:
+  cluster: batch
+  launchType: FARGATE
+  networkConfiguration:
+    awsvpcConfiguration:
+      subnets: [subnet-0123456789abcdef0]
+  taskDefinitionTemplate:
+    family: e2e-etl
+    cpu: "256"
+    memory: "512"
+    networkMode: awsvpc
+    requiresCompatibilities: [FARGATE]
+    containerDefinitions:
+      - name: app
+        image: {image}
+        command: [etl, --date, "2026-11-23"]
+        environment:
+          - {{name: ECSRUN_E2E_RUN_SECONDS, value: "1"}}
+      - name: log-router
+        image: fluent-bit:latest
+        essential: false
+"#
+    )
+}
+
+/// Revisions ECS has in the family, oldest first.
+async fn revisions(env: &Env, family: &str) -> anyhow::Result<Vec<String>> {
+    let listed = env.ecs.list_task_definitions().family_prefix(family).send().await?;
+    Ok(listed.task_definition_arns().to_vec())
+}
+
+async fn template_runs(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(NAMESPACE);
+    // Three runs of one template at once: one registration between them.
+    for name in ["etl-1", "etl-2", "etl-3"] {
+        env.create(NAMESPACE, &env.manifest(&template_run(name, "etl:1.0"))?).await?;
+    }
+    let mut used = Vec::new();
+    for name in ["etl-1", "etl-2", "etl-3"] {
+        let status =
+            wait::until(&api, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+        used.push(status.task_definition_arn.with_context(|| format!("{name}: no taskDefinitionArn"))?);
+    }
+    let registered = revisions(&env, "e2e-etl").await?;
+    ensure!(registered.len() == 1, "three runs of one template registered {registered:?}");
+    ensure!(used.iter().all(|arn| arn == &registered[0]), "runs used {used:?}, ECS has {registered:?}");
+    let described = env
+        .ecs
+        .describe_task_definition()
+        .task_definition(&registered[0])
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await?;
+    let hash = described.tags().iter().find(|t| t.key() == Some("ecsrun.dev/template-hash")).and_then(|t| t.value());
+    ensure!(hash.is_some_and(|h| h.len() == 64), "the revision's tags: {:?}", described.tags());
+    let definition = described.task_definition().context("no task definition")?;
+    let app = definition.container_definitions().iter().find(|c| c.name() == Some("app")).context("no app")?;
+    ensure!(
+        app.image() == Some("etl:1.0") && app.command() == ["etl", "--date", "2026-11-23"],
+        "registered as {app:?}"
+    );
+    // A changed template: a revision of its own; the first one stays for runs of the old content.
+    env.create(NAMESPACE, &env.manifest(&template_run("etl-4", "etl:1.1"))?).await?;
+    let status =
+        wait::until(&api, "etl-4", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let registered = revisions(&env, "e2e-etl").await?;
+    ensure!(registered.len() == 2, "after the change ECS has {registered:?}");
+    ensure!(
+        status.task_definition_arn.as_deref() == Some(registered[1].as_str()) && registered[1] != used[0],
+        "etl-4 ran {:?}; ECS has {registered:?}",
+        status.task_definition_arn
+    );
+    // The old content again: its revision is found, nothing is registered.
+    env.create(NAMESPACE, &env.manifest(&template_run("etl-5", "etl:1.0"))?).await?;
+    let status =
+        wait::until(&api, "etl-5", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    ensure!(
+        status.task_definition_arn.as_deref() == Some(used[0].as_str()),
+        "etl-5 ran {:?}",
+        status.task_definition_arn
+    );
+    ensure!(revisions(&env, "e2e-etl").await?.len() == 2, "the old content was registered again");
+    // Another controller process, which registered nothing: it finds the revision by its hash tag.
+    let mut fresh = env.controller("controller-batch-template", &[TEMPLATE_NAMESPACE])?;
+    fresh.ready().await?;
+    env.create(TEMPLATE_NAMESPACE, &env.manifest(&template_run("etl-6", "etl:1.0"))?).await?;
+    let status = wait::until(
+        &env.runs(TEMPLATE_NAMESPACE),
+        "etl-6",
+        Duration::from_secs(60),
+        "Succeeded",
+        wait::has_condition("Succeeded"),
+    )
+    .await?;
+    ensure!(
+        status.task_definition_arn.as_deref() == Some(used[0].as_str()),
+        "etl-6 ran {:?}",
+        status.task_definition_arn
+    );
+    ensure!(revisions(&env, "e2e-etl").await?.len() == 2, "a fresh controller registered the content again");
+    let lookups = fresh.metric(r#"ecsrun_ecs_calls_total{operation="ListTaskDefinitions",outcome="ok"}"#).await?;
+    ensure!(lookups == 1.0, "the fresh controller looked the template up {lookups} times");
+    ensure!(
+        fresh.metric(r#"ecsrun_ecs_calls_total{operation="RegisterTaskDefinition",outcome="ok"}"#).await? == 0.0,
+        "the fresh controller registered a revision"
+    );
+    fresh.process.terminate()?;
     Ok(())
 }

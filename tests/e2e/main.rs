@@ -254,6 +254,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         recovery::RETARGET_NAMESPACE,
         recovery::DEADLINE_NAMESPACE,
         batch::RESTART_NAMESPACE,
+        batch::TEMPLATE_NAMESPACE,
         admission::NAMESPACE,
         faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,
