@@ -42,6 +42,10 @@ pub enum Rule {
     TemplateTaskRole,
     /// The execution role a task definition template names.
     TemplateExecutionRole,
+    /// CPU a task definition template asks for (task and containers).
+    TemplateCpu,
+    /// Memory a task definition template asks for (task and containers).
+    TemplateMemory,
     LaunchType,
     CapacityProvider,
     Cpu,
@@ -64,8 +68,8 @@ impl Rule {
             Rule::ExecutionRole | Rule::TemplateExecutionRole => "execution_role",
             Rule::LaunchType => "launch_type",
             Rule::CapacityProvider => "capacity_provider",
-            Rule::Cpu => "cpu",
-            Rule::Memory => "memory",
+            Rule::Cpu | Rule::TemplateCpu => "cpu",
+            Rule::Memory | Rule::TemplateMemory => "memory",
             Rule::Timeout => "timeout",
         }
     }
@@ -88,6 +92,8 @@ impl Rule {
             Rule::CapacityProvider => "spec.capacityProviderStrategy",
             Rule::Cpu => "spec.overrides.cpu",
             Rule::Memory => "spec.overrides.memory",
+            Rule::TemplateCpu => "spec.taskDefinitionTemplate.cpu",
+            Rule::TemplateMemory => "spec.taskDefinitionTemplate.memory",
             Rule::Timeout => "spec.wait.timeout",
         }
     }
@@ -311,6 +317,12 @@ impl Checks<'_, '_> {
             let asked = overrides.cpu.as_deref().map(|cpu| cpu_units(cpu).ok_or(cpu));
             let containers = overrides.container_overrides.iter().filter_map(|c| c.cpu).map(i64::from);
             self.bound(Rule::Cpu, most, "CPU units", asked, containers);
+            // A template asks for its own: the same limit holds (an override, checked above, replaces it).
+            if let Some(template) = &spec.task_definition_template {
+                let asked = template.cpu.as_deref().map(|cpu| cpu_units(cpu).ok_or(cpu));
+                let containers = template.container_definitions.iter().filter_map(|c| c.cpu).map(i64::from);
+                self.bound(Rule::TemplateCpu, most, "CPU units", asked, containers);
+            }
         }
         if let Some(most) = highest(|policy| policy.spec.limits.memory.map(i64::from)) {
             let asked = overrides.memory.as_deref().map(|memory| memory_mib(memory).ok_or(memory));
@@ -321,6 +333,16 @@ impl Checks<'_, '_> {
                 .flatten()
                 .map(i64::from);
             self.bound(Rule::Memory, most, "MiB", asked, containers);
+            if let Some(template) = &spec.task_definition_template {
+                let asked = template.memory.as_deref().map(|memory| memory_mib(memory).ok_or(memory));
+                let containers = template
+                    .container_definitions
+                    .iter()
+                    .flat_map(|c| [c.memory, c.memory_reservation])
+                    .flatten()
+                    .map(i64::from);
+                self.bound(Rule::TemplateMemory, most, "MiB", asked, containers);
+            }
         }
         // The longest limit, as its policy wrote it.
         fn timeout(policy: &EcsRunPolicy) -> Option<(Duration, &str)> {

@@ -156,6 +156,17 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         run_yaml("bad", cluster, family, &format!("{}{extra}", assuming(ROLE_B)))
     };
     until_admission_applies(&env, TEAM_A, &run_yaml("bad", "reports", "transform", &assuming(ROLE_A)), false).await?;
+    // Team A's run of a task definition template (family, task cpu, extra template and container fields).
+    let a_template = |family: &str, cpu: &str, template: &str, container: &str| {
+        a_timed("").replace(
+            "  taskDefinition: transform\n",
+            &format!(
+                "  taskDefinitionTemplate:\n    family: {family}\n    cpu: \"{cpu}\"\n    memory: \"512\"\n    \
+                 networkMode: awsvpc\n    requiresCompatibilities: [FARGATE]\n{template}    containerDefinitions:\n      \
+                 - name: app\n        image: busybox\n{container}"
+            ),
+        )
+    };
 
     // (case, namespace, manifest, the rule it breaks). Admission must refuse each with the very message
     // the controller's own check gives (ecsrun::policy), so a run gets the same words either way.
@@ -212,6 +223,20 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             TEAM_A,
             a_timed("  overrides:\n    containerOverrides:\n      - name: app\n        memory: 8192\n"),
             Rule::Memory,
+        ),
+        ("a template of team B's family", TEAM_A, a_template("db-dump", "256", "", ""), Rule::TaskDefinitionFamily),
+        (
+            "a template's task role",
+            TEAM_A,
+            a_template("transform", "256", "    taskRoleArn: arn:aws:iam::123456789012:role/admin\n", ""),
+            Rule::TemplateTaskRole,
+        ),
+        ("a template of 4 vCPU", TEAM_A, a_template("transform", "4 vCPU", "", ""), Rule::TemplateCpu),
+        (
+            "a template container's memory",
+            TEAM_A,
+            a_template("transform", "256", "", "        memory: 8192\n"),
+            Rule::TemplateMemory,
         ),
         ("no timeout", TEAM_A, a(""), Rule::Timeout),
         ("a longer timeout", TEAM_A, a("  wait:\n    timeout: 2h\n"), Rule::Timeout),

@@ -257,3 +257,48 @@ fn the_example_policy_allows_example_a_in_its_namespaces_only() {
     elsewhere.cluster = "payments".into();
     assert_eq!(rules(check("default", "eu-west-1", &elsewhere, &[&policy])), vec![Rule::Cluster]);
 }
+
+#[test]
+fn a_template_is_held_to_the_same_families_roles_and_limits() {
+    let template = |edits: serde_json::Value| {
+        let mut template = json!({
+            "family": "team-a-etl", "cpu": "1024", "memory": "2048",
+            "containerDefinitions": [{"name": "app", "image": "etl:1"}]
+        });
+        for (key, value) in edits.as_object().expect("object") {
+            template[key] = value.clone();
+        }
+        let mut spec = run(json!({"taskDefinitionTemplate": template}));
+        spec.task_definition = None;
+        spec
+    };
+    let policies = [team_a()];
+    let policies: Vec<&EcsRunPolicy> = policies.iter().collect();
+    let check = |spec: EcsTaskRunSpec| rules(check("team-a", "eu-west-1", &spec, &policies));
+    assert_eq!(check(template(json!({}))), vec![], "within team A's policy");
+    assert_eq!(check(template(json!({"family": "team-b-etl"}))), vec![Rule::TaskDefinitionFamily]);
+    assert_eq!(
+        check(template(json!({"taskRoleArn": "arn:aws:iam::111122223333:role/admin"}))),
+        vec![Rule::TemplateTaskRole]
+    );
+    assert_eq!(
+        check(template(json!({"executionRoleArn": "arn:aws:iam::111122223333:role/admin"}))),
+        vec![Rule::TemplateExecutionRole]
+    );
+    assert_eq!(check(template(json!({"cpu": "4 vCPU"}))), vec![Rule::TemplateCpu]);
+    assert_eq!(
+        check(template(
+            json!({"containerDefinitions": [{"name": "app", "image": "etl:1", "memoryReservation": 8192}]})
+        )),
+        vec![Rule::TemplateMemory]
+    );
+    let denial = check_message(template(json!({"memory": "8 GB"})), &policies);
+    assert_eq!(denial, "spec.taskDefinitionTemplate.memory exceeds the 4096 MiB allowed by EcsRunPolicy team-a");
+}
+
+fn check_message(spec: EcsTaskRunSpec, policies: &[&EcsRunPolicy]) -> String {
+    match check("team-a", "eu-west-1", &spec, policies) {
+        Ok(()) => String::new(),
+        Err(denial) => denial.message(),
+    }
+}
