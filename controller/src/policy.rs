@@ -162,7 +162,7 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
     checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(policy.spec.clusters.clone()), "clusters");
     checks.listed(
         Rule::TaskDefinitionFamily,
-        Some(spec.task_definition.as_deref().map_or(spec.task_definition_name(), family)),
+        Some(family(spec.task_definition_name())),
         |policy| Some(policy.spec.task_definition_families.clone()),
         "taskDefinitionFamilies",
     );
@@ -247,7 +247,8 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
     if checks.violations.is_empty() { Ok(()) } else { Err(Denial { violations: checks.violations }) }
 }
 
-/// The task definition family of `family`, `family:revision` or a task definition ARN.
+/// The task definition family of `family`, `family:revision` or a task definition ARN (a template's
+/// family, which has neither `:` nor `/`, is its own).
 pub fn family(task_definition: &str) -> &str {
     let reference = if task_definition.starts_with("arn:") {
         task_definition.rsplit('/').next().unwrap_or(task_definition)

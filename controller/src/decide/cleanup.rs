@@ -26,46 +26,47 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRun
     // not seen STOPPED (a run that succeeded on Launched or Running leaves its task running), or, when
     // RunTask may have been sent without its answer being recorded, whatever ECS lists for the run.
     let Some(status) = status else { return CleanupStep::Release };
-    if spec.count > 1 {
-        // Each task index as a run of one task, with its own startedBy.
-        let (mut task_arns, mut list_started_by) = (Vec::new(), Vec::new());
-        for lane in &status.tasks {
-            let index = lane.index.max(0) as u32;
-            if let CleanupStep::Stop { task_arns: arns, list_started_by: listed } = cleanup_step(
-                &EcsTaskRunSpec { count: 1, ..spec.clone() },
-                uid,
-                Some(&super::batch::lane_status(status, index)),
-            ) {
-                task_arns.extend(arns);
-                if !listed.is_empty() {
-                    list_started_by.push(super::indexed_started_by(uid, index));
-                }
-            }
+    let (mut task_arns, mut list_started_by) = (Vec::new(), Vec::new());
+    // A run of several tasks: each index as a run of one task, with its own startedBy.
+    let runs: Vec<(EcsTaskRunStatus, String)> = if spec.count > 1 {
+        status
+            .tasks
+            .iter()
+            .map(|lane| {
+                let index = lane.index.max(0) as u32;
+                (super::batch::lane_status(status, index), super::indexed_started_by(uid, index))
+            })
+            .collect()
+    } else {
+        vec![(status.clone(), super::started_by(uid))]
+    };
+    for (status, started_by) in runs {
+        let (live, unrecorded) = live_tasks(&status);
+        task_arns.extend(live);
+        if unrecorded {
+            list_started_by.push(started_by);
         }
-        if task_arns.is_empty() && list_started_by.is_empty() {
-            return CleanupStep::Release;
-        }
-        return CleanupStep::Stop { task_arns, list_started_by };
     }
+    if task_arns.is_empty() && list_started_by.is_empty() {
+        return CleanupStep::Release;
+    }
+    CleanupStep::Stop { task_arns, list_started_by }
+}
+
+/// The recorded tasks of one task's status not seen STOPPED, and whether its current attempt's RunTask
+/// may have gone out unrecorded.
+fn live_tasks(status: &EcsTaskRunStatus) -> (Vec<String>, bool) {
     let seen_stopped = |attempt: &Attempt| {
         attempt.stopped_at.is_some()
             || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
     };
-    let task_arns: Vec<String> = status
+    let live = status
         .attempts
         .iter()
         .filter(|attempt| !seen_stopped(attempt))
         .filter_map(|attempt| attempt.task_arn.clone())
         .collect();
-    let list_started_by: Vec<String> = current_attempt(status)
-        .filter(|attempt| attempt.task_arn.is_none())
-        .map(|_| super::started_by(uid))
-        .into_iter()
-        .collect();
-    if task_arns.is_empty() && list_started_by.is_empty() {
-        return CleanupStep::Release;
-    }
-    CleanupStep::Stop { task_arns, list_started_by }
+    (live, current_attempt(status).is_some_and(|attempt| attempt.task_arn.is_none()))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
