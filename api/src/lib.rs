@@ -14,7 +14,50 @@ pub use template::*;
 pub fn crds() -> Result<Vec<(&'static str, String)>, serde_yaml_ng::Error> {
     use kube::CustomResourceExt;
     Ok(vec![
-        ("ecstaskruns.ecsrun.dev.yaml", serde_yaml_ng::to_string(&EcsTaskRun::crd())?),
+        ("ecstaskruns.ecsrun.dev.yaml", serde_yaml_ng::to_string(&with_immutable_spec(EcsTaskRun::crd()))?),
         ("ecsrunpolicies.ecsrun.dev.yaml", serde_yaml_ng::to_string(&EcsRunPolicy::crd())?),
     ])
+}
+
+/// Fields of `EcsTaskRun.spec` that may change after creation: `stop`, and `stopReason` in the update that
+/// sets it.
+const MUTABLE_SPEC_FIELDS: [&str; 2] = ["stop", "stopReason"];
+
+/// Adds the spec's immutability rule: every field but `stop` keeps its value (present or not) across
+/// updates, and `stopReason` changes only with `stop` turning true. Generated from the schema's own
+/// field list, so a new field is immutable without anyone remembering to say so.
+fn with_immutable_spec(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
+    let unchanged = |field: &str| {
+        format!("(has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field}))")
+    };
+    for version in &mut crd.spec.versions {
+        let Some(spec) = version
+            .schema
+            .as_mut()
+            .and_then(|schema| schema.open_api_v3_schema.as_mut())
+            .and_then(|schema| schema.properties.as_mut())
+            .and_then(|properties| properties.get_mut("spec"))
+        else {
+            continue;
+        };
+        let fields: Vec<String> = spec
+            .properties
+            .iter()
+            .flat_map(|properties| properties.keys())
+            .filter(|field| !MUTABLE_SPEC_FIELDS.contains(&field.as_str()))
+            .map(|field| unchanged(field))
+            .collect();
+        let stop_turns_true = "(has(self.stop) && self.stop && !(has(oldSelf.stop) && oldSelf.stop))";
+        let rules = [
+            fields.join(" && "),
+            format!("{} || {stop_turns_true}", unchanged("stopReason")),
+        ];
+        let rules = rules
+            .map(|rule| ValidationRule { rule, message: Some(IMMUTABLE_SPEC.to_owned()), ..ValidationRule::default() });
+        spec.x_kubernetes_validations.get_or_insert_with(Vec::new).splice(0..0, rules);
+    }
+    crd
 }

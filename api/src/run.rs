@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// Finalizer that keeps the object until its ECS task is stopped (or orphaned by policy).
 pub const FINALIZER: &str = "ecsrun.dev/stop-task";
 
+/// The message of every immutability rule of the spec.
+pub const IMMUTABLE_SPEC: &str = "spec is immutable (only stop, with stopReason, may be set); create a new EcsTaskRun";
+
 /// Go-style duration made of whole units, e.g. `30s`, `5m`, `2h15m30s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 
@@ -40,9 +43,12 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     cel,
-    validation = Rule::new("self == oldSelf").message("spec is immutable; create a new EcsTaskRun"),
-    validation = Rule::new("has(self.taskDefinition) != has(self.taskDefinitionTemplate)")
-        .message("set exactly one of taskDefinition or taskDefinitionTemplate"),
+    validation = Rule::new("[has(self.taskDefinition), has(self.taskDefinitionTemplate), has(self.taskArn)].filter(set, set).size() == 1")
+        .message("set exactly one of taskDefinition, taskDefinitionTemplate or taskArn"),
+    validation = Rule::new("!has(self.taskArn) || !has(self.count) || self.count == 1")
+        .message("taskArn follows one task: count must be 1"),
+    validation = Rule::new("!(has(oldSelf.stop) && oldSelf.stop) || (has(self.stop) && self.stop)")
+        .message("stop cannot be undone; create a new EcsTaskRun"),
     validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
         .message("launchType and capacityProviderStrategy are mutually exclusive"),
     validation = Rule::new("!has(self.parallelism) || self.parallelism <= (has(self.count) ? self.count : 1)")
@@ -67,6 +73,22 @@ pub struct EcsTaskRunSpec {
     /// `taskDefinitionTemplate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_template: Option<crate::TaskDefinitionTemplate>,
+
+    /// A task started elsewhere (console, CLI, another scheduler), to follow instead of launching one: its
+    /// status, `wait`, `timeout` and `stop` work as for a task ecsrun launched, but it is never relaunched,
+    /// and deleting the run leaves it running unless `deletionPolicy: Stop`. Its region is the ARN's
+    /// unless `region` says otherwise. Exactly one of `taskDefinition`, `taskDefinitionTemplate` and
+    /// `taskArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:task/.+$"))]
+    pub task_arn: Option<String>,
+
+    /// Stop the run: its live tasks get StopTask (with `stopReason`), nothing more is launched, and the run
+    /// ends Failed with reason `Stopped` once ECS reports them STOPPED (a task that had already succeeded
+    /// keeps its success). The one field that may change after creation, from false to true only; a run
+    /// already finished is left as it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop: bool,
 
     /// Tasks in this run (1-100), each with its own index (`ECSRUN_TASK_INDEX`, 0 to count-1), launch,
     /// retries and outcome in `status.tasks`. The run succeeds when every index has succeeded.
@@ -160,14 +182,20 @@ pub struct EcsTaskRunSpec {
     #[serde(default)]
     pub success_policy: SuccessPolicy,
 
-    /// Reason sent with StopTask (on delete or timeout); shows in the task's stoppedReason.
+    /// Reason sent with StopTask (on delete, timeout or `stop`); shows in the task's stoppedReason. May be
+    /// set or changed in the same update that sets `stop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub stop_reason: Option<String>,
 
-    /// What happens to a task still running when this object is deleted.
+    /// What happens to a task still running when this object is deleted. Absent: Stop, or Orphan for a
+    /// run that follows a task it did not start (`taskArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// What the run reads of its containers' CloudWatch logs (awslogs driver).
     #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    pub logs: LogsPolicy,
 
     /// How failed attempts are retried.
     #[serde(default)]
@@ -197,8 +225,14 @@ impl EcsTaskRunSpec {
         match (&self.task_definition, &self.task_definition_template) {
             (Some(reference), _) => reference,
             (None, Some(template)) => &template.family,
-            (None, None) => "",
+            (None, None) => self.task_arn.as_deref().unwrap_or_default(),
         }
+    }
+
+    /// What deleting the run does to a live task: as set, else Stop for tasks ecsrun launched and Orphan
+    /// for an adopted one (`taskArn`).
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or(if self.task_arn.is_some() { DeletionPolicy::Orphan } else { DeletionPolicy::Stop })
     }
 
     /// How many tasks may run at once: `parallelism`, else all of them.
@@ -577,13 +611,34 @@ pub enum SuccessPolicy {
 }
 
 /// What happens to the task when the object is deleted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     /// StopTask, and keep the object until ECS reports the task STOPPED.
-    #[default]
     Stop,
     /// Leave the task running.
     Orphan,
+}
+
+/// What the run reads of its containers' logs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsPolicy {
+    /// When a task stops with a failing container, the last this many lines that container wrote to
+    /// CloudWatch Logs (awslogs driver) go into `status.containers[].logTail` (at most 4 KiB) and the
+    /// Failed or Retrying Event. 0 turns it off.
+    #[serde(default = "default_tail_lines")]
+    #[schemars(range(min = 0, max = 200))]
+    pub tail_lines: i32,
+}
+
+fn default_tail_lines() -> i32 {
+    20
+}
+
+impl Default for LogsPolicy {
+    fn default() -> Self {
+        Self { tail_lines: default_tail_lines() }
+    }
 }
 
 /// Retries of failed attempts.
@@ -731,6 +786,9 @@ pub struct EcsTaskRunStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
     /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<IndexedTaskStatus>,
@@ -841,6 +899,26 @@ pub struct ContainerStatus {
     /// Whether the task definition marks the container essential (known once the task stopped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
+    /// The last lines the container wrote to CloudWatch Logs (`logs.tailLines`, at most 4 KiB), read when
+    /// it failed the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// Why `logTail` could not be read (no awslogs driver, no such log group or stream, access denied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail_error: Option<String>,
+}
+
+/// Compute a task used: vCPU-seconds and GiB-seconds (task-level CPU units / 1024 and memory MiB / 1024,
+/// times the seconds from startedAt to stoppedAt).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUsage {
+    pub vcpu_seconds: f64,
+    pub gib_seconds: f64,
+    /// Where the task ran: its capacity provider (FARGATE, FARGATE_SPOT, an EC2 provider) or launch type.
+    /// Per attempt only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider: Option<String>,
 }
 
 /// A RunTask failure entry.
@@ -858,7 +936,7 @@ pub struct LaunchFailure {
 }
 
 /// One attempt at running the task.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// Attempt number, from 1; part of the RunTask clientToken.
@@ -884,4 +962,7 @@ pub struct Attempt {
     /// Why the attempt ended that way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the attempt's task used, once it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
 }

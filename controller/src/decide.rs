@@ -73,6 +73,10 @@ pub mod reason {
     pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
     /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
     pub const FAIL_FAST: &str = "FailFast";
+    /// `spec.stop` was set: the run's tasks were stopped and nothing more launched.
+    pub const STOPPED: &str = "Stopped";
+    /// ECS does not know the task a run was asked to follow (`spec.taskArn`).
+    pub const TASK_NOT_FOUND: &str = "TaskNotFound";
 }
 
 /// The run as the decision sees it.
@@ -110,6 +114,9 @@ pub enum Step {
     Find { attempt: i32 },
     /// Decided without observing anything (e.g. the deadline passed while no task runs).
     Conclude(Plan),
+    /// Describe the task the run follows without having started it (`spec.taskArn`) and hand what was
+    /// found to `after_adopt`.
+    Adopt { task_arn: String },
 }
 
 /// What launching produced.
@@ -230,6 +237,11 @@ impl RunView<'_> {
         self.deadline().map(|deadline| duration_between(now, deadline))
     }
 
+    /// A run that follows a task started elsewhere (`spec.taskArn`): it never launches one.
+    pub fn adopts(&self) -> bool {
+        self.spec.task_arn.is_some()
+    }
+
     fn stop_reason(&self, why: &str) -> String {
         self.spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name))
     }
@@ -255,6 +267,14 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         };
         return Step::Track { task_arn, every };
     }
+    if view.spec.stop {
+        if let Some(attempt) = current {
+            // RunTask may have gone out unrecorded: its task is found (and stopped) before the run ends.
+            return Step::Find { attempt: attempt.attempt };
+        }
+        let message = "no task was running".to_owned();
+        return Step::Conclude(conclude(view, status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now));
+    }
     if view.deadline_passed(now) {
         if let Some(attempt) = current {
             // A task may run that only ECS knows of: it is found (and stopped) before the run ends.
@@ -267,9 +287,38 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     {
         return Step::Wait(duration_between(now, next.0));
     }
+    if let Some(task_arn) = &view.spec.task_arn {
+        return match status.attempts.is_empty() {
+            true => Step::Adopt { task_arn: task_arn.clone() },
+            // Never relaunched (conclude fails its every retry): nothing left to do.
+            false => Step::Idle,
+        };
+    }
     match current {
         Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
         None => Step::Launch { attempt: status.attempts.len() as i32 + 1, may_exist: false },
+    }
+}
+
+/// After `Step::Adopt`: the task found is followed as attempt 1, as if this run had launched it into
+/// `region`; a task ECS does not know fails the run.
+pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    status.region.get_or_insert_with(|| region.to_owned());
+    let view = RunView { status: &status, ..*view };
+    match found {
+        Some(task) => after_launch(&view, 1, LaunchObservation::Adopted(task), now),
+        None => {
+            let mut status = status.clone();
+            push_unlaunched_attempt(&mut status, 1);
+            let message = format!(
+                "ECS does not know task {} in cluster {} ({region}): check spec.taskArn, spec.cluster and \
+                 spec.region (ECS forgets a task about an hour after it stops)",
+                view.spec.task_arn.as_deref().unwrap_or_default(),
+                view.spec.cluster,
+            );
+            conclude(&view, status, Verdict::Fail { reason: reason::TASK_NOT_FOUND }, message, now)
+        }
     }
 }
 
@@ -295,6 +344,10 @@ fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
 pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now: Timestamp) -> Plan {
     match found {
         Some(task) => after_launch(view, attempt, LaunchObservation::Adopted(task), now),
+        None if view.spec.stop => {
+            let message = "no task was running".to_owned();
+            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now)
+        }
         None if view.deadline_passed(now) => deadline_exceeded(view, now),
         // A task index looked for because another failed (failFast): it never started.
         None => {
@@ -382,11 +435,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 attempt,
                 task_arn: Some(task.task_arn.clone()),
                 launched_at: Some(Time(task.created_at.unwrap_or(now))),
-                stopped_at: None,
-                stop_code: None,
-                exit_codes: None,
-                outcome: None,
-                message: None,
+                ..Attempt::default()
             });
             status.attempt_count = Some(status.attempts.len() as i32);
             status.next_attempt_at = None;
@@ -443,12 +492,13 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
         LaunchObservation::Rejected(error) => {
             push_unlaunched_attempt(&mut status, attempt);
             // AWS's messages do not always say what they refer to ("Unable to describe task definition.").
+            let subject = match &view.spec.task_arn {
+                Some(task_arn) => format!("task {task_arn}"),
+                None => format!("task definition {}", view.spec.task_definition_name()),
+            };
             let message = format!(
-                "ECS rejected {} of task definition {} in cluster {}: {}",
-                error.operation,
-                view.spec.task_definition_name(),
-                view.spec.cluster,
-                error.message
+                "ECS rejected {} of {subject} in cluster {}: {}",
+                error.operation, view.spec.cluster, error.message
             );
             conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
         }
@@ -461,16 +511,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
 
 fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {
     status.attempts.retain(|a| a.attempt != attempt);
-    status.attempts.push(Attempt {
-        attempt,
-        task_arn: None,
-        launched_at: None,
-        stopped_at: None,
-        stop_code: None,
-        exit_codes: None,
-        outcome: None,
-        message: None,
-    });
+    status.attempts.push(Attempt { attempt, ..Attempt::default() });
     status.attempt_count = Some(status.attempts.len() as i32);
 }
 
@@ -504,6 +545,10 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return plan(view, status, None, follow, Some(again));
             }
             let id = status.task_id.clone().unwrap_or_default();
+            if view.spec.stop {
+                let message = format!("ECS no longer describes task {id}");
+                return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
+            }
             if status.phase == Some(Phase::Stopping) && status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
                 // The timeout's StopTask went out, and ECS has since forgotten the task.
                 let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
@@ -529,6 +574,16 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             if task.is_stopped() {
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
                 return conclude(view, status, verdict, message, now);
+            }
+            if view.spec.stop {
+                let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
+                    task_arn: task.task_arn.clone(),
+                    reason: view.stop_reason("stop requested"),
+                });
+                let message = format!("stopping task {id}: spec.stop is set");
+                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                return plan(view, status, stop, Some(follow), None);
             }
             if view.deadline_passed(now) {
                 let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
@@ -718,6 +773,18 @@ fn is_transient_start_failure(stopped_reason: &str) -> bool {
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
 fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, message: String, now: Timestamp) -> Plan {
+    // A stopped run fails as stopped, whatever its task's exit codes say (143: the SIGTERM it was sent);
+    // a task that succeeded before the stop reached it keeps its success. An adopted task is never
+    // relaunched: ecsrun did not start it.
+    let (verdict, message) = match verdict {
+        Verdict::Retry { .. } | Verdict::Fail { .. } if view.spec.stop => {
+            (Verdict::Fail { reason: reason::STOPPED }, format!("stopped (spec.stop): {message}"))
+        }
+        Verdict::Retry { reason, .. } if view.adopts() => {
+            (Verdict::Fail { reason }, format!("{message}; not relaunched: ecsrun did not start this task"))
+        }
+        verdict => (verdict, message),
+    };
     let outcome = match verdict {
         Verdict::Succeeded => reason::SUCCEEDED,
         Verdict::Unknown => reason::OUTCOME_UNKNOWN,
@@ -799,6 +866,8 @@ fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: O
             reason: c.reason.clone(),
             last_status: c.last_status.clone(),
             essential: definition.map(|_| is_essential(definition, &c.name)),
+            log_tail: None,
+            log_tail_error: None,
         })
         .collect();
     let exit_codes = task.containers.iter().any(|c| c.exit_code.is_some()).then(|| {
@@ -827,7 +896,9 @@ fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: O
         attempt.stopped_at = task.stopped_at.map(Time);
         attempt.stop_code = task.stop_code.clone();
         attempt.exit_codes = exit_codes;
+        attempt.usage = usage::of_task(task);
     }
+    status.usage = usage::total(status.attempts.iter());
 }
 
 /// The task ID, the last segment of its ARN.
@@ -903,7 +974,7 @@ fn plan(
         if let Some(last_status) = &status.last_status {
             note.push_str(&format!(", {last_status}"));
         }
-        events.push(normal("Launched", note));
+        events.push(normal(if view.adopts() { "Adopted" } else { "Launched" }, note));
     }
     if status.last_status != old.last_status || launched {
         match status.last_status.as_deref() {
@@ -946,6 +1017,7 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 
 pub mod batch;
 mod cleanup;
+pub mod usage;
 
 pub use cleanup::{CleanupPlan, CleanupStep, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step};
 

@@ -2,8 +2,8 @@
 //! per-object label, so the series count does not grow with the number of runs.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder, exponential_buckets,
 };
 
 pub struct Metrics {
@@ -36,6 +36,22 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// Launches that broke an EcsRunPolicy rule, by rule and mode (`enforce`: refused, `audit`: let through).
     pub policy_violations: IntCounterVec,
+    /// vCPU-seconds the runs' tasks used, by namespace and capacity provider (for chargeback).
+    pub task_vcpu_seconds: CounterVec,
+    /// GiB-seconds of memory the runs' tasks used, by namespace and capacity provider.
+    pub task_gib_seconds: CounterVec,
+}
+
+/// Capacity provider labels: ECS's own names as they are; any other name is an EC2 Auto Scaling group
+/// provider, so the label set stays bounded whatever clusters call their providers.
+pub fn capacity_provider_label(provider: Option<&str>) -> &'static str {
+    match provider {
+        Some("FARGATE") => "FARGATE",
+        Some("FARGATE_SPOT") => "FARGATE_SPOT",
+        Some("EXTERNAL") => "EXTERNAL",
+        Some(_) => "EC2",
+        None => "unknown",
+    }
 }
 
 impl Metrics {
@@ -91,6 +107,16 @@ impl Metrics {
             &["rule", "mode"],
         )?;
 
+        let task_vcpu_seconds = CounterVec::new(
+            Opts::new("task_vcpu_seconds_total", "vCPU-seconds used by tasks, by namespace and capacity provider"),
+            &["namespace", "capacity_provider"],
+        )?;
+        let task_gib_seconds = CounterVec::new(
+            Opts::new("task_memory_gib_seconds_total", "GiB-seconds used by tasks, by namespace and capacity provider"),
+            &["namespace", "capacity_provider"],
+        )?;
+        registry.register(Box::new(task_vcpu_seconds.clone()))?;
+        registry.register(Box::new(task_gib_seconds.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -123,6 +149,8 @@ impl Metrics {
             active_runs,
             leader,
             policy_violations,
+            task_vcpu_seconds,
+            task_gib_seconds,
         })
     }
 
@@ -147,5 +175,13 @@ mod tests {
         let page = metrics.render();
         assert!(page.contains(r#"ecsrun_ecs_calls_total{operation="RunTask",outcome="throttled"} 1"#), "{page}");
         assert!(page.contains("ecsrun_active_runs 3"), "{page}");
+    }
+
+    #[test]
+    fn capacity_provider_labels_stay_bounded() {
+        assert_eq!(capacity_provider_label(Some("FARGATE_SPOT")), "FARGATE_SPOT");
+        assert_eq!(capacity_provider_label(Some("team-a-asg-provider")), "EC2");
+        assert_eq!(capacity_provider_label(Some("EC2")), "EC2");
+        assert_eq!(capacity_provider_label(None), "unknown");
     }
 }

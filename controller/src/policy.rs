@@ -160,12 +160,15 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
     let mut checks = Checks { policies, violations: Vec::new() };
     checks.listed(Rule::Region, Some(region), |policy| Some(policy.spec.regions.clone()), "regions");
     checks.listed(Rule::Cluster, Some(&spec.cluster), |policy| Some(policy.spec.clusters.clone()), "clusters");
-    checks.listed(
-        Rule::TaskDefinitionFamily,
-        Some(family(spec.task_definition_name())),
-        |policy| Some(policy.spec.task_definition_families.clone()),
-        "taskDefinitionFamilies",
-    );
+    // A run that follows a task started elsewhere launches nothing: the family is not its choice.
+    if spec.task_arn.is_none() {
+        checks.listed(
+            Rule::TaskDefinitionFamily,
+            Some(family(spec.task_definition_name())),
+            |policy| Some(policy.spec.task_definition_families.clone()),
+            "taskDefinitionFamilies",
+        );
+    }
     match &spec.credentials {
         None => checks.allowed(
             Rule::ControllerIdentity,
@@ -395,12 +398,12 @@ impl Checks<'_, '_> {
 }
 
 /// CPU units of `1024` or `1 vCPU` (as RunTask's overrides take them).
-fn cpu_units(text: &str) -> Option<i64> {
+pub(crate) fn cpu_units(text: &str) -> Option<i64> {
     scaled(text, &["vcpu"], 1024.0)
 }
 
 /// MiB of `2048` or `2 GB`.
-fn memory_mib(text: &str) -> Option<i64> {
+pub(crate) fn memory_mib(text: &str) -> Option<i64> {
     scaled(text, &["gb", "gib"], 1024.0)
 }
 

@@ -268,10 +268,13 @@ fn actor(run: &EcsTaskRun) -> Result<Actor, Error> {
     })
 }
 
-/// The run's region: where it launched (pinned in status), else its spec's, else the controller's default.
+/// The run's region: where it launched (pinned in status), else its spec's, else the region of the task
+/// it adopts, else the controller's default.
 fn region(run: &EcsTaskRun, default: Option<&str>) -> Option<String> {
     let pinned = run.status.as_ref().and_then(|status| status.region.clone());
-    pinned.or_else(|| run.spec.region.clone()).or_else(|| default.map(str::to_owned))
+    // arn:aws:ecs:<region>:<account>:task/...
+    let adopted = run.spec.task_arn.as_deref().and_then(|arn| arn.split(':').nth(3)).map(str::to_owned);
+    pinned.or_else(|| run.spec.region.clone()).or(adopted).or_else(|| default.map(str::to_owned))
 }
 
 /// Reconciles one `EcsTaskRun`.
@@ -395,6 +398,13 @@ async fn apply<E: Ecs>(
             }
             launched
         }
+        Step::Adopt { task_arn } => {
+            let adopted = adopt_step(run, namespace, api, ctx, &task_arn, &status).await;
+            if let Err(error) = &adopted {
+                record_blocked(run, namespace, api, ctx, &status, error, decide::launch_blocked).await;
+            }
+            adopted
+        }
         Step::Find { attempt } => {
             let target = ctx.target(run, namespace).await?;
             let found = find_started(&view, &target, ctx).await?;
@@ -457,6 +467,36 @@ async fn launch_step<E: Ecs>(
     };
     let plan = decide::after_launch(&view, attempt, observation, Timestamp::now());
     execute(run, api, ctx, current, plan, Some(&target), seen).await
+}
+
+/// Follows a task started elsewhere (`spec.taskArn`): the policies must allow the run's region, cluster
+/// and credentials as for a launch, then one DescribeTasks finds it.
+async fn adopt_step<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+    task_arn: &str,
+    status: &EcsTaskRunStatus,
+) -> Result<Action, Error> {
+    let view = view(run, namespace, status, &ctx.settings)?;
+    if let Some(why) = policy_gate(run, namespace, ctx).await? {
+        let plan = decide::after_launch(&view, 1, LaunchObservation::Denied(why), Timestamp::now());
+        return execute(run, api, ctx, status, plan, None, None).await;
+    }
+    let target = ctx.target(run, namespace).await?;
+    let found = match ctx.ecs.describe_tasks(&target, &[task_arn.to_owned()]).await {
+        Ok(described) => described.tasks.into_iter().find(|task| task.task_arn == task_arn),
+        Err(error) if error.kind.is_permanent() => {
+            let plan = decide::after_launch(&view, 1, LaunchObservation::Rejected(error), Timestamp::now());
+            return execute(run, api, ctx, status, plan, None, None).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
+    info!(task_arn, found = found.is_some(), "adopting a task started elsewhere");
+    let seen = found.clone();
+    let plan = decide::after_adopt(&view, found, &target.region, Timestamp::now());
+    execute(run, api, ctx, status, plan, Some(&target), seen).await
 }
 
 /// Why the namespace's EcsRunPolicies refuse the run's launch (None: allowed, or audited and told as an
@@ -641,6 +681,12 @@ async fn write_and_tell<E: Ecs>(
 ) -> Result<(), Error> {
     if status != old_status {
         write_status(api, run, status).await?;
+        let namespace = run.namespace().unwrap_or_default();
+        for used in decide::usage::added(old_status, status) {
+            let labels = [namespace.as_str(), crate::metrics::capacity_provider_label(used.capacity_provider.as_deref())];
+            ctx.metrics.task_vcpu_seconds.with_label_values(&labels).inc_by(used.vcpu_seconds);
+            ctx.metrics.task_gib_seconds.with_label_values(&labels).inc_by(used.gib_seconds);
+        }
     }
     if status.phase != old_status.phase
         && let Some(phase) = status.phase.filter(|phase| phase.is_terminal())
@@ -719,7 +765,7 @@ async fn cleanup<E: Ecs>(
     // The cache may lag behind this controller's own status writes: a run deleted while it launched is
     // cached without the launch (or the retry) that went out, and releasing it on that would leave the
     // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).
-    let step = if run.spec.deletion_policy == DeletionPolicy::Orphan {
+    let step = if run.spec.deletion_policy() == DeletionPolicy::Orphan {
         CleanupStep::Release
     } else {
         let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {

@@ -94,8 +94,11 @@ fn is_active(lane: &IndexedTaskStatus) -> bool {
 }
 
 /// failFast applies: an index failed for good, so no index launches again and live tasks are stopped.
+/// Not for a stopped run (`spec.stop`): every index stops on its own account.
 fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
-    view.spec.retry_policy.fail_fast && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
+    !view.spec.stop
+        && view.spec.retry_policy.fail_fast
+        && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
 }
 
 /// What each index must observe or do now, lowest index first. Fresh launches (a first attempt or a
@@ -291,6 +294,7 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     // The revision the tasks run (a template's registered one, for instance), for the run as a whole.
     status.task_definition_arn = status.tasks.iter().rev().find_map(|t| t.task_definition_arn.clone());
     status.attempt_count = Some(status.tasks.iter().map(|t| t.attempts.len() as i32).sum());
+    status.usage = super::usage::total(status.tasks.iter().flat_map(|t| t.attempts.iter()));
     let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
     let settled = succeeded + failed + unknown == count || (failing(view, &status) && active == 0);
     let (phase, reason, message) = if settled {
@@ -307,6 +311,8 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
             ),
             None => (Phase::Succeeded, reason::SUCCEEDED.to_owned(), format!("all {count} tasks succeeded")),
         }
+    } else if view.spec.stop && active > 0 {
+        (Phase::Stopping, reason::STOPPED.to_owned(), format!("stopping (spec.stop); {tally}"))
     } else if view.deadline_passed(now) && active > 0 {
         (Phase::Stopping, reason::DEADLINE_EXCEEDED.to_owned(), format!("timeout exceeded; stopping; {tally}"))
     } else if failing(view, &status) {

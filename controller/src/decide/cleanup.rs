@@ -19,7 +19,7 @@ pub enum CleanupStep {
 }
 
 pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRunStatus>) -> CleanupStep {
-    if spec.deletion_policy == DeletionPolicy::Orphan {
+    if spec.deletion_policy() == DeletionPolicy::Orphan {
         return CleanupStep::Release;
     }
     // A run that never recorded a launch intent never sent RunTask. Live tasks can only be recorded ones

@@ -688,6 +688,12 @@ fn snapshot(task: &types::Task) -> TaskSnapshot {
         created_at: task.created_at().and_then(timestamp),
         started_at: task.started_at().and_then(timestamp),
         stopped_at: task.stopped_at().and_then(timestamp),
+        cpu: task.cpu().map(str::to_owned),
+        memory: task.memory().map(str::to_owned),
+        capacity_provider: task
+            .capacity_provider_name()
+            .map(str::to_owned)
+            .or_else(|| task.launch_type().map(|launch_type| launch_type.as_str().to_owned())),
         containers: task
             .containers()
             .iter()

@@ -111,6 +111,11 @@ pub struct TaskSnapshot {
     pub started_at: Option<Timestamp>,
     pub stopped_at: Option<Timestamp>,
     pub containers: Vec<ContainerSnapshot>,
+    /// Task-level CPU units and memory (MiB) as ECS reports them, e.g. `256` and `512`.
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    /// The capacity provider the task runs on, else its launch type.
+    pub capacity_provider: Option<String>,
 }
 
 impl TaskSnapshot {

@@ -166,6 +166,8 @@ async fn lane_step<E: Ecs>(
         Step::Idle => Ok(LaneOutcome::Nothing),
         Step::Wait(after) => Ok(LaneOutcome::Waiting(after)),
         Step::Conclude(plan) => Ok(LaneOutcome::Planned(plan, None)),
+        // A run that adopts a task has one (the CRD requires count 1).
+        Step::Adopt { .. } => Ok(LaneOutcome::Nothing),
         Step::Launch { attempt, may_exist } => {
             if let (Some(why), false) = (&denied, may_exist) {
                 let plan = decide::after_launch(&view, attempt, LaunchObservation::Denied(why.clone()), now());

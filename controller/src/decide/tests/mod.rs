@@ -496,12 +496,8 @@ fn ignored_exit_codes_are_retried_ten_times_at_most() {
         .map(|attempt| Attempt {
             attempt,
             task_arn: Some(format!("arn:{attempt}")),
-            launched_at: None,
-            stopped_at: None,
-            stop_code: None,
-            exit_codes: None,
             outcome: Some(reason::IGNORED_BY_RULE.into()),
-            message: None,
+            ..Attempt::default()
         })
         .collect();
     let current = run.status.attempts.pop().expect("the launched attempt");
@@ -1053,7 +1049,7 @@ fn a_final_run_is_idle() {
 
 #[test]
 fn deletion_policy() {
-    let orphan = with(spec(), |s| s.deletion_policy = DeletionPolicy::Orphan);
+    let orphan = with(spec(), |s| s.deletion_policy = Some(DeletionPolicy::Orphan));
     assert_eq!(cleanup_step(&orphan, UID, None), CleanupStep::Release);
     let mut run = Run::launched(spec());
     assert_eq!(
@@ -1146,3 +1142,5 @@ fn a_template_run_launches_the_revision_registered_for_it() {
 fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
     with(spec(), |s| s.task_definition = Some(reference.into()))
 }
+
+mod operating;
