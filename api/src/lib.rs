@@ -31,7 +31,9 @@ fn with_immutable_spec(
 ) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
     let unchanged = |field: &str| {
-        format!("(has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field}))")
+        format!(
+            "(has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field}))"
+        )
     };
     for version in &mut crd.spec.versions {
         let Some(spec) = version
@@ -51,12 +53,12 @@ fn with_immutable_spec(
             .map(|field| unchanged(field))
             .collect();
         let stop_turns_true = "(has(self.stop) && self.stop && !(has(oldSelf.stop) && oldSelf.stop))";
-        let rules = [
-            fields.join(" && "),
-            format!("{} || {stop_turns_true}", unchanged("stopReason")),
-        ];
-        let rules = rules
-            .map(|rule| ValidationRule { rule, message: Some(IMMUTABLE_SPEC.to_owned()), ..ValidationRule::default() });
+        let rules = [fields.join(" && "), format!("{} || {stop_turns_true}", unchanged("stopReason"))];
+        let rules = rules.map(|rule| ValidationRule {
+            rule,
+            message: Some(IMMUTABLE_SPEC.to_owned()),
+            ..ValidationRule::default()
+        });
         spec.x_kubernetes_validations.get_or_insert_with(Vec::new).splice(0..0, rules);
     }
     crd

@@ -232,7 +232,11 @@ impl EcsTaskRunSpec {
     /// What deleting the run does to a live task: as set, else Stop for tasks ecsrun launched and Orphan
     /// for an adopted one (`taskArn`).
     pub fn deletion_policy(&self) -> DeletionPolicy {
-        self.deletion_policy.unwrap_or(if self.task_arn.is_some() { DeletionPolicy::Orphan } else { DeletionPolicy::Stop })
+        self.deletion_policy.unwrap_or(if self.task_arn.is_some() {
+            DeletionPolicy::Orphan
+        } else {
+            DeletionPolicy::Stop
+        })
     }
 
     /// How many tasks may run at once: `parallelism`, else all of them.

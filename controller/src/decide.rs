@@ -267,6 +267,10 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         };
         return Step::Track { task_arn, every };
     }
+    if let Some(task_arn) = view.spec.task_arn.as_ref().filter(|_| status.attempts.is_empty()) {
+        // Adopted first, even to stop it (the Stop Task action): the stop follows at its first look.
+        return Step::Adopt { task_arn: task_arn.clone() };
+    }
     if view.spec.stop {
         if let Some(attempt) = current {
             // RunTask may have gone out unrecorded: its task is found (and stopped) before the run ends.
@@ -287,12 +291,9 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     {
         return Step::Wait(duration_between(now, next.0));
     }
-    if let Some(task_arn) = &view.spec.task_arn {
-        return match status.attempts.is_empty() {
-            true => Step::Adopt { task_arn: task_arn.clone() },
-            // Never relaunched (conclude fails its every retry): nothing left to do.
-            false => Step::Idle,
-        };
+    if view.adopts() {
+        // Never relaunched (conclude fails its every retry): nothing left to do.
+        return Step::Idle;
     }
     match current {
         Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
@@ -447,6 +448,12 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
             let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
+            if view.spec.stop && !task.is_stopped() {
+                // Adopted to be stopped (or found after the stop was asked): the next look stops it.
+                let message = format!("task {id} (attempt {attempt}) is to be stopped: spec.stop is set");
+                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                return plan(view, status, None, Some(follow), Some(Duration::ZERO));
+            }
             if task.is_stopped() {
                 // An adopted task that already stopped: judged at once by the next look, which fetches the
                 // task definition's containers (which of them are essential).
@@ -576,10 +583,8 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return conclude(view, status, verdict, message, now);
             }
             if view.spec.stop {
-                let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
-                    task_arn: task.task_arn.clone(),
-                    reason: view.stop_reason("stop requested"),
-                });
+                let stop = (task.desired_status.as_deref() != Some("STOPPED"))
+                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason("stop requested") });
                 let message = format!("stopping task {id}: spec.stop is set");
                 set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
                 let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };

@@ -683,7 +683,8 @@ async fn write_and_tell<E: Ecs>(
         write_status(api, run, status).await?;
         let namespace = run.namespace().unwrap_or_default();
         for used in decide::usage::added(old_status, status) {
-            let labels = [namespace.as_str(), crate::metrics::capacity_provider_label(used.capacity_provider.as_deref())];
+            let labels =
+                [namespace.as_str(), crate::metrics::capacity_provider_label(used.capacity_provider.as_deref())];
             ctx.metrics.task_vcpu_seconds.with_label_values(&labels).inc_by(used.vcpu_seconds);
             ctx.metrics.task_gib_seconds.with_label_values(&labels).inc_by(used.gib_seconds);
         }

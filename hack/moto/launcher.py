@@ -12,7 +12,7 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
 - ECS forgets a stopped task: an hour after it stops (ECSRUN_E2E_FORGET_SECONDS to shorten it), it is
   no longer described or listed (moto keeps every task forever).
-- Tasks get createdAt / startedAt / stoppedAt.
+- Tasks get createdAt / startedAt / stoppedAt, and the task-level cpu and memory ECS reports.
 - awsvpcConfiguration without securityGroups is accepted (ECS uses the VPC's default group; moto
   raised KeyError).
 - RunTask honours clientToken as ECS does (moto ignores it): per cluster, for 24 hours, the same token
@@ -111,6 +111,10 @@ def _init(self, *args, **kwargs):
         container.environment = definition.get("environment")
         container.exitCode = None  # moto says 0 from the start; ECS has no exit code before the stop
         container.last_status = "RUNNING"
+    # ECS reports the task-level CPU and memory (the overrides' when given); moto reports neither.
+    overrides = kwargs.get("overrides") or {}
+    self.cpu = str(overrides.get("cpu") or kwargs["task_definition"].cpu or "") or None
+    self.memory = str(overrides.get("memory") or kwargs["task_definition"].memory or "") or None
     self.created_at = _now()
     self.started_at = self.created_at
     self._ecsrun_started = time.monotonic()

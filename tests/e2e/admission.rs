@@ -84,8 +84,36 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
         (
             "missing_task_definition",
             with("taskDefinition", Value::Null),
-            "set exactly one of taskDefinition or taskDefinitionTemplate",
+            "set exactly one of taskDefinition, taskDefinitionTemplate or taskArn",
         ),
+        (
+            "task_definition_and_task_arn",
+            with("taskArn", json!("arn:aws:ecs:eu-west-1:123456789012:task/batch/0123456789abcdef")),
+            "set exactly one of taskDefinition, taskDefinitionTemplate or taskArn",
+        ),
+        (
+            "task_arn_that_is_not_a_task_arn",
+            set(
+                with("taskDefinition", Value::Null),
+                "taskArn",
+                json!("arn:aws:ecs:eu-west-1:123456789012:cluster/batch"),
+            ),
+            "spec.taskArn",
+        ),
+        (
+            "task_arn_with_count",
+            set(
+                set(
+                    with("taskDefinition", Value::Null),
+                    "taskArn",
+                    json!("arn:aws:ecs:eu-west-1:123456789012:task/b/1"),
+                ),
+                "count",
+                json!(2),
+            ),
+            "taskArn follows one task: count must be 1",
+        ),
+        ("tail_lines_over_200", with("logs", json!({"tailLines": 201})), "spec.logs.tailLines"),
         ("empty_cluster", with("cluster", json!("")), "spec.cluster"),
         (
             "launch_type_and_capacity_provider_strategy",
@@ -391,7 +419,9 @@ async fn accepts_minimal(env: Arc<Env>) -> anyhow::Result<()> {
     let created = api.create(&PostParams::default(), &run).await.context("a valid run was rejected")?;
     let stored: Value = serde_json::to_value(&created)?;
     ensure!(stored["spec"]["wait"]["for"] == "Stopped", "wait.for default: {}", stored["spec"]["wait"]);
-    ensure!(stored["spec"]["deletionPolicy"] == "Stop", "deletionPolicy default: {}", stored["spec"]);
+    // Absent: Stop for a task ecsrun launches, Orphan for one it adopts (spec.taskArn).
+    ensure!(stored["spec"].get("deletionPolicy").is_none(), "deletionPolicy defaulted: {}", stored["spec"]);
+    ensure!(stored["spec"]["logs"]["tailLines"] == 20, "logs.tailLines default: {}", stored["spec"]);
     ensure!(stored["spec"]["successPolicy"] == "EssentialContainers", "successPolicy default: {}", stored["spec"]);
     ensure!(stored["spec"]["injectRunIdentity"] == true, "injectRunIdentity default: {}", stored["spec"]);
     Ok(())
@@ -403,21 +433,42 @@ async fn spec_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
     let run: EcsTaskRun = serde_json::from_value(manifest)?;
     let api = env.runs(NAMESPACE);
     api.create(&PostParams::default(), &run).await?;
-    for (field, value) in
-        [("cluster", json!("other")), ("taskDefinition", json!("transform:4")), ("wait", json!({"for": "Running"}))]
-    {
-        let patch = json!({"spec": {field: value}});
-        match api.patch("immutable", &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => bail!("editing spec.{field} was accepted"),
-            Err(kube::Error::Api(status)) => ensure!(
-                status.code == 422 && status.message.contains("spec is immutable; create a new EcsTaskRun"),
-                "editing spec.{field}: {} {}",
-                status.code,
-                status.message
-            ),
-            Err(other) => return Err(other.into()),
+    let refused = |patch: Value, says: &'static str| {
+        let api = api.clone();
+        async move {
+            match api.patch("immutable", &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => bail!("{patch} was accepted"),
+                Err(kube::Error::Api(status)) => ensure!(
+                    status.code == 422 && status.message.contains(says),
+                    "{patch}: {} {}",
+                    status.code,
+                    status.message
+                ),
+                Err(other) => return Err(other.into()),
+            }
+            Ok(())
         }
+    };
+    for (field, value) in [
+        ("cluster", json!("other")),
+        ("taskDefinition", json!("transform:4")),
+        ("wait", json!({"for": "Running"})),
+        // Absent before: setting it is a change too.
+        ("region", json!("eu-central-1")),
+        ("stopReason", json!("changed my mind")),
+    ] {
+        refused(json!({"spec": {field: value}}), ecsrun::api::IMMUTABLE_SPEC).await?;
     }
+    // Stopping is the one change, with its reason in the same update; it cannot be undone.
+    api.patch(
+        "immutable",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"stop": true, "stopReason": "e2e: no longer needed"}})),
+    )
+    .await
+    .context("setting spec.stop must be allowed")?;
+    refused(json!({"spec": {"stop": false}}), "stop cannot be undone").await?;
+    refused(json!({"spec": {"stopReason": "again"}}), ecsrun::api::IMMUTABLE_SPEC).await?;
     let labels = json!({"metadata": {"labels": {"team": "data"}}});
     api.patch("immutable", &PatchParams::default(), &Patch::Merge(&labels))
         .await

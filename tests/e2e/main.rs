@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod ha;
 mod lifecycle;
+mod operating;
 mod policy;
 mod recovery;
 
@@ -30,7 +31,8 @@ use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Namespaces the shared controller watches.
-const SHARED_NAMESPACES: [&str; 3] = [examples::NAMESPACE, lifecycle::NAMESPACE, batch::NAMESPACE];
+const SHARED_NAMESPACES: [&str; 4] =
+    [examples::NAMESPACE, lifecycle::NAMESPACE, batch::NAMESPACE, operating::NAMESPACE];
 
 /// What every case gets: clients for both peers and where the peers are.
 pub struct Env {
@@ -167,6 +169,7 @@ fn main() {
         examples::cases(),
         lifecycle::cases(),
         batch::cases(),
+        operating::cases(),
         errors::cases(),
         recovery::cases(),
         ha::cases(),
@@ -255,6 +258,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         recovery::DEADLINE_NAMESPACE,
         batch::RESTART_NAMESPACE,
         batch::TEMPLATE_NAMESPACE,
+        operating::USAGE_NAMESPACE,
         admission::NAMESPACE,
         faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,

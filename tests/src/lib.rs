@@ -185,6 +185,8 @@ pub struct Fixtures {
 pub struct Moto {
     pub endpoint: String,
     pub fixtures: Fixtures,
+    /// The venv's Python, with boto3: what a team's own scripts start tasks with.
+    pub python: PathBuf,
     _process: Process,
 }
 
@@ -226,7 +228,7 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(200));
         }
         let fixtures = serde_json::from_str(&std::fs::read_to_string(&fixtures_path)?)?;
-        Ok(Self { endpoint: format!("http://127.0.0.1:{port}"), fixtures, _process: process })
+        Ok(Self { endpoint: format!("http://127.0.0.1:{port}"), fixtures, python, _process: process })
     }
 
     /// An ECS client talking to moto, to check what the controller did from ECS's side.

@@ -96,9 +96,7 @@ fn is_active(lane: &IndexedTaskStatus) -> bool {
 /// failFast applies: an index failed for good, so no index launches again and live tasks are stopped.
 /// Not for a stopped run (`spec.stop`): every index stops on its own account.
 fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
-    !view.spec.stop
-        && view.spec.retry_policy.fail_fast
-        && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
+    !view.spec.stop && view.spec.retry_policy.fail_fast && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
 }
 
 /// What each index must observe or do now, lowest index first. Fresh launches (a first attempt or a

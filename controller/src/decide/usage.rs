@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(added(&old, &new).iter().map(|u| u.vcpu_seconds).collect::<Vec<_>>(), vec![3.0]);
         assert!(added(&new, &new).is_empty());
         let indexed = EcsTaskRunStatus {
-            tasks: vec![crate::api::IndexedTaskStatus { index: 4, attempts: vec![attempt(1, 5.0, 10.0)], ..Default::default() }],
+            tasks: vec![crate::api::IndexedTaskStatus {
+                index: 4,
+                attempts: vec![attempt(1, 5.0, 10.0)],
+                ..Default::default()
+            }],
             ..Default::default()
         };
         assert_eq!(added(&old, &indexed).len(), 1);

@@ -115,6 +115,7 @@ fn adopting_a_task_ecs_does_not_know_fails_the_run() {
 #[test]
 fn adopting_and_stopping_is_the_stop_task_action() {
     let mut run = Run::new(stop(adopting()));
+    assert_eq!(next_step(&run.view(), at(1)), Step::Adopt { task_arn: ARN.into() }, "adopted first, then stopped");
     run.apply(&after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1)));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(2));
     assert!(plan.stop.is_some());
