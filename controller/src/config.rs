@@ -19,6 +19,10 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_STS_ENDPOINT_URL")]
     pub sts_endpoint_url: Option<String>,
 
+    /// CloudWatch Logs endpoint URL override, for the last lines of failed containers.
+    #[arg(long, env = "ECSRUN_LOGS_ENDPOINT_URL")]
+    pub logs_endpoint_url: Option<String>,
+
     /// Region for runs without spec.region. Falls back to AWS_REGION / AWS_DEFAULT_REGION / the AWS profile.
     #[arg(long, env = "ECSRUN_DEFAULT_REGION")]
     pub default_region: Option<String>,
@@ -65,6 +69,10 @@ pub struct Config {
     /// Ceiling on DescribeTaskDefinition (ECS's task definition read class: 20/s, burst 100).
     #[arg(long, env = "ECSRUN_ECS_TASK_DEFINITION_CEILING", default_value = "15/30", value_parser = parse_ceiling)]
     pub ecs_task_definition_ceiling: Ceiling,
+
+    /// Ceiling on CloudWatch Logs GetLogEvents (a failed container's last lines; AWS allows 25/s).
+    #[arg(long, env = "ECSRUN_LOGS_READ_CEILING", default_value = "10/20", value_parser = parse_ceiling)]
+    pub logs_read_ceiling: Ceiling,
 
     /// Log format.
     #[arg(long, env = "ECSRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -126,6 +134,7 @@ impl Config {
             modify: self.ecs_modify_ceiling,
             launch: self.ecs_launch_ceiling,
             task_definition_read: self.ecs_task_definition_ceiling,
+            log_read: self.logs_read_ceiling,
         }
     }
 }

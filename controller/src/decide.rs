@@ -158,6 +158,9 @@ pub struct Plan {
     /// When to look at the run again whatever ECS reports (a deadline, a retry backoff); None: only on
     /// a change.
     pub requeue: Option<Duration>,
+    /// Failed containers whose last lines go into the status and the Event (`logs::attach`) before the
+    /// status is written.
+    pub logs: Vec<LogRead>,
 }
 
 /// Follow `task_arn`, describing it every `every`.
@@ -580,7 +583,12 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
-                return conclude(view, status, verdict, message, now);
+                let failed = !matches!(verdict, Verdict::Succeeded | Verdict::Unknown);
+                let mut plan = conclude(view, status, verdict, message, now);
+                if failed && !view.spec.stop {
+                    plan.logs = log_reads(view, &task, containers.as_deref());
+                }
+                return plan;
             }
             if view.spec.stop {
                 let stop = (task.desired_status.as_deref() != Some("STOPPED"))
@@ -745,6 +753,29 @@ fn judge_stopped(
         .collect::<Vec<_>>()
         .join(", ");
     (Verdict::Succeeded, format!("task {id} stopped: {codes}"))
+}
+
+/// The judged containers that exited non-zero: whose last lines tell why the attempt failed.
+fn log_reads(view: &RunView, task: &TaskSnapshot, definition: Option<&[ContainerDefinitionInfo]>) -> Vec<LogRead> {
+    let lines = view.spec.logs.tail_lines.max(0) as u32;
+    if lines == 0 {
+        return Vec::new();
+    }
+    task.containers
+        .iter()
+        .filter(|c| c.exit_code.is_some_and(|code| code != 0))
+        .filter(|c| match view.spec.success_policy {
+            SuccessPolicy::TaskStopped => false,
+            SuccessPolicy::AllContainers => true,
+            SuccessPolicy::EssentialContainers => is_essential(definition, &c.name),
+        })
+        .map(|c| LogRead {
+            index: view.index,
+            container: c.name.clone(),
+            lines,
+            stream: logs::stream_of(definition, &c.name, &task.task_arn),
+        })
+        .collect()
 }
 
 /// The first rule (index, action) whose exit codes match one of `exited` (container, non-zero exit code).
@@ -1013,7 +1044,7 @@ fn plan(
             _ => {}
         }
     }
-    Plan { status, stop, events, follow, requeue }
+    Plan { status, stop, events, follow, requeue, logs: Vec::new() }
 }
 
 fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
@@ -1022,6 +1053,9 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 
 pub mod batch;
 mod cleanup;
+pub mod logs;
+
+pub use logs::LogRead;
 pub mod usage;
 
 pub use cleanup::{CleanupPlan, CleanupStep, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step};

@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         AwsSettings {
             ecs_endpoint_url: config.ecs_endpoint_url.clone(),
             sts_endpoint_url: config.sts_endpoint_url.clone(),
+            logs_endpoint_url: config.logs_endpoint_url.clone(),
             call_timeout: config.ecs_call_timeout,
             session_tags: config.sts_session_tags,
         },

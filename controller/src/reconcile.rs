@@ -623,14 +623,14 @@ async fn track<E: Ecs>(
         Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing),
         Err(error) => return Ok(TrackObservation::Unobservable(error)),
     };
+    // Which containers are essential, and where they log (a failed one's last lines are read).
+    let wanted = view.spec.success_policy == SuccessPolicy::EssentialContainers || view.spec.logs.tail_lines > 0;
     let containers = match (&task.task_definition_arn, task.is_stopped()) {
-        (Some(definition), true) if view.spec.success_policy == SuccessPolicy::EssentialContainers => {
-            match ctx.ecs.describe_task_definition(target, definition).await {
-                Ok(info) => Some(info.containers),
-                Err(error) if error.kind.is_permanent() => None,
-                Err(error) => return Err(error.into()),
-            }
-        }
+        (Some(definition), true) if wanted => match ctx.ecs.describe_task_definition(target, definition).await {
+            Ok(info) => Some(info.containers),
+            Err(error) if error.kind.is_permanent() => None,
+            Err(error) => return Err(error.into()),
+        },
         _ => None,
     };
     Ok(TrackObservation::Found { task, containers })
@@ -643,11 +643,14 @@ async fn execute<E: Ecs>(
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
     old_status: &EcsTaskRunStatus,
-    plan: Plan,
+    mut plan: Plan,
     target: Option<&EcsTarget>,
     seen: Option<TaskSnapshot>,
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(run);
+    if let Some(target) = target {
+        read_logs(ctx, target, &plan.logs, &mut plan.status, &mut plan.events).await;
+    }
     match (&plan.follow, target) {
         (Some(follow), Some(target)) => {
             ctx.tracker.follow(&key, target, std::slice::from_ref(&follow.task_arn), follow.every);
@@ -668,6 +671,33 @@ async fn execute<E: Ecs>(
     let requeue = if plan.stop.is_some() { Some(STOP_RECHECK) } else { plan.requeue };
     write_and_tell(run, api, ctx, old_status, &plan.status, &plan.events).await?;
     Ok(next_action(requeue, plan.follow.is_some()))
+}
+
+/// Reads the last lines of the failed containers `reads` names into the status and the Events. Never
+/// fails: a stream that cannot be read (no such group, access denied, throttled) says why in the
+/// container's status, and the run's outcome stands.
+async fn read_logs<E: Ecs>(
+    ctx: &Context<E>,
+    target: &EcsTarget,
+    reads: &[decide::LogRead],
+    status: &mut EcsTaskRunStatus,
+    events: &mut [decide::RunEvent],
+) {
+    for read in reads {
+        let result = match &read.stream {
+            Ok(stream) => ctx.ecs.log_tail(target, stream, read.lines).await.map_err(|error| {
+                format!(
+                    "cannot read log stream {} in {} ({}): {}",
+                    stream.stream, stream.group, stream.region, error.message
+                )
+            }),
+            Err(why) => Err(format!("no log tail: {why}")),
+        };
+        if let Err(why) = &result {
+            info!(container = %read.container, index = read.index, %why, "failed container's logs not read");
+        }
+        decide::logs::attach(status, events, read, result);
+    }
 }
 
 /// Writes the status if it changed, counts a run that just finished, and publishes the Events.

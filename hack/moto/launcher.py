@@ -10,6 +10,10 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   run of several tasks, ECSRUN_E2E_INDEX_<i>_<KNOB> sets ECSRUN_E2E_<KNOB> for the task whose
   ECSRUN_TASK_INDEX is i (a shard whose data makes it fail, or run longer).
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
+- A container with the awslogs driver and ECSRUN_E2E_LOG_LINES=N "prints" N lines (`<name>: line i of N`)
+  into moto's own CloudWatch Logs backend, in the stream the driver names (`prefix/container/task-id`),
+  spread over the run (or one every ECSRUN_E2E_LOG_EVERY seconds); whatever is left is written before the
+  task is reported STOPPED. A log group that does not exist gets nothing, as the driver cannot write.
 - ECS forgets a stopped task: an hour after it stops (ECSRUN_E2E_FORGET_SECONDS to shorten it), it is
   no longer described or listed (moto keeps every task forever).
 - Tasks get createdAt / startedAt / stoppedAt, and the task-level cpu and memory ECS reports.
@@ -49,6 +53,7 @@ from moto.core.responses import ActionResult
 from moto.ecs import models as ecs
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import ECSException
+from moto.logs.models import logs_backends
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 from moto.sts import models as sts
@@ -59,6 +64,8 @@ HOLD = "ECSRUN_E2E_HOLD"
 EXIT_CODE = "ECSRUN_E2E_EXIT_CODE"
 RUN_SECONDS = "ECSRUN_E2E_RUN_SECONDS"
 FORGET_SECONDS = "ECSRUN_E2E_FORGET_SECONDS"
+LOG_LINES = "ECSRUN_E2E_LOG_LINES"
+LOG_EVERY = "ECSRUN_E2E_LOG_EVERY"
 ECS_REMEMBERS_STOPPED = 3600
 
 
@@ -78,11 +85,61 @@ def _environment(task, index):
     return env
 
 
+_print_lock = threading.Lock()
+
+
+def _print_due(task, final=False):
+    """Writes what each awslogs container of the task has printed by now into moto's CloudWatch Logs, as
+    the driver would: all of it once the task stops (`final`)."""
+    with _print_lock:
+        printed = task.__dict__.setdefault("_ecsrun_printed", {})
+        definitions = task._backend.describe_task_definition(task.task_definition_arn).container_definitions
+        elapsed = time.monotonic() - task._ecsrun_started
+        for index, definition in enumerate(definitions):
+            log = definition.get("logConfiguration") or {}
+            env = _environment(task, index)
+            total = int(env.get(LOG_LINES, "0") or 0)
+            if log.get("logDriver") != "awslogs" or total <= 0:
+                continue
+            every = float(env.get(LOG_EVERY) or float(env.get(RUN_SECONDS, "3")) / total)
+            due = total if final or every <= 0 else min(total, int(elapsed / every))
+            done = printed.get(index, 0)
+            if due <= done:
+                continue
+            printed[index] = due
+            options = log.get("options") or {}
+            backend = logs_backends[task._account_id][options.get("awslogs-region", task.region_name)]
+            group = options.get("awslogs-group")
+            if group not in backend.groups:
+                continue
+            stream = f"{options.get('awslogs-stream-prefix')}/{definition['name']}/{task.id}"
+            if stream not in backend.groups[group].streams:
+                backend.create_log_stream(group, stream)
+            at = int(time.time() * 1000)
+            lines = [{"timestamp": at, "message": f"{definition['name']}: line {n} of {total}"} for n in range(done + 1, due + 1)]
+            backend.put_log_events(group, stream, lines)
+
+
+def _printing(stop):
+    """Moves every running task's output along, whoever looks at it."""
+    while not stop.wait(0.2):
+        for regions in list(ecs.ecs_backends.values()):
+            for backend in list(regions.values()):
+                for table in list(backend.tasks.values()):
+                    for task in list(table.values()):
+                        if task.last_status != "STOPPED" and hasattr(task, "_ecsrun_started"):
+                            try:
+                                _print_due(task)
+                            except Exception:  # a task definition gone meanwhile: nothing to print
+                                logging.exception("printing task output")
+
+
 def _finish(task, stop_code, exit_code=None):
     """Snapshot a stopped task the way ECS reports it: every container stopped with its exit code."""
     if getattr(task, "_ecsrun_finished", False):
         return
     task._ecsrun_finished = True
+    _print_due(task, final=True)
     task.last_status = "STOPPED"
     task.desired_status = "STOPPED"
     task.stop_code = stop_code
@@ -303,7 +360,7 @@ def seed(endpoint):
     for cluster in ("batch", "reports", "default", "bench"):
         client.create_cluster(clusterName=cluster)
 
-    def register(family, env=None, sidecar=False, container_memory=True):
+    def register(family, env=None, sidecar=False, container_memory=True, log_group=None):
         containers = [{
             "name": "app",
             "image": "public.ecr.aws/docker/library/busybox:latest",
@@ -312,6 +369,10 @@ def seed(endpoint):
         }]
         if container_memory:
             containers[0]["memory"] = 256
+        if log_group:
+            containers[0]["logConfiguration"] = {"logDriver": "awslogs", "options": {
+                "awslogs-group": log_group, "awslogs-region": REGION, "awslogs-stream-prefix": "ecs",
+            }}
         if sidecar:
             # A log router that exits non-zero: it must not fail a run whose essential container succeeded.
             containers.append({
@@ -330,6 +391,11 @@ def seed(endpoint):
     register("sleeper", {HOLD: "running"})
     register("failing", {EXIT_CODE: "3"})
     register("task-memory-only", container_memory=False)
+    logs = boto3.client("logs", **session)
+    logs.create_log_group(logGroupName="/ecsrun/e2e")
+    # Prints 50 lines and exits 3; the second writes to a log group that does not exist.
+    register("chatty", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/e2e")
+    register("chatty-lost", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/missing")
     return {"region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group}
 
 
@@ -353,6 +419,7 @@ def main():
     print(f"moto: serving ECS on http://127.0.0.1:{args.port}", flush=True)
 
     stop = threading.Event()
+    threading.Thread(target=_printing, args=(stop,), daemon=True).start()
     try:
         while not stop.wait(1.0):
             if args.parent_pid and not _alive(args.parent_pid):

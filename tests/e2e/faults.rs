@@ -223,6 +223,7 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
             name: "controller-faults-stop",
             ecs_endpoint: &proxy.endpoint,
             sts_endpoint: &env.moto.endpoint,
+            logs_endpoint: &env.moto.endpoint,
             region: &env.moto.fixtures.region,
             namespaces: &[NAMESPACE],
             args: vec!["--default-poll-interval=5s".into()],

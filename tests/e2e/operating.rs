@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun_e2e::wait;
+use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::{Case, Env, case, fargate_run};
@@ -24,6 +25,8 @@ pub fn cases() -> Vec<Case> {
         case("operating::a_task_started_with_boto3_is_adopted_and_followed", adopts_a_task_started_with_boto3),
         case("operating::adopting_with_stop_is_the_stop_task_action", stop_task_action),
         case("operating::usage_of_a_run_with_known_cpu_memory_and_duration", usage_of_a_known_run),
+        case("operating::a_failed_containers_last_lines_are_in_status_and_event", last_lines_in_status_and_event),
+        case("operating::unreadable_logs_leave_the_outcome_and_say_why", unreadable_logs_leave_the_outcome),
     ]
 }
 
@@ -160,5 +163,57 @@ async fn usage_of_a_known_run(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(counted == vcpu, "ecsrun_task_vcpu_seconds_total says {counted}, the run {vcpu}");
     let counted = controller.metric(&series("ecsrun_task_memory_gib_seconds_total")).await?;
     ensure!(counted == gib, "ecsrun_task_memory_gib_seconds_total says {counted}, the run {gib}");
+    Ok(())
+}
+
+/// The message of the run's Warning Event with `reason`, once there is one.
+async fn warning(env: &Env, namespace: &str, name: &str, reason: &str) -> anyhow::Result<String> {
+    let events: Api<Event> = Api::namespaced(env.client.clone(), namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await?;
+        if let Some(event) = list.items.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+            return Ok(event.message.clone().unwrap_or_default());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no {reason} Event for {name}: {:?}",
+            list.items.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn last_lines_in_status_and_event(env: Arc<Env>) -> anyhow::Result<()> {
+    // chatty prints `app: line i of 50` through the awslogs driver and exits 3.
+    env.create(NAMESPACE, &env.manifest(&fargate_run("chatty", "batch", "chatty", ""))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status = wait::until(&api, "chatty", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    ensure!(status.reason.as_deref() == Some("ContainerFailed"), "reason {:?}", status.reason);
+    let app = status.containers.iter().find(|c| c.name == "app").context("no app container")?;
+    let expected = (31..=50).map(|i| format!("app: line {i} of 50")).collect::<Vec<_>>().join("\n");
+    ensure!(
+        app.log_tail.as_deref() == Some(expected.as_str()),
+        "logTail {:?} ({:?})",
+        app.log_tail,
+        app.log_tail_error
+    );
+    let note = warning(&env, NAMESPACE, "chatty", "Failed").await?;
+    ensure!(note.contains("last lines of app:") && note.ends_with("app: line 50 of 50"), "Failed Event: {note}");
+    Ok(())
+}
+
+async fn unreadable_logs_leave_the_outcome(env: Arc<Env>) -> anyhow::Result<()> {
+    // chatty-lost logs to a group that does not exist: nothing can be read.
+    env.create(NAMESPACE, &env.manifest(&fargate_run("chatty-lost", "batch", "chatty-lost", ""))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "chatty-lost", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    ensure!(status.reason.as_deref() == Some("ContainerFailed"), "the outcome changed: {:?}", status.reason);
+    ensure!(status.exit_codes.as_deref() == Some("app=3"), "exit codes {:?}", status.exit_codes);
+    let app = status.containers.iter().find(|c| c.name == "app").context("no app container")?;
+    ensure!(app.log_tail.is_none(), "a tail from nowhere: {:?}", app.log_tail);
+    let why = app.log_tail_error.as_deref().context("no logTailError")?;
+    ensure!(why.contains("ResourceNotFoundException") && !why.contains('\n'), "logTailError: {why}");
     Ok(())
 }

@@ -117,6 +117,7 @@ async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
             name: "controller-retarget-2",
             ecs_endpoint: &env.moto.endpoint,
             sts_endpoint: &env.moto.endpoint,
+            logs_endpoint: &env.moto.endpoint,
             region: "us-east-1",
             namespaces: &[RETARGET_NAMESPACE],
             args: vec!["--default-poll-interval=5s".into()],

@@ -148,6 +148,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             name: &name,
             ecs_endpoint: &proxy.endpoint,
             sts_endpoint: &peers.moto.endpoint,
+            logs_endpoint: &peers.moto.endpoint,
             region: &peers.moto.fixtures.region,
             namespaces: &[&namespace],
             args,

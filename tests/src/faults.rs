@@ -135,6 +135,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
                 name: &format!("controller-{namespace}-{generation}"),
                 ecs_endpoint: &proxy.endpoint,
                 sts_endpoint: &peers.moto.endpoint,
+                logs_endpoint: &peers.moto.endpoint,
                 region: &peers.moto.fixtures.region,
                 namespaces: &[&namespace],
                 args: vec!["--default-poll-interval=5s".into()],

@@ -272,6 +272,8 @@ pub struct ControllerOptions<'a> {
     pub name: &'a str,
     pub ecs_endpoint: &'a str,
     pub sts_endpoint: &'a str,
+    /// CloudWatch Logs: moto's own, whatever proxy stands in front of ECS.
+    pub logs_endpoint: &'a str,
     pub region: &'a str,
     /// Namespaces to watch; all when empty.
     pub namespaces: &'a [&'a str],
@@ -297,6 +299,7 @@ impl Controller {
                 name,
                 ecs_endpoint: &moto.endpoint,
                 sts_endpoint: &moto.endpoint,
+                logs_endpoint: &moto.endpoint,
                 region: &moto.fixtures.region,
                 namespaces,
                 args,
@@ -317,6 +320,7 @@ impl Controller {
             .env_remove("AWS_PROFILE")
             .env("RUST_LOG", options.rust_log)
             .args(["--ecs-endpoint-url", options.ecs_endpoint, "--sts-endpoint-url", options.sts_endpoint])
+            .args(["--logs-endpoint-url", options.logs_endpoint])
             .args(["--default-region", options.region])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--controller-name", "ecsrun-controller", "--instance", options.name])

@@ -153,6 +153,8 @@ pub struct BatchPlan {
     /// Every task to follow, with how often.
     pub follows: Vec<Follow>,
     pub requeue: Option<Duration>,
+    /// Failed containers whose last lines are read before the status is written.
+    pub logs: Vec<super::LogRead>,
 }
 
 /// Folds each acting index's plan (`plans`: index, plan) and `waits` (time until a waiting index is due)
@@ -162,6 +164,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
     let mut stops = Vec::new();
     let mut events = Vec::new();
     let mut follows = Vec::new();
+    let mut logs = Vec::new();
     let mut requeue = waits.iter().min().copied();
     let mut soonest = |after: Option<Duration>| {
         if let Some(after) = after {
@@ -180,6 +183,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
         events.extend(lane_events);
         stops.extend(plan.stop);
         follows.extend(plan.follow);
+        logs.extend(plan.logs);
         soonest(plan.requeue);
         store_lane(&mut status, index, plan.status);
     }
@@ -230,7 +234,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
         follows.clear();
         requeue = None;
     }
-    BatchPlan { status, stops, events, follows, requeue }
+    BatchPlan { status, stops, events, follows, requeue, logs }
 }
 
 /// A slot is free and an index can take it now (not started, nor waiting out a backoff).

@@ -14,7 +14,7 @@ pub fn of_task(task: &TaskSnapshot) -> Option<ResourceUsage> {
     let stopped = task.stopped_at.filter(|_| task.is_stopped())?;
     let cpu = cpu_units(task.cpu.as_deref()?)?;
     let memory = memory_mib(task.memory.as_deref()?)?;
-    let millis = task.started_at.map_or(0, |started| stopped.duration_since(started).as_millis().max(0)) as i128;
+    let millis: i128 = task.started_at.map_or(0, |started| stopped.duration_since(started).as_millis().max(0));
     // units × ms / 1024 = vCPU-ms (GiB-ms for MiB): thousandths of a vCPU-second.
     let thousandths = |amount: i64| ((amount as i128 * millis + 512) / 1024) as i64;
     Some(ResourceUsage {

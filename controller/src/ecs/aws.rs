@@ -1,5 +1,6 @@
-//! The ECS port over aws-sdk-ecs: request translation, error classification, one cached client per
-//! (region, identity), and a metric plus a log line for every call.
+//! The ECS port over aws-sdk-ecs (and aws-sdk-cloudwatchlogs for a failed container's last lines):
+//! request translation, error classification, one cached client per (region, identity), and a metric
+//! plus a log line for every call.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -11,6 +12,7 @@ use aws_config::BehaviorVersion;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::config::Region;
 use aws_sdk_ecs::error::{BuildError, ProvideErrorMetadata, SdkError};
@@ -28,7 +30,8 @@ use tracing::debug;
 
 use super::{
     Actor, ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind,
-    EcsFailure, EcsTarget, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    EcsFailure, EcsTarget, Identity, LaunchRequest, LogConfiguration, LogStream, RunTaskOutcome, TaskDefinitionInfo,
+    TaskSnapshot,
 };
 use crate::api;
 use crate::metrics::Metrics;
@@ -40,6 +43,8 @@ pub struct AwsSettings {
     pub ecs_endpoint_url: Option<String>,
     /// STS endpoint override, for assumed roles.
     pub sts_endpoint_url: Option<String>,
+    /// CloudWatch Logs endpoint override (emulators, VPC interface endpoints).
+    pub logs_endpoint_url: Option<String>,
     /// Deadline for one operation, SDK retries included.
     pub call_timeout: Duration,
     /// Tag assumed-role sessions with the run's namespace and name (the role's trust policy must allow
@@ -47,11 +52,17 @@ pub struct AwsSettings {
     pub session_tags: bool,
 }
 
+type LogsClient = aws_sdk_cloudwatchlogs::Client;
+
 enum Clients {
     /// Built on demand from aws-config and cached per (region, identity).
-    Configured { settings: AwsSettings, cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>> },
-    /// One given client for every target (tests with aws-smithy-mocks, embedding).
-    Fixed(Client),
+    Configured {
+        settings: AwsSettings,
+        cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>>,
+        logs: tokio::sync::Mutex<HashMap<(String, Identity), LogsClient>>,
+    },
+    /// Given clients for every target (tests with aws-smithy-mocks, embedding).
+    Fixed(Client, Option<LogsClient>),
 }
 
 /// Rotated Secrets leave old clients behind; past this many the cache starts over.
@@ -123,7 +134,11 @@ fn is_bare_family(reference: &str) -> bool {
 impl AwsEcs {
     pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         Self {
-            clients: Clients::Configured { settings, cache: tokio::sync::Mutex::default() },
+            clients: Clients::Configured {
+                settings,
+                cache: tokio::sync::Mutex::default(),
+                logs: tokio::sync::Mutex::default(),
+            },
             task_definitions: TaskDefinitionCache::default(),
             metrics,
         }
@@ -131,13 +146,18 @@ impl AwsEcs {
 
     /// Uses `client` for every target, whatever its region or identity.
     pub fn from_client(client: Client, metrics: Arc<Metrics>) -> Self {
-        Self { clients: Clients::Fixed(client), task_definitions: TaskDefinitionCache::default(), metrics }
+        Self { clients: Clients::Fixed(client, None), task_definitions: TaskDefinitionCache::default(), metrics }
+    }
+
+    /// Uses `client` for every ECS call and `logs` for every CloudWatch Logs call.
+    pub fn from_clients(client: Client, logs: LogsClient, metrics: Arc<Metrics>) -> Self {
+        Self { clients: Clients::Fixed(client, Some(logs)), task_definitions: TaskDefinitionCache::default(), metrics }
     }
 
     async fn client(&self, target: &EcsTarget) -> Client {
         let (settings, cache) = match &self.clients {
-            Clients::Fixed(client) => return client.clone(),
-            Clients::Configured { settings, cache } => (settings, cache),
+            Clients::Fixed(client, _) => return client.clone(),
+            Clients::Configured { settings, cache, .. } => (settings, cache),
         };
         let key = (target.region.clone(), target.identity.clone());
         let mut cache = cache.lock().await;
@@ -150,6 +170,36 @@ impl AwsEcs {
         }
         cache.insert(key, client.clone());
         client
+    }
+
+    /// The CloudWatch Logs client of the target's identity in `region`.
+    async fn logs_client(&self, region: &str, identity: &Identity) -> Result<LogsClient, EcsError> {
+        let (settings, cache) = match &self.clients {
+            Clients::Fixed(_, Some(logs)) => return Ok(logs.clone()),
+            Clients::Fixed(_, None) => {
+                return Err(EcsError::new(EcsErrorKind::Rejected, "GetLogEvents", "no CloudWatch Logs client given"));
+            }
+            Clients::Configured { settings, logs, .. } => (settings, logs),
+        };
+        let key = (region.to_owned(), identity.clone());
+        let mut cache = cache.lock().await;
+        if let Some(client) = cache.get(&key) {
+            return Ok(client.clone());
+        }
+        let (base, credentials) = aws_base(settings, region, identity).await;
+        let mut config = aws_sdk_cloudwatchlogs::config::Builder::from(&base);
+        if let Some(url) = &settings.logs_endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        if let Some(credentials) = credentials {
+            config = config.credentials_provider(credentials);
+        }
+        let client = LogsClient::from_conf(config.build());
+        if cache.len() >= MAX_CACHED_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key, client.clone());
+        Ok(client)
     }
 
     /// The client RunTask and StopTask use: with an assumed role, a session of the run's own (named and
@@ -228,18 +278,32 @@ impl Intercept for RetryCounter {
 }
 
 async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity, metrics: &Arc<Metrics>) -> Client {
+    let (base, credentials) = aws_base(settings, region, identity).await;
+    let mut config = aws_sdk_ecs::config::Builder::from(&base).interceptor(RetryCounter { metrics: metrics.clone() });
+    if let Some(url) = &settings.ecs_endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    if let Some(credentials) = credentials {
+        config = config.credentials_provider(credentials);
+    }
+    Client::from_conf(config.build())
+}
+
+/// What every client of `identity` in `region` shares: aws-config's defaults with the call timeout, and
+/// the identity's credentials (None: the default chain).
+async fn aws_base(
+    settings: &AwsSettings,
+    region: &str,
+    identity: &Identity,
+) -> (aws_config::SdkConfig, Option<SharedCredentialsProvider>) {
     let timeouts = TimeoutConfig::builder().operation_timeout(settings.call_timeout).build();
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .timeout_config(timeouts)
         .load()
         .await;
-    let mut config = aws_sdk_ecs::config::Builder::from(&base).interceptor(RetryCounter { metrics: metrics.clone() });
-    if let Some(url) = &settings.ecs_endpoint_url {
-        config = config.endpoint_url(url);
-    }
-    match identity {
-        Identity::Default => {}
+    let credentials = match identity {
+        Identity::Default => None,
         Identity::AssumeRole { role_arn, external_id, session } => {
             let mut sts = base.to_builder();
             if let Some(url) = &settings.sts_endpoint_url {
@@ -255,19 +319,17 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity,
             if settings.session_tags {
                 provider = provider.tags(session.tags.iter().map(|(key, value)| (key.as_str(), value.as_str())));
             }
-            config = config.credentials_provider(provider.build().await);
+            Some(SharedCredentialsProvider::new(provider.build().await))
         }
-        Identity::Static { keys, .. } => {
-            config = config.credentials_provider(Credentials::new(
-                &keys.access_key_id,
-                &keys.secret_access_key,
-                keys.session_token.clone(),
-                None,
-                "ecsrun-secret",
-            ));
-        }
-    }
-    Client::from_conf(config.build())
+        Identity::Static { keys, .. } => Some(SharedCredentialsProvider::new(Credentials::new(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            keys.session_token.clone(),
+            None,
+            "ecsrun-secret",
+        ))),
+    };
+    (base, credentials)
 }
 
 impl Ecs for AwsEcs {
@@ -405,6 +467,7 @@ impl Ecs for AwsEcs {
                             name: container.name().unwrap_or_default().to_owned(),
                             // ECS's default: a container is essential unless marked otherwise.
                             essential: container.essential().unwrap_or(true),
+                            log: container.log_configuration().map(log_configuration),
                         })
                         .collect(),
                 })
@@ -484,6 +547,24 @@ impl Ecs for AwsEcs {
                 .and_then(|definition| definition.task_definition_arn())
                 .map(str::to_owned)
                 .ok_or_else(|| EcsError::new(EcsErrorKind::Rejected, OPERATION, "no task definition returned"))
+        })
+        .await
+    }
+
+    async fn log_tail(&self, target: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
+        let client = self.logs_client(&stream.region, &target.identity).await?;
+        self.call("GetLogEvents", target, async {
+            // The newest `lines` events: GetLogEvents reads backwards from the end unless told otherwise.
+            let output = client
+                .get_log_events()
+                .log_group_name(&stream.group)
+                .log_stream_name(&stream.stream)
+                .start_from_head(false)
+                .limit(lines.clamp(1, 10_000) as i32)
+                .send()
+                .await
+                .map_err(|error| classify("GetLogEvents", &error))?;
+            Ok(output.events().iter().filter_map(|event| event.message().map(str::to_owned)).collect())
         })
         .await
     }
@@ -704,6 +785,16 @@ fn snapshot(task: &types::Task) -> TaskSnapshot {
                 last_status: container.last_status().map(str::to_owned),
             })
             .collect(),
+    }
+}
+
+fn log_configuration(log: &types::LogConfiguration) -> LogConfiguration {
+    let option = |key: &str| log.options().and_then(|options| options.get(key)).cloned();
+    LogConfiguration {
+        driver: log.log_driver().as_str().to_owned(),
+        group: option("awslogs-group"),
+        region: option("awslogs-region"),
+        stream_prefix: option("awslogs-stream-prefix"),
     }
 }
 
@@ -1045,6 +1136,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_log_tail_is_the_streams_newest_events_oldest_first() {
+        use aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput;
+        use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
+        let tail = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events)
+            .match_requests(|request| {
+                request.log_group_name() == Some("/ecs/report")
+                    && request.log_stream_name() == Some("ecs/app/0123456789abcdef")
+                    && request.start_from_head() == Some(false)
+                    && request.limit() == Some(20)
+            })
+            .then_output(|| {
+                GetLogEventsOutput::builder()
+                    .events(OutputLogEvent::builder().message("line 49").build())
+                    .events(OutputLogEvent::builder().message("line 50").build())
+                    .build()
+            });
+        let missing = mock!(aws_sdk_cloudwatchlogs::Client::get_log_events).then_http_response(aws_error(
+            400,
+            "ResourceNotFoundException",
+            "The specified log group does not exist.",
+        ));
+        let logs = mock_client!(aws_sdk_cloudwatchlogs, RuleMode::Sequential, [&tail, &missing], |config| config
+            .retry_config(aws_sdk_cloudwatchlogs::config::retry::RetryConfig::disabled()));
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let ecs = AwsEcs::from_clients(mock_client!(aws_sdk_ecs, []), logs, metrics.clone());
+        let stream = LogStream {
+            region: "eu-west-1".into(),
+            group: "/ecs/report".into(),
+            stream: "ecs/app/0123456789abcdef".into(),
+        };
+
+        assert_eq!(ecs.log_tail(&target(), &stream, 20).await.unwrap(), vec!["line 49", "line 50"]);
+        let error = ecs.log_tail(&target(), &stream, 20).await.unwrap_err();
+        assert!(error.message.contains("ResourceNotFoundException"), "{error}");
+        assert_eq!(calls(&metrics, "GetLogEvents", "ok"), 1);
+        assert_eq!(calls(&metrics, "GetLogEvents", "rejected"), 1);
+    }
+
+    #[tokio::test]
     async fn server_errors_are_transient() {
         let rule = mock!(Client::stop_task).then_http_response(aws_error(500, "ServerException", "internal"));
         let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |config| config
@@ -1252,8 +1382,8 @@ mod tests {
         assert_eq!(
             first.containers,
             vec![
-                ContainerDefinitionInfo { name: "app".into(), essential: true },
-                ContainerDefinitionInfo { name: "log-router".into(), essential: false },
+                ContainerDefinitionInfo { name: "app".into(), essential: true, log: None },
+                ContainerDefinitionInfo { name: "log-router".into(), essential: false, log: None },
             ]
         );
         assert_eq!(rule.num_calls(), 1, "the second lookup is served from the cache");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::{
-    Actor, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, LaunchRequest, RunTaskOutcome,
+    Actor, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, LaunchRequest, LogStream, RunTaskOutcome,
     TaskDefinitionInfo, TaskSnapshot,
 };
 
@@ -126,6 +126,11 @@ impl<E: Ecs> Ecs for Fenced<E> {
     ) -> Result<String, EcsError> {
         self.admit("RegisterTaskDefinition")?;
         self.inner.register_task_definition(target, template, tags).await
+    }
+
+    /// A read: allowed whoever leads.
+    async fn log_tail(&self, target: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
+        self.inner.log_tail(target, stream, lines).await
     }
 
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{
-    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, RunTaskOutcome,
+    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, LogStream, RunTaskOutcome,
     TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::api::TaskDefinitionTemplate;
@@ -33,10 +33,13 @@ pub enum ThrottleClass {
     Launch,
     /// Task definition read: DescribeTaskDefinition.
     TaskDefinitionRead,
+    /// CloudWatch Logs GetLogEvents (a quota of its own, per account and region).
+    LogRead,
 }
 
 impl ThrottleClass {
-    pub const ALL: [ThrottleClass; 4] = [Self::Read, Self::Modify, Self::Launch, Self::TaskDefinitionRead];
+    pub const ALL: [ThrottleClass; 5] =
+        [Self::Read, Self::Modify, Self::Launch, Self::TaskDefinitionRead, Self::LogRead];
 
     /// Stable label for metrics and flags.
     pub fn label(self) -> &'static str {
@@ -45,6 +48,7 @@ impl ThrottleClass {
             Self::Modify => "modify",
             Self::Launch => "launch",
             Self::TaskDefinitionRead => "task_definition_read",
+            Self::LogRead => "log_read",
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct Ceilings {
     pub modify: Ceiling,
     pub launch: Ceiling,
     pub task_definition_read: Ceiling,
+    pub log_read: Ceiling,
 }
 
 impl Default for Ceilings {
@@ -80,6 +85,7 @@ impl Default for Ceilings {
             modify: ceiling(30, 60),
             launch: ceiling(15, 30),
             task_definition_read: ceiling(15, 30),
+            log_read: ceiling(10, 20),
         }
     }
 }
@@ -95,6 +101,7 @@ impl Ceilings {
             ThrottleClass::Modify => self.modify,
             ThrottleClass::Launch => self.launch,
             ThrottleClass::TaskDefinitionRead => self.task_definition_read,
+            ThrottleClass::LogRead => self.log_read,
         }
     }
 }
@@ -223,6 +230,13 @@ impl<E: Ecs> Ecs for RateLimited<E> {
         self.inner.register_task_definition(target, template, tags).await
     }
 
+    async fn log_tail(&self, target: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
+        // The quota is the stream's region's.
+        let logs = EcsTarget { region: stream.region.clone(), ..target.clone() };
+        self.admit(&logs, &[ThrottleClass::LogRead]).await;
+        self.inner.log_tail(target, stream, lines).await
+    }
+
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
         self.inner.cached_task_definition(target, task_definition)
     }
@@ -318,6 +332,9 @@ mod tests {
             }
             async fn describe_tasks(&self, t: &EcsTarget, a: &[String]) -> Result<Described, EcsError> {
                 self.0.describe_tasks(t, a).await
+            }
+            async fn log_tail(&self, t: &EcsTarget, s: &LogStream, n: u32) -> Result<Vec<String>, EcsError> {
+                self.0.log_tail(t, s, n).await
             }
             async fn stop_task(
                 &self,

@@ -152,6 +152,28 @@ pub struct TaskDefinitionInfo {
 pub struct ContainerDefinitionInfo {
     pub name: String,
     pub essential: bool,
+    /// The container's log configuration, if it has one.
+    pub log: Option<LogConfiguration>,
+}
+
+/// A container definition's logConfiguration: the driver and, for awslogs, where it writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogConfiguration {
+    pub driver: String,
+    /// `awslogs-group`.
+    pub group: Option<String>,
+    /// `awslogs-region`; absent: the task's own region.
+    pub region: Option<String>,
+    /// `awslogs-stream-prefix`: streams are then named `prefix/container/task-id`.
+    pub stream_prefix: Option<String>,
+}
+
+/// One CloudWatch Logs stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogStream {
+    pub region: String,
+    pub group: String,
+    pub stream: String,
 }
 
 /// Everything RunTask is asked, decided by `decide::launch_request` from the spec.
@@ -256,6 +278,15 @@ pub trait Ecs: Send + Sync + 'static {
         template: &crate::api::TaskDefinitionTemplate,
         tags: &[(String, String)],
     ) -> impl Future<Output = Result<String, EcsError>> + Send;
+
+    /// The last `lines` lines of a CloudWatch Logs stream, oldest first (GetLogEvents), read with the
+    /// target's identity in the stream's region.
+    fn log_tail(
+        &self,
+        target: &EcsTarget,
+        stream: &LogStream,
+        lines: u32,
+    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send;
 
     /// A task definition already known without a call, if the implementation caches them.
     fn cached_task_definition(&self, _target: &EcsTarget, _task_definition: &str) -> Option<TaskDefinitionInfo> {

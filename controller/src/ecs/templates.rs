@@ -45,7 +45,16 @@ impl TemplateRegistry {
             containers: template
                 .container_definitions
                 .iter()
-                .map(|c| ContainerDefinitionInfo { name: c.name.clone(), essential: c.essential.unwrap_or(true) })
+                .map(|c| ContainerDefinitionInfo {
+                    name: c.name.clone(),
+                    essential: c.essential.unwrap_or(true),
+                    log: c.log_configuration.as_ref().map(|log| crate::ecs::LogConfiguration {
+                        driver: log.log_driver.clone(),
+                        group: log.options.get("awslogs-group").cloned(),
+                        region: log.options.get("awslogs-region").cloned(),
+                        stream_prefix: log.options.get("awslogs-stream-prefix").cloned(),
+                    }),
+                })
                 .collect(),
         };
         if let Some(arn) = self.known(&key) {

@@ -13,8 +13,8 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use super::{
-    Context, Error, STOP_RECHECK, actor, find_started, launch, next_action, policy_gate, track, view, write_and_tell,
-    write_status,
+    Context, Error, STOP_RECHECK, actor, find_started, launch, next_action, policy_gate, read_logs, track, view,
+    write_and_tell, write_status,
 };
 use crate::api::{EcsTaskRun, EcsTaskRunStatus};
 use crate::decide::{self, Follow, LaunchObservation, Plan, RunView, Step, batch};
@@ -105,7 +105,14 @@ pub(super) async fn apply<E: Ecs>(
                         let said = decide::launch_blocked(&lane_view, error.reason(), &error.cause(), now);
                         plans.push((
                             *index,
-                            Plan { status: said, stop: None, events: vec![], follow: None, requeue: None },
+                            Plan {
+                                status: said,
+                                stop: None,
+                                events: vec![],
+                                follow: None,
+                                requeue: None,
+                                logs: vec![],
+                            },
                         ));
                     }
                     // Its task is still followed; the next look tries again.
@@ -135,6 +142,7 @@ pub(super) async fn apply<E: Ecs>(
         _ => ctx.tracker.forget(&key),
     }
     if let Some(target) = &target {
+        read_logs(ctx, target, &plan.logs, &mut plan.status, &mut plan.events).await;
         for stop in &plan.stops {
             match ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason, &actor(run)?).await {
                 Ok(Some(task)) => ctx.tracker.record(target, &task),

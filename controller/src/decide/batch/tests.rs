@@ -55,7 +55,7 @@ fn exited(index: u32, attempt: i32, code: i32) -> TrackObservation {
     };
     TrackObservation::Found {
         task,
-        containers: Some(vec![ContainerDefinitionInfo { name: "app".into(), essential: true }]),
+        containers: Some(vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }]),
     }
 }
 
@@ -206,7 +206,7 @@ fn every_index_gets_its_own_identity_in_ecs() {
     let lane = lane_status(&run.status, 3);
     let view = lane_view(&run.view(), 3, &lane);
     let definition = TaskDefinitionInfo {
-        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true }],
+        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }],
         ..TaskDefinitionInfo::default()
     };
     let request = launch_request(&view, 1, &definition);

@@ -83,8 +83,8 @@ fn stopped(stop_code: &str, reason: &str, app: Option<i32>, sidecar: Option<i32>
 
 fn definition() -> Option<Vec<ContainerDefinitionInfo>> {
     Some(vec![
-        ContainerDefinitionInfo { name: "app".into(), essential: true },
-        ContainerDefinitionInfo { name: "log-router".into(), essential: false },
+        ContainerDefinitionInfo { name: "app".into(), essential: true, log: None },
+        ContainerDefinitionInfo { name: "log-router".into(), essential: false, log: None },
     ])
 }
 
@@ -1126,7 +1126,7 @@ fn a_template_run_launches_the_revision_registered_for_it() {
     let run = Run::new(spec);
     let registered = TaskDefinitionInfo {
         arn: "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:7".into(),
-        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true }],
+        containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }],
     };
     let request = launch_request(&run.view(), 1, &registered);
     assert_eq!(request.task_definition, registered.arn);

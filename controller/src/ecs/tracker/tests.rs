@@ -63,6 +63,9 @@ impl Ecs for FakeEcs {
     async fn find_task_definition(&self, _: &EcsTarget, _: &str, _: (&str, &str)) -> Result<Option<String>, EcsError> {
         unreachable!()
     }
+    async fn log_tail(&self, _: &EcsTarget, _: &crate::ecs::LogStream, _: u32) -> Result<Vec<String>, EcsError> {
+        unreachable!("the tracker only describes")
+    }
     async fn register_task_definition(
         &self,
         _: &EcsTarget,
