@@ -63,3 +63,18 @@ fn with_immutable_spec(
     }
     crd
 }
+
+/// The task ID: the last segment of a task ARN.
+pub fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
+
+/// The region of an ECS ARN (`arn:aws:ecs:<region>:<account>:...`), if it has one.
+pub fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|region| !region.is_empty())
+}
+
+/// The CloudWatch Logs stream the awslogs driver writes a container's output to: `prefix/container/task-id`.
+pub fn awslogs_stream(prefix: &str, container: &str, task_arn: &str) -> String {
+    format!("{prefix}/{container}/{}", task_id(task_arn))
+}

@@ -937,10 +937,7 @@ fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: O
     status.usage = usage::total(status.attempts.iter());
 }
 
-/// The task ID, the last segment of its ARN.
-pub fn task_id(task_arn: &str) -> &str {
-    task_arn.rsplit('/').next().unwrap_or(task_arn)
-}
+pub use crate::api::task_id;
 
 /// Sets phase, reason, message and the conditions that go with them. A condition keeps its
 /// lastTransitionTime unless its status flips, so repeating a decision writes an identical status.

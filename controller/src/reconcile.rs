@@ -272,8 +272,7 @@ fn actor(run: &EcsTaskRun) -> Result<Actor, Error> {
 /// it adopts, else the controller's default.
 fn region(run: &EcsTaskRun, default: Option<&str>) -> Option<String> {
     let pinned = run.status.as_ref().and_then(|status| status.region.clone());
-    // arn:aws:ecs:<region>:<account>:task/...
-    let adopted = run.spec.task_arn.as_deref().and_then(|arn| arn.split(':').nth(3)).map(str::to_owned);
+    let adopted = run.spec.task_arn.as_deref().and_then(crate::api::arn_region).map(str::to_owned);
     pinned.or_else(|| run.spec.region.clone()).or(adopted).or_else(|| default.map(str::to_owned))
 }
 

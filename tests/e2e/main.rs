@@ -15,6 +15,7 @@ mod faults;
 mod ha;
 mod lifecycle;
 mod operating;
+mod plugin;
 mod policy;
 mod recovery;
 
@@ -170,6 +171,7 @@ fn main() {
         lifecycle::cases(),
         batch::cases(),
         operating::cases(),
+        plugin::cases(),
         errors::cases(),
         recovery::cases(),
         ha::cases(),

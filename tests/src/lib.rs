@@ -245,13 +245,15 @@ impl Moto {
 
 /// The `ecsrun-controller` binary Cargo built beside this test.
 pub fn controller_binary() -> anyhow::Result<PathBuf> {
-    // target/<profile>/deps/e2e-<hash> -> target/<profile>/ecsrun-controller
+    workspace_binary("ecsrun-controller")
+}
+
+/// A binary of the workspace Cargo built beside this test (`ecsrun-controller`, `kubectl-ecsrun`).
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
     let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("ecsrun-controller"))
-        .context("locating the target directory")?;
+    let binary =
+        exe.parent().and_then(Path::parent).map(|dir| dir.join(name)).context("locating the target directory")?;
     ensure!(
         binary.exists(),
         "{} does not exist: build it first (`cargo build --workspace --bins`, as hack/test does)",

@@ -3,7 +3,7 @@
 //! that tells the failure (which the API server bounds at 1 KiB). Reading is the shell's; a stream that
 //! cannot be read never changes the run's outcome, only says why in the container's status.
 
-use super::{RunEvent, task_id};
+use super::RunEvent;
 use crate::api::EcsTaskRunStatus;
 use crate::ecs::{ContainerDefinitionInfo, LogStream};
 
@@ -44,12 +44,11 @@ pub fn stream_of(
         .stream_prefix
         .as_deref()
         .ok_or_else(|| format!("container {container} sets no awslogs-stream-prefix, so its stream cannot be named"))?;
-    // arn:aws:ecs:<region>:<account>:task/...
-    let task_region = task_arn.split(':').nth(3).unwrap_or_default();
+    let task_region = crate::api::arn_region(task_arn).unwrap_or_default();
     Ok(LogStream {
         region: log.region.clone().unwrap_or_else(|| task_region.to_owned()),
         group,
-        stream: format!("{prefix}/{container}/{}", task_id(task_arn)),
+        stream: crate::api::awslogs_stream(prefix, container, task_arn),
     })
 }
 

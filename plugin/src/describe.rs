@@ -1,0 +1,169 @@
+//! `describe`: a run for people, as `kubectl describe` shows a pod.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use ecsrun_api::{Attempt, ContainerStatus, EcsTaskRun, EcsTaskRunStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use crate::Output;
+use crate::runs::{Runs, event_time};
+
+pub async fn describe(runs: &Runs, name: &str, output: Output) -> anyhow::Result<ExitCode> {
+    let run = runs.get(name).await?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let events = runs.events_of(&run).await.unwrap_or_default();
+    let mut text = summary(&run);
+    let _ = writeln!(text, "Events:");
+    if events.is_empty() {
+        let _ = writeln!(text, "  <none>");
+    }
+    let now = jiff::Timestamp::now();
+    for event in events.iter().rev().take(15).rev() {
+        let age = event_time(event).map_or("-".into(), |at| ago(now, at));
+        let _ = writeln!(
+            text,
+            "  {:<8} {:<14} {:>6}  {}",
+            event.type_.as_deref().unwrap_or_default(),
+            event.reason.as_deref().unwrap_or_default(),
+            age,
+            event.message.as_deref().unwrap_or_default().replace('\n', "\n                                  ")
+        );
+    }
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything but the Events.
+pub fn summary(run: &EcsTaskRun) -> String {
+    let spec = &run.spec;
+    let status = run.status.clone().unwrap_or_default();
+    let mut text = String::new();
+    let mut field = |label: &str, value: &str| {
+        let _ = writeln!(text, "{:<14}{value}", format!("{label}:"));
+    };
+    field("Name", &run.name_any());
+    field("Namespace", &run.namespace().unwrap_or_default());
+    let runs = match (&spec.task_arn, &spec.task_definition_template) {
+        (Some(task_arn), _) => format!("task {task_arn} (adopted: started elsewhere)"),
+        (None, Some(template)) => format!("template of family {}", template.family),
+        (None, None) => format!("task definition {}", spec.task_definition_name()),
+    };
+    field("Runs", &runs);
+    let region = status.region.clone().or_else(|| spec.region.clone()).unwrap_or_else(|| "controller default".into());
+    field("Cluster", &format!("{} ({region})", spec.cluster));
+    if spec.count > 1 {
+        field("Tasks", &format!("{} at a time, {}", spec.max_parallel(), status.progress.as_deref().unwrap_or("0")));
+    }
+    let phase = status.phase.map_or("-".into(), |phase| format!("{phase:?}"));
+    field("Phase", &format!("{phase} ({})", status.reason.as_deref().unwrap_or("-")));
+    field("Message", status.message.as_deref().unwrap_or("-"));
+    if spec.stop {
+        field("Stop", "requested (spec.stop)");
+    }
+    if let Some(usage) = &status.usage {
+        field("Usage", &format!("{} vCPU-seconds, {} GiB-seconds", usage.vcpu_seconds, usage.gib_seconds));
+    }
+    field("Created", &time(run.metadata.creation_timestamp.as_ref()));
+    if spec.count > 1 {
+        for lane in &status.tasks {
+            let _ = writeln!(
+                text,
+                "Task index {}:  {} ({})",
+                lane.index,
+                lane.phase.map_or("-".into(), |phase| format!("{phase:?}")),
+                lane.reason.as_deref().unwrap_or("-")
+            );
+            attempts(&mut text, &lane.attempts);
+            containers(&mut text, &lane.containers);
+        }
+    } else {
+        attempts(&mut text, &status.attempts);
+        containers(&mut text, &status.containers);
+        task_line(&mut text, &status);
+    }
+    text
+}
+
+fn task_line(text: &mut String, status: &EcsTaskRunStatus) {
+    if let Some(task_id) = &status.task_id {
+        let _ = writeln!(
+            text,
+            "Task:         {task_id} {} (stopCode {}; {})",
+            status.last_status.as_deref().unwrap_or("-"),
+            status.stop_code.as_deref().unwrap_or("-"),
+            status.stopped_reason.as_deref().unwrap_or("no reason given")
+        );
+    }
+}
+
+fn attempts(text: &mut String, attempts: &[Attempt]) {
+    if attempts.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "Attempts:");
+    let _ = writeln!(
+        text,
+        "  #  TASK                              LAUNCHED              STOPPED               EXIT CODES        OUTCOME"
+    );
+    for attempt in attempts {
+        let _ = writeln!(
+            text,
+            "  {:<2} {:<33} {:<21} {:<21} {:<17} {}",
+            attempt.attempt,
+            attempt.task_arn.as_deref().map_or("-", ecsrun_api::task_id),
+            time(attempt.launched_at.as_ref()),
+            time(attempt.stopped_at.as_ref()),
+            attempt.exit_codes.as_deref().unwrap_or("-"),
+            attempt.outcome.as_deref().unwrap_or("in progress")
+        );
+    }
+}
+
+fn containers(text: &mut String, containers: &[ContainerStatus]) {
+    if containers.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "Containers:");
+    for container in containers {
+        let essential = match container.essential {
+            Some(true) => ", essential",
+            Some(false) => ", sidecar",
+            None => "",
+        };
+        let _ = writeln!(
+            text,
+            "  {}: {} exit code {}{essential}{}",
+            container.name,
+            container.last_status.as_deref().unwrap_or("-"),
+            container.exit_code.map_or("-".into(), |code| code.to_string()),
+            container.reason.as_deref().map(|why| format!(" ({why})")).unwrap_or_default()
+        );
+        if let Some(tail) = &container.log_tail {
+            let _ = writeln!(text, "    Last lines:");
+            for line in tail.lines() {
+                let _ = writeln!(text, "      {line}");
+            }
+        }
+        if let Some(why) = &container.log_tail_error {
+            let _ = writeln!(text, "    Logs: {why}");
+        }
+    }
+}
+
+fn time(time: Option<&Time>) -> String {
+    time.map_or("-".into(), |time| time.0.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+fn ago(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
+    let seconds = now.duration_since(then).as_secs().max(0);
+    match seconds {
+        0..120 => format!("{seconds}s"),
+        120..7200 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
