@@ -106,14 +106,12 @@ fn attempts(text: &mut String, attempts: &[Attempt]) {
         return;
     }
     let _ = writeln!(text, "Attempts:");
-    let _ = writeln!(
-        text,
-        "  #  TASK                              LAUNCHED              STOPPED               EXIT CODES        OUTCOME"
-    );
+    let _ =
+        writeln!(text, "  {:<2} {:<36} {:<21} {:<21} {:<17} OUTCOME", "#", "TASK", "LAUNCHED", "STOPPED", "EXIT CODES");
     for attempt in attempts {
         let _ = writeln!(
             text,
-            "  {:<2} {:<33} {:<21} {:<21} {:<17} {}",
+            "  {:<2} {:<36} {:<21} {:<21} {:<17} {}",
             attempt.attempt,
             attempt.task_arn.as_deref().map_or("-", ecsrun_api::task_id),
             time(attempt.launched_at.as_ref()),

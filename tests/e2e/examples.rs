@@ -34,6 +34,9 @@ pub fn cases() -> Vec<Case> {
 
 async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::Result<()> {
     let manifest = env.example(&file)?;
+    if manifest.spec.task_arn.is_some() {
+        return adopting_example(&env, manifest).await;
+    }
     let run = env.create(NAMESPACE, &manifest).await?;
     let name = run.name_any();
     let uid = run.uid().context("no uid")?;
@@ -143,4 +146,35 @@ pub async fn events_of(client: &kube::Client, namespace: &str, name: &str) -> an
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let list = events.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await?;
     Ok(list.items.into_iter().filter_map(|event| event.reason).collect())
+}
+
+/// An example that follows a task started elsewhere: its placeholder ARN becomes a task started here
+/// (outside ecsrun), and with `stop: true` the run stops it and ends Failed / Stopped.
+async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRun) -> anyhow::Result<()> {
+    let fixtures = &env.moto.fixtures;
+    let vpc = aws_sdk_ecs::types::AwsVpcConfiguration::builder().subnets(&fixtures.subnet).build()?;
+    let started = env
+        .ecs
+        .run_task()
+        .cluster(&manifest.spec.cluster)
+        .task_definition("sleeper")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(aws_sdk_ecs::types::NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+        .send()
+        .await?;
+    let task_arn = started.tasks().first().and_then(|t| t.task_arn()).context("no task started")?.to_owned();
+    manifest.spec.task_arn = Some(task_arn.clone());
+    let run = env.create(NAMESPACE, &manifest).await?;
+    let name = run.name_any();
+    let api = env.runs(NAMESPACE);
+    let stopped = |run: Option<&ecsrun::api::EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.reason.as_deref() == Some("Stopped"))
+    };
+    ensure!(manifest.spec.stop, "the example is the Stop Task action");
+    let status = wait::until(&api, &name, Duration::from_secs(60), "Failed/Stopped", stopped).await?;
+    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "followed {:?}", status.task_arn);
+    let task = env.task(&manifest.spec.cluster, &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
+    ensure!(task.stopped_reason() == manifest.spec.stop_reason.as_deref(), "stoppedReason {:?}", task.stopped_reason());
+    Ok(())
 }
