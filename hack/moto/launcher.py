@@ -91,6 +91,8 @@ _print_lock = threading.Lock()
 def _print_due(task, final=False):
     """Writes what each awslogs container of the task has printed by now into moto's CloudWatch Logs, as
     the driver would: all of it once the task stops (`final`)."""
+    if not getattr(task, "_ecsrun_prints", False):
+        return
     with _print_lock:
         printed = task.__dict__.setdefault("_ecsrun_printed", {})
         definitions = task._backend.describe_task_definition(task.task_definition_arn).container_definitions
@@ -127,7 +129,7 @@ def _printing(stop):
             for backend in list(regions.values()):
                 for table in list(backend.tasks.values()):
                     for task in list(table.values()):
-                        if task.last_status != "STOPPED" and hasattr(task, "_ecsrun_started"):
+                        if getattr(task, "_ecsrun_prints", False) and task.last_status != "STOPPED":
                             try:
                                 _print_due(task)
                             except Exception:  # a task definition gone meanwhile: nothing to print
@@ -175,6 +177,12 @@ def _init(self, *args, **kwargs):
     self.created_at = _now()
     self.started_at = self.created_at
     self._ecsrun_started = time.monotonic()
+    # Decided once: the printing thread passes over the (thousands of) tasks that print nothing.
+    self._ecsrun_prints = any(
+        (definition.get("logConfiguration") or {}).get("logDriver") == "awslogs"
+        and int(_environment(self, index).get(LOG_LINES, "0") or 0) > 0
+        for index, definition in enumerate(definitions)
+    )
 
 
 def _advance(self):

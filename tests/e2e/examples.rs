@@ -167,8 +167,10 @@ async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRu
     let run = env.create(NAMESPACE, &manifest).await?;
     let name = run.name_any();
     let api = env.runs(NAMESPACE);
+    // Failed with reason Stopped (Stopping has that reason too, while ECS stops the task).
     let stopped = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.reason.as_deref() == Some("Stopped"))
+        run.and_then(|run| run.status.as_ref())
+            .is_some_and(|s| s.phase == Some(ecsrun::api::Phase::Failed) && s.reason.as_deref() == Some("Stopped"))
     };
     ensure!(manifest.spec.stop, "the example is the Stop Task action");
     let status = wait::until(&api, &name, Duration::from_secs(60), "Failed/Stopped", stopped).await?;
