@@ -668,8 +668,42 @@ async fn execute<E: Ecs>(
     // tracker takes it without reporting it, so the run looks again shortly, once its status write is
     // back in the cache.
     let requeue = if plan.stop.is_some() { Some(STOP_RECHECK) } else { plan.requeue };
-    write_and_tell(run, api, ctx, old_status, &plan.status, &plan.events).await?;
+    let written = write_and_tell(run, api, ctx, old_status, &plan.status, &plan.events).await;
+    if let (Some(target), Some(task)) = (target, &seen) {
+        stop_if_run_is_gone(run, ctx, target, std::slice::from_ref(task), &written).await;
+    }
+    written?;
     Ok(next_action(requeue, plan.follow.is_some()))
+}
+
+/// A run that is gone while the task it just launched (or adopted) was being recorded can never stop that
+/// task: its finalizer is gone with it. Whatever let it go (a deletion that raced the launch), the task
+/// is stopped here rather than left running unowned.
+async fn stop_if_run_is_gone<E: Ecs>(
+    run: &EcsTaskRun,
+    ctx: &Context<E>,
+    target: &EcsTarget,
+    tasks: &[TaskSnapshot],
+    written: &Result<(), Error>,
+) {
+    if !matches!(written, Err(Error::Kube(kube::Error::Api(status))) if status.code == 404) {
+        return;
+    }
+    ctx.tracker.forget(&ObjectRef::from_obj(run));
+    let reason = format!(
+        "ecsrun: EcsTaskRun {}/{} was deleted while its task was launched",
+        run.namespace().unwrap_or_default(),
+        run.name_any()
+    );
+    for task in tasks.iter().filter(|task| !task.is_stopped()) {
+        let Ok(actor) = actor(run) else { return };
+        match ctx.ecs.stop_task(target, &task.task_arn, &reason, &actor).await {
+            Ok(_) => {
+                warn!(task_arn = %task.task_arn, "the run was gone before its launch was recorded: stopped its task")
+            }
+            Err(error) => warn!(task_arn = %task.task_arn, %error, "the run is gone and its task could not be stopped"),
+        }
+    }
 }
 
 /// Reads the last lines of the failed containers `reads` names into the status and the Events. Never
@@ -693,7 +727,7 @@ async fn read_logs<E: Ecs>(
             Err(why) => Err(format!("no log tail: {why}")),
         };
         if let Err(why) = &result {
-            info!(container = %read.container, index = read.index, %why, "failed container's logs not read");
+            debug!(container = %read.container, index = read.index, %why, "failed container's logs not read");
         }
         decide::logs::attach(status, events, read, result);
     }

@@ -281,6 +281,29 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     }
     ensure!(failures.is_empty(), "admission:\n{}", failures.join("\n"));
 
+    // Following a task started elsewhere launches nothing: its region, cluster and role are checked, not a
+    // family, at admission and by the controller alike.
+    let adopting = |cluster: &str| {
+        format!(
+            "apiVersion: ecsrun.dev/v1alpha1\nkind: EcsTaskRun\nmetadata:\n  name: adopt\nspec:\n  cluster: {cluster}\n  \
+             taskArn: arn:aws:ecs:eu-west-1:123456789012:task/{cluster}/0123456789abcdef\n{}",
+            assuming(ROLE_B)
+        )
+    };
+    let team_b = policies.get("e2e-team-b").await?;
+    let own = env.manifest(&adopting("reports"))?;
+    ensure!(
+        ecsrun::policy::check(TEAM_B, "eu-west-1", &own.spec, &[&team_b]).is_ok(),
+        "the controller refuses adopting"
+    );
+    let admitted = admit(&env, TEAM_B, &adopting("reports")).await?;
+    ensure!(admitted.is_ok(), "adopting a task of the team's cluster was refused: {admitted:?}");
+    let refused = admit(&env, TEAM_B, &adopting("batch")).await?;
+    ensure!(
+        refused.as_ref().is_err_and(|message| message.contains("spec.cluster \"batch\" is not allowed")),
+        "adopting a task of another team's cluster: {refused:?}"
+    );
+
     // Each team's own run is admitted and runs, as the team's role with the namespace's external ID.
     let own_a = run_yaml("own", "batch", "transform", &format!("{}  wait:\n    timeout: 30m\n", assuming(ROLE_A)));
     let own_b = run_yaml("own", "reports", "db-dump", &format!("{}  region: eu-west-1\n", assuming(ROLE_B)));

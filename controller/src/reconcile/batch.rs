@@ -13,8 +13,8 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use super::{
-    Context, Error, STOP_RECHECK, actor, find_started, launch, next_action, policy_gate, read_logs, track, view,
-    write_and_tell, write_status,
+    Context, Error, STOP_RECHECK, actor, find_started, launch, next_action, policy_gate, read_logs,
+    stop_if_run_is_gone, track, view, write_and_tell, write_status,
 };
 use crate::api::{EcsTaskRun, EcsTaskRunStatus};
 use crate::decide::{self, Follow, LaunchObservation, Plan, RunView, Step, batch};
@@ -153,7 +153,11 @@ pub(super) async fn apply<E: Ecs>(
             }
         }
     }
-    write_and_tell(run, api, ctx, &status, &plan.status, &plan.events).await?;
+    let written = write_and_tell(run, api, ctx, &status, &plan.status, &plan.events).await;
+    if let Some(target) = &target {
+        stop_if_run_is_gone(run, ctx, target, &seen, &written).await;
+    }
+    written?;
     if let Some(error) = first_error {
         return Err(error);
     }
