@@ -21,6 +21,7 @@ pub fn cases() -> Vec<Case> {
         case("plugin::run_wait_streams_logs_and_exits_1_for_a_failing_job", run_wait_fails),
         case("plugin::logs_follow_prints_lines_while_the_task_runs", logs_follow),
         case("plugin::logs_tail_and_attempt_of_a_finished_run", logs_tail),
+        case("plugin::logs_of_one_index_and_its_tail_in_status", logs_of_an_index),
         case("plugin::describe_shows_attempts_log_tail_and_events", describe),
         case("plugin::rerun_makes_a_new_run_with_the_same_spec", rerun),
         case("plugin::stop_returns_once_the_task_is_stopped", stop),
@@ -148,6 +149,27 @@ async fn logs_tail(env: Arc<Env>) -> anyhow::Result<()> {
         "{}",
         text(&out.stderr)
     );
+    Ok(())
+}
+
+async fn logs_of_an_index(env: Arc<Env>) -> anyhow::Result<()> {
+    // Two tasks of chatty: index 0 prints 50 lines, index 1 three; both exit 3 and run to their end.
+    let extra = "  count: 2\n  retryPolicy:\n    failFast: false\n  overrides:\n    containerOverrides:\n    - name: app\n      environment:\n      - {name: ECSRUN_E2E_INDEX_1_LOG_LINES, value: \"3\"}\n";
+    env.create(NAMESPACE, &env.manifest(&fargate_run("plugin-indexed", "batch", "chatty", extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "plugin-indexed", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    let lane = status.tasks.iter().find(|t| t.index == 1).context("no index 1")?;
+    let tail = lane.containers.iter().find(|c| c.name == "app").and_then(|c| c.log_tail.clone());
+    ensure!(
+        tail.as_deref() == Some("app: line 1 of 3\napp: line 2 of 3\napp: line 3 of 3"),
+        "index 1's logTail {tail:?}"
+    );
+    let out = output(&env, &["logs", "plugin-indexed", "--index", "1"]).await?;
+    ensure!(out.status.success(), "logs --index 1 failed: {}", text(&out.stderr));
+    ensure!(text(&out.stdout) == "app: line 1 of 3\napp: line 2 of 3\napp: line 3 of 3\n", "{}", text(&out.stdout));
+    let out = output(&env, &["logs", "plugin-indexed", "--index", "0", "--tail", "1"]).await?;
+    ensure!(text(&out.stdout) == "app: line 50 of 50\n", "index 0: {}", text(&out.stdout));
     Ok(())
 }
 
