@@ -16,8 +16,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, ExitCodeOperator,
-    LaunchFailure, Phase, RetryRule, RetryRuleAction, SuccessPolicy, TaskOverrides, WaitFor,
+    Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
+    TaskOverrides, WaitFor,
 };
 use crate::ecs::{
     Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
@@ -641,173 +641,6 @@ fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
     status.started_at.is_some() || !matches!(status.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
 }
 
-/// What a stopped task means for the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    Succeeded,
-    /// ECS forgot the task before its end was seen: the run ends, neither succeeded nor failed.
-    Unknown,
-    /// The attempt failed; another may follow. `counted` failures use up `backoffLimit`.
-    Retry {
-        reason: &'static str,
-        counted: bool,
-    },
-    /// The run fails without retrying.
-    Fail {
-        reason: &'static str,
-    },
-}
-
-fn judge_stopped(
-    view: &RunView,
-    task: &TaskSnapshot,
-    definition: Option<&[ContainerDefinitionInfo]>,
-    now: Timestamp,
-) -> (Verdict, String) {
-    let id = task_id(&task.task_arn);
-    let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    let stopping_for_deadline =
-        view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
-    // Or the timeout's own StopTask whose Stopping status was never written (a crash, a lost write): the
-    // run timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
-    let stopped_by_timeout = task.stop_code.as_deref() == Some("UserInitiated")
-        && view.deadline_passed(task.stopped_at.unwrap_or(now))
-        && task.stopped_reason.as_deref() == Some(view.stop_reason("timeout exceeded").as_str());
-    if stopping_for_deadline || stopped_by_timeout {
-        let message = format!(
-            "task {id} was stopped after the timeout of {}",
-            view.spec.wait.timeout.as_deref().unwrap_or_default()
-        );
-        return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
-    }
-    match task.stop_code.as_deref() {
-        Some("TaskFailedToStart") => {
-            let transient = is_transient_start_failure(stopped_reason);
-            let verdict = Verdict::Retry {
-                reason: if transient { reason::INSUFFICIENT_CAPACITY } else { reason::TASK_FAILED_TO_START },
-                counted: !transient,
-            };
-            return (verdict, format!("task {id} failed to start: {stopped_reason}"));
-        }
-        Some("SpotInterruption" | "TerminationNotice") => {
-            let verdict = Verdict::Retry { reason: reason::INTERRUPTED, counted: false };
-            return (verdict, format!("task {id} was interrupted: {stopped_reason}"));
-        }
-        _ => {}
-    }
-    let judged: Vec<&crate::ecs::ContainerSnapshot> = match view.spec.success_policy {
-        SuccessPolicy::TaskStopped => Vec::new(),
-        SuccessPolicy::AllContainers => task.containers.iter().collect(),
-        // Without the task definition every container counts as essential: stricter, never laxer.
-        SuccessPolicy::EssentialContainers => {
-            task.containers.iter().filter(|c| is_essential(definition, &c.name)).collect()
-        }
-    };
-    let never_ran: Vec<&str> = judged.iter().filter(|c| c.exit_code.is_none()).map(|c| c.name.as_str()).collect();
-    let failed: Vec<String> = judged
-        .iter()
-        .filter_map(|c| match c.exit_code {
-            Some(code) if code != 0 => Some(match &c.reason {
-                Some(why) => format!("{} exited {code} ({why})", c.name),
-                None => format!("{} exited {code}", c.name),
-            }),
-            _ => None,
-        })
-        .collect();
-    let kind = match view.spec.success_policy {
-        SuccessPolicy::AllContainers => "container",
-        _ => "essential container",
-    };
-    if !failed.is_empty() {
-        let message = format!("task {id} stopped: {kind} {}; {stopped_reason}", failed.join(", "));
-        let exited: Vec<(&str, i32)> = judged
-            .iter()
-            .filter_map(|c| c.exit_code.filter(|code| *code != 0).map(|code| (c.name.as_str(), code)))
-            .collect();
-        return match first_matching_rule(&view.spec.retry_policy.rules, &exited) {
-            Some((index, RetryRuleAction::FailRun)) => (
-                Verdict::Fail { reason: reason::FAILED_BY_RULE },
-                format!("{message}; retryPolicy.rules[{index}] fails the run"),
-            ),
-            Some((index, RetryRuleAction::Ignore)) => (
-                Verdict::Retry { reason: reason::IGNORED_BY_RULE, counted: false },
-                format!("{message}; retryPolicy.rules[{index}] retries it without counting"),
-            ),
-            Some((_, RetryRuleAction::Count)) | None => {
-                (Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true }, message)
-            }
-        };
-    }
-    if !never_ran.is_empty() {
-        let message = format!(
-            "task {id} stopped: {kind} {} reported no exit code, so it probably never started (image pull, \
-             secrets or out of memory at start); {stopped_reason}",
-            never_ran.join(", ")
-        );
-        let verdict = Verdict::Retry { reason: reason::CONTAINER_NEVER_RAN, counted: true };
-        return (verdict, message);
-    }
-    let codes = task
-        .containers
-        .iter()
-        .map(|c| format!("{}={}", c.name, c.exit_code.map_or("-".into(), |code| code.to_string())))
-        .collect::<Vec<_>>()
-        .join(", ");
-    (Verdict::Succeeded, format!("task {id} stopped: {codes}"))
-}
-
-/// The judged containers that exited non-zero: whose last lines tell why the attempt failed.
-fn log_reads(view: &RunView, task: &TaskSnapshot, definition: Option<&[ContainerDefinitionInfo]>) -> Vec<LogRead> {
-    let lines = view.spec.logs.tail_lines.max(0) as u32;
-    if lines == 0 {
-        return Vec::new();
-    }
-    task.containers
-        .iter()
-        .filter(|c| c.exit_code.is_some_and(|code| code != 0))
-        .filter(|c| match view.spec.success_policy {
-            SuccessPolicy::TaskStopped => false,
-            SuccessPolicy::AllContainers => true,
-            SuccessPolicy::EssentialContainers => is_essential(definition, &c.name),
-        })
-        .map(|c| LogRead {
-            index: view.index,
-            container: c.name.clone(),
-            lines,
-            stream: logs::stream_of(definition, &c.name, &task.task_arn),
-        })
-        .collect()
-}
-
-/// The first rule (index, action) whose exit codes match one of `exited` (container, non-zero exit code).
-fn first_matching_rule(rules: &[RetryRule], exited: &[(&str, i32)]) -> Option<(usize, RetryRuleAction)> {
-    rules.iter().enumerate().find_map(|(index, rule)| {
-        let codes = &rule.on_exit_codes;
-        let matches = exited.iter().any(|(container, code)| {
-            codes.container_name.as_deref().is_none_or(|name| name == *container)
-                && match codes.operator {
-                    ExitCodeOperator::In => codes.values.contains(code),
-                    ExitCodeOperator::NotIn => !codes.values.contains(code),
-                }
-        });
-        matches.then_some((index, rule.action))
-    })
-}
-
-fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> bool {
-    definition.and_then(|containers| containers.iter().find(|c| c.name == name)).is_none_or(|c| c.essential)
-}
-
-/// TaskFailedToStart for reasons that a later attempt can get past: capacity, ENI and pull timeouts.
-/// Markers are whole words, so "pull access denied" is not an ENI problem.
-fn is_transient_start_failure(stopped_reason: &str) -> bool {
-    let reason = stopped_reason.to_lowercase();
-    let words: Vec<&str> = reason.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let word = ["capacity", "timeout", "eni", "insufficientfreeaddresses", "throttling", "throttled"];
-    let phrase = ["timed out", "resource:", "rate exceeded"];
-    words.iter().any(|w| word.contains(w)) || phrase.iter().any(|p| reason.contains(p))
-}
-
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
 fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, message: String, now: Timestamp) -> Plan {
     // A stopped run fails as stopped, whatever its task's exit codes say (143: the SIGTERM it was sent);
@@ -1051,8 +884,10 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 
 pub mod batch;
 mod cleanup;
+mod judge;
 pub mod logs;
 
+use judge::{Verdict, is_essential, judge_stopped, log_reads};
 pub use logs::LogRead;
 pub mod usage;
 

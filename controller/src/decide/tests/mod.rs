@@ -1,7 +1,8 @@
 //! Table tests of the run policy: no cluster, no AWS, no clock.
 
+use super::judge::is_transient_start_failure;
 use super::*;
-use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, WaitPolicy};
+use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
 
 const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";

@@ -1,0 +1,120 @@
+//! Deleting a run: what the API server's copy says must be stopped, StopTask for each live task, and the
+//! finalizer kept (an error, for kube's finalizer helper) until ECS reports them STOPPED.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::info;
+
+use super::{Context, Error, actor};
+use crate::api::{DeletionPolicy, EcsTaskRun};
+use crate::decide::{self, CleanupStep};
+use crate::ecs::{DesiredStatus, Ecs, EcsErrorKind, TaskLookup, TaskSnapshot};
+
+/// Deletion: stop the run's live tasks (deletionPolicy Stop) and keep the finalizer until ECS reports them
+/// STOPPED. kube's finalizer helper removes the finalizer on any Ok, so "not yet" is an Err. A run whose
+/// tasks are all on record costs a GET of the run and one StopTask per live task; the tracker then follows
+/// them to STOPPED.
+pub(super) async fn cleanup<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(run);
+    // The cache may lag behind this controller's own status writes: a run deleted while it launched is
+    // cached without the launch (or the retry) that went out, and releasing it on that would leave the
+    // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).
+    let step = if run.spec.deletion_policy() == DeletionPolicy::Orphan {
+        CleanupStep::Release
+    } else {
+        let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {
+            return Ok(Action::await_change());
+        };
+        let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+        decide::cleanup_step(&run.spec, uid, fresh.status.as_ref())
+    };
+    let (mut arns, list_started_by) = match step {
+        CleanupStep::Release => {
+            ctx.tracker.forget(&key);
+            return Ok(Action::await_change());
+        }
+        CleanupStep::Stop { task_arns, list_started_by } => (task_arns, list_started_by),
+    };
+    let target = ctx.target(run, namespace).await?;
+    let mut unrecorded_launch = None;
+    if !list_started_by.is_empty() {
+        for started_by in &list_started_by {
+            // STOPPED too: a task sent StopTask leaves ListTasks(RUNNING) before it has stopped.
+            let listed = tokio::try_join!(
+                ctx.ecs.list_tasks_started_by(&target, started_by, DesiredStatus::Running),
+                ctx.ecs.list_tasks_started_by(&target, started_by, DesiredStatus::Stopped),
+            );
+            match listed {
+                Ok((running, stopped)) => {
+                    for arn in running.into_iter().chain(stopped) {
+                        if !arns.contains(&arn) {
+                            arns.push(arn);
+                        }
+                    }
+                }
+                // No cluster, no tasks to stop.
+                Err(error) if error.kind == EcsErrorKind::ClusterNotFound => {
+                    arns.clear();
+                    break;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or_else(Timestamp::now, |time| time.0);
+        unrecorded_launch = Some(Duration::try_from(Timestamp::now().duration_since(deleted_at)).unwrap_or_default());
+    }
+    // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
+    let mut tasks: Vec<TaskSnapshot> = arns
+        .iter()
+        .map(|arn| match ctx.tracker.observation(&target, arn) {
+            Some(Ok(TaskLookup::Found(task))) => task,
+            _ => TaskSnapshot { task_arn: arn.clone(), ..TaskSnapshot::default() },
+        })
+        .collect();
+    ctx.tracker.follow(&key, &target, &arns, ctx.settings.stop_poll_interval);
+    let name = run.name_any();
+    let plan = decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch);
+    for stop in &plan.stop {
+        let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason, &actor(run)?).await {
+            Ok(stopped) => stopped,
+            Err(error) if error.kind == EcsErrorKind::ClusterNotFound => None,
+            Err(error) => return Err(error.into()),
+        };
+        match stopped {
+            Some(task) => {
+                ctx.tracker.record(&target, &task);
+                if let Some(slot) = tasks.iter_mut().find(|t| t.task_arn == task.task_arn) {
+                    *slot = task;
+                }
+            }
+            // ECS does not know the task: there is nothing left to stop.
+            None => tasks.retain(|t| t.task_arn != stop.task_arn),
+        }
+        info!(task_arn = %stop.task_arn, "stopping task of deleted run");
+        ctx.publish(
+            run,
+            &decide::RunEvent {
+                warning: false,
+                reason: "Stopping",
+                note: format!("StopTask {}: {}", decide::task_id(&stop.task_arn), stop.reason),
+            },
+        )
+        .await;
+    }
+    if decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch).done {
+        ctx.tracker.forget(&key);
+        Ok(Action::await_change())
+    } else {
+        Err(Error::WaitingForStop(tasks.iter().filter(|t| !t.is_stopped()).count()))
+    }
+}
