@@ -446,17 +446,17 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             status.failures.clear();
             record_task(&mut status, &task, None);
             let id = task_id(&task.task_arn);
-            if view.spec.wait.for_ == WaitFor::Launched {
-                let message = format!("launched task {id} (attempt {attempt})");
-                return conclude(view, status, Verdict::Succeeded, message, now);
-            }
             let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
             if view.spec.stop && !task.is_stopped() {
-                // Adopted to be stopped (or found after the stop was asked): the next look stops it, once
-                // the cache holds the status written now.
+                // Adopted to be stopped (or found after the stop was asked), whatever `wait.for` says: the
+                // next look stops it, once the cache holds the status written now.
                 let message = format!("task {id} (attempt {attempt}) is to be stopped: spec.stop is set");
                 set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
                 return plan(view, status, None, Some(follow), Some(Duration::from_secs(1)));
+            }
+            if view.spec.wait.for_ == WaitFor::Launched {
+                let message = format!("launched task {id} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
             }
             if task.is_stopped() {
                 // An adopted task that already stopped: judged at once by the next look, which fetches the

@@ -155,3 +155,10 @@ fn usage_is_recorded_per_attempt_and_summed_for_the_run() {
     let total = run.status.usage.clone().unwrap();
     assert_eq!((total.vcpu_seconds, total.gib_seconds), (50.0, 100.0));
 }
+
+#[test]
+fn the_stop_task_action_stops_whatever_wait_for_says() {
+    let run = Run::new(stop(with(adopting(), |s| s.wait.for_ = WaitFor::Launched)));
+    let plan = after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1));
+    assert_eq!(plan.status.phase, Some(Phase::Stopping), "not Succeeded on Launched: {:?}", plan.status.message);
+}
