@@ -6,6 +6,8 @@
 # would reject. The e2e tier needs Go, Python and loopback servers and stays in CI (hack/test).
 
 FROM rust:1.95-bookworm AS build
+# The build context holds no .git (.dockerignore): pass the commit for --version and ecsrun_build_info.
+ARG ECSRUN_COMMIT=""
 WORKDIR /src
 COPY . .
 RUN rustup component add rustfmt clippy \

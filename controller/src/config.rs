@@ -9,7 +9,7 @@ use crate::ecs::limit::{Ceiling, Ceilings};
 use crate::policy::Mode;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "ecsrun-controller", version, about = "Runs AWS ECS tasks declared as EcsTaskRun resources")]
+#[command(name = "ecsrun-controller", version = crate::metrics::VERSION, about = "Runs AWS ECS tasks declared as EcsTaskRun resources")]
 pub struct Config {
     /// ECS endpoint URL override (emulators, VPC interface endpoints).
     #[arg(long, env = "ECSRUN_ECS_ENDPOINT_URL")]

@@ -84,10 +84,15 @@ async fn main() -> anyhow::Result<()> {
         duration: config.leader_elect_duration,
     });
 
-    info!(namespaces = ?config.watch_namespaces, region = ?ctx.settings.default_region, leader_elect = config.leader_elect, policy_mode = ?config.policy_mode, "ecsrun-controller starting");
-    // Ready means able to serve: a follower waiting for the Lease is ready too.
-    ready.store(true, Ordering::Relaxed);
-    let work = |stop| reconcile::run(ctx.clone(), config.watch_namespaces.clone(), config.concurrency, stop);
+    // The effective flags hold endpoints, regions and formats: no secret is ever a flag.
+    info!(version = env!("CARGO_PKG_VERSION"), commit = ecsrun::metrics::COMMIT, flags = ?config, region = ?ctx.settings.default_region, "ecsrun-controller starting");
+    // Ready means able to serve: a follower waiting for the Lease is ready; a replica that reconciles is
+    // ready once its watches have listed every run (`reconcile::run` says so).
+    if config.leader_elect {
+        ready.store(true, Ordering::Relaxed);
+    }
+    let work =
+        |stop| reconcile::run(ctx.clone(), config.watch_namespaces.clone(), config.concurrency, stop, ready.clone());
     leader::supervise(client, lease, fence, metrics, leader::shutdown_signal(), config.shutdown_timeout, work).await?;
     info!("ecsrun-controller stopped");
     Ok(())

@@ -2,12 +2,19 @@
 //! per-object label, so the series count does not grow with the number of runs.
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder, exponential_buckets,
 };
+
+/// The version `--version` prints: the crate's, and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ECSRUN_COMMIT"), ")");
+/// The commit the binary was built from (`unknown` outside a checkout).
+pub const COMMIT: &str = env!("ECSRUN_COMMIT");
 
 pub struct Metrics {
     registry: Registry,
+    /// `process_*` (CPU, memory, file descriptors), under their standard unprefixed names.
+    process: Registry,
     /// Reconciles by result (`ok` or `error`).
     pub reconciles: IntCounterVec,
     /// Reconcile errors by stable error label.
@@ -115,6 +122,15 @@ impl Metrics {
             Opts::new("task_memory_gib_seconds_total", "GiB-seconds used by tasks, by namespace and capacity provider"),
             &["namespace", "capacity_provider"],
         )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "1, labelled with the version and commit of the running binary"),
+            &["version", "commit"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), COMMIT]).set(1);
+        registry.register(Box::new(build_info))?;
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         registry.register(Box::new(task_vcpu_seconds.clone()))?;
         registry.register(Box::new(task_gib_seconds.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
@@ -134,6 +150,7 @@ impl Metrics {
         registry.register(Box::new(policy_violations.clone()))?;
         Ok(Self {
             registry,
+            process,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -158,7 +175,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         // Encoding our own well-formed families into a Vec cannot fail; an empty page is the fallback.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        let _ = TextEncoder::new().encode(&families, &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }
 }
@@ -175,6 +194,10 @@ mod tests {
         let page = metrics.render();
         assert!(page.contains(r#"ecsrun_ecs_calls_total{operation="RunTask",outcome="throttled"} 1"#), "{page}");
         assert!(page.contains("ecsrun_active_runs 3"), "{page}");
+        let build = format!(r#"ecsrun_build_info{{commit="{COMMIT}",version="{}"}} 1"#, env!("CARGO_PKG_VERSION"));
+        assert!(page.contains(&build), "{page}");
+        #[cfg(target_os = "linux")]
+        assert!(page.contains("\nprocess_resident_memory_bytes "), "{page}");
     }
 
     #[test]

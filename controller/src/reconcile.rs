@@ -835,6 +835,7 @@ pub async fn run<E: Ecs>(
     namespaces: Vec<String>,
     concurrency: u16,
     stop: tokio::sync::watch::Receiver<bool>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut changes = ctx.tracker.restart();
     // Dropped (and so aborted) with this future: a replica that loses the Lease stops sweeping at once.
@@ -888,6 +889,25 @@ pub async fn run<E: Ecs>(
             if let Some(route) = routes.get(&key.namespace).or_else(|| routes.get(&None)) {
                 let _ = route.send(key);
             }
+        }
+    });
+    // Ready once every watch has listed its runs: before that, a reconcile would decide on an empty cache.
+    background.spawn({
+        let stores = stores.clone();
+        async move {
+            for store in &stores {
+                // kube's readiness signal wakes only its latest waiter (the controller's own applier waits
+                // on it too): look again every 200 ms rather than wait for a wake-up that may not come.
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                        Ok(Ok(())) => break,
+                        Ok(Err(_)) => return,
+                        Err(_) => continue,
+                    }
+                }
+            }
+            ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            info!("caches synced: ready");
         }
     });
     background.spawn(keep_gauges(stores, ctx.clone()));
