@@ -808,8 +808,9 @@ pub struct EcsTaskRunStatus {
     /// With `count` > 1: succeeded out of count, e.g. `7/10`, for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
-    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`).
+    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`), one per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

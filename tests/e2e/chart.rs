@@ -85,6 +85,25 @@ async fn helm_lint(_env: Arc<Env>) -> anyhow::Result<()> {
         "leaderElection.enabled=false",
     ]);
     ensure!(run(unsafe_replicas).await.is_err(), "two replicas without leader election were accepted");
+    // Values that would install something useless fail at install time, saying why.
+    for (values, says) in [
+        (&["podDisruptionBudget.enabled=true"][..], "podDisruptionBudget.enabled needs replicaCount > 1"),
+        (
+            &["metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"][..],
+            "metrics.serviceMonitor.enabled needs metrics.service.enabled",
+        ),
+        (&["image.digest=latest"][..], "image.digest"),
+    ] {
+        match run(template(values)?).await {
+            Ok(_) => bail!("values {values:?} were accepted"),
+            Err(error) => ensure!(format!("{error:#}").contains(says), "values {values:?}: {error:#}"),
+        }
+    }
+    // A digest pins the image; the tag is then ignored.
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let rendered = run(template(&[&format!("image.digest={digest}"), "image.tag=ignored"])?).await?;
+    let pinned = format!("image: \"ghcr.io/ecsrun/ecsrun-controller@{digest}\"");
+    ensure!(rendered.contains(&pinned), "no {pinned} in the Deployment");
     Ok(())
 }
 
@@ -92,7 +111,7 @@ async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
     for values in [
         &[][..],
         &["watchNamespaces={e2e-rbac}", "credentials.secretRef.enabled=true", "replicaCount=2"][..],
-        &["podDisruptionBudget.enabled=true", "networkPolicy.enabled=true", "rbac.create=true"][..],
+        &["podDisruptionBudget.enabled=true", "replicaCount=2", "networkPolicy.enabled=true", "rbac.create=true"][..],
     ] {
         let rendered = run(template(values)?).await?;
         let manifests = env.work.join(format!("chart-{}.yaml", values.len()));
