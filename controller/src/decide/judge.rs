@@ -61,14 +61,7 @@ pub(super) fn judge_stopped(
         }
         _ => {}
     }
-    let judged: Vec<&crate::ecs::ContainerSnapshot> = match view.spec.success_policy {
-        SuccessPolicy::TaskStopped => Vec::new(),
-        SuccessPolicy::AllContainers => task.containers.iter().collect(),
-        // Without the task definition every container counts as essential: stricter, never laxer.
-        SuccessPolicy::EssentialContainers => {
-            task.containers.iter().filter(|c| is_essential(definition, &c.name)).collect()
-        }
-    };
+    let judged = judged(view, task, definition);
     let never_ran: Vec<&str> = judged.iter().filter(|c| c.exit_code.is_none()).map(|c| c.name.as_str()).collect();
     let failed: Vec<String> = judged
         .iter()
@@ -123,6 +116,22 @@ pub(super) fn judge_stopped(
 }
 
 /// The judged containers that exited non-zero: whose last lines tell why the attempt failed.
+/// The containers whose exit codes `successPolicy` judges.
+fn judged<'a>(
+    view: &RunView,
+    task: &'a TaskSnapshot,
+    definition: Option<&[ContainerDefinitionInfo]>,
+) -> Vec<&'a crate::ecs::ContainerSnapshot> {
+    match view.spec.success_policy {
+        SuccessPolicy::TaskStopped => Vec::new(),
+        SuccessPolicy::AllContainers => task.containers.iter().collect(),
+        // Without the task definition every container counts as essential: stricter, never laxer.
+        SuccessPolicy::EssentialContainers => {
+            task.containers.iter().filter(|c| is_essential(definition, &c.name)).collect()
+        }
+    }
+}
+
 pub(super) fn log_reads(
     view: &RunView,
     task: &TaskSnapshot,
@@ -132,14 +141,9 @@ pub(super) fn log_reads(
     if lines == 0 {
         return Vec::new();
     }
-    task.containers
-        .iter()
+    judged(view, task, definition)
+        .into_iter()
         .filter(|c| c.exit_code.is_some_and(|code| code != 0))
-        .filter(|c| match view.spec.success_policy {
-            SuccessPolicy::TaskStopped => false,
-            SuccessPolicy::AllContainers => true,
-            SuccessPolicy::EssentialContainers => is_essential(definition, &c.name),
-        })
         .map(|c| LogRead {
             index: view.index,
             container: c.name.clone(),
