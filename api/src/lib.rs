@@ -2,6 +2,7 @@
 //! a set of namespaces may use). The controller, its tests and tools share these types; `crdgen` turns
 //! them into the CRDs committed in `crds/` and the Helm chart.
 
+mod describe;
 mod policy;
 mod run;
 mod template;

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::LaunchType;
+use crate::describe::Describe;
 
 /// What the runs of the selected namespaces may use. Patterns are globs: `*` matches any run of
 /// characters (`/` and `:` included), `?` any one character; everything else matches itself.
@@ -20,6 +21,7 @@ use crate::LaunchType;
     group = "ecsrun.dev",
     version = "v1alpha1",
     kind = "EcsRunPolicy",
+    doc = "EcsRunPolicy says what the EcsTaskRuns of the namespaces it selects may use in AWS: regions, clusters, task definition families, credentials, roles, launch types, capacity providers and limits. Cluster-scoped, written by cluster administrators; several policies selecting one namespace add up, field by field.",
     plural = "ecsrunpolicies",
     shortname = "erp",
     category = "ecsrun",
@@ -36,23 +38,28 @@ use crate::LaunchType;
 pub struct EcsRunPolicySpec {
     /// Namespaces whose runs this policy governs (their labels; `kubernetes.io/metadata.name` names one).
     /// `{}` selects every namespace.
+    #[schemars(transform = Describe("/properties/matchLabels/additionalProperties", "The label's value."))]
+    #[schemars(transform = Describe("/properties/matchExpressions/items/properties/values/items", "A label value."))]
     pub namespace_selector: LabelSelector,
 
     /// Regions runs may launch in, e.g. `eu-west-1` or `eu-*`. A run without `spec.region` is checked
     /// with the controller's default region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A region pattern, e.g. `eu-west-1` or `eu-*`."))]
     pub regions: Vec<String>,
 
     /// Clusters, matched against `spec.cluster` as the run writes it: list the name (`batch-*`) and,
     /// if runs use them, the ARNs (`arn:aws:ecs:eu-west-1:111122223333:cluster/batch-*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A cluster name or ARN pattern."))]
     pub clusters: Vec<String>,
 
     /// Task definition families, e.g. `team-a-*` (the family of `family:3` or of a task definition ARN).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A task definition family pattern."))]
     pub task_definition_families: Vec<String>,
 
     /// Whose AWS credentials the runs may use.
@@ -70,6 +77,7 @@ pub struct EcsRunPolicySpec {
     /// Capacity providers runs may name in `capacityProviderStrategy` (patterns). Absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A capacity provider pattern, e.g. `FARGATE*`."))]
     pub capacity_providers: Option<Vec<String>>,
 
     /// Upper bounds on what one run asks for.
@@ -91,6 +99,7 @@ pub struct CredentialRules {
     /// Roles runs may assume (`spec.credentials.assumeRoleArn`), e.g. `arn:aws:iam::111122223333:role/team-a-*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A role ARN pattern."))]
     pub assume_role_arns: Vec<String>,
     /// Runs may sign with static keys from a Secret in their namespace (`spec.credentials.secretRef`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -109,10 +118,12 @@ pub struct RoleOverrideRules {
     /// Roles runs may give their containers (`overrides.taskRoleArn`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A role ARN pattern."))]
     pub task_role_arns: Vec<String>,
     /// Roles runs may have ECS pull images and write logs with (`overrides.executionRoleArn`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A role ARN pattern."))]
     pub execution_role_arns: Vec<String>,
 }
 
@@ -145,11 +156,13 @@ pub struct EcsRunPolicyStatus {
     /// The namespaces it selects (the first 1000, sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
+    #[schemars(transform = Describe("/items", "A namespace name."))]
     pub namespaces: Vec<String>,
     /// Selected namespaces that another policy selects too. Their runs may use what any of those policies
     /// allows; admission, which sees one policy at a time, leaves them to the controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
+    #[schemars(transform = Describe("/items", "A namespace name."))]
     pub shared_namespaces: Vec<String>,
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::describe::Describe;
+
 /// Finalizer that keeps the object until its ECS task is stopped (or orphaned by policy).
 pub const FINALIZER: &str = "ecsrun.dev/stop-task";
 
@@ -26,6 +28,7 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
     group = "ecsrun.dev",
     version = "v1alpha1",
     kind = "EcsTaskRun",
+    doc = "EcsTaskRun runs one AWS ECS task (or `count` indexed tasks) and follows it to the end: RunTask, DescribeTasks until it stops, exit codes and the verdict in status, StopTask when the run is deleted or stopped. Its spec cannot change after creation: re-run a job with a new EcsTaskRun.",
     plural = "ecstaskruns",
     shortname = "etr",
     category = "ecsrun",
@@ -139,6 +142,7 @@ pub struct EcsTaskRunSpec {
     #[schemars(extend("maxProperties" = 46))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ecsrun.dev/') && !k.startsWith('aws:'))")
         .message("tag keys starting with ecsrun.dev/ or aws: are reserved"))]
+    #[schemars(transform = Describe("/additionalProperties", "The tag's value (up to 256 characters)."))]
     pub tags: BTreeMap<String, String>,
 
     /// Copy tags from the task definition to the task. SERVICE is not valid for standalone tasks.
@@ -285,10 +289,12 @@ pub struct NetworkConfiguration {
 pub struct AwsVpcConfiguration {
     /// Subnet IDs (1-16).
     #[schemars(length(min = 1, max = 16))]
+    #[schemars(transform = Describe("/items", "A subnet ID, e.g. `subnet-0123456789abcdef0`."))]
     pub subnets: Vec<String>,
     /// Security group IDs (at most 5). Absent: the VPC's default security group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
+    #[schemars(transform = Describe("/items", "A security group ID, e.g. `sg-0123456789abcdef0`."))]
     pub security_groups: Vec<String>,
     /// Whether the task's ENI gets a public IP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -400,6 +406,7 @@ pub struct ContainerOverride {
     pub name: String,
     /// Replaces the container's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = Describe("/items", "One argument of the command."))]
     pub command: Option<Vec<String>>,
     /// Environment variables added to (or replacing) the container's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -707,12 +714,15 @@ pub struct ExitCodeMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub container_name: Option<String>,
+    /// `In`: matches an exit code among `values`; `NotIn`: a non-zero exit code not among them.
     pub operator: ExitCodeOperator,
     /// Exit codes (1-64 of them, each 0-255).
     #[schemars(length(min = 1, max = 64), inner(range(min = 0, max = 255)))]
+    #[schemars(transform = Describe("/items", "An exit code, 0-255."))]
     pub values: Vec<i32>,
 }
 
+/// How `values` are compared with the exit codes.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ExitCodeOperator {
     In,
@@ -824,39 +834,55 @@ pub struct IndexedTaskStatus {
     /// Absent until the index is first launched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Why the index is in its phase (the run's reason codes, e.g. `NonZeroExitCode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What happened to the index, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The index's current task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
+    /// The last segment of `taskArn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The task definition revision the task runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
+    /// ECS lastStatus of the task, e.g. `PROVISIONING`, `RUNNING` or `STOPPED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
+    /// ECS desiredStatus of the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_status: Option<String>,
+    /// ECS stopCode once stopped, e.g. `EssentialContainerExited`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
+    /// ECS stoppedReason once stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// The task's containers with their exit codes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ContainerStatus>,
+    /// Exit codes as `name=code` pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_codes: Option<String>,
+    /// When ECS created the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Time>,
+    /// When the task reached RUNNING.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When the task stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Time>,
+    /// RunTask's failures for the index's last launch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<LaunchFailure>,
     /// This index's attempts, oldest first; each has its own clientToken and task ARN.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// When the index is launched again after a failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Time>,
 }
@@ -918,7 +944,9 @@ pub struct ContainerStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceUsage {
+    /// vCPUs times seconds run.
     pub vcpu_seconds: f64,
+    /// GiB of memory times seconds run.
     pub gib_seconds: f64,
     /// Where the task ran: its capacity provider (FARGATE, FARGATE_SPOT, an EC2 provider) or launch type.
     /// Per attempt only.
