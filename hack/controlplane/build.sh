@@ -4,6 +4,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/../gobuild" "$here" etcd go.etcd.io/etcd/server/v3
+# Stamp the version as Kubernetes' own build does (hack/lib/version.sh): unstamped, kube-apiserver says
+# v0.0.0-master, and clients that check it (helm's kubeVersion, kubectl's skew warning) refuse or warn.
+version=$(cat "$here/VERSION")
+minor=${version#v*.}; minor=${minor%%.*}
+major=${version#v}; major=${major%%.*}
+export GOBUILD_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=$major -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 "$here/../gobuild" "$here" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 # Namespace deletion and owner-reference garbage collection happen in kube-controller-manager.
 "$here/../gobuild" "$here" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+unset GOBUILD_LDFLAGS
