@@ -2,13 +2,13 @@
 //! running as the chart's ServiceAccount (its own token) through a run, in single-namespace mode, with
 //! `kubectl auth can-i` proving what it cannot do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use ecsrun_e2e::{Controller, repo_root, wait};
+use ecsrun_e2e::{ControlPlane, Controller, repo_root, wait};
 use kube::api::DeleteParams;
 use kube::config::Kubeconfig;
 use serde::Deserialize as _;
@@ -21,6 +21,8 @@ pub const RELEASE_NAMESPACE: &str = "ecsrun-system";
 pub const NAMESPACE: &str = "e2e-rbac";
 const RELEASE: &str = "ecsrun";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:ecsrun-system:ecsrun";
+/// The one value an install needs: where the image is (none is published).
+const IMAGE: &str = "image.repository=registry.example.com/ecsrun-controller";
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -28,6 +30,7 @@ pub fn cases() -> Vec<Case> {
         case("chart::rendered_manifests_pass_server_side_dry_run", dry_run),
         case("chart::controller_runs_as_the_charts_service_account_with_least_privilege", least_privilege),
         case("chart::namespace_editors_manage_runs_and_viewers_read_them", aggregated_roles),
+        case("chart::readme_install_on_a_new_cluster_and_the_controller_becomes_ready", readme_install),
     ]
 }
 
@@ -52,7 +55,12 @@ pub(crate) fn kubectl(env: &Env) -> Command {
     command
 }
 
+/// `helm template` with the image set and `values`.
 fn template(values: &[&str]) -> anyhow::Result<Command> {
+    template_without_image(&[&[IMAGE], values].concat())
+}
+
+fn template_without_image(values: &[&str]) -> anyhow::Result<Command> {
     let mut command = Command::new(helm()?);
     command.args(["template", RELEASE]).arg(repo_root().join("charts/ecsrun"));
     command.args(["--namespace", RELEASE_NAMESPACE, "--include-crds"]);
@@ -64,7 +72,8 @@ fn template(values: &[&str]) -> anyhow::Result<Command> {
 
 async fn helm_lint(_env: Arc<Env>) -> anyhow::Result<()> {
     let chart = repo_root().join("charts/ecsrun");
-    for values in [&[][..], &["watchNamespaces={team-a,team-b}", "credentials.secretRef.enabled=true"][..]] {
+    for values in [&[IMAGE][..], &[IMAGE, "watchNamespaces={team-a,team-b}", "credentials.secretRef.enabled=true"][..]]
+    {
         let mut command = Command::new(helm()?);
         command.args(["lint", "--strict"]).arg(&chart);
         for value in values {
@@ -75,10 +84,12 @@ async fn helm_lint(_env: Arc<Env>) -> anyhow::Result<()> {
     }
     // The schema rejects what the templates cannot work with.
     let mut typo = Command::new(helm()?);
-    typo.args(["lint", "--strict"]).arg(&chart).args(["--set", "replicas=2"]);
+    typo.args(["lint", "--strict"]).arg(&chart).args(["--set", IMAGE, "--set", "replicas=2"]);
     ensure!(run(typo).await.is_err(), "values.schema.json accepted an unknown value (replicas)");
     let mut unsafe_replicas = Command::new(helm()?);
     unsafe_replicas.args(["lint"]).arg(&chart).args([
+        "--set",
+        IMAGE,
         "--set",
         "replicaCount=2",
         "--set",
@@ -99,10 +110,22 @@ async fn helm_lint(_env: Arc<Env>) -> anyhow::Result<()> {
             Err(error) => ensure!(format!("{error:#}").contains(says), "values {values:?}: {error:#}"),
         }
     }
+    // No image is published: without one, the install fails saying how to get one.
+    match run(template_without_image(&[])?).await {
+        Ok(_) => bail!("the chart installed without image.repository, which points nowhere"),
+        Err(error) => {
+            let error = format!("{error:#}");
+            for says in
+                ["image.repository is required", "Dockerfile", "kind load docker-image", "--set image.repository="]
+            {
+                ensure!(error.contains(says), "the missing image's message does not say {says:?}: {error}");
+            }
+        }
+    }
     // A digest pins the image; the tag is then ignored.
     let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
     let rendered = run(template(&[&format!("image.digest={digest}"), "image.tag=ignored"])?).await?;
-    let pinned = format!("image: \"ghcr.io/ecsrun/ecsrun-controller@{digest}\"");
+    let pinned = format!("image: \"registry.example.com/ecsrun-controller@{digest}\"");
     ensure!(rendered.contains(&pinned), "no {pinned} in the Deployment");
     Ok(())
 }
@@ -143,22 +166,28 @@ fn controller_accepts_the_rendered_args(rendered: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A kubeconfig that authenticates with the ServiceAccount's token instead of the admin certificate.
+/// A kubeconfig that authenticates with the chart's ServiceAccount's token instead of the admin certificate.
 async fn service_account_kubeconfig(env: &Env) -> anyhow::Result<PathBuf> {
-    let mut create_token = kubectl(env);
-    create_token.args(["create", "token", RELEASE, "-n", RELEASE_NAMESPACE, "--duration=1h"]);
+    token_kubeconfig(&env.kubeconfig, RELEASE, NAMESPACE, env.work.join("service-account.kubeconfig")).await
+}
+
+/// A kubeconfig at `path` for the cluster of `admin`, authenticating as ServiceAccount `account` of the
+/// release namespace with a token of its own, with `namespace` as the default namespace.
+async fn token_kubeconfig(admin: &Path, account: &str, namespace: &str, path: PathBuf) -> anyhow::Result<PathBuf> {
+    let mut create_token = Command::new("kubectl");
+    create_token.env("KUBECONFIG", admin);
+    create_token.args(["create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=1h"]);
     let token = run(create_token).await?.trim().to_owned();
-    let admin = Kubeconfig::read_from(&env.kubeconfig)?;
+    let admin = Kubeconfig::read_from(admin)?;
     let cluster = admin.clusters.first().and_then(|c| c.cluster.clone()).context("no cluster in kubeconfig")?;
     let server = cluster.server.context("no server")?;
     let ca = cluster.certificate_authority_data.context("no CA data")?;
-    let path = env.work.join("service-account.kubeconfig");
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    \
              certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: \
-             sa\n  context: {{cluster: local, user: sa, namespace: {NAMESPACE}}}\ncurrent-context: sa\n"
+             sa\n  context: {{cluster: local, user: sa, namespace: {namespace}}}\ncurrent-context: sa\n"
         ),
     )?;
     Ok(path)
@@ -404,5 +433,119 @@ async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
         let allowed = can_i_as(&env, user, args).await?;
         ensure!(allowed == *expected, "{user} {} {args:?}", if allowed { "may" } else { "may not" });
     }
+    Ok(())
+}
+
+/// The README's `helm install` command, continuation lines joined: the first one in "## Install".
+fn readme_install_command() -> anyhow::Result<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
+    let section = readme.split("\n## Install\n").nth(1).context("README.md has no \"## Install\" section")?;
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let block = section.split("```sh\n").nth(1).and_then(|rest| rest.split("```").next());
+    let block = block.context("the Install section has no sh code block")?;
+    let joined = block.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("helm install "))
+        .map(str::to_owned)
+        .context("the Install section's code block has no `helm install`")
+}
+
+/// A new user's first hour, on a cluster of its own: the README's `helm install`, exactly as written
+/// (the chart from the checkout, helm from hack/setup), installs everything server-side; then the
+/// controller binary, started with the args and environment of the Deployment as installed and the
+/// ServiceAccount's token, becomes ready. Only its metrics address is moved to loopback.
+async fn readme_install(env: Arc<Env>) -> anyhow::Result<()> {
+    let install = readme_install_command()?;
+    let work = env.work.join("new-user");
+    std::fs::create_dir_all(&work)?;
+    // A cluster of its own: the chart's admission policy, enforced cluster-wide, refuses every run of a
+    // namespace no EcsRunPolicy selects, which would be every other case's.
+    let control_plane = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || ControlPlane::start_new(&work)
+    })
+    .await??;
+    let helm = helm()?;
+    let path = format!(
+        "{}:{}",
+        helm.parent().context("helm's directory")?.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut shell = Command::new("bash");
+    shell.args(["-euo", "pipefail", "-c", &install]).current_dir(repo_root());
+    shell.env("PATH", path).env("KUBECONFIG", &control_plane.kubeconfig);
+    // Helm's own state stays in the work directory, not the user's home.
+    for (variable, dir) in [("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")] {
+        shell.env(variable, work.join("helm").join(dir));
+    }
+    let output = run(shell).await.with_context(|| format!("the README's install command: {install}"))?;
+    ensure!(output.contains("STATUS: deployed"), "helm install did not deploy:\n{output}");
+    ensure!(output.contains("rollout status"), "NOTES.txt does not say how to check the controller started:\n{output}");
+
+    // Everything helm created, it applied server-side.
+    let client = control_plane.client().await?;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let deployment = deployments.get(RELEASE).await.context("the Deployment the README's install creates")?;
+    let managers = deployment.metadata.managed_fields.clone().unwrap_or_default();
+    ensure!(
+        managers.iter().any(|entry| entry.operation.as_deref() == Some("Apply")),
+        "helm did not install server-side: {:?}",
+        managers.iter().map(|entry| (&entry.manager, &entry.operation)).collect::<Vec<_>>()
+    );
+    let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        kube::Api::all(client.clone());
+    crds.get("ecstaskruns.ecsrun.dev").await.context("the install did not create the EcsTaskRun CRD")?;
+
+    // The controller as the Deployment starts it.
+    let container = deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|pod| pod.containers.into_iter().next())
+        .context("the Deployment has no container")?;
+    let port = ecsrun_e2e::free_port()?;
+    let args: Vec<String> = container
+        .args
+        .unwrap_or_default()
+        .into_iter()
+        .map(|arg| if arg.starts_with("--metrics-addr=") { format!("--metrics-addr=127.0.0.1:{port}") } else { arg })
+        .collect();
+    let kubeconfig =
+        token_kubeconfig(&control_plane.kubeconfig, RELEASE, RELEASE_NAMESPACE, work.join("sa.kubeconfig")).await?;
+    let mut command = Command::new(ecsrun_e2e::controller_binary()?);
+    command.args(&args).env_clear().env("KUBECONFIG", &kubeconfig);
+    for variable in container.env.unwrap_or_default() {
+        let value = match (&variable.value, variable.value_from.as_ref().and_then(|from| from.field_ref.as_ref())) {
+            (Some(value), _) => value.clone(),
+            (None, Some(field)) if field.field_path == "metadata.name" => format!("{RELEASE}-0"),
+            (None, Some(field)) if field.field_path == "metadata.namespace" => RELEASE_NAMESPACE.to_owned(),
+            _ => bail!("the Deployment sets {} from something this test cannot stand in for", variable.name),
+        };
+        command.env(&variable.name, value);
+    }
+    let mut controller = Controller::spawn_command("new-user-controller", command, &work, port)?;
+    controller.ready().await.with_context(|| format!("started as the chart starts it: {args:?}"))?;
+    let (_, metrics) = ecsrun_e2e::http_get(&controller.metrics_url).await?;
+    ensure!(metrics.contains("ecsrun_build_info{"), "no ecsrun_build_info in /metrics");
+    // A follower is ready at once (it has nothing to sync); the only replica takes the Lease and is
+    // ready again once its caches synced.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&controller.process.log)?.contains("caches synced: ready") {
+        controller.process.ensure_alive()?;
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the only replica did not lead and sync its caches in 30 s:\n{}",
+            ecsrun_e2e::tail(&controller.process.log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = ecsrun_e2e::http_get(&controller.metrics_url.replace("/metrics", "/readyz")).await?;
+    ensure!(status == 200, "/readyz answers {status} after the caches synced");
+    controller.process.terminate()?;
+    let status = controller.process.exited(Duration::from_secs(30)).await?;
+    ensure!(status.success(), "the controller exited with {status} on SIGTERM");
+    drop(control_plane);
     Ok(())
 }

@@ -119,6 +119,12 @@ impl ControlPlane {
             eprintln!("e2e: using the cluster in ECSRUN_E2E_KUBECONFIG={path}");
             return Ok(Self { kubeconfig: path.into(), state_dir: None });
         }
+        Self::start_new(work)
+    }
+
+    /// A control plane of its own, whatever ECSRUN_E2E_KUBECONFIG says (a test that needs a cluster
+    /// nobody else uses), in `work/controlplane`.
+    pub fn start_new(work: &Path) -> anyhow::Result<Self> {
         let state_dir = work.join("controlplane");
         let script = repo_root().join("hack/controlplane/controlplane.sh");
         let started = Instant::now();
@@ -334,7 +340,13 @@ impl Controller {
         if !options.namespaces.is_empty() {
             command.arg(format!("--watch-namespaces={}", options.namespaces.join(",")));
         }
-        let process = Process::spawn(options.name, command, work.join(format!("{}.log", options.name)))?;
+        Self::spawn_command(options.name, command, work, port)
+    }
+
+    /// Starts a controller command line made elsewhere (say, from a chart's Deployment) whose metrics
+    /// listen on 127.0.0.1:`port`; its log goes to `work/<name>.log`.
+    pub fn spawn_command(name: &str, command: Command, work: &Path, port: u16) -> anyhow::Result<Self> {
+        let process = Process::spawn(name, command, work.join(format!("{name}.log")))?;
         Ok(Self { process, metrics_url: format!("http://127.0.0.1:{port}/metrics") })
     }
 

@@ -68,9 +68,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The controller image: by digest when one is given, else by tag (the chart's appVersion by default).
 */}}
 {{- define "ecsrun.image" -}}
+{{- $repository := required "image.repository is required: no ecsrun image is published yet. Build one from the repository's Dockerfile, push it to a registry the cluster pulls from (or load it: kind load docker-image, minikube image load), and install with --set image.repository=<registry>/ecsrun-controller. See charts/ecsrun/README.md, \"Installing\"." .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{ $repository }}@{{ .Values.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ $repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end }}
