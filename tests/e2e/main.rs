@@ -12,6 +12,7 @@ mod chart;
 mod errors;
 mod examples;
 mod faults;
+mod gitops;
 mod ha;
 mod lifecycle;
 mod operating;
@@ -176,6 +177,7 @@ fn main() {
         recovery::cases(),
         ha::cases(),
         chart::cases(),
+        gitops::cases(),
         admission::cases(),
         policy::cases(),
         faults::cases(),
