@@ -22,7 +22,7 @@ pub const NAMESPACE: &str = "e2e-rbac";
 const RELEASE: &str = "ecsrun";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:ecsrun-system:ecsrun";
 /// The one value an install needs: where the image is (none is published).
-const IMAGE: &str = "image.repository=registry.example.com/ecsrun-controller";
+pub(crate) const IMAGE: &str = "image.repository=registry.example.com/ecsrun-controller";
 
 pub fn cases() -> Vec<Case> {
     vec![

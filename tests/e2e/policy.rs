@@ -57,7 +57,14 @@ async fn install_admission(env: &Env, release: &str, mode: &str, label: &str) ->
     let mut template = Command::new(crate::chart::helm()?);
     template.args(["template", release]).arg(repo_root().join("charts/ecsrun"));
     template.args(["--namespace", "ecsrun-system", "--show-only", "templates/admission-policy.yaml"]);
-    template.args(["--set", &format!("policy.mode={mode}"), "--set", "aws.region=eu-west-1"]);
+    template.args([
+        "--set",
+        &format!("policy.mode={mode}"),
+        "--set",
+        "aws.region=eu-west-1",
+        "--set",
+        crate::chart::IMAGE,
+    ]);
     template.args(["--set", &format!("policy.admission.namespaceSelector.matchLabels.{label}=covered")]);
     let rendered = run(template).await?;
     let path = env.work.join(format!("admission-{release}.yaml"));
