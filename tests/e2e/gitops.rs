@@ -86,28 +86,21 @@ async fn phases_of(env: &Env, name: &str) -> anyhow::Result<BTreeMap<String, ser
     Ok(seen)
 }
 
+/// Creates the run while following it (the watch's first list shows it however early it is created).
+async fn create_and_follow(env: &Env, name: &str, yaml: &str) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let (phases, _) =
+        tokio::try_join!(phases_of(env, name), async { env.create(NAMESPACE, &env.manifest(yaml)?).await })?;
+    Ok(phases)
+}
+
 async fn health_follows_the_phase(env: Arc<Env>) -> anyhow::Result<()> {
     // One run succeeds; the other fails its first attempt (exit 3), waits Pending for its retry, runs
     // again and fails for good.
     let succeeding = fargate_run("health-succeeds", "batch", "transform", "");
     let failing = fargate_run("health-fails", "batch", "failing", "  retryPolicy:\n    backoffLimit: 1\n");
     let (succeeded, failed) = tokio::try_join!(
-        async {
-            let watch = phases_of(&env, "health-succeeds");
-            let (phases, _) = tokio::try_join!(watch, async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                env.create(NAMESPACE, &env.manifest(&succeeding)?).await
-            })?;
-            anyhow::Ok(phases)
-        },
-        async {
-            let watch = phases_of(&env, "health-fails");
-            let (phases, _) = tokio::try_join!(watch, async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                env.create(NAMESPACE, &env.manifest(&failing)?).await
-            })?;
-            anyhow::Ok(phases)
-        },
+        create_and_follow(&env, "health-succeeds", &succeeding),
+        create_and_follow(&env, "health-fails", &failing),
     )?;
     // (phase, object, Argo CD's health, kstatus)
     let mut expected = vec![
@@ -144,7 +137,14 @@ async fn health_follows_the_phase(env: Arc<Env>) -> anyhow::Result<()> {
     }
     // A failed run says why in Argo CD, as the run's own message does.
     let failed_message = failed["Failed"]["status"]["message"].as_str().unwrap_or_default();
-    ensure!(argo[4].2 == failed_message, "Argo CD's message {:?} is not the run's {failed_message:?}", argo[4].2);
+    let (_, _, argo_message) = expected
+        .iter()
+        .zip(&argo)
+        .find_map(|((phase, phases, _, _), verdict)| {
+            (*phase == "Failed" && std::ptr::eq(*phases, &failed)).then_some(verdict)
+        })
+        .context("no verdict on the failed run")?;
+    ensure!(argo_message == failed_message, "Argo CD's message {argo_message:?} is not the run's {failed_message:?}");
     let api = env.runs(NAMESPACE);
     for name in ["health-succeeds", "health-fails"] {
         api.delete(name, &Default::default()).await?;
