@@ -8,7 +8,7 @@ use aws_sdk_ecs::error::BuildError;
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types;
 
-use super::{environment, environment_file, resource_requirement};
+use super::launch::{environment, environment_file, resource_requirement};
 use crate::api;
 
 /// The RegisterTaskDefinition call for `template`, tagged with `tags`.
