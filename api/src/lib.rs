@@ -5,10 +5,12 @@
 mod describe;
 mod policy;
 mod run;
+mod status;
 mod template;
 
 pub use policy::*;
 pub use run::*;
+pub use status::*;
 pub use template::*;
 
 /// Every CRD of the API as (file name, YAML), exactly as committed in `crds/` and the Helm chart.

@@ -1,0 +1,277 @@
+//! The status of an `EcsTaskRun`: what ECS last reported of its task (or of each task index), the
+//! attempts, what they used, and kstatus conditions. Written only by the controller.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of an `EcsTaskRun`, as ECS last reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsTaskRunStatus {
+    /// Pending, Running, Stopping, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Machine-readable reason of the current phase (the Ready condition's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable summary: what happened and what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// ARN of the current (or last) attempt's task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// Task ID (last segment of the ARN), for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Region the run launches its tasks in, pinned when it first launches: a later change of the
+    /// controller's default region does not move a run that is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// ARN of the cluster the task runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    /// Task definition ARN (with revision) the task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// ECS lastStatus: PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// ECS desiredStatus: RUNNING or STOPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_status: Option<String>,
+    /// ECS stopCode, e.g. EssentialContainerExited, TaskFailedToStart, UserInitiated, SpotInterruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// ECS stoppedReason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// Containers of the task with their exit codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+    /// Exit codes as `name=code` pairs, for display (`-` where a container reported none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    /// When ECS created the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When the task started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the task stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// Failures RunTask reported for the last launch (no task was started for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LaunchFailure>,
+    /// Number of attempts so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_count: Option<i32>,
+    /// One entry per attempt, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// When the next attempt is launched, while waiting out a retry backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+    /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<IndexedTaskStatus>,
+    /// With `count` > 1: indexes that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_tasks: Option<i32>,
+    /// With `count` > 1: indexes that failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_tasks: Option<i32>,
+    /// With `count` > 1: indexes with a task launched or being launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_tasks: Option<i32>,
+    /// With `count` > 1: succeeded out of count, e.g. `7/10`, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`), one per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One task index of a run with `count` > 1: its current task as ECS last reported it, its attempts and
+/// its outcome. The same fields as the run's own for a run of one task.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexedTaskStatus {
+    /// The task index, 0 to count-1 (`ECSRUN_TASK_INDEX`).
+    pub index: i32,
+    /// Absent until the index is first launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Why the index is in its phase (the run's reason codes, e.g. `NonZeroExitCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened to the index, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The index's current task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// The last segment of `taskArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The task definition revision the task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// ECS lastStatus of the task, e.g. `PROVISIONING`, `RUNNING` or `STOPPED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// ECS desiredStatus of the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_status: Option<String>,
+    /// ECS stopCode once stopped, e.g. `EssentialContainerExited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// ECS stoppedReason once stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// The task's containers with their exit codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
+    /// Exit codes as `name=code` pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    /// When ECS created the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When the task reached RUNNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the task stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// RunTask's failures for the index's last launch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LaunchFailure>,
+    /// This index's attempts, oldest first; each has its own clientToken and task ARN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// When the index is launched again after a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+}
+
+/// Lifecycle phase of a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// No task yet: launching, or waiting to retry.
+    Pending,
+    /// A task is launched and being followed.
+    Running,
+    /// The task is being stopped (deadline or deletion).
+    Stopping,
+    /// The run reached what `wait.for` asked and `successPolicy` accepted it.
+    Succeeded,
+    /// The run failed; see reason and message.
+    Failed,
+    /// ECS forgot the task before the controller saw it stop (ECS keeps stopped tasks for about an
+    /// hour): whether it succeeded cannot be known, and it is never launched again.
+    Unknown,
+}
+
+impl Phase {
+    /// Succeeded, Failed and Unknown are final: nothing is polled or launched any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Unknown)
+    }
+}
+
+/// A container of the task as ECS reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// Container name.
+    pub name: String,
+    /// Exit code; absent when the container never ran or has not exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// ECS's reason for the container's stop, e.g. `OutOfMemoryError` or a pull error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Container lastStatus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<String>,
+    /// Whether the task definition marks the container essential (known once the task stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    /// The last lines the container wrote to CloudWatch Logs (`logs.tailLines`, at most 4 KiB), read when
+    /// it failed the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// Why `logTail` could not be read (no awslogs driver, no such log group or stream, access denied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail_error: Option<String>,
+}
+
+/// Compute a task used: vCPU-seconds and GiB-seconds (task-level CPU units / 1024 and memory MiB / 1024,
+/// times the seconds from startedAt to stoppedAt).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUsage {
+    /// vCPUs times seconds run.
+    pub vcpu_seconds: f64,
+    /// GiB of memory times seconds run.
+    pub gib_seconds: f64,
+    /// Where the task ran: its capacity provider (FARGATE, FARGATE_SPOT, an EC2 provider) or launch type.
+    /// Per attempt only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider: Option<String>,
+}
+
+/// A RunTask failure entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LaunchFailure {
+    /// Resource the failure is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// Failure reason, e.g. RESOURCE:MEMORY, AGENT, MISSING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Failure detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One attempt at running the task.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Attempt number, from 1; part of the RunTask clientToken.
+    pub attempt: i32,
+    /// Task ARN, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// When the task was launched (or adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<Time>,
+    /// When the task stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Time>,
+    /// ECS stopCode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// Exit codes as `name=code` pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<String>,
+    /// Outcome once the attempt ended: Succeeded, or the failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Why the attempt ended that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What the attempt's task used, once it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+}
