@@ -39,9 +39,16 @@ async fn fleet_of_100(env: Arc<Env>) -> anyhow::Result<()> {
         "{} DescribeTasks per run per interval (at most {most})",
         report.describe_per_run_per_interval
     );
+    // In the window every task runs and is described at least w - 1 times (its interval, give or take the
+    // window's edges) in at most w + 1 calls (asserted above): at least n·(w - 1)/(w + 1) ARNs a call.
+    // Launches, stops and deletions describe partial batches by nature, more of them the slower the
+    // machine: the whole pass's mean is reported, not asserted.
+    let w = f64::from(plan.window_intervals);
+    let fewest = 100.0 * (w - 1.0) / (w + 1.0);
     ensure!(
-        report.detail.mean_arns_per_describe >= 50.0,
-        "{} ARNs per DescribeTasks",
+        report.detail.window_arns_per_describe >= fewest,
+        "{} ARNs per DescribeTasks while all 100 ran (at least {fewest}); {} over the whole pass",
+        report.detail.window_arns_per_describe,
         report.detail.mean_arns_per_describe
     );
     ensure!(

@@ -108,7 +108,11 @@ pub struct Detail {
     pub ecs_calls: BTreeMap<String, u64>,
     pub throttled_calls: BTreeMap<String, u64>,
     pub peak_calls_per_s: BTreeMap<Class, u64>,
+    /// Over the whole pass: launches, stops and deletions describe partial batches by nature.
     pub mean_arns_per_describe: f64,
+    /// In the steady window, where the tracker's batching is what is measured.
+    #[serde(default)]
+    pub window_arns_per_describe: f64,
     pub create_to_run_task_p50_s: f64,
     pub create_to_run_task_p99_s: f64,
     pub stopped_to_status_p50_s: f64,
@@ -203,6 +207,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let after_window = (proxy.counts(), kube_writes(&controller).await?);
     let describes = after_window.0.calls("DescribeTasks") - before_window.0.calls("DescribeTasks");
     let describe_per_run_per_interval = describes as f64 / (plan.n as f64 * f64::from(plan.window_intervals));
+    let window_arns_per_describe =
+        (after_window.0.describe_arns - before_window.0.describe_arns) as f64 / describes.max(1) as f64;
     let status_patches_unchanged_polls = after_window.1.status - before_window.1.status;
     let launch_counts = &after_window.0;
     let calls_per_launch =
@@ -287,6 +293,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
                 .map(|class| (class, counts.peak_per_second(class)))
                 .collect(),
             mean_arns_per_describe: counts.describe_arns as f64 / forwarded_describes.max(1) as f64,
+            window_arns_per_describe,
             create_to_run_task_p50_s: percentile(&to_run_task, 0.5),
             create_to_run_task_p99_s: percentile(&to_run_task, 0.99),
             stopped_to_status_p50_s: percentile(&stop_latencies, 0.5),
