@@ -5,14 +5,104 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Observed state of an `EcsTaskRun`, as ECS last reported it.
+/// Observed state of an `EcsTaskRun`, as ECS last reported it. A run of one task keeps its task's
+/// fields here at the top level; a run of several keeps one entry per index in `tasks`, each with the same
+/// fields, and here only the run's phase, reason and message.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsTaskRunStatus {
-    /// Pending, Running, Stopping, Succeeded or Failed.
+    /// The run's phase, reason and message; with one task, also that task's fields.
+    #[serde(flatten)]
+    pub task: TaskStatus,
+    /// Region the run launches its tasks in, pinned when it first launches: a later change of the
+    /// controller's default region does not move a run that is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// ARN of the cluster the task runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    /// Number of attempts so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_count: Option<i32>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
+    /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<IndexedTaskStatus>,
+    /// With `count` > 1: indexes that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_tasks: Option<i32>,
+    /// With `count` > 1: indexes that failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_tasks: Option<i32>,
+    /// With `count` > 1: indexes with a task launched or being launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_tasks: Option<i32>,
+    /// With `count` > 1: succeeded out of count, e.g. `7/10`, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`), one per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl EcsTaskRunStatus {
+    /// Every task of the run with its index: the top-level one for a run of one task, else each entry
+    /// of `tasks`. Readers need not know which shape a run has.
+    pub fn lanes(&self) -> Vec<(i32, &TaskStatus)> {
+        if self.tasks.is_empty() {
+            vec![(0, &self.task)]
+        } else {
+            self.tasks.iter().map(|lane| (lane.index, &lane.task)).collect()
+        }
+    }
+
+    /// The task of index `index`: the top-level one for a run of one task (index 0).
+    pub fn lane(&self, index: i32) -> Option<&TaskStatus> {
+        if self.tasks.is_empty() {
+            (index == 0).then_some(&self.task)
+        } else {
+            self.tasks.iter().find(|lane| lane.index == index).map(|lane| &lane.task)
+        }
+    }
+
+    /// The task of index `index`, to change it.
+    pub fn lane_mut(&mut self, index: i32) -> Option<&mut TaskStatus> {
+        if self.tasks.is_empty() {
+            (index == 0).then_some(&mut self.task)
+        } else {
+            self.tasks.iter_mut().find(|lane| lane.index == index).map(|lane| &mut lane.task)
+        }
+    }
+}
+
+/// One task index of a run with `count` > 1: its task as ECS last reported it, its attempts and its
+/// outcome, in the same fields a run of one task has at the top of its status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexedTaskStatus {
+    /// The task index, 0 to count-1 (`ECSRUN_TASK_INDEX`).
+    pub index: i32,
+    /// The index's task, attempts and outcome.
+    #[serde(flatten)]
+    pub task: TaskStatus,
+}
+
+/// One task of a run (the run's only task, or one index of several): its current attempt's task as ECS
+/// last reported it, its attempts, and where it stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    /// Pending, Running, Stopping, Succeeded, Failed or Unknown; absent until the task is first launched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Machine-readable reason of the current phase (the Ready condition's reason).
+    /// Machine-readable reason of the phase (for the run, its Ready condition's reason), e.g.
+    /// `NonZeroExitCode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Human-readable summary: what happened and what to do about it.
@@ -24,13 +114,6 @@ pub struct EcsTaskRunStatus {
     /// Task ID (last segment of the ARN), for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    /// Region the run launches its tasks in, pinned when it first launches: a later change of the
-    /// controller's default region does not move a run that is under way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// ARN of the cluster the task runs in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_arn: Option<String>,
     /// Task definition ARN (with revision) the task runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
@@ -64,103 +147,33 @@ pub struct EcsTaskRunStatus {
     /// Failures RunTask reported for the last launch (no task was started for them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<LaunchFailure>,
-    /// Number of attempts so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt_count: Option<i32>,
-    /// One entry per attempt, oldest first.
+    /// The latest attempts, oldest first (at most five once they have ended: earlier ones are summed in
+    /// `earlierAttempts`); each has its own clientToken and task ARN.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Attempts older than those listed in `attempts`, summed, so a run with many retries keeps a status
+    /// of bounded size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_attempts: Option<EarlierAttempts>,
     /// When the next attempt is launched, while waiting out a retry backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Time>,
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<ResourceUsage>,
-    /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tasks: Vec<IndexedTaskStatus>,
-    /// With `count` > 1: indexes that succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub succeeded_tasks: Option<i32>,
-    /// With `count` > 1: indexes that failed for good.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_tasks: Option<i32>,
-    /// With `count` > 1: indexes with a task launched or being launched.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_tasks: Option<i32>,
-    /// With `count` > 1: succeeded out of count, e.g. `7/10`, for display.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<String>,
-    /// Ready, Reconciling, Stalled (kstatus), Succeeded and Failed (for `kubectl wait`), one per type.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
 }
 
-/// One task index of a run with `count` > 1: its current task as ECS last reported it, its attempts and
-/// its outcome. The same fields as the run's own for a run of one task.
+/// Attempts no longer listed one by one, summed.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct IndexedTaskStatus {
-    /// The task index, 0 to count-1 (`ECSRUN_TASK_INDEX`).
-    pub index: i32,
-    /// Absent until the index is first launched.
+pub struct EarlierAttempts {
+    /// How many attempts.
+    pub count: i32,
+    /// How many of them failed (any outcome but Succeeded).
+    pub failed: i32,
+    /// How many of the failed ones did not count against `backoffLimit` (capacity, interruptions,
+    /// Ignore rules).
+    pub uncounted: i32,
+    /// What their tasks used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    /// Why the index is in its phase (the run's reason codes, e.g. `NonZeroExitCode`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What happened to the index, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The index's current task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_arn: Option<String>,
-    /// The last segment of `taskArn`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    /// The task definition revision the task runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_definition_arn: Option<String>,
-    /// ECS lastStatus of the task, e.g. `PROVISIONING`, `RUNNING` or `STOPPED`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
-    /// ECS desiredStatus of the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_status: Option<String>,
-    /// ECS stopCode once stopped, e.g. `EssentialContainerExited`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_code: Option<String>,
-    /// ECS stoppedReason once stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_reason: Option<String>,
-    /// The task's containers with their exit codes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub containers: Vec<ContainerStatus>,
-    /// Exit codes as `name=code` pairs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_codes: Option<String>,
-    /// When ECS created the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<Time>,
-    /// When the task reached RUNNING.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    /// When the task stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<Time>,
-    /// RunTask's failures for the index's last launch.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<LaunchFailure>,
-    /// This index's attempts, oldest first; each has its own clientToken and task ARN.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attempts: Vec<Attempt>,
-    /// When the index is launched again after a failed attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<Time>,
+    pub usage: Option<ResourceUsage>,
 }
 
 /// Lifecycle phase of a run.

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
     Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
-    TaskOverrides, WaitFor,
+    TaskOverrides, TaskStatus, WaitFor,
 };
 use crate::ecs::{
     Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
@@ -251,26 +251,26 @@ impl RunView<'_> {
 }
 
 /// The attempt in progress: launched or being launched, not yet concluded.
-fn current_attempt(status: &EcsTaskRunStatus) -> Option<&Attempt> {
+fn current_attempt(status: &TaskStatus) -> Option<&Attempt> {
     status.attempts.last().filter(|attempt| attempt.outcome.is_none())
 }
 
 pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     let status = view.status;
-    if status.phase.is_some_and(Phase::is_terminal) {
+    if status.task.phase.is_some_and(Phase::is_terminal) {
         return Step::Idle;
     }
-    let current = current_attempt(status);
+    let current = current_attempt(&status.task);
     if let Some(task_arn) = current.and_then(|attempt| attempt.task_arn.clone()) {
         // A running task is followed even past the deadline: `after_track` stops it and waits for STOPPED.
-        let every = if status.phase == Some(Phase::Stopping) {
+        let every = if status.task.phase == Some(Phase::Stopping) {
             view.poll_interval().min(STOPPING_POLL)
         } else {
             view.poll_interval()
         };
         return Step::Track { task_arn, every };
     }
-    if let Some(task_arn) = view.spec.task_arn.as_ref().filter(|_| status.attempts.is_empty()) {
+    if let Some(task_arn) = view.spec.task_arn.as_ref().filter(|_| status.task.attempts.is_empty()) {
         // Adopted first, even to stop it (the Stop Task action): the stop follows at its first look.
         return Step::Adopt { task_arn: task_arn.clone() };
     }
@@ -289,7 +289,7 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         }
         return Step::Conclude(deadline_exceeded(view, now));
     }
-    if let Some(next) = &status.next_attempt_at
+    if let Some(next) = &status.task.next_attempt_at
         && now < next.0
     {
         return Step::Wait(duration_between(now, next.0));
@@ -300,7 +300,7 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     }
     match current {
         Some(attempt) => Step::Launch { attempt: attempt.attempt, may_exist: true },
-        None => Step::Launch { attempt: status.attempts.len() as i32 + 1, may_exist: false },
+        None => Step::Launch { attempt: bound::attempts_made(&status.task) + 1, may_exist: false },
     }
 }
 
@@ -368,7 +368,8 @@ pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp)
     let mut status = view.status.clone();
     status.region.get_or_insert_with(|| region.to_owned());
     push_unlaunched_attempt(&mut status, attempt);
-    status.next_attempt_at = None;
+    bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
+    status.task.next_attempt_at = None;
     let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition_name());
     set_phase(view, &mut status, Phase::Pending, reason::LAUNCHING, message, now);
     status
@@ -434,16 +435,16 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
     let mut status = view.status.clone();
     match observation {
         LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => {
-            status.attempts.retain(|a| a.attempt != attempt);
-            status.attempts.push(Attempt {
+            status.task.attempts.retain(|a| a.attempt != attempt);
+            status.task.attempts.push(Attempt {
                 attempt,
                 task_arn: Some(task.task_arn.clone()),
                 launched_at: Some(Time(task.created_at.unwrap_or(now))),
                 ..Attempt::default()
             });
-            status.attempt_count = Some(status.attempts.len() as i32);
-            status.next_attempt_at = None;
-            status.failures.clear();
+            status.attempt_count = Some(bound::attempts_made(&status.task));
+            status.task.next_attempt_at = None;
+            status.task.failures.clear();
             record_task(&mut status, &task, None);
             let id = task_id(&task.task_arn);
             let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
@@ -490,7 +491,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                     text
                 })
                 .collect();
-            status.failures = failures
+            status.task.failures = failures
                 .into_iter()
                 .map(|f| LaunchFailure { arn: f.arn, reason: f.reason, detail: f.detail })
                 .collect();
@@ -521,9 +522,9 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
 }
 
 fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {
-    status.attempts.retain(|a| a.attempt != attempt);
-    status.attempts.push(Attempt { attempt, ..Attempt::default() });
-    status.attempt_count = Some(status.attempts.len() as i32);
+    status.task.attempts.retain(|a| a.attempt != attempt);
+    status.task.attempts.push(Attempt { attempt, ..Attempt::default() });
+    status.attempt_count = Some(bound::attempts_made(&status.task));
 }
 
 pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
@@ -532,35 +533,38 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
         TrackObservation::Unobservable(error) => {
             // Nothing here can act on the error, and ending the run would abandon a task that may run on:
             // say so, keep following, and carry on as soon as the task can be described again.
-            let task_arn = current_attempt(&status).and_then(|attempt| attempt.task_arn.clone()).unwrap_or_default();
+            let task_arn =
+                current_attempt(&status.task).and_then(|attempt| attempt.task_arn.clone()).unwrap_or_default();
             let every = view.poll_interval();
             let message = format!(
                 "cannot describe task {}: {error}; trying again every {}s",
                 task_id(&task_arn),
                 every.as_secs()
             );
-            let phase = status.phase.filter(|phase| *phase == Phase::Stopping).unwrap_or(Phase::Running);
+            let phase = status.task.phase.filter(|phase| *phase == Phase::Stopping).unwrap_or(Phase::Running);
             set_phase(view, &mut status, phase, error.kind.reason(), message, now);
             plan(view, status, None, Some(Follow { task_arn, every }), view.until_deadline(now))
         }
         TrackObservation::Missing => {
-            let launched_at = current_attempt(&status).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);
+            let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);
             let unknown_for = duration_between(launched_at, now);
             if unknown_for < MISSING_GRACE {
                 // Eventual consistency: look again soon, a little later each time.
                 let again = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
                 let every = again.min(view.poll_interval());
-                let follow = current_attempt(&status)
+                let follow = current_attempt(&status.task)
                     .and_then(|attempt| attempt.task_arn.clone())
                     .map(|task_arn| Follow { task_arn, every });
                 return plan(view, status, None, follow, Some(again));
             }
-            let id = status.task_id.clone().unwrap_or_default();
+            let id = status.task.task_id.clone().unwrap_or_default();
             if view.spec.stop {
                 let message = format!("ECS no longer describes task {id}");
                 return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
             }
-            if status.phase == Some(Phase::Stopping) && status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED) {
+            if status.task.phase == Some(Phase::Stopping)
+                && status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
+            {
                 // The timeout's StopTask went out, and ECS has since forgotten the task.
                 let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
                 return conclude(view, status, Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now);
@@ -568,7 +572,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             if unknown_for >= ECS_REMEMBERS_STOPPED || seen_past_launch(&status) {
                 // It may have run to its end and been forgotten (a long outage): relaunching could run the
                 // job twice, and failing it could report a success as a failure.
-                let last = status.last_status.as_deref().unwrap_or("PROVISIONING");
+                let last = status.task.last_status.as_deref().unwrap_or("PROVISIONING");
                 let message = format!(
                     "ECS no longer describes task {id}, last seen {last}: it may have finished more than an \
                      hour before it was looked at; its outcome is unknown and it is not launched again"
@@ -613,7 +617,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return plan(view, status, stop, Some(follow), None);
             }
             let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
-            let attempt = current_attempt(&status).map_or(1, |a| a.attempt);
+            let attempt = current_attempt(&status.task).map_or(1, |a| a.attempt);
             if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
@@ -638,7 +642,8 @@ fn running_reason(last_status: &str) -> &'static str {
 /// Whether ECS described the task after RunTask answered: it then certainly existed, and MISSING means
 /// forgotten, not lost.
 fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
-    status.started_at.is_some() || !matches!(status.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
+    status.task.started_at.is_some()
+        || !matches!(status.task.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
 }
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
@@ -660,13 +665,13 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
         Verdict::Unknown => reason::OUTCOME_UNKNOWN,
         Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
     };
-    if let Some(attempt) = status.attempts.last_mut()
+    if let Some(attempt) = status.task.attempts.last_mut()
         && attempt.outcome.is_none()
     {
         attempt.outcome = Some(outcome.to_owned());
-        attempt.message = Some(message.clone());
+        attempt.message = Some(bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned());
     }
-    status.next_attempt_at = None;
+    status.task.next_attempt_at = None;
     match verdict {
         Verdict::Succeeded => {
             set_phase(view, &mut status, Phase::Succeeded, reason::SUCCEEDED, message, now);
@@ -681,38 +686,27 @@ fn conclude(view: &RunView, mut status: EcsTaskRunStatus, verdict: Verdict, mess
             plan(view, status, None, None, None)
         }
         Verdict::Retry { reason, counted } => {
-            let failed: Vec<&Attempt> = status
-                .attempts
-                .iter()
-                .filter(|a| a.outcome.as_deref().is_some_and(|o| o != reason::SUCCEEDED))
-                .collect();
-            let free = failed
-                .iter()
-                .filter(|a| {
-                    matches!(
-                        a.outcome.as_deref(),
-                        Some(reason::INSUFFICIENT_CAPACITY | reason::INTERRUPTED | reason::IGNORED_BY_RULE)
-                    )
-                })
-                .count();
-            let counted_failures = failed.len() - free;
+            let tally = bound::failures(&status.task);
             let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;
-            if counted && counted_failures > limit {
-                let message =
-                    format!("{message}; giving up after {} attempt(s) (backoffLimit {limit})", status.attempts.len());
+            if counted && tally.counted() > limit {
+                let message = format!(
+                    "{message}; giving up after {} attempt(s) (backoffLimit {limit})",
+                    bound::attempts_made(&status.task)
+                );
                 let final_reason = if limit == 0 { reason } else { reason::BACKOFF_LIMIT_EXCEEDED };
                 set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
                 return plan(view, status, None, None, None);
             }
-            if !counted && free > MAX_FREE_RETRIES {
-                let message = format!("{message}; giving up after {free} retries of this kind");
+            if !counted && tally.uncounted > MAX_FREE_RETRIES {
+                let message = format!("{message}; giving up after {} retries of this kind", tally.uncounted);
                 set_phase(view, &mut status, Phase::Failed, reason, message, now);
                 return plan(view, status, None, None, None);
             }
-            let backoff = retry_backoff(failed.len());
+            let backoff = retry_backoff(tally.failed);
             let next = now.checked_add(backoff).unwrap_or(now);
-            status.next_attempt_at = Some(Time(next));
-            let message = format!("{message}; attempt {} in {}s", status.attempts.len() + 1, backoff.as_secs());
+            status.task.next_attempt_at = Some(Time(next));
+            let message =
+                format!("{message}; attempt {} in {}s", bound::attempts_made(&status.task) + 1, backoff.as_secs());
             set_phase(view, &mut status, Phase::Pending, reason::WAITING_TO_RETRY, message, now);
             plan(view, status, None, None, Some(backoff))
         }
@@ -747,20 +741,20 @@ fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: O
             .collect::<Vec<_>>()
             .join(",")
     });
-    status.task_arn = Some(task.task_arn.clone());
-    status.task_id = Some(task_id(&task.task_arn).to_owned());
+    status.task.task_arn = Some(task.task_arn.clone());
+    status.task.task_id = Some(task_id(&task.task_arn).to_owned());
     status.cluster_arn = task.cluster_arn.clone().or(status.cluster_arn.take());
-    status.task_definition_arn = task.task_definition_arn.clone().or(status.task_definition_arn.take());
-    status.last_status = task.last_status.clone();
-    status.desired_status = task.desired_status.clone();
-    status.stop_code = task.stop_code.clone();
-    status.stopped_reason = task.stopped_reason.clone();
-    status.containers = containers;
-    status.exit_codes = exit_codes.clone();
-    status.created_at = task.created_at.map(Time);
-    status.started_at = task.started_at.map(Time);
-    status.stopped_at = task.stopped_at.map(Time);
-    if let Some(attempt) = status.attempts.last_mut()
+    status.task.task_definition_arn = task.task_definition_arn.clone().or(status.task.task_definition_arn.take());
+    status.task.last_status = task.last_status.clone();
+    status.task.desired_status = task.desired_status.clone();
+    status.task.stop_code = task.stop_code.clone();
+    status.task.stopped_reason = task.stopped_reason.clone();
+    status.task.containers = containers;
+    status.task.exit_codes = exit_codes.clone();
+    status.task.created_at = task.created_at.map(Time);
+    status.task.started_at = task.started_at.map(Time);
+    status.task.stopped_at = task.stopped_at.map(Time);
+    if let Some(attempt) = status.task.attempts.last_mut()
         && attempt.task_arn.as_deref() == Some(task.task_arn.as_str())
     {
         attempt.stopped_at = task.stopped_at.map(Time);
@@ -768,7 +762,7 @@ fn record_task(status: &mut EcsTaskRunStatus, task: &TaskSnapshot, definition: O
         attempt.exit_codes = exit_codes;
         attempt.usage = usage::of_task(task);
     }
-    status.usage = usage::total(status.attempts.iter());
+    status.usage = usage::of_tasks(std::iter::once(&status.task));
 }
 
 pub use crate::api::task_id;
@@ -784,8 +778,9 @@ fn set_phase(
     now: Timestamp,
 ) {
     use condition::*;
-    status.phase = Some(phase);
-    status.reason = Some(reason.to_owned());
+    let message = bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned();
+    status.task.phase = Some(phase);
+    status.task.reason = Some(reason.to_owned());
     status.observed_generation = view.generation;
     // Unknown is metav1.Condition's third status: `kubectl wait --for=condition=Succeeded` (or Failed)
     // does not return for a run whose outcome nobody knows.
@@ -815,7 +810,7 @@ fn set_phase(
             }
         })
         .collect();
-    status.message = Some(message);
+    status.task.message = Some(message);
 }
 
 /// Builds the plan, with one Event per transition between the old and the new status. Every Event is a
@@ -823,38 +818,46 @@ fn set_phase(
 /// stop that decides the run) is folded into it.
 fn plan(
     view: &RunView,
-    status: EcsTaskRunStatus,
+    mut status: EcsTaskRunStatus,
     stop: Option<StopTask>,
     follow: Option<Follow>,
     requeue: Option<Duration>,
 ) -> Plan {
+    bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
     let old = view.status;
     let mut events = Vec::new();
     let normal = |reason, note: String| RunEvent { warning: false, reason, note };
-    let launched = status.task_arn.is_some() && status.task_arn != old.task_arn;
-    let phase_event = (status.phase != old.phase || status.next_attempt_at != old.next_attempt_at)
-        && (status.phase.is_some_and(Phase::is_terminal)
-            || (status.phase == Some(Phase::Pending) && status.next_attempt_at.is_some()));
+    let launched = status.task.task_arn.is_some() && status.task.task_arn != old.task.task_arn;
+    let phase_event = (status.task.phase != old.task.phase || status.task.next_attempt_at != old.task.next_attempt_at)
+        && (status.task.phase.is_some_and(Phase::is_terminal)
+            || (status.task.phase == Some(Phase::Pending) && status.task.next_attempt_at.is_some()));
     if launched {
-        let attempt = status.attempts.last().map_or(1, |a| a.attempt);
-        let mut note = format!("task {} (attempt {attempt})", status.task_id.as_deref().unwrap_or_default());
-        if let Some(last_status) = &status.last_status {
+        let attempt = status.task.attempts.last().map_or(1, |a| a.attempt);
+        let mut note = format!("task {} (attempt {attempt})", status.task.task_id.as_deref().unwrap_or_default());
+        if let Some(last_status) = &status.task.last_status {
             note.push_str(&format!(", {last_status}"));
         }
         events.push(normal(if view.adopts() { "Adopted" } else { "Launched" }, note));
     }
-    if status.last_status != old.last_status || launched {
-        match status.last_status.as_deref() {
-            Some("RUNNING") if !launched => events
-                .push(normal("Running", format!("task {} is RUNNING", status.task_id.as_deref().unwrap_or_default()))),
+    if status.task.last_status != old.task.last_status || launched {
+        match status.task.last_status.as_deref() {
+            Some("RUNNING") if !launched => events.push(normal(
+                "Running",
+                format!("task {} is RUNNING", status.task.task_id.as_deref().unwrap_or_default()),
+            )),
             Some("STOPPED") if !phase_event => events.push(normal(
                 "Stopped",
                 format!(
                     "task {} STOPPED: stopCode {} ({}); exit codes {}",
-                    status.task_id.as_deref().unwrap_or_default(),
-                    status.stop_code.as_deref().unwrap_or("none"),
-                    status.stopped_reason.as_deref().filter(|reason| !reason.is_empty()).unwrap_or("no reason given"),
-                    status.exit_codes.as_deref().unwrap_or("none"),
+                    status.task.task_id.as_deref().unwrap_or_default(),
+                    status.task.stop_code.as_deref().unwrap_or("none"),
+                    status
+                        .task
+                        .stopped_reason
+                        .as_deref()
+                        .filter(|reason| !reason.is_empty())
+                        .unwrap_or("no reason given"),
+                    status.task.exit_codes.as_deref().unwrap_or("none"),
                 ),
             )),
             _ => {}
@@ -864,12 +867,12 @@ fn plan(
         events.push(normal("Stopping", format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason)));
     }
     if phase_event {
-        let message = status.message.clone().unwrap_or_default();
-        match status.phase {
+        let message = status.task.message.clone().unwrap_or_default();
+        match status.task.phase {
             Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
             Some(Phase::Failed) => events.push(RunEvent { warning: true, reason: "Failed", note: message }),
             Some(Phase::Unknown) => events.push(RunEvent { warning: true, reason: "OutcomeUnknown", note: message }),
-            Some(Phase::Pending) if status.next_attempt_at.is_some() => {
+            Some(Phase::Pending) if status.task.next_attempt_at.is_some() => {
                 events.push(RunEvent { warning: true, reason: "Retrying", note: message })
             }
             _ => {}
@@ -883,6 +886,7 @@ fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 }
 
 pub mod batch;
+pub mod bound;
 mod cleanup;
 mod judge;
 pub mod logs;

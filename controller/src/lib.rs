@@ -16,6 +16,7 @@ pub use ecsrun_api as api;
 pub mod config;
 pub mod decide;
 pub mod ecs;
+pub mod events;
 pub mod http;
 pub mod kube_client;
 pub mod leader;

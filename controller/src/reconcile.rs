@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
@@ -30,6 +30,7 @@ use crate::ecs::{
     Actor, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, RunTaskOutcome, Session, StaticKeys,
     TaskLookup, TaskSnapshot,
 };
+use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::tenancy::{Gate, Tenancy};
 
@@ -140,7 +141,7 @@ pub struct Context<E> {
     pub client: Client,
     pub ecs: Arc<E>,
     pub tracker: Tracker<RunKey, E>,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// EcsRunPolicies and the external ID of assumed roles.
@@ -168,7 +169,7 @@ impl<E: Ecs> Context<E> {
     ) -> Self {
         Self {
             tenancy,
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), reporter),
             tracker: Tracker::new(ecs.clone(), describe_batch_size),
             client,
             ecs,
@@ -247,14 +248,7 @@ impl<E: Ecs> Context<E> {
     }
 
     async fn publish(&self, run: &EcsTaskRun, event: &decide::RunEvent) {
-        let event = KubeEvent {
-            type_: if event.warning { EventType::Warning } else { EventType::Normal },
-            reason: event.reason.into(),
-            note: Some(event.note.chars().take(1024).collect()),
-            action: event.reason.into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &run.object_ref(&())).await {
+        if let Err(error) = self.events.publish(&run.object_ref(&()), event.warning, event.reason, &event.note).await {
             warn!(%error, reason = %event.reason, "could not publish event");
         }
     }
@@ -309,8 +303,8 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
         }
         // Waiting for a task to stop is progress, not a problem.
         Err(Error::WaitingForStop(_)) => {}
-        // Retried errors show on the run itself, not only in the controller's log. The recorder folds
-        // repeats of the same note into one Event with a count.
+        // Retried errors show on the run itself, not only in the controller's log. Repeats of the same
+        // note fold into one Event with a count; another cause is an Event of its own.
         Err(error) => {
             let event = decide::RunEvent {
                 warning: true,
@@ -592,7 +586,7 @@ async fn find_started<E: Ecs>(
         ctx.ecs.list_tasks_started_by(target, &started_by, DesiredStatus::Stopped),
     )
     .or_else(|error| if error.kind.is_permanent() { Ok((Vec::new(), Vec::new())) } else { Err(error) })?;
-    let known: Vec<&str> = view.status.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
+    let known: Vec<&str> = view.status.task.attempts.iter().filter_map(|a| a.task_arn.as_deref()).collect();
     match running.iter().chain(&stopped).find(|arn| !known.contains(&arn.as_str())) {
         Some(arn) => Ok(Some(describe_or_bare(ctx, target, arn).await?)),
         None => Ok(None),
@@ -752,17 +746,17 @@ async fn write_and_tell<E: Ecs>(
             ctx.metrics.task_gib_seconds.with_label_values(&labels).inc_by(used.gib_seconds);
         }
     }
-    if status.phase != old_status.phase
-        && let Some(phase) = status.phase.filter(|phase| phase.is_terminal())
+    if status.task.phase != old_status.task.phase
+        && let Some(phase) = status.task.phase.filter(|phase| phase.is_terminal())
     {
         let outcome = match phase {
             crate::api::Phase::Succeeded => "succeeded",
             crate::api::Phase::Unknown => "unknown",
             _ => "failed",
         };
-        let reason = status.reason.as_deref().unwrap_or("unknown");
+        let reason = status.task.reason.as_deref().unwrap_or("unknown");
         ctx.metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
-        info!(outcome, reason, message = status.message.as_deref().unwrap_or_default(), "run finished");
+        info!(outcome, reason, message = status.task.message.as_deref().unwrap_or_default(), "run finished");
     }
     for event in events {
         ctx.publish(run, event).await;
@@ -928,7 +922,9 @@ async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>
         let active = stores
             .iter()
             .flat_map(Store::state)
-            .filter(|run| !run.status.as_ref().and_then(|status| status.phase).is_some_and(|phase| phase.is_terminal()))
+            .filter(|run| {
+                !run.status.as_ref().and_then(|status| status.task.phase).is_some_and(|phase| phase.is_terminal())
+            })
             .count();
         ctx.metrics.active_runs.set(active as i64);
         ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);

@@ -198,7 +198,7 @@ async fn follow_to_the_end(runs: &Runs, name: &str, container: Option<&str>) -> 
     let within = Duration::from_secs(24 * 3600);
     let launched = runs
         .wait_for(name, within, "launched", |status| {
-            status.task_arn.is_some() || tasks_started(status) || is_finished(status)
+            status.task.task_arn.is_some() || tasks_started(status) || is_finished(status)
         })
         .await?;
     let status = launched.status.clone().unwrap_or_default();
@@ -221,19 +221,19 @@ async fn follow_to_the_end(runs: &Runs, name: &str, container: Option<&str>) -> 
     let status = finished.status.clone().unwrap_or_default();
     eprintln!(
         "ecstaskrun {name} {}: {}",
-        status.phase.map_or("-".into(), |phase| format!("{phase:?}")),
-        status.message.as_deref().unwrap_or_default()
+        status.task.phase.map_or("-".into(), |phase| format!("{phase:?}")),
+        status.task.message.as_deref().unwrap_or_default()
     );
     Ok(finished)
 }
 
 fn tasks_started(status: &EcsTaskRunStatus) -> bool {
-    status.tasks.iter().any(|task| task.task_arn.is_some())
+    status.tasks.iter().any(|task| task.task.task_arn.is_some())
 }
 
 /// 0 Succeeded, 1 Failed, 2 outcome unknown.
 fn outcome_code(status: Option<&EcsTaskRunStatus>) -> ExitCode {
-    match status.and_then(|status| status.phase) {
+    match status.and_then(|status| status.task.phase) {
         Some(Phase::Succeeded) => ExitCode::SUCCESS,
         Some(Phase::Unknown) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
@@ -247,12 +247,9 @@ fn current_task<'a>(
     index: i32,
     attempt: Option<i32>,
 ) -> Option<TaskRef<'a>> {
-    let (attempts, current, definition) = if run.spec.count > 1 {
-        let lane = status.tasks.iter().find(|t| t.index == index)?;
-        (&lane.attempts, lane.task_arn.as_deref(), lane.task_definition_arn.as_deref())
-    } else {
-        (&status.attempts, status.task_arn.as_deref(), status.task_definition_arn.as_deref())
-    };
+    let lane = status.lane(index)?;
+    let (attempts, current, definition) =
+        (&lane.attempts, lane.task_arn.as_deref(), lane.task_definition_arn.as_deref());
     let task_arn = match attempt {
         Some(number) => attempts.iter().find(|a| a.attempt == number)?.task_arn.as_deref()?,
         None => current.or_else(|| attempts.iter().rev().find_map(|a| a.task_arn.as_deref()))?,
@@ -291,10 +288,9 @@ pub async fn logs(runs: &Runs, args: LogsArgs) -> anyhow::Result<ExitCode> {
             let stopped =
                 |last: Option<&str>, arn: Option<&str>| arn != Some(task_arn.as_str()) || last == Some("STOPPED");
             Ok(!is_finished(&status)
-                && match status.tasks.iter().find(|t| t.index == index) {
-                    Some(lane) => !stopped(lane.last_status.as_deref(), lane.task_arn.as_deref()),
-                    None => !stopped(status.last_status.as_deref(), status.task_arn.as_deref()),
-                })
+                && status
+                    .lane(index)
+                    .is_some_and(|lane| !stopped(lane.last_status.as_deref(), lane.task_arn.as_deref())))
         }
     };
     source.print(args.tail, running).await?;
@@ -337,7 +333,10 @@ pub async fn stop(
 ) -> anyhow::Result<ExitCode> {
     let run = runs.get(name).await?;
     if let Some(status) = run.status.as_ref().filter(|status| is_finished(status)) {
-        eprintln!("ecstaskrun {name} already finished ({:?}): nothing to stop", status.phase.unwrap_or(Phase::Unknown));
+        eprintln!(
+            "ecstaskrun {name} already finished ({:?}): nothing to stop",
+            status.task.phase.unwrap_or(Phase::Unknown)
+        );
     } else if !run.spec.stop {
         let mut patch = json!({ "stop": true });
         if let Some(reason) = reason {
@@ -351,8 +350,8 @@ pub async fn stop(
         Output::Json => println!("{}", serde_json::to_string_pretty(&stopped)?),
         Output::Text => println!(
             "ecstaskrun {name} {}: {}",
-            status.phase.map_or("-".into(), |phase| format!("{phase:?}")),
-            status.message.as_deref().unwrap_or_default()
+            status.task.phase.map_or("-".into(), |phase| format!("{phase:?}")),
+            status.task.message.as_deref().unwrap_or_default()
         ),
     }
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use ecsrun_api::{Attempt, ContainerStatus, EcsTaskRun, EcsTaskRunStatus};
+use ecsrun_api::{Attempt, ContainerStatus, EcsTaskRun, TaskStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
@@ -59,9 +59,9 @@ pub fn summary(run: &EcsTaskRun) -> String {
     if spec.count > 1 {
         field("Tasks", &format!("{} at a time, {}", spec.max_parallel(), status.progress.as_deref().unwrap_or("0")));
     }
-    let phase = status.phase.map_or("-".into(), |phase| format!("{phase:?}"));
-    field("Phase", &format!("{phase} ({})", status.reason.as_deref().unwrap_or("-")));
-    field("Message", status.message.as_deref().unwrap_or("-"));
+    let phase = status.task.phase.map_or("-".into(), |phase| format!("{phase:?}"));
+    field("Phase", &format!("{phase} ({})", status.task.reason.as_deref().unwrap_or("-")));
+    field("Message", status.task.message.as_deref().unwrap_or("-"));
     if spec.stop {
         field("Stop", "requested (spec.stop)");
     }
@@ -69,34 +69,30 @@ pub fn summary(run: &EcsTaskRun) -> String {
         field("Usage", &format!("{} vCPU-seconds, {} GiB-seconds", usage.vcpu_seconds, usage.gib_seconds));
     }
     field("Created", &time(run.metadata.creation_timestamp.as_ref()));
-    if spec.count > 1 {
-        for lane in &status.tasks {
+    for (index, lane) in status.lanes() {
+        if spec.count > 1 {
             let _ = writeln!(
                 text,
-                "Task index {}:  {} ({})",
-                lane.index,
+                "Task index {index}:  {} ({})",
                 lane.phase.map_or("-".into(), |phase| format!("{phase:?}")),
                 lane.reason.as_deref().unwrap_or("-")
             );
-            attempts(&mut text, &lane.attempts);
-            containers(&mut text, &lane.containers);
         }
-    } else {
-        attempts(&mut text, &status.attempts);
-        containers(&mut text, &status.containers);
-        task_line(&mut text, &status);
+        attempts(&mut text, &lane.attempts);
+        containers(&mut text, &lane.containers);
+        task_line(&mut text, lane);
     }
     text
 }
 
-fn task_line(text: &mut String, status: &EcsTaskRunStatus) {
-    if let Some(task_id) = &status.task_id {
+fn task_line(text: &mut String, task: &TaskStatus) {
+    if let Some(task_id) = &task.task_id {
         let _ = writeln!(
             text,
             "Task:         {task_id} {} (stopCode {}; {})",
-            status.last_status.as_deref().unwrap_or("-"),
-            status.stop_code.as_deref().unwrap_or("-"),
-            status.stopped_reason.as_deref().unwrap_or("no reason given")
+            task.last_status.as_deref().unwrap_or("-"),
+            task.stop_code.as_deref().unwrap_or("-"),
+            task.stopped_reason.as_deref().unwrap_or("no reason given")
         );
     }
 }

@@ -96,5 +96,5 @@ pub fn event_time(event: &Event) -> Option<jiff::Timestamp> {
 }
 
 pub fn is_finished(status: &EcsTaskRunStatus) -> bool {
-    status.phase.is_some_and(Phase::is_terminal)
+    status.task.phase.is_some_and(Phase::is_terminal)
 }

@@ -46,13 +46,22 @@ async fn fail_run_rule(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "fail-on-3", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("FailedByRule"), "reason {:?} ({:?})", status.reason, status.message);
     ensure!(
-        status.message.as_deref().is_some_and(|m| m.contains("app exited 3") && m.contains("retryPolicy.rules[0]")),
-        "message {:?}",
-        status.message
+        status.task.reason.as_deref() == Some("FailedByRule"),
+        "reason {:?} ({:?})",
+        status.task.reason,
+        status.task.message
     );
-    ensure!(status.attempts.len() == 1, "retried although the rule fails the run: {:?}", status.attempts);
+    ensure!(
+        status
+            .task
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("app exited 3") && m.contains("retryPolicy.rules[0]")),
+        "message {:?}",
+        status.task.message
+    );
+    ensure!(status.task.attempts.len() == 1, "retried although the rule fails the run: {:?}", status.task.attempts);
     let started = env.tasks_started_by("batch", &run.uid().context("uid")?).await?;
     ensure!(started.len() == 1, "ECS has {started:?}");
     Ok(())
@@ -65,13 +74,14 @@ async fn ignore_rule(env: Arc<Env>) -> anyhow::Result<()> {
     // backoffLimit 0 would fail the run at its first exit 3; ignored, a second attempt follows (after 10 s).
     let retried = |run: Option<&ecsrun::api::EcsTaskRun>| {
         run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
-            status.attempts.len() >= 2 && status.attempts.iter().any(|a| a.attempt == 2 && a.task_arn.is_some())
+            status.task.attempts.len() >= 2
+                && status.task.attempts.iter().any(|a| a.attempt == 2 && a.task_arn.is_some())
         })
     };
     let status = wait::until(&api, "ignore-3", Duration::from_secs(60), "a second attempt", retried).await?;
-    let first = &status.attempts[0];
+    let first = &status.task.attempts[0];
     ensure!(first.outcome.as_deref() == Some("IgnoredByRule"), "attempt 1: {first:?}");
-    ensure!(status.phase != Some(ecsrun::api::Phase::Failed), "failed: {:?}", status.message);
+    ensure!(status.task.phase != Some(ecsrun::api::Phase::Failed), "failed: {:?}", status.task.message);
     let started = env.tasks_started_by("batch", &run.uid().context("uid")?).await?;
     ensure!(started.len() >= 2, "one task per attempt expected, ECS has {started:?}");
     api.delete("ignore-3", &DeleteParams::default()).await?;
@@ -106,7 +116,7 @@ async fn run_task_options(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "options", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    let arn = status.task_arn.context("no taskArn")?;
+    let arn = status.task.task_arn.context("no taskArn")?;
     let task = env.task("batch", &arn).await?;
     ensure!(
         task.tags().iter().any(|t| t.key() == Some("aws:ecs:clusterName") && t.value() == Some("batch")),
@@ -172,13 +182,19 @@ async fn parallel_indexed(env: Arc<Env>) -> anyhow::Result<()> {
     let succeeded = move |run: Option<&ecsrun::api::EcsTaskRun>| {
         let status = run.and_then(|run| run.status.as_ref());
         if let Some(status) = status {
-            let running = status.tasks.iter().filter(|t| t.last_status.as_deref() == Some("RUNNING")).count() as i32;
+            let running =
+                status.tasks.iter().filter(|t| t.task.last_status.as_deref() == Some("RUNNING")).count() as i32;
             seen.fetch_max(status.active_tasks.unwrap_or(0).max(running), Ordering::SeqCst);
         }
-        status.is_some_and(|s| s.phase.is_some_and(|p| p.is_terminal()))
+        status.is_some_and(|s| s.task.phase.is_some_and(|p| p.is_terminal()))
     };
     let status = wait::until(&api, "shards", Duration::from_secs(120), "finished", succeeded).await?;
-    ensure!(status.phase == Some(ecsrun::api::Phase::Succeeded), "{:?}: {:?}", status.phase, status.message);
+    ensure!(
+        status.task.phase == Some(ecsrun::api::Phase::Succeeded),
+        "{:?}: {:?}",
+        status.task.phase,
+        status.task.message
+    );
     ensure!(status.progress.as_deref() == Some("5/5"), "progress {:?}", status.progress);
     ensure!(most_active.load(Ordering::SeqCst) <= 2, "{} tasks active at once", most_active.load(Ordering::SeqCst));
     ensure!(status.tasks.iter().map(|t| t.index).eq(0..5), "indexes {:?}", status.tasks);
@@ -218,12 +234,21 @@ async fn fail_fast(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "fail-fast", Duration::from_secs(90), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("BackoffLimitExceeded"), "{:?}: {:?}", status.reason, status.message);
-    ensure!(status.message.as_deref().is_some_and(|m| m.starts_with("task index 1:")), "{:?}", status.message);
+    ensure!(
+        status.task.reason.as_deref() == Some("BackoffLimitExceeded"),
+        "{:?}: {:?}",
+        status.task.reason,
+        status.task.message
+    );
+    ensure!(
+        status.task.message.as_deref().is_some_and(|m| m.starts_with("task index 1:")),
+        "{:?}",
+        status.task.message
+    );
     let lane = |index: i32| status.tasks.iter().find(|t| t.index == index).context("index missing");
-    ensure!(lane(1)?.attempts.len() == 2, "index 1's attempts: {:?}", lane(1)?.attempts);
+    ensure!(lane(1)?.task.attempts.len() == 2, "index 1's attempts: {:?}", lane(1)?.task.attempts);
     for index in [0, 2] {
-        ensure!(lane(index)?.reason.as_deref() == Some("FailFast"), "index {index}: {:?}", lane(index)?);
+        ensure!(lane(index)?.task.reason.as_deref() == Some("FailFast"), "index {index}: {:?}", lane(index)?);
     }
     ensure!(status.active_tasks == Some(0), "a run that ended has {:?} active tasks", status.active_tasks);
     let per_index = tasks_by_index(&env, "batch", &uid, 3).await?;
@@ -263,9 +288,9 @@ async fn restart_mid_batch(env: Arc<Env>) -> anyhow::Result<()> {
     let per_index = tasks_by_index(&env, "batch", &uid, 10).await?;
     ensure!(per_index.iter().all(|tasks| tasks.len() == 1), "an index ran twice: {per_index:?}");
     ensure!(
-        status.tasks.iter().all(|t| t.attempts.len() == 1),
+        status.tasks.iter().all(|t| t.task.attempts.len() == 1),
         "attempts: {:?}",
-        status.tasks.iter().map(|t| t.attempts.len()).collect::<Vec<_>>()
+        status.tasks.iter().map(|t| t.task.attempts.len()).collect::<Vec<_>>()
     );
     api.delete("ten", &DeleteParams::default()).await?;
     wait::gone(&api, "ten", Duration::from_secs(60)).await?;
@@ -322,7 +347,7 @@ async fn template_runs(env: Arc<Env>) -> anyhow::Result<()> {
     for name in ["etl-1", "etl-2", "etl-3"] {
         let status =
             wait::until(&api, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-        used.push(status.task_definition_arn.with_context(|| format!("{name}: no taskDefinitionArn"))?);
+        used.push(status.task.task_definition_arn.with_context(|| format!("{name}: no taskDefinitionArn"))?);
     }
     let registered = revisions(&env, "e2e-etl").await?;
     ensure!(registered.len() == 1, "three runs of one template registered {registered:?}");
@@ -349,18 +374,18 @@ async fn template_runs(env: Arc<Env>) -> anyhow::Result<()> {
     let registered = revisions(&env, "e2e-etl").await?;
     ensure!(registered.len() == 2, "after the change ECS has {registered:?}");
     ensure!(
-        status.task_definition_arn.as_deref() == Some(registered[1].as_str()) && registered[1] != used[0],
+        status.task.task_definition_arn.as_deref() == Some(registered[1].as_str()) && registered[1] != used[0],
         "etl-4 ran {:?}; ECS has {registered:?}",
-        status.task_definition_arn
+        status.task.task_definition_arn
     );
     // The old content again: its revision is found, nothing is registered.
     env.create(NAMESPACE, &env.manifest(&template_run("etl-5", "etl:1.0"))?).await?;
     let status =
         wait::until(&api, "etl-5", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
     ensure!(
-        status.task_definition_arn.as_deref() == Some(used[0].as_str()),
+        status.task.task_definition_arn.as_deref() == Some(used[0].as_str()),
         "etl-5 ran {:?}",
-        status.task_definition_arn
+        status.task.task_definition_arn
     );
     ensure!(revisions(&env, "e2e-etl").await?.len() == 2, "the old content was registered again");
     // Another controller process, which registered nothing: it finds the revision by its hash tag.
@@ -376,9 +401,9 @@ async fn template_runs(env: Arc<Env>) -> anyhow::Result<()> {
     )
     .await?;
     ensure!(
-        status.task_definition_arn.as_deref() == Some(used[0].as_str()),
+        status.task.task_definition_arn.as_deref() == Some(used[0].as_str()),
         "etl-6 ran {:?}",
-        status.task_definition_arn
+        status.task.task_definition_arn
     );
     ensure!(revisions(&env, "e2e-etl").await?.len() == 2, "a fresh controller registered the content again");
     let lookups = fresh.metric(r#"ecsrun_ecs_calls_total{operation="ListTaskDefinitions",outcome="ok"}"#).await?;

@@ -310,7 +310,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         wait::until(&api, "as-service-account", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await
             .with_context(|| format!("controller log:\n{}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
-    ensure!(status.task_arn.is_some(), "no taskArn");
+    ensure!(status.task.task_arn.is_some(), "no taskArn");
     api.delete("as-service-account", &DeleteParams::default()).await?;
     wait::gone(&api, "as-service-account", Duration::from_secs(30)).await?;
     let log = std::fs::read_to_string(&controller.process.log)?;

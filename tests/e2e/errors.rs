@@ -78,11 +78,11 @@ async fn missing_references_fail_once(env: Arc<Env>) -> anyhow::Result<()> {
     // ... and in the run's own status, where `kubectl get etr` shows it (it used to show nothing).
     let blocked = |run: Option<&ecsrun::api::EcsTaskRun>| {
         run.and_then(|run| run.status.as_ref())
-            .is_some_and(|status| status.reason.as_deref() == Some("CredentialsError"))
+            .is_some_and(|status| status.task.reason.as_deref() == Some("CredentialsError"))
     };
     let status = wait::until(&api, "no-secret", Duration::from_secs(30), "CredentialsError", blocked).await?;
-    ensure!(status.phase == Some(ecsrun::api::Phase::Pending), "phase {:?}", status.phase);
-    let message = status.message.unwrap_or_default();
+    ensure!(status.task.phase == Some(ecsrun::api::Phase::Pending), "phase {:?}", status.task.phase);
+    let message = status.task.message.unwrap_or_default();
     ensure!(message.contains("Secret e2e-errors/not-there-yet not found"), "status message: {message}");
     ensure!(
         status.conditions.iter().any(|c| c.type_ == "Reconciling" && c.reason == "CredentialsError"),

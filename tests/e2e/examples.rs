@@ -48,9 +48,9 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
     if run.spec.count > 1 {
         return indexed_example(&env, &run, &status).await;
     }
-    let task_arn = status.task_arn.clone().context("Succeeded without a taskArn")?;
-    ensure!(status.attempts.len() == 1, "one attempt expected, status: {status:?}");
-    ensure!(status.attempts[0].task_arn.as_deref() == Some(task_arn.as_str()), "attempt does not name the task");
+    let task_arn = status.task.task_arn.clone().context("Succeeded without a taskArn")?;
+    ensure!(status.task.attempts.len() == 1, "one attempt expected, status: {status:?}");
+    ensure!(status.task.attempts[0].task_arn.as_deref() == Some(task_arn.as_str()), "attempt does not name the task");
     ensure!(status.observed_generation == run.metadata.generation, "observedGeneration not written");
     ensure!(!status.conditions.iter().any(|c| c.type_ == "Failed" && c.status == "True"), "Failed and Succeeded");
 
@@ -74,18 +74,22 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
     );
 
     if run.spec.wait.for_ == WaitFor::Stopped {
-        ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
-        ensure!(status.stop_code.as_deref() == Some("EssentialContainerExited"), "stopCode {:?}", status.stop_code);
-        ensure!(status.stopped_at.is_some() && status.started_at.is_some(), "times missing: {status:?}");
-        ensure!(!status.containers.is_empty(), "no containers in status");
-        for container in &status.containers {
+        ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.task.last_status);
+        ensure!(
+            status.task.stop_code.as_deref() == Some("EssentialContainerExited"),
+            "stopCode {:?}",
+            status.task.stop_code
+        );
+        ensure!(status.task.stopped_at.is_some() && status.task.started_at.is_some(), "times missing: {status:?}");
+        ensure!(!status.task.containers.is_empty(), "no containers in status");
+        for container in &status.task.containers {
             ensure!(container.exit_code.is_some(), "container {} without exit code", container.name);
         }
-        ensure!(status.exit_codes.is_some(), "no exitCodes summary");
+        ensure!(status.task.exit_codes.is_some(), "no exitCodes summary");
     }
     if file.starts_with("a-") {
         // The non-essential log router exits 1 and must not fail the run.
-        let sidecar = status.containers.iter().find(|c| c.name == "log-router").context("no log-router status")?;
+        let sidecar = status.task.containers.iter().find(|c| c.name == "log-router").context("no log-router status")?;
         ensure!(sidecar.exit_code == Some(1) && sidecar.essential == Some(false), "sidecar: {sidecar:?}");
         ensure!(task.group() == Some("nightly-reports"), "group {:?}", task.group());
         // The Event follows the status write that the wait above saw.
@@ -125,9 +129,13 @@ async fn indexed_example(
     ensure!(status.progress == Some(format!("{count}/{count}")), "progress {:?}", status.progress);
     ensure!(status.tasks.len() == count as usize, "status.tasks: {:?}", status.tasks);
     for lane in &status.tasks {
-        ensure!(lane.attempts.len() == 1 && lane.task_arn.is_some(), "index {}: {lane:?}", lane.index);
+        ensure!(lane.task.attempts.len() == 1 && lane.task.task_arn.is_some(), "index {}: {lane:?}", lane.index);
         let tasks = env.tasks_of_index(&run.spec.cluster, &uid, lane.index as u32).await?;
-        ensure!(tasks == vec![lane.task_arn.clone().unwrap_or_default()], "index {}: ECS has {tasks:?}", lane.index);
+        ensure!(
+            tasks == vec![lane.task.task_arn.clone().unwrap_or_default()],
+            "index {}: ECS has {tasks:?}",
+            lane.index
+        );
         let task = env.task(&run.spec.cluster, &tasks[0]).await?;
         let told = task
             .overrides()
@@ -169,12 +177,13 @@ async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRu
     let api = env.runs(NAMESPACE);
     // Failed with reason Stopped (Stopping has that reason too, while ECS stops the task).
     let stopped = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref())
-            .is_some_and(|s| s.phase == Some(ecsrun::api::Phase::Failed) && s.reason.as_deref() == Some("Stopped"))
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| {
+            s.task.phase == Some(ecsrun::api::Phase::Failed) && s.task.reason.as_deref() == Some("Stopped")
+        })
     };
     ensure!(manifest.spec.stop, "the example is the Stop Task action");
     let status = wait::until(&api, &name, Duration::from_secs(60), "Failed/Stopped", stopped).await?;
-    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "followed {:?}", status.task_arn);
+    ensure!(status.task.task_arn.as_deref() == Some(task_arn.as_str()), "followed {:?}", status.task.task_arn);
     let task = env.task(&manifest.spec.cluster, &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
     ensure!(task.stopped_reason() == manifest.spec.stop_reason.as_deref(), "stoppedReason {:?}", task.stopped_reason());

@@ -77,17 +77,17 @@ async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
     let seen =
         wait::until(&api, "forgotten", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
             .await?;
-    let task_arn = seen.task_arn.context("no task ARN recorded")?;
+    let task_arn = seen.task.task_arn.context("no task ARN recorded")?;
 
     // The task stops after 8 s and is forgotten; the run waits out ECS's eventual consistency first.
     let unknown = |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.phase.is_some_and(Phase::is_terminal))
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task.phase.is_some_and(Phase::is_terminal))
     };
     let status = wait::until(&api, "forgotten", Duration::from_secs(200), "a final phase", unknown).await?;
-    ensure!(status.phase == Some(Phase::Unknown), "phase {:?}: {:?}", status.phase, status.message);
-    ensure!(status.reason.as_deref() == Some("OutcomeUnknown"), "reason {:?}", status.reason);
-    ensure!(status.attempts.len() == 1, "attempts: {:?}", status.attempts);
-    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "task ARN changed: {:?}", status.task_arn);
+    ensure!(status.task.phase == Some(Phase::Unknown), "phase {:?}: {:?}", status.task.phase, status.task.message);
+    ensure!(status.task.reason.as_deref() == Some("OutcomeUnknown"), "reason {:?}", status.task.reason);
+    ensure!(status.task.attempts.len() == 1, "attempts: {:?}", status.task.attempts);
+    ensure!(status.task.task_arn.as_deref() == Some(task_arn.as_str()), "task ARN changed: {:?}", status.task.task_arn);
     for type_ in ["Succeeded", "Failed"] {
         let condition = status.conditions.iter().find(|c| c.type_ == type_);
         ensure!(condition.is_some_and(|c| c.status == "Unknown"), "{type_}: {condition:?}");
@@ -98,7 +98,7 @@ async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
     let tasks = env.tasks_started_by("batch", &uid).await?;
     ensure!(tasks.is_empty(), "a task was launched after ECS forgot the first: {tasks:?}");
     let runs_after = api.get("forgotten").await?.status.context("status")?;
-    ensure!(runs_after.attempts.len() == 1, "attempts after: {:?}", runs_after.attempts);
+    ensure!(runs_after.task.attempts.len() == 1, "attempts after: {:?}", runs_after.task.attempts);
     let events: Api<Event> = Api::namespaced(env.client.clone(), FORGOTTEN_NAMESPACE);
     let listed = events.list(&ListParams::default().fields("reason=OutcomeUnknown")).await?;
     ensure!(listed.items.len() == 1, "OutcomeUnknown Events: {}", listed.items.len());
@@ -134,7 +134,7 @@ async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "live", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
             .await?;
-    let task_arn = status.task_arn.context("no task ARN")?;
+    let task_arn = status.task.task_arn.context("no task ARN")?;
     wait::until(&api, "finished", Duration::from_secs(30), "Succeeded", wait::has_condition("Succeeded")).await?;
 
     namespaces.delete(NAMESPACE, &DeleteParams::default()).await?;
@@ -239,7 +239,7 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "held", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
             .await?;
-    let task_arn = status.task_arn.context("no task ARN")?;
+    let task_arn = status.task.task_arn.context("no task ARN")?;
 
     proxy.set_faults(Some(Faults {
         rate: 1.0,
@@ -250,11 +250,16 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
     api.delete("held", &DeleteParams::default()).await?;
     let says_why = |run: Option<&EcsTaskRun>| {
         run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
-            status.message.as_deref().is_some_and(|message| message.contains("cannot stop its task yet"))
+            status.task.message.as_deref().is_some_and(|message| message.contains("cannot stop its task yet"))
         })
     };
     let held = wait::until(&api, "held", Duration::from_secs(30), "the reason in status", says_why).await?;
-    ensure!(held.reason.as_deref() == Some("EcsServerError"), "reason {:?}: {:?}", held.reason, held.message);
+    ensure!(
+        held.task.reason.as_deref() == Some("EcsServerError"),
+        "reason {:?}: {:?}",
+        held.task.reason,
+        held.task.message
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
     ensure!(api.get_opt("held").await?.is_some(), "the run went while its task could not be stopped");
     let task = env.task("batch", &task_arn).await?;

@@ -193,7 +193,7 @@ async fn leader_cut_off(env: Arc<Env>) -> anyhow::Result<()> {
 
     for (name, uid) in &runs {
         let status = wait::until(&api, name, Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-        ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "{name}: {:?}", status.reason);
+        ensure!(status.task.reason.as_deref() == Some("DeadlineExceeded"), "{name}: {:?}", status.task.reason);
         let tasks = env.tasks_started_by("batch", uid).await?;
         ensure!(tasks.len() == 1, "{name}: ECS has {} tasks for one run: {tasks:?}", tasks.len());
         let task = env.task("batch", &tasks[0]).await?;

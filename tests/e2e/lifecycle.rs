@@ -39,8 +39,12 @@ async fn wait_for_running_then_delete_stops_the_task(env: Arc<Env>) -> anyhow::R
     let status =
         wait::until(&api, "hold-running", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await?;
-    ensure!(status.last_status.as_deref() == Some("RUNNING"), "waiting for Running ended at {:?}", status.last_status);
-    let task_arn = status.task_arn.context("no taskArn")?;
+    ensure!(
+        status.task.last_status.as_deref() == Some("RUNNING"),
+        "waiting for Running ended at {:?}",
+        status.task.last_status
+    );
+    let task_arn = status.task.task_arn.context("no taskArn")?;
 
     api.delete("hold-running", &DeleteParams::default()).await?;
     wait::gone(&api, "hold-running", Duration::from_secs(60)).await?;
@@ -58,10 +62,10 @@ async fn orphan_deletion_leaves_the_task_running(env: Arc<Env>) -> anyhow::Resul
     env.create(NAMESPACE, &env.manifest(&yaml)?).await?;
     let api = env.runs(NAMESPACE);
     let running = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.last_status.as_deref() == Some("RUNNING"))
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.task.last_status.as_deref() == Some("RUNNING"))
     };
     let status = wait::until(&api, "orphan", Duration::from_secs(60), "RUNNING", running).await?;
-    let task_arn = status.task_arn.context("no taskArn")?;
+    let task_arn = status.task.task_arn.context("no taskArn")?;
 
     api.delete("orphan", &DeleteParams::default()).await?;
     wait::gone(&api, "orphan", Duration::from_secs(30)).await?;
@@ -80,9 +84,9 @@ async fn failing_container_fails_after_retries(env: Arc<Env>) -> anyhow::Result<
     // Two attempts of ~3s, 10s backoff between them, 5s polls.
     let status =
         wait::until(&api, "failing", Duration::from_secs(120), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.attempts.len() == 2, "attempts: {:?}", status.attempts);
+    ensure!(status.task.attempts.len() == 2, "attempts: {:?}", status.task.attempts);
     ensure!(status.attempt_count == Some(2), "attemptCount {:?}", status.attempt_count);
-    let app = status.containers.iter().find(|c| c.name == "app").context("no app container")?;
+    let app = status.task.containers.iter().find(|c| c.name == "app").context("no app container")?;
     ensure!(app.exit_code == Some(3), "exit code {:?}", app.exit_code);
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").context("no Failed condition")?;
     ensure!(failed.message.contains("app exited 3"), "message: {}", failed.message);
@@ -98,8 +102,8 @@ async fn timeout_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "deadline", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "reason {:?}", status.reason);
-    let task = env.task("batch", status.task_arn.as_deref().context("no taskArn")?).await?;
+    ensure!(status.task.reason.as_deref() == Some("DeadlineExceeded"), "reason {:?}", status.task.reason);
+    let task = env.task("batch", status.task.task_arn.as_deref().context("no taskArn")?).await?;
     ensure!(task.last_status() == Some("STOPPED"), "task is {:?} after the deadline", task.last_status());
     Ok(())
 }
@@ -133,7 +137,7 @@ async fn task_level_memory_only(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "memory-only", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await?;
-    ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
+    ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.task.last_status);
     Ok(())
 }
 
@@ -148,7 +152,7 @@ async fn fast_create_then_delete(env: Arc<Env>) -> anyhow::Result<()> {
             let run = env.create(NAMESPACE, &env.manifest(&fargate_run(&name, "batch", "sleeper", ""))?).await?;
             // Deleted the moment its launch is under way: the intent is recorded, RunTask may be in flight.
             let launching = |run: Option<&ecsrun::api::EcsTaskRun>| {
-                run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.phase.is_some())
+                run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.task.phase.is_some())
             };
             wait::until(&api, &name, Duration::from_secs(60), "launching", launching).await?;
             api.delete(&name, &DeleteParams::default()).await?;

@@ -10,6 +10,7 @@ mod batch;
 mod bench;
 mod chart;
 mod errors;
+mod events;
 mod examples;
 mod faults;
 mod gitops;
@@ -174,6 +175,7 @@ fn main() {
         operating::cases(),
         plugin::cases(),
         errors::cases(),
+        events::cases(),
         recovery::cases(),
         ha::cases(),
         chart::cases(),

@@ -33,7 +33,7 @@ pub fn cases() -> Vec<Case> {
 fn is_failed_with(reason: &'static str) -> impl Fn(Option<&ecsrun::api::EcsTaskRun>) -> bool {
     move |run| {
         run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
-            status.phase == Some(ecsrun::api::Phase::Failed) && status.reason.as_deref() == Some(reason)
+            status.task.phase == Some(ecsrun::api::Phase::Failed) && status.task.reason.as_deref() == Some(reason)
         })
     }
 }
@@ -43,7 +43,7 @@ async fn spec_stop_stops_a_running_run(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "stop-me", Duration::from_secs(60), "RUNNING", wait::has_last_status("RUNNING")).await?;
-    let task_arn = status.task_arn.context("no taskArn")?;
+    let task_arn = status.task.task_arn.context("no taskArn")?;
 
     let stop = json!({"spec": {"stop": true, "stopReason": "e2e: stopped by an operator"}});
     api.patch("stop-me", &PatchParams::default(), &Patch::Merge(&stop)).await?;
@@ -53,8 +53,8 @@ async fn spec_stop_stops_a_running_run(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
     ensure!(task.stop_code().map(|c| c.as_str()) == Some("UserInitiated"), "stopCode {:?}", task.stop_code());
     ensure!(task.stopped_reason() == Some("e2e: stopped by an operator"), "stoppedReason {:?}", task.stopped_reason());
-    ensure!(status.last_status.as_deref() == Some("STOPPED"), "the run says {:?}", status.last_status);
-    ensure!(status.attempts.len() == 1, "a stopped run is not retried: {:?}", status.attempts);
+    ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "the run says {:?}", status.task.last_status);
+    ensure!(status.task.attempts.len() == 1, "a stopped run is not retried: {:?}", status.task.attempts);
     let started = env.tasks_started_by("batch", &run.uid().context("uid")?).await?;
     ensure!(started.len() == 1, "tasks started: {started:?}");
     Ok(())
@@ -105,9 +105,13 @@ async fn adopts_a_task_started_with_boto3(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "adopted", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "followed {:?}, not {task_arn}", status.task_arn);
-    ensure!(status.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.last_status);
-    ensure!(status.exit_codes.as_deref() == Some("app=0"), "exit codes {:?}", status.exit_codes);
+    ensure!(
+        status.task.task_arn.as_deref() == Some(task_arn.as_str()),
+        "followed {:?}, not {task_arn}",
+        status.task.task_arn
+    );
+    ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.task.last_status);
+    ensure!(status.task.exit_codes.as_deref() == Some("app=0"), "exit codes {:?}", status.task.exit_codes);
     ensure!(status.region.as_deref() == Some("eu-west-1"), "the ARN's region is pinned: {:?}", status.region);
     let started = env.tasks_started_by("batch", &run.uid().context("uid")?).await?;
     ensure!(started.is_empty(), "adopting launched tasks: {started:?}");
@@ -134,7 +138,11 @@ async fn stop_task_action(env: Arc<Env>) -> anyhow::Result<()> {
     let task = env.task("batch", &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
     ensure!(task.stopped_reason() == Some("e2e: Stop Task action"), "stoppedReason {:?}", task.stopped_reason());
-    ensure!(status.stop_code.as_deref() == Some("UserInitiated"), "the run says stopCode {:?}", status.stop_code);
+    ensure!(
+        status.task.stop_code.as_deref() == Some("UserInitiated"),
+        "the run says stopCode {:?}",
+        status.task.stop_code
+    );
     Ok(())
 }
 
@@ -147,7 +155,7 @@ async fn usage_of_a_known_run(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(USAGE_NAMESPACE);
     let status =
         wait::until(&api, "costed", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    let task = env.task("batch", status.task_arn.as_deref().context("no taskArn")?).await?;
+    let task = env.task("batch", status.task.task_arn.as_deref().context("no taskArn")?).await?;
     let (started, stopped) = (task.started_at().context("startedAt")?, task.stopped_at().context("stoppedAt")?);
     let millis = (stopped.as_nanos() - started.as_nanos()) / 1_000_000;
     // 1 vCPU and 2 GiB for `millis`, in thousandths as the controller rounds them.
@@ -155,7 +163,7 @@ async fn usage_of_a_known_run(env: Arc<Env>) -> anyhow::Result<()> {
     let usage = status.usage.context("no status.usage")?;
     ensure!((usage.vcpu_seconds, usage.gib_seconds) == (vcpu, gib), "usage {usage:?}; expected {vcpu} / {gib}");
     ensure!(vcpu > 2.0, "the task ran {millis} ms: too short to check anything");
-    let attempt = status.attempts.first().and_then(|a| a.usage.clone()).context("no usage on the attempt")?;
+    let attempt = status.task.attempts.first().and_then(|a| a.usage.clone()).context("no usage on the attempt")?;
     ensure!(attempt.capacity_provider.as_deref() == Some("FARGATE"), "ran on {:?}", attempt.capacity_provider);
 
     let series = |family: &str| format!("{family}{{capacity_provider=\"FARGATE\",namespace=\"{USAGE_NAMESPACE}\"}}");
@@ -189,8 +197,8 @@ async fn last_lines_in_status_and_event(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(NAMESPACE, &env.manifest(&fargate_run("chatty", "batch", "chatty", ""))?).await?;
     let api = env.runs(NAMESPACE);
     let status = wait::until(&api, "chatty", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("ContainerFailed"), "reason {:?}", status.reason);
-    let app = status.containers.iter().find(|c| c.name == "app").context("no app container")?;
+    ensure!(status.task.reason.as_deref() == Some("ContainerFailed"), "reason {:?}", status.task.reason);
+    let app = status.task.containers.iter().find(|c| c.name == "app").context("no app container")?;
     let expected = (31..=50).map(|i| format!("app: line {i} of 50")).collect::<Vec<_>>().join("\n");
     ensure!(
         app.log_tail.as_deref() == Some(expected.as_str()),
@@ -209,9 +217,9 @@ async fn unreadable_logs_leave_the_outcome(env: Arc<Env>) -> anyhow::Result<()> 
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "chatty-lost", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("ContainerFailed"), "the outcome changed: {:?}", status.reason);
-    ensure!(status.exit_codes.as_deref() == Some("app=3"), "exit codes {:?}", status.exit_codes);
-    let app = status.containers.iter().find(|c| c.name == "app").context("no app container")?;
+    ensure!(status.task.reason.as_deref() == Some("ContainerFailed"), "the outcome changed: {:?}", status.task.reason);
+    ensure!(status.task.exit_codes.as_deref() == Some("app=3"), "exit codes {:?}", status.task.exit_codes);
+    let app = status.task.containers.iter().find(|c| c.name == "app").context("no app container")?;
     ensure!(app.log_tail.is_none(), "a tail from nowhere: {:?}", app.log_tail);
     let why = app.log_tail_error.as_deref().context("no logTailError")?;
     ensure!(why.contains("ResourceNotFoundException") && !why.contains('\n'), "logTailError: {why}");

@@ -96,7 +96,7 @@ async fn logs_follow(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(NAMESPACE, &env.manifest(&fargate_run("plugin-follow", "batch", "chatty", extra))?).await?;
     let api = env.runs(NAMESPACE);
     let status = wait::until(&api, "plugin-follow", Duration::from_secs(60), "launched", wait::launched()).await?;
-    let task_arn = status.task_arn.context("no taskArn")?;
+    let task_arn = status.task.task_arn.context("no taskArn")?;
     let mut child =
         plugin(&env, &["logs", "plugin-follow", "-f"])?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().context("no stdout")?;
@@ -160,7 +160,7 @@ async fn logs_of_an_index(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "plugin-indexed", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
     let lane = status.tasks.iter().find(|t| t.index == 1).context("no index 1")?;
-    let tail = lane.containers.iter().find(|c| c.name == "app").and_then(|c| c.log_tail.clone());
+    let tail = lane.task.containers.iter().find(|c| c.name == "app").and_then(|c| c.log_tail.clone());
     ensure!(
         tail.as_deref() == Some("app: line 1 of 3\napp: line 2 of 3\napp: line 3 of 3"),
         "index 1's logTail {tail:?}"
@@ -195,7 +195,7 @@ async fn describe(env: Arc<Env>) -> anyhow::Result<()> {
     }
     let out = output(&env, &["describe", "plugin-describe", "-o", "json"]).await?;
     let run: EcsTaskRun = serde_json::from_slice(&out.stdout).context("describe -o json is not an EcsTaskRun")?;
-    ensure!(run.status.and_then(|s| s.phase) == Some(Phase::Failed), "describe -o json");
+    ensure!(run.status.and_then(|s| s.task.phase) == Some(Phase::Failed), "describe -o json");
     Ok(())
 }
 
@@ -211,7 +211,7 @@ async fn rerun(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(rerun.spec == original.spec, "the spec differs:\n{:?}\n{:?}", rerun.spec, original.spec);
     let status =
         wait::until(&api, &name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    ensure!(status.task_arn.is_some(), "the rerun launched nothing");
+    ensure!(status.task.task_arn.is_some(), "the rerun launched nothing");
     // A rerun of a rerun is named after the first run.
     let out = output(&env, &["rerun", &name, "-o", "json"]).await?;
     let again: EcsTaskRun = serde_json::from_slice(&out.stdout).context("rerun -o json")?;
@@ -224,7 +224,7 @@ async fn stop(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "plugin-stop", Duration::from_secs(60), "RUNNING", wait::has_last_status("RUNNING")).await?;
-    let task_arn = status.task_arn.context("no taskArn")?;
+    let task_arn = status.task.task_arn.context("no taskArn")?;
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         output(&env, &["stop", "plugin-stop", "--reason", "e2e: plugin stop"]),
@@ -238,7 +238,7 @@ async fn stop(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(task.last_status() == Some("STOPPED"), "after stop the task is {:?}", task.last_status());
     ensure!(task.stopped_reason() == Some("e2e: plugin stop"), "stoppedReason {:?}", task.stopped_reason());
     let run = api.get("plugin-stop").await?;
-    ensure!(run.status.and_then(|s| s.reason).as_deref() == Some("Stopped"), "the run's reason");
+    ensure!(run.status.and_then(|s| s.task.reason).as_deref() == Some("Stopped"), "the run's reason");
     Ok(())
 }
 

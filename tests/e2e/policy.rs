@@ -412,7 +412,7 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             let tasks = env.tasks_started_by(cluster, &uid).await?;
             ensure!(tasks.is_empty(), "{namespace}/{name} was refused yet ECS has {tasks:?}");
         }
-        ensure!(status.task_arn.is_none(), "{namespace}/{name} has a task: {status:?}");
+        ensure!(status.task.task_arn.is_none(), "{namespace}/{name} has a task: {status:?}");
     }
     ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"enforce\",rule=\"cluster\"}").await? >= 1.0);
     ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"enforce\",rule=\"no_policy\"}").await? >= 1.0);

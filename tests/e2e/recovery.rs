@@ -84,8 +84,13 @@ async fn deadline_after_crash(env: Arc<Env>) -> anyhow::Result<()> {
     let mut controller = env.controller("controller-recovery-deadline", &[DEADLINE_NAMESPACE])?;
     controller.ready().await?;
     let status = wait::until(&api, "late", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "reason {:?}: {:?}", status.reason, status.message);
-    ensure!(status.task_arn.as_deref() == Some(task_arn.as_str()), "the run recorded {:?}", status.task_arn);
+    ensure!(
+        status.task.reason.as_deref() == Some("DeadlineExceeded"),
+        "reason {:?}: {:?}",
+        status.task.reason,
+        status.task.message
+    );
+    ensure!(status.task.task_arn.as_deref() == Some(task_arn.as_str()), "the run recorded {:?}", status.task.task_arn);
     let task = env.task("batch", &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?} after its run timed out", task.last_status());
     api.delete("late", &DeleteParams::default()).await?;
@@ -103,11 +108,11 @@ async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
     let mut first = env.controller("controller-retarget-1", &[RETARGET_NAMESPACE])?;
     first.ready().await?;
     let running = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.last_status.as_deref() == Some("RUNNING"))
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.task.last_status.as_deref() == Some("RUNNING"))
     };
     let launched = wait::until(&api, "pinned", Duration::from_secs(60), "RUNNING", running).await?;
     ensure!(launched.region.as_deref() == Some(env.moto.fixtures.region.as_str()), "region {:?}", launched.region);
-    let task_arn = launched.task_arn.context("no taskArn")?;
+    let task_arn = launched.task.task_arn.context("no taskArn")?;
     first.process.kill();
 
     // The same controller, now defaulting to a region where this cluster does not exist.
@@ -131,10 +136,10 @@ async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let status = api.get("pinned").await?.status.context("no status")?;
     ensure!(
-        status.phase == Some(ecsrun::api::Phase::Running),
+        status.task.phase == Some(ecsrun::api::Phase::Running),
         "the run moved with the default region: {:?} {:?}",
-        status.reason,
-        status.message
+        status.task.reason,
+        status.task.message
     );
     api.delete("pinned", &DeleteParams::default()).await?;
     wait::gone(&api, "pinned", Duration::from_secs(60)).await?;
@@ -166,7 +171,11 @@ async fn reused_client_token(env: Arc<Env>) -> anyhow::Result<()> {
     controller.ready().await?;
     let status =
         wait::until(&api, "token", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    ensure!(status.task_arn.as_deref() == Some(first.as_str()), "the run followed {:?}, not {first}", status.task_arn);
+    ensure!(
+        status.task.task_arn.as_deref() == Some(first.as_str()),
+        "the run followed {:?}, not {first}",
+        status.task.task_arn
+    );
     let own = env.tasks_started_by("batch", &uid).await?;
     ensure!(own.is_empty(), "the controller launched a second task: {own:?}");
     ensure!(
@@ -194,15 +203,16 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
     let adopted =
         wait::until(&api, "adopt", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
     ensure!(
-        adopted.task_arn.as_deref() == Some(orphan_arn.as_str()),
+        adopted.task.task_arn.as_deref() == Some(orphan_arn.as_str()),
         "adopted {:?}, ECS had {orphan_arn}",
-        adopted.task_arn
+        adopted.task.task_arn
     );
     let tasks = env.tasks_started_by("batch", &adopt_uid).await?;
     ensure!(tasks == vec![orphan_arn.clone()], "a second task was launched: {tasks:?}");
 
     let has_task = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some("RUNNING"))
+        run.and_then(|run| run.status.as_ref())
+            .is_some_and(|status| status.task.last_status.as_deref() == Some("RUNNING"))
     };
     let before = wait::until(&api, "restart", Duration::from_secs(60), "RUNNING", has_task).await?;
     first.process.kill();
@@ -210,18 +220,18 @@ async fn adopt_and_survive_sigkill(env: Arc<Env>) -> anyhow::Result<()> {
     second.ready().await?;
     // Let the new controller reconcile a few polls, then stop the task from outside to finish the run.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let task_arn = before.task_arn.context("no taskArn")?;
+    let task_arn = before.task.task_arn.context("no taskArn")?;
     env.ecs.stop_task().cluster("batch").task(&task_arn).reason("e2e: finishing the run").send().await?;
     let after =
         wait::until(&api, "restart", Duration::from_secs(60), "finished", |run: Option<&ecsrun::api::EcsTaskRun>| {
             run.and_then(|run| run.status.as_ref())
-                .is_some_and(|status| status.phase.is_some_and(|phase| phase.is_terminal()))
+                .is_some_and(|status| status.task.phase.is_some_and(|phase| phase.is_terminal()))
         })
         .await?;
     ensure!(
-        after.task_arn.as_deref() == Some(task_arn.as_str()),
+        after.task.task_arn.as_deref() == Some(task_arn.as_str()),
         "task changed across the restart: {:?}",
-        after.task_arn
+        after.task.task_arn
     );
     let tasks = env.tasks_started_by("batch", &restart_uid).await?;
     ensure!(tasks == vec![task_arn], "ECS has {tasks:?} for one run after a restart");

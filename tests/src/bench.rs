@@ -377,7 +377,8 @@ async fn stop_tasks(
         let (ecs, api) = (ecs.clone(), api.clone());
         async move {
             let run = retried(|| api.get(&name)).await?;
-            let arn = run.status.and_then(|status| status.task_arn).with_context(|| format!("{name} has no task"))?;
+            let arn =
+                run.status.and_then(|status| status.task.task_arn).with_context(|| format!("{name} has no task"))?;
             retried(|| ecs.stop_task().cluster("bench").task(&arn).reason("bench: the task finished").send()).await?;
             anyhow::Ok((name, Instant::now()))
         }
@@ -393,10 +394,10 @@ async fn watch_runs(api: Api<EcsTaskRun>, seen: Arc<Mutex<Seen>>) {
         match event {
             Ok(watcher::Event::Apply(run) | watcher::Event::InitApply(run)) => {
                 let status = run.status.as_ref();
-                if status.and_then(|status| status.task_arn.as_ref()).is_some() {
+                if status.and_then(|status| status.task.task_arn.as_ref()).is_some() {
                     seen.launched.entry(run.name_any()).or_insert(now);
                 }
-                if status.and_then(|status| status.phase).is_some_and(|phase| phase.is_terminal()) {
+                if status.and_then(|status| status.task.phase).is_some_and(|phase| phase.is_terminal()) {
                     seen.finished.entry(run.name_any()).or_insert(now);
                 }
             }

@@ -237,8 +237,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         if run.kind == Kind::Deleted {
             report.left_running_after_delete += tasks.iter().filter(|(_, status)| status != "STOPPED").count();
         } else if let Some(status) = api.get_opt(&run.name).await?.and_then(|run| run.status) {
-            let phase = status.phase.map_or("None".to_owned(), |phase| format!("{phase:?}"));
-            *report.outcomes.entry(format!("{phase}/{}", status.reason.unwrap_or_default())).or_default() += 1;
+            let phase = status.task.phase.map_or("None".to_owned(), |phase| format!("{phase:?}"));
+            *report.outcomes.entry(format!("{phase}/{}", status.task.reason.unwrap_or_default())).or_default() += 1;
         }
     }
     report.wall_s = started.elapsed().as_secs_f64();
@@ -265,7 +265,7 @@ async fn watch_reasons(api: Api<EcsTaskRun>, reasons: ReasonsSeen) {
     let mut events = watcher(api, watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Apply(run) | watcher::Event::InitApply(run)) = event
-            && let Some(reason) = run.status.as_ref().and_then(|status| status.reason.clone())
+            && let Some(reason) = run.status.as_ref().and_then(|status| status.task.reason.clone())
         {
             reasons.lock().unwrap_or_else(PoisonError::into_inner).entry(run.name_any()).or_default().insert(reason);
         }
@@ -379,9 +379,11 @@ async fn unconverged(api: &Api<EcsTaskRun>, created: &[Created]) -> anyhow::Resu
         .filter(|run| match present.get(&run.name) {
             None => false,
             Some(_) if run.kind == Kind::Deleted => true,
-            Some(object) => {
-                !object.status.as_ref().and_then(|status| status.phase).is_some_and(ecsrun::api::Phase::is_terminal)
-            }
+            Some(object) => !object
+                .status
+                .as_ref()
+                .and_then(|status| status.task.phase)
+                .is_some_and(ecsrun::api::Phase::is_terminal),
         })
         .count())
 }

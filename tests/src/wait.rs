@@ -17,13 +17,16 @@ pub fn has_condition(type_: &'static str) -> impl Condition<EcsTaskRun> {
 
 /// True once the run recorded a task.
 pub fn launched() -> impl Condition<EcsTaskRun> {
-    |run: Option<&EcsTaskRun>| run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task_arn.is_some())
+    |run: Option<&EcsTaskRun>| {
+        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task.task_arn.is_some())
+    }
 }
 
 /// True when ECS last reported the run's task in `last_status`.
 pub fn has_last_status(last_status: &'static str) -> impl Condition<EcsTaskRun> {
     move |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.last_status.as_deref() == Some(last_status))
+        run.and_then(|run| run.status.as_ref())
+            .is_some_and(|status| status.task.last_status.as_deref() == Some(last_status))
     }
 }
 

@@ -7,39 +7,21 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, reason, set_phase};
+use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, reason, set_phase};
 use crate::api::{EcsTaskRunStatus, IndexedTaskStatus, Phase};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
 /// once: the cache must first hold the status just written.
 const NEXT_INDEX_DELAY: Duration = Duration::from_secs(2);
 
-/// Index `index`'s status in the shape the single-task decision reads and writes.
+/// Index `index`'s status as the single-task decision reads and writes it: the index's task, in the run's
+/// region.
 pub fn lane_status(status: &EcsTaskRunStatus, index: u32) -> EcsTaskRunStatus {
-    let Some(lane) = status.tasks.iter().find(|t| t.index == index as i32) else {
-        return EcsTaskRunStatus { region: status.region.clone(), ..EcsTaskRunStatus::default() };
-    };
+    let task = status.tasks.iter().find(|t| t.index == index as i32).map(|lane| lane.task.clone()).unwrap_or_default();
     EcsTaskRunStatus {
-        phase: lane.phase,
-        reason: lane.reason.clone(),
-        message: lane.message.clone(),
-        task_arn: lane.task_arn.clone(),
-        task_id: lane.task_id.clone(),
+        attempt_count: (!task.attempts.is_empty()).then_some(super::bound::attempts_made(&task)),
+        task,
         region: status.region.clone(),
-        task_definition_arn: lane.task_definition_arn.clone(),
-        last_status: lane.last_status.clone(),
-        desired_status: lane.desired_status.clone(),
-        stop_code: lane.stop_code.clone(),
-        stopped_reason: lane.stopped_reason.clone(),
-        containers: lane.containers.clone(),
-        exit_codes: lane.exit_codes.clone(),
-        created_at: lane.created_at.clone(),
-        started_at: lane.started_at.clone(),
-        stopped_at: lane.stopped_at.clone(),
-        failures: lane.failures.clone(),
-        attempt_count: (!lane.attempts.is_empty()).then_some(lane.attempts.len() as i32),
-        attempts: lane.attempts.clone(),
-        next_attempt_at: lane.next_attempt_at.clone(),
         ..EcsTaskRunStatus::default()
     }
 }
@@ -49,31 +31,10 @@ pub fn store_lane(status: &mut EcsTaskRunStatus, index: u32, lane: EcsTaskRunSta
     if status.region.is_none() {
         status.region = lane.region;
     }
-    let stored = IndexedTaskStatus {
-        index: index as i32,
-        phase: lane.phase,
-        reason: lane.reason,
-        message: lane.message,
-        task_arn: lane.task_arn,
-        task_id: lane.task_id,
-        task_definition_arn: lane.task_definition_arn,
-        last_status: lane.last_status,
-        desired_status: lane.desired_status,
-        stop_code: lane.stop_code,
-        stopped_reason: lane.stopped_reason,
-        containers: lane.containers,
-        exit_codes: lane.exit_codes,
-        created_at: lane.created_at,
-        started_at: lane.started_at,
-        stopped_at: lane.stopped_at,
-        failures: lane.failures,
-        attempts: lane.attempts,
-        next_attempt_at: lane.next_attempt_at,
-    };
     match status.tasks.iter_mut().find(|t| t.index == index as i32) {
-        Some(slot) => *slot = stored,
+        Some(slot) => slot.task = lane.task,
         None => {
-            status.tasks.push(stored);
+            status.tasks.push(IndexedTaskStatus { index: index as i32, task: lane.task });
             status.tasks.sort_by_key(|t| t.index);
         }
     }
@@ -90,13 +51,15 @@ fn indexes(view: &RunView) -> std::ops::Range<u32> {
 
 /// An index whose task is launched or being launched (it takes one of `parallelism`'s slots).
 fn is_active(lane: &IndexedTaskStatus) -> bool {
-    lane.attempts.last().is_some_and(|attempt| attempt.outcome.is_none())
+    lane.task.attempts.last().is_some_and(|attempt| attempt.outcome.is_none())
 }
 
 /// failFast applies: an index failed for good, so no index launches again and live tasks are stopped.
 /// Not for a stopped run (`spec.stop`): every index stops on its own account.
 fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
-    !view.spec.stop && view.spec.retry_policy.fail_fast && status.tasks.iter().any(|t| t.phase == Some(Phase::Failed))
+    !view.spec.stop
+        && view.spec.retry_policy.fail_fast
+        && status.tasks.iter().any(|t| t.task.phase == Some(Phase::Failed))
 }
 
 /// What each index must observe or do now, lowest index first. Fresh launches (a first attempt or a
@@ -104,7 +67,7 @@ fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
 /// RunTask may have gone out unrecorded is looked for (to be stopped) instead. Empty for a final run.
 pub fn next_steps(view: &RunView, now: Timestamp) -> Vec<(u32, Step)> {
     let status = view.status;
-    if status.phase.is_some_and(Phase::is_terminal) {
+    if status.task.phase.is_some_and(Phase::is_terminal) {
         return Vec::new();
     }
     let failing = failing(view, status);
@@ -175,15 +138,21 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
     let stopped_for_fail_fast: Vec<i32> = status
         .tasks
         .iter()
-        .filter(|t| t.phase == Some(Phase::Stopping) && t.reason.as_deref() == Some(reason::FAIL_FAST))
+        .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(reason::FAIL_FAST))
         .map(|t| t.index)
         .collect();
+    // An index's own Events are not published: per-index detail lives in status.tasks, and a run of 100
+    // tasks would otherwise write hundreds of Events. The run tells its own transitions (below).
     for (index, plan) in plans {
-        let lane_events = lane_events(index, plan.events);
-        events.extend(lane_events);
         stops.extend(plan.stop);
         follows.extend(plan.follow);
-        logs.extend(plan.logs);
+        // Last lines of a bounded few indexes' failed containers.
+        for read in plan.logs {
+            let reading: Vec<i32> = logs.iter().map(|read: &super::LogRead| read.index as i32).collect();
+            if bound::may_read_log_tail(&status, index as i32, &reading) {
+                logs.push(read);
+            }
+        }
         soonest(plan.requeue);
         store_lane(&mut status, index, plan.status);
     }
@@ -193,27 +162,28 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
             .tasks
             .iter()
             .filter(|t| !stopped_for_fail_fast.contains(&t.index))
-            .find(|t| t.phase == Some(Phase::Failed) && t.reason.as_deref() != Some(reason::FAIL_FAST))
+            .find(|t| t.task.phase == Some(Phase::Failed) && t.task.reason.as_deref() != Some(reason::FAIL_FAST))
             .map_or(0, |t| t.index);
         let why = view.stop_reason(&format!("task index {culprit} failed"));
         for lane in status.tasks.iter_mut().filter(|t| t.index != culprit) {
             let stopped_by_us = stopped_for_fail_fast.contains(&lane.index);
-            match lane.phase {
+            match lane.task.phase {
                 // Waiting to retry, or its task was stopped for failFast and is judged as stopped by it.
                 Some(Phase::Pending) if !is_active(lane) => fail_fast(lane, culprit),
                 Some(Phase::Failed) if stopped_by_us => fail_fast(lane, culprit),
                 Some(Phase::Failed | Phase::Succeeded | Phase::Unknown) | None => {}
                 Some(_) => {
-                    let Some(task_arn) = lane.task_arn.clone().filter(|_| is_active(lane)) else { continue };
-                    if lane.desired_status.as_deref() != Some("STOPPED")
+                    let Some(task_arn) = lane.task.task_arn.clone().filter(|_| is_active(lane)) else { continue };
+                    if lane.task.desired_status.as_deref() != Some("STOPPED")
                         && !stops.iter().any(|s: &StopTask| s.task_arn == task_arn)
                     {
                         stops.push(StopTask { task_arn: task_arn.clone(), reason: why.clone() });
                     }
-                    if lane.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
-                        lane.phase = Some(Phase::Stopping);
-                        lane.reason = Some(reason::FAIL_FAST.to_owned());
-                        lane.message = Some(format!("stopping task {}: task index {culprit} failed", task_id(lane)));
+                    if lane.task.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
+                        lane.task.phase = Some(Phase::Stopping);
+                        lane.task.reason = Some(reason::FAIL_FAST.to_owned());
+                        lane.task.message =
+                            Some(format!("stopping task {}: task index {culprit} failed", task_id(lane)));
                     }
                     for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
                         follow.every = follow.every.min(STOPPING_POLL);
@@ -226,11 +196,17 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
         soonest(Some(NEXT_INDEX_DELAY));
     }
     let status = summarize(view, status, now);
-    // Run-level Events: the phase changes of the run itself.
+    // The run's Events: its first tasks launched, stopping its tasks, its outcome; a few per run, whatever
+    // its count.
     let run_plan = super::plan(view, status, None, None, None);
+    events.extend(run_events(view.status, &run_plan.status));
     events.extend(run_plan.events);
-    let status = run_plan.status;
-    if status.phase.is_some_and(Phase::is_terminal) {
+    let mut status = run_plan.status;
+    // The tails still to be read go into the status after this: their room is kept.
+    let budget = bound::STATUS_BUDGET_BYTES.saturating_sub(logs.len() * super::logs::MAX_LOG_TAIL_BYTES);
+    let culprit = first_failure(&status).map(|lane| lane.index);
+    bound::fit(&mut status, culprit, budget);
+    if status.task.phase.is_some_and(Phase::is_terminal) {
         follows.clear();
         requeue = None;
     }
@@ -245,66 +221,70 @@ fn ready_to_launch(view: &RunView, status: &EcsTaskRunStatus) -> bool {
     }
     indexes(view).any(|index| match status.tasks.iter().find(|t| t.index == index as i32) {
         None => true,
-        Some(lane) => !lane.phase.is_some_and(Phase::is_terminal) && !is_active(lane) && lane.next_attempt_at.is_none(),
+        Some(lane) => {
+            !lane.task.phase.is_some_and(Phase::is_terminal) && !is_active(lane) && lane.task.next_attempt_at.is_none()
+        }
     })
 }
 
 fn task_id(lane: &IndexedTaskStatus) -> &str {
-    lane.task_id.as_deref().unwrap_or_default()
+    lane.task.task_id.as_deref().unwrap_or_default()
 }
 
 fn fail_fast(lane: &mut IndexedTaskStatus, culprit: i32) {
-    lane.phase = Some(Phase::Failed);
-    lane.reason = Some(reason::FAIL_FAST.to_owned());
-    lane.message = Some(format!("not run to its end: task index {culprit} failed (failFast)"));
-    lane.next_attempt_at = None;
+    lane.task.phase = Some(Phase::Failed);
+    lane.task.reason = Some(reason::FAIL_FAST.to_owned());
+    lane.task.message = Some(format!("not run to its end: task index {culprit} failed (failFast)"));
+    lane.task.next_attempt_at = None;
 }
 
 /// The index whose own failure failed the run (not one stopped for it).
 fn first_failure(status: &EcsTaskRunStatus) -> Option<&IndexedTaskStatus> {
-    status.tasks.iter().find(|t| t.phase == Some(Phase::Failed) && t.reason.as_deref() != Some(reason::FAIL_FAST))
+    status
+        .tasks
+        .iter()
+        .find(|t| t.task.phase == Some(Phase::Failed) && t.task.reason.as_deref() != Some(reason::FAIL_FAST))
 }
 
-/// An index's Events, told as the index's: "Succeeded" and "Failed" are the run's own reasons.
-fn lane_events(index: u32, events: Vec<RunEvent>) -> Vec<RunEvent> {
+/// The run-level transitions `plan` does not tell for a run of several tasks: its first tasks launched
+/// (Running), and stopping its tasks (Stopping, for failFast, spec.stop or the timeout). Its outcome is
+/// told by `plan`.
+fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<RunEvent> {
+    let launched_before = old.tasks.iter().any(|t| t.task.task_arn.is_some());
+    let mut events = Vec::new();
+    let message = || new.task.message.clone().unwrap_or_default();
+    if new.task.phase == Some(Phase::Running) && !launched_before {
+        events.push(RunEvent { warning: false, reason: "Running", note: message() });
+    }
+    if new.task.phase == Some(Phase::Stopping) && old.task.phase != Some(Phase::Stopping) {
+        events.push(RunEvent { warning: false, reason: "Stopping", note: message() });
+    }
     events
-        .into_iter()
-        .map(|event| RunEvent {
-            reason: match event.reason {
-                "Succeeded" => "TaskSucceeded",
-                "Failed" => "TaskFailed",
-                "OutcomeUnknown" => "TaskOutcomeUnknown",
-                other => other,
-            },
-            note: format!("task index {index}: {}", event.note),
-            ..event
-        })
-        .collect()
 }
 
 /// Counters, progress and the run's phase from its indexes.
 fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> EcsTaskRunStatus {
     let count = view.spec.count.max(1) as usize;
-    let of = |phase: Phase| status.tasks.iter().filter(|t| t.phase == Some(phase)).count();
+    let of = |phase: Phase| status.tasks.iter().filter(|t| t.task.phase == Some(phase)).count();
     let (succeeded, failed, unknown) = (of(Phase::Succeeded), of(Phase::Failed), of(Phase::Unknown));
     let active = status.tasks.iter().filter(|t| is_active(t)).count();
-    let running = status.tasks.iter().filter(|t| is_active(t) && t.task_arn.is_some()).count();
+    let running = status.tasks.iter().filter(|t| is_active(t) && t.task.task_arn.is_some()).count();
     status.succeeded_tasks = Some(succeeded as i32);
     status.failed_tasks = Some(failed as i32);
     status.active_tasks = Some(active as i32);
     status.progress = Some(format!("{succeeded}/{count}"));
     // The revision the tasks run (a template's registered one, for instance), for the run as a whole.
-    status.task_definition_arn = status.tasks.iter().rev().find_map(|t| t.task_definition_arn.clone());
-    status.attempt_count = Some(status.tasks.iter().map(|t| t.attempts.len() as i32).sum());
-    status.usage = super::usage::total(status.tasks.iter().flat_map(|t| t.attempts.iter()));
+    status.task.task_definition_arn = status.tasks.iter().rev().find_map(|t| t.task.task_definition_arn.clone());
+    status.attempt_count = Some(status.tasks.iter().map(|t| bound::attempts_made(&t.task)).sum());
+    status.usage = super::usage::of_tasks(status.tasks.iter().map(|t| &t.task));
     let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
     let settled = succeeded + failed + unknown == count || (failing(view, &status) && active == 0);
     let (phase, reason, message) = if settled {
-        match first_failure(&status).or_else(|| status.tasks.iter().find(|t| t.phase == Some(Phase::Failed))) {
+        match first_failure(&status).or_else(|| status.tasks.iter().find(|t| t.task.phase == Some(Phase::Failed))) {
             Some(lane) => (
                 Phase::Failed,
-                lane.reason.clone().unwrap_or_else(|| reason::CONTAINER_FAILED.to_owned()),
-                format!("task index {}: {}; {tally}", lane.index, lane.message.as_deref().unwrap_or_default()),
+                lane.task.reason.clone().unwrap_or_else(|| reason::CONTAINER_FAILED.to_owned()),
+                format!("task index {}: {}; {tally}", lane.index, lane.task.message.as_deref().unwrap_or_default()),
             ),
             None if unknown > 0 => (
                 Phase::Unknown,
@@ -334,7 +314,7 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     // A run whose outcome is decided keeps its first verdict's time: set_phase only moves
     // lastTransitionTime when a condition flips.
     set_phase(view, &mut status, phase, &reason, message, now);
-    status.next_attempt_at = None;
+    status.task.next_attempt_at = None;
     status
 }
 

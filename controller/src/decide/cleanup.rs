@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{RunView, StopTask, current_attempt, set_phase};
-use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase};
+use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase, TaskStatus};
 use crate::ecs::TaskSnapshot;
 
 /// What deleting a run requires.
@@ -27,21 +27,11 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRun
     // RunTask may have been sent without its answer being recorded, whatever ECS lists for the run.
     let Some(status) = status else { return CleanupStep::Release };
     let (mut task_arns, mut list_started_by) = (Vec::new(), Vec::new());
-    // A run of several tasks: each index as a run of one task, with its own startedBy.
-    let runs: Vec<(EcsTaskRunStatus, String)> = if spec.count > 1 {
-        status
-            .tasks
-            .iter()
-            .map(|lane| {
-                let index = lane.index.max(0) as u32;
-                (super::batch::lane_status(status, index), super::indexed_started_by(uid, index))
-            })
-            .collect()
-    } else {
-        vec![(status.clone(), super::started_by(uid))]
-    };
-    for (status, started_by) in runs {
-        let (live, unrecorded) = live_tasks(&status);
+    // Each task of the run (each index of a run of several), with its own startedBy.
+    for (index, lane) in status.lanes() {
+        let started_by =
+            if spec.count > 1 { super::indexed_started_by(uid, index.max(0) as u32) } else { super::started_by(uid) };
+        let (live, unrecorded) = live_tasks(lane);
         task_arns.extend(live);
         if unrecorded {
             list_started_by.push(started_by);
@@ -55,7 +45,7 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRun
 
 /// The recorded tasks of one task's status not seen STOPPED, and whether its current attempt's RunTask
 /// may have gone out unrecorded.
-fn live_tasks(status: &EcsTaskRunStatus) -> (Vec<String>, bool) {
+fn live_tasks(status: &TaskStatus) -> (Vec<String>, bool) {
     let seen_stopped = |attempt: &Attempt| {
         attempt.stopped_at.is_some()
             || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
@@ -111,8 +101,8 @@ pub fn cleanup(
 pub fn cleanup_blocked(view: &RunView, reason: &str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
     let message = format!("deleted; cannot stop its task yet: {why}; retrying");
-    if status.phase.is_some_and(Phase::is_terminal) {
-        status.message = Some(message);
+    if status.task.phase.is_some_and(Phase::is_terminal) {
+        status.task.message = Some(message);
     } else {
         set_phase(view, &mut status, Phase::Stopping, reason, message, now);
     }

@@ -32,8 +32,8 @@ pub(super) fn judge_stopped(
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    let stopping_for_deadline =
-        view.status.phase == Some(Phase::Stopping) && view.status.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
+    let stopping_for_deadline = view.status.task.phase == Some(Phase::Stopping)
+        && view.status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
     // Or the timeout's own StopTask whose Stopping status was never written (a crash, a lost write): the
     // run timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
     let stopped_by_timeout = task.stop_code.as_deref() == Some("UserInitiated")

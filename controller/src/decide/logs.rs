@@ -10,7 +10,7 @@ use crate::ecs::{ContainerDefinitionInfo, LogStream};
 /// The most of a container's output kept in `status.containers[].logTail`.
 pub const MAX_LOG_TAIL_BYTES: usize = 4096;
 /// What publishing keeps of an Event's note (events.k8s.io allows 1 KiB).
-pub const MAX_EVENT_NOTE_CHARS: usize = 1024;
+pub const MAX_EVENT_NOTE_BYTES: usize = crate::events::MAX_NOTE_BYTES;
 
 /// The last `lines` lines of one failed container, to read before the status is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,15 +76,8 @@ pub fn attach(
     read: &LogRead,
     result: Result<Vec<String>, String>,
 ) {
-    let containers = if status.tasks.is_empty() {
-        &mut status.containers
-    } else {
-        match status.tasks.iter_mut().find(|t| t.index == read.index as i32) {
-            Some(lane) => &mut lane.containers,
-            None => return,
-        }
-    };
-    let Some(container) = containers.iter_mut().find(|c| c.name == read.container) else { return };
+    let Some(lane) = status.lane_mut(read.index as i32) else { return };
+    let Some(container) = lane.containers.iter_mut().find(|c| c.name == read.container) else { return };
     let lines = match result {
         Ok(lines) => lines,
         Err(why) => {
@@ -95,14 +88,15 @@ pub fn attach(
     let text = lines.join("\n");
     container.log_tail = Some(tail_bytes(&text, MAX_LOG_TAIL_BYTES).to_owned());
     container.log_tail_error = None;
+    // A run of several tasks tells which index failed it ("task index 3: ..."): only that index's lines.
     let indexed = format!("task index {}: ", read.index);
     let telling = events.iter_mut().find(|event| {
-        matches!(event.reason, "Failed" | "Retrying" | "TaskFailed")
-            && (!event.reason.starts_with("Task") || event.note.starts_with(&indexed))
+        matches!(event.reason, "Failed" | "Retrying")
+            && (!event.note.starts_with("task index ") || event.note.starts_with(&indexed))
     });
     if let Some(event) = telling {
         let heading = format!("\nlast lines of {}:\n", read.container);
-        let room = MAX_EVENT_NOTE_CHARS.saturating_sub(event.note.chars().count() + heading.len());
+        let room = MAX_EVENT_NOTE_BYTES.saturating_sub(event.note.len() + heading.len());
         if room > 0 {
             let tail = tail_bytes(&text, room);
             event.note.push_str(&heading);
@@ -114,7 +108,7 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ContainerStatus;
+    use crate::api::{ContainerStatus, TaskStatus};
     use crate::ecs::LogConfiguration;
 
     const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/batch/0f1e2d3c";
@@ -170,7 +164,7 @@ mod tests {
     }
 
     fn failed_status() -> EcsTaskRunStatus {
-        EcsTaskRunStatus {
+        let task = TaskStatus {
             containers: vec![ContainerStatus {
                 name: "app".into(),
                 exit_code: Some(3),
@@ -181,7 +175,8 @@ mod tests {
                 log_tail_error: None,
             }],
             ..Default::default()
-        }
+        };
+        EcsTaskRunStatus { task, ..Default::default() }
     }
 
     fn read() -> LogRead {
@@ -199,11 +194,11 @@ mod tests {
         let mut events = vec![RunEvent { warning: true, reason: "Failed", note: "task stopped: app exited 3".into() }];
         let lines: Vec<String> = (31..=50).map(|i| format!("line {i} {}", "x".repeat(300))).collect();
         attach(&mut status, &mut events, &read(), Ok(lines));
-        let tail = status.containers[0].log_tail.as_deref().unwrap();
+        let tail = status.task.containers[0].log_tail.as_deref().unwrap();
         assert!(tail.len() <= MAX_LOG_TAIL_BYTES && tail.ends_with(&format!("line 50 {}", "x".repeat(300))));
         assert!(tail.starts_with("line "), "cut at a line start: {}", &tail[..20]);
         assert!(events[0].note.starts_with("task stopped: app exited 3\nlast lines of app:\n"));
-        assert!(events[0].note.chars().count() <= MAX_EVENT_NOTE_CHARS);
+        assert!(events[0].note.len() <= MAX_EVENT_NOTE_BYTES);
         assert!(events[0].note.ends_with("x"), "the newest line is kept");
     }
 
@@ -213,9 +208,14 @@ mod tests {
         let before = status.clone();
         let mut events = vec![RunEvent { warning: true, reason: "Failed", note: "failed".into() }];
         attach(&mut status, &mut events, &read(), Err("ResourceNotFoundException: no such group\ndetails".into()));
-        assert_eq!(status.containers[0].log_tail_error.as_deref(), Some("ResourceNotFoundException: no such group"));
-        assert_eq!(status.containers[0].log_tail, None);
-        assert_eq!(EcsTaskRunStatus { containers: before.containers.clone(), ..status.clone() }, before);
+        assert_eq!(
+            status.task.containers[0].log_tail_error.as_deref(),
+            Some("ResourceNotFoundException: no such group")
+        );
+        assert_eq!(status.task.containers[0].log_tail, None);
+        let mut unchanged = status.clone();
+        unchanged.task.containers = before.task.containers.clone();
+        assert_eq!(unchanged, before);
         assert_eq!(events[0].note, "failed");
     }
 }

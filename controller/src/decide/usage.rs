@@ -4,7 +4,7 @@
 //!
 //! Amounts are kept in thousandths: sums of rounded parts print as the decimals people expect.
 
-use crate::api::{Attempt, EcsTaskRunStatus, ResourceUsage};
+use crate::api::{Attempt, EcsTaskRunStatus, ResourceUsage, TaskStatus};
 use crate::ecs::TaskSnapshot;
 use crate::policy::{cpu_units, memory_mib};
 
@@ -26,7 +26,21 @@ pub fn of_task(task: &TaskSnapshot) -> Option<ResourceUsage> {
 
 /// The sum over `attempts`; None when none of them has usage yet.
 pub fn total<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Option<ResourceUsage> {
-    let used: Vec<&ResourceUsage> = attempts.filter_map(|attempt| attempt.usage.as_ref()).collect();
+    sum_of(attempts.filter_map(|attempt| attempt.usage.as_ref()))
+}
+
+/// What every attempt of `tasks` used, those summed in `earlierAttempts` included; None when none has
+/// usage yet.
+pub fn of_tasks<'a>(tasks: impl Iterator<Item = &'a TaskStatus>) -> Option<ResourceUsage> {
+    sum_of(tasks.flat_map(|task| {
+        let earlier = task.earlier_attempts.as_ref().and_then(|earlier| earlier.usage.as_ref());
+        earlier.into_iter().chain(task.attempts.iter().filter_map(|attempt| attempt.usage.as_ref()))
+    }))
+}
+
+/// The sum of `used`; None when it is empty.
+pub fn sum_of<'a>(used: impl Iterator<Item = &'a ResourceUsage>) -> Option<ResourceUsage> {
+    let used: Vec<&ResourceUsage> = used.collect();
     if used.is_empty() {
         return None;
     }
@@ -41,10 +55,11 @@ pub fn total<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Option<Resource
 /// Usage of attempts that `new` records and `old` did not: what this update adds to the counters.
 pub fn added(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<ResourceUsage> {
     let attempts = |status: &EcsTaskRunStatus| -> Vec<(i32, i32, Option<ResourceUsage>)> {
-        let single = status.attempts.iter().map(|a| (-1, a.attempt, a.usage.clone()));
-        let indexed =
-            status.tasks.iter().flat_map(|t| t.attempts.iter().map(move |a| (t.index, a.attempt, a.usage.clone())));
-        single.chain(indexed).collect()
+        status
+            .lanes()
+            .into_iter()
+            .flat_map(|(index, lane)| lane.attempts.iter().map(move |a| (index, a.attempt, a.usage.clone())))
+            .collect()
     };
     let before = attempts(old);
     attempts(new)
@@ -128,15 +143,16 @@ mod tests {
 
     #[test]
     fn an_update_adds_only_attempts_it_newly_records() {
-        let old = EcsTaskRunStatus { attempts: vec![attempt(1, 1.0, 2.0)], ..Default::default() };
-        let new = EcsTaskRunStatus { attempts: vec![attempt(1, 1.0, 2.0), attempt(2, 3.0, 6.0)], ..Default::default() };
+        let with =
+            |attempts| EcsTaskRunStatus { task: TaskStatus { attempts, ..Default::default() }, ..Default::default() };
+        let old = with(vec![attempt(1, 1.0, 2.0)]);
+        let new = with(vec![attempt(1, 1.0, 2.0), attempt(2, 3.0, 6.0)]);
         assert_eq!(added(&old, &new).iter().map(|u| u.vcpu_seconds).collect::<Vec<_>>(), vec![3.0]);
         assert!(added(&new, &new).is_empty());
         let indexed = EcsTaskRunStatus {
             tasks: vec![crate::api::IndexedTaskStatus {
                 index: 4,
-                attempts: vec![attempt(1, 5.0, 10.0)],
-                ..Default::default()
+                task: TaskStatus { attempts: vec![attempt(1, 5.0, 10.0)], ..Default::default() },
             }],
             ..Default::default()
         };

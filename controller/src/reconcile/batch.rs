@@ -43,7 +43,7 @@ pub(super) async fn apply<E: Ecs>(
     let status = run.status.clone().unwrap_or_default();
     let run_view = view(run, namespace, &status, &ctx.settings)?;
     let now = Timestamp::now();
-    if status.phase.is_some_and(|phase| phase.is_terminal()) {
+    if status.task.phase.is_some_and(|phase| phase.is_terminal()) {
         ctx.tracker.forget(&key);
         return Ok(Action::await_change());
     }
@@ -127,7 +127,7 @@ pub(super) async fn apply<E: Ecs>(
     }
 
     let mut plan = batch::merge(&run_view, plans, &waits, Timestamp::now());
-    if !plan.status.phase.is_some_and(|phase| phase.is_terminal()) {
+    if !plan.status.task.phase.is_some_and(|phase| phase.is_terminal()) {
         plan.follows.extend(unseen);
     }
     match (&target, plan.follows.is_empty()) {

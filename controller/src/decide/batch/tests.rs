@@ -165,10 +165,15 @@ fn parallelism_caps_the_indexes_launched_at_once() {
     let plan = run.reconcile(0, all_run);
     assert_eq!(run.status.active_tasks, Some(2));
     assert_eq!(run.status.progress.as_deref(), Some("0/5"));
-    assert_eq!(run.status.phase, Some(Phase::Running));
-    assert_eq!(run.status.task_arn, None, "a run of several tasks keeps them in status.tasks");
+    assert_eq!(run.status.task.phase, Some(Phase::Running));
+    assert_eq!(run.status.task.task_arn, None, "a run of several tasks keeps them in status.tasks");
     assert_eq!(plan.follows.iter().map(|f| f.task_arn.clone()).collect::<Vec<_>>(), vec![arn(0, 1), arn(1, 1)]);
-    assert!(plan.events.iter().all(|e| e.note.starts_with("task index ")), "{:?}", plan.events);
+    // One Event for the run, not one per index.
+    assert_eq!(plan.events.len(), 1, "{:?}", plan.events);
+    assert_eq!(
+        (plan.events[0].reason, plan.events[0].note.as_str()),
+        ("Running", "0 of 5 tasks succeeded, 0 failed, 2 active")
+    );
     // Both slots taken: the others wait, however often the run is looked at.
     assert_eq!(launched(&run.steps(10)), Vec::<u32>::new());
     assert_ne!(plan.requeue, Some(NEXT_INDEX_DELAY), "no slot is free: nothing to come back for early");
@@ -182,8 +187,8 @@ fn a_finished_index_gives_its_slot_to_the_next() {
         (0, Step::Track { .. }) => Some(Observed::Track(exited(0, 1, 0))),
         _ => all_run(index, step),
     });
-    assert_eq!(run.lane(0).phase, Some(Phase::Succeeded));
-    assert!(plan.events.iter().any(|e| e.reason == "TaskSucceeded"), "{:?}", plan.events);
+    assert_eq!(run.lane(0).task.phase, Some(Phase::Succeeded));
+    assert!(plan.events.is_empty(), "an index's success lives in status.tasks: {:?}", plan.events);
     assert_eq!(plan.requeue, Some(NEXT_INDEX_DELAY), "a slot is free: look again soon to fill it");
     assert_eq!(launched(&run.steps(42)), vec![2]);
     run.reconcile(42, all_run);
@@ -191,9 +196,9 @@ fn a_finished_index_gives_its_slot_to_the_next() {
     assert_eq!(run.status.progress.as_deref(), Some("1/3"));
     // The rest succeed: the run does, once.
     let plan = run.reconcile(90, |index, _| Some(Observed::Track(exited(index, 1, 0))));
-    assert_eq!(run.status.phase, Some(Phase::Succeeded));
+    assert_eq!(run.status.task.phase, Some(Phase::Succeeded));
     assert_eq!(run.status.progress.as_deref(), Some("3/3"));
-    assert_eq!(run.status.message.as_deref(), Some("all 3 tasks succeeded"));
+    assert_eq!(run.status.task.message.as_deref(), Some("all 3 tasks succeeded"));
     assert_eq!(plan.events.iter().filter(|e| e.reason == "Succeeded").count(), 1);
     assert!(plan.follows.is_empty() && plan.requeue.is_none());
     assert!(run.steps(100).is_empty(), "a final run does nothing");
@@ -228,15 +233,15 @@ fn each_index_retries_on_its_own_backoff_limit() {
         _ => all_run(index, step),
     });
     let lane = run.lane(1);
-    assert_eq!((lane.phase, lane.reason.as_deref()), (Some(Phase::Pending), Some(reason::WAITING_TO_RETRY)));
-    assert_eq!(run.status.phase, Some(Phase::Running), "one index retrying does not stop the run");
+    assert_eq!((lane.task.phase, lane.task.reason.as_deref()), (Some(Phase::Pending), Some(reason::WAITING_TO_RETRY)));
+    assert_eq!(run.status.task.phase, Some(Phase::Running), "one index retrying does not stop the run");
     // The backoff (10 s) waited out, index 1 launches attempt 2 with its own clientToken; index 0 runs on.
     let steps = run.steps(41);
     assert!(steps.contains(&(1, Step::Launch { attempt: 2, may_exist: false })), "{steps:?}");
     run.reconcile(41, all_run);
-    assert_eq!(run.lane(1).attempts.len(), 2);
-    assert_eq!(run.lane(1).task_arn.as_deref(), Some(arn(1, 2).as_str()));
-    assert_eq!(run.lane(0).attempts.len(), 1);
+    assert_eq!(run.lane(1).task.attempts.len(), 2);
+    assert_eq!(run.lane(1).task.task_arn.as_deref(), Some(arn(1, 2).as_str()));
+    assert_eq!(run.lane(0).task.attempts.len(), 1);
     assert_eq!(run.status.attempt_count, Some(3));
 }
 
@@ -253,21 +258,24 @@ fn fail_fast_stops_the_others_and_fails_the_run() {
     stopped.sort();
     assert_eq!(stopped, vec![arn(0, 1), arn(2, 1)]);
     assert!(plan.stops[0].reason.contains("task index 1 failed"), "{:?}", plan.stops);
-    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Stopping), Some(reason::FAIL_FAST)));
-    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(
+        (run.status.task.phase, run.status.task.reason.as_deref()),
+        (Some(Phase::Stopping), Some(reason::FAIL_FAST))
+    );
+    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST));
     assert!(plan.follows.iter().all(|f| f.every <= STOPPING_POLL));
     assert_eq!(launched(&run.steps(31)), Vec::<u32>::new(), "nothing launches once failFast applies");
     // StopTask's SIGTERM ends them with 143: not their own failure, and not retried.
     let plan = run.reconcile(40, |index, _| Some(Observed::Track(exited(index, 1, 143))));
-    assert_eq!(run.status.phase, Some(Phase::Failed));
-    assert_eq!(run.status.reason.as_deref(), Some(reason::CONTAINER_FAILED), "the culprit's own reason");
-    let message = run.status.message.clone().unwrap();
+    assert_eq!(run.status.task.phase, Some(Phase::Failed));
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED), "the culprit's own reason");
+    let message = run.status.task.message.clone().unwrap();
     assert!(message.starts_with("task index 1: task t1a1 stopped"), "{message}");
     assert_eq!(
         (run.status.succeeded_tasks, run.status.failed_tasks, run.status.active_tasks),
         (Some(0), Some(3), Some(0))
     );
-    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST));
     assert!(run.status.tasks.iter().all(|t| t.index != 3), "index 3 never started");
     assert!(plan.stops.is_empty() && plan.follows.is_empty());
     assert_eq!(plan.events.iter().filter(|e| e.reason == "Failed").count(), 1);
@@ -283,11 +291,11 @@ fn without_fail_fast_the_others_run_to_their_end() {
         _ => all_run(index, step),
     });
     assert!(plan.stops.is_empty());
-    assert_eq!(run.status.phase, Some(Phase::Running));
+    assert_eq!(run.status.task.phase, Some(Phase::Running));
     assert_eq!(launched(&run.steps(32)), vec![2], "the failed index's slot goes to the next");
     run.reconcile(32, all_run);
     run.reconcile(60, |index, _| Some(Observed::Track(exited(index, 1, 0))));
-    assert_eq!(run.status.phase, Some(Phase::Failed));
+    assert_eq!(run.status.task.phase, Some(Phase::Failed));
     assert_eq!(run.status.progress.as_deref(), Some("2/3"));
     assert_eq!((run.status.succeeded_tasks, run.status.failed_tasks), (Some(2), Some(1)));
 }
@@ -302,10 +310,13 @@ fn rules_act_per_index() {
     run.reconcile(0, all_run);
     // 75 on index 0: retried without counting; 3 on index 1: the run fails at once, backoffLimit 5 or not.
     run.reconcile(30, |index, _| Some(Observed::Track(exited(index, 1, if index == 0 { 75 } else { 3 }))));
-    assert_eq!(run.lane(0).reason.as_deref(), Some(reason::FAIL_FAST), "not retried once the run fails");
-    assert_eq!(run.lane(0).attempts[0].outcome.as_deref(), Some(reason::IGNORED_BY_RULE));
-    assert_eq!(run.lane(1).reason.as_deref(), Some(reason::FAILED_BY_RULE));
-    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Failed), Some(reason::FAILED_BY_RULE)));
+    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST), "not retried once the run fails");
+    assert_eq!(run.lane(0).task.attempts[0].outcome.as_deref(), Some(reason::IGNORED_BY_RULE));
+    assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAILED_BY_RULE));
+    assert_eq!(
+        (run.status.task.phase, run.status.task.reason.as_deref()),
+        (Some(Phase::Failed), Some(reason::FAILED_BY_RULE))
+    );
 }
 
 #[test]
@@ -317,11 +328,15 @@ fn a_timeout_stops_every_task_and_launches_no_more() {
     stopped.sort();
     assert_eq!(stopped, vec![arn(0, 1), arn(1, 1)]);
     assert!(plan.stops.iter().all(|s| s.reason.contains("timeout exceeded")), "{:?}", plan.stops);
-    assert_eq!(run.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(run.lane(2).reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "never launched after the deadline");
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(
+        run.lane(2).task.reason.as_deref(),
+        Some(reason::DEADLINE_EXCEEDED),
+        "never launched after the deadline"
+    );
     run.reconcile(70, |index, _| Some(Observed::Track(exited(index, 1, 143))));
     assert_eq!(
-        (run.status.phase, run.status.reason.as_deref()),
+        (run.status.task.phase, run.status.task.reason.as_deref()),
         (Some(Phase::Failed), Some(reason::DEADLINE_EXCEEDED))
     );
 }
@@ -357,9 +372,12 @@ fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
         2 => Some(Observed::Track(exited(2, 1, 143))),
         _ => all_run(index, step),
     });
-    assert_eq!(run.lane(1).reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
-    assert_eq!(run.lane(2).reason.as_deref(), Some(reason::FAIL_FAST));
-    assert_eq!((run.status.phase, run.status.reason.as_deref()), (Some(Phase::Failed), Some(reason::FAILED_BY_RULE)));
+    assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
+    assert_eq!(run.lane(2).task.reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(
+        (run.status.task.phase, run.status.task.reason.as_deref()),
+        (Some(Phase::Failed), Some(reason::FAILED_BY_RULE))
+    );
     assert_eq!(run.status.progress.as_deref(), Some("0/3"));
 }
 
@@ -375,4 +393,88 @@ fn deleting_a_run_of_several_tasks_stops_every_live_one() {
         cleanup_step(&run.spec, UID, Some(&run.status)),
         CleanupStep::Stop { task_arns: vec![arn(0, 1), arn(2, 1)], list_started_by: vec![] }
     );
+}
+
+#[test]
+fn a_run_of_100_tasks_with_retries_writes_a_handful_of_events() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 100, "parallelism": 10,
+        "retryPolicy": {"backoffLimit": 1, "failFast": false}})));
+    let mut events = Vec::new();
+    let mut now = 0;
+    // Odd indexes fail their first attempt and succeed their second; even ones succeed at once.
+    while !run.status.task.phase.is_some_and(Phase::is_terminal) {
+        assert!(now < 100_000, "the run never ended: {:?}", run.status.task.message);
+        let plan = run.reconcile(now, |index, step| match step {
+            Step::Track { task_arn, .. } => {
+                let attempt: i32 = task_arn.rsplit('a').next().unwrap().parse().unwrap();
+                let code = if index % 2 == 1 && attempt == 1 { 1 } else { 0 };
+                Some(Observed::Track(exited(index, attempt, code)))
+            }
+            _ => all_run(index, step),
+        });
+        events.extend(plan.events);
+        now += 30;
+    }
+    assert_eq!(run.status.task.phase, Some(Phase::Succeeded), "{:?}", run.status.task.message);
+    assert_eq!(run.status.attempt_count, Some(150));
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason).collect();
+    eprintln!("a run of 100 tasks, 50 of them retried once: {} Events {reasons:?}", events.len());
+    assert_eq!(reasons, vec!["Running", "Succeeded"]);
+}
+
+/// The largest status the schema allows: 100 indexes, each retried to the highest backoffLimit, every
+/// container failing with ECS's longest reasons, every failed container's last lines read in full.
+#[test]
+fn the_largest_status_stays_under_256_kib_at_every_step() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 100, "parallelism": 100,
+        "retryPolicy": {"backoffLimit": 20, "failFast": false}, "logs": {"tailLines": 200}})));
+    let names: Vec<String> = (0..10).map(|c| format!("container-{c:0>2}-{}", "n".repeat(40))).collect();
+    let definition: Vec<ContainerDefinitionInfo> =
+        names.iter().map(|name| ContainerDefinitionInfo { name: name.clone(), essential: true, log: None }).collect();
+    let failing = |index: u32, attempt: i32| {
+        let task = TaskSnapshot {
+            stop_code: Some("EssentialContainerExited".into()),
+            stopped_reason: Some(format!("Essential container in task exited {}", "x".repeat(220))),
+            started_at: Some(at(5)),
+            stopped_at: Some(at(30)),
+            containers: names
+                .iter()
+                .map(|name| ContainerSnapshot {
+                    name: name.clone(),
+                    exit_code: Some(137),
+                    reason: Some(format!("OutOfMemoryError: {}", "y".repeat(230))),
+                    last_status: Some("STOPPED".into()),
+                })
+                .collect(),
+            ..task(index, attempt, "STOPPED")
+        };
+        TrackObservation::Found { task, containers: Some(definition.clone()) }
+    };
+    let line = "z".repeat(199);
+    let (mut now, mut largest, mut steps) = (0, 0, 0);
+    while !run.status.task.phase.is_some_and(Phase::is_terminal) {
+        assert!(steps < 10_000, "the run never ended: {:?}", run.status.task.message);
+        let mut plan = run.reconcile(now, |index, step| match step {
+            Step::Track { task_arn, .. } => {
+                Some(Observed::Track(failing(index, task_arn.rsplit('a').next().unwrap().parse().unwrap())))
+            }
+            _ => all_run(index, step),
+        });
+        // What the shell does before writing: every read answered with the most lines there can be.
+        for read in &plan.logs {
+            let lines = vec![line.clone(); read.lines as usize];
+            crate::decide::logs::attach(&mut plan.status, &mut plan.events, read, Ok(lines));
+        }
+        run.status = plan.status;
+        let size = serde_json::to_vec(&run.status).unwrap().len();
+        assert!(size < 256 * 1024, "step {steps}: {size} bytes");
+        largest = largest.max(size);
+        now += 400;
+        steps += 1;
+    }
+    eprintln!("count 100, 21 attempts per index: the largest status was {largest} bytes");
+    assert_eq!(run.status.task.phase, Some(Phase::Failed));
+    assert_eq!(run.status.attempt_count, Some(2100), "every index retried to its backoffLimit");
+    let tailed = run.status.tasks.iter().filter(|t| t.task.containers.iter().any(|c| c.log_tail.is_some())).count();
+    assert!((1..=super::bound::MAX_TASKS_WITH_LOG_TAILS).contains(&tailed), "{tailed} indexes with log tails");
 }

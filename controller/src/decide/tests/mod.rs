@@ -117,10 +117,10 @@ fn a_recorded_launch_intent_means_the_task_may_exist() {
     let mut run = Run::new(spec());
     let intent = launch_intent(&run.view(), 1, "eu-west-1", at(1));
     assert_eq!(intent.region.as_deref(), Some("eu-west-1"), "the region is pinned at the first launch");
-    assert_eq!(intent.phase, Some(Phase::Pending));
-    assert_eq!(intent.reason.as_deref(), Some(reason::LAUNCHING));
-    assert_eq!(intent.attempts.len(), 1);
-    assert_eq!((intent.attempts[0].task_arn.as_ref(), intent.attempts[0].outcome.as_ref()), (None, None));
+    assert_eq!(intent.task.phase, Some(Phase::Pending));
+    assert_eq!(intent.task.reason.as_deref(), Some(reason::LAUNCHING));
+    assert_eq!(intent.task.attempts.len(), 1);
+    assert_eq!((intent.task.attempts[0].task_arn.as_ref(), intent.task.attempts[0].outcome.as_ref()), (None, None));
     assert_eq!(condition(&intent, "Reconciling").unwrap().status, "True");
     run.status = intent;
     // A restart finds the intent: the adoption lookup comes before another RunTask, for the same attempt.
@@ -132,8 +132,8 @@ fn a_recorded_launch_intent_means_the_task_may_exist() {
     );
     // The launch replaces the intent; the condition keeps its transition time.
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(3));
-    assert_eq!(plan.status.attempts.len(), 1);
-    assert_eq!(plan.status.attempts[0].task_arn.as_deref(), Some(ARN));
+    assert_eq!(plan.status.task.attempts.len(), 1);
+    assert_eq!(plan.status.task.attempts[0].task_arn.as_deref(), Some(ARN));
     assert_eq!(condition(&plan.status, "Reconciling").unwrap().last_transition_time, Time(at(1)));
 }
 
@@ -190,12 +190,12 @@ fn a_launched_task_is_recorded_at_once_and_followed() {
     let run = Run::new(spec());
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(1));
     let status = &plan.status;
-    assert_eq!(status.phase, Some(Phase::Running));
-    assert_eq!(status.task_arn.as_deref(), Some(ARN));
-    assert_eq!(status.task_id.as_deref(), Some("abc123"));
-    assert_eq!(status.last_status.as_deref(), Some("PROVISIONING"));
-    assert_eq!(status.attempts.len(), 1);
-    assert_eq!(status.attempts[0].task_arn.as_deref(), Some(ARN));
+    assert_eq!(status.task.phase, Some(Phase::Running));
+    assert_eq!(status.task.task_arn.as_deref(), Some(ARN));
+    assert_eq!(status.task.task_id.as_deref(), Some("abc123"));
+    assert_eq!(status.task.last_status.as_deref(), Some("PROVISIONING"));
+    assert_eq!(status.task.attempts.len(), 1);
+    assert_eq!(status.task.attempts[0].task_arn.as_deref(), Some(ARN));
     assert_eq!(plan.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(30) }));
     assert_eq!(plan.requeue, None, "no deadline: only a change of the task brings the run back");
     assert_eq!(event_reasons(&plan), vec!["Launched"]);
@@ -212,7 +212,7 @@ fn fire_and_forget_succeeds_on_launch_and_is_never_polled() {
     let spec = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Launched, ..WaitPolicy::default() });
     let mut run = Run::new(spec);
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+    assert_eq!(plan.status.task.phase, Some(Phase::Succeeded));
     assert_eq!((plan.requeue, plan.follow.clone()), (None, None));
     assert_eq!(event_reasons(&plan), vec!["Launched", "Succeeded"]);
     assert_eq!(condition(&plan.status, "Succeeded").unwrap().status, "True");
@@ -224,8 +224,8 @@ fn fire_and_forget_succeeds_on_launch_and_is_never_polled() {
 fn an_adopted_task_is_recorded_like_a_launched_one() {
     let run = Run::new(spec());
     let plan = after_launch(&run.view(), 1, LaunchObservation::Adopted(task("RUNNING")), at(5));
-    assert_eq!(plan.status.task_arn.as_deref(), Some(ARN));
-    assert_eq!(plan.status.attempts.len(), 1);
+    assert_eq!(plan.status.task.task_arn.as_deref(), Some(ARN));
+    assert_eq!(plan.status.task.attempts.len(), 1);
     // One Event per transition: the launch says it is running already.
     assert_eq!(event_reasons(&plan), vec!["Launched"]);
     assert!(plan.events[0].note.ends_with(", RUNNING"), "{}", plan.events[0].note);
@@ -237,7 +237,7 @@ fn a_task_already_running_at_launch_is_judged_at_once() {
     let running = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Running, ..WaitPolicy::default() });
     let mut run = Run::new(running);
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("RUNNING")), at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Succeeded));
+    assert_eq!(plan.status.task.phase, Some(Phase::Succeeded));
     assert_eq!(event_reasons(&plan), vec!["Launched", "Succeeded"]);
     // Succeeded with its task still running: deleting the run stops the task.
     run.apply(&plan);
@@ -248,7 +248,7 @@ fn a_task_already_running_at_launch_is_judged_at_once() {
 
     let run = Run::new(spec());
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("RUNNING")), at(1));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
     let mut run = run;
     run.apply(&plan);
     // The shell passes the task definition's containers only for a stopped task.
@@ -261,7 +261,7 @@ fn an_adopted_task_that_already_stopped_is_judged_by_the_next_look_right_away() 
     let run = Run::new(spec());
     let done = stopped("EssentialContainerExited", "done", Some(0), Some(0));
     let plan = after_launch(&run.view(), 1, LaunchObservation::Adopted(done), at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Running));
+    assert_eq!(plan.status.task.phase, Some(Phase::Running));
     assert_eq!(plan.requeue, Some(Duration::ZERO));
     assert_eq!(plan.follow.as_ref().map(|f| f.task_arn.as_str()), Some(ARN));
 }
@@ -326,12 +326,12 @@ fn launch_outcomes() {
             s.retry_policy = RetryPolicy { backoff_limit: limit as i32, ..Default::default() }
         }));
         let plan = after_launch(&run.view(), 1, observation, at(1));
-        assert_eq!(plan.status.phase, Some(phase), "{case}");
-        assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
+        assert_eq!(plan.status.task.phase, Some(phase), "{case}");
+        assert_eq!(plan.status.task.reason.as_deref(), Some(reason), "{case}");
         assert_eq!(plan.requeue.is_some(), requeued, "{case}");
         assert_eq!(plan.follow, None, "{case}: no task to follow");
-        assert_eq!(plan.status.attempts.len(), 1, "{case}");
-        assert!(plan.status.task_arn.is_none(), "{case}");
+        assert_eq!(plan.status.task.attempts.len(), 1, "{case}");
+        assert!(plan.status.task.task_arn.is_none(), "{case}");
     }
 }
 
@@ -473,14 +473,14 @@ fn exit_code_rules() {
             s.retry_policy.backoff_limit = limit;
         });
         let mut run = Run::launched(spec);
-        run.status.phase = Some(Phase::Running);
+        run.status.task.phase = Some(Phase::Running);
         let plan = after_track(
             &run.view(),
             found(stopped("EssentialContainerExited", "exited", Some(app), Some(sidecar))),
             at(61),
         );
-        assert_eq!(plan.status.phase, Some(phase), "{case}: {:?}", plan.status.message);
-        assert_eq!(plan.status.reason.as_deref(), Some(expected), "{case}: {:?}", plan.status.message);
+        assert_eq!(plan.status.task.phase, Some(phase), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.reason.as_deref(), Some(expected), "{case}: {:?}", plan.status.task.message);
     }
 }
 
@@ -492,7 +492,7 @@ fn ignored_exit_codes_are_retried_ten_times_at_most() {
         on_exit_codes: ExitCodeMatch { container_name: None, operator: ExitCodeOperator::In, values: vec![137] },
     };
     let mut run = Run::launched(with(spec(), |s| s.retry_policy.rules = vec![ignore]));
-    run.status.phase = Some(Phase::Running);
+    run.status.task.phase = Some(Phase::Running);
     let earlier: Vec<Attempt> = (1..=MAX_FREE_RETRIES as i32)
         .map(|attempt| Attempt {
             attempt,
@@ -501,17 +501,17 @@ fn ignored_exit_codes_are_retried_ten_times_at_most() {
             ..Attempt::default()
         })
         .collect();
-    let current = run.status.attempts.pop().expect("the launched attempt");
-    run.status.attempts = earlier;
-    run.status.attempts.push(Attempt { attempt: MAX_FREE_RETRIES as i32 + 1, ..current });
+    let current = run.status.task.attempts.pop().expect("the launched attempt");
+    run.status.task.attempts = earlier;
+    run.status.task.attempts.push(Attempt { attempt: MAX_FREE_RETRIES as i32 + 1, ..current });
     let plan =
         after_track(&run.view(), found(stopped("EssentialContainerExited", "exited", Some(137), Some(0))), at(61));
-    assert_eq!(plan.status.phase, Some(Phase::Failed), "{:?}", plan.status.message);
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::IGNORED_BY_RULE));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed), "{:?}", plan.status.task.message);
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::IGNORED_BY_RULE));
     assert!(
-        plan.status.message.as_deref().unwrap_or_default().contains("giving up after"),
+        plan.status.task.message.as_deref().unwrap_or_default().contains("giving up after"),
         "{:?}",
-        plan.status.message
+        plan.status.task.message
     );
 }
 
@@ -632,15 +632,15 @@ fn stopped_task_verdicts() {
     ];
     for (case, policy, task, phase, reason) in cases {
         let mut run = Run::launched(with(spec(), |s| s.success_policy = policy));
-        run.status.phase = Some(Phase::Running);
+        run.status.task.phase = Some(Phase::Running);
         let plan = after_track(&run.view(), found(task.clone()), at(61));
-        assert_eq!(plan.status.phase, Some(phase), "{case}: {:?}", plan.status.message);
-        assert_eq!(plan.status.reason.as_deref(), Some(reason), "{case}");
-        assert_eq!(plan.status.last_status.as_deref(), Some("STOPPED"), "{case}");
-        assert_eq!(plan.status.stop_code, task.stop_code, "{case}");
-        assert_eq!(plan.status.containers.len(), 2, "{case}");
-        assert_eq!(plan.status.containers[1].essential, Some(false), "{case}");
-        let attempt = plan.status.attempts.last().unwrap();
+        assert_eq!(plan.status.task.phase, Some(phase), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.reason.as_deref(), Some(reason), "{case}");
+        assert_eq!(plan.status.task.last_status.as_deref(), Some("STOPPED"), "{case}");
+        assert_eq!(plan.status.task.stop_code, task.stop_code, "{case}");
+        assert_eq!(plan.status.task.containers.len(), 2, "{case}");
+        assert_eq!(plan.status.task.containers[1].essential, Some(false), "{case}");
+        let attempt = plan.status.task.attempts.last().unwrap();
         assert!(attempt.outcome.is_some(), "{case}: the attempt is concluded");
         assert_eq!(attempt.stop_code, task.stop_code, "{case}");
         // The stop is told by the Event of what it decided, not by a second one.
@@ -651,7 +651,7 @@ fn stopped_task_verdicts() {
         if phase.is_terminal() {
             assert_eq!(plan.requeue, None, "{case}: a final run is never requeued");
         } else {
-            assert!(plan.status.next_attempt_at.is_some(), "{case}");
+            assert!(plan.status.task.next_attempt_at.is_some(), "{case}");
         }
     }
 }
@@ -678,8 +678,8 @@ fn transient_start_failures_are_told_by_whole_words() {
     let run = Run::launched(spec());
     let denied = stopped("TaskFailedToStart", cases[6].0, None, None);
     let plan = after_track(&run.view(), found(denied), at(60));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_FAILED_TO_START));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_FAILED_TO_START));
 }
 
 #[test]
@@ -688,9 +688,9 @@ fn the_message_says_which_container_failed_and_why() {
     let mut task = stopped("EssentialContainerExited", "Essential container in task exited", Some(2), Some(0));
     task.containers[0].reason = Some("OutOfMemoryError: Container killed due to memory usage".into());
     let plan = after_track(&run.view(), found(task), at(61));
-    let message = plan.status.message.unwrap();
+    let message = plan.status.task.message.unwrap();
     assert!(message.contains("app exited 2 (OutOfMemoryError"), "{message}");
-    assert_eq!(plan.status.exit_codes.as_deref(), Some("app=2,log-router=0"));
+    assert_eq!(plan.status.task.exit_codes.as_deref(), Some("app=2,log-router=0"));
 }
 
 #[test]
@@ -698,9 +698,9 @@ fn a_container_that_never_ran_is_explained() {
     let run = Run::launched(spec());
     let task = stopped("EssentialContainerExited", "CannotStartContainerError", None, Some(0));
     let plan = after_track(&run.view(), found(task), at(61));
-    let message = plan.status.message.unwrap();
+    let message = plan.status.task.message.unwrap();
     assert!(message.contains("probably never started"), "{message}");
-    assert_eq!(plan.status.exit_codes.as_deref(), Some("app=-,log-router=0"));
+    assert_eq!(plan.status.task.exit_codes.as_deref(), Some("app=-,log-router=0"));
 }
 
 #[test]
@@ -708,7 +708,7 @@ fn without_the_task_definition_every_container_counts_as_essential() {
     let run = Run::launched(spec());
     let task = stopped("EssentialContainerExited", "exited", Some(0), Some(137));
     let plan = after_track(&run.view(), TrackObservation::Found { task, containers: None }, at(61));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
 }
 
 #[test]
@@ -717,8 +717,8 @@ fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
         Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 1, ..Default::default() }));
     let failed = stopped("EssentialContainerExited", "exited", Some(1), Some(0));
     let plan = after_track(&run.view(), found(failed.clone()), at(61));
-    assert_eq!(plan.status.phase, Some(Phase::Pending));
-    assert_eq!(plan.status.next_attempt_at, Some(Time(at(71))));
+    assert_eq!(plan.status.task.phase, Some(Phase::Pending));
+    assert_eq!(plan.status.task.next_attempt_at, Some(Time(at(71))));
     assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
     assert!(event_reasons(&plan).contains(&"Retrying"));
     run.apply(&plan);
@@ -728,17 +728,17 @@ fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
 
     let second = TaskSnapshot { task_arn: format!("{ARN}-2"), ..task("PROVISIONING") };
     let plan = after_launch(&run.view(), 2, LaunchObservation::Started(second), at(72));
-    assert_eq!(plan.status.attempts.len(), 2);
+    assert_eq!(plan.status.task.attempts.len(), 2);
     assert_eq!(plan.status.attempt_count, Some(2));
-    assert_eq!(plan.status.next_attempt_at, None);
+    assert_eq!(plan.status.task.next_attempt_at, None);
     run.apply(&plan);
 
     let failed_again = TaskSnapshot { task_arn: format!("{ARN}-2"), ..failed };
     let plan = after_track(&run.view(), found(failed_again), at(200));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::BACKOFF_LIMIT_EXCEEDED));
-    assert!(plan.status.message.unwrap().contains("backoffLimit 1"));
-    let outcomes: Vec<_> = plan.status.attempts.iter().map(|a| a.outcome.clone().unwrap()).collect();
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::BACKOFF_LIMIT_EXCEEDED));
+    assert!(plan.status.task.message.unwrap().contains("backoffLimit 1"));
+    let outcomes: Vec<_> = plan.status.task.attempts.iter().map(|a| a.outcome.clone().unwrap()).collect();
     assert_eq!(outcomes, vec![reason::CONTAINER_FAILED, reason::CONTAINER_FAILED]);
 }
 
@@ -754,8 +754,8 @@ fn free_retries_are_bounded() {
         let plan = after_launch(&run.view(), attempt, capacity, at(attempt as i64 * 1000));
         run.apply(&plan);
     }
-    assert_eq!(run.status.phase, Some(Phase::Failed));
-    assert_eq!(run.status.reason.as_deref(), Some(reason::INSUFFICIENT_CAPACITY));
+    assert_eq!(run.status.task.phase, Some(Phase::Failed));
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::INSUFFICIENT_CAPACITY));
 }
 
 #[test]
@@ -769,13 +769,13 @@ fn waiting_for_running() {
     let spec = with(spec(), |s| s.wait = WaitPolicy { for_: WaitFor::Running, ..WaitPolicy::default() });
     let run = Run::launched(spec);
     let pending = after_track(&run.view(), found(task("PENDING")), at(30));
-    assert_eq!(pending.status.phase, Some(Phase::Running));
-    assert_eq!(pending.status.reason.as_deref(), Some(reason::TASK_STARTING));
+    assert_eq!(pending.status.task.phase, Some(Phase::Running));
+    assert_eq!(pending.status.task.reason.as_deref(), Some(reason::TASK_STARTING));
     assert!(pending.follow.is_some());
 
     let running = after_track(&run.view(), found(task("RUNNING")), at(30));
-    assert_eq!(running.status.phase, Some(Phase::Succeeded));
-    assert_eq!(running.status.last_status.as_deref(), Some("RUNNING"));
+    assert_eq!(running.status.task.phase, Some(Phase::Succeeded));
+    assert_eq!(running.status.task.last_status.as_deref(), Some("RUNNING"));
     assert_eq!((running.requeue, running.follow.clone()), (None, None));
     assert_eq!(event_reasons(&running), vec!["Running", "Succeeded"]);
 }
@@ -792,7 +792,7 @@ fn polling_follows_the_spec_then_the_controller_default() {
     let run = Run::launched(with(spec(), |s| s.wait.timeout = Some("10m".into())));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
     assert_eq!(plan.requeue, Some(Duration::from_secs(570)));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
 }
 
 #[test]
@@ -807,8 +807,8 @@ fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
     assert_eq!(later.requeue, Some(Duration::from_secs(30)));
 
     let gone = after_track(&run.view(), TrackObservation::Missing, at(121));
-    assert_eq!(gone.status.phase, Some(Phase::Failed));
-    assert_eq!(gone.status.reason.as_deref(), Some(reason::TASK_LOST));
+    assert_eq!(gone.status.task.phase, Some(Phase::Failed));
+    assert_eq!(gone.status.task.reason.as_deref(), Some(reason::TASK_LOST));
 }
 
 fn condition_status<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a str> {
@@ -823,12 +823,16 @@ fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_
     run.apply(&after_track(&run.view(), found(TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") }), at(30)));
     for when in [at(130), at(7200)] {
         let plan = after_track(&run.view(), TrackObservation::Missing, when);
-        assert_eq!(plan.status.phase, Some(Phase::Unknown), "at {when}");
-        assert_eq!(plan.status.reason.as_deref(), Some(reason::OUTCOME_UNKNOWN));
-        assert_eq!(plan.status.next_attempt_at, None, "no retry is scheduled");
-        assert_eq!(plan.status.attempts.len(), 1);
-        assert_eq!(plan.status.attempts[0].outcome.as_deref(), Some(reason::OUTCOME_UNKNOWN));
-        assert!(plan.status.message.as_deref().unwrap_or_default().contains("last seen RUNNING"), "{:?}", plan.status);
+        assert_eq!(plan.status.task.phase, Some(Phase::Unknown), "at {when}");
+        assert_eq!(plan.status.task.reason.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert_eq!(plan.status.task.next_attempt_at, None, "no retry is scheduled");
+        assert_eq!(plan.status.task.attempts.len(), 1);
+        assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert!(
+            plan.status.task.message.as_deref().unwrap_or_default().contains("last seen RUNNING"),
+            "{:?}",
+            plan.status
+        );
         assert_eq!(condition_status(&plan.status, condition::SUCCEEDED), Some("Unknown"));
         assert_eq!(condition_status(&plan.status, condition::FAILED), Some("Unknown"));
         assert_eq!(condition_status(&plan.status, condition::STALLED), Some("True"));
@@ -847,23 +851,23 @@ fn a_task_launched_more_than_an_hour_ago_and_never_described_since_is_not_a_lost
     // the task may have run to its end and been forgotten.
     let run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() }));
     let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
-    assert_eq!(plan.status.phase, Some(Phase::Unknown));
-    assert_eq!(plan.status.next_attempt_at, None);
+    assert_eq!(plan.status.task.phase, Some(Phase::Unknown));
+    assert_eq!(plan.status.task.next_attempt_at, None);
     // Within ECS's memory, a task never seen past launch and unknown for long was never there.
     let lost = after_track(&run.view(), TrackObservation::Missing, at(600));
-    assert_eq!(lost.status.phase, Some(Phase::Pending));
-    assert_eq!(lost.status.attempts[0].outcome.as_deref(), Some(reason::TASK_LOST));
-    assert!(lost.status.next_attempt_at.is_some(), "a lost launch is retried");
+    assert_eq!(lost.status.task.phase, Some(Phase::Pending));
+    assert_eq!(lost.status.task.attempts[0].outcome.as_deref(), Some(reason::TASK_LOST));
+    assert!(lost.status.task.next_attempt_at.is_some(), "a lost launch is retried");
 }
 
 #[test]
 fn a_task_stopped_for_the_deadline_then_forgotten_ends_deadline_exceeded() {
     let mut run = Run::launched(with(spec(), |s| s.wait.timeout = Some("5m".into())));
     run.apply(&after_track(&run.view(), found(task("RUNNING")), at(300)));
-    assert_eq!(run.status.phase, Some(Phase::Stopping));
+    assert_eq!(run.status.task.phase, Some(Phase::Stopping));
     let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
 }
 
 #[test]
@@ -883,8 +887,8 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
     assert_eq!(before.stop, None);
 
     let plan = after_track(&run.view(), found(task("RUNNING")), at(300));
-    assert_eq!(plan.status.phase, Some(Phase::Stopping));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Stopping));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
     let stop = plan.stop.clone().expect("StopTask");
     assert_eq!(stop.task_arn, ARN);
     assert!(stop.reason.contains("timeout"), "{}", stop.reason);
@@ -902,9 +906,9 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
         found(stopped("UserInitiated", "ecsrun: timeout exceeded", Some(143), Some(143))),
         at(330),
     );
-    assert_eq!(done.status.phase, Some(Phase::Failed));
-    assert_eq!(done.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(done.status.exit_codes.as_deref(), Some("app=143,log-router=143"));
+    assert_eq!(done.status.task.phase, Some(Phase::Failed));
+    assert_eq!(done.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(done.status.task.exit_codes.as_deref(), Some("app=143,log-router=143"));
 }
 
 #[test]
@@ -915,7 +919,7 @@ fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first()
     assert_eq!(next_step(&run.view(), at(70)), Step::Find { attempt: 1 });
 
     let found = after_find(&run.view(), 1, Some(task("RUNNING")), at(70));
-    assert_eq!(found.status.task_arn.as_deref(), Some(ARN), "the task is adopted");
+    assert_eq!(found.status.task.task_arn.as_deref(), Some(ARN), "the task is adopted");
     assert_eq!(found.requeue, Some(Duration::ZERO), "and looked at again at once");
     run.apply(&found);
     let stop = after_track(&run.view(), TrackObservation::Found { task: task("RUNNING"), containers: None }, at(70));
@@ -924,9 +928,9 @@ fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first()
     let mut nothing = Run::new(with(spec(), |s| s.wait.timeout = Some("1m".into())));
     nothing.status = launch_intent(&nothing.view(), 1, "eu-west-1", at(59));
     let plan = after_find(&nothing.view(), 1, None, at(70));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(plan.status.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));
 }
 
 #[test]
@@ -936,13 +940,13 @@ fn a_timeout_stop_whose_status_write_was_lost_is_still_a_timeout() {
     let reason = "ecsrun: timeout exceeded (jobs/nightly)";
     let sigterm = TaskSnapshot { stopped_at: Some(at(310)), ..stopped("UserInitiated", reason, Some(143), Some(143)) };
     let plan = after_track(&run.view(), found(sigterm), at(320));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "not ContainerFailed for exit 143");
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "not ContainerFailed for exit 143");
     // Someone else's StopTask before the deadline is judged by the exit codes as usual.
     let manual =
         TaskSnapshot { stopped_at: Some(at(100)), ..stopped("UserInitiated", "ops: cancelled", Some(143), Some(0)) };
     let plan = after_track(&run.view(), found(manual), at(120));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::CONTAINER_FAILED));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED));
 }
 
 #[test]
@@ -959,9 +963,9 @@ fn the_deadline_ends_a_run_waiting_to_retry() {
     let plan = after_launch(&run.view(), 1, capacity, at(55));
     run.apply(&plan);
     let Step::Conclude(plan) = next_step(&run.view(), at(65)) else { panic!("expected a conclusion") };
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(plan.status.next_attempt_at, None);
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.next_attempt_at, None);
     assert_eq!(plan.requeue, None);
 }
 
@@ -976,9 +980,9 @@ fn an_error_while_following_a_task_does_not_end_the_run_and_clears_when_the_task
     );
     for error in [denied, EcsError::new(EcsErrorKind::Server, "DescribeTasks", "ServerException: internal")] {
         let plan = after_track(&run.view(), TrackObservation::Unobservable(error.clone()), at(30));
-        assert_eq!(plan.status.phase, Some(Phase::Running), "{error}");
-        assert_eq!(plan.status.reason.as_deref(), Some(error.kind.reason()));
-        let message = plan.status.message.clone().unwrap();
+        assert_eq!(plan.status.task.phase, Some(Phase::Running), "{error}");
+        assert_eq!(plan.status.task.reason.as_deref(), Some(error.kind.reason()));
+        let message = plan.status.task.message.clone().unwrap();
         assert!(message.contains(&error.message) && message.contains("abc123"), "{message}");
         assert_eq!(condition(&plan.status, "Reconciling").unwrap().reason, error.kind.reason());
         assert_eq!(plan.follow.as_ref().map(|f| f.task_arn.as_str()), Some(ARN), "still followed");
@@ -991,9 +995,9 @@ fn an_error_while_following_a_task_does_not_end_the_run_and_clears_when_the_task
     );
     run.apply(&plan);
     let recovered = after_track(&run.view(), found(task("RUNNING")), at(60));
-    assert_eq!(recovered.status.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(recovered.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
     let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(1))), at(90));
-    assert_eq!(done.status.phase, Some(Phase::Succeeded));
+    assert_eq!(done.status.task.phase, Some(Phase::Succeeded));
 }
 
 #[test]
@@ -1001,10 +1005,10 @@ fn a_launch_that_cannot_get_through_says_why_in_status() {
     let mut run = Run::new(spec());
     run.status = launch_intent(&run.view(), 1, "eu-west-1", at(1));
     let blocked = launch_blocked(&run.view(), "EcsServerError", "ECS RunTask failed (server_error): 500", at(2));
-    assert_eq!(blocked.phase, Some(Phase::Pending));
-    assert_eq!(blocked.reason.as_deref(), Some("EcsServerError"));
-    assert!(blocked.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
-    assert_eq!(blocked.attempts, run.status.attempts, "the launch intent stands: the next try looks first");
+    assert_eq!(blocked.task.phase, Some(Phase::Pending));
+    assert_eq!(blocked.task.reason.as_deref(), Some("EcsServerError"));
+    assert!(blocked.task.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
+    assert_eq!(blocked.task.attempts, run.status.task.attempts, "the launch intent stands: the next try looks first");
     run.status = blocked;
     assert_eq!(next_step(&run.view(), at(10)), Step::Launch { attempt: 1, may_exist: true });
 }
@@ -1043,7 +1047,7 @@ fn last_transition_time_moves_only_when_a_condition_flips() {
 fn a_final_run_is_idle() {
     for phase in [Phase::Succeeded, Phase::Failed] {
         let mut run = Run::launched(spec());
-        run.status.phase = Some(phase);
+        run.status.task.phase = Some(phase);
         assert_eq!(next_step(&run.view(), at(1000)), Step::Idle);
     }
 }
@@ -1106,17 +1110,19 @@ fn durations_parse_go_style() {
 fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
     let run = Run::launched(spec());
     let blocked = cleanup_blocked(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));
-    assert_eq!(blocked.phase, Some(Phase::Stopping));
-    assert_eq!(blocked.reason.as_deref(), Some("EcsServerError"));
-    assert!(blocked.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed"));
+    assert_eq!(blocked.task.phase, Some(Phase::Stopping));
+    assert_eq!(blocked.task.reason.as_deref(), Some("EcsServerError"));
+    assert!(
+        blocked.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed")
+    );
 
     let mut done = Run::launched(with(spec(), |s| s.wait.for_ = WaitFor::Running));
     done.apply(&after_track(&done.view(), found(task("RUNNING")), at(3)));
-    assert_eq!(done.status.phase, Some(Phase::Succeeded));
+    assert_eq!(done.status.task.phase, Some(Phase::Succeeded));
     let blocked = cleanup_blocked(&done.view(), "EcsServerError", "ECS StopTask failed", at(5));
-    assert_eq!(blocked.phase, Some(Phase::Succeeded), "the result stands");
+    assert_eq!(blocked.task.phase, Some(Phase::Succeeded), "the result stands");
     assert_eq!(blocked.conditions, done.status.conditions);
-    assert!(blocked.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
+    assert!(blocked.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
 }
 
 #[test]
@@ -1134,7 +1140,7 @@ fn a_template_run_launches_the_revision_registered_for_it() {
     let app = &request.overrides.expect("identity injected").container_overrides[0];
     assert!(app.environment.iter().any(|v| v.name == "ECSRUN_UID"), "{app:?}");
     let intent = launch_intent(&run.view(), 1, "eu-west-1", at(0));
-    assert_eq!(intent.message.as_deref(), Some("launching a task of etl (attempt 1)"));
+    assert_eq!(intent.task.message.as_deref(), Some("launching a task of etl (attempt 1)"));
     // A reference runs as written: a bare family is resolved by ECS to its latest revision.
     let by_reference = Run::new(spec_with_reference("report"));
     assert_eq!(launch_request(&by_reference.view(), 1, &registered).task_definition, "report");

@@ -19,8 +19,8 @@ fn stopping_a_running_run_sends_stop_task_and_ends_stopped_once_stopped() {
     assert!(matches!(next_step(&run.view(), at(6)), Step::Track { .. }));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
     assert_eq!(plan.stop, Some(StopTask { task_arn: ARN.into(), reason: "operator asked".into() }));
-    assert_eq!(plan.status.phase, Some(Phase::Stopping));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Stopping));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
     run.apply(&plan);
 
     // StopTask already sent: not sent again while ECS stops the task.
@@ -31,10 +31,14 @@ fn stopping_a_running_run_sends_stop_task_and_ends_stopped_once_stopped() {
     // SIGTERM's 143 does not make it a ContainerFailed to retry: the run was stopped.
     run.spec.retry_policy.backoff_limit = 3;
     let plan = after_track(&run.view(), found(stopped("UserInitiated", "operator asked", Some(143), Some(0))), at(9));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::STOPPED));
-    assert_eq!(plan.status.next_attempt_at, None, "never retried");
-    assert!(plan.status.message.as_deref().unwrap().starts_with("stopped (spec.stop): "), "{:?}", plan.status.message);
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.next_attempt_at, None, "never retried");
+    assert!(
+        plan.status.task.message.as_deref().unwrap().starts_with("stopped (spec.stop): "),
+        "{:?}",
+        plan.status.task.message
+    );
     assert_eq!(event_reasons(&plan), vec!["Failed"]);
 }
 
@@ -43,23 +47,23 @@ fn a_task_that_succeeded_before_the_stop_reached_it_keeps_its_success() {
     let mut run = Run::launched(stop(spec()));
     let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(1))), at(9));
     run.apply(&plan);
-    assert_eq!(run.status.phase, Some(Phase::Succeeded));
+    assert_eq!(run.status.task.phase, Some(Phase::Succeeded));
 }
 
 #[test]
 fn stopping_a_run_with_no_task_ends_it_without_launching() {
     let run = Run::new(stop(spec()));
     let Step::Conclude(plan) = next_step(&run.view(), at(1)) else { panic!("a stopped run does not launch") };
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
 
     // Waiting out a retry backoff: stopped at once, not relaunched.
     let mut run = Run::launched(with(spec(), |s| s.retry_policy.backoff_limit = 2));
     run.apply(&after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(1), Some(0))), at(60)));
-    assert!(run.status.next_attempt_at.is_some());
+    assert!(run.status.task.next_attempt_at.is_some());
     run.spec.stop = true;
     let Step::Conclude(plan) = next_step(&run.view(), at(61)) else { panic!("no relaunch") };
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
 
     // A launch whose RunTask may have gone out unrecorded is looked for first.
     let mut run = Run::new(spec());
@@ -67,7 +71,7 @@ fn stopping_a_run_with_no_task_ends_it_without_launching() {
     run.spec.stop = true;
     assert_eq!(next_step(&run.view(), at(2)), Step::Find { attempt: 1 });
     let found_nothing = after_find(&run.view(), 1, None, at(3));
-    assert_eq!(found_nothing.status.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(found_nothing.status.task.reason.as_deref(), Some(reason::STOPPED));
     // ... and a task found is adopted, then stopped at its next look.
     let found_one = after_find(&run.view(), 1, Some(task("RUNNING")), at(3));
     run.apply(&found_one);
@@ -87,9 +91,9 @@ fn adopting_follows_the_task_as_attempt_one_without_ever_launching() {
     let run = Run::new(adopting());
     assert_eq!(next_step(&run.view(), at(1)), Step::Adopt { task_arn: ARN.into() });
     let plan = after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Running));
+    assert_eq!(plan.status.task.phase, Some(Phase::Running));
     assert_eq!(plan.status.region.as_deref(), Some("eu-west-1"));
-    assert_eq!(plan.status.attempts[0].task_arn.as_deref(), Some(ARN));
+    assert_eq!(plan.status.task.attempts[0].task_arn.as_deref(), Some(ARN));
     assert_eq!(plan.follow.as_ref().map(|f| f.task_arn.as_str()), Some(ARN));
     assert_eq!(event_reasons(&plan), vec!["Adopted"]);
 
@@ -97,8 +101,8 @@ fn adopting_follows_the_task_as_attempt_one_without_ever_launching() {
     let mut run = Run::new(with(adopting(), |s| s.retry_policy.backoff_limit = 3));
     run.apply(&after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1)));
     let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(2), Some(0))), at(60));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::CONTAINER_FAILED));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED));
     run.apply(&plan);
     assert_eq!(next_step(&run.view(), at(400)), Step::Idle);
 }
@@ -107,9 +111,9 @@ fn adopting_follows_the_task_as_attempt_one_without_ever_launching() {
 fn adopting_a_task_ecs_does_not_know_fails_the_run() {
     let run = Run::new(adopting());
     let plan = after_adopt(&run.view(), None, "eu-west-1", at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::TASK_NOT_FOUND));
-    assert!(plan.status.message.as_deref().unwrap().contains(ARN));
+    assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_NOT_FOUND));
+    assert!(plan.status.task.message.as_deref().unwrap().contains(ARN));
 }
 
 #[test]
@@ -121,7 +125,7 @@ fn adopting_and_stopping_is_the_stop_task_action() {
     assert!(plan.stop.is_some());
     run.apply(&plan);
     let plan = after_track(&run.view(), found(stopped("UserInitiated", "ecsrun", Some(143), None)), at(5));
-    assert_eq!(plan.status.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
 }
 
 #[test]
@@ -143,7 +147,7 @@ fn usage_is_recorded_per_attempt_and_summed_for_the_run() {
         found(sized(stopped("EssentialContainerExited", "", Some(1), Some(0)))),
         at(60),
     ));
-    let first = run.status.attempts[0].usage.clone().unwrap();
+    let first = run.status.task.attempts[0].usage.clone().unwrap();
     assert_eq!((first.vcpu_seconds, first.gib_seconds), (25.0, 50.0));
     let plan = after_launch(&run.view(), 2, LaunchObservation::Started(task("PROVISIONING")), at(100));
     run.apply(&plan);
@@ -160,5 +164,10 @@ fn usage_is_recorded_per_attempt_and_summed_for_the_run() {
 fn the_stop_task_action_stops_whatever_wait_for_says() {
     let run = Run::new(stop(with(adopting(), |s| s.wait.for_ = WaitFor::Launched)));
     let plan = after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1));
-    assert_eq!(plan.status.phase, Some(Phase::Stopping), "not Succeeded on Launched: {:?}", plan.status.message);
+    assert_eq!(
+        plan.status.task.phase,
+        Some(Phase::Stopping),
+        "not Succeeded on Launched: {:?}",
+        plan.status.task.message
+    );
 }

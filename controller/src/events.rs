@@ -1,0 +1,197 @@
+//! Kubernetes Events about runs (events.k8s.io/v1). kube-runtime's `Recorder` folds every Event with the
+//! same type, reason, action, reporter and object into the first one's series and keeps the first note:
+//! a second `Retrying` (another attempt, another message) would show the first one's words, and a
+//! `ReconcileError` its first cause. Here a repeat folds into an earlier Event only when its note is the
+//! same too; anything else is an Event of its own.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::Reporter;
+
+/// How long a published Event takes repeats into its series (as kube's Recorder: 6 minutes).
+pub const FOLD_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// events.k8s.io refuses notes over 1 KiB.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// What tells two Events apart: an Event repeats another only if all of it is the same.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    regarding: String,
+    warning: bool,
+    reason: String,
+    note: String,
+}
+
+#[derive(Clone, Debug)]
+struct Published {
+    name: String,
+    count: i32,
+    last: Timestamp,
+}
+
+/// What publishing an Event comes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Write {
+    /// A new Event.
+    Create,
+    /// The same Event again, within the window: its series count goes up.
+    Repeat { name: String, count: i32 },
+}
+
+/// Remembers what was published lately, to fold exact repeats into one Event.
+#[derive(Default)]
+struct Folds {
+    published: HashMap<Key, Published>,
+}
+
+impl Folds {
+    /// Forgets Events past the window, then says whether `key` repeats one still in it.
+    fn decide(&mut self, key: &Key, now: Timestamp) -> Write {
+        self.published.retain(|_, published| duration_between(published.last, now) < FOLD_WINDOW);
+        match self.published.get(key) {
+            Some(published) => Write::Repeat { name: published.name.clone(), count: published.count + 1 },
+            None => Write::Create,
+        }
+    }
+
+    fn remember(&mut self, key: Key, name: String, count: i32, now: Timestamp) {
+        self.published.insert(key, Published { name, count, last: now });
+    }
+}
+
+fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
+}
+
+/// The end of a note that events.k8s.io accepts: its first 1 KiB, cut at a character boundary.
+pub fn bounded_note(note: &str) -> &str {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    &note[..end]
+}
+
+/// Publishes Events as `reporter`.
+pub struct Publisher {
+    client: Client,
+    reporter: Reporter,
+    folds: Mutex<Folds>,
+}
+
+impl Publisher {
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self { client, reporter, folds: Mutex::default() }
+    }
+
+    /// Publishes an Event about `regarding` (which must name its namespace). `reason` is also the action.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: &str,
+    ) -> Result<(), kube::Error> {
+        let note = bounded_note(note);
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let key = Key {
+            regarding: regarding.uid.clone().or_else(|| regarding.name.clone()).unwrap_or_default(),
+            warning,
+            reason: reason.to_owned(),
+            note: note.to_owned(),
+        };
+        let now = Timestamp::now();
+        let write = self.folds.lock().unwrap_or_else(PoisonError::into_inner).decide(&key, now);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let (name, count) = match write {
+            Write::Repeat { name, count } => {
+                let series = serde_json::json!({
+                    "series": EventSeries { count, last_observed_time: MicroTime(now) }
+                });
+                events.patch(&name, &PatchParams::default(), &Patch::Merge(&series)).await?;
+                (name, count)
+            }
+            Write::Create => {
+                let name = format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.reporter.controller),
+                    now.as_nanosecond()
+                );
+                let event = Event {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(namespace),
+                        ..ObjectMeta::default()
+                    },
+                    action: Some(reason.to_owned()),
+                    reason: Some(reason.to_owned()),
+                    note: Some(note.to_owned()),
+                    type_: Some(if warning { "Warning" } else { "Normal" }.to_owned()),
+                    event_time: Some(MicroTime(now)),
+                    regarding: Some(regarding.clone()),
+                    reporting_controller: Some(self.reporter.controller.clone()),
+                    reporting_instance: Some(
+                        self.reporter.instance.clone().unwrap_or_else(|| self.reporter.controller.clone()),
+                    ),
+                    ..Event::default()
+                };
+                events.create(&PostParams::default(), &event).await?;
+                (name, 1)
+            }
+        };
+        self.folds.lock().unwrap_or_else(PoisonError::into_inner).remember(key, name, count, now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(reason: &str, note: &str) -> Key {
+        Key { regarding: "uid-1".into(), warning: true, reason: reason.into(), note: note.into() }
+    }
+
+    #[test]
+    fn only_an_exact_repeat_within_the_window_folds() {
+        let mut folds = Folds::default();
+        let t0 = Timestamp::UNIX_EPOCH;
+        let first = key("Retrying", "attempt 1 failed: exit 3; attempt 2 in 10s");
+        assert_eq!(folds.decide(&first, t0), Write::Create);
+        folds.remember(first.clone(), "run.1".into(), 1, t0);
+        // Same reason, another note: an Event of its own, whatever kube's Recorder would do.
+        let second = key("Retrying", "attempt 2 failed: exit 4; attempt 3 in 20s");
+        assert_eq!(folds.decide(&second, t0), Write::Create);
+        // The very same Event again: its series counts it.
+        let t1 = t0.checked_add(Duration::from_secs(60)).unwrap();
+        assert_eq!(folds.decide(&first, t1), Write::Repeat { name: "run.1".into(), count: 2 });
+        folds.remember(first.clone(), "run.1".into(), 2, t1);
+        // Another object's identical Event is its own.
+        let other = Key { regarding: "uid-2".into(), ..first.clone() };
+        assert_eq!(folds.decide(&other, t1), Write::Create);
+        // Past the window, a repeat starts a new Event.
+        let later = t1.checked_add(FOLD_WINDOW).unwrap();
+        assert_eq!(folds.decide(&first, later), Write::Create);
+        assert!(folds.published.is_empty(), "forgotten past the window");
+    }
+
+    #[test]
+    fn notes_are_cut_to_what_the_api_server_accepts_at_a_character_boundary() {
+        assert_eq!(bounded_note("short"), "short");
+        let wide = "é".repeat(600);
+        let cut = bounded_note(&wide);
+        assert!(cut.len() <= MAX_NOTE_BYTES && cut.len() >= MAX_NOTE_BYTES - 1, "{}", cut.len());
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
