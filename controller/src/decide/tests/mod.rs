@@ -283,52 +283,85 @@ fn launch_outcomes() {
         }])
     };
     let rejected = |kind, message: &str| LaunchObservation::Rejected(EcsError::new(kind, "RunTask", message));
-    // (case, backoffLimit, observation, phase, reason, requeued)
-    let cases: Vec<(&str, u32, LaunchObservation, Phase, &str, bool)> = vec![
-        ("capacity is retried without counting", 0, capacity(), Phase::Pending, reason::WAITING_TO_RETRY, true),
-        ("other failures count", 0, attribute(), Phase::Failed, reason::LAUNCH_FAILED, false),
-        ("other failures retry within the limit", 1, attribute(), Phase::Pending, reason::WAITING_TO_RETRY, true),
-        (
-            "unknown cluster fails at once",
-            5,
-            rejected(EcsErrorKind::ClusterNotFound, "ClusterNotFoundException: Cluster not found."),
-            Phase::Failed,
-            "ClusterNotFound",
-            false,
-        ),
-        (
-            "unknown task definition fails at once",
-            5,
-            rejected(EcsErrorKind::TaskDefinitionNotFound, "ClientException: Unable to describe task definition."),
-            Phase::Failed,
-            "TaskDefinitionNotFound",
-            false,
-        ),
-        (
-            "access denied fails at once",
-            5,
-            rejected(EcsErrorKind::AccessDenied, "AccessDeniedException: not authorized"),
-            Phase::Failed,
-            "AccessDenied",
-            false,
-        ),
-        (
-            "a launch no policy allows fails at once, whatever the backoffLimit",
-            5,
-            LaunchObservation::Denied("spec.cluster \"x\" is not allowed by EcsRunPolicy a (clusters: b)".into()),
-            Phase::Failed,
-            reason::POLICY_DENIED,
-            false,
-        ),
+    /// What a launch came to, with a backoffLimit of `backoff_limit`: the run is then in phase `then`
+    /// because of `because`, and `retried` says whether it comes back for another attempt.
+    struct LaunchCase {
+        case: &'static str,
+        backoff_limit: i32,
+        observation: LaunchObservation,
+        then: Phase,
+        because: &'static str,
+        retried: bool,
+    }
+    let cases = vec![
+        LaunchCase {
+            case: "capacity is retried without counting",
+            backoff_limit: 0,
+            observation: capacity(),
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+            retried: true,
+        },
+        LaunchCase {
+            case: "other failures count",
+            backoff_limit: 0,
+            observation: attribute(),
+            then: Phase::Failed,
+            because: reason::LAUNCH_FAILED,
+            retried: false,
+        },
+        LaunchCase {
+            case: "other failures retry within the limit",
+            backoff_limit: 1,
+            observation: attribute(),
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+            retried: true,
+        },
+        LaunchCase {
+            case: "unknown cluster fails at once",
+            backoff_limit: 5,
+            observation: rejected(EcsErrorKind::ClusterNotFound, "ClusterNotFoundException: Cluster not found."),
+            then: Phase::Failed,
+            because: "ClusterNotFound",
+            retried: false,
+        },
+        LaunchCase {
+            case: "unknown task definition fails at once",
+            backoff_limit: 5,
+            observation: rejected(
+                EcsErrorKind::TaskDefinitionNotFound,
+                "ClientException: Unable to describe task definition.",
+            ),
+            then: Phase::Failed,
+            because: "TaskDefinitionNotFound",
+            retried: false,
+        },
+        LaunchCase {
+            case: "access denied fails at once",
+            backoff_limit: 5,
+            observation: rejected(EcsErrorKind::AccessDenied, "AccessDeniedException: not authorized"),
+            then: Phase::Failed,
+            because: "AccessDenied",
+            retried: false,
+        },
+        LaunchCase {
+            case: "a launch no policy allows fails at once, whatever the backoffLimit",
+            backoff_limit: 5,
+            observation: LaunchObservation::Denied(
+                "spec.cluster \"x\" is not allowed by EcsRunPolicy a (clusters: b)".into(),
+            ),
+            then: Phase::Failed,
+            because: reason::POLICY_DENIED,
+            retried: false,
+        },
     ];
-    for (case, limit, observation, phase, reason, requeued) in cases {
-        let run = Run::new(with(spec(), |s| {
-            s.retry_policy = RetryPolicy { backoff_limit: limit as i32, ..Default::default() }
-        }));
+    for LaunchCase { case, backoff_limit, observation, then, because, retried } in cases {
+        let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit, ..Default::default() }));
         let plan = after_launch(&run.view(), 1, observation, at(1));
-        assert_eq!(plan.status.task.phase, Some(phase), "{case}");
-        assert_eq!(plan.status.task.reason.as_deref(), Some(reason), "{case}");
-        assert_eq!(plan.requeue.is_some(), requeued, "{case}");
+        assert_eq!(plan.status.task.phase, Some(then), "{case}");
+        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}");
+        assert_eq!(plan.requeue.is_some(), retried, "{case}");
         assert_eq!(plan.follow, None, "{case}: no task to follow");
         assert_eq!(plan.status.task.attempts.len(), 1, "{case}");
         assert!(plan.status.task.task_arn.is_none(), "{case}");
@@ -361,126 +394,143 @@ fn exit_code_rules() {
             values: values.to_vec(),
         },
     };
-    // (case, rules, app's exit code, sidecar's, backoffLimit, phase, reason)
-    type Case = (&'static str, Vec<RetryRule>, i32, i32, i32, Phase, &'static str);
-    let cases: Vec<Case> = vec![
-        ("no rules: counted", vec![], 3, 0, 0, Phase::Failed, reason::CONTAINER_FAILED),
-        (
-            "FailRun on 3 despite backoffLimit 5",
-            vec![rule(FailRun, None, In, &[3])],
-            3,
-            0,
-            5,
-            Phase::Failed,
-            reason::FAILED_BY_RULE,
-        ),
-        (
-            "FailRun on 3 does not match 4",
-            vec![rule(FailRun, None, In, &[3])],
-            4,
-            0,
-            5,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "Ignore retries with backoffLimit 0",
-            vec![rule(Ignore, None, In, &[137])],
-            137,
-            0,
-            0,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "NotIn: 3 is not in [1, 2]",
-            vec![rule(FailRun, None, NotIn, &[1, 2])],
-            3,
-            0,
-            5,
-            Phase::Failed,
-            reason::FAILED_BY_RULE,
-        ),
-        (
-            "NotIn: 2 is in [1, 2]",
-            vec![rule(FailRun, None, NotIn, &[1, 2])],
-            2,
-            0,
-            5,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "first match wins: Count before FailRun",
-            vec![rule(Count, None, In, &[3]), rule(FailRun, None, In, &[3])],
-            3,
-            0,
-            0,
-            Phase::Failed,
-            reason::CONTAINER_FAILED,
-        ),
-        (
-            "first match wins: Ignore before FailRun",
-            vec![rule(Ignore, None, In, &[3]), rule(FailRun, None, In, &[3])],
-            3,
-            0,
-            0,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "another container's code does not match",
-            vec![rule(FailRun, Some("other"), In, &[3])],
-            3,
-            0,
-            5,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "the named container's code matches",
-            vec![rule(FailRun, Some("app"), In, &[3])],
-            3,
-            0,
-            5,
-            Phase::Failed,
-            reason::FAILED_BY_RULE,
-        ),
+    /// With `rules` and `backoff_limit`, a task whose app exited `app_exits` and whose sidecar exited
+    /// `sidecar_exits` leaves the run in phase `then` because of `because`.
+    struct RuleCase {
+        case: &'static str,
+        rules: Vec<RetryRule>,
+        app_exits: i32,
+        sidecar_exits: i32,
+        backoff_limit: i32,
+        then: Phase,
+        because: &'static str,
+    }
+    let cases = vec![
+        RuleCase {
+            case: "no rules: counted",
+            rules: vec![],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 0,
+            then: Phase::Failed,
+            because: reason::CONTAINER_FAILED,
+        },
+        RuleCase {
+            case: "FailRun on 3 despite backoffLimit 5",
+            rules: vec![rule(FailRun, None, In, &[3])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Failed,
+            because: reason::FAILED_BY_RULE,
+        },
+        RuleCase {
+            case: "FailRun on 3 does not match 4",
+            rules: vec![rule(FailRun, None, In, &[3])],
+            app_exits: 4,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        RuleCase {
+            case: "Ignore retries with backoffLimit 0",
+            rules: vec![rule(Ignore, None, In, &[137])],
+            app_exits: 137,
+            sidecar_exits: 0,
+            backoff_limit: 0,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        RuleCase {
+            case: "NotIn: 3 is not in [1, 2]",
+            rules: vec![rule(FailRun, None, NotIn, &[1, 2])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Failed,
+            because: reason::FAILED_BY_RULE,
+        },
+        RuleCase {
+            case: "NotIn: 2 is in [1, 2]",
+            rules: vec![rule(FailRun, None, NotIn, &[1, 2])],
+            app_exits: 2,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        RuleCase {
+            case: "first match wins: Count before FailRun",
+            rules: vec![rule(Count, None, In, &[3]), rule(FailRun, None, In, &[3])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 0,
+            then: Phase::Failed,
+            because: reason::CONTAINER_FAILED,
+        },
+        RuleCase {
+            case: "first match wins: Ignore before FailRun",
+            rules: vec![rule(Ignore, None, In, &[3]), rule(FailRun, None, In, &[3])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 0,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        RuleCase {
+            case: "another container's code does not match",
+            rules: vec![rule(FailRun, Some("other"), In, &[3])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        RuleCase {
+            case: "the named container's code matches",
+            rules: vec![rule(FailRun, Some("app"), In, &[3])],
+            app_exits: 3,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Failed,
+            because: reason::FAILED_BY_RULE,
+        },
         // The sidecar is not judged (EssentialContainers): its exit code 3 matches nothing.
-        (
-            "a sidecar's code is not judged",
-            vec![rule(FailRun, None, In, &[3])],
-            1,
-            3,
-            5,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
+        RuleCase {
+            case: "a sidecar's code is not judged",
+            rules: vec![rule(FailRun, None, In, &[3])],
+            app_exits: 1,
+            sidecar_exits: 3,
+            backoff_limit: 5,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
         // NotIn never matches exit code 0 (a container that succeeded).
-        (
-            "NotIn ignores containers that exited 0",
-            vec![rule(FailRun, None, NotIn, &[1])],
-            1,
-            0,
-            5,
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
+        RuleCase {
+            case: "NotIn ignores containers that exited 0",
+            rules: vec![rule(FailRun, None, NotIn, &[1])],
+            app_exits: 1,
+            sidecar_exits: 0,
+            backoff_limit: 5,
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
     ];
-    for (case, rules, app, sidecar, limit, phase, expected) in cases {
+    for RuleCase { case, rules, app_exits, sidecar_exits, backoff_limit, then, because } in cases {
         let spec = with(spec(), |s| {
             s.retry_policy.rules = rules;
-            s.retry_policy.backoff_limit = limit;
+            s.retry_policy.backoff_limit = backoff_limit;
         });
         let mut run = Run::launched(spec);
         run.status.task.phase = Some(Phase::Running);
         let plan = after_track(
             &run.view(),
-            found(stopped("EssentialContainerExited", "exited", Some(app), Some(sidecar))),
+            found(stopped("EssentialContainerExited", "exited", Some(app_exits), Some(sidecar_exits))),
             at(61),
         );
-        assert_eq!(plan.status.task.phase, Some(phase), "{case}: {:?}", plan.status.task.message);
-        assert_eq!(plan.status.task.reason.as_deref(), Some(expected), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}: {:?}", plan.status.task.message);
     }
 }
 
@@ -522,120 +572,127 @@ fn stopped_task_verdicts() {
     let pull_error = "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found";
     let eni_timeout = "Timeout waiting for network interface provisioning to complete.";
     let capacity = "ResourceInitializationError: unable to pull secrets; capacity is unavailable at this time";
-    // (case, policy, task, phase, reason)
-    let cases: Vec<(&str, SuccessPolicy, TaskSnapshot, Phase, &str)> = vec![
-        (
-            "essential exited 0, sidecar 137",
-            EssentialContainers,
-            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
-        (
-            "sidecar 137 fails AllContainers",
-            AllContainers,
-            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
-            Phase::Failed,
-            reason::CONTAINER_FAILED,
-        ),
-        (
-            "essential exited 1",
-            EssentialContainers,
-            stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(0)),
-            Phase::Failed,
-            reason::CONTAINER_FAILED,
-        ),
-        (
-            "any exit codes pass TaskStopped",
-            TaskStopped,
-            stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(137)),
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
-        (
-            "image pull failure is a real failure",
-            EssentialContainers,
-            stopped("TaskFailedToStart", pull_error, None, None),
-            Phase::Failed,
-            reason::TASK_FAILED_TO_START,
-        ),
-        (
-            "TaskStopped still fails a task that never started",
-            TaskStopped,
-            stopped("TaskFailedToStart", pull_error, None, None),
-            Phase::Failed,
-            reason::TASK_FAILED_TO_START,
-        ),
-        (
-            "ENI timeout is retried for free",
-            EssentialContainers,
-            stopped("TaskFailedToStart", eni_timeout, None, None),
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "capacity at start is retried for free",
-            EssentialContainers,
-            stopped("TaskFailedToStart", capacity, None, None),
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "spot interruption is retried for free",
-            EssentialContainers,
-            stopped("SpotInterruption", "Your Spot Task was interrupted.", Some(143), Some(143)),
-            Phase::Pending,
-            reason::WAITING_TO_RETRY,
-        ),
-        (
-            "stopped by someone else with SIGTERM",
-            EssentialContainers,
-            stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
-            Phase::Failed,
-            reason::CONTAINER_FAILED,
-        ),
-        (
-            "stopped by someone else, judged by TaskStopped",
-            TaskStopped,
-            stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
-        (
-            "essential container without exit code never ran",
-            EssentialContainers,
-            stopped("EssentialContainerExited", "Essential container in task exited", None, Some(0)),
-            Phase::Failed,
-            reason::CONTAINER_NEVER_RAN,
-        ),
-        (
-            "sidecar without exit code does not matter",
-            EssentialContainers,
-            stopped("EssentialContainerExited", "Essential container in task exited", Some(0), None),
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
-        (
-            "an unknown stop code is data, judged by exit codes",
-            EssentialContainers,
-            stopped("InfrastructureHealth", "host retired", Some(0), Some(0)),
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
-        (
-            "no stop code at all (emulators) is judged by exit codes",
-            EssentialContainers,
-            TaskSnapshot { stop_code: None, ..stopped("x", "", Some(0), Some(0)) },
-            Phase::Succeeded,
-            reason::SUCCEEDED,
-        ),
+    /// Under success policy `policy`, `task` stopping leaves the run in phase `then` because of `because`.
+    struct VerdictCase {
+        case: &'static str,
+        policy: SuccessPolicy,
+        task: TaskSnapshot,
+        then: Phase,
+        because: &'static str,
+    }
+    let cases = vec![
+        VerdictCase {
+            case: "essential exited 0, sidecar 137",
+            policy: EssentialContainers,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
+        VerdictCase {
+            case: "sidecar 137 fails AllContainers",
+            policy: AllContainers,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
+            then: Phase::Failed,
+            because: reason::CONTAINER_FAILED,
+        },
+        VerdictCase {
+            case: "essential exited 1",
+            policy: EssentialContainers,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(0)),
+            then: Phase::Failed,
+            because: reason::CONTAINER_FAILED,
+        },
+        VerdictCase {
+            case: "any exit codes pass TaskStopped",
+            policy: TaskStopped,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(137)),
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
+        VerdictCase {
+            case: "image pull failure is a real failure",
+            policy: EssentialContainers,
+            task: stopped("TaskFailedToStart", pull_error, None, None),
+            then: Phase::Failed,
+            because: reason::TASK_FAILED_TO_START,
+        },
+        VerdictCase {
+            case: "TaskStopped still fails a task that never started",
+            policy: TaskStopped,
+            task: stopped("TaskFailedToStart", pull_error, None, None),
+            then: Phase::Failed,
+            because: reason::TASK_FAILED_TO_START,
+        },
+        VerdictCase {
+            case: "ENI timeout is retried for free",
+            policy: EssentialContainers,
+            task: stopped("TaskFailedToStart", eni_timeout, None, None),
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        VerdictCase {
+            case: "capacity at start is retried for free",
+            policy: EssentialContainers,
+            task: stopped("TaskFailedToStart", capacity, None, None),
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        VerdictCase {
+            case: "spot interruption is retried for free",
+            policy: EssentialContainers,
+            task: stopped("SpotInterruption", "Your Spot Task was interrupted.", Some(143), Some(143)),
+            then: Phase::Pending,
+            because: reason::WAITING_TO_RETRY,
+        },
+        VerdictCase {
+            case: "stopped by someone else with SIGTERM",
+            policy: EssentialContainers,
+            task: stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
+            then: Phase::Failed,
+            because: reason::CONTAINER_FAILED,
+        },
+        VerdictCase {
+            case: "stopped by someone else, judged by TaskStopped",
+            policy: TaskStopped,
+            task: stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
+        VerdictCase {
+            case: "essential container without exit code never ran",
+            policy: EssentialContainers,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", None, Some(0)),
+            then: Phase::Failed,
+            because: reason::CONTAINER_NEVER_RAN,
+        },
+        VerdictCase {
+            case: "sidecar without exit code does not matter",
+            policy: EssentialContainers,
+            task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), None),
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
+        VerdictCase {
+            case: "an unknown stop code is data, judged by exit codes",
+            policy: EssentialContainers,
+            task: stopped("InfrastructureHealth", "host retired", Some(0), Some(0)),
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
+        VerdictCase {
+            case: "no stop code at all (emulators) is judged by exit codes",
+            policy: EssentialContainers,
+            task: TaskSnapshot { stop_code: None, ..stopped("x", "", Some(0), Some(0)) },
+            then: Phase::Succeeded,
+            because: reason::SUCCEEDED,
+        },
     ];
-    for (case, policy, task, phase, reason) in cases {
+    for VerdictCase { case, policy, task, then, because } in cases {
         let mut run = Run::launched(with(spec(), |s| s.success_policy = policy));
         run.status.task.phase = Some(Phase::Running);
         let plan = after_track(&run.view(), found(task.clone()), at(61));
-        assert_eq!(plan.status.task.phase, Some(phase), "{case}: {:?}", plan.status.task.message);
-        assert_eq!(plan.status.task.reason.as_deref(), Some(reason), "{case}");
+        assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}");
         assert_eq!(plan.status.task.last_status.as_deref(), Some("STOPPED"), "{case}");
         assert_eq!(plan.status.task.stop_code, task.stop_code, "{case}");
         assert_eq!(plan.status.task.containers.len(), 2, "{case}");
@@ -648,7 +705,7 @@ fn stopped_task_verdicts() {
         assert!(!reasons.contains(&"Stopped"), "{case}: {reasons:?}");
         assert!(reasons.iter().any(|r| ["Succeeded", "Failed", "Retrying"].contains(r)), "{case}: {reasons:?}");
         assert_eq!(plan.follow, None, "{case}: a stopped task is not followed");
-        if phase.is_terminal() {
+        if then.is_terminal() {
             assert_eq!(plan.requeue, None, "{case}: a final run is never requeued");
         } else {
             assert!(plan.status.task.next_attempt_at.is_some(), "{case}");
