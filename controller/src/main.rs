@@ -56,7 +56,8 @@ async fn main() -> anyhow::Result<()> {
     );
     // With leader election, nothing is started or stopped until the Lease is confirmed held.
     let fence = if config.leader_elect { Fence::closed() } else { Fence::none() };
-    let ecs = Arc::new(Fenced::new(RateLimited::new(aws, config.ceilings(), metrics.clone()), fence.clone()));
+    // The fence inside the ceiling: a request that waited for tokens is judged on the fence as it is then.
+    let ecs = Arc::new(RateLimited::new(Fenced::new(aws, fence.clone()), config.ceilings(), metrics.clone()));
     // Unique per replica: the Lease holder identity and the Events' reportingInstance.
     let identity = config
         .instance

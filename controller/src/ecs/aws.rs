@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -15,23 +15,21 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::config::Region;
-use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::error::SdkError;
 use aws_sdk_ecs::operation::run_task::RunTaskError;
 use aws_sdk_ecs::types;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tracing::debug;
 
 use super::{
-    Actor, ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind,
-    EcsFailure, EcsTarget, Identity, LaunchRequest, LogConfiguration, LogStream, RunTaskOutcome, TaskDefinitionInfo,
-    TaskSnapshot,
+    Actor, ContainerDefinitionInfo, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity,
+    LaunchRequest, LogStream, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::api;
 use crate::metrics::Metrics;
@@ -72,63 +70,6 @@ pub struct AwsEcs {
     clients: Clients,
     task_definitions: TaskDefinitionCache,
     metrics: Arc<Metrics>,
-}
-
-/// How long a bare family (no revision) stands for the revision it resolved to; a new revision
-/// registered meanwhile is picked up after this.
-const BARE_FAMILY_TTL: Duration = Duration::from_secs(60);
-/// Bounds the cache; past this many references it starts over.
-const MAX_CACHED_TASK_DEFINITIONS: usize = 1024;
-
-/// Task definitions by the reference a run gave (`family`, `family:rev` or an ARN) and by the revision
-/// ARN they resolved to, per region and identity. Revisions are immutable and kept; a bare family
-/// expires after [`BARE_FAMILY_TTL`], since it follows the latest ACTIVE revision.
-#[derive(Default)]
-struct TaskDefinitionCache {
-    entries: Mutex<HashMap<TaskDefinitionKey, (TaskDefinitionInfo, Option<Instant>)>>,
-    /// One lookup per reference at a time: a burst of runs of one family asks ECS once, not once each.
-    lookups: Mutex<HashMap<TaskDefinitionKey, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// (region, identity, reference as given).
-type TaskDefinitionKey = (String, Identity, String);
-
-impl TaskDefinitionCache {
-    fn get(&self, target: &EcsTarget, reference: &str) -> Option<TaskDefinitionInfo> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (info, expires) = entries.get(&(target.region.clone(), target.identity.clone(), reference.to_owned()))?;
-        expires.is_none_or(|expires| Instant::now() < expires).then(|| info.clone())
-    }
-
-    /// Held while looking `reference` up; lookups of other references go on.
-    async fn lookup(&self, target: &EcsTarget, reference: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let key = (target.region.clone(), target.identity.clone(), reference.to_owned());
-        let lock = {
-            let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
-            if lookups.len() >= MAX_CACHED_TASK_DEFINITIONS {
-                lookups.retain(|_, lock| Arc::strong_count(lock) > 1);
-            }
-            lookups.entry(key).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-
-    fn insert(&self, target: &EcsTarget, reference: &str, info: &TaskDefinitionInfo) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_CACHED_TASK_DEFINITIONS {
-            entries.clear();
-        }
-        let key = |reference: &str| (target.region.clone(), target.identity.clone(), reference.to_owned());
-        let expires = is_bare_family(reference).then(|| Instant::now() + BARE_FAMILY_TTL);
-        entries.insert(key(reference), (info.clone(), expires));
-        entries.insert(key(&info.arn), (info.clone(), None));
-    }
-}
-
-/// `family` or `arn:...:task-definition/family`, as opposed to a pinned revision (`family:3`).
-fn is_bare_family(reference: &str) -> bool {
-    let name = reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name);
-    !name.contains(':')
 }
 
 impl AwsEcs {
@@ -332,7 +273,8 @@ async fn aws_base(
     (base, credentials)
 }
 
-impl Ecs for AwsEcs {
+/// The adapter's arms: one per request.
+impl AwsEcs {
     async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
         let client = self.acting_client(target, &request.actor).await;
         self.call("RunTask", target, async {
@@ -568,136 +510,45 @@ impl Ecs for AwsEcs {
         })
         .await
     }
+}
+
+impl Ecs for AwsEcs {
+    async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        Ok(match request {
+            Request::RunTask(launch) => Response::RunTask(self.run_task(target, launch).await?),
+            Request::DescribeTasks(task_arns) => Response::DescribeTasks(self.describe_tasks(target, task_arns).await?),
+            Request::StopTask { task_arn, reason, actor } => {
+                Response::StopTask(self.stop_task(target, task_arn, reason, actor).await?)
+            }
+            Request::ListTasks { started_by, desired_status } => {
+                Response::ListTasks(self.list_tasks_started_by(target, started_by, desired_status).await?)
+            }
+            Request::DescribeTaskDefinition(task_definition) => {
+                Response::DescribeTaskDefinition(self.describe_task_definition(target, task_definition).await?)
+            }
+            Request::FindTaskDefinition { family, tag } => {
+                Response::FindTaskDefinition(self.find_task_definition(target, family, tag).await?)
+            }
+            Request::RegisterTaskDefinition { template, tags } => {
+                Response::RegisterTaskDefinition(self.register_task_definition(target, template, tags).await?)
+            }
+            Request::LogTail { stream, lines } => Response::LogTail(self.log_tail(target, stream, lines).await?),
+        })
+    }
 
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
         self.task_definitions.get(target, task_definition)
     }
 }
 
+mod answers;
 mod launch;
+mod task_definitions;
 mod template;
 
+use answers::{classify, failure, log_configuration, snapshot};
 use launch::run_task_call;
-
-fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
-    jiff::Timestamp::new(time.secs(), time.subsec_nanos() as i32).ok()
-}
-
-fn snapshot(task: &types::Task) -> TaskSnapshot {
-    TaskSnapshot {
-        task_arn: task.task_arn().unwrap_or_default().to_owned(),
-        cluster_arn: task.cluster_arn().map(str::to_owned),
-        task_definition_arn: task.task_definition_arn().map(str::to_owned),
-        last_status: task.last_status().map(str::to_owned),
-        desired_status: task.desired_status().map(str::to_owned),
-        // Unknown stop codes arrive as `Unknown` variants; as_str keeps their text.
-        stop_code: task.stop_code().map(|code| code.as_str().to_owned()),
-        stopped_reason: task.stopped_reason().filter(|reason| !reason.is_empty()).map(str::to_owned),
-        created_at: task.created_at().and_then(timestamp),
-        started_at: task.started_at().and_then(timestamp),
-        stopped_at: task.stopped_at().and_then(timestamp),
-        cpu: task.cpu().map(str::to_owned),
-        memory: task.memory().map(str::to_owned),
-        capacity_provider: task
-            .capacity_provider_name()
-            .map(str::to_owned)
-            .or_else(|| task.launch_type().map(|launch_type| launch_type.as_str().to_owned())),
-        containers: task
-            .containers()
-            .iter()
-            .map(|container| ContainerSnapshot {
-                name: container.name().unwrap_or_default().to_owned(),
-                exit_code: container.exit_code(),
-                reason: container.reason().map(str::to_owned),
-                last_status: container.last_status().map(str::to_owned),
-            })
-            .collect(),
-    }
-}
-
-fn log_configuration(log: &types::LogConfiguration) -> LogConfiguration {
-    let option = |key: &str| log.options().and_then(|options| options.get(key)).cloned();
-    LogConfiguration {
-        driver: log.log_driver().as_str().to_owned(),
-        group: option("awslogs-group"),
-        region: option("awslogs-region"),
-        stream_prefix: option("awslogs-stream-prefix"),
-    }
-}
-
-fn failure(failure: &types::Failure) -> EcsFailure {
-    EcsFailure {
-        arn: failure.arn().map(str::to_owned),
-        reason: failure.reason().map(str::to_owned),
-        detail: failure.detail().map(str::to_owned),
-    }
-}
-
-/// Classifies an SDK error into what the controller does about it.
-fn classify<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> EcsError
-where
-    E: ProvideErrorMetadata + std::error::Error + Debug + 'static,
-{
-    let kind = match error {
-        SdkError::TimeoutError(_) => EcsErrorKind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => EcsErrorKind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_io() => EcsErrorKind::Network,
-        // Credential resolution (STS unreachable, web identity token missing) fails here too, as does a
-        // connection closed mid-answer: only the error's own words tell them apart.
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(error) => {
-            EcsErrorKind::Credentials
-        }
-        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => EcsErrorKind::Network,
-        SdkError::ResponseError(_) => EcsErrorKind::Server,
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            classify_service_error(service.err().code(), service.err().message(), status)
-        }
-        _ => EcsErrorKind::Network,
-    };
-    let message = match error {
-        SdkError::ServiceError(service) => match (service.err().code(), service.err().message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_owned(),
-            _ => DisplayErrorContext(error).to_string(),
-        },
-        // The default rendering dumps the whole raw response; the status is what an operator needs.
-        SdkError::ResponseError(response) => {
-            format!("unreadable response from the ECS endpoint (HTTP {})", response.raw().status().as_u16())
-        }
-        _ => DisplayErrorContext(error).to_string(),
-    };
-    EcsError::new(kind, operation, message)
-}
-
-fn mentions_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
-    let text = DisplayErrorContext(error).to_string().to_lowercase();
-    text.contains("credential") || text.contains("identity")
-}
-
-fn classify_service_error(code: Option<&str>, message: Option<&str>, http_status: u16) -> EcsErrorKind {
-    let message = message.unwrap_or_default().to_lowercase();
-    let names_task_definition = message.contains("task definition") || message.contains("taskdefinition");
-    match code.unwrap_or_default() {
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => {
-            EcsErrorKind::Throttled
-        }
-        // Some throttles come back wrapped in other error types; the message gives them away.
-        _ if message.contains("rate exceeded") => EcsErrorKind::Throttled,
-        "ClusterNotFoundException" => EcsErrorKind::ClusterNotFound,
-        "InvalidParameterException" | "ClientException" if names_task_definition => {
-            EcsErrorKind::TaskDefinitionNotFound
-        }
-        "InvalidParameterException" => EcsErrorKind::InvalidParameter,
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidSignatureException" => {
-            EcsErrorKind::AccessDenied
-        }
-        "ExpiredTokenException" => EcsErrorKind::Credentials,
-        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => EcsErrorKind::Server,
-        _ if http_status >= 500 => EcsErrorKind::Server,
-        _ => EcsErrorKind::Rejected,
-    }
-}
+use task_definitions::TaskDefinitionCache;
 
 #[cfg(test)]
 mod tests;

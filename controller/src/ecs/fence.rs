@@ -8,10 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::{
-    Actor, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, LaunchRequest, LogStream, RunTaskOutcome,
-    TaskDefinitionInfo, TaskSnapshot,
-};
+use super::{Ecs, EcsError, EcsErrorKind, EcsTarget, Request, Response, TaskDefinitionInfo};
 
 /// Until when this replica may act on ECS. Without leader election it is always open.
 #[derive(Clone, Debug)]
@@ -61,76 +58,25 @@ impl<E> Fenced<E> {
         Self { inner, fence }
     }
 
-    fn admit(&self, operation: &'static str) -> Result<(), EcsError> {
-        if self.fence.is_open() {
-            Ok(())
-        } else {
-            Err(EcsError::new(EcsErrorKind::NotLeader, operation, "this replica may have lost the leader Lease"))
-        }
+    /// The port behind the fence.
+    pub fn inner(&self) -> &E {
+        &self.inner
     }
 }
 
+/// RunTask, StopTask and RegisterTaskDefinition go out only while the fence is open; reads go out
+/// whoever leads. Checked as the request is sent: the port puts the fence inside the rate ceiling, so a
+/// request that waited for tokens meanwhile is judged on the fence as it is now.
 impl<E: Ecs> Ecs for Fenced<E> {
-    async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-        self.admit("RunTask")?;
-        self.inner.run_task(target, request).await
-    }
-
-    async fn describe_tasks(&self, target: &EcsTarget, task_arns: &[String]) -> Result<Described, EcsError> {
-        self.inner.describe_tasks(target, task_arns).await
-    }
-
-    async fn stop_task(
-        &self,
-        target: &EcsTarget,
-        task_arn: &str,
-        reason: &str,
-        actor: &Actor,
-    ) -> Result<Option<TaskSnapshot>, EcsError> {
-        self.admit("StopTask")?;
-        self.inner.stop_task(target, task_arn, reason, actor).await
-    }
-
-    async fn list_tasks_started_by(
-        &self,
-        target: &EcsTarget,
-        started_by: &str,
-        desired_status: DesiredStatus,
-    ) -> Result<Vec<String>, EcsError> {
-        self.inner.list_tasks_started_by(target, started_by, desired_status).await
-    }
-
-    async fn describe_task_definition(
-        &self,
-        target: &EcsTarget,
-        task_definition: &str,
-    ) -> Result<TaskDefinitionInfo, EcsError> {
-        self.inner.describe_task_definition(target, task_definition).await
-    }
-
-    async fn find_task_definition(
-        &self,
-        target: &EcsTarget,
-        family: &str,
-        tag: (&str, &str),
-    ) -> Result<Option<String>, EcsError> {
-        self.inner.find_task_definition(target, family, tag).await
-    }
-
-    /// Fenced: a replica that lost the Lease must not register a revision the new leader registers too.
-    async fn register_task_definition(
-        &self,
-        target: &EcsTarget,
-        template: &crate::api::TaskDefinitionTemplate,
-        tags: &[(String, String)],
-    ) -> Result<String, EcsError> {
-        self.admit("RegisterTaskDefinition")?;
-        self.inner.register_task_definition(target, template, tags).await
-    }
-
-    /// A read: allowed whoever leads.
-    async fn log_tail(&self, target: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
-        self.inner.log_tail(target, stream, lines).await
+    async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        if request.acts() && !self.fence.is_open() {
+            return Err(EcsError::new(
+                EcsErrorKind::NotLeader,
+                request.operation(),
+                "this replica may have lost the leader Lease",
+            ));
+        }
+        self.inner.send(target, request).await
     }
 
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
@@ -143,8 +89,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ecs::Identity;
     use crate::ecs::testing::{Recording, launch_request};
+    use crate::ecs::{Actor, Identity};
 
     fn target() -> EcsTarget {
         EcsTarget { region: "eu-west-1".into(), identity: Identity::Default, cluster: "c".into() }

@@ -15,11 +15,7 @@ use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::{
-    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, Identity, LaunchRequest, LogStream, RunTaskOutcome,
-    TaskDefinitionInfo, TaskSnapshot,
-};
-use crate::api::TaskDefinitionTemplate;
+use super::{Ecs, EcsError, EcsTarget, Identity, Request, Response, TaskDefinitionInfo};
 use crate::metrics::Metrics;
 
 /// ECS's throttle classes, as far as ecsrun's calls go.
@@ -165,76 +161,29 @@ impl<E: Ecs> RateLimited<E> {
 }
 
 impl<E: Ecs> Ecs for RateLimited<E> {
-    async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-        // The scarcer launch bucket first, so a waiting launch does not hold a modify token StopTask needs.
-        self.admit(target, &[ThrottleClass::Launch, ThrottleClass::Modify]).await;
-        self.inner.run_task(target, request).await
-    }
-
-    async fn describe_tasks(&self, target: &EcsTarget, task_arns: &[String]) -> Result<Described, EcsError> {
-        self.admit(target, &[ThrottleClass::Read]).await;
-        self.inner.describe_tasks(target, task_arns).await
-    }
-
-    async fn stop_task(
-        &self,
-        target: &EcsTarget,
-        task_arn: &str,
-        reason: &str,
-        actor: &Actor,
-    ) -> Result<Option<TaskSnapshot>, EcsError> {
-        self.admit(target, &[ThrottleClass::Modify]).await;
-        self.inner.stop_task(target, task_arn, reason, actor).await
-    }
-
-    async fn list_tasks_started_by(
-        &self,
-        target: &EcsTarget,
-        started_by: &str,
-        desired_status: DesiredStatus,
-    ) -> Result<Vec<String>, EcsError> {
-        self.admit(target, &[ThrottleClass::Read]).await;
-        self.inner.list_tasks_started_by(target, started_by, desired_status).await
-    }
-
-    async fn describe_task_definition(
-        &self,
-        target: &EcsTarget,
-        task_definition: &str,
-    ) -> Result<TaskDefinitionInfo, EcsError> {
-        if let Some(info) = self.inner.cached_task_definition(target, task_definition) {
-            return Ok(info);
+    async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        match request {
+            // The scarcer launch bucket first, so a waiting launch does not hold a modify token StopTask needs.
+            Request::RunTask(_) => self.admit(target, &[ThrottleClass::Launch, ThrottleClass::Modify]).await,
+            Request::StopTask { .. } => self.admit(target, &[ThrottleClass::Modify]).await,
+            Request::DescribeTasks(_) | Request::ListTasks { .. } => self.admit(target, &[ThrottleClass::Read]).await,
+            Request::DescribeTaskDefinition(task_definition) => {
+                if let Some(info) = self.inner.cached_task_definition(target, task_definition) {
+                    return Ok(Response::DescribeTaskDefinition(info));
+                }
+                self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await
+            }
+            // Once per template and replica (the registry caches what it finds): one token for the lookup.
+            Request::FindTaskDefinition { .. } | Request::RegisterTaskDefinition { .. } => {
+                self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await
+            }
+            // The quota is the stream's region's.
+            Request::LogTail { stream, .. } => {
+                let logs = EcsTarget { region: stream.region.clone(), ..target.clone() };
+                self.admit(&logs, &[ThrottleClass::LogRead]).await
+            }
         }
-        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
-        self.inner.describe_task_definition(target, task_definition).await
-    }
-
-    async fn find_task_definition(
-        &self,
-        target: &EcsTarget,
-        family: &str,
-        tag: (&str, &str),
-    ) -> Result<Option<String>, EcsError> {
-        // Once per template and replica (the registry caches what it finds): one token for the lookup.
-        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
-        self.inner.find_task_definition(target, family, tag).await
-    }
-
-    async fn register_task_definition(
-        &self,
-        target: &EcsTarget,
-        template: &TaskDefinitionTemplate,
-        tags: &[(String, String)],
-    ) -> Result<String, EcsError> {
-        self.admit(target, &[ThrottleClass::TaskDefinitionRead]).await;
-        self.inner.register_task_definition(target, template, tags).await
-    }
-
-    async fn log_tail(&self, target: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
-        // The quota is the stream's region's.
-        let logs = EcsTarget { region: stream.region.clone(), ..target.clone() };
-        self.admit(&logs, &[ThrottleClass::LogRead]).await;
-        self.inner.log_tail(target, stream, lines).await
+        self.inner.send(target, request).await
     }
 
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
@@ -247,6 +196,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ecs::Actor;
     use crate::ecs::testing::{Recording, launch_request};
 
     fn target(region: &str, identity: Identity) -> EcsTarget {
@@ -323,54 +273,37 @@ mod tests {
         assert!(stopped_after < Duration::from_millis(300), "StopTask waited {stopped_after:?} behind launches");
     }
 
+    /// The port as main wires it: the fence inside the ceiling. A launch that waited for a token while this
+    /// replica lost the Lease is refused when it would be sent, not let through on the fence it saw before
+    /// waiting.
+    #[tokio::test]
+    async fn the_fence_is_checked_after_the_wait_for_the_ceiling() {
+        use crate::ecs::fence::{Fence, Fenced};
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        let ceilings = Ceilings { launch: Ceiling::new(2, 1).unwrap(), ..Ceilings::default() };
+        let ecs = Arc::new(RateLimited::new(Fenced::new(Recording::default(), fence.clone()), ceilings, metrics));
+        let here = target("eu-west-1", Identity::Default);
+        ecs.run_task(&here, &launch_request()).await.unwrap();
+        let waiting = tokio::spawn({
+            let (ecs, here) = (ecs.clone(), here.clone());
+            async move { ecs.run_task(&here, &launch_request()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fence.close();
+        let refused = waiting.await.unwrap().unwrap_err();
+        assert_eq!(refused.kind, crate::ecs::EcsErrorKind::NotLeader);
+        assert_eq!(ecs.inner.inner().operations(), vec!["RunTask"], "only the launch sent while leading went out");
+    }
+
     #[tokio::test]
     async fn a_cached_task_definition_costs_no_token() {
         struct Cached(Recording);
         impl Ecs for Cached {
-            async fn run_task(&self, t: &EcsTarget, r: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-                self.0.run_task(t, r).await
-            }
-            async fn describe_tasks(&self, t: &EcsTarget, a: &[String]) -> Result<Described, EcsError> {
-                self.0.describe_tasks(t, a).await
-            }
-            async fn log_tail(&self, t: &EcsTarget, s: &LogStream, n: u32) -> Result<Vec<String>, EcsError> {
-                self.0.log_tail(t, s, n).await
-            }
-            async fn stop_task(
-                &self,
-                t: &EcsTarget,
-                a: &str,
-                r: &str,
-                w: &Actor,
-            ) -> Result<Option<TaskSnapshot>, EcsError> {
-                self.0.stop_task(t, a, r, w).await
-            }
-            async fn list_tasks_started_by(
-                &self,
-                t: &EcsTarget,
-                s: &str,
-                d: DesiredStatus,
-            ) -> Result<Vec<String>, EcsError> {
-                self.0.list_tasks_started_by(t, s, d).await
-            }
-            async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
-                unreachable!("served from the cache")
-            }
-            async fn find_task_definition(
-                &self,
-                _: &EcsTarget,
-                _: &str,
-                _: (&str, &str),
-            ) -> Result<Option<String>, EcsError> {
-                unreachable!("no templates here")
-            }
-            async fn register_task_definition(
-                &self,
-                _: &EcsTarget,
-                _: &TaskDefinitionTemplate,
-                _: &[(String, String)],
-            ) -> Result<String, EcsError> {
-                unreachable!("no templates here")
+            async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+                assert!(!matches!(request, Request::DescribeTaskDefinition(_)), "served from the cache");
+                self.0.send(target, request).await
             }
             fn cached_task_definition(&self, _: &EcsTarget, _: &str) -> Option<TaskDefinitionInfo> {
                 Some(TaskDefinitionInfo::default())

@@ -226,19 +226,120 @@ pub enum DesiredStatus {
     Stopped,
 }
 
-/// The operations ecsrun uses. Implementations add timeouts, metrics and logging per call.
+/// One ECS operation and its parameters. Every layer of the port (rate ceiling, fence, adapter, test
+/// doubles) handles this one type, so a new operation is a variant here and an arm in the adapter.
+#[derive(Clone, Copy, Debug)]
+pub enum Request<'a> {
+    RunTask(&'a LaunchRequest),
+    DescribeTasks(&'a [String]),
+    /// Stops a task for `actor`.
+    StopTask {
+        task_arn: &'a str,
+        reason: &'a str,
+        actor: &'a Actor,
+    },
+    /// The tasks `started_by` started (ListTasks, every page).
+    ListTasks {
+        started_by: &'a str,
+        desired_status: DesiredStatus,
+    },
+    DescribeTaskDefinition(&'a str),
+    /// The newest ACTIVE revision of `family` tagged `tag` (key, value), if any (ListTaskDefinitions, then
+    /// DescribeTaskDefinition with its tags, newest first).
+    FindTaskDefinition {
+        family: &'a str,
+        tag: (&'a str, &'a str),
+    },
+    /// Registers `template` as a new revision with `tags`.
+    RegisterTaskDefinition {
+        template: &'a crate::api::TaskDefinitionTemplate,
+        tags: &'a [(String, String)],
+    },
+    /// The last `lines` lines of a CloudWatch Logs stream, oldest first (GetLogEvents), read with the
+    /// target's identity in the stream's region.
+    LogTail {
+        stream: &'a LogStream,
+        lines: u32,
+    },
+}
+
+impl Request<'_> {
+    /// The AWS operation, for errors and logs.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Request::RunTask(_) => "RunTask",
+            Request::DescribeTasks(_) => "DescribeTasks",
+            Request::StopTask { .. } => "StopTask",
+            Request::ListTasks { .. } => "ListTasks",
+            Request::DescribeTaskDefinition(_) => "DescribeTaskDefinition",
+            Request::FindTaskDefinition { .. } => "ListTaskDefinitions",
+            Request::RegisterTaskDefinition { .. } => "RegisterTaskDefinition",
+            Request::LogTail { .. } => "GetLogEvents",
+        }
+    }
+
+    /// Whether the request changes what runs in ECS: only a replica holding the leader Lease sends it.
+    pub fn acts(&self) -> bool {
+        matches!(self, Request::RunTask(_) | Request::StopTask { .. } | Request::RegisterTaskDefinition { .. })
+    }
+}
+
+/// What a request returned, variant for variant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    RunTask(RunTaskOutcome),
+    DescribeTasks(Described),
+    /// The task as ECS reported it; None when ECS no longer knows it.
+    StopTask(Option<TaskSnapshot>),
+    ListTasks(Vec<String>),
+    DescribeTaskDefinition(TaskDefinitionInfo),
+    FindTaskDefinition(Option<String>),
+    /// The new revision's ARN.
+    RegisterTaskDefinition(String),
+    LogTail(Vec<String>),
+}
+
+/// Unwraps the response variant a typed call expects; any other is a broken port, said as an error
+/// rather than a panic.
+macro_rules! expect_response {
+    ($response:expr, $variant:ident) => {
+        match $response? {
+            Response::$variant(value) => Ok(value),
+            other => Err(EcsError::new(
+                EcsErrorKind::Rejected,
+                stringify!($variant),
+                format!("the ECS port answered {} with {other:?}", stringify!($variant)),
+            )),
+        }
+    };
+}
+
+/// The ECS port. Implementations send a `Request` (adding timeouts, metrics and logging per call, or
+/// waiting for a ceiling, or refusing); callers use the typed helpers, which send one request each.
 pub trait Ecs: Send + Sync + 'static {
+    fn send(&self, target: &EcsTarget, request: Request<'_>)
+    -> impl Future<Output = Result<Response, EcsError>> + Send;
+
+    /// A task definition already known without a call, if the implementation caches them.
+    fn cached_task_definition(&self, _target: &EcsTarget, _task_definition: &str) -> Option<TaskDefinitionInfo> {
+        None
+    }
+
     fn run_task(
         &self,
         target: &EcsTarget,
         request: &LaunchRequest,
-    ) -> impl Future<Output = Result<RunTaskOutcome, EcsError>> + Send;
+    ) -> impl Future<Output = Result<RunTaskOutcome, EcsError>> + Send {
+        async move { expect_response!(self.send(target, Request::RunTask(request)).await, RunTask) }
+    }
 
     fn describe_tasks(
         &self,
         target: &EcsTarget,
         task_arns: &[String],
-    ) -> impl Future<Output = Result<Described, EcsError>> + Send;
+    ) -> impl Future<Output = Result<Described, EcsError>> + Send {
+        async move { expect_response!(self.send(target, Request::DescribeTasks(task_arns)).await, DescribeTasks) }
+    }
 
     /// Stops a task for `actor`; returns it as ECS reported it (None when ECS no longer knows it).
     fn stop_task(
@@ -247,50 +348,66 @@ pub trait Ecs: Send + Sync + 'static {
         task_arn: &str,
         reason: &str,
         actor: &Actor,
-    ) -> impl Future<Output = Result<Option<TaskSnapshot>, EcsError>> + Send;
+    ) -> impl Future<Output = Result<Option<TaskSnapshot>, EcsError>> + Send {
+        async move { expect_response!(self.send(target, Request::StopTask { task_arn, reason, actor }).await, StopTask) }
+    }
 
     fn list_tasks_started_by(
         &self,
         target: &EcsTarget,
         started_by: &str,
         desired_status: DesiredStatus,
-    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send {
+        async move {
+            expect_response!(self.send(target, Request::ListTasks { started_by, desired_status }).await, ListTasks)
+        }
+    }
 
     fn describe_task_definition(
         &self,
         target: &EcsTarget,
         task_definition: &str,
-    ) -> impl Future<Output = Result<TaskDefinitionInfo, EcsError>> + Send;
+    ) -> impl Future<Output = Result<TaskDefinitionInfo, EcsError>> + Send {
+        async move {
+            expect_response!(
+                self.send(target, Request::DescribeTaskDefinition(task_definition)).await,
+                DescribeTaskDefinition
+            )
+        }
+    }
 
-    /// The newest ACTIVE revision of `family` tagged `tag` (key, value), if any (ListTaskDefinitions, then
-    /// DescribeTaskDefinition with its tags, newest first).
     fn find_task_definition(
         &self,
         target: &EcsTarget,
         family: &str,
         tag: (&str, &str),
-    ) -> impl Future<Output = Result<Option<String>, EcsError>> + Send;
+    ) -> impl Future<Output = Result<Option<String>, EcsError>> + Send {
+        async move {
+            expect_response!(self.send(target, Request::FindTaskDefinition { family, tag }).await, FindTaskDefinition)
+        }
+    }
 
-    /// Registers `template` as a new revision with `tags`; returns its ARN.
     fn register_task_definition(
         &self,
         target: &EcsTarget,
         template: &crate::api::TaskDefinitionTemplate,
         tags: &[(String, String)],
-    ) -> impl Future<Output = Result<String, EcsError>> + Send;
+    ) -> impl Future<Output = Result<String, EcsError>> + Send {
+        async move {
+            expect_response!(
+                self.send(target, Request::RegisterTaskDefinition { template, tags }).await,
+                RegisterTaskDefinition
+            )
+        }
+    }
 
-    /// The last `lines` lines of a CloudWatch Logs stream, oldest first (GetLogEvents), read with the
-    /// target's identity in the stream's region.
     fn log_tail(
         &self,
         target: &EcsTarget,
         stream: &LogStream,
         lines: u32,
-    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send;
-
-    /// A task definition already known without a call, if the implementation caches them.
-    fn cached_task_definition(&self, _target: &EcsTarget, _task_definition: &str) -> Option<TaskDefinitionInfo> {
-        None
+    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send {
+        async move { expect_response!(self.send(target, Request::LogTail { stream, lines }).await, LogTail) }
     }
 }
 

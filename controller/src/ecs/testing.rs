@@ -5,8 +5,7 @@ use std::sync::Mutex as StdMutex;
 use std::time::Instant;
 
 use super::{
-    Actor, Described, DesiredStatus, Ecs, EcsError, EcsTarget, LaunchRequest, LogStream, RunTaskOutcome,
-    TaskDefinitionInfo, TaskSnapshot,
+    Actor, Described, Ecs, EcsError, EcsTarget, LaunchRequest, Request, Response, RunTaskOutcome, TaskDefinitionInfo,
 };
 
 /// Answers at once and records when each operation was called. Task definitions it registers are found
@@ -33,58 +32,38 @@ impl Recording {
 }
 
 impl Ecs for Recording {
-    async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-        self.record("RunTask");
-        Ok(RunTaskOutcome::Failures(Vec::new()))
-    }
-    async fn describe_tasks(&self, _: &EcsTarget, _: &[String]) -> Result<Described, EcsError> {
-        self.record("DescribeTasks");
-        Ok(Described::default())
-    }
-    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str, _: &Actor) -> Result<Option<TaskSnapshot>, EcsError> {
-        self.record("StopTask");
-        Ok(None)
-    }
-    async fn list_tasks_started_by(&self, _: &EcsTarget, _: &str, _: DesiredStatus) -> Result<Vec<String>, EcsError> {
-        self.record("ListTasks");
-        Ok(Vec::new())
-    }
-    async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
-        self.record("DescribeTaskDefinition");
-        Ok(TaskDefinitionInfo::default())
-    }
-    async fn find_task_definition(
-        &self,
-        _: &EcsTarget,
-        family: &str,
-        (key, value): (&str, &str),
-    ) -> Result<Option<String>, EcsError> {
-        self.record("ListTaskDefinitions");
-        let registered = self.registered.lock().unwrap();
-        Ok(registered
-            .iter()
-            .rev()
-            .find(|(arn, tags)| {
-                arn.contains(&format!("/{family}:")) && tags.iter().any(|(k, v)| k == key && v == value)
-            })
-            .map(|(arn, _)| arn.clone()))
-    }
-    async fn log_tail(&self, _: &EcsTarget, stream: &LogStream, lines: u32) -> Result<Vec<String>, EcsError> {
-        self.record("GetLogEvents");
-        Ok((1..=lines).map(|line| format!("{} line {line}", stream.stream)).collect())
-    }
-    async fn register_task_definition(
-        &self,
-        _: &EcsTarget,
-        template: &crate::api::TaskDefinitionTemplate,
-        tags: &[(String, String)],
-    ) -> Result<String, EcsError> {
-        self.record("RegisterTaskDefinition");
-        let mut registered = self.registered.lock().unwrap();
-        let revision = registered.iter().filter(|(arn, _)| arn.contains(&format!("/{}:", template.family))).count() + 1;
-        let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{}:{revision}", template.family);
-        registered.push((arn.clone(), tags.to_vec()));
-        Ok(arn)
+    async fn send(&self, _: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        self.record(request.operation());
+        Ok(match request {
+            Request::RunTask(_) => Response::RunTask(RunTaskOutcome::Failures(Vec::new())),
+            Request::DescribeTasks(_) => Response::DescribeTasks(Described::default()),
+            Request::StopTask { .. } => Response::StopTask(None),
+            Request::ListTasks { .. } => Response::ListTasks(Vec::new()),
+            Request::DescribeTaskDefinition(_) => Response::DescribeTaskDefinition(TaskDefinitionInfo::default()),
+            Request::FindTaskDefinition { family, tag: (key, value) } => {
+                let registered = self.registered.lock().unwrap();
+                Response::FindTaskDefinition(
+                    registered
+                        .iter()
+                        .rev()
+                        .find(|(arn, tags)| {
+                            arn.contains(&format!("/{family}:")) && tags.iter().any(|(k, v)| k == key && v == value)
+                        })
+                        .map(|(arn, _)| arn.clone()),
+                )
+            }
+            Request::RegisterTaskDefinition { template, tags } => {
+                let mut registered = self.registered.lock().unwrap();
+                let revision =
+                    registered.iter().filter(|(arn, _)| arn.contains(&format!("/{}:", template.family))).count() + 1;
+                let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{}:{revision}", template.family);
+                registered.push((arn.clone(), tags.to_vec()));
+                Response::RegisterTaskDefinition(arn)
+            }
+            Request::LogTail { stream, lines } => {
+                Response::LogTail((1..=lines).map(|line| format!("{} line {line}", stream.stream)).collect())
+            }
+        })
     }
 }
 

@@ -12,7 +12,12 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::answers::classify_service_error;
+use super::task_definitions::is_bare_family;
 use super::*;
+use crate::ecs::EcsFailure;
 
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/0123456789abcdef";
 

@@ -3,9 +3,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::ecs::{
-    Actor, Described, DesiredStatus, EcsErrorKind, Identity, LaunchRequest, RunTaskOutcome, TaskDefinitionInfo,
-};
+use crate::ecs::{Described, EcsErrorKind, Identity, Request, Response};
 
 const EVERY: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_secs(1);
@@ -28,16 +26,14 @@ impl FakeEcs {
 }
 
 impl Ecs for FakeEcs {
-    async fn run_task(&self, _: &EcsTarget, _: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
-        unreachable!("the tracker only describes")
-    }
-    async fn describe_tasks(&self, _: &EcsTarget, arns: &[String]) -> Result<Described, EcsError> {
+    async fn send(&self, _: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        let Request::DescribeTasks(arns) = request else { unreachable!("the tracker only describes") };
         self.calls.lock().unwrap().push(arns.to_vec());
         if *self.fail.lock().unwrap() {
             return Err(EcsError::new(EcsErrorKind::Server, "DescribeTasks", "internal"));
         }
         let known = self.tasks.lock().unwrap();
-        Ok(Described {
+        Ok(Response::DescribeTasks(Described {
             tasks: arns
                 .iter()
                 .filter_map(|arn| {
@@ -49,30 +45,7 @@ impl Ecs for FakeEcs {
                 })
                 .collect(),
             missing: arns.iter().filter(|arn| !known.contains_key(*arn)).cloned().collect(),
-        })
-    }
-    async fn stop_task(&self, _: &EcsTarget, _: &str, _: &str, _: &Actor) -> Result<Option<TaskSnapshot>, EcsError> {
-        unreachable!()
-    }
-    async fn list_tasks_started_by(&self, _: &EcsTarget, _: &str, _: DesiredStatus) -> Result<Vec<String>, EcsError> {
-        unreachable!()
-    }
-    async fn describe_task_definition(&self, _: &EcsTarget, _: &str) -> Result<TaskDefinitionInfo, EcsError> {
-        unreachable!()
-    }
-    async fn find_task_definition(&self, _: &EcsTarget, _: &str, _: (&str, &str)) -> Result<Option<String>, EcsError> {
-        unreachable!()
-    }
-    async fn log_tail(&self, _: &EcsTarget, _: &crate::ecs::LogStream, _: u32) -> Result<Vec<String>, EcsError> {
-        unreachable!("the tracker only describes")
-    }
-    async fn register_task_definition(
-        &self,
-        _: &EcsTarget,
-        _: &crate::api::TaskDefinitionTemplate,
-        _: &[(String, String)],
-    ) -> Result<String, EcsError> {
-        unreachable!()
+        }))
     }
 }
 
