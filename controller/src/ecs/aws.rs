@@ -273,8 +273,39 @@ async fn aws_base(
     (base, credentials)
 }
 
+type Answer<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Response, EcsError>> + Send + 'a>>;
+
 /// The adapter's arms: one per request.
 impl AwsEcs {
+    fn dispatch<'a>(&'a self, target: &'a EcsTarget, request: Request<'a>) -> Answer<'a> {
+        match request {
+            Request::RunTask(launch) => {
+                Box::pin(async move { Ok(Response::RunTask(self.run_task(target, launch).await?)) })
+            }
+            Request::DescribeTasks(task_arns) => {
+                Box::pin(async move { Ok(Response::DescribeTasks(self.describe_tasks(target, task_arns).await?)) })
+            }
+            Request::StopTask { task_arn, reason, actor } => {
+                Box::pin(async move { Ok(Response::StopTask(self.stop_task(target, task_arn, reason, actor).await?)) })
+            }
+            Request::ListTasks { started_by, desired_status } => Box::pin(async move {
+                Ok(Response::ListTasks(self.list_tasks_started_by(target, started_by, desired_status).await?))
+            }),
+            Request::DescribeTaskDefinition(task_definition) => Box::pin(async move {
+                Ok(Response::DescribeTaskDefinition(self.describe_task_definition(target, task_definition).await?))
+            }),
+            Request::FindTaskDefinition { family, tag } => Box::pin(async move {
+                Ok(Response::FindTaskDefinition(self.find_task_definition(target, family, tag).await?))
+            }),
+            Request::RegisterTaskDefinition { template, tags } => Box::pin(async move {
+                Ok(Response::RegisterTaskDefinition(self.register_task_definition(target, template, tags).await?))
+            }),
+            Request::LogTail { stream, lines } => {
+                Box::pin(async move { Ok(Response::LogTail(self.log_tail(target, stream, lines).await?)) })
+            }
+        }
+    }
+
     async fn run_task(&self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
         let client = self.acting_client(target, &request.actor).await;
         self.call("RunTask", target, async {
@@ -514,26 +545,10 @@ impl AwsEcs {
 
 impl Ecs for AwsEcs {
     async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
-        Ok(match request {
-            Request::RunTask(launch) => Response::RunTask(self.run_task(target, launch).await?),
-            Request::DescribeTasks(task_arns) => Response::DescribeTasks(self.describe_tasks(target, task_arns).await?),
-            Request::StopTask { task_arn, reason, actor } => {
-                Response::StopTask(self.stop_task(target, task_arn, reason, actor).await?)
-            }
-            Request::ListTasks { started_by, desired_status } => {
-                Response::ListTasks(self.list_tasks_started_by(target, started_by, desired_status).await?)
-            }
-            Request::DescribeTaskDefinition(task_definition) => {
-                Response::DescribeTaskDefinition(self.describe_task_definition(target, task_definition).await?)
-            }
-            Request::FindTaskDefinition { family, tag } => {
-                Response::FindTaskDefinition(self.find_task_definition(target, family, tag).await?)
-            }
-            Request::RegisterTaskDefinition { template, tags } => {
-                Response::RegisterTaskDefinition(self.register_task_definition(target, template, tags).await?)
-            }
-            Request::LogTail { stream, lines } => Response::LogTail(self.log_tail(target, stream, lines).await?),
-        })
+        // Each arm's future is built in a function of its own and boxed: built here, every arm's SDK
+        // future (about 16 KiB each in a debug build) would take a stack slot of this frame, and the AWS
+        // SDK's own polling is deep enough to overflow a worker thread's stack on top of that.
+        self.dispatch(target, request).await
     }
 
     fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {

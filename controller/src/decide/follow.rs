@@ -1,0 +1,173 @@
+//! Following a launched task: what each look at it means (running, stopped and judged, stopping for a
+//! deadline or `spec.stop`, unknown to ECS), and mirroring what ECS reported into the status.
+
+use super::*;
+
+pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    match observation {
+        TrackObservation::Unobservable(error) => {
+            // Nothing here can act on the error, and ending the run would abandon a task that may run on:
+            // say so, keep following, and carry on as soon as the task can be described again.
+            let task_arn =
+                current_attempt(&status.task).and_then(|attempt| attempt.task_arn.clone()).unwrap_or_default();
+            let every = view.poll_interval();
+            let message = format!(
+                "cannot describe task {}: {error}; trying again every {}s",
+                task_id(&task_arn),
+                every.as_secs()
+            );
+            let phase = status.task.phase.filter(|phase| *phase == Phase::Stopping).unwrap_or(Phase::Running);
+            set_phase(view, &mut status, phase, error.kind.reason(), message, now);
+            plan(view, status, None, Some(Follow { task_arn, every }), view.until_deadline(now))
+        }
+        TrackObservation::Missing => {
+            let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);
+            let unknown_for = duration_between(launched_at, now);
+            if unknown_for < MISSING_GRACE {
+                // Eventual consistency: look again soon, a little later each time.
+                let again = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));
+                let every = again.min(view.poll_interval());
+                let follow = current_attempt(&status.task)
+                    .and_then(|attempt| attempt.task_arn.clone())
+                    .map(|task_arn| Follow { task_arn, every });
+                return plan(view, status, None, follow, Some(again));
+            }
+            let id = status.task.task_id.clone().unwrap_or_default();
+            if view.spec.stop {
+                let message = format!("ECS no longer describes task {id}");
+                return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
+            }
+            if status.task.phase == Some(Phase::Stopping)
+                && status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
+            {
+                // The timeout's StopTask went out, and ECS has since forgotten the task.
+                let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
+                return conclude(view, status, Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now);
+            }
+            if unknown_for >= ECS_REMEMBERS_STOPPED || seen_past_launch(&status) {
+                // It may have run to its end and been forgotten (a long outage): relaunching could run the
+                // job twice, and failing it could report a success as a failure.
+                let last = status.task.last_status.as_deref().unwrap_or("PROVISIONING");
+                let message = format!(
+                    "ECS no longer describes task {id}, last seen {last}: it may have finished more than an \
+                     hour before it was looked at; its outcome is unknown and it is not launched again"
+                );
+                return conclude(view, status, Verdict::Unknown, message, now);
+            }
+            let message = format!("ECS no longer describes task {id} (unknown for {}s)", unknown_for.as_secs());
+            let verdict = Verdict::Retry { reason: reason::TASK_LOST, counted: true };
+            conclude(view, status, verdict, message, now)
+        }
+        TrackObservation::Found { task, containers } => {
+            record_task(&mut status, &task, containers.as_deref());
+            let id = task_id(&task.task_arn);
+            if task.is_stopped() {
+                let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
+                let failed = !matches!(verdict, Verdict::Succeeded | Verdict::Unknown);
+                let mut plan = conclude(view, status, verdict, message, now);
+                if failed && !view.spec.stop {
+                    plan.logs = log_reads(view, &task, containers.as_deref());
+                }
+                return plan;
+            }
+            if view.spec.stop {
+                let stop = (task.desired_status.as_deref() != Some("STOPPED"))
+                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason("stop requested") });
+                let message = format!("stopping task {id}: spec.stop is set");
+                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                return plan(view, status, stop, Some(follow), None);
+            }
+            if view.deadline_passed(now) {
+                let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
+                    task_arn: task.task_arn.clone(),
+                    reason: view.stop_reason("timeout exceeded"),
+                });
+                let message = format!(
+                    "timeout of {} exceeded; stopping task {id}",
+                    view.spec.wait.timeout.as_deref().unwrap_or_default()
+                );
+                set_phase(view, &mut status, Phase::Stopping, reason::DEADLINE_EXCEEDED, message, now);
+                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                return plan(view, status, stop, Some(follow), None);
+            }
+            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
+            let attempt = current_attempt(&status.task).map_or(1, |a| a.attempt);
+            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
+                let message = format!("task {id} is {last_status} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            let message = format!("task {id} is {last_status} (attempt {attempt})");
+            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
+            let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
+            plan(view, status, None, Some(follow), view.until_deadline(now))
+        }
+    }
+}
+
+/// The reason of a run whose task has not stopped, by the task's lastStatus.
+pub(super) fn running_reason(last_status: &str) -> &'static str {
+    match last_status {
+        "RUNNING" => reason::TASK_RUNNING,
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => reason::TASK_STOPPING,
+        _ => reason::TASK_STARTING,
+    }
+}
+
+/// Whether ECS described the task after RunTask answered: it then certainly existed, and MISSING means
+/// forgotten, not lost.
+pub(super) fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
+    status.task.started_at.is_some()
+        || !matches!(status.task.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
+}
+
+/// Mirrors what ECS reports about the task into the status and the current attempt.
+pub(super) fn record_task(
+    status: &mut EcsTaskRunStatus,
+    task: &TaskSnapshot,
+    definition: Option<&[ContainerDefinitionInfo]>,
+) {
+    let containers: Vec<ContainerStatus> = task
+        .containers
+        .iter()
+        .map(|c| ContainerStatus {
+            name: c.name.clone(),
+            exit_code: c.exit_code,
+            reason: c.reason.clone(),
+            last_status: c.last_status.clone(),
+            essential: definition.map(|_| is_essential(definition, &c.name)),
+            log_tail: None,
+            log_tail_error: None,
+        })
+        .collect();
+    let exit_codes = task.containers.iter().any(|c| c.exit_code.is_some()).then(|| {
+        task.containers
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.exit_code.map_or("-".into(), |code| code.to_string())))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    status.task.task_arn = Some(task.task_arn.clone());
+    status.task.task_id = Some(task_id(&task.task_arn).to_owned());
+    status.cluster_arn = task.cluster_arn.clone().or(status.cluster_arn.take());
+    status.task.task_definition_arn = task.task_definition_arn.clone().or(status.task.task_definition_arn.take());
+    status.task.last_status = task.last_status.clone();
+    status.task.desired_status = task.desired_status.clone();
+    status.task.stop_code = task.stop_code.clone();
+    status.task.stopped_reason = task.stopped_reason.clone();
+    status.task.containers = containers;
+    status.task.exit_codes = exit_codes.clone();
+    status.task.created_at = task.created_at.map(Time);
+    status.task.started_at = task.started_at.map(Time);
+    status.task.stopped_at = task.stopped_at.map(Time);
+    if let Some(attempt) = status.task.attempts.last_mut()
+        && attempt.task_arn.as_deref() == Some(task.task_arn.as_str())
+    {
+        attempt.stopped_at = task.stopped_at.map(Time);
+        attempt.stop_code = task.stop_code.clone();
+        attempt.exit_codes = exit_codes;
+        attempt.usage = usage::of_task(task);
+    }
+    status.usage = usage::of_tasks(std::iter::once(&status.task));
+}

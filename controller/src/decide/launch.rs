@@ -1,0 +1,227 @@
+//! Launching and adopting: the launch intent recorded before RunTask, the RunTask request, and what a
+//! launch, a look for an earlier try's task or an adoption came to.
+
+use super::*;
+
+/// After `Step::Adopt`: the task found is followed as attempt 1, as if this run had launched it into
+/// `region`; a task ECS does not know fails the run.
+pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    status.region.get_or_insert_with(|| region.to_owned());
+    let view = RunView { status: &status, ..*view };
+    match found {
+        Some(task) => after_launch(&view, 1, LaunchObservation::Adopted(task), now),
+        None => {
+            let mut status = status.clone();
+            push_unlaunched_attempt(&mut status, 1);
+            let message = format!(
+                "ECS does not know task {} in cluster {} ({region}): check spec.taskArn, spec.cluster and \
+                 spec.region (ECS forgets a task about an hour after it stops)",
+                view.spec.task_arn.as_deref().unwrap_or_default(),
+                view.spec.cluster,
+            );
+            conclude(&view, status, Verdict::Fail { reason: reason::TASK_NOT_FOUND }, message, now)
+        }
+    }
+}
+
+/// A launch that cannot get through yet (ECS unreachable or throttled, credentials not readable): the
+/// run stays Pending and says why, in `reason` and the message, until a retry gets through.
+pub fn launch_blocked(view: &RunView, reason: &'static str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    set_phase(view, &mut status, Phase::Pending, reason, format!("cannot launch yet: {why}; retrying"), now);
+    status
+}
+
+/// The run ends DeadlineExceeded with no task running.
+pub(super) fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
+    let message = format!(
+        "the run did not finish within its timeout of {}",
+        view.spec.wait.timeout.as_deref().unwrap_or_default()
+    );
+    conclude(view, view.status.clone(), Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now)
+}
+
+/// After `Step::Find`: a task found is adopted (and, the deadline having passed, stopped at the next
+/// look); none found ends the run DeadlineExceeded.
+pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now: Timestamp) -> Plan {
+    match found {
+        Some(task) => after_launch(view, attempt, LaunchObservation::Adopted(task), now),
+        None if view.spec.stop => {
+            let message = "no task was running".to_owned();
+            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now)
+        }
+        None if view.deadline_passed(now) => deadline_exceeded(view, now),
+        // A task index looked for because another failed (failFast): it never started.
+        None => {
+            let message = "no task was started: another task index failed (failFast)".to_owned();
+            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::FAIL_FAST }, message, now)
+        }
+    }
+}
+
+/// The status that records, before RunTask is sent, that attempt `attempt` is being launched into
+/// `region`: a restart that finds it looks for the task before launching again, and every later call
+/// of the run goes to that region.
+pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp) -> EcsTaskRunStatus {
+    let mut status = view.status.clone();
+    status.region.get_or_insert_with(|| region.to_owned());
+    push_unlaunched_attempt(&mut status, attempt);
+    bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
+    status.task.next_attempt_at = None;
+    let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition_name());
+    set_phase(view, &mut status, Phase::Pending, reason::LAUNCHING, message, now);
+    status
+}
+
+/// The RunTask request for `attempt`: the spec, ecsrun's identity, and the run identity injected into
+/// every container of the task definition (`task_definition`: its containers, and for a template the
+/// revision registered for it).
+pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
+    let mut tags: Vec<(String, String)> = view.spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
+    tags.push(("ecsrun.dev/name".into(), view.name.into()));
+    tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
+    // Which attempt a task belongs to, for people and for checks that every attempt ran exactly once.
+    tags.push(("ecsrun.dev/attempt".into(), attempt.to_string()));
+    if view.indexed() {
+        tags.push(("ecsrun.dev/index".into(), view.index.to_string()));
+    }
+
+    let mut overrides = view.spec.overrides.clone().unwrap_or_default();
+    if view.spec.inject_run_identity {
+        let identity = [
+            ("ECSRUN_NAME", view.name.to_owned()),
+            ("ECSRUN_NAMESPACE", view.namespace.to_owned()),
+            ("ECSRUN_UID", view.uid.to_owned()),
+            ("ECSRUN_ATTEMPT", attempt.to_string()),
+            ("ECSRUN_TASK_INDEX", view.index.to_string()),
+            ("ECSRUN_TASK_COUNT", view.spec.count.to_string()),
+        ];
+        for container in &task_definition.containers {
+            let index = match overrides.container_overrides.iter().position(|o| o.name == container.name) {
+                Some(index) => index,
+                None => {
+                    overrides
+                        .container_overrides
+                        .push(ContainerOverride { name: container.name.clone(), ..ContainerOverride::default() });
+                    overrides.container_overrides.len() - 1
+                }
+            };
+            let environment = &mut overrides.container_overrides[index].environment;
+            for (name, value) in &identity {
+                // A value the user set explicitly wins.
+                if !environment.iter().any(|var| var.name == *name) {
+                    environment.push(EnvVar { name: (*name).to_owned(), value: value.clone() });
+                }
+            }
+        }
+    }
+    LaunchRequest {
+        spec: view.spec.clone(),
+        // A reference runs as written (a bare family: its latest ACTIVE revision, as ECS resolves it); a
+        // template runs the revision registered for it.
+        task_definition: view.spec.task_definition.clone().unwrap_or_else(|| task_definition.arn.clone()),
+        overrides: (overrides != TaskOverrides::default()).then_some(overrides),
+        client_token: view.client_token(attempt),
+        started_by: view.started_by(),
+        tags,
+        actor: Actor { namespace: view.namespace.into(), name: view.name.into() },
+    }
+}
+
+pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation, now: Timestamp) -> Plan {
+    let mut status = view.status.clone();
+    match observation {
+        LaunchObservation::Started(task) | LaunchObservation::Adopted(task) => {
+            status.task.attempts.retain(|a| a.attempt != attempt);
+            status.task.attempts.push(Attempt {
+                attempt,
+                task_arn: Some(task.task_arn.clone()),
+                launched_at: Some(Time(task.created_at.unwrap_or(now))),
+                ..Attempt::default()
+            });
+            status.attempt_count = Some(bound::attempts_made(&status.task));
+            status.task.next_attempt_at = None;
+            status.task.failures.clear();
+            record_task(&mut status, &task, None);
+            let id = task_id(&task.task_arn);
+            let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
+            if view.spec.stop && !task.is_stopped() {
+                // Adopted to be stopped (or found after the stop was asked), whatever `wait.for` says: the
+                // next look stops it, once the cache holds the status written now.
+                let message = format!("task {id} (attempt {attempt}) is to be stopped: spec.stop is set");
+                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                return plan(view, status, None, Some(follow), Some(Duration::from_secs(1)));
+            }
+            if view.spec.wait.for_ == WaitFor::Launched {
+                let message = format!("launched task {id} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            if task.is_stopped() {
+                // An adopted task that already stopped: judged at once by the next look, which fetches the
+                // task definition's containers (which of them are essential).
+                let message = format!("adopted task {id} (attempt {attempt}), already STOPPED");
+                set_phase(view, &mut status, Phase::Running, reason::TASK_STOPPING, message, now);
+                return plan(view, status, None, Some(follow), Some(Duration::ZERO));
+            }
+            // Judged as any later look would judge it: the tracker reports only changes from here on.
+            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
+            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
+                let message = format!("task {id} is {last_status} (attempt {attempt})");
+                return conclude(view, status, Verdict::Succeeded, message, now);
+            }
+            let message = format!("task {id} is {last_status} (attempt {attempt})");
+            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
+            plan(view, status, None, Some(follow), view.until_deadline(now))
+        }
+        LaunchObservation::Failures(failures) => {
+            let capacity = !failures.is_empty()
+                && failures
+                    .iter()
+                    .all(|f| f.reason.as_deref().is_some_and(|r| r.starts_with("RESOURCE:") || r == "AGENT"));
+            let described: Vec<String> = failures
+                .iter()
+                .map(|f| {
+                    let mut text = f.reason.clone().unwrap_or_else(|| "unknown".into());
+                    if let Some(detail) = &f.detail {
+                        text.push_str(&format!(" ({detail})"));
+                    }
+                    text
+                })
+                .collect();
+            status.task.failures = failures
+                .into_iter()
+                .map(|f| LaunchFailure { arn: f.arn, reason: f.reason, detail: f.detail })
+                .collect();
+            push_unlaunched_attempt(&mut status, attempt);
+            let (reason, counted) =
+                if capacity { (reason::INSUFFICIENT_CAPACITY, false) } else { (reason::LAUNCH_FAILED, true) };
+            let message = format!("RunTask started no task: {}", described.join(", "));
+            conclude(view, status, Verdict::Retry { reason, counted }, message, now)
+        }
+        LaunchObservation::Rejected(error) => {
+            push_unlaunched_attempt(&mut status, attempt);
+            // AWS's messages do not always say what they refer to ("Unable to describe task definition.").
+            let subject = match &view.spec.task_arn {
+                Some(task_arn) => format!("task {task_arn}"),
+                None => format!("task definition {}", view.spec.task_definition_name()),
+            };
+            let message = format!(
+                "ECS rejected {} of {subject} in cluster {}: {}",
+                error.operation, view.spec.cluster, error.message
+            );
+            conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
+        }
+        LaunchObservation::Denied(message) => {
+            push_unlaunched_attempt(&mut status, attempt);
+            conclude(view, status, Verdict::Fail { reason: reason::POLICY_DENIED }, message, now)
+        }
+    }
+}
+
+pub(super) fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {
+    status.task.attempts.retain(|a| a.attempt != attempt);
+    status.task.attempts.push(Attempt { attempt, ..Attempt::default() });
+    status.attempt_count = Some(bound::attempts_made(&status.task));
+}

@@ -1,0 +1,197 @@
+//! Where a run stands: concluding an attempt (succeeded, failed, retried after a backoff), the phase and
+//! the conditions that go with it, and the Events that tell a transition.
+
+use super::*;
+
+/// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
+pub(super) fn conclude(
+    view: &RunView,
+    mut status: EcsTaskRunStatus,
+    verdict: Verdict,
+    message: String,
+    now: Timestamp,
+) -> Plan {
+    // A stopped run fails as stopped, whatever its task's exit codes say (143: the SIGTERM it was sent);
+    // a task that succeeded before the stop reached it keeps its success. An adopted task is never
+    // relaunched: ecsrun did not start it.
+    let (verdict, message) = match verdict {
+        Verdict::Retry { .. } | Verdict::Fail { .. } if view.spec.stop => {
+            (Verdict::Fail { reason: reason::STOPPED }, format!("stopped (spec.stop): {message}"))
+        }
+        Verdict::Retry { reason, .. } if view.adopts() => {
+            (Verdict::Fail { reason }, format!("{message}; not relaunched: ecsrun did not start this task"))
+        }
+        verdict => (verdict, message),
+    };
+    let outcome = match verdict {
+        Verdict::Succeeded => reason::SUCCEEDED,
+        Verdict::Unknown => reason::OUTCOME_UNKNOWN,
+        Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
+    };
+    if let Some(attempt) = status.task.attempts.last_mut()
+        && attempt.outcome.is_none()
+    {
+        attempt.outcome = Some(outcome.to_owned());
+        attempt.message = Some(bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned());
+    }
+    status.task.next_attempt_at = None;
+    match verdict {
+        Verdict::Succeeded => {
+            set_phase(view, &mut status, Phase::Succeeded, reason::SUCCEEDED, message, now);
+            plan(view, status, None, None, None)
+        }
+        Verdict::Fail { reason } => {
+            set_phase(view, &mut status, Phase::Failed, reason, message, now);
+            plan(view, status, None, None, None)
+        }
+        Verdict::Unknown => {
+            set_phase(view, &mut status, Phase::Unknown, reason::OUTCOME_UNKNOWN, message, now);
+            plan(view, status, None, None, None)
+        }
+        Verdict::Retry { reason, counted } => {
+            let tally = bound::failures(&status.task);
+            let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;
+            if counted && tally.counted() > limit {
+                let message = format!(
+                    "{message}; giving up after {} attempt(s) (backoffLimit {limit})",
+                    bound::attempts_made(&status.task)
+                );
+                let final_reason = if limit == 0 { reason } else { reason::BACKOFF_LIMIT_EXCEEDED };
+                set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
+                return plan(view, status, None, None, None);
+            }
+            if !counted && tally.uncounted > MAX_FREE_RETRIES {
+                let message = format!("{message}; giving up after {} retries of this kind", tally.uncounted);
+                set_phase(view, &mut status, Phase::Failed, reason, message, now);
+                return plan(view, status, None, None, None);
+            }
+            let backoff = retry_backoff(tally.failed);
+            let next = now.checked_add(backoff).unwrap_or(now);
+            status.task.next_attempt_at = Some(Time(next));
+            let message =
+                format!("{message}; attempt {} in {}s", bound::attempts_made(&status.task) + 1, backoff.as_secs());
+            set_phase(view, &mut status, Phase::Pending, reason::WAITING_TO_RETRY, message, now);
+            plan(view, status, None, None, Some(backoff))
+        }
+    }
+}
+
+/// 10s, 20s, 40s, ... capped at 5 minutes, by the number of failed attempts so far.
+pub fn retry_backoff(failed_attempts: usize) -> Duration {
+    let exponent = failed_attempts.saturating_sub(1).min(16) as u32;
+    RETRY_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(RETRY_CAP)
+}
+
+/// Sets phase, reason, message and the conditions that go with them. A condition keeps its
+/// lastTransitionTime unless its status flips, so repeating a decision writes an identical status.
+pub(super) fn set_phase(
+    view: &RunView,
+    status: &mut EcsTaskRunStatus,
+    phase: Phase,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
+    use condition::*;
+    let message = bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned();
+    status.task.phase = Some(phase);
+    status.task.reason = Some(reason.to_owned());
+    status.observed_generation = view.generation;
+    // Unknown is metav1.Condition's third status: `kubectl wait --for=condition=Succeeded` (or Failed)
+    // does not return for a run whose outcome nobody knows.
+    let wanted: Vec<(&str, &str)> = match phase {
+        Phase::Succeeded => vec![(READY, "True"), (SUCCEEDED, "True")],
+        Phase::Failed => vec![(READY, "False"), (STALLED, "True"), (FAILED, "True")],
+        Phase::Unknown => vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown"), (FAILED, "Unknown")],
+        Phase::Pending | Phase::Running | Phase::Stopping => {
+            vec![(READY, "False"), (RECONCILING, "True")]
+        }
+    };
+    let previous = std::mem::take(&mut status.conditions);
+    status.conditions = wanted
+        .into_iter()
+        .map(|(type_, value)| {
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == value)
+                .map_or(Time(now), |c| c.last_transition_time.clone());
+            Condition {
+                type_: type_.to_owned(),
+                status: value.to_owned(),
+                reason: reason.to_owned(),
+                message: message.clone(),
+                observed_generation: view.generation,
+                last_transition_time,
+            }
+        })
+        .collect();
+    status.task.message = Some(message);
+}
+
+/// Builds the plan, with one Event per transition between the old and the new status. Every Event is a
+/// write to the API server, so a transition that another Event already tells (a launch seen RUNNING, a
+/// stop that decides the run) is folded into it.
+pub(super) fn plan(
+    view: &RunView,
+    mut status: EcsTaskRunStatus,
+    stop: Option<StopTask>,
+    follow: Option<Follow>,
+    requeue: Option<Duration>,
+) -> Plan {
+    bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
+    let old = view.status;
+    let mut events = Vec::new();
+    let normal = |reason, note: String| RunEvent { warning: false, reason, note };
+    let launched = status.task.task_arn.is_some() && status.task.task_arn != old.task.task_arn;
+    let phase_event = (status.task.phase != old.task.phase || status.task.next_attempt_at != old.task.next_attempt_at)
+        && (status.task.phase.is_some_and(Phase::is_terminal)
+            || (status.task.phase == Some(Phase::Pending) && status.task.next_attempt_at.is_some()));
+    if launched {
+        let attempt = status.task.attempts.last().map_or(1, |a| a.attempt);
+        let mut note = format!("task {} (attempt {attempt})", status.task.task_id.as_deref().unwrap_or_default());
+        if let Some(last_status) = &status.task.last_status {
+            note.push_str(&format!(", {last_status}"));
+        }
+        events.push(normal(if view.adopts() { "Adopted" } else { "Launched" }, note));
+    }
+    if status.task.last_status != old.task.last_status || launched {
+        match status.task.last_status.as_deref() {
+            Some("RUNNING") if !launched => events.push(normal(
+                "Running",
+                format!("task {} is RUNNING", status.task.task_id.as_deref().unwrap_or_default()),
+            )),
+            Some("STOPPED") if !phase_event => events.push(normal(
+                "Stopped",
+                format!(
+                    "task {} STOPPED: stopCode {} ({}); exit codes {}",
+                    status.task.task_id.as_deref().unwrap_or_default(),
+                    status.task.stop_code.as_deref().unwrap_or("none"),
+                    status
+                        .task
+                        .stopped_reason
+                        .as_deref()
+                        .filter(|reason| !reason.is_empty())
+                        .unwrap_or("no reason given"),
+                    status.task.exit_codes.as_deref().unwrap_or("none"),
+                ),
+            )),
+            _ => {}
+        }
+    }
+    if let Some(stop) = &stop {
+        events.push(normal("Stopping", format!("StopTask {}: {}", task_id(&stop.task_arn), stop.reason)));
+    }
+    if phase_event {
+        let message = status.task.message.clone().unwrap_or_default();
+        match status.task.phase {
+            Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
+            Some(Phase::Failed) => events.push(RunEvent { warning: true, reason: "Failed", note: message }),
+            Some(Phase::Unknown) => events.push(RunEvent { warning: true, reason: "OutcomeUnknown", note: message }),
+            Some(Phase::Pending) if status.task.next_attempt_at.is_some() => {
+                events.push(RunEvent { warning: true, reason: "Retrying", note: message })
+            }
+            _ => {}
+        }
+    }
+    Plan { status, stop, events, follow, requeue, logs: Vec::new() }
+}

@@ -1,0 +1,324 @@
+//! The interpreter of a run's effects (`decide::run`): one path for every run, whatever its count. It
+//! asks the decision which lanes act, carries out the effects before observing (the launch intents),
+//! observes the lanes concurrently under the account's rate ceiling, hands what it saw back, and carries
+//! out the effects that come back, in their order. It decides nothing itself.
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use kube::Resource;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use super::observe::{observe, policy_gate};
+use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
+use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
+use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Steps};
+use crate::decide::{self, RunView};
+use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
+
+/// One reconcile of one run: the object as the cache had it, and where its writes go.
+pub(super) struct Shell<'a, E> {
+    pub run: &'a EcsTaskRun,
+    pub namespace: &'a str,
+    pub api: &'a Api<EcsTaskRun>,
+    pub ctx: &'a Context<E>,
+    pub key: RunKey,
+}
+
+impl<'a, E: Ecs> Shell<'a, E> {
+    pub fn new(run: &'a EcsTaskRun, namespace: &'a str, api: &'a Api<EcsTaskRun>, ctx: &'a Context<E>) -> Self {
+        Self { run, namespace, api, ctx, key: ObjectRef::from_obj(run) }
+    }
+
+    /// The run as the decision sees it, with `status`.
+    pub fn view<'s>(&'s self, status: &'s EcsTaskRunStatus) -> Result<RunView<'s>, Error> {
+        let run = self.run;
+        Ok(RunView {
+            namespace: self.namespace,
+            name: run.metadata.name.as_deref().ok_or(Error::MissingMetadata("name"))?,
+            uid: run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?,
+            generation: run.metadata.generation,
+            created_at: run.metadata.creation_timestamp.as_ref().ok_or(Error::MissingMetadata("creationTimestamp"))?.0,
+            spec: &run.spec,
+            status,
+            default_poll_interval: self.ctx.settings.default_poll_interval,
+            index: 0,
+        })
+    }
+
+    /// Reconciles a run that is not being deleted.
+    pub async fn apply(&self) -> Result<Action, Error> {
+        let status = self.run.status.clone().unwrap_or_default();
+        let view = self.view(&status)?;
+        let now = Timestamp::now();
+        let steps = decision::steps(&view, now);
+        if steps.is_idle() {
+            return self.perform(decision::idle(), &status).await;
+        }
+        // What only the shell can learn: whether the policies allow a launch, and where the calls go.
+        let prepared = async {
+            let denied = if steps.launches() { policy_gate(self.run, self.namespace, self.ctx).await? } else { None };
+            let target = if steps.need_ecs() { Some(self.ctx.target(self.run, self.namespace).await?) } else { None };
+            Ok::<_, Error>((denied, target))
+        };
+        let (denied, target) = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.record_held_up(&view, &steps, &error, now).await;
+                return Err(error);
+            }
+        };
+        let region = target.as_ref().map(|target| target.region.as_str());
+        let mut written = status.clone();
+        let mut observing = Vec::new();
+        for effect in decision::begin(&view, &steps, region, denied.is_some(), now) {
+            match effect {
+                Effect::WriteIntent(intent) => {
+                    // Recorded before any RunTask: a restart that finds it looks for the task first.
+                    let object = self.write_status(&intent).await?;
+                    written = intent;
+                    // The cache can be behind the API server (a run deleted a moment ago, a fresh
+                    // replica's first list): the answer is the object as it is. A run being deleted
+                    // launches nothing; its deletion, which sees the intent, makes sure of it.
+                    if object.metadata.deletion_timestamp.is_some() {
+                        info!("not launching: the run is being deleted");
+                        return Ok(Action::requeue(decision::STOP_RECHECK));
+                    }
+                }
+                Effect::Observe { index, step } => observing.push((index, step)),
+                other => warn!(?other, "an effect the decision does not list before observing"),
+            }
+        }
+        let view = self.view(&written)?;
+        let target = target.as_ref();
+        let seen = join_all(observing.iter().map(|(index, step)| {
+            let lane = decision::lane_status(&view, *index);
+            let denied = denied.as_deref();
+            async move {
+                let lane_view = RunView { index: *index, status: &lane, ..view };
+                (*index, observe(&lane_view, step, target, self.ctx, denied).await)
+            }
+        }))
+        .await;
+        // A replica that may have lost the Lease writes nothing: the status is the new leader's.
+        if let Some((_, Err(error))) = seen.iter().find(|(_, seen)| seen.as_ref().is_err_and(is_not_leader)) {
+            warn!(%error, "not leading: nothing recorded");
+            return Err(Error::Ecs(EcsError::new(EcsErrorKind::NotLeader, "RunTask", error.to_string())));
+        }
+        let mut first_error = None;
+        let observed = seen
+            .into_iter()
+            .map(|(index, observation)| match observation {
+                Ok(observation) => (index, observation),
+                Err(error) => {
+                    warn!(index, %error, label = error.label(), "task held up");
+                    let held_up = Observation::HeldUp { reason: error.reason(), cause: error.cause() };
+                    first_error.get_or_insert(error);
+                    (index, held_up)
+                }
+            })
+            .collect();
+        let effects = decision::finish(&view, &steps, observed, Timestamp::now());
+        let action = self.perform_with(effects, &written, target, &mut first_error).await;
+        match first_error {
+            Some(error) => Err(error),
+            None => action,
+        }
+    }
+
+    async fn perform(&self, effects: Vec<Effect>, written: &EcsTaskRunStatus) -> Result<Action, Error> {
+        let mut first_error = None;
+        let action = self.perform_with(effects, written, None, &mut first_error).await;
+        match first_error {
+            Some(error) => Err(error),
+            None => action,
+        }
+    }
+
+    /// Carries out `effects` in order. `written`: the status as last written; `target`: where ECS calls go
+    /// (None: no lane needed ECS). A StopTask that fails is retried with the reconcile (`first_error`);
+    /// a failed status write ends it.
+    async fn perform_with(
+        &self,
+        mut effects: Vec<Effect>,
+        written: &EcsTaskRunStatus,
+        target: Option<&EcsTarget>,
+        first_error: &mut Option<Error>,
+    ) -> Result<Action, Error> {
+        let ctx = self.ctx;
+        let mut action = Action::await_change();
+        let mut at = 0;
+        while at < effects.len() {
+            let effect = effects[at].clone();
+            at += 1;
+            match effect {
+                Effect::ReadLogs(reads) => {
+                    let Some(target) = target else { continue };
+                    for read in &reads {
+                        let result = self.read_log_tail(target, read).await;
+                        decision::attach_log_tail(&mut effects[at..], read, result);
+                    }
+                }
+                Effect::Follow(follows) => match (target, follows.is_empty()) {
+                    (Some(target), false) => {
+                        let arns: Vec<String> = follows.iter().map(|follow| follow.task_arn.clone()).collect();
+                        let every = follows.iter().map(|follow| follow.every).min().unwrap_or_default();
+                        ctx.tracker.follow(&self.key, target, &arns, every);
+                    }
+                    _ => ctx.tracker.forget(&self.key),
+                },
+                Effect::Record(tasks) => {
+                    if let Some(target) = target {
+                        for task in &tasks {
+                            ctx.tracker.record(target, task);
+                        }
+                    }
+                }
+                Effect::StopTask(stop) => {
+                    let Some(target) = target else { continue };
+                    match ctx.ecs.stop_task(target, &stop.task_arn, &stop.reason, &actor(self.run)?).await {
+                        Ok(Some(task)) => ctx.tracker.record(target, &task),
+                        Ok(None) => {}
+                        Err(error) => {
+                            first_error.get_or_insert(error.into());
+                        }
+                    }
+                }
+                Effect::WriteStatus { status, stop_if_gone } => {
+                    let result = self.write_and_count(written, &status).await;
+                    if let (Some(target), Err(Error::Kube(kube::Error::Api(answer)))) = (target, &result)
+                        && answer.code == 404
+                    {
+                        self.stop_unowned(target, &stop_if_gone).await;
+                    }
+                    result?;
+                }
+                Effect::Publish(event) => ctx.publish(self.run, &event).await,
+                Effect::ComeBack(come_back) => {
+                    action = match come_back {
+                        ComeBack::After(after) => Action::requeue(with_jitter(after)),
+                        ComeBack::Resync => Action::requeue(with_jitter(decision::FOLLOW_RESYNC)),
+                        ComeBack::OnChange => Action::await_change(),
+                    }
+                }
+                Effect::WriteIntent(_) | Effect::Observe { .. } => {
+                    warn!(?effect, "an effect the decision does not list after observing")
+                }
+            }
+        }
+        Ok(action)
+    }
+
+    /// The last lines of one failed container, or why they cannot be read. Never an error: the run's
+    /// outcome stands whatever CloudWatch Logs says.
+    async fn read_log_tail(&self, target: &EcsTarget, read: &decide::LogRead) -> Result<Vec<String>, String> {
+        let result = match &read.stream {
+            Ok(stream) => self.ctx.ecs.log_tail(target, stream, read.lines).await.map_err(|error| {
+                format!(
+                    "cannot read log stream {} in {} ({}): {}",
+                    stream.stream, stream.group, stream.region, error.message
+                )
+            }),
+            Err(why) => Err(format!("no log tail: {why}")),
+        };
+        if let Err(why) = &result {
+            debug!(container = %read.container, index = read.index, %why, "failed container's logs not read");
+        }
+        result
+    }
+
+    /// Tasks just launched or adopted for a run that is gone: whatever let it go (a deletion that raced the
+    /// launch), no finalizer can stop them now, so they are stopped here rather than left running unowned.
+    async fn stop_unowned(&self, target: &EcsTarget, task_arns: &[String]) {
+        self.ctx.tracker.forget(&self.key);
+        let reason = format!(
+            "ecsrun: EcsTaskRun {}/{} was deleted while its task was launched",
+            self.namespace,
+            self.run.name_any()
+        );
+        let Ok(actor) = actor(self.run) else { return };
+        for task_arn in task_arns {
+            match self.ctx.ecs.stop_task(target, task_arn, &reason, &actor).await {
+                Ok(_) => warn!(task_arn, "the run was gone before its launch was recorded: stopped its task"),
+                Err(error) => warn!(task_arn, %error, "the run is gone and its task could not be stopped"),
+            }
+        }
+    }
+
+    /// Writes the status if it differs from `old`, and counts what a change tells: usage newly recorded,
+    /// a run that just finished.
+    async fn write_and_count(&self, old: &EcsTaskRunStatus, status: &EcsTaskRunStatus) -> Result<(), Error> {
+        if status == old {
+            return Ok(());
+        }
+        self.write_status(status).await?;
+        let metrics = &self.ctx.metrics;
+        for used in decide::usage::added(old, status) {
+            let labels = [self.namespace, crate::metrics::capacity_provider_label(used.capacity_provider.as_deref())];
+            metrics.task_vcpu_seconds.with_label_values(&labels).inc_by(used.vcpu_seconds);
+            metrics.task_gib_seconds.with_label_values(&labels).inc_by(used.gib_seconds);
+        }
+        if status.task.phase != old.task.phase
+            && let Some(phase) = status.task.phase.filter(|phase| phase.is_terminal())
+        {
+            let outcome = match phase {
+                Phase::Succeeded => "succeeded",
+                Phase::Unknown => "unknown",
+                _ => "failed",
+            };
+            let reason = status.task.reason.as_deref().unwrap_or("unknown");
+            metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
+            info!(outcome, reason, message = status.task.message.as_deref().unwrap_or_default(), "run finished");
+        }
+        Ok(())
+    }
+
+    /// Writes the status by server-side apply; returns the object as the API server now has it.
+    pub async fn write_status(&self, status: &EcsTaskRunStatus) -> Result<EcsTaskRun, Error> {
+        let body = serde_json::json!({
+            "apiVersion": EcsTaskRun::api_version(&()),
+            "kind": EcsTaskRun::kind(&()),
+            "status": status,
+        });
+        self.api
+            .patch_status(&self.run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .await
+            .map_err(Error::Kube)
+    }
+
+    /// A launch held up before any lane acted (policies or credentials unreadable) says why in the run's
+    /// status, not only in an Event; not on a replica that may have lost the Lease: the status is the new
+    /// leader's.
+    async fn record_held_up(&self, view: &RunView<'_>, steps: &Steps, error: &Error, now: Timestamp) {
+        if is_not_leader(error) {
+            return;
+        }
+        if let Some(said) = decision::held_up(view, steps, error.reason(), &error.cause(), now)
+            && let Err(write) = self.write_status(&said).await
+        {
+            warn!(error = %write, "could not record why the run is held up");
+        }
+    }
+
+    /// A deletion held up by an error says why in the run's status (see `decide::cleanup_blocked`).
+    pub async fn record_cleanup_blocked(&self, error: &Error) {
+        let Some(status) = self.run.status.as_ref() else { return };
+        if matches!(error.inner(), Error::WaitingForStop(_)) || is_not_leader(error) {
+            return;
+        }
+        let Ok(view) = self.view(status) else { return };
+        let said = decide::cleanup_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
+        if said != *status
+            && let Err(write) = self.write_status(&said).await
+        {
+            warn!(error = %write, "could not record why the deletion is held up");
+        }
+    }
+}
+
+fn is_not_leader(error: &Error) -> bool {
+    matches!(error.inner(), Error::Ecs(EcsError { kind: EcsErrorKind::NotLeader, .. }))
+}

@@ -1,0 +1,84 @@
+//! The reconcile shell's errors, each with a stable label for metrics and logs and a reason for
+//! conditions.
+
+use std::time::Duration;
+
+use crate::ecs::{EcsError, EcsErrorKind};
+
+/// Errors of the reconcile shell. `label()` is stable: it names the metric series and log field.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error(transparent)]
+    Ecs(#[from] EcsError),
+    #[error("credentials: {0}")]
+    Credentials(String),
+    #[error("no AWS region: set spec.region, or the controller's --default-region / AWS_REGION")]
+    NoRegion,
+    #[error("waiting for {0} task(s) to reach STOPPED before releasing the object")]
+    WaitingForStop(usize),
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+    #[error("reconcile did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("namespace {0} is not in the controller's cache yet; its EcsRunPolicies are checked once it is")]
+    NamespaceNotSeen(String),
+}
+
+impl Error {
+    /// The error itself, without the finalizer helper's wrapping.
+    pub(super) fn inner(&self) -> &Error {
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(error)
+                | kube::runtime::finalizer::Error::CleanupFailed(error) => error.inner(),
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self.inner() {
+            Error::Kube(_) => "kube_api",
+            Error::Finalizer(_) => "finalizer",
+            Error::Ecs(error) => error.kind.label(),
+            Error::Credentials(_) => "credentials",
+            Error::NoRegion => "no_region",
+            Error::WaitingForStop(_) => "waiting_for_stop",
+            Error::MissingMetadata(_) => "invalid_object",
+            Error::Timeout(_) => "reconcile_timeout",
+            Error::NamespaceNotSeen(_) => "namespace_not_seen",
+        }
+    }
+
+    /// PascalCase reason for status conditions.
+    pub fn reason(&self) -> &'static str {
+        match self.inner() {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::Finalizer(_) => "FinalizerError",
+            Error::Ecs(error) => error.kind.reason(),
+            Error::Credentials(_) => "CredentialsError",
+            Error::NoRegion => "NoRegion",
+            Error::WaitingForStop(_) => "WaitingForStop",
+            Error::MissingMetadata(_) => "InvalidObject",
+            Error::Timeout(_) => "ReconcileTimeout",
+            Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
+        }
+    }
+
+    /// The error for people to read.
+    pub fn cause(&self) -> String {
+        match self.inner() {
+            Error::Finalizer(inner) => inner.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub(super) fn is_throttle(&self) -> bool {
+        self.label() == EcsErrorKind::Throttled.label()
+    }
+}

@@ -1,0 +1,141 @@
+//! Wiring the shell into kube-runtime: one watch over all namespaces (or one per listed namespace), the
+//! tracker's sweeps and changes, readiness once every watch has listed its runs, and the gauges.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::Store;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{debug, info};
+
+use super::{Context, FIELD_MANAGER, RunKey, error_policy, reconcile};
+use crate::api::EcsTaskRun;
+use crate::ecs::Ecs;
+
+/// Fails fast, with the fix in the message, when the CRD is not installed (or RBAC forbids the watch):
+/// lists runs where the controller will watch them.
+pub async fn ensure_crd_installed(client: &Client, namespaces: &[String]) -> Result<(), kube::Error> {
+    let apis: Vec<Api<EcsTaskRun>> = match namespaces {
+        [] => vec![Api::all(client.clone())],
+        namespaces => namespaces.iter().map(|namespace| Api::namespaced(client.clone(), namespace)).collect(),
+    };
+    for api in apis {
+        api.list(&ListParams::default().limit(1)).await?;
+    }
+    Ok(())
+}
+
+/// Runs the controller until `stop` turns true: one watch over all namespaces, or one per listed
+/// namespace, plus the tracker's sweeps. Stopping takes no new work and waits for in-flight reconciles.
+pub async fn run<E: Ecs>(
+    ctx: Arc<Context<E>>,
+    namespaces: Vec<String>,
+    concurrency: u16,
+    stop: tokio::sync::watch::Receiver<bool>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut changes = ctx.tracker.restart();
+    // Dropped (and so aborted) with this future: a replica that loses the Lease stops sweeping at once.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
+    background.spawn(ctx.tenancy.clone().publish_policy_status(ctx.client.clone(), FIELD_MANAGER));
+    let watched: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    let mut routes: HashMap<Option<String>, tokio::sync::mpsc::UnboundedSender<RunKey>> = HashMap::new();
+    for namespace in watched {
+        let api: Api<EcsTaskRun> = match &namespace {
+            None => Api::all(ctx.client.clone()),
+            Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        };
+        let (route, task_changes) = tokio::sync::mpsc::unbounded_channel();
+        routes.insert(namespace, route);
+        let (reader, writer) = kube::runtime::reflector::store();
+        stores.push(reader.clone());
+        // Our own status writes change neither generation nor finalizers, so they do not retrigger a
+        // reconcile. Deletion bumps the generation. The cache keeps only what reconciles read.
+        let runs = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(slim)
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+        let controller = Controller::for_stream(runs, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+            .reconcile_on(futures::stream::unfold(task_changes, |mut changes| async move {
+                changes.recv().await.map(|key| (key, changes))
+            }))
+            .graceful_shutdown_on({
+                let mut stop = stop.clone();
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                }
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    debug!(%error, "reconcile result");
+                }
+            });
+        controllers.push(controller);
+    }
+    // The tracker reports runs of every namespace; each goes to the controller that watches it.
+    background.spawn(async move {
+        while let Some(key) = changes.recv().await {
+            if let Some(route) = routes.get(&key.namespace).or_else(|| routes.get(&None)) {
+                let _ = route.send(key);
+            }
+        }
+    });
+    // Ready once every watch has listed its runs: before that, a reconcile would decide on an empty cache.
+    background.spawn({
+        let stores = stores.clone();
+        async move {
+            for store in &stores {
+                // kube's readiness signal wakes only its latest waiter (the controller's own applier waits
+                // on it too): look again every 200 ms rather than wait for a wake-up that may not come.
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                        Ok(Ok(())) => break,
+                        Ok(Err(_)) => return,
+                        Err(_) => continue,
+                    }
+                }
+            }
+            ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            info!("caches synced: ready");
+        }
+    });
+    background.spawn(keep_gauges(stores, ctx.clone()));
+    futures::future::join_all(controllers).await;
+}
+
+/// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
+/// last-applied copy of the whole object can be larger than everything else together.
+fn slim(run: &mut EcsTaskRun) {
+    run.managed_fields_mut().clear();
+    if let Some(annotations) = run.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>>) {
+    loop {
+        let active = stores
+            .iter()
+            .flat_map(Store::state)
+            .filter(|run| {
+                !run.status.as_ref().and_then(|status| status.task.phase).is_some_and(|phase| phase.is_terminal())
+            })
+            .count();
+        ctx.metrics.active_runs.set(active as i64);
+        ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
