@@ -12,7 +12,7 @@ use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::limit::RateLimited;
 use ecsrun::leader::{self, LeaseSettings};
 use ecsrun::metrics::Metrics;
-use ecsrun::reconcile::{self, Context, Settings};
+use ecsrun::reconcile::{self, Clock, Context, Settings};
 use ecsrun::tenancy::Tenancy;
 use kube::runtime::events::Reporter;
 use tracing::info;
@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         // Room for the slowest path (four ECS calls back to back at their own timeout) plus Kubernetes.
         reconcile_timeout: config.ecs_call_timeout * 4 + std::time::Duration::from_secs(30),
         tracker_tick: std::time::Duration::from_secs(1),
+        clock: Clock::default(),
     };
     let tenancy =
         Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;

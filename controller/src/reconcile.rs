@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
@@ -45,6 +46,29 @@ pub struct Settings {
     pub reconcile_timeout: Duration,
     /// How often the tracker checks which tasks are due to be described.
     pub tracker_tick: Duration,
+    /// Where decisions read the time.
+    pub clock: Clock,
+}
+
+/// Where the shell reads the time decisions are made at: the system's, or one a test moves.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> Timestamp + Send + Sync>>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(now)))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.0.as_ref().map_or_else(Timestamp::now, |now| now())
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Clock(test)" } else { "Clock(system)" })
+    }
 }
 
 pub struct Context<E> {

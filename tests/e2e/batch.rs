@@ -29,6 +29,7 @@ pub fn cases() -> Vec<Case> {
         case("batch::an_index_out_of_retries_stops_the_others_with_fail_fast", fail_fast),
         case("batch::a_controller_killed_mid_count_10_run_launches_no_index_twice", restart_mid_batch),
         case("batch::three_runs_of_one_template_register_one_revision_and_a_change_another", template_runs),
+        case("batch::a_run_of_100_failing_tasks_stays_small_and_tells_a_handful_of_events", hundred_failing),
     ]
 }
 
@@ -413,5 +414,32 @@ async fn template_runs(env: Arc<Env>) -> anyhow::Result<()> {
         "the fresh controller registered a revision"
     );
     fresh.process.terminate()?;
+    Ok(())
+}
+
+/// A run of 100 tasks that all fail: the object stays far below what etcd accepts, and the run tells its
+/// own transitions, not each index's.
+async fn hundred_failing(env: Arc<Env>) -> anyhow::Result<()> {
+    let extra = "  count: 100\n  parallelism: 100\n  retryPolicy:\n    backoffLimit: 0\n    failFast: false\n  wait:\n    \
+                 pollInterval: 5s\n";
+    env.create(NAMESPACE, &env.manifest(&fargate_run("hundred", "batch", "failing", extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "hundred", Duration::from_secs(150), "Failed", wait::has_condition("Failed")).await?;
+    ensure!(status.failed_tasks == Some(100), "{:?} indexes failed: {:?}", status.failed_tasks, status.task.message);
+    ensure!(status.tasks.iter().all(|t| t.task.attempts.len() == 1), "an index ran twice");
+    let object = api.get("hundred").await?;
+    let bytes = serde_json::to_vec(&object)?.len();
+    let status_bytes = serde_json::to_vec(&object.status)?.len();
+    // The Events follow the status write the wait saw.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = crate::examples::events_of(&env.client, NAMESPACE, "hundred").await?;
+    eprintln!(
+        "count 100, every index failed: the object is {bytes} bytes ({status_bytes} of status); {} Events {events:?}",
+        events.len()
+    );
+    ensure!(bytes < 256 * 1024, "the object is {bytes} bytes");
+    ensure!(events.len() <= 5, "{} Events for one run: {events:?}", events.len());
+    ensure!(events.iter().any(|reason| reason == "Failed"), "no Failed Event: {events:?}");
     Ok(())
 }

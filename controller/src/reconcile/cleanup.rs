@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -70,8 +69,9 @@ pub(super) async fn cleanup<E: Ecs>(
                 Err(error) => return Err(error.into()),
             }
         }
-        let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or_else(Timestamp::now, |time| time.0);
-        unrecorded_launch = Some(Duration::try_from(Timestamp::now().duration_since(deleted_at)).unwrap_or_default());
+        let now = ctx.settings.clock.now();
+        let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or(now, |time| time.0);
+        unrecorded_launch = Some(Duration::try_from(now.duration_since(deleted_at)).unwrap_or_default());
     }
     // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
     let mut tasks: Vec<TaskSnapshot> = arns

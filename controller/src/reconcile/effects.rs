@@ -53,7 +53,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
     pub async fn apply(&self) -> Result<Action, Error> {
         let status = self.run.status.clone().unwrap_or_default();
         let view = self.view(&status)?;
-        let now = Timestamp::now();
+        let now = self.ctx.settings.clock.now();
         let steps = decision::steps(&view, now);
         if steps.is_idle() {
             return self.perform(decision::idle(), &status).await;
@@ -121,7 +121,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 }
             })
             .collect();
-        let effects = decision::finish(&view, &steps, observed, Timestamp::now());
+        let effects = decision::finish(&view, &steps, observed, self.ctx.settings.clock.now());
         let action = self.perform_with(effects, &written, target, &mut first_error).await;
         match first_error {
             Some(error) => Err(error),
@@ -310,7 +310,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             return;
         }
         let Ok(view) = self.view(status) else { return };
-        let said = decide::cleanup_blocked(&view, error.reason(), &error.cause(), Timestamp::now());
+        let said = decide::cleanup_blocked(&view, error.reason(), &error.cause(), self.ctx.settings.clock.now());
         if said != *status
             && let Err(write) = self.write_status(&said).await
         {
