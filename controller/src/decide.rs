@@ -335,4 +335,6 @@ pub mod usage;
 pub use cleanup::{CleanupPlan, CleanupStep, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step};
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;

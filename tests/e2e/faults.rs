@@ -1,13 +1,14 @@
-//! What ECS and Kubernetes do to a run that the happy path never shows: ECS forgetting a stopped task,
-//! a namespace deleted with its credentials Secret, and the other scenarios of the fault suite.
+//! What ECS and Kubernetes do to a run that the happy path never shows: a namespace deleted with its
+//! credentials Secret, a kube-apiserver restart, StopTask failing, and the fault suite. (ECS forgetting
+//! a stopped task is the controller's logic: tests/middle, where the two-minute grace takes no time.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun::api::{EcsTaskRun, Phase};
+use ecsrun::api::EcsTaskRun;
 use ecsrun_e2e::wait;
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
@@ -17,11 +18,8 @@ use ecsrun_e2e::faults::{self, Plan};
 use ecsrun_e2e::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
 use ecsrun_e2e::{ControlPlane, Controller, controller_binary, ensure_namespace, install_crds};
 
-pub const FORGOTTEN_NAMESPACE: &str = "e2e-faults-forgotten";
-
 pub fn cases() -> Vec<Case> {
     vec![
-        case("faults::a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunched", forgotten_task),
         case(
             "faults::deleting_a_namespace_stops_its_runs_tasks_though_their_secret_is_deleted_first",
             namespace_deletion,
@@ -58,51 +56,6 @@ fn app_env(vars: &[(&str, &str)]) -> String {
         yaml.push_str(&format!("          - name: {name}\n            value: \"{value}\"\n"));
     }
     yaml
-}
-
-/// Scenario 1: ECS forgets a stopped task (after an hour; here at once). A task the controller saw
-/// running and then cannot find any more may have succeeded: the run ends Unknown, and no second task
-/// is launched although backoffLimit allows retries.
-async fn forgotten_task(env: Arc<Env>) -> anyhow::Result<()> {
-    let mut controller = env.controller("controller-faults-forgotten", &[FORGOTTEN_NAMESPACE])?;
-    controller.ready().await?;
-    let api = env.runs(FORGOTTEN_NAMESPACE);
-    let mut extra = app_env(&[("ECSRUN_E2E_RUN_SECONDS", "8"), ("ECSRUN_E2E_FORGET_SECONDS", "0")]);
-    extra.push_str("  retryPolicy:\n    backoffLimit: 2\n  wait:\n    for: Stopped\n");
-    let run = env
-        .create(FORGOTTEN_NAMESPACE, &env.manifest(&fargate_run("forgotten", "batch", "transform", &extra))?)
-        .await?;
-    let uid = run.uid().context("uid")?;
-
-    let seen =
-        wait::until(&api, "forgotten", Duration::from_secs(30), "lastStatus RUNNING", wait::has_last_status("RUNNING"))
-            .await?;
-    let task_arn = seen.task.task_arn.context("no task ARN recorded")?;
-
-    // The task stops after 8 s and is forgotten; the run waits out ECS's eventual consistency first.
-    let unknown = |run: Option<&EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|status| status.task.phase.is_some_and(Phase::is_terminal))
-    };
-    let status = wait::until(&api, "forgotten", Duration::from_secs(200), "a final phase", unknown).await?;
-    ensure!(status.task.phase == Some(Phase::Unknown), "phase {:?}: {:?}", status.task.phase, status.task.message);
-    ensure!(status.task.reason.as_deref() == Some("OutcomeUnknown"), "reason {:?}", status.task.reason);
-    ensure!(status.task.attempts.len() == 1, "attempts: {:?}", status.task.attempts);
-    ensure!(status.task.task_arn.as_deref() == Some(task_arn.as_str()), "task ARN changed: {:?}", status.task.task_arn);
-    for type_ in ["Succeeded", "Failed"] {
-        let condition = status.conditions.iter().find(|c| c.type_ == type_);
-        ensure!(condition.is_some_and(|c| c.status == "Unknown"), "{type_}: {condition:?}");
-    }
-    // Long enough for a retry's backoff (10 s) to have launched another task, had one been planned.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    controller.process.ensure_alive()?;
-    let tasks = env.tasks_started_by("batch", &uid).await?;
-    ensure!(tasks.is_empty(), "a task was launched after ECS forgot the first: {tasks:?}");
-    let runs_after = api.get("forgotten").await?.status.context("status")?;
-    ensure!(runs_after.task.attempts.len() == 1, "attempts after: {:?}", runs_after.task.attempts);
-    let events: Api<Event> = Api::namespaced(env.client.clone(), FORGOTTEN_NAMESPACE);
-    let listed = events.list(&ListParams::default().fields("reason=OutcomeUnknown")).await?;
-    ensure!(listed.items.len() == 1, "OutcomeUnknown Events: {}", listed.items.len());
-    Ok(())
 }
 
 /// Scenario 4: deleting a namespace deletes its Secrets at once while its runs wait on their finalizers.

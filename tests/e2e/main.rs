@@ -9,7 +9,6 @@ mod admission;
 mod batch;
 mod bench;
 mod chart;
-mod errors;
 mod events;
 mod examples;
 mod faults;
@@ -174,7 +173,6 @@ fn main() {
         batch::cases(),
         operating::cases(),
         plugin::cases(),
-        errors::cases(),
         events::cases(),
         recovery::cases(),
         ha::cases(),
@@ -257,16 +255,12 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
     let client = control_plane.client().await?;
     install_crds(&client).await.context("installing crds/")?;
     for namespace in SHARED_NAMESPACES.iter().chain(&[
-        errors::NAMESPACE,
         recovery::NAMESPACE,
-        recovery::TOKEN_NAMESPACE,
         recovery::RETARGET_NAMESPACE,
-        recovery::DEADLINE_NAMESPACE,
         batch::RESTART_NAMESPACE,
         batch::TEMPLATE_NAMESPACE,
         operating::USAGE_NAMESPACE,
         admission::NAMESPACE,
-        faults::FORGOTTEN_NAMESPACE,
         ha::KILL_NAMESPACE,
         ha::TERM_NAMESPACE,
         ha::CUT_NAMESPACE,

@@ -18,6 +18,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 
 pub mod bench;
+pub mod fakes;
 pub mod faults;
 pub mod link;
 pub mod proxy;

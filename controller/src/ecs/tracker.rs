@@ -183,6 +183,15 @@ where
         }
     }
 
+    /// Describes every followed task that has not stopped, whatever its interval, and waits for the
+    /// answers: a sweep on command, for tests that move time themselves.
+    pub async fn sweep_now(&self) {
+        let everything = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        for (target, arns) in self.due_batches(everything) {
+            self.describe(target, arns).await;
+        }
+    }
+
     /// Picks what to describe now and marks it in flight.
     fn due_batches(&self, now: Instant) -> Vec<(EcsTarget, Vec<String>)> {
         let batch_size = self.shared.batch_size;

@@ -1,10 +1,6 @@
 //! Table tests of runs of several tasks: which indexes act, parallelism, per-index retries, failFast,
 //! rules, timeouts, and what the run says.
 
-use std::time::Duration;
-
-use jiff::Timestamp;
-
 use super::*;
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
 use crate::decide::{
@@ -13,17 +9,7 @@ use crate::decide::{
 };
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskDefinitionInfo, TaskSnapshot};
 
-const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-}
-
-fn spec(extra: serde_json::Value) -> EcsTaskRunSpec {
-    let mut value = serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"});
-    value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    serde_json::from_value(value).unwrap()
-}
+use crate::decide::testing::{UID, at, spec_with as spec};
 
 fn arn(index: u32, attempt: i32) -> String {
     format!("arn:aws:ecs:eu-west-1:123456789012:task/demo/t{index}a{attempt}")
@@ -71,17 +57,7 @@ impl Batch {
     }
 
     fn view(&self) -> RunView<'_> {
-        RunView {
-            namespace: "jobs",
-            name: "shards",
-            uid: UID,
-            generation: Some(1),
-            created_at: at(0),
-            spec: &self.spec,
-            status: &self.status,
-            default_poll_interval: Duration::from_secs(30),
-            index: 0,
-        }
+        crate::decide::testing::view("shards", &self.spec, &self.status)
     }
 
     fn steps(&self, now: i64) -> Vec<(u32, Step)> {

@@ -2,39 +2,15 @@
 //! run found gone during its launch having its task stopped, log tails read before the status and Events
 //! that carry them, StopTask before the status that tells it.
 
-use std::time::Duration;
-
-use jiff::Timestamp;
-
 use super::*;
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
 use crate::decide::{LaunchObservation, TrackObservation};
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, LogConfiguration, TaskSnapshot};
 
-const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-}
-
-fn spec(extra: serde_json::Value) -> EcsTaskRunSpec {
-    let mut value = serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"});
-    value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    serde_json::from_value(value).unwrap()
-}
+use crate::decide::testing::{at, spec_with as spec};
 
 fn view<'a>(spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunStatus) -> RunView<'a> {
-    RunView {
-        namespace: "jobs",
-        name: "nightly",
-        uid: UID,
-        generation: Some(1),
-        created_at: at(0),
-        spec,
-        status,
-        default_poll_interval: Duration::from_secs(30),
-        index: 0,
-    }
+    crate::decide::testing::view("nightly", spec, status)
 }
 
 fn task(arn: &str, last_status: &str) -> TaskSnapshot {

@@ -5,13 +5,9 @@ use super::*;
 use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
 
-const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
+use super::testing::{UID, at};
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
 const TD_ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/report:3";
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
-}
 
 fn spec() -> EcsTaskRunSpec {
     serde_json::from_value(serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"})).unwrap()
@@ -28,17 +24,7 @@ impl Run {
     }
 
     fn view(&self) -> RunView<'_> {
-        RunView {
-            namespace: "jobs",
-            name: "nightly",
-            uid: UID,
-            generation: Some(1),
-            created_at: at(0),
-            spec: &self.spec,
-            status: &self.status,
-            default_poll_interval: Duration::from_secs(30),
-            index: 0,
-        }
+        super::testing::view("nightly", &self.spec, &self.status)
     }
 
     /// Applies a plan's status, as the shell's write would.

@@ -1,0 +1,37 @@
+//! What the decision's tests share: a fixed epoch, specs from a few JSON fields, and the view of a run.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::RunView;
+use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus};
+
+pub const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
+
+/// `seconds` after the tests' epoch.
+pub fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// A spec of cluster `demo` and task definition `report:3`, with `extra` fields.
+pub fn spec_with(extra: serde_json::Value) -> EcsTaskRunSpec {
+    let mut value = serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"});
+    value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(value).unwrap()
+}
+
+/// Run `jobs/<name>` created at the epoch, polled every 30 s by default.
+pub fn view<'a>(name: &'a str, spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunStatus) -> RunView<'a> {
+    RunView {
+        namespace: "jobs",
+        name,
+        uid: UID,
+        generation: Some(1),
+        created_at: at(0),
+        spec,
+        status,
+        default_poll_interval: Duration::from_secs(30),
+        index: 0,
+    }
+}

@@ -1,0 +1,179 @@
+//! Batch jobs: exit-code rules, runs of several tasks with parallelism and failFast, a restart in the
+//! middle of one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ecsrun::api::Phase;
+use ecsrun_e2e::fakes::Shell;
+
+use crate::{NS, POLL, launched, phase, spec};
+
+fn rule(action: &str, backoff_limit: i32) -> String {
+    format!(
+        "retryPolicy:\n  backoffLimit: {backoff_limit}\n  rules:\n    - action: {action}\n      onExitCodes:\n        \
+         containerName: app\n        operator: In\n        values: [3]\n"
+    )
+}
+
+/// Moved from e2e `batch::a_fail_run_rule_on_exit_code_3_fails_at_once_despite_backoff_limit_5`.
+#[tokio::test]
+async fn a_fail_run_rule_fails_at_once_despite_the_backoff_limit() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "fail-on-3", &rule("FailRun", 5)).await?;
+    shell.ecs.exit(&task, 3);
+    shell.follow(NS, "fail-on-3", 1, POLL).await?;
+    let status = shell.status(NS, "fail-on-3");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("FailedByRule")), "{:?}", status.task.message);
+    assert!(
+        status
+            .task
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("app exited 3") && m.contains("retryPolicy.rules[0]"))
+    );
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    Ok(())
+}
+
+/// Moved from e2e `batch::an_ignore_rule_retries_without_counting`.
+#[tokio::test]
+async fn an_ignore_rule_retries_without_counting() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let first = launched(&shell, "ignore-3", &rule("Ignore", 0)).await?;
+    shell.ecs.exit(&first, 3);
+    shell.follow(NS, "ignore-3", 1, POLL).await?;
+    let status = shell.status(NS, "ignore-3");
+    assert_eq!(phase(&status), (Some(Phase::Pending), Some("WaitingToRetry")), "{:?}", status.task.message);
+    assert_eq!(status.task.attempts[0].outcome.as_deref(), Some("IgnoredByRule"));
+    shell.advance(Duration::from_secs(10));
+    shell.reconcile(NS, "ignore-3").await?;
+    let second = shell.status(NS, "ignore-3").task.task_arn.expect("attempt 2");
+    shell.ecs.exit(&second, 0);
+    shell.follow(NS, "ignore-3", 1, POLL).await?;
+    let status = shell.status(NS, "ignore-3");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "backoffLimit 0, and yet retried");
+    assert_eq!(status.attempt_count, Some(2));
+    Ok(())
+}
+
+/// Moved from e2e `batch::count_5_parallelism_2_runs_every_index_once_and_never_more_than_2`.
+#[tokio::test]
+async fn count_5_parallelism_2_runs_every_index_once_and_never_more_than_2() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "shards", &spec("count: 5\nparallelism: 2\n"))?;
+    let mut most_live = 0;
+    for _ in 0..40 {
+        shell.reconcile(NS, "shards").await?;
+        let live = shell.ecs.live();
+        most_live = most_live.max(live.len());
+        // Each live task runs, then exits 0 at the next look.
+        for arn in &live {
+            match shell.ecs.task(arn).and_then(|t| t.snapshot.last_status).as_deref() {
+                Some("RUNNING") => shell.ecs.exit(arn, 0),
+                _ => shell.ecs.run(arn),
+            }
+        }
+        shell.advance(Duration::from_secs(5));
+        shell.sweep().await;
+        if shell.status(NS, "shards").task.phase.is_some_and(Phase::is_terminal) {
+            break;
+        }
+    }
+    let status = shell.status(NS, "shards");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "{:?}", status.task.message);
+    assert_eq!(status.progress.as_deref(), Some("5/5"));
+    assert!(most_live <= 2, "{most_live} tasks ran at once");
+    // Every index ran once, told its own index, and ECS has it tagged so.
+    let mut by_index: BTreeMap<String, usize> = BTreeMap::new();
+    for task in shell.ecs.tasks() {
+        let told = task.environment.iter().find(|(c, name, _)| c == "app" && name == "ECSRUN_TASK_INDEX");
+        let tag = task.tags.iter().find(|(key, _)| key == "ecsrun.dev/index").map(|(_, v)| v.clone());
+        assert_eq!(told.map(|(_, _, v)| v.clone()), tag, "told and tagged alike");
+        *by_index.entry(tag.expect("an index tag")).or_default() += 1;
+    }
+    assert_eq!(by_index.values().copied().collect::<Vec<_>>(), vec![1; 5], "{by_index:?}");
+    Ok(())
+}
+
+/// Moved from e2e `batch::an_index_out_of_retries_stops_the_others_with_fail_fast`.
+#[tokio::test]
+async fn an_index_out_of_retries_stops_the_others_with_fail_fast() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "fail-fast", &spec("count: 3\nretryPolicy:\n  backoffLimit: 1\n"))?;
+    shell.reconcile(NS, "fail-fast").await?;
+    shell.reconcile(NS, "fail-fast").await?;
+    let index_of = |arn: &str| {
+        shell.ecs.task(arn).and_then(|t| t.tags.iter().find(|(k, _)| k == "ecsrun.dev/index").map(|(_, v)| v.clone()))
+    };
+    // Index 1 exits 2, twice; the others run on until stopped.
+    for _ in 0..10 {
+        for arn in shell.ecs.live() {
+            if index_of(&arn).as_deref() == Some("1") {
+                shell.ecs.exit(&arn, 2);
+            } else {
+                shell.ecs.run(&arn);
+            }
+        }
+        shell.advance(Duration::from_secs(10));
+        shell.sweep().await;
+        shell.reconcile(NS, "fail-fast").await?;
+        if shell.status(NS, "fail-fast").task.phase.is_some_and(Phase::is_terminal) {
+            break;
+        }
+    }
+    let status = shell.status(NS, "fail-fast");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("BackoffLimitExceeded")), "{:?}", status.task.message);
+    assert!(status.task.message.as_deref().is_some_and(|m| m.starts_with("task index 1:")));
+    let lane = |index: i32| status.tasks.iter().find(|t| t.index == index).expect("index recorded");
+    assert_eq!(lane(1).task.attempts.len(), 2);
+    for index in [0, 2] {
+        assert_eq!(lane(index).task.reason.as_deref(), Some("FailFast"), "index {index}");
+    }
+    assert_eq!(status.active_tasks, Some(0));
+    assert!(shell.ecs.live().is_empty(), "failFast left tasks running");
+    let stopped_by_us =
+        shell.ecs.tasks().iter().filter(|t| t.snapshot.stop_code.as_deref() == Some("UserInitiated")).count();
+    assert_eq!(stopped_by_us, 2);
+    let reasons: Vec<String> = shell.api.events(NS, "fail-fast").into_iter().map(|(reason, ..)| reason).collect();
+    assert_eq!(reasons, ["Running", "Stopping", "Failed"], "the run's transitions, not each index's");
+    Ok(())
+}
+
+/// Moved from e2e `batch::a_controller_killed_mid_count_10_run_launches_no_index_twice`: a restart after
+/// every reconcile, and still one task per index.
+#[tokio::test]
+async fn a_controller_restarted_after_every_step_launches_no_index_twice() -> anyhow::Result<()> {
+    let mut shell = Shell::new().await?;
+    shell.create(NS, "ten", &spec("count: 10\nparallelism: 4\n"))?;
+    for step in 0..60 {
+        // The write after RunTask is lost now and then, as a SIGKILL between the two would lose it.
+        if step % 3 == 1 {
+            shell.api.fail_after(1, http::Method::PATCH, "/status", 500);
+        }
+        let _ = shell.reconcile(NS, "ten").await;
+        for arn in shell.ecs.live() {
+            match shell.ecs.task(&arn).and_then(|t| t.snapshot.last_status).as_deref() {
+                Some("RUNNING") => shell.ecs.exit(&arn, 0),
+                _ => shell.ecs.run(&arn),
+            }
+        }
+        shell = shell.restart().await?;
+        shell.advance(Duration::from_secs(5));
+        shell.reconcile(NS, "ten").await.ok();
+        shell.sweep().await;
+        if shell.status(NS, "ten").task.phase.is_some_and(Phase::is_terminal) {
+            break;
+        }
+    }
+    let status = shell.status(NS, "ten");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "{:?}", status.task.message);
+    let mut per_index: BTreeMap<String, usize> = BTreeMap::new();
+    for task in shell.ecs.tasks() {
+        let index = task.tags.iter().find(|(k, _)| k == "ecsrun.dev/index").map(|(_, v)| v.clone()).expect("index");
+        *per_index.entry(index).or_default() += 1;
+    }
+    assert_eq!(per_index.len(), 10);
+    assert!(per_index.values().all(|n| *n == 1), "an index launched twice: {per_index:?}");
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! A run of one task from launch to its end: following it, retries, deadlines, deletion (Stop and Orphan).
+
+use std::time::Duration;
+
+use ecsrun::api::Phase;
+use ecsrun_e2e::fakes::Shell;
+
+use crate::{NS, POLL, launched, phase, spec};
+
+#[tokio::test]
+async fn a_run_is_launched_once_followed_and_succeeds() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "nightly", "").await?;
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    shell.ecs.run(&task);
+    shell.follow(NS, "nightly", 1, POLL).await?;
+    assert_eq!(phase(&shell.status(NS, "nightly")), (Some(Phase::Running), Some("TaskRunning")));
+    shell.ecs.exit(&task, 0);
+    shell.follow(NS, "nightly", 1, POLL).await?;
+    let status = shell.status(NS, "nightly");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "{:?}", status.task.message);
+    assert_eq!(status.task.exit_codes.as_deref(), Some("app=0,log-router=0"));
+    // Nothing more happens to a final run, however often it is looked at.
+    shell.follow(NS, "nightly", 3, POLL).await?;
+    assert_eq!(shell.ecs.count("RunTask"), 1, "one task per run");
+    let reasons: Vec<String> = shell.api.events(NS, "nightly").into_iter().map(|(reason, ..)| reason).collect();
+    assert_eq!(reasons, ["Launched", "Running", "Succeeded"]);
+    Ok(())
+}
+
+/// Moved from e2e `lifecycle::wait_for_running_then_delete_stops_the_task`.
+#[tokio::test]
+async fn waiting_for_running_then_deleting_stops_the_task_with_the_runs_reason() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "hold", "wait:\n  for: Running\nstopReason: \"deleted while running\"\n").await?;
+    shell.ecs.run(&task);
+    shell.follow(NS, "hold", 1, POLL).await?;
+    let status = shell.status(NS, "hold");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")));
+    assert_eq!(status.task.last_status.as_deref(), Some("RUNNING"), "Running is what it waited for");
+    shell.api.delete_run(NS, "hold", shell.now());
+    shell.reconcile(NS, "hold").await?;
+    let stopped = shell.ecs.task(&task).expect("the task");
+    assert_eq!(stopped.snapshot.stop_code.as_deref(), Some("UserInitiated"));
+    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("deleted while running"), "the run's stopReason");
+    assert!(shell.run(NS, "hold").is_none(), "the finalizer went once ECS said STOPPED");
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    Ok(())
+}
+
+/// Moved from e2e `lifecycle::orphan_deletion_leaves_the_task_running`.
+#[tokio::test]
+async fn an_orphaned_run_leaves_its_task_running() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "orphan", "deletionPolicy: Orphan\n").await?;
+    shell.ecs.run(&task);
+    shell.follow(NS, "orphan", 1, POLL).await?;
+    shell.api.delete_run(NS, "orphan", shell.now());
+    shell.reconcile(NS, "orphan").await?;
+    assert!(shell.run(NS, "orphan").is_none(), "released at once");
+    shell.sweep().await;
+    assert_eq!(shell.ecs.live(), vec![task], "the task runs on");
+    assert_eq!(shell.ecs.count("StopTask"), 0);
+    Ok(())
+}
+
+/// Moved from e2e `lifecycle::failing_container_fails_the_run_after_its_retries` (which waited out the
+/// 10 s backoff).
+#[tokio::test]
+async fn a_failing_container_fails_the_run_after_its_retries() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let first = launched(&shell, "failing", "retryPolicy:\n  backoffLimit: 1\n").await?;
+    shell.ecs.exit(&first, 3);
+    shell.follow(NS, "failing", 1, POLL).await?;
+    let status = shell.status(NS, "failing");
+    assert_eq!(phase(&status), (Some(Phase::Pending), Some("WaitingToRetry")), "{:?}", status.task.message);
+    // Not before the backoff.
+    shell.reconcile(NS, "failing").await?;
+    assert_eq!(shell.ecs.count("RunTask"), 1, "relaunched before the backoff");
+    shell.advance(Duration::from_secs(10));
+    shell.reconcile(NS, "failing").await?;
+    let second = shell.status(NS, "failing").task.task_arn.expect("attempt 2 launched");
+    assert_ne!(second, first);
+    shell.ecs.exit(&second, 3);
+    shell.follow(NS, "failing", 1, POLL).await?;
+    let status = shell.status(NS, "failing");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("BackoffLimitExceeded")), "{:?}", status.task.message);
+    assert_eq!((status.task.attempts.len(), status.attempt_count), (2, Some(2)));
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("a Failed condition");
+    assert!(failed.message.contains("app exited 3"), "{}", failed.message);
+    assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False"));
+    assert_eq!(shell.ecs.tasks().len(), 2, "one task per attempt");
+    let notes: Vec<(String, String, i64)> =
+        shell.api.events(NS, "failing").into_iter().filter(|(reason, ..)| reason == "Retrying").collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    Ok(())
+}
+
+/// Moved from e2e `lifecycle::timeout_stops_the_task_and_fails_deadline_exceeded` (which waited 8 s).
+#[tokio::test]
+async fn a_timeout_stops_the_task_and_fails_the_run() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "deadline", "wait:\n  timeout: 8s\n").await?;
+    shell.ecs.run(&task);
+    shell.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
+    assert_eq!(phase(&shell.status(NS, "deadline")).0, Some(Phase::Running));
+    shell.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
+    let status = shell.status(NS, "deadline");
+    assert_eq!(phase(&status), (Some(Phase::Stopping), Some("DeadlineExceeded")), "{:?}", status.task.message);
+    assert_eq!(shell.ecs.count("StopTask"), 1);
+    shell.follow(NS, "deadline", 1, Duration::from_secs(2)).await?;
+    let status = shell.status(NS, "deadline");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("DeadlineExceeded")), "{:?}", status.task.message);
+    assert!(shell.ecs.live().is_empty());
+    Ok(())
+}
+
+/// Moved from e2e `errors::bad_references_fail_once_and_retried_errors_show_as_events` (which watched a
+/// metric for 20 s to see no hot loop).
+#[tokio::test]
+async fn bad_references_fail_once_and_cost_nothing_after() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "no-cluster", &spec("").replace("cluster: demo", "cluster: does-not-exist"))?;
+    for _ in 0..2 {
+        shell.reconcile(NS, "no-cluster").await?;
+    }
+    let status = shell.status(NS, "no-cluster");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("ClusterNotFound")));
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("a Failed condition");
+    assert!(failed.message.contains("ClusterNotFoundException"), "AWS's words: {}", failed.message);
+    let calls = shell.ecs.calls().len();
+    let writes = shell.api.count(http::Method::PATCH, "/status");
+    for _ in 0..5 {
+        shell.advance(POLL);
+        shell.sweep().await;
+        shell.reconcile(NS, "no-cluster").await?;
+    }
+    assert_eq!(shell.ecs.calls().len(), calls, "ECS calls after Failed");
+    assert_eq!(shell.api.count(http::Method::PATCH, "/status"), writes, "status writes after Failed");
+    let warnings: Vec<String> =
+        shell.api.events(NS, "no-cluster").into_iter().map(|(reason, ..)| reason).filter(|r| r == "Failed").collect();
+    assert_eq!(warnings.len(), 1);
+    Ok(())
+}
+
+/// Moved from the same e2e case: a Secret that may still arrive (GitOps ordering) is retried, and the run
+/// says why in its status and Events, each retry's own cause.
+#[tokio::test]
+async fn a_missing_secret_is_retried_and_said_on_the_run() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "no-secret", &spec("credentials:\n  secretRef:\n    name: not-there-yet\n"))?;
+    shell.reconcile(NS, "no-secret").await?;
+    let error = shell.reconcile(NS, "no-secret").await.expect_err("no credentials, no launch");
+    assert_eq!(error.label(), "credentials");
+    let status = shell.status(NS, "no-secret");
+    assert_eq!(phase(&status), (Some(Phase::Pending), Some("CredentialsError")));
+    assert!(status.task.message.as_deref().is_some_and(|m| m.contains("Secret jobs/not-there-yet not found")));
+    assert!(status.conditions.iter().any(|c| c.type_ == "Reconciling" && c.reason == "CredentialsError"));
+    let events = shell.api.events(NS, "no-secret");
+    assert!(
+        events.iter().any(|(reason, note, _)| reason == "ReconcileError" && note.contains("not-there-yet not found")),
+        "{events:?}"
+    );
+    assert_eq!(shell.ecs.count("RunTask"), 0);
+    Ok(())
+}
+
+/// Moved from e2e `faults::a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunched`,
+/// which waited out ECS's two-minute grace in real time: a task the controller saw running and then
+/// cannot find any more may have succeeded, so the run ends Unknown and nothing is launched again,
+/// although backoffLimit allows retries.
+#[tokio::test]
+async fn a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunched() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "forgotten", "retryPolicy:\n  backoffLimit: 2\nwait:\n  for: Stopped\n").await?;
+    shell.ecs.run(&task);
+    shell.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
+    assert_eq!(shell.status(NS, "forgotten").task.last_status.as_deref(), Some("RUNNING"));
+    shell.ecs.exit(&task, 0);
+    shell.ecs.forget(&task);
+    // Within ECS's eventual-consistency grace, a task it does not describe is looked for again.
+    shell.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
+    assert_eq!(shell.status(NS, "forgotten").task.phase, Some(Phase::Running));
+    shell.follow(NS, "forgotten", 1, Duration::from_secs(121)).await?;
+    let status = shell.status(NS, "forgotten");
+    assert_eq!(phase(&status), (Some(Phase::Unknown), Some("OutcomeUnknown")), "{:?}", status.task.message);
+    for type_ in ["Succeeded", "Failed"] {
+        let condition = status.conditions.iter().find(|c| c.type_ == type_);
+        assert!(condition.is_some_and(|c| c.status == "Unknown"), "{type_}: {condition:?}");
+    }
+    // Long past any retry's backoff: still one attempt, one task.
+    shell.follow(NS, "forgotten", 3, Duration::from_secs(60)).await?;
+    let status = shell.status(NS, "forgotten");
+    assert_eq!((status.task.attempts.len(), shell.ecs.count("RunTask")), (1, 1));
+    let unknown =
+        shell.api.events(NS, "forgotten").into_iter().filter(|(reason, ..)| reason == "OutcomeUnknown").count();
+    assert_eq!(unknown, 1);
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Operating runs and surviving crashes: `spec.stop`, following and stopping tasks started elsewhere,
+//! a launch whose answer was never recorded, a clientToken ECS already knows.
+
+use std::time::Duration;
+
+use ecsrun::api::Phase;
+use ecsrun::ecs::{Actor, Ecs, EcsTarget, Identity, LaunchRequest, RunTaskOutcome};
+use ecsrun_e2e::fakes::Shell;
+use http::Method;
+
+use crate::{NS, POLL, launched, phase, spec};
+
+/// Moved from e2e `operating::spec_stop_stops_a_running_run`.
+#[tokio::test]
+async fn spec_stop_stops_a_running_run_and_it_is_not_retried() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = launched(&shell, "stop-me", "retryPolicy:\n  backoffLimit: 3\n").await?;
+    shell.ecs.run(&task);
+    shell.follow(NS, "stop-me", 1, POLL).await?;
+    shell.api.edit_spec(NS, "stop-me", |spec| {
+        spec.stop = true;
+        spec.stop_reason = Some("stopped by an operator".into());
+    });
+    shell.reconcile(NS, "stop-me").await?;
+    let stopped = shell.ecs.task(&task).expect("the task");
+    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("stopped by an operator"));
+    shell.follow(NS, "stop-me", 2, Duration::from_secs(2)).await?;
+    let status = shell.status(NS, "stop-me");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
+    assert_eq!(status.task.last_status.as_deref(), Some("STOPPED"));
+    assert_eq!(status.task.attempts.len(), 1, "a stopped run is not retried");
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    Ok(())
+}
+
+fn adopting(task_arn: &str, extra: &str) -> String {
+    format!("cluster: demo\ntaskArn: {task_arn}\n{extra}")
+}
+
+/// Moved from e2e `operating::a_task_started_with_boto3_is_adopted_and_followed`.
+#[tokio::test]
+async fn a_task_started_elsewhere_is_followed_to_its_end_and_left_running_on_delete() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = shell.ecs.start_elsewhere("demo");
+    shell.create(NS, "adopted", &adopting(&task, ""))?;
+    shell.reconcile(NS, "adopted").await?;
+    shell.reconcile(NS, "adopted").await?;
+    let status = shell.status(NS, "adopted");
+    assert_eq!(status.task.task_arn.as_deref(), Some(task.as_str()));
+    assert_eq!(status.region.as_deref(), Some("eu-west-1"), "the ARN's region is pinned");
+    shell.ecs.exit(&task, 0);
+    shell.follow(NS, "adopted", 1, POLL).await?;
+    assert_eq!(phase(&shell.status(NS, "adopted")), (Some(Phase::Succeeded), Some("Succeeded")));
+    assert_eq!(shell.ecs.count("RunTask"), 0, "adopting launches nothing");
+
+    // Orphan by default: deleting a run that follows someone else's running task leaves it running.
+    let running = shell.ecs.start_elsewhere("demo");
+    shell.create(NS, "adopted-running", &adopting(&running, ""))?;
+    shell.reconcile(NS, "adopted-running").await?;
+    shell.reconcile(NS, "adopted-running").await?;
+    shell.api.delete_run(NS, "adopted-running", shell.now());
+    shell.reconcile(NS, "adopted-running").await?;
+    assert!(shell.run(NS, "adopted-running").is_none());
+    assert!(shell.ecs.live().contains(&running), "an adopted task was stopped on delete");
+    Ok(())
+}
+
+/// Moved from e2e `operating::adopting_with_stop_is_the_stop_task_action`.
+#[tokio::test]
+async fn adopting_with_stop_is_the_stop_task_action() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let task = shell.ecs.start_elsewhere("demo");
+    shell.create(NS, "stop-task", &adopting(&task, "stop: true\nstopReason: \"Stop Task action\"\n"))?;
+    for _ in 0..2 {
+        shell.reconcile(NS, "stop-task").await?;
+    }
+    shell.follow(NS, "stop-task", 3, Duration::from_secs(1)).await?;
+    let status = shell.status(NS, "stop-task");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
+    assert_eq!(status.task.stop_code.as_deref(), Some("UserInitiated"));
+    let stopped = shell.ecs.task(&task).expect("the task");
+    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("Stop Task action"));
+    Ok(())
+}
+
+/// Moved from e2e `recovery::adopts_a_task_it_started_before_a_crash_and_survives_sigkill`: the status
+/// write after RunTask is lost; the next reconcile finds the task by startedBy instead of launching again,
+/// and a restarted controller (fresh tracker) goes on following it.
+#[tokio::test]
+async fn a_launch_whose_answer_was_not_recorded_is_adopted_not_repeated() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "adopt", &spec(""))?;
+    shell.reconcile(NS, "adopt").await?;
+    // The intent is written; the write after RunTask fails.
+    shell.api.fail_after(1, Method::PATCH, "/status", 500);
+    assert!(shell.reconcile(NS, "adopt").await.is_err());
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    let status = shell.status(NS, "adopt");
+    assert_eq!((status.task.reason.as_deref(), status.task.task_arn.as_deref()), (Some("Launching"), None));
+    shell.reconcile(NS, "adopt").await?;
+    let task = shell.ecs.tasks()[0].snapshot.task_arn.clone();
+    let status = shell.status(NS, "adopt");
+    assert_eq!(status.task.task_arn.as_deref(), Some(task.as_str()), "{:?}", status.task.message);
+    assert_eq!(shell.ecs.count("RunTask"), 1, "looked for, not launched again");
+    assert_eq!(shell.ecs.count("ListTasks"), 2, "RUNNING and STOPPED");
+
+    let restarted = shell.restart().await?;
+    shell.ecs.exit(&task, 0);
+    restarted.reconcile(NS, "adopt").await?; // follows it anew: not seen by this replica yet
+    restarted.follow(NS, "adopt", 1, POLL).await?;
+    let status = restarted.status(NS, "adopt");
+    assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "{:?}", status.task.message);
+    assert_eq!(status.task.task_arn.as_deref(), Some(task.as_str()));
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    Ok(())
+}
+
+/// Moved from e2e `recovery::a_task_launched_just_before_the_deadline_is_found_and_stopped`.
+#[tokio::test]
+async fn a_task_launched_unrecorded_before_the_deadline_is_found_and_stopped() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "late", &spec("wait:\n  timeout: 8s\n"))?;
+    shell.reconcile(NS, "late").await?;
+    shell.api.fail_after(1, Method::PATCH, "/status", 500);
+    assert!(shell.reconcile(NS, "late").await.is_err());
+    let task = shell.ecs.tasks()[0].snapshot.task_arn.clone();
+    shell.ecs.run(&task);
+    shell.advance(Duration::from_secs(9));
+    shell.reconcile(NS, "late").await?;
+    shell.follow(NS, "late", 3, Duration::from_secs(2)).await?;
+    let status = shell.status(NS, "late");
+    assert_eq!(phase(&status), (Some(Phase::Failed), Some("DeadlineExceeded")), "{:?}", status.task.message);
+    assert_eq!(status.task.task_arn.as_deref(), Some(task.as_str()), "the run recorded the task it found");
+    assert!(shell.ecs.live().is_empty(), "the task runs on after its run timed out");
+    Ok(())
+}
+
+/// Moved from e2e `recovery::a_reused_client_token_adopts_the_task_ecs_started_with_it`.
+#[tokio::test]
+async fn a_client_token_ecs_knows_from_other_parameters_adopts_its_task() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let run = shell.create(NS, "token", &spec(""))?;
+    let uid = run.metadata.uid.clone().expect("a uid");
+    // Attempt 1's token, used by someone else with other parameters (no startedBy: ListTasks cannot find it).
+    let target = EcsTarget { region: "eu-west-1".into(), identity: Identity::Default, cluster: "demo".into() };
+    let theirs = LaunchRequest {
+        spec: run.spec.clone(),
+        task_definition: "other".into(),
+        overrides: None,
+        client_token: ecsrun::decide::client_token(&uid, 1),
+        started_by: String::new(),
+        tags: Vec::new(),
+        actor: Actor::default(),
+    };
+    let RunTaskOutcome::Started(first) = shell.ecs.run_task(&target, &theirs).await? else { panic!("no task") };
+    shell.reconcile(NS, "token").await?;
+    shell.reconcile(NS, "token").await?;
+    let status = shell.status(NS, "token");
+    assert_eq!(status.task.task_arn.as_deref(), Some(first.task_arn.as_str()), "{:?}", status.task.message);
+    assert_eq!(shell.ecs.tasks().len(), 1, "a second task was launched");
+    assert_eq!(shell.ecs.count("ListTasks"), 0, "no intent was found recorded: nothing to look for");
+    Ok(())
+}

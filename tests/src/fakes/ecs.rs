@@ -1,0 +1,327 @@
+//! An in-memory ECS for the controller's shell, behind the same port (`ecsrun::ecs::Ecs`) the AWS adapter
+//! implements: RunTask with clientToken semantics (the same token and parameters give the same task;
+//! others a ConflictException naming it), DescribeTasks (unknown ARNs missing), StopTask, ListTasks by
+//! startedBy, task definitions with essential and sidecar containers, CloudWatch Logs lines, and faults
+//! to inject. Tasks move only when a test moves them (`run`, `exit`, `forget`), so every step is the
+//! test's to choose. What ECS itself does on the wire is the e2e tier's business (moto, the proxy).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use ecsrun::ecs::{
+    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
+    EcsTarget, LaunchRequest, LogConfiguration, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+};
+use jiff::Timestamp;
+
+/// A task as the fake keeps it.
+#[derive(Clone, Debug)]
+pub struct FakeTask {
+    pub snapshot: TaskSnapshot,
+    pub cluster: String,
+    pub started_by: String,
+    pub client_token: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// The environment each container was given (overrides), for checks of what a task was told.
+    pub environment: Vec<(String, String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: BTreeMap<String, FakeTask>,
+    /// clientToken → (task ARN, what RunTask was asked).
+    tokens: BTreeMap<String, (String, String)>,
+    next: u64,
+    calls: Vec<&'static str>,
+    /// Errors to answer the next calls of an operation with.
+    faults: Vec<(&'static str, EcsErrorKind)>,
+    /// RunTask answers of `failures` instead of a task (capacity), consumed one per launch.
+    capacity_failures: usize,
+    clusters: Vec<String>,
+    log_lines: BTreeMap<String, Vec<String>>,
+    now: Option<Timestamp>,
+}
+
+/// The fake ECS. Clusters `demo` and `batch` exist; task definitions have an essential `app` and a
+/// non-essential `log-router` (awslogs, group `/ecs/jobs`, prefix `ecs`).
+pub struct FakeEcs {
+    state: Mutex<State>,
+}
+
+impl Default for FakeEcs {
+    fn default() -> Self {
+        let state = State { clusters: vec!["demo".into(), "batch".into()], ..State::default() };
+        Self { state: Mutex::new(state) }
+    }
+}
+
+fn definition(reference: &str) -> TaskDefinitionInfo {
+    let log = |prefix: &str| LogConfiguration {
+        driver: "awslogs".into(),
+        group: Some("/ecs/jobs".into()),
+        region: None,
+        stream_prefix: Some(prefix.into()),
+    };
+    let family = reference.rsplit('/').next().unwrap_or(reference).split(':').next().unwrap_or(reference);
+    TaskDefinitionInfo {
+        arn: format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:1"),
+        containers: vec![
+            ContainerDefinitionInfo { name: "app".into(), essential: true, log: Some(log("ecs")) },
+            ContainerDefinitionInfo { name: "log-router".into(), essential: false, log: None },
+        ],
+    }
+}
+
+impl FakeEcs {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The time tasks are stamped with (the test's clock).
+    pub fn set_now(&self, now: Timestamp) {
+        self.state().now = Some(now);
+    }
+
+    /// Every operation called so far, in order.
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.state().calls.clone()
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.state().calls.iter().filter(|called| **called == operation).count()
+    }
+
+    /// Every task, oldest first.
+    pub fn tasks(&self) -> Vec<FakeTask> {
+        self.state().tasks.values().cloned().collect()
+    }
+
+    /// Tasks whose startedBy begins with `prefix`.
+    pub fn tasks_started_by(&self, prefix: &str) -> Vec<FakeTask> {
+        self.tasks().into_iter().filter(|task| task.started_by.starts_with(prefix)).collect()
+    }
+
+    pub fn task(&self, arn: &str) -> Option<FakeTask> {
+        self.state().tasks.get(arn).cloned()
+    }
+
+    /// Answers the next call of `operation` with an error of `kind`.
+    pub fn fail_next(&self, operation: &'static str, kind: EcsErrorKind) {
+        self.state().faults.push((operation, kind));
+    }
+
+    /// The next `count` launches find no capacity.
+    pub fn no_capacity_for(&self, count: usize) {
+        self.state().capacity_failures = count;
+    }
+
+    /// Lines a container's awslogs stream holds.
+    pub fn print(&self, stream: &str, lines: &[&str]) {
+        self.state().log_lines.insert(stream.to_owned(), lines.iter().map(|l| (*l).to_owned()).collect());
+    }
+
+    /// Starts a task outside ecsrun (as boto3 or the console would) and returns its ARN.
+    pub fn start_elsewhere(&self, cluster: &str) -> String {
+        let mut state = self.state();
+        let arn = state.new_task(cluster, "someone-else", None, Vec::new(), Vec::new());
+        state.set_status(&arn, "RUNNING");
+        arn
+    }
+
+    /// The task reaches RUNNING.
+    pub fn run(&self, arn: &str) {
+        self.state().set_status(arn, "RUNNING");
+    }
+
+    /// The task stops with `app` exiting `app` and the log router 0 (EssentialContainerExited).
+    pub fn exit(&self, arn: &str, app: i32) {
+        let mut state = self.state();
+        let now = state.now();
+        if let Some(task) = state.tasks.get_mut(arn) {
+            let snapshot = &mut task.snapshot;
+            snapshot.started_at = snapshot.started_at.or(Some(now));
+            snapshot.stopped_at = Some(now);
+            snapshot.last_status = Some("STOPPED".into());
+            snapshot.desired_status = Some("STOPPED".into());
+            snapshot.stop_code = Some("EssentialContainerExited".into());
+            snapshot.stopped_reason = Some("Essential container in task exited".into());
+            for container in &mut snapshot.containers {
+                container.exit_code = Some(if container.name == "app" { app } else { 0 });
+                container.last_status = Some("STOPPED".into());
+            }
+        }
+    }
+
+    /// ECS no longer knows the task (it forgets stopped tasks after about an hour).
+    pub fn forget(&self, arn: &str) {
+        self.state().tasks.remove(arn);
+    }
+
+    /// The ARNs of tasks not STOPPED.
+    pub fn live(&self) -> Vec<String> {
+        self.tasks().into_iter().filter(|task| !task.snapshot.is_stopped()).map(|task| task.snapshot.task_arn).collect()
+    }
+}
+
+impl State {
+    fn now(&self) -> Timestamp {
+        self.now.unwrap_or_else(Timestamp::now)
+    }
+
+    fn new_task(
+        &mut self,
+        cluster: &str,
+        started_by: &str,
+        client_token: Option<String>,
+        tags: Vec<(String, String)>,
+        environment: Vec<(String, String, String)>,
+    ) -> String {
+        self.next += 1;
+        let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task/{cluster}/{:032x}", self.next);
+        let snapshot = TaskSnapshot {
+            task_arn: arn.clone(),
+            cluster_arn: Some(format!("arn:aws:ecs:eu-west-1:123456789012:cluster/{cluster}")),
+            task_definition_arn: Some(definition("job").arn),
+            last_status: Some("PROVISIONING".into()),
+            desired_status: Some("RUNNING".into()),
+            created_at: Some(self.now()),
+            containers: ["app", "log-router"]
+                .iter()
+                .map(|name| ContainerSnapshot { name: (*name).into(), ..ContainerSnapshot::default() })
+                .collect(),
+            cpu: Some("1024".into()),
+            memory: Some("2048".into()),
+            capacity_provider: Some("FARGATE".into()),
+            ..TaskSnapshot::default()
+        };
+        self.tasks.insert(
+            arn.clone(),
+            FakeTask {
+                snapshot,
+                cluster: cluster.into(),
+                started_by: started_by.into(),
+                client_token,
+                tags,
+                environment,
+            },
+        );
+        arn
+    }
+
+    fn set_status(&mut self, arn: &str, last_status: &str) {
+        let now = self.now();
+        if let Some(task) = self.tasks.get_mut(arn) {
+            task.snapshot.last_status = Some(last_status.into());
+            if last_status == "RUNNING" {
+                task.snapshot.started_at = task.snapshot.started_at.or(Some(now));
+            }
+        }
+    }
+
+    fn run_task(&mut self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+        if !self.clusters.contains(&target.cluster) {
+            return Err(EcsError::new(
+                EcsErrorKind::ClusterNotFound,
+                "RunTask",
+                "ClusterNotFoundException: Cluster not found.",
+            ));
+        }
+        let asked = format!("{}|{:?}|{:?}", request.task_definition, request.overrides, request.tags);
+        if let Some((arn, earlier)) = self.tokens.get(&request.client_token) {
+            return Ok(if *earlier == asked {
+                RunTaskOutcome::Started(self.tasks.get(arn).map(|t| t.snapshot.clone()).unwrap_or_default())
+            } else {
+                RunTaskOutcome::Conflict(vec![arn.clone()])
+            });
+        }
+        if self.capacity_failures > 0 {
+            self.capacity_failures -= 1;
+            return Ok(RunTaskOutcome::Failures(vec![EcsFailure {
+                arn: None,
+                reason: Some("RESOURCE:MEMORY".into()),
+                detail: None,
+            }]));
+        }
+        let environment = request
+            .overrides
+            .iter()
+            .flat_map(|overrides| &overrides.container_overrides)
+            .flat_map(|o| o.environment.iter().map(|var| (o.name.clone(), var.name.clone(), var.value.clone())))
+            .collect();
+        let arn = self.new_task(
+            &target.cluster,
+            &request.started_by,
+            Some(request.client_token.clone()),
+            request.tags.clone(),
+            environment,
+        );
+        self.tokens.insert(request.client_token.clone(), (arn.clone(), asked));
+        Ok(RunTaskOutcome::Started(self.tasks[&arn].snapshot.clone()))
+    }
+
+    fn stop_task(&mut self, task_arn: &str, reason: &str) -> Option<TaskSnapshot> {
+        let now = self.now();
+        let task = self.tasks.get_mut(task_arn)?;
+        if !task.snapshot.is_stopped() {
+            let snapshot = &mut task.snapshot;
+            snapshot.desired_status = Some("STOPPED".into());
+            snapshot.last_status = Some("STOPPED".into());
+            snapshot.stop_code = Some("UserInitiated".into());
+            snapshot.stopped_reason = Some(reason.into());
+            snapshot.stopped_at = Some(now);
+            for container in &mut snapshot.containers {
+                container.exit_code = Some(143);
+            }
+        }
+        Some(task.snapshot.clone())
+    }
+}
+
+impl Ecs for FakeEcs {
+    async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        let mut state = self.state();
+        let operation = request.operation();
+        state.calls.push(operation);
+        if let Some(at) = state.faults.iter().position(|(op, _)| *op == operation) {
+            let (_, kind) = state.faults.remove(at);
+            return Err(EcsError::new(kind, operation, "injected by the fake ECS"));
+        }
+        Ok(match request {
+            Request::RunTask(launch) => Response::RunTask(state.run_task(target, launch)?),
+            Request::DescribeTasks(arns) => {
+                let tasks: Vec<TaskSnapshot> =
+                    arns.iter().filter_map(|arn| state.tasks.get(arn)).map(|task| task.snapshot.clone()).collect();
+                let missing = arns.iter().filter(|arn| !state.tasks.contains_key(*arn)).cloned().collect();
+                Response::DescribeTasks(Described { tasks, missing })
+            }
+            Request::StopTask { task_arn, reason, .. } => Response::StopTask(state.stop_task(task_arn, reason)),
+            Request::ListTasks { started_by, desired_status } => Response::ListTasks(
+                state
+                    .tasks
+                    .values()
+                    .filter(|task| task.cluster == target.cluster && task.started_by == started_by)
+                    .filter(|task| task.snapshot.is_stopped() == (desired_status == DesiredStatus::Stopped))
+                    .map(|task| task.snapshot.task_arn.clone())
+                    .collect(),
+            ),
+            Request::DescribeTaskDefinition(reference) => Response::DescribeTaskDefinition(definition(reference)),
+            Request::FindTaskDefinition { .. } => Response::FindTaskDefinition(None),
+            Request::RegisterTaskDefinition { template, .. } => {
+                Response::RegisterTaskDefinition(definition(&template.family).arn)
+            }
+            Request::LogTail { stream, lines } => match state.log_lines.get(&stream.stream) {
+                Some(printed) => {
+                    let from = printed.len().saturating_sub(lines as usize);
+                    Response::LogTail(printed[from..].to_vec())
+                }
+                None => {
+                    return Err(EcsError::new(
+                        EcsErrorKind::Rejected,
+                        "GetLogEvents",
+                        "ResourceNotFoundException: The specified log stream does not exist.",
+                    ));
+                }
+            },
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! An in-memory Kubernetes API for the controller's shell, served to a real `kube::Client` as a tower
+//! service: the requests the shell makes about EcsTaskRuns (reads, finalizer patches, server-side-applied
+//! status), Events and Secrets, answered with the semantics the shell relies on: uid, resourceVersion,
+//! generation, finalizers and deletionTimestamp (an object goes once its last finalizer does), 404 for
+//! what is gone, 422 for a JSON-patch `test` that fails (kube's finalizer helper guards with one), a delete
+//! and a recreate under one name being two objects. No watches and no validation: what needs a real API
+//! server stays in the e2e tier.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use ecsrun::api::EcsTaskRun;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::{Value, json};
+
+/// (resource, namespace, name).
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<Key, Value>,
+    revision: u64,
+    uids: u64,
+    /// Every request: method and path.
+    requests: Vec<(Method, String)>,
+    /// Answers to give instead of serving matching requests: (method, path fragment, matching requests to
+    /// serve first, code).
+    faults: Vec<(Method, String, usize, u16)>,
+}
+
+/// The fake API; cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code});
+    respond(code, &body)
+}
+
+fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+impl FakeApi {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A client whose every request this API answers.
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |request: Request<kube::client::Body>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.serve(request).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    async fn serve(&self, request: Request<kube::client::Body>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => return status(400, "BadRequest", &error.to_string()),
+        };
+        let path = parts.uri.path().to_owned();
+        let content_type =
+            parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let mut state = self.state();
+        state.requests.push((parts.method.clone(), path.clone()));
+        if let Some(at) = state
+            .faults
+            .iter()
+            .position(|(method, fragment, _, _)| *method == parts.method && path.contains(fragment.as_str()))
+        {
+            if state.faults[at].2 == 0 {
+                let (_, _, _, code) = state.faults.remove(at);
+                return status(code, "InternalError", "injected by the fake API");
+            }
+            state.faults[at].2 -= 1;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // /apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}[/{sub}]] or /api/v1/namespaces/...
+        let rest = match segments.as_slice() {
+            ["apis", _, _, "namespaces", rest @ ..] | ["api", _, "namespaces", rest @ ..] => rest,
+            _ => return status(404, "NotFound", &format!("no route for {path}")),
+        };
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(error) => return status(400, "BadRequest", &error.to_string()),
+            }
+        };
+        match (parts.method.clone(), rest) {
+            (Method::GET, [namespace, resource, name]) => {
+                match state.objects.get(&(resource.to_string(), namespace.to_string(), name.to_string())) {
+                    Some(object) => respond(200, object),
+                    None => status(404, "NotFound", &format!("{resource} \"{name}\" not found")),
+                }
+            }
+            (Method::POST, [namespace, resource]) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let key = (resource.to_string(), namespace.to_string(), name.clone());
+                if state.objects.contains_key(&key) {
+                    return status(409, "AlreadyExists", &format!("{resource} \"{name}\" already exists"));
+                }
+                let object = state.stamp(body, true);
+                state.objects.insert(key, object.clone());
+                respond(201, &object)
+            }
+            (Method::PATCH, [namespace, resource, name, subresource @ ..]) => {
+                let key = (resource.to_string(), namespace.to_string(), name.to_string());
+                let Some(current) = state.objects.get(&key).cloned() else {
+                    return status(404, "NotFound", &format!("{resource} \"{name}\" not found"));
+                };
+                let mut object = current.clone();
+                match (content_type.as_str(), subresource) {
+                    // Server-side apply of the status by its one manager: the status it sends is the status.
+                    ("application/apply-patch+yaml", ["status"]) => object["status"] = body["status"].clone(),
+                    ("application/json-patch+json", []) => {
+                        let patch: json_patch::Patch = match serde_json::from_value(body) {
+                            Ok(patch) => patch,
+                            Err(error) => return status(400, "BadRequest", &error.to_string()),
+                        };
+                        // The API server's JSON patch finds an absent field equal to null (kube's finalizer
+                        // helper tests for that before adding the first finalizer).
+                        if object["metadata"].get("finalizers").is_none() {
+                            object["metadata"]["finalizers"] = Value::Null;
+                        }
+                        if let Err(error) = json_patch::patch(&mut object, &patch) {
+                            return status(422, "Invalid", &error.to_string());
+                        }
+                        if object["metadata"]["finalizers"].is_null()
+                            && let Some(metadata) = object["metadata"].as_object_mut()
+                        {
+                            metadata.remove("finalizers");
+                        }
+                    }
+                    ("application/merge-patch+json", _) => json_patch::merge(&mut object, &body),
+                    (other, _) => return status(415, "UnsupportedMediaType", other),
+                }
+                let object = state.stamp(object, false);
+                let gone = object["metadata"]["deletionTimestamp"].is_string()
+                    && object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+                if gone {
+                    state.objects.remove(&key);
+                } else {
+                    state.objects.insert(key, object.clone());
+                }
+                respond(200, &object)
+            }
+            (method, _) => status(405, "MethodNotAllowed", &format!("{method} {path}")),
+        }
+    }
+
+    /// Creates a run as `kubectl apply` would: a fresh uid, generation 1, created at `now`.
+    pub fn create_run(&self, namespace: &str, run: &EcsTaskRun, now: Timestamp) -> EcsTaskRun {
+        let mut state = self.state();
+        let mut value = serde_json::to_value(run).expect("a run serializes");
+        let name = value["metadata"]["name"].as_str().expect("a run has a name").to_owned();
+        value["metadata"]["namespace"] = json!(namespace);
+        value["metadata"]["generation"] = json!(1);
+        value["metadata"]["creationTimestamp"] = json!(now.to_string());
+        state.uids += 1;
+        value["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", state.uids));
+        let value = state.stamp(value, false);
+        state.objects.insert(("ecstaskruns".into(), namespace.into(), name), value.clone());
+        serde_json::from_value(value).expect("a run deserializes")
+    }
+
+    /// The run as the API has it now.
+    pub fn run(&self, namespace: &str, name: &str) -> Option<EcsTaskRun> {
+        let state = self.state();
+        let value = state.objects.get(&("ecstaskruns".into(), namespace.into(), name.into()))?;
+        Some(serde_json::from_value(value.clone()).expect("a stored run deserializes"))
+    }
+
+    /// Changes a run's spec (generation goes up), as an edit would.
+    pub fn edit_spec(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut ecsrun::api::EcsTaskRunSpec)) {
+        let mut state = self.state();
+        let key = ("ecstaskruns".to_owned(), namespace.to_owned(), name.to_owned());
+        let Some(value) = state.objects.get(&key).cloned() else { return };
+        let mut run: EcsTaskRun = serde_json::from_value(value).expect("a stored run deserializes");
+        edit(&mut run.spec);
+        let mut value = serde_json::to_value(&run).expect("a run serializes");
+        value["metadata"]["generation"] = json!(run.metadata.generation.unwrap_or(1) + 1);
+        let value = state.stamp(value, false);
+        state.objects.insert(key, value);
+    }
+
+    /// Deletes a run: with finalizers it only gets a deletionTimestamp (and a new generation); without,
+    /// it is gone at once.
+    pub fn delete_run(&self, namespace: &str, name: &str, now: Timestamp) {
+        let mut state = self.state();
+        let key = ("ecstaskruns".to_owned(), namespace.to_owned(), name.to_owned());
+        let Some(mut value) = state.objects.get(&key).cloned() else { return };
+        if value["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
+            state.objects.remove(&key);
+            return;
+        }
+        if !value["metadata"]["deletionTimestamp"].is_string() {
+            value["metadata"]["deletionTimestamp"] = json!(now.to_string());
+            value["metadata"]["generation"] = json!(value["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+        }
+        let value = state.stamp(value, false);
+        state.objects.insert(key, value);
+    }
+
+    pub fn put_secret(&self, namespace: &str, secret: &Secret) {
+        let mut state = self.state();
+        let value = state.stamp(serde_json::to_value(secret).expect("a Secret serializes"), true);
+        let name = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        state.objects.insert(("secrets".into(), namespace.into(), name), value);
+    }
+
+    /// Events about the object named `name`: (reason, note, count), oldest first.
+    pub fn events(&self, namespace: &str, name: &str) -> Vec<(String, String, i64)> {
+        let state = self.state();
+        let mut events: Vec<(u64, String, String, i64)> = state
+            .objects
+            .iter()
+            .filter(|((resource, ns, _), event)| {
+                resource == "events" && ns == namespace && event["regarding"]["name"].as_str() == Some(name)
+            })
+            .map(|(_, event)| {
+                (
+                    event["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok()).unwrap_or(0),
+                    event["reason"].as_str().unwrap_or_default().to_owned(),
+                    event["note"].as_str().unwrap_or_default().to_owned(),
+                    event["series"]["count"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect();
+        events.sort();
+        events.into_iter().map(|(_, reason, note, count)| (reason, note, count)).collect()
+    }
+
+    /// Requests served so far whose method is `method` and whose path contains `fragment`.
+    pub fn count(&self, method: Method, fragment: &str) -> usize {
+        self.state().requests.iter().filter(|(m, path)| *m == method && path.contains(fragment)).count()
+    }
+
+    /// Serves the next `skip` `method` requests whose path contains `fragment`, then answers the one after
+    /// with `code` instead of serving it.
+    pub fn fail_after(&self, skip: usize, method: Method, fragment: &str, code: u16) {
+        self.state().faults.push((method, fragment.to_owned(), skip, code));
+    }
+}
+
+impl State {
+    /// A new resourceVersion (and, for a new object, a uid).
+    fn stamp(&mut self, mut object: Value, new: bool) -> Value {
+        self.revision += 1;
+        object["metadata"]["resourceVersion"] = json!(self.revision.to_string());
+        if new && !object["metadata"]["uid"].is_string() {
+            self.uids += 1;
+            object["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uids));
+        }
+        object
+    }
+}

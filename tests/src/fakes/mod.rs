@@ -1,0 +1,126 @@
+//! The middle tier: the controller's real reconcile (the effect interpreter, the tracker, the finalizer,
+//! Events) against in-memory fakes of the Kubernetes API and of ECS, in milliseconds. Time is the test's:
+//! decisions read a clock the test moves, and the tracker describes tasks when the test sweeps.
+
+pub mod ecs;
+pub mod kube_api;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ecsrun::api::EcsTaskRun;
+use ecsrun::metrics::Metrics;
+use ecsrun::policy::Mode;
+use ecsrun::reconcile::{self, Clock, Context, Error, RunKey, Settings};
+use ecsrun::tenancy::Tenancy;
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub use ecs::FakeEcs;
+pub use kube_api::FakeApi;
+
+/// A controller's shell with its peers faked, and a clock the test moves.
+pub struct Shell {
+    pub api: FakeApi,
+    pub ecs: Arc<FakeEcs>,
+    pub ctx: Arc<Context<FakeEcs>>,
+    now: Arc<Mutex<Timestamp>>,
+    changes: Mutex<UnboundedReceiver<RunKey>>,
+}
+
+/// When the fake clock starts.
+const EPOCH: i64 = 1_800_000_000;
+
+impl Shell {
+    pub async fn new() -> anyhow::Result<Self> {
+        let ecs = Arc::new(FakeEcs::default());
+        ecs.set_now(Timestamp::from_second(EPOCH)?);
+        Self::with(FakeApi::default(), ecs, Arc::new(Mutex::new(Timestamp::from_second(EPOCH)?))).await
+    }
+
+    /// Another controller process over the same API, ECS and clock: nothing carried over but what they
+    /// hold (a restart, or a new leader).
+    pub async fn restart(&self) -> anyhow::Result<Self> {
+        Self::with(self.api.clone(), self.ecs.clone(), self.now.clone()).await
+    }
+
+    async fn with(api: FakeApi, ecs: Arc<FakeEcs>, now: Arc<Mutex<Timestamp>>) -> anyhow::Result<Self> {
+        let client = api.client();
+        let clock = {
+            let now = now.clone();
+            Clock::from_fn(move || *now.lock().unwrap_or_else(PoisonError::into_inner))
+        };
+        let settings = Settings {
+            default_region: Some("eu-west-1".into()),
+            default_poll_interval: Duration::from_secs(30),
+            stop_poll_interval: Duration::from_secs(5),
+            reconcile_timeout: Duration::from_secs(10),
+            tracker_tick: Duration::from_millis(5),
+            clock,
+        };
+        let tenancy =
+            Tenancy::start(&client, Mode::Off, Some("test-cluster".into()), "ecsrun:{cluster}:{namespace}").await?;
+        let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some("middle".into()) };
+        let metrics = Arc::new(Metrics::new()?);
+        let ctx = Arc::new(Context::new(client, ecs.clone(), 100, reporter, metrics, settings, Arc::new(tenancy)));
+        let changes = ctx.tracker.restart();
+        Ok(Self { api, ecs, ctx, now, changes: Mutex::new(changes) })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the clock (decisions' and ECS's timestamps) on.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
+        *now = now.checked_add(by).expect("the clock stays in range");
+        self.ecs.set_now(*now);
+    }
+
+    /// Creates a run from a manifest's spec (YAML of the spec alone).
+    pub fn create(&self, namespace: &str, name: &str, spec_yaml: &str) -> anyhow::Result<EcsTaskRun> {
+        let spec = serde_yaml_ng::from_str(spec_yaml)?;
+        Ok(self.api.create_run(namespace, &EcsTaskRun::new(name, spec), self.now()))
+    }
+
+    pub fn run(&self, namespace: &str, name: &str) -> Option<EcsTaskRun> {
+        self.api.run(namespace, name)
+    }
+
+    /// The run's status as the API has it (default while it has none).
+    pub fn status(&self, namespace: &str, name: &str) -> ecsrun::api::EcsTaskRunStatus {
+        self.run(namespace, name).and_then(|run| run.status).unwrap_or_default()
+    }
+
+    /// One reconcile of the run as the API has it now, as the controller's queue would start it. A run
+    /// that is gone is not reconciled (Ok(None)).
+    pub async fn reconcile(&self, namespace: &str, name: &str) -> Result<Option<Action>, Error> {
+        let Some(run) = self.api.run(namespace, name) else { return Ok(None) };
+        reconcile::reconcile(Arc::new(run), self.ctx.clone()).await.map(Some)
+    }
+
+    /// The tracker describes every task it follows now, and says which runs' tasks changed.
+    pub async fn sweep(&self) -> Vec<RunKey> {
+        self.ctx.tracker.sweep_now().await;
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = Vec::new();
+        while let Ok(key) = changes.try_recv() {
+            changed.push(key);
+        }
+        changed
+    }
+
+    /// Sweeps and reconciles `name` `times` times, moving the clock by `step` in between: what the queue
+    /// does for a run whose task it follows.
+    pub async fn follow(&self, namespace: &str, name: &str, times: usize, step: Duration) -> Result<(), Error> {
+        for _ in 0..times {
+            self.advance(step);
+            self.sweep().await;
+            self.reconcile(namespace, name).await?;
+        }
+        Ok(())
+    }
+}
