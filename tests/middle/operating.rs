@@ -161,3 +161,23 @@ async fn a_client_token_ecs_knows_from_other_parameters_adopts_its_task() -> any
     assert_eq!(shell.ecs.count("ListTasks"), 0, "no intent was found recorded: nothing to look for");
     Ok(())
 }
+
+/// A replica whose fence closed (it may have lost the Lease) is refused by its own ECS port and records
+/// nothing about it: the status is the new leader's to write.
+#[tokio::test]
+async fn a_launch_refused_by_the_leader_fence_writes_nothing() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "fenced", &spec(""))?;
+    shell.reconcile(NS, "fenced").await?;
+    shell.ecs.fail_next("RunTask", ecsrun::ecs::EcsErrorKind::NotLeader);
+    let writes = shell.api.count(Method::PATCH, "/status");
+    let error = shell.reconcile(NS, "fenced").await.expect_err("refused");
+    assert_eq!(error.label(), "not_leader");
+    // The intent went out before RunTask was refused; nothing after it.
+    assert_eq!(shell.api.count(Method::PATCH, "/status"), writes + 1);
+    assert_eq!(shell.status(NS, "fenced").task.reason.as_deref(), Some("Launching"));
+    // The next leader finds the intent and looks for the task before launching.
+    shell.reconcile(NS, "fenced").await?;
+    assert_eq!((shell.ecs.count("ListTasks"), shell.ecs.tasks().len()), (2, 1));
+    Ok(())
+}

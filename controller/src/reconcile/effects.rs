@@ -94,7 +94,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
         }
         let view = self.view(&written)?;
         let target = target.as_ref();
-        let seen = join_all(observing.iter().map(|(index, step)| {
+        let mut seen = join_all(observing.iter().map(|(index, step)| {
             let lane = decision::lane_status(&view, *index);
             let denied = denied.as_deref();
             async move {
@@ -104,9 +104,11 @@ impl<'a, E: Ecs> Shell<'a, E> {
         }))
         .await;
         // A replica that may have lost the Lease writes nothing: the status is the new leader's.
-        if let Some((_, Err(error))) = seen.iter().find(|(_, seen)| seen.as_ref().is_err_and(is_not_leader)) {
+        if let Some(at) = seen.iter().position(|(_, seen)| seen.as_ref().is_err_and(is_not_leader))
+            && let (_, Err(error)) = seen.swap_remove(at)
+        {
             warn!(%error, "not leading: nothing recorded");
-            return Err(Error::Ecs(EcsError::new(EcsErrorKind::NotLeader, "RunTask", error.to_string())));
+            return Err(error);
         }
         let mut first_error = None;
         let observed = seen
