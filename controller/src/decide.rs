@@ -246,8 +246,25 @@ impl RunView<'_> {
     }
 
     fn stop_reason(&self, why: &str) -> String {
-        self.spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name))
+        stop_reason(
+            self.spec
+                .stop_reason
+                .clone()
+                .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name)),
+        )
     }
+}
+
+/// ECS refuses a StopTask whose reason is longer than this, as a permanent error: a deletion would never
+/// complete.
+pub const MAX_STOP_REASON_CHARS: usize = 255;
+
+/// A StopTask reason ECS accepts: its first 255 characters (names of up to 253 make longer ones).
+pub fn stop_reason(reason: String) -> String {
+    if reason.chars().count() <= MAX_STOP_REASON_CHARS {
+        return reason;
+    }
+    reason.chars().take(MAX_STOP_REASON_CHARS).collect()
 }
 
 /// The attempt in progress: launched or being launched, not yet concluded.

@@ -80,8 +80,9 @@ pub fn cleanup(
     tasks: &[TaskSnapshot],
     unrecorded_launch: Option<Duration>,
 ) -> CleanupPlan {
-    let reason =
-        spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+    let reason = super::stop_reason(
+        spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted")),
+    );
     // With several task indexes, a task found for one says nothing of another's: the grace is waited out.
     let still_looking =
         (tasks.is_empty() || spec.count > 1) && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);

@@ -236,11 +236,11 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// launch), no finalizer can stop them now, so they are stopped here rather than left running unowned.
     async fn stop_unowned(&self, target: &EcsTarget, task_arns: &[String]) {
         self.ctx.tracker.forget(&self.key);
-        let reason = format!(
+        let reason = decide::stop_reason(format!(
             "ecsrun: EcsTaskRun {}/{} was deleted while its task was launched",
             self.namespace,
             self.run.name_any()
-        );
+        ));
         let Ok(actor) = actor(self.run) else { return };
         for task_arn in task_arns {
             match self.ctx.ecs.stop_task(target, task_arn, &reason, &actor).await {

@@ -1194,3 +1194,27 @@ fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
 }
 
 mod operating;
+
+/// ECS refuses StopTask reasons past 255 characters as a permanent error, and Kubernetes names reach
+/// 253: every reason ecsrun makes up fits, or deletion, the timeout and failFast could never stop a task.
+#[test]
+fn stop_reasons_of_the_longest_names_fit_what_ecs_accepts() {
+    let name = "n".repeat(253);
+    let namespace = "s".repeat(63);
+    let on_delete = cleanup(&spec(), &namespace, &name, &[task("RUNNING")], None);
+    assert_eq!(on_delete.stop.len(), 1);
+    assert_eq!(on_delete.stop[0].reason.chars().count(), MAX_STOP_REASON_CHARS, "{}", on_delete.stop[0].reason);
+    assert!(on_delete.stop[0].reason.starts_with("ecsrun: EcsTaskRun sss"), "cut at its end");
+
+    let mut run = Run::launched(with(spec(), |s| s.wait.timeout = Some("60s".into())));
+    run.status.task.phase = Some(Phase::Running);
+    let view = RunView { name: &name, namespace: &namespace, ..run.view() };
+    let plan = after_track(&view, found(task("RUNNING")), at(61));
+    let stop = plan.stop.expect("the deadline stops the task");
+    assert!(stop.reason.chars().count() <= MAX_STOP_REASON_CHARS, "{} characters", stop.reason.chars().count());
+    // A reason that fits is left as it is.
+    assert_eq!(
+        stop_reason("ecsrun: timeout exceeded (jobs/nightly)".into()),
+        "ecsrun: timeout exceeded (jobs/nightly)"
+    );
+}
