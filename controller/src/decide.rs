@@ -321,7 +321,8 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
     }
 }
 
-fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
+/// How long from `from` to `to`; zero if `to` is not later.
+pub fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
 }
 

@@ -19,7 +19,7 @@ use kube::runtime::events::Reporter;
 /// How long a published Event takes repeats into its series (as kube's Recorder: 6 minutes).
 pub const FOLD_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// events.k8s.io refuses notes over 1 KiB.
-pub const MAX_NOTE_BYTES: usize = 1024;
+pub use crate::decide::logs::MAX_EVENT_NOTE_BYTES as MAX_NOTE_BYTES;
 
 /// What tells two Events apart: an Event repeats another only if all of it is the same.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -55,7 +55,7 @@ struct Folds {
 impl Folds {
     /// Forgets Events past the window, then says whether `key` repeats one still in it.
     fn decide(&mut self, key: &Key, now: Timestamp) -> Write {
-        self.published.retain(|_, published| duration_between(published.last, now) < FOLD_WINDOW);
+        self.published.retain(|_, published| crate::decide::duration_between(published.last, now) < FOLD_WINDOW);
         match self.published.get(key) {
             Some(published) => Write::Repeat { name: published.name.clone(), count: published.count + 1 },
             None => Write::Create,
@@ -67,20 +67,9 @@ impl Folds {
     }
 }
 
-fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
-    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
-}
-
-/// The end of a note that events.k8s.io accepts: its first 1 KiB, cut at a character boundary.
+/// The start of a note that events.k8s.io accepts: its first 1 KiB, cut at a character boundary.
 pub fn bounded_note(note: &str) -> &str {
-    if note.len() <= MAX_NOTE_BYTES {
-        return note;
-    }
-    let mut end = MAX_NOTE_BYTES;
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    &note[..end]
+    crate::decide::bound::capped(note, MAX_NOTE_BYTES)
 }
 
 /// Publishes Events as `reporter`.

@@ -18,12 +18,7 @@ const NEXT_INDEX_DELAY: Duration = Duration::from_secs(2);
 /// region.
 pub fn lane_status(status: &EcsTaskRunStatus, index: u32) -> EcsTaskRunStatus {
     let task = status.tasks.iter().find(|t| t.index == index as i32).map(|lane| lane.task.clone()).unwrap_or_default();
-    EcsTaskRunStatus {
-        attempt_count: (!task.attempts.is_empty()).then_some(super::bound::attempts_made(&task)),
-        task,
-        region: status.region.clone(),
-        ..EcsTaskRunStatus::default()
-    }
+    EcsTaskRunStatus { task, region: status.region.clone(), ..EcsTaskRunStatus::default() }
 }
 
 /// Stores what the single-task decision wrote for index `index` (its conditions are the run's business).

@@ -10,7 +10,7 @@ use crate::ecs::{ContainerDefinitionInfo, LogStream};
 /// The most of a container's output kept in `status.containers[].logTail`.
 pub const MAX_LOG_TAIL_BYTES: usize = 4096;
 /// What publishing keeps of an Event's note (events.k8s.io allows 1 KiB).
-pub const MAX_EVENT_NOTE_BYTES: usize = crate::events::MAX_NOTE_BYTES;
+pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// The last `lines` lines of one failed container, to read before the status is written.
 #[derive(Clone, Debug, PartialEq, Eq)]

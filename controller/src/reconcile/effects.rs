@@ -56,7 +56,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
         let now = self.ctx.settings.clock.now();
         let steps = decision::steps(&view, now);
         if steps.is_idle() {
-            return self.perform(decision::idle(), &status).await;
+            return self.perform(decision::idle(), &status, None, None).await;
         }
         // What only the shell can learn: whether the policies allow a launch, and where the calls go.
         let prepared = async {
@@ -124,31 +124,18 @@ impl<'a, E: Ecs> Shell<'a, E> {
             })
             .collect();
         let effects = decision::finish(&view, &steps, observed, self.ctx.settings.clock.now());
-        let action = self.perform_with(effects, &written, target, &mut first_error).await;
-        match first_error {
-            Some(error) => Err(error),
-            None => action,
-        }
-    }
-
-    async fn perform(&self, effects: Vec<Effect>, written: &EcsTaskRunStatus) -> Result<Action, Error> {
-        let mut first_error = None;
-        let action = self.perform_with(effects, written, None, &mut first_error).await;
-        match first_error {
-            Some(error) => Err(error),
-            None => action,
-        }
+        self.perform(effects, &written, target, first_error).await
     }
 
     /// Carries out `effects` in order. `written`: the status as last written; `target`: where ECS calls go
-    /// (None: no lane needed ECS). A StopTask that fails is retried with the reconcile (`first_error`);
-    /// a failed status write ends it.
-    async fn perform_with(
+    /// (None: no lane needed ECS). `first_error` (a lane held up), or a StopTask that fails, is returned
+    /// once every effect is carried out, so the reconcile is retried; a failed status write ends it.
+    async fn perform(
         &self,
         mut effects: Vec<Effect>,
         written: &EcsTaskRunStatus,
         target: Option<&EcsTarget>,
-        first_error: &mut Option<Error>,
+        mut first_error: Option<Error>,
     ) -> Result<Action, Error> {
         let ctx = self.ctx;
         let mut action = Action::await_change();
@@ -211,7 +198,10 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 }
             }
         }
-        Ok(action)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(action),
+        }
     }
 
     /// The last lines of one failed container, or why they cannot be read. Never an error: the run's

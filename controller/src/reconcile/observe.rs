@@ -24,12 +24,7 @@ pub(super) async fn observe<E: Ecs>(
     let target = target.ok_or(Error::NoRegion);
     match step {
         Step::Launch { attempt, may_exist } => {
-            if let (Some(why), false) = (denied, may_exist) {
-                info!(attempt, %why, "launch refused by EcsRunPolicy");
-                return Ok(Observation::Launched(LaunchObservation::Denied(why.to_owned())));
-            }
-            let observation = launch(view, *attempt, *may_exist, target?, ctx, denied.map(str::to_owned)).await?;
-            Ok(Observation::Launched(observation))
+            Ok(Observation::Launched(launch(view, *attempt, *may_exist, target?, ctx, denied).await?))
         }
         Step::Find { .. } => Ok(Observation::Found(find_started(view, target?, ctx).await?)),
         Step::Adopt { task_arn } => {
@@ -101,7 +96,7 @@ async fn launch<E: Ecs>(
     may_exist: bool,
     target: &EcsTarget,
     ctx: &Context<E>,
-    denied: Option<String>,
+    denied: Option<&str>,
 ) -> Result<LaunchObservation, Error> {
     // RunTask may have been sent before a crash or a lost status write, and the clientToken only guards
     // 24 hours: adopt what ECS has for this run.
@@ -111,7 +106,7 @@ async fn launch<E: Ecs>(
     }
     if let Some(why) = denied {
         info!(attempt, %why, "launch refused by EcsRunPolicy");
-        return Ok(LaunchObservation::Denied(why));
+        return Ok(LaunchObservation::Denied(why.to_owned()));
     }
 
     let task_definition = match (&view.spec.task_definition_template, &view.spec.task_definition) {
