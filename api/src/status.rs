@@ -269,6 +269,10 @@ pub struct Attempt {
     /// When the task was launched (or adopted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<Time>,
+    /// When RunTask was last about to be sent while no task is recorded: a task it started may not be
+    /// listed by ECS yet, so the controller keeps looking for a while before it concludes there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Time>,
     /// When the task stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Time>,

@@ -5,6 +5,7 @@
 //! same too; anything else is an Event of its own.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
+
+use crate::reconcile::Clock;
 
 /// How long a published Event takes repeats into its series (as kube's Recorder: 6 minutes).
 pub const FOLD_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -77,11 +80,15 @@ pub struct Publisher {
     client: Client,
     reporter: Reporter,
     folds: Mutex<Folds>,
+    /// Event times (and names) come from the shell's clock, so a test that moves it sees them move.
+    clock: Clock,
+    /// Tells apart Events created within one tick of the clock.
+    created: AtomicU64,
 }
 
 impl Publisher {
-    pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self { client, reporter, folds: Mutex::default() }
+    pub fn new(client: Client, reporter: Reporter, clock: Clock) -> Self {
+        Self { client, reporter, folds: Mutex::default(), clock, created: AtomicU64::new(0) }
     }
 
     /// Publishes an Event about `regarding` (which must name its namespace). `reason` is also the action.
@@ -100,7 +107,7 @@ impl Publisher {
             reason: reason.to_owned(),
             note: note.to_owned(),
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let write = self.folds.lock().unwrap_or_else(PoisonError::into_inner).decide(&key, now);
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let (name, count) = match write {
@@ -113,9 +120,10 @@ impl Publisher {
             }
             Write::Create => {
                 let name = format!(
-                    "{}.{:x}",
+                    "{}.{:x}{:x}",
                     regarding.name.as_deref().unwrap_or(&self.reporter.controller),
-                    now.as_nanosecond()
+                    now.as_nanosecond(),
+                    self.created.fetch_add(1, Ordering::Relaxed)
                 );
                 let event = Event {
                     metadata: ObjectMeta {

@@ -103,7 +103,7 @@ impl<E: Ecs> Context<E> {
     ) -> Self {
         Self {
             tenancy,
-            events: Publisher::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), reporter, settings.clock.clone()),
             tracker: Tracker::new(ecs.clone(), describe_batch_size),
             client,
             ecs,
@@ -153,8 +153,8 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
         Ok(_) => {
             ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&ObjectRef::from_obj(run.as_ref()));
         }
-        // Waiting for a task to stop is progress, not a problem.
-        Err(Error::WaitingForStop(_)) => {}
+        // Waiting for a task to stop is progress, and a stale copy is reconciled again: not problems.
+        Err(error) if error.is_routine() => {}
         // Retried errors show on the run itself, not only in the controller's log. Repeats of the same
         // note fold into one Event with a count; another cause is an Event of its own.
         Err(error) => {
@@ -172,8 +172,8 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
 /// Requeues a failed reconcile with a per-object exponential backoff (throttles wait longer).
 pub fn error_policy<E: Ecs>(run: Arc<EcsTaskRun>, error: &Error, ctx: Arc<Context<E>>) -> Action {
     let label = error.label();
-    if label == "waiting_for_stop" {
-        debug!(namespace = ?run.namespace(), name = %run.name_any(), %error, "deletion waits for the task to stop");
+    if error.is_routine() {
+        debug!(namespace = ?run.namespace(), name = %run.name_any(), %error, label, "reconciled again shortly");
         return Action::requeue(ctx.settings.stop_poll_interval);
     }
     ctx.metrics.reconcile_errors.with_label_values(&[label]).inc();

@@ -27,8 +27,11 @@ async fn two_notes_of_one_reason(env: Arc<Env>) -> anyhow::Result<()> {
     object.metadata.name = Some("retried".into());
     let object = objects.create(&PostParams::default(), &object).await?;
     let regarding = object.object_ref(&());
-    let publisher =
-        Publisher::new(env.client.clone(), Reporter { controller: "ecsrun-e2e".into(), instance: Some("e2e".into()) });
+    let publisher = Publisher::new(
+        env.client.clone(),
+        Reporter { controller: "ecsrun-e2e".into(), instance: Some("e2e".into()) },
+        ecsrun::reconcile::Clock::default(),
+    );
     let first = "attempt 1 failed: container app exited 3; attempt 2 in 10s";
     let second = "attempt 2 failed: container app exited 4; attempt 3 in 20s";
     publisher.publish(&regarding, true, "Retrying", first).await?;

@@ -18,6 +18,7 @@ mod lifecycle;
 mod operating;
 mod plugin;
 mod policy;
+mod preconditions;
 mod recovery;
 
 use std::future::Future;
@@ -180,6 +181,7 @@ fn main() {
         gitops::cases(),
         admission::cases(),
         policy::cases(),
+        preconditions::cases(),
         faults::cases(),
         bench::cases(),
     ]

@@ -22,6 +22,7 @@ pub mod fakes;
 pub mod faults;
 pub mod link;
 pub mod proxy;
+pub mod sim;
 pub mod wait;
 
 /// The repository root. Cargo's run-time CARGO_MANIFEST_DIR comes first: the target directory is shared

@@ -43,10 +43,14 @@ pub(super) fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
 }
 
 /// After `Step::Find`: a task found is adopted (and, the deadline having passed, stopped at the next
-/// look); none found ends the run DeadlineExceeded.
+/// look); none found ends the run (stopped, DeadlineExceeded, or failFast), once the attempt's last
+/// RunTask is long enough ago that ECS would list a task it started.
 pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now: Timestamp) -> Plan {
     match found {
         Some(task) => after_launch(view, attempt, LaunchObservation::Adopted(task), now),
+        None if let Some(left) = unlisted_for(view, now) => {
+            plan(view, view.status.clone(), None, None, Some(left.max(Duration::from_secs(2))))
+        }
         None if view.spec.stop => {
             let message = "no task was running".to_owned();
             conclude(view, view.status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now)
@@ -67,6 +71,9 @@ pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp)
     let mut status = view.status.clone();
     status.region.get_or_insert_with(|| region.to_owned());
     push_unlaunched_attempt(&mut status, attempt);
+    if let Some(pushed) = status.task.attempts.last_mut() {
+        pushed.sent_at = Some(Time(now));
+    }
     bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
     status.task.next_attempt_at = None;
     let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition_name());
@@ -224,4 +231,11 @@ pub(super) fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i3
     status.task.attempts.retain(|a| a.attempt != attempt);
     status.task.attempts.push(Attempt { attempt, ..Attempt::default() });
     status.attempt_count = Some(bound::attempts_made(&status.task));
+}
+
+/// How much longer a task the current attempt's last RunTask started may go unlisted (ListTasks is
+/// eventually consistent); None once the grace deletion also waits out has passed.
+fn unlisted_for(view: &RunView, now: Timestamp) -> Option<Duration> {
+    let sent = current_attempt(&view.status.task)?.sent_at.as_ref()?.0;
+    UNRECORDED_LAUNCH_GRACE.checked_sub(duration_between(sent, now)).filter(|left| !left.is_zero())
 }

@@ -54,11 +54,12 @@ impl Steps {
         })
     }
 
-    fn fresh_launches(&self) -> Vec<(u32, i32)> {
+    /// The lanes about to send RunTask, with their attempts: each records its intent (and when) first.
+    fn sending_run_task(&self) -> Vec<(u32, i32)> {
         self.acting
             .iter()
             .filter_map(|(index, step)| match step {
-                Step::Launch { attempt, may_exist: false } => Some((*index, *attempt)),
+                Step::Launch { attempt, .. } => Some((*index, *attempt)),
                 _ => None,
             })
             .collect()
@@ -135,12 +136,12 @@ pub enum ComeBack {
 /// or no region is known yet), then one `Observe` per acting lane that needs ECS.
 pub fn begin(view: &RunView, steps: &Steps, region: Option<&str>, launch_denied: bool, now: Timestamp) -> Vec<Effect> {
     let mut effects = Vec::new();
-    let fresh = steps.fresh_launches();
-    if let (Some(region), false, false) = (region, fresh.is_empty(), launch_denied) {
+    let sending = steps.sending_run_task();
+    if let (Some(region), false, false) = (region, sending.is_empty(), launch_denied) {
         let intent = if view.spec.count > 1 {
-            batch::launch_intents(view, &fresh, region, now)
+            batch::launch_intents(view, &sending, region, now)
         } else {
-            launch_intent(view, fresh[0].1, region, now)
+            launch_intent(view, sending[0].1, region, now)
         };
         effects.push(Effect::WriteIntent(intent));
     }

@@ -9,6 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
+use super::error::{Staleness, run_not_found};
 use super::{Context, Error, actor};
 use crate::api::{DeletionPolicy, EcsTaskRun};
 use crate::decide::{self, CleanupStep};
@@ -31,10 +32,18 @@ pub(super) async fn cleanup<E: Ecs>(
     let step = if run.spec.deletion_policy() == DeletionPolicy::Orphan {
         CleanupStep::Release
     } else {
-        let Some(fresh) = api.get_opt(&run.name_any()).await.map_err(Error::Kube)? else {
-            return Ok(Action::await_change());
-        };
         let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+        let fresh = match api.get(&run.name_any()).await {
+            Ok(fresh) => fresh,
+            // Gone: its finalizer was removed already (the finalizer helper's removal then finds nothing).
+            Err(error) if run_not_found(&error, &run.name_any()) => return Ok(Action::await_change()),
+            Err(error) => return Err(Error::Kube(error)),
+        };
+        // Releasing now would remove the finalizer of the run created under the name since: an error
+        // keeps it, and the cache, once caught up, no longer holds this run.
+        if fresh.metadata.uid.as_deref() != Some(uid) {
+            return Err(Error::Stale(Staleness::Recreated));
+        }
         decide::cleanup_step(&run.spec, uid, fresh.status.as_ref())
     };
     let (mut arns, list_started_by) = match step {

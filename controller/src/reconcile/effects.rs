@@ -3,6 +3,8 @@
 //! observes the lanes concurrently under the account's rate ceiling, hands what it saw back, and carries
 //! out the effects that come back, in their order. It decides nothing itself.
 
+use std::sync::{Mutex, PoisonError};
+
 use futures::future::join_all;
 use jiff::Timestamp;
 use kube::Resource;
@@ -12,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
+use super::error::{Staleness, run_not_found};
 use super::observe::{observe, policy_gate};
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
 use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
@@ -26,11 +29,14 @@ pub(super) struct Shell<'a, E> {
     pub api: &'a Api<EcsTaskRun>,
     pub ctx: &'a Context<E>,
     pub key: RunKey,
+    /// The resourceVersion every status write is conditional on: the copy decided on, then each write's.
+    resource_version: Mutex<Option<String>>,
 }
 
 impl<'a, E: Ecs> Shell<'a, E> {
     pub fn new(run: &'a EcsTaskRun, namespace: &'a str, api: &'a Api<EcsTaskRun>, ctx: &'a Context<E>) -> Self {
-        Self { run, namespace, api, ctx, key: ObjectRef::from_obj(run) }
+        let resource_version = Mutex::new(run.metadata.resource_version.clone());
+        Self { run, namespace, api, ctx, key: ObjectRef::from_obj(run), resource_version }
     }
 
     /// The run as the decision sees it, with `status`.
@@ -178,8 +184,9 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 }
                 Effect::WriteStatus { status, stop_if_gone } => {
                     let result = self.write_and_count(written, &status).await;
-                    if let (Some(target), Err(Error::Kube(kube::Error::Api(answer)))) = (target, &result)
-                        && answer.code == 404
+                    if let (Some(target), Err(error)) = (target, &result)
+                        && !stop_if_gone.is_empty()
+                        && self.run_is_gone(error).await
                     {
                         self.stop_unowned(target, &stop_if_gone).await;
                     }
@@ -268,17 +275,45 @@ impl<'a, E: Ecs> Shell<'a, E> {
         Ok(())
     }
 
-    /// Writes the status by server-side apply; returns the object as the API server now has it.
+    /// Writes the status by server-side apply; returns the object as the API server now has it. The write
+    /// is conditional on the resourceVersion decided on: a decision made on a copy the cache had not
+    /// brought up to date (our own last write not seen yet, a fresh replica's stale first list, a run
+    /// deleted and created again under its name) is refused (`Error::Stale`), never written over a newer
+    /// status. (A uid in an apply is no precondition: the API server ignores it.)
     pub async fn write_status(&self, status: &EcsTaskRunStatus) -> Result<EcsTaskRun, Error> {
+        let resource_version = self.resource_version.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let body = serde_json::json!({
             "apiVersion": EcsTaskRun::api_version(&()),
             "kind": EcsTaskRun::kind(&()),
+            "metadata": { "resourceVersion": resource_version },
             "status": status,
         });
-        self.api
+        let written = self
+            .api
             .patch_status(&self.run.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
             .await
-            .map_err(Error::Kube)
+            .map_err(|error| match &error {
+                kube::Error::Api(answer) if answer.code == 409 => Error::Stale(Staleness::Changed),
+                _ => Error::Kube(error),
+            })?;
+        *self.resource_version.lock().unwrap_or_else(PoisonError::into_inner) =
+            written.metadata.resource_version.clone();
+        Ok(written)
+    }
+
+    /// Whether a failed status write means this run no longer exists: not found by name (a 404 for the
+    /// whole resource while its CRD reloads says nothing of the run), or, the copy being stale, the name
+    /// now another run's or nobody's.
+    async fn run_is_gone(&self, error: &Error) -> bool {
+        let name = self.run.name_any();
+        match error {
+            Error::Kube(error) => run_not_found(error, &name),
+            Error::Stale(_) => match self.api.get(&name).await {
+                Ok(now) => now.metadata.uid != self.run.metadata.uid,
+                Err(error) => run_not_found(&error, &name),
+            },
+            _ => false,
+        }
     }
 
     /// A launch held up before any lane acted (policies or credentials unreadable) says why in the run's
@@ -298,7 +333,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// A deletion held up by an error says why in the run's status (see `decide::cleanup_blocked`).
     pub async fn record_cleanup_blocked(&self, error: &Error) {
         let Some(status) = self.run.status.as_ref() else { return };
-        if matches!(error.inner(), Error::WaitingForStop(_)) || is_not_leader(error) {
+        if error.is_routine() || is_not_leader(error) {
             return;
         }
         let Ok(view) = self.view(status) else { return };

@@ -26,6 +26,28 @@ pub enum Error {
     Timeout(Duration),
     #[error("namespace {0} is not in the controller's cache yet; its EcsRunPolicies are checked once it is")]
     NamespaceNotSeen(String),
+    /// The copy reconciled is older than the API server's, or the run was deleted and created again under
+    /// its name: nothing decided on it is written; the cache catches up and the run is reconciled again.
+    #[error("the run {0} since this copy of it was read; reconciled again on the latest")]
+    Stale(Staleness),
+}
+
+/// How the copy reconciled differs from the run as the API server has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staleness {
+    /// A newer version exists (its resourceVersion moved on).
+    Changed,
+    /// The run was deleted and another created under its name (its uid differs).
+    Recreated,
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Staleness::Changed => "changed",
+            Staleness::Recreated => "was deleted and created again",
+        })
+    }
 }
 
 impl Error {
@@ -52,6 +74,7 @@ impl Error {
             Error::MissingMetadata(_) => "invalid_object",
             Error::Timeout(_) => "reconcile_timeout",
             Error::NamespaceNotSeen(_) => "namespace_not_seen",
+            Error::Stale(_) => "stale_object",
         }
     }
 
@@ -67,6 +90,7 @@ impl Error {
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Timeout(_) => "ReconcileTimeout",
             Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
+            Error::Stale(_) => "StaleObject",
         }
     }
 
@@ -78,7 +102,18 @@ impl Error {
         }
     }
 
+    /// Expected now and then, and resolved by reconciling again: not a problem to tell anyone about.
+    pub(super) fn is_routine(&self) -> bool {
+        matches!(self.inner(), Error::WaitingForStop(_) | Error::Stale(_))
+    }
+
     pub(super) fn is_throttle(&self) -> bool {
         self.label() == EcsErrorKind::Throttled.label()
     }
+}
+
+/// Whether the API server said the run itself does not exist (`name` not found), as opposed to a 404 for
+/// the whole resource while its CRD is being reloaded, which says nothing about the run.
+pub(super) fn run_not_found(error: &kube::Error, name: &str) -> bool {
+    matches!(error, kube::Error::Api(answer) if answer.code == 404 && answer.message.contains(&format!("\"{name}\" not found")))
 }

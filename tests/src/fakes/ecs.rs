@@ -1,18 +1,29 @@
 //! An in-memory ECS for the controller's shell, behind the same port (`ecsrun::ecs::Ecs`) the AWS adapter
 //! implements: RunTask with clientToken semantics (the same token and parameters give the same task;
 //! others a ConflictException naming it), DescribeTasks (unknown ARNs missing), StopTask, ListTasks by
-//! startedBy, task definitions with essential and sidecar containers, CloudWatch Logs lines, and faults
-//! to inject. Tasks move only when a test moves them (`run`, `exit`, `forget`), so every step is the
-//! test's to choose. What ECS itself does on the wire is the e2e tier's business (moto, the proxy).
+//! startedBy, task definitions with essential and sidecar containers, CloudWatch Logs lines, StopTask's
+//! 255-character reason limit, and faults to inject. Tasks move only when a test moves them (`run`,
+//! `exit`, `forget`...), so every step is the test's to choose. With `Chaos` (the simulator) calls fail,
+//! lose their answers or crash their caller as the seed says, and ECS is eventually consistent as it is:
+//! ListTasks lists a new task up to 20 s late and DescribeTasks may not know it for up to 4 s. What ECS
+//! itself does on the wire is the e2e tier's business (moto, the proxy).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ecsrun::ecs::{
     ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
     EcsTarget, LaunchRequest, LogConfiguration, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use jiff::Timestamp;
+
+use super::chaos::{Chaos, Fault};
+
+/// How far ListTasks lags behind a new task, at most (the simulator's ECS).
+pub const LIST_LAG: Duration = Duration::from_secs(20);
+/// How long DescribeTasks may not know a new task (the simulator's ECS).
+pub const DESCRIBE_LAG: Duration = Duration::from_secs(4);
 
 /// A task as the fake keeps it.
 #[derive(Clone, Debug)]
@@ -24,11 +35,23 @@ pub struct FakeTask {
     pub tags: Vec<(String, String)>,
     /// The environment each container was given (overrides), for checks of what a task was told.
     pub environment: Vec<(String, String, String)>,
+    /// From when ListTasks lists it and DescribeTasks knows it (eventual consistency).
+    pub listed_from: Timestamp,
+    pub described_from: Timestamp,
+}
+
+impl FakeTask {
+    /// The value of the task's tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
 struct State {
     tasks: BTreeMap<String, FakeTask>,
+    /// Tasks ECS no longer knows (stopped over an hour ago), for what a test checks afterwards.
+    forgotten: BTreeMap<String, FakeTask>,
     /// clientToken → (task ARN, what RunTask was asked).
     tokens: BTreeMap<String, (String, String)>,
     next: u64,
@@ -46,12 +69,13 @@ struct State {
 /// non-essential `log-router` (awslogs, group `/ecs/jobs`, prefix `ecs`).
 pub struct FakeEcs {
     state: Mutex<State>,
+    chaos: Option<Arc<Chaos>>,
 }
 
 impl Default for FakeEcs {
     fn default() -> Self {
         let state = State { clusters: vec!["demo".into(), "batch".into()], ..State::default() };
-        Self { state: Mutex::new(state) }
+        Self { state: Mutex::new(state), chaos: None }
     }
 }
 
@@ -75,6 +99,11 @@ fn definition(reference: &str) -> TaskDefinitionInfo {
 impl FakeEcs {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An ECS whose calls `chaos` disturbs, and whose lists and descriptions lag as the real one's do.
+    pub fn with_chaos(chaos: Arc<Chaos>) -> Self {
+        Self { chaos: Some(chaos), ..Self::default() }
     }
 
     /// The time tasks are stamped with (the test's clock).
@@ -105,6 +134,18 @@ impl FakeEcs {
         self.state().tasks.get(arn).cloned()
     }
 
+    /// Every task ever started, forgotten ones too.
+    pub fn every_task(&self) -> Vec<FakeTask> {
+        let state = self.state();
+        state.tasks.values().chain(state.forgotten.values()).cloned().collect()
+    }
+
+    /// The task, even if ECS forgot it.
+    pub fn task_ever(&self, arn: &str) -> Option<FakeTask> {
+        let state = self.state();
+        state.tasks.get(arn).or_else(|| state.forgotten.get(arn)).cloned()
+    }
+
     /// Answers the next call of `operation` with an error of `kind`.
     pub fn fail_next(&self, operation: &'static str, kind: EcsErrorKind) {
         self.state().faults.push((operation, kind));
@@ -123,7 +164,7 @@ impl FakeEcs {
     /// Starts a task outside ecsrun (as boto3 or the console would) and returns its ARN.
     pub fn start_elsewhere(&self, cluster: &str) -> String {
         let mut state = self.state();
-        let arn = state.new_task(cluster, "someone-else", None, Vec::new(), Vec::new());
+        let arn = state.new_task(None, cluster, "someone-else", None, Vec::new(), Vec::new());
         state.set_status(&arn, "RUNNING");
         arn
     }
@@ -154,7 +195,50 @@ impl FakeEcs {
 
     /// ECS no longer knows the task (it forgets stopped tasks after about an hour).
     pub fn forget(&self, arn: &str) {
-        self.state().tasks.remove(arn);
+        let mut state = self.state();
+        if let Some(task) = state.tasks.remove(arn) {
+            state.forgotten.insert(arn.to_owned(), task);
+        }
+    }
+
+    /// Forgets every task that stopped before `cutoff`.
+    pub fn forget_stopped_before(&self, cutoff: Timestamp) {
+        let old: Vec<String> = self
+            .tasks()
+            .into_iter()
+            .filter(|task| task.snapshot.stopped_at.is_some_and(|at| at < cutoff))
+            .map(|task| task.snapshot.task_arn)
+            .collect();
+        for arn in old {
+            self.forget(&arn);
+        }
+    }
+
+    /// The task stops without starting (an image that cannot be pulled): no exit codes.
+    pub fn fail_to_start(&self, arn: &str) {
+        self.stop_on_its_own(arn, "TaskFailedToStart", "CannotPullContainerError: pull access denied", None);
+    }
+
+    /// Fargate Spot takes the capacity back: the containers are killed (SIGTERM, then 137).
+    pub fn interrupt(&self, arn: &str) {
+        self.stop_on_its_own(arn, "SpotInterruption", "Your Spot Task was interrupted.", Some(137));
+    }
+
+    fn stop_on_its_own(&self, arn: &str, code: &str, reason: &str, exit_code: Option<i32>) {
+        let mut state = self.state();
+        let now = state.now();
+        if let Some(task) = state.tasks.get_mut(arn).filter(|task| !task.snapshot.is_stopped()) {
+            let snapshot = &mut task.snapshot;
+            snapshot.stopped_at = Some(now);
+            snapshot.last_status = Some("STOPPED".into());
+            snapshot.desired_status = Some("STOPPED".into());
+            snapshot.stop_code = Some(code.into());
+            snapshot.stopped_reason = Some(reason.into());
+            for container in &mut snapshot.containers {
+                container.exit_code = exit_code.filter(|_| snapshot.started_at.is_some());
+                container.last_status = Some("STOPPED".into());
+            }
+        }
     }
 
     /// The ARNs of tasks not STOPPED.
@@ -168,8 +252,10 @@ impl State {
         self.now.unwrap_or_else(Timestamp::now)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new_task(
         &mut self,
+        chaos: Option<&Chaos>,
         cluster: &str,
         started_by: &str,
         client_token: Option<String>,
@@ -178,6 +264,15 @@ impl State {
     ) -> String {
         self.next += 1;
         let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task/{cluster}/{:032x}", self.next);
+        let (list_lag, describe_lag) = match chaos {
+            Some(chaos) => (
+                LIST_LAG.mul_f64(chaos.constant(("list-lag", &arn)) as f64 / 1000.0),
+                DESCRIBE_LAG.mul_f64(chaos.constant(("describe-lag", &arn)) as f64 / 1000.0),
+            ),
+            None => (Duration::ZERO, Duration::ZERO),
+        };
+        let now = self.now();
+        let later = |lag: Duration| now.checked_add(lag).unwrap_or(now);
         let snapshot = TaskSnapshot {
             task_arn: arn.clone(),
             cluster_arn: Some(format!("arn:aws:ecs:eu-west-1:123456789012:cluster/{cluster}")),
@@ -203,6 +298,8 @@ impl State {
                 client_token,
                 tags,
                 environment,
+                listed_from: later(list_lag),
+                described_from: later(describe_lag),
             },
         );
         arn
@@ -218,7 +315,12 @@ impl State {
         }
     }
 
-    fn run_task(&mut self, target: &EcsTarget, request: &LaunchRequest) -> Result<RunTaskOutcome, EcsError> {
+    fn run_task(
+        &mut self,
+        chaos: Option<&Chaos>,
+        target: &EcsTarget,
+        request: &LaunchRequest,
+    ) -> Result<RunTaskOutcome, EcsError> {
         if !self.clusters.contains(&target.cluster) {
             return Err(EcsError::new(
                 EcsErrorKind::ClusterNotFound,
@@ -249,6 +351,7 @@ impl State {
             .flat_map(|o| o.environment.iter().map(|var| (o.name.clone(), var.name.clone(), var.value.clone())))
             .collect();
         let arn = self.new_task(
+            chaos,
             &target.cluster,
             &request.started_by,
             Some(request.client_token.clone()),
@@ -259,9 +362,16 @@ impl State {
         Ok(RunTaskOutcome::Started(self.tasks[&arn].snapshot.clone()))
     }
 
-    fn stop_task(&mut self, task_arn: &str, reason: &str) -> Option<TaskSnapshot> {
+    fn stop_task(&mut self, task_arn: &str, reason: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+        if reason.chars().count() > 255 {
+            return Err(EcsError::new(
+                EcsErrorKind::InvalidParameter,
+                "StopTask",
+                "InvalidParameterException: Reason must be 255 characters or less.",
+            ));
+        }
         let now = self.now();
-        let task = self.tasks.get_mut(task_arn)?;
+        let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
         if !task.snapshot.is_stopped() {
             let snapshot = &mut task.snapshot;
             snapshot.desired_status = Some("STOPPED".into());
@@ -273,12 +383,48 @@ impl State {
                 container.exit_code = Some(143);
             }
         }
-        Some(task.snapshot.clone())
+        Ok(Some(task.snapshot.clone()))
     }
 }
 
 impl Ecs for FakeEcs {
     async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        let operation = request.operation();
+        let fault = match &self.chaos {
+            Some(chaos) => chaos.fault("ecs", operation, request.acts(), fingerprint(target, &request)),
+            None => Fault::None,
+        };
+        match (&self.chaos, fault) {
+            (Some(chaos), Fault::CrashBefore) => chaos.crash_here().await,
+            (_, Fault::Fail) => {
+                let kind = if operation == "RunTask" { EcsErrorKind::Server } else { EcsErrorKind::Throttled };
+                return Err(EcsError::new(kind, operation, "injected by the simulator"));
+            }
+            _ => {}
+        }
+        let answer = self.serve(target, request);
+        match (&self.chaos, fault) {
+            (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,
+            (_, Fault::LoseAnswer) => Err(EcsError::new(EcsErrorKind::Timeout, operation, "answer lost (simulator)")),
+            _ => answer,
+        }
+    }
+}
+
+/// What tells a call apart from others, whatever order concurrent calls come in.
+fn fingerprint(target: &EcsTarget, request: &Request<'_>) -> String {
+    match request {
+        Request::DescribeTasks(arns) => {
+            let mut arns = arns.to_vec();
+            arns.sort();
+            format!("{target:?} DescribeTasks {arns:?}")
+        }
+        other => format!("{target:?} {other:?}"),
+    }
+}
+
+impl FakeEcs {
+    fn serve(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
         let mut state = self.state();
         let operation = request.operation();
         state.calls.push(operation);
@@ -286,20 +432,23 @@ impl Ecs for FakeEcs {
             let (_, kind) = state.faults.remove(at);
             return Err(EcsError::new(kind, operation, "injected by the fake ECS"));
         }
+        let now = state.now();
         Ok(match request {
-            Request::RunTask(launch) => Response::RunTask(state.run_task(target, launch)?),
+            Request::RunTask(launch) => Response::RunTask(state.run_task(self.chaos.as_deref(), target, launch)?),
             Request::DescribeTasks(arns) => {
+                let known = |arn: &String| state.tasks.get(arn).filter(|task| task.described_from <= now);
                 let tasks: Vec<TaskSnapshot> =
-                    arns.iter().filter_map(|arn| state.tasks.get(arn)).map(|task| task.snapshot.clone()).collect();
-                let missing = arns.iter().filter(|arn| !state.tasks.contains_key(*arn)).cloned().collect();
+                    arns.iter().filter_map(known).map(|task| task.snapshot.clone()).collect();
+                let missing = arns.iter().filter(|arn| known(arn).is_none()).cloned().collect();
                 Response::DescribeTasks(Described { tasks, missing })
             }
-            Request::StopTask { task_arn, reason, .. } => Response::StopTask(state.stop_task(task_arn, reason)),
+            Request::StopTask { task_arn, reason, .. } => Response::StopTask(state.stop_task(task_arn, reason)?),
             Request::ListTasks { started_by, desired_status } => Response::ListTasks(
                 state
                     .tasks
                     .values()
                     .filter(|task| task.cluster == target.cluster && task.started_by == started_by)
+                    .filter(|task| task.listed_from <= now)
                     .filter(|task| task.snapshot.is_stopped() == (desired_status == DesiredStatus::Stopped))
                     .map(|task| task.snapshot.task_arn.clone())
                     .collect(),

@@ -3,8 +3,11 @@
 //! status), Events and Secrets, answered with the semantics the shell relies on: uid, resourceVersion,
 //! generation, finalizers and deletionTimestamp (an object goes once its last finalizer does), 404 for
 //! what is gone, 422 for a JSON-patch `test` that fails (kube's finalizer helper guards with one), a delete
-//! and a recreate under one name being two objects. No watches and no validation: what needs a real API
-//! server stays in the e2e tier.
+//! and a recreate under one name being two objects, a `metadata.resourceVersion` in a patch as a
+//! precondition (409), a `metadata.uid` in an apply ignored (both as the API server does; see the e2e
+//! case `preconditions`). With `Chaos` (the simulator) requests fail (500, a 409
+//! conflict, a 404 while the CRD reloads), lose their answers or crash their caller as the seed says. No
+//! watches and no validation: what needs a real API server stays in the e2e tier.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -17,6 +20,8 @@ use http_body_util::{BodyExt, Full};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
+
+use super::chaos::{Chaos, Fault};
 
 /// (resource, namespace, name).
 type Key = (String, String, String);
@@ -37,6 +42,7 @@ struct State {
 #[derive(Clone, Default)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
+    chaos: Option<Arc<Chaos>>,
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
@@ -53,6 +59,11 @@ fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
 }
 
 impl FakeApi {
+    /// An API whose requests `chaos` disturbs.
+    pub fn with_chaos(chaos: Arc<Chaos>) -> Self {
+        Self { chaos: Some(chaos), ..Self::default() }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -74,6 +85,31 @@ impl FakeApi {
             Err(error) => return status(400, "BadRequest", &error.to_string()),
         };
         let path = parts.uri.path().to_owned();
+        let acts = parts.method != Method::GET;
+        let fault = match &self.chaos {
+            Some(chaos) => chaos.fault("api", parts.method.as_str(), acts, &path),
+            None => Fault::None,
+        };
+        match (&self.chaos, fault) {
+            (Some(chaos), Fault::CrashBefore) => chaos.crash_here().await,
+            (Some(chaos), Fault::Fail) => {
+                return match chaos.roll(("api-failure", &path)) % 3 {
+                    0 => status(404, "NotFound", "the server could not find the requested resource (simulator)"),
+                    1 if acts => status(409, "Conflict", "the object has been modified (simulator)"),
+                    _ => status(500, "InternalError", "injected by the simulator"),
+                };
+            }
+            _ => {}
+        }
+        let answer = self.answer(parts, path, body);
+        match (&self.chaos, fault) {
+            (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,
+            (_, Fault::LoseAnswer) => status(504, "Timeout", "answer lost (simulator)"),
+            _ => answer,
+        }
+    }
+
+    fn answer(&self, parts: http::request::Parts, path: String, body: Bytes) -> Response<Full<Bytes>> {
         let content_type =
             parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let mut state = self.state();
@@ -126,6 +162,16 @@ impl FakeApi {
                     return status(404, "NotFound", &format!("{resource} \"{name}\" not found"));
                 };
                 let mut object = current.clone();
+                // A resourceVersion in a patch is a precondition: the object must not have changed since.
+                if let Some(version) = body["metadata"]["resourceVersion"].as_str()
+                    && Some(version) != current["metadata"]["resourceVersion"].as_str()
+                {
+                    return status(
+                        409,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    );
+                }
                 match (content_type.as_str(), subresource) {
                     // Server-side apply of the status by its one manager: the status it sends is the status.
                     ("application/apply-patch+yaml", ["status"]) => object["status"] = body["status"].clone(),
@@ -185,6 +231,17 @@ impl FakeApi {
         let state = self.state();
         let value = state.objects.get(&("ecstaskruns".into(), namespace.into(), name.into()))?;
         Some(serde_json::from_value(value.clone()).expect("a stored run deserializes"))
+    }
+
+    /// Every run, by (namespace, name).
+    pub fn runs(&self) -> Vec<EcsTaskRun> {
+        let state = self.state();
+        state
+            .objects
+            .iter()
+            .filter(|((resource, _, _), _)| resource == "ecstaskruns")
+            .map(|(_, value)| serde_json::from_value(value.clone()).expect("a stored run deserializes"))
+            .collect()
     }
 
     /// Changes a run's spec (generation goes up), as an edit would.

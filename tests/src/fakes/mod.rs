@@ -2,6 +2,7 @@
 //! Events) against in-memory fakes of the Kubernetes API and of ECS, in milliseconds. Time is the test's:
 //! decisions read a clock the test moves, and the tracker describes tasks when the test sweeps.
 
+pub mod chaos;
 pub mod ecs;
 pub mod kube_api;
 
@@ -31,7 +32,35 @@ pub struct Shell {
 }
 
 /// When the fake clock starts.
-const EPOCH: i64 = 1_800_000_000;
+pub const EPOCH: i64 = 1_800_000_000;
+
+/// A controller's context over `api` and `ecs` (whatever wraps the fake ECS), reading the time from `now`;
+/// `instance` names it in Events.
+pub async fn context<E: ecsrun::ecs::Ecs>(
+    api: &FakeApi,
+    ecs: Arc<E>,
+    now: &Arc<Mutex<Timestamp>>,
+    instance: &str,
+) -> anyhow::Result<Context<E>> {
+    let client = api.client();
+    let clock = {
+        let now = now.clone();
+        Clock::from_fn(move || *now.lock().unwrap_or_else(PoisonError::into_inner))
+    };
+    let settings = Settings {
+        default_region: Some("eu-west-1".into()),
+        default_poll_interval: Duration::from_secs(30),
+        stop_poll_interval: Duration::from_secs(5),
+        reconcile_timeout: Duration::from_secs(10),
+        tracker_tick: Duration::from_millis(5),
+        clock,
+    };
+    let tenancy =
+        Tenancy::start(&client, Mode::Off, Some("test-cluster".into()), "ecsrun:{cluster}:{namespace}").await?;
+    let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some(instance.into()) };
+    let metrics = Arc::new(Metrics::new()?);
+    Ok(Context::new(client, ecs, 100, reporter, metrics, settings, Arc::new(tenancy)))
+}
 
 impl Shell {
     pub async fn new() -> anyhow::Result<Self> {
@@ -47,24 +76,7 @@ impl Shell {
     }
 
     async fn with(api: FakeApi, ecs: Arc<FakeEcs>, now: Arc<Mutex<Timestamp>>) -> anyhow::Result<Self> {
-        let client = api.client();
-        let clock = {
-            let now = now.clone();
-            Clock::from_fn(move || *now.lock().unwrap_or_else(PoisonError::into_inner))
-        };
-        let settings = Settings {
-            default_region: Some("eu-west-1".into()),
-            default_poll_interval: Duration::from_secs(30),
-            stop_poll_interval: Duration::from_secs(5),
-            reconcile_timeout: Duration::from_secs(10),
-            tracker_tick: Duration::from_millis(5),
-            clock,
-        };
-        let tenancy =
-            Tenancy::start(&client, Mode::Off, Some("test-cluster".into()), "ecsrun:{cluster}:{namespace}").await?;
-        let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some("middle".into()) };
-        let metrics = Arc::new(Metrics::new()?);
-        let ctx = Arc::new(Context::new(client, ecs.clone(), 100, reporter, metrics, settings, Arc::new(tenancy)));
+        let ctx = Arc::new(context(&api, ecs.clone(), &now, "middle").await?);
         let changes = ctx.tracker.restart();
         Ok(Self { api, ecs, ctx, now, changes: Mutex::new(changes) })
     }

@@ -348,6 +348,13 @@ fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
         2 => Some(Observed::Track(exited(2, 1, 143))),
         _ => all_run(index, step),
     });
+    assert_eq!(
+        run.lane(1).task.phase,
+        Some(Phase::Stopping),
+        "5 s after its RunTask, ListTasks may not list its task yet: still looking"
+    );
+    assert_ne!(run.status.task.phase, Some(Phase::Failed));
+    run.reconcile(71, all_run);
     assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
     assert_eq!(run.lane(2).task.reason.as_deref(), Some(reason::FAIL_FAST));
     assert_eq!(

@@ -6,6 +6,7 @@ use super::*;
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
 use crate::decide::{LaunchObservation, TrackObservation};
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, LogConfiguration, TaskSnapshot};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::decide::testing::{at, spec_with as spec};
 
@@ -63,17 +64,23 @@ fn the_launch_intent_is_written_before_any_run_task() {
 }
 
 #[test]
-fn a_launch_the_policies_refuse_records_no_intent_and_a_recorded_one_is_not_rewritten() {
+fn a_launch_the_policies_refuse_records_no_intent_and_each_run_task_is_preceded_by_one() {
     let spec = spec(serde_json::json!({}));
     let status = EcsTaskRunStatus::default();
     let steps = steps(&view(&spec, &status), at(1));
     let effects = begin(&view(&spec, &status), &steps, Some("eu-west-1"), true, at(1));
     assert!(!effects.iter().any(|effect| matches!(effect, Effect::WriteIntent(_))), "{effects:#?}");
-    // An intent found recorded (a crash after writing it): the launch looks for its task first.
+    // An intent found recorded (a crash after writing it): the launch looks for its task first, and says
+    // when it sends RunTask again, from which a task not listed yet is waited for.
     let mut status = EcsTaskRunStatus::default();
     begin_on(&spec, &mut status, 1);
     let (_, effects) = begin_on(&spec, &mut status, 2);
-    assert_eq!(effects, vec![Effect::Observe { index: 0, step: Step::Launch { attempt: 1, may_exist: true } }]);
+    let [Effect::WriteIntent(intent), Effect::Observe { index: 0, step }] = effects.as_slice() else {
+        panic!("{effects:#?}")
+    };
+    assert_eq!(*step, Step::Launch { attempt: 1, may_exist: true });
+    assert_eq!(intent.task.attempts.len(), 1, "the same attempt");
+    assert_eq!(intent.task.attempts[0].sent_at, Some(Time(at(2))));
 }
 
 #[test]

@@ -968,9 +968,15 @@ fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first()
     let stop = after_track(&run.view(), TrackObservation::Found { task: task("RUNNING"), containers: None }, at(70));
     assert_eq!(stop.stop.map(|s| s.task_arn).as_deref(), Some(ARN), "the deadline stops it");
 
+    // ECS lists nothing: ListTasks may lag RunTask, so the run keeps looking (its attempt open) until the
+    // grace deletion also waits out has passed since the RunTask; only then is it DeadlineExceeded.
     let mut nothing = Run::new(with(spec(), |s| s.wait.timeout = Some("1m".into())));
     nothing.status = launch_intent(&nothing.view(), 1, "eu-west-1", at(59));
-    let plan = after_find(&nothing.view(), 1, None, at(70));
+    let looking = after_find(&nothing.view(), 1, None, at(70));
+    assert_eq!(looking.status, nothing.status, "nothing concluded 11 s after RunTask");
+    assert_eq!(looking.requeue, Some(UNRECORDED_LAUNCH_GRACE - Duration::from_secs(11)));
+    assert_eq!(next_step(&nothing.view(), at(88)), Step::Find { attempt: 1 }, "looked for again");
+    let plan = after_find(&nothing.view(), 1, None, at(90));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
     assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
     assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));

@@ -70,7 +70,10 @@ fn stopping_a_run_with_no_task_ends_it_without_launching() {
     run.status = launch_intent(&run.view(), 1, "eu-west-1", at(1));
     run.spec.stop = true;
     assert_eq!(next_step(&run.view(), at(2)), Step::Find { attempt: 1 });
-    let found_nothing = after_find(&run.view(), 1, None, at(3));
+    // ListTasks lags RunTask: nothing listed 2 s after it proves nothing; 30 s after, it does.
+    let too_soon = after_find(&run.view(), 1, None, at(3));
+    assert_eq!((too_soon.status.task.phase, too_soon.stop.is_none()), (run.status.task.phase, true));
+    let found_nothing = after_find(&run.view(), 1, None, at(1) + UNRECORDED_LAUNCH_GRACE);
     assert_eq!(found_nothing.status.task.reason.as_deref(), Some(reason::STOPPED));
     // ... and a task found is adopted, then stopped at its next look.
     let found_one = after_find(&run.view(), 1, Some(task("RUNNING")), at(3));

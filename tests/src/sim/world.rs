@@ -1,0 +1,545 @@
+//! The simulated world: the API, ECS, the clock, two controller replicas and the users, moved one step
+//! at a time by a seeded generator.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
+use ecsrun::ecs::fence::{Fence, Fenced};
+use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
+use ecsrun::reconcile::{self, Context, RunKey};
+use jiff::Timestamp;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::invariants::{self, Memory, Violation};
+use super::{Options, Stats};
+use crate::fakes::chaos::{Chaos, Rates};
+use crate::fakes::{EPOCH, FakeApi, FakeEcs, context};
+
+const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
+/// Faults while the seed stirs things up.
+const RATES: Rates = Rates { fail: 60, lose: 30, crash: 25 };
+/// Rounds the quiet phase may take for every run to settle.
+const SETTLE_ROUNDS: u64 = 80;
+/// Runs a seed creates at most.
+const MAX_RUNS: usize = 6;
+
+/// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it).
+struct Port {
+    ecs: Arc<FakeEcs>,
+    fence: Fence,
+    fenced_acts: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ecs for Port {
+    async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
+        if request.acts() && !self.fence.is_open() {
+            self.fenced_acts.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{request:?}"));
+        }
+        self.ecs.send(target, request).await
+    }
+
+    fn cached_task_definition(&self, target: &EcsTarget, task_definition: &str) -> Option<TaskDefinitionInfo> {
+        self.ecs.cached_task_definition(target, task_definition)
+    }
+}
+
+type Ctx = Context<Fenced<Port>>;
+
+struct Replica {
+    ctx: Arc<Ctx>,
+    fence: Fence,
+    /// The runs as this replica's watch cache has them.
+    cache: BTreeMap<(String, String), EcsTaskRun>,
+    _changes: UnboundedReceiver<RunKey>,
+    /// Reconciles (the leader, or a deposed leader that has not noticed yet: steps left).
+    acting: Option<u64>,
+    incarnation: u64,
+}
+
+pub struct World {
+    options: Options,
+    rng: StdRng,
+    chaos: Arc<Chaos>,
+    api: FakeApi,
+    ecs: Arc<FakeEcs>,
+    now: Arc<Mutex<Timestamp>>,
+    replicas: Vec<Replica>,
+    leader: usize,
+    fenced_acts: Arc<Mutex<Vec<String>>>,
+    /// The API's runs a few steps back: what a fresh replica's first list (resourceVersion 0) may return.
+    history: VecDeque<Vec<EcsTaskRun>>,
+    /// Names to create again once their deletion went through (GitOps `Replace`).
+    recreate: Vec<(String, String, EcsTaskRunSpec)>,
+    created: usize,
+    memory: Memory,
+    step: u64,
+    stats: Stats,
+    trace: Arc<Mutex<Vec<String>>>,
+}
+
+fn spec(extra: &str) -> EcsTaskRunSpec {
+    let yaml = format!(
+        "cluster: demo\ntaskDefinition: job\nlaunchType: FARGATE\nnetworkConfiguration:\n  awsvpcConfiguration:\n    \
+         subnets: [subnet-1]\n{extra}"
+    );
+    serde_yaml_ng::from_str(&yaml).expect("the simulator's specs are valid")
+}
+
+impl World {
+    pub async fn new(options: Options, trace: Arc<Mutex<Vec<String>>>) -> anyhow::Result<Self> {
+        let chaos = Arc::new(Chaos::new(options.seed));
+        let ecs = Arc::new(FakeEcs::with_chaos(chaos.clone()));
+        let start = Timestamp::from_second(EPOCH)?;
+        ecs.set_now(start);
+        let mut world = Self {
+            options,
+            rng: StdRng::seed_from_u64(options.seed),
+            api: FakeApi::with_chaos(chaos.clone()),
+            chaos,
+            ecs,
+            now: Arc::new(Mutex::new(start)),
+            replicas: Vec::new(),
+            leader: 0,
+            fenced_acts: Arc::default(),
+            history: VecDeque::new(),
+            recreate: Vec::new(),
+            created: 0,
+            memory: Memory::default(),
+            step: 0,
+            stats: Stats::default(),
+            trace,
+        };
+        for id in 0..2 {
+            let replica = world.replica(id, 0, Vec::new()).await?;
+            world.replicas.push(replica);
+        }
+        world.replicas[0].acting = Some(u64::MAX);
+        world.replicas[0].fence.open_until(far_future());
+        Ok(world)
+    }
+
+    async fn replica(&self, id: usize, incarnation: u64, list: Vec<EcsTaskRun>) -> anyhow::Result<Replica> {
+        let fence = Fence::closed();
+        let port = Port { ecs: self.ecs.clone(), fence: fence.clone(), fenced_acts: self.fenced_acts.clone() };
+        let ecs = Arc::new(Fenced::new(port, fence.clone()));
+        let ctx = Arc::new(context(&self.api, ecs, &self.now, &format!("replica-{id}")).await?);
+        let changes = ctx.tracker.restart();
+        let cache = list.into_iter().map(|run| (key(&run), run)).collect();
+        Ok(Replica { ctx, fence, cache, _changes: changes, acting: None, incarnation })
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats;
+        stats.tasks = self.ecs.every_task().len() as u64;
+        stats
+    }
+
+    fn now(&self) -> Timestamp {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn say(&self, line: String) {
+        if self.options.trace {
+            let at = self.now().as_second() - EPOCH;
+            self.trace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("[{:>4} t+{at:>5}s] {line}", self.step));
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
+        *now = now.checked_add(by).unwrap_or(*now);
+        self.ecs.set_now(*now);
+        drop(now);
+        self.ecs.forget_stopped_before(self.now().checked_sub(Duration::from_secs(3600)).unwrap_or(self.now()));
+    }
+
+    /// The seed's steps with faults, then the quiet phase in which every run must settle.
+    pub async fn simulate(&mut self) -> Result<(), Violation> {
+        self.chaos.set_rates(Some(RATES));
+        while self.step < self.options.steps {
+            self.step += 1;
+            self.chaos.begin_step(self.step);
+            self.stir().await;
+            self.after_step()?;
+        }
+        self.chaos.set_rates(None);
+        self.say("faults stop; every run must settle".into());
+        self.settle().await
+    }
+
+    fn after_step(&mut self) -> Result<(), Violation> {
+        let injected = self.chaos.take_injected();
+        self.stats.faults += injected.len() as u64;
+        for line in injected {
+            self.say(format!("  fault: {line}"));
+        }
+        self.stats.steps += 1;
+        let runs = self.api.runs();
+        if self.history.len() == 5 {
+            self.history.pop_front();
+        }
+        self.history.push_back(runs.clone());
+        if let Some(act) = self.fenced_acts.lock().unwrap_or_else(PoisonError::into_inner).first() {
+            return Err(Violation::new("no RunTask or StopTask through a closed fence", self.step, act.clone()));
+        }
+        let now = self.now();
+        invariants::check(&mut self.memory, self.step, now, &runs, &self.ecs.every_task())
+    }
+
+    /// One step with faults: a user, a replica, ECS or the clock moves.
+    async fn stir(&mut self) {
+        // A deposed leader notices after a while, and stops reconciling.
+        for (id, replica) in self.replicas.iter_mut().enumerate() {
+            if id != self.leader {
+                replica.acting = replica.acting.and_then(|left| left.checked_sub(1));
+            }
+        }
+        let roll = self.rng.random_range(0..100);
+        match roll {
+            0..6 => self.create(),
+            6..8 => self.delete(false),
+            8..9 => self.delete(true),
+            9..11 => self.stop(),
+            11..45 => {
+                let id = self.acting_replica();
+                self.reconcile_one(id).await;
+            }
+            45..55 => {
+                let id = self.acting_replica();
+                self.sweep(id).await;
+            }
+            55..70 => self.deliver(),
+            70..82 => self.ecs_moves(),
+            82..95 => {
+                let seconds = self.rng.random_range(1..90);
+                self.advance(Duration::from_secs(seconds));
+            }
+            95..97 => {
+                let id = self.rng.random_range(0..self.replicas.len());
+                self.restart(id, "killed").await;
+            }
+            _ => self.hand_over(),
+        }
+        self.recreate_gone();
+    }
+
+    /// Every fault off: the leader reconciles every run it knows each round, ECS moves every task on,
+    /// and every run must reach a final phase (or be gone, if deleted) within `SETTLE_ROUNDS`.
+    async fn settle(&mut self) -> Result<(), Violation> {
+        for id in 0..self.replicas.len() {
+            if id != self.leader {
+                self.replicas[id].acting = None;
+            }
+        }
+        for round in 0..SETTLE_ROUNDS {
+            self.step += 1;
+            self.chaos.begin_step(self.step);
+            self.advance(Duration::from_secs(20));
+            // Only tasks whose run still waits for them end by themselves: a task leaked by a run that
+            // is gone or finished runs on, for the invariants to see.
+            let waiting: Vec<String> = self
+                .api
+                .runs()
+                .iter()
+                .filter(|run| !run.status.as_ref().and_then(|s| s.task.phase).is_some_and(|phase| phase.is_terminal()))
+                .filter_map(|run| run.metadata.uid.clone())
+                .collect();
+            for task in self.ecs.live() {
+                let owner = self.ecs.task(&task).and_then(|t| t.tag("ecsrun.dev/uid").map(str::to_owned));
+                if owner.is_some_and(|uid| waiting.contains(&uid)) {
+                    self.move_task(&task, true);
+                }
+            }
+            let runs = self.api.runs();
+            self.replicas[self.leader].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
+            self.sweep(self.leader).await;
+            for run in &runs {
+                self.reconcile(self.leader, key(run)).await;
+            }
+            self.recreate_gone();
+            self.after_step()?;
+            let unsettled: Vec<String> = self
+                .api
+                .runs()
+                .iter()
+                .filter(|run| {
+                    run.metadata.deletion_timestamp.is_some()
+                        || !run.status.as_ref().and_then(|s| s.task.phase).is_some_and(|phase| phase.is_terminal())
+                })
+                .map(|run| key(run).1)
+                .collect();
+            if unsettled.is_empty() && round > 0 && self.memory_clear() {
+                self.say(format!("settled after {} quiet rounds", round + 1));
+                return Ok(());
+            }
+            if round + 1 == SETTLE_ROUNDS {
+                return Err(Violation::new(
+                    "every run reaches a final phase once faults stop",
+                    self.step,
+                    format!("after {SETTLE_ROUNDS} quiet rounds: runs {unsettled:?}, live tasks {:?}", self.ecs.live()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// No task runs for a run that is gone or finished.
+    fn memory_clear(&self) -> bool {
+        let runs = self.api.runs();
+        self.ecs.live().iter().all(|arn| {
+            let owner = self.ecs.task(arn).and_then(|t| t.tag("ecsrun.dev/uid").map(str::to_owned));
+            runs.iter().any(|run| {
+                run.metadata.uid == owner
+                    && !run.status.as_ref().and_then(|s| s.task.phase).is_some_and(|phase| phase.is_terminal())
+            })
+        })
+    }
+
+    fn acting_replica(&mut self) -> usize {
+        let acting: Vec<usize> = (0..self.replicas.len()).filter(|id| self.replicas[*id].acting.is_some()).collect();
+        acting[self.rng.random_range(0..acting.len())]
+    }
+
+    fn create(&mut self) {
+        if self.created >= MAX_RUNS {
+            return;
+        }
+        self.created += 1;
+        let namespace = NAMESPACES[self.rng.random_range(0..NAMESPACES.len())];
+        let (name, spec) = match self.rng.random_range(0..6) {
+            0 => (format!("retried-{}", self.created), spec("retryPolicy:\n  backoffLimit: 2\n")),
+            1 => (format!("deadline-{}", self.created), spec("wait:\n  timeout: 3m\n")),
+            2 => (format!("batch-{}", self.created), spec("count: 3\nretryPolicy:\n  backoffLimit: 1\n")),
+            // A name long enough that ecsrun's StopTask reasons would pass ECS's 255 characters.
+            3 => (format!("{}-{}", "long".repeat(55), self.created), spec("")),
+            _ => (format!("run-{}", self.created), spec("")),
+        };
+        self.say(format!("user creates {namespace}/{name}"));
+        self.stats.runs += 1;
+        self.api.create_run(namespace, &EcsTaskRun::new(&name, spec), self.now());
+    }
+
+    fn pick_run(&mut self) -> Option<EcsTaskRun> {
+        let runs = self.api.runs();
+        (!runs.is_empty()).then(|| runs[self.rng.random_range(0..runs.len())].clone())
+    }
+
+    fn delete(&mut self, recreate: bool) {
+        let Some(run) = self.pick_run() else { return };
+        let (namespace, name) = key(&run);
+        if recreate {
+            self.say(format!("user deletes {namespace}/{name} to create it again (Replace)"));
+            self.recreate.push((namespace.clone(), name.clone(), run.spec.clone()));
+        } else {
+            self.say(format!("user deletes {namespace}/{name}"));
+        }
+        self.api.delete_run(&namespace, &name, self.now());
+    }
+
+    fn recreate_gone(&mut self) {
+        let mut waiting = std::mem::take(&mut self.recreate);
+        waiting.retain(|(namespace, name, spec)| {
+            if self.api.run(namespace, name).is_some() {
+                return true;
+            }
+            self.say(format!("user creates {namespace}/{name} again"));
+            self.stats.runs += 1;
+            self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
+            false
+        });
+        self.recreate = waiting;
+    }
+
+    fn stop(&mut self) {
+        let Some(run) = self.pick_run() else { return };
+        let (namespace, name) = key(&run);
+        self.say(format!("user sets stop on {namespace}/{name}"));
+        self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
+    }
+
+    /// A watch event reaches a replica: one run's latest state, or (now and then) a relist of every run.
+    fn deliver(&mut self) {
+        let id = self.rng.random_range(0..self.replicas.len());
+        if self.rng.random_range(0..5) == 0 {
+            let runs = self.api.runs();
+            self.replicas[id].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
+            return;
+        }
+        let mut names: Vec<(String, String)> = self.api.runs().iter().map(key).collect();
+        names.extend(self.replicas[id].cache.keys().cloned());
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return;
+        }
+        let name = names[self.rng.random_range(0..names.len())].clone();
+        match self.api.run(&name.0, &name.1) {
+            Some(run) => self.replicas[id].cache.insert(name, run),
+            None => self.replicas[id].cache.remove(&name),
+        };
+    }
+
+    /// ECS moves one task on by itself.
+    fn ecs_moves(&mut self) {
+        let live = self.ecs.live();
+        if live.is_empty() {
+            return;
+        }
+        let arn = live[self.rng.random_range(0..live.len())].clone();
+        self.move_task(&arn, false);
+    }
+
+    /// A task moves one state on: PROVISIONING to RUNNING (now and then failing to start), RUNNING to
+    /// STOPPED with an exit code, or (now and then) a Spot interruption.
+    fn move_task(&mut self, arn: &str, quiet: bool) {
+        let Some(task) = self.ecs.task(arn) else { return };
+        let roll = self.rng.random_range(0..100);
+        let id = ecsrun::api::task_id(arn).to_owned();
+        if task.snapshot.last_status.as_deref() != Some("RUNNING") {
+            if roll < 8 {
+                self.say(format!("ECS: task {id} fails to start"));
+                self.ecs.fail_to_start(arn);
+            } else {
+                self.say(format!("ECS: task {id} is RUNNING"));
+                self.ecs.run(arn);
+            }
+        } else if roll < 5 && !quiet {
+            self.say(format!("ECS: task {id} interrupted (Spot)"));
+            self.ecs.interrupt(arn);
+        } else if roll < 70 || quiet {
+            let code = if roll % 3 == 0 { 1 } else { 0 };
+            self.say(format!("ECS: task {id} exits {code}"));
+            self.ecs.exit(arn, code);
+        }
+    }
+
+    /// A replica reconciles one run its cache holds, as its queue would.
+    async fn reconcile_one(&mut self, id: usize) {
+        let keys: Vec<(String, String)> = self.replicas[id].cache.keys().cloned().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let name = keys[self.rng.random_range(0..keys.len())].clone();
+        self.reconcile(id, name).await;
+    }
+
+    async fn reconcile(&mut self, id: usize, name: (String, String)) {
+        let Some(run) = self.replicas[id].cache.get(&name).cloned() else { return };
+        self.stats.reconciles += 1;
+        let ctx = self.replicas[id].ctx.clone();
+        let chaos = self.chaos.clone();
+        let outcome = tokio::select! {
+            biased;
+            () = chaos.crashed() => None,
+            result = reconcile::reconcile(Arc::new(run), ctx.clone()) => Some(result),
+        };
+        let now = self.api.run(&name.0, &name.1).map_or_else(
+            || "gone".to_owned(),
+            |run| {
+                let status = run.status.unwrap_or_default();
+                let deleting = if run.metadata.deletion_timestamp.is_some() { ", being deleted" } else { "" };
+                format!(
+                    "{:?} {:?} {:?}{deleting}",
+                    status.task.phase,
+                    status.task.reason,
+                    status.task.task_arn.as_deref().map(ecsrun::api::task_id)
+                )
+            },
+        );
+        match outcome {
+            // The requeue's delay carries jitter: only whether there is one goes into the trace.
+            Some(Ok(action)) => {
+                let next = if format!("{action:?}").contains("None") { "awaits a change" } else { "requeues" };
+                self.say(format!("replica {id} reconciles {}/{}: ok, {next}; now {now}", name.0, name.1))
+            }
+            Some(Err(error)) => self.say(format!(
+                "replica {id} reconciles {}/{}: {} ({}); now {now}",
+                name.0,
+                name.1,
+                error,
+                error.label()
+            )),
+            None => {
+                self.chaos.take_crash();
+                self.say(format!("replica {id} crashes reconciling {}/{}", name.0, name.1));
+                self.restart(id, "crashed").await;
+            }
+        }
+    }
+
+    /// A replica's tracker describes every task it follows.
+    async fn sweep(&mut self, id: usize) {
+        let ctx = self.replicas[id].ctx.clone();
+        let chaos = self.chaos.clone();
+        let crashed = tokio::select! {
+            biased;
+            () = chaos.crashed() => true,
+            () = ctx.tracker.sweep_now() => false,
+        };
+        if crashed {
+            self.chaos.take_crash();
+            self.say(format!("replica {id} crashes sweeping"));
+            self.restart(id, "crashed").await;
+        } else {
+            self.say(format!("replica {id} sweeps {} tasks", ctx.tracker.len()));
+        }
+    }
+
+    /// The replica's process starts again: nothing carried over; its first list may be stale.
+    async fn restart(&mut self, id: usize, why: &str) {
+        self.stats.crashes += 1;
+        let back = self.rng.random_range(0..self.history.len().max(1));
+        let list = self.history.get(back).cloned().unwrap_or_default();
+        let incarnation = self.replicas[id].incarnation + 1;
+        self.say(format!(
+            "replica {id} {why}: starts again (incarnation {incarnation}) from a list {} steps old",
+            self.history.len().saturating_sub(back)
+        ));
+        let was = &self.replicas[id];
+        let (acting, open) = (was.acting.is_some(), was.fence.is_open());
+        was.fence.close();
+        match self.replica(id, incarnation, list).await {
+            Ok(mut replica) => {
+                // The leader takes its Lease back; a deposed one restarts as a follower.
+                if id == self.leader && acting {
+                    replica.acting = Some(u64::MAX);
+                    if open {
+                        replica.fence.open_until(far_future());
+                    }
+                }
+                self.replicas[id] = replica;
+            }
+            Err(error) => panic!("a replica cannot start: {error:#}"),
+        }
+    }
+
+    /// The Lease goes to the other replica: the old leader's fence closes (its Lease could have expired),
+    /// then the new one acts. The old one may go on reconciling from its cache for a while.
+    fn hand_over(&mut self) {
+        let old = self.leader;
+        let new = (old + 1) % self.replicas.len();
+        let lingering = self.rng.random_range(0..20);
+        self.say(format!("the Lease passes from replica {old} to replica {new}; {old} notices in {lingering} steps"));
+        self.replicas[old].fence.close();
+        self.replicas[old].acting = Some(lingering);
+        self.replicas[new].ctx.tracker.restart();
+        self.replicas[new].acting = Some(u64::MAX);
+        self.replicas[new].fence.open_until(far_future());
+        self.leader = new;
+    }
+}
+
+fn key(run: &EcsTaskRun) -> (String, String) {
+    (run.metadata.namespace.clone().unwrap_or_default(), run.metadata.name.clone().unwrap_or_default())
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600)
+}
