@@ -77,6 +77,8 @@ pub mod reason {
     pub const STOPPED: &str = "Stopped";
     /// ECS does not know the task a run was asked to follow (`spec.taskArn`).
     pub const TASK_NOT_FOUND: &str = "TaskNotFound";
+    /// `spec.taskArn` names a task ecsrun started for another namespace.
+    pub const ADOPTION_DENIED: &str = "AdoptionDenied";
 }
 
 /// The run as the decision sees it.
@@ -333,7 +335,7 @@ mod phase;
 pub use follow::after_track;
 use follow::{record_task, running_reason};
 use launch::deadline_exceeded;
-pub use launch::{after_adopt, after_find, after_launch, launch_blocked, launch_intent, launch_request};
+pub use launch::{adoptable, after_adopt, after_find, after_launch, launch_blocked, launch_intent, launch_request};
 pub use phase::retry_backoff;
 use phase::{conclude, plan, set_phase};
 

@@ -197,3 +197,29 @@ async fn a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunche
     assert_eq!(unknown, 1);
     Ok(())
 }
+
+/// Issue 23's finding 6: a run deleted and created again under its name (GitOps `Replace`) is another run.
+/// A replica whose cache still holds the old run's deletion must neither stop the new run's task nor
+/// remove the new run's finalizer (both address the run by name).
+#[tokio::test]
+async fn a_stale_copy_of_a_replaced_run_touches_nothing_of_the_new_one() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let old_task = launched(&shell, "replaced", "").await?;
+    shell.api.delete_run(NS, "replaced", shell.now());
+    // What a lagging cache keeps: the old run being deleted, its task not yet stopped.
+    let stale = shell.run(NS, "replaced").expect("held by its finalizer");
+    shell.reconcile(NS, "replaced").await?;
+    assert!(shell.run(NS, "replaced").is_none(), "the old run is gone once its task stopped");
+    assert!(shell.ecs.task(&old_task).is_some_and(|task| task.snapshot.is_stopped()));
+
+    let new_task = launched(&shell, "replaced", "").await?;
+    let new = shell.run(NS, "replaced").expect("the new run");
+    assert_ne!(new.metadata.uid, stale.metadata.uid);
+    let result = shell.reconcile_copy(stale.clone()).await;
+    assert!(result.as_ref().is_err_and(|error| error.label() == "stale_object"), "{result:?}");
+    assert!(!shell.ecs.task(&new_task).expect("the new task").snapshot.is_stopped(), "the new run's task runs on");
+    let after = shell.run(NS, "replaced").expect("the new run stays");
+    assert_eq!(after.metadata.finalizers, new.metadata.finalizers, "the new run keeps its finalizer");
+
+    Ok(())
+}

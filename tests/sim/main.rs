@@ -8,6 +8,8 @@ use ecsrun_e2e::sim::{self, Options, Report, Stats};
 
 const DEFAULT_SEEDS: u64 = 2000;
 const DEFAULT_STEPS: u64 = 150;
+/// Seeds replayed twice with their traces to show the same seed gives the same run.
+const REPLAYED: u64 = 5;
 
 struct Args {
     from: u64,
@@ -96,6 +98,25 @@ fn main() {
                 report.seed, report.seed, args.steps
             );
         }
+    }
+    // Same seed, same run: a few seeds again, twice each with their traces, compared line by line.
+    let mut differing = Vec::new();
+    for seed in args.from..end.min(args.from + REPLAYED) {
+        let first = sim::run(Options { seed, steps: args.steps, trace: true });
+        let again = sim::run(Options { seed, steps: args.steps, trace: true });
+        if first.trace != again.trace || first.trace.is_empty() {
+            differing.push(seed);
+        }
+    }
+    if differing.is_empty() {
+        println!(
+            "sim: determinism: seeds {}..{} replayed twice with identical traces",
+            args.from,
+            end.min(args.from + REPLAYED)
+        );
+    } else {
+        println!("sim: determinism broken: seeds {differing:?} gave two different traces (or none)");
+        std::process::exit(1);
     }
     let passed = args.seeds - failed.len() as u64;
     println!(

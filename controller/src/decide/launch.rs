@@ -10,6 +10,13 @@ pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, no
     status.region.get_or_insert_with(|| region.to_owned());
     let view = RunView { status: &status, ..*view };
     match found {
+        Some(task) if let Err(why) = adoptable(&view, &task) => {
+            // Nothing of the task is read into the status: its containers, exit codes and logs are the
+            // other namespace's.
+            let mut status = status.clone();
+            push_unlaunched_attempt(&mut status, 1);
+            conclude(&view, status, Verdict::Fail { reason: reason::ADOPTION_DENIED }, why, now)
+        }
         Some(task) => after_launch(&view, 1, LaunchObservation::Adopted(task), now),
         None => {
             let mut status = status.clone();
@@ -86,7 +93,7 @@ pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp)
 /// revision registered for it).
 pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefinitionInfo) -> LaunchRequest {
     let mut tags: Vec<(String, String)> = view.spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    tags.push(("ecsrun.dev/namespace".into(), view.namespace.into()));
+    tags.push((crate::ecs::NAMESPACE_TAG.into(), view.namespace.into()));
     tags.push(("ecsrun.dev/name".into(), view.name.into()));
     tags.push(("ecsrun.dev/uid".into(), view.uid.into()));
     // Which attempt a task belongs to, for people and for checks that every attempt ran exactly once.
@@ -238,4 +245,17 @@ pub(super) fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i3
 fn unlisted_for(view: &RunView, now: Timestamp) -> Option<Duration> {
     let sent = current_attempt(&view.status.task)?.sent_at.as_ref()?.0;
     UNRECORDED_LAUNCH_GRACE.checked_sub(duration_between(sent, now)).filter(|left| !left.is_zero())
+}
+
+/// Whether the run may adopt `task` (`spec.taskArn`): not a task ecsrun started for another namespace,
+/// whose containers, exit codes and logs are that namespace's, and which only its own run may stop.
+pub fn adoptable(view: &RunView, task: &TaskSnapshot) -> Result<(), String> {
+    match task.started_for_namespace.as_deref() {
+        Some(namespace) if namespace != view.namespace => Err(format!(
+            "task {} was started by ecsrun for namespace {namespace}: a run adopts only tasks started for its \
+             own namespace or outside ecsrun",
+            task_id(&task.task_arn)
+        )),
+        _ => Ok(()),
+    }
 }

@@ -15,8 +15,8 @@ use jiff::Timestamp;
 
 use super::batch::{self, BatchPlan};
 use super::{
-    Follow, LaunchObservation, LogRead, Plan, RunEvent, RunView, Step, StopTask, TrackObservation, after_adopt,
-    after_find, after_launch, after_track, launch_blocked, launch_intent,
+    Follow, LaunchObservation, LogRead, Plan, RunEvent, RunView, Step, StopTask, TrackObservation, adoptable,
+    after_adopt, after_find, after_launch, after_track, launch_blocked, launch_intent,
 };
 use crate::api::{EcsTaskRunStatus, Phase};
 use crate::ecs::TaskSnapshot;
@@ -194,7 +194,8 @@ pub fn finish(view: &RunView, steps: &Steps, observed: Vec<(u32, Observation)>, 
                 Some(after_launch(&lane_view, 1, observation, now))
             }
             (Step::Adopt { .. }, Some(Observation::Adopted { task, region })) => {
-                seen.extend(task.clone());
+                // A task refused adoption is neither followed nor ever stopped by this run.
+                seen.extend(task.clone().filter(|task| adoptable(&lane_view, task).is_ok()));
                 Some(after_adopt(&lane_view, task, &region, now))
             }
             (Step::Find { attempt }, Some(Observation::Found(task))) => {

@@ -336,6 +336,8 @@ impl AwsEcs {
                 .describe_tasks()
                 .cluster(&target.cluster)
                 .set_tasks(Some(task_arns.to_vec()))
+                // The namespace tag tells whose a task is (adoption).
+                .include(aws_sdk_ecs::types::TaskField::Tags)
                 .send()
                 .await
                 .map_err(|error| classify("DescribeTasks", &error))?;

@@ -97,6 +97,9 @@ impl fmt::Debug for StaticKeys {
     }
 }
 
+/// The tag of every task ecsrun starts that names its run's namespace.
+pub const NAMESPACE_TAG: &str = "ecsrun.dev/namespace";
+
 /// A task as DescribeTasks / RunTask reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskSnapshot {
@@ -116,6 +119,8 @@ pub struct TaskSnapshot {
     pub memory: Option<String>,
     /// The capacity provider the task runs on, else its launch type.
     pub capacity_provider: Option<String>,
+    /// For a task ecsrun started, the namespace of its run (its `ecsrun.dev/namespace` tag).
+    pub started_for_namespace: Option<String>,
 }
 
 impl TaskSnapshot {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use ecsrun::ecs::{
     ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
-    EcsTarget, LaunchRequest, LogConfiguration, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response, RunTaskOutcome, TaskDefinitionInfo,
+    TaskSnapshot,
 };
 use jiff::Timestamp;
 
@@ -287,6 +288,7 @@ impl State {
             cpu: Some("1024".into()),
             memory: Some("2048".into()),
             capacity_provider: Some("FARGATE".into()),
+            started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
             ..TaskSnapshot::default()
         };
         self.tasks.insert(

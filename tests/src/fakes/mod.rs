@@ -114,6 +114,11 @@ impl Shell {
         reconcile::reconcile(Arc::new(run), self.ctx.clone()).await.map(Some)
     }
 
+    /// One reconcile of `run` as given: a copy the cache may still hold after the API moved on.
+    pub async fn reconcile_copy(&self, run: EcsTaskRun) -> Result<Action, Error> {
+        reconcile::reconcile(Arc::new(run), self.ctx.clone()).await
+    }
+
     /// The tracker describes every task it follows now, and says which runs' tasks changed.
     pub async fn sweep(&self) -> Vec<RunKey> {
         self.ctx.tracker.sweep_now().await;

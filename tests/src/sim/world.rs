@@ -74,6 +74,9 @@ pub struct World {
     history: VecDeque<Vec<EcsTaskRun>>,
     /// Names to create again once their deletion went through (GitOps `Replace`).
     recreate: Vec<(String, String, EcsTaskRunSpec)>,
+    /// What users do to a run a few steps after creating it, when they get to it: (step, namespace,
+    /// name, delete rather than stop). Early stops and deletions meet launches whose answers are lost.
+    soon: Vec<(u64, String, String, bool)>,
     created: usize,
     memory: Memory,
     step: u64,
@@ -107,6 +110,7 @@ impl World {
             fenced_acts: Arc::default(),
             history: VecDeque::new(),
             recreate: Vec::new(),
+            soon: Vec::new(),
             created: 0,
             memory: Memory::default(),
             step: 0,
@@ -218,7 +222,12 @@ impl World {
             55..70 => self.deliver(),
             70..82 => self.ecs_moves(),
             82..95 => {
-                let seconds = self.rng.random_range(1..90);
+                // Mostly seconds (ECS's lag is seconds), now and then minutes.
+                let seconds = if self.rng.random_range(0..10) < 7 {
+                    self.rng.random_range(1..15)
+                } else {
+                    self.rng.random_range(15..120)
+                };
                 self.advance(Duration::from_secs(seconds));
             }
             95..97 => {
@@ -228,6 +237,26 @@ impl World {
             _ => self.hand_over(),
         }
         self.recreate_gone();
+        self.act_soon();
+    }
+
+    /// The stops and deletions users asked for a few steps after creating a run.
+    fn act_soon(&mut self) {
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.soon).into_iter().partition(|(at, ..)| *at <= self.step);
+        self.soon = later;
+        for (_, namespace, name, delete) in due {
+            if self.api.run(&namespace, &name).is_none() {
+                continue;
+            }
+            if delete {
+                self.say(format!("user deletes {namespace}/{name} soon after creating it"));
+                self.api.delete_run(&namespace, &name, self.now());
+            } else {
+                self.say(format!("user sets stop on {namespace}/{name} soon after creating it"));
+                self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
+            }
+        }
     }
 
     /// Every fault off: the leader reconciles every run it knows each round, ECS moves every task on,
@@ -323,6 +352,11 @@ impl World {
         };
         self.say(format!("user creates {namespace}/{name}"));
         self.stats.runs += 1;
+        match self.rng.random_range(0..10) {
+            0..2 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), false)),
+            2..4 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), true)),
+            _ => {}
+        }
         self.api.create_run(namespace, &EcsTaskRun::new(&name, spec), self.now());
     }
 

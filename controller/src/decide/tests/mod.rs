@@ -13,6 +13,7 @@ fn spec() -> EcsTaskRunSpec {
     serde_json::from_value(serde_json::json!({"cluster": "demo", "taskDefinition": "report:3"})).unwrap()
 }
 
+#[derive(Clone)]
 struct Run {
     spec: EcsTaskRunSpec,
     status: EcsTaskRunStatus,

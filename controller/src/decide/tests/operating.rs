@@ -119,6 +119,34 @@ fn adopting_a_task_ecs_does_not_know_fails_the_run() {
     assert!(plan.status.task.message.as_deref().unwrap().contains(ARN));
 }
 
+/// Issue 23's finding 2: a namespace whose policy allows a shared cluster could adopt another
+/// namespace's task, read its containers and exit codes, and stop it.
+#[test]
+fn a_task_ecsrun_started_for_another_namespace_is_refused_and_nothing_of_it_is_read_or_stopped() {
+    let theirs = |namespace: &str| TaskSnapshot { started_for_namespace: Some(namespace.into()), ..task("RUNNING") };
+    // A stopped run fails as stopped (the Stop Task action refused), with the same explanation.
+    for (spec, why) in [(adopting(), reason::ADOPTION_DENIED), (stop(adopting()), reason::STOPPED)] {
+        let run = Run::new(spec);
+        let plan = after_adopt(&run.view(), Some(theirs("team-a")), "eu-west-1", at(1));
+        assert_eq!(plan.status.task.phase, Some(Phase::Failed));
+        assert_eq!(plan.status.task.reason.as_deref(), Some(why));
+        assert!(plan.status.task.message.as_deref().unwrap().contains("namespace team-a"));
+        assert_eq!(plan.status.task.task_arn, None, "not recorded");
+        assert!(plan.status.task.containers.is_empty() && plan.status.task.exit_codes.is_none());
+        assert!(plan.stop.is_none() && plan.follow.is_none());
+        let mut done = run.clone();
+        done.apply(&plan);
+        assert_eq!(next_step(&done.view(), at(2)), Step::Idle, "never looked at again");
+        assert_eq!(cleanup_step(&done.spec, UID, Some(&done.status)), CleanupStep::Release, "deleting stops nothing");
+    }
+    // Its own namespace's task, and one started outside ecsrun, are adopted as before.
+    let run = Run::new(adopting());
+    for task in [theirs("jobs"), task("RUNNING")] {
+        let plan = after_adopt(&run.view(), Some(task), "eu-west-1", at(1));
+        assert_eq!(plan.status.task.task_arn.as_deref(), Some(ARN));
+    }
+}
+
 #[test]
 fn adopting_and_stopping_is_the_stop_task_action() {
     let mut run = Run::new(stop(adopting()));

@@ -7,7 +7,9 @@ use aws_sdk_ecs::types;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::ecs::{ContainerSnapshot, EcsError, EcsErrorKind, EcsFailure, LogConfiguration, TaskSnapshot};
+use crate::ecs::{
+    ContainerSnapshot, EcsError, EcsErrorKind, EcsFailure, LogConfiguration, NAMESPACE_TAG, TaskSnapshot,
+};
 
 pub(super) fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
     jiff::Timestamp::new(time.secs(), time.subsec_nanos() as i32).ok()
@@ -32,6 +34,12 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             .capacity_provider_name()
             .map(str::to_owned)
             .or_else(|| task.launch_type().map(|launch_type| launch_type.as_str().to_owned())),
+        started_for_namespace: task
+            .tags()
+            .iter()
+            .find(|tag| tag.key() == Some(NAMESPACE_TAG))
+            .and_then(|tag| tag.value())
+            .map(str::to_owned),
         containers: task
             .containers()
             .iter()
