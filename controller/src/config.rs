@@ -47,6 +47,16 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_ECS_CALL_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ecs_call_timeout: Duration,
 
+    /// How often the leader looks for orphaned tasks (started by ecsrun, their run gone) in the clusters it
+    /// has followed tasks in, and stops them. Off unless set: only for ECS clusters no other ecsrun
+    /// controller starts tasks in (its tasks would look orphaned).
+    #[arg(long, env = "ECSRUN_ORPHAN_SWEEP_INTERVAL", value_parser = humantime::parse_duration)]
+    pub orphan_sweep_interval: Option<Duration>,
+
+    /// How old a task whose run is gone must be before the orphan sweep stops it.
+    #[arg(long, env = "ECSRUN_ORPHAN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Duration,
+
     /// Task ARNs per DescribeTasks call when following tasks (ECS's maximum is 100). 1 describes each task
     /// on its own, as per-task pollers do: only for comparison.
     #[arg(long, env = "ECSRUN_DESCRIBE_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]

@@ -21,6 +21,7 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;
+pub mod orphans;
 pub mod policy;
 pub mod reconcile;
 pub mod tenancy;

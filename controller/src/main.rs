@@ -73,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
         reconcile_timeout: config.ecs_call_timeout * 4 + std::time::Duration::from_secs(30),
         tracker_tick: std::time::Duration::from_secs(1),
         clock: Clock::default(),
+        orphan_sweep: config
+            .orphan_sweep_interval
+            .map(|interval| ecsrun::orphans::OrphanSweep { interval, grace: config.orphan_grace }),
     };
     let tenancy =
         Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;

@@ -2,8 +2,8 @@
 //! per-object label, so the series count does not grow with the number of runs.
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder, exponential_buckets,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder, exponential_buckets,
 };
 
 /// The version `--version` prints: the crate's, and the commit it was built from.
@@ -39,6 +39,8 @@ pub struct Metrics {
     pub runs_finished: IntCounterVec,
     /// Runs known to the controller that are not yet Succeeded or Failed.
     pub active_runs: IntGauge,
+    /// Tasks ecsrun started whose run no longer exists, stopped by the orphan sweep.
+    pub orphans_stopped: IntCounter,
     /// 1 while this replica reconciles (holds the Lease, or runs without leader election).
     pub leader: IntGauge,
     /// Launches that broke an EcsRunPolicy rule, by rule and mode (`enforce`: refused, `audit`: let through).
@@ -108,6 +110,8 @@ impl Metrics {
             &["outcome", "reason"],
         )?;
         let active_runs = IntGauge::new("active_runs", "Runs not yet Succeeded or Failed")?;
+        let orphans_stopped =
+            IntCounter::new("orphans_stopped_total", "Tasks ecsrun started whose run is gone, stopped by the sweep")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
         let policy_violations = IntCounterVec::new(
             Opts::new("policy_violations_total", "Launches that broke an EcsRunPolicy rule, by rule and mode"),
@@ -146,6 +150,7 @@ impl Metrics {
         registry.register(Box::new(kube_requests.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(active_runs.clone()))?;
+        registry.register(Box::new(orphans_stopped.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(policy_violations.clone()))?;
         Ok(Self {
@@ -164,6 +169,7 @@ impl Metrics {
             kube_requests,
             runs_finished,
             active_runs,
+            orphans_stopped,
             leader,
             policy_violations,
             task_vcpu_seconds,

@@ -48,6 +48,8 @@ pub struct Settings {
     pub tracker_tick: Duration,
     /// Where decisions read the time.
     pub clock: Clock,
+    /// The orphan sweep, if on (the leader runs it).
+    pub orphan_sweep: Option<crate::orphans::OrphanSweep>,
 }
 
 /// Where the shell reads the time decisions are made at: the system's, or one a test moves.

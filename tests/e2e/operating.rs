@@ -22,6 +22,14 @@ pub fn cases() -> Vec<Case> {
         case("operating::usage_of_a_run_with_known_cpu_memory_and_duration", usage_of_a_known_run),
         case("operating::a_failed_containers_last_lines_are_in_status_and_event", last_lines_in_status_and_event),
         case("operating::unreadable_logs_leave_the_outcome_and_say_why", unreadable_logs_leave_the_outcome),
+        case(
+            "operating::two_namespaces_sharing_a_cluster_cannot_adopt_read_or_stop_each_others_tasks",
+            adopting_another_namespaces_task,
+        ),
+        case(
+            "operating::the_orphan_sweep_stops_a_task_whose_run_is_gone",
+            the_orphan_sweep_stops_a_task_whose_run_is_gone,
+        ),
     ]
 }
 
@@ -102,5 +110,89 @@ async fn unreadable_logs_leave_the_outcome(env: Arc<Env>) -> anyhow::Result<()> 
     ensure!(app.log_tail.is_none(), "a tail from nowhere: {:?}", app.log_tail);
     let why = app.log_tail_error.as_deref().context("no logTailError")?;
     ensure!(why.contains("ResourceNotFoundException") && !why.contains('\n'), "logTailError: {why}");
+    Ok(())
+}
+
+/// Issue 23's finding 2, against the real API server and moto: two namespaces whose runs share the
+/// `batch` cluster. The second adopts the first's task (`spec.taskArn`) and asks to stop it: refused,
+/// nothing of the task read into its status, the task left running; deleting the refused run stops
+/// nothing. The first's own run then stops it.
+async fn adopting_another_namespaces_task(env: Arc<Env>) -> anyhow::Result<()> {
+    let (mine, theirs) = (crate::lifecycle::NAMESPACE, NAMESPACE);
+    let held = fargate_run("held-by-a", "batch", "sleeper", "  wait:\n    for: Running\n");
+    env.create(mine, &env.manifest(&held)?).await?;
+    let own = env.runs(mine);
+    let status =
+        wait::until(&own, "held-by-a", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let task_arn = status.task.task_arn.clone().context("no taskArn")?;
+
+    let adopt = format!(
+        "\napiVersion: ecsrun.dev/v1alpha1\nkind: EcsTaskRun\nmetadata:\n  name: grab\nspec:\n  cluster: batch\n  \
+         taskArn: {task_arn}\n  stop: true\n"
+    );
+    env.create(theirs, &serde_yaml_ng::from_str(&adopt)?).await?;
+    let other = env.runs(theirs);
+    let refused = wait::until(&other, "grab", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
+    let message = refused.task.message.clone().unwrap_or_default();
+    ensure!(message.contains(&format!("namespace {mine}")), "refused with: {message}");
+    ensure!(
+        refused.task.task_arn.is_none() && refused.task.containers.is_empty() && refused.task.exit_codes.is_none(),
+        "the other namespace's task was read into the status: {:?}",
+        refused.task
+    );
+    other.delete("grab", &Default::default()).await?;
+    wait::gone(&other, "grab", Duration::from_secs(30)).await?;
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("RUNNING"), "team A's task is {:?} after team B's run", task.last_status());
+
+    own.delete("held-by-a", &Default::default()).await?;
+    wait::gone(&own, "held-by-a", Duration::from_secs(60)).await?;
+    let task = env.task("batch", &task_arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "its own run's deletion stopped it: {:?}", task.last_status());
+    Ok(())
+}
+
+/// Watched by the orphan case's own controller (the sweep on, every second, with a one-second grace).
+const ORPHANS_NAMESPACE: &str = "e2e-orphans";
+
+/// Issue 23's orphan sweep: a run whose finalizer is removed by hand and is then deleted leaves its task
+/// running with no run to stop it; the leader's sweep finds it (startedBy `ecsrun/<uid>`, no run with that
+/// uid) and stops it, and counts it in `ecsrun_orphans_stopped_total`.
+async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyhow::Result<()> {
+    ecsrun_e2e::ensure_namespace(&env.client, ORPHANS_NAMESPACE).await?;
+    let mut controller = ecsrun_e2e::Controller::start(
+        "controller-orphans",
+        &env.work,
+        &env.kubeconfig,
+        &env.moto,
+        &[ORPHANS_NAMESPACE],
+        &["--orphan-sweep-interval=1s", "--orphan-grace=1s"],
+    )?;
+    controller.ready().await?;
+    let held = fargate_run("abandoned", "batch", "sleeper", "  wait:\n    for: Running\n");
+    env.create(ORPHANS_NAMESPACE, &env.manifest(&held)?).await?;
+    let runs = env.runs(ORPHANS_NAMESPACE);
+    let status =
+        wait::until(&runs, "abandoned", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let task_arn = status.task.task_arn.clone().context("no taskArn")?;
+    ensure!(controller.metric("ecsrun_orphans_stopped_total").await? == 0.0, "an orphan before there was one");
+    // What an operator unsticking a deletion does: the finalizer goes by hand, and the run with it.
+    let unfinalized = serde_json::json!({"metadata": {"finalizers": null}});
+    runs.patch("abandoned", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unfinalized)).await?;
+    runs.delete("abandoned", &Default::default()).await?;
+    wait::gone(&runs, "abandoned", Duration::from_secs(30)).await?;
+    let started = std::time::Instant::now();
+    loop {
+        let task = env.task("batch", &task_arn).await?;
+        if task.last_status() == Some("STOPPED") {
+            let reason = task.stopped_reason().unwrap_or_default();
+            ensure!(reason.contains("orphaned task"), "stopped, but with the reason {reason:?}");
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(30), "the orphan still runs after 30 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let counted = controller.metric("ecsrun_orphans_stopped_total").await?;
+    ensure!(counted == 1.0, "ecsrun_orphans_stopped_total is {counted}");
     Ok(())
 }

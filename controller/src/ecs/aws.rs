@@ -288,9 +288,11 @@ impl AwsEcs {
             Request::StopTask { task_arn, reason, actor } => {
                 Box::pin(async move { Ok(Response::StopTask(self.stop_task(target, task_arn, reason, actor).await?)) })
             }
-            Request::ListTasks { started_by, desired_status } => Box::pin(async move {
-                Ok(Response::ListTasks(self.list_tasks_started_by(target, started_by, desired_status).await?))
-            }),
+            Request::ListTasks { started_by, desired_status } => {
+                Box::pin(
+                    async move { Ok(Response::ListTasks(self.list_tasks(target, started_by, desired_status).await?)) },
+                )
+            }
             Request::DescribeTaskDefinition(task_definition) => Box::pin(async move {
                 Ok(Response::DescribeTaskDefinition(self.describe_task_definition(target, task_definition).await?))
             }),
@@ -377,10 +379,10 @@ impl AwsEcs {
         .await
     }
 
-    async fn list_tasks_started_by(
+    async fn list_tasks(
         &self,
         target: &EcsTarget,
-        started_by: &str,
+        started_by: Option<&str>,
         desired_status: DesiredStatus,
     ) -> Result<Vec<String>, EcsError> {
         let client = self.client(target).await;
@@ -392,7 +394,7 @@ impl AwsEcs {
             client
                 .list_tasks()
                 .cluster(&target.cluster)
-                .started_by(started_by)
+                .set_started_by(started_by.map(str::to_owned))
                 .desired_status(desired_status)
                 .into_paginator()
                 .items()

@@ -121,6 +121,8 @@ pub struct TaskSnapshot {
     pub capacity_provider: Option<String>,
     /// For a task ecsrun started, the namespace of its run (its `ecsrun.dev/namespace` tag).
     pub started_for_namespace: Option<String>,
+    /// Who started it (`ecsrun/<run uid>[/<index>]` for ecsrun).
+    pub started_by: Option<String>,
 }
 
 impl TaskSnapshot {
@@ -243,9 +245,9 @@ pub enum Request<'a> {
         reason: &'a str,
         actor: &'a Actor,
     },
-    /// The tasks `started_by` started (ListTasks, every page).
+    /// The tasks `started_by` started, or (None) every task of the cluster (ListTasks, every page).
     ListTasks {
-        started_by: &'a str,
+        started_by: Option<&'a str>,
         desired_status: DesiredStatus,
     },
     DescribeTaskDefinition(&'a str),
@@ -364,7 +366,20 @@ pub trait Ecs: Send + Sync + 'static {
         desired_status: DesiredStatus,
     ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send {
         async move {
-            expect_response!(self.send(target, Request::ListTasks { started_by, desired_status }).await, ListTasks)
+            let request = Request::ListTasks { started_by: Some(started_by), desired_status };
+            expect_response!(self.send(target, request).await, ListTasks)
+        }
+    }
+
+    /// Every task of the target's cluster with `desired_status`, whoever started it.
+    fn list_cluster_tasks(
+        &self,
+        target: &EcsTarget,
+        desired_status: DesiredStatus,
+    ) -> impl Future<Output = Result<Vec<String>, EcsError>> + Send {
+        async move {
+            let request = Request::ListTasks { started_by: None, desired_status };
+            expect_response!(self.send(target, request).await, ListTasks)
         }
     }
 

@@ -50,6 +50,8 @@ impl<K> Default for State<K> {
 struct Shared<K, E> {
     ecs: Arc<E>,
     batch_size: usize,
+    /// Every target a task was seen in since the process started (the orphan sweep's clusters).
+    targets: Mutex<HashSet<EcsTarget>>,
     state: Mutex<State<K>>,
     changes: Mutex<Option<mpsc::UnboundedSender<K>>>,
 }
@@ -75,6 +77,7 @@ where
         let shared = Shared {
             ecs,
             batch_size: batch_size.clamp(1, MAX_BATCH),
+            targets: Mutex::default(),
             state: Mutex::default(),
             changes: Mutex::default(),
         };
@@ -97,6 +100,9 @@ where
     /// Follows exactly `task_arns` in `target` for `key`, each described every `every`; tasks the key
     /// followed before and not listed here are dropped. A task not seen yet is described at the next sweep.
     pub fn follow(&self, key: &K, target: &EcsTarget, task_arns: &[String], every: Duration) {
+        if !task_arns.is_empty() {
+            self.remember(target);
+        }
         let now = Instant::now();
         let mut state = self.state();
         let state = &mut *state;
@@ -149,6 +155,7 @@ where
     /// Takes a snapshot the caller got from ECS itself (RunTask, StopTask) as the latest observation of a
     /// followed task. It reports no change: the caller is already acting on it.
     pub fn record(&self, target: &EcsTarget, task: &TaskSnapshot) {
+        self.remember(target);
         let now = Instant::now();
         let mut state = self.state();
         if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(&task.task_arn)) {
@@ -161,6 +168,19 @@ where
     /// Tasks followed right now.
     pub fn len(&self) -> usize {
         self.state().tasks.values().map(HashMap::len).sum()
+    }
+
+    fn remember(&self, target: &EcsTarget) {
+        let mut targets = self.shared.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !targets.contains(target) {
+            targets.insert(target.clone());
+        }
+    }
+
+    /// Every (region, identity, cluster) a task was launched, stopped or followed in since the process
+    /// started.
+    pub fn targets(&self) -> Vec<EcsTarget> {
+        self.shared.targets.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
     pub fn is_empty(&self) -> bool {

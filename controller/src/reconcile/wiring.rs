@@ -44,6 +44,7 @@ pub async fn run<E: Ecs>(
     let mut background = tokio::task::JoinSet::new();
     background.spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
     background.spawn(ctx.tenancy.clone().publish_policy_status(ctx.client.clone(), FIELD_MANAGER));
+    let sweeping = ctx.settings.orphan_sweep.map(|sweep| (sweep, namespaces.clone()));
     let watched: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut stores = Vec::new();
@@ -112,6 +113,9 @@ pub async fn run<E: Ecs>(
             info!("caches synced: ready");
         }
     });
+    if let Some((sweep, namespaces)) = sweeping {
+        background.spawn(crate::orphans::run(ctx.clone(), stores.clone(), namespaces, sweep));
+    }
     background.spawn(keep_gauges(stores, ctx.clone()));
     futures::future::join_all(controllers).await;
 }

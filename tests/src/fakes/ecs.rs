@@ -288,6 +288,7 @@ impl State {
             cpu: Some("1024".into()),
             memory: Some("2048".into()),
             capacity_provider: Some("FARGATE".into()),
+            started_by: Some(started_by.to_owned()),
             started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
             ..TaskSnapshot::default()
         };
@@ -449,7 +450,8 @@ impl FakeEcs {
                 state
                     .tasks
                     .values()
-                    .filter(|task| task.cluster == target.cluster && task.started_by == started_by)
+                    .filter(|task| task.cluster == target.cluster)
+                    .filter(|task| started_by.is_none_or(|started_by| task.started_by == started_by))
                     .filter(|task| task.listed_from <= now)
                     .filter(|task| task.snapshot.is_stopped() == (desired_status == DesiredStatus::Stopped))
                     .map(|task| task.snapshot.task_arn.clone())

@@ -54,6 +54,7 @@ pub async fn context<E: ecsrun::ecs::Ecs>(
         reconcile_timeout: Duration::from_secs(10),
         tracker_tick: Duration::from_millis(5),
         clock,
+        orphan_sweep: None,
     };
     let tenancy =
         Tenancy::start(&client, Mode::Off, Some("test-cluster".into()), "ecsrun:{cluster}:{namespace}").await?;

@@ -34,6 +34,7 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             .capacity_provider_name()
             .map(str::to_owned)
             .or_else(|| task.launch_type().map(|launch_type| launch_type.as_str().to_owned())),
+        started_by: task.started_by().map(str::to_owned),
         started_for_namespace: task
             .tags()
             .iter()

@@ -1,0 +1,164 @@
+//! The orphan sweep: tasks ecsrun started (`startedBy` `ecsrun/<uid>…`) whose run no longer exists are
+//! stopped. A finalizer holds every run until its tasks are stopped, so an orphan means that promise was
+//! got around: a finalizer removed by hand, a deletion that raced a launch whose answer was lost, a
+//! controller that was not running. Opt-in (`--orphan-sweep-interval`): another controller starting tasks
+//! in the same ECS clusters would have its tasks taken for orphans. The leader sweeps the clusters its
+//! tracker has followed tasks in, one ListTasks and DescribeTasks per 100 tasks per cluster, through the
+//! rate ceiling, and stops an orphan only once it is older than the grace (its run may just have been
+//! created and not reached this replica's cache yet).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::runtime::reflector::Store;
+use tracing::{info, warn};
+
+use crate::api::EcsTaskRun;
+use crate::decide;
+use crate::ecs::{Actor, DesiredStatus, Ecs, EcsTarget, TaskSnapshot, tracker::MAX_BATCH};
+use crate::reconcile::Context;
+
+/// How often, and after how long a task counts as orphaned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrphanSweep {
+    pub interval: Duration,
+    pub grace: Duration,
+}
+
+/// A task to stop, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    pub task_arn: String,
+    pub reason: String,
+}
+
+/// The run uid a task ecsrun started carries in its startedBy (`ecsrun/<uid>` or `ecsrun/<uid>/<index>`).
+pub fn run_uid(started_by: &str) -> Option<&str> {
+    started_by.strip_prefix("ecsrun/")?.split('/').next().filter(|uid| !uid.is_empty())
+}
+
+/// Which of `tasks` are orphans: started by ecsrun for a namespace this controller watches (`watched`
+/// empty: every namespace), for a run uid no run has (`known`), longer than `grace` ago, not STOPPED.
+pub fn orphans(
+    tasks: &[TaskSnapshot],
+    known: &HashSet<String>,
+    watched: &[String],
+    now: Timestamp,
+    grace: Duration,
+) -> Vec<Orphan> {
+    tasks
+        .iter()
+        .filter(|task| !task.is_stopped() && task.desired_status.as_deref() != Some("STOPPED"))
+        .filter_map(|task| {
+            let uid = run_uid(task.started_by.as_deref()?)?;
+            let namespace = task.started_for_namespace.as_deref()?;
+            let watched = watched.is_empty() || watched.iter().any(|w| w == namespace);
+            let old_enough = task.created_at.is_some_and(|at| decide::duration_between(at, now) >= grace);
+            (watched && old_enough && !known.contains(uid)).then(|| Orphan {
+                task_arn: task.task_arn.clone(),
+                reason: decide::stop_reason(format!(
+                    "ecsrun: orphaned task: no EcsTaskRun in namespace {namespace} has uid {uid} any more"
+                )),
+            })
+        })
+        .collect()
+}
+
+/// Sweeps every `sweep.interval` until dropped (the leader's background work is dropped with its Lease).
+pub async fn run<E: Ecs>(
+    ctx: Arc<Context<E>>,
+    stores: Vec<Store<EcsTaskRun>>,
+    watched: Vec<String>,
+    sweep: OrphanSweep,
+) {
+    loop {
+        tokio::time::sleep(sweep.interval).await;
+        for target in ctx.tracker.targets() {
+            if let Err(error) = sweep_cluster(&ctx, &stores, &watched, sweep, &target).await {
+                warn!(cluster = %target.cluster, region = %target.region, %error, "orphan sweep failed; trying again next time");
+            }
+        }
+    }
+}
+
+async fn sweep_cluster<E: Ecs>(
+    ctx: &Context<E>,
+    stores: &[Store<EcsTaskRun>],
+    watched: &[String],
+    sweep: OrphanSweep,
+    target: &EcsTarget,
+) -> Result<(), crate::ecs::EcsError> {
+    let arns = ctx.ecs.list_cluster_tasks(target, DesiredStatus::Running).await?;
+    let mut tasks = Vec::new();
+    for batch in arns.chunks(MAX_BATCH) {
+        tasks.extend(ctx.ecs.describe_tasks(target, batch).await?.tasks);
+    }
+    // Read after the tasks: a run created meanwhile is known, and its task is within the grace anyway.
+    let known: HashSet<String> =
+        stores.iter().flat_map(Store::state).filter_map(|run| run.metadata.uid.clone()).collect();
+    let found = orphans(&tasks, &known, watched, ctx.settings.clock.now(), sweep.grace);
+    for orphan in found {
+        match ctx.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {
+            Ok(_) => {
+                ctx.metrics.orphans_stopped.inc();
+                warn!(cluster = %target.cluster, task_arn = %orphan.task_arn, reason = %orphan.reason, "stopped an orphaned task");
+            }
+            Err(error) => {
+                warn!(cluster = %target.cluster, task_arn = %orphan.task_arn, %error, "could not stop an orphaned task")
+            }
+        }
+    }
+    info!(cluster = %target.cluster, tasks = tasks.len(), "orphan sweep done");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(started_by: &str, namespace: &str, minutes_old: i64, status: &str) -> TaskSnapshot {
+        TaskSnapshot {
+            task_arn: format!("arn:aws:ecs:eu-west-1:1:task/c/{started_by}-{namespace}-{minutes_old}"),
+            started_by: Some(started_by.into()),
+            started_for_namespace: Some(namespace.into()),
+            created_at: Some(now() - jiff::SignedDuration::from_mins(minutes_old)),
+            last_status: Some(status.into()),
+            ..TaskSnapshot::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn only_old_enough_live_tasks_of_watched_namespaces_whose_run_is_gone_are_orphans() {
+        let known: HashSet<String> = ["live-uid".to_owned()].into();
+        let tasks = vec![
+            task("ecsrun/gone-uid", "team-a", 20, "RUNNING"),
+            task("ecsrun/gone-uid/3", "team-a", 20, "PROVISIONING"),
+            task("ecsrun/live-uid", "team-a", 20, "RUNNING"),
+            task("ecsrun/new-uid", "team-a", 2, "RUNNING"),
+            task("ecsrun/gone-uid", "team-a", 20, "STOPPED"),
+            task("ecsrun/gone-uid", "elsewhere", 20, "RUNNING"),
+            task("someone-else", "team-a", 20, "RUNNING"),
+        ];
+        let grace = Duration::from_secs(600);
+        let found = orphans(&tasks, &known, &["team-a".to_owned()], now(), grace);
+        let arns: Vec<&str> = found.iter().map(|o| o.task_arn.as_str()).collect();
+        assert_eq!(arns, vec![tasks[0].task_arn.as_str(), tasks[1].task_arn.as_str()]);
+        assert!(found[0].reason.contains("uid gone-uid") && found[0].reason.len() <= 255);
+        let everywhere = orphans(&tasks, &known, &[], now(), grace);
+        assert_eq!(everywhere.len(), 3, "watching every namespace, the other namespace's orphan too");
+    }
+
+    #[test]
+    fn the_uid_is_read_from_either_started_by_shape() {
+        assert_eq!(run_uid("ecsrun/abc"), Some("abc"));
+        assert_eq!(run_uid("ecsrun/abc/2"), Some("abc"));
+        assert_eq!(run_uid("ecsrun/"), None);
+        assert_eq!(run_uid("airflow/abc"), None);
+    }
+}
