@@ -30,6 +30,8 @@ pub enum Fault {
 pub struct Rates {
     pub fail: u64,
     pub lose: u64,
+    /// Lost answers of RunTask: the fault the controller's promises are most about, made common.
+    pub lose_launch: u64,
     pub crash: u64,
 }
 
@@ -109,7 +111,9 @@ impl Chaos {
             Fault::CrashAfter
         } else if roll < rates.crash + rates.fail {
             Fault::Fail
-        } else if acts && roll < rates.crash + rates.fail + rates.lose {
+        } else if acts
+            && roll < rates.crash + rates.fail + if call == "RunTask" { rates.lose_launch } else { rates.lose }
+        {
             Fault::LoseAnswer
         } else {
             Fault::None

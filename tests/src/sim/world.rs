@@ -21,7 +21,7 @@ use crate::fakes::{EPOCH, FakeApi, FakeEcs, context};
 
 const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
 /// Faults while the seed stirs things up.
-const RATES: Rates = Rates { fail: 60, lose: 30, crash: 25 };
+const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25 };
 /// Rounds the quiet phase may take for every run to settle.
 const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
