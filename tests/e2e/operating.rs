@@ -30,6 +30,7 @@ pub fn cases() -> Vec<Case> {
             "operating::the_orphan_sweep_stops_a_task_whose_run_is_gone",
             the_orphan_sweep_stops_a_task_whose_run_is_gone,
         ),
+        case("operating::a_run_costs_at_most_one_assume_role_from_launch_to_stop", sts_calls_per_launch),
     ]
 }
 
@@ -194,5 +195,44 @@ async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyho
     }
     let counted = controller.metric("ecsrun_orphans_stopped_total").await?;
     ensure!(counted == 1.0, "ecsrun_orphans_stopped_total is {counted}");
+    Ok(())
+}
+
+/// A role only the STS-counting case assumes, so moto's records of other cases do not count.
+const COUNTED_ROLE: &str = "arn:aws:iam::123456789012:role/e2e-sts-counted";
+/// Runs the STS-counting case launches and stops.
+const COUNTED_RUNS: usize = 5;
+
+/// Issue 23's finding 8: STS calls per launch. Each run of a role launches, is followed and is stopped;
+/// its RunTask, any retry and its StopTask share one session of its own (cached like any client), and
+/// the namespace's reads share another: at most one AssumeRole per run, plus one per namespace.
+async fn sts_calls_per_launch(env: Arc<Env>) -> anyhow::Result<()> {
+    let runs = env.runs(NAMESPACE);
+    let extra = format!("  credentials:\n    assumeRoleArn: {COUNTED_ROLE}\n  wait:\n    for: Running\n");
+    for index in 0..COUNTED_RUNS {
+        env.create(NAMESPACE, &env.manifest(&fargate_run(&format!("counted-{index}"), "batch", "sleeper", &extra))?)
+            .await?;
+    }
+    for index in 0..COUNTED_RUNS {
+        let name = format!("counted-{index}");
+        wait::until(&runs, &name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+        runs.delete(&name, &Default::default()).await?;
+    }
+    for index in 0..COUNTED_RUNS {
+        wait::gone(&runs, &format!("counted-{index}"), Duration::from_secs(60)).await?;
+    }
+    let sessions = env.moto.models().await?["sts"]["AssumedRole"].as_array().cloned().unwrap_or_default();
+    let counted: Vec<&serde_json::Value> = sessions.iter().filter(|s| s["role_arn"] == COUNTED_ROLE).collect();
+    let per_launch = counted.len() as f64 / COUNTED_RUNS as f64;
+    eprintln!(
+        "sts: {} AssumeRole calls for {COUNTED_RUNS} runs launched and stopped: {per_launch:.1} per launch",
+        counted.len()
+    );
+    ensure!(
+        counted.len() <= COUNTED_RUNS + 1,
+        "{} AssumeRole calls for {COUNTED_RUNS} runs (at most one per run and one for the namespace's reads): {:?}",
+        counted.len(),
+        counted.iter().map(|s| s["session_name"].as_str().unwrap_or_default()).collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! cached client per (region, identity), a metric plus a log line for every call, answers as snapshots and
 //! errors classified. Requests are translated in `launch` (RunTask) and `template` (RegisterTaskDefinition).
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,18 +52,26 @@ pub struct AwsSettings {
 type LogsClient = aws_sdk_cloudwatchlogs::Client;
 
 enum Clients {
-    /// Built on demand from aws-config and cached per (region, identity).
-    Configured {
-        settings: AwsSettings,
-        cache: tokio::sync::Mutex<HashMap<(String, Identity), Client>>,
-        logs: tokio::sync::Mutex<HashMap<(String, Identity), LogsClient>>,
-    },
+    /// Built on demand from aws-config and cached per (region, identity): an assumed role's client keeps
+    /// its STS credentials and refreshes them itself, so a cached client costs no AssumeRole per call.
+    Configured { settings: AwsSettings, cache: ClientCache<Client>, logs: ClientCache<LogsClient> },
     /// Given clients for every target (tests with aws-smithy-mocks, embedding).
     Fixed(Client, Option<LogsClient>),
 }
 
-/// Rotated Secrets leave old clients behind; past this many the cache starts over.
-const MAX_CACHED_CLIENTS: usize = 256;
+/// Clients kept at most (reading identities per namespace, acting sessions per run); the least used go
+/// first, never the whole cache at once.
+const MAX_CACHED_CLIENTS: u64 = 4096;
+/// A client unused this long is dropped (a run's acting session after its run, a rotated Secret's keys).
+const CLIENT_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// Clients by (region, identity); a client being built is built once, whoever else asks meanwhile waits
+/// for it (moka's single-flight `get_with`).
+type ClientCache<C> = moka::future::Cache<(String, Identity), C>;
+
+fn client_cache<C: Clone + Send + Sync + 'static>() -> ClientCache<C> {
+    moka::future::Cache::builder().max_capacity(MAX_CACHED_CLIENTS).time_to_idle(CLIENT_IDLE).build()
+}
 
 pub struct AwsEcs {
     clients: Clients,
@@ -75,11 +82,7 @@ pub struct AwsEcs {
 impl AwsEcs {
     pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         Self {
-            clients: Clients::Configured {
-                settings,
-                cache: tokio::sync::Mutex::default(),
-                logs: tokio::sync::Mutex::default(),
-            },
+            clients: Clients::Configured { settings, cache: client_cache(), logs: client_cache() },
             task_definitions: TaskDefinitionCache::default(),
             metrics,
         }
@@ -101,16 +104,7 @@ impl AwsEcs {
             Clients::Configured { settings, cache, .. } => (settings, cache),
         };
         let key = (target.region.clone(), target.identity.clone());
-        let mut cache = cache.lock().await;
-        if let Some(client) = cache.get(&key) {
-            return client.clone();
-        }
-        let client = build_client(settings, &target.region, &target.identity, &self.metrics).await;
-        if cache.len() >= MAX_CACHED_CLIENTS {
-            cache.clear();
-        }
-        cache.insert(key, client.clone());
-        client
+        cache.get_with(key, build_client(settings, &target.region, &target.identity, &self.metrics)).await
     }
 
     /// The CloudWatch Logs client of the target's identity in `region`.
@@ -123,37 +117,32 @@ impl AwsEcs {
             Clients::Configured { settings, logs, .. } => (settings, logs),
         };
         let key = (region.to_owned(), identity.clone());
-        let mut cache = cache.lock().await;
-        if let Some(client) = cache.get(&key) {
-            return Ok(client.clone());
-        }
-        let (base, credentials) = aws_base(settings, region, identity).await;
-        let mut config = aws_sdk_cloudwatchlogs::config::Builder::from(&base);
-        if let Some(url) = &settings.logs_endpoint_url {
-            config = config.endpoint_url(url);
-        }
-        if let Some(credentials) = credentials {
-            config = config.credentials_provider(credentials);
-        }
-        let client = LogsClient::from_conf(config.build());
-        if cache.len() >= MAX_CACHED_CLIENTS {
-            cache.clear();
-        }
-        cache.insert(key, client.clone());
-        Ok(client)
+        let build = async {
+            let (base, credentials) = aws_base(settings, region, identity).await;
+            let mut config = aws_sdk_cloudwatchlogs::config::Builder::from(&base);
+            if let Some(url) = &settings.logs_endpoint_url {
+                config = config.endpoint_url(url);
+            }
+            if let Some(credentials) = credentials {
+                config = config.credentials_provider(credentials);
+            }
+            LogsClient::from_conf(config.build())
+        };
+        Ok(cache.get_with(key, build).await)
     }
 
     /// The client RunTask and StopTask use: with an assumed role, a session of the run's own (named and
-    /// tagged after it, so CloudTrail shows which run acted); otherwise the shared client.
+    /// tagged after it, so CloudTrail shows which run acted), cached like any client, so a run's launch,
+    /// retries and stop share one AssumeRole; otherwise the shared client.
     async fn acting_client(&self, target: &EcsTarget, actor: &Actor) -> Client {
-        match (&self.clients, &target.identity) {
-            (Clients::Configured { settings, .. }, Identity::AssumeRole { role_arn, external_id, .. }) => {
+        match &target.identity {
+            Identity::AssumeRole { role_arn, external_id, .. } => {
                 let identity = Identity::AssumeRole {
                     role_arn: role_arn.clone(),
                     external_id: external_id.clone(),
                     session: actor.session(),
                 };
-                build_client(settings, &target.region, &identity, &self.metrics).await
+                self.client(&EcsTarget { identity, ..target.clone() }).await
             }
             _ => self.client(target).await,
         }

@@ -110,7 +110,7 @@ fn account(identity: &Identity) -> String {
         Identity::AssumeRole { role_arn, .. } => {
             role_arn.split(':').nth(4).filter(|account| !account.is_empty()).unwrap_or(role_arn).to_owned()
         }
-        // namespace/name@resourceVersion: a rotated Secret is still the same caller.
+        // The Secret (namespace/name; older sources carried `@resourceVersion`): rotated, the same caller.
         Identity::Static { source, .. } => source.split('@').next().unwrap_or(source).to_owned(),
     }
 }

@@ -33,8 +33,8 @@ pub enum Identity {
     /// A role assumed with the controller's own identity; `session` names and tags the STS session that
     /// reads (one per namespace, so runs share clients and DescribeTasks batches).
     AssumeRole { role_arn: String, external_id: Option<String>, session: Session },
-    /// Keys read from a Secret; `source` (namespace/name@resourceVersion) keys the client cache so a rotated
-    /// Secret gets a new client.
+    /// Keys read from a Secret (`source`: its namespace/name); the keys are part of the client cache's
+    /// key, so a rotated Secret gets a new client and a relabelled one keeps its own.
     Static { source: String, keys: StaticKeys },
 }
 

@@ -72,7 +72,9 @@ impl<E: Ecs> Context<E> {
         };
         let missing = |key: &str| Error::Credentials(format!("Secret {namespace}/{name} has no {key}"));
         Ok(Identity::Static {
-            source: format!("{namespace}/{name}@{}", secret.metadata.resource_version.unwrap_or_default()),
+            // The keys themselves tell a rotated Secret from a relabelled one: a change of its metadata alone
+            // keeps the same identity, and so the same client.
+            source: format!("{namespace}/{name}"),
             keys: StaticKeys {
                 access_key_id: field("AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
                 secret_access_key: field("AWS_SECRET_ACCESS_KEY").ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
