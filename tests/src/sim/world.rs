@@ -208,9 +208,9 @@ impl World {
         let roll = self.rng.random_range(0..100);
         match roll {
             0..6 => self.create(),
-            6..8 => self.delete(false),
-            8..9 => self.delete(true),
-            9..11 => self.stop(),
+            6..8 => self.delete(false).await,
+            8..9 => self.delete(true).await,
+            9..11 => self.stop().await,
             11..45 => {
                 let id = self.acting_replica();
                 self.reconcile_one(id).await;
@@ -237,11 +237,11 @@ impl World {
             _ => self.hand_over(),
         }
         self.recreate_gone();
-        self.act_soon();
+        self.act_soon().await;
     }
 
     /// The stops and deletions users asked for a few steps after creating a run.
-    fn act_soon(&mut self) {
+    async fn act_soon(&mut self) {
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.soon).into_iter().partition(|(at, ..)| *at <= self.step);
         self.soon = later;
@@ -256,6 +256,7 @@ impl World {
                 self.say(format!("user sets stop on {namespace}/{name} soon after creating it"));
                 self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
             }
+            self.react(namespace, name).await;
         }
     }
 
@@ -365,7 +366,7 @@ impl World {
         (!runs.is_empty()).then(|| runs[self.rng.random_range(0..runs.len())].clone())
     }
 
-    fn delete(&mut self, recreate: bool) {
+    async fn delete(&mut self, recreate: bool) {
         let Some(run) = self.pick_run() else { return };
         let (namespace, name) = key(&run);
         if recreate {
@@ -375,6 +376,21 @@ impl World {
             self.say(format!("user deletes {namespace}/{name}"));
         }
         self.api.delete_run(&namespace, &name, self.now());
+        self.react(namespace, name).await;
+    }
+
+    /// A user's edit reaches the leader's watch at once, most of the time, and the leader reconciles the
+    /// run right away, as kube-runtime does on a watch event: edits meet launches still in flight.
+    async fn react(&mut self, namespace: String, name: String) {
+        if self.rng.random_range(0..2) == 0 {
+            return;
+        }
+        let leader = self.leader;
+        match self.api.run(&namespace, &name) {
+            Some(run) => self.replicas[leader].cache.insert((namespace.clone(), name.clone()), run),
+            None => self.replicas[leader].cache.remove(&(namespace.clone(), name.clone())),
+        };
+        self.reconcile(leader, (namespace, name)).await;
     }
 
     fn recreate_gone(&mut self) {
@@ -391,11 +407,12 @@ impl World {
         self.recreate = waiting;
     }
 
-    fn stop(&mut self) {
+    async fn stop(&mut self) {
         let Some(run) = self.pick_run() else { return };
         let (namespace, name) = key(&run);
         self.say(format!("user sets stop on {namespace}/{name}"));
         self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
+        self.react(namespace, name).await;
     }
 
     /// A watch event reaches a replica: one run's latest state, or (now and then) a relist of every run.
