@@ -114,18 +114,25 @@ async fn unreadable_logs_leave_the_outcome(env: Arc<Env>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Creates a run `name` of the `sleeper` task definition (it runs until stopped) in the `batch` cluster,
+/// waits until it succeeds by reaching RUNNING, and returns its task's ARN.
+async fn running_task(env: &Env, namespace: &str, name: &str) -> anyhow::Result<String> {
+    let held = fargate_run(name, "batch", "sleeper", "  wait:\n    for: Running\n");
+    env.create(namespace, &env.manifest(&held)?).await?;
+    let runs = env.runs(namespace);
+    let status =
+        wait::until(&runs, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    status.task.task_arn.clone().context("no taskArn")
+}
+
 /// Issue 23's finding 2, against the real API server and moto: two namespaces whose runs share the
 /// `batch` cluster. The second adopts the first's task (`spec.taskArn`) and asks to stop it: refused,
 /// nothing of the task read into its status, the task left running; deleting the refused run stops
 /// nothing. The first's own run then stops it.
 async fn adopting_another_namespaces_task(env: Arc<Env>) -> anyhow::Result<()> {
     let (mine, theirs) = (crate::lifecycle::NAMESPACE, NAMESPACE);
-    let held = fargate_run("held-by-a", "batch", "sleeper", "  wait:\n    for: Running\n");
-    env.create(mine, &env.manifest(&held)?).await?;
+    let task_arn = running_task(&env, mine, "held-by-a").await?;
     let own = env.runs(mine);
-    let status =
-        wait::until(&own, "held-by-a", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    let task_arn = status.task.task_arn.clone().context("no taskArn")?;
 
     let adopt = format!(
         "\napiVersion: ecsrun.dev/v1alpha1\nkind: EcsTaskRun\nmetadata:\n  name: grab\nspec:\n  cluster: batch\n  \
@@ -170,12 +177,8 @@ async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyho
         &["--orphan-sweep-interval=1s", "--orphan-grace=1s"],
     )?;
     controller.ready().await?;
-    let held = fargate_run("abandoned", "batch", "sleeper", "  wait:\n    for: Running\n");
-    env.create(ORPHANS_NAMESPACE, &env.manifest(&held)?).await?;
+    let task_arn = running_task(&env, ORPHANS_NAMESPACE, "abandoned").await?;
     let runs = env.runs(ORPHANS_NAMESPACE);
-    let status =
-        wait::until(&runs, "abandoned", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    let task_arn = status.task.task_arn.clone().context("no taskArn")?;
     ensure!(controller.metric("ecsrun_orphans_stopped_total").await? == 0.0, "an orphan before there was one");
     // What an operator unsticking a deletion does: the finalizer goes by hand, and the run with it.
     let unfinalized = serde_json::json!({"metadata": {"finalizers": null}});
