@@ -12,6 +12,7 @@
 #
 # ECSRUN_CP_DIR       state directory (default .cache/controlplane/run)
 # ECSRUN_CP_OWNER_PID stop the servers by themselves once this process is gone (tests set it)
+# ECSRUN_CP_AUDIT     set: kube-apiserver writes an audit log of EcsTaskRun writes to $dir/audit.log (hack/faults)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -107,7 +108,22 @@ up() {
 start_apiserver() {
   local c="$dir/pki" etcd_port api_port
   etcd_port=$(cat "$dir/etcd-port"); api_port=$(cat "$dir/port")
-  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+  local audit=()
+  if [ -n "${ECSRUN_CP_AUDIT:-}" ]; then
+    # Every write to an EcsTaskRun with its body and who sent it (hack/faults: what removed a run).
+    cat > "$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Request
+    verbs: [create, update, patch, delete, deletecollection]
+    resources: [{group: ecsrun.dev, resources: [ecstaskruns, ecstaskruns/status]}]
+  - level: None
+POLICY
+    audit=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-maxsize 2000)
+  fi
+  "$bin/kube-apiserver" "${audit[@]}" --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" --client-ca-file "$c/ca.crt" \
     --authorization-mode RBAC --disable-admission-plugins ServiceAccount --allow-privileged=true \

@@ -128,6 +128,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         slow: Duration::from_secs(3),
         operations: Vec::new(),
     }));
+    // hack/faults adds kube_runtime's debug logs (what the finalizer helper did, and when).
+    let rust_log = std::env::var("ECSRUN_FAULTS_RUST_LOG").unwrap_or_else(|_| "info,ecsrun=debug".into());
     let spawn = |generation: usize| {
         Controller::spawn(
             ControllerOptions {
@@ -139,7 +141,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
                 region: &peers.moto.fixtures.region,
                 namespaces: &[&namespace],
                 args: vec!["--default-poll-interval=5s".into()],
-                rust_log: "info,ecsrun=debug",
+                rust_log: &rust_log,
             },
             peers.work,
             peers.kubeconfig,
