@@ -285,8 +285,8 @@ impl AwsEcs {
             Request::DescribeTaskDefinition(task_definition) => Box::pin(async move {
                 Ok(Response::DescribeTaskDefinition(self.describe_task_definition(target, task_definition).await?))
             }),
-            Request::FindTaskDefinition { family, tag } => Box::pin(async move {
-                Ok(Response::FindTaskDefinition(self.find_task_definition(target, family, tag).await?))
+            Request::FindTaskDefinition { template, tag } => Box::pin(async move {
+                Ok(Response::FindTaskDefinition(self.find_task_definition(target, template, tag).await?))
             }),
             Request::RegisterTaskDefinition { template, tags } => Box::pin(async move {
                 Ok(Response::RegisterTaskDefinition(self.register_task_definition(target, template, tags).await?))
@@ -443,13 +443,15 @@ impl AwsEcs {
         Ok(info)
     }
 
-    /// Looks at the newest 100 ACTIVE revisions of the family (one ListTaskDefinitions page), newest first.
+    /// Looks at the newest 100 ACTIVE revisions of the family (one ListTaskDefinitions page), newest first,
+    /// for one tagged `(key, value)` whose content is the template's.
     async fn find_task_definition(
         &self,
         target: &EcsTarget,
-        family: &str,
+        template: &api::TaskDefinitionTemplate,
         (key, value): (&str, &str),
     ) -> Result<Option<String>, EcsError> {
+        let family = template.family.as_str();
         let client = self.client(target).await;
         let arns = self
             .call("ListTaskDefinitions", target, async {
@@ -470,7 +472,7 @@ impl AwsEcs {
             arn.rsplit('/').next().and_then(|name| name.rsplit_once(':')).map(|(f, _)| f) == Some(family)
         };
         for arn in arns.iter().filter(of_family) {
-            let tags = self
+            let described = self
                 .call("DescribeTaskDefinition", target, async {
                     client
                         .describe_task_definition()
@@ -478,12 +480,22 @@ impl AwsEcs {
                         .include(types::TaskDefinitionField::Tags)
                         .send()
                         .await
-                        .map(|output| output.tags().to_vec())
                         .map_err(|error| classify("DescribeTaskDefinition", &error))
                 })
                 .await?;
-            if tags.iter().any(|tag| tag.key() == Some(key) && tag.value() == Some(value)) {
-                return Ok(Some(arn.clone()));
+            if !described.tags().iter().any(|tag| tag.key() == Some(key) && tag.value() == Some(value)) {
+                continue;
+            }
+            let why = match described.task_definition() {
+                Some(found) => template_check::difference(template, found),
+                None => Some("DescribeTaskDefinition returned no task definition".into()),
+            };
+            match why {
+                None => return Ok(Some(arn.clone())),
+                Some(why) => tracing::warn!(
+                    %arn, family, hash = value, %why,
+                    "a revision carries this template's hash but is not what the template says: not used"
+                ),
             }
         }
         Ok(None)
@@ -553,6 +565,7 @@ mod answers;
 mod launch;
 mod task_definitions;
 mod template;
+mod template_check;
 
 use answers::{classify, failure, log_configuration, snapshot};
 use launch::run_task_call;

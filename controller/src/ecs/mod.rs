@@ -251,10 +251,11 @@ pub enum Request<'a> {
         desired_status: DesiredStatus,
     },
     DescribeTaskDefinition(&'a str),
-    /// The newest ACTIVE revision of `family` tagged `tag` (key, value), if any (ListTaskDefinitions, then
-    /// DescribeTaskDefinition with its tags, newest first).
+    /// The newest ACTIVE revision of the template's family tagged `tag` (key, value) whose content is the
+    /// template's, if any (ListTaskDefinitions, then DescribeTaskDefinition with its tags, newest first).
+    /// A tagged revision that differs from the template is passed over: a tag is no proof.
     FindTaskDefinition {
-        family: &'a str,
+        template: &'a crate::api::TaskDefinitionTemplate,
         tag: (&'a str, &'a str),
     },
     /// Registers `template` as a new revision with `tags`.
@@ -399,11 +400,11 @@ pub trait Ecs: Send + Sync + 'static {
     fn find_task_definition(
         &self,
         target: &EcsTarget,
-        family: &str,
+        template: &crate::api::TaskDefinitionTemplate,
         tag: (&str, &str),
     ) -> impl Future<Output = Result<Option<String>, EcsError>> + Send {
         async move {
-            expect_response!(self.send(target, Request::FindTaskDefinition { family, tag }).await, FindTaskDefinition)
+            expect_response!(self.send(target, Request::FindTaskDefinition { template, tag }).await, FindTaskDefinition)
         }
     }
 

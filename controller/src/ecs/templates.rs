@@ -66,7 +66,7 @@ impl TemplateRegistry {
         if let Some(arn) = self.known(&key) {
             return Ok(info(arn));
         }
-        let arn = match ecs.find_task_definition(target, &template.family, (TEMPLATE_HASH_TAG, &hash)).await? {
+        let arn = match ecs.find_task_definition(target, template, (TEMPLATE_HASH_TAG, &hash)).await? {
             Some(arn) => arn,
             None => {
                 let tags = vec![(TEMPLATE_HASH_TAG.to_owned(), hash.clone())];

@@ -40,7 +40,8 @@ impl Ecs for Recording {
             Request::StopTask { .. } => Response::StopTask(None),
             Request::ListTasks { .. } => Response::ListTasks(Vec::new()),
             Request::DescribeTaskDefinition(_) => Response::DescribeTaskDefinition(TaskDefinitionInfo::default()),
-            Request::FindTaskDefinition { family, tag: (key, value) } => {
+            Request::FindTaskDefinition { template, tag: (key, value) } => {
+                let family = &template.family;
                 let registered = self.registered.lock().unwrap();
                 Response::FindTaskDefinition(
                     registered

@@ -51,7 +51,9 @@ fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
     (!items.is_empty()).then_some(items)
 }
 
-fn container(container: &api::ContainerDefinitionTemplate) -> Result<types::ContainerDefinition, BuildError> {
+pub(super) fn container(
+    container: &api::ContainerDefinitionTemplate,
+) -> Result<types::ContainerDefinition, BuildError> {
     let secret = |s: &api::SecretTemplate| types::Secret::builder().name(&s.name).value_from(&s.value_from).build();
     let log_configuration = container
         .log_configuration
@@ -133,7 +135,7 @@ fn non_empty_map(map: &std::collections::BTreeMap<String, String>) -> Option<Has
     (!map.is_empty()).then(|| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-fn volume(volume: &api::VolumeTemplate) -> Result<types::Volume, BuildError> {
+pub(super) fn volume(volume: &api::VolumeTemplate) -> Result<types::Volume, BuildError> {
     let efs = volume
         .efs_volume_configuration
         .as_ref()

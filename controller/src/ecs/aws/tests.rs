@@ -400,6 +400,47 @@ async fn a_template_is_registered_in_ecs_shape_with_its_hash_tag() {
     assert_eq!(rule.num_calls(), 1);
 }
 
+/// The template the lookup tests look for: family `etl`, one container, a task role.
+fn etl_template() -> api::TaskDefinitionTemplate {
+    serde_json::from_value(serde_json::json!({
+        "family": "etl",
+        "cpu": "1 vCPU",
+        "memory": "2 GB",
+        "networkMode": "awsvpc",
+        "taskRoleArn": "arn:aws:iam::123456789012:role/etl-task",
+        "containerDefinitions": [{
+            "name": "app", "image": "etl:1", "command": ["run"],
+            "environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
+        }]
+    }))
+    .unwrap()
+}
+
+/// The template as ECS describes it once registered: its own spellings and defaults filled in.
+fn described_etl(
+    change: impl FnOnce(types::builders::ContainerDefinitionBuilder) -> types::builders::ContainerDefinitionBuilder,
+) -> types::TaskDefinition {
+    let container = types::ContainerDefinition::builder()
+        .name("app")
+        .image("etl:1")
+        .command("run")
+        // Another order, and ECS's defaults made explicit.
+        .environment(types::KeyValuePair::builder().name("A").value("1").build())
+        .environment(types::KeyValuePair::builder().name("B").value("2").build())
+        .essential(true)
+        .cpu(0)
+        .set_mount_points(Some(vec![]))
+        .set_volumes_from(Some(vec![]));
+    types::TaskDefinition::builder()
+        .family("etl")
+        .cpu("1024")
+        .memory("2048")
+        .network_mode(types::NetworkMode::Awsvpc)
+        .task_role_arn("arn:aws:iam::123456789012:role/etl-task")
+        .container_definitions(change(container).build())
+        .build()
+}
+
 #[tokio::test]
 async fn a_registered_template_is_found_by_its_tag_in_its_own_family() {
     let td = |name: &str| format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{name}");
@@ -416,6 +457,7 @@ async fn a_registered_template_is_found_by_its_tag_in_its_own_family() {
     let tagged = |hash: &'static str| {
         move || {
             DescribeTaskDefinitionOutput::builder()
+                .task_definition(described_etl(|c| c))
                 .tags(types::Tag::builder().key("ecsrun.dev/template-hash").value(hash).build())
                 .build()
         }
@@ -441,11 +483,94 @@ async fn a_registered_template_is_found_by_its_tag_in_its_own_family() {
         .repeatedly()
         .build();
     let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe_newest, &describe_older]));
-    let found = ecs.find_task_definition(&target(), "etl", ("ecsrun.dev/template-hash", "h")).await.unwrap();
-    assert_eq!(found, Some(older.clone()));
+    let template = etl_template();
+    let found = ecs.find_task_definition(&target(), &template, ("ecsrun.dev/template-hash", "h")).await.unwrap();
+    assert_eq!(found, Some(older.clone()), "ECS's own spellings and defaults are no difference");
     assert_eq!((describe_newest.num_calls(), describe_older.num_calls()), (1, 1), "etl-nightly is not looked at");
-    let missing = ecs.find_task_definition(&target(), "etl", ("ecsrun.dev/template-hash", "none")).await.unwrap();
+    let missing = ecs.find_task_definition(&target(), &template, ("ecsrun.dev/template-hash", "none")).await.unwrap();
     assert_eq!(missing, None);
+}
+
+/// Issue 23, finding 5: a revision planted under the template's hash tag (by anyone who may register and
+/// tag task definitions) is passed over; the genuine older one, or a new registration, serves the run.
+#[tokio::test]
+async fn a_revision_planted_under_a_templates_hash_is_not_used() {
+    let td = |name: &str| format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{name}");
+    fn with_container(
+        change: fn(types::builders::ContainerDefinitionBuilder) -> types::builders::ContainerDefinitionBuilder,
+    ) -> types::TaskDefinition {
+        described_etl(change)
+    }
+    let plants: Vec<(&str, types::TaskDefinition)> = vec![
+        ("another task role", {
+            let mut planted = described_etl(|c| c);
+            planted.task_role_arn = Some("arn:aws:iam::123456789012:role/admin".into());
+            planted
+        }),
+        ("an execution role the template has not", {
+            let mut planted = described_etl(|c| c);
+            planted.execution_role_arn = Some("arn:aws:iam::123456789012:role/admin".into());
+            planted
+        }),
+        ("another image", with_container(|c| c.image("attacker/etl:1"))),
+        ("a privileged container", with_container(|c| c.privileged(true))),
+        ("another command", with_container(|c| c.set_command(Some(vec!["sh".into(), "-c".into(), "curl x".into()])))),
+        (
+            "an extra secret",
+            with_container(|c| {
+                c.secrets(types::Secret::builder().name("K").value_from("arn:aws:ssm:x").build().unwrap())
+            }),
+        ),
+        ("linux capabilities", with_container(|c| c.linux_parameters(types::LinuxParameters::builder().build()))),
+        ("an extra container", {
+            let mut planted = described_etl(|c| c);
+            let sidecar = types::ContainerDefinition::builder().name("sidecar").image("miner").build();
+            planted.container_definitions.get_or_insert_with(Vec::new).push(sidecar);
+            planted
+        }),
+        ("a host pid namespace", {
+            let mut planted = described_etl(|c| c);
+            planted.pid_mode = Some(types::PidMode::Host);
+            planted
+        }),
+        ("16 vCPU", {
+            let mut planted = described_etl(|c| c);
+            planted.cpu = Some("16384".into());
+            planted
+        }),
+    ];
+    for (what, planted) in plants {
+        let (newest, older) = (td("etl:9"), td("etl:2"));
+        let list = mock!(Client::list_task_definitions).then_output({
+            let arns = vec![newest.clone(), older.clone()];
+            move || ListTaskDefinitionsOutput::builder().set_task_definition_arns(Some(arns.clone())).build()
+        });
+        let tagged = |definition: types::TaskDefinition| {
+            move || {
+                DescribeTaskDefinitionOutput::builder()
+                    .task_definition(definition.clone())
+                    .tags(types::Tag::builder().key("ecsrun.dev/template-hash").value("h").build())
+                    .build()
+            }
+        };
+        let describe_planted = mock!(Client::describe_task_definition)
+            .match_requests({
+                let newest = newest.clone();
+                move |req| req.task_definition() == Some(newest.as_str())
+            })
+            .then_output(tagged(planted));
+        let describe_genuine = mock!(Client::describe_task_definition)
+            .match_requests({
+                let older = older.clone();
+                move |req| req.task_definition() == Some(older.as_str())
+            })
+            .then_output(tagged(described_etl(|c| c)));
+        let (ecs, _) =
+            adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe_planted, &describe_genuine]));
+        let found = ecs.find_task_definition(&target(), &etl_template(), ("ecsrun.dev/template-hash", "h")).await;
+        assert_eq!(found.unwrap(), Some(older), "{what}: the planted revision is passed over");
+        assert_eq!(describe_planted.num_calls(), 1, "{what}");
+    }
 }
 
 #[test]
