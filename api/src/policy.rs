@@ -70,7 +70,10 @@ pub struct EcsRunPolicySpec {
     #[serde(default)]
     pub role_overrides: RoleOverrideRules,
 
-    /// Launch types runs may ask for. Absent: any (a run without one uses the cluster's default strategy).
+    /// Launch types runs may get. Absent: any. Set, it governs what a run really gets: its
+    /// `launchType`, or the launch type of each provider in its `capacityProviderStrategy` (`FARGATE`
+    /// and `FARGATE_SPOT` launch on FARGATE, any other provider on EC2). A run naming neither would get
+    /// whatever the cluster's default strategy says, which no policy can see: it is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_types: Option<Vec<LaunchType>>,
 
@@ -80,9 +83,48 @@ pub struct EcsRunPolicySpec {
     #[schemars(transform = Describe("/items", "A capacity provider pattern, e.g. `FARGATE*`."))]
     pub capacity_providers: Option<Vec<String>>,
 
+    /// Amazon EBS volumes runs may have ECS create at launch (`volumeConfigurations`).
+    #[serde(default, rename = "ebsVolumes")]
+    pub ebs_volumes: EbsVolumeRules,
+
     /// Upper bounds on what one run asks for.
     #[serde(default)]
     pub limits: Limits,
+
+    /// What runs may read of their failed containers' logs into status and Events.
+    #[serde(default)]
+    pub logs: LogRules,
+}
+
+/// The EBS volumes runs may have ECS create. A run with no `volumeConfigurations` is not concerned;
+/// one with a volume needs its infrastructure role listed, and its snapshot if it names one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EbsVolumeRules {
+    /// Infrastructure roles ECS may create and attach volumes as (`managedEBSVolume.roleArn`), e.g.
+    /// `arn:aws:iam::111122223333:role/team-a-ebs`. Empty: no run may have a volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A role ARN pattern."))]
+    pub role_arns: Vec<String>,
+    /// Snapshots volumes may be made from (`managedEBSVolume.snapshotId`), e.g. `snap-0123*`. Empty:
+    /// volumes start empty; a snapshot holds whatever data it was taken of, from any team.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A snapshot ID pattern."))]
+    pub snapshot_ids: Vec<String>,
+}
+
+/// Failed containers' last log lines go into the run's status and its Failed or Retrying Event, which
+/// anyone who may read the namespace's EcsTaskRuns or Events reads too.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRules {
+    /// At most this many lines per failed container, whatever the run's `logs.tailLines` asks; 0: no
+    /// run reads its logs. Absent: as the run asks (at most 200). Several policies: the highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 200))]
+    pub max_tail_lines: Option<i32>,
 }
 
 /// Glob patterns: the characters of ARNs and names, plus `*` and `?`.
@@ -139,6 +181,11 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub memory: Option<i32>,
+    /// Most tasks one run may have (`spec.count`): CPU and memory are limited per task, so this bounds
+    /// what a run takes in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub tasks: Option<i32>,
     /// Longest `wait.timeout` a run may set; with a limit, a run must set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(h|m|s|ms))+$"))]

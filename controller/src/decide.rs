@@ -96,6 +96,9 @@ pub struct RunView<'a> {
     /// The task index this view decides (0 for a run of one task). With `count` > 1, `status` is that
     /// index's own (see `batch`).
     pub index: u32,
+    /// The most log lines per failed container the namespace's EcsRunPolicies let it read (None: as
+    /// the spec asks).
+    pub max_tail_lines: Option<u32>,
 }
 
 /// What the shell must do before the run can be decided.
@@ -220,6 +223,12 @@ impl RunView<'_> {
     /// RunTask's clientToken for `attempt` of this view's index (at most 64 characters: a uid is 36).
     pub fn client_token(&self, attempt: i32) -> String {
         if self.indexed() { format!("{}-{}-{attempt}", self.uid, self.index) } else { client_token(self.uid, attempt) }
+    }
+
+    /// Log lines read per failed container: what the spec asks, within the policies' cap.
+    pub fn tail_lines(&self) -> u32 {
+        let asked = self.spec.logs.tail_lines.max(0) as u32;
+        self.max_tail_lines.map_or(asked, |most| asked.min(most))
     }
 
     pub fn poll_interval(&self) -> Duration {

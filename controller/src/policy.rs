@@ -47,9 +47,19 @@ pub enum Rule {
     /// Memory a task definition template asks for (task and containers).
     TemplateMemory,
     LaunchType,
+    /// A run naming no launch type nor strategy: the cluster's default strategy would choose.
+    DefaultLaunchType,
+    /// The launch types a run's capacity providers launch on.
+    CapacityProviderLaunchType,
     CapacityProvider,
+    /// The infrastructure role of an EBS volume ECS creates at launch.
+    EbsRole,
+    /// The snapshot an EBS volume is created from.
+    EbsSnapshot,
     Cpu,
     Memory,
+    /// Tasks per run (`count`).
+    Tasks,
     Timeout,
 }
 
@@ -66,8 +76,11 @@ impl Rule {
             Rule::ExternalId => "external_id",
             Rule::TaskRole | Rule::TemplateTaskRole => "task_role",
             Rule::ExecutionRole | Rule::TemplateExecutionRole => "execution_role",
-            Rule::LaunchType => "launch_type",
+            Rule::LaunchType | Rule::DefaultLaunchType | Rule::CapacityProviderLaunchType => "launch_type",
             Rule::CapacityProvider => "capacity_provider",
+            Rule::EbsRole => "ebs_role",
+            Rule::EbsSnapshot => "ebs_snapshot",
+            Rule::Tasks => "tasks",
             Rule::Cpu | Rule::TemplateCpu => "cpu",
             Rule::Memory | Rule::TemplateMemory => "memory",
             Rule::Timeout => "timeout",
@@ -88,8 +101,11 @@ impl Rule {
             Rule::ExecutionRole => "spec.overrides.executionRoleArn",
             Rule::TemplateTaskRole => "spec.taskDefinitionTemplate.taskRoleArn",
             Rule::TemplateExecutionRole => "spec.taskDefinitionTemplate.executionRoleArn",
-            Rule::LaunchType => "spec.launchType",
-            Rule::CapacityProvider => "spec.capacityProviderStrategy",
+            Rule::LaunchType | Rule::DefaultLaunchType => "spec.launchType",
+            Rule::CapacityProvider | Rule::CapacityProviderLaunchType => "spec.capacityProviderStrategy",
+            Rule::EbsRole => "spec.volumeConfigurations.managedEBSVolume.roleArn",
+            Rule::EbsSnapshot => "spec.volumeConfigurations.managedEBSVolume.snapshotId",
+            Rule::Tasks => "spec.count",
             Rule::Cpu => "spec.overrides.cpu",
             Rule::Memory => "spec.overrides.memory",
             Rule::TemplateCpu => "spec.taskDefinitionTemplate.cpu",
@@ -238,6 +254,10 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
         },
         "launchTypes",
     );
+    // What the run will really get: a run following a task started elsewhere launches nothing.
+    if spec.task_arn.is_none() && spec.launch_type.is_none() {
+        checks.launched_on(spec.capacity_provider_strategy.as_deref());
+    }
     for item in spec.capacity_provider_strategy.iter().flatten() {
         checks.listed(
             Rule::CapacityProvider,
@@ -246,8 +266,39 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
             "capacityProviders",
         );
     }
+    for volume in &spec.volume_configurations {
+        let ebs = &volume.managed_ebs_volume;
+        checks.listed(
+            Rule::EbsRole,
+            Some(&ebs.role_arn),
+            |policy| Some(policy.spec.ebs_volumes.role_arns.clone()),
+            "ebsVolumes.roleArns",
+        );
+        checks.listed(
+            Rule::EbsSnapshot,
+            ebs.snapshot_id.as_deref(),
+            |policy| Some(policy.spec.ebs_volumes.snapshot_ids.clone()),
+            "ebsVolumes.snapshotIds",
+        );
+    }
     checks.limits(spec);
     if checks.violations.is_empty() { Ok(()) } else { Err(Denial { violations: checks.violations }) }
+}
+
+/// The most log lines per failed container the policies let a run read (None: as the run asks); the
+/// highest of them, a policy without a cap leaving it uncapped.
+pub fn max_tail_lines(policies: &[&EcsRunPolicy]) -> Option<u32> {
+    policies
+        .iter()
+        .try_fold(0, |most, policy| policy.spec.logs.max_tail_lines.map(|lines| most.max(lines.max(0) as u32)))
+}
+
+/// The launch type a capacity provider launches on: Fargate's own two, or EC2 for an Auto Scaling group's.
+pub fn capacity_provider_launch_type(capacity_provider: &str) -> LaunchType {
+    match capacity_provider {
+        "FARGATE" | "FARGATE_SPOT" => LaunchType::Fargate,
+        _ => LaunchType::Ec2,
+    }
 }
 
 /// The task definition family of `family`, `family:revision` or a task definition ARN (a template's
@@ -303,6 +354,47 @@ impl Checks<'_, '_> {
         self.violations.push(Violation { rule, message });
     }
 
+    /// The launch types a run without `launchType` gets must be allowed: those of its capacity
+    /// providers, or, with no strategy either, none the policies can know (the cluster's default).
+    fn launched_on(&mut self, strategy: Option<&[crate::api::CapacityProviderStrategyItem]>) {
+        let mut allowed: Vec<&str> = Vec::new();
+        for policy in self.policies {
+            let Some(types) = &policy.spec.launch_types else { return };
+            for name in types.iter().map(|launch_type| launch_type_name(*launch_type)) {
+                if !allowed.contains(&name) {
+                    allowed.push(name);
+                }
+            }
+        }
+        let list = allowed.join(", ");
+        // The same words as the admission policy's (charts/ecsrun/templates/admission-policy.yaml).
+        let Some(strategy) = strategy else {
+            let message = format!(
+                "spec.launchType must be set: without it or a capacityProviderStrategy the cluster's default \
+                 strategy chooses, which {} cannot check (launchTypes: {list})",
+                self.names()
+            );
+            self.violations.push(Violation { rule: Rule::DefaultLaunchType, message });
+            return;
+        };
+        let refused: Vec<String> = strategy
+            .iter()
+            .map(|item| {
+                (&item.capacity_provider, launch_type_name(capacity_provider_launch_type(&item.capacity_provider)))
+            })
+            .filter(|(_, launch_type)| !allowed.contains(launch_type))
+            .map(|(provider, launch_type)| format!("{provider:?} ({launch_type})"))
+            .collect();
+        if !refused.is_empty() {
+            let message = format!(
+                "spec.capacityProviderStrategy {} is not allowed by {} (launchTypes: {list})",
+                refused.join(", "),
+                self.names()
+            );
+            self.violations.push(Violation { rule: Rule::CapacityProviderLaunchType, message });
+        }
+    }
+
     /// Some policy must allow what `what` describes (with its `setting`).
     fn allowed(&mut self, rule: Rule, allows: impl Fn(&EcsRunPolicy) -> bool, what: &str, setting: &str) {
         if !self.policies.iter().any(|policy| allows(policy)) {
@@ -347,6 +439,9 @@ impl Checks<'_, '_> {
                     .map(i64::from);
                 self.bound(Rule::TemplateMemory, most, "MiB", asked, containers);
             }
+        }
+        if let Some(most) = highest(|policy| policy.spec.limits.tasks.map(i64::from)) {
+            self.bound(Rule::Tasks, most, "tasks", Some(Ok(i64::from(spec.count))), std::iter::empty());
         }
         // The longest limit, as its policy wrote it.
         fn timeout(policy: &EcsRunPolicy) -> Option<(Duration, &str)> {

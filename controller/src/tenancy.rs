@@ -132,6 +132,17 @@ impl Tenancy {
         }
     }
 
+    /// The most log lines per failed container the policies selecting `namespace` let its runs read
+    /// (None: uncapped). Applied in audit mode too: it breaks no run, and tails are for whoever reads
+    /// the namespace. A namespace not seen yet reads none.
+    pub fn max_tail_lines(&self, namespace: &str) -> Option<u32> {
+        let caches = self.caches.as_ref()?;
+        let Some(namespace_object) = caches.namespaces.get(&ObjectRef::new(namespace)) else { return Some(0) };
+        let labels = namespace_object.metadata.labels.clone().unwrap_or_default();
+        let all = caches.policies.state();
+        policy::max_tail_lines(&policy::selecting(all.iter().map(Arc::as_ref), &labels))
+    }
+
     /// The external ID sent when a run of `namespace` assumes a role.
     pub fn external_id(&self, namespace: &str) -> String {
         self.external_id.replace("{namespace}", namespace)

@@ -26,6 +26,16 @@ pub const NO_POLICY: &str = "e2e-policy-none";
 pub const AUDITED: &str = "e2e-policy-audit";
 const ROLE_A: &str = "arn:aws:iam::123456789012:role/e2e-team-a-runner";
 const ROLE_B: &str = "arn:aws:iam::123456789012:role/e2e-team-b-runner";
+const EBS_ROLE_A: &str = "arn:aws:iam::123456789012:role/e2e-team-a-ebs";
+
+/// A run's EBS volume, made as `role` (from `snapshot` when given).
+fn volume(role: &str, snapshot: &str) -> String {
+    let snapshot = if snapshot.is_empty() { String::new() } else { format!("        snapshotId: {snapshot}\n") };
+    format!(
+        "  volumeConfigurations:\n    - name: scratch\n      managedEBSVolume:\n        roleArn: {role}\n        \
+         sizeInGiB: 100\n{snapshot}"
+    )
+}
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -129,7 +139,8 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             "clusters": ["batch"],
             "taskDefinitionFamilies": ["transform"],
             "credentials": {"assumeRoleArns": ["arn:aws:iam::123456789012:role/e2e-team-a-*"]},
-            "limits": {"cpu": 2048, "memory": 4096, "timeout": "1h"}
+            "ebsVolumes": {"roleArns": [EBS_ROLE_A]},
+            "limits": {"cpu": 2048, "memory": 4096, "tasks": 5, "timeout": "1h"}
         }),
     )
     .await?;
@@ -266,6 +277,30 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             Rule::Cluster,
         ),
         ("team A's role", TEAM_B, run_yaml("bad", "reports", "db-dump", &assuming(ROLE_A)), Rule::AssumeRole),
+        // Issue 23, finding 3: what a run really gets, EBS volumes, tasks per run.
+        (
+            "the cluster's default launch type",
+            TEAM_B,
+            b("reports", "db-dump", "").replace("  launchType: FARGATE\n", ""),
+            Rule::DefaultLaunchType,
+        ),
+        (
+            "an Auto Scaling group's capacity provider",
+            TEAM_B,
+            b("reports", "db-dump", "").replace(
+                "  launchType: FARGATE\n",
+                "  capacityProviderStrategy:\n    - capacityProvider: FARGATE_SPOT\n    - capacityProvider: reports-asg\n",
+            ),
+            Rule::CapacityProviderLaunchType,
+        ),
+        (
+            "an EBS volume as another role",
+            TEAM_A,
+            a_timed(&volume("arn:aws:iam::123456789012:role/admin", "")),
+            Rule::EbsRole,
+        ),
+        ("an EBS volume from a snapshot", TEAM_A, a_timed(&volume(EBS_ROLE_A, "snap-0123456789abcdef0")), Rule::EbsSnapshot),
+        ("6 tasks", TEAM_A, a_timed("  count: 6\n"), Rule::Tasks),
     ];
     let policies: Api<EcsRunPolicy> = Api::all(env.client.clone());
     let mut failures = Vec::new();
@@ -287,6 +322,22 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         }
     }
     ensure!(failures.is_empty(), "admission:\n{}", failures.join("\n"));
+    // What the same rules allow is admitted: a volume as the team's role, 5 tasks, FARGATE_SPOT.
+    let allowed = [
+        (TEAM_A, a_timed(&format!("{}  count: 5\n", volume(EBS_ROLE_A, "")))),
+        (
+            TEAM_B,
+            b("reports", "db-dump", "").replace(
+                "  launchType: FARGATE\n",
+                "  capacityProviderStrategy:\n    - capacityProvider: FARGATE_SPOT\n    - capacityProvider: FARGATE\n",
+            ),
+        ),
+    ];
+    for (namespace, yaml) in &allowed {
+        if let Err(message) = admit(&env, namespace, yaml).await? {
+            bail!("admission refused what the policy allows in {namespace}: {message}\n{yaml}");
+        }
+    }
 
     // Following a task started elsewhere launches nothing: its region, cluster and role are checked, not a
     // family, at admission and by the controller alike.

@@ -137,7 +137,7 @@ pub(super) fn log_reads(
     task: &TaskSnapshot,
     definition: Option<&[ContainerDefinitionInfo]>,
 ) -> Vec<LogRead> {
-    let lines = view.spec.logs.tail_lines.max(0) as u32;
+    let lines = view.tail_lines();
     if lines == 0 {
         return Vec::new();
     }

@@ -22,9 +22,19 @@ fn team_a() -> EcsRunPolicy {
             "credentials": {"assumeRoleArns": ["arn:aws:iam::111122223333:role/team-a-*"]},
             "roleOverrides": {"taskRoleArns": ["arn:aws:iam::111122223333:role/team-a-task-*"]},
             "launchTypes": ["FARGATE"],
-            "limits": {"cpu": 2048, "memory": 4096, "timeout": "2h"}
+            "ebsVolumes": {"roleArns": ["arn:aws:iam::111122223333:role/team-a-ebs"], "snapshotIds": ["snap-0a*"]},
+            "limits": {"cpu": 2048, "memory": 4096, "tasks": 10, "timeout": "2h"}
         }),
     )
+}
+
+/// A run with one EBS volume made as `role` (from `snapshot`, if any).
+fn with_volume(role: &str, snapshot: Option<&str>) -> EcsTaskRunSpec {
+    let mut volume = json!({"roleArn": role, "sizeInGiB": 100});
+    if let Some(snapshot) = snapshot {
+        volume["snapshotId"] = json!(snapshot);
+    }
+    run(json!({"volumeConfigurations": [{"name": "scratch", "managedEBSVolume": volume}]}))
 }
 
 fn run(extra: serde_json::Value) -> EcsTaskRunSpec {
@@ -32,6 +42,7 @@ fn run(extra: serde_json::Value) -> EcsTaskRunSpec {
         "cluster": "team-a-batch",
         "taskDefinition": "team-a-report:3",
         "credentials": {"assumeRoleArn": "arn:aws:iam::111122223333:role/team-a-runner"},
+        "launchType": "FARGATE",
         "wait": {"timeout": "1h"}
     });
     for (key, value) in extra.as_object().expect("object") {
@@ -148,10 +159,45 @@ fn what_one_policy_allows_and_refuses() {
         ),
         ("EC2", run(json!({"launchType": "EC2"})), vec![Rule::LaunchType]),
         (
-            "capacity providers are unrestricted here",
-            run(json!({"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT"}]})),
+            "capacity providers are unrestricted here, and FARGATE_SPOT launches on FARGATE",
+            run(json!({"launchType": null, "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT"}]})),
             vec![],
         ),
+        // Launch types are governed by what the run really gets (issue 23, finding 3).
+        (
+            "no launch type: the cluster's default strategy",
+            run(json!({"launchType": null})),
+            vec![Rule::DefaultLaunchType],
+        ),
+        (
+            "an Auto Scaling group's capacity provider launches on EC2",
+            run(json!({"launchType": null, "capacityProviderStrategy": [
+                {"capacityProvider": "FARGATE", "base": 1}, {"capacityProvider": "team-a-asg"}]})),
+            vec![Rule::CapacityProviderLaunchType],
+        ),
+        (
+            "a run following a task started elsewhere launches nothing",
+            run(json!({"launchType": null, "taskArn": "arn:aws:ecs:eu-west-1:111122223333:task/team-a-batch/0a1b"})),
+            vec![],
+        ),
+        ("an EBS volume as the team's role", with_volume("arn:aws:iam::111122223333:role/team-a-ebs", None), vec![]),
+        (
+            "an EBS volume from the team's snapshot",
+            with_volume("arn:aws:iam::111122223333:role/team-a-ebs", Some("snap-0a12")),
+            vec![],
+        ),
+        (
+            "an EBS volume as another role",
+            with_volume("arn:aws:iam::111122223333:role/admin", None),
+            vec![Rule::EbsRole],
+        ),
+        (
+            "an EBS volume from another team's snapshot",
+            with_volume("arn:aws:iam::111122223333:role/team-a-ebs", Some("snap-0b34")),
+            vec![Rule::EbsSnapshot],
+        ),
+        ("10 tasks", run(json!({"count": 10})), vec![]),
+        ("11 tasks", run(json!({"count": 11})), vec![Rule::Tasks]),
         ("4 vCPU", run(json!({"overrides": {"cpu": "4 vCPU"}})), vec![Rule::Cpu]),
         ("2 vCPU", run(json!({"overrides": {"cpu": "2 vCPU"}})), vec![]),
         ("8 GB", run(json!({"overrides": {"memory": "8 GB"}})), vec![Rule::Memory]),
@@ -173,6 +219,81 @@ fn what_one_policy_allows_and_refuses() {
         assert_eq!(rules(check("team-a", "eu-west-1", &spec, &[&a])), expected, "{case}");
     }
     assert_eq!(rules(check("team-a", "us-east-1", &run(json!({})), &[&a])), vec![Rule::Region]);
+}
+
+#[test]
+fn what_a_policy_without_launch_types_ebs_volumes_or_a_task_limit_says() {
+    let open = policy(
+        "open",
+        json!({
+            "namespaceSelector": {},
+            "regions": ["*"],
+            "clusters": ["*"],
+            "taskDefinitionFamilies": ["*"],
+            "credentials": {"assumeRoleArns": ["*"]}
+        }),
+    );
+    let cases: Vec<(&str, EcsTaskRunSpec, Vec<Rule>)> = vec![
+        ("the cluster's default strategy", run(json!({"launchType": null})), vec![]),
+        (
+            "an ASG provider",
+            run(json!({"launchType": null, "capacityProviderStrategy": [{"capacityProvider": "asg"}]})),
+            vec![],
+        ),
+        ("100 tasks", run(json!({"count": 100})), vec![]),
+        // Where and as whom: nothing until listed.
+        ("an EBS volume", with_volume("arn:aws:iam::111122223333:role/team-a-ebs", None), vec![Rule::EbsRole]),
+        (
+            "an EBS volume from a snapshot",
+            with_volume("arn:aws:iam::111122223333:role/team-a-ebs", Some("snap-0a12")),
+            vec![Rule::EbsRole, Rule::EbsSnapshot],
+        ),
+    ];
+    for (case, spec, expected) in cases {
+        assert_eq!(rules(check("team-a", "eu-west-1", &spec, &[&open])), expected, "{case}");
+    }
+}
+
+#[test]
+fn launch_type_volume_and_task_messages() {
+    let a = team_a();
+    let message = |spec| check_message(spec, &[&a]);
+    assert_eq!(
+        message(run(json!({"launchType": null}))),
+        "spec.launchType must be set: without it or a capacityProviderStrategy the cluster's default strategy \
+         chooses, which EcsRunPolicy team-a cannot check (launchTypes: FARGATE)"
+    );
+    assert_eq!(
+        message(run(json!({"launchType": null, "capacityProviderStrategy": [
+            {"capacityProvider": "FARGATE_SPOT"}, {"capacityProvider": "team-a-asg"}]}))),
+        "spec.capacityProviderStrategy \"team-a-asg\" (EC2) is not allowed by EcsRunPolicy team-a (launchTypes: FARGATE)"
+    );
+    assert_eq!(
+        message(with_volume("arn:aws:iam::111122223333:role/admin", Some("snap-0b34"))),
+        "spec.volumeConfigurations.managedEBSVolume.roleArn \"arn:aws:iam::111122223333:role/admin\" is not allowed \
+         by EcsRunPolicy team-a (ebsVolumes.roleArns: arn:aws:iam::111122223333:role/team-a-ebs); \
+         spec.volumeConfigurations.managedEBSVolume.snapshotId \"snap-0b34\" is not allowed by EcsRunPolicy team-a \
+         (ebsVolumes.snapshotIds: snap-0a*)"
+    );
+    assert_eq!(message(run(json!({"count": 50}))), "spec.count exceeds the 10 tasks allowed by EcsRunPolicy team-a");
+}
+
+#[test]
+fn log_tails_are_capped_by_the_highest_cap_and_uncapped_by_a_policy_without_one() {
+    let capped = |name: &str, lines: Option<i32>| {
+        let mut spec = json!({"namespaceSelector": {}});
+        if let Some(lines) = lines {
+            spec["logs"] = json!({"maxTailLines": lines});
+        }
+        policy(name, spec)
+    };
+    let (none, five, twenty, uncapped) =
+        (capped("none", Some(0)), capped("five", Some(5)), capped("twenty", Some(20)), capped("open", None));
+    assert_eq!(max_tail_lines(&[&none]), Some(0));
+    assert_eq!(max_tail_lines(&[&none, &five]), Some(5));
+    assert_eq!(max_tail_lines(&[&twenty, &five]), Some(20));
+    assert_eq!(max_tail_lines(&[&five, &uncapped]), None);
+    assert_eq!(max_tail_lines(&[]), Some(0), "a namespace no policy selects reads nothing");
 }
 
 #[test]

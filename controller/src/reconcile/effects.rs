@@ -52,6 +52,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             status,
             default_poll_interval: self.ctx.settings.default_poll_interval,
             index: 0,
+            max_tail_lines: self.ctx.tenancy.max_tail_lines(self.namespace),
         })
     }
 

@@ -186,7 +186,7 @@ async fn track<E: Ecs>(
         Err(error) => return Ok(TrackObservation::Unobservable(error)),
     };
     // Which containers are essential, and where they log (a failed one's last lines are read).
-    let wanted = view.spec.success_policy == SuccessPolicy::EssentialContainers || view.spec.logs.tail_lines > 0;
+    let wanted = view.spec.success_policy == SuccessPolicy::EssentialContainers || view.tail_lines() > 0;
     let containers = match (&task.task_definition_arn, task.is_stopped()) {
         (Some(definition), true) if wanted => match ctx.ecs.describe_task_definition(target, definition).await {
             Ok(info) => Some(info.containers),

@@ -180,6 +180,55 @@ fn a_failed_containers_last_lines_are_read_before_the_status_and_event_that_carr
 }
 
 #[test]
+fn the_namespaces_policies_cap_the_lines_read_and_zero_reads_none() {
+    let spec = spec(serde_json::json!({"logs": {"tailLines": 50}}));
+    let status = running(&spec);
+    let stopped = || TaskSnapshot {
+        last_status: Some("STOPPED".into()),
+        desired_status: Some("STOPPED".into()),
+        stop_code: Some("EssentialContainerExited".into()),
+        stopped_at: Some(at(50)),
+        containers: vec![ContainerSnapshot { name: "app".into(), exit_code: Some(3), ..ContainerSnapshot::default() }],
+        ..task("arn:aws:ecs:eu-west-1:1:task/demo/t1", "STOPPED")
+    };
+    let definition = || {
+        vec![ContainerDefinitionInfo {
+            name: "app".into(),
+            essential: true,
+            log: Some(LogConfiguration {
+                driver: "awslogs".into(),
+                group: Some("/ecs/report".into()),
+                region: None,
+                stream_prefix: Some("ecs".into()),
+            }),
+        }]
+    };
+    let lines_read = |cap: Option<u32>| {
+        let view = RunView { max_tail_lines: cap, ..view(&spec, &status) };
+        let steps = steps(&view, at(60));
+        let observed = vec![(
+            0,
+            Observation::Tracked(TrackObservation::Found { task: stopped(), containers: Some(definition()) }),
+        )];
+        let effects = finish(&view, &steps, observed, at(60));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::WriteStatus { status, .. } if status.task.phase == Some(Phase::Failed))),
+            "the run fails whatever the cap: {effects:#?}"
+        );
+        effects.into_iter().find_map(|effect| match effect {
+            Effect::ReadLogs(reads) => Some(reads.iter().map(|read| read.lines).collect::<Vec<_>>()),
+            _ => None,
+        })
+    };
+    assert_eq!(lines_read(None), Some(vec![50]), "uncapped: as the spec asks");
+    assert_eq!(lines_read(Some(200)), Some(vec![50]), "a cap above the ask changes nothing");
+    assert_eq!(lines_read(Some(5)), Some(vec![5]));
+    assert_eq!(lines_read(Some(0)), None, "no tails in this namespace: nothing is read");
+}
+
+#[test]
 fn a_stop_is_sent_before_the_status_that_tells_it_and_the_run_looks_again_soon() {
     // Running, then asked to stop.
     let status = running(&spec(serde_json::json!({})));
