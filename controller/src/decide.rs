@@ -145,8 +145,9 @@ pub enum TrackObservation {
     /// The task as ECS reports it, with the task definition's containers once it has stopped (to tell
     /// essential containers from sidecars).
     Found { task: TaskSnapshot, containers: Option<Vec<ContainerDefinitionInfo>> },
-    /// DescribeTasks does not know the task.
-    Missing,
+    /// DescribeTasks did not know the task when it was looked at, at `observed_at` (the tracker's look
+    /// may be older than the reconcile reading it).
+    Missing { observed_at: Timestamp },
     /// The task could not be described (ECS unreachable, throttled, access denied after an IAM change, ...).
     /// The task may well be alive: the run goes on following it and says why it cannot.
     Unobservable(EcsError),

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
@@ -52,27 +51,6 @@ pub struct Settings {
     pub orphan_sweep: Option<crate::orphans::OrphanSweep>,
 }
 
-/// Where the shell reads the time decisions are made at: the system's, or one a test moves.
-#[derive(Clone, Default)]
-pub struct Clock(Option<Arc<dyn Fn() -> Timestamp + Send + Sync>>);
-
-impl Clock {
-    /// A clock that reads `now`.
-    pub fn from_fn(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(now)))
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.0.as_ref().map_or_else(Timestamp::now, |now| now())
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Clock(test)" } else { "Clock(system)" })
-    }
-}
-
 pub struct Context<E> {
     pub client: Client,
     pub ecs: Arc<E>,
@@ -106,7 +84,7 @@ impl<E: Ecs> Context<E> {
         Self {
             tenancy,
             events: Publisher::new(client.clone(), reporter, settings.clock.clone()),
-            tracker: Tracker::new(ecs.clone(), describe_batch_size),
+            tracker: Tracker::new(ecs.clone(), describe_batch_size, settings.clock.clone()),
             client,
             ecs,
             metrics,
@@ -204,6 +182,7 @@ mod error;
 mod observe;
 mod wiring;
 
+pub use crate::clock::Clock;
 use credentials::{actor, region};
 pub use error::Error;
 pub use wiring::{ensure_crd_installed, run};

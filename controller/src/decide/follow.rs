@@ -21,9 +21,11 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             set_phase(view, &mut status, phase, error.kind.reason(), message, now);
             plan(view, status, None, Some(Follow { task_arn, every }), view.until_deadline(now))
         }
-        TrackObservation::Missing => {
+        TrackObservation::Missing { observed_at } => {
             let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map_or(now, |t| t.0);
-            let unknown_for = duration_between(launched_at, now);
+            // How long after its launch ECS still did not know the task: a look taken right after the
+            // launch (eventual consistency) says nothing, however long ago it was taken.
+            let unknown_for = duration_between(launched_at, observed_at.min(now));
             if unknown_for < MISSING_GRACE {
                 // Eventual consistency: look again soon, a little later each time.
                 let again = (unknown_for / 2).clamp(Duration::from_secs(2), Duration::from_secs(30));

@@ -15,11 +15,13 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::{Ecs, EcsError, EcsTarget, TaskLookup, TaskSnapshot};
+use crate::clock::Clock;
 
 /// DescribeTasks accepts at most this many ARNs per call.
 pub const MAX_BATCH: usize = 100;
@@ -27,13 +29,22 @@ pub const MAX_BATCH: usize = 100;
 /// What the tracker last saw of a task.
 pub type Observation = Result<TaskLookup, EcsError>;
 
+/// The last look at a task and when it was taken (by the controller's clock): a task DescribeTasks did
+/// not know right after its launch may be known a minute later, and only a look taken that late says
+/// it is lost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    pub observation: Observation,
+    pub at: Timestamp,
+}
+
 struct Entry<K> {
     key: K,
     every: Duration,
     /// When the task is next described; None while a call is in flight or once it is STOPPED.
     due: Option<Instant>,
     observed_at: Option<Instant>,
-    observation: Option<Observation>,
+    observation: Option<Seen>,
 }
 
 struct State<K> {
@@ -50,6 +61,7 @@ impl<K> Default for State<K> {
 struct Shared<K, E> {
     ecs: Arc<E>,
     batch_size: usize,
+    clock: Clock,
     /// Every target a task was seen in since the process started (the orphan sweep's clusters).
     targets: Mutex<HashSet<EcsTarget>>,
     state: Mutex<State<K>>,
@@ -73,10 +85,11 @@ where
     E: Ecs,
 {
     /// `batch_size` is clamped to 1..=100; 1 is what per-task pollers do, for comparison.
-    pub fn new(ecs: Arc<E>, batch_size: usize) -> Self {
+    pub fn new(ecs: Arc<E>, batch_size: usize, clock: Clock) -> Self {
         let shared = Shared {
             ecs,
             batch_size: batch_size.clamp(1, MAX_BATCH),
+            clock,
             targets: Mutex::default(),
             state: Mutex::default(),
             changes: Mutex::default(),
@@ -148,7 +161,7 @@ where
     }
 
     /// What the last look at the task found; None when it has not been described yet.
-    pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Observation> {
+    pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Seen> {
         self.state().tasks.get(target)?.get(task_arn)?.observation.clone()
     }
 
@@ -161,7 +174,8 @@ where
         if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(&task.task_arn)) {
             entry.observed_at = Some(now);
             entry.due = (!task.is_stopped()).then_some(now + entry.every);
-            entry.observation = Some(Ok(TaskLookup::Found(task.clone())));
+            let at = self.shared.clock.now();
+            entry.observation = Some(Seen { observation: Ok(TaskLookup::Found(task.clone())), at });
         }
     }
 
@@ -251,6 +265,7 @@ where
     async fn describe(&self, target: EcsTarget, arns: Vec<String>) {
         let result = self.shared.ecs.describe_tasks(&target, &arns).await;
         let now = Instant::now();
+        let at = self.shared.clock.now();
         let mut changed = Vec::new();
         {
             let mut state = self.state();
@@ -269,10 +284,11 @@ where
                 let stopped = matches!(&observation, Ok(TaskLookup::Found(task)) if task.is_stopped());
                 entry.due = (!stopped).then_some(now + entry.every);
                 entry.observed_at = Some(now);
-                if entry.observation.as_ref() != Some(&observation) {
-                    entry.observation = Some(observation);
+                if entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation) {
                     changed.push(entry.key.clone());
                 }
+                // Stamped afresh even when nothing changed: it says how recent the look is.
+                entry.observation = Some(Seen { observation, at });
             }
         }
         if let Err(error) = &result {

@@ -85,7 +85,7 @@ pub(super) async fn cleanup<E: Ecs>(
     // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
     let mut tasks: Vec<TaskSnapshot> = arns
         .iter()
-        .map(|arn| match ctx.tracker.observation(&target, arn) {
+        .map(|arn| match ctx.tracker.observation(&target, arn).map(|seen| seen.observation) {
             Some(Ok(TaskLookup::Found(task))) => task,
             _ => TaskSnapshot { task_arn: arn.clone(), ..TaskSnapshot::default() },
         })

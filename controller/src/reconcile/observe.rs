@@ -8,7 +8,7 @@ use super::{Context, Error, region};
 use crate::api::{EcsTaskRun, SuccessPolicy};
 use crate::decide::run::Observation;
 use crate::decide::{self, LaunchObservation, RunView, Step, TrackObservation};
-use crate::ecs::tracker::Observation as Seen;
+use crate::ecs::tracker::Seen;
 use crate::ecs::{DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, RunTaskOutcome, TaskLookup, TaskSnapshot};
 use crate::tenancy::Gate;
 
@@ -176,13 +176,13 @@ async fn describe_or_bare<E: Ecs>(ctx: &Context<E>, target: &EcsTarget, arn: &st
 /// task stopped (which are essential is only written there).
 async fn track<E: Ecs>(
     view: &RunView<'_>,
-    observation: Seen,
+    seen: Seen,
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<TrackObservation, Error> {
-    let task = match observation {
+    let task = match seen.observation {
         Ok(TaskLookup::Found(task)) => task,
-        Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing),
+        Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing { observed_at: seen.at }),
         Err(error) => return Ok(TrackObservation::Unobservable(error)),
     };
     // Which containers are essential, and where they log (a failed one's last lines are read).

@@ -842,17 +842,33 @@ fn polling_follows_the_spec_then_the_controller_default() {
 #[test]
 fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
     let run = Run::launched(spec());
-    let soon = after_track(&run.view(), TrackObservation::Missing, at(4));
+    let soon = after_track(&run.view(), TrackObservation::Missing { observed_at: at(4) }, at(4));
     assert_eq!(soon.status, run.status, "nothing to write");
     assert!(soon.events.is_empty());
     assert_eq!(soon.requeue, Some(Duration::from_secs(2)));
     assert_eq!(soon.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(2) }));
-    let later = after_track(&run.view(), TrackObservation::Missing, at(100));
+    let later = after_track(&run.view(), TrackObservation::Missing { observed_at: at(100) }, at(100));
     assert_eq!(later.requeue, Some(Duration::from_secs(30)));
 
-    let gone = after_track(&run.view(), TrackObservation::Missing, at(121));
+    let gone = after_track(&run.view(), TrackObservation::Missing { observed_at: at(121) }, at(121));
     assert_eq!(gone.status.task.phase, Some(Phase::Failed));
     assert_eq!(gone.status.task.reason.as_deref(), Some(reason::TASK_LOST));
+}
+
+/// Simulator seed 893: the tracker looked right after the launch (DescribeTasks did not know the task
+/// yet), then did not look again for two minutes (a deposed leader's tracker, a sweep held up); a
+/// reconcile reading that old look failed the run as TaskLost while the task ran. How long after the
+/// launch the look was taken decides, not how long ago.
+#[test]
+fn an_old_look_taken_right_after_launch_does_not_make_a_task_lost() {
+    let run = Run::launched(spec());
+    let stale = after_track(&run.view(), TrackObservation::Missing { observed_at: at(1) }, at(122));
+    assert_eq!(stale.status.task.phase, run.status.task.phase, "{:?}", stale.status.task.message);
+    assert_eq!(stale.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(2) }));
+    assert_eq!(stale.requeue, Some(Duration::from_secs(2)), "looked at again soon");
+    // A look taken long enough after the launch still says the task is lost, whenever it is read.
+    let lost = after_track(&run.view(), TrackObservation::Missing { observed_at: at(121) }, at(300));
+    assert_eq!(lost.status.task.reason.as_deref(), Some(reason::TASK_LOST));
 }
 
 fn condition_status<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a str> {
@@ -866,7 +882,7 @@ fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_
         Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() }));
     run.apply(&after_track(&run.view(), found(TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") }), at(30)));
     for when in [at(130), at(7200)] {
-        let plan = after_track(&run.view(), TrackObservation::Missing, when);
+        let plan = after_track(&run.view(), TrackObservation::Missing { observed_at: when }, when);
         assert_eq!(plan.status.task.phase, Some(Phase::Unknown), "at {when}");
         assert_eq!(plan.status.task.reason.as_deref(), Some(reason::OUTCOME_UNKNOWN));
         assert_eq!(plan.status.task.next_attempt_at, None, "no retry is scheduled");
@@ -894,11 +910,11 @@ fn a_task_launched_more_than_an_hour_ago_and_never_described_since_is_not_a_lost
     // RunTask answered, the controller went down before its first look and came back two hours later:
     // the task may have run to its end and been forgotten.
     let run = Run::launched(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit: 3, ..Default::default() }));
-    let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
+    let plan = after_track(&run.view(), TrackObservation::Missing { observed_at: at(7200) }, at(7200));
     assert_eq!(plan.status.task.phase, Some(Phase::Unknown));
     assert_eq!(plan.status.task.next_attempt_at, None);
     // Within ECS's memory, a task never seen past launch and unknown for long was never there.
-    let lost = after_track(&run.view(), TrackObservation::Missing, at(600));
+    let lost = after_track(&run.view(), TrackObservation::Missing { observed_at: at(600) }, at(600));
     assert_eq!(lost.status.task.phase, Some(Phase::Pending));
     assert_eq!(lost.status.task.attempts[0].outcome.as_deref(), Some(reason::TASK_LOST));
     assert!(lost.status.task.next_attempt_at.is_some(), "a lost launch is retried");
@@ -909,7 +925,7 @@ fn a_task_stopped_for_the_deadline_then_forgotten_ends_deadline_exceeded() {
     let mut run = Run::launched(with(spec(), |s| s.wait.timeout = Some("5m".into())));
     run.apply(&after_track(&run.view(), found(task("RUNNING")), at(300)));
     assert_eq!(run.status.task.phase, Some(Phase::Stopping));
-    let plan = after_track(&run.view(), TrackObservation::Missing, at(7200));
+    let plan = after_track(&run.view(), TrackObservation::Missing { observed_at: at(7200) }, at(7200));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
     assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
 }

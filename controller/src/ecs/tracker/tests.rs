@@ -67,7 +67,7 @@ struct Harness {
 impl Harness {
     fn new(batch_size: usize) -> Self {
         let ecs = Arc::new(FakeEcs::default());
-        let tracker = Tracker::new(ecs.clone(), batch_size);
+        let tracker = Tracker::new(ecs.clone(), batch_size, crate::clock::Clock::default());
         let changes = tracker.restart();
         let sweeper = tokio::spawn(tracker.clone().run(TICK));
         Self { ecs, tracker, changes, sweeper }
@@ -109,7 +109,7 @@ async fn first_sweep_describes_250_tasks_in_3_calls_and_reports_each_run_once() 
     let sizes: Vec<usize> = h.ecs.calls().iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![100, 100, 50]);
     assert_eq!(h.drain(), (0..250).collect::<Vec<_>>(), "every run hears of its first observation");
-    let seen = h.tracker.observation(&target("c"), &arn(7)).unwrap().unwrap();
+    let seen = h.tracker.observation(&target("c"), &arn(7)).unwrap().observation.unwrap();
     assert!(matches!(seen, TaskLookup::Found(task) if task.last_status.as_deref() == Some("RUNNING")));
 }
 
@@ -166,7 +166,9 @@ async fn errors_reach_the_run_once_and_recovery_wakes_it_again() {
     *h.ecs.fail.lock().unwrap() = true;
     sleep(31).await;
     assert_eq!(h.drain(), vec![0, 1, 2]);
-    assert!(matches!(h.tracker.observation(&target("c"), &arn(0)), Some(Err(e)) if e.kind == EcsErrorKind::Server));
+    assert!(
+        matches!(h.tracker.observation(&target("c"), &arn(0)).map(|seen| seen.observation), Some(Err(e)) if e.kind == EcsErrorKind::Server)
+    );
     sleep(30).await;
     assert_eq!(h.drain(), Vec::<usize>::new(), "the same error again is no news");
     *h.ecs.fail.lock().unwrap() = false;
@@ -218,7 +220,10 @@ async fn a_recorded_snapshot_is_the_latest_observation_without_a_call() {
     h.tracker.record(&target("c"), &stopping);
     sleep(2).await;
     assert!(h.ecs.calls().is_empty(), "nothing due until an interval after the snapshot");
-    assert_eq!(h.tracker.observation(&target("c"), &arn(9)), Some(Ok(TaskLookup::Found(stopping))));
+    assert_eq!(
+        h.tracker.observation(&target("c"), &arn(9)).map(|seen| seen.observation),
+        Some(Ok(TaskLookup::Found(stopping)))
+    );
     assert_eq!(h.drain(), Vec::<usize>::new());
     // A shorter interval (deletion waiting for STOPPED) takes effect at once.
     h.tracker.follow(&9, &target("c"), &[arn(9)], Duration::from_secs(5));
