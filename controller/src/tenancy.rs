@@ -107,6 +107,29 @@ impl Tenancy {
         Ok(Self { mode, caches: Some(Caches { policies, namespaces }), external_id })
     }
 
+    /// Policies and namespaces (name, labels) given rather than watched: the caches as a watch would
+    /// have filled them, for the simulator and tests that run the shell without an API server's watches.
+    pub fn fixed(
+        mode: Mode,
+        policies: Vec<EcsRunPolicy>,
+        namespaces: &[(&str, BTreeMap<String, String>)],
+        external_id: &str,
+    ) -> Self {
+        let (policy_store, mut policy_writer) = reflector::store();
+        for policy in policies {
+            policy_writer.apply_watcher_event(&watcher::Event::Apply(policy));
+        }
+        let (namespace_store, mut namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        for (name, labels) in namespaces {
+            let mut namespace = PartialObjectMeta::<Namespace>::default();
+            namespace.metadata.name = Some((*name).to_owned());
+            namespace.metadata.labels = Some(labels.clone());
+            namespace_writer.apply_watcher_event(&watcher::Event::Apply(namespace));
+        }
+        let caches = Caches { policies: policy_store, namespaces: namespace_store };
+        Self { mode, caches: (mode != Mode::Off).then_some(caches), external_id: external_id.to_owned() }
+    }
+
     /// No policies (`--policy-mode=off`), external IDs from `external_id_format` as given.
     pub fn off(external_id_format: &str) -> Self {
         Self { mode: Mode::Off, caches: None, external_id: external_id_format.to_owned() }

@@ -177,6 +177,8 @@ down() {
     # shellcheck disable=SC2046
     kill -9 $(cat "$dir/pids") 2>/dev/null || true
   fi
+  # The audit log outlives the control plane, beside its state directory (hack/faults reads it).
+  if [ -f "$dir/audit.log" ]; then mv "$dir/audit.log" "$(dirname "$dir")/apiserver-audit.log"; fi
   rm -rf "$dir"
   log "stopped"
 }

@@ -66,7 +66,7 @@ struct State {
     now: Option<Timestamp>,
 }
 
-/// The fake ECS. Clusters `demo` and `batch` exist; task definitions have an essential `app` and a
+/// The fake ECS. Clusters `demo`, `batch` and `shared` exist; task definitions have an essential `app` and a
 /// non-essential `log-router` (awslogs, group `/ecs/jobs`, prefix `ecs`).
 pub struct FakeEcs {
     state: Mutex<State>,
@@ -75,7 +75,7 @@ pub struct FakeEcs {
 
 impl Default for FakeEcs {
     fn default() -> Self {
-        let state = State { clusters: vec!["demo".into(), "batch".into()], ..State::default() };
+        let state = State { clusters: vec!["demo".into(), "batch".into(), "shared".into()], ..State::default() };
         Self { state: Mutex::new(state), chaos: None }
     }
 }

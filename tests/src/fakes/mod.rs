@@ -35,12 +35,24 @@ pub struct Shell {
 pub const EPOCH: i64 = 1_800_000_000;
 
 /// A controller's context over `api` and `ecs` (whatever wraps the fake ECS), reading the time from `now`;
-/// `instance` names it in Events.
+/// `instance` names it in Events. Policies off.
 pub async fn context<E: ecsrun::ecs::Ecs>(
     api: &FakeApi,
     ecs: Arc<E>,
     now: &Arc<Mutex<Timestamp>>,
     instance: &str,
+) -> anyhow::Result<Context<E>> {
+    let tenancy = Tenancy::fixed(Mode::Off, Vec::new(), &[], "ecsrun:test-cluster:{namespace}");
+    context_with(api, ecs, now, instance, tenancy)
+}
+
+/// As [`context`], with the EcsRunPolicies and namespaces of `tenancy`.
+pub fn context_with<E: ecsrun::ecs::Ecs>(
+    api: &FakeApi,
+    ecs: Arc<E>,
+    now: &Arc<Mutex<Timestamp>>,
+    instance: &str,
+    tenancy: Tenancy,
 ) -> anyhow::Result<Context<E>> {
     let client = api.client();
     let clock = {
@@ -56,8 +68,6 @@ pub async fn context<E: ecsrun::ecs::Ecs>(
         clock,
         orphan_sweep: None,
     };
-    let tenancy =
-        Tenancy::start(&client, Mode::Off, Some("test-cluster".into()), "ecsrun:{cluster}:{namespace}").await?;
     let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some(instance.into()) };
     let metrics = Arc::new(Metrics::new()?);
     Ok(Context::new(client, ecs, 100, reporter, metrics, settings, Arc::new(tenancy)))

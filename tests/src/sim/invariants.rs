@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{EcsTaskRun, Phase};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, Phase};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
+use ecsrun::ecs::NAMESPACE_TAG;
+use ecsrun::policy;
 use jiff::Timestamp;
 
+use super::tenants::{self, Act};
 use crate::fakes::ecs::FakeTask;
 
 /// A broken invariant: which, at which step, and what showed it.
@@ -143,6 +146,70 @@ pub fn check(
                     memory.finished.insert(uid.to_owned(), phase);
                 }
                 _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No ECS call a policy forbids, and no tenant acting on or reading another's task: every RunTask is of
+/// a run (and spec) its namespace's EcsRunPolicies allow; no StopTask on behalf of one namespace touches
+/// a task ecsrun started for another; no run's status names another namespace's task.
+pub fn tenancy(
+    step: u64,
+    acts: &[Act],
+    specs: &BTreeMap<String, (String, EcsTaskRunSpec)>,
+    runs: &[EcsTaskRun],
+    tasks: &[FakeTask],
+) -> Result<(), Violation> {
+    const FORBIDDEN: &str = "no ECS call a policy forbids";
+    let broken = |invariant: &'static str, detail: String| Err(Violation::new(invariant, step, detail));
+    let policies = tenants::policies();
+    let labels: BTreeMap<&str, BTreeMap<String, String>> = tenants::namespaces().into_iter().collect();
+    let namespace_of = |arn: &str| tasks.iter().find(|t| t.snapshot.task_arn == arn).and_then(|t| t.tag(NAMESPACE_TAG));
+    for act in acts {
+        match act {
+            Act::Launch { namespace, uid, spec } => {
+                // The user's spec, as created, is what the policies judge; the shell's copy must be it.
+                let (created_in, created) = match uid.as_deref().and_then(|uid| specs.get(uid)) {
+                    Some((created_in, created)) => (created_in.as_str(), created),
+                    None => {
+                        return broken(FORBIDDEN, format!("RunTask for a run nobody created: {uid:?} in {namespace}"));
+                    }
+                };
+                if created_in != namespace || created != spec.as_ref() {
+                    return broken(
+                        FORBIDDEN,
+                        format!("RunTask in {namespace} of a spec not the run's (created in {created_in})"),
+                    );
+                }
+                let selected = policy::selecting(&policies, labels.get(namespace.as_str()).unwrap_or(&BTreeMap::new()));
+                if let Err(denial) = policy::check(namespace, tenants::REGION, spec, &selected) {
+                    return broken(
+                        FORBIDDEN,
+                        format!("RunTask in {namespace} on {}: {}", spec.cluster, denial.message()),
+                    );
+                }
+            }
+            Act::Stop { namespace, task_arn } => {
+                if let Some(owner) = namespace_of(task_arn).filter(|owner| owner != namespace) {
+                    return broken(FORBIDDEN, format!("StopTask for {namespace} of {task_arn}, a task of {owner}"));
+                }
+            }
+        }
+    }
+    for run in runs {
+        let namespace = run.metadata.namespace.as_deref().unwrap_or_default();
+        for (index, lane) in run.status.iter().flat_map(|status| status.lanes()) {
+            if let Some(owner) = lane.task_arn.as_deref().and_then(namespace_of).filter(|owner| *owner != namespace) {
+                return broken(
+                    "no run reads another namespace's task",
+                    format!(
+                        "{namespace}/{} index {index} records {:?}, a task of {owner}",
+                        run.metadata.name.as_deref().unwrap_or_default(),
+                        lane.task_arn
+                    ),
+                );
             }
         }
     }

@@ -11,6 +11,7 @@
 //! and the call (see `Chaos`), never from the order concurrent calls arrive in.
 
 mod invariants;
+mod tenants;
 mod world;
 
 use std::panic::AssertUnwindSafe;

@@ -15,11 +15,11 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::invariants::{self, Memory, Violation};
+use super::tenants::{self, Act, NAMESPACES};
 use super::{Options, Stats};
 use crate::fakes::chaos::{Chaos, Rates};
-use crate::fakes::{EPOCH, FakeApi, FakeEcs, context};
+use crate::fakes::{EPOCH, FakeApi, FakeEcs, context_with};
 
-const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
 /// Faults while the seed stirs things up.
 const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25 };
 /// Rounds the quiet phase may take for every run to settle.
@@ -27,17 +27,22 @@ const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
 const MAX_RUNS: usize = 6;
 
-/// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it).
+/// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it),
+/// and every launch and stop it sent, for the tenancy invariants.
 struct Port {
     ecs: Arc<FakeEcs>,
     fence: Fence,
     fenced_acts: Arc<Mutex<Vec<String>>>,
+    acts: Arc<Mutex<Vec<Act>>>,
 }
 
 impl Ecs for Port {
     async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
         if request.acts() && !self.fence.is_open() {
             self.fenced_acts.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{request:?}"));
+        }
+        if let Some(act) = Act::of(&request) {
+            self.acts.lock().unwrap_or_else(PoisonError::into_inner).push(act);
         }
         self.ecs.send(target, request).await
     }
@@ -70,6 +75,10 @@ pub struct World {
     replicas: Vec<Replica>,
     leader: usize,
     fenced_acts: Arc<Mutex<Vec<String>>>,
+    /// Launches and stops the replicas sent since the last step's checks.
+    acts: Arc<Mutex<Vec<Act>>>,
+    /// Every run created: uid → (namespace, spec as created).
+    specs: BTreeMap<String, (String, EcsTaskRunSpec)>,
     /// The API's runs a few steps back: what a fresh replica's first list (resourceVersion 0) may return.
     history: VecDeque<Vec<EcsTaskRun>>,
     /// Names to create again once their deletion went through (GitOps `Replace`).
@@ -82,14 +91,6 @@ pub struct World {
     step: u64,
     stats: Stats,
     trace: Arc<Mutex<Vec<String>>>,
-}
-
-fn spec(extra: &str) -> EcsTaskRunSpec {
-    let yaml = format!(
-        "cluster: demo\ntaskDefinition: job\nlaunchType: FARGATE\nnetworkConfiguration:\n  awsvpcConfiguration:\n    \
-         subnets: [subnet-1]\n{extra}"
-    );
-    serde_yaml_ng::from_str(&yaml).expect("the simulator's specs are valid")
 }
 
 impl World {
@@ -108,6 +109,8 @@ impl World {
             replicas: Vec::new(),
             leader: 0,
             fenced_acts: Arc::default(),
+            acts: Arc::default(),
+            specs: BTreeMap::new(),
             history: VecDeque::new(),
             recreate: Vec::new(),
             soon: Vec::new(),
@@ -128,9 +131,14 @@ impl World {
 
     async fn replica(&self, id: usize, incarnation: u64, list: Vec<EcsTaskRun>) -> anyhow::Result<Replica> {
         let fence = Fence::closed();
-        let port = Port { ecs: self.ecs.clone(), fence: fence.clone(), fenced_acts: self.fenced_acts.clone() };
+        let port = Port {
+            ecs: self.ecs.clone(),
+            fence: fence.clone(),
+            fenced_acts: self.fenced_acts.clone(),
+            acts: self.acts.clone(),
+        };
         let ecs = Arc::new(Fenced::new(port, fence.clone()));
-        let ctx = Arc::new(context(&self.api, ecs, &self.now, &format!("replica-{id}")).await?);
+        let ctx = Arc::new(context_with(&self.api, ecs, &self.now, &format!("replica-{id}"), tenants::tenancy())?);
         let changes = ctx.tracker.restart();
         let cache = list.into_iter().map(|run| (key(&run), run)).collect();
         Ok(Replica { ctx, fence, cache, _changes: changes, acting: None, incarnation })
@@ -194,7 +202,10 @@ impl World {
             return Err(Violation::new("no RunTask or StopTask through a closed fence", self.step, act.clone()));
         }
         let now = self.now();
-        invariants::check(&mut self.memory, self.step, now, &runs, &self.ecs.every_task())
+        let tasks = self.ecs.every_task();
+        let acts = std::mem::take(&mut *self.acts.lock().unwrap_or_else(PoisonError::into_inner));
+        invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
+        invariants::check(&mut self.memory, self.step, now, &runs, &tasks)
     }
 
     /// One step with faults: a user, a replica, ECS or the clock moves.
@@ -343,14 +354,13 @@ impl World {
         }
         self.created += 1;
         let namespace = NAMESPACES[self.rng.random_range(0..NAMESPACES.len())];
-        let (name, spec) = match self.rng.random_range(0..6) {
-            0 => (format!("retried-{}", self.created), spec("retryPolicy:\n  backoffLimit: 2\n")),
-            1 => (format!("deadline-{}", self.created), spec("wait:\n  timeout: 3m\n")),
-            2 => (format!("batch-{}", self.created), spec("count: 3\nretryPolicy:\n  backoffLimit: 1\n")),
-            // A name long enough that ecsrun's StopTask reasons would pass ECS's 255 characters.
-            3 => (format!("{}-{}", "long".repeat(55), self.created), spec("")),
-            _ => (format!("run-{}", self.created), spec("")),
-        };
+        let shared: Vec<String> = self
+            .ecs
+            .live()
+            .into_iter()
+            .filter(|arn| self.ecs.task(arn).is_some_and(|t| t.cluster == "shared"))
+            .collect();
+        let (name, spec) = tenants::new_run(&mut self.rng, namespace, self.created, &shared);
         self.say(format!("user creates {namespace}/{name}"));
         self.stats.runs += 1;
         match self.rng.random_range(0..10) {
@@ -358,7 +368,14 @@ impl World {
             2..4 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), true)),
             _ => {}
         }
-        self.api.create_run(namespace, &EcsTaskRun::new(&name, spec), self.now());
+        self.create_run(namespace, &name, spec);
+    }
+
+    fn create_run(&mut self, namespace: &str, name: &str, spec: EcsTaskRunSpec) {
+        let created = self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
+        if let Some(uid) = created.metadata.uid {
+            self.specs.insert(uid, (namespace.to_owned(), spec));
+        }
     }
 
     fn pick_run(&mut self) -> Option<EcsTaskRun> {
@@ -394,17 +411,15 @@ impl World {
     }
 
     fn recreate_gone(&mut self) {
-        let mut waiting = std::mem::take(&mut self.recreate);
-        waiting.retain(|(namespace, name, spec)| {
-            if self.api.run(namespace, name).is_some() {
-                return true;
-            }
+        let (waiting, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.recreate)
+            .into_iter()
+            .partition(|(namespace, name, _)| self.api.run(namespace, name).is_some());
+        self.recreate = waiting;
+        for (namespace, name, spec) in gone {
             self.say(format!("user creates {namespace}/{name} again"));
             self.stats.runs += 1;
-            self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
-            false
-        });
-        self.recreate = waiting;
+            self.create_run(&namespace, &name, spec);
+        }
     }
 
     async fn stop(&mut self) {
