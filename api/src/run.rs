@@ -17,7 +17,8 @@ use crate::describe::Describe;
 pub const FINALIZER: &str = "ecsrun.dev/stop-task";
 
 /// The message of every immutability rule of the spec.
-pub const IMMUTABLE_SPEC: &str = "spec is immutable (only stop, with stopReason, may be set); create a new EcsTaskRun";
+pub const IMMUTABLE_SPEC: &str =
+    "spec is immutable (only stop, with stopReason, and ttlSecondsAfterFinished may be set); create a new EcsTaskRun";
 
 /// Go-style duration made of whole units, e.g. `30s`, `5m`, `2h15m30s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
@@ -196,6 +197,14 @@ pub struct EcsTaskRunSpec {
     /// run that follows a task it did not start (`taskArn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Delete the run this many seconds after it finished (Succeeded, Failed or Unknown), as Job's
+    /// `ttlSecondsAfterFinished`; 0 deletes it as soon as it finishes. The deletion goes through the
+    /// finalizer as any other. Absent: kept until someone deletes it. May change after creation (to keep
+    /// a finished run longer, or let it go sooner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub ttl_seconds_after_finished: Option<i32>,
 
     /// What the run reads of its containers' CloudWatch logs (awslogs driver).
     #[serde(default)]

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub active_runs: IntGauge,
     /// Tasks ecsrun started whose run no longer exists, stopped by the orphan sweep.
     pub orphans_stopped: IntCounter,
+    pub runs_expired: IntCounter,
     /// 1 while this replica reconciles (holds the Lease, or runs without leader election).
     pub leader: IntGauge,
     /// Launches that broke an EcsRunPolicy rule, by rule and mode (`enforce`: refused, `audit`: let through).
@@ -151,6 +152,11 @@ impl Metrics {
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(active_runs.clone()))?;
         registry.register(Box::new(orphans_stopped.clone()))?;
+        let runs_expired = IntCounter::new(
+            "runs_expired_total",
+            "Finished runs deleted once their ttlSecondsAfterFinished had passed",
+        )?;
+        registry.register(Box::new(runs_expired.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(policy_violations.clone()))?;
         Ok(Self {
@@ -170,6 +176,7 @@ impl Metrics {
             runs_finished,
             active_runs,
             orphans_stopped,
+            runs_expired,
             leader,
             policy_violations,
             task_vcpu_seconds,

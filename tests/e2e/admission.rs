@@ -362,6 +362,16 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             ),
             "at most 45 tags",
         ),
+        (
+            "negative_ttl_seconds_after_finished",
+            with("ttlSecondsAfterFinished", json!(-1)),
+            "spec.ttlSecondsAfterFinished: Invalid value: -1: spec.ttlSecondsAfterFinished in body should be greater than or equal to 0",
+        ),
+        (
+            "ttl_seconds_after_finished_over_a_year",
+            with("ttlSecondsAfterFinished", json!(31_536_001)),
+            "spec.ttlSecondsAfterFinished in body should be less than or equal to 31536000",
+        ),
     ]
 }
 

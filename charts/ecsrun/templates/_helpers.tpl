@@ -46,10 +46,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* What the controller does with runs, wherever it watches them. */}}
 {{- define "ecsrun.runRules" }}
-# Watch runs, add and remove the finalizer.
+# Watch runs, add and remove the finalizer, delete finished runs past their ttlSecondsAfterFinished.
 - apiGroups: ["ecsrun.dev"]
   resources: ["ecstaskruns"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 # Status by server-side apply.
 - apiGroups: ["ecsrun.dev"]
   resources: ["ecstaskruns/status"]

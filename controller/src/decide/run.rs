@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use super::batch::{self, BatchPlan};
 use super::{
     Follow, LaunchObservation, LogRead, Plan, RunEvent, RunView, Step, StopTask, TrackObservation, adoptable,
-    after_adopt, after_find, after_launch, after_track, launch_blocked, launch_intent,
+    after_adopt, after_find, after_launch, after_track, condition, duration_between, launch_blocked, launch_intent,
 };
 use crate::api::{EcsTaskRunStatus, Phase};
 use crate::ecs::TaskSnapshot;
@@ -120,6 +120,9 @@ pub enum Effect {
     Publish(RunEvent),
     /// When the run comes back.
     ComeBack(ComeBack),
+    /// Delete the run, as the one decided on (its uid a precondition): its `ttlSecondsAfterFinished` has
+    /// passed. Its finalizer sees the deletion through.
+    DeleteRun,
 }
 
 /// When the run is reconciled again (besides any change of the object or of its tasks).
@@ -231,12 +234,46 @@ pub fn finish(view: &RunView, steps: &Steps, observed: Vec<(u32, Observation)>, 
     if !merged.status.task.phase.is_some_and(Phase::is_terminal) {
         merged.follows.extend(unseen);
     }
-    effects(merged, seen)
+    let expiry = expiry(view, &merged.status, now);
+    let mut effects = effects(merged, seen);
+    // A run that has just finished is not reconciled again on its own status write: its TTL is set here.
+    if let (Some(expiry), Some(last)) = (expiry, effects.last_mut())
+        && matches!(last, Effect::ComeBack(ComeBack::OnChange | ComeBack::Resync))
+    {
+        *last = expiry;
+    }
+    effects
 }
 
-/// The effects of a run with nothing to do: follow nothing, come back on a change.
-pub fn idle() -> Vec<Effect> {
-    vec![Effect::Follow(Vec::new()), Effect::ComeBack(ComeBack::OnChange)]
+/// The effects of a run with nothing to do: follow nothing; with `ttlSecondsAfterFinished`, delete the run
+/// once that long has passed since it finished (come back then until it has); else come back on a change.
+pub fn idle(view: &RunView, now: Timestamp) -> Vec<Effect> {
+    let last = expiry(view, view.status, now).unwrap_or(Effect::ComeBack(ComeBack::OnChange));
+    vec![Effect::Follow(Vec::new()), last]
+}
+
+/// For a finished run with `ttlSecondsAfterFinished`: delete it if that long has passed since it
+/// finished, else come back when it will have. None: the run is kept.
+fn expiry(view: &RunView, status: &EcsTaskRunStatus, now: Timestamp) -> Option<Effect> {
+    let ttl = Duration::from_secs(view.spec.ttl_seconds_after_finished?.max(0) as u64);
+    let finished = finished_at(status)?;
+    let at = finished.checked_add(ttl).unwrap_or(finished);
+    Some(if at <= now { Effect::DeleteRun } else { Effect::ComeBack(ComeBack::After(duration_between(now, at))) })
+}
+
+/// When the run reached its final phase: when its `Succeeded` (or, failed or unknown, its `Stalled`)
+/// condition turned True. None while it runs.
+pub fn finished_at(status: &EcsTaskRunStatus) -> Option<Timestamp> {
+    let final_condition = match status.task.phase? {
+        Phase::Succeeded => condition::SUCCEEDED,
+        Phase::Failed | Phase::Unknown => condition::STALLED,
+        _ => return None,
+    };
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == final_condition && condition.status == "True")
+        .map(|condition| condition.last_transition_time.0)
 }
 
 /// What an error before any lane acted (the policies or the credentials unreadable) leaves in a launching

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use jiff::Timestamp;
 use kube::Resource;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
@@ -63,7 +63,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
         let now = self.ctx.settings.clock.now();
         let steps = decision::steps(&view, now);
         if steps.is_idle() {
-            return self.perform(decision::idle(), &status, None, None).await;
+            return self.perform(decision::idle(&view, now), &status, None, None).await;
         }
         // What only the shell can learn: whether the policies allow a launch, and where the calls go.
         let prepared = async {
@@ -201,6 +201,10 @@ impl<'a, E: Ecs> Shell<'a, E> {
                         ComeBack::OnChange => Action::await_change(),
                     }
                 }
+                Effect::DeleteRun => {
+                    self.delete_expired().await?;
+                    action = Action::await_change();
+                }
                 Effect::WriteIntent(_) | Effect::Observe { .. } => {
                     warn!(?effect, "an effect the decision does not list after observing")
                 }
@@ -209,6 +213,23 @@ impl<'a, E: Ecs> Shell<'a, E> {
         match first_error {
             Some(error) => Err(error),
             None => Ok(action),
+        }
+    }
+
+    /// Deletes the finished run whose `ttlSecondsAfterFinished` passed, only if it is still the run decided
+    /// on (its uid a precondition: a run created again under the name is another). Gone already, or
+    /// replaced: nothing to do.
+    async fn delete_expired(&self) -> Result<(), Error> {
+        let preconditions = Preconditions { uid: self.run.metadata.uid.clone(), resource_version: None };
+        let params = DeleteParams { preconditions: Some(preconditions), ..DeleteParams::default() };
+        match self.api.delete(&self.run.name_any(), &params).await {
+            Ok(_) => {
+                info!("deleted: ttlSecondsAfterFinished has passed since the run finished");
+                self.ctx.metrics.runs_expired.inc();
+                Ok(())
+            }
+            Err(kube::Error::Api(answer)) if answer.code == 404 || answer.code == 409 => Ok(()),
+            Err(error) => Err(Error::Kube(error)),
         }
     }
 

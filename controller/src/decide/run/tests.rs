@@ -278,7 +278,89 @@ fn a_held_up_launch_says_why_and_a_final_run_does_nothing() {
         ..Default::default()
     };
     assert!(steps_of(&spec, &done).is_idle());
-    assert_eq!(idle(), vec![Effect::Follow(Vec::new()), Effect::ComeBack(ComeBack::OnChange)]);
+    assert_eq!(
+        idle(&view(&spec, &done), at(100)),
+        vec![Effect::Follow(Vec::new()), Effect::ComeBack(ComeBack::OnChange)]
+    );
+}
+
+/// A run in `phase` whose final condition (`Succeeded`, else `Stalled`) turned True at `second`.
+fn finished(phase: Phase, second: i64) -> EcsTaskRunStatus {
+    let type_ = if phase == Phase::Succeeded { "Succeeded" } else { "Stalled" };
+    let condition =
+        |type_: &str, status: &str, second: i64| k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: type_.into(),
+            status: status.into(),
+            last_transition_time: Time(at(second)),
+            reason: "Done".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+        };
+    EcsTaskRunStatus {
+        task: crate::api::TaskStatus { phase: Some(phase), ..Default::default() },
+        // Ready flipped earlier: only the final condition's time counts.
+        conditions: vec![condition("Ready", "False", 5), condition(type_, "True", second)],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_finished_run_is_deleted_once_its_ttl_has_passed_since_it_finished() {
+    let last = |spec: &EcsTaskRunSpec, status: &EcsTaskRunStatus, now: i64| {
+        idle(&view(spec, status), at(now)).pop().expect("an effect")
+    };
+    let kept = spec(serde_json::json!({}));
+    let ttl = spec(serde_json::json!({"ttlSecondsAfterFinished": 300}));
+    let at_once = spec(serde_json::json!({"ttlSecondsAfterFinished": 0}));
+    for phase in [Phase::Succeeded, Phase::Failed, Phase::Unknown] {
+        let done = finished(phase, 100);
+        assert_eq!(finished_at(&done), Some(at(100)), "{phase:?}");
+        assert_eq!(last(&kept, &done, 10_000), Effect::ComeBack(ComeBack::OnChange), "{phase:?}: no TTL, kept");
+        assert_eq!(last(&ttl, &done, 150), Effect::ComeBack(ComeBack::After(Duration::from_secs(250))), "{phase:?}");
+        assert_eq!(last(&ttl, &done, 400), Effect::DeleteRun, "{phase:?}: exactly when it expires");
+        assert_eq!(last(&ttl, &done, 9_000), Effect::DeleteRun, "{phase:?}: a controller back after a long outage");
+        assert_eq!(last(&at_once, &done, 100), Effect::DeleteRun, "{phase:?}: 0 deletes at once");
+    }
+    // Not finished: nothing expires.
+    let running = EcsTaskRunStatus {
+        task: crate::api::TaskStatus { phase: Some(Phase::Running), ..Default::default() },
+        ..Default::default()
+    };
+    assert_eq!(finished_at(&running), None);
+    assert_eq!(last(&at_once, &running, 10_000), Effect::ComeBack(ComeBack::OnChange));
+}
+
+/// The reconcile that ends a run is the last one its own status write brings (status writes do not
+/// change the generation): it sets the TTL's return itself, after the status and Events.
+#[test]
+fn the_reconcile_that_finishes_a_run_comes_back_when_its_ttl_expires() {
+    for (ttl, expected) in [
+        (Some(300), Effect::ComeBack(ComeBack::After(Duration::from_secs(300)))),
+        (Some(0), Effect::DeleteRun),
+        (None, Effect::ComeBack(ComeBack::OnChange)),
+    ] {
+        let spec = spec(serde_json::json!({"ttlSecondsAfterFinished": ttl}));
+        let status = running(&spec);
+        let steps = steps(&view(&spec, &status), at(60));
+        let stopped = TaskSnapshot {
+            stop_code: Some("EssentialContainerExited".into()),
+            stopped_at: Some(at(50)),
+            containers: vec![ContainerSnapshot {
+                name: "app".into(),
+                exit_code: Some(0),
+                ..ContainerSnapshot::default()
+            }],
+            ..task("arn:aws:ecs:eu-west-1:1:task/demo/t1", "STOPPED")
+        };
+        let observed = vec![(0, Observation::Tracked(TrackObservation::Found { task: stopped, containers: None }))];
+        let effects = finish(&view(&spec, &status), &steps, observed, at(60));
+        let write = position(
+            &effects,
+            |effect| matches!(effect, Effect::WriteStatus { status, .. } if status.task.phase == Some(Phase::Succeeded)),
+        );
+        assert_eq!(effects.last(), Some(&expected), "ttl {ttl:?}: {effects:#?}");
+        assert!(write < effects.len() - 1, "the status is written before the run is deleted or left");
+    }
 }
 
 fn steps_of(spec: &EcsTaskRunSpec, status: &EcsTaskRunStatus) -> Steps {
