@@ -35,9 +35,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 pub(crate) fn helm() -> anyhow::Result<PathBuf> {
-    let helm = std::env::var("ECSRUN_HELM").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache/bin/helm"));
-    ensure!(helm.exists(), "{} does not exist: hack/setup builds helm from its Go module", helm.display());
-    Ok(helm)
+    ecsrun_e2e::helm_binary()
 }
 
 /// Runs a command to completion off the async threads; fails with its output unless it succeeds.
@@ -227,6 +225,8 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     // What it must be able to do, and what it must not.
     let allowed: &[&[&str]] = &[
         &["watch", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        // ttlSecondsAfterFinished.
+        &["delete", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
         &["patch", "ecstaskruns.ecsrun.dev", "--subresource=status", "-n", NAMESPACE],
         &["create", "events.events.k8s.io", "-n", NAMESPACE],
         &["get", "secrets", "-n", NAMESPACE],
@@ -243,7 +243,6 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["create", "pods", "-n", NAMESPACE],
         &["list", "ecstaskruns.ecsrun.dev", "--all-namespaces"],
         &["get", "ecstaskruns.ecsrun.dev", "-n", "default"],
-        &["delete", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
         &["update", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
         &["patch", "leases.coordination.k8s.io/someone-elses", "-n", RELEASE_NAMESPACE],
         &["create", "customresourcedefinitions.apiextensions.k8s.io"],
@@ -327,7 +326,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
 async fn everything_it_may_do_is_needed(env: &Env) -> anyhow::Result<()> {
     // (resource, resource names, verbs), as kubectl prints them.
     let needed: &[(&str, &str, &str)] = &[
-        ("ecstaskruns.ecsrun.dev", "[]", "[get list watch patch]"),
+        ("ecstaskruns.ecsrun.dev", "[]", "[get list watch patch delete]"),
         ("ecstaskruns.ecsrun.dev/status", "[]", "[patch]"),
         ("ecstaskruns.ecsrun.dev/finalizers", "[]", "[update]"),
         ("events.events.k8s.io", "[]", "[create patch]"),

@@ -20,7 +20,55 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::kubectl_wait_for_condition_succeeded", kubectl_wait_for_succeeded),
         case("lifecycle::a_task_definition_with_task_level_memory_only_runs", task_level_memory_only),
         case("lifecycle::fifty_runs_deleted_right_after_creation_leave_no_task_running", fast_create_then_delete),
+        case("lifecycle::ttl_seconds_after_finished_deletes_finished_runs", ttl_after_finished),
+        case("lifecycle::a_run_is_created_with_the_finalizer_already_on", born_with_finalizer),
     ]
+}
+
+/// The chart's MutatingAdmissionPolicy (installed in this environment as a chart install gets it): the
+/// create's own answer carries the finalizer, so a deletion racing the controller's finalizer patch
+/// cannot remove the run past it (docs/reliability.md, "The fault suite's leak").
+async fn born_with_finalizer(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(NAMESPACE);
+    let run = env.manifest(&fargate_run("born-with-finalizer", "batch", "sleeper", ""))?;
+    let created = api.create(&kube::api::PostParams::default(), &run).await?;
+    let finalizers = created.metadata.finalizers.clone().unwrap_or_default();
+    ensure!(finalizers == [ecsrun::api::FINALIZER], "created with finalizers {finalizers:?}");
+    // Deleted at once: the finalizer holds it until the controller has seen to its task.
+    api.delete("born-with-finalizer", &DeleteParams::default()).await?;
+    wait::gone(&api, "born-with-finalizer", Duration::from_secs(60)).await?;
+    let tasks = env.tasks_started_by("batch", created.metadata.uid.as_deref().unwrap_or_default()).await?;
+    for arn in &tasks {
+        let task = env.task("batch", arn).await?;
+        ensure!(task.last_status() == Some("STOPPED"), "{arn} of the deleted run is {:?}", task.last_status());
+    }
+    Ok(())
+}
+
+/// `ttlSecondsAfterFinished`: a run set to 3 s is deleted that long after it succeeded; one without is
+/// kept, until the field, which may change after creation, is set on the finished run.
+async fn ttl_after_finished(env: Arc<Env>) -> anyhow::Result<()> {
+    let api = env.runs(NAMESPACE);
+    env.create(
+        NAMESPACE,
+        &env.manifest(&fargate_run("ttl-3s", "batch", "transform", "  ttlSecondsAfterFinished: 3\n"))?,
+    )
+    .await?;
+    env.create(NAMESPACE, &env.manifest(&fargate_run("ttl-later", "batch", "transform", ""))?).await?;
+    let status =
+        wait::until(&api, "ttl-3s", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let finished = ecsrun::decide::run::finished_at(&status).context("a finished run has a finish time")?;
+    wait::gone(&api, "ttl-3s", Duration::from_secs(30)).await?;
+    let lived = jiff::Timestamp::now().duration_since(finished).as_secs_f64();
+    ensure!(lived >= 3.0, "deleted {lived:.1} s after it finished, before its TTL of 3 s");
+
+    wait::until(&api, "ttl-later", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(api.get_opt("ttl-later").await?.is_some(), "a run without ttlSecondsAfterFinished was deleted");
+    let patch = serde_json::json!({"spec": {"ttlSecondsAfterFinished": 0}});
+    api.patch("ttl-later", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+    wait::gone(&api, "ttl-later", Duration::from_secs(30)).await?;
+    Ok(())
 }
 
 async fn kubectl_wait_for_succeeded(env: Arc<Env>) -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, repo_root};
+use ecsrun_e2e::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, install_finalizer_policy, repo_root};
 use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -256,6 +256,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
     )?;
     let client = control_plane.client().await?;
     install_crds(&client).await.context("installing crds/")?;
+    install_finalizer_policy(&client, &control_plane.kubeconfig).await.context("the finalizer policy")?;
     for namespace in SHARED_NAMESPACES.iter().chain(&[
         recovery::NAMESPACE,
         recovery::RETARGET_NAMESPACE,

@@ -168,6 +168,25 @@ const ORPHANS_NAMESPACE: &str = "e2e-orphans";
 /// uid) and stops it, and counts it in `ecsrun_orphans_stopped_total`.
 async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyhow::Result<()> {
     ecsrun_e2e::ensure_namespace(&env.client, ORPHANS_NAMESPACE).await?;
+    // One controller launches the task and is stopped; a running one would put its finalizer back
+    // between the operator's two requests below and see the deletion through itself.
+    let mut launcher = ecsrun_e2e::Controller::start(
+        "controller-orphans-launcher",
+        &env.work,
+        &env.kubeconfig,
+        &env.moto,
+        &[ORPHANS_NAMESPACE],
+        &[],
+    )?;
+    launcher.ready().await?;
+    let task_arn = running_task(&env, ORPHANS_NAMESPACE, "abandoned").await?;
+    launcher.process.terminate()?;
+    let runs = env.runs(ORPHANS_NAMESPACE);
+    // What an operator unsticking a deletion does: the finalizer goes by hand, and the run with it.
+    let unfinalized = serde_json::json!({"metadata": {"finalizers": null}});
+    runs.patch("abandoned", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unfinalized)).await?;
+    runs.delete("abandoned", &Default::default()).await?;
+    wait::gone(&runs, "abandoned", Duration::from_secs(30)).await?;
     let mut controller = ecsrun_e2e::Controller::start(
         "controller-orphans",
         &env.work,
@@ -177,14 +196,9 @@ async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyho
         &["--orphan-sweep-interval=1s", "--orphan-grace=1s"],
     )?;
     controller.ready().await?;
-    let task_arn = running_task(&env, ORPHANS_NAMESPACE, "abandoned").await?;
-    let runs = env.runs(ORPHANS_NAMESPACE);
-    ensure!(controller.metric("ecsrun_orphans_stopped_total").await? == 0.0, "an orphan before there was one");
-    // What an operator unsticking a deletion does: the finalizer goes by hand, and the run with it.
-    let unfinalized = serde_json::json!({"metadata": {"finalizers": null}});
-    runs.patch("abandoned", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unfinalized)).await?;
-    runs.delete("abandoned", &Default::default()).await?;
-    wait::gone(&runs, "abandoned", Duration::from_secs(30)).await?;
+    ensure!(controller.metric("ecsrun_orphans_stopped_total").await? == 0.0, "an orphan before any sweep");
+    // The sweep looks in the clusters this controller has seen tasks in: a run of its own on `batch`.
+    running_task(&env, ORPHANS_NAMESPACE, "witness").await?;
     let started = std::time::Instant::now();
     loop {
         let task = env.task("batch", &task_arn).await?;

@@ -431,6 +431,7 @@ impl LocalStack {
         let moto = Moto::start(&work)?;
         let client = control_plane.client().await?;
         install_crds(&client).await.context("installing crds/")?;
+        install_finalizer_policy(&client, &control_plane.kubeconfig).await.context("the finalizer policy")?;
         Ok(Self { work, client, moto, control_plane })
     }
 
@@ -442,6 +443,54 @@ impl LocalStack {
             work: &self.work,
             binary,
         }
+    }
+}
+
+/// The helm binary hack/setup builds (or `ECSRUN_HELM`).
+pub fn helm_binary() -> anyhow::Result<PathBuf> {
+    let helm = std::env::var("ECSRUN_HELM").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache/bin/helm"));
+    ensure!(helm.exists(), "{} does not exist: hack/setup builds helm from its Go module", helm.display());
+    Ok(helm)
+}
+
+/// Applies the chart's MutatingAdmissionPolicy that creates every run with the controller's finalizer on
+/// (what a chart install gets), and waits until the API server applies it: a dry-run create comes back
+/// with the finalizer.
+pub async fn install_finalizer_policy(client: &kube::Client, kubeconfig: &Path) -> anyhow::Result<()> {
+    let rendered = Command::new(helm_binary()?)
+        .args(["template", "ecsrun"])
+        .arg(repo_root().join("charts/ecsrun"))
+        .args(["--set", "image.repository=ecsrun-controller", "--show-only", "templates/finalizer-policy.yaml"])
+        .args(["--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"])
+        .output()
+        .context("running helm template")?;
+    ensure!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    let mut apply = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running kubectl")?;
+    std::io::Write::write_all(&mut apply.stdin.take().context("kubectl's stdin")?, &rendered.stdout)?;
+    let applied = apply.wait_with_output()?;
+    ensure!(applied.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&applied.stderr));
+    let probe: ecsrun::api::EcsTaskRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun",
+        "metadata": {"name": "finalizer-probe", "namespace": "default"},
+        "spec": {"cluster": "probe", "taskDefinition": "probe"}
+    }))?;
+    let api: Api<ecsrun::api::EcsTaskRun> = Api::namespaced(client.clone(), "default");
+    let params = kube::api::PostParams { dry_run: true, ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = api.create(&params, &probe).await?;
+        if created.metadata.finalizers.unwrap_or_default().iter().any(|f| f == ecsrun::api::FINALIZER) {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "the finalizer MutatingAdmissionPolicy had no effect within 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
