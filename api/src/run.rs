@@ -604,6 +604,14 @@ pub struct WaitPolicy {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
     pub timeout: Option<String>,
+    /// The longest a task may take from its launch to RUNNING (PROVISIONING, PENDING, ACTIVATING: capacity,
+    /// image pulls, ENIs), as a duration such as `10m`. Past it, the task is stopped and the attempt fails
+    /// with reason StartTimeout, retried under `retryPolicy` like any failed attempt. Absent: only
+    /// `timeout` bounds a task that never starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("startTimeout must be at least 10s"))]
+    pub start_timeout: Option<String>,
 }
 
 /// The task state that completes a run.

@@ -56,6 +56,8 @@ pub mod reason {
     pub const TASK_STOPPING: &str = "TaskStopping";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    /// A task did not reach RUNNING within `wait.startTimeout`.
+    pub const START_TIMEOUT: &str = "StartTimeout";
     pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
     pub const INTERRUPTED: &str = "Interrupted";
     pub const LAUNCH_FAILED: &str = "LaunchFailed";
@@ -250,6 +252,21 @@ impl RunView<'_> {
     /// Time left until the deadline, if there is one.
     fn until_deadline(&self, now: Timestamp) -> Option<Duration> {
         self.deadline().map(|deadline| duration_between(now, deadline))
+    }
+
+    /// When a task launched at `launched_at` must be RUNNING by (`wait.startTimeout`).
+    fn start_deadline(&self, launched_at: Timestamp) -> Option<Timestamp> {
+        let limit = parse_duration(self.spec.wait.start_timeout.as_deref()?)?;
+        launched_at.checked_add(limit).ok()
+    }
+
+    /// When a run following a task must look again whatever the tracker reports (it reports changes
+    /// only): at the deadline, or at the start deadline of a task launched at `launched_at` that has not
+    /// started, whichever comes first.
+    fn look_again(&self, now: Timestamp, launched_at: Option<Timestamp>, started: bool) -> Option<Duration> {
+        let start = launched_at.filter(|_| !started).and_then(|at| self.start_deadline(at));
+        let until_start = start.map(|deadline| duration_between(now, deadline));
+        [self.until_deadline(now), until_start].into_iter().flatten().min()
     }
 
     /// A run that follows a task started elsewhere (`spec.taskArn`): it never launches one.

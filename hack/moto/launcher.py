@@ -5,7 +5,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   code until the task stops.
 - A task runs for ECSRUN_E2E_RUN_SECONDS (default 3) and then STOPs on its own with stopCode
   EssentialContainerExited; each container exits with its ECSRUN_E2E_EXIT_CODE (default 0). A task with
-  ECSRUN_E2E_HOLD=running stays RUNNING until StopTask. The variables come from the task definition's
+  ECSRUN_E2E_HOLD=running stays RUNNING until StopTask; with ECSRUN_E2E_HOLD=provisioning it never
+  starts (PROVISIONING, containers PENDING, no startedAt) until StopTask, as a task waiting for capacity. The variables come from the task definition's
   containers and the RunTask container overrides, so a test chooses per task definition or per run; in a
   run of several tasks, ECSRUN_E2E_INDEX_<i>_<KNOB> sets ECSRUN_E2E_<KNOB> for the task whose
   ECSRUN_TASK_INDEX is i (a shard whose data makes it fail, or run longer).
@@ -176,6 +177,11 @@ def _init(self, *args, **kwargs):
     self.memory = str(overrides.get("memory") or kwargs["task_definition"].memory or "") or None
     self.created_at = _now()
     self.started_at = self.created_at
+    if _environment(self, 0).get(HOLD) == "provisioning":
+        self.last_status = "PROVISIONING"
+        self.started_at = None
+        for container in self.containers:
+            container.last_status = "PENDING"
     self._ecsrun_started = time.monotonic()
     # Decided once: the printing thread passes over the (thousands of) tasks that print nothing.
     self._ecsrun_prints = any(
@@ -190,7 +196,7 @@ def _advance(self):
     if self.last_status == "STOPPED":
         return
     env = _environment(self, 0)
-    if env.get(HOLD) == "running":
+    if env.get(HOLD) in ("running", "provisioning"):
         return
     if time.monotonic() - self._ecsrun_started >= float(env.get(RUN_SECONDS, "3")):
         _finish(self, "EssentialContainerExited")
@@ -202,6 +208,10 @@ _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
 def _stop_task(self, cluster_str, task_str, reason):
     task = _original_stop_task(self, cluster_str, task_str, reason)
     _finish(task, "UserInitiated", exit_code=143)
+    if task.started_at is None:
+        # Stopped before it started: no container ran, none has an exit code (as ECS reports it).
+        for container in task.containers:
+            container.exitCode = None
     return task
 
 

@@ -145,6 +145,8 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
         ("poll_interval_1s", with("wait", json!({"pollInterval": "1s"})), "pollInterval must be between 5s and 10m"),
         ("poll_interval_2h", with("wait", json!({"pollInterval": "2h"})), "pollInterval must be between 5s and 10m"),
         ("bad_timeout", with("wait", json!({"timeout": "soon"})), "spec.wait.timeout"),
+        ("bad_start_timeout", with("wait", json!({"startTimeout": "ten minutes"})), "spec.wait.startTimeout"),
+        ("start_timeout_under_10s", with("wait", json!({"startTimeout": "5s"})), "startTimeout must be at least 10s"),
         ("unknown_wait_for", with("wait", json!({"for": "Done"})), "spec.wait.for: Unsupported value"),
         ("unknown_success_policy", with("successPolicy", json!("Whatever")), "spec.successPolicy: Unsupported value"),
         ("unknown_deletion_policy", with("deletionPolicy", json!("Keep")), "spec.deletionPolicy: Unsupported value"),

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use crate::{Case, Env, case, fargate_run};
+use crate::{Case, Env, app_env, case, fargate_run};
 use ecsrun_e2e::ControllerOptions;
 use ecsrun_e2e::faults::{self, Plan};
 use ecsrun_e2e::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
@@ -47,15 +47,6 @@ async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()
     // varies from pass to pass (reported, not asserted); a fault that lasts is asserted in status by
     // `a_deleted_run_is_held_until_its_task_is_stopped_while_stop_task_fails`.
     Ok(())
-}
-
-/// Container overrides of the launcher's `app` container (YAML under `spec:`).
-fn app_env(vars: &[(&str, &str)]) -> String {
-    let mut yaml = String::from("  overrides:\n    containerOverrides:\n      - name: app\n        environment:\n");
-    for (name, value) in vars {
-        yaml.push_str(&format!("          - name: {name}\n            value: \"{value}\"\n"));
-    }
-    yaml
 }
 
 /// Scenario 4: deleting a namespace deletes its Secrets at once while its runs wait on their finalizers.

@@ -22,7 +22,39 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::fifty_runs_deleted_right_after_creation_leave_no_task_running", fast_create_then_delete),
         case("lifecycle::ttl_seconds_after_finished_deletes_finished_runs", ttl_after_finished),
         case("lifecycle::a_run_is_created_with_the_finalizer_already_on", born_with_finalizer),
+        case("lifecycle::a_task_stuck_before_running_is_stopped_at_its_start_timeout", start_timeout),
     ]
+}
+
+/// `wait.startTimeout`: tasks that never leave PROVISIONING (the launcher holds them there) are stopped
+/// once it passes, each attempt failing with StartTimeout, retried under `retryPolicy`.
+async fn start_timeout(env: Arc<Env>) -> anyhow::Result<()> {
+    let extra = format!(
+        "{}  wait:\n    startTimeout: 10s\n  retryPolicy:\n    backoffLimit: 1\n",
+        crate::app_env(&[("ECSRUN_E2E_HOLD", "provisioning")])
+    );
+    env.create(NAMESPACE, &env.manifest(&fargate_run("stuck-starting", "batch", "transform", &extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "stuck-starting", Duration::from_secs(90), "Failed", wait::has_condition("Failed")).await?;
+    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    ensure!(outcomes == [Some("StartTimeout"), Some("StartTimeout")], "attempts: {outcomes:?}");
+    for attempt in &status.task.attempts {
+        let arn = attempt.task_arn.as_deref().context("an attempt without its task")?;
+        let task = env.task("batch", arn).await?;
+        ensure!(
+            task.last_status() == Some("STOPPED")
+                && task.stopped_reason().is_some_and(|why| why.contains("start timeout exceeded")),
+            "{arn}: {:?}, {:?}",
+            task.last_status(),
+            task.stopped_reason()
+        );
+        let launched = attempt.launched_at.as_ref().context("launchedAt")?.0;
+        let stopped = attempt.stopped_at.as_ref().context("stoppedAt")?.0;
+        let waited = stopped.duration_since(launched).as_secs_f64();
+        ensure!(waited >= 10.0, "attempt {} was stopped {waited:.1} s after its launch", attempt.attempt);
+    }
+    Ok(())
 }
 
 /// The chart's MutatingAdmissionPolicy (installed in this environment as a chart install gets it): the

@@ -126,6 +126,15 @@ impl Env {
 
 /// A Fargate run in moto's `cluster`, on the placeholder network `Env::manifest` points at moto's;
 /// `extra` adds spec fields (YAML indented by two spaces).
+/// Container overrides of the launcher's `app` container (YAML under `spec:`).
+pub fn app_env(vars: &[(&str, &str)]) -> String {
+    let mut yaml = String::from("  overrides:\n    containerOverrides:\n      - name: app\n        environment:\n");
+    for (name, value) in vars {
+        yaml.push_str(&format!("          - name: {name}\n            value: \"{value}\"\n"));
+    }
+    yaml
+}
+
 pub fn fargate_run(name: &str, cluster: &str, task_definition: &str, extra: &str) -> String {
     format!(
         r#"

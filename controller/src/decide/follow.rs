@@ -73,28 +73,33 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 }
                 return plan;
             }
-            if view.spec.stop {
+            // Stops the task (unless already asked to stop) and follows it closely until it has.
+            let stopping = |mut status: EcsTaskRunStatus, why: &str, reason: &'static str, message: String| {
                 let stop = (task.desired_status.as_deref() != Some("STOPPED"))
-                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason("stop requested") });
-                let message = format!("stopping task {id}: spec.stop is set");
-                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(why) });
+                set_phase(view, &mut status, Phase::Stopping, reason, message, now);
                 let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
-                return plan(view, status, stop, Some(follow), None);
+                plan(view, status, stop, Some(follow), None)
+            };
+            if view.spec.stop {
+                let message = format!("stopping task {id}: spec.stop is set");
+                return stopping(status, "stop requested", reason::STOPPED, message);
             }
             if view.deadline_passed(now) {
-                let stop = (task.desired_status.as_deref() != Some("STOPPED")).then(|| StopTask {
-                    task_arn: task.task_arn.clone(),
-                    reason: view.stop_reason("timeout exceeded"),
-                });
-                let message = format!(
-                    "timeout of {} exceeded; stopping task {id}",
-                    view.spec.wait.timeout.as_deref().unwrap_or_default()
-                );
-                set_phase(view, &mut status, Phase::Stopping, reason::DEADLINE_EXCEEDED, message, now);
-                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
-                return plan(view, status, stop, Some(follow), None);
+                let timeout = view.spec.wait.timeout.as_deref().unwrap_or_default();
+                let message = format!("timeout of {timeout} exceeded; stopping task {id}");
+                return stopping(status, "timeout exceeded", reason::DEADLINE_EXCEEDED, message);
             }
             let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
+            let started = last_status == "RUNNING" || task.started_at.is_some();
+            let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map(|t| t.0);
+            let start_deadline = launched_at.and_then(|at| view.start_deadline(at)).filter(|_| !started);
+            if start_deadline.is_some_and(|deadline| now >= deadline) {
+                let limit = view.spec.wait.start_timeout.as_deref().unwrap_or_default();
+                let message =
+                    format!("task {id} is still {last_status} after the start timeout of {limit}; stopping it");
+                return stopping(status, "start timeout exceeded", reason::START_TIMEOUT, message);
+            }
             let attempt = current_attempt(&status.task).map_or(1, |a| a.attempt);
             if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
@@ -103,7 +108,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let message = format!("task {id} is {last_status} (attempt {attempt})");
             set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
             let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
-            plan(view, status, None, Some(follow), view.until_deadline(now))
+            plan(view, status, None, Some(follow), view.look_again(now, launched_at, started))
         }
     }
 }

@@ -46,6 +46,18 @@ pub(super) fn judge_stopped(
         );
         return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
     }
+    // The start timeout's StopTask, whether or not its Stopping status was written: a failed attempt.
+    let stopped_for_start = (view.status.task.phase == Some(Phase::Stopping)
+        && view.status.task.reason.as_deref() == Some(reason::START_TIMEOUT))
+        || (task.stop_code.as_deref() == Some("UserInitiated")
+            && task.stopped_reason.as_deref() == Some(view.stop_reason("start timeout exceeded").as_str()));
+    if stopped_for_start && task.started_at.is_none() {
+        let message = format!(
+            "task {id} did not reach RUNNING within the start timeout of {}",
+            view.spec.wait.start_timeout.as_deref().unwrap_or_default()
+        );
+        return (Verdict::Retry { reason: reason::START_TIMEOUT, counted: true }, message);
+    }
     match task.stop_code.as_deref() {
         Some("TaskFailedToStart") => {
             let transient = is_transient_start_failure(stopped_reason);

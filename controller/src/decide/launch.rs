@@ -187,7 +187,9 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             }
             let message = format!("task {id} is {last_status} (attempt {attempt})");
             set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
-            plan(view, status, None, Some(follow), view.until_deadline(now))
+            let started = last_status == "RUNNING" || task.started_at.is_some();
+            let back = view.look_again(now, Some(task.created_at.unwrap_or(now)), started);
+            plan(view, status, None, Some(follow), back)
         }
         LaunchObservation::Failures(failures) => {
             let capacity = !failures.is_empty()

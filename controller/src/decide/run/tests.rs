@@ -138,32 +138,35 @@ fn running(spec: &EcsTaskRunSpec) -> EcsTaskRunStatus {
         .unwrap()
 }
 
+/// The task of `running`, stopped with its essential `app` container exiting 3.
+fn failed_app() -> TaskSnapshot {
+    TaskSnapshot {
+        stop_code: Some("EssentialContainerExited".into()),
+        stopped_at: Some(at(50)),
+        containers: vec![ContainerSnapshot { name: "app".into(), exit_code: Some(3), ..ContainerSnapshot::default() }],
+        ..task("arn:aws:ecs:eu-west-1:1:task/demo/t1", "STOPPED")
+    }
+}
+
+/// A task definition whose `app` logs with awslogs (group `/ecs/report`, prefix `ecs`).
+fn logging_app() -> Vec<ContainerDefinitionInfo> {
+    let log = LogConfiguration {
+        driver: "awslogs".into(),
+        group: Some("/ecs/report".into()),
+        region: None,
+        stream_prefix: Some("ecs".into()),
+    };
+    vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: Some(log) }]
+}
+
 #[test]
 fn a_failed_containers_last_lines_are_read_before_the_status_and_event_that_carry_them() {
     let spec = spec(serde_json::json!({}));
     let status = running(&spec);
     let steps = steps(&view(&spec, &status), at(60));
     assert!(matches!(steps.acting.as_slice(), [(0, Step::Track { .. })]), "{steps:?}");
-    let stopped = TaskSnapshot {
-        last_status: Some("STOPPED".into()),
-        desired_status: Some("STOPPED".into()),
-        stop_code: Some("EssentialContainerExited".into()),
-        stopped_at: Some(at(50)),
-        containers: vec![ContainerSnapshot { name: "app".into(), exit_code: Some(3), ..ContainerSnapshot::default() }],
-        ..task("arn:aws:ecs:eu-west-1:1:task/demo/t1", "STOPPED")
-    };
-    let definition = vec![ContainerDefinitionInfo {
-        name: "app".into(),
-        essential: true,
-        log: Some(LogConfiguration {
-            driver: "awslogs".into(),
-            group: Some("/ecs/report".into()),
-            region: None,
-            stream_prefix: Some("ecs".into()),
-        }),
-    }];
-    let observed =
-        vec![(0, Observation::Tracked(TrackObservation::Found { task: stopped, containers: Some(definition) }))];
+    let found = TrackObservation::Found { task: failed_app(), containers: Some(logging_app()) };
+    let observed = vec![(0, Observation::Tracked(found))];
     let mut effects = finish(&view(&spec, &status), &steps, observed, at(60));
     let read = position(&effects, |effect| matches!(effect, Effect::ReadLogs(_)));
     let write = position(&effects, |effect| matches!(effect, Effect::WriteStatus { .. }));
@@ -183,33 +186,11 @@ fn a_failed_containers_last_lines_are_read_before_the_status_and_event_that_carr
 fn the_namespaces_policies_cap_the_lines_read_and_zero_reads_none() {
     let spec = spec(serde_json::json!({"logs": {"tailLines": 50}}));
     let status = running(&spec);
-    let stopped = || TaskSnapshot {
-        last_status: Some("STOPPED".into()),
-        desired_status: Some("STOPPED".into()),
-        stop_code: Some("EssentialContainerExited".into()),
-        stopped_at: Some(at(50)),
-        containers: vec![ContainerSnapshot { name: "app".into(), exit_code: Some(3), ..ContainerSnapshot::default() }],
-        ..task("arn:aws:ecs:eu-west-1:1:task/demo/t1", "STOPPED")
-    };
-    let definition = || {
-        vec![ContainerDefinitionInfo {
-            name: "app".into(),
-            essential: true,
-            log: Some(LogConfiguration {
-                driver: "awslogs".into(),
-                group: Some("/ecs/report".into()),
-                region: None,
-                stream_prefix: Some("ecs".into()),
-            }),
-        }]
-    };
     let lines_read = |cap: Option<u32>| {
         let view = RunView { max_tail_lines: cap, ..view(&spec, &status) };
         let steps = steps(&view, at(60));
-        let observed = vec![(
-            0,
-            Observation::Tracked(TrackObservation::Found { task: stopped(), containers: Some(definition()) }),
-        )];
+        let found = TrackObservation::Found { task: failed_app(), containers: Some(logging_app()) };
+        let observed = vec![(0, Observation::Tracked(found))];
         let effects = finish(&view, &steps, observed, at(60));
         assert!(
             effects

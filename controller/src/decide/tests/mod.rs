@@ -1015,6 +1015,54 @@ fn a_timeout_stop_whose_status_write_was_lost_is_still_a_timeout() {
     assert_eq!(plan.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED));
 }
 
+/// `wait.startTimeout` (issue 24, item 4): a task stuck before RUNNING is stopped and the attempt fails
+/// with StartTimeout, retried under the retry policy; a task that started in time is left alone.
+#[test]
+fn a_task_not_running_within_its_start_timeout_is_stopped_and_retried() {
+    let spec = with(spec(), |s| {
+        s.wait.start_timeout = Some("2m".into());
+        s.retry_policy = RetryPolicy { backoff_limit: 1, ..Default::default() };
+    });
+    // The launch itself comes back when the start timeout runs out: the tracker reports changes only,
+    // and a task stuck PROVISIONING changes nothing.
+    let launch =
+        after_launch(&Run::new(spec.clone()).view(), 1, LaunchObservation::Started(task("PROVISIONING")), at(0));
+    assert_eq!(launch.requeue, Some(Duration::from_secs(120)));
+    let mut run = Run::launched(spec.clone());
+    // Within the start timeout: followed, and come back when it runs out.
+    let waiting = after_track(&run.view(), found(task("PROVISIONING")), at(30));
+    assert_eq!(waiting.stop, None);
+    assert_eq!(waiting.requeue, Some(Duration::from_secs(90)));
+    // Past it: StopTask with a reason that says so, the run Stopping.
+    let stuck = after_track(&run.view(), found(task("PENDING")), at(121));
+    let stop = stuck.stop.clone().expect("a stuck task is stopped");
+    assert_eq!(stop.reason, "ecsrun: start timeout exceeded (jobs/nightly)");
+    assert_eq!(stuck.status.task.phase, Some(Phase::Stopping));
+    assert_eq!(stuck.status.task.reason.as_deref(), Some(reason::START_TIMEOUT));
+    run.apply(&stuck);
+    // Stopped (never started): a failed attempt, retried (backoffLimit 1).
+    let never_started = TaskSnapshot {
+        started_at: None,
+        stopped_at: Some(at(125)),
+        ..stopped("UserInitiated", &stop.reason, None, None)
+    };
+    let retried = after_track(&run.view(), found(never_started.clone()), at(130));
+    assert_eq!(retried.status.task.attempts[0].outcome.as_deref(), Some(reason::START_TIMEOUT));
+    assert_ne!(retried.status.task.phase, Some(Phase::Failed), "{:?}", retried.status.task.message);
+    // The Stopping status lost (a crash): the stop reason still tells it was the start timeout.
+    let fresh = Run::launched(spec.clone());
+    let judged = after_track(&fresh.view(), found(never_started), at(130));
+    assert_eq!(judged.status.task.attempts[0].outcome.as_deref(), Some(reason::START_TIMEOUT));
+    // A task RUNNING in time is not touched past the start timeout.
+    let running = TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") };
+    let fine = after_track(&Run::launched(spec.clone()).view(), found(running), at(600));
+    assert_eq!(fine.stop, None);
+    assert_eq!(fine.status.task.phase, Some(Phase::Running));
+    // No start timeout: a task may take as long as it takes.
+    let patient = after_track(&Run::launched(self::spec()).view(), found(task("PROVISIONING")), at(3600));
+    assert_eq!(patient.stop, None);
+}
+
 #[test]
 fn the_deadline_ends_a_run_waiting_to_retry() {
     let mut run = Run::new(with(spec(), |s| {
