@@ -139,19 +139,25 @@ impl Tenancy {
         self.mode
     }
 
+    /// `judge` of the cached policies that select `namespace` (by name); None while the namespace is not
+    /// in the cache.
+    fn with_selected<T>(caches: &Caches, namespace: &str, judge: impl FnOnce(&[&EcsRunPolicy]) -> T) -> Option<T> {
+        let namespace_object = caches.namespaces.get(&ObjectRef::new(namespace))?;
+        let labels = namespace_object.metadata.labels.clone().unwrap_or_default();
+        let all = caches.policies.state();
+        Some(judge(&policy::selecting(all.iter().map(Arc::as_ref), &labels)))
+    }
+
     /// Checks a launch of `spec` in `region` from `namespace` against the policies that select it.
     pub fn gate(&self, namespace: &str, region: &str, spec: &EcsTaskRunSpec) -> Gate {
         let Some(caches) = &self.caches else { return Gate::Allowed };
-        let Some(namespace_object) = caches.namespaces.get(&ObjectRef::new(namespace)) else {
-            return Gate::NamespaceNotSeen;
-        };
-        let labels = namespace_object.metadata.labels.clone().unwrap_or_default();
-        let all = caches.policies.state();
-        let selected = policy::selecting(all.iter().map(Arc::as_ref), &labels);
-        match (policy::check(namespace, region, spec, &selected), self.mode) {
-            (Ok(()), _) | (Err(_), Mode::Off) => Gate::Allowed,
-            (Err(denial), Mode::Audit) => Gate::Audited(denial),
-            (Err(denial), Mode::Enforce) => Gate::Denied(denial),
+        let checked =
+            Self::with_selected(caches, namespace, |selected| policy::check(namespace, region, spec, selected));
+        match (checked, self.mode) {
+            (None, _) => Gate::NamespaceNotSeen,
+            (Some(Ok(())), _) | (Some(Err(_)), Mode::Off) => Gate::Allowed,
+            (Some(Err(denial)), Mode::Audit) => Gate::Audited(denial),
+            (Some(Err(denial)), Mode::Enforce) => Gate::Denied(denial),
         }
     }
 
@@ -160,10 +166,7 @@ impl Tenancy {
     /// the namespace. A namespace not seen yet reads none.
     pub fn max_tail_lines(&self, namespace: &str) -> Option<u32> {
         let caches = self.caches.as_ref()?;
-        let Some(namespace_object) = caches.namespaces.get(&ObjectRef::new(namespace)) else { return Some(0) };
-        let labels = namespace_object.metadata.labels.clone().unwrap_or_default();
-        let all = caches.policies.state();
-        policy::max_tail_lines(&policy::selecting(all.iter().map(Arc::as_ref), &labels))
+        Self::with_selected(caches, namespace, policy::max_tail_lines).unwrap_or(Some(0))
     }
 
     /// The external ID sent when a run of `namespace` assumes a role.

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ecsrun::api::EcsTaskRun;
 use ecsrun::metrics::Metrics;
-use ecsrun::policy::Mode;
 use ecsrun::reconcile::{self, Clock, Context, Error, RunKey, Settings};
 use ecsrun::tenancy::Tenancy;
 use jiff::Timestamp;
@@ -42,7 +41,7 @@ pub async fn context<E: ecsrun::ecs::Ecs>(
     now: &Arc<Mutex<Timestamp>>,
     instance: &str,
 ) -> anyhow::Result<Context<E>> {
-    let tenancy = Tenancy::fixed(Mode::Off, Vec::new(), &[], "ecsrun:test-cluster:{namespace}");
+    let tenancy = Tenancy::off("ecsrun:test-cluster:{namespace}");
     context_with(api, ecs, now, instance, tenancy)
 }
 
