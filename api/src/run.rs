@@ -683,23 +683,73 @@ pub struct RetryPolicy {
     /// others, launch no more, and fail the run. False: the other tasks run to their end first.
     #[serde(default = "default_true")]
     pub fail_fast: bool,
-    /// What a failed attempt's exit codes mean, as a Job's podFailurePolicy: the first rule that matches
-    /// decides (FailRun, Ignore or Count); no match counts against `backoffLimit`. Only containers that
-    /// `successPolicy` judges, and that exited non-zero, are matched.
+    /// What a failed attempt means, as a Job's podFailurePolicy and AWS Batch's evaluateOnExit: the first
+    /// rule that matches the attempt's exit codes, stop code and stopped reason decides (FailRun, Ignore
+    /// or Count). No match: ecsrun's own judgement (capacity shortages, transient start failures and Spot
+    /// interruptions retried without counting; anything else counted against `backoffLimit`). Rules are
+    /// read only for failed attempts: a task judged successful stays so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub rules: Vec<RetryRule>,
 }
 
-/// One rule on a failed attempt's exit codes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// One rule on a failed attempt: it matches when every condition it sets holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.onExitCodes) || has(self.onStopCodes) || has(self.onStoppedReason)")
+        .message("a rule needs onExitCodes, onStopCodes or onStoppedReason")
+)]
 pub struct RetryRule {
     /// `FailRun`: the run fails at once, without retrying. `Ignore`: retried without counting against
-    /// `backoffLimit` (at most 10 such retries). `Count`: counted, as without rules.
+    /// `backoffLimit` (at most 10 such retries). `Count`: counted against `backoffLimit`, even for what
+    /// ecsrun would retry freely (a Spot interruption, say).
     pub action: RetryRuleAction,
-    /// Which exit codes the rule is about.
-    pub on_exit_codes: ExitCodeMatch,
+    /// Exit codes of the containers `successPolicy` judges that exited non-zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exit_codes: Option<ExitCodeMatch>,
+    /// The task's ECS stop code is one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 6))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d == c))").message("onStopCodes must not repeat"))]
+    pub on_stop_codes: Vec<StopCode>,
+    /// The task's stoppedReason matches this pattern, case aside: `*` stands for any run of characters and
+    /// `?` for one, e.g. `*Timeout waiting for network interface*` or `CannotPullContainerError:*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub on_stopped_reason: Option<String>,
+}
+
+/// ECS's stop codes (a task's `stopCode`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum StopCode {
+    /// The task never started: capacity, image pulls, ENIs, secrets.
+    TaskFailedToStart,
+    /// An essential container exited.
+    EssentialContainerExited,
+    /// Someone (or ecsrun) called StopTask.
+    UserInitiated,
+    /// Fargate Spot took its capacity back.
+    SpotInterruption,
+    /// The container instance or Fargate host is being retired.
+    TerminationNotice,
+    /// ECS's service scheduler stopped it.
+    ServiceSchedulerInitiated,
+}
+
+impl StopCode {
+    /// The code as ECS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopCode::TaskFailedToStart => "TaskFailedToStart",
+            StopCode::EssentialContainerExited => "EssentialContainerExited",
+            StopCode::UserInitiated => "UserInitiated",
+            StopCode::SpotInterruption => "SpotInterruption",
+            StopCode::TerminationNotice => "TerminationNotice",
+            StopCode::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
+        }
+    }
 }
 
 impl Default for RetryPolicy {

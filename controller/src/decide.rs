@@ -73,6 +73,8 @@ pub mod reason {
     pub const FAILED_BY_RULE: &str = "FailedByRule";
     /// A `retryPolicy.rules` Ignore rule matched: retried without counting.
     pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
+    /// A `retryPolicy.rules` Count rule matched what ecsrun would have retried freely: counted.
+    pub const COUNTED_BY_RULE: &str = "CountedByRule";
     /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
     pub const FAIL_FAST: &str = "FailFast";
     /// `spec.stop` was set: the run's tasks were stopped and nothing more launched.

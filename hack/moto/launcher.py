@@ -9,7 +9,9 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   starts (PROVISIONING, containers PENDING, no startedAt) until StopTask, as a task waiting for capacity. The variables come from the task definition's
   containers and the RunTask container overrides, so a test chooses per task definition or per run; in a
   run of several tasks, ECSRUN_E2E_INDEX_<i>_<KNOB> sets ECSRUN_E2E_<KNOB> for the task whose
-  ECSRUN_TASK_INDEX is i (a shard whose data makes it fail, or run longer).
+  ECSRUN_TASK_INDEX is i (a shard whose data makes it fail, or run longer), and ECSRUN_E2E_ATTEMPT_<n>_<KNOB>
+  for attempt n (ECSRUN_ATTEMPT). ECSRUN_E2E_STOP_CODE and ECSRUN_E2E_STOPPED_REASON replace the stop code
+  and reason of a task that stops on its own (a Spot interruption: SpotInterruption, exit code 143).
 - StopTask gives stopCode UserInitiated and exit code 143 (SIGTERM), as ECS does.
 - A container with the awslogs driver and ECSRUN_E2E_LOG_LINES=N "prints" N lines (`<name>: line i of N`)
   into moto's own CloudWatch Logs backend, in the stream the driver names (`prefix/container/task-id`),
@@ -67,6 +69,8 @@ RUN_SECONDS = "ECSRUN_E2E_RUN_SECONDS"
 FORGET_SECONDS = "ECSRUN_E2E_FORGET_SECONDS"
 LOG_LINES = "ECSRUN_E2E_LOG_LINES"
 LOG_EVERY = "ECSRUN_E2E_LOG_EVERY"
+STOP_CODE = "ECSRUN_E2E_STOP_CODE"
+STOPPED_REASON = "ECSRUN_E2E_STOPPED_REASON"
 ECS_REMEMBERS_STOPPED = 3600
 
 
@@ -81,8 +85,8 @@ def _environment(task, index):
     for override in (task.overrides or {}).get("containerOverrides", []) or []:
         if override.get("name") == definition.get("name"):
             env.update({var["name"]: var.get("value", "") for var in override.get("environment", []) or []})
-    prefix = f"ECSRUN_E2E_INDEX_{env.get('ECSRUN_TASK_INDEX')}_"
-    env.update({"ECSRUN_E2E_" + name[len(prefix):]: value for name, value in list(env.items()) if name.startswith(prefix)})
+    for prefix in (f"ECSRUN_E2E_INDEX_{env.get('ECSRUN_TASK_INDEX')}_", f"ECSRUN_E2E_ATTEMPT_{env.get('ECSRUN_ATTEMPT')}_"):
+        env.update({"ECSRUN_E2E_" + name[len(prefix):]: value for name, value in list(env.items()) if name.startswith(prefix)})
     return env
 
 
@@ -199,7 +203,8 @@ def _advance(self):
     if env.get(HOLD) in ("running", "provisioning"):
         return
     if time.monotonic() - self._ecsrun_started >= float(env.get(RUN_SECONDS, "3")):
-        _finish(self, "EssentialContainerExited")
+        self.stopped_reason = env.get(STOPPED_REASON, "Essential container in task exited")
+        _finish(self, env.get(STOP_CODE, "EssentialContainerExited"))
 
 
 _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task

@@ -234,6 +234,29 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             "spec.retryPolicy.rules[0].onExitCodes.values",
         ),
         (
+            "rule_with_no_condition",
+            with("retryPolicy", json!({"rules": [{"action": "Ignore"}]})),
+            "a rule needs onExitCodes, onStopCodes or onStoppedReason",
+        ),
+        (
+            "unknown_stop_code",
+            with("retryPolicy", json!({"rules": [{"action": "Ignore", "onStopCodes": ["SpotReclaimed"]}]})),
+            "spec.retryPolicy.rules[0].onStopCodes[0]: Unsupported value",
+        ),
+        (
+            "repeated_stop_codes",
+            with(
+                "retryPolicy",
+                json!({"rules": [{"action": "Ignore", "onStopCodes": ["SpotInterruption", "SpotInterruption"]}]}),
+            ),
+            "onStopCodes must not repeat",
+        ),
+        (
+            "empty_stopped_reason_pattern",
+            with("retryPolicy", json!({"rules": [{"action": "FailRun", "onStoppedReason": ""}]})),
+            "spec.retryPolicy.rules[0].onStoppedReason",
+        ),
+        (
             "ebs_volume_of_70000_gib",
             with(
                 "volumeConfigurations",

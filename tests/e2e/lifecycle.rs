@@ -23,6 +23,7 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::ttl_seconds_after_finished_deletes_finished_runs", ttl_after_finished),
         case("lifecycle::a_run_is_created_with_the_finalizer_already_on", born_with_finalizer),
         case("lifecycle::a_task_stuck_before_running_is_stopped_at_its_start_timeout", start_timeout),
+        case("lifecycle::rules_on_a_spot_interruption_decide_its_retry", spot_interruption_rules),
     ]
 }
 
@@ -53,6 +54,44 @@ async fn start_timeout(env: Arc<Env>) -> anyhow::Result<()> {
         let stopped = attempt.stopped_at.as_ref().context("stoppedAt")?.0;
         let waited = stopped.duration_since(launched).as_secs_f64();
         ensure!(waited >= 10.0, "attempt {} was stopped {waited:.1} s after its launch", attempt.attempt);
+    }
+    Ok(())
+}
+
+/// `retryPolicy.rules` on stop codes and reasons: each run's first task is interrupted by Spot (the
+/// launcher stops attempt 1 with stopCode SpotInterruption). Without a rule it is retried free and the
+/// run succeeds; a Count rule on the stop code uses up `backoffLimit: 0`; a FailRun rule on the stopped
+/// reason fails the run despite `backoffLimit: 3`.
+async fn spot_interruption_rules(env: Arc<Env>) -> anyhow::Result<()> {
+    let interrupted = crate::app_env(&[
+        ("ECSRUN_E2E_ATTEMPT_1_STOP_CODE", "SpotInterruption"),
+        ("ECSRUN_E2E_ATTEMPT_1_STOPPED_REASON", "Your Spot Task was interrupted."),
+        ("ECSRUN_E2E_ATTEMPT_1_EXIT_CODE", "143"),
+    ]);
+    let runs = [
+        ("spot-no-rule", "", "Succeeded", vec!["Interrupted", "Succeeded"]),
+        (
+            "spot-counted",
+            "  retryPolicy:\n    rules:\n      - action: Count\n        onStopCodes: [SpotInterruption]\n",
+            "Failed",
+            vec!["CountedByRule"],
+        ),
+        (
+            "spot-fails-run",
+            "  retryPolicy:\n    backoffLimit: 3\n    rules:\n      - action: FailRun\n        onStoppedReason: \"*spot task was interrupted*\"\n",
+            "Failed",
+            vec!["FailedByRule"],
+        ),
+    ];
+    for (name, rules, _, _) in &runs {
+        let extra = format!("{interrupted}{rules}");
+        env.create(NAMESPACE, &env.manifest(&fargate_run(name, "batch", "transform", &extra))?).await?;
+    }
+    let api = env.runs(NAMESPACE);
+    for (name, _, phase, outcomes) in runs {
+        let status = wait::until(&api, name, Duration::from_secs(90), phase, wait::has_condition(phase)).await?;
+        let seen: Vec<&str> = status.task.attempts.iter().filter_map(|a| a.outcome.as_deref()).collect();
+        ensure!(seen == outcomes, "{name}: attempts {seen:?}, expected {outcomes:?} ({:?})", status.task.message);
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (`retryPolicy.rules`), which stop codes are worth another attempt, and whose last lines to read.
 
 use jiff::Timestamp;
+use wildmatch::WildMatch;
 
 use super::{LogRead, RunView, logs, reason, task_id};
 use crate::api::{ExitCodeOperator, Phase, RetryRule, RetryRuleAction, SuccessPolicy};
@@ -31,7 +32,6 @@ pub(super) fn judge_stopped(
     now: Timestamp,
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
-    let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
     let stopping_for_deadline = view.status.task.phase == Some(Phase::Stopping)
         && view.status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
     // Or the timeout's own StopTask whose Stopping status was never written (a crash, a lost write): the
@@ -58,6 +58,47 @@ pub(super) fn judge_stopped(
         );
         return (Verdict::Retry { reason: reason::START_TIMEOUT, counted: true }, message);
     }
+    let judged = judged(view, task, definition);
+    let exited: Vec<(&str, i32)> = judged
+        .iter()
+        .filter_map(|c| c.exit_code.filter(|code| *code != 0).map(|code| (c.name.as_str(), code)))
+        .collect();
+    let (verdict, message) = built_in_verdict(view, task, &judged);
+    let Verdict::Retry { counted, .. } = verdict else {
+        return (verdict, message);
+    };
+    // Rules speak only of failed attempts: the first that matches overrides ecsrun's own judgement.
+    match first_matching_rule(
+        &view.spec.retry_policy.rules,
+        task.stop_code.as_deref(),
+        task.stopped_reason.as_deref(),
+        &exited,
+    ) {
+        Some((index, RetryRuleAction::FailRun)) => (
+            Verdict::Fail { reason: reason::FAILED_BY_RULE },
+            format!("{message}; retryPolicy.rules[{index}] fails the run"),
+        ),
+        Some((index, RetryRuleAction::Ignore)) => (
+            Verdict::Retry { reason: reason::IGNORED_BY_RULE, counted: false },
+            format!("{message}; retryPolicy.rules[{index}] retries it without counting"),
+        ),
+        Some((index, RetryRuleAction::Count)) if !counted => (
+            Verdict::Retry { reason: reason::COUNTED_BY_RULE, counted: true },
+            format!("{message}; retryPolicy.rules[{index}] counts it against backoffLimit"),
+        ),
+        Some((_, RetryRuleAction::Count)) | None => (verdict, message),
+    }
+}
+
+/// ecsrun's own judgement of a task that stopped (neither by the timeout nor the start timeout), before
+/// any rule: stop codes worth a free retry, then the judged containers' exit codes.
+fn built_in_verdict(
+    view: &RunView,
+    task: &TaskSnapshot,
+    judged: &[&crate::ecs::ContainerSnapshot],
+) -> (Verdict, String) {
+    let id = task_id(&task.task_arn);
+    let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
     match task.stop_code.as_deref() {
         Some("TaskFailedToStart") => {
             let transient = is_transient_start_failure(stopped_reason);
@@ -73,7 +114,6 @@ pub(super) fn judge_stopped(
         }
         _ => {}
     }
-    let judged = judged(view, task, definition);
     let never_ran: Vec<&str> = judged.iter().filter(|c| c.exit_code.is_none()).map(|c| c.name.as_str()).collect();
     let failed: Vec<String> = judged
         .iter()
@@ -91,23 +131,7 @@ pub(super) fn judge_stopped(
     };
     if !failed.is_empty() {
         let message = format!("task {id} stopped: {kind} {}; {stopped_reason}", failed.join(", "));
-        let exited: Vec<(&str, i32)> = judged
-            .iter()
-            .filter_map(|c| c.exit_code.filter(|code| *code != 0).map(|code| (c.name.as_str(), code)))
-            .collect();
-        return match first_matching_rule(&view.spec.retry_policy.rules, &exited) {
-            Some((index, RetryRuleAction::FailRun)) => (
-                Verdict::Fail { reason: reason::FAILED_BY_RULE },
-                format!("{message}; retryPolicy.rules[{index}] fails the run"),
-            ),
-            Some((index, RetryRuleAction::Ignore)) => (
-                Verdict::Retry { reason: reason::IGNORED_BY_RULE, counted: false },
-                format!("{message}; retryPolicy.rules[{index}] retries it without counting"),
-            ),
-            Some((_, RetryRuleAction::Count)) | None => {
-                (Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true }, message)
-            }
-        };
+        return (Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true }, message);
     }
     if !never_ran.is_empty() {
         let message = format!(
@@ -165,18 +189,31 @@ pub(super) fn log_reads(
         .collect()
 }
 
-/// The first rule (index, action) whose exit codes match one of `exited` (container, non-zero exit code).
-pub(super) fn first_matching_rule(rules: &[RetryRule], exited: &[(&str, i32)]) -> Option<(usize, RetryRuleAction)> {
+/// The first rule (index, action) whose every condition holds for a failed attempt: its stop code, its
+/// stopped reason (a case-insensitive wildcard pattern) and `exited` (judged container, non-zero exit code).
+pub(super) fn first_matching_rule(
+    rules: &[RetryRule],
+    stop_code: Option<&str>,
+    stopped_reason: Option<&str>,
+    exited: &[(&str, i32)],
+) -> Option<(usize, RetryRuleAction)> {
     rules.iter().enumerate().find_map(|(index, rule)| {
-        let codes = &rule.on_exit_codes;
-        let matches = exited.iter().any(|(container, code)| {
-            codes.container_name.as_deref().is_none_or(|name| name == *container)
-                && match codes.operator {
-                    ExitCodeOperator::In => codes.values.contains(code),
-                    ExitCodeOperator::NotIn => !codes.values.contains(code),
-                }
+        let exit_codes = rule.on_exit_codes.as_ref().is_none_or(|codes| {
+            exited.iter().any(|(container, code)| {
+                codes.container_name.as_deref().is_none_or(|name| name == *container)
+                    && match codes.operator {
+                        ExitCodeOperator::In => codes.values.contains(code),
+                        ExitCodeOperator::NotIn => !codes.values.contains(code),
+                    }
+            })
         });
-        matches.then_some((index, rule.action))
+        let stop_codes = rule.on_stop_codes.is_empty()
+            || stop_code.is_some_and(|code| rule.on_stop_codes.iter().any(|wanted| wanted.as_str() == code));
+        let reason = rule
+            .on_stopped_reason
+            .as_deref()
+            .is_none_or(|pattern| WildMatch::new_case_insensitive(pattern).matches(stopped_reason.unwrap_or_default()));
+        (exit_codes && stop_codes && reason).then_some((index, rule.action))
     })
 }
 

@@ -1,6 +1,6 @@
 //! Table tests of the run policy: no cluster, no AWS, no clock.
 
-use super::judge::is_transient_start_failure;
+use super::judge::{first_matching_rule, is_transient_start_failure};
 use super::*;
 use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
@@ -375,11 +375,13 @@ fn exit_code_rules() {
     use crate::api::{ExitCodeMatch, ExitCodeOperator::*, RetryRule, RetryRuleAction::*};
     let rule = |action, container: Option<&str>, operator, values: &[i32]| RetryRule {
         action,
-        on_exit_codes: ExitCodeMatch {
+        on_exit_codes: Some(ExitCodeMatch {
             container_name: container.map(str::to_owned),
             operator,
             values: values.to_vec(),
-        },
+        }),
+        on_stop_codes: vec![],
+        on_stopped_reason: None,
     };
     /// With `rules` and `backoff_limit`, a task whose app exited `app_exits` and whose sidecar exited
     /// `sidecar_exits` leaves the run in phase `then` because of `because`.
@@ -521,12 +523,135 @@ fn exit_code_rules() {
     }
 }
 
+/// retryPolicy.rules on stop codes and stopped reasons: every condition a rule sets must hold, rules read
+/// only failed attempts, and with no match ecsrun's own judgement (free retries of interruptions and
+/// transient start failures) stands.
+#[test]
+fn stop_code_and_reason_rules() {
+    use crate::api::{ExitCodeMatch, ExitCodeOperator, RetryRule, RetryRuleAction::*, StopCode::*};
+    let rule = |action, codes: &[crate::api::StopCode], pattern: Option<&str>| RetryRule {
+        action,
+        on_exit_codes: None,
+        on_stop_codes: codes.to_vec(),
+        on_stopped_reason: pattern.map(str::to_owned),
+    };
+    let pull_denied = "CannotPullContainerError: pull access denied for app";
+    let eni_timeout = "Timeout waiting for network interface provisioning to complete.";
+    /// (case, rules, stop code, stopped reason, app's exit code, phase after, the attempt's outcome)
+    type Case = (&'static str, Vec<RetryRule>, &'static str, &'static str, Option<i32>, Phase, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "no rule: a Spot interruption is retried free",
+            vec![],
+            "SpotInterruption",
+            "spot",
+            Some(143),
+            Phase::Pending,
+            reason::INTERRUPTED,
+        ),
+        (
+            "Count on SpotInterruption uses up backoffLimit 0",
+            vec![rule(Count, &[SpotInterruption], None)],
+            "SpotInterruption",
+            "spot",
+            Some(143),
+            Phase::Failed,
+            reason::COUNTED_BY_RULE,
+        ),
+        (
+            "FailRun on SpotInterruption",
+            vec![rule(FailRun, &[SpotInterruption, TerminationNotice], None)],
+            "SpotInterruption",
+            "spot",
+            Some(143),
+            Phase::Failed,
+            reason::FAILED_BY_RULE,
+        ),
+        (
+            "FailRun on a pull error that failed the start",
+            vec![rule(FailRun, &[TaskFailedToStart], Some("CannotPullContainerError:*"))],
+            "TaskFailedToStart",
+            pull_denied,
+            None,
+            Phase::Failed,
+            reason::FAILED_BY_RULE,
+        ),
+        (
+            "the same rule passes an ENI timeout by: still a free retry",
+            vec![rule(FailRun, &[TaskFailedToStart], Some("CannotPullContainerError:*"))],
+            "TaskFailedToStart",
+            eni_timeout,
+            None,
+            Phase::Pending,
+            reason::INSUFFICIENT_CAPACITY,
+        ),
+        (
+            "Ignore on a reason, case aside",
+            vec![rule(Ignore, &[], Some("*outofmemoryerror*"))],
+            "EssentialContainerExited",
+            "OutOfMemoryError: Container killed due to memory usage",
+            Some(137),
+            Phase::Pending,
+            reason::IGNORED_BY_RULE,
+        ),
+        (
+            "a stop code alone does not match another",
+            vec![rule(Ignore, &[SpotInterruption], None)],
+            "EssentialContainerExited",
+            "exited",
+            Some(1),
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "Count on what is counted already changes nothing",
+            vec![rule(Count, &[EssentialContainerExited], None)],
+            "EssentialContainerExited",
+            "exited",
+            Some(1),
+            Phase::Failed,
+            reason::CONTAINER_FAILED,
+        ),
+        (
+            "a success is not read by rules",
+            vec![rule(FailRun, &[EssentialContainerExited], None)],
+            "EssentialContainerExited",
+            "exited",
+            Some(0),
+            Phase::Succeeded,
+            reason::SUCCEEDED,
+        ),
+    ];
+    for (case, rules, stop_code, stopped_reason, app, then, outcome) in cases {
+        let spec = with(spec(), |s| s.retry_policy.rules = rules);
+        let mut run = Run::launched(spec);
+        run.status.task.phase = Some(Phase::Running);
+        let plan = after_track(&run.view(), found(stopped(stop_code, stopped_reason, app, Some(0))), at(61));
+        assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
+        let attempt = plan.status.task.attempts.last().expect("the attempt");
+        assert_eq!(attempt.outcome.as_deref(), Some(outcome), "{case}: {:?}", plan.status.task.message);
+    }
+    // Conditions of one rule all hold, or it does not match: exit code 1 and a Spot interruption.
+    let both = RetryRule {
+        action: FailRun,
+        on_exit_codes: Some(ExitCodeMatch { container_name: None, operator: ExitCodeOperator::In, values: vec![1] }),
+        on_stop_codes: vec![SpotInterruption],
+        on_stopped_reason: None,
+    };
+    let rules = [both];
+    assert_eq!(first_matching_rule(&rules, Some("EssentialContainerExited"), None, &[("app", 1)]), None);
+    assert_eq!(first_matching_rule(&rules, Some("SpotInterruption"), None, &[("app", 2)]), None);
+    assert_eq!(first_matching_rule(&rules, Some("SpotInterruption"), None, &[("app", 1)]), Some((0, FailRun)));
+}
+
 #[test]
 fn ignored_exit_codes_are_retried_ten_times_at_most() {
     use crate::api::{ExitCodeMatch, ExitCodeOperator, RetryRule, RetryRuleAction};
     let ignore = RetryRule {
         action: RetryRuleAction::Ignore,
-        on_exit_codes: ExitCodeMatch { container_name: None, operator: ExitCodeOperator::In, values: vec![137] },
+        on_exit_codes: Some(ExitCodeMatch { container_name: None, operator: ExitCodeOperator::In, values: vec![137] }),
+        on_stop_codes: vec![],
+        on_stopped_reason: None,
     };
     let mut run = Run::launched(with(spec(), |s| s.retry_policy.rules = vec![ignore]));
     run.status.task.phase = Some(Phase::Running);
