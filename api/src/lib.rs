@@ -1,15 +1,18 @@
-//! The `ecsrun.dev/v1alpha1` API: [`EcsTaskRun`] (one ECS task run) and [`EcsRunPolicy`] (what the runs of
-//! a set of namespaces may use). The controller, its tests and tools share these types; `crdgen` turns
+//! The `ecsrun.dev/v1alpha1` API: [`EcsTaskRun`] (one ECS task run), [`EcsTaskSchedule`] (runs on a cron
+//! schedule, with [`cron`] saying when) and [`EcsRunPolicy`] (what the runs of a set of namespaces may use). The controller, its tests and tools share these types; `crdgen` turns
 //! them into the CRDs committed in `crds/` and the Helm chart.
 
+pub mod cron;
 mod describe;
 mod policy;
 mod run;
+mod schedule;
 mod status;
 mod template;
 
 pub use policy::*;
 pub use run::*;
+pub use schedule::*;
 pub use status::*;
 pub use template::*;
 
@@ -19,6 +22,7 @@ pub fn crds() -> Result<Vec<(&'static str, String)>, serde_yaml_ng::Error> {
     Ok(vec![
         ("ecstaskruns.ecsrun.dev.yaml", serde_yaml_ng::to_string(&with_immutable_spec(EcsTaskRun::crd()))?),
         ("ecsrunpolicies.ecsrun.dev.yaml", serde_yaml_ng::to_string(&EcsRunPolicy::crd())?),
+        ("ecstaskschedules.ecsrun.dev.yaml", serde_yaml_ng::to_string(&with_short_name(EcsTaskSchedule::crd()))?),
     ])
 }
 
@@ -63,6 +67,26 @@ fn with_immutable_spec(
             ..ValidationRule::default()
         });
         spec.x_kubernetes_validations.get_or_insert_with(Vec::new).splice(0..0, rules);
+    }
+    crd
+}
+
+/// Adds a rule on the schedule's own name: its runs are named `<schedule>-<unix minutes>` and labelled
+/// with it, so it must leave room for both (CronJob's limit, 52 characters).
+fn with_short_name(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version.schema.as_mut().and_then(|schema| schema.open_api_v3_schema.as_mut()) {
+            root.x_kubernetes_validations.get_or_insert_with(Vec::new).push(ValidationRule {
+                rule: format!("self.metadata.name.size() <= {MAX_SCHEDULE_NAME}"),
+                message: Some(format!(
+                    "a schedule's name has at most {MAX_SCHEDULE_NAME} characters: its runs are named <schedule>-<slot in unix minutes>"
+                )),
+                ..ValidationRule::default()
+            });
+        }
     }
     crd
 }

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
     Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
@@ -45,6 +45,41 @@ pub mod condition {
     pub const STALLED: &str = "Stalled";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const FAILED: &str = "Failed";
+    /// An EcsTaskSchedule's `suspend` is set.
+    pub const SUSPENDED: &str = "Suspended";
+
+    use jiff::Timestamp;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    /// One wanted condition: type, status, reason, message.
+    pub type Wanted<'a> = (&'a str, &'a str, &'a str, String);
+
+    /// The conditions `wanted`, in metav1.Condition's shape: each keeps the lastTransitionTime it had in
+    /// `previous` when its status did not change, so status stays the same while nothing flips.
+    pub fn merged(
+        previous: &[Condition],
+        wanted: Vec<Wanted>,
+        generation: Option<i64>,
+        now: Timestamp,
+    ) -> Vec<Condition> {
+        wanted
+            .into_iter()
+            .map(|(type_, value, reason, message)| {
+                let last_transition_time = previous
+                    .iter()
+                    .find(|c| c.type_ == type_ && c.status == value)
+                    .map_or(Time(now), |c| c.last_transition_time.clone());
+                Condition {
+                    type_: type_.to_owned(),
+                    status: value.to_owned(),
+                    reason: reason.to_owned(),
+                    message,
+                    observed_generation: generation,
+                    last_transition_time,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Reasons of attempts and of the run's conditions.

@@ -25,4 +25,5 @@ pub mod metrics;
 pub mod orphans;
 pub mod policy;
 pub mod reconcile;
+pub mod schedule;
 pub mod tenancy;

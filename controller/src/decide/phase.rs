@@ -107,24 +107,8 @@ pub(super) fn set_phase(
             vec![(READY, "False"), (RECONCILING, "True")]
         }
     };
-    let previous = std::mem::take(&mut status.conditions);
-    status.conditions = wanted
-        .into_iter()
-        .map(|(type_, value)| {
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == value)
-                .map_or(Time(now), |c| c.last_transition_time.clone());
-            Condition {
-                type_: type_.to_owned(),
-                status: value.to_owned(),
-                reason: reason.to_owned(),
-                message: message.clone(),
-                observed_generation: view.generation,
-                last_transition_time,
-            }
-        })
-        .collect();
+    let wanted = wanted.into_iter().map(|(type_, value)| (type_, value, reason, message.clone())).collect();
+    status.conditions = merged(&status.conditions, wanted, view.generation, now);
     status.task.message = Some(message);
 }
 

@@ -4,6 +4,7 @@ use super::judge::{first_matching_rule, is_transient_start_failure};
 use super::*;
 use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::testing::{UID, at};
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
