@@ -91,6 +91,11 @@ impl Publisher {
         Self { client, reporter, folds: Mutex::default(), clock, created: AtomicU64::new(0) }
     }
 
+    /// Who the Events say reported them.
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+
     /// Publishes an Event about `regarding` (which must name its namespace). `reason` is also the action.
     pub async fn publish(
         &self,

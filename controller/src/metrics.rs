@@ -42,6 +42,12 @@ pub struct Metrics {
     /// Tasks ecsrun started whose run no longer exists, stopped by the orphan sweep.
     pub orphans_stopped: IntCounter,
     pub runs_expired: IntCounter,
+    /// Runs EcsTaskSchedules created for their slots, by namespace.
+    pub schedule_runs_created: IntCounterVec,
+    /// Slots EcsTaskSchedules passed over (missed while down or suspended, too late, or forbidden), by namespace.
+    pub schedule_missed_slots: IntCounterVec,
+    /// From a slot to the creation of its run.
+    pub schedule_start_lag: Histogram,
     /// 1 while this replica reconciles (holds the Lease, or runs without leader election).
     pub leader: IntGauge,
     /// Launches that broke an EcsRunPolicy rule, by rule and mode (`enforce`: refused, `audit`: let through).
@@ -157,6 +163,24 @@ impl Metrics {
             "Finished runs deleted once their ttlSecondsAfterFinished had passed",
         )?;
         registry.register(Box::new(runs_expired.clone()))?;
+        let schedule_runs_created = IntCounterVec::new(
+            Opts::new("schedule_runs_created_total", "Runs EcsTaskSchedules created for their slots, by namespace"),
+            &["namespace"],
+        )?;
+        let schedule_missed_slots = IntCounterVec::new(
+            Opts::new(
+                "schedule_missed_slots_total",
+                "Slots EcsTaskSchedules passed over (missed while down or suspended, too late, or forbidden), by namespace",
+            ),
+            &["namespace"],
+        )?;
+        let schedule_start_lag = Histogram::with_opts(
+            HistogramOpts::new("schedule_start_lag_seconds", "From a schedule's slot to the creation of its run")
+                .buckets(exponential_buckets(0.05, 2.0, 14)?),
+        )?;
+        registry.register(Box::new(schedule_runs_created.clone()))?;
+        registry.register(Box::new(schedule_missed_slots.clone()))?;
+        registry.register(Box::new(schedule_start_lag.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(policy_violations.clone()))?;
         Ok(Self {
@@ -177,6 +201,9 @@ impl Metrics {
             active_runs,
             orphans_stopped,
             runs_expired,
+            schedule_runs_created,
+            schedule_missed_slots,
+            schedule_start_lag,
             leader,
             policy_violations,
             task_vcpu_seconds,

@@ -3,3 +3,5 @@
 //! the runs' controller.
 
 pub mod decide;
+pub mod shell;
+pub mod wiring;

@@ -20,6 +20,7 @@ mod plugin;
 mod policy;
 mod preconditions;
 mod recovery;
+mod schedules;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -34,8 +35,8 @@ use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Namespaces the shared controller watches.
-const SHARED_NAMESPACES: [&str; 4] =
-    [examples::NAMESPACE, lifecycle::NAMESPACE, batch::NAMESPACE, operating::NAMESPACE];
+const SHARED_NAMESPACES: [&str; 5] =
+    [examples::NAMESPACE, lifecycle::NAMESPACE, batch::NAMESPACE, operating::NAMESPACE, schedules::NAMESPACE];
 
 /// What every case gets: clients for both peers and where the peers are.
 pub struct Env {
@@ -76,6 +77,11 @@ impl Env {
 
     /// Parses a manifest after pointing its network configuration at moto's subnet and security group.
     pub fn manifest(&self, yaml: &str) -> anyhow::Result<EcsTaskRun> {
+        self.parse(yaml)
+    }
+
+    /// Parses a manifest of any kind after pointing its network configuration at moto's.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, yaml: &str) -> anyhow::Result<T> {
         let yaml = yaml
             .replace("subnet-0123456789abcdef0", &self.moto.fixtures.subnet)
             .replace("sg-0123456789abcdef0", &self.moto.fixtures.security_group);
@@ -193,6 +199,7 @@ fn main() {
         preconditions::cases(),
         faults::cases(),
         bench::cases(),
+        schedules::cases(),
     ]
     .into_iter()
     .flatten()
@@ -278,6 +285,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         ha::CUT_NAMESPACE,
         chart::NAMESPACE,
         chart::RELEASE_NAMESPACE,
+        schedules::KILL_NAMESPACE,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }

@@ -46,10 +46,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* What the controller does with runs, wherever it watches them. */}}
 {{- define "ecsrun.runRules" }}
-# Watch runs, add and remove the finalizer, delete finished runs past their ttlSecondsAfterFinished.
+# Watch runs, add and remove the finalizer, delete finished runs past their ttlSecondsAfterFinished;
+# create the runs of schedules' slots, delete those replaced or past the history limits.
 - apiGroups: ["ecsrun.dev"]
   resources: ["ecstaskruns"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Watch schedules; their status by server-side apply.
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskschedules"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskschedules/status"]
+  verbs: ["patch"]
+# Owner references that block the owner's deletion, where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: ["ecsrun.dev"]
+  resources: ["ecstaskschedules/finalizers"]
+  verbs: ["update"]
 # Status by server-side apply.
 - apiGroups: ["ecsrun.dev"]
   resources: ["ecstaskruns/status"]

@@ -45,6 +45,7 @@ pub async fn run<E: Ecs>(
     background.spawn(ctx.tracker.clone().run(ctx.settings.tracker_tick));
     background.spawn(ctx.tenancy.clone().publish_policy_status(ctx.client.clone(), FIELD_MANAGER));
     let sweeping = ctx.settings.orphan_sweep.map(|sweep| (sweep, namespaces.clone()));
+    let watched_namespaces = namespaces.clone();
     let watched: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let mut stores = Vec::new();
@@ -117,7 +118,17 @@ pub async fn run<E: Ecs>(
         background.spawn(crate::orphans::run(ctx.clone(), stores.clone(), namespaces, sweep));
     }
     background.spawn(keep_gauges(stores, ctx.clone()));
-    futures::future::join_all(controllers).await;
+    // Schedules create runs: on the leader only, as everything else that acts.
+    let schedules = crate::schedule::wiring::ScheduleSettings {
+        client: ctx.client.clone(),
+        reporter: ctx.events.reporter().clone(),
+        metrics: ctx.metrics.clone(),
+        clock: ctx.settings.clock.clone(),
+        reconcile_timeout: ctx.settings.reconcile_timeout,
+        concurrency,
+    };
+    let schedules = crate::schedule::wiring::run(schedules, watched_namespaces, stop.clone());
+    futures::future::join(futures::future::join_all(controllers), schedules).await;
 }
 
 /// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's

@@ -195,7 +195,9 @@ fn take_slot(view: &ScheduleView, plan: &mut SchedulePlan, due: Due, slot: Times
         plan.events.push(ScheduleEvent {
             warning: true,
             reason: reason::MISSED_SLOTS,
-            note: format!("{count} slots were missed (controller down or schedule suspended); only the latest, {slot}, is considered"),
+            note: format!(
+                "missed {count} slot(s) (controller down or schedule suspended); only the latest, {slot}, is considered"
+            ),
         });
     }
     let late = duration_between(slot, now);

@@ -156,7 +156,7 @@ fn after_downtime_only_the_latest_missed_slot_runs_within_the_deadline() {
     let plan = decide_at(&spec("* * * * *"), &status, &[], "2026-12-03T10:30:10Z");
     assert_eq!(created(&plan), [utc("2026-12-03T10:30:00Z")]);
     assert_eq!(reasons(&plan), [reason::MISSED_SLOTS]);
-    assert!(plan.events[0].note.starts_with("28 slots were missed"), "{}", plan.events[0].note);
+    assert!(plan.events[0].note.starts_with("missed 28 slot(s)"), "{}", plan.events[0].note);
     assert_eq!(plan.missed, 28);
 
     // Hourly with a deadline of 60 s: at 10:30 the 10:00 slot is 30 minutes late and passed over.
@@ -192,7 +192,7 @@ fn suspend_creates_nothing_and_resume_runs_at_most_the_latest_slot() {
     assert_eq!(created(&resumed), [utc("2026-12-03T12:00:00Z")]);
     // 118 were missed; the count stops past 100.
     assert_eq!(resumed.missed, 100);
-    assert!(resumed.events[0].note.starts_with("more than 100 slots"), "{}", resumed.events[0].note);
+    assert!(resumed.events[0].note.starts_with("missed more than 100 slot(s)"), "{}", resumed.events[0].note);
     assert_eq!(condition(&resumed.status, "Suspended").status, "False");
     // With a deadline shorter than the lateness, resuming runs nothing.
     let strict = EcsTaskScheduleSpec { starting_deadline_seconds: Some(10), ..spec("* * * * *") };
