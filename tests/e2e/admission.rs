@@ -14,7 +14,7 @@ use crate::{Case, Env, case};
 pub const NAMESPACE: &str = "e2e-admission";
 const ROLE: &str = "arn:aws:iam::123456789012:role/ecsInfrastructureRole";
 
-fn valid() -> Value {
+pub fn valid() -> Value {
     json!({
         "apiVersion": "ecsrun.dev/v1alpha1",
         "kind": "EcsTaskRun",
@@ -409,7 +409,7 @@ pub fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = bad_manifests()
         .into_iter()
         .map(|(name, manifest, expected)| {
-            case(format!("admission::rejects_{name}"), move |env| rejected(env, manifest, expected))
+            case(format!("admission::rejects_{name}"), move |env| rejected(env, manifest, expected, api_resource()))
         })
         .collect();
     cases.push(case("admission::accepts_a_minimal_run_and_fills_defaults", accepts_minimal));
@@ -418,12 +418,17 @@ pub fn cases() -> Vec<Case> {
     cases
 }
 
-async fn rejected(env: Arc<Env>, manifest: Value, expected: &'static str) -> anyhow::Result<()> {
+/// Creating `manifest` (of `resource`) is refused with 422 and a message containing `expected`.
+pub async fn rejected(
+    env: Arc<Env>,
+    manifest: Value,
+    expected: &'static str,
+    resource: kube::api::ApiResource,
+) -> anyhow::Result<()> {
     let mut manifest = manifest;
-    let name = format!("bad-{}", uid_suffix());
-    manifest["metadata"]["name"] = json!(name);
+    manifest["metadata"]["name"] = json!(format!("bad-{}", uid_suffix()));
     // Sent as untyped JSON: most bad manifests do not even fit the Rust types.
-    let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(env.client.clone(), NAMESPACE, &api_resource());
+    let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(env.client.clone(), NAMESPACE, &resource);
     let object: kube::api::DynamicObject = serde_json::from_value(manifest)?;
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => bail!("the API server accepted it"),

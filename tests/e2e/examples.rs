@@ -33,6 +33,10 @@ pub fn cases() -> Vec<Case> {
 }
 
 async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(&file))?;
+    if text.contains("\nkind: EcsTaskSchedule\n") {
+        return schedule_example(&env, &text).await;
+    }
     let manifest = env.example(&file)?;
     if manifest.spec.task_arn.is_some() {
         return adopting_example(&env, manifest).await;
@@ -187,5 +191,32 @@ async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRu
     let task = env.task(&manifest.spec.cluster, &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
     ensure!(task.stopped_reason() == manifest.spec.stop_reason.as_deref(), "stoppedReason {:?}", task.stopped_reason());
+    Ok(())
+}
+
+/// A schedule example is accepted, read in its zone (its next slot in status is the one the schedule's
+/// own arithmetic gives) and Ready; its slots are far off, so it creates nothing while the test looks.
+async fn schedule_example(env: &crate::Env, text: &str) -> anyhow::Result<()> {
+    use ecsrun::api::EcsTaskSchedule;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let mut schedule: EcsTaskSchedule = env.parse(text)?;
+    schedule.metadata.namespace = Some(NAMESPACE.into());
+    let name = schedule.name_any();
+    let api: Api<EcsTaskSchedule> = Api::namespaced(env.client.clone(), NAMESPACE);
+    api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&schedule)).await?;
+    let slots = ecsrun::api::cron::Slots::new(&schedule.spec.schedule, schedule.spec.time_zone.as_deref())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = api.get(&name).await?.status.unwrap_or_default();
+        let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        if let (true, Some(next)) = (ready, status.next_schedule_time.as_ref()) {
+            let expected = slots.next_after(jiff::Timestamp::now());
+            ensure!(Some(next.0) == expected, "nextScheduleTime {} but the schedule's next slot is {expected:?}", next.0);
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "{name} not Ready with a next slot within 30 s: {status:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    api.delete(&name, &DeleteParams::default()).await?;
     Ok(())
 }

@@ -20,6 +20,7 @@ mod plugin;
 mod policy;
 mod preconditions;
 mod recovery;
+mod schedule_admission;
 mod schedules;
 
 use std::future::Future;
@@ -195,6 +196,7 @@ fn main() {
         chart::cases(),
         gitops::cases(),
         admission::cases(),
+        schedule_admission::cases(),
         policy::cases(),
         preconditions::cases(),
         faults::cases(),
