@@ -6,6 +6,7 @@ mod cloud_logs;
 mod commands;
 mod describe;
 mod runs;
+mod schedules;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +14,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "kubectl ecsrun", version, about = "Run and operate ECS tasks declared as EcsTaskRuns")]
+#[command(
+    name = "kubectl ecsrun",
+    version,
+    about = "Run and operate ECS tasks declared as EcsTaskRuns and EcsTaskSchedules"
+)]
 struct Cli {
     /// Namespace of the runs (default: the kubeconfig context's).
     #[arg(short, long, global = true)]
@@ -61,6 +66,9 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Operate an EcsTaskSchedule: trigger a run now, suspend, resume, list the next slots.
+    #[command(subcommand)]
+    Schedule(schedules::ScheduleCommand),
 }
 
 #[tokio::main]
@@ -76,6 +84,7 @@ async fn main() -> ExitCode {
             Command::Stop { run, reason, timeout, output } => {
                 commands::stop(&runs, &run, reason, timeout, output).await
             }
+            Command::Schedule(command) => schedules::schedule(&runs, command).await,
         }
     };
     match outcome.await {

@@ -211,7 +211,11 @@ async fn schedule_example(env: &crate::Env, text: &str) -> anyhow::Result<()> {
         let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
         if let (true, Some(next)) = (ready, status.next_schedule_time.as_ref()) {
             let expected = slots.next_after(jiff::Timestamp::now());
-            ensure!(Some(next.0) == expected, "nextScheduleTime {} but the schedule's next slot is {expected:?}", next.0);
+            ensure!(
+                Some(next.0) == expected,
+                "nextScheduleTime {} but the schedule's next slot is {expected:?}",
+                next.0
+            );
             break;
         }
         ensure!(std::time::Instant::now() < deadline, "{name} not Ready with a next slot within 30 s: {status:?}");

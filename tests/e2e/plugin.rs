@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
         case("plugin::rerun_makes_a_new_run_with_the_same_spec", rerun),
         case("plugin::stop_returns_once_the_task_is_stopped", stop),
         case("plugin::errors_say_what_to_do", errors),
+        case("plugin::schedule_next_trigger_suspend_and_resume", schedule_verbs),
     ]
 }
 
@@ -253,4 +254,68 @@ async fn errors(env: Arc<Env>) -> anyhow::Result<()> {
         .await?;
     ensure!(out.status.code() == Some(1) && text(&out.stderr).contains("spec.wait.timeout"), "{}", text(&out.stderr));
     Ok(())
+}
+
+/// `schedule next` lists the schedule's slots in its zone; `trigger` creates a run now, marked manual and
+/// owned by the schedule, which the controller counts as active; `suspend` and `resume` flip spec.suspend.
+async fn schedule_verbs(env: Arc<Env>) -> anyhow::Result<()> {
+    use crate::schedules::{apply, delete_schedule, runs_of, schedule_of, schedule_yaml};
+    let name = "plugin-nightly";
+    let fields = "  timeZone: America/New_York\n";
+    let yaml = schedule_yaml(name, fields, "").replace("\"* * * * *\"", "\"0 2 * * *\"");
+    apply(&env, NAMESPACE, &yaml).await?;
+
+    let next = output(&env, &["schedule", "next", name, "--count", "3"]).await?;
+    ensure!(next.status.success(), "schedule next: {}", text(&next.stderr));
+    let lines: Vec<String> = text(&next.stdout).lines().map(str::to_owned).collect();
+    let slots = ecsrun::api::cron::Slots::new("0 2 * * *", Some("America/New_York"))?;
+    let expected = slots.upcoming(jiff::Timestamp::now(), 3);
+    ensure!(lines.len() == 3, "schedule next printed {lines:?}");
+    for (line, slot) in lines.iter().zip(&expected) {
+        ensure!(
+            line.contains(" 02:00 E") && line.contains(&slot.to_string()),
+            "{line} is not {slot} at 02:00 New York time"
+        );
+    }
+
+    let triggered = output(&env, &["schedule", "trigger", name]).await?;
+    ensure!(triggered.status.success(), "schedule trigger: {}", text(&triggered.stderr));
+    let run_name = text(&triggered.stdout).trim().to_owned();
+    ensure!(run_name.starts_with(&format!("{name}-manual-")), "trigger printed {run_name:?}");
+    let runs = runs_of(&env, NAMESPACE, name).await?;
+    let run =
+        runs.iter().find(|run| run.metadata.name.as_deref() == Some(run_name.as_str())).context("the triggered run")?;
+    let annotations = run.metadata.annotations.clone().unwrap_or_default();
+    ensure!(annotations.get(ecsrun::api::TRIGGER_ANNOTATION).map(String::as_str) == Some("manual"), "{annotations:?}");
+    let owner = run.metadata.owner_references.as_ref().and_then(|owners| owners.first()).context("owner")?;
+    ensure!(owner.kind == "EcsTaskSchedule" && owner.name == name, "{owner:?}");
+    // The controller sees it among the schedule's runs (active, then finished) and creates no slot for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = schedule_of(&env, NAMESPACE, name).await?.status.unwrap_or_default();
+        let listed = status.active.iter().any(|active| active.name == run_name);
+        let finished = status.last_successful_time.is_some();
+        if listed || finished {
+            ensure!(status.last_schedule_time.is_none(), "a manual run moved lastScheduleTime: {status:?}");
+            break;
+        }
+        ensure!(std::time::Instant::now() < deadline, "the triggered run never showed in status: {status:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let suspended = output(&env, &["schedule", "suspend", name]).await?;
+    ensure!(suspended.status.success(), "schedule suspend: {}", text(&suspended.stderr));
+    ensure!(schedule_of(&env, NAMESPACE, name).await?.spec.suspend, "suspend did not set spec.suspend");
+    let listed = output(&env, &["schedule", "next", name, "--count", "1"]).await?;
+    ensure!(text(&listed.stdout).starts_with("# suspended"), "next of a suspended schedule: {}", text(&listed.stdout));
+    let resumed = output(&env, &["schedule", "resume", name]).await?;
+    ensure!(resumed.status.success(), "schedule resume: {}", text(&resumed.stderr));
+    ensure!(!schedule_of(&env, NAMESPACE, name).await?.spec.suspend, "resume did not clear spec.suspend");
+    let missing = output(&env, &["schedule", "next", "no-such-schedule"]).await?;
+    ensure!(
+        !missing.status.success() && text(&missing.stderr).contains("kubectl get ets"),
+        "{}",
+        text(&missing.stderr)
+    );
+    delete_schedule(&env, NAMESPACE, name).await
 }

@@ -32,7 +32,7 @@ pub fn cases() -> Vec<Case> {
 
 /// A schedule of `transform` runs on moto's network; `fields` adds spec fields (two spaces deep) and
 /// `run_extra` run spec fields (as for `fargate_run`, two spaces deep: they are indented here).
-fn schedule_yaml(name: &str, fields: &str, run_extra: &str) -> String {
+pub fn schedule_yaml(name: &str, fields: &str, run_extra: &str) -> String {
     let run_extra: String = run_extra.lines().map(|line| format!("    {line}\n")).collect();
     format!(
         r#"
@@ -58,7 +58,7 @@ spec:
     )
 }
 
-async fn apply(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<EcsTaskSchedule> {
+pub async fn apply(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<EcsTaskSchedule> {
     let mut schedule: EcsTaskSchedule = env.parse(yaml)?;
     schedule.metadata.namespace = Some(namespace.to_owned());
     let name = schedule.name_any();
@@ -66,12 +66,12 @@ async fn apply(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<EcsTask
     Ok(api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&schedule)).await?)
 }
 
-async fn runs_of(env: &Env, namespace: &str, schedule: &str) -> anyhow::Result<Vec<EcsTaskRun>> {
+pub async fn runs_of(env: &Env, namespace: &str, schedule: &str) -> anyhow::Result<Vec<EcsTaskRun>> {
     let selector = format!("{SCHEDULE_LABEL}={schedule}");
     Ok(env.runs(namespace).list(&ListParams::default().labels(&selector)).await?.items)
 }
 
-async fn schedule_of(env: &Env, namespace: &str, name: &str) -> anyhow::Result<EcsTaskSchedule> {
+pub async fn schedule_of(env: &Env, namespace: &str, name: &str) -> anyhow::Result<EcsTaskSchedule> {
     Ok(Api::<EcsTaskSchedule>::namespaced(env.client.clone(), namespace).get(name).await?)
 }
 
@@ -99,7 +99,7 @@ async fn event_reasons(env: &Env, namespace: &str, name: &str) -> anyhow::Result
 
 /// Deletes the schedule and waits until its runs are gone too (garbage collection, then each run's
 /// finalizer stopping its task).
-async fn delete_schedule(env: &Env, namespace: &str, name: &str) -> anyhow::Result<()> {
+pub async fn delete_schedule(env: &Env, namespace: &str, name: &str) -> anyhow::Result<()> {
     let api: Api<EcsTaskSchedule> = Api::namespaced(env.client.clone(), namespace);
     api.delete(name, &DeleteParams::foreground()).await?;
     let started = Instant::now();
