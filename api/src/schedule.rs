@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::EcsTaskRunSpec;
+use crate::describe::Describe;
 
 /// Label on every run a schedule creates: the schedule's name (runs are also owned by it).
 pub const SCHEDULE_LABEL: &str = "ecsrun.dev/schedule";
@@ -83,7 +84,7 @@ pub struct EcsTaskScheduleSpec {
 
     /// No new runs while true; active runs go on. On resume, at most the latest missed slot runs, and
     /// only within `startingDeadlineSeconds`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub suspend: bool,
 
     /// Succeeded runs kept (the oldest deleted first). Default 3.
@@ -130,9 +131,13 @@ pub struct RunTemplate {
 /// Labels and annotations put on every run of the schedule.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct RunTemplateMetadata {
+    /// Labels of every run (ecsrun adds `ecsrun.dev/schedule`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = Describe("/additionalProperties", "The label's value."))]
     pub labels: BTreeMap<String, String>,
+    /// Annotations of every run (ecsrun adds `ecsrun.dev/scheduled-at`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = Describe("/additionalProperties", "The annotation's value."))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -180,7 +185,9 @@ pub struct EcsTaskScheduleStatus {
 /// A run of the schedule that has not finished.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ActiveRun {
+    /// The run's name.
     pub name: String,
+    /// The run's uid.
     pub uid: String,
 }
 
