@@ -26,9 +26,9 @@ pub fn crds() -> Result<Vec<(&'static str, String)>, serde_yaml_ng::Error> {
     ])
 }
 
-/// Fields of `EcsTaskRun.spec` that may change after creation: `stop`, `ttlSecondsAfterFinished`, and
-/// `stopReason` in the update that sets `stop`.
-const MUTABLE_SPEC_FIELDS: [&str; 3] = ["stop", "stopReason", "ttlSecondsAfterFinished"];
+/// Fields of `EcsTaskRun.spec` that may change after creation: `stop`, `suspend`,
+/// `ttlSecondsAfterFinished`, and `stopReason` in the update that sets `stop`.
+const MUTABLE_SPEC_FIELDS: [&str; 4] = ["stop", "stopReason", "suspend", "ttlSecondsAfterFinished"];
 
 /// Adds the spec's immutability rule: every field but `stop` keeps its value (present or not) across
 /// updates, and `stopReason` changes only with `stop` turning true. Generated from the schema's own

@@ -17,8 +17,7 @@ use crate::describe::Describe;
 pub const FINALIZER: &str = "ecsrun.dev/stop-task";
 
 /// The message of every immutability rule of the spec.
-pub const IMMUTABLE_SPEC: &str =
-    "spec is immutable (only stop, with stopReason, and ttlSecondsAfterFinished may be set); create a new EcsTaskRun";
+pub const IMMUTABLE_SPEC: &str = "spec is immutable (only stop, with stopReason, suspend and ttlSecondsAfterFinished may be set); create a new EcsTaskRun";
 
 /// Go-style duration made of whole units, e.g. `30s`, `5m`, `2h15m30s`.
 const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
@@ -53,6 +52,8 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
         .message("taskArn follows one task: count must be 1"),
     validation = Rule::new("!(has(oldSelf.stop) && oldSelf.stop) || (has(self.stop) && self.stop)")
         .message("stop cannot be undone; create a new EcsTaskRun"),
+    validation = Rule::new("!(has(self.taskArn) && has(self.suspend) && self.suspend)")
+        .message("a run following a task started elsewhere (taskArn) cannot be suspended; use stop"),
     validation = Rule::new("!(has(self.launchType) && has(self.capacityProviderStrategy))")
         .message("launchType and capacityProviderStrategy are mutually exclusive"),
     validation = Rule::new("!has(self.parallelism) || self.parallelism <= (has(self.count) ? self.count : 1)")
@@ -93,6 +94,13 @@ pub struct EcsTaskRunSpec {
     /// already finished is left as it is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop: bool,
+
+    /// Suspend the run, as a Job's `suspend` (and so as Kueue admits runs): created suspended, nothing
+    /// launches; set while tasks run, they are stopped and those attempts are not counted as failures;
+    /// cleared, the run launches again and its `timeout` starts over. May change after creation, either
+    /// way. A `Suspended` condition says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
 
     /// Tasks in this run (1-100), each with its own index (`ECSRUN_TASK_INDEX`, 0 to count-1), launch,
     /// retries and outcome in `status.tasks`. The run succeeds when every index has succeeded.

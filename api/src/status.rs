@@ -27,6 +27,9 @@ pub struct EcsTaskRunStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// When `spec.suspend` was last cleared on a suspended run: its `timeout` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<Time>,
     /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceUsage>,

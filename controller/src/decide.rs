@@ -112,6 +112,8 @@ pub mod reason {
     pub const COUNTED_BY_RULE: &str = "CountedByRule";
     /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
     pub const FAIL_FAST: &str = "FailFast";
+    /// `spec.suspend` is set: nothing launches, and tasks running are stopped without counting as failures.
+    pub const SUSPENDED: &str = "Suspended";
     /// `spec.stop` was set: the run's tasks were stopped and nothing more launched.
     pub const STOPPED: &str = "Stopped";
     /// ECS does not know the task a run was asked to follow (`spec.taskArn`).
@@ -277,18 +279,31 @@ impl RunView<'_> {
         every.min(MAX_POLL_INTERVAL)
     }
 
-    fn deadline(&self) -> Option<Timestamp> {
+    /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
+    fn resuming(&self) -> bool {
+        !self.spec.suspend && self.status.task.reason.as_deref() == Some(reason::SUSPENDED)
+    }
+
+    /// Where the timeout counts from: the creation, or the last resume (a Job's suspend restarts it).
+    fn timeout_from(&self, now: Timestamp) -> Timestamp {
+        if self.resuming() {
+            return now;
+        }
+        self.status.resumed_at.as_ref().map_or(self.created_at, |resumed| resumed.0.max(self.created_at))
+    }
+
+    fn deadline(&self, now: Timestamp) -> Option<Timestamp> {
         let timeout = parse_duration(self.spec.wait.timeout.as_deref()?)?;
-        self.created_at.checked_add(timeout).ok()
+        self.timeout_from(now).checked_add(timeout).ok()
     }
 
     fn deadline_passed(&self, now: Timestamp) -> bool {
-        self.deadline().is_some_and(|deadline| now >= deadline)
+        self.deadline(now).is_some_and(|deadline| now >= deadline)
     }
 
     /// Time left until the deadline, if there is one.
     fn until_deadline(&self, now: Timestamp) -> Option<Duration> {
-        self.deadline().map(|deadline| duration_between(now, deadline))
+        self.deadline(now).map(|deadline| duration_between(now, deadline))
     }
 
     /// When a task launched at `launched_at` must be RUNNING by (`wait.startTimeout`).
@@ -353,6 +368,16 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         };
         return Step::Track { task_arn, every };
     }
+    if view.spec.suspend && !view.adopts() {
+        if let Some(attempt) = current {
+            // RunTask may have gone out unrecorded: its task is found (and stopped) first.
+            return Step::Find { attempt: attempt.attempt };
+        }
+        if status.task.reason.as_deref() == Some(reason::SUSPENDED) {
+            return Step::Idle;
+        }
+        return Step::Conclude(suspended(view, status.clone(), "nothing launches".to_owned(), now));
+    }
     if let Some(task_arn) = view.spec.task_arn.as_ref().filter(|_| status.task.attempts.is_empty()) {
         // Adopted first, even to stop it (the Stop Task action): the stop follows at its first look.
         return Step::Adopt { task_arn: task_arn.clone() };
@@ -401,7 +426,7 @@ use follow::{record_task, running_reason};
 use launch::deadline_exceeded;
 pub use launch::{adoptable, after_adopt, after_find, after_launch, launch_blocked, launch_intent, launch_request};
 pub use phase::retry_backoff;
-use phase::{conclude, plan, set_phase};
+use phase::{conclude, plan, set_phase, suspended};
 
 pub use crate::api::task_id;
 

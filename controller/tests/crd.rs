@@ -61,10 +61,10 @@ fn spec_rules() {
 }
 
 /// The immutability rules are generated from the schema's field list (the API server evaluates them: the
-/// end-to-end admission tests edit fields): every field but `stop`, `stopReason` and
+/// end-to-end admission tests edit fields): every field but `stop`, `stopReason`, `suspend` and
 /// `ttlSecondsAfterFinished` is held unchanged.
 #[test]
-fn every_spec_field_but_stop_and_the_ttl_is_immutable() {
+fn every_spec_field_but_stop_suspend_and_the_ttl_is_immutable() {
     let (_, yaml) = ecsrun::api::crds().expect("CRDs serialise").into_iter().next().expect("EcsTaskRun's CRD");
     let crd: serde_json::Value = serde_yaml_ng::from_str(&yaml).expect("CRD YAML");
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
@@ -81,7 +81,9 @@ fn every_spec_field_but_stop_and_the_ttl_is_immutable() {
     for field in fields.keys() {
         let held = format!("self.{field} == oldSelf.{field}");
         match field.as_str() {
-            "stop" | "ttlSecondsAfterFinished" => assert!(!immutable[0].contains(&held), "spec.{field} is held"),
+            "stop" | "suspend" | "ttlSecondsAfterFinished" => {
+                assert!(!immutable[0].contains(&held), "spec.{field} is held")
+            }
             // Changes only in the update that sets stop.
             "stopReason" => assert!(immutable[1].contains(&held) && immutable[1].contains("self.stop")),
             _ => assert!(immutable[0].contains(&held), "spec.{field} is not held"),

@@ -393,6 +393,19 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             "spec.ttlSecondsAfterFinished: Invalid value: -1: spec.ttlSecondsAfterFinished in body should be greater than or equal to 0",
         ),
         (
+            "suspended_run_following_a_task_started_elsewhere",
+            set(
+                set(
+                    with("taskDefinition", Value::Null),
+                    "taskArn",
+                    json!("arn:aws:ecs:eu-west-1:123456789012:task/batch/abc"),
+                ),
+                "suspend",
+                json!(true),
+            ),
+            "cannot be suspended; use stop",
+        ),
+        (
             "ttl_seconds_after_finished_over_a_year",
             with("ttlSecondsAfterFinished", json!(31_536_001)),
             "spec.ttlSecondsAfterFinished in body should be less than or equal to 31536000",
@@ -498,6 +511,12 @@ async fn spec_is_immutable(env: Arc<Env>) -> anyhow::Result<()> {
         ("stopReason", json!("changed my mind")),
     ] {
         refused(json!({"spec": {field: value}}), ecsrun::api::IMMUTABLE_SPEC).await?;
+    }
+    // Suspend may change either way (a queue such as Kueue toggles it).
+    for suspend in [true, false] {
+        api.patch("immutable", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspend": suspend}})))
+            .await
+            .with_context(|| format!("setting spec.suspend to {suspend} must be allowed"))?;
     }
     // Stopping is the one change, with its reason in the same update; it cannot be undone.
     api.patch(

@@ -37,7 +37,7 @@ fn statuscheck() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `ecsrun-statuscheck <args>` on objects; returns (name, status, message) per object.
-async fn judge(args: &[&str], objects: &[serde_json::Value]) -> anyhow::Result<Vec<(String, String, String)>> {
+pub async fn judge(args: &[&str], objects: &[serde_json::Value]) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut command = Command::new(statuscheck()?);
     command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let input = serde_json::to_vec(objects)?;

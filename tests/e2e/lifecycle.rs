@@ -24,6 +24,8 @@ pub fn cases() -> Vec<Case> {
         case("lifecycle::a_run_is_created_with_the_finalizer_already_on", born_with_finalizer),
         case("lifecycle::a_task_stuck_before_running_is_stopped_at_its_start_timeout", start_timeout),
         case("lifecycle::rules_on_a_spot_interruption_decide_its_retry", spot_interruption_rules),
+        case("lifecycle::suspend_stops_a_running_run_without_a_failure_and_resume_finishes_it", suspend_and_resume),
+        case("lifecycle::a_run_created_suspended_launches_nothing_until_resumed", created_suspended),
     ]
 }
 
@@ -208,5 +210,71 @@ async fn fast_create_then_delete(env: Arc<Env>) -> anyhow::Result<()> {
             .await?;
         ensure!(running.task_arns().is_empty(), "{name} is gone but left {:?} running", running.task_arns());
     }
+    Ok(())
+}
+
+async fn set_suspend(env: &Env, name: &str, suspend: bool) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"spec": {"suspend": suspend}});
+    env.runs(NAMESPACE).patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+fn is_suspended(run: Option<&ecsrun::api::EcsTaskRun>) -> bool {
+    run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
+        status.task.phase == Some(ecsrun::api::Phase::Pending) && status.task.reason.as_deref() == Some("Suspended")
+    })
+}
+
+/// `spec.suspend` set on a running run: its task is stopped, the attempt ends Suspended (no failure, with
+/// `backoffLimit: 0`), Argo CD shows the run Suspended and kstatus InProgress; cleared, attempt 2 runs and
+/// the run succeeds.
+async fn suspend_and_resume(env: Arc<Env>) -> anyhow::Result<()> {
+    let name = "suspend-resume";
+    let extra = crate::app_env(&[("ECSRUN_E2E_ATTEMPT_1_HOLD", "running")]);
+    env.create(NAMESPACE, &env.manifest(&fargate_run(name, "batch", "transform", &extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    wait::until(&api, name, Duration::from_secs(60), "RUNNING", wait::has_last_status("RUNNING")).await?;
+    set_suspend(&env, name, true).await?;
+    let status = wait::until(&api, name, Duration::from_secs(60), "suspended", is_suspended).await?;
+    let first = status.task.attempts.first().context("attempt 1")?;
+    ensure!(first.outcome.as_deref() == Some("Suspended"), "attempt 1: {first:?}");
+    let task = env.task("batch", first.task_arn.as_deref().context("attempt 1's task")?).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "attempt 1's task is {:?}", task.last_status());
+    let suspended = status.conditions.iter().find(|c| c.type_ == "Suspended").context("Suspended condition")?;
+    ensure!(suspended.status == "True", "{suspended:?}");
+    let object = serde_json::to_value(api.get(name).await?)?;
+    let argo = crate::gitops::judge(
+        &["argo", &ecsrun_e2e::repo_root().join(crate::gitops::ARGOCD_HEALTH).to_string_lossy()],
+        std::slice::from_ref(&object),
+    )
+    .await?;
+    ensure!(argo[0].1 == "Suspended", "Argo CD health of a suspended run: {:?}", argo[0]);
+    let kstatus = crate::gitops::judge(&["kstatus"], std::slice::from_ref(&object)).await?;
+    // Not finished, only held: Flux's wait goes on waiting for it (Ready is False, nothing Reconciling).
+    ensure!(kstatus[0].1 == "InProgress", "kstatus of a suspended run: {:?}; {}", kstatus[0], object["status"]);
+
+    set_suspend(&env, name, false).await?;
+    let status =
+        wait::until(&api, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    ensure!(outcomes == [Some("Suspended"), Some("Succeeded")], "attempts: {outcomes:?}");
+    ensure!(status.resumed_at.is_some(), "resumedAt not recorded");
+    Ok(())
+}
+
+/// Created with `suspend: true`: Pending and Suspended, no task in ECS; resumed, it runs to Succeeded.
+async fn created_suspended(env: Arc<Env>) -> anyhow::Result<()> {
+    let name = "created-suspended";
+    let created =
+        env.create(NAMESPACE, &env.manifest(&fargate_run(name, "batch", "transform", "  suspend: true\n"))?).await?;
+    let api = env.runs(NAMESPACE);
+    wait::until(&api, name, Duration::from_secs(30), "suspended", is_suspended).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let uid = created.metadata.uid.clone().context("uid")?;
+    let tasks = env.tasks_started_by("batch", &uid).await?;
+    ensure!(tasks.is_empty(), "a suspended run launched {tasks:?}");
+    set_suspend(&env, name, false).await?;
+    wait::until(&api, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    ensure!(env.tasks_started_by("batch", &uid).await?.len() == 1, "one task once resumed");
     Ok(())
 }

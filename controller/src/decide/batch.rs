@@ -18,7 +18,12 @@ const NEXT_INDEX_DELAY: Duration = Duration::from_secs(2);
 /// region.
 pub fn lane_status(status: &EcsTaskRunStatus, index: u32) -> EcsTaskRunStatus {
     let task = status.tasks.iter().find(|t| t.index == index as i32).map(|lane| lane.task.clone()).unwrap_or_default();
-    EcsTaskRunStatus { task, region: status.region.clone(), ..EcsTaskRunStatus::default() }
+    EcsTaskRunStatus {
+        task,
+        region: status.region.clone(),
+        resumed_at: status.resumed_at.clone(),
+        ..EcsTaskRunStatus::default()
+    }
 }
 
 /// Stores what the single-task decision wrote for index `index` (its conditions are the run's business).
@@ -94,6 +99,9 @@ pub fn next_steps(view: &RunView, now: Timestamp) -> Vec<(u32, Step)> {
 pub fn launch_intents(view: &RunView, launches: &[(u32, i32)], region: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
     status.region.get_or_insert_with(|| region.to_owned());
+    if view.resuming() {
+        status.resumed_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    }
     for (index, attempt) in launches {
         let lane = lane_status(&status, *index);
         let intent = super::launch_intent(&lane_view(view, *index, &lane), *attempt, region, now);
@@ -254,6 +262,12 @@ fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<RunEvent> {
     if new.task.phase == Some(Phase::Stopping) && old.task.phase != Some(Phase::Stopping) {
         events.push(RunEvent { warning: false, reason: "Stopping", note: message() });
     }
+    let suspended = |status: &EcsTaskRunStatus| {
+        status.task.phase == Some(Phase::Pending) && status.task.reason.as_deref() == Some(reason::SUSPENDED)
+    };
+    if suspended(new) && !suspended(old) {
+        events.push(RunEvent { warning: false, reason: "Suspended", note: message() });
+    }
     events
 }
 
@@ -290,6 +304,14 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
         }
     } else if view.spec.stop && active > 0 {
         (Phase::Stopping, reason::STOPPED.to_owned(), format!("stopping (spec.stop); {tally}"))
+    } else if view.spec.suspend && active > 0 {
+        (Phase::Stopping, reason::SUSPENDED.to_owned(), format!("suspending: stopping the tasks; {tally}"))
+    } else if view.spec.suspend {
+        (
+            Phase::Pending,
+            reason::SUSPENDED.to_owned(),
+            format!("suspended (spec.suspend): nothing launches until it is cleared; {tally}"),
+        )
     } else if view.deadline_passed(now) && active > 0 {
         (Phase::Stopping, reason::DEADLINE_EXCEEDED.to_owned(), format!("timeout exceeded; stopping; {tally}"))
     } else if failing(view, &status) {

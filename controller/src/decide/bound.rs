@@ -60,7 +60,7 @@ impl Failures {
 fn failure_of(attempt: &Attempt) -> Option<bool> {
     use super::reason::*;
     match attempt.outcome.as_deref()? {
-        SUCCEEDED => None,
+        SUCCEEDED | SUSPENDED => None,
         INSUFFICIENT_CAPACITY | INTERRUPTED | IGNORED_BY_RULE => Some(false),
         _ => Some(true),
     }

@@ -40,6 +40,11 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let message = format!("ECS no longer describes task {id}");
                 return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
             }
+            if status.task.phase == Some(Phase::Stopping) && status.task.reason.as_deref() == Some(reason::SUSPENDED) {
+                let message = format!("task {id} was stopped for the suspension and ECS no longer describes it");
+                let verdict = Verdict::Retry { reason: reason::SUSPENDED, counted: false };
+                return conclude(view, status, verdict, message, now);
+            }
             if status.task.phase == Some(Phase::Stopping)
                 && status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
             {
@@ -66,7 +71,10 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
-                let failed = !matches!(verdict, Verdict::Succeeded | Verdict::Unknown);
+                let failed = !matches!(
+                    verdict,
+                    Verdict::Succeeded | Verdict::Unknown | Verdict::Retry { reason: reason::SUSPENDED, .. }
+                );
                 let mut plan = conclude(view, status, verdict, message, now);
                 if failed && !view.spec.stop {
                     plan.logs = log_reads(view, &task, containers.as_deref());
@@ -84,6 +92,10 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             if view.spec.stop {
                 let message = format!("stopping task {id}: spec.stop is set");
                 return stopping(status, "stop requested", reason::STOPPED, message);
+            }
+            if view.spec.suspend && !view.adopts() {
+                let message = format!("stopping task {id}: spec.suspend is set");
+                return stopping(status, "run suspended", reason::SUSPENDED, message);
             }
             if view.deadline_passed(now) {
                 let timeout = view.spec.wait.timeout.as_deref().unwrap_or_default();

@@ -46,6 +46,15 @@ pub(super) fn judge_stopped(
         );
         return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
     }
+    // The suspension's StopTask: the attempt is no failure, whatever the exit codes (143: the SIGTERM).
+    let stopped_for_suspension = (view.status.task.phase == Some(Phase::Stopping)
+        && view.status.task.reason.as_deref() == Some(reason::SUSPENDED))
+        || (task.stop_code.as_deref() == Some("UserInitiated")
+            && task.stopped_reason.as_deref() == Some(view.stop_reason("run suspended").as_str()));
+    if stopped_for_suspension && task.stop_code.as_deref() == Some("UserInitiated") {
+        let message = format!("task {id} was stopped: the run is suspended");
+        return (Verdict::Retry { reason: reason::SUSPENDED, counted: false }, message);
+    }
     // The start timeout's StopTask, whether or not its Stopping status was written: a failed attempt.
     let stopped_for_start = (view.status.task.phase == Some(Phase::Stopping)
         && view.status.task.reason.as_deref() == Some(reason::START_TIMEOUT))

@@ -58,6 +58,16 @@ pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now
         None if let Some(left) = unlisted_for(view, now) => {
             plan(view, view.status.clone(), None, None, Some(left.max(Duration::from_secs(2))))
         }
+        None if view.spec.suspend && !view.adopts() => {
+            let message = "no task was running".to_owned();
+            conclude(
+                view,
+                view.status.clone(),
+                Verdict::Retry { reason: reason::SUSPENDED, counted: false },
+                message,
+                now,
+            )
+        }
         None if view.spec.stop => {
             let message = "no task was running".to_owned();
             conclude(view, view.status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now)
@@ -77,6 +87,9 @@ pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now
 pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
     status.region.get_or_insert_with(|| region.to_owned());
+    if view.resuming() {
+        status.resumed_at = Some(Time(now));
+    }
     push_unlaunched_attempt(&mut status, attempt);
     if let Some(pushed) = status.task.attempts.last_mut() {
         pushed.sent_at = Some(Time(now));

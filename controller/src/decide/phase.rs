@@ -48,6 +48,9 @@ pub(super) fn conclude(
             set_phase(view, &mut status, Phase::Unknown, reason::OUTCOME_UNKNOWN, message, now);
             plan(view, status, None, None, None)
         }
+        Verdict::Retry { reason, .. } if reason == reason::SUSPENDED => {
+            plan(view, suspended_status(view, status, message, now), None, None, None)
+        }
         Verdict::Retry { reason, counted } => {
             let tally = bound::failures(&status.task);
             let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;
@@ -65,6 +68,10 @@ pub(super) fn conclude(
                 set_phase(view, &mut status, Phase::Failed, reason, message, now);
                 return plan(view, status, None, None, None);
             }
+            if view.spec.suspend {
+                // The attempt failed on its own while the run was being suspended: counted, not retried now.
+                return plan(view, suspended_status(view, status, message, now), None, None, None);
+            }
             let backoff = retry_backoff(tally.failed);
             let next = now.checked_add(backoff).unwrap_or(now);
             status.task.next_attempt_at = Some(Time(next));
@@ -74,6 +81,23 @@ pub(super) fn conclude(
             plan(view, status, None, None, Some(backoff))
         }
     }
+}
+
+/// A suspended run with nothing running: Pending, reason Suspended, until `spec.suspend` is cleared.
+pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, now: Timestamp) -> Plan {
+    let mut plan = plan(view, suspended_status(view, status, why, now), None, None, None);
+    if view.status.task.reason.as_deref() != Some(reason::SUSPENDED) {
+        let note = plan.status.task.message.clone().unwrap_or_default();
+        plan.events.push(RunEvent { warning: false, reason: "Suspended", note });
+    }
+    plan
+}
+
+fn suspended_status(view: &RunView, mut status: EcsTaskRunStatus, why: String, now: Timestamp) -> EcsTaskRunStatus {
+    status.task.next_attempt_at = None;
+    let message = format!("suspended (spec.suspend): {why}; nothing launches until it is cleared");
+    set_phase(view, &mut status, Phase::Pending, reason::SUSPENDED, message, now);
+    status
 }
 
 /// 10s, 20s, 40s, ... capped at 5 minutes, by the number of failed attempts so far.
@@ -103,10 +127,18 @@ pub(super) fn set_phase(
         Phase::Succeeded => vec![(READY, "True"), (SUCCEEDED, "True")],
         Phase::Failed => vec![(READY, "False"), (STALLED, "True"), (FAILED, "True")],
         Phase::Unknown => vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown"), (FAILED, "Unknown")],
+        // Suspended: nothing is under way, so not Reconciling; Ready False keeps kstatus (Flux) waiting
+        // for it, as for a Job that Kueue has not admitted yet; Argo CD shows it Suspended.
+        Phase::Pending if reason == super::reason::SUSPENDED => vec![(READY, "False"), (SUSPENDED, "True")],
         Phase::Pending | Phase::Running | Phase::Stopping => {
             vec![(READY, "False"), (RECONCILING, "True")]
         }
     };
+    let mut wanted = wanted;
+    // Once suspended, the condition stays, False when the run is not (any more).
+    if reason != super::reason::SUSPENDED && status.conditions.iter().any(|c| c.type_ == SUSPENDED) {
+        wanted.push((SUSPENDED, "False"));
+    }
     let wanted = wanted.into_iter().map(|(type_, value)| (type_, value, reason, message.clone())).collect();
     status.conditions = merged(&status.conditions, wanted, view.generation, now);
     status.task.message = Some(message);

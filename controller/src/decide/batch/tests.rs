@@ -461,3 +461,45 @@ fn the_largest_status_stays_under_256_kib_at_every_step() {
     let tailed = run.status.tasks.iter().filter(|t| t.task.containers.iter().any(|c| c.log_tail.is_some())).count();
     assert!((1..=super::bound::MAX_TASKS_WITH_LOG_TAILS).contains(&tailed), "{tailed} indexes with log tails");
 }
+
+/// `spec.suspend` on a run of several tasks: every running index is stopped, none counts a failure, the
+/// run is Pending and Suspended; resumed, the indexes launch again within `parallelism`.
+#[test]
+fn suspending_a_run_of_several_tasks_stops_them_all_and_resuming_relaunches() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 3, "parallelism": 2})));
+    run.reconcile(0, all_run);
+    run.reconcile(1, all_run);
+    assert_eq!(run.status.task.phase, Some(Phase::Running));
+    run.spec.suspend = true;
+    let plan = run.reconcile(2, all_run);
+    assert_eq!(plan.stops.len(), 2, "both running indexes are stopped: {:?}", plan.stops);
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(run.status.task.phase, Some(Phase::Stopping));
+    // ECS reports them stopped by the StopTask: each index Pending, Suspended, with no failure.
+    let stopped = |index: u32, step: &Step| {
+        let Step::Track { task_arn, .. } = step else { return all_run(index, step) };
+        let attempt = task_arn.rsplit('a').next().unwrap().parse().unwrap();
+        let task = TaskSnapshot {
+            stop_code: Some("UserInitiated".into()),
+            stopped_reason: Some("ecsrun: run suspended (jobs/shards)".into()),
+            stopped_at: Some(at(3)),
+            ..task(index, attempt, "STOPPED")
+        };
+        Some(Observed::Track(TrackObservation::Found { task, containers: None }))
+    };
+    let plan = run.reconcile(3, stopped);
+    assert_eq!(run.status.task.phase, Some(Phase::Pending), "{:?}", run.status.task.message);
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert!(plan.events.iter().any(|event| event.reason == "Suspended"), "{:?}", plan.events);
+    assert_eq!(run.status.failed_tasks, Some(0));
+    for index in 0..2 {
+        assert_eq!(crate::decide::bound::failures(&run.lane(index).task).failed, 0, "index {index}");
+    }
+    assert!(run.steps(4).iter().all(|(_, step)| matches!(step, Step::Conclude(_))) || run.steps(4).is_empty());
+    run.reconcile(4, all_run);
+    assert!(run.steps(5).is_empty(), "nothing acts while suspended: {:?}", run.steps(5));
+    // Resumed: two indexes launch again (parallelism 2), their attempt 2.
+    run.spec.suspend = false;
+    let steps = run.steps(100);
+    assert_eq!(launched(&steps), vec![0, 1], "{steps:?}");
+}

@@ -1391,6 +1391,7 @@ fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
 }
 
 mod operating;
+mod suspend;
 
 /// ECS refuses StopTask reasons past 255 characters as a permanent error, and Kubernetes names reach
 /// 253: every reason ecsrun makes up fits, or deletion, the timeout and failFast could never stop a task.
