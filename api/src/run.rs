@@ -58,6 +58,8 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
         .message("launchType and capacityProviderStrategy are mutually exclusive"),
     validation = Rule::new("!has(self.parallelism) || self.parallelism <= (has(self.count) ? self.count : 1)")
         .message("parallelism cannot exceed count"),
+    validation = Rule::new("!has(self.tasksToSucceed) || self.tasksToSucceed <= (has(self.count) ? self.count : 1)")
+        .message("tasksToSucceed cannot exceed count"),
     validation = Rule::new("!has(self.count) || self.count == 1 || !has(self.tags) || size(self.tags) <= 45")
         .message("with count > 1 ecsrun adds a fifth tag (ecsrun.dev/index): at most 45 tags")
 )]
@@ -107,6 +109,13 @@ pub struct EcsTaskRunSpec {
     #[serde(default = "one", skip_serializing_if = "is_one")]
     #[schemars(range(min = 1, max = 100))]
     pub count: i32,
+
+    /// With `count` > 1: the run succeeds as soon as this many of its tasks have succeeded (1-count), as a
+    /// Job's `successPolicy.succeededCount`; tasks still running are stopped and the rest never launched
+    /// (reason `NotNeeded`). Absent: every task must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub tasks_to_succeed: Option<i32>,
 
     /// At most this many of the run's tasks at once (1-count). Absent: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -678,8 +687,13 @@ impl Default for LogsPolicy {
 }
 
 /// Retries of failed attempts.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.maxFailedIndexes) || (has(self.failFast) && !self.failFast)")
+        .message("maxFailedIndexes needs failFast: false (failFast stops at the first failed task)")
+)]
 pub struct RetryPolicy {
     /// Failed attempts relaunched (with exponential backoff) before the run fails, counted per task index
     /// (as Heimdall's max_fail_count). Capacity shortages, tasks that failed to start for transient
@@ -691,6 +705,13 @@ pub struct RetryPolicy {
     /// others, launch no more, and fail the run. False: the other tasks run to their end first.
     #[serde(default = "default_true")]
     pub fail_fast: bool,
+    /// With `count` > 1 and `failFast: false`: once more than this many tasks have failed for good, the
+    /// others are stopped, nothing more launches, and the run fails (Job's `maxFailedIndexes`). Absent:
+    /// every task runs to its end. However many fail, the run fails at its end unless `tasksToSucceed`
+    /// was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_failed_indexes: Option<i32>,
     /// What a failed attempt means, as a Job's podFailurePolicy and AWS Batch's evaluateOnExit: the first
     /// rule that matches the attempt's exit codes, stop code and stopped reason decides (FailRun, Ignore
     /// or Count). No match: ecsrun's own judgement (capacity shortages, transient start failures and Spot
@@ -762,7 +783,7 @@ impl StopCode {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { backoff_limit: 0, fail_fast: true, rules: Vec::new() }
+        Self { backoff_limit: 0, fail_fast: true, max_failed_indexes: None, rules: Vec::new() }
     }
 }
 

@@ -110,6 +110,10 @@ pub mod reason {
     pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
     /// A `retryPolicy.rules` Count rule matched what ecsrun would have retried freely: counted.
     pub const COUNTED_BY_RULE: &str = "CountedByRule";
+    /// With `count` > 1: `tasksToSucceed` tasks succeeded, so this one was stopped or not run again.
+    pub const NOT_NEEDED: &str = "NotNeeded";
+    /// With `count` > 1: `maxFailedIndexes` was exceeded, so the run fails.
+    pub const MAX_FAILED_INDEXES_EXCEEDED: &str = "MaxFailedIndexesExceeded";
     /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
     pub const FAIL_FAST: &str = "FailFast";
     /// `spec.suspend` is set: nothing launches, and tasks running are stopped without counting as failures.

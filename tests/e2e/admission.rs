@@ -393,6 +393,16 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             "spec.ttlSecondsAfterFinished: Invalid value: -1: spec.ttlSecondsAfterFinished in body should be greater than or equal to 0",
         ),
         (
+            "max_failed_indexes_with_fail_fast",
+            with("retryPolicy", json!({"maxFailedIndexes": 2})),
+            "maxFailedIndexes needs failFast: false",
+        ),
+        (
+            "tasks_to_succeed_above_count",
+            set(set(valid(), "count", json!(3)), "tasksToSucceed", json!(4)),
+            "tasksToSucceed cannot exceed count",
+        ),
+        (
             "suspended_run_following_a_task_started_elsewhere",
             set(
                 set(

@@ -22,6 +22,8 @@ pub fn cases() -> Vec<Case> {
         case("batch::managed_tags_ebs_volumes_environment_files_and_gpus_reach_ecs", run_task_options),
         case("batch::three_runs_of_one_template_register_one_revision_and_a_change_another", template_runs),
         case("batch::a_run_of_100_failing_tasks_stays_small_and_tells_a_handful_of_events", hundred_failing),
+        case("batch::tasks_to_succeed_ends_the_run_and_stops_the_task_not_needed", tasks_to_succeed),
+        case("batch::max_failed_indexes_fails_the_run_past_its_budget", max_failed_indexes),
     ]
 }
 
@@ -231,5 +233,59 @@ async fn hundred_failing(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(bytes < 256 * 1024, "the object is {bytes} bytes");
     ensure!(events.len() <= 5, "{} Events for one run: {events:?}", events.len());
     ensure!(events.iter().any(|reason| reason == "Failed"), "no Failed Event: {events:?}");
+    Ok(())
+}
+
+/// Every task of `status`'s index `index`, as moto reports it.
+async fn index_task_stopped(env: &Env, status: &ecsrun::api::EcsTaskRunStatus, index: i32) -> anyhow::Result<()> {
+    let lane = status.lane(index).with_context(|| format!("index {index}"))?;
+    let arn = lane.task_arn.as_deref().with_context(|| format!("index {index} has no task"))?;
+    let task = env.task("batch", arn).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "index {index}'s task is {:?}", task.last_status());
+    Ok(())
+}
+
+/// `tasksToSucceed: 2` of three tasks, index 2 never ending on its own: once 0 and 1 succeeded, the run
+/// succeeds and index 2's task is stopped (NotNeeded, no failure).
+async fn tasks_to_succeed(env: Arc<Env>) -> anyhow::Result<()> {
+    let extra =
+        format!("  count: 3\n  tasksToSucceed: 2\n{}", crate::app_env(&[("ECSRUN_E2E_INDEX_2_HOLD", "running")]));
+    env.create(NAMESPACE, &env.manifest(&fargate_run("two-of-three", "batch", "transform", &extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "two-of-three", Duration::from_secs(90), "Succeeded", wait::has_condition("Succeeded"))
+            .await?;
+    ensure!(status.succeeded_tasks == Some(2) && status.failed_tasks == Some(0), "{status:?}");
+    let lane = status.lane(2).context("index 2")?;
+    ensure!(lane.reason.as_deref() == Some("NotNeeded"), "index 2: {:?} {:?}", lane.reason, lane.message);
+    index_task_stopped(&env, &status, 2).await
+}
+
+/// `maxFailedIndexes: 1` with `failFast: false`: indexes 0 and 1 exit 1, 2 and 3 never end on their own;
+/// the second failure stops 2 and 3 and fails the run with MaxFailedIndexesExceeded.
+async fn max_failed_indexes(env: Arc<Env>) -> anyhow::Result<()> {
+    let extra = format!(
+        "  count: 4\n  retryPolicy:\n    failFast: false\n    maxFailedIndexes: 1\n{}",
+        crate::app_env(&[
+            ("ECSRUN_E2E_INDEX_0_EXIT_CODE", "1"),
+            ("ECSRUN_E2E_INDEX_1_EXIT_CODE", "1"),
+            ("ECSRUN_E2E_INDEX_1_RUN_SECONDS", "6"),
+            ("ECSRUN_E2E_INDEX_2_HOLD", "running"),
+            ("ECSRUN_E2E_INDEX_3_HOLD", "running"),
+        ])
+    );
+    env.create(NAMESPACE, &env.manifest(&fargate_run("budget-of-one", "batch", "transform", &extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "budget-of-one", Duration::from_secs(90), "Failed", wait::has_condition("Failed")).await?;
+    ensure!(
+        status.task.reason.as_deref() == Some("MaxFailedIndexesExceeded"),
+        "{:?}: {:?}",
+        status.task.reason,
+        status.task.message
+    );
+    for index in [2, 3] {
+        index_task_stopped(&env, &status, index).await?;
+    }
     Ok(())
 }

@@ -54,12 +54,35 @@ fn is_active(lane: &IndexedTaskStatus) -> bool {
     lane.task.attempts.last().is_some_and(|attempt| attempt.outcome.is_none())
 }
 
-/// failFast applies: an index failed for good, so no index launches again and live tasks are stopped.
-/// Not for a stopped run (`spec.stop`): every index stops on its own account.
+/// Whether an index failed for good on its own account (not stopped for another's failure, nor because
+/// enough others succeeded).
+fn failed_on_its_own(lane: &IndexedTaskStatus) -> bool {
+    lane.task.phase == Some(Phase::Failed)
+        && !matches!(lane.task.reason.as_deref(), Some(reason::FAIL_FAST | reason::NOT_NEEDED))
+}
+
+/// The run fails before its end: failFast and a failed index, or more failed indexes than
+/// `maxFailedIndexes`; no index launches again and live tasks are stopped. Not for a stopped run
+/// (`spec.stop`): every index stops on its own account.
 fn failing(view: &RunView, status: &EcsTaskRunStatus) -> bool {
-    !view.spec.stop
-        && view.spec.retry_policy.fail_fast
-        && status.tasks.iter().any(|t| t.task.phase == Some(Phase::Failed))
+    let policy = &view.spec.retry_policy;
+    let allowed = match (policy.fail_fast, policy.max_failed_indexes) {
+        (true, _) => 0,
+        (false, Some(most)) => most.max(0) as usize,
+        (false, None) => return false,
+    };
+    !view.spec.stop && status.tasks.iter().filter(|t| failed_on_its_own(t)).count() > allowed
+}
+
+/// `tasksToSucceed` indexes have succeeded: the run succeeds, and the others are not needed.
+fn enough(view: &RunView, status: &EcsTaskRunStatus) -> bool {
+    let succeeded = status.tasks.iter().filter(|t| t.task.phase == Some(Phase::Succeeded)).count();
+    !view.spec.stop && view.spec.tasks_to_succeed.is_some_and(|needed| succeeded >= needed.max(1) as usize)
+}
+
+/// Nothing launches any more and live tasks are stopped: the run fails early, or has succeeded.
+fn winding_down(view: &RunView, status: &EcsTaskRunStatus) -> bool {
+    enough(view, status) || failing(view, status)
 }
 
 /// What each index must observe or do now, lowest index first. Fresh launches (a first attempt or a
@@ -70,7 +93,7 @@ pub fn next_steps(view: &RunView, now: Timestamp) -> Vec<(u32, Step)> {
     if status.task.phase.is_some_and(Phase::is_terminal) {
         return Vec::new();
     }
-    let failing = failing(view, status);
+    let failing = winding_down(view, status);
     let active = status.tasks.iter().filter(|t| is_active(t)).count();
     let mut free = view.spec.max_parallel().saturating_sub(active);
     let mut steps = Vec::new();
@@ -137,6 +160,13 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
             requeue = Some(requeue.map_or(after, |current| current.min(after)));
         }
     };
+    // Indexes whose task was stopped as not needed: however it ended, it ended for that.
+    let stopped_not_needed: Vec<i32> = status
+        .tasks
+        .iter()
+        .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(reason::NOT_NEEDED))
+        .map(|t| t.index)
+        .collect();
     // Indexes whose task failFast was stopping: however it ended, it ended for failFast.
     let stopped_for_fail_fast: Vec<i32> = status
         .tasks
@@ -160,7 +190,31 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
         store_lane(&mut status, index, plan.status);
     }
 
-    if failing(view, &status) {
+    if enough(view, &status) {
+        let why = view.stop_reason("enough tasks succeeded");
+        for lane in status.tasks.iter_mut() {
+            match lane.task.phase {
+                Some(Phase::Succeeded | Phase::Unknown) => {}
+                Some(Phase::Failed) if !stopped_not_needed.contains(&lane.index) && failed_on_its_own(lane) => {}
+                _ if !is_active(lane) => not_needed(lane),
+                _ => {
+                    let Some(task_arn) = lane.task.task_arn.clone() else { continue };
+                    if lane.task.desired_status.as_deref() != Some("STOPPED")
+                        && !stops.iter().any(|s: &StopTask| s.task_arn == task_arn)
+                    {
+                        stops.push(StopTask { task_arn: task_arn.clone(), reason: why.clone() });
+                    }
+                    lane.task.phase = Some(Phase::Stopping);
+                    lane.task.reason = Some(reason::NOT_NEEDED.to_owned());
+                    lane.task.message =
+                        Some(format!("stopping task {}: enough tasks succeeded (tasksToSucceed)", task_id(lane)));
+                    for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
+                        follow.every = follow.every.min(STOPPING_POLL);
+                    }
+                }
+            }
+        }
+    } else if failing(view, &status) {
         let culprit = status
             .tasks
             .iter()
@@ -219,7 +273,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
 /// A slot is free and an index can take it now (not started, nor waiting out a backoff).
 fn ready_to_launch(view: &RunView, status: &EcsTaskRunStatus) -> bool {
     let active = status.tasks.iter().filter(|t| is_active(t)).count();
-    if failing(view, status) || active >= view.spec.max_parallel() {
+    if winding_down(view, status) || active >= view.spec.max_parallel() {
         return false;
     }
     indexes(view).any(|index| match status.tasks.iter().find(|t| t.index == index as i32) {
@@ -234,6 +288,13 @@ fn task_id(lane: &IndexedTaskStatus) -> &str {
     lane.task.task_id.as_deref().unwrap_or_default()
 }
 
+fn not_needed(lane: &mut IndexedTaskStatus) {
+    lane.task.phase = Some(Phase::Failed);
+    lane.task.reason = Some(reason::NOT_NEEDED.to_owned());
+    lane.task.message = Some("not run to its end: enough tasks succeeded (tasksToSucceed)".to_owned());
+    lane.task.next_attempt_at = None;
+}
+
 fn fail_fast(lane: &mut IndexedTaskStatus, culprit: i32) {
     lane.task.phase = Some(Phase::Failed);
     lane.task.reason = Some(reason::FAIL_FAST.to_owned());
@@ -243,10 +304,7 @@ fn fail_fast(lane: &mut IndexedTaskStatus, culprit: i32) {
 
 /// The index whose own failure failed the run (not one stopped for it).
 fn first_failure(status: &EcsTaskRunStatus) -> Option<&IndexedTaskStatus> {
-    status
-        .tasks
-        .iter()
-        .find(|t| t.task.phase == Some(Phase::Failed) && t.task.reason.as_deref() != Some(reason::FAIL_FAST))
+    status.tasks.iter().find(|t| failed_on_its_own(t))
 }
 
 /// The run-level transitions `plan` does not tell for a run of several tasks: its first tasks launched
@@ -275,7 +333,12 @@ fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<RunEvent> {
 fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> EcsTaskRunStatus {
     let count = view.spec.count.max(1) as usize;
     let of = |phase: Phase| status.tasks.iter().filter(|t| t.task.phase == Some(phase)).count();
-    let (succeeded, failed, unknown) = (of(Phase::Succeeded), of(Phase::Failed), of(Phase::Unknown));
+    let not_needed = status
+        .tasks
+        .iter()
+        .filter(|t| t.task.reason.as_deref() == Some(reason::NOT_NEEDED) && t.task.phase == Some(Phase::Failed))
+        .count();
+    let (succeeded, failed, unknown) = (of(Phase::Succeeded), of(Phase::Failed) - not_needed, of(Phase::Unknown));
     let active = status.tasks.iter().filter(|t| is_active(t)).count();
     let running = status.tasks.iter().filter(|t| is_active(t) && t.task.task_arn.is_some()).count();
     status.succeeded_tasks = Some(succeeded as i32);
@@ -287,8 +350,28 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     status.attempt_count = Some(status.tasks.iter().map(|t| bound::attempts_made(&t.task)).sum());
     status.usage = super::usage::of_tasks(status.tasks.iter().map(|t| &t.task));
     let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
-    let settled = succeeded + failed + unknown == count || (failing(view, &status) && active == 0);
-    let (phase, reason, message) = if settled {
+    let settled = succeeded + failed + unknown + not_needed == count || (winding_down(view, &status) && active == 0);
+    let over_budget = failing(view, &status) && !view.spec.retry_policy.fail_fast;
+    let (phase, reason, message) = if settled && enough(view, &status) {
+        let needed = view.spec.tasks_to_succeed.unwrap_or_default();
+        (
+            Phase::Succeeded,
+            reason::SUCCEEDED.to_owned(),
+            format!("{succeeded} tasks succeeded (tasksToSucceed {needed}); {tally}"),
+        )
+    } else if settled && over_budget {
+        let most = view.spec.retry_policy.max_failed_indexes.unwrap_or_default();
+        let culprit = first_failure(&status)
+            .map(|lane| {
+                format!(" (first: task index {}: {})", lane.index, lane.task.message.as_deref().unwrap_or_default())
+            })
+            .unwrap_or_default();
+        (
+            Phase::Failed,
+            reason::MAX_FAILED_INDEXES_EXCEEDED.to_owned(),
+            format!("{failed} tasks failed, more than maxFailedIndexes ({most}){culprit}; {tally}"),
+        )
+    } else if settled {
         match first_failure(&status).or_else(|| status.tasks.iter().find(|t| t.task.phase == Some(Phase::Failed))) {
             Some(lane) => (
                 Phase::Failed,
@@ -314,6 +397,15 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
         )
     } else if view.deadline_passed(now) && active > 0 {
         (Phase::Stopping, reason::DEADLINE_EXCEEDED.to_owned(), format!("timeout exceeded; stopping; {tally}"))
+    } else if enough(view, &status) {
+        (Phase::Stopping, reason::NOT_NEEDED.to_owned(), format!("enough tasks succeeded; stopping the rest; {tally}"))
+    } else if over_budget {
+        let most = view.spec.retry_policy.max_failed_indexes.unwrap_or_default();
+        (
+            Phase::Stopping,
+            reason::MAX_FAILED_INDEXES_EXCEEDED.to_owned(),
+            format!("{failed} tasks failed, more than maxFailedIndexes ({most}); stopping the others; {tally}"),
+        )
     } else if failing(view, &status) {
         let culprit = first_failure(&status).map_or(0, |t| t.index);
         (

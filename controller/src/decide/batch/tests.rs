@@ -503,3 +503,86 @@ fn suspending_a_run_of_several_tasks_stops_them_all_and_resuming_relaunches() {
     let steps = run.steps(100);
     assert_eq!(launched(&steps), vec![0, 1], "{steps:?}");
 }
+
+/// ECS reporting index `index`'s task stopped by a StopTask (SIGTERM, exit 143).
+fn stopped_by_us(index: u32, attempt: i32) -> TrackObservation {
+    let TrackObservation::Found { task, containers } = exited(index, attempt, 143) else { unreachable!() };
+    let task = TaskSnapshot {
+        stop_code: Some("UserInitiated".into()),
+        stopped_reason: Some("ecsrun: enough tasks succeeded (jobs/shards)".into()),
+        ..task
+    };
+    TrackObservation::Found { task, containers }
+}
+
+/// `tasksToSucceed`: once two of four tasks succeeded the run succeeds; the two still running are stopped
+/// and marked NotNeeded, which is no failure.
+#[test]
+fn tasks_to_succeed_ends_the_run_in_success_and_stops_the_rest() {
+    let mut run = Batch::new(spec(serde_json::json!({"count": 4, "tasksToSucceed": 2})));
+    run.reconcile(0, all_run);
+    run.reconcile(1, all_run);
+    let two_done = |index: u32, step: &Step| match (index, step) {
+        (0 | 1, Step::Track { .. }) => Some(Observed::Track(exited(index, 1, 0))),
+        _ => all_run(index, step),
+    };
+    let plan = run.reconcile(40, two_done);
+    assert_eq!(run.status.task.phase, Some(Phase::Stopping), "{:?}", run.status.task.message);
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::NOT_NEEDED));
+    let mut stopped: Vec<String> = plan.stops.iter().map(|s| s.task_arn.clone()).collect();
+    stopped.sort();
+    assert_eq!(stopped, vec![arn(2, 1), arn(3, 1)]);
+    assert!(
+        run.steps(41).iter().all(|(_, step)| matches!(step, Step::Track { .. })),
+        "nothing launches: {:?}",
+        run.steps(41)
+    );
+    let rest_stopped = |index: u32, step: &Step| match step {
+        Step::Track { .. } => Some(Observed::Track(stopped_by_us(index, 1))),
+        _ => all_run(index, step),
+    };
+    run.reconcile(50, rest_stopped);
+    assert_eq!(run.status.task.phase, Some(Phase::Succeeded), "{:?}", run.status.task.message);
+    assert_eq!(run.status.succeeded_tasks, Some(2));
+    assert_eq!(run.status.failed_tasks, Some(0));
+    for index in [2, 3] {
+        assert_eq!(run.lane(index).task.reason.as_deref(), Some(reason::NOT_NEEDED), "index {index}");
+    }
+    assert!(run.steps(60).is_empty());
+}
+
+/// `maxFailedIndexes: 1` with `failFast: false`: one failed task is tolerated while the others run; a
+/// second stops the rest and fails the run.
+#[test]
+fn max_failed_indexes_stops_the_run_past_its_budget() {
+    let mut run = Batch::new(spec(serde_json::json!({
+        "count": 4, "retryPolicy": {"failFast": false, "maxFailedIndexes": 1}
+    })));
+    run.reconcile(0, all_run);
+    run.reconcile(1, all_run);
+    let first_fails = |index: u32, step: &Step| match (index, step) {
+        (0, Step::Track { .. }) => Some(Observed::Track(exited(0, 1, 1))),
+        _ => all_run(index, step),
+    };
+    let plan = run.reconcile(40, first_fails);
+    assert!(plan.stops.is_empty(), "one failure is within the budget: {:?}", plan.stops);
+    assert_eq!(run.status.task.phase, Some(Phase::Running));
+    let second_fails = |index: u32, step: &Step| match (index, step) {
+        (1, Step::Track { .. }) => Some(Observed::Track(exited(1, 1, 1))),
+        _ => all_run(index, step),
+    };
+    let plan = run.reconcile(50, second_fails);
+    assert_eq!(plan.stops.len(), 2, "{:?}", plan.stops);
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::MAX_FAILED_INDEXES_EXCEEDED));
+    let rest_stopped = |index: u32, step: &Step| match step {
+        Step::Track { .. } => Some(Observed::Track(stopped_by_us(index, 1))),
+        _ => all_run(index, step),
+    };
+    run.reconcile(60, rest_stopped);
+    assert_eq!(run.status.task.phase, Some(Phase::Failed), "{:?}", run.status.task.message);
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::MAX_FAILED_INDEXES_EXCEEDED));
+    assert_eq!(run.status.failed_tasks, Some(4));
+    for index in [2, 3] {
+        assert_eq!(run.lane(index).task.reason.as_deref(), Some(reason::FAIL_FAST), "stopped for the others: {index}");
+    }
+}
