@@ -87,8 +87,25 @@ async fn install_admission(env: &Env, release: &str, mode: &str, label: &str) ->
 
 /// Server-side dry-run create of a run: Ok(warnings) if admitted, Err(message) if refused.
 async fn admit(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<Result<String, String>> {
+    admit_object(env, namespace, &env.manifest(yaml).map(|run| serde_yaml_ng::to_string(&run))??).await
+}
+
+/// The run of `yaml` as the runTemplate of a nightly EcsTaskSchedule.
+fn as_schedule(env: &Env, yaml: &str) -> anyhow::Result<String> {
+    let run = env.manifest(yaml)?;
+    let schedule = json!({
+        "apiVersion": "ecsrun.dev/v1alpha1",
+        "kind": "EcsTaskSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 2 * * *", "runTemplate": {"spec": run.spec}}
+    });
+    Ok(serde_yaml_ng::to_string(&schedule)?)
+}
+
+/// Server-side dry-run create of any object: Ok(warnings) if admitted, Err(message) if refused.
+async fn admit_object(env: &Env, namespace: &str, manifest: &str) -> anyhow::Result<Result<String, String>> {
     let path = env.work.join(format!("admit-{namespace}-{}.yaml", rand_suffix()));
-    std::fs::write(&path, env.manifest(yaml).map(|run| serde_yaml_ng::to_string(&run))??)?;
+    std::fs::write(&path, manifest)?;
     let mut create = kubectl(env);
     create.args(["create", "--dry-run=server", "-n", namespace, "-f"]).arg(&path);
     let output = tokio::task::spawn_blocking(move || create.output()).await??;
@@ -320,6 +337,14 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             }
             Err(_) => {}
         }
+        // The same run as a schedule's runTemplate is refused in the same words.
+        match admit_object(&env, namespace, &as_schedule(&env, yaml)?).await? {
+            Ok(_) => failures.push(format!("{what}, as a schedule's runTemplate: admitted")),
+            Err(message) if !message.contains(&expected) => {
+                failures.push(format!("{what}, as a schedule's runTemplate: {message} (expected: {expected})"))
+            }
+            Err(_) => {}
+        }
     }
     ensure!(failures.is_empty(), "admission:\n{}", failures.join("\n"));
     // What the same rules allow is admitted: a volume as the team's role, 5 tasks, FARGATE_SPOT.
@@ -336,6 +361,9 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     for (namespace, yaml) in &allowed {
         if let Err(message) = admit(&env, namespace, yaml).await? {
             bail!("admission refused what the policy allows in {namespace}: {message}\n{yaml}");
+        }
+        if let Err(message) = admit_object(&env, namespace, &as_schedule(&env, yaml)?).await? {
+            bail!("admission refused a schedule of what the policy allows in {namespace}: {message}\n{yaml}");
         }
     }
 
