@@ -160,20 +160,18 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
             requeue = Some(requeue.map_or(after, |current| current.min(after)));
         }
     };
-    // Indexes whose task was stopped as not needed: however it ended, it ended for that.
-    let stopped_not_needed: Vec<i32> = status
-        .tasks
-        .iter()
-        .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(reason::NOT_NEEDED))
-        .map(|t| t.index)
-        .collect();
-    // Indexes whose task failFast was stopping: however it ended, it ended for failFast.
-    let stopped_for_fail_fast: Vec<i32> = status
-        .tasks
-        .iter()
-        .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(reason::FAIL_FAST))
-        .map(|t| t.index)
-        .collect();
+    // Indexes whose task was being stopped as not needed, or for failFast: however it ended, it ended
+    // for that.
+    let stopping_for = |why: &str| -> Vec<i32> {
+        status
+            .tasks
+            .iter()
+            .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(why))
+            .map(|t| t.index)
+            .collect()
+    };
+    let stopped_not_needed = stopping_for(reason::NOT_NEEDED);
+    let stopped_for_fail_fast = stopping_for(reason::FAIL_FAST);
     // An index's own Events are not published: per-index detail lives in status.tasks, and a run of 100
     // tasks would otherwise write hundreds of Events. The run tells its own transitions (below).
     for (index, plan) in plans {
@@ -198,19 +196,8 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
                 Some(Phase::Failed) if !stopped_not_needed.contains(&lane.index) && failed_on_its_own(lane) => {}
                 _ if !is_active(lane) => not_needed(lane),
                 _ => {
-                    let Some(task_arn) = lane.task.task_arn.clone() else { continue };
-                    if lane.task.desired_status.as_deref() != Some("STOPPED")
-                        && !stops.iter().any(|s: &StopTask| s.task_arn == task_arn)
-                    {
-                        stops.push(StopTask { task_arn: task_arn.clone(), reason: why.clone() });
-                    }
-                    lane.task.phase = Some(Phase::Stopping);
-                    lane.task.reason = Some(reason::NOT_NEEDED.to_owned());
-                    lane.task.message =
-                        Some(format!("stopping task {}: enough tasks succeeded (tasksToSucceed)", task_id(lane)));
-                    for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
-                        follow.every = follow.every.min(STOPPING_POLL);
-                    }
+                    let message = format!("stopping task {}: enough tasks succeeded (tasksToSucceed)", task_id(lane));
+                    stop_lane(lane, reason::NOT_NEEDED, message, &why, &mut stops, &mut follows);
                 }
             }
         }
@@ -219,7 +206,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
             .tasks
             .iter()
             .filter(|t| !stopped_for_fail_fast.contains(&t.index))
-            .find(|t| t.task.phase == Some(Phase::Failed) && t.task.reason.as_deref() != Some(reason::FAIL_FAST))
+            .find(|t| failed_on_its_own(t))
             .map_or(0, |t| t.index);
         let why = view.stop_reason(&format!("task index {culprit} failed"));
         for lane in status.tasks.iter_mut().filter(|t| t.index != culprit) {
@@ -229,23 +216,11 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
                 Some(Phase::Pending) if !is_active(lane) => fail_fast(lane, culprit),
                 Some(Phase::Failed) if stopped_by_us => fail_fast(lane, culprit),
                 Some(Phase::Failed | Phase::Succeeded | Phase::Unknown) | None => {}
-                Some(_) => {
-                    let Some(task_arn) = lane.task.task_arn.clone().filter(|_| is_active(lane)) else { continue };
-                    if lane.task.desired_status.as_deref() != Some("STOPPED")
-                        && !stops.iter().any(|s: &StopTask| s.task_arn == task_arn)
-                    {
-                        stops.push(StopTask { task_arn: task_arn.clone(), reason: why.clone() });
-                    }
-                    if lane.task.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
-                        lane.task.phase = Some(Phase::Stopping);
-                        lane.task.reason = Some(reason::FAIL_FAST.to_owned());
-                        lane.task.message =
-                            Some(format!("stopping task {}: task index {culprit} failed", task_id(lane)));
-                    }
-                    for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
-                        follow.every = follow.every.min(STOPPING_POLL);
-                    }
+                Some(_) if is_active(lane) => {
+                    let message = format!("stopping task {}: task index {culprit} failed", task_id(lane));
+                    stop_lane(lane, reason::FAIL_FAST, message, &why, &mut stops, &mut follows);
                 }
+                Some(_) => {}
             }
         }
     }
@@ -286,6 +261,30 @@ fn ready_to_launch(view: &RunView, status: &EcsTaskRunStatus) -> bool {
 
 fn task_id(lane: &IndexedTaskStatus) -> &str {
     lane.task.task_id.as_deref().unwrap_or_default()
+}
+
+/// Stops lane's task (once: not if ECS is stopping it already or a StopTask is on its way) with `why`,
+/// marks the lane Stopping for `reason` (unless its deadline's stop came first), and follows it closely.
+fn stop_lane(
+    lane: &mut IndexedTaskStatus,
+    reason: &'static str,
+    message: String,
+    why: &str,
+    stops: &mut Vec<StopTask>,
+    follows: &mut [Follow],
+) {
+    let Some(task_arn) = lane.task.task_arn.clone() else { return };
+    if lane.task.desired_status.as_deref() != Some("STOPPED") && !stops.iter().any(|s| s.task_arn == task_arn) {
+        stops.push(StopTask { task_arn: task_arn.clone(), reason: why.to_owned() });
+    }
+    if lane.task.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
+        lane.task.phase = Some(Phase::Stopping);
+        lane.task.reason = Some(reason.to_owned());
+        lane.task.message = Some(message);
+    }
+    for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
+        follow.every = follow.every.min(STOPPING_POLL);
+    }
 }
 
 fn not_needed(lane: &mut IndexedTaskStatus) {
