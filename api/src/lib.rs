@@ -4,13 +4,17 @@
 
 pub mod cron;
 mod describe;
+mod launch;
 mod policy;
+mod retry;
 mod run;
 mod schedule;
 mod status;
 mod template;
 
+pub use launch::*;
 pub use policy::*;
+pub use retry::*;
 pub use run::*;
 pub use schedule::*;
 pub use status::*;
