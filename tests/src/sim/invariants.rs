@@ -136,6 +136,22 @@ pub fn check(
                 }
             }
         }
+        // An attempt ends Suspended only when the suspension stopped its task (or it had none): a task
+        // that ended by itself meanwhile is judged as it ended, so a failure is never hidden.
+        for (index, lane) in status.lanes() {
+            for attempt in lane.attempts.iter().filter(|a| a.outcome.as_deref() == Some("Suspended")) {
+                let Some(task) = attempt.task_arn.as_deref().and_then(|arn| by_arn.get(arn)) else { continue };
+                if task.snapshot.stop_code.as_deref() != Some("UserInitiated") {
+                    return broken(
+                        "only a task the suspension stopped ends its attempt Suspended",
+                        format!(
+                            "{name} index {index} attempt {}: {} stopped with {:?}",
+                            attempt.attempt, task.snapshot.task_arn, task.snapshot.stop_code
+                        ),
+                    );
+                }
+            }
+        }
         // A final phase stands.
         if let Some(uid) = run.metadata.uid.as_deref() {
             match (memory.finished.get(uid), status.task.phase) {
@@ -177,7 +193,12 @@ pub fn tenancy(
                         return broken(FORBIDDEN, format!("RunTask for a run nobody created: {uid:?} in {namespace}"));
                     }
                 };
-                if created_in != namespace || created != spec.as_ref() {
+                if spec.suspend {
+                    return broken("no launch for a suspended run", format!("RunTask in {namespace} for run {uid:?}"));
+                }
+                // Suspending and resuming is the one change a launched spec may carry.
+                let launched = EcsTaskRunSpec { suspend: created.suspend, ..spec.as_ref().clone() };
+                if created_in != namespace || *created != launched {
                     return broken(
                         FORBIDDEN,
                         format!("RunTask in {namespace} of a spec not the run's (created in {created_in})"),

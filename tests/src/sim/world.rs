@@ -221,7 +221,8 @@ impl World {
             0..6 => self.create(),
             6..8 => self.delete(false).await,
             8..9 => self.delete(true).await,
-            9..11 => self.stop().await,
+            9..10 => self.stop().await,
+            10..11 => self.toggle_suspend().await,
             11..45 => {
                 let id = self.acting_replica();
                 self.reconcile_one(id).await;
@@ -279,10 +280,18 @@ impl World {
                 self.replicas[id].acting = None;
             }
         }
+
         for round in 0..SETTLE_ROUNDS {
             self.step += 1;
             self.chaos.begin_step(self.step);
             self.advance(Duration::from_secs(20));
+            // A suspended run waits for its resume: every one (a run created again, too) is resumed, and
+            // must then finish.
+            for run in self.api.runs().iter().filter(|run| run.spec.suspend) {
+                let (namespace, name) = key(run);
+                self.say(format!("user resumes {namespace}/{name} while settling"));
+                self.api.edit_spec(&namespace, &name, |spec| spec.suspend = false);
+            }
             // Only tasks whose run still waits for them end by themselves: a task leaked by a run that
             // is gone or finished runs on, for the invariants to see.
             let waiting: Vec<String> = self
@@ -420,6 +429,16 @@ impl World {
             self.stats.runs += 1;
             self.create_run(&namespace, &name, spec);
         }
+    }
+
+    /// A user (or a queue such as Kueue) suspends a run, or resumes a suspended one.
+    async fn toggle_suspend(&mut self) {
+        let Some(run) = self.pick_run() else { return };
+        let (namespace, name) = key(&run);
+        let suspend = !run.spec.suspend;
+        self.say(format!("user sets suspend {suspend} on {namespace}/{name}"));
+        self.api.edit_spec(&namespace, &name, |spec| spec.suspend = suspend);
+        self.react(namespace, name).await;
     }
 
     async fn stop(&mut self) {
