@@ -228,6 +228,10 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         // ttlSecondsAfterFinished.
         &["delete", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
         &["patch", "ecstaskruns.ecsrun.dev", "--subresource=status", "-n", NAMESPACE],
+        // Schedules: their runs created, their status written.
+        &["create", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        &["watch", "ecstaskschedules.ecsrun.dev", "-n", NAMESPACE],
+        &["patch", "ecstaskschedules.ecsrun.dev", "--subresource=status", "-n", NAMESPACE],
         &["create", "events.events.k8s.io", "-n", NAMESPACE],
         &["get", "secrets", "-n", NAMESPACE],
         &["patch", "leases.coordination.k8s.io/ecsrun", "-n", RELEASE_NAMESPACE],
@@ -244,6 +248,8 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["list", "ecstaskruns.ecsrun.dev", "--all-namespaces"],
         &["get", "ecstaskruns.ecsrun.dev", "-n", "default"],
         &["update", "ecstaskruns.ecsrun.dev", "-n", NAMESPACE],
+        &["patch", "ecstaskschedules.ecsrun.dev", "-n", NAMESPACE],
+        &["delete", "ecstaskschedules.ecsrun.dev", "-n", NAMESPACE],
         &["patch", "leases.coordination.k8s.io/someone-elses", "-n", RELEASE_NAMESPACE],
         &["create", "customresourcedefinitions.apiextensions.k8s.io"],
         &["patch", "ecsrunpolicies.ecsrun.dev"],
@@ -326,9 +332,12 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
 async fn everything_it_may_do_is_needed(env: &Env) -> anyhow::Result<()> {
     // (resource, resource names, verbs), as kubectl prints them.
     let needed: &[(&str, &str, &str)] = &[
-        ("ecstaskruns.ecsrun.dev", "[]", "[get list watch patch delete]"),
+        ("ecstaskruns.ecsrun.dev", "[]", "[get list watch create patch delete]"),
         ("ecstaskruns.ecsrun.dev/status", "[]", "[patch]"),
         ("ecstaskruns.ecsrun.dev/finalizers", "[]", "[update]"),
+        ("ecstaskschedules.ecsrun.dev", "[]", "[get list watch]"),
+        ("ecstaskschedules.ecsrun.dev/status", "[]", "[patch]"),
+        ("ecstaskschedules.ecsrun.dev/finalizers", "[]", "[update]"),
         ("events.events.k8s.io", "[]", "[create patch]"),
         ("secrets", "[]", "[get]"),
         ("ecsrunpolicies.ecsrun.dev", "[]", "[list watch]"),
