@@ -3,8 +3,7 @@
 --     <this file>
 -- A run is Healthy once it succeeded, Degraded once it failed or its outcome cannot be known, Suspended
 -- while spec.suspend holds it (nothing running), and Progressing otherwise (no status yet, Pending,
--- Running, Stopping). Argo CD gives health scripts no
--- string library, so this uses none. hack/test runs it with gopher-lua, as Argo CD does, against runs
+-- Running, Stopping). Argo CD gives health scripts no string library, so this uses none. hack/test runs it with gopher-lua, as Argo CD does, against runs
 -- the controller took through each phase.
 local health = { status = "Progressing", message = "Waiting for the controller" }
 if obj.status == nil or obj.status.phase == nil then
