@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let client =
         ecsrun::kube_client::instrumented(kube_config, metrics.clone()).context("connecting to the Kubernetes API")?;
     reconcile::ensure_crd_installed(&client, &config.watch_namespaces).await.context(
-        "listing EcsTaskRuns failed: is the CRD installed? (kubectl apply -f crds/) Does the controller's RBAC allow it?",
+        "listing EcsTaskRuns and EcsTaskSchedules failed: are the CRDs installed? (kubectl apply --server-side -f crds/) Does the controller's RBAC allow it?",
     )?;
 
     let ready = Arc::new(AtomicBool::new(false));

@@ -17,17 +17,30 @@ use super::{Context, FIELD_MANAGER, RunKey, error_policy, reconcile};
 use crate::api::EcsTaskRun;
 use crate::ecs::Ecs;
 
-/// Fails fast, with the fix in the message, when the CRD is not installed (or RBAC forbids the watch):
-/// lists runs where the controller will watch them.
+/// Fails fast, with the fix in the message, when a CRD is not installed (or RBAC forbids the watch): lists
+/// runs and schedules where the controller will watch them.
 pub async fn ensure_crd_installed(client: &Client, namespaces: &[String]) -> Result<(), kube::Error> {
-    let apis: Vec<Api<EcsTaskRun>> = match namespaces {
-        [] => vec![Api::all(client.clone())],
-        namespaces => namespaces.iter().map(|namespace| Api::namespaced(client.clone(), namespace)).collect(),
-    };
-    for api in apis {
-        api.list(&ListParams::default().limit(1)).await?;
+    let scopes: Vec<Option<&str>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.iter().map(|n| Some(n.as_str())).collect() };
+    for scope in scopes {
+        list_one::<EcsTaskRun>(client, scope).await?;
+        list_one::<crate::api::EcsTaskSchedule>(client, scope).await?;
     }
     Ok(())
+}
+
+async fn list_one<K>(client: &Client, namespace: Option<&str>) -> Result<(), kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
+        None => Api::all(client.clone()),
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+    };
+    api.list(&ListParams::default().limit(1)).await.map(|_| ())
 }
 
 /// Runs the controller until `stop` turns true: one watch over all namespaces, or one per listed
