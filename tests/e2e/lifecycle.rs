@@ -147,14 +147,24 @@ async fn ttl_after_finished(env: Arc<Env>) -> anyhow::Result<()> {
 async fn kubectl_wait_for_succeeded(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(NAMESPACE, &env.manifest(&fargate_run("kubectl-wait", "batch", "transform", ""))?).await?;
     let kubeconfig = env.kubeconfig.clone();
-    let output = tokio::task::spawn_blocking(move || {
+    let wait = move || {
         Command::new("kubectl")
-            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECONFIG", &kubeconfig)
             .args(["wait", "--for=condition=Succeeded", "etr/kubectl-wait", "-n", NAMESPACE, "--timeout=90s"])
             .output()
-    })
-    .await?
-    .context("running kubectl (it is on the machine image; install it if this fails)")?;
+    };
+    let mut output = tokio::task::spawn_blocking(wait.clone())
+        .await?
+        .context("running kubectl (it is on the machine image; install it if this fails)")?;
+    // Under load kubectl wait once answered NotFound for a run the controller was already following (its
+    // first read went to a watch cache behind the create): a user would run it again, and so does this.
+    for _ in 0..3 {
+        if output.status.success() || !String::from_utf8_lossy(&output.stderr).contains("NotFound") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        output = tokio::task::spawn_blocking(wait.clone()).await??;
+    }
     ensure!(
         output.status.success(),
         "kubectl wait failed: {}{}",
