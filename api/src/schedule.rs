@@ -72,12 +72,12 @@ pub struct EcsTaskScheduleSpec {
     pub time_zone: Option<String>,
 
     /// What a slot does while an earlier run is still active. `Allow`: runs overlap. `Forbid`: the slot
-    /// is skipped. `Replace`: the active runs are deleted (their tasks stopped) and the new one created.
+    /// is passed over. `Replace`: the active runs are deleted (their tasks stopped) and the new one created.
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
 
     /// How late a slot may still start, in seconds (at least 10). A slot missed by more (the controller
-    /// down, the schedule suspended) is skipped. Absent: the latest missed slot always runs.
+    /// down, the schedule suspended) is passed over. Absent: the latest missed slot always runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 31536000))]
     pub starting_deadline_seconds: Option<i64>,

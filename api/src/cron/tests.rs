@@ -58,7 +58,7 @@ fn no_fixed_time_of_the_fall_back_day_runs_twice() {
 
 #[test]
 fn a_job_every_half_hour_runs_through_both_passes_of_the_repeated_hour() {
-    // 02:00 CEST, 02:30 CEST, 02:00 CET, 02:30 CET: every 30 minutes of real time, none skipped or doubled.
+    // 02:00 CEST, 02:30 CEST, 02:00 CET, 02:30 CET: every 30 minutes of real time, none missing or doubled.
     let berlin = slots("*/30 * * * *", "Europe/Berlin");
     assert_eq!(
         between(&berlin, "2026-10-25T00:00:00Z", "2026-10-25T02:00:00Z"),

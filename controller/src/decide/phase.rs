@@ -123,7 +123,7 @@ pub(super) fn set_phase(
     status.observed_generation = view.generation;
     // Unknown is metav1.Condition's third status: `kubectl wait --for=condition=Succeeded` (or Failed)
     // does not return for a run whose outcome nobody knows.
-    let wanted: Vec<(&str, &str)> = match phase {
+    let mut wanted: Vec<(&str, &str)> = match phase {
         Phase::Succeeded => vec![(READY, "True"), (SUCCEEDED, "True")],
         Phase::Failed => vec![(READY, "False"), (STALLED, "True"), (FAILED, "True")],
         Phase::Unknown => vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown"), (FAILED, "Unknown")],
@@ -134,7 +134,6 @@ pub(super) fn set_phase(
             vec![(READY, "False"), (RECONCILING, "True")]
         }
     };
-    let mut wanted = wanted;
     // Once suspended, the condition stays, False when the run is not (any more).
     if reason != super::reason::SUSPENDED && status.conditions.iter().any(|c| c.type_ == SUSPENDED) {
         wanted.push((SUSPENDED, "False"));
