@@ -111,12 +111,13 @@ pub async fn delete_schedule(env: &Env, namespace: &str, name: &str) -> anyhow::
 }
 
 /// Sleeps until `second` past the next minute that starts at least `margin` from now.
-async fn until_second_of_minute(second: u64) {
+/// Sleeps until `second` seconds past the minute that starts `minutes` whole minutes after `since`'s
+/// minute: at least `minutes` slot boundaries of an every-minute schedule lie between the two.
+async fn until_second_of_minute_after(since: Timestamp, minutes: u64, second: u64) {
+    let since = since.as_millisecond() as u64;
+    let target = (since - since % 60_000) + minutes * 60_000 + second * 1000;
     let now = Timestamp::now().as_millisecond() as u64;
-    let into_minute = now % 60_000;
-    let target = second * 1000;
-    let wait = if into_minute < target { target - into_minute } else { 60_000 - into_minute + target };
-    tokio::time::sleep(Duration::from_millis(wait)).await;
+    tokio::time::sleep(Duration::from_millis(target.saturating_sub(now))).await;
 }
 
 async fn one_run_per_slot(env: Arc<Env>) -> anyhow::Result<()> {
@@ -243,6 +244,7 @@ async fn replace(env: Arc<Env>) -> anyhow::Result<()> {
 /// deadline of 10 s the latest slot is 20 s late and passed over.
 async fn missed_after_suspension(env: Arc<Env>) -> anyhow::Result<()> {
     let (plain, strict) = ("resumed", "resumed-strict");
+    let created_at = Timestamp::now();
     apply(&env, NAMESPACE, &schedule_yaml(plain, "  suspend: true\n", "")).await?;
     apply(&env, NAMESPACE, &schedule_yaml(strict, "  suspend: true\n  startingDeadlineSeconds: 10\n", "")).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -251,8 +253,9 @@ async fn missed_after_suspension(env: Arc<Env>) -> anyhow::Result<()> {
         let suspended = status.conditions.iter().find(|c| c.type_ == "Suspended").context("Suspended")?;
         ensure!(suspended.status == "True" && status.next_schedule_time.is_none(), "{name}: {status:?}");
     }
-    until_second_of_minute(20).await;
-    until_second_of_minute(20).await;
+    // Two slots pass while suspended (one alone would not be a missed slot), and the resume comes 20 s
+    // after the second: later than the strict schedule's 10 s deadline.
+    until_second_of_minute_after(created_at, 2, 20).await;
     ensure!(runs_of(&env, NAMESPACE, plain).await?.is_empty(), "a suspended schedule created a run");
     let resumed_at = Timestamp::now();
     apply(&env, NAMESPACE, &schedule_yaml(plain, "  suspend: false\n", "")).await?;
