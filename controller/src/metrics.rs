@@ -56,6 +56,16 @@ pub struct Metrics {
     pub task_vcpu_seconds: CounterVec,
     /// GiB-seconds of memory the runs' tasks used, by namespace and capacity provider.
     pub task_gib_seconds: CounterVec,
+    /// Task state change events received, by outcome (`applied`, `stale`, `unfollowed`, `foreign`,
+    /// `malformed`).
+    pub task_events: IntCounterVec,
+    /// From ECS's change of a task (`detail.updatedAt`) to the event being applied.
+    pub task_event_delay: Histogram,
+    /// 1 while a region's task events flow; 0 while its tasks are polled instead, by region.
+    pub task_events_flowing: IntGaugeVec,
+    /// SQS calls by operation and outcome, and their latency.
+    pub sqs_calls: IntCounterVec,
+    pub sqs_call_duration: HistogramVec,
 }
 
 /// Capacity provider labels: ECS's own names as they are; any other name is an EC2 Auto Scaling group
@@ -183,6 +193,32 @@ impl Metrics {
         registry.register(Box::new(schedule_start_lag.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(policy_violations.clone()))?;
+        let task_events = IntCounterVec::new(
+            Opts::new("task_events_total", "ECS task state change events received from SQS, by outcome"),
+            &["outcome"],
+        )?;
+        let task_event_delay = Histogram::with_opts(
+            HistogramOpts::new("task_event_delay_seconds", "From ECS's change of a task to its event being applied")
+                .buckets(exponential_buckets(0.05, 2.0, 14)?),
+        )?;
+        let task_events_flowing = IntGaugeVec::new(
+            Opts::new("task_events_flowing", "1 while a region's task events flow, 0 while its tasks are polled"),
+            &["region"],
+        )?;
+        let sqs_calls = IntCounterVec::new(
+            Opts::new("sqs_calls_total", "SQS calls by operation and outcome"),
+            &["operation", "outcome"],
+        )?;
+        let sqs_call_duration = HistogramVec::new(
+            HistogramOpts::new("sqs_call_duration_seconds", "SQS call latency (ReceiveMessage includes its long poll)")
+                .buckets(exponential_buckets(0.005, 2.0, 14)?),
+            &["operation"],
+        )?;
+        registry.register(Box::new(task_events.clone()))?;
+        registry.register(Box::new(task_event_delay.clone()))?;
+        registry.register(Box::new(task_events_flowing.clone()))?;
+        registry.register(Box::new(sqs_calls.clone()))?;
+        registry.register(Box::new(sqs_call_duration.clone()))?;
         Ok(Self {
             registry,
             process,
@@ -208,6 +244,11 @@ impl Metrics {
             policy_violations,
             task_vcpu_seconds,
             task_gib_seconds,
+            task_events,
+            task_event_delay,
+            task_events_flowing,
+            sqs_calls,
+            sqs_call_duration,
         })
     }
 

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod fence;
 pub mod limit;
+pub mod task_events;
 pub mod templates;
 #[cfg(test)]
 pub mod testing;
@@ -123,6 +124,9 @@ pub struct TaskSnapshot {
     pub started_for_namespace: Option<String>,
     /// Who started it (`ecsrun/<run uid>[/<index>]` for ecsrun).
     pub started_by: Option<String>,
+    /// ECS's version of the task: it rises with every change, in DescribeTasks answers and in task state
+    /// change events alike, so the later of two looks is the one with the higher version.
+    pub version: Option<i64>,
 }
 
 impl TaskSnapshot {

@@ -7,8 +7,10 @@
 //! A sweep sends every due task, and fills its last batch with the tasks due soonest (those observed at
 //! least half their interval ago), so calls stay full and the set settles into full batches.
 //!
-//! This is also the seam for an event source (EventBridge → SQS): whatever feeds `record` and reports
-//! changes can replace the sweep.
+//! ECS's task state change events (EventBridge → SQS, `task_events`) feed `apply_event`. While a region's
+//! events flow, its tasks are described only when no event came for the events sweep interval: polling
+//! becomes the safety net. When they stop flowing, every task of the region is described at once and the
+//! region is polled again on the runs' own intervals.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -45,17 +47,44 @@ struct Entry<K> {
     due: Option<Instant>,
     observed_at: Option<Instant>,
     observation: Option<Seen>,
+    /// The highest ECS version of the task applied: a look (event or answer) at a lower one is older.
+    version: Option<i64>,
 }
 
 struct State<K> {
     tasks: HashMap<EcsTarget, HashMap<String, Entry<K>>>,
     by_key: HashMap<K, HashSet<(EcsTarget, String)>>,
+    /// Regions whose task events flow, with their sweep interval.
+    events: HashMap<String, Duration>,
 }
 
 impl<K> Default for State<K> {
     fn default() -> Self {
-        Self { tasks: HashMap::new(), by_key: HashMap::new() }
+        Self { tasks: HashMap::new(), by_key: HashMap::new(), events: HashMap::new() }
     }
+}
+
+/// How long a task goes undescribed after a look: its own interval `every`, or, while its region's events
+/// flow, the events `sweep` interval if that is longer.
+fn cadence(sweep: Option<Duration>, every: Duration) -> Duration {
+    sweep.map_or(every, |sweep| every.max(sweep))
+}
+
+impl Seen {
+    fn is_stopped(&self) -> bool {
+        matches!(&self.observation, Ok(TaskLookup::Found(task)) if task.is_stopped())
+    }
+}
+
+/// What became of a task state change event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Taken as the task's latest observation.
+    Applied,
+    /// Not above the version already applied: a duplicate, or overtaken by a later event or answer.
+    Stale,
+    /// A task no run follows (not ecsrun's, or its run is gone or not reconciled yet).
+    Unfollowed,
 }
 
 struct Shared<K, E> {
@@ -125,6 +154,7 @@ where
                 remove(&mut state.tasks, old_target, arn);
             }
         }
+        let events = state.events.get(&target.region).copied();
         let group = state.tasks.entry(target.clone()).or_default();
         for arn in task_arns {
             let entry = group.entry(arn.clone()).or_insert_with(|| Entry {
@@ -133,13 +163,15 @@ where
                 due: Some(now),
                 observed_at: None,
                 observation: None,
+                version: None,
             });
             entry.key = key.clone();
             if every < entry.every {
                 // Looked at more often from now on (a deletion waiting for STOPPED, a deadline).
                 entry.every = every;
+                let cadence = cadence(events, every);
                 if let (Some(due), Some(observed_at)) = (entry.due, entry.observed_at) {
-                    entry.due = Some(due.min(observed_at + every));
+                    entry.due = Some(due.min(observed_at + cadence));
                 }
             }
             entry.every = every;
@@ -171,11 +203,91 @@ where
         self.remember(target);
         let now = Instant::now();
         let mut state = self.state();
+        let state = &mut *state;
+        let events = state.events.get(&target.region).copied();
         if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(&task.task_arn)) {
+            let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
-            entry.due = (!task.is_stopped()).then_some(now + entry.every);
+            entry.due = (!task.is_stopped()).then_some(now + cadence);
             let at = self.shared.clock.now();
+            entry.version = entry.version.max(task.version);
             entry.observation = Some(Seen { observation: Ok(TaskLookup::Found(task.clone())), at });
+        }
+    }
+
+    /// Takes a task state change event from `region` as the task's latest observation, unless a look at
+    /// the same or a later version was applied already. A change is reported like a sweep's.
+    pub fn apply_event(&self, region: &str, task: TaskSnapshot) -> EventOutcome {
+        let Some(version) = task.version else { return EventOutcome::Stale };
+        let now = Instant::now();
+        let at = self.shared.clock.now();
+        let changed = {
+            let mut state = self.state();
+            let state = &mut *state;
+            let events = state.events.get(region).copied();
+            let found = state
+                .tasks
+                .iter_mut()
+                .filter(|(target, _)| target.region == region)
+                .find_map(|(_, group)| group.get_mut(&task.task_arn));
+            let Some(entry) = found else { return EventOutcome::Unfollowed };
+            if entry.version.is_some_and(|seen| version <= seen) {
+                return EventOutcome::Stale;
+            }
+            let mut task = task;
+            if let Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) = &entry.observation {
+                // Events carry no tags: the namespace tag read before still holds.
+                task.started_for_namespace = task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
+            }
+            let cadence = cadence(events, entry.every);
+            entry.observed_at = Some(now);
+            // No due time and not stopped: a DescribeTasks call is in flight, and its answer sets the next.
+            let in_flight = entry.due.is_none() && !entry.observation.as_ref().is_some_and(Seen::is_stopped);
+            if !in_flight || task.is_stopped() {
+                entry.due = (!task.is_stopped()).then_some(now + cadence);
+            }
+            entry.version = Some(version);
+            let observation = Ok(TaskLookup::Found(task));
+            let changed = entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation);
+            entry.observation = Some(Seen { observation, at });
+            changed.then(|| entry.key.clone())
+        };
+        if let Some(key) = changed {
+            self.report(vec![key]);
+        }
+        EventOutcome::Applied
+    }
+
+    /// The region's task events flow: from now on its tasks are described only when no event came for
+    /// `sweep` (or their own interval, if longer).
+    pub fn events_flowing(&self, region: &str, sweep: Duration) {
+        self.state().events.insert(region.to_owned(), sweep);
+    }
+
+    /// The region's task events stopped flowing (the queue is missing, unreadable, or its consumer
+    /// failed): every task of the region not in flight is described at the next tick, then on its own
+    /// interval, as without events. Returns whether they were flowing until now.
+    pub fn events_lost(&self, region: &str) -> bool {
+        let now = Instant::now();
+        let mut state = self.state();
+        let state = &mut *state;
+        if state.events.remove(region).is_none() {
+            return false;
+        }
+        for (_, group) in state.tasks.iter_mut().filter(|(target, _)| target.region == region) {
+            for entry in group.values_mut() {
+                entry.due = entry.due.map(|due| due.min(now));
+            }
+        }
+        true
+    }
+
+    fn report(&self, keys: Vec<K>) {
+        if let Some(changes) = self.shared.changes.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            for key in keys {
+                // The receiver is gone only when the controller stops reconciling.
+                let _ = changes.send(key);
+            }
         }
     }
 
@@ -231,14 +343,17 @@ where
         let batch_size = self.shared.batch_size;
         let mut state = self.state();
         let mut batches = Vec::new();
+        let state = &mut *state;
         for (target, group) in state.tasks.iter_mut() {
+            let events = state.events.get(&target.region).copied();
             let mut due: Vec<(Instant, &String)> = Vec::new();
             let mut early: Vec<(Instant, &String)> = Vec::new();
             for (arn, entry) in group.iter() {
                 let Some(at) = entry.due else { continue };
+                let cadence = cadence(events, entry.every);
                 if at <= now {
                     due.push((at, arn));
-                } else if entry.observed_at.is_none_or(|seen| now.duration_since(seen) >= entry.every / 2) {
+                } else if entry.observed_at.is_none_or(|seen| now.duration_since(seen) >= cadence / 2) {
                     early.push((at, arn));
                 }
             }
@@ -269,10 +384,13 @@ where
         let mut changed = Vec::new();
         {
             let mut state = self.state();
+            let state = &mut *state;
+            let events = state.events.get(&target.region).copied();
             let Some(group) = state.tasks.get_mut(&target) else { return };
             for arn in &arns {
                 // Forgotten while the call was in flight.
                 let Some(entry) = group.get_mut(arn) else { continue };
+                let cadence = cadence(events, entry.every);
                 let observation: Observation = match &result {
                     Ok(described) => Ok(described
                         .tasks
@@ -281,9 +399,21 @@ where
                         .map_or(TaskLookup::Missing, |task| TaskLookup::Found(task.clone()))),
                     Err(error) => Err(error.clone()),
                 };
+                if let Ok(TaskLookup::Found(task)) = &observation
+                    && entry.version.is_some_and(|seen| task.version.is_some_and(|version| version < seen))
+                {
+                    // An event applied while the call was in flight saw a later version: it stands.
+                    let stopped = entry.observation.as_ref().is_some_and(Seen::is_stopped);
+                    entry.due = (!stopped).then_some(now + cadence);
+                    entry.observed_at = Some(now);
+                    continue;
+                }
                 let stopped = matches!(&observation, Ok(TaskLookup::Found(task)) if task.is_stopped());
-                entry.due = (!stopped).then_some(now + entry.every);
+                entry.due = (!stopped).then_some(now + cadence);
                 entry.observed_at = Some(now);
+                if let Ok(TaskLookup::Found(task)) = &observation {
+                    entry.version = entry.version.max(task.version);
+                }
                 if entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation) {
                     changed.push(entry.key.clone());
                 }
@@ -294,12 +424,7 @@ where
         if let Err(error) = &result {
             debug!(cluster = %target.cluster, %error, tasks = arns.len(), "tracker sweep failed; retrying next interval");
         }
-        if let Some(changes) = self.shared.changes.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            for key in changed {
-                // The receiver is gone only when the controller stops reconciling.
-                let _ = changes.send(key);
-            }
-        }
+        self.report(changed);
     }
 }
 

@@ -35,6 +35,8 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             .map(str::to_owned)
             .or_else(|| task.launch_type().map(|launch_type| launch_type.as_str().to_owned())),
         started_by: task.started_by().map(str::to_owned),
+        // 0 is the SDK's default for an answer without one (emulators): no order known.
+        version: Some(task.version()).filter(|version| *version > 0),
         started_for_namespace: task
             .tags()
             .iter()

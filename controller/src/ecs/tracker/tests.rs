@@ -14,6 +14,8 @@ struct FakeEcs {
     tasks: Mutex<HashMap<String, &'static str>>,
     calls: Mutex<Vec<Vec<String>>>,
     fail: Mutex<bool>,
+    /// ECS's version of a task, when a test gives one.
+    versions: Mutex<HashMap<String, i64>>,
 }
 
 impl FakeEcs {
@@ -33,6 +35,7 @@ impl Ecs for FakeEcs {
             return Err(EcsError::new(EcsErrorKind::Server, "DescribeTasks", "internal"));
         }
         let known = self.tasks.lock().unwrap();
+        let versions = self.versions.lock().unwrap();
         Ok(Response::DescribeTasks(Described {
             tasks: arns
                 .iter()
@@ -40,6 +43,7 @@ impl Ecs for FakeEcs {
                     known.get(arn).map(|status| TaskSnapshot {
                         task_arn: arn.clone(),
                         last_status: Some((*status).into()),
+                        version: versions.get(arn).copied(),
                         ..TaskSnapshot::default()
                     })
                 })
@@ -229,4 +233,107 @@ async fn a_recorded_snapshot_is_the_latest_observation_without_a_call() {
     h.tracker.follow(&9, &target("c"), &[arn(9)], Duration::from_secs(5));
     sleep(6).await;
     assert_eq!(h.ecs.calls().len(), 1);
+}
+
+// Task state change events.
+
+const SWEEP: Duration = Duration::from_secs(300);
+
+fn event(i: usize, last_status: &str, version: i64) -> TaskSnapshot {
+    TaskSnapshot {
+        task_arn: arn(i),
+        last_status: Some(last_status.into()),
+        version: Some(version),
+        ..TaskSnapshot::default()
+    }
+}
+
+fn status_of(h: &Harness, i: usize) -> Option<String> {
+    match h.tracker.observation(&target("c"), &arn(i))?.observation {
+        Ok(TaskLookup::Found(task)) => task.last_status,
+        _ => None,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_events_flow_tasks_are_described_only_by_the_sweep() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.tracker.events_flowing("eu-west-1", SWEEP);
+    h.follow(0..150);
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().len(), 2, "every task is looked at once when it is first followed");
+    h.drain();
+    sleep(290).await;
+    assert_eq!(h.ecs.calls().len(), 2, "no call within the sweep interval, though the runs poll every 30 s");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(4, "STOPPED", 3)), EventOutcome::Applied);
+    assert_eq!(h.drain(), vec![4], "an event wakes its run at once");
+    assert_eq!(status_of(&h, 4).as_deref(), Some("STOPPED"));
+    sleep(20).await;
+    let swept: Vec<String> = h.ecs.calls()[2..].concat();
+    assert_eq!(swept.len(), 149, "the sweep: every task without an event for 300 s, the stopped one aside");
+    assert!(!swept.contains(&arn(4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicates_and_older_events_are_stale_and_change_nothing() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.tracker.events_flowing("eu-west-1", SWEEP);
+    h.follow(0..1);
+    sleep(2).await;
+    h.drain();
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 5)), EventOutcome::Applied);
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 5)), EventOutcome::Stale, "a duplicate");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 2)), EventOutcome::Stale, "late and older");
+    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"), "never regressed");
+    assert_eq!(h.drain(), vec![0], "one wake-up for the one change");
+    let unversioned = TaskSnapshot { version: None, ..event(0, "RUNNING", 0) };
+    assert_eq!(h.tracker.apply_event("eu-west-1", unversioned), EventOutcome::Stale, "no version, no order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_of_tasks_nobody_follows_or_of_another_region_are_unfollowed() {
+    let h = Harness::new(MAX_BATCH);
+    h.follow(0..1);
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(9, "RUNNING", 1)), EventOutcome::Unfollowed);
+    assert_eq!(h.tracker.apply_event("us-east-1", event(0, "RUNNING", 1)), EventOutcome::Unfollowed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_older_than_the_applied_event_does_not_undo_it() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..1);
+    h.ecs.versions.lock().unwrap().insert(arn(0), 2);
+    sleep(2).await;
+    h.drain();
+    // ECS's answer lags its own event (eventual consistency): RUNNING at version 2 after STOPPED at 4.
+    h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 4));
+    assert_eq!(h.drain(), vec![0]);
+    h.tracker.follow(&0, &target("c"), &[arn(0)], Duration::from_secs(5));
+    h.tracker.sweep_now().await;
+    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"));
+    assert_eq!(h.drain(), Vec::<usize>::new());
+    // A newer answer is taken as ever.
+    h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 5));
+    h.ecs.versions.lock().unwrap().insert(arn(0), 6);
+    h.tracker.sweep_now().await;
+    assert_eq!(h.drain(), vec![0, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_events_are_lost_every_task_is_described_at_once_then_polled_again() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.tracker.events_flowing("eu-west-1", SWEEP);
+    h.follow(0..50);
+    sleep(2).await;
+    h.drain();
+    sleep(60).await;
+    assert_eq!(h.ecs.calls().len(), 1);
+    h.ecs.set(&arn(7), "STOPPED");
+    assert!(h.tracker.events_lost("eu-west-1"));
+    assert!(!h.tracker.events_lost("eu-west-1"), "lost once; no second sweep for the same outage");
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().len(), 2, "one call for the 50 tasks at once");
+    assert_eq!(h.drain(), vec![7], "the transition the events missed is caught");
+    sleep(31).await;
+    assert_eq!(h.ecs.calls().len(), 3, "back on the runs' own interval");
 }

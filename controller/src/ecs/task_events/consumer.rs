@@ -1,0 +1,186 @@
+//! One queue's consumer: receive up to 10 messages, apply each through the tracker, then delete them, never
+//! before (a message deleted before it is applied is a transition lost if the process dies in between).
+//! Delivery is at least once and unordered; the tracker drops what is not above the version it applied.
+//! While receiving fails, the queue's region is polled as without events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tracing::{info, warn};
+
+use super::queue::{EventQueue, QueueError};
+use super::{Body, parse};
+use crate::ecs::Ecs;
+use crate::ecs::tracker::{EventOutcome, Tracker};
+use crate::metrics::Metrics;
+
+/// Where the consumer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    /// Not received anything yet: the region is polled.
+    Starting,
+    Flowing,
+    /// Receiving or deleting failed: the region is polled until a receive succeeds again.
+    Failing,
+}
+
+/// What a round changed, for the shell to tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// Events flow (first time, or again after `Lost`).
+    Flowing {
+        again: bool,
+    },
+    /// Events stopped flowing: the region is polled again.
+    Lost(QueueError),
+}
+
+/// What one round did, for tests and the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub received: usize,
+    pub applied: usize,
+    pub stale: usize,
+    pub unfollowed: usize,
+    pub foreign: usize,
+    pub malformed: usize,
+    pub deleted: usize,
+}
+
+pub struct Consumer<Q, K, E> {
+    queue: Q,
+    tracker: Tracker<K, E>,
+    /// The region whose tasks the queue's events are about (the tracker's feed is per region).
+    region: String,
+    /// How long a task goes without an event before the sweep describes it.
+    sweep: Duration,
+    metrics: Arc<Metrics>,
+    feed: Feed,
+}
+
+impl<Q, K, E> Consumer<Q, K, E>
+where
+    Q: EventQueue,
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    E: Ecs,
+{
+    pub fn new(queue: Q, tracker: Tracker<K, E>, region: String, sweep: Duration, metrics: Arc<Metrics>) -> Self {
+        metrics.task_events_flowing.with_label_values(&[&region]).set(0);
+        Self { queue, tracker, region, sweep, metrics, feed: Feed::Starting }
+    }
+
+    pub fn url(&self) -> &str {
+        self.queue.url()
+    }
+
+    /// One receive, apply and delete.
+    pub async fn round(&mut self) -> (Round, Change) {
+        let messages = match self.queue.receive().await {
+            Ok(messages) => messages,
+            Err(error) => return (Round::default(), self.lost(error)),
+        };
+        let change = self.flowing();
+        let mut round = Round { received: messages.len(), ..Round::default() };
+        for message in &messages {
+            let outcome = match parse(&message.body) {
+                Ok(Body::Task(event)) => {
+                    let updated_at = event.updated_at;
+                    match self.tracker.apply_event(&event.region, event.task) {
+                        EventOutcome::Applied => {
+                            if let Some(updated_at) = updated_at {
+                                let delay = Timestamp::now().duration_since(updated_at).as_secs_f64().max(0.0);
+                                self.metrics.task_event_delay.observe(delay);
+                            }
+                            round.applied += 1;
+                            "applied"
+                        }
+                        EventOutcome::Stale => {
+                            round.stale += 1;
+                            "stale"
+                        }
+                        EventOutcome::Unfollowed => {
+                            round.unfollowed += 1;
+                            "unfollowed"
+                        }
+                    }
+                }
+                Ok(Body::Foreign) => {
+                    round.foreign += 1;
+                    "foreign"
+                }
+                Err(error) => {
+                    // Deleted all the same: a body that cannot be read now never will be.
+                    warn!(queue = %self.queue.url(), message = %message.id, %error, "dropping an unreadable message");
+                    round.malformed += 1;
+                    "malformed"
+                }
+            };
+            self.metrics.task_events.with_label_values(&[outcome]).inc();
+        }
+        match self.queue.delete(&messages).await {
+            Ok(deleted) => round.deleted = deleted,
+            // Applied already; they come back after the visibility timeout and are dropped as stale.
+            Err(error) => return (round, self.lost(error)),
+        }
+        (round, change)
+    }
+
+    fn flowing(&mut self) -> Change {
+        let before = self.feed;
+        if before == Feed::Flowing {
+            return Change::None;
+        }
+        self.feed = Feed::Flowing;
+        self.tracker.events_flowing(&self.region, self.sweep);
+        self.metrics.task_events_flowing.with_label_values(&[&self.region]).set(1);
+        Change::Flowing { again: before == Feed::Failing }
+    }
+
+    fn lost(&mut self, error: QueueError) -> Change {
+        let before = self.feed;
+        self.feed = Feed::Failing;
+        self.tracker.events_lost(&self.region);
+        self.metrics.task_events_flowing.with_label_values(&[&self.region]).set(0);
+        if before == Feed::Failing { Change::None } else { Change::Lost(error) }
+    }
+
+    /// Whether the last round failed: the caller waits before the next.
+    pub fn failing(&self) -> bool {
+        self.feed == Feed::Failing
+    }
+}
+
+/// The wait after the `failures`-th failed round in a row: 1 s doubling to a minute.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+}
+
+/// Runs rounds until dropped, telling each change through `tell` (the shell's Events and log).
+pub async fn run<Q, K, E, F, Fut>(mut consumer: Consumer<Q, K, E>, tell: F)
+where
+    Q: EventQueue,
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    E: Ecs,
+    F: Fn(Change) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    info!(queue = %consumer.url(), region = %consumer.region, sweep = ?consumer.sweep, "following task state change events");
+    let mut failures = 0;
+    loop {
+        let (_, change) = consumer.round().await;
+        if change != Change::None {
+            tell(change).await;
+        }
+        if consumer.failing() {
+            tokio::time::sleep(backoff(failures)).await;
+            failures += 1;
+        } else {
+            failures = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! The consumer against an in-memory queue and a real tracker (over the recording ECS double).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use super::*;
+use crate::ecs::task_events::queue::Message;
+use crate::ecs::testing::Recording;
+use crate::ecs::{EcsTarget, Identity, TaskLookup};
+
+const REGION: &str = "eu-west-1";
+const ARN: &str = "arn:aws:ecs:eu-west-1:111122223333:task/batch/t1";
+
+/// A queue whose receives answer from a script; deletes are recorded with what the tracker had applied by
+/// then, to show that nothing is deleted before it is applied.
+struct ScriptedQueue {
+    receives: Mutex<VecDeque<Result<Vec<Message>, QueueError>>>,
+    deletes: Mutex<Vec<(Vec<String>, Option<String>)>>,
+    delete_error: Mutex<Option<QueueError>>,
+    tracker: Tracker<usize, Recording>,
+}
+
+impl EventQueue for Arc<ScriptedQueue> {
+    fn url(&self) -> &str {
+        "https://sqs.eu-west-1.amazonaws.com/111122223333/ecsrun-task-events"
+    }
+
+    async fn receive(&self) -> Result<Vec<Message>, QueueError> {
+        self.receives.lock().unwrap().pop_front().unwrap_or(Ok(Vec::new()))
+    }
+
+    async fn delete(&self, messages: &[Message]) -> Result<usize, QueueError> {
+        let applied = match self.tracker.observation(&target(), ARN).map(|seen| seen.observation) {
+            Some(Ok(TaskLookup::Found(task))) => task.last_status,
+            _ => None,
+        };
+        let ids = messages.iter().map(|message| message.id.clone()).collect();
+        self.deletes.lock().unwrap().push((ids, applied));
+        match self.delete_error.lock().unwrap().clone() {
+            Some(error) => Err(error),
+            None => Ok(messages.len()),
+        }
+    }
+}
+
+fn target() -> EcsTarget {
+    EcsTarget { region: REGION.into(), identity: Identity::Default, cluster: "batch".into() }
+}
+
+fn body(last_status: &str, version: i64, started_by: &str) -> String {
+    serde_json::json!({
+        "detail-type": "ECS Task State Change", "source": "aws.ecs", "region": REGION,
+        "detail": {"taskArn": ARN, "lastStatus": last_status, "version": version, "startedBy": started_by,
+                   "updatedAt": "2026-12-03T10:00:00Z", "containers": []}
+    })
+    .to_string()
+}
+
+fn message(id: &str, body: String) -> Message {
+    Message { id: id.into(), receipt: format!("receipt-{id}"), body }
+}
+
+type TestConsumer = Consumer<Arc<ScriptedQueue>, usize, Recording>;
+
+fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<ScriptedQueue>, Arc<Metrics>) {
+    let tracker = Tracker::new(Arc::new(Recording::default()), 100, crate::clock::Clock::default());
+    let _changes = tracker.restart();
+    tracker.follow(&1, &target(), &[ARN.to_owned()], Duration::from_secs(30));
+    let queue = Arc::new(ScriptedQueue {
+        receives: Mutex::new(receives.into()),
+        deletes: Mutex::default(),
+        delete_error: Mutex::default(),
+        tracker: tracker.clone(),
+    });
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let consumer = Consumer::new(queue.clone(), tracker, REGION.into(), Duration::from_secs(300), metrics.clone());
+    (consumer, queue, metrics)
+}
+
+#[tokio::test]
+async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
+    let (mut consumer, queue, metrics) = setup(vec![Ok(vec![
+        message("running", body("RUNNING", 2, "ecsrun/uid-1")),
+        message("stopped", body("STOPPED", 4, "ecsrun/uid-1")),
+        message("duplicate", body("STOPPED", 4, "ecsrun/uid-1")),
+        message("late", body("PENDING", 1, "ecsrun/uid-1")),
+        message("service", body("RUNNING", 1, "ecs-svc/123")),
+        message("garbage", "{".into()),
+    ])]);
+    let (round, change) = consumer.round().await;
+    assert_eq!(change, Change::Flowing { again: false });
+    assert_eq!(round, Round { received: 6, applied: 2, stale: 2, unfollowed: 0, foreign: 1, malformed: 1, deleted: 6 });
+    let deletes = queue.deletes.lock().unwrap().clone();
+    assert_eq!(deletes.len(), 1, "one batch delete");
+    assert_eq!(deletes[0].0.len(), 6, "every message, the unreadable one too");
+    assert_eq!(deletes[0].1.as_deref(), Some("STOPPED"), "deleted only once the latest was applied");
+    assert_eq!(metrics.task_events.with_label_values(&["applied"]).get(), 2);
+    assert_eq!(metrics.task_events.with_label_values(&["stale"]).get(), 2);
+    assert_eq!(metrics.task_events.with_label_values(&["foreign"]).get(), 1);
+    assert_eq!(metrics.task_events.with_label_values(&["malformed"]).get(), 1);
+    assert_eq!(metrics.task_events_flowing.with_label_values(&[REGION]).get(), 1);
+    assert_eq!(metrics.task_event_delay.get_sample_count(), 2);
+}
+
+#[tokio::test]
+async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
+    let missing = QueueError::Missing("no such queue".into());
+    let (mut consumer, _, metrics) = setup(vec![
+        Ok(vec![]),
+        Err(missing.clone()),
+        Err(missing.clone()),
+        Ok(vec![message("m", body("RUNNING", 2, "ecsrun/uid-1"))]),
+    ]);
+    assert_eq!(consumer.round().await.1, Change::Flowing { again: false });
+    assert_eq!(consumer.round().await.1, Change::Lost(missing));
+    assert!(consumer.failing());
+    assert_eq!(metrics.task_events_flowing.with_label_values(&[REGION]).get(), 0);
+    assert_eq!(consumer.round().await.1, Change::None, "told once per outage");
+    let (round, change) = consumer.round().await;
+    assert_eq!(change, Change::Flowing { again: true });
+    assert_eq!(round.applied, 1);
+    assert!(!consumer.failing());
+}
+
+#[tokio::test]
+async fn a_failed_delete_is_an_outage_too_but_the_events_were_applied() {
+    let (mut consumer, queue, _) = setup(vec![Ok(vec![message("m", body("STOPPED", 3, "ecsrun/uid-1"))])]);
+    *queue.delete_error.lock().unwrap() = Some(QueueError::Denied("no sqs:DeleteMessage".into()));
+    let (round, change) = consumer.round().await;
+    assert_eq!(round.applied, 1);
+    assert!(matches!(change, Change::Lost(QueueError::Denied(_))), "{change:?}");
+}
+
+#[tokio::test]
+async fn a_first_receive_that_fails_is_lost_from_the_start() {
+    let (mut consumer, _, _) = setup(vec![Err(QueueError::Unavailable("connection refused".into()))]);
+    assert!(matches!(consumer.round().await.1, Change::Lost(QueueError::Unavailable(_))));
+}
+
+#[test]
+fn backoff_doubles_to_a_minute() {
+    let waits: Vec<u64> = (0..9).map(|failures| backoff(failures).as_secs()).collect();
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
