@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use crate::ecs::limit::{Ceiling, Ceilings};
+use crate::ecs::task_events::{EventSource, EventsSettings};
 use crate::policy::Mode;
 
 #[derive(Parser, Debug, Clone)]
@@ -132,6 +135,21 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_STS_SESSION_TAGS", default_value_t = true, action = clap::ArgAction::Set)]
     pub sts_session_tags: bool,
 
+    /// SQS queues that receive ECS's task state change events from an EventBridge rule, one per region,
+    /// comma-separated (docs/task-events.md). With them, runs learn of a change in seconds and tasks are
+    /// described only as a sweep; without them, every task is polled on its run's interval.
+    #[arg(long, env = "ECSRUN_ECS_EVENTS_QUEUE_URL", value_delimiter = ',')]
+    pub ecs_events_queue_url: Vec<String>,
+
+    /// With task events, how long a task goes without an event before a DescribeTasks sweep looks at it
+    /// (it catches an event that was dropped).
+    #[arg(long, env = "ECSRUN_EVENTS_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_sweep_interval)]
+    pub events_sweep_interval: Duration,
+
+    /// SQS endpoint URL override (emulators, VPC interface endpoints).
+    #[arg(long, env = "ECSRUN_SQS_ENDPOINT_URL")]
+    pub sqs_endpoint_url: Option<String>,
+
     /// Longest wait for in-flight reconciles on SIGTERM; keep it below the pod's grace period.
     #[arg(long, env = "ECSRUN_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -147,6 +165,33 @@ impl Config {
             log_read: self.logs_read_ceiling,
         }
     }
+
+    /// The task events' queues, if any; the controller's own Events about them regard its Pod.
+    pub fn task_events(&self, default_region: Option<&str>, pod: &str) -> Result<Option<EventsSettings>, String> {
+        if self.ecs_events_queue_url.is_empty() {
+            return Ok(None);
+        }
+        let sources = self
+            .ecs_events_queue_url
+            .iter()
+            .map(|url| EventSource::new(url, default_region))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|error| format!("--ecs-events-queue-url {error}"))?;
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.to_owned()),
+            namespace: Some(self.leader_elect_namespace.clone()),
+            ..ObjectReference::default()
+        };
+        Ok(Some(EventsSettings {
+            sources,
+            sweep: self.events_sweep_interval,
+            sqs_endpoint_url: self.sqs_endpoint_url.clone(),
+            call_timeout: self.ecs_call_timeout,
+            regarding,
+        }))
+    }
 }
 
 /// `RATE/BURST`: calls per second sustained, and how many may go at once.
@@ -157,6 +202,17 @@ fn parse_poll_interval(text: &str) -> Result<Duration, String> {
         Ok(every)
     } else {
         Err("must be between 5s and 10m".into())
+    }
+}
+
+/// A sweep is the safety net for dropped events: at least a poll interval, and within the hour ECS keeps a
+/// stopped task.
+fn parse_sweep_interval(text: &str) -> Result<Duration, String> {
+    let every = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if (Duration::from_secs(30)..=Duration::from_secs(30 * 60)).contains(&every) {
+        Ok(every)
+    } else {
+        Err("must be between 30s and 30m".into())
     }
 }
 
@@ -182,6 +238,8 @@ mod tests {
         assert_eq!(config.default_poll_interval, Duration::from_secs(30));
         assert!(config.watch_namespaces.is_empty());
         assert_eq!(config.describe_batch_size, 100);
+        assert!(config.ecs_events_queue_url.is_empty(), "polling unless a queue is given");
+        assert_eq!(config.events_sweep_interval, Duration::from_secs(300));
         assert_eq!(config.ceilings(), Ceilings::default(), "the flags' defaults are the library's");
         let config = Config::try_parse_from([
             "ecsrun-controller",
@@ -191,11 +249,17 @@ mod tests {
             "--log-format=json",
             "--ecs-read-ceiling=5/10",
             "--describe-batch-size=1",
+            "--ecs-events-queue-url=https://sqs.eu-west-1.amazonaws.com/1/a,https://sqs.us-east-1.amazonaws.com/1/b",
+            "--events-sweep-interval=10m",
         ])
         .unwrap();
         assert_eq!(config.ecs_read_ceiling, Ceiling::new(5, 10).unwrap());
         assert_eq!(config.describe_batch_size, 1);
+        assert_eq!(config.ecs_events_queue_url.len(), 2);
+        assert_eq!(config.events_sweep_interval, Duration::from_secs(600));
         for bad in [
+            "--events-sweep-interval=5s",
+            "--events-sweep-interval=2h",
             "--ecs-read-ceiling=5",
             "--ecs-read-ceiling=0/10",
             "--describe-batch-size=101",

@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("ecsrun-controller-{}", std::process::id()));
     let reporter = Reporter { controller: config.controller_name.clone(), instance: Some(identity.clone()) };
+    let task_events = config.task_events(default_region.as_deref(), &identity).map_err(anyhow::Error::msg)?;
     let settings = Settings {
         default_region,
         default_poll_interval: config.default_poll_interval,
@@ -76,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         orphan_sweep: config
             .orphan_sweep_interval
             .map(|interval| ecsrun::orphans::OrphanSweep { interval, grace: config.orphan_grace }),
+        task_events,
     };
     let tenancy =
         Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;

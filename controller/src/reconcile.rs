@@ -49,6 +49,8 @@ pub struct Settings {
     pub clock: Clock,
     /// The orphan sweep, if on (the leader runs it).
     pub orphan_sweep: Option<crate::orphans::OrphanSweep>,
+    /// ECS's task state change events, if configured (the leader consumes them).
+    pub task_events: Option<crate::ecs::task_events::EventsSettings>,
 }
 
 pub struct Context<E> {

@@ -5,7 +5,10 @@
 pub mod consumer;
 pub mod queue;
 
+use std::time::Duration;
+
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use serde::Deserialize;
 
 use super::{ContainerSnapshot, TaskSnapshot};
@@ -15,6 +18,45 @@ pub const SOURCE: &str = "aws.ecs";
 pub const DETAIL_TYPE: &str = "ECS Task State Change";
 /// What `startedBy` of every task ecsrun starts begins with (the EventBridge rule matches it too).
 pub const STARTED_BY_PREFIX: &str = "ecsrun/";
+
+/// Where task events come from: one SQS queue per region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSource {
+    pub queue_url: String,
+    pub region: String,
+}
+
+impl EventSource {
+    /// The queue at `url`, in the region its host names (`sqs.<region>.amazonaws.com`, or the legacy
+    /// `<region>.queue.amazonaws.com`), else in `default_region` (an endpoint override, an emulator).
+    pub fn new(url: &str, default_region: Option<&str>) -> Result<Self, String> {
+        let host = url.split("://").nth(1).and_then(|rest| rest.split(['/', ':']).next()).unwrap_or_default();
+        let labels: Vec<&str> = host.split('.').collect();
+        let named = match labels.as_slice() {
+            ["sqs", region, ..] if labels.len() > 3 => Some(*region),
+            [region, "queue", "amazonaws", ..] => Some(*region),
+            _ => None,
+        };
+        let region = named.or(default_region).ok_or_else(|| {
+            format!("{url}: no region in the queue's host name; set --default-region for an endpoint override")
+        })?;
+        Ok(Self { queue_url: url.to_owned(), region: region.to_owned() })
+    }
+}
+
+/// How the controller follows task events.
+#[derive(Clone, Debug)]
+pub struct EventsSettings {
+    pub sources: Vec<EventSource>,
+    /// How long a task goes without an event before the sweep describes it.
+    pub sweep: Duration,
+    /// SQS endpoint override (emulators, VPC interface endpoints).
+    pub sqs_endpoint_url: Option<String>,
+    /// Deadline of one SQS call beyond the long poll.
+    pub call_timeout: Duration,
+    /// What the controller's own Events (events flowing, or lost) are about: its Pod.
+    pub regarding: ObjectReference,
+}
 
 /// A task state change of a task ecsrun started.
 #[derive(Clone, Debug, PartialEq)]

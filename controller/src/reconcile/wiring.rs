@@ -11,11 +11,14 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Context, FIELD_MANAGER, RunKey, error_policy, reconcile};
 use crate::api::EcsTaskRun;
 use crate::ecs::Ecs;
+use crate::ecs::task_events::consumer::{self, Change, Consumer};
+use crate::ecs::task_events::queue::SqsQueue;
+use crate::ecs::task_events::{EventSource, EventsSettings};
 
 /// Fails fast, with the fix in the message, when a CRD is not installed (or RBAC forbids the watch): lists
 /// runs and schedules where the controller will watch them.
@@ -127,6 +130,11 @@ pub async fn run<E: Ecs>(
             info!("caches synced: ready");
         }
     });
+    if let Some(events) = ctx.settings.task_events.clone() {
+        for source in events.sources.clone() {
+            background.spawn(follow_task_events(ctx.clone(), events.clone(), source));
+        }
+    }
     if let Some((sweep, namespaces)) = sweeping {
         background.spawn(crate::orphans::run(ctx.clone(), stores.clone(), namespaces, sweep));
     }
@@ -143,6 +151,51 @@ pub async fn run<E: Ecs>(
     let schedules = crate::schedule::wiring::run(schedules, watched_namespaces, stop.clone());
     futures::future::join(futures::future::join_all(controllers), schedules).await;
 }
+
+/// Consumes one queue of task state change events into the tracker, and says in the controller's own
+/// Events when they start flowing and when they are lost (the region is polled meanwhile).
+async fn follow_task_events<E: Ecs>(ctx: Arc<Context<E>>, events: EventsSettings, source: EventSource) {
+    let client = SqsQueue::client(&source.region, events.sqs_endpoint_url.as_deref(), events.call_timeout).await;
+    let queue = SqsQueue::new(client, source.queue_url.clone(), ctx.metrics.clone());
+    let consumer = Consumer::new(queue, ctx.tracker.clone(), source.region.clone(), events.sweep, ctx.metrics.clone());
+    let tell = |change: Change| {
+        let (ctx, regarding, source) = (ctx.clone(), events.regarding.clone(), source.clone());
+        let sweep = humantime::format_duration(events.sweep);
+        async move {
+            let (warning, reason, note) = match change {
+                Change::None => return,
+                Change::Flowing { again } => {
+                    let note = format!(
+                        "task state change events {}flow from {}: tasks in {} are described only after {sweep} without an event",
+                        if again { "again " } else { "" },
+                        source.queue_url,
+                        source.region
+                    );
+                    info!(queue = %source.queue_url, region = %source.region, "task events flowing");
+                    (false, TASK_EVENTS_FLOWING, note)
+                }
+                Change::Lost(error) => {
+                    let note = format!(
+                        "cannot read task state change events from {} ({}): {error}; tasks in {} are polled on their runs' intervals until it recovers",
+                        source.queue_url,
+                        error.label(),
+                        source.region
+                    );
+                    warn!(queue = %source.queue_url, region = %source.region, %error, "task events lost; polling");
+                    (true, TASK_EVENTS_UNAVAILABLE, note)
+                }
+            };
+            if let Err(error) = ctx.events.publish(&regarding, warning, reason, &note).await {
+                debug!(%error, reason, "could not publish an Event about task events");
+            }
+        }
+    };
+    consumer::run(consumer, tell).await;
+}
+
+/// Reasons of the controller's Events about task events.
+pub const TASK_EVENTS_FLOWING: &str = "TaskEventsFlowing";
+pub const TASK_EVENTS_UNAVAILABLE: &str = "TaskEventsUnavailable";
 
 /// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
 /// last-applied copy of the whole object can be larger than everything else together.

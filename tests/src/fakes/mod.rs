@@ -66,6 +66,7 @@ pub fn context_with<E: ecsrun::ecs::Ecs>(
         tracker_tick: Duration::from_millis(5),
         clock,
         orphan_sweep: None,
+        task_events: None,
     };
     let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some(instance.into()) };
     let metrics = Arc::new(Metrics::new()?);

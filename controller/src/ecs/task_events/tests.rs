@@ -105,3 +105,14 @@ fn an_unreadable_time_is_left_out() {
     assert_eq!(parsed.task.created_at, None);
     assert!(parsed.task.stopped_at.is_some());
 }
+
+#[test]
+fn a_queue_is_in_the_region_its_url_names() {
+    let source = EventSource::new("https://sqs.eu-west-1.amazonaws.com/111122223333/ecsrun-events", None).unwrap();
+    assert_eq!(source.region, "eu-west-1");
+    let legacy = EventSource::new("https://us-east-2.queue.amazonaws.com/111122223333/q", Some("eu-west-1")).unwrap();
+    assert_eq!(legacy.region, "us-east-2");
+    let local = EventSource::new("http://127.0.0.1:5000/123456789012/ecsrun-events", Some("eu-west-1")).unwrap();
+    assert_eq!(local.region, "eu-west-1", "an endpoint override is in the default region");
+    assert!(EventSource::new("http://localhost:4566/000000000000/q", None).is_err());
+}
