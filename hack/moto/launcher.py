@@ -36,17 +36,27 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   tests read a session's external ID, name and tags back from /moto-api/data.json.
 - RunTask's enableECSManagedTags adds ECS's aws:ecs:clusterName tag to the task, and its
   volumeConfigurations are kept on moto's task record (DescribeTasks shows them only as attachments).
+- ECS's task state change events: every transition the launcher makes (a task created, a task stopped)
+  goes into moto's own EventBridge as an "ECS Task State Change" event with a rising `detail.version`
+  (DescribeTasks reports the same version), and moto's rule routes it to an SQS queue, as AWS does. Tasks
+  move on a clock of their own, not only when described. ECSRUN_E2E_EVENTS (comma-separated) spoils a
+  task's events: `drop` (all), `drop-stopped` (the STOPPED one), `duplicate` (each twice), `reorder` (each
+  but the last held back until after the next), `delay=S` (each S seconds late). `--event-faults
+  duplicate=0.1,reorder=0.1,drop=0.01` spoils that share of every task's events, seeded by --seed.
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 
-Run: python launcher.py --port 5000 --fixtures fixtures.json [--parent-pid PID]
+Run: python launcher.py --port 5000 --fixtures fixtures.json [--parent-pid PID] [--event-faults SPEC --seed N]
 """
 
 import argparse
 import datetime
+import heapq
 import json
 import logging
 import os
+import queue
+import random
 import threading
 import time
 import types
@@ -56,6 +66,7 @@ from moto.core.responses import ActionResult
 from moto.ecs import models as ecs
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import ECSException
+from moto.events.models import events_backends
 from moto.logs.models import logs_backends
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
@@ -71,6 +82,7 @@ LOG_LINES = "ECSRUN_E2E_LOG_LINES"
 LOG_EVERY = "ECSRUN_E2E_LOG_EVERY"
 STOP_CODE = "ECSRUN_E2E_STOP_CODE"
 STOPPED_REASON = "ECSRUN_E2E_STOPPED_REASON"
+EVENTS = "ECSRUN_E2E_EVENTS"
 ECS_REMEMBERS_STOPPED = 3600
 
 
@@ -141,11 +153,15 @@ def _printing(stop):
                                 logging.exception("printing task output")
 
 
+_finish_lock = threading.Lock()
+
+
 def _finish(task, stop_code, exit_code=None):
     """Snapshot a stopped task the way ECS reports it: every container stopped with its exit code."""
-    if getattr(task, "_ecsrun_finished", False):
-        return
-    task._ecsrun_finished = True
+    with _finish_lock:  # the clock thread and a request may both find it due: one STOPPED event
+        if getattr(task, "_ecsrun_finished", False):
+            return
+        task._ecsrun_finished = True
     _print_due(task, final=True)
     task.last_status = "STOPPED"
     task.desired_status = "STOPPED"
@@ -155,6 +171,8 @@ def _finish(task, stop_code, exit_code=None):
     for index, container in enumerate(task.containers):
         container.exitCode = exit_code if exit_code is not None else int(_environment(task, index).get(EXIT_CODE, "0"))
         container.last_status = "STOPPED"
+    _live.discard(task)
+    _changed(task)
 
 
 _original_init = ecs.Task.__init__
@@ -187,6 +205,16 @@ def _init(self, *args, **kwargs):
         for container in self.containers:
             container.last_status = "PENDING"
     self._ecsrun_started = time.monotonic()
+    # Read once: the clock thread looks at every live task several times a second.
+    env = _environment(self, 0)
+    self._ecsrun_hold = env.get(HOLD)
+    self._ecsrun_run_seconds = float(env.get(RUN_SECONDS, "3"))
+    self._ecsrun_stop_code = env.get(STOP_CODE, "EssentialContainerExited")
+    self._ecsrun_stopped_reason = env.get(STOPPED_REASON, "Essential container in task exited")
+    self._ecsrun_event_faults = [fault.strip() for fault in env.get(EVENTS, "").split(",") if fault.strip()]
+    self.version = 0
+    _live.add(self)
+    _changed(self)
     # Decided once: the printing thread passes over the (thousands of) tasks that print nothing.
     self._ecsrun_prints = any(
         (definition.get("logConfiguration") or {}).get("logDriver") == "awslogs"
@@ -199,12 +227,130 @@ def _advance(self):
     """Replaces moto's tick-based progression: run for a while, then stop on its own."""
     if self.last_status == "STOPPED":
         return
-    env = _environment(self, 0)
-    if env.get(HOLD) in ("running", "provisioning"):
+    if self._ecsrun_hold in ("running", "provisioning"):
         return
-    if time.monotonic() - self._ecsrun_started >= float(env.get(RUN_SECONDS, "3")):
-        self.stopped_reason = env.get(STOPPED_REASON, "Essential container in task exited")
-        _finish(self, env.get(STOP_CODE, "EssentialContainerExited"))
+    if time.monotonic() - self._ecsrun_started >= self._ecsrun_run_seconds:
+        self.stopped_reason = self._ecsrun_stopped_reason
+        _finish(self, self._ecsrun_stop_code)
+
+
+# Tasks not stopped yet: the clock thread moves them along whoever describes them (events need it).
+_live = set()
+
+
+def _clock(stop):
+    while not stop.wait(0.1):
+        for task in list(_live):
+            try:
+                task.advance()
+            except Exception:  # a task whose backend was reset meanwhile
+                logging.exception("advancing a task")
+                _live.discard(task)
+
+
+def _iso(moment):
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def _changed(task):
+    """ECS's task state change event for the task as it is now, with the next version."""
+    task.version += 1
+    started_by = getattr(task, "started_by", None)
+    detail = {
+        "clusterArn": task.cluster_arn,
+        "taskArn": task.task_arn,
+        "taskDefinitionArn": task.task_definition_arn,
+        "lastStatus": task.last_status,
+        "desiredStatus": task.desired_status,
+        "startedBy": started_by,
+        "group": getattr(task, "group", None),
+        "launchType": getattr(task, "launch_type", None),
+        "capacityProviderName": getattr(task, "capacity_provider_name", None),
+        "cpu": task.cpu,
+        "memory": task.memory,
+        "stopCode": getattr(task, "stop_code", None),
+        "stoppedReason": getattr(task, "stopped_reason", None),
+        "createdAt": _iso(task.created_at),
+        "startedAt": _iso(task.started_at),
+        "stoppedAt": _iso(getattr(task, "stopped_at", None)),
+        "updatedAt": _iso(_now()),
+        "containers": [
+            {k: v for k, v in {"name": c.name, "lastStatus": c.last_status, "exitCode": c.exitCode}.items() if v is not None}
+            for c in task.containers
+        ],
+        "version": task.version,
+    }
+    detail = {k: v for k, v in detail.items() if v is not None}
+    _emitter.put((task._account_id, task.region_name, detail, list(getattr(task, "_ecsrun_event_faults", []))))
+
+
+class _Emitter:
+    """Sends task events into moto's EventBridge from one thread, spoiled as asked: dropped, duplicated,
+    held back until the task's next event, or delayed."""
+
+    def __init__(self):
+        self.inbox = queue.Queue()
+        self.shares = {}
+        self.random = random.Random(0)
+        self.held = {}
+        self.later = []
+        self.sent = 0
+
+    def put(self, item):
+        self.inbox.put(item)
+
+    def run(self, stop):
+        while not stop.is_set():
+            try:
+                item = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                try:
+                    self._route(*item)
+                except Exception:
+                    logging.exception("emitting a task event")
+            now = time.monotonic()
+            while self.later and self.later[0][0] <= now:
+                _, _, args = heapq.heappop(self.later)
+                self._send(*args)
+
+    def _spoiled(self, fault, faults):
+        return fault in faults or self.random.random() < self.shares.get(fault, 0.0)
+
+    def _route(self, account, region, detail, faults):
+        arn, final = detail["taskArn"], detail.get("lastStatus") == "STOPPED"
+        if "drop" in faults or (final and "drop-stopped" in faults) or self._spoiled("drop", ()):
+            return self._release(arn)
+        copies = 2 if self._spoiled("duplicate", faults) else 1
+        delay = next((float(f.split("=", 1)[1]) for f in faults if f.startswith("delay=")), 0.0)
+        if not final and self._spoiled("reorder", faults):
+            self._release(arn)
+            self.held[arn] = (account, region, detail, copies)
+            return
+        self._schedule(delay, (account, region, detail, copies))
+        self._release(arn)
+
+    def _release(self, arn):
+        """A held-back event goes out after the one that overtook it."""
+        held = self.held.pop(arn, None)
+        if held:
+            self._schedule(0.0, held)
+
+    def _schedule(self, delay, args):
+        if delay <= 0:
+            return self._send(*args)
+        heapq.heappush(self.later, (time.monotonic() + delay, id(args), args))
+
+    def _send(self, account, region, detail, copies):
+        entry = {"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json.dumps(detail),
+                 "Resources": [detail["taskArn"]]}
+        for _ in range(copies):
+            events_backends[account][region].put_events([entry])
+            self.sent += 1
+
+
+_emitter = _Emitter()
 
 
 _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
@@ -380,8 +526,9 @@ def seed(endpoint):
     # Every awsvpc task takes an address: room for the fleet benchmark's 10,000 tasks and more.
     bench_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.64.0/18")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(VpcId=vpc, GroupName="ecsrun-tasks", Description="ecsrun tasks")["GroupId"]
-    for cluster in ("batch", "reports", "default", "bench"):
+    for cluster in ("batch", "reports", "default", "bench", "events"):
         client.create_cluster(clusterName=cluster)
+    queues = {name: _event_queue(session, name, cluster) for name, cluster in EVENT_QUEUES.items()}
 
     def register(family, env=None, sidecar=False, container_memory=True, log_group=None):
         containers = [{
@@ -419,7 +566,47 @@ def seed(endpoint):
     # Prints 50 lines and exits 3; the second writes to a log group that does not exist.
     register("chatty", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/e2e")
     register("chatty-lost", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/missing")
-    return {"region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group}
+    return {
+        "region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group,
+        "eventQueues": queues,
+    }
+
+
+# Queues of task events, each fed by a rule for one cluster: "ecsrun-task-events" for the e2e suite's
+# "events" cluster, "ecsrun-bench-events" for the benchmark's.
+EVENT_QUEUES = {"ecsrun-task-events": "events", "ecsrun-bench-events": "bench"}
+
+
+def _event_queue(session, name, cluster):
+    """The queue, its dead-letter queue and access policy, and the EventBridge rule, as docs/task-events.md
+    sets them up on AWS (moto does not enforce the policy)."""
+    sqs = boto3.client("sqs", **session)
+    events = boto3.client("events", **session)
+    account = boto3.client("sts", **session).get_caller_identity()["Account"]
+    dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=name, Attributes={
+        "MessageRetentionPeriod": "345600",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "5"}),
+    })["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {
+            "startedBy": [{"prefix": "ecsrun/"}],
+            "clusterArn": [f"arn:aws:ecs:{REGION}:{account}:cluster/{cluster}"],
+        },
+    }
+    rule_arn = events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")["RuleArn"]
+    events.put_targets(Rule=name, Targets=[{"Id": "sqs", "Arn": queue_arn}])
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "EventBridgeSendsTaskEvents", "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": queue_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+    }]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    return url
 
 
 def main():
@@ -427,7 +614,13 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--fixtures", required=True, help="where to write the fixture IDs (JSON)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--event-faults", default="", help="shares of task events spoiled: duplicate=0.1,reorder=0.1,drop=0.01")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the spoiled events' draw")
     args = parser.parse_args()
+    _emitter.random.seed(args.seed)
+    for part in filter(None, args.event_faults.split(",")):
+        fault, share = part.split("=", 1)
+        _emitter.shares[fault.strip()] = float(share)
 
     # moto's own progression is replaced by _advance; keep it from moving tasks by itself.
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
@@ -443,6 +636,8 @@ def main():
 
     stop = threading.Event()
     threading.Thread(target=_printing, args=(stop,), daemon=True).start()
+    threading.Thread(target=_clock, args=(stop,), daemon=True).start()
+    threading.Thread(target=_emitter.run, args=(stop,), daemon=True).start()
     try:
         while not stop.wait(1.0):
             if args.parent_pid and not _alive(args.parent_pid):

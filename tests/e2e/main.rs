@@ -22,6 +22,7 @@ mod preconditions;
 mod recovery;
 mod schedule_admission;
 mod schedules;
+mod task_events;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct Env {
     pub kubeconfig: PathBuf,
     pub work: PathBuf,
     pub runtime: tokio::runtime::Handle,
+    /// /metrics of the controller that follows `task_events::NAMESPACE` through task events.
+    pub task_events_metrics: String,
 }
 
 impl Env {
@@ -202,6 +205,7 @@ fn main() {
         faults::cases(),
         bench::cases(),
         schedules::cases(),
+        task_events::cases(),
     ]
     .into_iter()
     .flatten()
@@ -212,7 +216,7 @@ fn main() {
     }
 
     let peers = runtime.block_on(bring_up());
-    let (env, control_plane, shared_controller) = match peers {
+    let (env, control_plane, shared_controller, task_events_controller) = match peers {
         Ok(peers) => peers,
         Err(error) => {
             eprintln!("e2e: FAILED to bring up the test environment: {error:#}");
@@ -244,6 +248,7 @@ fn main() {
     // exit() skips destructors: stop the controller, moto and the control plane first.
     let work = env.work.clone();
     drop(shared_controller);
+    drop(task_events_controller);
     drop(env);
     drop(control_plane);
     drop(runtime);
@@ -253,7 +258,7 @@ fn main() {
     conclusion.exit();
 }
 
-async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
+async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Controller)> {
     let work = repo_root().join(".cache/e2e").join(format!("run-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let (control_plane, moto) = tokio::try_join!(
@@ -288,10 +293,15 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         chart::NAMESPACE,
         chart::RELEASE_NAMESPACE,
         schedules::KILL_NAMESPACE,
+        task_events::NAMESPACE,
+        task_events::MISSING_NAMESPACE,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }
     let ecs = moto.ecs().await;
+    // The only consumer of the events cluster's queue: a second would take messages meant for this one.
+    let mut task_events = task_events::controller(&work, &control_plane.kubeconfig, &moto)?;
+    let task_events_metrics = task_events.metrics_url.clone();
     let env = Arc::new(Env {
         client,
         ecs,
@@ -299,8 +309,10 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller)> {
         kubeconfig: control_plane.kubeconfig.clone(),
         work,
         runtime: tokio::runtime::Handle::current(),
+        task_events_metrics,
     });
     let mut shared = env.controller("controller-shared", &SHARED_NAMESPACES)?;
     shared.ready().await?;
-    Ok((env, control_plane, shared))
+    task_events.ready().await?;
+    Ok((env, control_plane, shared, task_events))
 }

@@ -187,6 +187,9 @@ pub struct Fixtures {
     /// A /18 subnet: room for the fleet benchmark's tasks (every awsvpc task takes an address).
     pub bench_subnet: String,
     pub security_group: String,
+    /// Queues of task state change events by name (`ecsrun-task-events`: the "events" cluster's;
+    /// `ecsrun-bench-events`: the "bench" cluster's), each fed by an EventBridge rule.
+    pub event_queues: std::collections::BTreeMap<String, String>,
 }
 
 /// moto's server with ecsrun's launcher (hack/moto/launcher.py).

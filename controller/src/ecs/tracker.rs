@@ -64,10 +64,10 @@ impl<K> Default for State<K> {
     }
 }
 
-/// How long a task goes undescribed after a look: its own interval `every`, or, while its region's events
-/// flow, the events `sweep` interval if that is longer.
+/// How long a task goes undescribed after a look: its run's interval `every`, or, while its region's
+/// events flow, the events `sweep` interval (events bring every change; the sweep only catches one dropped).
 fn cadence(sweep: Option<Duration>, every: Duration) -> Duration {
-    sweep.map_or(every, |sweep| every.max(sweep))
+    sweep.unwrap_or(every)
 }
 
 impl Seen {
@@ -259,9 +259,20 @@ where
     }
 
     /// The region's task events flow: from now on its tasks are described only when no event came for
-    /// `sweep` (or their own interval, if longer).
+    /// `sweep`, whatever their runs' intervals.
     pub fn events_flowing(&self, region: &str, sweep: Duration) {
-        self.state().events.insert(region.to_owned(), sweep);
+        let mut state = self.state();
+        let state = &mut *state;
+        state.events.insert(region.to_owned(), sweep);
+        // A task polled on a longer interval until now is swept on the sweep's from its last look: an event
+        // it lost before they flowed is caught as any other.
+        for (_, group) in state.tasks.iter_mut().filter(|(target, _)| target.region == region) {
+            for entry in group.values_mut() {
+                if let (Some(due), Some(observed_at)) = (entry.due, entry.observed_at) {
+                    entry.due = Some(due.min(observed_at + sweep));
+                }
+            }
+        }
     }
 
     /// The region's task events stopped flowing (the queue is missing, unreadable, or its consumer

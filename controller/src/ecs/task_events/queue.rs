@@ -169,7 +169,12 @@ impl EventQueue for SqsQueue {
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     error: SdkError<E, R>,
 ) -> QueueError {
-    let message = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+    // The code and message (an Event's note): the whole error context carries the raw HTTP response.
+    let message = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
+    };
     match error.code() {
         Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist") => QueueError::Missing(message),
         Some(

@@ -337,3 +337,18 @@ async fn when_events_are_lost_every_task_is_described_at_once_then_polled_again(
     sleep(31).await;
     assert_eq!(h.ecs.calls().len(), 3, "back on the runs' own interval");
 }
+
+#[tokio::test(start_paused = true)]
+async fn tasks_polled_before_events_flow_are_swept_from_their_last_look() {
+    let h = Harness::new(MAX_BATCH);
+    let hourly = Duration::from_secs(600);
+    for i in 0..3 {
+        h.tracker.follow(&i, &target("c"), &[arn(i)], hourly);
+        h.ecs.set(&arn(i), "RUNNING");
+    }
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().len(), 1);
+    h.tracker.events_flowing("eu-west-1", Duration::from_secs(60));
+    sleep(61).await;
+    assert_eq!(h.ecs.calls().len(), 2, "swept a minute after the last look, not ten");
+}
