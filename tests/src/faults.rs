@@ -154,9 +154,11 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let edits = Arc::new(AtomicU64::new(0));
     let editor = tokio::spawn(edit_runs(api.clone(), edits.clone()));
 
-    // Runs are created, and some deleted, across the whole killing period.
+    // Runs are created, and some deleted, across the whole killing period: half the kills wait up to two
+    // periods for a RunTask, so the loop lasts about one and a half times kills × kill_every, and runs
+    // still launch near its end.
     let kill_every = Duration::from_millis(1500);
-    let period = kill_every * plan.kills as u32;
+    let period = kill_every * (plan.kills as u32 * 3 / 2);
     let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period));
 
     let reasons: ReasonsSeen = Arc::default();

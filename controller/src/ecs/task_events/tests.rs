@@ -116,3 +116,31 @@ fn a_queue_is_in_the_region_its_url_names() {
     assert_eq!(local.region, "eu-west-1", "an endpoint override is in the default region");
     assert!(EventSource::new("http://localhost:4566/000000000000/q", None).is_err());
 }
+
+#[test]
+fn the_documented_rule_sends_what_the_consumer_reads() {
+    let pattern: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../docs/task-events/rule-pattern.json")).unwrap();
+    assert_eq!(pattern["source"], serde_json::json!([SOURCE]));
+    assert_eq!(pattern["detail-type"], serde_json::json!([DETAIL_TYPE]));
+    assert_eq!(pattern["detail"]["startedBy"], serde_json::json!([{ "prefix": STARTED_BY_PREFIX }]));
+    assert!(crate::decide::started_by("uid").starts_with(STARTED_BY_PREFIX), "every task ecsrun starts matches");
+    let controller: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../docs/task-events/controller-policy.json")).unwrap();
+    let actions = &controller["Statement"][0]["Action"];
+    for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage"] {
+        assert!(actions.as_array().unwrap().iter().any(|a| a == action), "{action}: {actions}");
+    }
+    for document in [
+        include_str!("../../../../docs/task-events/queue-attributes.json"),
+        include_str!("../../../../docs/task-events/queue-policy.json"),
+        include_str!("../../../../docs/task-events/dlq-policy.json"),
+        include_str!("../../../../docs/task-events/rule-targets.json"),
+    ] {
+        serde_json::from_str::<serde_json::Value>(document).unwrap();
+    }
+    let attributes: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../docs/task-events/queue-attributes.json")).unwrap();
+    let visibility: u64 = attributes["VisibilityTimeout"].as_str().unwrap().parse().unwrap();
+    assert_eq!(visibility, super::queue::VISIBILITY.as_secs(), "the queue's default is what the consumer asks");
+}
