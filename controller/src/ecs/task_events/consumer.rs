@@ -77,7 +77,10 @@ where
 
     /// One receive, apply and delete.
     pub async fn round(&mut self) -> (Round, Change) {
-        let messages = match self.queue.receive().await {
+        // Until the queue has answered once (at start, after a failure), a short poll: the region leaves
+        // polling as soon as the queue reads, not a long poll later.
+        let wait = if self.feed == Feed::Flowing { super::queue::WAIT } else { Duration::ZERO };
+        let messages = match self.queue.receive(wait).await {
             Ok(messages) => messages,
             Err(error) => return (Round::default(), self.lost(error)),
         };

@@ -54,8 +54,8 @@ impl QueueError {
 pub trait EventQueue: Send + Sync + 'static {
     /// Where it is, for logs and Events.
     fn url(&self) -> &str;
-    /// Waits for up to `MAX_MESSAGES` messages, at most `WAIT`.
-    fn receive(&self) -> impl Future<Output = Result<Vec<Message>, QueueError>> + Send;
+    /// Up to `MAX_MESSAGES` messages, waiting at most `wait` (up to `WAIT`) for the first.
+    fn receive(&self, wait: Duration) -> impl Future<Output = Result<Vec<Message>, QueueError>> + Send;
     /// Deletes handled messages; returns how many SQS confirmed (the rest come back after the
     /// visibility timeout, and are dropped then as stale).
     fn delete(&self, messages: &[Message]) -> impl Future<Output = Result<usize, QueueError>> + Send;
@@ -114,14 +114,14 @@ impl EventQueue for SqsQueue {
         &self.url
     }
 
-    async fn receive(&self) -> Result<Vec<Message>, QueueError> {
+    async fn receive(&self, wait: Duration) -> Result<Vec<Message>, QueueError> {
         let call = async {
             let output = self
                 .client
                 .receive_message()
                 .queue_url(&self.url)
                 .max_number_of_messages(MAX_MESSAGES)
-                .wait_time_seconds(WAIT.as_secs() as i32)
+                .wait_time_seconds(wait.min(WAIT).as_secs() as i32)
                 .visibility_timeout(VISIBILITY.as_secs() as i32)
                 .send()
                 .await

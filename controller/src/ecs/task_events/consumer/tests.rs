@@ -17,6 +17,7 @@ struct ScriptedQueue {
     receives: Mutex<VecDeque<Result<Vec<Message>, QueueError>>>,
     deletes: Mutex<Vec<(Vec<String>, Option<String>)>>,
     delete_error: Mutex<Option<QueueError>>,
+    waits: Mutex<Vec<Duration>>,
     tracker: Tracker<usize, Recording>,
 }
 
@@ -25,7 +26,8 @@ impl EventQueue for Arc<ScriptedQueue> {
         "https://sqs.eu-west-1.amazonaws.com/111122223333/ecsrun-task-events"
     }
 
-    async fn receive(&self) -> Result<Vec<Message>, QueueError> {
+    async fn receive(&self, wait: Duration) -> Result<Vec<Message>, QueueError> {
+        self.waits.lock().unwrap().push(wait);
         self.receives.lock().unwrap().pop_front().unwrap_or(Ok(Vec::new()))
     }
 
@@ -70,6 +72,7 @@ fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<
         receives: Mutex::new(receives.into()),
         deletes: Mutex::default(),
         delete_error: Mutex::default(),
+        waits: Mutex::default(),
         tracker: tracker.clone(),
     });
     let metrics = Arc::new(Metrics::new().unwrap());
@@ -105,7 +108,7 @@ async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
 #[tokio::test]
 async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
     let missing = QueueError::Missing("no such queue".into());
-    let (mut consumer, _, metrics) = setup(vec![
+    let (mut consumer, queue, metrics) = setup(vec![
         Ok(vec![]),
         Err(missing.clone()),
         Err(missing.clone()),
@@ -120,6 +123,8 @@ async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
     assert_eq!(change, Change::Flowing { again: true });
     assert_eq!(round.applied, 1);
     assert!(!consumer.failing());
+    let waits: Vec<u64> = queue.waits.lock().unwrap().iter().map(Duration::as_secs).collect();
+    assert_eq!(waits, vec![0, 20, 0, 0], "a short poll tells at once whether the queue reads; then long polls");
 }
 
 #[tokio::test]

@@ -46,7 +46,7 @@ async fn receive_long_polls_for_ten_messages_and_keeps_their_receipts() {
                 .build()
         });
     let (queue, metrics) = queue(mock_client!(aws_sdk_sqs, [&rule]));
-    let messages = queue.receive().await.unwrap();
+    let messages = queue.receive(WAIT).await.unwrap();
     assert_eq!(messages, vec![Message { id: "m1".into(), receipt: "r1".into(), body: "{}".into() }]);
     assert_eq!(rule.num_calls(), 1);
     assert_eq!(metrics.sqs_calls.with_label_values(&["ReceiveMessage", "ok"]).get(), 1);
@@ -92,7 +92,7 @@ async fn errors_are_told_apart_for_the_warning_and_the_metric() {
     ] {
         let rule = mock!(Client::receive_message).then_http_response(sqs_error(400, code));
         let (queue, metrics) = queue(mock_client!(aws_sdk_sqs, [&rule]));
-        let error = queue.receive().await.unwrap_err();
+        let error = queue.receive(WAIT).await.unwrap_err();
         assert_eq!(error.label(), label, "{code}: {error}");
         assert_eq!(metrics.sqs_calls.with_label_values(&["ReceiveMessage", label]).get(), 1);
     }
