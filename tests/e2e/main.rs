@@ -65,6 +65,7 @@ impl Env {
             moto: &self.moto,
             work: &self.work,
             binary: ecsrun_e2e::controller_binary()?,
+            apiserver_pid: None,
         })
     }
 

@@ -15,6 +15,11 @@
 //!
 //! The controller's RSS is sampled throughout; Kubernetes writes come from its own
 //! `ecsrun_kube_requests_total`, so other clients of the API server do not count.
+//!
+//! In `events` mode the controller follows the bench cluster's task state change events (moto's launcher
+//! puts them into moto's EventBridge, a rule routes them to the bench queue), and the stopped runs' events
+//! are spoiled as a real feed may be: 10 % of the runs get every event twice, 10 % their RUNNING event after
+//! STOPPED, 1 % lose their STOPPED event, which only the sweep can catch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,6 +45,27 @@ pub enum Mode {
     /// What per-task pollers do: one DescribeTasks per task per interval and no client-side ceiling on
     /// reads (ECS's own throttling, enforced by the proxy, is what holds them back).
     PerRun,
+    /// ecsrun with task state change events from SQS: DescribeTasks only as the sweep.
+    Events,
+}
+
+/// The queue the bench cluster's task events go to (hack/moto/launcher.py).
+pub const BENCH_EVENT_QUEUE: &str = "ecsrun-bench-events";
+/// The controller's default sweep: a task is described after this long without an event.
+pub const EVENTS_SWEEP: Duration = Duration::from_secs(300);
+
+/// How a run's task events are spoiled in `events` mode (the launcher's ECSRUN_E2E_EVENTS), by its index:
+/// only stopped (even) runs, where a spoiled event can hurt.
+pub fn spoilers(index: usize) -> &'static str {
+    if index % 100 == 4 {
+        "drop-stopped"
+    } else if index % 10 == 6 {
+        "duplicate"
+    } else if index % 10 == 2 {
+        "reorder"
+    } else {
+        ""
+    }
 }
 
 impl Mode {
@@ -47,14 +73,19 @@ impl Mode {
         match self {
             Mode::Batched => "batched",
             Mode::PerRun => "per-run",
+            Mode::Events => "events",
         }
     }
 
-    fn controller_args(self) -> Vec<String> {
-        match self {
+    fn controller_args(self, moto: &Moto) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
             Mode::Batched => Vec::new(),
             Mode::PerRun => vec!["--describe-batch-size=1".into(), "--ecs-read-ceiling=100000/100000".into()],
-        }
+            Mode::Events => {
+                let queue = moto.fixtures.event_queues.get(BENCH_EVENT_QUEUE).context("no bench event queue")?;
+                vec![format!("--ecs-events-queue-url={queue}"), format!("--sqs-endpoint-url={}", moto.endpoint)]
+            }
+        })
     }
 }
 
@@ -75,6 +106,8 @@ pub struct Peers<'a> {
     pub work: &'a Path,
     /// The controller binary to measure (hack/bench: the release build).
     pub binary: PathBuf,
+    /// kube-apiserver's pid, when the bench started it: its CPU during the pass.
+    pub apiserver_pid: Option<u32>,
 }
 
 /// The figures of one pass; the first keys are the ones docs/benchmarks.json promises.
@@ -124,6 +157,22 @@ pub struct Detail {
     pub delete_calls: BTreeMap<String, u64>,
     pub cpu_s: f64,
     pub wall_s: f64,
+    /// kube-apiserver's CPU time during the pass (user + system), when the bench started it.
+    #[serde(default)]
+    pub apiserver_cpu_s: Option<f64>,
+    /// Stopped runs whose final status is not Succeeded, and runs seen final and then not.
+    #[serde(default)]
+    pub wrong_statuses: usize,
+    #[serde(default)]
+    pub regressed_statuses: usize,
+    /// Events mode: stopped runs whose STOPPED event was dropped, and the longest any took to be final.
+    #[serde(default)]
+    pub dropped_stopped_events: usize,
+    #[serde(default)]
+    pub dropped_caught_max_s: Option<f64>,
+    /// Events mode: the controller's `ecsrun_task_events_total` by outcome.
+    #[serde(default)]
+    pub task_events: BTreeMap<String, u64>,
 }
 
 /// When the bench saw each run do what.
@@ -131,6 +180,10 @@ pub struct Detail {
 struct Seen {
     launched: HashMap<String, Instant>,
     finished: HashMap<String, Instant>,
+    /// The phase each run was first seen final in.
+    outcomes: HashMap<String, ecsrun::api::Phase>,
+    /// Runs seen final, then not: a status that went back.
+    regressed: usize,
     gone: usize,
 }
 
@@ -143,8 +196,13 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     ensure!(api.list(&ListParams::default().limit(1)).await?.items.is_empty(), "{namespace} is not empty");
 
     let proxy = EcsProxy::start(&peers.moto.endpoint, ecs_buckets()).await?;
+    if plan.mode == Mode::Events {
+        // Events of earlier passes' tasks are nobody's now.
+        peers.moto.purge_event_queue(BENCH_EVENT_QUEUE).await?;
+    }
+    let apiserver_cpu_before = peers.apiserver_pid.map(cpu_seconds).transpose()?;
     let mut args = vec![format!("--default-poll-interval={}s", plan.poll.as_secs())];
-    args.extend(plan.mode.controller_args());
+    args.extend(plan.mode.controller_args(peers.moto)?);
     let name = format!("controller-{namespace}");
     let mut controller = Controller::spawn(
         ControllerOptions {
@@ -182,7 +240,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let watch = tokio::spawn(watch_runs(api.clone(), seen.clone()));
 
     // 2. Create N runs at once.
-    let created = create_runs(peers, &api, plan.n).await?;
+    let created = create_runs(peers, &api, plan.n, plan.mode).await?;
     let t0 = created.values().map(|(at, _)| *at).min().context("no run created")?;
     let launch_deadline = Duration::from_secs(120 + 3 * plan.n as u64 / 10);
     wait_for(&seen, launch_deadline, "every run launched", |seen| seen.launched.len() >= plan.n).await?;
@@ -219,22 +277,31 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     // 4. Stop the even runs' tasks in ECS and time how long until their runs say so.
     let even: Vec<String> = created.keys().filter(|name| run_index(name).is_multiple_of(2)).cloned().collect();
     let stopped_at = stop_tasks(peers, &api, &even).await?;
-    let stop_deadline = Duration::from_secs(120) + plan.poll * 4 + Duration::from_secs(plan.n as u64 / 20);
+    let mut stop_deadline = Duration::from_secs(120) + plan.poll * 4 + Duration::from_secs(plan.n as u64 / 20);
+    if plan.mode == Mode::Events {
+        // A STOPPED event dropped is caught by the sweep, up to its interval after the task's last look.
+        stop_deadline = stop_deadline.max(EVENTS_SWEEP + Duration::from_secs(120));
+    }
     let all_final = wait_for(&seen, stop_deadline, "every stopped run final", |seen| {
         even.iter().all(|name| seen.finished.contains_key(name))
     })
     .await;
-    let (stop_latencies, stopped_runs_seen_final) = {
+    let dropped = |name: &String| plan.mode == Mode::Events && spoilers(run_index(name)) == "drop-stopped";
+    let (stop_latencies, dropped_latencies, stopped_runs_seen_final, wrong_statuses) = {
         let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let latencies: Vec<f64> = even
+        let latency = |name: &String| {
+            let finished = seen.finished.get(name)?;
+            Some(finished.saturating_duration_since(*stopped_at.get(name)?).as_secs_f64())
+        };
+        // STOPPED → status is measured where an event told it; a dropped one is the sweep's (apart).
+        let latencies: Vec<f64> = even.iter().filter(|name| !dropped(name)).filter_map(latency).collect();
+        let dropped_latencies: Vec<f64> = even.iter().filter(|name| dropped(name)).filter_map(latency).collect();
+        let count = latencies.len() + dropped_latencies.len();
+        let wrong = even
             .iter()
-            .filter_map(|name| {
-                let finished = seen.finished.get(name)?;
-                Some(finished.saturating_duration_since(*stopped_at.get(name)?).as_secs_f64())
-            })
-            .collect();
-        let count = latencies.len();
-        (latencies, count)
+            .filter(|name| seen.outcomes.get(*name).is_some_and(|phase| *phase != ecsrun::api::Phase::Succeeded))
+            .count();
+        (latencies, dropped_latencies, count, wrong)
     };
     if let Err(error) = all_final {
         // Reported, not fatal: per-run polling under ECS's throttle may not keep up, which is the point.
@@ -260,6 +327,12 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let delete_calls = after_delete.since(&after_stops.0);
     let beyond_stop = delete_calls.iter().filter(|(op, _)| *op != "StopTask").map(|(_, n)| n).sum::<u64>();
     let cpu_s = cpu_seconds(pid)?;
+    let task_events = outcomes_of(&controller, "ecsrun_task_events_total").await?;
+    let apiserver_cpu_s = match (peers.apiserver_pid, apiserver_cpu_before) {
+        (Some(apiserver), Some(before)) => Some(cpu_seconds(apiserver)? - before),
+        _ => None,
+    };
+    let regressed_statuses = seen.lock().unwrap_or_else(PoisonError::into_inner).regressed;
     watch.abort();
     sampler.abort();
     controller.process.kill();
@@ -305,8 +378,28 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             delete_calls,
             cpu_s,
             wall_s: started.elapsed().as_secs_f64(),
+            apiserver_cpu_s,
+            wrong_statuses,
+            regressed_statuses,
+            dropped_stopped_events: even.iter().filter(|name| dropped(name)).count(),
+            dropped_caught_max_s: dropped_latencies.iter().copied().reduce(f64::max),
+            task_events,
         },
     })
+}
+
+/// A counter's series by their `outcome` label, from the controller's /metrics.
+async fn outcomes_of(controller: &Controller, family: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let (_, page) = http_get(&controller.metrics_url).await?;
+    let prefix = format!("{family}{{outcome=\"");
+    Ok(page
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (outcome, value) = rest.split_once("\"}")?;
+            Some((outcome.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect())
 }
 
 /// The bench's own calls (to moto and the API server, both busy at fleet size) get a few tries.
@@ -339,10 +432,12 @@ async fn create_runs(
     peers: &Peers<'_>,
     api: &Api<EcsTaskRun>,
     n: usize,
+    mode: Mode,
 ) -> anyhow::Result<BTreeMap<String, (Instant, String)>> {
     let fixtures = &peers.moto.fixtures;
     let manifests = (0..n).map(|index| {
         let name = format!("bench-{index:05}");
+        let spoiled = if mode == Mode::Events { spoilers(index) } else { "" };
         let run: Result<EcsTaskRun, _> = serde_json::from_value(serde_json::json!({
             "apiVersion": "ecsrun.dev/v1alpha1",
             "kind": "EcsTaskRun",
@@ -354,7 +449,8 @@ async fn create_runs(
                 "networkConfiguration": {"awsvpcConfiguration": {
                     "subnets": [fixtures.bench_subnet], "securityGroups": [fixtures.security_group]}},
                 "overrides": {"containerOverrides": [{"name": "app", "environment": [
-                    {"name": "ECSRUN_E2E_HOLD", "value": "running"}]}]},
+                    {"name": "ECSRUN_E2E_HOLD", "value": "running"},
+                    {"name": "ECSRUN_E2E_EVENTS", "value": spoiled}]}]},
                 "successPolicy": "TaskStopped",
             }
         }));
@@ -397,8 +493,15 @@ async fn watch_runs(api: Api<EcsTaskRun>, seen: Arc<Mutex<Seen>>) {
                 if status.and_then(|status| status.task.task_arn.as_ref()).is_some() {
                     seen.launched.entry(run.name_any()).or_insert(now);
                 }
-                if status.and_then(|status| status.task.phase).is_some_and(|phase| phase.is_terminal()) {
-                    seen.finished.entry(run.name_any()).or_insert(now);
+                let phase = status.and_then(|status| status.task.phase);
+                match phase {
+                    Some(phase) if phase.is_terminal() => {
+                        seen.finished.entry(run.name_any()).or_insert(now);
+                        seen.outcomes.entry(run.name_any()).or_insert(phase);
+                    }
+                    // Seen final before, not now (a deletion keeps the phase): a status that went back.
+                    _ if seen.outcomes.contains_key(&run.name_any()) => seen.regressed += 1,
+                    _ => {}
                 }
             }
             Ok(watcher::Event::Delete(_)) => seen.gone += 1,
@@ -501,6 +604,13 @@ mod tests {
         assert_eq!(percentile(&values, 0.99), 99.0);
         assert_eq!(percentile(&[3.0], 0.99), 3.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn spoilers_take_the_shares_the_report_promises_and_only_stopped_runs() {
+        let count = |what: &str| (0..1000).filter(|i| spoilers(*i) == what).count();
+        assert_eq!((count("duplicate"), count("reorder"), count("drop-stopped")), (100, 100, 10));
+        assert!((0..1000).filter(|i| !spoilers(*i).is_empty()).all(|i| i % 2 == 0), "even runs are the stopped ones");
     }
 
     #[test]

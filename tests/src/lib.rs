@@ -159,6 +159,12 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// kube-apiserver's pid, when this run started it (its CPU in the benchmark).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        let state_dir = self.state_dir.as_ref()?;
+        std::fs::read_to_string(state_dir.join("apiserver.pid")).ok()?.trim().parse().ok()
+    }
+
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
@@ -251,6 +257,19 @@ impl Moto {
             .load()
             .await;
         aws_sdk_ecs::Client::new(&config)
+    }
+
+    /// Empties a queue of task events (the benchmark's, between passes), through moto's SQS.
+    pub async fn purge_event_queue(&self, name: &str) -> anyhow::Result<()> {
+        let url = self.fixtures.event_queues.get(name).with_context(|| format!("no event queue {name}"))?;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.fixtures.region.clone()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "e2e"))
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config).purge_queue().queue_url(url).send().await?;
+        Ok(())
     }
 }
 
@@ -445,6 +464,7 @@ impl LocalStack {
             moto: &self.moto,
             work: &self.work,
             binary,
+            apiserver_pid: self.control_plane.apiserver_pid(),
         }
     }
 }

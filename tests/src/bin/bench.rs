@@ -16,8 +16,9 @@ struct Args {
     /// Fleet sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     sizes: Vec<usize>,
-    /// Modes, comma-separated: batched (ecsrun) and per-run (batch size 1, no read ceiling).
-    #[arg(long, value_delimiter = ',', default_value = "batched,per-run")]
+    /// Modes, comma-separated: batched (ecsrun), per-run (batch size 1, no read ceiling) and events (task
+    /// state change events from SQS, DescribeTasks only as the sweep).
+    #[arg(long, value_delimiter = ',', default_value = "batched,per-run,events")]
     modes: Vec<String>,
     /// The controller's default poll interval.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -59,7 +60,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|mode| match mode.as_str() {
             "batched" => Ok(Mode::Batched),
             "per-run" => Ok(Mode::PerRun),
-            other => anyhow::bail!("unknown mode {other:?} (batched, per-run)"),
+            "events" => Ok(Mode::Events),
+            other => anyhow::bail!("unknown mode {other:?} (batched, per-run, events)"),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -135,7 +137,9 @@ fn markdown(reports: &[Report]) -> String {
     md.push_str("behind tests/src/proxy.rs, which throttles as ECS does (per class: read 20/s burst 100, modify 40/s burst 100, ");
     md.push_str("Fargate launches 20/s burst 100, task definition read 20/s burst 100).\n");
     md.push_str("- Controller: the release build with default flags but the poll interval; `per-run` adds ");
-    md.push_str("`--describe-batch-size=1 --ecs-read-ceiling=100000/100000` (what per-task pollers do).\n\n");
+    md.push_str("`--describe-batch-size=1 --ecs-read-ceiling=100000/100000` (what per-task pollers do); `events` adds ");
+    md.push_str("`--ecs-events-queue-url` (moto's SQS, fed by moto's EventBridge from the launcher's task events; sweep 5 min), ");
+    md.push_str("with 10 % of the runs' events duplicated, 10 % reordered and 1 % of STOPPED events dropped.\n\n");
     md.push_str("| N | mode | poll | DescribeTasks / run / interval | ECS calls / launch | throttles | all launched | ceiling bound | STOPPED → status p50 / p99 | status writes, unchanged polls | API writes / run | RSS idle / peak | CPU |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
@@ -160,8 +164,8 @@ fn markdown(reports: &[Report]) -> String {
     }
     md.push_str(&targets(reports));
     md.push_str("\n## Per pass\n\n");
-    md.push_str("| N | mode | ECS calls by operation | throttled | peak calls in one second by class | ARNs / DescribeTasks | create → RunTask p50 / p99 | stopped runs final | writes to Running + to Succeeded | deleting running runs: calls beyond StopTask / run | wall |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| N | mode | ECS calls by operation | throttled | peak calls in one second by class | ARNs / DescribeTasks | create → RunTask p50 / p99 | stopped runs final | wrong / regressed statuses | writes to Running + to Succeeded | deleting running runs: calls beyond StopTask / run | kube-apiserver CPU | task events | dropped STOPPED: caught after at most | wall |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
         let d = &r.detail;
         let map = |m: &std::collections::BTreeMap<String, u64>| {
@@ -186,8 +190,15 @@ fn markdown(reports: &[Report]) -> String {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let apiserver = d.apiserver_cpu_s.map_or("not measured".to_string(), |cpu| format!("{cpu:.0}s"));
+        let (events, dropped) = if r.mode == "events" {
+            let caught = d.dropped_caught_max_s.map_or("none caught".to_string(), |s| format!("{s:.0}s"));
+            (map(&d.task_events), format!("{caught} ({} dropped)", d.dropped_stopped_events))
+        } else {
+            ("—".to_string(), "—".to_string())
+        };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1}s / {:.1}s | {} of {} | {:.2} + {:.2} | {:.3} ({} runs) | {:.0}s |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1}s / {:.1}s | {} of {} | {} / {} | {:.2} + {:.2} | {:.3} ({} runs) | {} | {} | {} | {:.0}s |\n",
             r.n,
             r.mode,
             map(&d.ecs_calls),
@@ -198,10 +209,15 @@ fn markdown(reports: &[Report]) -> String {
             d.create_to_run_task_p99_s,
             d.stopped_runs_seen_final,
             r.n / 2 + r.n % 2,
+            d.wrong_statuses,
+            d.regressed_statuses,
             d.api_writes_to_running_per_run,
             d.api_writes_to_succeeded_per_run,
             d.delete_calls_beyond_stop_per_run,
             d.deleted_running_runs,
+            apiserver,
+            events,
+            dropped,
             d.wall_s,
         ));
     }
@@ -295,6 +311,41 @@ fn targets(reports: &[Report]) -> String {
             Some(r.rss_peak_mib < 128.0),
         );
     }
+    for r in reports.iter().filter(|r| r.mode == "events") {
+        let n = r.n;
+        row(
+            &format!("events, N = {n}: STOPPED → status p99 ≤ 2 s"),
+            format!("{:.2}s (p50 {:.2}s)", r.stopped_to_status_p99_s, r.detail.stopped_to_status_p50_s),
+            Some(r.stopped_to_status_p99_s <= 2.0),
+        );
+        row(
+            &format!("events, N = {n}: DescribeTasks per run per interval ≤ 0.001 (the sweep only)"),
+            format!("{:.5}", r.describe_per_run_per_interval),
+            Some(r.describe_per_run_per_interval <= 0.001),
+        );
+        let wrong = r.detail.wrong_statuses + r.detail.regressed_statuses;
+        row(
+            &format!("events, N = {n}, 10 % duplicated, 10 % reordered, 1 % dropped: 0 wrong or regressed statuses"),
+            format!("{} wrong, {} regressed", r.detail.wrong_statuses, r.detail.regressed_statuses),
+            Some(wrong == 0 && r.detail.stopped_runs_seen_final == r.n / 2 + r.n % 2),
+        );
+        let sweep = ecsrun_e2e::bench::EVENTS_SWEEP.as_secs_f64();
+        let caught = r.detail.dropped_caught_max_s;
+        row(
+            &format!("events, N = {n}: every dropped STOPPED caught within one sweep interval ({sweep:.0} s)"),
+            caught.map_or(format!("none of {} caught", r.detail.dropped_stopped_events), |s| {
+                format!("{s:.0}s at most, {} dropped", r.detail.dropped_stopped_events)
+            }),
+            Some(r.detail.dropped_stopped_events == 0 || caught.is_some_and(|s| s <= sweep + 5.0)),
+        );
+    }
+    if let Some(r) = pass(10_000, "events") {
+        row(
+            "Controller RSS < 96 MiB with 10,000 active runs (events)",
+            format!("{:.1} MiB peak", r.rss_peak_mib),
+            Some(r.rss_peak_mib < 96.0),
+        );
+    }
     let mut md = String::from("\n## Targets\n\n| Target | Measured | Met |\n|---|---|---|\n");
     for (target, measured, met) in rows {
         let met = match met {
@@ -323,6 +374,11 @@ One pass per (N, mode), each with a fresh controller watching a namespace of its
 5. Every run is deleted: the odd ones still run, so their deletion sends StopTask; the calls beyond it are
    counted. *ECS calls / launch* counts RunTask, ListTasks and DescribeTaskDefinition of the whole pass
    per run.
+
+In `events` mode, *STOPPED → status* counts the stopped runs whose STOPPED event was delivered (late,
+twice or after their RUNNING event included); the 1 % whose STOPPED event was dropped are caught by the
+sweep and reported apart. *wrong* counts stopped runs not Succeeded, *regressed* runs seen final and then
+not. *kube-apiserver CPU* is its user + system time over the pass.
 
 *API writes / run* is create → Running (finalizer, launch intent, launched status, Launched Event) plus
 Running → Succeeded (final status, Succeeded Event), from the controller's own
