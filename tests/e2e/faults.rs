@@ -28,16 +28,29 @@ pub fn cases() -> Vec<Case> {
         case("faults::a_deleted_run_is_held_until_its_task_is_stopped_while_stop_task_fails", stop_task_failing),
         case("faults::suite_50_runs_20_kills_10_percent_ecs_faults", |env| suite(env, "ci-10", 0.10)),
         case("faults::suite_50_runs_20_kills_30_percent_ecs_faults", |env| suite(env, "ci-30", 0.30)),
+        case("faults::suite_50_runs_20_kills_10_percent_faults_with_task_events_and_an_sqs_outage", |env| {
+            suite(env, "ci-10-events", 0.10)
+        }),
     ]
 }
 
 /// The fault suite at CI size (hack/faults runs it at full size for docs/reliability.md).
 async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()> {
     let peers = env.peers()?;
-    let plan = Plan { label: label.into(), runs: 50, kills: 20, fault_rate };
+    let events = label.ends_with("-events");
+    let plan = Plan { label: label.into(), runs: 50, kills: 20, fault_rate, events };
     let report = faults::run(&peers, &plan).await?;
     eprintln!("faults {label}: {}", serde_json::to_string(&report)?);
     report.check()?;
+    if events {
+        ensure!(report.sqs_outage_s > 5.0, "SQS was out for {:.1}s only", report.sqs_outage_s);
+        ensure!(report.kills_mid_batch >= 1, "no kill landed as a batch of events was received");
+        ensure!(
+            report.ecs_calls.get("ReceiveMessage").copied().unwrap_or(0) > 0,
+            "no SQS call went through the proxy: {:?}",
+            report.ecs_calls
+        );
+    }
     ensure!(report.faults.len() == 5, "not every kind of fault was injected: {:?}", report.faults);
     ensure!(report.kills_right_after_run_task >= 5, "{} kills right after RunTask", report.kills_right_after_run_task);
     ensure!(report.conflicting_edits > 0, "no conflicting edits were made");

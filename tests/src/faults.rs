@@ -31,6 +31,17 @@ pub struct Plan {
     pub kills: usize,
     /// Share of ECS calls that get a fault.
     pub fault_rate: f64,
+    /// Follow tasks through task state change events (the bench cluster's queue, through the proxy, whose
+    /// faults its SQS calls get too), with an SQS outage in the middle of the kills.
+    pub events: bool,
+}
+
+impl Plan {
+    /// The cluster the pass's tasks run in: with events, the one whose events reach a queue no e2e
+    /// controller reads.
+    fn cluster(&self) -> &'static str {
+        if self.events { "bench" } else { "batch" }
+    }
 }
 
 /// What one pass measured; every count that must be 0 is named so.
@@ -42,6 +53,14 @@ pub struct Report {
     /// Kills sent within milliseconds of a RunTask reaching ECS (before its answer was recorded).
     pub kills_right_after_run_task: usize,
     pub fault_rate: f64,
+    /// Task events pass: kills sent as a batch of events was received (before its delete), and the seconds
+    /// SQS was out.
+    #[serde(default)]
+    pub events: bool,
+    #[serde(default)]
+    pub kills_mid_batch: usize,
+    #[serde(default)]
+    pub sqs_outage_s: f64,
     pub faults: BTreeMap<Fault, u64>,
     pub ecs_calls: BTreeMap<String, u64>,
     pub deleted_runs: usize,
@@ -130,6 +149,14 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     }));
     // hack/faults adds kube_runtime's debug logs (what the finalizer helper did, and when).
     let rust_log = std::env::var("ECSRUN_FAULTS_RUST_LOG").unwrap_or_else(|_| "info,ecsrun=debug".into());
+    let mut args = vec!["--default-poll-interval=5s".to_string()];
+    if plan.events {
+        let queue = peers.moto.fixtures.event_queues.get(crate::bench::BENCH_EVENT_QUEUE).context("no event queue")?;
+        peers.moto.purge_event_queue(crate::bench::BENCH_EVENT_QUEUE).await?;
+        args.push(format!("--ecs-events-queue-url={queue}"));
+        args.push(format!("--sqs-endpoint-url={}", proxy.endpoint));
+        args.push("--events-sweep-interval=30s".into());
+    }
     let spawn = |generation: usize| {
         Controller::spawn(
             ControllerOptions {
@@ -140,7 +167,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
                 logs_endpoint: &peers.moto.endpoint,
                 region: &peers.moto.fixtures.region,
                 namespaces: &[&namespace],
-                args: vec!["--default-poll-interval=5s".into()],
+                args: args.clone(),
                 rust_log: &rust_log,
             },
             peers.work,
@@ -159,16 +186,33 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     // still launch near its end.
     let kill_every = Duration::from_millis(1500);
     let period = kill_every * (plan.kills as u32 * 3 / 2);
-    let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period));
+    let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period, plan.cluster()));
 
     let reasons: ReasonsSeen = Arc::default();
     let watching = tokio::spawn(watch_reasons(api.clone(), reasons.clone()));
     let mut errors_in_metrics = 0;
     let mut kills_right_after_run_task = 0;
+    let (mut kills_mid_batch, mut outage) = (0, None::<Instant>);
+    let mut sqs_outage_s = 0.0;
     for kill in 0..plan.kills {
-        // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded.
+        if plan.events && kill == plan.kills / 3 {
+            proxy.set_outage(&["ReceiveMessage", "DeleteMessageBatch"]);
+            outage = Some(Instant::now());
+        }
+        if let Some(since) = outage.filter(|_| kill == plan.kills / 2) {
+            proxy.set_outage(&[]);
+            sqs_outage_s = since.elapsed().as_secs_f64();
+            outage = None;
+        }
+        // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded; with
+        // events, every fourth right as a batch of events is received, before it can be deleted.
         if kill % 2 == 0 && tokio::time::timeout(kill_every * 2, proxy.run_task_forwarded()).await.is_ok() {
             kills_right_after_run_task += 1;
+        } else if plan.events
+            && kill % 4 == 1
+            && tokio::time::timeout(kill_every * 2, proxy.batch_received()).await.is_ok()
+        {
+            kills_mid_batch += 1;
         } else {
             tokio::time::sleep(jitter(kill_every, kill)).await;
         }
@@ -211,6 +255,9 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         kills: plan.kills,
         kills_right_after_run_task,
         fault_rate: plan.fault_rate,
+        events: plan.events,
+        kills_mid_batch,
+        sqs_outage_s,
         faults: proxy.counts().faults,
         ecs_calls: proxy.counts().calls,
         deleted_runs: created.iter().filter(|run| run.kind == Kind::Deleted).count(),
@@ -230,7 +277,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         controller_commit: String::new(),
     };
     for run in &created {
-        let tasks = tasks_of(&ecs, &run.uid).await?;
+        let tasks = tasks_of(&ecs, &run.uid, plan.cluster()).await?;
         report.tasks += tasks.len();
         let mut per_attempt: HashMap<String, usize> = HashMap::new();
         for (attempt, _) in &tasks {
@@ -287,6 +334,7 @@ async fn create_runs(
     api: Api<EcsTaskRun>,
     runs: usize,
     period: Duration,
+    cluster: &'static str,
 ) -> anyhow::Result<Vec<Created>> {
     let every = period / runs.max(1) as u32;
     let mut created = Vec::new();
@@ -311,7 +359,7 @@ async fn create_runs(
         };
         let manifest: serde_json::Value = serde_json::from_str(&format!(
             r#"{{"apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun", "metadata": {{"name": "{name}"}},
-               "spec": {{"cluster": "batch", "taskDefinition": "{task_definition}", "launchType": "FARGATE", {extra}
+               "spec": {{"cluster": "{cluster}", "taskDefinition": "{task_definition}", "launchType": "FARGATE", {extra}
                  "networkConfiguration": {{"awsvpcConfiguration": {{"subnets": ["{}"], "securityGroups": ["{}"]}}}},
                  "wait": {{"for": "Stopped"}}}}}}"#,
             fixtures.bench_subnet, fixtures.security_group
@@ -393,12 +441,12 @@ async fn unconverged(api: &Api<EcsTaskRun>, created: &[Created]) -> anyhow::Resu
 }
 
 /// Every task ECS has for the run (by startedBy, running and stopped): its attempt tag and lastStatus.
-async fn tasks_of(ecs: &aws_sdk_ecs::Client, uid: &str) -> anyhow::Result<Vec<(String, String)>> {
+async fn tasks_of(ecs: &aws_sdk_ecs::Client, uid: &str, cluster: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut arns = Vec::new();
     for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
         let listed = ecs
             .list_tasks()
-            .cluster("batch")
+            .cluster(cluster)
             .started_by(ecsrun::decide::started_by(uid))
             .desired_status(status)
             .send()
@@ -408,7 +456,7 @@ async fn tasks_of(ecs: &aws_sdk_ecs::Client, uid: &str) -> anyhow::Result<Vec<(S
     if arns.is_empty() {
         return Ok(Vec::new());
     }
-    let described = ecs.describe_tasks().cluster("batch").set_tasks(Some(arns)).include(TaskField::Tags).send().await?;
+    let described = ecs.describe_tasks().cluster(cluster).set_tasks(Some(arns)).include(TaskField::Tags).send().await?;
     Ok(described
         .tasks()
         .iter()

@@ -4,7 +4,9 @@
 //! every call by operation, every throttle, the calls admitted per second per class, the ARNs per
 //! DescribeTasks, and when each run's first RunTask passed. On top, it injects faults on a share of the
 //! calls (`set_faults`): ThrottlingException, HTTP 500, a connection dropped before or after the call
-//! reached ECS, and slow answers. The fleet benchmark and the fault suite both stand behind it.
+//! reached ECS, and slow answers. The fleet benchmark and the fault suite both stand behind it. The fault
+//! suite's task events pass sends the controller's SQS calls through it too: they get the same faults, an
+//! outage can be switched on (`set_outage`), and it says when a batch of events is received.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -161,6 +163,10 @@ struct Shared {
     dice: Mutex<u64>,
     /// Signalled after each RunTask is forwarded (the fault suite kills the controller then).
     pub run_task_forwarded: tokio::sync::Notify,
+    /// Operations answered 503 ServiceUnavailable while listed: a service out for a while.
+    outage: Mutex<Vec<String>>,
+    /// Signalled when a ReceiveMessage answer with messages is on its way back.
+    batch_received: tokio::sync::Notify,
 }
 
 /// The proxy; it stops when dropped.
@@ -184,6 +190,8 @@ impl EcsProxy {
             faults: Mutex::default(),
             dice: Mutex::new(0x9E37_79B9_7F4A_7C15),
             run_task_forwarded: tokio::sync::Notify::new(),
+            outage: Mutex::default(),
+            batch_received: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -199,6 +207,17 @@ impl EcsProxy {
     /// Injects `faults` from now on; None stops injecting.
     pub fn set_faults(&self, faults: Option<Faults>) {
         *self.shared.faults.lock().unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
+    /// Answers `operations` with 503 ServiceUnavailable from now on; empty ends the outage.
+    pub fn set_outage(&self, operations: &[&str]) {
+        *self.shared.outage.lock().unwrap_or_else(PoisonError::into_inner) =
+            operations.iter().map(|operation| (*operation).to_owned()).collect();
+    }
+
+    /// Resolves when the next ReceiveMessage answer with messages is on its way to the consumer.
+    pub async fn batch_received(&self) {
+        self.shared.batch_received.notified().await;
     }
 
     /// Resolves after the next RunTask has been forwarded to ECS.
@@ -294,6 +313,9 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
     if throttled {
         return Ok(error_response(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"));
     }
+    if shared.outage.lock().unwrap_or_else(PoisonError::into_inner).contains(&operation) {
+        return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "injected outage"));
+    }
     let fault = if operation.is_empty() { None } else { shared.roll(&operation) };
     if let Some(fault) = fault {
         *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).faults.entry(fault).or_default() += 1;
@@ -341,6 +363,12 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
     let body = body.collect().await.context("reading the ECS endpoint's answer")?.to_bytes();
     if operation == "RunTask" {
         shared.run_task_forwarded.notify_waiters();
+    }
+    if operation == "ReceiveMessage"
+        && parts.status.is_success()
+        && body.windows(11).any(|window| window == b"\"Messages\"")
+    {
+        shared.batch_received.notify_waiters();
     }
     if fault == Some(Fault::DropAfter) {
         return Ok(dropped());

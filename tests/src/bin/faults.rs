@@ -21,6 +21,10 @@ struct Args {
     /// Shares of ECS calls that get a fault, one pass each, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.3")]
     fault_rates: Vec<f64>,
+    /// Also run each rate's pass with task events (the controller's SQS calls faulted too, and SQS out
+    /// for a sixth of the kills).
+    #[arg(long)]
+    events: bool,
     /// The controller binary.
     #[arg(long, default_value = "target/debug/ecsrun-controller")]
     binary: PathBuf,
@@ -50,9 +54,13 @@ async fn main() -> anyhow::Result<()> {
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut reports: Vec<Report> = Vec::new();
-    for &rate in &args.fault_rates {
-        let label = format!("full-{}", (rate * 100.0).round());
-        let plan = Plan { label: label.clone(), runs: args.runs, kills: args.kills, fault_rate: rate };
+    let passes = args.fault_rates.iter().flat_map(|rate| {
+        let with_events: &[bool] = if args.events { &[false, true] } else { &[false] };
+        with_events.iter().map(move |events| (*rate, *events))
+    });
+    for (rate, events) in passes {
+        let label = format!("full-{}{}", (rate * 100.0).round(), if events { "-events" } else { "" });
+        let plan = Plan { label: label.clone(), runs: args.runs, kills: args.kills, fault_rate: rate, events };
         eprintln!("faults: {} runs, {} kills, {:.0}% of ECS calls faulted ...", args.runs, args.kills, rate * 100.0);
         let mut report = faults::run(&peers, &plan).await.with_context(|| label.clone())?;
         report.command = command.clone();
