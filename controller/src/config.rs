@@ -146,6 +146,11 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_EVENTS_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_sweep_interval)]
     pub events_sweep_interval: Duration,
 
+    /// With task events, receivers per queue: each does one receive-apply-delete round trip at a time, so a
+    /// burst of stops drains as many times faster.
+    #[arg(long, env = "ECSRUN_EVENTS_RECEIVERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub events_receivers: u16,
+
     /// SQS endpoint URL override (emulators, VPC interface endpoints).
     #[arg(long, env = "ECSRUN_SQS_ENDPOINT_URL")]
     pub sqs_endpoint_url: Option<String>,
@@ -187,6 +192,7 @@ impl Config {
         Ok(Some(EventsSettings {
             sources,
             sweep: self.events_sweep_interval,
+            receivers: usize::from(self.events_receivers),
             sqs_endpoint_url: self.sqs_endpoint_url.clone(),
             call_timeout: self.ecs_call_timeout,
             regarding,

@@ -49,24 +49,57 @@ enum Write {
     Repeat { name: String, count: i32 },
 }
 
+/// A digest of a `Key`: the window holds one entry per Event published, so a fleet's notes are not kept
+/// in full (10,000 runs publish tens of thousands of Events within it).
+type Digest = [u8; 16];
+
+impl Key {
+    fn digest(&self) -> Digest {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for part in [self.regarding.as_bytes(), &[u8::from(self.warning)], self.reason.as_bytes(), self.note.as_bytes()]
+        {
+            // Length-prefixed, so no two keys share a byte string.
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&hasher.finalize()[..16]);
+        digest
+    }
+}
+
 /// Remembers what was published lately, to fold exact repeats into one Event.
 #[derive(Default)]
 struct Folds {
-    published: HashMap<Key, Published>,
+    published: HashMap<Digest, Published>,
+    /// When each entry was last written, oldest first: expiry without a scan of the whole window.
+    written: std::collections::VecDeque<(Timestamp, Digest)>,
 }
 
 impl Folds {
     /// Forgets Events past the window, then says whether `key` repeats one still in it.
     fn decide(&mut self, key: &Key, now: Timestamp) -> Write {
-        self.published.retain(|_, published| crate::decide::duration_between(published.last, now) < FOLD_WINDOW);
-        match self.published.get(key) {
+        while let Some((at, digest)) = self.written.front().copied() {
+            if crate::decide::duration_between(at, now) < FOLD_WINDOW {
+                break;
+            }
+            self.written.pop_front();
+            // A later repeat wrote the entry again (and queued itself): only the last write expires it.
+            if self.published.get(&digest).is_some_and(|published| published.last == at) {
+                self.published.remove(&digest);
+            }
+        }
+        match self.published.get(&key.digest()) {
             Some(published) => Write::Repeat { name: published.name.clone(), count: published.count + 1 },
             None => Write::Create,
         }
     }
 
     fn remember(&mut self, key: Key, name: String, count: i32, now: Timestamp) {
-        self.published.insert(key, Published { name, count, last: now });
+        let digest = key.digest();
+        self.published.insert(digest, Published { name, count, last: now });
+        self.written.push_back((now, digest));
     }
 }
 
@@ -185,7 +218,20 @@ mod tests {
         // Past the window, a repeat starts a new Event.
         let later = t1.checked_add(FOLD_WINDOW).unwrap();
         assert_eq!(folds.decide(&first, later), Write::Create);
-        assert!(folds.published.is_empty(), "forgotten past the window");
+        assert!(folds.published.is_empty() && folds.written.is_empty(), "forgotten past the window");
+    }
+
+    #[test]
+    fn a_repeat_keeps_its_event_in_the_window_past_the_first_writes_expiry() {
+        let mut folds = Folds::default();
+        let t0 = Timestamp::UNIX_EPOCH;
+        let at = |minutes: u64| t0.checked_add(Duration::from_secs(minutes * 60)).unwrap();
+        let event = key("Retrying", "attempt 1 failed");
+        folds.remember(event.clone(), "run.1".into(), 1, t0);
+        folds.remember(event.clone(), "run.1".into(), 2, at(5));
+        assert_eq!(folds.decide(&event, at(7)), Write::Repeat { name: "run.1".into(), count: 3 });
+        assert_eq!(folds.written.len(), 1, "the first write expired, the entry stays for the repeat");
+        assert_eq!(folds.decide(&event, at(12)), Write::Create);
     }
 
     #[test]

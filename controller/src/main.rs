@@ -18,6 +18,11 @@ use kube::runtime::events::Reporter;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc gives a fleet's freed memory back where glibc's per-thread arenas kept it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -186,7 +186,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     // still launch near its end.
     let kill_every = Duration::from_millis(1500);
     let period = kill_every * (plan.kills as u32 * 3 / 2);
-    let creator = tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period, plan.cluster()));
+    let creator =
+        tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period, plan.cluster()));
 
     let reasons: ReasonsSeen = Arc::default();
     let watching = tokio::spawn(watch_reasons(api.clone(), reasons.clone()));

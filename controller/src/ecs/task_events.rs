@@ -50,6 +50,8 @@ pub struct EventsSettings {
     pub sources: Vec<EventSource>,
     /// How long a task goes without an event before the sweep describes it.
     pub sweep: Duration,
+    /// Receivers per queue, each a receive-apply-delete round trip at a time.
+    pub receivers: usize,
     /// SQS endpoint override (emulators, VPC interface endpoints).
     pub sqs_endpoint_url: Option<String>,
     /// Deadline of one SQS call beyond the long poll.

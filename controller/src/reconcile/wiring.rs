@@ -190,7 +190,7 @@ async fn follow_task_events<E: Ecs>(ctx: Arc<Context<E>>, events: EventsSettings
             }
         }
     };
-    consumer::run(consumer, tell).await;
+    consumer::run(consumer, events.receivers, tell).await;
 }
 
 /// Reasons of the controller's Events about task events.

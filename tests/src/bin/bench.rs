@@ -137,7 +137,9 @@ fn markdown(reports: &[Report]) -> String {
     md.push_str("behind tests/src/proxy.rs, which throttles as ECS does (per class: read 20/s burst 100, modify 40/s burst 100, ");
     md.push_str("Fargate launches 20/s burst 100, task definition read 20/s burst 100).\n");
     md.push_str("- Controller: the release build with default flags but the poll interval; `per-run` adds ");
-    md.push_str("`--describe-batch-size=1 --ecs-read-ceiling=100000/100000` (what per-task pollers do); `events` adds ");
+    md.push_str(
+        "`--describe-batch-size=1 --ecs-read-ceiling=100000/100000` (what per-task pollers do); `events` adds ",
+    );
     md.push_str("`--ecs-events-queue-url` (moto's SQS, fed by moto's EventBridge from the launcher's task events; sweep 5 min), ");
     md.push_str("with 10 % of the runs' events duplicated, 10 % reordered and 1 % of STOPPED events dropped.\n\n");
     md.push_str("| N | mode | poll | DescribeTasks / run / interval | ECS calls / launch | throttles | all launched | ceiling bound | STOPPED → status p50 / p99 | status writes, unchanged polls | API writes / run | RSS idle / peak | CPU |\n");

@@ -1,7 +1,8 @@
 //! One queue's consumer: receive up to 10 messages, apply each through the tracker, then delete them, never
 //! before (a message deleted before it is applied is a transition lost if the process dies in between).
 //! Delivery is at least once and unordered; the tracker drops what is not above the version it applied.
-//! While receiving fails, the queue's region is polled as without events.
+//! While receiving fails, the queue's region is polled as without events. Several receivers share one
+//! consumer: a burst of stops (thousands of events at once) drains in parallel round trips.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,8 @@ pub struct Consumer<Q, K, E> {
     /// How long a task goes without an event before the sweep describes it.
     sweep: Duration,
     metrics: Arc<Metrics>,
-    feed: Feed,
+    /// Shared by the receivers: a change of feed is told once, by the receiver that made it.
+    feed: std::sync::Mutex<Feed>,
 }
 
 impl<Q, K, E> Consumer<Q, K, E>
@@ -68,18 +70,22 @@ where
 {
     pub fn new(queue: Q, tracker: Tracker<K, E>, region: String, sweep: Duration, metrics: Arc<Metrics>) -> Self {
         metrics.task_events_flowing.with_label_values(&[&region]).set(0);
-        Self { queue, tracker, region, sweep, metrics, feed: Feed::Starting }
+        Self { queue, tracker, region, sweep, metrics, feed: std::sync::Mutex::new(Feed::Starting) }
     }
 
     pub fn url(&self) -> &str {
         self.queue.url()
     }
 
+    fn feed(&self) -> std::sync::MutexGuard<'_, Feed> {
+        self.feed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// One receive, apply and delete.
-    pub async fn round(&mut self) -> (Round, Change) {
+    pub async fn round(&self) -> (Round, Change) {
         // Until the queue has answered once (at start, after a failure), a short poll: the region leaves
         // polling as soon as the queue reads, not a long poll later.
-        let wait = if self.feed == Feed::Flowing { super::queue::WAIT } else { Duration::ZERO };
+        let wait = if *self.feed() == Feed::Flowing { super::queue::WAIT } else { Duration::ZERO };
         let messages = match self.queue.receive(wait).await {
             Ok(messages) => messages,
             Err(error) => return (Round::default(), self.lost(error)),
@@ -130,20 +136,22 @@ where
         (round, change)
     }
 
-    fn flowing(&mut self) -> Change {
-        let before = self.feed;
+    fn flowing(&self) -> Change {
+        let mut feed = self.feed();
+        let before = *feed;
         if before == Feed::Flowing {
             return Change::None;
         }
-        self.feed = Feed::Flowing;
+        *feed = Feed::Flowing;
         self.tracker.events_flowing(&self.region, self.sweep);
         self.metrics.task_events_flowing.with_label_values(&[&self.region]).set(1);
         Change::Flowing { again: before == Feed::Failing }
     }
 
-    fn lost(&mut self, error: QueueError) -> Change {
-        let before = self.feed;
-        self.feed = Feed::Failing;
+    fn lost(&self, error: QueueError) -> Change {
+        let mut feed = self.feed();
+        let before = *feed;
+        *feed = Feed::Failing;
         self.tracker.events_lost(&self.region);
         self.metrics.task_events_flowing.with_label_values(&[&self.region]).set(0);
         if before == Feed::Failing { Change::None } else { Change::Lost(error) }
@@ -151,7 +159,7 @@ where
 
     /// Whether the last round failed: the caller waits before the next.
     pub fn failing(&self) -> bool {
-        self.feed == Feed::Failing
+        *self.feed() == Feed::Failing
     }
 }
 
@@ -160,8 +168,9 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
 }
 
-/// Runs rounds until dropped, telling each change through `tell` (the shell's Events and log).
-pub async fn run<Q, K, E, F, Fut>(mut consumer: Consumer<Q, K, E>, tell: F)
+/// Runs `receivers` receivers of one consumer until dropped, telling each change through `tell` (the
+/// shell's Events and log).
+pub async fn run<Q, K, E, F, Fut>(consumer: Consumer<Q, K, E>, receivers: usize, tell: F)
 where
     Q: EventQueue,
     K: Clone + Eq + std::hash::Hash + Send + 'static,
@@ -169,20 +178,23 @@ where
     F: Fn(Change) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    info!(queue = %consumer.url(), region = %consumer.region, sweep = ?consumer.sweep, "following task state change events");
-    let mut failures = 0;
-    loop {
-        let (_, change) = consumer.round().await;
-        if change != Change::None {
-            tell(change).await;
+    info!(queue = %consumer.url(), region = %consumer.region, sweep = ?consumer.sweep, receivers, "following task state change events");
+    let receiver = || async {
+        let mut failures = 0;
+        loop {
+            let (_, change) = consumer.round().await;
+            if change != Change::None {
+                tell(change).await;
+            }
+            if consumer.failing() {
+                tokio::time::sleep(backoff(failures)).await;
+                failures += 1;
+            } else {
+                failures = 0;
+            }
         }
-        if consumer.failing() {
-            tokio::time::sleep(backoff(failures)).await;
-            failures += 1;
-        } else {
-            failures = 0;
-        }
-    }
+    };
+    futures::future::join_all((0..receivers.max(1)).map(|_| receiver())).await;
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<
 
 #[tokio::test]
 async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
-    let (mut consumer, queue, metrics) = setup(vec![Ok(vec![
+    let (consumer, queue, metrics) = setup(vec![Ok(vec![
         message("running", body("RUNNING", 2, "ecsrun/uid-1")),
         message("stopped", body("STOPPED", 4, "ecsrun/uid-1")),
         message("duplicate", body("STOPPED", 4, "ecsrun/uid-1")),
@@ -108,7 +108,7 @@ async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
 #[tokio::test]
 async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
     let missing = QueueError::Missing("no such queue".into());
-    let (mut consumer, queue, metrics) = setup(vec![
+    let (consumer, queue, metrics) = setup(vec![
         Ok(vec![]),
         Err(missing.clone()),
         Err(missing.clone()),
@@ -129,7 +129,7 @@ async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
 
 #[tokio::test]
 async fn a_failed_delete_is_an_outage_too_but_the_events_were_applied() {
-    let (mut consumer, queue, _) = setup(vec![Ok(vec![message("m", body("STOPPED", 3, "ecsrun/uid-1"))])]);
+    let (consumer, queue, _) = setup(vec![Ok(vec![message("m", body("STOPPED", 3, "ecsrun/uid-1"))])]);
     *queue.delete_error.lock().unwrap() = Some(QueueError::Denied("no sqs:DeleteMessage".into()));
     let (round, change) = consumer.round().await;
     assert_eq!(round.applied, 1);
@@ -138,7 +138,7 @@ async fn a_failed_delete_is_an_outage_too_but_the_events_were_applied() {
 
 #[tokio::test]
 async fn a_first_receive_that_fails_is_lost_from_the_start() {
-    let (mut consumer, _, _) = setup(vec![Err(QueueError::Unavailable("connection refused".into()))]);
+    let (consumer, _, _) = setup(vec![Err(QueueError::Unavailable("connection refused".into()))]);
     assert!(matches!(consumer.round().await.1, Change::Lost(QueueError::Unavailable(_))));
 }
 
@@ -146,4 +146,16 @@ async fn a_first_receive_that_fails_is_lost_from_the_start() {
 fn backoff_doubles_to_a_minute() {
     let waits: Vec<u64> = (0..9).map(|failures| backoff(failures).as_secs()).collect();
     assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
+
+#[tokio::test]
+async fn receivers_sharing_a_consumer_tell_a_change_once() {
+    let missing = QueueError::Missing("no such queue".into());
+    let (consumer, _, _) = setup(vec![Ok(vec![]), Ok(vec![]), Err(missing.clone()), Err(missing.clone())]);
+    let (first, second) = futures::join!(consumer.round(), consumer.round());
+    let flowing = [first.1, second.1].iter().filter(|change| **change == Change::Flowing { again: false }).count();
+    assert_eq!(flowing, 1, "one receiver tells that events flow");
+    let (third, fourth) = futures::join!(consumer.round(), consumer.round());
+    let lost = [third.1, fourth.1].iter().filter(|change| matches!(change, Change::Lost(_))).count();
+    assert_eq!(lost, 1, "one receiver tells they are lost");
 }
