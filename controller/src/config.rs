@@ -148,7 +148,7 @@ pub struct Config {
 
     /// With task events, receivers per queue: each does one receive-apply-delete round trip at a time, so a
     /// burst of stops drains as many times faster.
-    #[arg(long, env = "ECSRUN_EVENTS_RECEIVERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    #[arg(long, env = "ECSRUN_EVENTS_RECEIVERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub events_receivers: u16,
 
     /// SQS endpoint URL override (emulators, VPC interface endpoints).

@@ -133,6 +133,12 @@ async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
         &[][..],
         &["watchNamespaces={e2e-rbac}", "credentials.secretRef.enabled=true", "replicaCount=2"][..],
         &["podDisruptionBudget.enabled=true", "replicaCount=2", "networkPolicy.enabled=true", "rbac.create=true"][..],
+        &[
+            "taskEvents.queueUrls={https://sqs.eu-west-1.amazonaws.com/123456789012/ecsrun-task-events}",
+            "taskEvents.sweepInterval=2m",
+            "taskEvents.receivers=8",
+            "aws.sqsEndpointUrl=https://sqs.eu-west-1.amazonaws.com",
+        ][..],
     ] {
         let rendered = run(template(values)?).await?;
         let manifests = env.work.join(format!("chart-{}.yaml", values.len()));

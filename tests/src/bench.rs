@@ -173,6 +173,10 @@ pub struct Detail {
     /// Events mode: the controller's `ecsrun_task_events_total` by outcome.
     #[serde(default)]
     pub task_events: BTreeMap<String, u64>,
+    /// Events mode: from ECS's change of a task to its event applied, the p99 as the controller's
+    /// histogram bounds it (the bucket's upper bound): the queue's share of STOPPED → status.
+    #[serde(default)]
+    pub event_delay_p99_s: Option<f64>,
 }
 
 /// When the bench saw each run do what.
@@ -328,6 +332,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let beyond_stop = delete_calls.iter().filter(|(op, _)| *op != "StopTask").map(|(_, n)| n).sum::<u64>();
     let cpu_s = cpu_seconds(pid)?;
     let task_events = outcomes_of(&controller, "ecsrun_task_events_total").await?;
+    let event_delay_p99_s = histogram_quantile(&controller, "ecsrun_task_event_delay_seconds", 0.99).await?;
     let apiserver_cpu_s = match (peers.apiserver_pid, apiserver_cpu_before) {
         (Some(apiserver), Some(before)) => Some(cpu_seconds(apiserver)? - before),
         _ => None,
@@ -384,8 +389,27 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             dropped_stopped_events: even.iter().filter(|name| dropped(name)).count(),
             dropped_caught_max_s: dropped_latencies.iter().copied().reduce(f64::max),
             task_events,
+            event_delay_p99_s,
         },
     })
+}
+
+/// The upper bound of the bucket holding the `quantile` of a histogram on the controller's /metrics.
+async fn histogram_quantile(controller: &Controller, family: &str, quantile: f64) -> anyhow::Result<Option<f64>> {
+    let (_, page) = http_get(&controller.metrics_url).await?;
+    let prefix = format!("{family}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = page
+        .lines()
+        .filter_map(|line| {
+            let (le, count) = line.strip_prefix(&prefix)?.split_once("\"}")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let Some(total) = buckets.last().map(|(_, count)| *count).filter(|total| *total > 0.0) else {
+        return Ok(None);
+    };
+    Ok(buckets.iter().find(|(_, count)| *count >= total * quantile).map(|(le, _)| *le))
 }
 
 /// A counter's series by their `outcome` label, from the controller's /metrics.

@@ -248,26 +248,25 @@ impl Moto {
         Ok(Self { endpoint: format!("http://127.0.0.1:{port}"), fixtures, python, _process: process })
     }
 
-    /// An ECS client talking to moto, to check what the controller did from ECS's side.
-    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// What every client of moto's services shares: its endpoint, region and the test credentials.
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.fixtures.region.clone()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "e2e"))
             .load()
-            .await;
-        aws_sdk_ecs::Client::new(&config)
+            .await
+    }
+
+    /// An ECS client talking to moto, to check what the controller did from ECS's side.
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk_config().await)
     }
 
     /// Empties a queue of task events (the benchmark's, between passes), through moto's SQS.
     pub async fn purge_event_queue(&self, name: &str) -> anyhow::Result<()> {
         let url = self.fixtures.event_queues.get(name).with_context(|| format!("no event queue {name}"))?;
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.fixtures.region.clone()))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "e2e"))
-            .load()
-            .await;
+        let config = self.sdk_config().await;
         aws_sdk_sqs::Client::new(&config).purge_queue().queue_url(url).send().await?;
         Ok(())
     }

@@ -195,7 +195,8 @@ fn markdown(reports: &[Report]) -> String {
         let apiserver = d.apiserver_cpu_s.map_or("not measured".to_string(), |cpu| format!("{cpu:.0}s"));
         let (events, dropped) = if r.mode == "events" {
             let caught = d.dropped_caught_max_s.map_or("none caught".to_string(), |s| format!("{s:.0}s"));
-            (map(&d.task_events), format!("{caught} ({} dropped)", d.dropped_stopped_events))
+            let delay = d.event_delay_p99_s.map_or(String::new(), |s| format!("; ECS change → applied p99 ≤ {s}s"));
+            (format!("{}{delay}", map(&d.task_events)), format!("{caught} ({} dropped)", d.dropped_stopped_events))
         } else {
             ("—".to_string(), "—".to_string())
         };
