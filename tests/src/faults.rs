@@ -53,7 +53,7 @@ pub struct Report {
     /// Kills sent within milliseconds of a RunTask reaching ECS (before its answer was recorded).
     pub kills_right_after_run_task: usize,
     pub fault_rate: f64,
-    /// Task events pass: kills sent as a batch of events was received (before its delete), and the seconds
+    /// Task events pass: kills sent while a batch of events was applied and not deleted, and the seconds
     /// SQS was out.
     #[serde(default)]
     pub events: bool,
@@ -206,13 +206,10 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             outage = None;
         }
         // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded; with
-        // events, every fourth right as a batch of events is received, before it can be deleted.
+        // events, the others while the consumer deletes a batch it applied (the delete held by the proxy).
         if kill % 2 == 0 && tokio::time::timeout(kill_every * 2, proxy.run_task_forwarded()).await.is_ok() {
             kills_right_after_run_task += 1;
-        } else if plan.events
-            && kill % 4 == 1
-            && tokio::time::timeout(kill_every * 2, proxy.batch_received()).await.is_ok()
-        {
+        } else if plan.events && proxy.hold_next_delete(kill_every * 2).await {
             kills_mid_batch += 1;
         } else {
             tokio::time::sleep(jitter(kill_every, kill)).await;

@@ -6,7 +6,7 @@
 //! calls (`set_faults`): ThrottlingException, HTTP 500, a connection dropped before or after the call
 //! reached ECS, and slow answers. The fleet benchmark and the fault suite both stand behind it. The fault
 //! suite's task events pass sends the controller's SQS calls through it too: they get the same faults, an
-//! outage can be switched on (`set_outage`), and it says when a batch of events is received.
+//! outage can be switched on (`set_outage`), and a DeleteMessageBatch held, to kill the consumer mid-batch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -165,8 +165,10 @@ struct Shared {
     pub run_task_forwarded: tokio::sync::Notify,
     /// Operations answered 503 ServiceUnavailable while listed: a service out for a while.
     outage: Mutex<Vec<String>>,
-    /// Signalled when a ReceiveMessage answer with messages is on its way back.
-    batch_received: tokio::sync::Notify,
+    /// Armed: the next DeleteMessageBatch is held (never answered) and `delete_held` signalled, so the
+    /// consumer is caught mid-batch: events received and applied, their messages not deleted.
+    hold_delete: std::sync::atomic::AtomicBool,
+    delete_held: tokio::sync::Notify,
 }
 
 /// The proxy; it stops when dropped.
@@ -191,7 +193,8 @@ impl EcsProxy {
             dice: Mutex::new(0x9E37_79B9_7F4A_7C15),
             run_task_forwarded: tokio::sync::Notify::new(),
             outage: Mutex::default(),
-            batch_received: tokio::sync::Notify::new(),
+            hold_delete: std::sync::atomic::AtomicBool::new(false),
+            delete_held: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -215,9 +218,14 @@ impl EcsProxy {
             operations.iter().map(|operation| (*operation).to_owned()).collect();
     }
 
-    /// Resolves when the next ReceiveMessage answer with messages is on its way to the consumer.
-    pub async fn batch_received(&self) {
-        self.shared.batch_received.notified().await;
+    /// Holds the next DeleteMessageBatch, and resolves once one is held (the consumer mid-batch); the held
+    /// call is dropped when its caller dies. Disarmed again if none comes within `within`; says whether
+    /// one came.
+    pub async fn hold_next_delete(&self, within: Duration) -> bool {
+        self.shared.hold_delete.store(true, std::sync::atomic::Ordering::SeqCst);
+        let held = tokio::time::timeout(within, self.shared.delete_held.notified()).await.is_ok();
+        self.shared.hold_delete.store(false, std::sync::atomic::Ordering::SeqCst);
+        held
     }
 
     /// Resolves after the next RunTask has been forwarded to ECS.
@@ -316,6 +324,12 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
     if shared.outage.lock().unwrap_or_else(PoisonError::into_inner).contains(&operation) {
         return Ok(error_response(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "injected outage"));
     }
+    if operation == "DeleteMessageBatch" && shared.hold_delete.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        // notify_one keeps the signal for a waiter that has not polled yet.
+        shared.delete_held.notify_one();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return Ok(dropped());
+    }
     let fault = if operation.is_empty() { None } else { shared.roll(&operation) };
     if let Some(fault) = fault {
         *shared.counts.lock().unwrap_or_else(PoisonError::into_inner).faults.entry(fault).or_default() += 1;
@@ -363,12 +377,6 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
     let body = body.collect().await.context("reading the ECS endpoint's answer")?.to_bytes();
     if operation == "RunTask" {
         shared.run_task_forwarded.notify_waiters();
-    }
-    if operation == "ReceiveMessage"
-        && parts.status.is_success()
-        && body.windows(11).any(|window| window == b"\"Messages\"")
-    {
-        shared.batch_received.notify_waiters();
     }
     if fault == Some(Fault::DropAfter) {
         return Ok(dropped());
