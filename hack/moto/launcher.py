@@ -36,7 +36,7 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   tests read a session's external ID, name and tags back from /moto-api/data.json.
 - RunTask's enableECSManagedTags adds ECS's aws:ecs:clusterName tag to the task, and its
   volumeConfigurations are kept on moto's task record (DescribeTasks shows them only as attachments).
-- ECS's task state change events: every transition the launcher makes (a task created, a task stopped)
+- ECS's task state change events (task_events.py): every transition the launcher makes (a task created, a task stopped)
   goes into moto's own EventBridge as an "ECS Task State Change" event with a rising `detail.version`
   (DescribeTasks reports the same version), and moto's rule routes it to an SQS queue, as AWS does. Tasks
   move on a clock of their own, not only when described. ECSRUN_E2E_EVENTS (comma-separated) spoils a
@@ -51,12 +51,9 @@ Run: python launcher.py --port 5000 --fixtures fixtures.json [--parent-pid PID] 
 
 import argparse
 import datetime
-import heapq
 import json
 import logging
 import os
-import queue
-import random
 import threading
 import time
 import types
@@ -66,12 +63,13 @@ from moto.core.responses import ActionResult
 from moto.ecs import models as ecs
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import ECSException
-from moto.events.models import events_backends
 from moto.logs.models import logs_backends
 from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 from moto.sts import models as sts
 from moto.sts import responses as sts_responses
+
+import task_events
 
 REGION = "eu-west-1"
 HOLD = "ECSRUN_E2E_HOLD"
@@ -248,109 +246,11 @@ def _clock(stop):
                 _live.discard(task)
 
 
-def _iso(moment):
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
-
-
 def _changed(task):
     """ECS's task state change event for the task as it is now, with the next version."""
     task.version += 1
-    started_by = getattr(task, "started_by", None)
-    detail = {
-        "clusterArn": task.cluster_arn,
-        "taskArn": task.task_arn,
-        "taskDefinitionArn": task.task_definition_arn,
-        "lastStatus": task.last_status,
-        "desiredStatus": task.desired_status,
-        "startedBy": started_by,
-        "group": getattr(task, "group", None),
-        "launchType": getattr(task, "launch_type", None),
-        "capacityProviderName": getattr(task, "capacity_provider_name", None),
-        "cpu": task.cpu,
-        "memory": task.memory,
-        "stopCode": getattr(task, "stop_code", None),
-        "stoppedReason": getattr(task, "stopped_reason", None),
-        "createdAt": _iso(task.created_at),
-        "startedAt": _iso(task.started_at),
-        "stoppedAt": _iso(getattr(task, "stopped_at", None)),
-        "updatedAt": _iso(_now()),
-        "containers": [
-            {k: v for k, v in {"name": c.name, "lastStatus": c.last_status, "exitCode": c.exitCode}.items() if v is not None}
-            for c in task.containers
-        ],
-        "version": task.version,
-    }
-    detail = {k: v for k, v in detail.items() if v is not None}
-    _emitter.put((task._account_id, task.region_name, detail, list(getattr(task, "_ecsrun_event_faults", []))))
-
-
-class _Emitter:
-    """Sends task events into moto's EventBridge from one thread, spoiled as asked: dropped, duplicated,
-    held back until the task's next event, or delayed."""
-
-    def __init__(self):
-        self.inbox = queue.Queue()
-        self.shares = {}
-        self.random = random.Random(0)
-        self.held = {}
-        self.later = []
-        self.sent = 0
-
-    def put(self, item):
-        self.inbox.put(item)
-
-    def run(self, stop):
-        while not stop.is_set():
-            try:
-                item = self.inbox.get(timeout=0.05)
-            except queue.Empty:
-                item = None
-            if item is not None:
-                try:
-                    self._route(*item)
-                except Exception:
-                    logging.exception("emitting a task event")
-            now = time.monotonic()
-            while self.later and self.later[0][0] <= now:
-                _, _, args = heapq.heappop(self.later)
-                self._send(*args)
-
-    def _spoiled(self, fault, faults):
-        return fault in faults or self.random.random() < self.shares.get(fault, 0.0)
-
-    def _route(self, account, region, detail, faults):
-        arn, final = detail["taskArn"], detail.get("lastStatus") == "STOPPED"
-        if "drop" in faults or (final and "drop-stopped" in faults) or self._spoiled("drop", ()):
-            return self._release(arn)
-        copies = 2 if self._spoiled("duplicate", faults) else 1
-        delay = next((float(f.split("=", 1)[1]) for f in faults if f.startswith("delay=")), 0.0)
-        if not final and self._spoiled("reorder", faults):
-            self._release(arn)
-            self.held[arn] = (account, region, detail, copies)
-            return
-        self._schedule(delay, (account, region, detail, copies))
-        self._release(arn)
-
-    def _release(self, arn):
-        """A held-back event goes out after the one that overtook it."""
-        held = self.held.pop(arn, None)
-        if held:
-            self._schedule(0.0, held)
-
-    def _schedule(self, delay, args):
-        if delay <= 0:
-            return self._send(*args)
-        heapq.heappush(self.later, (time.monotonic() + delay, id(args), args))
-
-    def _send(self, account, region, detail, copies):
-        entry = {"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json.dumps(detail),
-                 "Resources": [detail["taskArn"]]}
-        for _ in range(copies):
-            events_backends[account][region].put_events([entry])
-            self.sent += 1
-
-
-_emitter = _Emitter()
+    faults = list(getattr(task, "_ecsrun_event_faults", []))
+    task_events.emitter.put((task._account_id, task.region_name, task_events.detail_of(task), faults))
 
 
 _original_stop_task = ecs.EC2ContainerServiceBackend.stop_task
@@ -617,10 +517,10 @@ def main():
     parser.add_argument("--event-faults", default="", help="shares of task events spoiled: duplicate=0.1,reorder=0.1,drop=0.01")
     parser.add_argument("--seed", type=int, default=0, help="seed of the spoiled events' draw")
     args = parser.parse_args()
-    _emitter.random.seed(args.seed)
+    task_events.emitter.random.seed(args.seed)
     for part in filter(None, args.event_faults.split(",")):
         fault, share = part.split("=", 1)
-        _emitter.shares[fault.strip()] = float(share)
+        task_events.emitter.shares[fault.strip()] = float(share)
 
     # moto's own progression is replaced by _advance; keep it from moving tasks by itself.
     state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
@@ -637,7 +537,7 @@ def main():
     stop = threading.Event()
     threading.Thread(target=_printing, args=(stop,), daemon=True).start()
     threading.Thread(target=_clock, args=(stop,), daemon=True).start()
-    threading.Thread(target=_emitter.run, args=(stop,), daemon=True).start()
+    threading.Thread(target=task_events.emitter.run, args=(stop,), daemon=True).start()
     try:
         while not stop.wait(1.0):
             if args.parent_pid and not _alive(args.parent_pid):

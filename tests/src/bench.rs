@@ -35,7 +35,10 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 
 use crate::proxy::{Class, EcsProxy, ecs_buckets};
-use crate::{Controller, ControllerOptions, Moto, http_get};
+
+mod measure;
+use crate::{Controller, ControllerOptions, Moto};
+use measure::{cpu_seconds, histogram_quantile, kube_writes, outcomes_of, percentile, rss_mib};
 
 /// How the controller describes tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,38 +397,6 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     })
 }
 
-/// The upper bound of the bucket holding the `quantile` of a histogram on the controller's /metrics.
-async fn histogram_quantile(controller: &Controller, family: &str, quantile: f64) -> anyhow::Result<Option<f64>> {
-    let (_, page) = http_get(&controller.metrics_url).await?;
-    let prefix = format!("{family}_bucket{{le=\"");
-    let buckets: Vec<(f64, f64)> = page
-        .lines()
-        .filter_map(|line| {
-            let (le, count) = line.strip_prefix(&prefix)?.split_once("\"}")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect();
-    let Some(total) = buckets.last().map(|(_, count)| *count).filter(|total| *total > 0.0) else {
-        return Ok(None);
-    };
-    Ok(buckets.iter().find(|(_, count)| *count >= total * quantile).map(|(le, _)| *le))
-}
-
-/// A counter's series by their `outcome` label, from the controller's /metrics.
-async fn outcomes_of(controller: &Controller, family: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-    let (_, page) = http_get(&controller.metrics_url).await?;
-    let prefix = format!("{family}{{outcome=\"");
-    Ok(page
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(&prefix)?;
-            let (outcome, value) = rest.split_once("\"}")?;
-            Some((outcome.to_owned(), value.trim().parse::<f64>().ok()? as u64))
-        })
-        .collect())
-}
-
 /// The bench's own calls (to moto and the API server, both busy at fleet size) get a few tries.
 async fn retried<T, E, F, Fut>(mut call: F) -> anyhow::Result<T>
 where
@@ -557,64 +528,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Kubernetes writes the controller made, from its own metrics.
-struct KubeWrites {
-    total: u64,
-    status: u64,
-}
-
-async fn kube_writes(controller: &Controller) -> anyhow::Result<KubeWrites> {
-    let (_, page) = http_get(&controller.metrics_url).await?;
-    let mut writes = KubeWrites { total: 0, status: 0 };
-    for line in page.lines().filter(|line| line.starts_with("ecsrun_kube_requests_total{")) {
-        let value: u64 = line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        let label = |name: &str| {
-            line.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
-        };
-        if ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&label("verb")) && label("resource") != "leases" {
-            writes.total += value;
-            if label("resource") == "ecstaskruns/status" {
-                writes.status += value;
-            }
-        }
-    }
-    Ok(writes)
-}
-
-fn rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
-}
-
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').context("malformed stat")?.1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let per_second = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    Ok(ticks / per_second)
-}
-
-fn percentile(values: &[f64], quantile: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
 }
 
 #[cfg(test)]
