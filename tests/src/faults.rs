@@ -181,11 +181,11 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
     let edits = Arc::new(AtomicU64::new(0));
     let editor = tokio::spawn(edit_runs(api.clone(), edits.clone()));
 
-    // Runs are created, and some deleted, across the whole killing period: half the kills wait up to two
-    // periods for a RunTask, so the loop lasts about one and a half times kills × kill_every, and runs
-    // still launch near its end.
+    // Runs are created, and some deleted, across the whole killing period: half the kills wait up to three
+    // periods for a RunTask, so the loop lasts up to about twice kills × kill_every, and runs still launch
+    // near its end (with 30 % of ECS calls faulted, a RunTask often takes the SDK's retries to get through).
     let kill_every = Duration::from_millis(1500);
-    let period = kill_every * (plan.kills as u32 * 3 / 2);
+    let period = kill_every * (plan.kills as u32 * 2);
     let creator =
         tokio::spawn(create_runs(peers.moto.fixtures.clone(), api.clone(), plan.runs, period, plan.cluster()));
 
@@ -207,7 +207,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         }
         // Every other kill lands right after a RunTask reached ECS, before its answer can be recorded; with
         // events, the others while the consumer deletes a batch it applied (the delete held by the proxy).
-        if kill % 2 == 0 && tokio::time::timeout(kill_every * 2, proxy.run_task_forwarded()).await.is_ok() {
+        if kill % 2 == 0 && tokio::time::timeout(kill_every * 3, proxy.run_task_forwarded()).await.is_ok() {
             kills_right_after_run_task += 1;
         } else if plan.events && proxy.hold_next_delete(kill_every * 2).await {
             kills_mid_batch += 1;
