@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
-use crate::api::EcsTaskRun;
 use crate::decide;
 use crate::ecs::{Actor, DesiredStatus, Ecs, EcsTarget, TaskSnapshot, tracker::MAX_BATCH};
 use crate::reconcile::Context;
+use crate::reconcile::cached::CachedRun;
 
 /// How often, and after how long a task counts as orphaned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ pub fn orphans(
 /// Sweeps every `sweep.interval` until dropped (the leader's background work is dropped with its Lease).
 pub async fn run<E: Ecs>(
     ctx: Arc<Context<E>>,
-    stores: Vec<Store<EcsTaskRun>>,
+    stores: Vec<Store<CachedRun>>,
     watched: Vec<String>,
     sweep: OrphanSweep,
 ) {
@@ -85,7 +86,7 @@ pub async fn run<E: Ecs>(
 
 async fn sweep_cluster<E: Ecs>(
     ctx: &Context<E>,
-    stores: &[Store<EcsTaskRun>],
+    stores: &[Store<CachedRun>],
     watched: &[String],
     sweep: OrphanSweep,
     target: &EcsTarget,
@@ -96,8 +97,7 @@ async fn sweep_cluster<E: Ecs>(
         tasks.extend(ctx.ecs.describe_tasks(target, batch).await?.tasks);
     }
     // Read after the tasks: a run created meanwhile is known, and its task is within the grace anyway.
-    let known: HashSet<String> =
-        stores.iter().flat_map(Store::state).filter_map(|run| run.metadata.uid.clone()).collect();
+    let known: HashSet<String> = stores.iter().flat_map(Store::state).filter_map(|run| run.uid()).collect();
     let found = orphans(&tasks, &known, watched, ctx.settings.clock.now(), sweep.grace);
     for orphan in found {
         match ctx.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {

@@ -152,23 +152,23 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
 }
 
 /// Requeues a failed reconcile with a per-object exponential backoff (throttles wait longer).
-pub fn error_policy<E: Ecs>(run: Arc<EcsTaskRun>, error: &Error, ctx: Arc<Context<E>>) -> Action {
+pub fn error_policy<E: Ecs>(key: &RunKey, error: &Error, ctx: Arc<Context<E>>) -> Action {
     let label = error.label();
     if error.is_routine() {
-        debug!(namespace = ?run.namespace(), name = %run.name_any(), %error, label, "reconciled again shortly");
+        debug!(namespace = ?key.namespace, name = %key.name, %error, label, "reconciled again shortly");
         return Action::requeue(ctx.settings.stop_poll_interval);
     }
     ctx.metrics.reconcile_errors.with_label_values(&[label]).inc();
     let failures = {
         let mut failures = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = failures.entry(ObjectRef::from_obj(run.as_ref())).or_insert(0);
+        let count = failures.entry(key.clone()).or_insert(0);
         *count = count.saturating_add(1);
         *count
     };
     let base = if error.is_throttle() { Duration::from_secs(20) } else { Duration::from_secs(2) };
     let backoff =
         base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10))).min(Duration::from_secs(300));
-    warn!(namespace = ?run.namespace(), name = %run.name_any(), error = %error, label, failures, retry_in_s = backoff.as_secs(), "reconcile failed");
+    warn!(namespace = ?key.namespace, name = %key.name, error = %error, label, failures, retry_in_s = backoff.as_secs(), "reconcile failed");
     Action::requeue(with_jitter(backoff))
 }
 
@@ -177,6 +177,7 @@ fn with_jitter(duration: Duration) -> Duration {
     duration.mul_f64(1.0 + rand::random::<f64>() * 0.1)
 }
 
+pub mod cached;
 mod cleanup;
 mod credentials;
 mod effects;

@@ -30,6 +30,9 @@ pub enum Error {
     /// its name: nothing decided on it is written; the cache catches up and the run is reconciled again.
     #[error("the run {0} since this copy of it was read; reconciled again on the latest")]
     Stale(Staleness),
+    /// The run's JSON does not fit this controller's API types (a CRD newer than the controller).
+    #[error("the run cannot be read by this controller's version of the API: {0}")]
+    Undecodable(String),
 }
 
 /// How the copy reconciled differs from the run as the API server has it.
@@ -75,6 +78,7 @@ impl Error {
             Error::Timeout(_) => "reconcile_timeout",
             Error::NamespaceNotSeen(_) => "namespace_not_seen",
             Error::Stale(_) => "stale_object",
+            Error::Undecodable(_) => "undecodable_object",
         }
     }
 
@@ -91,6 +95,7 @@ impl Error {
             Error::Timeout(_) => "ReconcileTimeout",
             Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
             Error::Stale(_) => "StaleObject",
+            Error::Undecodable(_) => "UndecodableObject",
         }
     }
 

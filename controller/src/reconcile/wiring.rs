@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::{Context, FIELD_MANAGER, RunKey, error_policy, reconcile};
+use super::cached::{CachedRun, cached_key};
+use super::{Context, Error, FIELD_MANAGER, RunKey, error_policy, reconcile};
 use crate::api::EcsTaskRun;
 use crate::ecs::Ecs;
 use crate::ecs::task_events::consumer::{self, Change, Consumer};
@@ -68,7 +70,7 @@ pub async fn run<E: Ecs>(
     let mut controllers = Vec::new();
     let mut routes: HashMap<Option<String>, tokio::sync::mpsc::UnboundedSender<RunKey>> = HashMap::new();
     for namespace in watched {
-        let api: Api<EcsTaskRun> = match &namespace {
+        let api: Api<CachedRun> = match &namespace {
             None => Api::all(ctx.client.clone()),
             Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
         };
@@ -87,7 +89,7 @@ pub async fn run<E: Ecs>(
         let controller = Controller::for_stream(runs, reader)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
             .reconcile_on(futures::stream::unfold(task_changes, |mut changes| async move {
-                changes.recv().await.map(|key| (key, changes))
+                changes.recv().await.map(|key| (cached_key(&key), changes))
             }))
             .graceful_shutdown_on({
                 let mut stop = stop.clone();
@@ -95,7 +97,7 @@ pub async fn run<E: Ecs>(
                     let _ = stop.wait_for(|stop| *stop).await;
                 }
             })
-            .run(reconcile, error_policy, ctx.clone())
+            .run(reconcile_cached, error_policy_cached, ctx.clone())
             .for_each(|result| async move {
                 if let Err(error) = result {
                     debug!(%error, "reconcile result");
@@ -199,22 +201,34 @@ pub const TASK_EVENTS_UNAVAILABLE: &str = "TaskEventsUnavailable";
 
 /// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
 /// last-applied copy of the whole object can be larger than everything else together.
-fn slim(run: &mut EcsTaskRun) {
+fn slim(run: &mut CachedRun) {
     run.managed_fields_mut().clear();
-    if let Some(annotations) = run.metadata.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    run.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+/// Decodes the cached run for the reconcile; a run the API types cannot read fails on its own.
+async fn reconcile_cached<E: Ecs>(cached: Arc<CachedRun>, ctx: Arc<Context<E>>) -> Result<Action, Error> {
+    match cached.decode() {
+        Ok(run) => reconcile(Arc::new(run), ctx).await,
+        Err(error) => {
+            ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+            let error = Error::Undecodable(error.to_string());
+            let note = format!("{error} ({}); retrying with backoff", error.label());
+            if let Err(publish) = ctx.events.publish(&cached.object_ref(&()), true, "ReconcileError", &note).await {
+                warn!(error = %publish, "could not publish event");
+            }
+            Err(error)
+        }
     }
 }
 
-async fn keep_gauges<E: Ecs>(stores: Vec<Store<EcsTaskRun>>, ctx: Arc<Context<E>>) {
+fn error_policy_cached<E: Ecs>(cached: Arc<CachedRun>, error: &Error, ctx: Arc<Context<E>>) -> Action {
+    error_policy(&cached.key(), error, ctx)
+}
+
+async fn keep_gauges<E: Ecs>(stores: Vec<Store<CachedRun>>, ctx: Arc<Context<E>>) {
     loop {
-        let active = stores
-            .iter()
-            .flat_map(Store::state)
-            .filter(|run| {
-                !run.status.as_ref().and_then(|status| status.task.phase).is_some_and(|phase| phase.is_terminal())
-            })
-            .count();
+        let active = stores.iter().flat_map(Store::state).filter(|run| !run.finished()).count();
         ctx.metrics.active_runs.set(active as i64);
         ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;
