@@ -253,6 +253,45 @@ fn is_one(value: &i32) -> bool {
 }
 
 impl EcsTaskRunSpec {
+    /// A spec with nothing but its cluster set: every other field as a manifest that leaves it out
+    /// reads (one task, run identity injected, the default wait, success and retry policies).
+    pub fn new(cluster: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            task_definition: None,
+            task_definition_template: None,
+            task_arn: None,
+            stop: false,
+            suspend: false,
+            count: one(),
+            tasks_to_succeed: None,
+            parallelism: None,
+            region: None,
+            launch_type: None,
+            capacity_provider_strategy: None,
+            platform_version: None,
+            network_configuration: None,
+            overrides: None,
+            group: None,
+            tags: BTreeMap::new(),
+            propagate_tags: None,
+            placement_constraints: Vec::new(),
+            placement_strategy: Vec::new(),
+            enable_execute_command: false,
+            enable_ecs_managed_tags: false,
+            volume_configurations: Vec::new(),
+            credentials: None,
+            wait: WaitPolicy::default(),
+            success_policy: SuccessPolicy::default(),
+            stop_reason: None,
+            deletion_policy: None,
+            ttl_seconds_after_finished: None,
+            logs: LogsPolicy::default(),
+            retry_policy: RetryPolicy::default(),
+            inject_run_identity: default_true(),
+        }
+    }
+
     /// What the run names as its task definition, for people: the reference, or the template's family.
     pub fn task_definition_name(&self) -> &str {
         match (&self.task_definition, &self.task_definition_template) {
@@ -361,5 +400,16 @@ fn default_tail_lines() -> i32 {
 impl Default for LogsPolicy {
     fn default() -> Self {
         Self { tail_lines: default_tail_lines() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_spec_is_what_a_manifest_naming_only_its_cluster_reads() {
+        let read: EcsTaskRunSpec = serde_json::from_value(serde_json::json!({"cluster": "batch"})).unwrap();
+        assert_eq!(EcsTaskRunSpec::new("batch"), read);
     }
 }

@@ -4,14 +4,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::Args;
-use ecsrun_api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, Phase};
+use clap::{Args, ValueEnum};
+use ecsrun_api::{
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar,
+    LaunchType, NetworkConfiguration, Phase, TaskOverrides,
+};
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::Output;
 use crate::cloud_logs::{LogSource, TaskRef};
+use crate::output::{Output, print_run, render};
 use crate::runs::{Runs, is_finished};
 
 /// Marks a run created by `rerun` with the run it repeats.
@@ -21,18 +24,19 @@ const RERUN_OF: &str = "ecsrun.dev/rerun-of";
 pub struct RunArgs {
     /// Name of the run; absent: generated from the task definition's family.
     pub name: Option<String>,
-    /// ECS cluster (name or ARN).
-    #[arg(long)]
-    pub cluster: String,
+    /// ECS cluster (name or ARN). Named `--ecs-cluster` since `--cluster` picks the kubeconfig's cluster,
+    /// as in kubectl.
+    #[arg(long = "ecs-cluster", value_name = "CLUSTER")]
+    pub ecs_cluster: String,
     /// Task definition: family, family:revision or ARN.
     #[arg(long)]
     pub task_definition: String,
     /// AWS region (default: the controller's).
     #[arg(long)]
     pub region: Option<String>,
-    /// FARGATE, EC2 or EXTERNAL.
-    #[arg(long)]
-    pub launch_type: Option<String>,
+    /// Where the task runs (default: the cluster's capacity provider strategy).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub launch_type: Option<LaunchTypeFlag>,
     /// awsvpc subnet (repeat for more).
     #[arg(long = "subnet")]
     pub subnets: Vec<String>,
@@ -73,6 +77,24 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// ECS's launch types, as the flag spells them (any case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LaunchTypeFlag {
+    Fargate,
+    Ec2,
+    External,
+}
+
+impl From<LaunchTypeFlag> for LaunchType {
+    fn from(flag: LaunchTypeFlag) -> Self {
+        match flag {
+            LaunchTypeFlag::Fargate => LaunchType::Fargate,
+            LaunchTypeFlag::Ec2 => LaunchType::Ec2,
+            LaunchTypeFlag::External => LaunchType::External,
+        }
+    }
+}
+
 fn parse_env(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
@@ -102,52 +124,41 @@ pub struct LogsArgs {
 
 /// The spec `run`'s flags describe.
 fn spec_from(args: &RunArgs) -> anyhow::Result<EcsTaskRunSpec> {
-    let mut spec = json!({ "cluster": args.cluster, "taskDefinition": args.task_definition });
-    if let Some(region) = &args.region {
-        spec["region"] = json!(region);
-    }
-    if let Some(launch_type) = &args.launch_type {
-        spec["launchType"] = json!(launch_type.to_uppercase());
-    }
+    let mut spec = EcsTaskRunSpec::new(&args.ecs_cluster);
+    spec.task_definition = Some(args.task_definition.clone());
+    spec.region = args.region.clone();
+    spec.launch_type = args.launch_type.map(LaunchType::from);
     if !args.subnets.is_empty() {
-        let mut vpc = json!({ "subnets": args.subnets });
-        if !args.security_groups.is_empty() {
-            vpc["securityGroups"] = json!(args.security_groups);
-        }
-        if args.assign_public_ip {
-            vpc["assignPublicIp"] = json!("ENABLED");
-        }
-        spec["networkConfiguration"] = json!({ "awsvpcConfiguration": vpc });
+        spec.network_configuration = Some(NetworkConfiguration {
+            awsvpc_configuration: AwsVpcConfiguration {
+                subnets: args.subnets.clone(),
+                security_groups: args.security_groups.clone(),
+                assign_public_ip: args.assign_public_ip.then_some(AssignPublicIp::Enabled),
+            },
+        });
     }
-    let mut overrides = serde_json::Map::new();
+    let mut overrides =
+        TaskOverrides { cpu: args.cpu.clone(), memory: args.memory.clone(), ..TaskOverrides::default() };
     if !args.command.is_empty() || !args.env.is_empty() {
         let Some(container) = &args.container else {
             bail!("name the container the command or --env is for: --container NAME");
         };
-        let mut container_override = json!({ "name": container });
-        if !args.command.is_empty() {
-            container_override["command"] = json!(args.command);
-        }
-        if !args.env.is_empty() {
-            let environment: Vec<Value> =
-                args.env.iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
-            container_override["environment"] = json!(environment);
-        }
-        overrides.insert("containerOverrides".into(), json!([container_override]));
+        overrides.container_overrides.push(ContainerOverride {
+            name: container.clone(),
+            command: (!args.command.is_empty()).then(|| args.command.clone()),
+            environment: args
+                .env
+                .iter()
+                .map(|(name, value)| EnvVar { name: name.clone(), value: value.clone() })
+                .collect(),
+            ..ContainerOverride::default()
+        });
     }
-    if let Some(cpu) = &args.cpu {
-        overrides.insert("cpu".into(), json!(cpu));
+    if overrides != TaskOverrides::default() {
+        spec.overrides = Some(overrides);
     }
-    if let Some(memory) = &args.memory {
-        overrides.insert("memory".into(), json!(memory));
-    }
-    if !overrides.is_empty() {
-        spec["overrides"] = Value::Object(overrides);
-    }
-    if let Some(timeout) = &args.timeout {
-        spec["wait"] = json!({ "timeout": timeout });
-    }
-    serde_json::from_value(spec).context("building the run's spec")
+    spec.wait.timeout = args.timeout.clone();
+    Ok(spec)
 }
 
 /// A family from a reference (`family`, `family:3`, or an ARN), as a name prefix.
@@ -170,23 +181,23 @@ pub async fn run(runs: &Runs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let run =
         EcsTaskRun { metadata: ObjectMeta { namespace: Some(runs.namespace.clone()), ..metadata }, spec, status: None };
     if args.dry_run {
-        print!("{}", serde_yaml_ng::to_string(&run)?);
+        match render(&run, args.output)? {
+            Some(rendered) => print!("{rendered}"),
+            None => print!("{}", serde_yaml_ng::to_string(&run)?),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let created = runs.create(&run).await?;
     let name = created.name_any();
-    match args.output {
-        Output::Json if !args.wait => println!("{}", serde_json::to_string_pretty(&created)?),
-        Output::Json => {}
-        Output::Text => eprintln!("ecstaskrun {name} created"),
+    if args.output == Output::Text {
+        eprintln!("ecstaskrun {name} created");
     }
     if !args.wait {
+        print_run(&created, args.output)?;
         return Ok(ExitCode::SUCCESS);
     }
     let finished = follow_to_the_end(runs, &name, args.container.as_deref()).await?;
-    if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&finished)?);
-    }
+    print_run(&finished, args.output)?;
     if args.rm {
         runs.api.delete(&name, &Default::default()).await.with_context(|| format!("deleting {name}"))?;
     }
@@ -317,9 +328,8 @@ pub async fn rerun(runs: &Runs, name: &str, output: Output) -> anyhow::Result<Ex
         status: None,
     };
     let created = runs.create(&rerun).await?;
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-        Output::Text => println!("{}", created.name_any()),
+    if !print_run(&created, output)? {
+        println!("{}", created.name_any());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -346,13 +356,12 @@ pub async fn stop(
     }
     let stopped = runs.wait_for(name, timeout, "STOPPED", is_finished).await?;
     let status = stopped.status.clone().unwrap_or_default();
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&stopped)?),
-        Output::Text => println!(
+    if !print_run(&stopped, output)? {
+        println!(
             "ecstaskrun {name} {}: {}",
             status.task.phase.map_or("-".into(), |phase| format!("{phase:?}")),
             status.task.message.as_deref().unwrap_or_default()
-        ),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -369,7 +378,7 @@ mod tests {
         }
         let base = [
             "run",
-            "--cluster",
+            "--ecs-cluster",
             "batch",
             "--task-definition",
             "arn:aws:ecs:eu-west-1:1:task-definition/Nightly_Report:3",

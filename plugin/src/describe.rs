@@ -7,13 +7,14 @@ use ecsrun_api::{Attempt, ContainerStatus, EcsTaskRun, TaskStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::Output;
+use crate::output::{Output, age, render};
 use crate::runs::{Runs, event_time};
 
 pub async fn describe(runs: &Runs, name: &str, output: Output) -> anyhow::Result<ExitCode> {
     let run = runs.get(name).await?;
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+    // -o wide is this description itself: it already shows every column and more.
+    if let Some(rendered) = render(&run, output)? {
+        print!("{rendered}");
         return Ok(ExitCode::SUCCESS);
     }
     let events = runs.events_of(&run).await.unwrap_or_default();
@@ -24,13 +25,13 @@ pub async fn describe(runs: &Runs, name: &str, output: Output) -> anyhow::Result
     }
     let now = jiff::Timestamp::now();
     for event in events.iter().rev().take(15).rev() {
-        let age = event_time(event).map_or("-".into(), |at| ago(now, at));
+        let when = event_time(event).map_or("-".into(), |at| age(now, at));
         let _ = writeln!(
             text,
             "  {:<8} {:<14} {:>6}  {}",
             event.type_.as_deref().unwrap_or_default(),
             event.reason.as_deref().unwrap_or_default(),
-            age,
+            when,
             event.message.as_deref().unwrap_or_default().replace('\n', "\n                                  ")
         );
     }
@@ -151,13 +152,4 @@ fn containers(text: &mut String, containers: &[ContainerStatus]) {
 
 fn time(time: Option<&Time>) -> String {
     time.map_or("-".into(), |time| time.0.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
-}
-
-fn ago(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
-    let seconds = now.duration_since(then).as_secs().max(0);
-    match seconds {
-        0..120 => format!("{seconds}s"),
-        120..7200 => format!("{}m", seconds / 60),
-        _ => format!("{}h", seconds / 3600),
-    }
 }

@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 
+use crate::kube_flags::KubeFlags;
+
 pub struct Runs {
     pub api: Api<EcsTaskRun>,
     pub events: Api<Event>,
@@ -15,11 +17,9 @@ pub struct Runs {
 }
 
 impl Runs {
-    pub async fn connect(namespace: Option<&str>) -> anyhow::Result<Self> {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot reach Kubernetes: check KUBECONFIG or `kubectl config current-context`")?;
-        let namespace = namespace.map_or_else(|| client.default_namespace().to_owned(), str::to_owned);
+    pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Self> {
+        let (config, namespace) = flags.config().await?;
+        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
         Ok(Self {
             api: Api::namespaced(client.clone(), &namespace),
             events: Api::namespaced(client, &namespace),

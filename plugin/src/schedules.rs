@@ -9,7 +9,7 @@ use ecsrun_api::cron::Slots;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::Output;
+use crate::output::{Output, print_run};
 use crate::runs::Runs;
 
 #[derive(Subcommand)]
@@ -43,9 +43,8 @@ pub async fn schedule(runs: &Runs, command: ScheduleCommand) -> anyhow::Result<E
             let name = format!("{}-manual-{}", schedule.name_any(), now.as_second());
             let run = schedule.run(name, now, true);
             let created = runs.create(&run).await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-                Output::Text => println!("{}", created.name_any()),
+            if !print_run(&created, output)? {
+                println!("{}", created.name_any());
             }
         }
         ScheduleCommand::Suspend { schedule } => set_suspend(&api, &runs.namespace, &schedule, true).await?,

@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
         case("plugin::rerun_makes_a_new_run_with_the_same_spec", rerun),
         case("plugin::stop_returns_once_the_task_is_stopped", stop),
         case("plugin::errors_say_what_to_do", errors),
+        case("plugin::kubectl_flags_pick_the_context_and_outputs_print_as_kubectl_does", kubectl_flags_and_outputs),
         case("plugin::schedule_next_trigger_suspend_and_resume", schedule_verbs),
     ]
 }
@@ -65,7 +66,7 @@ fn network(env: &Env) -> Vec<String> {
 
 async fn run_wait(env: &Env, name: &str, family: &str, extra: &[&str]) -> anyhow::Result<Output> {
     let network = network(env);
-    let mut args = vec!["run", name, "--cluster", "batch", "--task-definition", family, "--wait"];
+    let mut args = vec!["run", name, "--ecs-cluster", "batch", "--task-definition", family, "--wait"];
     args.extend(network.iter().map(String::as_str));
     args.extend(extra);
     tokio::time::timeout(Duration::from_secs(90), output(env, &args)).await.context("run --wait did not return")?
@@ -247,12 +248,65 @@ async fn errors(env: Arc<Env>) -> anyhow::Result<()> {
     let out = output(&env, &["logs", "no-such-run"]).await?;
     ensure!(out.status.code() == Some(1), "exit {:?}", out.status.code());
     ensure!(text(&out.stderr).contains("EcsTaskRun no-such-run not found in namespace"), "{}", text(&out.stderr));
-    let out = output(&env, &["run", "--cluster", "batch", "--task-definition", "db-dump", "--", "echo", "hi"]).await?;
+    let out =
+        output(&env, &["run", "--ecs-cluster", "batch", "--task-definition", "db-dump", "--", "echo", "hi"]).await?;
     ensure!(out.status.code() == Some(1) && text(&out.stderr).contains("--container NAME"), "{}", text(&out.stderr));
     // The API server's own words for a spec it refuses.
-    let out = output(&env, &["run", "bad", "--cluster", "batch", "--task-definition", "db-dump", "--timeout", "soon"])
-        .await?;
+    let out =
+        output(&env, &["run", "bad", "--ecs-cluster", "batch", "--task-definition", "db-dump", "--timeout", "soon"])
+            .await?;
     ensure!(out.status.code() == Some(1) && text(&out.stderr).contains("spec.wait.timeout"), "{}", text(&out.stderr));
+    Ok(())
+}
+
+/// `--kubeconfig` and `--context` choose the cluster as kubectl's would (the file's current context points
+/// nowhere), `-n` the namespace; `-o name|yaml|wide` print the run as kubectl does.
+async fn kubectl_flags_and_outputs(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&env.kubeconfig)?)?;
+    let working = config["current-context"].as_str().context("the e2e kubeconfig has a current context")?.to_owned();
+    config["clusters"].as_array_mut().context("clusters")?.push(serde_json::json!(
+        {"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}}));
+    let user = config["contexts"][0]["context"]["user"].clone();
+    config["contexts"].as_array_mut().context("contexts")?.push(serde_json::json!(
+        {"name": "nowhere", "context": {"cluster": "nowhere", "user": user}}));
+    config["current-context"] = "nowhere".into();
+    let kubeconfig = tempfile::NamedTempFile::new()?;
+    std::fs::write(kubeconfig.path(), serde_yaml_ng::to_string(&config)?)?;
+    let path = kubeconfig.path().display().to_string();
+    // Runs with no KUBECONFIG at all: only the flags say where to go.
+    let plugin = |args: &[&str]| {
+        let mut command = Command::new(workspace_binary("kubectl-ecsrun")?);
+        command.env_remove("KUBECONFIG").env("HOME", "/nonexistent").args(["--kubeconfig", &path]).args(args);
+        anyhow::Ok(command)
+    };
+    let run =
+        |mut command: Command| async move { anyhow::Ok(tokio::task::spawn_blocking(move || command.output()).await??) };
+
+    let network = network(&env);
+    let mut args = vec!["run", "plugin-flags", "--ecs-cluster", "batch", "--task-definition", "db-dump", "-o", "name"];
+    args.extend(network.iter().map(String::as_str));
+    let out = run(plugin(&[&["--context", &working, "-n", NAMESPACE], &args[..]].concat())?).await?;
+    ensure!(out.status.success(), "run with --context: {}", text(&out.stderr));
+    ensure!(text(&out.stdout) == "ecstaskrun.ecsrun.dev/plugin-flags\n", "-o name printed {:?}", text(&out.stdout));
+    ensure!(env.runs(NAMESPACE).get_opt("plugin-flags").await?.is_some(), "the run is not in {NAMESPACE}");
+
+    // Flags after the verb mean the same.
+    let out =
+        run(plugin(&["describe", "plugin-flags", "-o", "yaml", "--context", &working, "--namespace", NAMESPACE])?)
+            .await?;
+    ensure!(out.status.success(), "describe -o yaml: {}", text(&out.stderr));
+    let described: EcsTaskRun = serde_yaml_ng::from_str(&text(&out.stdout))?;
+    ensure!(described.spec.cluster == "batch", "-o yaml read back {:?}", described.spec.cluster);
+
+    let out = run(plugin(&["rerun", "plugin-flags", "-o", "wide", "--context", &working, "-n", NAMESPACE])?).await?;
+    let table = text(&out.stdout);
+    ensure!(out.status.success() && table.starts_with("NAME ") && table.contains("ATTEMPTS"), "-o wide: {table}");
+
+    // Without --context the file's current context is used, and it points nowhere.
+    let out = run(plugin(&["describe", "plugin-flags", "-n", NAMESPACE])?).await?;
+    ensure!(!out.status.success(), "the broken current context was not used");
+    let out = run(plugin(&["describe", "plugin-flags", "--context", "staging"])?).await?;
+    ensure!(text(&out.stderr).contains("--context staging"), "an unknown context: {}", text(&out.stderr));
     Ok(())
 }
 
