@@ -31,6 +31,7 @@ pub fn cases() -> Vec<Case> {
         case("chart::controller_runs_as_the_charts_service_account_with_least_privilege", least_privilege),
         case("chart::namespace_editors_manage_runs_and_viewers_read_them", aggregated_roles),
         case("chart::readme_install_on_a_new_cluster_and_the_controller_becomes_ready", readme_install),
+        case("chart::helm_upgrade_upgrades_the_crds_and_uninstall_keeps_them", crd_upgrade),
     ]
 }
 
@@ -61,7 +62,7 @@ fn template(values: &[&str]) -> anyhow::Result<Command> {
 fn template_without_image(values: &[&str]) -> anyhow::Result<Command> {
     let mut command = Command::new(helm()?);
     command.args(["template", RELEASE]).arg(repo_root().join("charts/ecsrun"));
-    command.args(["--namespace", RELEASE_NAMESPACE, "--include-crds"]);
+    command.args(["--namespace", RELEASE_NAMESPACE]);
     for value in values {
         command.args(["--set", value]);
     }
@@ -561,5 +562,127 @@ async fn readme_install(env: Arc<Env>) -> anyhow::Result<()> {
     let status = controller.process.exited(Duration::from_secs(30)).await?;
     ensure!(status.success(), "the controller exited with {status} on SIGTERM");
     drop(control_plane);
+    Ok(())
+}
+
+/// The chart's YAML with one property's block (its key line and everything indented under it) left out.
+fn without_property(yaml: &str, key: &str) -> anyhow::Result<String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines.iter().position(|line| line.trim() == format!("{key}:")).with_context(|| format!("no {key}"))?;
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let depth = indent(lines[start]);
+    let end = lines[start + 1..].iter().position(|line| indent(line) <= depth).map_or(lines.len(), |n| start + 1 + n);
+    Ok(lines[..start].iter().chain(&lines[end..]).map(|line| format!("{line}\n")).collect())
+}
+
+/// `helm upgrade` upgrades the CRDs (Helm never upgrades a chart's crds/ directory, so they are
+/// templates): a release whose EcsTaskRun CRD lacks `ttlSecondsAfterFinished` refuses the field under
+/// strict validation; upgraded to this chart, the same run is accepted and keeps it. Uninstalling leaves
+/// the CRDs, and so every run, in place. On a cluster of its own: CRDs are cluster-wide.
+async fn crd_upgrade(env: Arc<Env>) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::ResourceExt;
+    use kube::api::{Patch, PatchParams};
+    const FIELD: &str = "ttlSecondsAfterFinished";
+    let work = env.work.join("crd-upgrade");
+    let old_chart = work.join("ecsrun-old");
+    copy_dir(&repo_root().join("charts/ecsrun"), &old_chart)?;
+    let crd_file = old_chart.join("templates/crds/ecstaskruns.ecsrun.dev.yaml");
+    std::fs::write(&crd_file, without_property(&std::fs::read_to_string(&crd_file)?, FIELD)?)?;
+    let control_plane = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || ControlPlane::start_new(&work)
+    })
+    .await??;
+    // Helm's own state stays in the work directory, not the user's home.
+    let helm_on = |args: &[&str]| -> anyhow::Result<Command> {
+        let mut command = Command::new(helm()?);
+        command.args(args).args(["--namespace", RELEASE_NAMESPACE]);
+        command.env("KUBECONFIG", &control_plane.kubeconfig);
+        for (variable, dir) in
+            [("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")]
+        {
+            command.env(variable, work.join("helm").join(dir));
+        }
+        Ok(command)
+    };
+    let helm_in = |verb: &str, chart: &Path| -> anyhow::Result<Command> {
+        let mut command = helm_on(&[verb, RELEASE])?;
+        command.arg(chart).args(["--create-namespace", "--set", IMAGE, "--set", "policy.admission.enabled=false"]);
+        Ok(command)
+    };
+    run(helm_in("install", &old_chart)?).await.context("installing the release without the field")?;
+
+    let client = control_plane.client().await?;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let established = |crds: kube::Api<CustomResourceDefinition>| async move {
+        let wait = kube::runtime::wait::await_condition(
+            crds,
+            "ecstaskruns.ecsrun.dev",
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), wait).await.context("the CRD was not Established in 30 s")??;
+        anyhow::Ok(())
+    };
+    established(crds.clone()).await?;
+    let has_field = |crd: &CustomResourceDefinition| {
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|schema| schema.open_api_v3_schema.as_ref())
+            .and_then(|schema| schema.properties.as_ref()?.get("spec")?.properties.as_ref())
+            .is_some_and(|spec| spec.contains_key(FIELD))
+    };
+    let crd = crds.get("ecstaskruns.ecsrun.dev").await?;
+    ensure!(!has_field(&crd), "the old release's CRD has {FIELD}");
+    ensure!(
+        crd.annotations().get("helm.sh/resource-policy").map(String::as_str) == Some("keep"),
+        "the CRD is not kept on uninstall: {:?}",
+        crd.annotations()
+    );
+
+    let runs: kube::Api<ecsrun::api::EcsTaskRun> = kube::Api::namespaced(client.clone(), "default");
+    let run_yaml: serde_json::Value = serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun", "metadata": {"name": "kept-an-hour"},
+        "spec": {"cluster": "batch", "taskDefinition": "db-dump", FIELD: 3600},
+    });
+    let strict = PatchParams::apply("crd-upgrade").validation_strict();
+    let refused = runs.patch("kept-an-hour", &strict, &Patch::Apply(&run_yaml)).await;
+    ensure!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.message.contains(FIELD)),
+        "the old CRD accepted {FIELD}: {refused:?}"
+    );
+
+    run(helm_in("upgrade", &repo_root().join("charts/ecsrun"))?).await.context("upgrading to this chart")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !has_field(&crds.get("ecstaskruns.ecsrun.dev").await?) {
+        ensure!(std::time::Instant::now() < deadline, "helm upgrade did not add {FIELD} to the CRD in 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    established(crds.clone()).await?;
+    let accepted = runs.patch("kept-an-hour", &strict, &Patch::Apply(&run_yaml)).await.context("the upgraded CRD")?;
+    ensure!(accepted.spec.ttl_seconds_after_finished == Some(3600), "{FIELD} did not persist: {:?}", accepted.spec);
+
+    run(helm_on(&["uninstall", RELEASE])?).await.context("uninstalling")?;
+    for name in ["ecstaskruns.ecsrun.dev", "ecstaskschedules.ecsrun.dev", "ecsrunpolicies.ecsrun.dev"] {
+        let crd = crds.get(name).await.with_context(|| format!("helm uninstall deleted the CRD {name}"))?;
+        ensure!(crd.metadata.deletion_timestamp.is_none(), "helm uninstall is deleting the CRD {name}");
+    }
+    ensure!(runs.get_opt("kept-an-hour").await?.is_some(), "the run did not survive the uninstall");
+    drop(control_plane);
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
     Ok(())
 }
