@@ -1,10 +1,21 @@
 //! Prometheus metrics. Labels are bounded sets (operation, outcome, error label, reason); never a
 //! per-object label, so the series count does not grow with the number of runs.
 
+use prometheus::core::Collector;
 use prometheus::{
     CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder, exponential_buckets,
 };
+
+/// Registers a collector and notes its families' names, with the registry's `ecsrun_` prefix.
+fn register<C: Collector + 'static>(
+    registry: &Registry,
+    families: &mut Vec<String>,
+    collector: C,
+) -> Result<(), prometheus::Error> {
+    families.extend(collector.desc().iter().map(|desc| format!("ecsrun_{}", desc.fq_name)));
+    registry.register(Box::new(collector))
+}
 
 /// The version `--version` prints: the crate's, and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ECSRUN_COMMIT"), ")");
@@ -13,6 +24,8 @@ pub const COMMIT: &str = env!("ECSRUN_COMMIT");
 
 pub struct Metrics {
     registry: Registry,
+    /// Every family's name as /metrics shows it, for the dashboard's and alerts' test.
+    families: Vec<String>,
     /// `process_*` (CPU, memory, file descriptors), under their standard unprefixed names.
     process: Registry,
     /// Reconciles by result (`ok` or `error`).
@@ -39,6 +52,11 @@ pub struct Metrics {
     pub runs_finished: IntCounterVec,
     /// Runs known to the controller that are not yet Succeeded or Failed.
     pub active_runs: IntGauge,
+    /// Runs in the cluster by phase (`New` before the controller first wrote status).
+    pub runs_by_phase: IntGaugeVec,
+    /// Age of the oldest run in a state: `pending` (since creation, not launched yet or retrying) and
+    /// `deleting` (since its deletion was asked for, its tasks not yet stopped): what stuck runs look like.
+    pub oldest_run_seconds: IntGaugeVec,
     /// Tasks ecsrun started whose run no longer exists, stopped by the orphan sweep.
     pub orphans_stopped: IntCounter,
     pub runs_expired: IntCounter,
@@ -83,6 +101,7 @@ pub fn capacity_provider_label(provider: Option<&str>) -> &'static str {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("ecsrun".into()), None)?;
+        let mut families = Vec::new();
         let reconciles = IntCounterVec::new(Opts::new("reconciles_total", "Reconciles by result"), &["result"])?;
         let reconcile_errors =
             IntCounterVec::new(Opts::new("reconcile_errors_total", "Reconcile errors by error label"), &["error"])?;
@@ -127,6 +146,13 @@ impl Metrics {
             &["outcome", "reason"],
         )?;
         let active_runs = IntGauge::new("active_runs", "Runs not yet Succeeded or Failed")?;
+        let runs_by_phase = IntGaugeVec::new(Opts::new("runs", "Runs in the cluster by phase"), &["phase"])?;
+        let oldest_run_seconds = IntGaugeVec::new(
+            Opts::new("oldest_run_seconds", "Age of the oldest run pending launch, or being deleted, by state"),
+            &["state"],
+        )?;
+        register(&registry, &mut families, runs_by_phase.clone())?;
+        register(&registry, &mut families, oldest_run_seconds.clone())?;
         let orphans_stopped =
             IntCounter::new("orphans_stopped_total", "Tasks ecsrun started whose run is gone, stopped by the sweep")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
@@ -148,31 +174,35 @@ impl Metrics {
             &["version", "commit"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), COMMIT]).set(1);
-        registry.register(Box::new(build_info))?;
+        register(&registry, &mut families, build_info)?;
         let process = Registry::new();
         #[cfg(target_os = "linux")]
-        process.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        registry.register(Box::new(task_vcpu_seconds.clone()))?;
-        registry.register(Box::new(task_gib_seconds.clone()))?;
-        registry.register(Box::new(reconciles.clone()))?;
-        registry.register(Box::new(reconcile_errors.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(ecs_calls.clone()))?;
-        registry.register(Box::new(ecs_call_duration.clone()))?;
-        registry.register(Box::new(ecs_retries.clone()))?;
-        registry.register(Box::new(describe_batch_size.clone()))?;
-        registry.register(Box::new(ecs_rate_limited.clone()))?;
-        registry.register(Box::new(ecs_rate_limit_wait.clone()))?;
-        registry.register(Box::new(tracked_tasks.clone()))?;
-        registry.register(Box::new(kube_requests.clone()))?;
-        registry.register(Box::new(runs_finished.clone()))?;
-        registry.register(Box::new(active_runs.clone()))?;
-        registry.register(Box::new(orphans_stopped.clone()))?;
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            families.extend(collector.desc().iter().map(|desc| desc.fq_name.clone()));
+            process.register(Box::new(collector))?;
+        }
+        register(&registry, &mut families, task_vcpu_seconds.clone())?;
+        register(&registry, &mut families, task_gib_seconds.clone())?;
+        register(&registry, &mut families, reconciles.clone())?;
+        register(&registry, &mut families, reconcile_errors.clone())?;
+        register(&registry, &mut families, reconcile_duration.clone())?;
+        register(&registry, &mut families, ecs_calls.clone())?;
+        register(&registry, &mut families, ecs_call_duration.clone())?;
+        register(&registry, &mut families, ecs_retries.clone())?;
+        register(&registry, &mut families, describe_batch_size.clone())?;
+        register(&registry, &mut families, ecs_rate_limited.clone())?;
+        register(&registry, &mut families, ecs_rate_limit_wait.clone())?;
+        register(&registry, &mut families, tracked_tasks.clone())?;
+        register(&registry, &mut families, kube_requests.clone())?;
+        register(&registry, &mut families, runs_finished.clone())?;
+        register(&registry, &mut families, active_runs.clone())?;
+        register(&registry, &mut families, orphans_stopped.clone())?;
         let runs_expired = IntCounter::new(
             "runs_expired_total",
             "Finished runs deleted once their ttlSecondsAfterFinished had passed",
         )?;
-        registry.register(Box::new(runs_expired.clone()))?;
+        register(&registry, &mut families, runs_expired.clone())?;
         let schedule_runs_created = IntCounterVec::new(
             Opts::new("schedule_runs_created_total", "Runs EcsTaskSchedules created for their slots, by namespace"),
             &["namespace"],
@@ -188,11 +218,11 @@ impl Metrics {
             HistogramOpts::new("schedule_start_lag_seconds", "From a schedule's slot to the creation of its run")
                 .buckets(exponential_buckets(0.05, 2.0, 14)?),
         )?;
-        registry.register(Box::new(schedule_runs_created.clone()))?;
-        registry.register(Box::new(schedule_missed_slots.clone()))?;
-        registry.register(Box::new(schedule_start_lag.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
-        registry.register(Box::new(policy_violations.clone()))?;
+        register(&registry, &mut families, schedule_runs_created.clone())?;
+        register(&registry, &mut families, schedule_missed_slots.clone())?;
+        register(&registry, &mut families, schedule_start_lag.clone())?;
+        register(&registry, &mut families, leader.clone())?;
+        register(&registry, &mut families, policy_violations.clone())?;
         let task_events = IntCounterVec::new(
             Opts::new("task_events_total", "ECS task state change events received from SQS, by outcome"),
             &["outcome"],
@@ -214,13 +244,14 @@ impl Metrics {
                 .buckets(exponential_buckets(0.005, 2.0, 14)?),
             &["operation"],
         )?;
-        registry.register(Box::new(task_events.clone()))?;
-        registry.register(Box::new(task_event_delay.clone()))?;
-        registry.register(Box::new(task_events_flowing.clone()))?;
-        registry.register(Box::new(sqs_calls.clone()))?;
-        registry.register(Box::new(sqs_call_duration.clone()))?;
+        register(&registry, &mut families, task_events.clone())?;
+        register(&registry, &mut families, task_event_delay.clone())?;
+        register(&registry, &mut families, task_events_flowing.clone())?;
+        register(&registry, &mut families, sqs_calls.clone())?;
+        register(&registry, &mut families, sqs_call_duration.clone())?;
         Ok(Self {
             registry,
+            families,
             process,
             reconciles,
             reconcile_errors,
@@ -235,6 +266,8 @@ impl Metrics {
             kube_requests,
             runs_finished,
             active_runs,
+            runs_by_phase,
+            oldest_run_seconds,
             orphans_stopped,
             runs_expired,
             schedule_runs_created,
@@ -250,6 +283,11 @@ impl Metrics {
             sqs_calls,
             sqs_call_duration,
         })
+    }
+
+    /// Every metric family's name, as /metrics shows it (histograms without `_bucket`, `_sum`, `_count`).
+    pub fn family_names(&self) -> &[String] {
+        &self.families
     }
 
     /// The text exposition format served on /metrics.

@@ -15,6 +15,7 @@ mod faults;
 mod gitops;
 mod ha;
 mod lifecycle;
+mod monitoring;
 mod operating;
 mod plugin;
 mod policy;
@@ -207,6 +208,7 @@ fn main() {
         bench::cases(),
         schedules::cases(),
         task_events::cases(),
+        monitoring::cases(),
     ]
     .into_iter()
     .flatten()

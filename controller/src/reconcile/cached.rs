@@ -22,7 +22,7 @@ pub struct CachedRun {
     metadata: ObjectMeta,
     spec: Box<RawValue>,
     status: Option<Box<RawValue>>,
-    finished: bool,
+    phase: Option<Phase>,
 }
 
 impl CachedRun {
@@ -40,9 +40,14 @@ impl CachedRun {
         })
     }
 
+    /// The run's phase as its status says (none before the controller first wrote it).
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
     /// Whether the run's phase is final (Succeeded, Failed, Unknown).
     pub fn finished(&self) -> bool {
-        self.finished
+        self.phase.is_some_and(Phase::is_terminal)
     }
 
     /// The key the tracker and the reconcile queue know this run by.
@@ -80,14 +85,13 @@ impl<'de> Deserialize<'de> for CachedRun {
             phase: Option<Phase>,
         }
         let wire = Wire::deserialize(deserializer)?;
-        // A phase this controller does not know is not final to it; decode reports the mismatch.
-        let finished = wire
+        // A phase this controller does not know is none to it; decode reports the mismatch.
+        let phase = wire
             .status
             .as_deref()
             .and_then(|status| serde_json::from_str::<PhaseOnly>(status.get()).ok())
-            .and_then(|status| status.phase)
-            .is_some_and(Phase::is_terminal);
-        Ok(CachedRun { metadata: wire.metadata, spec: wire.spec, status: wire.status, finished })
+            .and_then(|status| status.phase);
+        Ok(CachedRun { metadata: wire.metadata, spec: wire.spec, status: wire.status, phase })
     }
 }
 
@@ -169,6 +173,7 @@ mod tests {
             let cached: CachedRun =
                 serde_json::from_str(&run_json(serde_json::json!({"phase": phase})).to_string()).unwrap();
             assert_eq!(cached.finished(), finished, "{phase}");
+            assert_eq!(cached.phase().map(|phase| format!("{phase:?}")).as_deref(), Some(phase));
         }
     }
 

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::cached::{CachedRun, cached_key};
 use super::{Context, Error, FIELD_MANAGER, RunKey, error_policy, reconcile};
-use crate::api::EcsTaskRun;
+use crate::api::{EcsTaskRun, Phase};
 use crate::ecs::Ecs;
 use crate::ecs::task_events::consumer::{self, Change, Consumer};
 use crate::ecs::task_events::queue::SqsQueue;
@@ -227,10 +227,42 @@ fn error_policy_cached<E: Ecs>(cached: Arc<CachedRun>, error: &Error, ctx: Arc<C
 }
 
 async fn keep_gauges<E: Ecs>(stores: Vec<Store<CachedRun>>, ctx: Arc<Context<E>>) {
+    const PHASES: [&str; 7] = ["New", "Pending", "Running", "Stopping", "Succeeded", "Failed", "Unknown"];
     loop {
-        let active = stores.iter().flat_map(Store::state).filter(|run| !run.finished()).count();
-        ctx.metrics.active_runs.set(active as i64);
+        let now = ctx.settings.clock.now();
+        let mut by_phase: HashMap<&'static str, i64> = PHASES.iter().map(|phase| (*phase, 0)).collect();
+        let (mut oldest_pending, mut oldest_deleting) = (0i64, 0i64);
+        let age =
+            |since: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| now.duration_since(since.0).as_secs().max(0);
+        for run in stores.iter().flat_map(Store::state) {
+            *by_phase.entry(phase_label(run.phase())).or_default() += 1;
+            if let Some(deleted) = run.meta().deletion_timestamp.as_ref() {
+                oldest_deleting = oldest_deleting.max(age(deleted));
+            } else if matches!(run.phase(), None | Some(Phase::Pending)) {
+                oldest_pending = oldest_pending.max(run.meta().creation_timestamp.as_ref().map_or(0, age));
+            }
+        }
+        let active = by_phase.iter().filter(|(phase, _)| !matches!(**phase, "Succeeded" | "Failed" | "Unknown"));
+        ctx.metrics.active_runs.set(active.map(|(_, count)| count).sum());
+        for (phase, count) in &by_phase {
+            ctx.metrics.runs_by_phase.with_label_values(&[phase]).set(*count);
+        }
+        ctx.metrics.oldest_run_seconds.with_label_values(&["pending"]).set(oldest_pending);
+        ctx.metrics.oldest_run_seconds.with_label_values(&["deleting"]).set(oldest_deleting);
         ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// The `phase` label of a run: its phase, or `New` before the controller first wrote its status.
+fn phase_label(phase: Option<Phase>) -> &'static str {
+    match phase {
+        None => "New",
+        Some(Phase::Pending) => "Pending",
+        Some(Phase::Running) => "Running",
+        Some(Phase::Stopping) => "Stopping",
+        Some(Phase::Succeeded) => "Succeeded",
+        Some(Phase::Failed) => "Failed",
+        Some(Phase::Unknown) => "Unknown",
     }
 }
