@@ -219,6 +219,16 @@ async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity,
     Client::from_conf(config.build())
 }
 
+/// The SDK's default chain (credentials, retries) for a region, every operation bounded by `timeout`:
+/// the base of every AWS client ecsrun makes (ECS, CloudWatch Logs, STS, SQS).
+pub(crate) async fn sdk_defaults(region: &str, timeout: Duration) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
+        .load()
+        .await
+}
+
 /// What every client of `identity` in `region` shares: aws-config's defaults with the call timeout, and
 /// the identity's credentials (None: the default chain).
 async fn aws_base(
@@ -226,12 +236,7 @@ async fn aws_base(
     region: &str,
     identity: &Identity,
 ) -> (aws_config::SdkConfig, Option<SharedCredentialsProvider>) {
-    let timeouts = TimeoutConfig::builder().operation_timeout(settings.call_timeout).build();
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .timeout_config(timeouts)
-        .load()
-        .await;
+    let base = sdk_defaults(region, settings.call_timeout).await;
     let credentials = match identity {
         Identity::Default => None,
         Identity::AssumeRole { role_arn, external_id, session } => {

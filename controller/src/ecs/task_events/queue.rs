@@ -75,12 +75,8 @@ impl SqsQueue {
 
     /// A client for `region` with aws-config's default chain; `call_timeout` is added to the long poll.
     pub async fn client(region: &str, endpoint_url: Option<&str>, call_timeout: Duration) -> Client {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(WAIT + call_timeout).build();
-        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new(region.to_owned()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        // A receive waits up to WAIT for messages before its call time starts to count.
+        let base = crate::ecs::aws::sdk_defaults(region, WAIT + call_timeout).await;
         let mut config = aws_sdk_sqs::config::Builder::from(&base);
         if let Some(url) = endpoint_url {
             config = config.endpoint_url(url);
