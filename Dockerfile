@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The ecsrun-controller image: the release binary on distroless (no shell, no package manager), running
-# as the distroless "nonroot" user (65532).
+# The ecsrun-controller image: the release binary FROM scratch with the shared libraries it links, CA
+# certificates and a non-root user (65532), assembled by hack/image-rootfs: no shell, no package manager.
+# hack/image builds the same runtime stage with podman from a locally built binary.
 #
 # Dependencies build in a layer of their own (cargo-chef): a change to ecsrun's sources rebuilds only the
 # workspace's crates. The image build runs no tests and no lints; CI (hack/test: fmt, clippy -D warnings,
@@ -26,8 +27,11 @@ ARG ECSRUN_COMMIT=""
 RUN cargo build --release --locked -p ecsrun --bin ecsrun-controller
 
 # glibc + CA certificates, nothing else. The binary links only glibc (aws-lc and rustls are built in).
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/ecsrun-controller /usr/local/bin/ecsrun-controller
+FROM build AS rootfs
+RUN hack/image-rootfs target/release/ecsrun-controller /rootfs
+
+FROM scratch
+COPY --from=rootfs /rootfs/ /
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/ecsrun-controller"]

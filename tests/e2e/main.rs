@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod gitops;
 mod ha;
+mod image;
 mod lifecycle;
 mod monitoring;
 mod operating;
@@ -209,6 +210,7 @@ fn main() {
         schedules::cases(),
         task_events::cases(),
         monitoring::cases(),
+        image::cases(),
     ]
     .into_iter()
     .flatten()
