@@ -23,22 +23,6 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment still overrides them).
-/// One arena instead of 4 per core: a controller's two worker threads do not contend, and eight arenas
-/// each kept the pages a burst freed. Freed pages go back to the kernel after 1 s instead of 10, from a
-/// background thread, so an arena that goes quiet after a burst does not keep them. Measured in
-/// docs/benchmarks.md (RSS at 10,000 runs).
-#[cfg(not(target_env = "msvc"))]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_OPTIONS: JemallocOptions =
-    JemallocOptions(c"narenas:1,background_thread:true,dirty_decay_ms:1000".as_ptr());
-
-/// jemalloc reads its options through a `const char *` symbol.
-#[repr(transparent)]
-struct JemallocOptions(*const std::ffi::c_char);
-// SAFETY: the pointer is to a static, immutable C string.
-unsafe impl Sync for JemallocOptions {}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
