@@ -19,7 +19,7 @@ use crate::{Case, Env, case, fargate_run};
 pub const RELEASE_NAMESPACE: &str = "ecsrun-system";
 /// The one namespace the installed chart may reconcile (single-namespace mode).
 pub const NAMESPACE: &str = "e2e-rbac";
-const RELEASE: &str = "ecsrun";
+pub(crate) const RELEASE: &str = "ecsrun";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:ecsrun-system:ecsrun";
 /// The one value an install needs: where the image is (none is published).
 pub(crate) const IMAGE: &str = "image.repository=registry.example.com/ecsrun-controller";
@@ -30,7 +30,6 @@ pub fn cases() -> Vec<Case> {
         case("chart::rendered_manifests_pass_server_side_dry_run", dry_run),
         case("chart::controller_runs_as_the_charts_service_account_with_least_privilege", least_privilege),
         case("chart::namespace_editors_manage_runs_and_viewers_read_them", aggregated_roles),
-        case("chart::readme_install_on_a_new_cluster_and_the_controller_becomes_ready", readme_install),
         case("chart::helm_upgrade_upgrades_the_crds_and_uninstall_keeps_them", crd_upgrade),
     ]
 }
@@ -178,7 +177,12 @@ async fn service_account_kubeconfig(env: &Env) -> anyhow::Result<PathBuf> {
 
 /// A kubeconfig at `path` for the cluster of `admin`, authenticating as ServiceAccount `account` of the
 /// release namespace with a token of its own, with `namespace` as the default namespace.
-async fn token_kubeconfig(admin: &Path, account: &str, namespace: &str, path: PathBuf) -> anyhow::Result<PathBuf> {
+pub(crate) async fn token_kubeconfig(
+    admin: &Path,
+    account: &str,
+    namespace: &str,
+    path: PathBuf,
+) -> anyhow::Result<PathBuf> {
     let mut create_token = Command::new("kubectl");
     create_token.env("KUBECONFIG", admin);
     create_token.args(["create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=1h"]);
@@ -452,7 +456,7 @@ async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
 }
 
 /// The README's `helm install` command, continuation lines joined: the first one in "## Install".
-fn readme_install_command() -> anyhow::Result<String> {
+pub(crate) fn readme_install_command() -> anyhow::Result<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
     let section = readme.split("\n## Install\n").nth(1).context("README.md has no \"## Install\" section")?;
     let section = section.split("\n## ").next().unwrap_or(section);
@@ -465,104 +469,6 @@ fn readme_install_command() -> anyhow::Result<String> {
         .find(|line| line.starts_with("helm install "))
         .map(str::to_owned)
         .context("the Install section's code block has no `helm install`")
-}
-
-/// A new user's first hour, on a cluster of its own: the README's `helm install`, exactly as written
-/// (the chart from the checkout, helm from hack/setup), installs everything server-side; then the
-/// controller binary, started with the args and environment of the Deployment as installed and the
-/// ServiceAccount's token, becomes ready. Only its metrics address is moved to loopback.
-async fn readme_install(env: Arc<Env>) -> anyhow::Result<()> {
-    let install = readme_install_command()?;
-    let work = env.work.join("new-user");
-    std::fs::create_dir_all(&work)?;
-    // A cluster of its own: the chart's admission policy, enforced cluster-wide, refuses every run of a
-    // namespace no EcsRunPolicy selects, which would be every other case's.
-    let control_plane = tokio::task::spawn_blocking({
-        let work = work.clone();
-        move || ControlPlane::start_new(&work)
-    })
-    .await??;
-    let helm = helm()?;
-    let path = format!(
-        "{}:{}",
-        helm.parent().context("helm's directory")?.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut shell = Command::new("bash");
-    shell.args(["-euo", "pipefail", "-c", &install]).current_dir(repo_root());
-    shell.env("PATH", path).env("KUBECONFIG", &control_plane.kubeconfig);
-    // Helm's own state stays in the work directory, not the user's home.
-    for (variable, dir) in [("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")] {
-        shell.env(variable, work.join("helm").join(dir));
-    }
-    let output = run(shell).await.with_context(|| format!("the README's install command: {install}"))?;
-    ensure!(output.contains("STATUS: deployed"), "helm install did not deploy:\n{output}");
-    ensure!(output.contains("rollout status"), "NOTES.txt does not say how to check the controller started:\n{output}");
-
-    // Everything helm created, it applied server-side.
-    let client = control_plane.client().await?;
-    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(client.clone(), RELEASE_NAMESPACE);
-    let deployment = deployments.get(RELEASE).await.context("the Deployment the README's install creates")?;
-    let managers = deployment.metadata.managed_fields.clone().unwrap_or_default();
-    ensure!(
-        managers.iter().any(|entry| entry.operation.as_deref() == Some("Apply")),
-        "helm did not install server-side: {:?}",
-        managers.iter().map(|entry| (&entry.manager, &entry.operation)).collect::<Vec<_>>()
-    );
-    let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        kube::Api::all(client.clone());
-    crds.get("ecstaskruns.ecsrun.dev").await.context("the install did not create the EcsTaskRun CRD")?;
-
-    // The controller as the Deployment starts it.
-    let container = deployment
-        .spec
-        .and_then(|spec| spec.template.spec)
-        .and_then(|pod| pod.containers.into_iter().next())
-        .context("the Deployment has no container")?;
-    let port = ecsrun_e2e::free_port()?;
-    let args: Vec<String> = container
-        .args
-        .unwrap_or_default()
-        .into_iter()
-        .map(|arg| if arg.starts_with("--metrics-addr=") { format!("--metrics-addr=127.0.0.1:{port}") } else { arg })
-        .collect();
-    let kubeconfig =
-        token_kubeconfig(&control_plane.kubeconfig, RELEASE, RELEASE_NAMESPACE, work.join("sa.kubeconfig")).await?;
-    let mut command = Command::new(ecsrun_e2e::controller_binary()?);
-    command.args(&args).env_clear().env("KUBECONFIG", &kubeconfig);
-    for variable in container.env.unwrap_or_default() {
-        let value = match (&variable.value, variable.value_from.as_ref().and_then(|from| from.field_ref.as_ref())) {
-            (Some(value), _) => value.clone(),
-            (None, Some(field)) if field.field_path == "metadata.name" => format!("{RELEASE}-0"),
-            (None, Some(field)) if field.field_path == "metadata.namespace" => RELEASE_NAMESPACE.to_owned(),
-            _ => bail!("the Deployment sets {} from something this test cannot stand in for", variable.name),
-        };
-        command.env(&variable.name, value);
-    }
-    let mut controller = Controller::spawn_command("new-user-controller", command, &work, port)?;
-    controller.ready().await.with_context(|| format!("started as the chart starts it: {args:?}"))?;
-    let (_, metrics) = ecsrun_e2e::http_get(&controller.metrics_url).await?;
-    ensure!(metrics.contains("ecsrun_build_info{"), "no ecsrun_build_info in /metrics");
-    // A follower is ready at once (it has nothing to sync); the only replica takes the Lease and is
-    // ready again once its caches synced.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&controller.process.log)?.contains("caches synced: ready") {
-        controller.process.ensure_alive()?;
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the only replica did not lead and sync its caches in 30 s:\n{}",
-            ecsrun_e2e::tail(&controller.process.log, 20)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (status, _) = ecsrun_e2e::http_get(&controller.metrics_url.replace("/metrics", "/readyz")).await?;
-    ensure!(status == 200, "/readyz answers {status} after the caches synced");
-    controller.process.terminate()?;
-    let status = controller.process.exited(Duration::from_secs(30)).await?;
-    ensure!(status.success(), "the controller exited with {status} on SIGTERM");
-    drop(control_plane);
-    Ok(())
 }
 
 /// The chart's YAML with one property's block (its key line and everything indented under it) left out.

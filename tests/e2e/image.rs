@@ -89,12 +89,73 @@ fn security_flags(pod: &PodSpec, container: &Container) -> anyhow::Result<Vec<St
 }
 
 /// podman with the configuration hack/podman-env writes (runc, cgroupfs).
-fn podman_command() -> Command {
+pub(crate) fn podman_command() -> Command {
     let cache =
         std::env::var("ECSRUN_CACHE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache"));
     let mut command = Command::new("podman");
     command.env("CONTAINERS_CONF", cache.join("podman/containers.conf"));
     command
+}
+
+/// A controller pod as a release of the chart runs it.
+pub(crate) struct Released<'a> {
+    pub pod: &'a PodSpec,
+    /// The release's name and namespace, for the fields the pod reads from its own metadata.
+    pub release: &'a str,
+    pub namespace: &'a str,
+}
+
+impl Released<'_> {
+    /// `podman run` of the pod's controller container from `image` with its securityContext, args and
+    /// environment, on the host network (the metrics address moved to loopback `port`), authenticating
+    /// with `kubeconfig` (copied into `work`, readable by the container's non-root user). Removed when it
+    /// exits.
+    pub fn podman_run(
+        &self,
+        name: &str,
+        image: &str,
+        kubeconfig: &std::path::Path,
+        work: &std::path::Path,
+        port: u16,
+    ) -> anyhow::Result<Command> {
+        let container = self.pod.containers.first().context("the Deployment has no container")?;
+        let mounted = work.join(format!("{name}.kubeconfig"));
+        std::fs::copy(kubeconfig, &mounted)?;
+        std::fs::set_permissions(&mounted, std::fs::Permissions::from_mode(0o644))?;
+        let mut podman = podman_command();
+        podman.args(["run", "--rm", "--name", name, "--network=host", "--pull=never"]);
+        podman.args(security_flags(self.pod, container)?);
+        podman.arg(format!("--volume={}:/etc/ecsrun/kubeconfig:ro", mounted.display()));
+        podman.args([
+            "--env=KUBECONFIG=/etc/ecsrun/kubeconfig",
+            "--env=AWS_ACCESS_KEY_ID=test",
+            "--env=AWS_SECRET_ACCESS_KEY=test",
+        ]);
+        for variable in container.env.clone().unwrap_or_default() {
+            let field = variable.value_from.as_ref().and_then(|from| from.field_ref.as_ref());
+            let value = match (&variable.value, field) {
+                (Some(value), _) => value.clone(),
+                (None, Some(field)) if field.field_path == "metadata.name" => format!("{}-0", self.release),
+                (None, Some(field)) if field.field_path == "metadata.namespace" => self.namespace.to_owned(),
+                _ => bail!("the Deployment sets {} from something this test cannot stand in for", variable.name),
+            };
+            podman.arg(format!("--env={}={value}", variable.name));
+        }
+        podman.arg(image);
+        for arg in container.args.clone().unwrap_or_default() {
+            podman.arg(if arg.starts_with("--metrics-addr=") {
+                format!("--metrics-addr=127.0.0.1:{port}")
+            } else {
+                arg
+            });
+        }
+        Ok(podman)
+    }
+}
+
+/// Removes the container `name` if it is still there, whatever happened to the case.
+pub(crate) fn remove_container(name: &str) {
+    let _ = podman_command().args(["rm", "--force", "--ignore", name]).output();
 }
 
 async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
@@ -108,37 +169,10 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
     ensure_namespace(&env.client, NAMESPACE).await?;
     ensure_namespace(&env.client, RELEASE_NAMESPACE).await?;
     let pod = chart_pod(&env).await?;
-    let container = pod.containers.first().context("the chart's Deployment has no container")?;
-    // Readable by the container's non-root user; the admin kubeconfig of a throwaway control plane.
-    let kubeconfig = work.join("kubeconfig");
-    std::fs::copy(&env.kubeconfig, &kubeconfig)?;
-    std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o644))?;
-
     let port = ecsrun_e2e::free_port()?;
     let name = format!("ecsrun-e2e-{}", std::process::id());
-    let mut podman = podman_command();
-    podman.args(["run", "--rm", "--name", &name, "--network=host", "--pull=never"]);
-    podman.args(security_flags(&pod, container)?);
-    podman.arg(format!("--volume={}:/etc/ecsrun/kubeconfig:ro", kubeconfig.display()));
-    podman.args([
-        "--env=KUBECONFIG=/etc/ecsrun/kubeconfig",
-        "--env=AWS_ACCESS_KEY_ID=test",
-        "--env=AWS_SECRET_ACCESS_KEY=test",
-    ]);
-    for variable in container.env.clone().unwrap_or_default() {
-        let value = match (&variable.value, variable.value_from.as_ref().and_then(|from| from.field_ref.as_ref())) {
-            (Some(value), _) => value.clone(),
-            (None, Some(field)) if field.field_path == "metadata.name" => format!("{RELEASE}-0"),
-            (None, Some(field)) if field.field_path == "metadata.namespace" => RELEASE_NAMESPACE.to_owned(),
-            _ => bail!("the Deployment sets {} from something this test cannot stand in for", variable.name),
-        };
-        podman.arg(format!("--env={}={value}", variable.name));
-    }
-    podman.arg(&image);
-    for arg in container.args.clone().unwrap_or_default() {
-        podman.arg(if arg.starts_with("--metrics-addr=") { format!("--metrics-addr=127.0.0.1:{port}") } else { arg });
-    }
-
+    let released = Released { pod: &pod, release: RELEASE, namespace: RELEASE_NAMESPACE };
+    let podman = released.podman_run(&name, &image, &env.kubeconfig, &work, port)?;
     let mut controller = Controller::spawn_command("image-controller", podman, &work, port)?;
     let outcome = async {
         controller.ready().await.context("the container as the chart runs it")?;
@@ -158,6 +192,6 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
     }
     .await;
     // Whatever happened, no container outlives the case.
-    let _ = podman_command().args(["rm", "--force", "--ignore", &name]).output();
+    remove_container(&name);
     outcome
 }

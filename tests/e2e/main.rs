@@ -22,6 +22,7 @@ mod plugin;
 mod policy;
 mod preconditions;
 mod recovery;
+mod release;
 mod schedule_admission;
 mod schedules;
 mod task_events;
@@ -211,6 +212,7 @@ fn main() {
         task_events::cases(),
         monitoring::cases(),
         image::cases(),
+        release::cases(),
     ]
     .into_iter()
     .flatten()

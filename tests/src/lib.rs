@@ -22,6 +22,7 @@ pub mod fakes;
 pub mod faults;
 pub mod link;
 pub mod proxy;
+pub mod registry;
 pub mod sim;
 pub mod wait;
 
