@@ -14,7 +14,3 @@ if [ "$(cat "$CARGO_TARGET_DIR/.ecsrun-checkout" 2>/dev/null)" != "$ecsrun_check
   fi
   echo "$ecsrun_checkout" > "$CARGO_TARGET_DIR/.ecsrun-checkout"
 fi
-
-# Scripts the e2e tests run (hack/release, hack/image) inherit the test's CARGO_MANIFEST_DIR, which some
-# dependencies' build scripts track (ring's): their cargo build would rebuild what hack/test just built.
-unset CARGO_MANIFEST_DIR

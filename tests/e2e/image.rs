@@ -27,7 +27,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// The release binary `hack/test` builds before the tests: the one the image ships.
-fn release_binary() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn release_binary() -> anyhow::Result<std::path::PathBuf> {
     let target =
         std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
     let binary = target.join("release/ecsrun-controller");

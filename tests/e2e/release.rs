@@ -41,6 +41,10 @@ async fn release_installs(env: Arc<Env>) -> anyhow::Result<()> {
     let dist = work.join("dist");
     let mut release = Command::new(repo_root().join("hack/release"));
     release.arg("--dist").arg(&dist).args(["--registry", &registry.host]);
+    // The binaries hack/test built: a cargo build under `cargo test` sees the test's environment and
+    // rebuilds them.
+    let binaries = crate::image::release_binary()?.parent().context("the release directory")?.to_owned();
+    release.arg("--binaries").arg(binaries);
     run(release).await.context("hack/release")?;
     check_dist(&dist).await?;
     ensure!(
