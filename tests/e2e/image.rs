@@ -185,13 +185,18 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(status.task.task_arn.is_some(), "Succeeded without a task");
         api.delete("from-the-image", &Default::default()).await?;
         wait::gone(&api, "from-the-image", Duration::from_secs(30)).await?;
-        controller.process.terminate()?;
-        let exited = controller.process.exited(Duration::from_secs(30)).await?;
-        ensure!(exited.success(), "the container exited with {exited} on SIGTERM");
-        anyhow::Ok(())
+        exits_on_sigterm(&mut controller).await
     }
     .await;
     // Whatever happened, no container outlives the case.
     remove_container(&name);
     outcome
+}
+
+/// SIGTERM, as the kubelet sends: the container exits cleanly within the chart's grace period.
+pub(crate) async fn exits_on_sigterm(controller: &mut Controller) -> anyhow::Result<()> {
+    controller.process.terminate()?;
+    let exited = controller.process.exited(Duration::from_secs(30)).await?;
+    ensure!(exited.success(), "the container exited with {exited} on SIGTERM");
+    Ok(())
 }

@@ -18,7 +18,7 @@ use ecsrun_e2e::{ControlPlane, Controller, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::chart::{RELEASE, RELEASE_NAMESPACE, helm, readme_install_command, run, token_kubeconfig};
-use crate::image::{Released, podman_command, remove_container};
+use crate::image::{Released, exits_on_sigterm, podman_command, remove_container};
 use crate::{Case, Env, case};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -169,10 +169,7 @@ async fn helm_install_from_the_registry(work: &Path, registry: &Registry, image:
         }
         let (status, _) = ecsrun_e2e::http_get(&controller.metrics_url.replace("/metrics", "/readyz")).await?;
         ensure!(status == 200, "/readyz answers {status} after the caches synced");
-        controller.process.terminate()?;
-        let exited = controller.process.exited(Duration::from_secs(30)).await?;
-        ensure!(exited.success(), "the container exited with {exited} on SIGTERM");
-        anyhow::Ok(())
+        exits_on_sigterm(&mut controller).await
     }
     .await;
     remove_container(&name);
