@@ -90,10 +90,8 @@ fn security_flags(pod: &PodSpec, container: &Container) -> anyhow::Result<Vec<St
 
 /// podman with the configuration hack/podman-env writes (runc, cgroupfs).
 pub(crate) fn podman_command() -> Command {
-    let cache =
-        std::env::var("ECSRUN_CACHE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache"));
     let mut command = Command::new("podman");
-    command.env("CONTAINERS_CONF", cache.join("podman/containers.conf"));
+    command.env("CONTAINERS_CONF", ecsrun_e2e::cache_dir().join("podman/containers.conf"));
     command
 }
 

@@ -7,14 +7,14 @@
 //! module) installs the plugin from dist/'s manifest and archive, and kubectl finds it: `kubectl ecsrun
 //! --version` and a `run --wait` to Succeeded against the shared controller.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun_e2e::registry::Registry;
-use ecsrun_e2e::{ControlPlane, Controller, repo_root};
+use ecsrun_e2e::{ControlPlane, Controller, repo_root, setup_binary};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::chart::{RELEASE, RELEASE_NAMESPACE, helm, readme_install_command, run, token_kubeconfig};
@@ -25,13 +25,6 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn cases() -> Vec<Case> {
     vec![case("release::the_readme_installs_the_published_chart_image_and_plugin", release_installs)]
-}
-
-fn cache_bin(name: &str) -> anyhow::Result<PathBuf> {
-    let cache = std::env::var("ECSRUN_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".cache"));
-    let binary = cache.join("bin").join(name);
-    ensure!(binary.exists(), "{} does not exist: hack/setup builds it from its Go module", binary.display());
-    Ok(binary)
 }
 
 async fn release_installs(env: Arc<Env>) -> anyhow::Result<()> {
@@ -181,7 +174,7 @@ async fn helm_install_from_the_registry(work: &Path, registry: &Registry, image:
 async fn krew_installs_the_plugin(env: &Env, work: &Path, dist: &Path) -> anyhow::Result<()> {
     let krew_root = work.join("krew");
     let archive = dist.join(format!("kubectl-ecsrun_{VERSION}_linux-amd64.tar.gz"));
-    let mut install = Command::new(cache_bin("krew")?);
+    let mut install = Command::new(setup_binary("krew")?);
     // No upgrade check: it would ask GitHub.
     install.env("KREW_ROOT", &krew_root).env("HOME", work).env("KREW_NO_UPGRADE_CHECK", "1");
     install.arg("install").arg(format!("--manifest={}", dist.join("ecsrun.krew.yaml").display()));

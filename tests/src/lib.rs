@@ -35,6 +35,18 @@ pub fn repo_root() -> PathBuf {
     manifest_dir.parent().expect("tests/ sits in the repository root").to_path_buf()
 }
 
+/// Where hack/setup puts what it builds and installs: `ECSRUN_CACHE_DIR`, else the checkout's `.cache/`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("ECSRUN_CACHE_DIR").map_or_else(|| repo_root().join(".cache"), PathBuf::from)
+}
+
+/// A program hack/setup builds into the cache's `bin/` (registry, krew, ...).
+pub fn setup_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let binary = cache_dir().join("bin").join(name);
+    ensure!(binary.exists(), "{} does not exist: hack/setup builds it", binary.display());
+    Ok(binary)
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 
-use crate::{Process, free_port, http_get, repo_root};
+use crate::{Process, free_port, http_get, setup_binary};
 
 pub struct Registry {
     /// `127.0.0.1:<port>`: what image references and `oci://` URLs start with.
@@ -17,11 +17,7 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(work: &Path) -> anyhow::Result<Self> {
-        let cache = std::env::var("ECSRUN_CACHE_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join(".cache"));
-        let binary = cache.join("bin/registry");
-        ensure!(binary.exists(), "{} does not exist: hack/setup builds it from its Go module", binary.display());
+        let binary = setup_binary("registry")?;
         let dir = work.join("registry");
         std::fs::create_dir_all(&dir)?;
         let host = format!("127.0.0.1:{}", free_port()?);
