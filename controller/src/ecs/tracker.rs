@@ -40,20 +40,28 @@ pub struct Seen {
     pub at: Timestamp,
 }
 
+/// One followed task. Kept small: a fleet's tracker holds one per active run, stored inline in the
+/// group's table (whose growth briefly holds the old and new tables at once), so the last look, the
+/// large part, is boxed.
 struct Entry<K> {
-    key: K,
+    key: Arc<K>,
     every: Duration,
     /// When the task is next described; None while a call is in flight or once it is STOPPED.
     due: Option<Instant>,
     observed_at: Option<Instant>,
-    observation: Option<Seen>,
+    observation: Option<Box<Seen>>,
     /// The highest ECS version of the task applied: a look (event or answer) at a lower one is older.
     version: Option<i64>,
 }
 
+/// A followed task by where it runs and its ARN, both shared between the two indexes below: a target is
+/// stored once however many tasks run in it, an ARN once however many indexes name it.
+type TaskRef = (Arc<EcsTarget>, Arc<str>);
+
 struct State<K> {
-    tasks: HashMap<EcsTarget, HashMap<String, Entry<K>>>,
-    by_key: HashMap<K, HashSet<(EcsTarget, String)>>,
+    tasks: HashMap<Arc<EcsTarget>, HashMap<Arc<str>, Entry<K>>>,
+    /// The tasks each key follows: most runs have one task, so a vector, not a set.
+    by_key: HashMap<Arc<K>, Vec<TaskRef>>,
     /// Regions whose task events flow, with their sweep interval.
     events: HashMap<String, Duration>,
 }
@@ -110,7 +118,7 @@ impl<K, E> Clone for Tracker<K, E> {
 
 impl<K, E> Tracker<K, E>
 where
-    K: Clone + Eq + Hash + Send + 'static,
+    K: Clone + Eq + Hash + Send + Sync + 'static,
     E: Ecs,
 {
     /// `batch_size` is clamped to 1..=100; 1 is what per-task pollers do, for comparison.
@@ -148,24 +156,46 @@ where
         let now = Instant::now();
         let mut state = self.state();
         let state = &mut *state;
-        let wanted: HashSet<(EcsTarget, String)> = task_arns.iter().map(|arn| (target.clone(), arn.clone())).collect();
+        let wanted: HashSet<&str> = task_arns.iter().map(String::as_str).collect();
         if let Some(previous) = state.by_key.get(key) {
-            for (old_target, arn) in previous.difference(&wanted) {
-                remove(&mut state.tasks, old_target, arn);
+            for (old_target, arn) in previous {
+                if **old_target != *target || !wanted.contains(&**arn) {
+                    remove(&mut state.tasks, old_target, arn);
+                }
             }
         }
+        if wanted.is_empty() {
+            state.by_key.remove(key);
+            return;
+        }
+        let shared_key = match state.by_key.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(key.clone()),
+        };
+        let shared_target = match state.tasks.get_key_value(target) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(target.clone()),
+        };
         let events = state.events.get(&target.region).copied();
-        let group = state.tasks.entry(target.clone()).or_default();
+        let group = state.tasks.entry(shared_target.clone()).or_default();
+        let mut followed = Vec::with_capacity(wanted.len());
         for arn in task_arns {
+            if followed.iter().any(|(_, seen): &TaskRef| **seen == **arn) {
+                continue;
+            }
+            let arn: Arc<str> = match group.get_key_value(arn.as_str()) {
+                Some((shared, _)) => shared.clone(),
+                None => Arc::from(arn.as_str()),
+            };
             let entry = group.entry(arn.clone()).or_insert_with(|| Entry {
-                key: key.clone(),
+                key: shared_key.clone(),
                 every,
                 due: Some(now),
                 observed_at: None,
                 observation: None,
                 version: None,
             });
-            entry.key = key.clone();
+            entry.key = shared_key.clone();
             if every < entry.every {
                 // Looked at more often from now on (a deletion waiting for STOPPED, a deadline).
                 entry.every = every;
@@ -175,12 +205,9 @@ where
                 }
             }
             entry.every = every;
+            followed.push((shared_target.clone(), arn));
         }
-        if wanted.is_empty() {
-            state.by_key.remove(key);
-        } else {
-            state.by_key.insert(key.clone(), wanted);
-        }
+        state.by_key.insert(shared_key, followed);
     }
 
     /// Stops following every task of `key`.
@@ -194,7 +221,7 @@ where
 
     /// What the last look at the task found; None when it has not been described yet.
     pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Seen> {
-        self.state().tasks.get(target)?.get(task_arn)?.observation.clone()
+        self.state().tasks.get(target)?.get(task_arn)?.observation.as_deref().cloned()
     }
 
     /// Takes a snapshot the caller got from ECS itself (RunTask, StopTask) as the latest observation of a
@@ -205,13 +232,13 @@ where
         let mut state = self.state();
         let state = &mut *state;
         let events = state.events.get(&target.region).copied();
-        if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(&task.task_arn)) {
+        if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(task.task_arn.as_str())) {
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
             entry.due = (!task.is_stopped()).then_some(now + cadence);
             let at = self.shared.clock.now();
             entry.version = entry.version.max(task.version);
-            entry.observation = Some(Seen { observation: Ok(TaskLookup::Found(task.clone())), at });
+            entry.observation = Some(Box::new(Seen { observation: Ok(TaskLookup::Found(task.clone())), at }));
         }
     }
 
@@ -229,28 +256,28 @@ where
                 .tasks
                 .iter_mut()
                 .filter(|(target, _)| target.region == region)
-                .find_map(|(_, group)| group.get_mut(&task.task_arn));
+                .find_map(|(_, group)| group.get_mut(task.task_arn.as_str()));
             let Some(entry) = found else { return EventOutcome::Unfollowed };
             if entry.version.is_some_and(|seen| version <= seen) {
                 return EventOutcome::Stale;
             }
             let mut task = task;
-            if let Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) = &entry.observation {
+            if let Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) = entry.observation.as_deref() {
                 // Events carry no tags: the namespace tag read before still holds.
                 task.started_for_namespace = task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
             }
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
             // No due time and not stopped: a DescribeTasks call is in flight, and its answer sets the next.
-            let in_flight = entry.due.is_none() && !entry.observation.as_ref().is_some_and(Seen::is_stopped);
+            let in_flight = entry.due.is_none() && !entry.observation.as_deref().is_some_and(Seen::is_stopped);
             if !in_flight || task.is_stopped() {
                 entry.due = (!task.is_stopped()).then_some(now + cadence);
             }
             entry.version = Some(version);
             let observation = Ok(TaskLookup::Found(task));
             let changed = entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation);
-            entry.observation = Some(Seen { observation, at });
-            changed.then(|| entry.key.clone())
+            entry.observation = Some(Box::new(Seen { observation, at }));
+            changed.then(|| K::clone(&entry.key))
         };
         if let Some(key) = changed {
             self.report(vec![key]);
@@ -357,8 +384,8 @@ where
         let state = &mut *state;
         for (target, group) in state.tasks.iter_mut() {
             let events = state.events.get(&target.region).copied();
-            let mut due: Vec<(Instant, &String)> = Vec::new();
-            let mut early: Vec<(Instant, &String)> = Vec::new();
+            let mut due: Vec<(Instant, &Arc<str>)> = Vec::new();
+            let mut early: Vec<(Instant, &Arc<str>)> = Vec::new();
             for (arn, entry) in group.iter() {
                 let Some(at) = entry.due else { continue };
                 let cadence = cadence(events, entry.every);
@@ -374,15 +401,15 @@ where
             let room = due.len().div_ceil(batch_size) * batch_size - due.len();
             early.sort();
             let mut picked: Vec<String> =
-                due.iter().chain(early.iter().take(room)).map(|(_, arn)| (*arn).clone()).collect();
+                due.iter().chain(early.iter().take(room)).map(|(_, arn)| arn.to_string()).collect();
             for arn in &picked {
-                if let Some(entry) = group.get_mut(arn) {
+                if let Some(entry) = group.get_mut(arn.as_str()) {
                     entry.due = None;
                 }
             }
             while !picked.is_empty() {
                 let rest = picked.split_off(picked.len().min(batch_size));
-                batches.push((target.clone(), std::mem::replace(&mut picked, rest)));
+                batches.push((EcsTarget::clone(target), std::mem::replace(&mut picked, rest)));
             }
         }
         batches
@@ -400,7 +427,7 @@ where
             let Some(group) = state.tasks.get_mut(&target) else { return };
             for arn in &arns {
                 // Forgotten while the call was in flight.
-                let Some(entry) = group.get_mut(arn) else { continue };
+                let Some(entry) = group.get_mut(arn.as_str()) else { continue };
                 let cadence = cadence(events, entry.every);
                 let observation: Observation = match &result {
                     Ok(described) => Ok(described
@@ -414,7 +441,7 @@ where
                     && entry.version.is_some_and(|seen| task.version.is_some_and(|version| version < seen))
                 {
                     // An event applied while the call was in flight saw a later version: it stands.
-                    let stopped = entry.observation.as_ref().is_some_and(Seen::is_stopped);
+                    let stopped = entry.observation.as_deref().is_some_and(Seen::is_stopped);
                     entry.due = (!stopped).then_some(now + cadence);
                     entry.observed_at = Some(now);
                     continue;
@@ -426,10 +453,10 @@ where
                     entry.version = entry.version.max(task.version);
                 }
                 if entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation) {
-                    changed.push(entry.key.clone());
+                    changed.push(K::clone(&entry.key));
                 }
                 // Stamped afresh even when nothing changed: it says how recent the look is.
-                entry.observation = Some(Seen { observation, at });
+                entry.observation = Some(Box::new(Seen { observation, at }));
             }
         }
         if let Err(error) = &result {
@@ -439,7 +466,7 @@ where
     }
 }
 
-fn remove<K>(tasks: &mut HashMap<EcsTarget, HashMap<String, Entry<K>>>, target: &EcsTarget, arn: &str) {
+fn remove<K>(tasks: &mut HashMap<Arc<EcsTarget>, HashMap<Arc<str>, Entry<K>>>, target: &EcsTarget, arn: &str) {
     if let Some(group) = tasks.get_mut(target) {
         group.remove(arn);
         if group.is_empty() {

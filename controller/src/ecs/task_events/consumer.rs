@@ -65,7 +65,7 @@ pub struct Consumer<Q, K, E> {
 impl<Q, K, E> Consumer<Q, K, E>
 where
     Q: EventQueue,
-    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
     E: Ecs,
 {
     pub fn new(queue: Q, tracker: Tracker<K, E>, region: String, sweep: Duration, metrics: Arc<Metrics>) -> Self {
@@ -173,7 +173,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub async fn run<Q, K, E, F, Fut>(consumer: Consumer<Q, K, E>, receivers: usize, tell: F)
 where
     Q: EventQueue,
-    K: Clone + Eq + std::hash::Hash + Send + 'static,
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
     E: Ecs,
     F: Fn(Change) -> Fut,
     Fut: std::future::Future<Output = ()>,

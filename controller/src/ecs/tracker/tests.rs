@@ -161,6 +161,28 @@ async fn forgotten_and_refollowed_tasks() {
     assert!(h.tracker.observation(&target("c"), &arn(0)).is_none());
 }
 
+/// The indexes share targets and ARNs: whatever a key follows next, exactly that is followed, once.
+#[tokio::test(start_paused = true)]
+async fn a_key_follows_exactly_its_latest_list_in_its_latest_target() {
+    let h = Harness::new(MAX_BATCH);
+    let (a, b) = ("a".to_string(), "b".to_string());
+    h.tracker.follow(&7, &target("c"), &[a.clone(), b.clone(), a.clone()], EVERY);
+    assert_eq!(h.tracker.len(), 2, "a listed twice is followed once");
+    h.tracker.follow(&7, &target("c"), std::slice::from_ref(&b), EVERY);
+    assert_eq!(h.tracker.len(), 1);
+    // The same ARN in another cluster is another task: the old one is dropped.
+    h.tracker.follow(&7, &target("d"), std::slice::from_ref(&b), EVERY);
+    assert_eq!(h.tracker.len(), 1);
+    h.tracker.follow(&8, &target("d"), std::slice::from_ref(&a), EVERY);
+    h.tracker.sweep_now().await;
+    assert!(h.tracker.observation(&target("c"), &b).is_none());
+    assert!(h.tracker.observation(&target("d"), &b).is_some());
+    h.tracker.forget(&7);
+    assert_eq!(h.tracker.len(), 1, "key 8's task stays");
+    h.tracker.follow(&8, &target("d"), &[], EVERY);
+    assert!(h.tracker.is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn errors_reach_the_run_once_and_recovery_wakes_it_again() {
     let mut h = Harness::new(MAX_BATCH);
