@@ -133,7 +133,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     ctx.metrics.reconcile_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(_) => {
-            ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&ObjectRef::from_obj(run.as_ref()));
+            ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&cached::run_key(run.meta()));
         }
         // Waiting for a task to stop is progress, and a stale copy is reconciled again: not problems.
         Err(error) if error.is_routine() => {}

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use kube::Resource;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
 use super::error::{Staleness, run_not_found};
@@ -25,7 +25,7 @@ pub(super) async fn cleanup<E: Ecs>(
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
-    let key = ObjectRef::from_obj(run);
+    let key = super::cached::run_key(run.meta());
     // The cache may lag behind this controller's own status writes: a run deleted while it launched is
     // cached without the launch (or the retry) that went out, and releasing it on that would leave the
     // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).

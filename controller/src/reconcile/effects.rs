@@ -11,7 +11,6 @@ use kube::Resource;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use super::error::{Staleness, run_not_found};
@@ -36,7 +35,7 @@ pub(super) struct Shell<'a, E> {
 impl<'a, E: Ecs> Shell<'a, E> {
     pub fn new(run: &'a EcsTaskRun, namespace: &'a str, api: &'a Api<EcsTaskRun>, ctx: &'a Context<E>) -> Self {
         let resource_version = Mutex::new(run.metadata.resource_version.clone());
-        Self { run, namespace, api, ctx, key: ObjectRef::from_obj(run), resource_version }
+        Self { run, namespace, api, ctx, key: super::cached::run_key(run.meta()), resource_version }
     }
 
     /// The run as the decision sees it, with `status`.

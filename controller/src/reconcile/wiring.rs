@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tracing::{debug, info, warn};
 
 use super::cached::{CachedRun, cached_key};
@@ -79,10 +79,9 @@ pub async fn run<E: Ecs>(
         let (reader, writer) = kube::runtime::reflector::store();
         stores.push(reader.clone());
         // Our own status writes change neither generation nor finalizers, so they do not retrigger a
-        // reconcile. Deletion bumps the generation. The cache keeps only what reconciles read.
+        // reconcile. Deletion bumps the generation. The cache keeps runs packed (`CachedRun`).
         let runs = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(slim)
             .reflect(writer)
             .applied_objects()
             .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
@@ -198,13 +197,6 @@ async fn follow_task_events<E: Ecs>(ctx: Arc<Context<E>>, events: EventsSettings
 /// Reasons of the controller's Events about task events.
 pub const TASK_EVENTS_FLOWING: &str = "TaskEventsFlowing";
 pub const TASK_EVENTS_UNAVAILABLE: &str = "TaskEventsUnavailable";
-
-/// Drops what no reconcile reads before an object reaches the cache: managed fields and kubectl's
-/// last-applied copy of the whole object can be larger than everything else together.
-fn slim(run: &mut CachedRun) {
-    run.managed_fields_mut().clear();
-    run.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
-}
 
 /// Decodes the cached run for the reconcile; a run the API types cannot read fails on its own.
 async fn reconcile_cached<E: Ecs>(cached: Arc<CachedRun>, ctx: Arc<Context<E>>) -> Result<Action, Error> {
