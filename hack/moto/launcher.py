@@ -423,8 +423,8 @@ def seed(endpoint):
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
-    # Every awsvpc task takes an address: room for the fleet benchmark's 10,000 tasks and more.
-    bench_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.64.0/18")["Subnet"]["SubnetId"]
+    # Every awsvpc task takes an address: a /17 has room for the fleet benchmark at N = 30,000.
+    bench_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.128.0/17")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(VpcId=vpc, GroupName="ecsrun-tasks", Description="ecsrun tasks")["GroupId"]
     for cluster in ("batch", "reports", "default", "bench", "events"):
         client.create_cluster(clusterName=cluster)

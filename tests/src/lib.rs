@@ -203,7 +203,7 @@ impl Drop for ControlPlane {
 pub struct Fixtures {
     pub region: String,
     pub subnet: String,
-    /// A /18 subnet: room for the fleet benchmark's tasks (every awsvpc task takes an address).
+    /// A /17 subnet: room for the fleet benchmark's tasks at N = 30,000 (every awsvpc task takes an address).
     pub bench_subnet: String,
     pub security_group: String,
     /// Queues of task state change events by name (`ecsrun-task-events`: the "events" cluster's;
