@@ -178,14 +178,11 @@ where
         };
         let events = state.events.get(&target.region).copied();
         let group = state.tasks.entry(shared_target.clone()).or_default();
-        let mut followed = Vec::with_capacity(wanted.len());
-        for arn in task_arns {
-            if followed.iter().any(|(_, seen): &TaskRef| **seen == **arn) {
-                continue;
-            }
-            let arn: Arc<str> = match group.get_key_value(arn.as_str()) {
+        let mut followed: Vec<TaskRef> = Vec::with_capacity(wanted.len());
+        for arn in wanted {
+            let arn: Arc<str> = match group.get_key_value(arn) {
                 Some((shared, _)) => shared.clone(),
-                None => Arc::from(arn.as_str()),
+                None => Arc::from(arn),
             };
             let entry = group.entry(arn.clone()).or_insert_with(|| Entry {
                 key: shared_key.clone(),

@@ -14,7 +14,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// zstd's fastest level: runs arrive by the thousand in a burst, and level 1 already packs their JSON
@@ -69,41 +69,40 @@ impl CachedRun {
     pub fn key(&self) -> ObjectRef<EcsTaskRun> {
         run_key(&self.metadata)
     }
-
-    /// Bytes the packed part takes.
-    pub fn packed_len(&self) -> usize {
-        self.packed.len()
-    }
 }
 
 /// A run's key: its namespace and name only. Keys live as long as their runs in the tracker and the
 /// reconcile queue, and the uid and resourceVersion `ObjectRef::from_obj` adds are never read there.
 pub fn run_key(metadata: &ObjectMeta) -> ObjectRef<EcsTaskRun> {
-    let key = ObjectRef::new(metadata.name.as_deref().unwrap_or_default());
-    match metadata.namespace.as_deref() {
-        Some(namespace) => key.within(namespace),
-        None => key,
-    }
+    named(metadata.name.as_deref().unwrap_or_default(), metadata.namespace.as_deref())
 }
 
 /// The controller's queue is keyed by the cache's type; the tracker names runs by the API type.
 pub fn cached_key(key: &ObjectRef<EcsTaskRun>) -> ObjectRef<CachedRun> {
-    let cached = ObjectRef::new(&key.name);
-    match key.namespace.as_deref() {
-        Some(namespace) => cached.within(namespace),
-        None => cached,
+    named(&key.name, key.namespace.as_deref())
+}
+
+fn named<K: Resource>(name: &str, namespace: Option<&str>) -> ObjectRef<K>
+where
+    K::DynamicType: Default,
+{
+    let key = ObjectRef::new(name);
+    match namespace {
+        Some(namespace) => key.within(namespace),
+        None => key,
     }
 }
 
 impl<'de> Deserialize<'de> for CachedRun {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        #[derive(Deserialize)]
+        /// The object as the API server sends it, and (slimmed) as it is packed: spec and status verbatim.
+        #[derive(Deserialize, Serialize)]
         struct Wire {
             #[serde(default)]
             metadata: ObjectMeta,
             spec: Box<RawValue>,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             status: Option<Box<RawValue>>,
         }
         #[derive(Deserialize)]
@@ -111,37 +110,30 @@ impl<'de> Deserialize<'de> for CachedRun {
             #[serde(default)]
             phase: Option<Phase>,
         }
-        let Wire { mut metadata, spec, status } = Wire::deserialize(deserializer)?;
+        let mut wire = Wire::deserialize(deserializer)?;
         // A phase this controller does not know is none to it; decode reports the mismatch.
-        let phase = status
+        let phase = wire
+            .status
             .as_deref()
             .and_then(|status| serde_json::from_str::<PhaseOnly>(status.get()).ok())
             .and_then(|status| status.phase);
         // Managed fields and kubectl's last-applied copy can be larger than everything else together.
-        metadata.managed_fields = None;
-        if let Some(annotations) = metadata.annotations.as_mut() {
+        wire.metadata.managed_fields = None;
+        if let Some(annotations) = wire.metadata.annotations.as_mut() {
             annotations.remove(LAST_APPLIED);
         }
-        let mut json = String::with_capacity(spec.get().len() + status.as_ref().map_or(0, |s| s.get().len()) + 512);
-        json.push_str("{\"metadata\":");
-        json.push_str(&serde_json::to_string(&metadata).map_err(D::Error::custom)?);
-        json.push_str(",\"spec\":");
-        json.push_str(spec.get());
-        if let Some(status) = &status {
-            json.push_str(",\"status\":");
-            json.push_str(status.get());
-        }
-        json.push('}');
-        let packed = zstd::bulk::compress(json.as_bytes(), PACK_LEVEL).map_err(D::Error::custom)?.into_boxed_slice();
+        let json = serde_json::to_vec(&wire).map_err(D::Error::custom)?;
+        let packed = zstd::bulk::compress(&json, PACK_LEVEL).map_err(D::Error::custom)?.into_boxed_slice();
+        let full = wire.metadata;
         let metadata = ObjectMeta {
-            name: metadata.name,
-            namespace: metadata.namespace,
-            uid: metadata.uid,
-            resource_version: metadata.resource_version,
-            generation: metadata.generation,
-            creation_timestamp: metadata.creation_timestamp,
-            deletion_timestamp: metadata.deletion_timestamp,
-            finalizers: metadata.finalizers,
+            name: full.name,
+            namespace: full.namespace,
+            uid: full.uid,
+            resource_version: full.resource_version,
+            generation: full.generation,
+            creation_timestamp: full.creation_timestamp,
+            deletion_timestamp: full.deletion_timestamp,
+            finalizers: full.finalizers,
             ..ObjectMeta::default()
         };
         Ok(CachedRun { metadata, packed, phase })
@@ -299,7 +291,7 @@ mod tests {
         assert!(cached.finished());
 
         let slim_json = serde_json::to_string(&run).unwrap().len();
-        assert!(cached.packed_len() * 2 < slim_json, "{} packed of {slim_json}", cached.packed_len());
+        assert!(cached.packed.len() * 2 < slim_json, "{} packed of {slim_json}", cached.packed.len());
     }
 
     #[test]

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use kube::Resource;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::error::{Staleness, run_not_found};
