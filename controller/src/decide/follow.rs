@@ -66,6 +66,14 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let verdict = Verdict::Retry { reason: reason::TASK_LOST, counted: true };
             conclude(view, status, verdict, message, now)
         }
+        TrackObservation::Found { task, .. } if older_than_recorded(&status.task, &task) => {
+            // The status records a later look at this task (another replica's, or this one's before its
+            // tracker started again): ECS's lifecycle only goes forward, so this look is the older one. The
+            // status stands; the task is looked at again soon.
+            let every = view.poll_interval().min(STOPPING_POLL);
+            let follow = Follow { task_arn: task.task_arn.clone(), every };
+            plan(view, status, None, Some(follow), Some(every))
+        }
         TrackObservation::Found { task, containers } => {
             record_task(&mut status, &task, containers.as_deref());
             let id = task_id(&task.task_arn);
@@ -123,6 +131,14 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             plan(view, status, None, Some(follow), view.look_again(now, launched_at, started))
         }
     }
+}
+
+/// Whether the status already records `task` further along ECS's lifecycle than this look at it shows.
+fn older_than_recorded(recorded: &TaskStatus, task: &TaskSnapshot) -> bool {
+    let rank = |last_status: Option<&str>| last_status.and_then(lifecycle_rank);
+    recorded.task_arn.as_deref() == Some(task.task_arn.as_str())
+        && matches!((rank(recorded.last_status.as_deref()), rank(task.last_status.as_deref())),
+            (Some(recorded), Some(seen)) if seen < recorded)
 }
 
 /// The reason of a run whose task has not stopped, by the task's lastStatus.

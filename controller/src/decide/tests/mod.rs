@@ -1264,6 +1264,19 @@ fn repeating_an_observation_writes_an_identical_status() {
 }
 
 #[test]
+fn a_look_older_than_the_status_records_leaves_the_status_as_it_is() {
+    let mut run = Run::launched(spec());
+    run.apply(&after_track(&run.view(), found(task("STOPPING")), at(30)));
+    // A deposed replica's tracker, or one that started again, may still have the task RUNNING.
+    let stale = after_track(&run.view(), found(task("RUNNING")), at(31));
+    assert_eq!(stale.status, run.status, "ECS's lifecycle only goes forward");
+    assert!(stale.events.is_empty() && stale.stop.is_none());
+    assert_eq!(stale.follow.map(|follow| follow.every), Some(Duration::from_secs(10)), "looked at again soon");
+    let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(0), Some(0))), at(40));
+    assert_eq!(done.status.task.phase, Some(Phase::Succeeded), "a later look is taken as ever");
+}
+
+#[test]
 fn last_transition_time_moves_only_when_a_condition_flips() {
     let mut run = Run::launched(spec());
     let launched_at = condition(&run.status, "Ready").unwrap().last_transition_time.clone();
