@@ -81,7 +81,7 @@ fn main() {
     }
     failed.sort_by_key(|report| report.seed);
     println!(
-        "sim: seeds {}..{end}: {} steps, {} reconciles, {} crashes, {} faults injected, {} runs, {} tasks in {:.1}s",
+        "sim: seeds {}..{end}: {} steps, {} reconciles, {} crashes, {} faults injected, {} runs, {} tasks, {} task events in {:.1}s",
         args.from,
         stats.steps,
         stats.reconciles,
@@ -89,6 +89,7 @@ fn main() {
         stats.faults,
         stats.runs,
         stats.tasks,
+        stats.task_events,
         started.elapsed().as_secs_f64()
     );
     for report in &failed {

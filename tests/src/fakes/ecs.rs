@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use ecsrun::ecs::task_events::STARTED_BY_PREFIX;
 use ecsrun::ecs::{
     ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
     EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response, RunTaskOutcome, TaskDefinitionInfo,
@@ -64,6 +65,8 @@ struct State {
     clusters: Vec<String>,
     log_lines: BTreeMap<String, Vec<String>>,
     now: Option<Timestamp>,
+    /// Task state change events of ecsrun's tasks not taken yet (`take_events`), oldest first.
+    events: Vec<TaskSnapshot>,
 }
 
 /// The fake ECS. Clusters `demo`, `batch` and `shared` exist; task definitions have an essential `app` and a
@@ -191,6 +194,7 @@ impl FakeEcs {
                 container.exit_code = Some(if container.name == "app" { app } else { 0 });
                 container.last_status = Some("STOPPED".into());
             }
+            state.changed(arn);
         }
     }
 
@@ -239,12 +243,19 @@ impl FakeEcs {
                 container.exit_code = exit_code.filter(|_| snapshot.started_at.is_some());
                 container.last_status = Some("STOPPED".into());
             }
+            state.changed(arn);
         }
     }
 
     /// The ARNs of tasks not STOPPED.
     pub fn live(&self) -> Vec<String> {
         self.tasks().into_iter().filter(|task| !task.snapshot.is_stopped()).map(|task| task.snapshot.task_arn).collect()
+    }
+
+    /// The task state change events ECS sent since the last call, oldest first: one per change of a task
+    /// ecsrun started (what the EventBridge rule matches), as the consumer reads them (no tags).
+    pub fn take_events(&self) -> Vec<TaskSnapshot> {
+        std::mem::take(&mut self.state().events)
     }
 }
 
@@ -289,6 +300,7 @@ impl State {
             memory: Some("2048".into()),
             capacity_provider: Some("FARGATE".into()),
             started_by: Some(started_by.to_owned()),
+            version: Some(0),
             started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
             ..TaskSnapshot::default()
         };
@@ -305,17 +317,36 @@ impl State {
                 described_from: later(describe_lag),
             },
         );
+        self.changed(&arn);
         arn
     }
 
     fn set_status(&mut self, arn: &str, last_status: &str) {
         let now = self.now();
-        if let Some(task) = self.tasks.get_mut(arn) {
+        if let Some(task) =
+            self.tasks.get_mut(arn).filter(|task| task.snapshot.last_status.as_deref() != Some(last_status))
+        {
             task.snapshot.last_status = Some(last_status.into());
             if last_status == "RUNNING" {
                 task.snapshot.started_at = task.snapshot.started_at.or(Some(now));
             }
+            self.changed(arn);
         }
+    }
+
+    /// The task changed: ECS raises its version and, for a task ecsrun started, sends a task state change
+    /// event. Events carry no tags; one of a task that failed to start may come without its containers.
+    fn changed(&mut self, arn: &str) {
+        let Some(task) = self.tasks.get_mut(arn) else { return };
+        task.snapshot.version = Some(task.snapshot.version.unwrap_or(0) + 1);
+        if !task.started_by.starts_with(STARTED_BY_PREFIX) {
+            return;
+        }
+        let mut event = TaskSnapshot { started_for_namespace: None, ..task.snapshot.clone() };
+        if event.stop_code.as_deref() == Some("TaskFailedToStart") {
+            event.containers.clear();
+        }
+        self.events.push(event);
     }
 
     fn run_task(
@@ -385,7 +416,9 @@ impl State {
             for container in &mut snapshot.containers {
                 container.exit_code = Some(143);
             }
+            self.changed(task_arn);
         }
+        let Some(task) = self.tasks.get(task_arn) else { return Ok(None) };
         Ok(Some(task.snapshot.clone()))
     }
 }

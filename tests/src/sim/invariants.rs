@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, Phase};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, Phase, TASK_LIFECYCLE, lifecycle_rank};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
@@ -43,6 +43,8 @@ pub struct Memory {
     orphaned_since: BTreeMap<String, Timestamp>,
     /// The first final phase each run (uid) reached.
     finished: BTreeMap<String, Phase>,
+    /// How far along each (run uid, task ARN) its status has recorded the task (`lifecycle_rank`).
+    recorded: BTreeMap<(String, String), usize>,
 }
 
 /// Checks every invariant on the world as it is now.
@@ -148,6 +150,23 @@ pub fn check(
                             "{name} index {index} attempt {}: {} stopped with {:?}",
                             attempt.attempt, task.snapshot.task_arn, task.snapshot.stop_code
                         ),
+                    );
+                }
+            }
+        }
+        // A task's recorded lastStatus never goes back: an older look (a late answer, an event delivered
+        // again or out of order) never overwrites a newer one.
+        if let Some(uid) = run.metadata.uid.as_deref() {
+            for (index, lane) in status.lanes() {
+                let (Some(arn), Some(last_status)) = (lane.task_arn.as_deref(), lane.last_status.as_deref()) else {
+                    continue;
+                };
+                let Some(rank) = lifecycle_rank(last_status) else { continue };
+                let before = memory.recorded.insert((uid.to_owned(), arn.to_owned()), rank);
+                if let Some(before) = before.filter(|before| rank < *before) {
+                    return broken(
+                        "a task's recorded lastStatus never goes back",
+                        format!("{name} index {index}: {arn} was {}, now {last_status}", TASK_LIFECYCLE[before]),
                     );
                 }
             }

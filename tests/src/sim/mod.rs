@@ -4,13 +4,16 @@
 //! or after any call, caches that lag the API (a fresh replica starts from a stale list), ECS's eventual
 //! consistency, tasks that stop on their own (exit codes, TaskFailedToStart, Spot), tasks forgotten an
 //! hour after they stop, a Lease handed over while the deposed replica runs on, users who create, stop,
-//! delete and delete-and-recreate runs. Every invariant (`invariants`) is checked after every step; then
-//! the faults stop and every run must settle.
+//! delete and delete-and-recreate runs, and (odd seeds) ECS's task state change events reaching the
+//! replicas' trackers twice, out of order, never, or not while their queue is unreadable (`task_events`).
+//! Every invariant (`invariants`) is checked after every step; then the faults stop and every run must
+//! settle.
 //!
 //! Same seed, same run: the world's choices come from one seeded generator, and the faults from the seed
 //! and the call (see `Chaos`), never from the order concurrent calls arrive in.
 
 mod invariants;
+mod task_events;
 mod tenants;
 mod world;
 
@@ -47,6 +50,8 @@ pub struct Stats {
     pub faults: u64,
     pub runs: u64,
     pub tasks: u64,
+    /// Task state change events delivered to a replica's tracker.
+    pub task_events: u64,
 }
 
 impl Stats {
@@ -57,6 +62,7 @@ impl Stats {
         self.faults += other.faults;
         self.runs += other.runs;
         self.tasks += other.tasks;
+        self.task_events += other.task_events;
     }
 }
 

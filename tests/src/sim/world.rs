@@ -15,7 +15,8 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::invariants::{self, Memory, Violation};
-use super::tenants::{self, Act, NAMESPACES};
+use super::task_events::TaskEvents;
+use super::tenants::{self, Act};
 use super::{Options, Stats};
 use crate::fakes::chaos::{Chaos, Rates};
 use crate::fakes::{EPOCH, FakeApi, FakeEcs, context_with};
@@ -26,6 +27,8 @@ const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25 };
 const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
 const MAX_RUNS: usize = 6;
+
+mod users;
 
 /// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it),
 /// and every launch and stop it sent, for the tenancy invariants.
@@ -87,6 +90,8 @@ pub struct World {
     /// name, delete rather than stop). Early stops and deletions meet launches whose answers are lost.
     soon: Vec<(u64, String, String, bool)>,
     created: usize,
+    /// ECS's task state change events on their way to the replicas; None in seeds that only poll.
+    task_events: Option<TaskEvents>,
     memory: Memory,
     step: u64,
     stats: Stats,
@@ -115,6 +120,8 @@ impl World {
             recreate: Vec::new(),
             soon: Vec::new(),
             created: 0,
+            // Odd seeds follow tasks through events too, even ones by polling alone.
+            task_events: (options.seed % 2 == 1).then(TaskEvents::default),
             memory: Memory::default(),
             step: 0,
             stats: Stats::default(),
@@ -147,6 +154,7 @@ impl World {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats;
         stats.tasks = self.ecs.every_task().len() as u64;
+        stats.task_events = self.task_events.as_ref().map_or(0, |events| events.delivered);
         stats
     }
 
@@ -193,6 +201,9 @@ impl World {
             self.say(format!("  fault: {line}"));
         }
         self.stats.steps += 1;
+        if let Some(events) = self.task_events.as_mut() {
+            events.collect(&self.ecs);
+        }
         let runs = self.api.runs();
         if self.history.len() == 5 {
             self.history.pop_front();
@@ -231,7 +242,9 @@ impl World {
                 let id = self.acting_replica();
                 self.sweep(id).await;
             }
-            55..70 => self.deliver(),
+            55..63 => self.deliver(),
+            63..70 if self.task_events.is_some() => self.receive_task_events(),
+            63..70 => self.deliver(),
             70..82 => self.ecs_moves(),
             82..95 => {
                 // Mostly seconds (ECS's lag is seconds), now and then minutes.
@@ -250,26 +263,6 @@ impl World {
         }
         self.recreate_gone();
         self.act_soon().await;
-    }
-
-    /// The stops and deletions users asked for a few steps after creating a run.
-    async fn act_soon(&mut self) {
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.soon).into_iter().partition(|(at, ..)| *at <= self.step);
-        self.soon = later;
-        for (_, namespace, name, delete) in due {
-            if self.api.run(&namespace, &name).is_none() {
-                continue;
-            }
-            if delete {
-                self.say(format!("user deletes {namespace}/{name} soon after creating it"));
-                self.api.delete_run(&namespace, &name, self.now());
-            } else {
-                self.say(format!("user sets stop on {namespace}/{name} soon after creating it"));
-                self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
-            }
-            self.react(namespace, name).await;
-        }
     }
 
     /// Every fault off: the leader reconciles every run it knows each round, ECS moves every task on,
@@ -309,6 +302,10 @@ impl World {
             }
             let runs = self.api.runs();
             self.replicas[self.leader].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
+            if let Some(events) = self.task_events.as_mut() {
+                events.collect(&self.ecs);
+                events.drain(&self.replicas[self.leader].ctx.tracker);
+            }
             self.sweep(self.leader).await;
             for run in &runs {
                 self.reconcile(self.leader, key(run)).await;
@@ -357,98 +354,6 @@ impl World {
         acting[self.rng.random_range(0..acting.len())]
     }
 
-    fn create(&mut self) {
-        if self.created >= MAX_RUNS {
-            return;
-        }
-        self.created += 1;
-        let namespace = NAMESPACES[self.rng.random_range(0..NAMESPACES.len())];
-        let shared: Vec<String> = self
-            .ecs
-            .live()
-            .into_iter()
-            .filter(|arn| self.ecs.task(arn).is_some_and(|t| t.cluster == "shared"))
-            .collect();
-        let (name, spec) = tenants::new_run(&mut self.rng, namespace, self.created, &shared);
-        self.say(format!("user creates {namespace}/{name}"));
-        self.stats.runs += 1;
-        match self.rng.random_range(0..10) {
-            0..2 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), false)),
-            2..4 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), true)),
-            _ => {}
-        }
-        self.create_run(namespace, &name, spec);
-    }
-
-    fn create_run(&mut self, namespace: &str, name: &str, spec: EcsTaskRunSpec) {
-        let created = self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
-        if let Some(uid) = created.metadata.uid {
-            self.specs.insert(uid, (namespace.to_owned(), spec));
-        }
-    }
-
-    fn pick_run(&mut self) -> Option<EcsTaskRun> {
-        let runs = self.api.runs();
-        (!runs.is_empty()).then(|| runs[self.rng.random_range(0..runs.len())].clone())
-    }
-
-    async fn delete(&mut self, recreate: bool) {
-        let Some(run) = self.pick_run() else { return };
-        let (namespace, name) = key(&run);
-        if recreate {
-            self.say(format!("user deletes {namespace}/{name} to create it again (Replace)"));
-            self.recreate.push((namespace.clone(), name.clone(), run.spec.clone()));
-        } else {
-            self.say(format!("user deletes {namespace}/{name}"));
-        }
-        self.api.delete_run(&namespace, &name, self.now());
-        self.react(namespace, name).await;
-    }
-
-    /// A user's edit reaches the leader's watch at once, most of the time, and the leader reconciles the
-    /// run right away, as kube-runtime does on a watch event: edits meet launches still in flight.
-    async fn react(&mut self, namespace: String, name: String) {
-        if self.rng.random_range(0..2) == 0 {
-            return;
-        }
-        let leader = self.leader;
-        match self.api.run(&namespace, &name) {
-            Some(run) => self.replicas[leader].cache.insert((namespace.clone(), name.clone()), run),
-            None => self.replicas[leader].cache.remove(&(namespace.clone(), name.clone())),
-        };
-        self.reconcile(leader, (namespace, name)).await;
-    }
-
-    fn recreate_gone(&mut self) {
-        let (waiting, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.recreate)
-            .into_iter()
-            .partition(|(namespace, name, _)| self.api.run(namespace, name).is_some());
-        self.recreate = waiting;
-        for (namespace, name, spec) in gone {
-            self.say(format!("user creates {namespace}/{name} again"));
-            self.stats.runs += 1;
-            self.create_run(&namespace, &name, spec);
-        }
-    }
-
-    /// A user (or a queue such as Kueue) suspends a run, or resumes a suspended one.
-    async fn toggle_suspend(&mut self) {
-        let Some(run) = self.pick_run() else { return };
-        let (namespace, name) = key(&run);
-        let suspend = !run.spec.suspend;
-        self.say(format!("user sets suspend {suspend} on {namespace}/{name}"));
-        self.api.edit_spec(&namespace, &name, |spec| spec.suspend = suspend);
-        self.react(namespace, name).await;
-    }
-
-    async fn stop(&mut self) {
-        let Some(run) = self.pick_run() else { return };
-        let (namespace, name) = key(&run);
-        self.say(format!("user sets stop on {namespace}/{name}"));
-        self.api.edit_spec(&namespace, &name, |spec| spec.stop = true);
-        self.react(namespace, name).await;
-    }
-
     /// A watch event reaches a replica: one run's latest state, or (now and then) a relist of every run.
     fn deliver(&mut self) {
         let id = self.rng.random_range(0..self.replicas.len());
@@ -469,6 +374,17 @@ impl World {
             Some(run) => self.replicas[id].cache.insert(name, run),
             None => self.replicas[id].cache.remove(&name),
         };
+    }
+
+    /// An acting replica's consumer receives a few task state change events.
+    fn receive_task_events(&mut self) {
+        let id = self.acting_replica();
+        let tracker = self.replicas[id].ctx.tracker.clone();
+        let Some(events) = self.task_events.as_mut() else { return };
+        let said = events.receive(&mut self.rng, &tracker);
+        for line in said {
+            self.say(format!("replica {id} task event: {line}"));
+        }
     }
 
     /// ECS moves one task on by itself.
