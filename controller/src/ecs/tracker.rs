@@ -93,6 +93,9 @@ pub enum EventOutcome {
     Stale,
     /// A task no run follows (not ecsrun's, or its run is gone or not reconciled yet).
     Unfollowed,
+    /// A followed task not described yet: events carry no tags, so whose task it is (the namespace a run
+    /// may adopt it in) comes from DescribeTasks first. It is described at the next tick instead.
+    Undescribed,
 }
 
 struct Shared<K, E> {
@@ -259,9 +262,17 @@ where
                 return EventOutcome::Stale;
             }
             let mut task = task;
-            if let Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) = entry.observation.as_deref() {
+            match entry.observation.as_deref() {
                 // Events carry no tags: the namespace tag read before still holds.
-                task.started_for_namespace = task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
+                Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) => {
+                    task.started_for_namespace =
+                        task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
+                }
+                _ => {
+                    // Unless a call is in flight already (its answer is the look wanted), describe it now.
+                    entry.due = entry.due.map(|due| due.min(now));
+                    return EventOutcome::Undescribed;
+                }
             }
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);

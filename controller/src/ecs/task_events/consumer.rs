@@ -45,6 +45,7 @@ pub struct Round {
     pub applied: usize,
     pub stale: usize,
     pub unfollowed: usize,
+    pub undescribed: usize,
     pub foreign: usize,
     pub malformed: usize,
     pub deleted: usize,
@@ -112,6 +113,10 @@ where
                         EventOutcome::Unfollowed => {
                             round.unfollowed += 1;
                             "unfollowed"
+                        }
+                        EventOutcome::Undescribed => {
+                            round.undescribed += 1;
+                            "undescribed"
                         }
                     }
                 }

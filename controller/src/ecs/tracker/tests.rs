@@ -321,6 +321,22 @@ async fn events_of_tasks_nobody_follows_or_of_another_region_are_unfollowed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_event_of_a_task_not_described_yet_waits_for_its_description() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.tracker.events_flowing("eu-west-1", SWEEP);
+    h.ecs.set(&arn(0), "RUNNING");
+    // An adopted task: whose it is (its namespace tag) only DescribeTasks says; events carry no tags.
+    h.tracker.follow(&0, &target("c"), &[arn(0)], EVERY);
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 2)), EventOutcome::Undescribed);
+    assert_eq!(h.tracker.observation(&target("c"), &arn(0)), None, "not taken as the task's look");
+    assert!(h.drain().is_empty());
+    sleep(2).await;
+    assert_eq!(h.ecs.calls().len(), 1, "described at the next tick");
+    assert_eq!(status_of(&h, 0).as_deref(), Some("RUNNING"));
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 9)), EventOutcome::Applied, "then events apply");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_answer_older_than_the_applied_event_does_not_undo_it() {
     let mut h = Harness::new(MAX_BATCH);
     h.follow(0..1);

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use super::*;
 use crate::ecs::task_events::queue::Message;
 use crate::ecs::testing::Recording;
-use crate::ecs::{EcsTarget, Identity, TaskLookup};
+use crate::ecs::{EcsTarget, Identity, TaskLookup, TaskSnapshot};
 
 const REGION: &str = "eu-west-1";
 const ARN: &str = "arn:aws:ecs:eu-west-1:111122223333:task/batch/t1";
@@ -68,6 +68,15 @@ fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<
     let tracker = Tracker::new(Arc::new(Recording::default()), 100, crate::clock::Clock::default());
     let _changes = tracker.restart();
     tracker.follow(&1, &target(), &[ARN.to_owned()], Duration::from_secs(30));
+    // Launched: RunTask's answer is the first look, with the task's tags.
+    let launched = TaskSnapshot {
+        task_arn: ARN.into(),
+        last_status: Some("PROVISIONING".into()),
+        started_for_namespace: Some("jobs".into()),
+        version: Some(1),
+        ..TaskSnapshot::default()
+    };
+    tracker.record(&target(), &launched);
     let queue = Arc::new(ScriptedQueue {
         receives: Mutex::new(receives.into()),
         deletes: Mutex::default(),
@@ -92,7 +101,19 @@ async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
     ])]);
     let (round, change) = consumer.round().await;
     assert_eq!(change, Change::Flowing { again: false });
-    assert_eq!(round, Round { received: 6, applied: 2, stale: 2, unfollowed: 0, foreign: 1, malformed: 1, deleted: 6 });
+    assert_eq!(
+        round,
+        Round {
+            received: 6,
+            applied: 2,
+            stale: 2,
+            unfollowed: 0,
+            undescribed: 0,
+            foreign: 1,
+            malformed: 1,
+            deleted: 6
+        }
+    );
     let deletes = queue.deletes.lock().unwrap().clone();
     assert_eq!(deletes.len(), 1, "one batch delete");
     assert_eq!(deletes[0].0.len(), 6, "every message, the unreadable one too");
