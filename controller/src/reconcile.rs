@@ -125,6 +125,13 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     .instrument(span);
     // Abandoning a reconcile midway is safe: a task launched but not yet recorded is adopted next time.
     let result = match tokio::time::timeout(ctx.settings.reconcile_timeout, reconciled).await {
+        // A copy the cache still held after the deletion went through (a task's change woke it first):
+        // the finalizer's removal finds the run gone, which is what it was for.
+        Ok(Err(kube::runtime::finalizer::Error::RemoveFinalizer(error)))
+            if error::run_not_found(&error, &run.name_any()) =>
+        {
+            Ok(Action::await_change())
+        }
         Ok(result) => result.map_err(|error| Error::Finalizer(Box::new(error))),
         Err(_) => Err(Error::Timeout(ctx.settings.reconcile_timeout)),
     };
