@@ -282,6 +282,10 @@ pub struct Attempt {
     /// ECS stopCode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
+    /// Why ecsrun sent the attempt's task StopTask, if it did: what the attempt is judged by once the task
+    /// has stopped (the StopTask reason carries it too, for when this write was lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_cause: Option<StopCause>,
     /// Exit codes as `name=code` pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_codes: Option<String>,
@@ -294,4 +298,65 @@ pub struct Attempt {
     /// What the attempt's task used, once it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceUsage>,
+}
+
+/// Why ecsrun stopped a task. Recorded on the attempt when StopTask is decided, and marked at the end of
+/// the StopTask reason (`[ecsrun:<marker>]`, kept whatever `spec.stopReason` says) so that a stop whose
+/// recording was lost is still judged by its cause, never by comparing reason texts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum StopCause {
+    /// `wait.timeout` passed.
+    DeadlineExceeded,
+    /// The task did not reach RUNNING within `wait.startTimeout`.
+    StartTimeout,
+    /// `spec.suspend` was set.
+    Suspended,
+    /// `spec.stop` was set.
+    StopRequested,
+    /// The run was deleted (deletionPolicy Stop).
+    Deleted,
+    /// Another task index failed (`failFast`).
+    FailFast,
+    /// Enough task indexes succeeded (`tasksToSucceed`).
+    NotNeeded,
+    /// The orphan sweep: the run that started the task is gone.
+    Orphaned,
+}
+
+impl StopCause {
+    const ALL: [StopCause; 8] = [
+        StopCause::DeadlineExceeded,
+        StopCause::StartTimeout,
+        StopCause::Suspended,
+        StopCause::StopRequested,
+        StopCause::Deleted,
+        StopCause::FailFast,
+        StopCause::NotNeeded,
+        StopCause::Orphaned,
+    ];
+
+    /// The marker's word: short, so that it fits after a stop reason of any length.
+    fn word(self) -> &'static str {
+        match self {
+            StopCause::DeadlineExceeded => "deadline",
+            StopCause::StartTimeout => "start-timeout",
+            StopCause::Suspended => "suspend",
+            StopCause::StopRequested => "stop",
+            StopCause::Deleted => "delete",
+            StopCause::FailFast => "fail-fast",
+            StopCause::NotNeeded => "not-needed",
+            StopCause::Orphaned => "orphan",
+        }
+    }
+
+    /// The marker at the end of a StopTask reason.
+    pub fn marker(self) -> String {
+        format!("[ecsrun:{}]", self.word())
+    }
+
+    /// The cause marked at the end of `stopped_reason`, if ecsrun's.
+    pub fn marked_in(stopped_reason: &str) -> Option<StopCause> {
+        let word = stopped_reason.trim_end().strip_suffix(']')?.rsplit_once("[ecsrun:")?.1;
+        Self::ALL.into_iter().find(|cause| cause.word() == word)
+    }
 }

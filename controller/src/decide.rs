@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
     Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LaunchFailure, Phase,
-    TaskOverrides, TaskStatus, WaitFor, lifecycle_rank,
+    StopCause, TaskOverrides, TaskStatus, WaitFor, lifecycle_rank,
 };
 use crate::ecs::{
     Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
@@ -330,13 +330,15 @@ impl RunView<'_> {
         self.spec.task_arn.is_some()
     }
 
-    fn stop_reason(&self, why: &str) -> String {
-        stop_reason(
-            self.spec
-                .stop_reason
-                .clone()
-                .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name)),
-        )
+    /// The StopTask reason for a stop of `cause`: the spec's `stopReason`, else ecsrun's own words (`why`),
+    /// followed by the cause's marker.
+    fn stop_reason(&self, cause: StopCause, why: &str) -> String {
+        let text = self
+            .spec
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name));
+        marked_stop_reason(&text, cause)
     }
 }
 
@@ -344,12 +346,12 @@ impl RunView<'_> {
 /// complete.
 pub const MAX_STOP_REASON_CHARS: usize = 255;
 
-/// A StopTask reason ECS accepts: its first 255 characters (names of up to 253 make longer ones).
-pub fn stop_reason(reason: String) -> String {
-    if reason.chars().count() <= MAX_STOP_REASON_CHARS {
-        return reason;
-    }
-    reason.chars().take(MAX_STOP_REASON_CHARS).collect()
+/// A StopTask reason ECS accepts that ends with `cause`'s marker: `text` is cut to leave it room.
+pub fn marked_stop_reason(text: &str, cause: StopCause) -> String {
+    let marker = cause.marker();
+    let room = MAX_STOP_REASON_CHARS - marker.chars().count() - 1;
+    let text: String = text.chars().take(room).collect();
+    format!("{text} {marker}")
 }
 
 /// The attempt in progress: launched or being launched, not yet concluded.
@@ -445,7 +447,10 @@ use judge::{Verdict, is_essential, judge_stopped, log_reads};
 pub use logs::LogRead;
 pub mod usage;
 
-pub use cleanup::{CleanupPlan, CleanupStep, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step};
+pub use cleanup::{
+    CleanupPlan, CleanupStep, LAUNCH_INTENT_MAX_AGE, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step,
+    unrecorded_launch_for,
+};
 
 #[cfg(test)]
 mod testing;

@@ -190,7 +190,8 @@ async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRu
     ensure!(status.task.task_arn.as_deref() == Some(task_arn.as_str()), "followed {:?}", status.task.task_arn);
     let task = env.task(&manifest.spec.cluster, &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "the task is {:?}", task.last_status());
-    ensure!(task.stopped_reason() == manifest.spec.stop_reason.as_deref(), "stoppedReason {:?}", task.stopped_reason());
+    let wanted = manifest.spec.stop_reason.as_deref().map(|reason| format!("{reason} [ecsrun:stop]"));
+    ensure!(task.stopped_reason() == wanted.as_deref(), "stoppedReason {:?}", task.stopped_reason());
     Ok(())
 }
 

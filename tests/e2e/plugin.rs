@@ -238,7 +238,11 @@ async fn stop(env: Arc<Env>) -> anyhow::Result<()> {
     // Returned once STOPPED: ECS says so already.
     let task = env.task("batch", &task_arn).await?;
     ensure!(task.last_status() == Some("STOPPED"), "after stop the task is {:?}", task.last_status());
-    ensure!(task.stopped_reason() == Some("e2e: plugin stop"), "stoppedReason {:?}", task.stopped_reason());
+    ensure!(
+        task.stopped_reason() == Some("e2e: plugin stop [ecsrun:stop]"),
+        "stoppedReason {:?}: the reason given, then why ecsrun stopped it",
+        task.stopped_reason()
+    );
     let run = api.get("plugin-stop").await?;
     ensure!(run.status.and_then(|s| s.task.reason).as_deref() == Some("Stopped"), "the run's reason");
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, reason, set_phase};
-use crate::api::{EcsTaskRunStatus, IndexedTaskStatus, Phase};
+use crate::api::{EcsTaskRunStatus, IndexedTaskStatus, Phase, StopCause};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
 /// once: the cache must first hold the status just written.
@@ -189,7 +189,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
     }
 
     if enough(view, &status) {
-        let why = view.stop_reason("enough tasks succeeded");
+        let why = view.stop_reason(StopCause::NotNeeded, "enough tasks succeeded");
         for lane in status.tasks.iter_mut() {
             match lane.task.phase {
                 Some(Phase::Succeeded | Phase::Unknown) => {}
@@ -197,7 +197,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
                 _ if !is_active(lane) => not_needed(lane),
                 _ => {
                     let message = format!("stopping task {}: enough tasks succeeded (tasksToSucceed)", task_id(lane));
-                    stop_lane(lane, reason::NOT_NEEDED, message, &why, &mut stops, &mut follows);
+                    stop_lane(lane, StopCause::NotNeeded, message, &why, &mut stops, &mut follows);
                 }
             }
         }
@@ -208,7 +208,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
             .filter(|t| !stopped_for_fail_fast.contains(&t.index))
             .find(|t| failed_on_its_own(t))
             .map_or(0, |t| t.index);
-        let why = view.stop_reason(&format!("task index {culprit} failed"));
+        let why = view.stop_reason(StopCause::FailFast, &format!("task index {culprit} failed"));
         for lane in status.tasks.iter_mut().filter(|t| t.index != culprit) {
             let stopped_by_us = stopped_for_fail_fast.contains(&lane.index);
             match lane.task.phase {
@@ -218,7 +218,7 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
                 Some(Phase::Failed | Phase::Succeeded | Phase::Unknown) | None => {}
                 Some(_) if is_active(lane) => {
                     let message = format!("stopping task {}: task index {culprit} failed", task_id(lane));
-                    stop_lane(lane, reason::FAIL_FAST, message, &why, &mut stops, &mut follows);
+                    stop_lane(lane, StopCause::FailFast, message, &why, &mut stops, &mut follows);
                 }
                 Some(_) => {}
             }
@@ -267,7 +267,7 @@ fn task_id(lane: &IndexedTaskStatus) -> &str {
 /// marks the lane Stopping for `reason` (unless its deadline's stop came first), and follows it closely.
 fn stop_lane(
     lane: &mut IndexedTaskStatus,
-    reason: &'static str,
+    cause: StopCause,
     message: String,
     why: &str,
     stops: &mut Vec<StopTask>,
@@ -277,7 +277,9 @@ fn stop_lane(
     if lane.task.desired_status.as_deref() != Some("STOPPED") && !stops.iter().any(|s| s.task_arn == task_arn) {
         stops.push(StopTask { task_arn: task_arn.clone(), reason: why.to_owned() });
     }
+    let reason = if cause == StopCause::FailFast { reason::FAIL_FAST } else { reason::NOT_NEEDED };
     if lane.task.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
+        super::follow::record_stop_cause(&mut lane.task, &task_arn, cause);
         lane.task.phase = Some(Phase::Stopping);
         lane.task.reason = Some(reason.to_owned());
         lane.task.message = Some(message);

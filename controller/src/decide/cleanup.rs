@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{RunView, StopTask, current_attempt, set_phase};
-use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase, TaskStatus};
+use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase, StopCause, TaskStatus};
 use crate::ecs::TaskSnapshot;
 
 /// What deleting a run requires.
@@ -67,9 +67,29 @@ pub struct CleanupPlan {
     pub done: bool,
 }
 
-/// How long deleting a run whose launch may be unrecorded keeps looking for its task when ECS lists none:
-/// ListTasks is eventually consistent, so a task started a moment ago may not be listed yet.
-pub const UNRECORDED_LAUNCH_GRACE: Duration = Duration::from_secs(30);
+/// How long after its launch intent a RunTask may still be sent: a launch held up longer (a slow
+/// DescribeTaskDefinition, template registration, the rate ceiling) writes a new intent instead, so the
+/// grace below, anchored at the intent, covers every RunTask that can still reach ECS.
+pub const LAUNCH_INTENT_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// How long after the latest launch intent (or the deletion, if later) a run whose launch may be
+/// unrecorded keeps looking for its task when ECS lists none: RunTask may be sent up to
+/// `LAUNCH_INTENT_MAX_AGE` after the intent and, with the SDK's retries, reach ECS up to the ECS call
+/// timeout (20 s by default) later; ListTasks is eventually consistent, so a task started a moment ago may
+/// not be listed yet.
+pub const UNRECORDED_LAUNCH_GRACE: Duration = Duration::from_secs(60);
+
+/// How long a deletion has been looking for a launch that may be unrecorded: since the deletion began or
+/// since the latest launch intent it may race (a launch in flight on a replica), whichever is later.
+pub fn unrecorded_launch_for(status: Option<&EcsTaskRunStatus>, deleted_at: Timestamp, now: Timestamp) -> Duration {
+    let latest_intent = status
+        .into_iter()
+        .flat_map(|status| status.lanes().into_iter().map(|(_, lane)| lane))
+        .filter_map(|lane| current_attempt(lane).filter(|a| a.task_arn.is_none())?.sent_at.as_ref().map(|t| t.0))
+        .max();
+    let since = latest_intent.map_or(deleted_at, |intent| intent.max(deleted_at));
+    super::duration_between(since, now)
+}
 
 /// Decides a deletion on the tasks found. `unrecorded_launch`: how long ago the deletion began, when the
 /// run's launch may be unrecorded (its tasks come from ListTasks).
@@ -80,9 +100,8 @@ pub fn cleanup(
     tasks: &[TaskSnapshot],
     unrecorded_launch: Option<Duration>,
 ) -> CleanupPlan {
-    let reason = super::stop_reason(
-        spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted")),
-    );
+    let text = spec.stop_reason.clone().unwrap_or_else(|| format!("ecsrun: EcsTaskRun {namespace}/{name} was deleted"));
+    let reason = super::marked_stop_reason(&text, StopCause::Deleted);
     // With several task indexes, a task found for one says nothing of another's: the grace is waited out.
     let still_looking =
         (tasks.is_empty() || spec.count > 1) && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);

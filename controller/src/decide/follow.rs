@@ -40,14 +40,13 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let message = format!("ECS no longer describes task {id}");
                 return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
             }
-            if status.task.phase == Some(Phase::Stopping) && status.task.reason.as_deref() == Some(reason::SUSPENDED) {
+            let cause = recorded_stop_cause(&status.task);
+            if cause == Some(StopCause::Suspended) {
                 let message = format!("task {id} was stopped for the suspension and ECS no longer describes it");
                 let verdict = Verdict::Retry { reason: reason::SUSPENDED, counted: false };
                 return conclude(view, status, verdict, message, now);
             }
-            if status.task.phase == Some(Phase::Stopping)
-                && status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED)
-            {
+            if cause == Some(StopCause::DeadlineExceeded) {
                 // The timeout's StopTask went out, and ECS has since forgotten the task.
                 let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
                 return conclude(view, status, Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now);
@@ -90,25 +89,34 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return plan;
             }
             // Stops the task (unless already asked to stop) and follows it closely until it has.
-            let stopping = |mut status: EcsTaskRunStatus, why: &str, reason: &'static str, message: String| {
-                let stop = (task.desired_status.as_deref() != Some("STOPPED"))
-                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(why) });
-                set_phase(view, &mut status, Phase::Stopping, reason, message, now);
-                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
-                plan(view, status, stop, Some(follow), None)
-            };
+            let stopping =
+                |mut status: EcsTaskRunStatus, cause: StopCause, why: &str, reason: &'static str, message| {
+                    let stop = (task.desired_status.as_deref() != Some("STOPPED"))
+                        .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(cause, why) });
+                    record_stop_cause(&mut status.task, &task.task_arn, cause);
+                    set_phase(view, &mut status, Phase::Stopping, reason, message, now);
+                    let follow =
+                        Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                    plan(view, status, stop, Some(follow), None)
+                };
             if view.spec.stop {
                 let message = format!("stopping task {id}: spec.stop is set");
-                return stopping(status, "stop requested", reason::STOPPED, message);
+                return stopping(status, StopCause::StopRequested, "stop requested", reason::STOPPED, message);
             }
             if view.spec.suspend && !view.adopts() {
                 let message = format!("stopping task {id}: spec.suspend is set");
-                return stopping(status, "run suspended", reason::SUSPENDED, message);
+                return stopping(status, StopCause::Suspended, "run suspended", reason::SUSPENDED, message);
             }
             if view.deadline_passed(now) {
                 let timeout = view.spec.wait.timeout.as_deref().unwrap_or_default();
                 let message = format!("timeout of {timeout} exceeded; stopping task {id}");
-                return stopping(status, "timeout exceeded", reason::DEADLINE_EXCEEDED, message);
+                return stopping(
+                    status,
+                    StopCause::DeadlineExceeded,
+                    "timeout exceeded",
+                    reason::DEADLINE_EXCEEDED,
+                    message,
+                );
             }
             let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
             let started = last_status == "RUNNING" || task.started_at.is_some();
@@ -118,7 +126,13 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let limit = view.spec.wait.start_timeout.as_deref().unwrap_or_default();
                 let message =
                     format!("task {id} is still {last_status} after the start timeout of {limit}; stopping it");
-                return stopping(status, "start timeout exceeded", reason::START_TIMEOUT, message);
+                return stopping(
+                    status,
+                    StopCause::StartTimeout,
+                    "start timeout exceeded",
+                    reason::START_TIMEOUT,
+                    message,
+                );
             }
             let attempt = current_attempt(&status.task).map_or(1, |a| a.attempt);
             if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
@@ -205,4 +219,32 @@ pub(super) fn record_task(
         attempt.usage = usage::of_task(task);
     }
     status.usage = usage::of_tasks(std::iter::once(&status.task));
+}
+
+/// Records on the attempt of `task_arn` why ecsrun is stopping its task (the first cause stands: the
+/// StopTask that went out carries it).
+pub(super) fn record_stop_cause(status: &mut TaskStatus, task_arn: &str, cause: StopCause) {
+    if let Some(attempt) = status.attempts.iter_mut().rev().find(|a| a.task_arn.as_deref() == Some(task_arn)) {
+        attempt.stop_cause.get_or_insert(cause);
+    }
+}
+
+/// Why ecsrun is stopping the current attempt's task, as recorded on it. A status written before causes
+/// were recorded says it in its Stopping phase's reason: read here, once.
+pub(super) fn recorded_stop_cause(status: &TaskStatus) -> Option<StopCause> {
+    if let Some(cause) = current_attempt(status).and_then(|attempt| attempt.stop_cause) {
+        return Some(cause);
+    }
+    if status.phase != Some(Phase::Stopping) {
+        return None;
+    }
+    match status.reason.as_deref()? {
+        reason::DEADLINE_EXCEEDED => Some(StopCause::DeadlineExceeded),
+        reason::START_TIMEOUT => Some(StopCause::StartTimeout),
+        reason::SUSPENDED => Some(StopCause::Suspended),
+        reason::STOPPED => Some(StopCause::StopRequested),
+        reason::FAIL_FAST => Some(StopCause::FailFast),
+        reason::NOT_NEEDED => Some(StopCause::NotNeeded),
+        _ => None,
+    }
 }

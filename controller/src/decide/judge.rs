@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use wildmatch::WildMatch;
 
 use super::{LogRead, RunView, logs, reason, task_id};
-use crate::api::{ExitCodeOperator, Phase, RetryRule, RetryRuleAction, SuccessPolicy};
+use crate::api::{ExitCodeOperator, RetryRule, RetryRuleAction, StopCause, SuccessPolicy};
 use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
 /// What a stopped task means for the run.
@@ -32,40 +32,28 @@ pub(super) fn judge_stopped(
     now: Timestamp,
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
-    let stopping_for_deadline = view.status.task.phase == Some(Phase::Stopping)
-        && view.status.task.reason.as_deref() == Some(reason::DEADLINE_EXCEEDED);
-    // Or the timeout's own StopTask whose Stopping status was never written (a crash, a lost write): the
-    // run timed out; exit code 143 is the SIGTERM it was sent, not the job failing.
-    let stopped_by_timeout = task.stop_code.as_deref() == Some("UserInitiated")
-        && view.deadline_passed(task.stopped_at.unwrap_or(now))
-        && task.stopped_reason.as_deref() == Some(view.stop_reason("timeout exceeded").as_str());
-    if stopping_for_deadline || stopped_by_timeout {
-        let message = format!(
-            "task {id} was stopped after the timeout of {}",
-            view.spec.wait.timeout.as_deref().unwrap_or_default()
-        );
-        return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
-    }
-    // The suspension's StopTask: the attempt is no failure, whatever the exit codes (143: the SIGTERM).
-    let stopped_for_suspension = (view.status.task.phase == Some(Phase::Stopping)
-        && view.status.task.reason.as_deref() == Some(reason::SUSPENDED))
-        || (task.stop_code.as_deref() == Some("UserInitiated")
-            && task.stopped_reason.as_deref() == Some(view.stop_reason("run suspended").as_str()));
-    if stopped_for_suspension && task.stop_code.as_deref() == Some("UserInitiated") {
-        let message = format!("task {id} was stopped: the run is suspended");
-        return (Verdict::Retry { reason: reason::SUSPENDED, counted: false }, message);
-    }
-    // The start timeout's StopTask, whether or not its Stopping status was written: a failed attempt.
-    let stopped_for_start = (view.status.task.phase == Some(Phase::Stopping)
-        && view.status.task.reason.as_deref() == Some(reason::START_TIMEOUT))
-        || (task.stop_code.as_deref() == Some("UserInitiated")
-            && task.stopped_reason.as_deref() == Some(view.stop_reason("start timeout exceeded").as_str()));
-    if stopped_for_start && task.started_at.is_none() {
-        let message = format!(
-            "task {id} did not reach RUNNING within the start timeout of {}",
-            view.spec.wait.start_timeout.as_deref().unwrap_or_default()
-        );
-        return (Verdict::Retry { reason: reason::START_TIMEOUT, counted: true }, message);
+    match stop_cause(view, task, now) {
+        Some(StopCause::DeadlineExceeded) => {
+            let message = format!(
+                "task {id} was stopped after the timeout of {}",
+                view.spec.wait.timeout.as_deref().unwrap_or_default()
+            );
+            return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
+        }
+        // The suspension's StopTask: the attempt is no failure, whatever the exit codes (143: the SIGTERM).
+        Some(StopCause::Suspended) if task.stop_code.as_deref() == Some("UserInitiated") => {
+            let message = format!("task {id} was stopped: the run is suspended");
+            return (Verdict::Retry { reason: reason::SUSPENDED, counted: false }, message);
+        }
+        // The start timeout's StopTask: a failed attempt.
+        Some(StopCause::StartTimeout) if task.started_at.is_none() => {
+            let message = format!(
+                "task {id} did not reach RUNNING within the start timeout of {}",
+                view.spec.wait.start_timeout.as_deref().unwrap_or_default()
+            );
+            return (Verdict::Retry { reason: reason::START_TIMEOUT, counted: true }, message);
+        }
+        _ => {}
     }
     let judged = judged(view, task, definition);
     let exited: Vec<(&str, i32)> = judged
@@ -96,6 +84,47 @@ pub(super) fn judge_stopped(
             format!("{message}; retryPolicy.rules[{index}] counts it against backoffLimit"),
         ),
         Some((_, RetryRuleAction::Count)) | None => (verdict, message),
+    }
+}
+
+/// Why ecsrun stopped `task`, if it did: the cause recorded on its attempt, else the marker its StopTask
+/// reason carries (the recording was lost: a crash, a lost write). A task stopped by ECS or someone else has
+/// no cause. The timeout's stop is also recognised by the reason a version before the markers gave it.
+fn stop_cause(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Option<StopCause> {
+    let recorded = view
+        .status
+        .task
+        .attempts
+        .iter()
+        .rev()
+        .find(|attempt| attempt.task_arn.as_deref() == Some(task.task_arn.as_str()))
+        .and_then(|attempt| attempt.stop_cause);
+    let legacy_phase = super::follow::recorded_stop_cause(&view.status.task)
+        .filter(|_| view.status.task.task_arn.as_deref() == Some(task.task_arn.as_str()));
+    if let Some(cause) = recorded.or(legacy_phase) {
+        return Some(cause);
+    }
+    if task.stop_code.as_deref() != Some("UserInitiated") {
+        return None;
+    }
+    let stopped_reason = task.stopped_reason.as_deref()?;
+    if let Some(cause) = StopCause::marked_in(stopped_reason) {
+        return Some(cause);
+    }
+    // Stopped by a version that did not mark its reasons: its default texts tell, unless the spec's
+    // stopReason made every stop read alike.
+    if view.spec.stop_reason.is_some() {
+        return None;
+    }
+    let legacy = |why: &str| format!("ecsrun: {why} ({}/{})", view.namespace, view.name);
+    if stopped_reason == legacy("timeout exceeded") && view.deadline_passed(task.stopped_at.unwrap_or(now)) {
+        Some(StopCause::DeadlineExceeded)
+    } else if stopped_reason == legacy("run suspended") {
+        Some(StopCause::Suspended)
+    } else if stopped_reason == legacy("start timeout exceeded") {
+        Some(StopCause::StartTimeout)
+    } else {
+        None
     }
 }
 

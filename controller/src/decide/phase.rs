@@ -48,6 +48,11 @@ pub(super) fn conclude(
             set_phase(view, &mut status, Phase::Unknown, reason::OUTCOME_UNKNOWN, message, now);
             plan(view, status, None, None, None)
         }
+        // Resumed while the suspension's stop was under way: the resume's own reconcile has passed, and
+        // status writes bring nothing back, so this one comes back to launch (once the cache holds it).
+        Verdict::Retry { reason, .. } if reason == reason::SUSPENDED && !view.spec.suspend => {
+            plan(view, suspended_status(view, status, message, now), None, None, Some(RESUME_RECHECK))
+        }
         Verdict::Retry { reason, .. } if reason == reason::SUSPENDED => {
             plan(view, suspended_status(view, status, message, now), None, None, None)
         }
@@ -82,6 +87,9 @@ pub(super) fn conclude(
         }
     }
 }
+
+/// How soon a run resumed during its suspension's stop comes back to launch.
+const RESUME_RECHECK: Duration = Duration::from_secs(1);
 
 /// A suspended run with nothing running: Pending, reason Suspended, until `spec.suspend` is cleared.
 pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, now: Timestamp) -> Plan {

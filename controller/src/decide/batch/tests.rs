@@ -4,8 +4,8 @@
 use super::*;
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
 use crate::decide::{
-    CleanupStep, LaunchObservation, TrackObservation, after_launch, after_track, cleanup_step, indexed_started_by,
-    launch_request, reason,
+    CleanupStep, LaunchObservation, TrackObservation, UNRECORDED_LAUNCH_GRACE, after_launch, after_track, cleanup_step,
+    indexed_started_by, launch_request, reason,
 };
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskDefinitionInfo, TaskSnapshot};
 
@@ -354,7 +354,7 @@ fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
         "5 s after its RunTask, ListTasks may not list its task yet: still looking"
     );
     assert_ne!(run.status.task.phase, Some(Phase::Failed));
-    run.reconcile(71, all_run);
+    run.reconcile(41 + UNRECORDED_LAUNCH_GRACE.as_secs() as i64, all_run);
     assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
     assert_eq!(run.lane(2).task.reason.as_deref(), Some(reason::FAIL_FAST));
     assert_eq!(

@@ -1119,7 +1119,7 @@ fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first()
     assert_eq!(looking.status, nothing.status, "nothing concluded 11 s after RunTask");
     assert_eq!(looking.requeue, Some(UNRECORDED_LAUNCH_GRACE - Duration::from_secs(11)));
     assert_eq!(next_step(&nothing.view(), at(88)), Step::Find { attempt: 1 }, "looked for again");
-    let plan = after_find(&nothing.view(), 1, None, at(90));
+    let plan = after_find(&nothing.view(), 1, None, at(59) + UNRECORDED_LAUNCH_GRACE);
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
     assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
     assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));
@@ -1162,7 +1162,7 @@ fn a_task_not_running_within_its_start_timeout_is_stopped_and_retried() {
     // Past it: StopTask with a reason that says so, the run Stopping.
     let stuck = after_track(&run.view(), found(task("PENDING")), at(121));
     let stop = stuck.stop.clone().expect("a stuck task is stopped");
-    assert_eq!(stop.reason, "ecsrun: start timeout exceeded (jobs/nightly)");
+    assert_eq!(stop.reason, "ecsrun: start timeout exceeded (jobs/nightly) [ecsrun:start-timeout]");
     assert_eq!(stuck.status.task.phase, Some(Phase::Stopping));
     assert_eq!(stuck.status.task.reason.as_deref(), Some(reason::START_TIMEOUT));
     run.apply(&stuck);
@@ -1187,6 +1187,73 @@ fn a_task_not_running_within_its_start_timeout_is_stopped_and_retried() {
     // No start timeout: a task may take as long as it takes.
     let patient = after_track(&Run::launched(self::spec()).view(), found(task("PROVISIONING")), at(3600));
     assert_eq!(patient.stop, None);
+}
+
+/// Issue 35, finding 8: with `spec.stopReason` every StopTask carries the same text, so a start timeout's
+/// stop was judged as the suspension's and retried without counting, forever. Why ecsrun stopped a task is
+/// recorded on the attempt (and marked in the reason, for when that write is lost), and judged by it.
+#[test]
+fn a_start_timeout_stop_counts_even_with_a_stop_reason_of_the_users() {
+    let spec = with(spec(), |s| {
+        s.wait.start_timeout = Some("2m".into());
+        s.stop_reason = Some("stopped by the nightly operator".into());
+        s.retry_policy = RetryPolicy { backoff_limit: 1, ..Default::default() };
+    });
+    let mut run = Run::launched(spec.clone());
+    let stuck = after_track(&run.view(), found(task("PENDING")), at(121));
+    let stop = stuck.stop.clone().expect("a stuck task is stopped");
+    assert!(stop.reason.starts_with("stopped by the nightly operator"), "the user's words first: {}", stop.reason);
+    assert_eq!(stuck.status.task.attempts[0].stop_cause, Some(StopCause::StartTimeout));
+    run.apply(&stuck);
+    let never_started = TaskSnapshot {
+        started_at: None,
+        stopped_at: Some(at(125)),
+        ..stopped("UserInitiated", &stop.reason, None, None)
+    };
+    for (row, run) in [("the Stopping status written", run.clone()), ("the Stopping status lost", Run::launched(spec))]
+    {
+        let judged = after_track(&run.view(), found(never_started.clone()), at(130));
+        assert_eq!(
+            judged.status.task.attempts[0].outcome.as_deref(),
+            Some(reason::START_TIMEOUT),
+            "{row}: {:?}",
+            judged.status.task.message
+        );
+        assert_eq!(bound::failures(&judged.status.task).failed, 1, "{row}: the attempt counts");
+    }
+}
+
+/// A suspension's stop with a stop reason of the user's is still a suspension, not a failure.
+#[test]
+fn a_suspension_stop_with_a_stop_reason_of_the_users_is_not_counted() {
+    let spec = with(spec(), |s| s.stop_reason = Some("paused by the operator".into()));
+    let mut run = Run::launched(spec.clone());
+    run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
+    run.spec = with(spec, |s| s.suspend = true);
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
+    let stop = plan.stop.clone().expect("StopTask");
+    assert_eq!(plan.status.task.attempts[0].stop_cause, Some(StopCause::Suspended));
+    let lost = run.clone();
+    run.apply(&plan);
+    let stopped = stopped("UserInitiated", &stop.reason, Some(143), Some(143));
+    for (row, run) in [("the Stopping status written", run), ("the Stopping status lost", lost)] {
+        let judged = after_track(&run.view(), found(stopped.clone()), at(20));
+        assert_eq!(judged.status.task.attempts[0].outcome.as_deref(), Some(reason::SUSPENDED), "{row}");
+        assert_eq!(bound::failures(&judged.status.task).failed, 0, "{row}");
+    }
+}
+
+/// The marker survives a stop reason of the most characters ECS takes.
+#[test]
+fn the_stop_marker_survives_the_longest_stop_reason() {
+    let spec = with(spec(), |s| {
+        s.wait.start_timeout = Some("2m".into());
+        s.stop_reason = Some("x".repeat(300));
+    });
+    let run = Run::launched(spec);
+    let stop = after_track(&run.view(), found(task("PENDING")), at(121)).stop.expect("StopTask");
+    assert!(stop.reason.chars().count() <= MAX_STOP_REASON_CHARS, "{}", stop.reason.len());
+    assert_eq!(StopCause::marked_in(&stop.reason), Some(StopCause::StartTimeout));
 }
 
 #[test]
@@ -1326,7 +1393,8 @@ fn cleanup_stops_running_tasks_and_waits_for_stopped() {
     let spec = with(spec(), |s| s.stop_reason = Some("cancelled by the platform team".into()));
     let running = task("RUNNING");
     let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&running), None);
-    assert_eq!(plan.stop, vec![StopTask { task_arn: ARN.into(), reason: "cancelled by the platform team".into() }]);
+    let reason = "cancelled by the platform team [ecsrun:delete]".into();
+    assert_eq!(plan.stop, vec![StopTask { task_arn: ARN.into(), reason }]);
     assert!(!plan.done);
 
     let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("STOPPING") };
@@ -1423,9 +1491,9 @@ fn stop_reasons_of_the_longest_names_fit_what_ecs_accepts() {
     let plan = after_track(&view, found(task("RUNNING")), at(61));
     let stop = plan.stop.expect("the deadline stops the task");
     assert!(stop.reason.chars().count() <= MAX_STOP_REASON_CHARS, "{} characters", stop.reason.chars().count());
-    // A reason that fits is left as it is.
+    // A reason that fits is left as it is, its cause marked at its end.
     assert_eq!(
-        stop_reason("ecsrun: timeout exceeded (jobs/nightly)".into()),
-        "ecsrun: timeout exceeded (jobs/nightly)"
+        marked_stop_reason("ecsrun: timeout exceeded (jobs/nightly)", StopCause::DeadlineExceeded),
+        "ecsrun: timeout exceeded (jobs/nightly) [ecsrun:deadline]"
     );
 }

@@ -18,7 +18,7 @@ fn stopping_a_running_run_sends_stop_task_and_ends_stopped_once_stopped() {
 
     assert!(matches!(next_step(&run.view(), at(6)), Step::Track { .. }));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
-    assert_eq!(plan.stop, Some(StopTask { task_arn: ARN.into(), reason: "operator asked".into() }));
+    assert_eq!(plan.stop, Some(StopTask { task_arn: ARN.into(), reason: "operator asked [ecsrun:stop]".into() }));
     assert_eq!(plan.status.task.phase, Some(Phase::Stopping));
     assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
     run.apply(&plan);
@@ -201,4 +201,24 @@ fn the_stop_task_action_stops_whatever_wait_for_says() {
         "not Succeeded on Launched: {:?}",
         plan.status.task.message
     );
+}
+
+/// Issue 35, finding 1: a deletion that began while a launch was held up (DescribeTaskDefinition,
+/// template registration, the rate ceiling, SDK retries) must not give up looking for its task before the
+/// RunTask could last have reached ECS: the grace counts from the latest intent when that is later.
+#[test]
+fn a_deletion_racing_a_slow_launch_looks_for_its_task_from_the_launch_intent() {
+    let run = Run::new(spec());
+    let spec = run.spec.clone();
+    let intent = launch_intent(&run.view(), 1, "eu-west-1", at(20));
+    // Deleted at t=5, while the launch (intent at t=20) was on its way.
+    let since = unrecorded_launch_for(Some(&intent), at(5), at(50));
+    assert_eq!(since, Duration::from_secs(30), "counted from the intent, not the deletion");
+    let plan = cleanup(&spec, "jobs", "nightly", &[], Some(since));
+    assert!(!plan.done, "still looking: RunTask may reach ECS up to the intent's age plus a call's timeout later");
+    // Long enough after the intent: nothing listed means nothing started.
+    let since = unrecorded_launch_for(Some(&intent), at(5), at(20) + UNRECORDED_LAUNCH_GRACE);
+    assert!(cleanup(&spec, "jobs", "nightly", &[], Some(since)).done);
+    // The grace covers a RunTask sent at the intent's oldest plus a 20 s call, with room for ListTasks' lag.
+    assert!(UNRECORDED_LAUNCH_GRACE >= LAUNCH_INTENT_MAX_AGE + Duration::from_secs(20) + Duration::from_secs(20));
 }

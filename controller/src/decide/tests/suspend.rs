@@ -106,3 +106,46 @@ fn suspending_while_the_launch_may_have_gone_out_looks_for_the_task_first() {
     run.apply(&plan);
     assert!(after_track(&run.view(), found(task("RUNNING")), at(4)).stop.is_some());
 }
+
+/// Issue 35, finding 9: a run resumed right after its suspension's StopTask, before its task was seen
+/// STOPPED. The look that sees it STOPPED comes after the resume (whose spec change was the last thing to
+/// bring the run back), so it must bring the run back itself: status writes do not.
+#[test]
+fn a_run_resumed_before_its_suspended_task_is_seen_stopped_launches_again() {
+    let mut run = Run::launched(spec());
+    run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
+    run.spec = suspend(run.spec.clone(), true);
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
+    let stop = plan.stop.clone().expect("StopTask");
+    run.apply(&plan);
+    // Resumed at once: the run still follows its task, which is stopping.
+    run.spec = suspend(run.spec.clone(), false);
+    assert!(matches!(next_step(&run.view(), at(7)), Step::Track { .. }));
+    let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("DEACTIVATING") };
+    let plan = after_track(&run.view(), found(stopping), at(8));
+    assert!(plan.stop.is_none(), "resumed: nothing more to stop");
+    run.apply(&plan);
+    // Seen STOPPED: the attempt ends as the suspension's, and the run comes back to launch again.
+    let plan = after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), Some(143))), at(20));
+    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.outcome.as_deref()), Some(reason::SUSPENDED));
+    assert_eq!(bound::failures(&plan.status.task).failed, 0);
+    assert!(plan.requeue.is_some(), "nothing else brings the resumed run back: {plan:?}");
+    run.apply(&plan);
+    assert_eq!(next_step(&run.view(), at(21)), Step::Launch { attempt: 2, may_exist: false });
+}
+
+/// The same with the STOPPED look before the resume reached the controller: written Suspended, and the
+/// resume (a spec change) launches.
+#[test]
+fn a_run_resumed_after_its_suspended_task_is_seen_stopped_launches_again() {
+    let mut run = Run::launched(spec());
+    run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
+    run.spec = suspend(run.spec.clone(), true);
+    let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
+    let stop = plan.stop.clone().expect("StopTask");
+    run.apply(&plan);
+    run.apply(&after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), None)), at(20)));
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    run.spec = suspend(run.spec.clone(), false);
+    assert_eq!(next_step(&run.view(), at(21)), Step::Launch { attempt: 2, may_exist: false });
+}
