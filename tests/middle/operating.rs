@@ -23,7 +23,7 @@ async fn spec_stop_stops_a_running_run_and_it_is_not_retried() -> anyhow::Result
     });
     shell.reconcile(NS, "stop-me").await?;
     let stopped = shell.ecs.task(&task).expect("the task");
-    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("stopped by an operator"));
+    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("stopped by an operator [ecsrun:stop]"));
     shell.follow(NS, "stop-me", 2, Duration::from_secs(2)).await?;
     let status = shell.status(NS, "stop-me");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
@@ -79,7 +79,7 @@ async fn adopting_with_stop_is_the_stop_task_action() -> anyhow::Result<()> {
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
     assert_eq!(status.task.stop_code.as_deref(), Some("UserInitiated"));
     let stopped = shell.ecs.task(&task).expect("the task");
-    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("Stop Task action"));
+    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("Stop Task action [ecsrun:stop]"));
     Ok(())
 }
 
@@ -179,5 +179,28 @@ async fn a_launch_refused_by_the_leader_fence_writes_nothing() -> anyhow::Result
     // The next leader finds the intent and looks for the task before launching.
     shell.reconcile(NS, "fenced").await?;
     assert_eq!((shell.ecs.count("ListTasks"), shell.ecs.tasks().len()), (2, 1));
+    Ok(())
+}
+
+/// Issue 35, finding 1: a launch held up past its intent (here DescribeTaskDefinition takes 15 s) does not
+/// send RunTask on that intent: the deletion's and Find's graces count from it. The next reconcile records
+/// a new intent, looks for a task, and launches.
+#[tokio::test]
+async fn a_launch_held_up_past_its_intent_records_a_new_intent_before_run_task() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    shell.create(NS, "slow", &spec(""))?;
+    shell.reconcile(NS, "slow").await?; // adds the finalizer
+    shell.stall_next("DescribeTaskDefinition", Duration::from_secs(15));
+    let held_up = shell.reconcile(NS, "slow").await;
+    assert_eq!(shell.ecs.count("RunTask"), 0, "no RunTask on an intent 15 s old");
+    assert_eq!(held_up.err().map(|error| error.label()), Some("launch_intent_expired"));
+    let status = shell.status(NS, "slow");
+    let intent = status.task.attempts.last().and_then(|a| a.sent_at.clone()).expect("the intent stands");
+    shell.reconcile(NS, "slow").await?;
+    assert_eq!(shell.ecs.count("RunTask"), 1);
+    let status = shell.status(NS, "slow");
+    assert!(status.task.task_arn.is_some(), "{:?}", status.task.message);
+    assert!(shell.ecs.count("ListTasks") >= 1, "the task is looked for before launching again");
+    assert!(intent.0 < shell.now(), "a new intent was recorded");
     Ok(())
 }

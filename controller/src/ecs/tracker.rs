@@ -219,6 +219,14 @@ where
         }
     }
 
+    /// The tasks `key` follows in `target` (a launch this replica recorded with the tracker, whose status
+    /// write may have been lost).
+    pub fn followed(&self, key: &K, target: &EcsTarget) -> Vec<String> {
+        let state = self.state();
+        let followed = state.by_key.get(key).map(Vec::as_slice).unwrap_or_default();
+        followed.iter().filter(|(followed_in, _)| **followed_in == *target).map(|(_, arn)| arn.to_string()).collect()
+    }
+
     /// What the last look at the task found; None when it has not been described yet.
     pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Seen> {
         self.state().tasks.get(target)?.get(task_arn)?.observation.as_deref().cloned()
@@ -233,6 +241,13 @@ where
         let state = &mut *state;
         let events = state.events.get(&target.region).copied();
         if let Some(entry) = state.tasks.get_mut(target).and_then(|group| group.get_mut(task.task_arn.as_str())) {
+            // An answer older than what an event or a sweep already brought (StopTask answers with the
+            // task as it was then) does not overwrite the newer look.
+            if let (Some(seen), Some(answered)) = (entry.version, task.version)
+                && answered < seen
+            {
+                return;
+            }
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
             entry.due = (!task.is_stopped()).then_some(now + cadence);
@@ -267,6 +282,7 @@ where
                 Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) => {
                     task.started_for_namespace =
                         task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
+                    task.kept_on_delete |= seen.kept_on_delete;
                 }
                 _ => {
                     // Unless a call is in flight already (its answer is the look wanted), describe it now.

@@ -1,8 +1,6 @@
 //! Deleting a run: what the API server's copy says must be stopped, StopTask for each live task, and the
 //! finalizer kept (an error, for kube's finalizer helper) until ECS reports them STOPPED.
 
-use std::time::Duration;
-
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -29,7 +27,7 @@ pub(super) async fn cleanup<E: Ecs>(
     // cached without the launch (or the retry) that went out, and releasing it on that would leave the
     // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).
     let step = if run.spec.deletion_policy() == DeletionPolicy::Orphan {
-        CleanupStep::Release
+        (CleanupStep::Release, None)
     } else {
         let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
         let fresh = match api.get(&run.name_any()).await {
@@ -43,8 +41,9 @@ pub(super) async fn cleanup<E: Ecs>(
         if fresh.metadata.uid.as_deref() != Some(uid) {
             return Err(Error::Stale(Staleness::Recreated));
         }
-        decide::cleanup_step(&run.spec, uid, fresh.status.as_ref())
+        (decide::cleanup_step(&run.spec, uid, fresh.status.as_ref()), fresh.status)
     };
+    let (step, fresh_status) = step;
     let (mut arns, list_started_by) = match step {
         CleanupStep::Release => {
             ctx.tracker.forget(&key);
@@ -53,6 +52,12 @@ pub(super) async fn cleanup<E: Ecs>(
         CleanupStep::Stop { task_arns, list_started_by } => (task_arns, list_started_by),
     };
     let target = ctx.target(run, namespace).await?;
+    // A launch this replica recorded with its tracker whose status write was lost is stopped too.
+    for arn in ctx.tracker.followed(&key, &target) {
+        if !arns.contains(&arn) {
+            arns.push(arn);
+        }
+    }
     let mut unrecorded_launch = None;
     if !list_started_by.is_empty() {
         for started_by in &list_started_by {
@@ -79,7 +84,7 @@ pub(super) async fn cleanup<E: Ecs>(
         }
         let now = ctx.settings.clock.now();
         let deleted_at = run.metadata.deletion_timestamp.as_ref().map_or(now, |time| time.0);
-        unrecorded_launch = Some(Duration::try_from(now.duration_since(deleted_at)).unwrap_or_default());
+        unrecorded_launch = Some(decide::unrecorded_launch_for(fresh_status.as_ref(), deleted_at, now));
     }
     // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
     let mut tasks: Vec<TaskSnapshot> = arns

@@ -30,6 +30,10 @@ pub enum Error {
     /// its name: nothing decided on it is written; the cache catches up and the run is reconciled again.
     #[error("the run {0} since this copy of it was read; reconciled again on the latest")]
     Stale(Staleness),
+    /// The launch was held up past `LAUNCH_INTENT_MAX_AGE` after its intent was written (a slow call, the
+    /// rate ceiling): RunTask is not sent on it, and the next reconcile writes a new intent first.
+    #[error("the launch was held up {0:?} after its intent was recorded; it is recorded again before RunTask")]
+    IntentExpired(Duration),
     /// The run's JSON does not fit this controller's API types (a CRD newer than the controller).
     #[error("the run cannot be read by this controller's version of the API: {0}")]
     Undecodable(String),
@@ -79,6 +83,7 @@ impl Error {
             Error::NamespaceNotSeen(_) => "namespace_not_seen",
             Error::Stale(_) => "stale_object",
             Error::Undecodable(_) => "undecodable_object",
+            Error::IntentExpired(_) => "launch_intent_expired",
         }
     }
 
@@ -96,6 +101,7 @@ impl Error {
             Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
             Error::Stale(_) => "StaleObject",
             Error::Undecodable(_) => "UndecodableObject",
+            Error::IntentExpired(_) => "LaunchHeldUp",
         }
     }
 
@@ -109,7 +115,7 @@ impl Error {
 
     /// Expected now and then, and resolved by reconciling again: not a problem to tell anyone about.
     pub(super) fn is_routine(&self) -> bool {
-        matches!(self.inner(), Error::WaitingForStop(_) | Error::Stale(_))
+        matches!(self.inner(), Error::WaitingForStop(_) | Error::Stale(_) | Error::IntentExpired(_))
     }
 
     pub(super) fn is_throttle(&self) -> bool {

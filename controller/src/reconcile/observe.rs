@@ -123,6 +123,16 @@ async fn launch<E: Ecs>(
         Err(error) if error.kind.is_permanent() => return Ok(LaunchObservation::Rejected(error)),
         Err(error) => return Err(error.into()),
     };
+    // The deletion and Find graces are anchored at the intent: a RunTask sent much later could start a
+    // task after they have given up looking for one.
+    let intent = view.status.task.attempts.last().filter(|a| a.attempt == attempt).and_then(|a| a.sent_at.as_ref());
+    if let Some(intent) = intent {
+        let held_up = decide::duration_between(intent.0, ctx.settings.clock.now());
+        if held_up > decide::LAUNCH_INTENT_MAX_AGE {
+            info!(attempt, held_up_s = held_up.as_secs(), "launch held up past its intent: recorded again first");
+            return Err(Error::IntentExpired(held_up));
+        }
+    }
     let request = decide::launch_request(view, attempt, &task_definition);
     match ctx.ecs.run_task(target, &request).await {
         Ok(RunTaskOutcome::Started(task)) => {

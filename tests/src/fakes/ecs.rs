@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use ecsrun::ecs::task_events::STARTED_BY_PREFIX;
 use ecsrun::ecs::{
-    ContainerDefinitionInfo, ContainerSnapshot, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsFailure,
-    EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response, RunTaskOutcome, TaskDefinitionInfo,
-    TaskSnapshot,
+    ContainerDefinitionInfo, ContainerSnapshot, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs, EcsError,
+    EcsErrorKind, EcsFailure, EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response,
+    RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use jiff::Timestamp;
 
@@ -67,6 +67,8 @@ struct State {
     now: Option<Timestamp>,
     /// Task state change events of ecsrun's tasks not taken yet (`take_events`), oldest first.
     events: Vec<TaskSnapshot>,
+    /// Calls that take long: the next call of the operation moves the clock on by the duration first.
+    stalls: Vec<(&'static str, Duration, Arc<Mutex<Timestamp>>)>,
 }
 
 /// The fake ECS. Clusters `demo`, `batch` and `shared` exist; task definitions have an essential `app` and a
@@ -148,6 +150,11 @@ impl FakeEcs {
     pub fn task_ever(&self, arn: &str) -> Option<FakeTask> {
         let state = self.state();
         state.tasks.get(arn).or_else(|| state.forgotten.get(arn)).cloned()
+    }
+
+    /// The next call of `operation` takes `by` of `clock`'s time (a slow call, the SDK retrying).
+    pub fn stall_next(&self, operation: &'static str, by: Duration, clock: Arc<Mutex<Timestamp>>) {
+        self.state().stalls.push((operation, by, clock));
     }
 
     /// Answers the next call of `operation` with an error of `kind`.
@@ -302,6 +309,7 @@ impl State {
             started_by: Some(started_by.to_owned()),
             version: Some(0),
             started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
+            kept_on_delete: tags.iter().any(|(key, value)| key == DELETION_POLICY_TAG && value == "Orphan"),
             ..TaskSnapshot::default()
         };
         self.tasks.insert(
@@ -426,6 +434,16 @@ impl State {
 impl Ecs for FakeEcs {
     async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
         let operation = request.operation();
+        let stall = {
+            let mut state = self.state();
+            let at = state.stalls.iter().position(|(stalled, ..)| *stalled == operation);
+            at.map(|at| state.stalls.remove(at))
+        };
+        if let Some((_, by, clock)) = stall {
+            let mut now = clock.lock().unwrap_or_else(PoisonError::into_inner);
+            *now = now.checked_add(by).unwrap_or(*now);
+            self.set_now(*now);
+        }
         let fault = match &self.chaos {
             Some(chaos) => chaos.fault("ecs", operation, request.acts(), fingerprint(target, &request)),
             None => Fault::None,

@@ -103,6 +103,11 @@ impl Shell {
         self.ecs.set_now(*now);
     }
 
+    /// The next ECS call of `operation` takes `by` (the clock moves on while it is made).
+    pub fn stall_next(&self, operation: &'static str, by: Duration) {
+        self.ecs.stall_next(operation, by, self.now.clone());
+    }
+
     /// Creates a run from a manifest's spec (YAML of the spec alone).
     pub fn create(&self, namespace: &str, name: &str, spec_yaml: &str) -> anyhow::Result<EcsTaskRun> {
         let spec = serde_yaml_ng::from_str(spec_yaml)?;
