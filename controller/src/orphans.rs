@@ -11,11 +11,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
+use crate::api::StopCause;
 use crate::decide;
 use crate::ecs::{Actor, DesiredStatus, Ecs, EcsTarget, TaskSnapshot, tracker::MAX_BATCH};
 use crate::reconcile::Context;
@@ -40,11 +42,20 @@ pub fn run_uid(started_by: &str) -> Option<&str> {
     started_by.strip_prefix("ecsrun/")?.split('/').next().filter(|uid| !uid.is_empty())
 }
 
+/// What the live runs hold on to: their uids, and the tasks they follow without having started them
+/// (`spec.taskArn`), whose startedBy may name a run long gone.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    pub uids: HashSet<String>,
+    pub adopted: HashSet<String>,
+}
+
 /// Which of `tasks` are orphans: started by ecsrun for a namespace this controller watches (`watched`
-/// empty: every namespace), for a run uid no run has (`known`), longer than `grace` ago, not STOPPED.
+/// empty: every namespace), for a run uid no run has, not adopted by a live run, not meant to outlive
+/// its run (`deletionPolicy: Orphan`), longer than `grace` ago, not STOPPED.
 pub fn orphans(
     tasks: &[TaskSnapshot],
-    known: &HashSet<String>,
+    known: &Known,
     watched: &[String],
     now: Timestamp,
     grace: Duration,
@@ -52,22 +63,35 @@ pub fn orphans(
     tasks
         .iter()
         .filter(|task| !task.is_stopped() && task.desired_status.as_deref() != Some("STOPPED"))
+        .filter(|task| !task.kept_on_delete && !known.adopted.contains(&task.task_arn))
         .filter_map(|task| {
             let uid = run_uid(task.started_by.as_deref()?)?;
             let namespace = task.started_for_namespace.as_deref()?;
             let watched = watched.is_empty() || watched.iter().any(|w| w == namespace);
             let old_enough = task.created_at.is_some_and(|at| decide::duration_between(at, now) >= grace);
-            (watched && old_enough && !known.contains(uid)).then(|| Orphan {
+            (watched && old_enough && !known.uids.contains(uid)).then(|| Orphan {
                 task_arn: task.task_arn.clone(),
-                reason: decide::stop_reason(format!(
-                    "ecsrun: orphaned task: no EcsTaskRun in namespace {namespace} has uid {uid} any more"
-                )),
+                reason: decide::marked_stop_reason(
+                    &format!("ecsrun: orphaned task: no EcsTaskRun in namespace {namespace} has uid {uid} any more"),
+                    StopCause::Orphaned,
+                ),
             })
         })
         .collect()
 }
 
-/// Sweeps every `sweep.interval` until dropped (the leader's background work is dropped with its Lease).
+/// What one sweep came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swept {
+    /// A watch of this leadership term has not completed its first list: its runs are unknown, so every
+    /// task of theirs would look orphaned. Nothing is listed or stopped.
+    CachesNotReady,
+    /// The orphans stopped (or tried).
+    Done { stopped: usize },
+}
+
+/// Sweeps every `sweep.interval` until dropped (the leader's background work is dropped with its Lease,
+/// and `stores` are this term's).
 pub async fn run<E: Ecs>(
     ctx: Arc<Context<E>>,
     stores: Vec<Store<CachedRun>>,
@@ -76,12 +100,45 @@ pub async fn run<E: Ecs>(
 ) {
     loop {
         tokio::time::sleep(sweep.interval).await;
-        for target in ctx.tracker.targets() {
-            if let Err(error) = sweep_cluster(&ctx, &stores, &watched, sweep, &target).await {
-                warn!(cluster = %target.cluster, region = %target.region, %error, "orphan sweep failed; trying again next time");
+        if sweep_once(&ctx, &stores, &watched, sweep).await == Swept::CachesNotReady {
+            warn!("orphan sweep skipped: a watch of runs has not listed them yet; trying again next time");
+        }
+    }
+}
+
+/// One sweep of every cluster the tracker has followed tasks in, once every store has listed its runs.
+pub async fn sweep_once<E: Ecs>(
+    ctx: &Context<E>,
+    stores: &[Store<CachedRun>],
+    watched: &[String],
+    sweep: OrphanSweep,
+) -> Swept {
+    if !stores.iter().all(|store| store.wait_until_ready().now_or_never().is_some_and(|ready| ready.is_ok())) {
+        return Swept::CachesNotReady;
+    }
+    let mut stopped = 0;
+    for target in ctx.tracker.targets() {
+        match sweep_cluster(ctx, stores, watched, sweep, &target).await {
+            Ok(count) => stopped += count,
+            Err(error) => {
+                warn!(cluster = %target.cluster, region = %target.region, %error, "orphan sweep failed; trying again next time")
             }
         }
     }
+    Swept::Done { stopped }
+}
+
+/// What the stores' runs hold on to. The adopted tasks are read only when there are candidates: a run's
+/// spec is kept packed in the cache.
+fn known(stores: &[Store<CachedRun>], candidates: bool) -> Known {
+    let runs: Vec<Arc<CachedRun>> = stores.iter().flat_map(Store::state).collect();
+    let uids = runs.iter().filter_map(|run| run.uid()).collect();
+    let adopted = if candidates {
+        runs.iter().filter_map(|run| run.decode().ok()?.spec.task_arn).collect()
+    } else {
+        HashSet::new()
+    };
+    Known { uids, adopted }
 }
 
 async fn sweep_cluster<E: Ecs>(
@@ -90,18 +147,21 @@ async fn sweep_cluster<E: Ecs>(
     watched: &[String],
     sweep: OrphanSweep,
     target: &EcsTarget,
-) -> Result<(), crate::ecs::EcsError> {
+) -> Result<usize, crate::ecs::EcsError> {
     let arns = ctx.ecs.list_cluster_tasks(target, DesiredStatus::Running).await?;
     let mut tasks = Vec::new();
     for batch in arns.chunks(MAX_BATCH) {
         tasks.extend(ctx.ecs.describe_tasks(target, batch).await?.tasks);
     }
+    let now = ctx.settings.clock.now();
     // Read after the tasks: a run created meanwhile is known, and its task is within the grace anyway.
-    let known: HashSet<String> = stores.iter().flat_map(Store::state).filter_map(|run| run.uid()).collect();
-    let found = orphans(&tasks, &known, watched, ctx.settings.clock.now(), sweep.grace);
+    let candidates = !orphans(&tasks, &Known::default(), watched, now, sweep.grace).is_empty();
+    let found = orphans(&tasks, &known(stores, candidates), watched, now, sweep.grace);
+    let mut stopped = 0;
     for orphan in found {
         match ctx.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {
             Ok(_) => {
+                stopped += 1;
                 ctx.metrics.orphans_stopped.inc();
                 warn!(cluster = %target.cluster, task_arn = %orphan.task_arn, reason = %orphan.reason, "stopped an orphaned task");
             }
@@ -111,7 +171,7 @@ async fn sweep_cluster<E: Ecs>(
         }
     }
     info!(cluster = %target.cluster, tasks = tasks.len(), "orphan sweep done");
-    Ok(())
+    Ok(stopped)
 }
 
 #[cfg(test)]
@@ -135,7 +195,7 @@ mod tests {
 
     #[test]
     fn only_old_enough_live_tasks_of_watched_namespaces_whose_run_is_gone_are_orphans() {
-        let known: HashSet<String> = ["live-uid".to_owned()].into();
+        let known = Known { uids: ["live-uid".to_owned()].into(), ..Known::default() };
         let tasks = vec![
             task("ecsrun/gone-uid", "team-a", 20, "RUNNING"),
             task("ecsrun/gone-uid/3", "team-a", 20, "PROVISIONING"),
@@ -152,6 +212,20 @@ mod tests {
         assert!(found[0].reason.contains("uid gone-uid") && found[0].reason.len() <= 255);
         let everywhere = orphans(&tasks, &known, &[], now(), grace);
         assert_eq!(everywhere.len(), 3, "watching every namespace, the other namespace's orphan too");
+    }
+
+    /// Issue 35, finding 4: tasks meant to outlive their run, and tasks a live run adopted, are never
+    /// orphans, however gone the run that started them.
+    #[test]
+    fn tasks_kept_on_delete_or_adopted_by_a_live_run_are_not_orphans() {
+        let kept = TaskSnapshot { kept_on_delete: true, ..task("ecsrun/gone-uid", "team-a", 20, "RUNNING") };
+        let adopted = task("ecsrun/other-gone-uid", "team-a", 30, "RUNNING");
+        let orphan = task("ecsrun/gone-uid", "team-a", 40, "RUNNING");
+        let known = Known { adopted: [adopted.task_arn.clone()].into(), ..Known::default() };
+        let tasks = [kept, adopted, orphan.clone()];
+        let found = orphans(&tasks, &known, &[], now(), Duration::from_secs(600));
+        assert_eq!(found.iter().map(|o| o.task_arn.as_str()).collect::<Vec<_>>(), [orphan.task_arn.as_str()]);
+        assert_eq!(StopCause::marked_in(&found[0].reason), Some(StopCause::Orphaned));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod batch;
 mod lifecycle;
 mod operating;
+mod orphans;
 
 use std::time::Duration;
 

@@ -100,6 +100,9 @@ impl fmt::Debug for StaticKeys {
 
 /// The tag of every task ecsrun starts that names its run's namespace.
 pub const NAMESPACE_TAG: &str = "ecsrun.dev/namespace";
+/// The tag of a task whose run leaves it running when deleted (`deletionPolicy` is immutable, so the
+/// launch tells it for good): its value is `Orphan`.
+pub const DELETION_POLICY_TAG: &str = "ecsrun.dev/deletion-policy";
 
 /// A task as DescribeTasks / RunTask reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -122,6 +125,9 @@ pub struct TaskSnapshot {
     pub capacity_provider: Option<String>,
     /// For a task ecsrun started, the namespace of its run (its `ecsrun.dev/namespace` tag).
     pub started_for_namespace: Option<String>,
+    /// ecsrun started it for a run whose deletion leaves it running (`deletionPolicy: Orphan`, its
+    /// `ecsrun.dev/deletion-policy` tag): the orphan sweep never stops it.
+    pub kept_on_delete: bool,
     /// Who started it (`ecsrun/<run uid>[/<index>]` for ecsrun).
     pub started_by: Option<String>,
     /// ECS's version of the task: it rises with every change, in DescribeTasks answers and in task state

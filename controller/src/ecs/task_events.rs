@@ -163,6 +163,7 @@ pub fn parse(body: &str) -> Result<Body, Malformed> {
         capacity_provider: detail.capacity_provider_name.or(detail.launch_type),
         // Events carry no tags; the tracker keeps the namespace it read from DescribeTasks.
         started_for_namespace: None,
+        kept_on_delete: false,
         started_by: detail.started_by,
         version: Some(detail.version),
     };

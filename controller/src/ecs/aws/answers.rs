@@ -8,7 +8,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::ecs::{
-    ContainerSnapshot, EcsError, EcsErrorKind, EcsFailure, LogConfiguration, NAMESPACE_TAG, TaskSnapshot,
+    ContainerSnapshot, DELETION_POLICY_TAG, EcsError, EcsErrorKind, EcsFailure, LogConfiguration, NAMESPACE_TAG,
+    TaskSnapshot,
 };
 
 pub(super) fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
@@ -43,6 +44,10 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             .find(|tag| tag.key() == Some(NAMESPACE_TAG))
             .and_then(|tag| tag.value())
             .map(str::to_owned),
+        kept_on_delete: task
+            .tags()
+            .iter()
+            .any(|tag| tag.key() == Some(DELETION_POLICY_TAG) && tag.value() == Some("Orphan")),
         containers: task
             .containers()
             .iter()
