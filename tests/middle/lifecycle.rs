@@ -42,7 +42,11 @@ async fn waiting_for_running_then_deleting_stops_the_task_with_the_runs_reason()
     shell.reconcile(NS, "hold").await?;
     let stopped = shell.ecs.task(&task).expect("the task");
     assert_eq!(stopped.snapshot.stop_code.as_deref(), Some("UserInitiated"));
-    assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("deleted while running"), "the run's stopReason");
+    assert_eq!(
+        stopped.snapshot.stopped_reason.as_deref(),
+        Some("deleted while running [ecsrun:delete]"),
+        "the run's stopReason"
+    );
     assert!(shell.run(NS, "hold").is_none(), "the finalizer went once ECS said STOPPED");
     assert_eq!(shell.ecs.count("RunTask"), 1);
     Ok(())
@@ -241,5 +245,43 @@ async fn a_stale_copy_of_a_replaced_run_touches_nothing_of_the_new_one() -> anyh
     let after = shell.run(NS, "replaced").expect("the new run stays");
     assert_eq!(after.metadata.finalizers, new.metadata.finalizers, "the new run keeps its finalizer");
 
+    Ok(())
+}
+
+/// Issue 35, finding 5: a schedule's run of a slot the schedule's status does not record yet (its status
+/// patch failed) is not deleted by `ttlSecondsAfterFinished: 0`: gone, the schedule would take the slot for
+/// untaken and create a second run for it. Once the slot is recorded, the run goes.
+#[tokio::test]
+async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow::Result<()> {
+    use ecsrun::api::EcsTaskSchedule;
+    let shell = Shell::new().await?;
+    let mut schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
+        "metadata": {"name": "hourly", "namespace": NS},
+        "spec": {"schedule": "@hourly", "runTemplate": {"spec": serde_yaml_ng::from_str::<serde_json::Value>(
+            &spec("ttlSecondsAfterFinished: 0\n"))?}},
+    }))?;
+    schedule = shell.api.put_schedule(NS, &schedule);
+    let slot = shell.now();
+    let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
+    let name = run.metadata.name.clone().unwrap_or_default();
+    shell.api.create_run(NS, &run, shell.now());
+    shell.reconcile(NS, &name).await?;
+    shell.reconcile(NS, &name).await?;
+    let task = shell.status(NS, &name).task.task_arn.expect("launched");
+    shell.ecs.exit(&task, 0);
+    shell.follow(NS, &name, 1, POLL).await?;
+    assert_eq!(phase(&shell.status(NS, &name)), (Some(Phase::Succeeded), Some("Succeeded")));
+    shell.advance(Duration::from_secs(1));
+    shell.reconcile(NS, &name).await?;
+    assert!(shell.run(NS, &name).is_some(), "kept: the schedule has not recorded its slot");
+    schedule.status = Some(ecsrun::api::EcsTaskScheduleStatus {
+        last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(slot)),
+        ..Default::default()
+    });
+    shell.api.put_schedule(NS, &schedule);
+    shell.reconcile(NS, &name).await?; // deleted: the finalizer holds it
+    shell.reconcile(NS, &name).await?; // nothing to stop: released
+    assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded");
     Ok(())
 }

@@ -245,6 +245,10 @@ pub fn finish(view: &RunView, steps: &Steps, observed: Vec<(u32, Observation)>, 
     effects
 }
 
+/// How soon a finished run kept past `ttlSecondsAfterFinished` (its schedule has not recorded its slot)
+/// is looked at again.
+pub const SLOT_RECHECK: Duration = Duration::from_secs(10);
+
 /// The effects of a run with nothing to do: follow nothing; with `ttlSecondsAfterFinished`, delete the run
 /// once that long has passed since it finished (come back then until it has); else come back on a change.
 pub fn idle(view: &RunView, now: Timestamp) -> Vec<Effect> {

@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 use super::error::{Staleness, run_not_found};
 use super::observe::{observe, policy_gate};
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
-use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
+use crate::api::{
+    EcsTaskRun, EcsTaskRunStatus, EcsTaskSchedule, Phase, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION, TRIGGER_ANNOTATION,
+};
 use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Steps};
 use crate::decide::{self, RunView};
 use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
@@ -201,8 +203,11 @@ impl<'a, E: Ecs> Shell<'a, E> {
                     }
                 }
                 Effect::DeleteRun => {
-                    self.delete_expired().await?;
-                    action = Action::await_change();
+                    action = if self.delete_expired().await? {
+                        Action::await_change()
+                    } else {
+                        Action::requeue(with_jitter(decision::SLOT_RECHECK))
+                    };
                 }
                 Effect::WriteIntent(_) | Effect::Observe { .. } => {
                     warn!(?effect, "an effect the decision does not list after observing")
@@ -218,18 +223,46 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// Deletes the finished run whose `ttlSecondsAfterFinished` passed, only if it is still the run decided
     /// on (its uid a precondition: a run created again under the name is another). Gone already, or
     /// replaced: nothing to do.
-    async fn delete_expired(&self) -> Result<(), Error> {
+    async fn delete_expired(&self) -> Result<bool, Error> {
+        if let Some(schedule) = self.slot_unrecorded().await? {
+            debug!(%schedule, "kept past ttlSecondsAfterFinished: its schedule has not recorded its slot yet");
+            return Ok(false);
+        }
         let preconditions = Preconditions { uid: self.run.metadata.uid.clone(), resource_version: None };
         let params = DeleteParams { preconditions: Some(preconditions), ..DeleteParams::default() };
         match self.api.delete(&self.run.name_any(), &params).await {
             Ok(_) => {
                 info!("deleted: ttlSecondsAfterFinished has passed since the run finished");
                 self.ctx.metrics.runs_expired.inc();
-                Ok(())
+                Ok(true)
             }
-            Err(kube::Error::Api(answer)) if answer.code == 404 || answer.code == 409 => Ok(()),
+            Err(kube::Error::Api(answer)) if answer.code == 404 || answer.code == 409 => Ok(true),
             Err(error) => Err(Error::Kube(error)),
         }
+    }
+
+    /// The schedule that created this run for a slot its status does not record yet (its status write
+    /// failed or has not happened): deleting the run then would let the schedule take the slot for
+    /// untaken and create its run again. None: no such schedule (not a schedule's run, a manual trigger,
+    /// the schedule gone or created again under its name), so the run may go.
+    async fn slot_unrecorded(&self) -> Result<Option<String>, Error> {
+        let metadata = &self.run.metadata;
+        let Some(schedule) = metadata.labels.as_ref().and_then(|labels| labels.get(SCHEDULE_LABEL)) else {
+            return Ok(None);
+        };
+        let annotations = metadata.annotations.clone().unwrap_or_default();
+        if annotations.get(TRIGGER_ANNOTATION).is_some_and(|trigger| trigger == "manual") {
+            return Ok(None);
+        }
+        let Some(slot) = annotations.get(SCHEDULED_AT_ANNOTATION).and_then(|at| at.parse::<Timestamp>().ok()) else {
+            return Ok(None);
+        };
+        let schedules: Api<EcsTaskSchedule> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let Some(found) = schedules.get_opt(schedule).await.map_err(Error::Kube)? else { return Ok(None) };
+        let owner =
+            metadata.owner_references.iter().flatten().any(|owner| Some(&owner.uid) == found.metadata.uid.as_ref());
+        let recorded = found.status.and_then(|status| status.last_schedule_time).is_some_and(|last| last.0 >= slot);
+        Ok((owner && !recorded).then(|| schedule.clone()))
     }
 
     /// The last lines of one failed container, or why they cannot be read. Never an error: the run's
@@ -254,11 +287,12 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// launch), no finalizer can stop them now, so they are stopped here rather than left running unowned.
     async fn stop_unowned(&self, target: &EcsTarget, task_arns: &[String]) {
         self.ctx.tracker.forget(&self.key);
-        let reason = decide::stop_reason(format!(
+        let text = format!(
             "ecsrun: EcsTaskRun {}/{} was deleted while its task was launched",
             self.namespace,
             self.run.name_any()
-        ));
+        );
+        let reason = decide::marked_stop_reason(&text, crate::api::StopCause::Deleted);
         let Ok(actor) = actor(self.run) else { return };
         for task_arn in task_arns {
             match self.ctx.ecs.stop_task(target, task_arn, &reason, &actor).await {

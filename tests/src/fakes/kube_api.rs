@@ -207,6 +207,30 @@ impl FakeApi {
                 }
                 respond(200, &object)
             }
+            // A delete with a uid precondition (ttlSecondsAfterFinished): marked while finalizers hold it.
+            (Method::DELETE, [namespace, resource, name]) => {
+                let key = (resource.to_string(), namespace.to_string(), name.to_string());
+                let Some(mut object) = state.objects.get(&key).cloned() else {
+                    return status(404, "NotFound", &format!("{resource} \"{name}\" not found"));
+                };
+                if let Some(uid) = body["preconditions"]["uid"].as_str()
+                    && Some(uid) != object["metadata"]["uid"].as_str()
+                {
+                    return status(409, "Conflict", "Precondition failed: UID in precondition does not match");
+                }
+                if object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
+                    state.objects.remove(&key);
+                    return respond(200, &object);
+                }
+                if !object["metadata"]["deletionTimestamp"].is_string() {
+                    object["metadata"]["deletionTimestamp"] = json!(Timestamp::now().to_string());
+                    object["metadata"]["generation"] =
+                        json!(object["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+                }
+                let object = state.stamp(object, false);
+                state.objects.insert(key, object.clone());
+                respond(200, &object)
+            }
             (method, _) => status(405, "MethodNotAllowed", &format!("{method} {path}")),
         }
     }
@@ -273,6 +297,21 @@ impl FakeApi {
         }
         let value = state.stamp(value, false);
         state.objects.insert(key, value);
+    }
+
+    /// Creates or replaces a schedule (status included) as the API would hold it; returns it with its uid.
+    pub fn put_schedule(
+        &self,
+        namespace: &str,
+        schedule: &ecsrun::api::EcsTaskSchedule,
+    ) -> ecsrun::api::EcsTaskSchedule {
+        let mut state = self.state();
+        let mut value = serde_json::to_value(schedule).expect("a schedule serializes");
+        value["metadata"]["namespace"] = json!(namespace);
+        let value = state.stamp(value, true);
+        let name = value["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        state.objects.insert(("ecstaskschedules".into(), namespace.into(), name), value.clone());
+        serde_json::from_value(value).expect("a schedule deserializes")
     }
 
     pub fn put_secret(&self, namespace: &str, secret: &Secret) {
