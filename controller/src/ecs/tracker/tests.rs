@@ -336,6 +336,27 @@ async fn an_event_of_a_task_not_described_yet_waits_for_its_description() {
     assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 9)), EventOutcome::Applied, "then events apply");
 }
 
+/// Issue 35, finding 7: StopTask answers with the task as it was when ECS took the call; an event that
+/// came first with a later version (the task already STOPPED) is not overwritten by that answer.
+#[tokio::test(start_paused = true)]
+async fn a_stop_answer_older_than_the_applied_event_does_not_undo_it() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..1);
+    sleep(2).await;
+    h.drain();
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 7)), EventOutcome::Applied);
+    let answered = TaskSnapshot { desired_status: Some("STOPPED".into()), ..event(0, "RUNNING", 6) };
+    h.tracker.record(&target("c"), &answered);
+    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"), "the newer look stands");
+    // An answer as new or newer is taken.
+    let newer = TaskSnapshot { desired_status: Some("STOPPED".into()), ..event(0, "STOPPED", 8) };
+    h.tracker.record(&target("c"), &newer);
+    assert_eq!(
+        h.tracker.observation(&target("c"), &arn(0)).map(|seen| seen.observation),
+        Some(Ok(TaskLookup::Found(newer)))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_answer_older_than_the_applied_event_does_not_undo_it() {
     let mut h = Harness::new(MAX_BATCH);
