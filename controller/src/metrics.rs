@@ -75,7 +75,7 @@ pub struct Metrics {
     /// GiB-seconds of memory the runs' tasks used, by namespace and capacity provider.
     pub task_gib_seconds: CounterVec,
     /// Task state change events received, by outcome (`applied`, `stale`, `unfollowed`, `undescribed`,
-    /// `foreign`, `malformed`).
+    /// `confirming`, `untrusted`, `forged`, `foreign`, `malformed`).
     pub task_events: IntCounterVec,
     /// From ECS's change of a task (`detail.updatedAt`) to the event being applied.
     pub task_event_delay: Histogram,

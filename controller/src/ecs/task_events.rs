@@ -65,6 +65,8 @@ pub struct EventsSettings {
 pub struct TaskEvent {
     /// The region the task runs in (the envelope's).
     pub region: String,
+    /// The account the event came from (the envelope's).
+    pub account: Option<String>,
     /// The task as the event shows it; `version` is always set.
     pub task: TaskSnapshot,
     /// When ECS changed the task (`detail.updatedAt`): the event's delay is measured from it.
@@ -89,6 +91,8 @@ struct Envelope {
     source: String,
     #[serde(rename = "detail-type")]
     detail_type: String,
+    #[serde(default)]
+    account: Option<String>,
     region: String,
     detail: serde_json::Value,
 }
@@ -167,7 +171,32 @@ pub fn parse(body: &str) -> Result<Body, Malformed> {
         started_by: detail.started_by,
         version: Some(detail.version),
     };
-    Ok(Body::Task(TaskEvent { region: envelope.region, task, updated_at: time(detail.updated_at.as_deref()) }))
+    Ok(Body::Task(TaskEvent {
+        region: envelope.region,
+        account: envelope.account,
+        task,
+        updated_at: time(detail.updated_at.as_deref()),
+    }))
+}
+
+impl TaskEvent {
+    /// Why the event cannot be ECS's about the task it names, if it cannot: ECS sends an event of a task
+    /// from the task's own account and region (its ARN's), to the queue of that region. Anyone allowed to
+    /// send to the queue could write any body; what does not add up is dropped.
+    pub fn forged(&self, queue_region: &str) -> Option<String> {
+        let mut parts = self.task.task_arn.split(':');
+        let (region, account) = match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("arn"), Some(_partition), Some("ecs"), Some(region), Some(account)) => (region, account),
+            _ => return Some(format!("{} is no ECS task ARN", self.task.task_arn)),
+        };
+        if self.region != queue_region || region != queue_region {
+            return Some(format!("region {} (task {region}) on the queue of {queue_region}", self.region));
+        }
+        match self.account.as_deref() {
+            Some(sender) if sender == account => None,
+            sender => Some(format!("account {} for a task of account {account}", sender.unwrap_or("missing"))),
+        }
+    }
 }
 
 /// ECS writes times as RFC 3339 (`2026-12-03T03:26:01.123Z`); one it does not is left out, not fatal.

@@ -52,6 +52,20 @@ struct Entry<K> {
     observation: Option<Box<Seen>>,
     /// The highest ECS version of the task applied: a look (event or answer) at a lower one is older.
     version: Option<i64>,
+    /// The highest version ECS itself answered with (DescribeTasks, RunTask, StopTask): an event far
+    /// ahead of it is not trusted (anyone allowed to send to the queue could make one up).
+    described: Option<i64>,
+}
+
+/// How far ahead of the last described version an event may be and still be applied. A task changes a
+/// handful of times between two looks (PROVISIONING to STOPPED is under ten); a forged event with a huge
+/// version would otherwise make every later answer look older and blind the tracker.
+pub const MAX_VERSION_LEAP: i64 = 64;
+
+/// Whether a task in this state can end a run (RUNNING: a run that waits for Running; STOPPED: judged):
+/// such an event only wakes the task for a DescribeTasks, whose answer is what the run is decided on.
+fn decisive(task: &TaskSnapshot) -> bool {
+    task.is_stopped() || task.last_status.as_deref() == Some("RUNNING")
 }
 
 /// A followed task by where it runs and its ARN, both shared between the two indexes below: a target is
@@ -96,6 +110,11 @@ pub enum EventOutcome {
     /// A followed task not described yet: events carry no tags, so whose task it is (the namespace a run
     /// may adopt it in) comes from DescribeTasks first. It is described at the next tick instead.
     Undescribed,
+    /// An event that could end a run (STOPPED, RUNNING): a message alone never decides one, so the task
+    /// is described at once (batched with others) and the answer is applied.
+    Confirming,
+    /// A version far ahead of what ECS last answered (`MAX_VERSION_LEAP`): not applied; described at once.
+    Untrusted,
 }
 
 struct Shared<K, E> {
@@ -106,6 +125,8 @@ struct Shared<K, E> {
     targets: Mutex<HashSet<EcsTarget>>,
     state: Mutex<State<K>>,
     changes: Mutex<Option<mpsc::UnboundedSender<K>>>,
+    /// Rings when a task is due at once (an event to confirm): the sweep does not wait for its tick.
+    wake: tokio::sync::Notify,
 }
 
 /// Follows tasks for keys of type `K` (the shell uses the run's ObjectRef). Cheap to clone.
@@ -133,6 +154,7 @@ where
             targets: Mutex::default(),
             state: Mutex::default(),
             changes: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -194,6 +216,7 @@ where
                 observed_at: None,
                 observation: None,
                 version: None,
+                described: None,
             });
             entry.key = shared_key.clone();
             if every < entry.every {
@@ -253,6 +276,7 @@ where
             entry.due = (!task.is_stopped()).then_some(now + cadence);
             let at = self.shared.clock.now();
             entry.version = entry.version.max(task.version);
+            entry.described = entry.described.max(task.version);
             entry.observation = Some(Box::new(Seen { observation: Ok(TaskLookup::Found(task.clone())), at }));
         }
     }
@@ -276,6 +300,16 @@ where
             if entry.version.is_some_and(|seen| version <= seen) {
                 return EventOutcome::Stale;
             }
+            // What the event says is checked with ECS itself: at once (unless a call is in flight already,
+            // whose answer is the look wanted), batched with the other tasks due.
+            let confirm = |entry: &mut Entry<K>, outcome: EventOutcome| {
+                entry.due = entry.due.map(|due| due.min(now));
+                self.shared.wake.notify_one();
+                outcome
+            };
+            if entry.described.is_some_and(|described| version > described.saturating_add(MAX_VERSION_LEAP)) {
+                return confirm(entry, EventOutcome::Untrusted);
+            }
             let mut task = task;
             match entry.observation.as_deref() {
                 // Events carry no tags: the namespace tag read before still holds.
@@ -284,11 +318,10 @@ where
                         task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
                     task.kept_on_delete |= seen.kept_on_delete;
                 }
-                _ => {
-                    // Unless a call is in flight already (its answer is the look wanted), describe it now.
-                    entry.due = entry.due.map(|due| due.min(now));
-                    return EventOutcome::Undescribed;
-                }
+                _ => return confirm(entry, EventOutcome::Undescribed),
+            }
+            if decisive(&task) {
+                return confirm(entry, EventOutcome::Confirming);
             }
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
@@ -382,7 +415,11 @@ where
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut calls = tokio::task::JoinSet::new();
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                biased;
+                _ = ticks.tick() => {}
+                () = self.shared.wake.notified() => {}
+            }
             while calls.try_join_next().is_some() {}
             for (target, arns) in self.due_batches(Instant::now()) {
                 let tracker = self.clone();
@@ -465,6 +502,7 @@ where
                     && entry.version.is_some_and(|seen| task.version.is_some_and(|version| version < seen))
                 {
                     // An event applied while the call was in flight saw a later version: it stands.
+                    entry.described = entry.described.max(task.version);
                     let stopped = entry.observation.as_deref().is_some_and(Seen::is_stopped);
                     entry.due = (!stopped).then_some(now + cadence);
                     entry.observed_at = Some(now);
@@ -475,6 +513,7 @@ where
                 entry.observed_at = Some(now);
                 if let Ok(TaskLookup::Found(task)) = &observation {
                     entry.version = entry.version.max(task.version);
+                    entry.described = entry.described.max(task.version);
                 }
                 if entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation) {
                     changed.push(K::clone(&entry.key));

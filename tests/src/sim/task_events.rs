@@ -77,6 +77,8 @@ impl TaskEvents {
                 EventOutcome::Stale => "stale",
                 EventOutcome::Unfollowed => "unfollowed",
                 EventOutcome::Undescribed => "undescribed",
+                EventOutcome::Confirming => "confirming",
+                EventOutcome::Untrusted => "untrusted",
             };
             let again = if roll < DUPLICATED { ", delivered again later" } else { "" };
             said.push(format!("{what}: {outcome}{again}"));

@@ -46,6 +46,12 @@ pub struct Round {
     pub stale: usize,
     pub unfollowed: usize,
     pub undescribed: usize,
+    /// Events that could end a run (STOPPED, RUNNING), described before they count.
+    pub confirming: usize,
+    /// Versions far ahead of what ECS last answered: described instead.
+    pub untrusted: usize,
+    /// Envelopes whose account or region is not the task's own: dropped.
+    pub forged: usize,
     pub foreign: usize,
     pub malformed: usize,
     pub deleted: usize,
@@ -95,6 +101,11 @@ where
         let mut round = Round { received: messages.len(), ..Round::default() };
         for message in &messages {
             let outcome = match parse(&message.body) {
+                Ok(Body::Task(event)) if let Some(why) = event.forged(&self.region) => {
+                    warn!(queue = %self.queue.url(), message = %message.id, task_arn = %event.task.task_arn, %why, "dropping an event that cannot be ECS's");
+                    round.forged += 1;
+                    "forged"
+                }
                 Ok(Body::Task(event)) => {
                     let updated_at = event.updated_at;
                     match self.tracker.apply_event(&event.region, event.task) {
@@ -117,6 +128,14 @@ where
                         EventOutcome::Undescribed => {
                             round.undescribed += 1;
                             "undescribed"
+                        }
+                        EventOutcome::Confirming => {
+                            round.confirming += 1;
+                            "confirming"
+                        }
+                        EventOutcome::Untrusted => {
+                            round.untrusted += 1;
+                            "untrusted"
                         }
                     }
                 }

@@ -287,13 +287,24 @@ async fn while_events_flow_tasks_are_described_only_by_the_sweep() {
     h.drain();
     sleep(290).await;
     assert_eq!(h.ecs.calls().len(), 2, "no call within the sweep interval, though the runs poll every 30 s");
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(4, "STOPPED", 3)), EventOutcome::Applied);
-    assert_eq!(h.drain(), vec![4], "an event wakes its run at once");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(5, "DEPROVISIONING", 3)), EventOutcome::Applied);
+    assert_eq!(h.drain(), vec![5], "an event wakes its run at once");
+    assert_eq!(status_of(&h, 5).as_deref(), Some("DEPROVISIONING"));
+    // A STOPPED event is confirmed by DescribeTasks at once, not at the next tick, and then wakes its run.
+    h.ecs.set(&arn(4), "STOPPED");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(4, "STOPPED", 3)), EventOutcome::Confirming);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(h.ecs.calls().len(), 3, "described without waiting for the tick");
+    assert!(h.ecs.calls()[2].contains(&arn(4)), "in a batch filled with the tasks due soonest");
+    assert_eq!(h.drain(), vec![4]);
     assert_eq!(status_of(&h, 4).as_deref(), Some("STOPPED"));
     sleep(20).await;
-    let swept: Vec<String> = h.ecs.calls()[2..].concat();
-    assert_eq!(swept.len(), 149, "the sweep: every task without an event for 300 s, the stopped one aside");
-    assert!(!swept.contains(&arn(4)));
+    let mut swept: Vec<String> = h.ecs.calls()[2..].concat();
+    swept.sort();
+    swept.dedup();
+    assert_eq!(h.ecs.calls()[2..].concat().len(), swept.len(), "each task described once");
+    assert_eq!(swept.len(), 149, "every task without an event for 300 s, and the STOPPED one once");
+    assert!(!swept.contains(&arn(5)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,10 +314,10 @@ async fn duplicates_and_older_events_are_stale_and_change_nothing() {
     h.follow(0..1);
     sleep(2).await;
     h.drain();
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 5)), EventOutcome::Applied);
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 5)), EventOutcome::Stale, "a duplicate");
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 2)), EventOutcome::Stale, "late and older");
-    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"), "never regressed");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "DEPROVISIONING", 5)), EventOutcome::Applied);
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "DEPROVISIONING", 5)), EventOutcome::Stale, "a duplicate");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "PENDING", 2)), EventOutcome::Stale, "late and older");
+    assert_eq!(status_of(&h, 0).as_deref(), Some("DEPROVISIONING"), "never regressed");
     assert_eq!(h.drain(), vec![0], "one wake-up for the one change");
     let unversioned = TaskSnapshot { version: None, ..event(0, "RUNNING", 0) };
     assert_eq!(h.tracker.apply_event("eu-west-1", unversioned), EventOutcome::Stale, "no version, no order");
@@ -333,7 +344,7 @@ async fn an_event_of_a_task_not_described_yet_waits_for_its_description() {
     sleep(2).await;
     assert_eq!(h.ecs.calls().len(), 1, "described at the next tick");
     assert_eq!(status_of(&h, 0).as_deref(), Some("RUNNING"));
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 9)), EventOutcome::Applied, "then events apply");
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPING", 9)), EventOutcome::Applied, "then events apply");
 }
 
 /// Issue 35, finding 7: StopTask answers with the task as it was when ECS took the call; an event that
@@ -344,10 +355,10 @@ async fn a_stop_answer_older_than_the_applied_event_does_not_undo_it() {
     h.follow(0..1);
     sleep(2).await;
     h.drain();
-    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 7)), EventOutcome::Applied);
+    assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "DEPROVISIONING", 7)), EventOutcome::Applied);
     let answered = TaskSnapshot { desired_status: Some("STOPPED".into()), ..event(0, "RUNNING", 6) };
     h.tracker.record(&target("c"), &answered);
-    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"), "the newer look stands");
+    assert_eq!(status_of(&h, 0).as_deref(), Some("DEPROVISIONING"), "the newer look stands");
     // An answer as new or newer is taken.
     let newer = TaskSnapshot { desired_status: Some("STOPPED".into()), ..event(0, "STOPPED", 8) };
     h.tracker.record(&target("c"), &newer);
@@ -364,15 +375,15 @@ async fn an_answer_older_than_the_applied_event_does_not_undo_it() {
     h.ecs.versions.lock().unwrap().insert(arn(0), 2);
     sleep(2).await;
     h.drain();
-    // ECS's answer lags its own event (eventual consistency): RUNNING at version 2 after STOPPED at 4.
-    h.tracker.apply_event("eu-west-1", event(0, "STOPPED", 4));
+    // ECS's answer lags its own event (eventual consistency): RUNNING at version 2 after STOPPING at 4.
+    h.tracker.apply_event("eu-west-1", event(0, "STOPPING", 4));
     assert_eq!(h.drain(), vec![0]);
     h.tracker.follow(&0, &target("c"), &[arn(0)], Duration::from_secs(5));
     h.tracker.sweep_now().await;
-    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"));
+    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPING"));
     assert_eq!(h.drain(), Vec::<usize>::new());
     // A newer answer is taken as ever.
-    h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 5));
+    h.tracker.apply_event("eu-west-1", event(0, "DEPROVISIONING", 5));
     h.ecs.versions.lock().unwrap().insert(arn(0), 6);
     h.tracker.sweep_now().await;
     assert_eq!(h.drain(), vec![0, 0]);
@@ -410,4 +421,24 @@ async fn tasks_polled_before_events_flow_are_swept_from_their_last_look() {
     h.tracker.events_flowing("eu-west-1", Duration::from_secs(60));
     sleep(61).await;
     assert_eq!(h.ecs.calls().len(), 2, "swept a minute after the last look, not ten");
+}
+
+/// Issue 35, finding 3: a version far ahead of what ECS last answered is not applied (it would make every
+/// later answer look older and blind the tracker to DescribeTasks); the task is described at once instead.
+#[tokio::test(start_paused = true)]
+async fn an_event_far_ahead_of_the_described_version_is_not_trusted() {
+    let mut h = Harness::new(MAX_BATCH);
+    h.follow(0..1);
+    h.ecs.versions.lock().unwrap().insert(arn(0), 3);
+    sleep(2).await;
+    h.drain();
+    let forged = event(0, "DEPROVISIONING", 3 + MAX_VERSION_LEAP + 1);
+    assert_eq!(h.tracker.apply_event("eu-west-1", forged), EventOutcome::Untrusted);
+    assert_eq!(status_of(&h, 0).as_deref(), Some("RUNNING"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(h.ecs.calls().len(), 2, "described at once");
+    h.ecs.versions.lock().unwrap().insert(arn(0), 5);
+    h.ecs.set(&arn(0), "STOPPED");
+    h.tracker.sweep_now().await;
+    assert_eq!(status_of(&h, 0).as_deref(), Some("STOPPED"), "ECS's answers are still taken");
 }

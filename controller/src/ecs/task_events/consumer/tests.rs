@@ -50,8 +50,12 @@ fn target() -> EcsTarget {
 }
 
 fn body(last_status: &str, version: i64, started_by: &str) -> String {
+    envelope("111122223333", REGION, last_status, version, started_by)
+}
+
+fn envelope(account: &str, region: &str, last_status: &str, version: i64, started_by: &str) -> String {
     serde_json::json!({
-        "detail-type": "ECS Task State Change", "source": "aws.ecs", "region": REGION,
+        "detail-type": "ECS Task State Change", "source": "aws.ecs", "account": account, "region": region,
         "detail": {"taskArn": ARN, "lastStatus": last_status, "version": version, "startedBy": started_by,
                    "updatedAt": "2026-12-03T10:00:00Z", "containers": []}
     })
@@ -92,10 +96,11 @@ fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<
 #[tokio::test]
 async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
     let (consumer, queue, metrics) = setup(vec![Ok(vec![
-        message("running", body("RUNNING", 2, "ecsrun/uid-1")),
-        message("stopped", body("STOPPED", 4, "ecsrun/uid-1")),
-        message("duplicate", body("STOPPED", 4, "ecsrun/uid-1")),
-        message("late", body("PENDING", 1, "ecsrun/uid-1")),
+        message("pending", body("PENDING", 2, "ecsrun/uid-1")),
+        message("deprovisioning", body("DEPROVISIONING", 4, "ecsrun/uid-1")),
+        message("duplicate", body("DEPROVISIONING", 4, "ecsrun/uid-1")),
+        message("late", body("PROVISIONING", 1, "ecsrun/uid-1")),
+        message("stopped", body("STOPPED", 5, "ecsrun/uid-1")),
         message("service", body("RUNNING", 1, "ecs-svc/123")),
         message("garbage", "{".into()),
     ])]);
@@ -104,26 +109,71 @@ async fn a_batch_is_applied_then_deleted_whatever_each_message_was() {
     assert_eq!(
         round,
         Round {
-            received: 6,
+            received: 7,
             applied: 2,
             stale: 2,
             unfollowed: 0,
             undescribed: 0,
+            confirming: 1,
+            untrusted: 0,
+            forged: 0,
             foreign: 1,
             malformed: 1,
-            deleted: 6
+            deleted: 7
         }
     );
     let deletes = queue.deletes.lock().unwrap().clone();
     assert_eq!(deletes.len(), 1, "one batch delete");
-    assert_eq!(deletes[0].0.len(), 6, "every message, the unreadable one too");
-    assert_eq!(deletes[0].1.as_deref(), Some("STOPPED"), "deleted only once the latest was applied");
+    assert_eq!(deletes[0].0.len(), 7, "every message, the unreadable one too");
+    assert_eq!(deletes[0].1.as_deref(), Some("DEPROVISIONING"), "deleted only once the latest was applied");
     assert_eq!(metrics.task_events.with_label_values(&["applied"]).get(), 2);
+    assert_eq!(metrics.task_events.with_label_values(&["confirming"]).get(), 1, "STOPPED waits for DescribeTasks");
     assert_eq!(metrics.task_events.with_label_values(&["stale"]).get(), 2);
     assert_eq!(metrics.task_events.with_label_values(&["foreign"]).get(), 1);
     assert_eq!(metrics.task_events.with_label_values(&["malformed"]).get(), 1);
     assert_eq!(metrics.task_events_flowing.with_label_values(&[REGION]).get(), 1);
     assert_eq!(metrics.task_event_delay.get_sample_count(), 2);
+}
+
+/// Issue 35, finding 3: anyone allowed to send to the queue can write any body. An envelope whose
+/// account or region is not the task's own is dropped; a STOPPED event (even ECS's) and a version far
+/// ahead of what ECS last answered are never taken as the task's state: the task is described instead.
+#[tokio::test]
+async fn a_message_alone_never_ends_a_run() {
+    let (consumer, _, metrics) = setup(vec![Ok(vec![
+        message("other-account", envelope("999988887777", REGION, "STOPPED", 3, "ecsrun/uid-1")),
+        message("other-region", envelope("111122223333", "us-east-1", "STOPPED", 3, "ecsrun/uid-1")),
+        message("no-account", envelope("", REGION, "STOPPED", 3, "ecsrun/uid-1")),
+        message("stopped", body("STOPPED", 3, "ecsrun/uid-1")),
+        message("far-ahead", body("DEPROVISIONING", 1_000_000, "ecsrun/uid-1")),
+    ])]);
+    let (round, _) = consumer.round().await;
+    assert_eq!((round.forged, round.confirming, round.untrusted, round.applied), (3, 1, 1, 0), "{round:?}");
+    assert_eq!(metrics.task_events.with_label_values(&["forged"]).get(), 3);
+    let seen = consumer.tracker.observation(&target(), ARN).map(|seen| seen.observation);
+    let last_status = match seen {
+        Some(Ok(TaskLookup::Found(task))) => task.last_status,
+        other => panic!("the launch's look stands: {other:?}"),
+    };
+    assert_eq!(last_status.as_deref(), Some("PROVISIONING"), "nothing a message said was taken as the task's state");
+    // ECS's own answer is what counts, and a later event within reach of it applies as ever.
+    let described = TaskSnapshot {
+        task_arn: ARN.into(),
+        last_status: Some("RUNNING".into()),
+        version: Some(2),
+        ..TaskSnapshot::default()
+    };
+    consumer.tracker.record(&target(), &described);
+    assert_eq!(consumer.tracker.apply_event(REGION, deprovisioning(4)), EventOutcome::Applied);
+}
+
+fn deprovisioning(version: i64) -> TaskSnapshot {
+    TaskSnapshot {
+        task_arn: ARN.into(),
+        last_status: Some("DEPROVISIONING".into()),
+        version: Some(version),
+        ..TaskSnapshot::default()
+    }
 }
 
 #[tokio::test]
@@ -133,7 +183,7 @@ async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
         Ok(vec![]),
         Err(missing.clone()),
         Err(missing.clone()),
-        Ok(vec![message("m", body("RUNNING", 2, "ecsrun/uid-1"))]),
+        Ok(vec![message("m", body("PENDING", 2, "ecsrun/uid-1"))]),
     ]);
     assert_eq!(consumer.round().await.1, Change::Flowing { again: false });
     assert_eq!(consumer.round().await.1, Change::Lost(missing));
@@ -150,7 +200,7 @@ async fn a_missing_queue_puts_the_region_back_on_polling_and_says_so_once() {
 
 #[tokio::test]
 async fn a_failed_delete_is_an_outage_too_but_the_events_were_applied() {
-    let (consumer, queue, _) = setup(vec![Ok(vec![message("m", body("STOPPED", 3, "ecsrun/uid-1"))])]);
+    let (consumer, queue, _) = setup(vec![Ok(vec![message("m", body("DEPROVISIONING", 3, "ecsrun/uid-1"))])]);
     *queue.delete_error.lock().unwrap() = Some(QueueError::Denied("no sqs:DeleteMessage".into()));
     let (round, change) = consumer.round().await;
     assert_eq!(round.applied, 1);
