@@ -64,12 +64,12 @@ const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
     validation = Rule::new("!has(self.tasksToSucceed) || self.tasksToSucceed <= (has(self.count) ? self.count : 1)")
         .message("tasksToSucceed cannot exceed count"),
     validation = Rule::new(
-        "!has(self.tags) || size(self.tags) <= 46 - (has(self.count) && self.count > 1 ? 1 : 0) \
+        "!has(self.tags) || size(self.tags) <= 45 - (has(self.count) && self.count > 1 ? 1 : 0) \
          - (has(self.deletionPolicy) && self.deletionPolicy == 'Orphan' ? 1 : 0)"
     )
     .message(
-        "ECS allows 50 tags and ecsrun adds four, a fifth with count > 1 (ecsrun.dev/index) and another with \
-         deletionPolicy Orphan (ecsrun.dev/deletion-policy): at most 46 tags, 45 or 44 with those"
+        "ECS allows 50 tags and ecsrun adds five, a sixth with count > 1 (ecsrun.dev/index) and another with \
+         deletionPolicy Orphan (ecsrun.dev/deletion-policy): at most 45 tags, 44 or 43 with those"
     )
 )]
 pub struct EcsTaskRunSpec {
@@ -163,11 +163,11 @@ pub struct EcsTaskRunSpec {
     #[schemars(length(min = 1, max = 255))]
     pub group: Option<String>,
 
-    /// Tags put on the task (at most 46: ECS allows 50 and ecsrun adds its own four `ecsrun.dev/*`; one
+    /// Tags put on the task (at most 45: ECS allows 50 and ecsrun adds its own five `ecsrun.dev/*`; one
     /// fewer with `count` > 1, which adds `ecsrun.dev/index`, and one fewer with `deletionPolicy: Orphan`,
     /// which adds `ecsrun.dev/deletion-policy`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 46))]
+    #[schemars(extend("maxProperties" = 45))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ecsrun.dev/') && !k.startsWith('aws:'))")
         .message("tag keys starting with ecsrun.dev/ or aws: are reserved"))]
     #[schemars(transform = Describe("/additionalProperties", "The tag's value (up to 256 characters)."))]

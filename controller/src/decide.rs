@@ -144,6 +144,8 @@ pub struct RunView<'a> {
     /// The most log lines per failed container the namespace's EcsRunPolicies let it read (None: as
     /// the spec asks).
     pub max_tail_lines: Option<u32>,
+    /// The install's identity (`--cluster-id`), tagged on every task it launches.
+    pub cluster_id: Option<&'a str>,
 }
 
 /// What the shell must do before the run can be decided.

@@ -48,6 +48,9 @@ pub fn run_uid(started_by: &str) -> Option<&str> {
 pub struct Known {
     pub uids: HashSet<String>,
     pub adopted: HashSet<String>,
+    /// This install's identity: a task another install launched (or one launched before tasks carried
+    /// it, when this install has one) is never this sweep's to stop.
+    pub cluster_id: Option<String>,
 }
 
 /// Which of `tasks` are orphans: started by ecsrun for a namespace this controller watches (`watched`
@@ -64,6 +67,7 @@ pub fn orphans(
         .iter()
         .filter(|task| !task.is_stopped() && task.desired_status.as_deref() != Some("STOPPED"))
         .filter(|task| !task.kept_on_delete && !known.adopted.contains(&task.task_arn))
+        .filter(|task| task.started_by_install == known.cluster_id)
         .filter_map(|task| {
             let uid = run_uid(task.started_by.as_deref()?)?;
             let namespace = task.started_for_namespace.as_deref()?;
@@ -130,7 +134,7 @@ pub async fn sweep_once<E: Ecs>(
 
 /// What the stores' runs hold on to. The adopted tasks are read only when there are candidates: a run's
 /// spec is kept packed in the cache.
-fn known(stores: &[Store<CachedRun>], candidates: bool) -> Known {
+fn known(stores: &[Store<CachedRun>], candidates: bool, cluster_id: Option<&str>) -> Known {
     let runs: Vec<Arc<CachedRun>> = stores.iter().flat_map(Store::state).collect();
     let uids = runs.iter().filter_map(|run| run.uid()).collect();
     let adopted = if candidates {
@@ -138,7 +142,7 @@ fn known(stores: &[Store<CachedRun>], candidates: bool) -> Known {
     } else {
         HashSet::new()
     };
-    Known { uids, adopted }
+    Known { uids, adopted, cluster_id: cluster_id.map(str::to_owned) }
 }
 
 async fn sweep_cluster<E: Ecs>(
@@ -155,8 +159,10 @@ async fn sweep_cluster<E: Ecs>(
     }
     let now = ctx.settings.clock.now();
     // Read after the tasks: a run created meanwhile is known, and its task is within the grace anyway.
-    let candidates = !orphans(&tasks, &Known::default(), watched, now, sweep.grace).is_empty();
-    let found = orphans(&tasks, &known(stores, candidates), watched, now, sweep.grace);
+    let cluster_id = ctx.tenancy.cluster_id();
+    let unknown = Known { cluster_id: cluster_id.map(str::to_owned), ..Known::default() };
+    let candidates = !orphans(&tasks, &unknown, watched, now, sweep.grace).is_empty();
+    let found = orphans(&tasks, &known(stores, candidates, cluster_id), watched, now, sweep.grace);
     let mut stopped = 0;
     for orphan in found {
         match ctx.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {
@@ -226,6 +232,21 @@ mod tests {
         let found = orphans(&tasks, &known, &[], now(), Duration::from_secs(600));
         assert_eq!(found.iter().map(|o| o.task_arn.as_str()).collect::<Vec<_>>(), [orphan.task_arn.as_str()]);
         assert_eq!(StopCause::marked_in(&found[0].reason), Some(StopCause::Orphaned));
+    }
+
+    /// Issue 35, finding 4: two installs sharing an ECS cluster never sweep each other's tasks.
+    #[test]
+    fn an_install_sweeps_only_the_tasks_it_launched() {
+        let of = |install: Option<&str>| TaskSnapshot {
+            started_by_install: install.map(str::to_owned),
+            ..task("ecsrun/gone-uid", "team-a", 20, "RUNNING")
+        };
+        let tasks = [of(Some("cluster-a")), of(Some("cluster-b")), of(None)];
+        let grace = Duration::from_secs(600);
+        let known = |id: Option<&str>| Known { cluster_id: id.map(str::to_owned), ..Known::default() };
+        let swept = |id| orphans(&tasks, &known(id), &[], now(), grace).len();
+        assert_eq!(swept(Some("cluster-a")), 1, "its own, not cluster-b's nor an untagged one");
+        assert_eq!(swept(None), 1, "an install without an identity: only untagged tasks");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Tenancy {
     caches: Option<Caches>,
     /// The external ID format with the cluster ID filled in; `{namespace}` is left to fill per run.
     external_id: String,
+    /// This install's identity (`--cluster-id`, else the uid of `kube-system`): every task it launches is
+    /// tagged with it, and its orphan sweep stops only tasks that carry it.
+    cluster_id: Option<String>,
 }
 
 struct Caches {
@@ -61,22 +64,30 @@ impl Tenancy {
         cluster_id: Option<String>,
         external_id_format: &str,
     ) -> anyhow::Result<Self> {
-        let external_id = if external_id_format.contains("{cluster}") {
-            let cluster_id = match cluster_id {
-                Some(id) => id,
-                None => Api::<Namespace>::all(client.clone())
+        let cluster_id = match cluster_id {
+            Some(id) => Some(id),
+            None => {
+                let read = Api::<Namespace>::all(client.clone())
                     .get("kube-system")
                     .await
-                    .context("reading the kube-system namespace's uid for the external ID (or set --cluster-id)")?
-                    .uid()
-                    .context("kube-system has no uid")?,
-            };
-            external_id_format.replace("{cluster}", &cluster_id)
-        } else {
-            external_id_format.to_owned()
+                    .context("reading the kube-system namespace's uid for the external ID (or set --cluster-id)")
+                    .and_then(|namespace| namespace.uid().context("kube-system has no uid"));
+                match read {
+                    Ok(id) => Some(id),
+                    Err(error) if external_id_format.contains("{cluster}") => return Err(error),
+                    Err(error) => {
+                        tracing::warn!(%error, "no cluster ID: tasks are not tagged with this install's identity");
+                        None
+                    }
+                }
+            }
+        };
+        let external_id = match &cluster_id {
+            Some(id) => external_id_format.replace("{cluster}", id),
+            None => external_id_format.to_owned(),
         };
         if mode == Mode::Off {
-            return Ok(Self { mode, caches: None, external_id });
+            return Ok(Self { mode, caches: None, external_id, cluster_id });
         }
         let (policies, policy_writer) = reflector::store();
         let policy_events = watcher(Api::<EcsRunPolicy>::all(client.clone()), watcher::Config::default())
@@ -104,7 +115,7 @@ impl Tenancy {
             ),
         }
         info!(?mode, policies = policies.state().len(), "EcsRunPolicy caches filled");
-        Ok(Self { mode, caches: Some(Caches { policies, namespaces }), external_id })
+        Ok(Self { mode, caches: Some(Caches { policies, namespaces }), external_id, cluster_id })
     }
 
     /// Policies and namespaces (name, labels) given rather than watched: the caches as a watch would
@@ -127,12 +138,28 @@ impl Tenancy {
             namespace_writer.apply_watcher_event(&watcher::Event::Apply(namespace));
         }
         let caches = Caches { policies: policy_store, namespaces: namespace_store };
-        Self { mode, caches: (mode != Mode::Off).then_some(caches), external_id: external_id.to_owned() }
+        Self {
+            mode,
+            caches: (mode != Mode::Off).then_some(caches),
+            external_id: external_id.to_owned(),
+            cluster_id: None,
+        }
     }
 
     /// No policies (`--policy-mode=off`), external IDs from `external_id_format` as given.
     pub fn off(external_id_format: &str) -> Self {
-        Self { mode: Mode::Off, caches: None, external_id: external_id_format.to_owned() }
+        Self { mode: Mode::Off, caches: None, external_id: external_id_format.to_owned(), cluster_id: None }
+    }
+
+    /// The same, as the install `cluster_id` (its tasks carry it).
+    pub fn with_cluster_id(mut self, cluster_id: &str) -> Self {
+        self.cluster_id = Some(cluster_id.to_owned());
+        self
+    }
+
+    /// This install's identity, if it has one.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     pub fn mode(&self) -> Mode {

@@ -379,26 +379,26 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str)> {
             "spec.taskDefinitionTemplate.containerDefinitions: Too many",
         ),
         (
-            "46_tags_with_count_2",
+            "45_tags_with_count_2",
             set(
                 with("count", json!(2)),
                 "tags",
-                Value::Object((0..46).map(|i| (format!("k{i}"), json!("v"))).collect()),
+                Value::Object((0..45).map(|i| (format!("k{i}"), json!("v"))).collect()),
             ),
-            "at most 46 tags, 45 or 44 with those",
+            "at most 45 tags, 44 or 43 with those",
         ),
         (
-            "45_tags_with_count_2_and_deletion_policy_orphan",
+            "44_tags_with_count_2_and_deletion_policy_orphan",
             set(
                 set(
                     with("count", json!(2)),
                     "tags",
-                    Value::Object((0..45).map(|i| (format!("k{i}"), json!("v"))).collect()),
+                    Value::Object((0..44).map(|i| (format!("k{i}"), json!("v"))).collect()),
                 ),
                 "deletionPolicy",
                 json!("Orphan"),
             ),
-            "at most 46 tags, 45 or 44 with those",
+            "at most 45 tags, 44 or 43 with those",
         ),
         (
             "negative_ttl_seconds_after_finished",

@@ -114,6 +114,10 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     if view.indexed() {
         tags.push(("ecsrun.dev/index".into(), view.index.to_string()));
     }
+    // An install's orphan sweep stops only the tasks it launched.
+    if let Some(cluster_id) = view.cluster_id {
+        tags.push((crate::ecs::CLUSTER_ID_TAG.into(), cluster_id.into()));
+    }
     // The orphan sweep leaves a task its run means to leave running once deleted.
     if view.spec.deletion_policy() == crate::api::DeletionPolicy::Orphan {
         tags.push((crate::ecs::DELETION_POLICY_TAG.into(), "Orphan".into()));

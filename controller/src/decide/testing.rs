@@ -34,5 +34,6 @@ pub fn view<'a>(name: &'a str, spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunS
         default_poll_interval: Duration::from_secs(30),
         index: 0,
         max_tail_lines: None,
+        cluster_id: None,
     }
 }

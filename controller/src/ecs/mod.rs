@@ -103,6 +103,8 @@ pub const NAMESPACE_TAG: &str = "ecsrun.dev/namespace";
 /// The tag of a task whose run leaves it running when deleted (`deletionPolicy` is immutable, so the
 /// launch tells it for good): its value is `Orphan`.
 pub const DELETION_POLICY_TAG: &str = "ecsrun.dev/deletion-policy";
+/// The tag naming the install (`--cluster-id`) that launched a task: an orphan sweep stops only its own.
+pub const CLUSTER_ID_TAG: &str = "ecsrun.dev/cluster-id";
 
 /// A task as DescribeTasks / RunTask reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -128,6 +130,8 @@ pub struct TaskSnapshot {
     /// ecsrun started it for a run whose deletion leaves it running (`deletionPolicy: Orphan`, its
     /// `ecsrun.dev/deletion-policy` tag): the orphan sweep never stops it.
     pub kept_on_delete: bool,
+    /// The install that launched it (its `ecsrun.dev/cluster-id` tag).
+    pub started_by_install: Option<String>,
     /// Who started it (`ecsrun/<run uid>[/<index>]` for ecsrun).
     pub started_by: Option<String>,
     /// ECS's version of the task: it rises with every change, in DescribeTasks answers and in task state

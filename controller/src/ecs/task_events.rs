@@ -168,6 +168,7 @@ pub fn parse(body: &str) -> Result<Body, Malformed> {
         // Events carry no tags; the tracker keeps the namespace it read from DescribeTasks.
         started_for_namespace: None,
         kept_on_delete: false,
+        started_by_install: None,
         started_by: detail.started_by,
         version: Some(detail.version),
     };

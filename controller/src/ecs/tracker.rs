@@ -317,6 +317,7 @@ where
                     task.started_for_namespace =
                         task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
                     task.kept_on_delete |= seen.kept_on_delete;
+                    task.started_by_install = task.started_by_install.or_else(|| seen.started_by_install.clone());
                 }
                 _ => return confirm(entry, EventOutcome::Undescribed),
             }

@@ -54,6 +54,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             default_poll_interval: self.ctx.settings.default_poll_interval,
             index: 0,
             max_tail_lines: self.ctx.tenancy.max_tail_lines(self.namespace),
+            cluster_id: self.ctx.tenancy.cluster_id(),
         })
     }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use ecsrun::ecs::task_events::STARTED_BY_PREFIX;
 use ecsrun::ecs::{
-    ContainerDefinitionInfo, ContainerSnapshot, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs, EcsError,
-    EcsErrorKind, EcsFailure, EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response,
+    CLUSTER_ID_TAG, ContainerDefinitionInfo, ContainerSnapshot, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs,
+    EcsError, EcsErrorKind, EcsFailure, EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response,
     RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use jiff::Timestamp;
@@ -310,6 +310,7 @@ impl State {
             version: Some(0),
             started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
             kept_on_delete: tags.iter().any(|(key, value)| key == DELETION_POLICY_TAG && value == "Orphan"),
+            started_by_install: tags.iter().find(|(key, _)| key == CLUSTER_ID_TAG).map(|(_, value)| value.clone()),
             ..TaskSnapshot::default()
         };
         self.tasks.insert(

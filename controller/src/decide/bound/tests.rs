@@ -123,6 +123,7 @@ fn a_run_retried_to_its_highest_backoff_limit_keeps_five_attempts_and_gives_up_w
             default_poll_interval: Duration::from_secs(30),
             index: 0,
             max_tail_lines: None,
+            cluster_id: None,
         };
         let plan = match next_step(&view, at(now)) {
             Step::Idle => break,

@@ -8,8 +8,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::ecs::{
-    ContainerSnapshot, DELETION_POLICY_TAG, EcsError, EcsErrorKind, EcsFailure, LogConfiguration, NAMESPACE_TAG,
-    TaskSnapshot,
+    CLUSTER_ID_TAG, ContainerSnapshot, DELETION_POLICY_TAG, EcsError, EcsErrorKind, EcsFailure, LogConfiguration,
+    NAMESPACE_TAG, TaskSnapshot,
 };
 
 pub(super) fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
@@ -48,6 +48,12 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             .tags()
             .iter()
             .any(|tag| tag.key() == Some(DELETION_POLICY_TAG) && tag.value() == Some("Orphan")),
+        started_by_install: task
+            .tags()
+            .iter()
+            .find(|tag| tag.key() == Some(CLUSTER_ID_TAG))
+            .and_then(|tag| tag.value())
+            .map(str::to_owned),
         containers: task
             .containers()
             .iter()
