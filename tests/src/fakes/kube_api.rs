@@ -36,6 +36,8 @@ struct State {
     /// Answers to give instead of serving matching requests: (method, path fragment, matching requests to
     /// serve first, code).
     faults: Vec<(Method, String, usize, u16)>,
+    /// The test's clock as last given (`create_run`, `delete_run`): when a DELETE request marks an object.
+    clock: Option<Timestamp>,
 }
 
 /// The fake API; cheap to clone (shared state).
@@ -223,7 +225,8 @@ impl FakeApi {
                     return respond(200, &object);
                 }
                 if !object["metadata"]["deletionTimestamp"].is_string() {
-                    object["metadata"]["deletionTimestamp"] = json!(Timestamp::now().to_string());
+                    let now = state.clock.unwrap_or_else(Timestamp::now);
+                    object["metadata"]["deletionTimestamp"] = json!(now.to_string());
                     object["metadata"]["generation"] =
                         json!(object["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
                 }
@@ -235,9 +238,15 @@ impl FakeApi {
         }
     }
 
+    /// The test's clock moved on: a DELETE marks objects at this time.
+    pub fn set_now(&self, now: Timestamp) {
+        self.state().clock = Some(now);
+    }
+
     /// Creates a run as `kubectl apply` would: a fresh uid, generation 1, created at `now`.
     pub fn create_run(&self, namespace: &str, run: &EcsTaskRun, now: Timestamp) -> EcsTaskRun {
         let mut state = self.state();
+        state.clock = Some(now);
         let mut value = serde_json::to_value(run).expect("a run serializes");
         let name = value["metadata"]["name"].as_str().expect("a run has a name").to_owned();
         value["metadata"]["namespace"] = json!(namespace);
@@ -285,6 +294,7 @@ impl FakeApi {
     /// it is gone at once.
     pub fn delete_run(&self, namespace: &str, name: &str, now: Timestamp) {
         let mut state = self.state();
+        state.clock = Some(now);
         let key = ("ecstaskruns".to_owned(), namespace.to_owned(), name.to_owned());
         let Some(mut value) = state.objects.get(&key).cloned() else { return };
         if value["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {

@@ -101,6 +101,7 @@ impl Shell {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now = now.checked_add(by).expect("the clock stays in range");
         self.ecs.set_now(*now);
+        self.api.set_now(*now);
     }
 
     /// The next ECS call of `operation` takes `by` (the clock moves on while it is made).

@@ -71,7 +71,8 @@ pub fn check(
     }
 
     // No task left running for a run that no longer exists, or that finished (the simulator's runs wait
-    // for their tasks to stop), once the grace has passed.
+    // for their tasks to stop), once the grace has passed; a task its run was deleted with
+    // `deletionPolicy: Orphan` runs on by the user's choice.
     let finished: BTreeMap<&str, bool> = runs
         .iter()
         .filter_map(|run| {
@@ -80,7 +81,7 @@ pub fn check(
         })
         .collect();
     let mut still = BTreeMap::new();
-    for task in tasks.iter().filter(|task| !task.snapshot.is_stopped()) {
+    for task in tasks.iter().filter(|task| !task.snapshot.is_stopped() && !task.snapshot.kept_on_delete) {
         let Some(uid) = task.tag("ecsrun.dev/uid") else { continue };
         let whose = match finished.get(uid) {
             Some(false) => continue,
@@ -231,6 +232,8 @@ pub fn tenancy(
                     );
                 }
             }
+            // The orphan sweep acts for no run (`stops` judges it).
+            Act::Stop { namespace, .. } if namespace.is_empty() => {}
             Act::Stop { namespace, task_arn } => {
                 if let Some(owner) = namespace_of(task_arn).filter(|owner| owner != namespace) {
                     return broken(FORBIDDEN, format!("StopTask for {namespace} of {task_arn}, a task of {owner}"));
@@ -251,6 +254,48 @@ pub fn tenancy(
                     ),
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The orphan sweep (StopTask on behalf of no run) stops only tasks meant to stop: never a task of a live
+/// run, of a run deleted with `deletionPolicy: Orphan`, or one a live run adopted (`spec.taskArn`).
+pub fn stops(
+    step: u64,
+    acts: &[Act],
+    specs: &BTreeMap<String, (String, EcsTaskRunSpec)>,
+    runs: &[EcsTaskRun],
+    tasks: &[FakeTask],
+) -> Result<(), Violation> {
+    const INVARIANT: &str = "no task of a live, orphaned-by-choice or adopting run is stopped by anyone but its run";
+    let broken = |detail: String| Err(Violation::new(INVARIANT, step, detail));
+    let live = |run: &&EcsTaskRun| run.metadata.deletion_timestamp.is_none();
+    for act in acts {
+        let Act::Stop { namespace, task_arn } = act else { continue };
+        if !namespace.is_empty() {
+            continue;
+        }
+        if let Some(adopter) = runs.iter().filter(live).find(|run| run.spec.task_arn.as_deref() == Some(task_arn)) {
+            return broken(format!(
+                "the orphan sweep stopped {task_arn}, which {}/{} adopted",
+                adopter.metadata.namespace.as_deref().unwrap_or("?"),
+                adopter.metadata.name.as_deref().unwrap_or("?")
+            ));
+        }
+        let Some(uid) = tasks.iter().find(|t| t.snapshot.task_arn == *task_arn).and_then(|t| t.tag("ecsrun.dev/uid"))
+        else {
+            continue;
+        };
+        if let Some(owner) = runs.iter().filter(live).find(|run| run.metadata.uid.as_deref() == Some(uid)) {
+            return broken(format!(
+                "the orphan sweep stopped {task_arn} of the live run {}/{}",
+                owner.metadata.namespace.as_deref().unwrap_or("?"),
+                owner.metadata.name.as_deref().unwrap_or("?")
+            ));
+        }
+        if specs.get(uid).is_some_and(|(_, spec)| spec.deletion_policy() == ecsrun::api::DeletionPolicy::Orphan) {
+            return broken(format!("the orphan sweep stopped {task_arn}, left running by deletionPolicy: Orphan"));
         }
     }
     Ok(())

@@ -26,6 +26,9 @@ const LOST: u32 = 3;
 const QUEUE_FLIPS: u32 = 8;
 /// Messages one receive takes at most (SQS gives up to 10; a few keep each step small).
 const BATCH: usize = 3;
+/// Out of 100 receives, this many bring a message someone else put on the queue (anyone allowed to send can):
+/// a live task STOPPED with exit 0, at the next version or at one far ahead.
+const FORGED: u32 = 20;
 
 /// The queue between ECS and the replicas' consumers.
 #[derive(Default)]
@@ -46,7 +49,7 @@ impl TaskEvents {
     /// One receive by a replica's consumer: messages picked anywhere in the queue (out of order), each
     /// applied through `tracker`, then deleted, or (now and then) left for a later receive. Returns what
     /// happened, for the trace.
-    pub fn receive<E: Ecs>(&mut self, rng: &mut StdRng, tracker: &Tracker<RunKey, E>) -> Vec<String> {
+    pub fn receive<E: Ecs>(&mut self, rng: &mut StdRng, tracker: &Tracker<RunKey, E>, ecs: &FakeEcs) -> Vec<String> {
         if rng.random_range(0..100) < QUEUE_FLIPS {
             self.unreadable = !self.unreadable;
         }
@@ -57,6 +60,24 @@ impl TaskEvents {
         }
         tracker.events_flowing(REGION, SWEEP);
         let mut said = Vec::new();
+        let live = ecs.live();
+        if rng.random_range(0..100) < FORGED && !live.is_empty() {
+            let arn = &live[rng.random_range(0..live.len())];
+            if let Some(task) = ecs.task(arn) {
+                let ahead = if rng.random_range(0..2) == 0 { 1 } else { 1_000_000 };
+                let mut forged = task.snapshot.clone();
+                forged.version = Some(forged.version.unwrap_or_default() + ahead);
+                forged.last_status = Some("STOPPED".into());
+                forged.desired_status = Some("STOPPED".into());
+                forged.stop_code = Some("EssentialContainerExited".into());
+                forged.started_for_namespace = None;
+                for container in &mut forged.containers {
+                    container.exit_code = Some(0);
+                }
+                let outcome = tracker.apply_event(REGION, forged);
+                said.push(format!("task {} forged STOPPED, {ahead} version(s) ahead: {outcome:?}", task_id(arn)));
+            }
+        }
         for _ in 0..BATCH.min(self.queued.len()) {
             let at = rng.random_range(0..self.queued.len());
             let roll = rng.random_range(0..100);

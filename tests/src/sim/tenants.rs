@@ -92,7 +92,7 @@ pub fn new_run(rng: &mut StdRng, namespace: &str, serial: usize, shared_tasks: &
         0..3 => "shared",
         _ => own,
     };
-    match rng.random_range(0..12) {
+    match rng.random_range(0..14) {
         0 => (format!("retried-{serial}"), spec(cluster, "retryPolicy:\n  backoffLimit: 2\n")),
         1 => (format!("deadline-{serial}"), spec(cluster, "wait:\n  timeout: 3m\n")),
         2 => (format!("batch-{serial}"), spec(cluster, "count: 3\nretryPolicy:\n  backoffLimit: 1\n")),
@@ -113,6 +113,10 @@ pub fn new_run(rng: &mut StdRng, namespace: &str, serial: usize, shared_tasks: &
             let yaml = format!("cluster: shared\ntaskArn: {task_arn}\n{stop}");
             (format!("adopt-{serial}"), serde_yaml_ng::from_str(&yaml).expect("an adopting spec is valid"))
         }
+        // Left running when deleted: no one but the user stops its task.
+        12 => (format!("kept-{serial}"), spec(cluster, "deletionPolicy: Orphan\n")),
+        // Deleted by ecsrun once finished.
+        13 => (format!("expiring-{serial}"), spec(cluster, "ttlSecondsAfterFinished: 0\n")),
         _ => (format!("run-{serial}"), spec(cluster, "")),
     }
 }

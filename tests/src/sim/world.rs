@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
 use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
+use ecsrun::orphans::{OrphanSweep, sweep_once};
+use ecsrun::reconcile::cached::CachedRun;
 use ecsrun::reconcile::{self, Context, RunKey};
 use jiff::Timestamp;
+use kube::runtime::watcher::Event;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -27,6 +30,9 @@ const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25 };
 const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
 const MAX_RUNS: usize = 6;
+/// The orphan sweep as the replicas run it: a grace far above how far a cache lags here.
+const ORPHAN_SWEEP: OrphanSweep =
+    OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(10 * 60) };
 
 mod users;
 
@@ -62,6 +68,9 @@ struct Replica {
     fence: Fence,
     /// The runs as this replica's watch cache has them.
     cache: BTreeMap<(String, String), EcsTaskRun>,
+    /// Whether the watch's first list of this term has completed (until then the cache is empty and a
+    /// store built from it is not ready).
+    listed: bool,
     _changes: UnboundedReceiver<RunKey>,
     /// Reconciles (the leader, or a deposed leader that has not noticed yet: steps left).
     acting: Option<u64>,
@@ -128,7 +137,7 @@ impl World {
             trace,
         };
         for id in 0..2 {
-            let replica = world.replica(id, 0, Vec::new()).await?;
+            let replica = world.replica(id, 0, Some(Vec::new())).await?;
             world.replicas.push(replica);
         }
         world.replicas[0].acting = Some(u64::MAX);
@@ -136,7 +145,8 @@ impl World {
         Ok(world)
     }
 
-    async fn replica(&self, id: usize, incarnation: u64, list: Vec<EcsTaskRun>) -> anyhow::Result<Replica> {
+    /// A replica process; `list`: what its watch's first list returned (None: it has not completed yet).
+    async fn replica(&self, id: usize, incarnation: u64, list: Option<Vec<EcsTaskRun>>) -> anyhow::Result<Replica> {
         let fence = Fence::closed();
         let port = Port {
             ecs: self.ecs.clone(),
@@ -147,8 +157,9 @@ impl World {
         let ecs = Arc::new(Fenced::new(port, fence.clone()));
         let ctx = Arc::new(context_with(&self.api, ecs, &self.now, &format!("replica-{id}"), tenants::tenancy())?);
         let changes = ctx.tracker.restart();
-        let cache = list.into_iter().map(|run| (key(&run), run)).collect();
-        Ok(Replica { ctx, fence, cache, _changes: changes, acting: None, incarnation })
+        let listed = list.is_some();
+        let cache = list.unwrap_or_default().into_iter().map(|run| (key(&run), run)).collect();
+        Ok(Replica { ctx, fence, cache, listed, _changes: changes, acting: None, incarnation })
     }
 
     pub fn stats(&self) -> Stats {
@@ -176,6 +187,7 @@ impl World {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now = now.checked_add(by).unwrap_or(*now);
         self.ecs.set_now(*now);
+        self.api.set_now(*now);
         drop(now);
         self.ecs.forget_stopped_before(self.now().checked_sub(Duration::from_secs(3600)).unwrap_or(self.now()));
     }
@@ -216,6 +228,7 @@ impl World {
         let tasks = self.ecs.every_task();
         let acts = std::mem::take(&mut *self.acts.lock().unwrap_or_else(PoisonError::into_inner));
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
+        invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::check(&mut self.memory, self.step, now, &runs, &tasks)
     }
 
@@ -238,9 +251,13 @@ impl World {
                 let id = self.acting_replica();
                 self.reconcile_one(id).await;
             }
-            45..55 => {
+            45..52 => {
                 let id = self.acting_replica();
                 self.sweep(id).await;
+            }
+            52..55 => {
+                let id = self.acting_replica();
+                self.orphan_sweep(id).await;
             }
             55..63 => self.deliver(),
             63..70 if self.task_events.is_some() => self.receive_task_events(),
@@ -302,6 +319,7 @@ impl World {
             }
             let runs = self.api.runs();
             self.replicas[self.leader].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
+            self.replicas[self.leader].listed = true;
             if let Some(events) = self.task_events.as_mut() {
                 events.collect(&self.ecs);
                 events.drain(&self.replicas[self.leader].ctx.tracker);
@@ -341,7 +359,12 @@ impl World {
     fn memory_clear(&self) -> bool {
         let runs = self.api.runs();
         self.ecs.live().iter().all(|arn| {
-            let owner = self.ecs.task(arn).and_then(|t| t.tag("ecsrun.dev/uid").map(str::to_owned));
+            let task = self.ecs.task(arn);
+            if task.as_ref().is_some_and(|t| t.snapshot.kept_on_delete) {
+                // Its run was deleted with deletionPolicy Orphan: it runs on by the user's choice.
+                return true;
+            }
+            let owner = task.and_then(|t| t.tag("ecsrun.dev/uid").map(str::to_owned));
             runs.iter().any(|run| {
                 run.metadata.uid == owner
                     && !run.status.as_ref().and_then(|s| s.task.phase).is_some_and(|phase| phase.is_terminal())
@@ -357,9 +380,10 @@ impl World {
     /// A watch event reaches a replica: one run's latest state, or (now and then) a relist of every run.
     fn deliver(&mut self) {
         let id = self.rng.random_range(0..self.replicas.len());
-        if self.rng.random_range(0..5) == 0 {
+        if !self.replicas[id].listed || self.rng.random_range(0..5) == 0 {
             let runs = self.api.runs();
             self.replicas[id].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
+            self.replicas[id].listed = true;
             return;
         }
         let mut names: Vec<(String, String)> = self.api.runs().iter().map(key).collect();
@@ -381,7 +405,7 @@ impl World {
         let id = self.acting_replica();
         let tracker = self.replicas[id].ctx.tracker.clone();
         let Some(events) = self.task_events.as_mut() else { return };
-        let said = events.receive(&mut self.rng, &tracker);
+        let said = events.receive(&mut self.rng, &tracker, &self.ecs);
         for line in said {
             self.say(format!("replica {id} task event: {line}"));
         }
@@ -493,16 +517,55 @@ impl World {
         }
     }
 
+    /// A replica's orphan sweep (the leader's background work, and a deposed leader's until it notices):
+    /// over the stores of its term as its cache has them, not ready while its first list has not completed.
+    async fn orphan_sweep(&mut self, id: usize) {
+        let (reader, mut writer) = kube::runtime::reflector::store::<CachedRun>();
+        if self.replicas[id].listed {
+            writer.apply_watcher_event(&Event::Init);
+            for run in self.replicas[id].cache.values() {
+                let cached = serde_json::to_value(run).and_then(serde_json::from_value::<CachedRun>);
+                if let Ok(cached) = cached {
+                    writer.apply_watcher_event(&Event::InitApply(cached));
+                }
+            }
+            writer.apply_watcher_event(&Event::InitDone);
+        }
+        let ctx = self.replicas[id].ctx.clone();
+        let chaos = self.chaos.clone();
+        let stores = [reader];
+        let swept = tokio::select! {
+            biased;
+            () = chaos.crashed() => None,
+            swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP) => Some(swept),
+        };
+        match swept {
+            None => {
+                self.chaos.take_crash();
+                self.say(format!("replica {id} crashes in its orphan sweep"));
+                self.restart(id, "crashed").await;
+            }
+            Some(swept) => self.say(format!("replica {id} orphan sweep: {swept:?}")),
+        }
+    }
+
     /// The replica's process starts again: nothing carried over; its first list may be stale.
     async fn restart(&mut self, id: usize, why: &str) {
         self.stats.crashes += 1;
         let back = self.rng.random_range(0..self.history.len().max(1));
-        let list = self.history.get(back).cloned().unwrap_or_default();
+        // Now and then its first list has not completed yet (a slow or failing list): its stores are
+        // empty and not ready until a later delivery completes it.
+        let list = (self.rng.random_range(0..3) != 0).then(|| self.history.get(back).cloned().unwrap_or_default());
         let incarnation = self.replicas[id].incarnation + 1;
-        self.say(format!(
-            "replica {id} {why}: starts again (incarnation {incarnation}) from a list {} steps old",
-            self.history.len().saturating_sub(back)
-        ));
+        match &list {
+            Some(_) => self.say(format!(
+                "replica {id} {why}: starts again (incarnation {incarnation}) from a list {} steps old",
+                self.history.len().saturating_sub(back)
+            )),
+            None => self.say(format!(
+                "replica {id} {why}: starts again (incarnation {incarnation}); its first list has not completed"
+            )),
+        }
         let was = &self.replicas[id];
         let (acting, open) = (was.acting.is_some(), was.fence.is_open());
         was.fence.close();
@@ -531,6 +594,9 @@ impl World {
         self.replicas[old].fence.close();
         self.replicas[old].acting = Some(lingering);
         self.replicas[new].ctx.tracker.restart();
+        // A new term's watches list afresh: its stores are empty and not ready until that list completes.
+        self.replicas[new].cache.clear();
+        self.replicas[new].listed = false;
         self.replicas[new].acting = Some(u64::MAX);
         self.replicas[new].fence.open_until(far_future());
         self.leader = new;
