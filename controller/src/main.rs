@@ -49,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
             aws_config::default_provider::region::default_provider().region().await.map(|region| region.to_string())
         }
     };
+    // With leader election, nothing is started or stopped until the Lease is confirmed held.
+    let fence = if config.leader_elect { Fence::closed() } else { Fence::none() };
     let aws = AwsEcs::new(
         AwsSettings {
             ecs_endpoint_url: config.ecs_endpoint_url.clone(),
@@ -56,11 +58,10 @@ async fn main() -> anyhow::Result<()> {
             logs_endpoint_url: config.logs_endpoint_url.clone(),
             call_timeout: config.ecs_call_timeout,
             session_tags: config.sts_session_tags,
+            fence: fence.clone(),
         },
         metrics.clone(),
     );
-    // With leader election, nothing is started or stopped until the Lease is confirmed held.
-    let fence = if config.leader_elect { Fence::closed() } else { Fence::none() };
     // The fence inside the ceiling: a request that waited for tokens is judged on the fence as it is then.
     let ecs = Arc::new(RateLimited::new(Fenced::new(aws, fence.clone()), config.ceilings(), metrics.clone()));
     // Unique per replica: the Lease holder identity and the Events' reportingInstance.

@@ -42,7 +42,9 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   move on a clock of their own, not only when described. ECSRUN_E2E_EVENTS (comma-separated) spoils a
   task's events: `drop` (all), `drop-stopped` (the STOPPED one), `duplicate` (each twice), `reorder` (each
   but the last held back until after the next), `delay=S` (each S seconds late). `--event-faults
-  duplicate=0.1,reorder=0.1,drop=0.01` spoils that share of every task's events, seeded by --seed.
+  duplicate=0.1,reorder=0.1,drop=0.01` spoils that share of every task's events, seeded by --seed. The
+  events moto's rules deliver carry the envelope's `account`, as AWS's do (moto's default target input
+  left it out).
 - Fixtures for tests and the demo (VPC with DNS hostnames, subnet, security group, clusters, task
   definitions) are created through moto's own API with boto3, and their IDs written as JSON.
 

@@ -11,6 +11,16 @@ import random
 import time
 
 from moto.events.models import events_backends
+from moto.events.utils import EventTemplateParser
+
+# A rule target without an input transformer gets the whole event on AWS, "account" included (ecsrun drops
+# an envelope whose account is not the task's). moto's default target input leaves "account" out of its
+# template though its paths map reads it: put it back, for every rule moto serves.
+if '"account"' not in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE:
+    EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE.replace(
+        '"version": "0", ', '"version": "0", "account": "<account>", ', 1
+    )
+    assert '"account"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE, "moto's event template changed"
 
 
 def iso(moment):

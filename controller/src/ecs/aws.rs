@@ -17,13 +17,6 @@ use aws_sdk_ecs::config::Region;
 use aws_sdk_ecs::error::SdkError;
 use aws_sdk_ecs::operation::run_task::RunTaskError;
 use aws_sdk_ecs::types;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::retries::RequestAttempts;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use tracing::debug;
 
 use super::{
@@ -31,6 +24,7 @@ use super::{
     LaunchRequest, LogStream, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use crate::api;
+use crate::ecs::fence::Fence;
 use crate::metrics::Metrics;
 
 /// How the adapter reaches AWS.
@@ -47,6 +41,8 @@ pub struct AwsSettings {
     /// Tag assumed-role sessions with the run's namespace and name (the role's trust policy must allow
     /// sts:TagSession).
     pub session_tags: bool,
+    /// The leader fence, checked again at every retry attempt of RunTask and StopTask.
+    pub fence: Fence,
 }
 
 type LogsClient = aws_sdk_cloudwatchlogs::Client;
@@ -176,40 +172,11 @@ impl AwsEcs {
     }
 }
 
-/// Counts the attempts the SDK retries (`ecsrun_ecs_retries_total`): a call that succeeded on its third
-/// attempt is otherwise counted only as `ok`.
-struct RetryCounter {
-    metrics: Arc<Metrics>,
-}
-
-impl Debug for RetryCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RetryCounter")
-    }
-}
-
-impl Intercept for RetryCounter {
-    fn name(&self) -> &'static str {
-        "ecsrun-retry-counter"
-    }
-
-    fn read_before_attempt(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if cfg.load::<RequestAttempts>().is_some_and(|attempts| attempts.attempts() > 1) {
-            let operation = cfg.load::<Metadata>().map_or("unknown", |metadata| metadata.name());
-            self.metrics.ecs_retries.with_label_values(&[operation]).inc();
-        }
-        Ok(())
-    }
-}
-
 async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity, metrics: &Arc<Metrics>) -> Client {
     let (base, credentials) = aws_base(settings, region, identity).await;
-    let mut config = aws_sdk_ecs::config::Builder::from(&base).interceptor(RetryCounter { metrics: metrics.clone() });
+    let mut config = aws_sdk_ecs::config::Builder::from(&base)
+        .interceptor(RetryCounter { metrics: metrics.clone() })
+        .interceptor(FenceEveryAttempt { fence: settings.fence.clone() });
     if let Some(url) = &settings.ecs_endpoint_url {
         config = config.endpoint_url(url);
     }
@@ -567,12 +534,14 @@ impl Ecs for AwsEcs {
 }
 
 mod answers;
+mod interceptors;
 mod launch;
 mod task_definitions;
 mod template;
 mod template_check;
 
 use answers::{classify, failure, log_configuration, snapshot};
+use interceptors::{FenceEveryAttempt, RetryCounter};
 use launch::run_task_call;
 use task_definitions::TaskDefinitionCache;
 

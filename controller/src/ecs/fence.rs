@@ -16,6 +16,12 @@ pub struct Fence {
     open_until: Option<Arc<Mutex<Option<Instant>>>>,
 }
 
+impl Default for Fence {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
 impl Fence {
     /// A single replica: nothing to fence.
     pub fn none() -> Self {
@@ -45,6 +51,13 @@ impl Fence {
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
+}
+
+/// Whether the SDK's attempt `attempt` of `operation` must not go out: a retry of RunTask or StopTask once
+/// the fence has closed (the first attempt is `Fenced`'s to refuse; the SDK retries within one call, after
+/// backoffs that can outlast the Lease).
+pub fn refuses_attempt(fence: &Fence, operation: &str, attempt: u32) -> bool {
+    attempt > 1 && matches!(operation, "RunTask" | "StopTask") && !fence.is_open()
 }
 
 /// The ECS port behind a fence: reads pass, RunTask and StopTask only while the fence is open.
@@ -114,6 +127,20 @@ mod tests {
         ecs.run_task(&target(), &launch_request()).await.unwrap();
         ecs.stop_task(&target(), "arn", "why", &Actor::default()).await.unwrap();
         assert_eq!(ecs.inner.operations(), vec!["DescribeTasks", "RunTask", "StopTask"]);
+    }
+
+    /// Issue 35, finding 7: the fence is checked at every SDK attempt of an acting call, not once per call.
+    #[test]
+    fn a_retry_of_an_acting_call_is_refused_once_the_fence_closed() {
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        assert!(!refuses_attempt(&fence, "RunTask", 2), "open: retried");
+        fence.close();
+        assert!(refuses_attempt(&fence, "RunTask", 2));
+        assert!(refuses_attempt(&fence, "StopTask", 3));
+        assert!(!refuses_attempt(&fence, "RunTask", 1), "the first attempt is Fenced's to refuse");
+        assert!(!refuses_attempt(&fence, "DescribeTasks", 2), "reads are never fenced");
+        assert!(!refuses_attempt(&Fence::none(), "RunTask", 2), "no election, no fence");
     }
 
     #[test]

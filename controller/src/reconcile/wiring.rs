@@ -133,7 +133,7 @@ pub async fn run<E: Ecs>(
     });
     if let Some(events) = ctx.settings.task_events.clone() {
         for source in events.sources.clone() {
-            background.spawn(follow_task_events(ctx.clone(), events.clone(), source));
+            background.spawn(follow_task_events(ctx.clone(), events.clone(), source, stop.clone()));
         }
     }
     if let Some((sweep, namespaces)) = sweeping {
@@ -155,10 +155,16 @@ pub async fn run<E: Ecs>(
 
 /// Consumes one queue of task state change events into the tracker, and says in the controller's own
 /// Events when they start flowing and when they are lost (the region is polled meanwhile).
-async fn follow_task_events<E: Ecs>(ctx: Arc<Context<E>>, events: EventsSettings, source: EventSource) {
+async fn follow_task_events<E: Ecs>(
+    ctx: Arc<Context<E>>,
+    events: EventsSettings,
+    source: EventSource,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let client = SqsQueue::client(&source.region, events.sqs_endpoint_url.as_deref(), events.call_timeout).await;
     let queue = SqsQueue::new(client, source.queue_url.clone(), ctx.metrics.clone());
-    let consumer = Consumer::new(queue, ctx.tracker.clone(), source.region.clone(), events.sweep, ctx.metrics.clone());
+    let consumer =
+        Consumer::new(queue, ctx.tracker.clone(), source.region.clone(), events.sweep, ctx.metrics.clone()).until(stop);
     let tell = |change: Change| {
         let (ctx, regarding, source) = (ctx.clone(), events.regarding.clone(), source.clone());
         let sweep = humantime::format_duration(events.sweep);

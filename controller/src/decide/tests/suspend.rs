@@ -112,12 +112,7 @@ fn suspending_while_the_launch_may_have_gone_out_looks_for_the_task_first() {
 /// bring the run back), so it must bring the run back itself: status writes do not.
 #[test]
 fn a_run_resumed_before_its_suspended_task_is_seen_stopped_launches_again() {
-    let mut run = Run::launched(spec());
-    run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
-    run.spec = suspend(run.spec.clone(), true);
-    let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
-    let stop = plan.stop.clone().expect("StopTask");
-    run.apply(&plan);
+    let (mut run, stop) = suspended_while_running();
     // Resumed at once: the run still follows its task, which is stopping.
     run.spec = suspend(run.spec.clone(), false);
     assert!(matches!(next_step(&run.view(), at(7)), Step::Track { .. }));
@@ -138,14 +133,20 @@ fn a_run_resumed_before_its_suspended_task_is_seen_stopped_launches_again() {
 /// resume (a spec change) launches.
 #[test]
 fn a_run_resumed_after_its_suspended_task_is_seen_stopped_launches_again() {
+    let (mut run, stop) = suspended_while_running();
+    run.apply(&after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), None)), at(20)));
+    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    run.spec = suspend(run.spec.clone(), false);
+    assert_eq!(next_step(&run.view(), at(21)), Step::Launch { attempt: 2, may_exist: false });
+}
+
+/// A run whose RUNNING task was just sent the suspension's StopTask (at t=6), and that StopTask.
+fn suspended_while_running() -> (Run, StopTask) {
     let mut run = Run::launched(spec());
     run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
     run.spec = suspend(run.spec.clone(), true);
     let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
     let stop = plan.stop.clone().expect("StopTask");
     run.apply(&plan);
-    run.apply(&after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), None)), at(20)));
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
-    run.spec = suspend(run.spec.clone(), false);
-    assert_eq!(next_step(&run.view(), at(21)), Step::Launch { attempt: 2, may_exist: false });
+    (run, stop)
 }

@@ -38,22 +38,9 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
         started_by: task.started_by().map(str::to_owned),
         // 0 is the SDK's default for an answer without one (emulators): no order known.
         version: Some(task.version()).filter(|version| *version > 0),
-        started_for_namespace: task
-            .tags()
-            .iter()
-            .find(|tag| tag.key() == Some(NAMESPACE_TAG))
-            .and_then(|tag| tag.value())
-            .map(str::to_owned),
-        kept_on_delete: task
-            .tags()
-            .iter()
-            .any(|tag| tag.key() == Some(DELETION_POLICY_TAG) && tag.value() == Some("Orphan")),
-        started_by_install: task
-            .tags()
-            .iter()
-            .find(|tag| tag.key() == Some(CLUSTER_ID_TAG))
-            .and_then(|tag| tag.value())
-            .map(str::to_owned),
+        started_for_namespace: tag(task, NAMESPACE_TAG).map(str::to_owned),
+        kept_on_delete: tag(task, DELETION_POLICY_TAG) == Some("Orphan"),
+        started_by_install: tag(task, CLUSTER_ID_TAG).map(str::to_owned),
         containers: task
             .containers()
             .iter()
@@ -65,6 +52,11 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
             })
             .collect(),
     }
+}
+
+/// The value of the task's tag `key` (DescribeTasks with `include=TAGS`).
+fn tag<'a>(task: &'a types::Task, key: &str) -> Option<&'a str> {
+    task.tags().iter().find(|tag| tag.key() == Some(key)).and_then(|tag| tag.value())
 }
 
 pub(super) fn log_configuration(log: &types::LogConfiguration) -> LogConfiguration {

@@ -67,6 +67,9 @@ pub struct Consumer<Q, K, E> {
     metrics: Arc<Metrics>,
     /// Shared by the receivers: a change of feed is told once, by the receiver that made it.
     feed: std::sync::Mutex<Feed>,
+    /// Turns true when this replica stops leading: it takes and deletes no more messages, so that the
+    /// events it took but did not delete come back to the next leader.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<Q, K, E> Consumer<Q, K, E>
@@ -77,7 +80,18 @@ where
 {
     pub fn new(queue: Q, tracker: Tracker<K, E>, region: String, sweep: Duration, metrics: Arc<Metrics>) -> Self {
         metrics.task_events_flowing.with_label_values(&[&region]).set(0);
-        Self { queue, tracker, region, sweep, metrics, feed: std::sync::Mutex::new(Feed::Starting) }
+        Self { queue, tracker, region, sweep, metrics, feed: std::sync::Mutex::new(Feed::Starting), stop: None }
+    }
+
+    /// The consumer of a leader's term, which ends when `stop` turns true.
+    pub fn until(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Whether this replica has stopped leading.
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
     }
 
     pub fn url(&self) -> &str {
@@ -90,6 +104,9 @@ where
 
     /// One receive, apply and delete.
     pub async fn round(&self) -> (Round, Change) {
+        if self.stopping() {
+            return (Round::default(), Change::None);
+        }
         // Until the queue has answered once (at start, after a failure), a short poll: the region leaves
         // polling as soon as the queue reads, not a long poll later.
         let wait = if *self.feed() == Feed::Flowing { super::queue::WAIT } else { Duration::ZERO };
@@ -152,6 +169,11 @@ where
             };
             self.metrics.task_events.with_label_values(&[outcome]).inc();
         }
+        // A deposed leader deletes nothing: the messages come back to the new one after their
+        // visibility timeout, and what this tracker applied dies with its term.
+        if self.stopping() {
+            return (round, change);
+        }
         match self.queue.delete(&messages).await {
             Ok(deleted) => round.deleted = deleted,
             // Applied already; they come back after the visibility timeout and are dropped as stale.
@@ -205,7 +227,7 @@ where
     info!(queue = %consumer.url(), region = %consumer.region, sweep = ?consumer.sweep, receivers, "following task state change events");
     let receiver = || async {
         let mut failures = 0;
-        loop {
+        while !consumer.stopping() {
             let (_, change) = consumer.round().await;
             if change != Change::None {
                 tell(change).await;

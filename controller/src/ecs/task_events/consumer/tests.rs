@@ -14,6 +14,8 @@ const ARN: &str = "arn:aws:ecs:eu-west-1:111122223333:task/batch/t1";
 /// A queue whose receives answer from a script; deletes are recorded with what the tracker had applied by
 /// then, to show that nothing is deleted before it is applied.
 struct ScriptedQueue {
+    /// Set: the replica stops leading while this receive is under way.
+    deposed_during_receive: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
     receives: Mutex<VecDeque<Result<Vec<Message>, QueueError>>>,
     deletes: Mutex<Vec<(Vec<String>, Option<String>)>>,
     delete_error: Mutex<Option<QueueError>>,
@@ -28,6 +30,9 @@ impl EventQueue for Arc<ScriptedQueue> {
 
     async fn receive(&self, wait: Duration) -> Result<Vec<Message>, QueueError> {
         self.waits.lock().unwrap().push(wait);
+        if let Some(stop) = self.deposed_during_receive.lock().unwrap().as_ref() {
+            let _ = stop.send(true);
+        }
         self.receives.lock().unwrap().pop_front().unwrap_or(Ok(Vec::new()))
     }
 
@@ -82,6 +87,7 @@ fn setup(receives: Vec<Result<Vec<Message>, QueueError>>) -> (TestConsumer, Arc<
     };
     tracker.record(&target(), &launched);
     let queue = Arc::new(ScriptedQueue {
+        deposed_during_receive: Mutex::default(),
         receives: Mutex::new(receives.into()),
         deletes: Mutex::default(),
         delete_error: Mutex::default(),
@@ -229,4 +235,23 @@ async fn receivers_sharing_a_consumer_tell_a_change_once() {
     let (third, fourth) = futures::join!(consumer.round(), consumer.round());
     let lost = [third.1, fourth.1].iter().filter(|change| matches!(change, Change::Lost(_))).count();
     assert_eq!(lost, 1, "one receiver tells they are lost");
+}
+
+/// Issue 35, finding 7: a replica that stops leading deletes no more messages (the new leader would never
+/// see those events), and takes no more.
+#[tokio::test]
+async fn a_deposed_leader_deletes_no_message() {
+    let (consumer, queue, _) = setup(vec![
+        Ok(vec![message("m", body("DEPROVISIONING", 3, "ecsrun/uid-1"))]),
+        Ok(vec![message("n", body("DEPROVISIONING", 4, "ecsrun/uid-1"))]),
+    ]);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumer = consumer.until(stopped);
+    *queue.deposed_during_receive.lock().unwrap() = Some(stop);
+    let (round, _) = consumer.round().await;
+    assert_eq!((round.received, round.deleted), (1, 0), "taken while leading, not deleted once deposed");
+    assert!(queue.deletes.lock().unwrap().is_empty(), "it comes back to the next leader");
+    let (round, change) = consumer.round().await;
+    assert_eq!((round, change), (Round::default(), Change::None), "nothing more is taken");
+    assert_eq!(queue.waits.lock().unwrap().len(), 1);
 }
