@@ -71,7 +71,8 @@ struct Replica {
     /// Whether the watch's first list of this term has completed (until then the cache is empty and a
     /// store built from it is not ready).
     listed: bool,
-    _changes: UnboundedReceiver<RunKey>,
+    /// The runs its tracker reports changed (kube-runtime reconciles them at once).
+    changes: UnboundedReceiver<RunKey>,
     /// Reconciles (the leader, or a deposed leader that has not noticed yet: steps left).
     acting: Option<u64>,
     incarnation: u64,
@@ -159,7 +160,7 @@ impl World {
         let changes = ctx.tracker.restart();
         let listed = list.is_some();
         let cache = list.unwrap_or_default().into_iter().map(|run| (key(&run), run)).collect();
-        Ok(Replica { ctx, fence, cache, listed, _changes: changes, acting: None, incarnation })
+        Ok(Replica { ctx, fence, cache, listed, changes, acting: None, incarnation })
     }
 
     pub fn stats(&self) -> Stats {
@@ -260,7 +261,7 @@ impl World {
                 self.orphan_sweep(id).await;
             }
             55..63 => self.deliver(),
-            63..70 if self.task_events.is_some() => self.receive_task_events(),
+            63..70 if self.task_events.is_some() => self.receive_task_events().await,
             63..70 => self.deliver(),
             70..82 => self.ecs_moves(),
             82..95 => {
@@ -401,13 +402,28 @@ impl World {
     }
 
     /// An acting replica's consumer receives a few task state change events.
-    fn receive_task_events(&mut self) {
+    /// The runs whose task the events changed are reconciled at once, as the tracker's report makes
+    /// kube-runtime do: an event taken for the task's state meets a reconcile before the next look.
+    async fn receive_task_events(&mut self) {
         let id = self.acting_replica();
         let tracker = self.replicas[id].ctx.tracker.clone();
+        while self.replicas[id].changes.try_recv().is_ok() {}
         let Some(events) = self.task_events.as_mut() else { return };
         let said = events.receive(&mut self.rng, &tracker, &self.ecs);
         for line in said {
             self.say(format!("replica {id} task event: {line}"));
+        }
+        let mut woken = Vec::new();
+        while let Ok(key) = self.replicas[id].changes.try_recv() {
+            let name = (key.namespace.clone().unwrap_or_default(), key.name.clone());
+            if !woken.contains(&name) {
+                woken.push(name);
+            }
+        }
+        for name in woken {
+            if self.replicas[id].acting.is_some() {
+                self.reconcile(id, name).await;
+            }
         }
     }
 
