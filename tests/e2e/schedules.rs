@@ -244,9 +244,17 @@ async fn replace(env: Arc<Env>) -> anyhow::Result<()> {
 /// deadline of 10 s the latest slot is 20 s late and passed over.
 async fn missed_after_suspension(env: Arc<Env>) -> anyhow::Result<()> {
     let (plain, strict) = ("resumed", "resumed-strict");
-    let created_at = Timestamp::now();
-    apply(&env, NAMESPACE, &schedule_yaml(plain, "  suspend: true\n", "")).await?;
-    apply(&env, NAMESPACE, &schedule_yaml(strict, "  suspend: true\n  startingDeadlineSeconds: 10\n", "")).await?;
+    let created = [
+        apply(&env, NAMESPACE, &schedule_yaml(plain, "  suspend: true\n", "")).await?,
+        apply(&env, NAMESPACE, &schedule_yaml(strict, "  suspend: true\n  startingDeadlineSeconds: 10\n", "")).await?,
+    ];
+    // Slots count from the schedules' own creation, which a busy API server can push past a minute's
+    // boundary after this test read its clock.
+    let created_at = created
+        .iter()
+        .filter_map(|schedule| schedule.metadata.creation_timestamp.as_ref().map(|time| time.0))
+        .max()
+        .context("a schedule without its creationTimestamp")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for name in [plain, strict] {
         let status = schedule_of(&env, NAMESPACE, name).await?.status.context("status")?;
