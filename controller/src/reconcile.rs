@@ -1,4 +1,5 @@
-//! The Kubernetes shell around `decide`: one `finalizer()` call per reconcile with Apply and Cleanup as
+//! The Kubernetes shell around `decide`: one `finalizer()` call per reconcile (kube-runtime's, guarded by the
+//! run's uid: `finalizer`) with Apply and Cleanup as
 //! separate functions. Apply interprets the run's effects (`effects`: one path for every run, whatever its
 //! count), observing lanes as they ask (`observe`) with the run's credentials (`credentials`); Cleanup
 //! stops a deleted run's tasks (`cleanup`); `wiring` puts it all under kube-runtime. The shell makes no
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
@@ -110,7 +111,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     let span = info_span!("reconcile", namespace = %namespace, name = %run.name_any());
     let started = Instant::now();
     let api: Api<EcsTaskRun> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reconciled = finalizer(&api, FINALIZER, run.clone(), |event| async {
+    let reconciled = finalizer::finalizer(&api, FINALIZER, run.clone(), |event| async {
         match event {
             Finalizer::Apply(run) => effects::Shell::new(&run, &namespace, &api, &ctx).apply().await,
             Finalizer::Cleanup(run) => {
@@ -189,6 +190,7 @@ mod cleanup;
 mod credentials;
 mod effects;
 mod error;
+mod finalizer;
 mod observe;
 mod wiring;
 

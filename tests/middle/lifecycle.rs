@@ -222,6 +222,30 @@ async fn a_copy_of_a_run_already_released_is_done_not_an_error() -> anyhow::Resu
     Ok(())
 }
 
+/// Found by the simulator once its calls took time (seed 916): a run deleted with `deletionPolicy:
+/// Orphan` and created again under its name. A replica whose cache still held the old run's deletion
+/// released it without looking (nothing to stop), and kube's finalizer helper, which addresses the run by
+/// name, removed the new run's finalizer: the new run could then be deleted with its task running. Every
+/// finalizer write is guarded by the copy's uid.
+#[tokio::test]
+async fn a_stale_copy_of_a_replaced_orphan_run_leaves_the_new_runs_finalizer() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    launched(&shell, "kept", "deletionPolicy: Orphan\n").await?;
+    shell.api.delete_run(NS, "kept", shell.now());
+    let stale = shell.run(NS, "kept").expect("held by its finalizer");
+    shell.reconcile(NS, "kept").await?;
+    assert!(shell.run(NS, "kept").is_none(), "the old run is released at once");
+
+    launched(&shell, "kept", "deletionPolicy: Orphan\n").await?;
+    let new = shell.run(NS, "kept").expect("the new run");
+    assert_eq!(new.metadata.finalizers.as_ref().map(Vec::len), Some(1), "{new:?}");
+    let result = shell.reconcile_copy(stale).await;
+    assert!(result.as_ref().is_err_and(|error| error.label() == "stale_object"), "{result:?}");
+    let after = shell.run(NS, "kept").expect("the new run stays");
+    assert_eq!(after.metadata.finalizers, new.metadata.finalizers, "the new run keeps its finalizer");
+    Ok(())
+}
+
 /// Issue 23's finding 6: a run deleted and created again under its name (GitOps `Replace`) is another run.
 /// A replica whose cache still holds the old run's deletion must neither stop the new run's task nor
 /// remove the new run's finalizer (both address the run by name).

@@ -3,12 +3,31 @@
 //! step, the call and how often that same call came before in the step. Nothing depends on the order in
 //! which concurrent calls arrive (the tracker's batches come out of hash maps), so a seed always replays
 //! the same run.
+//!
+//! Calls take time too, once the world keeps a clock here ([`Chaos::keep_time`]): each leg of a call (the
+//! request on its way, the answer on its way back) is mostly instant, sometimes milliseconds or seconds
+//! and rarely 20–90 s (an SDK retry storm, a slow API server). A slow leg parks on the world's queue until
+//! the world's clock passes its due time ([`Chaos::release_due`]); meanwhile every other actor goes on.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use jiff::Timestamp;
+use tokio::sync::oneshot;
+
+tokio::task_local! {
+    /// Who is making the calls of the task at hand: a crash kills that replica's process.
+    pub static ACTOR: Actor;
+}
+
+/// A replica doing one job (a reconcile, a sweep), as the world started it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub replica: usize,
+    pub job: String,
+}
 
 /// What happens to one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +52,8 @@ pub struct Rates {
     /// Lost answers of RunTask: the fault the controller's promises are most about, made common.
     pub lose_launch: u64,
     pub crash: u64,
+    /// Calls take time (see the module's notes), as long as the world keeps a clock here.
+    pub latency: bool,
 }
 
 #[derive(Default)]
@@ -40,22 +61,33 @@ struct State {
     step: u64,
     rates: Option<Rates>,
     occurrences: BTreeMap<u64, u64>,
-    /// A caller crashed since the last `take_crash`.
-    crashed: bool,
+    /// Callers that crashed since the last `take_crashes` (None: a call made by no actor).
+    crashed: Vec<Option<Actor>>,
     /// What was injected, for the trace.
     injected: Vec<String>,
+    /// The world's clock, once it keeps one here.
+    clock: Option<Arc<Mutex<Timestamp>>>,
+    /// Legs of calls on their way, by when they arrive, what they are and in which order they came.
+    parked: BTreeMap<(Timestamp, u64, u64), oneshot::Sender<()>>,
+    parked_count: u64,
+    /// Calls begun, legs parked and released, crashes: whether anything moved since the world last looked.
+    progress: u64,
 }
 
 /// The fault plan a seed stands for; shared by the fake API and the fake ECS.
 pub struct Chaos {
     seed: u64,
     state: Mutex<State>,
-    crash: Notify,
 }
 
 impl Chaos {
     pub fn new(seed: u64) -> Self {
-        Self { seed, state: Mutex::default(), crash: Notify::new() }
+        Self { seed, state: Mutex::default() }
+    }
+
+    /// Calls take time on `clock` from now on (while the rates say so).
+    pub fn keep_time(&self, clock: Arc<Mutex<Timestamp>>) {
+        self.state().clock = Some(clock);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -124,25 +156,96 @@ impl Chaos {
         fault
     }
 
-    /// The caller's process dies here: whoever runs it hears of it (`crashed`), and the call never returns.
+    /// The caller's process dies here: the world hears of it (`take_crashes`) and kills the actor's
+    /// replica; the call never returns.
     pub async fn crash_here(&self) -> ! {
-        self.state().crashed = true;
-        self.crash.notify_one();
+        let actor = ACTOR.try_with(Clone::clone).ok();
+        {
+            let mut state = self.state();
+            state.crashed.push(actor);
+            state.progress += 1;
+        }
         std::future::pending().await
     }
 
-    /// Resolves when a caller crashed.
-    pub async fn crashed(&self) {
-        self.crash.notified().await
+    /// The callers that crashed since the last call.
+    pub fn take_crashes(&self) -> Vec<Option<Actor>> {
+        std::mem::take(&mut self.state().crashed)
     }
 
-    /// Whether a caller crashed since the last call, clearing it.
-    pub fn take_crash(&self) -> bool {
-        std::mem::take(&mut self.state().crashed)
+    /// One leg of the call `peer` `call` (`what` tells it apart) takes its time: returns at once, or once
+    /// the world's clock has passed the leg's due time and the world released it.
+    pub async fn delay(&self, peer: &str, call: &str, leg: &str, what: impl Hash) {
+        let arrived = {
+            let mut state = self.state();
+            state.progress += 1;
+            let (Some(rates), Some(clock)) = (state.rates, state.clock.clone()) else { return };
+            if !rates.latency {
+                return;
+            }
+            let class = self.roll_locked(&mut state, ("latency", peer, call, leg, &what));
+            let size = self.roll_locked(&mut state, ("latency-size", peer, call, leg, &what));
+            let latency = latency(class, size);
+            if latency.is_zero() {
+                return;
+            }
+            let now = *clock.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = now.checked_add(latency).unwrap_or(now);
+            let mut hasher = DefaultHasher::new();
+            (peer, call, leg, &what).hash(&mut hasher);
+            state.parked_count += 1;
+            let order = state.parked_count;
+            let (arrive, arrived) = oneshot::channel();
+            state.parked.insert((due, hasher.finish(), order), arrive);
+            arrived
+        };
+        // A dropped sender (the world gone) lets the call on too.
+        let _ = arrived.await;
+        self.state().progress += 1;
+    }
+
+    /// Lets on every parked leg whose due time the world's clock has reached, earliest first; returns how
+    /// many were still awaited.
+    pub fn release_due(&self) -> usize {
+        let mut state = self.state();
+        let Some(clock) = state.clock.clone() else { return 0 };
+        let now = *clock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut released = 0;
+        while let Some(entry) = state.parked.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            if entry.remove().send(()).is_ok() {
+                released += 1;
+            }
+        }
+        state.progress += released as u64;
+        released
+    }
+
+    /// How many legs are on their way (whose callers still wait for them).
+    pub fn in_flight(&self) -> usize {
+        self.state().parked.values().filter(|arrive| !arrive.is_closed()).count()
+    }
+
+    /// A counter that moves whenever a call begins, a leg arrives or a caller crashes.
+    pub fn progress(&self) -> u64 {
+        self.state().progress
     }
 
     /// What was injected since the last call.
     pub fn take_injected(&self) -> Vec<String> {
         std::mem::take(&mut self.state().injected)
+    }
+}
+
+/// How long a leg takes, from two rolls in 0..1000: mostly instant, sometimes milliseconds or seconds,
+/// rarely 20–90 s.
+fn latency(class: u64, size: u64) -> Duration {
+    match class {
+        0..800 => Duration::ZERO,
+        800..960 => Duration::from_millis(10 + size * 990 / 1000),
+        960..992 => Duration::from_millis(1000 + size * 9),
+        _ => Duration::from_millis(20_000 + size * 70),
     }
 }

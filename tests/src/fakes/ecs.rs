@@ -445,8 +445,12 @@ impl Ecs for FakeEcs {
             *now = now.checked_add(by).unwrap_or(*now);
             self.set_now(*now);
         }
+        let what = fingerprint(target, &request);
+        if let Some(chaos) = &self.chaos {
+            chaos.delay("ecs", operation, "request", &what).await;
+        }
         let fault = match &self.chaos {
-            Some(chaos) => chaos.fault("ecs", operation, request.acts(), fingerprint(target, &request)),
+            Some(chaos) => chaos.fault("ecs", operation, request.acts(), &what),
             None => Fault::None,
         };
         match (&self.chaos, fault) {
@@ -458,6 +462,9 @@ impl Ecs for FakeEcs {
             _ => {}
         }
         let answer = self.serve(target, request);
+        if let Some(chaos) = &self.chaos {
+            chaos.delay("ecs", operation, "answer", &what).await;
+        }
         match (&self.chaos, fault) {
             (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,
             (_, Fault::LoseAnswer) => Err(EcsError::new(EcsErrorKind::Timeout, operation, "answer lost (simulator)")),

@@ -88,6 +88,9 @@ impl FakeApi {
         };
         let path = parts.uri.path().to_owned();
         let acts = parts.method != Method::GET;
+        if let Some(chaos) = &self.chaos {
+            chaos.delay("api", parts.method.as_str(), "request", &path).await;
+        }
         let fault = match &self.chaos {
             Some(chaos) => chaos.fault("api", parts.method.as_str(), acts, &path),
             None => Fault::None,
@@ -103,7 +106,11 @@ impl FakeApi {
             }
             _ => {}
         }
-        let answer = self.answer(parts, path, body);
+        let method = parts.method.clone();
+        let answer = self.answer(parts, path.clone(), body);
+        if let Some(chaos) = &self.chaos {
+            chaos.delay("api", method.as_str(), "answer", &path).await;
+        }
         match (&self.chaos, fault) {
             (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,
             (_, Fault::LoseAnswer) => status(504, "Timeout", "answer lost (simulator)"),
@@ -190,7 +197,9 @@ impl FakeApi {
                         if let Err(error) = json_patch::patch(&mut object, &patch) {
                             return status(422, "Invalid", &error.to_string());
                         }
-                        if object["metadata"]["finalizers"].is_null()
+                        // An empty list is stored as none at all (metadata.finalizers is `omitempty`).
+                        let finalizers = &object["metadata"]["finalizers"];
+                        if (finalizers.is_null() || finalizers.as_array().is_some_and(Vec::is_empty))
                             && let Some(metadata) = object["metadata"].as_object_mut()
                         {
                             metadata.remove("finalizers");

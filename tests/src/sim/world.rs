@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
 use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
-use ecsrun::orphans::{OrphanSweep, sweep_once};
-use ecsrun::reconcile::cached::CachedRun;
-use ecsrun::reconcile::{self, Context, RunKey};
+use ecsrun::orphans::OrphanSweep;
+use ecsrun::reconcile::{Context, RunKey};
 use jiff::Timestamp;
-use kube::runtime::watcher::Event;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -25,7 +23,7 @@ use crate::fakes::chaos::{Chaos, Rates};
 use crate::fakes::{EPOCH, FakeApi, FakeEcs, context_with};
 
 /// Faults while the seed stirs things up.
-const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25 };
+const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25, latency: true };
 /// Rounds the quiet phase may take for every run to settle.
 const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
@@ -34,7 +32,10 @@ const MAX_RUNS: usize = 6;
 const ORPHAN_SWEEP: OrphanSweep =
     OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(10 * 60) };
 
+mod flights;
 mod users;
+
+use flights::{Flight, Job};
 
 /// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it),
 /// and every launch and stop it sent, for the tenancy invariants.
@@ -103,6 +104,8 @@ pub struct World {
     /// ECS's task state change events on their way to the replicas; None in seeds that only poll.
     task_events: Option<TaskEvents>,
     memory: Memory,
+    /// The replicas' reconciles and sweeps under way.
+    flights: Vec<Flight>,
     step: u64,
     stats: Stats,
     trace: Arc<Mutex<Vec<String>>>,
@@ -114,13 +117,15 @@ impl World {
         let ecs = Arc::new(FakeEcs::with_chaos(chaos.clone()));
         let start = Timestamp::from_second(EPOCH)?;
         ecs.set_now(start);
+        let now = Arc::new(Mutex::new(start));
+        chaos.keep_time(now.clone());
         let mut world = Self {
             options,
             rng: StdRng::seed_from_u64(options.seed),
             api: FakeApi::with_chaos(chaos.clone()),
             chaos,
             ecs,
-            now: Arc::new(Mutex::new(start)),
+            now,
             replicas: Vec::new(),
             leader: 0,
             fenced_acts: Arc::default(),
@@ -133,6 +138,7 @@ impl World {
             // Odd seeds follow tasks through events too, even ones by polling alone.
             task_events: (options.seed % 2 == 1).then(TaskEvents::default),
             memory: Memory::default(),
+            flights: Vec::new(),
             step: 0,
             stats: Stats::default(),
             trace,
@@ -200,6 +206,7 @@ impl World {
             self.step += 1;
             self.chaos.begin_step(self.step);
             self.stir().await;
+            self.fly().await;
             self.after_step()?;
         }
         self.chaos.set_rates(None);
@@ -250,15 +257,15 @@ impl World {
             10..11 => self.toggle_suspend().await,
             11..45 => {
                 let id = self.acting_replica();
-                self.reconcile_one(id).await;
+                self.reconcile_one(id);
             }
             45..52 => {
                 let id = self.acting_replica();
-                self.sweep(id).await;
+                self.sweep(id);
             }
             52..55 => {
                 let id = self.acting_replica();
-                self.orphan_sweep(id).await;
+                self.orphan_sweep(id);
             }
             55..63 => self.deliver(),
             63..70 if self.task_events.is_some() => self.receive_task_events().await,
@@ -325,10 +332,12 @@ impl World {
                 events.collect(&self.ecs);
                 events.drain(&self.replicas[self.leader].ctx.tracker);
             }
-            self.sweep(self.leader).await;
+            self.sweep(self.leader);
+            self.fly().await;
             for run in &runs {
-                self.reconcile(self.leader, key(run)).await;
+                self.reconcile(self.leader, key(run));
             }
+            self.fly().await;
             self.recreate_gone();
             self.after_step()?;
             let unsettled: Vec<String> = self
@@ -341,7 +350,7 @@ impl World {
                 })
                 .map(|run| key(run).1)
                 .collect();
-            if unsettled.is_empty() && round > 0 && self.memory_clear() {
+            if unsettled.is_empty() && round > 0 && self.memory_clear() && !self.flying() {
                 self.say(format!("settled after {} quiet rounds", round + 1));
                 return Ok(());
             }
@@ -349,7 +358,11 @@ impl World {
                 return Err(Violation::new(
                     "every run reaches a final phase once faults stop",
                     self.step,
-                    format!("after {SETTLE_ROUNDS} quiet rounds: runs {unsettled:?}, live tasks {:?}", self.ecs.live()),
+                    format!(
+                        "after {SETTLE_ROUNDS} quiet rounds: runs {unsettled:?}, live tasks {:?}, calls on their way {}",
+                        self.ecs.live(),
+                        self.chaos.in_flight()
+                    ),
                 ));
             }
         }
@@ -422,7 +435,7 @@ impl World {
         }
         for name in woken {
             if self.replicas[id].acting.is_some() {
-                self.reconcile(id, name).await;
+                self.reconcile(id, name);
             }
         }
     }
@@ -462,107 +475,27 @@ impl World {
     }
 
     /// A replica reconciles one run its cache holds, as its queue would.
-    async fn reconcile_one(&mut self, id: usize) {
+    fn reconcile_one(&mut self, id: usize) {
         let keys: Vec<(String, String)> = self.replicas[id].cache.keys().cloned().collect();
         if keys.is_empty() {
             return;
         }
         let name = keys[self.rng.random_range(0..keys.len())].clone();
-        self.reconcile(id, name).await;
+        self.reconcile(id, name);
     }
 
-    async fn reconcile(&mut self, id: usize, name: (String, String)) {
-        let Some(run) = self.replicas[id].cache.get(&name).cloned() else { return };
-        self.stats.reconciles += 1;
-        let ctx = self.replicas[id].ctx.clone();
-        let chaos = self.chaos.clone();
-        let outcome = tokio::select! {
-            biased;
-            () = chaos.crashed() => None,
-            result = reconcile::reconcile(Arc::new(run), ctx.clone()) => Some(result),
-        };
-        let now = self.api.run(&name.0, &name.1).map_or_else(
-            || "gone".to_owned(),
-            |run| {
-                let status = run.status.unwrap_or_default();
-                let deleting = if run.metadata.deletion_timestamp.is_some() { ", being deleted" } else { "" };
-                format!(
-                    "{:?} {:?} {:?}{deleting}",
-                    status.task.phase,
-                    status.task.reason,
-                    status.task.task_arn.as_deref().map(ecsrun::api::task_id)
-                )
-            },
-        );
-        match outcome {
-            // The requeue's delay carries jitter: only whether there is one goes into the trace.
-            Some(Ok(action)) => {
-                let next = if format!("{action:?}").contains("None") { "awaits a change" } else { "requeues" };
-                self.say(format!("replica {id} reconciles {}/{}: ok, {next}; now {now}", name.0, name.1))
-            }
-            Some(Err(error)) => self.say(format!(
-                "replica {id} reconciles {}/{}: {} ({}); now {now}",
-                name.0,
-                name.1,
-                error,
-                error.label()
-            )),
-            None => {
-                self.chaos.take_crash();
-                self.say(format!("replica {id} crashes reconciling {}/{}", name.0, name.1));
-                self.restart(id, "crashed").await;
-            }
-        }
+    fn reconcile(&mut self, id: usize, name: (String, String)) {
+        self.launch(id, Job::Reconcile(name.0, name.1));
     }
 
     /// A replica's tracker describes every task it follows.
-    async fn sweep(&mut self, id: usize) {
-        let ctx = self.replicas[id].ctx.clone();
-        let chaos = self.chaos.clone();
-        let crashed = tokio::select! {
-            biased;
-            () = chaos.crashed() => true,
-            () = ctx.tracker.sweep_now() => false,
-        };
-        if crashed {
-            self.chaos.take_crash();
-            self.say(format!("replica {id} crashes sweeping"));
-            self.restart(id, "crashed").await;
-        } else {
-            self.say(format!("replica {id} sweeps {} tasks", ctx.tracker.len()));
-        }
+    fn sweep(&mut self, id: usize) {
+        self.launch(id, Job::Sweep);
     }
 
-    /// A replica's orphan sweep (the leader's background work, and a deposed leader's until it notices):
-    /// over the stores of its term as its cache has them, not ready while its first list has not completed.
-    async fn orphan_sweep(&mut self, id: usize) {
-        let (reader, mut writer) = kube::runtime::reflector::store::<CachedRun>();
-        if self.replicas[id].listed {
-            writer.apply_watcher_event(&Event::Init);
-            for run in self.replicas[id].cache.values() {
-                let cached = serde_json::to_value(run).and_then(serde_json::from_value::<CachedRun>);
-                if let Ok(cached) = cached {
-                    writer.apply_watcher_event(&Event::InitApply(cached));
-                }
-            }
-            writer.apply_watcher_event(&Event::InitDone);
-        }
-        let ctx = self.replicas[id].ctx.clone();
-        let chaos = self.chaos.clone();
-        let stores = [reader];
-        let swept = tokio::select! {
-            biased;
-            () = chaos.crashed() => None,
-            swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP) => Some(swept),
-        };
-        match swept {
-            None => {
-                self.chaos.take_crash();
-                self.say(format!("replica {id} crashes in its orphan sweep"));
-                self.restart(id, "crashed").await;
-            }
-            Some(swept) => self.say(format!("replica {id} orphan sweep: {swept:?}")),
-        }
+    /// A replica's orphan sweep (the leader's background work, and a deposed leader's until it notices).
+    fn orphan_sweep(&mut self, id: usize) {
+        self.launch(id, Job::OrphanSweep);
     }
 
     /// The replica's process starts again: nothing carried over; its first list may be stale.
@@ -582,6 +515,7 @@ impl World {
                 "replica {id} {why}: starts again (incarnation {incarnation}); its first list has not completed"
             )),
         }
+        self.abort_flights(id);
         let was = &self.replicas[id];
         let (acting, open) = (was.acting.is_some(), was.fence.is_open());
         was.fence.close();

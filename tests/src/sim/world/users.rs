@@ -88,7 +88,7 @@ impl World {
             Some(run) => self.replicas[leader].cache.insert((namespace.clone(), name.clone()), run),
             None => self.replicas[leader].cache.remove(&(namespace.clone(), name.clone())),
         };
-        self.reconcile(leader, (namespace, name)).await;
+        self.reconcile(leader, (namespace, name));
     }
 
     pub(super) fn recreate_gone(&mut self) {

@@ -1,0 +1,228 @@
+//! The replicas' work in flight: every reconcile and sweep runs as a task of its own, so while one waits
+//! inside a slow call (see `Chaos::delay`) the other replica, the same replica's other runs, the users,
+//! ECS and the clock go on. A step starts work; then the world lets every task run until none can move
+//! before the clock does, lands what finished, kills the replicas whose process crashed, and gives up
+//! (as kube-runtime's reconcile timeout does) on reconciles older than the timeout on the world's clock.
+
+use std::sync::Arc;
+
+use ecsrun::orphans::sweep_once;
+use ecsrun::reconcile;
+use ecsrun::reconcile::cached::CachedRun;
+use jiff::Timestamp;
+use kube::runtime::watcher::Event;
+use tokio::task::JoinHandle;
+
+use super::{ORPHAN_SWEEP, World};
+use crate::fakes::chaos::{ACTOR, Actor};
+
+/// What a replica is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Job {
+    Reconcile(String, String),
+    /// The tracker describes the tasks it follows.
+    Sweep,
+    OrphanSweep,
+}
+
+impl Job {
+    fn describe(&self) -> String {
+        match self {
+            Job::Reconcile(namespace, name) => format!("reconciling {namespace}/{name}"),
+            Job::Sweep => "sweeping".into(),
+            Job::OrphanSweep => "in its orphan sweep".into(),
+        }
+    }
+}
+
+pub(super) struct Flight {
+    replica: usize,
+    job: Job,
+    started: Timestamp,
+    handle: JoinHandle<String>,
+}
+
+/// Rounds of yielding without anything moving after which the world takes its tasks to be waiting for
+/// the clock (or for each other).
+const QUIET_ROUNDS: u32 = 3;
+/// Rounds after which a world that never quiets is a broken simulator, not a slow one.
+const MAX_ROUNDS: u32 = 100_000;
+
+impl World {
+    /// Starts `job` on replica `id`, unless the same job is in flight there (kube-runtime never runs two
+    /// reconciles of one run at once; the later trigger finds the run reconciled after it).
+    pub(super) fn launch(&mut self, id: usize, job: Job) {
+        if self.flights.iter().any(|flight| flight.replica == id && flight.job == job) {
+            self.say(format!("replica {id} is still {}", job.describe()));
+            return;
+        }
+        let ctx = self.replicas[id].ctx.clone();
+        let work: std::pin::Pin<Box<dyn Future<Output = String> + Send>> = match &job {
+            Job::Reconcile(namespace, name) => {
+                let Some(run) = self.replicas[id].cache.get(&(namespace.clone(), name.clone())).cloned() else {
+                    return;
+                };
+                self.stats.reconciles += 1;
+                Box::pin(async move {
+                    match reconcile::reconcile(Arc::new(run), ctx).await {
+                        // The requeue's delay carries jitter: only whether there is one goes into the trace.
+                        Ok(action) if format!("{action:?}").contains("None") => "ok, awaits a change".to_owned(),
+                        Ok(_) => "ok, requeues".to_owned(),
+                        Err(error) => format!("{error} ({})", error.label()),
+                    }
+                })
+            }
+            Job::Sweep => Box::pin(async move {
+                ctx.tracker.sweep_now().await;
+                format!("swept {} tasks", ctx.tracker.len())
+            }),
+            Job::OrphanSweep => {
+                // The stores of its term as its cache has them, not ready while its first list is pending.
+                let (reader, mut writer) = kube::runtime::reflector::store::<CachedRun>();
+                if self.replicas[id].listed {
+                    writer.apply_watcher_event(&Event::Init);
+                    for run in self.replicas[id].cache.values() {
+                        let cached = serde_json::to_value(run).and_then(serde_json::from_value::<CachedRun>);
+                        if let Ok(cached) = cached {
+                            writer.apply_watcher_event(&Event::InitApply(cached));
+                        }
+                    }
+                    writer.apply_watcher_event(&Event::InitDone);
+                }
+                Box::pin(async move {
+                    let stores = [reader];
+                    let swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP).await;
+                    drop(writer);
+                    format!("{swept:?}")
+                })
+            }
+        };
+        let actor = Actor { replica: id, job: job.describe() };
+        let handle = tokio::spawn(ACTOR.scope(actor, work));
+        self.flights.push(Flight { replica: id, job, started: self.now(), handle });
+    }
+
+    /// Lets every task run until nothing moves before the clock does: calls due by now arrive, finished
+    /// work lands in the trace, crashed replicas start again, reconciles past the timeout are given up.
+    pub(super) async fn fly(&mut self) {
+        loop {
+            self.chaos.release_due();
+            self.quiesce().await;
+            self.time_out();
+            self.land().await;
+            let crashes = self.chaos.take_crashes();
+            if crashes.is_empty() {
+                return;
+            }
+            let mut crashed: Vec<usize> = Vec::new();
+            for actor in crashes {
+                let Some(actor) = actor else { panic!("a call crashed outside any replica's task") };
+                if crashed.contains(&actor.replica) {
+                    continue;
+                }
+                crashed.push(actor.replica);
+                self.say(format!("replica {} crashes {}", actor.replica, actor.job));
+                self.restart(actor.replica, "crashed").await;
+            }
+        }
+    }
+
+    /// Yields until no task moves: their calls wait for the clock, or they wait for one another.
+    async fn quiesce(&mut self) {
+        let mut quiet = 0;
+        let mut last = (self.chaos.progress(), self.finished());
+        for _ in 0..MAX_ROUNDS {
+            tokio::task::yield_now().await;
+            let now = (self.chaos.progress(), self.finished());
+            if now == last {
+                quiet += 1;
+                if quiet == QUIET_ROUNDS {
+                    return;
+                }
+            } else {
+                quiet = 0;
+                last = now;
+            }
+        }
+        panic!("the simulated world never quiets: {} tasks in flight", self.flights.len());
+    }
+
+    fn finished(&self) -> usize {
+        self.flights.iter().filter(|flight| flight.handle.is_finished()).count()
+    }
+
+    /// kube-runtime's reconcile timeout, on the world's clock: the reconcile is dropped wherever it waits
+    /// (a request on its way may still arrive).
+    fn time_out(&mut self) {
+        let now = self.now();
+        let mut kept = Vec::new();
+        for flight in std::mem::take(&mut self.flights) {
+            let timeout = self.replicas[flight.replica].ctx.settings.reconcile_timeout;
+            let late = flight.started.checked_add(timeout).is_ok_and(|deadline| deadline <= now);
+            if let (Job::Reconcile(namespace, name), true, false) = (&flight.job, late, flight.handle.is_finished()) {
+                flight.handle.abort();
+                self.say(format!(
+                    "replica {} reconciles {namespace}/{name}: timed out after {timeout:?} (reconcile_timeout)",
+                    flight.replica
+                ));
+            } else {
+                kept.push(flight);
+            }
+        }
+        self.flights = kept;
+    }
+
+    /// The finished work, in the order it was started, into the trace.
+    async fn land(&mut self) {
+        let (done, flying): (Vec<Flight>, Vec<Flight>) =
+            std::mem::take(&mut self.flights).into_iter().partition(|flight| flight.handle.is_finished());
+        self.flights = flying;
+        for flight in done {
+            let outcome = match flight.handle.await {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => continue,
+            };
+            let id = flight.replica;
+            match flight.job {
+                Job::Reconcile(namespace, name) => {
+                    let now = self.status_line(&namespace, &name);
+                    self.say(format!("replica {id} reconciles {namespace}/{name}: {outcome}; now {now}"));
+                }
+                Job::Sweep => self.say(format!("replica {id} {outcome}")),
+                Job::OrphanSweep => self.say(format!("replica {id} orphan sweep: {outcome}")),
+            }
+        }
+    }
+
+    /// The replica's process is gone: its work in flight with it.
+    pub(super) fn abort_flights(&mut self, id: usize) {
+        let (gone, kept): (Vec<Flight>, Vec<Flight>) =
+            std::mem::take(&mut self.flights).into_iter().partition(|flight| flight.replica == id);
+        self.flights = kept;
+        for flight in gone {
+            flight.handle.abort();
+        }
+    }
+
+    /// Whether any work is still in flight.
+    pub(super) fn flying(&self) -> bool {
+        !self.flights.is_empty()
+    }
+
+    fn status_line(&self, namespace: &str, name: &str) -> String {
+        self.api.run(namespace, name).map_or_else(
+            || "gone".to_owned(),
+            |run| {
+                let status = run.status.unwrap_or_default();
+                let deleting = if run.metadata.deletion_timestamp.is_some() { ", being deleted" } else { "" };
+                format!(
+                    "{:?} {:?} {:?}{deleting}",
+                    status.task.phase,
+                    status.task.reason,
+                    status.task.task_arn.as_deref().map(ecsrun::api::task_id)
+                )
+            },
+        )
+    }
+}
