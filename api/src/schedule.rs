@@ -200,7 +200,7 @@ impl EcsTaskSchedule {
 
     /// The run this schedule creates, from `runTemplate`: owned by the schedule (deleting the schedule
     /// deletes its runs), labelled with its name, annotated with `scheduled_at` and, for `kubectl ecsrun
-    /// schedule trigger`, as `manual`.
+    /// schedule trigger`, as `manual`; a slot's run carries the controller's finalizer from the start.
     pub fn run(&self, name: String, scheduled_at: jiff::Timestamp, manual: bool) -> crate::EcsTaskRun {
         use kube::Resource as _;
         let template = &self.spec.run_template;
@@ -216,6 +216,11 @@ impl EcsTaskSchedule {
         run.metadata.labels = Some(labels);
         run.metadata.annotations = Some(annotations);
         run.metadata.owner_references = self.controller_owner_ref(&()).map(|owner| vec![owner]);
+        // Born with the finalizer: a slot's run deleted before the controller first saw it would otherwise
+        // go at once, before the schedule recorded its slot, and the schedule would create it again.
+        if !manual {
+            run.metadata.finalizers = Some(vec![crate::FINALIZER.to_owned()]);
+        }
         run
     }
 }

@@ -192,6 +192,7 @@ mod effects;
 mod error;
 mod finalizer;
 mod observe;
+mod slots;
 mod wiring;
 
 pub use crate::clock::Clock;

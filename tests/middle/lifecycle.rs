@@ -309,3 +309,42 @@ async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow
     assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded");
     Ok(())
 }
+
+/// Found by the simulator's schedule (seed 287 of issue 35's stop): a user deleted a schedule's run before
+/// the schedule's status recorded its slot (the write was lost), and the schedule created the slot's run a
+/// second time. The finalizer holds such a run, under its slot's name, until the slot is recorded.
+#[tokio::test]
+async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() -> anyhow::Result<()> {
+    use ecsrun::api::EcsTaskSchedule;
+    let shell = Shell::new().await?;
+    let mut schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
+        "metadata": {"name": "hourly", "namespace": NS},
+        "spec": {"schedule": "@hourly", "runTemplate": {"spec": serde_yaml_ng::from_str::<serde_json::Value>(&spec(""))?}},
+    }))?;
+    schedule = shell.api.put_schedule(NS, &schedule);
+    let slot = shell.now();
+    let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
+    let name = run.metadata.name.clone().unwrap_or_default();
+    shell.api.create_run(NS, &run, shell.now());
+    shell.reconcile(NS, &name).await?;
+    shell.reconcile(NS, &name).await?;
+    let task = shell.status(NS, &name).task.task_arn.expect("launched");
+
+    shell.api.delete_run(NS, &name, shell.now());
+    let _ = shell.reconcile(NS, &name).await; // stops the task
+    shell.ecs.exit(&task, 143);
+    shell.sweep().await;
+    let held = shell.reconcile(NS, &name).await;
+    assert!(held.as_ref().is_err_and(|error| error.label() == "slot_unrecorded"), "{held:?}");
+    assert!(shell.run(NS, &name).is_some(), "held: the schedule has not recorded its slot");
+
+    schedule.status = Some(ecsrun::api::EcsTaskScheduleStatus {
+        last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(slot)),
+        ..Default::default()
+    });
+    shell.api.put_schedule(NS, &schedule);
+    shell.reconcile(NS, &name).await?;
+    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded");
+    Ok(())
+}

@@ -7,7 +7,7 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::error::{Staleness, run_not_found};
-use super::{Context, Error, actor};
+use super::{Context, Error, actor, slots};
 use crate::api::{DeletionPolicy, EcsTaskRun};
 use crate::decide::{self, CleanupStep};
 use crate::ecs::{DesiredStatus, Ecs, EcsErrorKind, TaskLookup, TaskSnapshot};
@@ -17,6 +17,20 @@ use crate::ecs::{DesiredStatus, Ecs, EcsErrorKind, TaskLookup, TaskSnapshot};
 /// tasks are all on record costs a GET of the run and one StopTask per live task; the tracker then follows
 /// them to STOPPED.
 pub(super) async fn cleanup<E: Ecs>(
+    run: &EcsTaskRun,
+    namespace: &str,
+    api: &Api<EcsTaskRun>,
+    ctx: &Context<E>,
+) -> Result<Action, Error> {
+    let action = stop_tasks(run, namespace, api, ctx).await?;
+    // A schedule's run keeps its slot's name until the schedule has recorded the slot (`slots`).
+    if let Some(schedule) = slots::slot_unrecorded(&ctx.client, namespace, run).await? {
+        return Err(Error::SlotUnrecorded(schedule));
+    }
+    Ok(action)
+}
+
+async fn stop_tasks<E: Ecs>(
     run: &EcsTaskRun,
     namespace: &str,
     api: &Api<EcsTaskRun>,

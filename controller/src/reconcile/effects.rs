@@ -15,10 +15,9 @@ use tracing::{debug, info, warn};
 
 use super::error::{Staleness, run_not_found};
 use super::observe::{observe, policy_gate};
+use super::slots;
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
-use crate::api::{
-    EcsTaskRun, EcsTaskRunStatus, EcsTaskSchedule, Phase, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION, TRIGGER_ANNOTATION,
-};
+use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
 use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Steps};
 use crate::decide::{self, RunView};
 use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
@@ -225,7 +224,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// on (its uid a precondition: a run created again under the name is another). Gone already, or
     /// replaced: nothing to do.
     async fn delete_expired(&self) -> Result<bool, Error> {
-        if let Some(schedule) = self.slot_unrecorded().await? {
+        if let Some(schedule) = slots::slot_unrecorded(&self.ctx.client, self.namespace, self.run).await? {
             debug!(%schedule, "kept past ttlSecondsAfterFinished: its schedule has not recorded its slot yet");
             return Ok(false);
         }
@@ -240,30 +239,6 @@ impl<'a, E: Ecs> Shell<'a, E> {
             Err(kube::Error::Api(answer)) if answer.code == 404 || answer.code == 409 => Ok(true),
             Err(error) => Err(Error::Kube(error)),
         }
-    }
-
-    /// The schedule that created this run for a slot its status does not record yet (its status write
-    /// failed or has not happened): deleting the run then would let the schedule take the slot for
-    /// untaken and create its run again. None: no such schedule (not a schedule's run, a manual trigger,
-    /// the schedule gone or created again under its name), so the run may go.
-    async fn slot_unrecorded(&self) -> Result<Option<String>, Error> {
-        let metadata = &self.run.metadata;
-        let Some(schedule) = metadata.labels.as_ref().and_then(|labels| labels.get(SCHEDULE_LABEL)) else {
-            return Ok(None);
-        };
-        let annotations = metadata.annotations.clone().unwrap_or_default();
-        if annotations.get(TRIGGER_ANNOTATION).is_some_and(|trigger| trigger == "manual") {
-            return Ok(None);
-        }
-        let Some(slot) = annotations.get(SCHEDULED_AT_ANNOTATION).and_then(|at| at.parse::<Timestamp>().ok()) else {
-            return Ok(None);
-        };
-        let schedules: Api<EcsTaskSchedule> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let Some(found) = schedules.get_opt(schedule).await.map_err(Error::Kube)? else { return Ok(None) };
-        let owner =
-            metadata.owner_references.iter().flatten().any(|owner| Some(&owner.uid) == found.metadata.uid.as_ref());
-        let recorded = found.status.and_then(|status| status.last_schedule_time).is_some_and(|last| last.0 >= slot);
-        Ok((owner && !recorded).then(|| schedule.clone()))
     }
 
     /// The last lines of one failed container, or why they cannot be read. Never an error: the run's

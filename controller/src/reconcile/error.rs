@@ -20,6 +20,9 @@ pub enum Error {
     NoRegion,
     #[error("waiting for {0} task(s) to reach STOPPED before releasing the object")]
     WaitingForStop(usize),
+    /// A schedule's run being deleted before its schedule recorded its slot: held until it does.
+    #[error("kept until schedule {0} records this run's slot (otherwise it would create the slot's run again)")]
+    SlotUnrecorded(String),
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
     #[error("reconcile did not finish within {0:?}")]
@@ -78,6 +81,7 @@ impl Error {
             Error::Credentials(_) => "credentials",
             Error::NoRegion => "no_region",
             Error::WaitingForStop(_) => "waiting_for_stop",
+            Error::SlotUnrecorded(_) => "slot_unrecorded",
             Error::MissingMetadata(_) => "invalid_object",
             Error::Timeout(_) => "reconcile_timeout",
             Error::NamespaceNotSeen(_) => "namespace_not_seen",
@@ -96,6 +100,7 @@ impl Error {
             Error::Credentials(_) => "CredentialsError",
             Error::NoRegion => "NoRegion",
             Error::WaitingForStop(_) => "WaitingForStop",
+            Error::SlotUnrecorded(_) => "SlotUnrecorded",
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Timeout(_) => "ReconcileTimeout",
             Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
@@ -115,7 +120,10 @@ impl Error {
 
     /// Expected now and then, and resolved by reconciling again: not a problem to tell anyone about.
     pub(super) fn is_routine(&self) -> bool {
-        matches!(self.inner(), Error::WaitingForStop(_) | Error::Stale(_) | Error::IntentExpired(_))
+        matches!(
+            self.inner(),
+            Error::WaitingForStop(_) | Error::SlotUnrecorded(_) | Error::Stale(_) | Error::IntentExpired(_)
+        )
     }
 
     pub(super) fn is_throttle(&self) -> bool {
