@@ -38,6 +38,10 @@ struct State {
     faults: Vec<(Method, String, usize, u16)>,
     /// The test's clock as last given (`create_run`, `delete_run`): when a DELETE request marks an object.
     clock: Option<Timestamp>,
+    /// Every run ever created, as created (however soon it went again).
+    created_runs: Vec<Value>,
+    /// Namespaces being deleted: nothing new is created in them.
+    terminating: std::collections::BTreeSet<String>,
 }
 
 /// The fake API; cheap to clone (shared state).
@@ -161,7 +165,24 @@ impl FakeApi {
                 if state.objects.contains_key(&key) {
                     return status(409, "AlreadyExists", &format!("{resource} \"{name}\" already exists"));
                 }
+                if state.terminating.contains(*namespace) && *resource != "events" {
+                    let message =
+                        format!("unable to create new content in namespace {namespace} because it is being terminated");
+                    return status(403, "Forbidden", &message);
+                }
+                let mut body = body;
+                if !body["metadata"]["creationTimestamp"].is_string()
+                    && let Some(now) = state.clock
+                {
+                    body["metadata"]["creationTimestamp"] = json!(now.to_string());
+                }
+                if body["metadata"]["generation"].is_null() {
+                    body["metadata"]["generation"] = json!(1);
+                }
                 let object = state.stamp(body, true);
+                if *resource == "ecstaskruns" {
+                    state.created_runs.push(object.clone());
+                }
                 state.objects.insert(key, object.clone());
                 respond(201, &object)
             }
@@ -264,8 +285,63 @@ impl FakeApi {
         state.uids += 1;
         value["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", state.uids));
         let value = state.stamp(value, false);
+        state.created_runs.push(value.clone());
         state.objects.insert(("ecstaskruns".into(), namespace.into(), name), value.clone());
         serde_json::from_value(value).expect("a run deserializes")
+    }
+
+    /// Every run ever created, in the order they were (however soon they went again).
+    pub fn created_runs(&self) -> Vec<EcsTaskRun> {
+        let state = self.state();
+        state
+            .created_runs
+            .iter()
+            .map(|value| serde_json::from_value(value.clone()).expect("a run deserializes"))
+            .collect()
+    }
+
+    /// The namespace is being deleted: its runs are deleted, and nothing new is created in it.
+    pub fn terminate_namespace(&self, namespace: &str, now: Timestamp) {
+        {
+            let mut state = self.state();
+            state.terminating.insert(namespace.to_owned());
+            state.objects.retain(|(resource, at, _), _| !(resource == "ecstaskschedules" && at == namespace));
+        }
+        let names: Vec<String> = self
+            .runs()
+            .into_iter()
+            .filter(|run| run.metadata.namespace.as_deref() == Some(namespace))
+            .filter_map(|run| run.metadata.name)
+            .collect();
+        for name in names {
+            self.delete_run(namespace, &name, now);
+        }
+    }
+
+    /// Whether the namespace is being deleted.
+    pub fn terminating(&self, namespace: &str) -> bool {
+        self.state().terminating.contains(namespace)
+    }
+
+    /// The schedule as the API has it now.
+    pub fn schedule(&self, namespace: &str, name: &str) -> Option<ecsrun::api::EcsTaskSchedule> {
+        let state = self.state();
+        let value = state.objects.get(&("ecstaskschedules".into(), namespace.into(), name.into()))?;
+        Some(serde_json::from_value(value.clone()).expect("a stored schedule deserializes"))
+    }
+
+    /// A user's edit of a schedule's spec.
+    pub fn edit_schedule(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut ecsrun::api::EcsTaskScheduleSpec)) {
+        let mut state = self.state();
+        let key = ("ecstaskschedules".to_owned(), namespace.to_owned(), name.to_owned());
+        let Some(value) = state.objects.get(&key).cloned() else { return };
+        let mut schedule: ecsrun::api::EcsTaskSchedule =
+            serde_json::from_value(value).expect("a schedule deserializes");
+        edit(&mut schedule.spec);
+        let mut value = serde_json::to_value(&schedule).expect("a schedule serializes");
+        value["metadata"]["generation"] = json!(schedule.metadata.generation.unwrap_or(1) + 1);
+        let value = state.stamp(value, false);
+        state.objects.insert(key, value);
     }
 
     /// The run as the API has it now.

@@ -72,11 +72,11 @@ pub fn tenancy() -> Tenancy {
 }
 
 /// The cluster a namespace's runs use, and the other team's.
-fn home(namespace: &str) -> (&'static str, &'static str) {
+pub fn home(namespace: &str) -> (&'static str, &'static str) {
     if namespace == "team-a" { ("demo", "batch") } else { ("batch", "demo") }
 }
 
-fn spec(cluster: &str, extra: &str) -> EcsTaskRunSpec {
+pub fn spec(cluster: &str, extra: &str) -> EcsTaskRunSpec {
     let yaml = format!(
         "cluster: {cluster}\ntaskDefinition: job\nlaunchType: FARGATE\nnetworkConfiguration:\n  \
          awsvpcConfiguration:\n    subnets: [subnet-1]\n{extra}"

@@ -33,6 +33,7 @@ const ORPHAN_SWEEP: OrphanSweep =
     OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(10 * 60) };
 
 mod flights;
+mod schedules;
 mod users;
 
 use flights::{Flight, Job};
@@ -149,6 +150,7 @@ impl World {
         }
         world.replicas[0].acting = Some(u64::MAX);
         world.replicas[0].fence.open_until(far_future());
+        world.add_schedule()?;
         Ok(world)
     }
 
@@ -211,6 +213,7 @@ impl World {
         }
         self.chaos.set_rates(None);
         self.say("faults stop; every run must settle".into());
+        self.suspend_schedule();
         self.settle().await
     }
 
@@ -234,6 +237,13 @@ impl World {
         }
         let now = self.now();
         let tasks = self.ecs.every_task();
+        let created = self.api.created_runs();
+        for run in &created {
+            if let (Some(uid), Some(namespace)) = (&run.metadata.uid, &run.metadata.namespace) {
+                self.specs.entry(uid.clone()).or_insert_with(|| (namespace.clone(), run.spec.clone()));
+            }
+        }
+        invariants::slots(self.step, &created)?;
         let acts = std::mem::take(&mut *self.acts.lock().unwrap_or_else(PoisonError::into_inner));
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
@@ -255,10 +265,15 @@ impl World {
             8..9 => self.delete(true).await,
             9..10 => self.stop().await,
             10..11 => self.toggle_suspend().await,
-            11..45 => {
+            11..41 => {
                 let id = self.acting_replica();
                 self.reconcile_one(id);
             }
+            41..44 => {
+                let id = self.acting_replica();
+                self.schedule_one(id);
+            }
+            44..45 => self.user_elsewhere(),
             45..52 => {
                 let id = self.acting_replica();
                 self.sweep(id);
@@ -333,6 +348,8 @@ impl World {
                 events.drain(&self.replicas[self.leader].ctx.tracker);
             }
             self.sweep(self.leader);
+            // Its runs' changes wake the schedule (it watches the runs it owns).
+            self.schedule_one(self.leader);
             self.fly().await;
             for run in &runs {
                 self.reconcile(self.leader, key(run));

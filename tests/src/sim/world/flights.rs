@@ -6,13 +6,18 @@
 
 use std::sync::Arc;
 
+use ecsrun::api::EcsTaskRun;
+use ecsrun::events::Publisher;
 use ecsrun::orphans::sweep_once;
 use ecsrun::reconcile;
 use ecsrun::reconcile::cached::CachedRun;
+use ecsrun::schedule::{self, shell::ScheduleContext};
 use jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use tokio::task::JoinHandle;
 
+use super::super::tenants::NAMESPACES;
+use super::schedules::SCHEDULE;
 use super::{ORPHAN_SWEEP, World};
 use crate::fakes::chaos::{ACTOR, Actor};
 
@@ -23,6 +28,8 @@ pub(super) enum Job {
     /// The tracker describes the tasks it follows.
     Sweep,
     OrphanSweep,
+    /// The schedule's reconcile.
+    Schedule,
 }
 
 impl Job {
@@ -31,6 +38,7 @@ impl Job {
             Job::Reconcile(namespace, name) => format!("reconciling {namespace}/{name}"),
             Job::Sweep => "sweeping".into(),
             Job::OrphanSweep => "in its orphan sweep".into(),
+            Job::Schedule => "reconciling the schedule".into(),
         }
     }
 }
@@ -96,6 +104,41 @@ impl World {
                     format!("{swept:?}")
                 })
             }
+            Job::Schedule => {
+                // Decided on its cache of the runs, which waits for its first list (the controller's
+                // reconcile gives up after a few seconds: CacheNotReady).
+                if !self.replicas[id].listed {
+                    self.say(format!("replica {id}'s schedule reconcile waits for its first list"));
+                    return;
+                }
+                let Some(schedule) = self.api.schedule(NAMESPACES[0], SCHEDULE) else { return };
+                let (reader, mut writer) = kube::runtime::reflector::store::<EcsTaskRun>();
+                writer.apply_watcher_event(&Event::Init);
+                for run in self.replicas[id].cache.values() {
+                    writer.apply_watcher_event(&Event::InitApply(run.clone()));
+                }
+                writer.apply_watcher_event(&Event::InitDone);
+                let schedules = Arc::new(ScheduleContext {
+                    client: ctx.client.clone(),
+                    runs: reader,
+                    events: Publisher::new(
+                        ctx.client.clone(),
+                        ctx.events.reporter().clone(),
+                        ctx.settings.clock.clone(),
+                    ),
+                    metrics: ctx.metrics.clone(),
+                    clock: ctx.settings.clock.clone(),
+                    timeout: ctx.settings.reconcile_timeout,
+                });
+                Box::pin(async move {
+                    let outcome = match schedule::shell::reconcile(Arc::new(schedule), schedules).await {
+                        Ok(_) => "ok".to_owned(),
+                        Err(error) => format!("{error} ({})", error.label()),
+                    };
+                    drop(writer);
+                    outcome
+                })
+            }
         };
         let actor = Actor { replica: id, job: job.describe() };
         let handle = tokio::spawn(ACTOR.scope(actor, work));
@@ -151,20 +194,18 @@ impl World {
         self.flights.iter().filter(|flight| flight.handle.is_finished()).count()
     }
 
-    /// kube-runtime's reconcile timeout, on the world's clock: the reconcile is dropped wherever it waits
-    /// (a request on its way may still arrive).
+    /// The reconciles' timeouts (runs' and the schedule's), on the world's clock: the reconcile is dropped
+    /// wherever it waits; a request still on its way to the server goes with it.
     fn time_out(&mut self) {
         let now = self.now();
         let mut kept = Vec::new();
         for flight in std::mem::take(&mut self.flights) {
             let timeout = self.replicas[flight.replica].ctx.settings.reconcile_timeout;
             let late = flight.started.checked_add(timeout).is_ok_and(|deadline| deadline <= now);
-            if let (Job::Reconcile(namespace, name), true, false) = (&flight.job, late, flight.handle.is_finished()) {
+            let timed = matches!(flight.job, Job::Reconcile(..) | Job::Schedule);
+            if timed && late && !flight.handle.is_finished() {
                 flight.handle.abort();
-                self.say(format!(
-                    "replica {} reconciles {namespace}/{name}: timed out after {timeout:?} (reconcile_timeout)",
-                    flight.replica
-                ));
+                self.say(format!("replica {} {}: timed out after {timeout:?}", flight.replica, flight.job.describe()));
             } else {
                 kept.push(flight);
             }
@@ -191,6 +232,7 @@ impl World {
                 }
                 Job::Sweep => self.say(format!("replica {id} {outcome}")),
                 Job::OrphanSweep => self.say(format!("replica {id} orphan sweep: {outcome}")),
+                Job::Schedule => self.say(format!("replica {id} reconciles the schedule: {outcome}")),
             }
         }
     }

@@ -53,6 +53,10 @@ impl World {
     }
 
     pub(super) fn create_run(&mut self, namespace: &str, name: &str, spec: EcsTaskRunSpec) {
+        if self.api.terminating(namespace) {
+            self.say(format!("  refused: namespace {namespace} is being deleted"));
+            return;
+        }
         let created = self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
         if let Some(uid) = created.metadata.uid {
             self.specs.insert(uid, (namespace.to_owned(), spec));

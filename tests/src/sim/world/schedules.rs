@@ -1,0 +1,88 @@
+//! Schedules in the simulator: half the seeds have one, a slot a minute, with a concurrency policy, history
+//! limits and (now and then) runs that delete themselves once finished. The acting replicas reconcile it
+//! from their lagging caches of its runs; its writes fail, lose their answers and take their time like
+//! every call; users trigger it by hand. Before the world settles, its user suspends it.
+//!
+//! Namespace deletion too: now and then a namespace goes, its runs (and schedule) with it.
+
+use ecsrun::api::EcsTaskSchedule;
+use rand::RngExt;
+
+use super::super::tenants::{self, NAMESPACES};
+use super::World;
+
+/// The schedule's name, in the first namespace.
+pub(super) const SCHEDULE: &str = "minutely";
+
+impl World {
+    /// The seed's schedule, if it has one.
+    pub(super) fn add_schedule(&mut self) -> anyhow::Result<()> {
+        if self.rng.random_range(0..2) == 0 {
+            return Ok(());
+        }
+        let namespace = NAMESPACES[0];
+        let policy = match self.rng.random_range(0..3) {
+            0 => "Allow",
+            1 => "Forbid",
+            _ => "Replace",
+        };
+        let extra = if self.rng.random_range(0..2) == 0 { "ttlSecondsAfterFinished: 0\n" } else { "" };
+        let spec = tenants::spec(tenants::home(namespace).0, extra);
+        let schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
+            "metadata": {"name": SCHEDULE, "namespace": namespace, "generation": 1,
+                         "creationTimestamp": self.now().to_string()},
+            "spec": {
+                "schedule": "* * * * *",
+                "concurrencyPolicy": policy,
+                "successfulRunsHistoryLimit": self.rng.random_range(0..3),
+                "failedRunsHistoryLimit": self.rng.random_range(0..3),
+                "runTemplate": {"spec": spec},
+            },
+        }))?;
+        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{})", extra.trim_end()));
+        self.api.put_schedule(namespace, &schedule);
+        Ok(())
+    }
+
+    /// An acting replica reconciles the schedule.
+    pub(super) fn schedule_one(&mut self, id: usize) {
+        if self.api.schedule(NAMESPACES[0], SCHEDULE).is_some() {
+            self.launch(id, super::Job::Schedule);
+        }
+    }
+
+    /// A user triggers the schedule by hand, or deletes a namespace.
+    pub(super) fn user_elsewhere(&mut self) {
+        match self.rng.random_range(0..10) {
+            0 if !NAMESPACES.iter().any(|namespace| self.api.terminating(namespace)) => {
+                let namespace = NAMESPACES[self.rng.random_range(0..NAMESPACES.len())];
+                self.say(format!("user deletes namespace {namespace}"));
+                self.api.terminate_namespace(namespace, self.now());
+            }
+            _ => {
+                let Some(schedule) = self.api.schedule(NAMESPACES[0], SCHEDULE) else { return };
+                if self.api.terminating(NAMESPACES[0]) {
+                    return;
+                }
+                let now = self.now();
+                let name = format!("{SCHEDULE}-manual-{}", now.as_second());
+                if self.api.run(NAMESPACES[0], &name).is_some() {
+                    return;
+                }
+                self.say(format!("user triggers {}/{SCHEDULE} by hand: {name}", NAMESPACES[0]));
+                self.stats.runs += 1;
+                let run = schedule.run(name.clone(), now, true);
+                self.api.create_run(NAMESPACES[0], &run, now);
+            }
+        }
+    }
+
+    /// No more slots: the world settles with the runs it has.
+    pub(super) fn suspend_schedule(&mut self) {
+        if self.api.schedule(NAMESPACES[0], SCHEDULE).is_some() {
+            self.say(format!("user suspends schedule {}/{SCHEDULE}", NAMESPACES[0]));
+            self.api.edit_schedule(NAMESPACES[0], SCHEDULE, |spec| spec.suspend = true);
+        }
+    }
+}
