@@ -1,7 +1,9 @@
 //! The deterministic simulator: the controller's real reconcile (decide, the effect interpreter, the
 //! finalizer, the tracker) on two replicas, against the in-memory Kubernetes API and ECS disturbed by a
 //! seed (`Chaos`): calls that fail, answers lost after the call took effect, the process crashing before
-//! or after any call, caches that lag the API (a fresh replica starts from a stale list), ECS's eventual
+//! or after any call, calls that take virtual time while every other actor goes on (`world::flights`:
+//! each reconcile and sweep is a task of its own; reconciles time out on the world's clock), a schedule
+//! and namespace deletion (`world::schedules`), caches that lag the API (a fresh replica starts from a stale list), ECS's eventual
 //! consistency, tasks that stop on their own (exit codes, TaskFailedToStart, Spot), tasks forgotten an
 //! hour after they stop, a Lease handed over while the deposed replica runs on, users who create, stop,
 //! delete and delete-and-recreate runs, and (odd seeds) ECS's task state change events reaching the
