@@ -3,8 +3,10 @@
 //! A cluster administrator writes one per team (or tier). The controller checks every launch against the
 //! policies that select the run's namespace, and the Helm chart's ValidatingAdmissionPolicy checks every
 //! new run at admission. Several policies selecting one namespace add up: a run may use what any of them
-//! allows. Lists of *where and as whom* (regions, clusters, families, roles) allow nothing until filled;
-//! launch types, capacity providers and limits restrict nothing until set.
+//! allows. Lists of *where and as whom* (regions, clusters, families, roles, EFS file systems) and
+//! privileges (ECS Exec, placement, the host's network and paths, a public IP) allow nothing until filled
+//! or set; launch types, capacity providers, subnets, security groups, secret sources and limits restrict
+//! nothing until set.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
@@ -87,6 +89,15 @@ pub struct EcsRunPolicySpec {
     #[serde(default, rename = "ebsVolumes")]
     pub ebs_volumes: EbsVolumeRules,
 
+    /// Where runs' tasks attach to the network (`networkConfiguration.awsvpcConfiguration`).
+    #[serde(default)]
+    pub network: NetworkRules,
+
+    /// What runs may reach beyond their roles: shells in their tasks, chosen instances, the host's
+    /// network and disks, file systems and secrets. Nothing until allowed.
+    #[serde(default)]
+    pub privileges: PrivilegeRules,
+
     /// Upper bounds on what one run asks for.
     #[serde(default)]
     pub limits: Limits,
@@ -113,6 +124,59 @@ pub struct EbsVolumeRules {
     #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
     #[schemars(transform = Describe("/items", "A snapshot ID pattern."))]
     pub snapshot_ids: Vec<String>,
+}
+
+/// Subnets and security groups (patterns; absent: any) and whether a task may have a public IP.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkRules {
+    /// Subnets runs' tasks may attach to, e.g. `subnet-0a1b*`. Absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A subnet ID pattern."))]
+    pub subnets: Option<Vec<String>>,
+    /// Security groups runs' tasks may have, e.g. `sg-0a1b*`. Absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A security group ID pattern."))]
+    pub security_groups: Option<Vec<String>>,
+    /// Runs may give their tasks a public IP (`assignPublicIp: ENABLED`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public_ip: bool,
+}
+
+/// What runs may reach beyond their roles. Each is refused until allowed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivilegeRules {
+    /// Runs may turn on ECS Exec (`enableExecuteCommand`): a shell in their tasks, as their task role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub execute_command: bool,
+    /// Runs may choose where their tasks are placed (`placementConstraints`, `placementStrategy`): a
+    /// `memberOf` expression picks any instance of the cluster, another team's capacity included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placement: bool,
+    /// Templates may use the host's network (`networkMode: host`): the instance's interfaces and ports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
+    /// Templates may mount the host's paths (`volumes[].host`): whatever the instance holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_volumes: bool,
+    /// EFS file systems templates may mount (`volumes[].efsVolumeConfiguration.fileSystemId`), e.g.
+    /// `fs-0a1b*`. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "An EFS file system ID pattern."))]
+    pub efs_file_systems: Vec<String>,
+    /// Where containers' secrets and environment files may come from: the `valueFrom` of templates'
+    /// `secrets` and log `secretOptions` (an SSM parameter or Secrets Manager ARN or name) and the S3
+    /// ARNs of `environmentFiles` (templates' and overrides'), e.g.
+    /// `arn:aws:secretsmanager:eu-west-1:111122223333:secret:team-a/*`. Absent: any (what the execution
+    /// role may read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256), regex(pattern = PATTERN)))]
+    #[schemars(transform = Describe("/items", "A secret, parameter or S3 object ARN pattern."))]
+    pub secret_sources: Option<Vec<String>>,
 }
 
 /// Failed containers' last log lines go into the run's status and its Failed or Retrying Event, which
@@ -186,6 +250,16 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub tasks: Option<i32>,
+    /// Most GPUs one container may ask for (`resourceRequirements` of type GPU, templates' and
+    /// overrides'). Absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub gpus: Option<i32>,
+    /// Most ephemeral storage (GiB) a task may ask for (`overrides.ephemeralStorage`, a template's
+    /// `ephemeralStorage`). Absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ephemeralStorageGiB")]
+    #[schemars(range(min = 21, max = 200))]
+    pub ephemeral_storage_gib: Option<i32>,
     /// Longest `wait.timeout` a run may set; with a limit, a run must set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(h|m|s|ms))+$"))]

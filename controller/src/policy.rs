@@ -61,6 +61,32 @@ pub enum Rule {
     /// Tasks per run (`count`).
     Tasks,
     Timeout,
+    /// Subnets and security groups a task attaches to, and a public IP.
+    Subnet,
+    SecurityGroup,
+    PublicIp,
+    /// ECS Exec.
+    ExecuteCommand,
+    /// Placement constraints and strategies.
+    Placement,
+    /// A template's `networkMode: host`.
+    HostNetwork,
+    /// A template's volume from a host path.
+    HostVolume,
+    /// A template's EFS file system.
+    EfsFileSystem,
+    /// Where a template container's secrets (and log secret options) come from.
+    Secret,
+    /// An override's environment file.
+    EnvironmentFile,
+    /// A template container's environment file.
+    TemplateEnvironmentFile,
+    /// GPUs per container, overrides' and template's.
+    Gpus,
+    TemplateGpus,
+    /// Ephemeral storage per task, overrides' and template's.
+    EphemeralStorage,
+    TemplateEphemeralStorage,
 }
 
 impl Rule {
@@ -84,6 +110,17 @@ impl Rule {
             Rule::Cpu | Rule::TemplateCpu => "cpu",
             Rule::Memory | Rule::TemplateMemory => "memory",
             Rule::Timeout => "timeout",
+            Rule::Subnet => "subnet",
+            Rule::SecurityGroup => "security_group",
+            Rule::PublicIp => "public_ip",
+            Rule::ExecuteCommand => "execute_command",
+            Rule::Placement => "placement",
+            Rule::HostNetwork => "host_network",
+            Rule::HostVolume => "host_volume",
+            Rule::EfsFileSystem => "efs_file_system",
+            Rule::Secret | Rule::EnvironmentFile | Rule::TemplateEnvironmentFile => "secret_source",
+            Rule::Gpus | Rule::TemplateGpus => "gpus",
+            Rule::EphemeralStorage | Rule::TemplateEphemeralStorage => "ephemeral_storage",
         }
     }
 
@@ -111,6 +148,21 @@ impl Rule {
             Rule::TemplateCpu => "spec.taskDefinitionTemplate.cpu",
             Rule::TemplateMemory => "spec.taskDefinitionTemplate.memory",
             Rule::Timeout => "spec.wait.timeout",
+            Rule::Subnet => "spec.networkConfiguration.awsvpcConfiguration.subnets",
+            Rule::SecurityGroup => "spec.networkConfiguration.awsvpcConfiguration.securityGroups",
+            Rule::PublicIp => "spec.networkConfiguration.awsvpcConfiguration.assignPublicIp",
+            Rule::ExecuteCommand => "spec.enableExecuteCommand",
+            Rule::Placement => "spec.placementConstraints",
+            Rule::HostNetwork => "spec.taskDefinitionTemplate.networkMode",
+            Rule::HostVolume => "spec.taskDefinitionTemplate.volumes.host.sourcePath",
+            Rule::EfsFileSystem => "spec.taskDefinitionTemplate.volumes.efsVolumeConfiguration.fileSystemId",
+            Rule::Secret => "spec.taskDefinitionTemplate.containerDefinitions.secrets.valueFrom",
+            Rule::EnvironmentFile => "spec.overrides.containerOverrides.environmentFiles.value",
+            Rule::TemplateEnvironmentFile => "spec.taskDefinitionTemplate.containerDefinitions.environmentFiles.value",
+            Rule::Gpus => "spec.overrides.containerOverrides.resourceRequirements",
+            Rule::TemplateGpus => "spec.taskDefinitionTemplate.containerDefinitions.resourceRequirements",
+            Rule::EphemeralStorage => "spec.overrides.ephemeralStorage.sizeInGiB",
+            Rule::TemplateEphemeralStorage => "spec.taskDefinitionTemplate.ephemeralStorage.sizeInGiB",
         }
     }
 }
@@ -281,7 +333,10 @@ pub fn check(namespace: &str, region: &str, spec: &EcsTaskRunSpec, policies: &[&
             "ebsVolumes.snapshotIds",
         );
     }
+    checks.network(spec);
+    checks.privileges(spec);
     checks.limits(spec);
+    checks.reach_limits(spec);
     if checks.violations.is_empty() { Ok(()) } else { Err(Denial { violations: checks.violations }) }
 }
 
@@ -293,7 +348,8 @@ pub fn max_tail_lines(policies: &[&EcsRunPolicy]) -> Option<u32> {
         .try_fold(0, |most, policy| policy.spec.logs.max_tail_lines.map(|lines| most.max(lines.max(0) as u32)))
 }
 
-/// The launch type a capacity provider launches on: Fargate's own two, or EC2 for an Auto Scaling group's.
+/// The launch type a capacity provider launches on: Fargate's own two, or EC2 for any other (an Auto
+/// Scaling group's; ECS Managed Instances' launch like EC2 as far as a policy can tell).
 pub fn capacity_provider_launch_type(capacity_provider: &str) -> LaunchType {
     match capacity_provider {
         "FARGATE" | "FARGATE_SPOT" => LaunchType::Fargate,
@@ -377,13 +433,21 @@ impl Checks<'_, '_> {
             self.violations.push(Violation { rule: Rule::DefaultLaunchType, message });
             return;
         };
+        // A provider other than Fargate's launches on EC2 or on ECS Managed Instances, as the provider
+        // was made: no policy can see which, so it needs EC2 allowed and its name listed.
+        let named = |provider: &str| {
+            self.policies.iter().any(|policy| {
+                policy.spec.capacity_providers.as_ref().is_some_and(|list| list.iter().any(|p| matches(p, provider)))
+            })
+        };
         let refused: Vec<String> = strategy
             .iter()
-            .map(|item| {
-                (&item.capacity_provider, launch_type_name(capacity_provider_launch_type(&item.capacity_provider)))
+            .map(|item| &item.capacity_provider)
+            .filter_map(|provider| match capacity_provider_launch_type(provider) {
+                LaunchType::Fargate => (!allowed.contains(&"FARGATE")).then(|| format!("{provider:?} (FARGATE)")),
+                _ => (!allowed.contains(&"EC2") || !named(provider))
+                    .then(|| format!("{provider:?} (EC2 or ECS Managed Instances, if listed in capacityProviders)")),
             })
-            .filter(|(_, launch_type)| !allowed.contains(launch_type))
-            .map(|(provider, launch_type)| format!("{provider:?} ({launch_type})"))
             .collect();
         if !refused.is_empty() {
             let message = format!(
@@ -521,5 +585,6 @@ fn launch_type_name(launch_type: LaunchType) -> &'static str {
     }
 }
 
+mod reach;
 #[cfg(test)]
 mod tests;

@@ -170,7 +170,10 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             "clusters": ["reports"],
             "taskDefinitionFamilies": ["db-*"],
             "credentials": {"assumeRoleArns": [ROLE_B]},
-            "launchTypes": ["FARGATE"]
+            "launchTypes": ["FARGATE"],
+            "network": {"subnets": [env.moto.fixtures.subnet]},
+            "privileges": {"secretSources": ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:team-b/*"]},
+            "limits": {"gpus": 1, "ephemeralStorageGiB": 50}
         }),
     )
     .await?;
@@ -318,6 +321,72 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         ),
         ("an EBS volume from a snapshot", TEAM_A, a_timed(&volume(EBS_ROLE_A, "snap-0123456789abcdef0")), Rule::EbsSnapshot),
         ("6 tasks", TEAM_A, a_timed("  count: 6\n"), Rule::Tasks),
+        // Issue 35, finding 6: what a run reaches beyond its roles.
+        (
+            "a public IP",
+            TEAM_A,
+            a_timed("").replace(
+                "      securityGroups: [sg-0123456789abcdef0]\n",
+                "      securityGroups: [sg-0123456789abcdef0]\n      assignPublicIp: ENABLED\n",
+            ),
+            Rule::PublicIp,
+        ),
+        ("ECS Exec", TEAM_A, a_timed("  enableExecuteCommand: true\n"), Rule::ExecuteCommand),
+        ("placement", TEAM_A, a_timed("  placementStrategy:\n    - type: random\n"), Rule::Placement),
+        (
+            "the host's network",
+            TEAM_A,
+            a_template("transform", "256", "", "")
+                .replace("    networkMode: awsvpc\n    requiresCompatibilities: [FARGATE]\n", "    networkMode: host\n"),
+            Rule::HostNetwork,
+        ),
+        (
+            "a host path",
+            TEAM_A,
+            a_template("transform", "256", "    volumes:\n      - name: root\n        host:\n          sourcePath: /\n", ""),
+            Rule::HostVolume,
+        ),
+        (
+            "an EFS file system",
+            TEAM_A,
+            a_template(
+                "transform",
+                "256",
+                "    volumes:\n      - name: shared\n        efsVolumeConfiguration:\n          fileSystemId: fs-0123\n",
+                "",
+            ),
+            Rule::EfsFileSystem,
+        ),
+        ("another subnet", TEAM_B, b("reports", "db-dump", "").replace("subnet-0123456789abcdef0", "subnet-0999"), Rule::Subnet),
+        (
+            "team A's secret",
+            TEAM_B,
+            b("reports", "db-dump", "").replace(
+                "  taskDefinition: db-dump\n",
+                "  taskDefinitionTemplate:\n    family: db-dump\n    cpu: \"256\"\n    memory: \"512\"\n    \
+                 networkMode: awsvpc\n    requiresCompatibilities: [FARGATE]\n    containerDefinitions:\n      \
+                 - name: app\n        image: busybox\n        secrets:\n          - name: DB\n            \
+                 valueFrom: arn:aws:secretsmanager:eu-west-1:123456789012:secret:team-a/db\n",
+            ),
+            Rule::Secret,
+        ),
+        (
+            "two GPUs",
+            TEAM_B,
+            b(
+                "reports",
+                "db-dump",
+                "  overrides:\n    containerOverrides:\n      - name: app\n        resourceRequirements:\n          \
+                 - type: GPU\n            value: \"2\"\n",
+            ),
+            Rule::Gpus,
+        ),
+        (
+            "100 GiB of storage",
+            TEAM_B,
+            b("reports", "db-dump", "  overrides:\n    ephemeralStorage:\n      sizeInGiB: 100\n"),
+            Rule::EphemeralStorage,
+        ),
     ];
     let policies: Api<EcsRunPolicy> = Api::all(env.client.clone());
     let mut failures = Vec::new();

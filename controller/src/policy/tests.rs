@@ -266,7 +266,8 @@ fn launch_type_volume_and_task_messages() {
     assert_eq!(
         message(run(json!({"launchType": null, "capacityProviderStrategy": [
             {"capacityProvider": "FARGATE_SPOT"}, {"capacityProvider": "team-a-asg"}]}))),
-        "spec.capacityProviderStrategy \"team-a-asg\" (EC2) is not allowed by EcsRunPolicy team-a (launchTypes: FARGATE)"
+        "spec.capacityProviderStrategy \"team-a-asg\" (EC2 or ECS Managed Instances, if listed in capacityProviders) \
+         is not allowed by EcsRunPolicy team-a (launchTypes: FARGATE)"
     );
     assert_eq!(
         message(with_volume("arn:aws:iam::111122223333:role/admin", Some("snap-0b34"))),
@@ -422,4 +423,164 @@ fn check_message(spec: EcsTaskRunSpec, policies: &[&EcsRunPolicy]) -> String {
         Ok(()) => String::new(),
         Err(denial) => denial.message(),
     }
+}
+
+/// Issue 35, finding 6: what a run reaches beyond its roles. Network lists restrict nothing until set;
+/// everything else is refused until a policy allows it.
+#[test]
+fn what_a_run_reaches_beyond_its_roles_is_refused_until_allowed() {
+    let a = team_a();
+    let allowing = policy(
+        "reach",
+        json!({
+            "namespaceSelector": {},
+            "regions": ["eu-west-1"],
+            "clusters": ["team-a-*"],
+            "taskDefinitionFamilies": ["team-a-*"],
+            "credentials": {"assumeRoleArns": ["arn:aws:iam::111122223333:role/team-a-*"]},
+            "network": {"subnets": ["subnet-0a*"], "securityGroups": ["sg-0a*"], "publicIp": true},
+            "privileges": {"executeCommand": true, "placement": true, "hostNetwork": true, "hostVolumes": true,
+                           "efsFileSystems": ["fs-0a*"],
+                           "secretSources": ["arn:aws:secretsmanager:eu-west-1:111122223333:secret:team-a/*",
+                                             "arn:aws:s3:::team-a/*"]},
+            "limits": {"gpus": 1, "ephemeralStorageGiB": 50}
+        }),
+    );
+    let network = |subnet: &str, group: &str, public: &str| json!({"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group], "assignPublicIp": public}});
+    let template = |edits: serde_json::Value| {
+        let mut template = json!({"family": "team-a-t", "networkMode": "bridge",
+                                  "containerDefinitions": [{"name": "app", "image": "busybox"}]});
+        for (key, value) in edits.as_object().expect("object") {
+            if key == "container" {
+                for (key, value) in value.as_object().expect("object") {
+                    template["containerDefinitions"][0][key] = value.clone();
+                }
+            } else {
+                template[key] = value.clone();
+            }
+        }
+        json!({"taskDefinition": null, "launchType": null,
+               "capacityProviderStrategy": [{"capacityProvider": "FARGATE"}], "taskDefinitionTemplate": template})
+    };
+    let gpus = |count: &str| json!([{"type": "GPU", "value": count}]);
+    let cases: Vec<(&str, serde_json::Value, Vec<Rule>)> = vec![
+        ("private, anywhere", json!({"networkConfiguration": network("subnet-0a1", "sg-0a1", "DISABLED")}), vec![]),
+        (
+            "a public IP",
+            json!({"networkConfiguration": network("subnet-0a1", "sg-0a1", "ENABLED")}),
+            vec![Rule::PublicIp],
+        ),
+        ("ECS Exec", json!({"enableExecuteCommand": true}), vec![Rule::ExecuteCommand]),
+        ("placement", json!({"placementConstraints": [{"type": "distinctInstance"}]}), vec![Rule::Placement]),
+        ("a placement strategy", json!({"placementStrategy": [{"type": "random"}]}), vec![Rule::Placement]),
+        ("the host's network", template(json!({"networkMode": "host"})), vec![Rule::HostNetwork]),
+        (
+            "a host path",
+            template(json!({"volumes": [{"name": "root", "host": {"sourcePath": "/"}}]})),
+            vec![Rule::HostVolume],
+        ),
+        ("a Docker scratch volume", template(json!({"volumes": [{"name": "scratch", "host": {}}]})), vec![]),
+        (
+            "an EFS file system",
+            template(json!({"volumes": [{"name": "shared", "efsVolumeConfiguration": {"fileSystemId": "fs-0b2"}}]})),
+            vec![Rule::EfsFileSystem],
+        ),
+        (
+            "any secret, no list",
+            template(
+                json!({"container": {"secrets": [{"name": "DB", "valueFrom": "arn:aws:ssm:eu-west-1:1:parameter/x"}]}}),
+            ),
+            vec![],
+        ),
+        ("GPUs, no limit", template(json!({"container": {"resourceRequirements": gpus("4")}})), vec![]),
+    ];
+    for (case, extra, expected) in &cases {
+        assert_eq!(rules(check("team-a", "eu-west-1", &run(extra.clone()), &[&a])), *expected, "{case} (team-a)");
+    }
+    let cases: Vec<(&str, serde_json::Value, Vec<Rule>)> = vec![
+        (
+            "all allowed",
+            json!({"networkConfiguration": network("subnet-0a1", "sg-0a1", "ENABLED"),
+                               "enableExecuteCommand": true}),
+            vec![],
+        ),
+        (
+            "another team's subnet and group",
+            json!({"networkConfiguration": network("subnet-0b1", "sg-0b1", "DISABLED")}),
+            vec![Rule::Subnet, Rule::SecurityGroup],
+        ),
+        (
+            "another team's secret and environment file",
+            template(json!({"container": {
+                "secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:team-b/db"}],
+                "environmentFiles": [{"value": "arn:aws:s3:::team-b/job.env", "type": "s3"}]}})),
+            vec![Rule::Secret, Rule::TemplateEnvironmentFile],
+        ),
+        (
+            "another team's log secret",
+            template(json!({"container": {"logConfiguration": {"logDriver": "splunk",
+                "secretOptions": [{"name": "token", "valueFrom": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:team-b/t"}]}}})),
+            vec![Rule::Secret],
+        ),
+        (
+            "an override's environment file",
+            json!({"overrides": {"containerOverrides": [{"name": "app",
+                "environmentFiles": [{"value": "arn:aws:s3:::team-b/job.env", "type": "s3"}]}]}}),
+            vec![Rule::EnvironmentFile],
+        ),
+        ("two GPUs", template(json!({"container": {"resourceRequirements": gpus("2")}})), vec![Rule::TemplateGpus]),
+        (
+            "an override's GPUs",
+            json!({"overrides": {"containerOverrides": [{"name": "app", "resourceRequirements": gpus("2")}]}}),
+            vec![Rule::Gpus],
+        ),
+        (
+            "100 GiB of storage",
+            json!({"overrides": {"ephemeralStorage": {"sizeInGiB": 100}}}),
+            vec![Rule::EphemeralStorage],
+        ),
+        (
+            "a template's 100 GiB",
+            template(json!({"ephemeralStorage": {"sizeInGiB": 100}})),
+            vec![Rule::TemplateEphemeralStorage],
+        ),
+    ];
+    for (case, extra, expected) in &cases {
+        assert_eq!(rules(check("team-a", "eu-west-1", &run(extra.clone()), &[&allowing])), *expected, "{case} (reach)");
+    }
+    assert_eq!(
+        check_message(run(json!({"enableExecuteCommand": true})), &[&a]),
+        "spec.enableExecuteCommand (ECS Exec) is not allowed by EcsRunPolicy team-a (privileges.executeCommand)"
+    );
+    assert_eq!(
+        check_message(run(json!({"networkConfiguration": network("subnet-0b1", "sg-0a1", "DISABLED")})), &[&allowing]),
+        "spec.networkConfiguration.awsvpcConfiguration.subnets \"subnet-0b1\" is not allowed by EcsRunPolicy reach \
+         (network.subnets: subnet-0a*)"
+    );
+}
+
+/// Issue 35, finding 6: a capacity provider other than Fargate's may be ECS Managed Instances, which a
+/// policy cannot tell from EC2: under `launchTypes` it needs EC2 allowed and its name listed.
+#[test]
+fn a_capacity_provider_other_than_fargates_needs_ec2_and_its_name_listed() {
+    let ec2 = |providers: serde_json::Value| {
+        let mut spec = json!({"namespaceSelector": {}, "regions": ["eu-west-1"], "clusters": ["team-a-*"],
+                              "taskDefinitionFamilies": ["team-a-*"], "launchTypes": ["EC2", "FARGATE"],
+                              "credentials": {"assumeRoleArns": ["arn:aws:iam::111122223333:role/team-a-*"]}});
+        if !providers.is_null() {
+            spec["capacityProviders"] = providers;
+        }
+        policy("ec2", spec)
+    };
+    let on =
+        |provider: &str| run(json!({"launchType": null, "capacityProviderStrategy": [{"capacityProvider": provider}]}));
+    assert_eq!(
+        rules(check("team-a", "eu-west-1", &on("team-a-asg"), &[&ec2(json!(null))])),
+        vec![Rule::CapacityProviderLaunchType]
+    );
+    assert_eq!(
+        rules(check("team-a", "eu-west-1", &on("team-a-asg"), &[&ec2(json!(["team-a-*", "FARGATE*"]))])),
+        vec![]
+    );
+    assert_eq!(rules(check("team-a", "eu-west-1", &on("FARGATE_SPOT"), &[&ec2(json!(null))])), vec![]);
 }
