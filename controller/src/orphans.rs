@@ -105,7 +105,7 @@ pub async fn run<E: Ecs>(
     loop {
         tokio::time::sleep(sweep.interval).await;
         if sweep_once(&ctx, &stores, &watched, sweep).await == Swept::CachesNotReady {
-            warn!("orphan sweep skipped: a watch of runs has not listed them yet; trying again next time");
+            warn!("orphan sweep deferred to the next interval: a watch of runs has not listed them yet");
         }
     }
 }

@@ -202,6 +202,7 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
         rate: 1.0,
         kinds: vec![Fault::ServerError],
         slow: Duration::ZERO,
+        stalled: Duration::ZERO..Duration::ZERO,
         operations: vec!["StopTask".into()],
     }));
     api.delete("held", &DeleteParams::default()).await?;

@@ -277,33 +277,15 @@ async fn a_stale_copy_of_a_replaced_run_touches_nothing_of_the_new_one() -> anyh
 /// untaken and create a second run for it. Once the slot is recorded, the run goes.
 #[tokio::test]
 async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow::Result<()> {
-    use ecsrun::api::EcsTaskSchedule;
     let shell = Shell::new().await?;
-    let mut schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
-        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
-        "metadata": {"name": "hourly", "namespace": NS},
-        "spec": {"schedule": "@hourly", "runTemplate": {"spec": serde_yaml_ng::from_str::<serde_json::Value>(
-            &spec("ttlSecondsAfterFinished: 0\n"))?}},
-    }))?;
-    schedule = shell.api.put_schedule(NS, &schedule);
-    let slot = shell.now();
-    let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
-    let name = run.metadata.name.clone().unwrap_or_default();
-    shell.api.create_run(NS, &run, shell.now());
-    shell.reconcile(NS, &name).await?;
-    shell.reconcile(NS, &name).await?;
-    let task = shell.status(NS, &name).task.task_arn.expect("launched");
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "ttlSecondsAfterFinished: 0\n").await?;
     shell.ecs.exit(&task, 0);
     shell.follow(NS, &name, 1, POLL).await?;
     assert_eq!(phase(&shell.status(NS, &name)), (Some(Phase::Succeeded), Some("Succeeded")));
     shell.advance(Duration::from_secs(1));
     shell.reconcile(NS, &name).await?;
     assert!(shell.run(NS, &name).is_some(), "kept: the schedule has not recorded its slot");
-    schedule.status = Some(ecsrun::api::EcsTaskScheduleStatus {
-        last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(slot)),
-        ..Default::default()
-    });
-    shell.api.put_schedule(NS, &schedule);
+    record_slot(&shell, &mut schedule, slot);
     shell.reconcile(NS, &name).await?; // deleted: the finalizer holds it
     shell.reconcile(NS, &name).await?; // nothing to stop: released
     assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded");
@@ -315,21 +297,8 @@ async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow
 /// second time. The finalizer holds such a run, under its slot's name, until the slot is recorded.
 #[tokio::test]
 async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() -> anyhow::Result<()> {
-    use ecsrun::api::EcsTaskSchedule;
     let shell = Shell::new().await?;
-    let mut schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
-        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
-        "metadata": {"name": "hourly", "namespace": NS},
-        "spec": {"schedule": "@hourly", "runTemplate": {"spec": serde_yaml_ng::from_str::<serde_json::Value>(&spec(""))?}},
-    }))?;
-    schedule = shell.api.put_schedule(NS, &schedule);
-    let slot = shell.now();
-    let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
-    let name = run.metadata.name.clone().unwrap_or_default();
-    shell.api.create_run(NS, &run, shell.now());
-    shell.reconcile(NS, &name).await?;
-    shell.reconcile(NS, &name).await?;
-    let task = shell.status(NS, &name).task.task_arn.expect("launched");
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "").await?;
 
     shell.api.delete_run(NS, &name, shell.now());
     let _ = shell.reconcile(NS, &name).await; // stops the task
@@ -339,12 +308,40 @@ async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() 
     assert!(held.as_ref().is_err_and(|error| error.label() == "slot_unrecorded"), "{held:?}");
     assert!(shell.run(NS, &name).is_some(), "held: the schedule has not recorded its slot");
 
+    record_slot(&shell, &mut schedule, slot);
+    shell.reconcile(NS, &name).await?;
+    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded");
+    Ok(())
+}
+
+/// An hourly schedule whose runs are `spec(extra)`, and its run of the slot now, launched: the schedule, the
+/// slot, the run's name and its task's ARN.
+async fn a_slot_run_launched(
+    shell: &Shell,
+    extra: &str,
+) -> anyhow::Result<(ecsrun::api::EcsTaskSchedule, jiff::Timestamp, String, String)> {
+    let template = serde_yaml_ng::from_str::<serde_json::Value>(&spec(extra))?;
+    let schedule: ecsrun::api::EcsTaskSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
+        "metadata": {"name": "hourly", "namespace": NS},
+        "spec": {"schedule": "@hourly", "runTemplate": {"spec": template}},
+    }))?;
+    let schedule = shell.api.put_schedule(NS, &schedule);
+    let slot = shell.now();
+    let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
+    let name = run.metadata.name.clone().unwrap_or_default();
+    shell.api.create_run(NS, &run, shell.now());
+    shell.reconcile(NS, &name).await?;
+    shell.reconcile(NS, &name).await?;
+    let task = shell.status(NS, &name).task.task_arn.ok_or_else(|| anyhow::anyhow!("{name} not launched"))?;
+    Ok((schedule, slot, name, task))
+}
+
+/// The schedule's status records `slot` as its last.
+fn record_slot(shell: &Shell, schedule: &mut ecsrun::api::EcsTaskSchedule, slot: jiff::Timestamp) {
     schedule.status = Some(ecsrun::api::EcsTaskScheduleStatus {
         last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(slot)),
         ..Default::default()
     });
-    shell.api.put_schedule(NS, &schedule);
-    shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded");
-    Ok(())
+    shell.api.put_schedule(NS, schedule);
 }

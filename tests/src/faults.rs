@@ -1,5 +1,6 @@
 //! The fault suite: runs created while the controller is SIGKILLed and restarted again and again, the
-//! ECS proxy injects throttles, 500s, dropped connections and slow answers, another client edits the
+//! ECS proxy injects throttles, 500s, dropped connections, slow answers and calls stalled 20–60 s (longer
+//! than the controller's 20 s call timeout), another client edits the
 //! runs' labels and annotations, and some runs are deleted, some at once. Then the faults stop and the
 //! suite checks, from ECS's own ListTasks and DescribeTasks (straight to the endpoint, not through the
 //! proxy): exactly one task per attempt, no task running whose run is gone, every run converged.
@@ -145,6 +146,7 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
         rate: plan.fault_rate,
         kinds: Fault::ALL.to_vec(),
         slow: Duration::from_secs(3),
+        stalled: Duration::from_secs(20)..Duration::from_secs(60),
         operations: Vec::new(),
     }));
     // hack/faults adds kube_runtime's debug logs (what the finalizer helper did, and when).

@@ -91,10 +91,16 @@ pub enum Fault {
     DropAfter,
     /// The answer comes `Faults::slow` late.
     Slow,
+    /// The call takes `Faults::stalled` (a congested path, a slow endpoint): held for half of it on its way
+    /// to ECS, for the other half on its way back. A caller that gives up in the first half (its attempt
+    /// timed out, it was killed) may or may not have its call reach ECS, as with any server; in the second
+    /// half the call has taken effect and only the answer is lost.
+    Stall,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [Fault::Throttle, Fault::ServerError, Fault::DropBefore, Fault::DropAfter, Fault::Slow];
+    pub const ALL: [Fault; 6] =
+        [Fault::Throttle, Fault::ServerError, Fault::DropBefore, Fault::DropAfter, Fault::Slow, Fault::Stall];
 }
 
 /// Which faults to inject, on what share of the calls.
@@ -105,6 +111,8 @@ pub struct Faults {
     /// The faults, chosen in turn.
     pub kinds: Vec<Fault>,
     pub slow: Duration,
+    /// How long a stalled call is held: spread over this range, call by call.
+    pub stalled: std::ops::Range<Duration>,
     /// Only these operations get faults; empty: every operation.
     pub operations: Vec<String>,
 }
@@ -346,8 +354,28 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
             let slow = shared.faults.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|f| f.slow);
             tokio::time::sleep(slow.unwrap_or_default()).await;
         }
+        Some(Fault::Stall) => {
+            let held = shared.stall() / 2;
+            tokio::time::sleep(held).await;
+            let answer = deliver(shared, &operation, parts, body, fault).await;
+            tokio::time::sleep(held).await;
+            return answer;
+        }
         Some(Fault::DropAfter) | None => {}
     }
+    deliver(shared, &operation, parts, body, fault).await
+}
+
+/// Forwards the call to ECS and answers with what ECS answered (or, for DropAfter, a dropped connection).
+async fn deliver(
+    shared: &Shared,
+    operation: &str,
+    parts: http::request::Parts,
+    body: Bytes,
+    fault: Option<Fault>,
+) -> anyhow::Result<Response> {
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let now = Instant::now();
     if operation == "RunTask"
         && let Some(started_by) = json["startedBy"].as_str()
     {
@@ -385,6 +413,24 @@ async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
 }
 
 impl Shared {
+    /// How long the next stalled call is held.
+    fn stall(&self) -> Duration {
+        let range = self.faults.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|f| f.stalled.clone());
+        let Some(range) = range else { return Duration::ZERO };
+        let spread = range.end.saturating_sub(range.start);
+        let unit = (self.next_die() >> 11) as f64 / (1u64 << 53) as f64;
+        range.start + spread.mul_f64(unit)
+    }
+
+    /// The next number of a fixed sequence (xorshift64*: plenty for choosing calls, the same every run).
+    fn next_die(&self) -> u64 {
+        let mut dice = self.dice.lock().unwrap_or_else(PoisonError::into_inner);
+        *dice ^= *dice >> 12;
+        *dice ^= *dice << 25;
+        *dice ^= *dice >> 27;
+        dice.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
     /// Whether this call gets a fault, and which.
     fn roll(&self, operation: &str) -> Option<Fault> {
         let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
@@ -393,12 +439,7 @@ impl Shared {
         {
             return None;
         }
-        let mut dice = self.dice.lock().unwrap_or_else(PoisonError::into_inner);
-        // xorshift64*: plenty for choosing calls, and the same sequence every run.
-        *dice ^= *dice >> 12;
-        *dice ^= *dice << 25;
-        *dice ^= *dice >> 27;
-        let value = dice.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let value = self.next_die();
         let unit = (value >> 11) as f64 / (1u64 << 53) as f64;
         (unit < faults.rate).then(|| faults.kinds[(value % faults.kinds.len() as u64) as usize])
     }

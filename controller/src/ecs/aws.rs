@@ -175,8 +175,7 @@ impl AwsEcs {
 async fn build_client(settings: &AwsSettings, region: &str, identity: &Identity, metrics: &Arc<Metrics>) -> Client {
     let (base, credentials) = aws_base(settings, region, identity).await;
     let mut config = aws_sdk_ecs::config::Builder::from(&base)
-        .interceptor(RetryCounter { metrics: metrics.clone() })
-        .interceptor(FenceEveryAttempt { fence: settings.fence.clone() });
+        .interceptor(EveryAttempt { metrics: metrics.clone(), fence: settings.fence.clone() });
     if let Some(url) = &settings.ecs_endpoint_url {
         config = config.endpoint_url(url);
     }
@@ -541,7 +540,7 @@ mod template;
 mod template_check;
 
 use answers::{classify, failure, log_configuration, snapshot};
-use interceptors::{FenceEveryAttempt, RetryCounter};
+use interceptors::EveryAttempt;
 use launch::run_task_call;
 use task_definitions::TaskDefinitionCache;
 

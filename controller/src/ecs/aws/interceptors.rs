@@ -15,52 +15,23 @@ use aws_smithy_types::config_bag::ConfigBag;
 use crate::ecs::fence::{Fence, refuses_attempt};
 use crate::metrics::Metrics;
 
-/// Counts the attempts the SDK retries (`ecsrun_ecs_retries_total`): a call that succeeded on its third
-/// attempt is otherwise counted only as `ok`.
-pub(super) struct RetryCounter {
+/// Every SDK attempt of an ECS call: a retry is counted (`ecsrun_ecs_retries_total`: a call that succeeded
+/// on its third attempt is otherwise counted only as `ok`), and a retry of RunTask or StopTask is refused
+/// once the leader fence has closed (`Fenced` checks the call as it is sent; the SDK's retries come later).
+pub(super) struct EveryAttempt {
     pub(super) metrics: Arc<Metrics>,
-}
-
-impl Debug for RetryCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RetryCounter")
-    }
-}
-
-impl Intercept for RetryCounter {
-    fn name(&self) -> &'static str {
-        "ecsrun-retry-counter"
-    }
-
-    fn read_before_attempt(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if cfg.load::<RequestAttempts>().is_some_and(|attempts| attempts.attempts() > 1) {
-            let operation = cfg.load::<Metadata>().map_or("unknown", |metadata| metadata.name());
-            self.metrics.ecs_retries.with_label_values(&[operation]).inc();
-        }
-        Ok(())
-    }
-}
-
-/// Refuses a retry attempt of RunTask or StopTask once the leader fence has closed: `Fenced` checks the
-/// call as it is sent, and the SDK's retries of it come later.
-pub(super) struct FenceEveryAttempt {
     pub(super) fence: Fence,
 }
 
-impl Debug for FenceEveryAttempt {
+impl Debug for EveryAttempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FenceEveryAttempt")
+        f.write_str("EveryAttempt")
     }
 }
 
-impl Intercept for FenceEveryAttempt {
+impl Intercept for EveryAttempt {
     fn name(&self) -> &'static str {
-        "ecsrun-fence-every-attempt"
+        "ecsrun-every-attempt"
     }
 
     fn read_before_attempt(
@@ -71,6 +42,9 @@ impl Intercept for FenceEveryAttempt {
     ) -> Result<(), BoxError> {
         let attempt = cfg.load::<RequestAttempts>().map_or(1, |attempts| attempts.attempts());
         let operation = cfg.load::<Metadata>().map_or("unknown", |metadata| metadata.name());
+        if attempt > 1 {
+            self.metrics.ecs_retries.with_label_values(&[operation]).inc();
+        }
         if refuses_attempt(&self.fence, operation, attempt) {
             return Err(format!("{operation} retry refused: this replica may no longer hold the leader Lease").into());
         }
