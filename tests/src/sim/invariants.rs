@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ecsrun::api::{
-    EcsTaskRun, EcsTaskRunSpec, Phase, SCHEDULED_AT_ANNOTATION, TASK_LIFECYCLE, TRIGGER_ANNOTATION, lifecycle_rank,
+    EcsTaskRun, EcsTaskRunSpec, FINALIZER, Phase, SCHEDULED_AT_ANNOTATION, TASK_LIFECYCLE, TRIGGER_ANNOTATION,
+    lifecycle_rank,
 };
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
@@ -75,6 +76,8 @@ pub struct Memory {
     finished: BTreeMap<String, Phase>,
     /// How far along each (run uid, task ARN) its status has recorded the task (`lifecycle_rank`).
     recorded: BTreeMap<(String, String), usize>,
+    /// Runs (uids) that have carried ecsrun's finalizer.
+    finalized: std::collections::BTreeSet<String>,
 }
 
 /// Checks every invariant on the world as it is now.
@@ -86,6 +89,21 @@ pub fn check(
     tasks: &[FakeTask],
 ) -> Result<(), Violation> {
     let broken = |invariant: &'static str, detail: String| Err(Violation::new(invariant, step, detail));
+
+    // A run keeps ecsrun's finalizer until it is being deleted: the finalizer is what makes its deletion
+    // wait for its tasks to stop (a write addressed by name alone removed a re-created run's, seed 916).
+    for run in runs {
+        let Some(uid) = run.metadata.uid.as_deref() else { continue };
+        let finalized = run.metadata.finalizers.iter().flatten().any(|finalizer| finalizer == FINALIZER);
+        if finalized {
+            memory.finalized.insert(uid.to_owned());
+        } else if run.metadata.deletion_timestamp.is_none() && memory.finalized.contains(uid) {
+            return broken(
+                "a live run keeps ecsrun's finalizer",
+                format!("{} ({uid}) lost its finalizer", run.metadata.name.as_deref().unwrap_or_default()),
+            );
+        }
+    }
 
     // At most one task per (run uid, index, attempt).
     let mut seen = BTreeMap::new();

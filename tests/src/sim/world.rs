@@ -28,9 +28,11 @@ const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25, la
 const SETTLE_ROUNDS: u64 = 80;
 /// Runs a seed creates at most.
 const MAX_RUNS: usize = 6;
-/// The orphan sweep as the replicas run it: a grace far above how far a cache lags here.
+/// The orphan sweep as the replicas run it: a grace well above how far a cache lags here and above the
+/// 60 s an unrecorded launch is looked for, and short enough that live runs' tasks are old enough to be
+/// swept by mistake within a seed (the controller's default is 10 minutes).
 const ORPHAN_SWEEP: OrphanSweep =
-    OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(10 * 60) };
+    OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(3 * 60) };
 
 mod flights;
 mod schedules;
