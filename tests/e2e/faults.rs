@@ -51,7 +51,7 @@ async fn suite(env: Arc<Env>, label: &str, fault_rate: f64) -> anyhow::Result<()
             report.ecs_calls
         );
     }
-    ensure!(report.faults.len() == 5, "not every kind of fault was injected: {:?}", report.faults);
+    ensure!(report.faults.len() == Fault::ALL.len(), "not every kind of fault was injected: {:?}", report.faults);
     ensure!(report.kills_right_after_run_task >= 5, "{} kills right after RunTask", report.kills_right_after_run_task);
     ensure!(report.conflicting_edits > 0, "no conflicting edits were made");
     ensure!(report.attempts >= 50, "{} attempts for 50 runs", report.attempts);
