@@ -191,6 +191,39 @@ pub struct ActiveRun {
     pub uid: String,
 }
 
+/// Where a schedule's run comes from, as its labels and annotations say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScheduleOrigin {
+    /// Created for a slot of the schedule.
+    Slot { schedule: String, slot: jiff::Timestamp },
+    /// Created by `kubectl ecsrun schedule trigger` at `at` (None: unreadable).
+    Manual { schedule: String, at: Option<jiff::Timestamp> },
+}
+
+impl ScheduleOrigin {
+    /// The slot, for a slot's run.
+    pub fn slot(&self) -> Option<jiff::Timestamp> {
+        match self {
+            ScheduleOrigin::Slot { slot, .. } => Some(*slot),
+            ScheduleOrigin::Manual { .. } => None,
+        }
+    }
+}
+
+impl crate::EcsTaskRun {
+    /// The schedule that created this run and for what; None for a run no schedule created (or whose slot
+    /// annotation is not a timestamp, which a schedule never writes).
+    pub fn schedule_origin(&self) -> Option<ScheduleOrigin> {
+        let schedule = self.metadata.labels.as_ref()?.get(SCHEDULE_LABEL)?.clone();
+        let annotations = self.metadata.annotations.as_ref();
+        let at = annotations.and_then(|a| a.get(SCHEDULED_AT_ANNOTATION)).and_then(|at| at.parse().ok());
+        if annotations.and_then(|a| a.get(TRIGGER_ANNOTATION)).is_some_and(|trigger| trigger == "manual") {
+            return Some(ScheduleOrigin::Manual { schedule, at });
+        }
+        Some(ScheduleOrigin::Slot { schedule, slot: at? })
+    }
+}
+
 impl EcsTaskSchedule {
     /// The name of the run for `slot`: `<schedule>-<slot in unix minutes>`, the same on every replica and
     /// after any restart, so creating it twice is refused by the API server (AlreadyExists).

@@ -76,8 +76,7 @@ async fn main() -> anyhow::Result<()> {
         default_region,
         default_poll_interval: config.default_poll_interval,
         stop_poll_interval: std::time::Duration::from_secs(5),
-        // Room for the slowest path (four ECS calls back to back at their own timeout) plus Kubernetes.
-        reconcile_timeout: config.ecs_call_timeout * 4 + std::time::Duration::from_secs(30),
+        reconcile_timeout: ecsrun::reconcile::reconcile_timeout(config.ecs_call_timeout),
         tracker_tick: std::time::Duration::from_secs(1),
         clock: Clock::default(),
         orphan_sweep: config

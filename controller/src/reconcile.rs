@@ -35,6 +35,12 @@ pub type RunKey = ObjectRef<EcsTaskRun>;
 /// The one field manager that owns `.status`.
 pub const FIELD_MANAGER: &str = "ecsrun-controller";
 
+/// The deadline of one reconcile whose ECS calls are each bounded by `ecs_call_timeout`: room for the
+/// slowest path (four ECS calls back to back at their own timeout) plus Kubernetes.
+pub fn reconcile_timeout(ecs_call_timeout: Duration) -> Duration {
+    ecs_call_timeout * 4 + Duration::from_secs(30)
+}
+
 /// Controller-wide settings the shell needs.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -164,6 +170,10 @@ pub fn error_policy<E: Ecs>(key: &RunKey, error: &Error, ctx: Arc<Context<E>>) -
     let label = error.label();
     if error.is_routine() {
         debug!(namespace = ?key.namespace, name = %key.name, %error, label, "reconciled again shortly");
+        // Nothing to look at before the slot has settled.
+        if let Error::SlotSettling(left) = error.inner() {
+            return Action::requeue(*left);
+        }
         return Action::requeue(ctx.settings.stop_poll_interval);
     }
     ctx.metrics.reconcile_errors.with_label_values(&[label]).inc();

@@ -1,9 +1,12 @@
 //! A run of one task from launch to its end: following it, retries, deadlines, deletion (Stop and Orphan).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use ecsrun::api::Phase;
-use ecsrun_e2e::fakes::Shell;
+use ecsrun::api::{EcsTaskRun, Phase, ScheduleOrigin};
+use ecsrun::schedule;
+use ecsrun::schedule::shell::SLOT_SETTLE;
+use ecsrun_e2e::fakes::{Shell, listed_store, schedule_context};
 
 use crate::{NS, POLL, launched, phase, spec};
 
@@ -287,8 +290,10 @@ async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow
     assert!(shell.run(NS, &name).is_some(), "kept: the schedule has not recorded its slot");
     record_slot(&shell, &mut schedule, slot);
     shell.reconcile(NS, &name).await?; // deleted: the finalizer holds it
-    shell.reconcile(NS, &name).await?; // nothing to stop: released
-    assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded");
+    let _ = shell.reconcile(NS, &name).await; // nothing to stop; the slot settles
+    shell.advance(SLOT_SETTLE);
+    shell.reconcile(NS, &name).await?;
+    assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded and settled");
     Ok(())
 }
 
@@ -309,8 +314,39 @@ async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() 
     assert!(shell.run(NS, &name).is_some(), "held: the schedule has not recorded its slot");
 
     record_slot(&shell, &mut schedule, slot);
+    let settling = shell.reconcile(NS, &name).await;
+    assert!(settling.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{settling:?}");
+    shell.advance(SLOT_SETTLE);
     shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded");
+    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded and settled");
+    Ok(())
+}
+
+/// Found by the simulator once its calls took time (seed 1506 of issue 35's stop 42): a schedule
+/// reconcile found the slot's name free, and its create reached the API server ~70 s later, after another
+/// replica had created and recorded the run and a user had deleted it: the slot ran twice. A deleted slot's
+/// run keeps its name until `SLOT_SETTLE` after its creation, past the deadline of any reconcile that
+/// found the name free before it was taken.
+#[tokio::test]
+async fn a_deleted_schedules_run_keeps_its_name_while_a_create_may_still_land() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "").await?;
+    record_slot(&shell, &mut schedule, slot);
+    shell.api.delete_run(NS, &name, shell.now());
+    let _ = shell.reconcile(NS, &name).await; // stops the task
+    shell.ecs.exit(&task, 143);
+    shell.sweep().await;
+
+    let held = shell.reconcile(NS, &name).await;
+    assert!(held.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{held:?}");
+    let created = shell.run(NS, &name).and_then(|run| run.metadata.creation_timestamp).expect("created").0;
+    shell.advance(SLOT_SETTLE - shell.now().duration_since(created).unsigned_abs() - Duration::from_secs(1));
+    let held = shell.reconcile(NS, &name).await;
+    assert!(held.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{held:?}");
+    assert!(shell.run(NS, &name).is_some(), "a second before it settles, the name is still taken");
+    shell.advance(Duration::from_secs(1));
+    shell.reconcile(NS, &name).await?;
+    assert!(shell.run(NS, &name).is_none(), "released once no create can land any more");
     Ok(())
 }
 
@@ -344,4 +380,37 @@ fn record_slot(shell: &Shell, schedule: &mut ecsrun::api::EcsTaskSchedule, slot:
         ..Default::default()
     });
     shell.api.put_schedule(NS, schedule);
+}
+
+/// Issue 35, stop 42: a schedule reconciled on a copy its watch has not updated since the slot was
+/// recorded (and the slot's run deleted, the name free) would create the slot's run a second time. The
+/// schedule reads its status from the API server before it creates a slot's run.
+#[tokio::test]
+async fn a_schedule_reconciled_on_a_stale_copy_leaves_a_recorded_slot_alone() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let template = serde_yaml_ng::from_str::<serde_json::Value>(&spec(""))?;
+    let created = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(shell.now());
+    let mut schedule: ecsrun::api::EcsTaskSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
+        "metadata": {"name": "hourly", "namespace": NS, "creationTimestamp": created},
+        "spec": {"schedule": "@hourly", "runTemplate": {"spec": template}},
+    }))?;
+    schedule = shell.api.put_schedule(NS, &schedule);
+    let stale = schedule.clone();
+    shell.advance(Duration::from_secs(3600));
+    let slot = shell.now();
+    let (runs, _writer) = listed_store(Vec::<EcsTaskRun>::new());
+    let schedules = Arc::new(schedule_context(&shell.ctx, runs));
+
+    record_slot(&shell, &mut schedule, slot);
+    schedule::shell::reconcile(Arc::new(stale.clone()), schedules.clone()).await?;
+    assert!(shell.api.created_runs().is_empty(), "the slot is recorded: {:?}", shell.api.created_runs());
+
+    // The same copy with the slot not recorded on the API server creates its run: the check is the
+    // API server's status, not a refusal of stale copies.
+    record_slot(&shell, &mut schedule, slot - jiff::SignedDuration::from_hours(1));
+    schedule::shell::reconcile(Arc::new(stale), schedules).await?;
+    let created: Vec<_> = shell.api.created_runs().into_iter().filter_map(|run| run.schedule_origin()).collect();
+    assert_eq!(created, vec![ScheduleOrigin::Slot { schedule: "hourly".into(), slot }]);
+    Ok(())
 }

@@ -23,11 +23,12 @@ pub(super) async fn cleanup<E: Ecs>(
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
     let action = stop_tasks(run, namespace, api, ctx).await?;
-    // A schedule's run keeps its slot's name until the schedule has recorded the slot (`slots`).
-    if let Some(schedule) = slots::slot_unrecorded(&ctx.client, namespace, run).await? {
-        return Err(Error::SlotUnrecorded(schedule));
+    // A schedule's run keeps its slot's name until no creation of it can land any more (`slots`).
+    match slots::slot_hold(&ctx.client, namespace, run, Some(ctx.settings.clock.now())).await? {
+        Some(slots::SlotHold::Unrecorded(schedule)) => Err(Error::SlotUnrecorded(schedule)),
+        Some(slots::SlotHold::Settling(left)) => Err(Error::SlotSettling(left)),
+        None => Ok(action),
     }
-    Ok(action)
 }
 
 async fn stop_tasks<E: Ecs>(

@@ -23,6 +23,12 @@ pub enum Error {
     /// A schedule's run being deleted before its schedule recorded its slot: held until it does.
     #[error("kept until schedule {0} records this run's slot (otherwise it would create the slot's run again)")]
     SlotUnrecorded(String),
+    /// A schedule's run being deleted whose slot is recorded, kept for this long more: a creation of it
+    /// sent before the slot was recorded may still land.
+    #[error(
+        "kept {0:?} more under its slot's name: a creation of it sent before its schedule recorded the slot may still land"
+    )]
+    SlotSettling(Duration),
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
     #[error("reconcile did not finish within {0:?}")]
@@ -82,6 +88,7 @@ impl Error {
             Error::NoRegion => "no_region",
             Error::WaitingForStop(_) => "waiting_for_stop",
             Error::SlotUnrecorded(_) => "slot_unrecorded",
+            Error::SlotSettling(_) => "slot_settling",
             Error::MissingMetadata(_) => "invalid_object",
             Error::Timeout(_) => "reconcile_timeout",
             Error::NamespaceNotSeen(_) => "namespace_not_seen",
@@ -101,6 +108,7 @@ impl Error {
             Error::NoRegion => "NoRegion",
             Error::WaitingForStop(_) => "WaitingForStop",
             Error::SlotUnrecorded(_) => "SlotUnrecorded",
+            Error::SlotSettling(_) => "SlotSettling",
             Error::MissingMetadata(_) => "InvalidObject",
             Error::Timeout(_) => "ReconcileTimeout",
             Error::NamespaceNotSeen(_) => "NamespaceNotSeen",
@@ -122,7 +130,11 @@ impl Error {
     pub(super) fn is_routine(&self) -> bool {
         matches!(
             self.inner(),
-            Error::WaitingForStop(_) | Error::SlotUnrecorded(_) | Error::Stale(_) | Error::IntentExpired(_)
+            Error::WaitingForStop(_)
+                | Error::SlotUnrecorded(_)
+                | Error::SlotSettling(_)
+                | Error::Stale(_)
+                | Error::IntentExpired(_)
         )
     }
 

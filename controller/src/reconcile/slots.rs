@@ -1,40 +1,68 @@
-//! A schedule's run keeps its slot's name until the schedule has recorded the slot.
+//! A schedule's run keeps its slot's name until no creation of the slot's run can land any more.
 //!
 //! The schedule creates a slot's run, then records the slot in its status; that write can fail, lose its
 //! answer or wait behind a crash. A run gone before then (its TTL, a user's delete, history pruning)
 //! would leave the slot looking untaken, and the schedule would create its run a second time. So neither
 //! TTL deletion nor the finalizer lets such a run go: it stays, under its slot's name, until the schedule
 //! records the slot (or the schedule is gone).
+//!
+//! Even then a creation may still be on its way: a schedule reconcile that found the name free just
+//! before the run was created sends its create, which reaches the API server within that reconcile's
+//! timeout. So the finalizer also keeps the name until `SLOT_SETTLE` after the run's creation.
+
+use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::Client;
 use kube::api::Api;
 
 use super::Error;
-use crate::api::{EcsTaskRun, EcsTaskSchedule, SCHEDULE_LABEL, SCHEDULED_AT_ANNOTATION, TRIGGER_ANNOTATION};
+use crate::api::{EcsTaskRun, EcsTaskSchedule, ScheduleOrigin};
+use crate::schedule::shell::SLOT_SETTLE;
+
+/// Why a slot's run being deleted is kept.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SlotHold {
+    /// Its schedule (named) has not recorded the slot.
+    Unrecorded(String),
+    /// Recorded; a creation may still land for this long.
+    Settling(Duration),
+}
 
 /// The schedule that created `run` for a slot its status does not record yet. None: no such schedule
-/// (not a schedule's run, a manual trigger, the schedule gone or created again under its name), so the
-/// run may go.
+/// (not a schedule's run, a manual trigger, the schedule gone or created again under its name), or the
+/// slot recorded.
 pub(super) async fn slot_unrecorded(
     client: &Client,
     namespace: &str,
     run: &EcsTaskRun,
 ) -> Result<Option<String>, Error> {
+    Ok(match slot_hold(client, namespace, run, None).await? {
+        Some(SlotHold::Unrecorded(schedule)) => Some(schedule),
+        _ => None,
+    })
+}
+
+/// Whether a slot's run being deleted must keep its name yet, and why; `now` (None: the slot only).
+pub(super) async fn slot_hold(
+    client: &Client,
+    namespace: &str,
+    run: &EcsTaskRun,
+    now: Option<Timestamp>,
+) -> Result<Option<SlotHold>, Error> {
+    let Some(ScheduleOrigin::Slot { schedule, slot }) = run.schedule_origin() else { return Ok(None) };
+    let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), namespace);
+    let Some(found) = schedules.get_opt(&schedule).await.map_err(Error::Kube)? else { return Ok(None) };
     let metadata = &run.metadata;
-    let Some(schedule) = metadata.labels.as_ref().and_then(|labels| labels.get(SCHEDULE_LABEL)) else {
-        return Ok(None);
-    };
-    let annotations = metadata.annotations.clone().unwrap_or_default();
-    if annotations.get(TRIGGER_ANNOTATION).is_some_and(|trigger| trigger == "manual") {
+    let owner = metadata.owner_references.iter().flatten().any(|owner| Some(&owner.uid) == found.metadata.uid.as_ref());
+    if !owner {
         return Ok(None);
     }
-    let Some(slot) = annotations.get(SCHEDULED_AT_ANNOTATION).and_then(|at| at.parse::<Timestamp>().ok()) else {
-        return Ok(None);
-    };
-    let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), namespace);
-    let Some(found) = schedules.get_opt(schedule).await.map_err(Error::Kube)? else { return Ok(None) };
-    let owner = metadata.owner_references.iter().flatten().any(|owner| Some(&owner.uid) == found.metadata.uid.as_ref());
     let recorded = found.status.and_then(|status| status.last_schedule_time).is_some_and(|last| last.0 >= slot);
-    Ok((owner && !recorded).then(|| schedule.clone()))
+    if !recorded {
+        return Ok(Some(SlotHold::Unrecorded(schedule)));
+    }
+    let (Some(now), Some(created)) = (now, metadata.creation_timestamp.as_ref()) else { return Ok(None) };
+    let left = SLOT_SETTLE.saturating_sub(crate::decide::duration_between(created.0, now));
+    Ok((!left.is_zero()).then_some(SlotHold::Settling(left)))
 }

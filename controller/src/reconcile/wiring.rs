@@ -146,7 +146,6 @@ pub async fn run<E: Ecs>(
         reporter: ctx.events.reporter().clone(),
         metrics: ctx.metrics.clone(),
         clock: ctx.settings.clock.clone(),
-        reconcile_timeout: ctx.settings.reconcile_timeout,
         concurrency,
     };
     let schedules = crate::schedule::wiring::run(schedules, watched_namespaces, stop.clone());

@@ -13,7 +13,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::decide::{self, OwnedRun, RunState, ScheduleEffect, ScheduleView};
-use crate::api::{EcsTaskRun, EcsTaskSchedule, SCHEDULED_AT_ANNOTATION, TRIGGER_ANNOTATION};
+use crate::api::{EcsTaskRun, EcsTaskSchedule};
 use crate::clock::Clock;
 use crate::decide::run::finished_at;
 use crate::events::Publisher;
@@ -21,6 +21,14 @@ use crate::metrics::Metrics;
 use crate::reconcile::FIELD_MANAGER;
 
 /// What the schedules' reconciles share.
+/// Deadline of one schedule reconcile: Kubernetes calls only.
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after its creation a deleted slot's run keeps its name: a create of it sent by a reconcile
+/// that found the name free before lands within that reconcile's deadline (`RECONCILE_TIMEOUT`), plus a
+/// margin for the API server's clock, which stamped the creation.
+pub const SLOT_SETTLE: Duration = Duration::from_secs(30 + 15);
+
 pub struct ScheduleContext {
     pub client: Client,
     /// Runs created by schedules (labelled `ecsrun.dev/schedule`), as the watch last saw them.
@@ -154,6 +162,23 @@ async fn create_run(
     ctx: &ScheduleContext,
 ) -> Result<(), Error> {
     let name = schedule.run_name_for_slot(slot);
+    // The copies decided on may lag: the slot's run may exist, or have been created, recorded and deleted
+    // since. The API server says, in this order: the run first, then the schedule. A run created after
+    // the first look is one this create may race with, and it keeps its name until this reconcile's
+    // deadline has passed (`SLOT_SETTLE`); one gone by then had its slot recorded before the second look.
+    if api.get_opt(&name).await?.is_some() {
+        debug!(run = %name, %slot, "run for slot exists already");
+        return Ok(());
+    }
+    let schedules: Api<EcsTaskSchedule> =
+        Api::namespaced(ctx.client.clone(), &schedule.namespace().unwrap_or_default());
+    let fresh = schedules.get(&schedule.name_any()).await?;
+    let recorded =
+        fresh.status.as_ref().and_then(|status| status.last_schedule_time.as_ref()).is_some_and(|last| last.0 >= slot);
+    if recorded || fresh.uid() != schedule.uid() {
+        debug!(run = %name, %slot, "slot recorded since this copy was read: not created");
+        return Ok(());
+    }
     let run = schedule.run(name.clone(), slot, false);
     match api.create(&PostParams::default(), &run).await {
         Ok(_) => {
@@ -193,11 +218,7 @@ fn owned_runs(store: &Store<EcsTaskRun>, namespace: &str, uid: &str) -> Vec<Owne
 }
 
 fn owned_run(run: &EcsTaskRun) -> OwnedRun {
-    let annotations = run.annotations();
-    let manual = annotations.get(TRIGGER_ANNOTATION).is_some_and(|trigger| trigger == "manual");
-    let slot = (!manual)
-        .then(|| annotations.get(SCHEDULED_AT_ANNOTATION).and_then(|at| at.parse::<Timestamp>().ok()))
-        .flatten();
+    let slot = run.schedule_origin().and_then(|origin| origin.slot());
     let created = run.meta().creation_timestamp.as_ref().map_or(Timestamp::UNIX_EPOCH, |time| time.0);
     let state = match run.status.as_ref().and_then(|status| status.task.phase) {
         Some(crate::api::Phase::Succeeded) => {

@@ -4,7 +4,6 @@
 //! brings its schedule back through its owner reference; the next slot, through the requeue.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
@@ -26,7 +25,6 @@ pub struct ScheduleSettings {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
-    pub reconcile_timeout: Duration,
     pub concurrency: u16,
 }
 
@@ -55,7 +53,7 @@ pub async fn run(settings: ScheduleSettings, namespaces: Vec<String>, stop: toki
             events: Publisher::new(settings.client.clone(), settings.reporter.clone(), settings.clock.clone()),
             metrics: settings.metrics.clone(),
             clock: settings.clock.clone(),
-            timeout: settings.reconcile_timeout,
+            timeout: super::shell::RECONCILE_TIMEOUT,
         });
         let controller = Controller::new(schedules, watcher::Config::default().any_semantic())
             .owns_stream(owned)

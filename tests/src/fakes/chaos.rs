@@ -174,34 +174,52 @@ impl Chaos {
     }
 
     /// One leg of the call `peer` `call` (`what` tells it apart) takes its time: returns at once, or once
-    /// the world's clock has passed the leg's due time and the world released it.
-    pub async fn delay(&self, peer: &str, call: &str, leg: &str, what: impl Hash) {
-        let arrived = {
+    /// the world's clock has passed the leg's due time and the world released it. A leg due after
+    /// `deadline` (the caller's own timeout) parks until the deadline instead and returns false: the
+    /// caller gave up on it.
+    pub async fn delay(&self, peer: &str, call: &str, leg: &str, what: impl Hash, deadline: Option<Timestamp>) -> bool {
+        let (arrived, in_time) = {
             let mut state = self.state();
             state.progress += 1;
-            let (Some(rates), Some(clock)) = (state.rates, state.clock.clone()) else { return };
+            let (Some(rates), Some(clock)) = (state.rates, state.clock.clone()) else { return true };
             if !rates.latency {
-                return;
+                return true;
             }
             let class = self.roll_locked(&mut state, ("latency", peer, call, leg, &what));
             let size = self.roll_locked(&mut state, ("latency-size", peer, call, leg, &what));
             let latency = latency(class, size);
-            if latency.is_zero() {
-                return;
-            }
             let now = *clock.lock().unwrap_or_else(PoisonError::into_inner);
             let due = now.checked_add(latency).unwrap_or(now);
+            let (due, in_time) = match deadline {
+                Some(deadline) if deadline < due => (deadline.max(now), false),
+                _ => (due, true),
+            };
+            if due == now {
+                return in_time;
+            }
             let mut hasher = DefaultHasher::new();
             (peer, call, leg, &what).hash(&mut hasher);
             state.parked_count += 1;
             let order = state.parked_count;
             let (arrive, arrived) = oneshot::channel();
             state.parked.insert((due, hasher.finish(), order), arrive);
-            arrived
+            (arrived, in_time)
         };
         // A dropped sender (the world gone) lets the call on too.
         let _ = arrived.await;
         self.state().progress += 1;
+        in_time
+    }
+
+    /// The world's clock, once it keeps one here and calls take time.
+    pub fn now(&self) -> Option<Timestamp> {
+        let state = self.state();
+        if !state.rates.is_some_and(|rates| rates.latency) {
+            return None;
+        }
+        let clock = state.clock.clone()?;
+        drop(state);
+        Some(*clock.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Lets on every parked leg whose due time the world's clock has reached, earliest first; returns how

@@ -26,6 +26,8 @@ use super::chaos::{Chaos, Fault};
 pub const LIST_LAG: Duration = Duration::from_secs(20);
 /// How long DescribeTasks may not know a new task (the simulator's ECS).
 pub const DESCRIBE_LAG: Duration = Duration::from_secs(4);
+/// The ECS adapter's operation timeout (`--ecs-call-timeout`'s default), as the simulator's calls keep it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A task as the fake keeps it.
 #[derive(Clone, Debug)]
@@ -446,8 +448,16 @@ impl Ecs for FakeEcs {
             self.set_now(*now);
         }
         let what = fingerprint(target, &request);
-        if let Some(chaos) = &self.chaos {
-            chaos.delay("ecs", operation, "request", &what).await;
+        // The adapter bounds every operation, its retries included, by the call timeout: a request that
+        // has not reached ECS by then never does (the connection is gone), an answer later than that is
+        // never heard.
+        let deadline =
+            self.chaos.as_ref().and_then(|chaos| chaos.now()).and_then(|now| now.checked_add(CALL_TIMEOUT).ok());
+        let timed_out = || EcsError::new(EcsErrorKind::Timeout, operation, "operation timed out (simulator)");
+        if let Some(chaos) = &self.chaos
+            && !chaos.delay("ecs", operation, "request", &what, deadline).await
+        {
+            return Err(timed_out());
         }
         let fault = match &self.chaos {
             Some(chaos) => chaos.fault("ecs", operation, request.acts(), &what),
@@ -462,8 +472,10 @@ impl Ecs for FakeEcs {
             _ => {}
         }
         let answer = self.serve(target, request);
-        if let Some(chaos) = &self.chaos {
-            chaos.delay("ecs", operation, "answer", &what).await;
+        if let Some(chaos) = &self.chaos
+            && !chaos.delay("ecs", operation, "answer", &what, deadline).await
+        {
+            return Err(timed_out());
         }
         match (&self.chaos, fault) {
             (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,

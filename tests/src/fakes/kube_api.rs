@@ -93,7 +93,7 @@ impl FakeApi {
         let path = parts.uri.path().to_owned();
         let acts = parts.method != Method::GET;
         if let Some(chaos) = &self.chaos {
-            chaos.delay("api", parts.method.as_str(), "request", &path).await;
+            chaos.delay("api", parts.method.as_str(), "request", &path, None).await;
         }
         let fault = match &self.chaos {
             Some(chaos) => chaos.fault("api", parts.method.as_str(), acts, &path),
@@ -113,7 +113,7 @@ impl FakeApi {
         let method = parts.method.clone();
         let answer = self.answer(parts, path.clone(), body);
         if let Some(chaos) = &self.chaos {
-            chaos.delay("api", method.as_str(), "answer", &path).await;
+            chaos.delay("api", method.as_str(), "answer", &path, None).await;
         }
         match (&self.chaos, fault) {
             (Some(chaos), Fault::CrashAfter) => chaos.crash_here().await,

@@ -10,12 +10,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ecsrun::api::EcsTaskRun;
+use ecsrun::events::Publisher;
 use ecsrun::metrics::Metrics;
 use ecsrun::reconcile::{self, Clock, Context, Error, RunKey, Settings};
+use ecsrun::schedule::shell::ScheduleContext;
 use ecsrun::tenancy::Tenancy;
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use ecs::FakeEcs;
@@ -53,12 +58,17 @@ pub fn context_with<E: ecsrun::ecs::Ecs>(
     instance: &str,
     tenancy: Tenancy,
 ) -> anyhow::Result<Context<E>> {
-    let client = api.client();
+    let settings = settings(now);
+    context_from(api, ecs, instance, tenancy, settings)
+}
+
+/// The settings of the middle tier's controller: its clock `now`, the run reconcile cut short at 10 s.
+pub fn settings(now: &Arc<Mutex<Timestamp>>) -> Settings {
     let clock = {
         let now = now.clone();
         Clock::from_fn(move || *now.lock().unwrap_or_else(PoisonError::into_inner))
     };
-    let settings = Settings {
+    Settings {
         default_region: Some("eu-west-1".into()),
         default_poll_interval: Duration::from_secs(30),
         stop_poll_interval: Duration::from_secs(5),
@@ -67,10 +77,50 @@ pub fn context_with<E: ecsrun::ecs::Ecs>(
         clock,
         orphan_sweep: None,
         task_events: None,
-    };
+    }
+}
+
+/// A controller's context with `settings`.
+pub fn context_from<E: ecsrun::ecs::Ecs>(
+    api: &FakeApi,
+    ecs: Arc<E>,
+    instance: &str,
+    tenancy: Tenancy,
+    settings: Settings,
+) -> anyhow::Result<Context<E>> {
+    let client = api.client();
     let reporter = Reporter { controller: "ecsrun-controller".into(), instance: Some(instance.into()) };
     let metrics = Arc::new(Metrics::new()?);
     Ok(Context::new(client, ecs, 100, reporter, metrics, settings, Arc::new(tenancy)))
+}
+
+/// The schedules' side of the controller `ctx`, deciding on `runs` (a store of the runs as its watch has
+/// them), as the binary wires it.
+pub fn schedule_context<E>(ctx: &Context<E>, runs: Store<EcsTaskRun>) -> ScheduleContext {
+    ScheduleContext {
+        client: ctx.client.clone(),
+        runs,
+        events: Publisher::new(ctx.client.clone(), ctx.events.reporter().clone(), ctx.settings.clock.clone()),
+        metrics: ctx.metrics.clone(),
+        clock: ctx.settings.clock.clone(),
+        timeout: ecsrun::schedule::shell::RECONCILE_TIMEOUT,
+    }
+}
+
+/// A watch store whose first list returned `objects`, and its writer (the store stays ready while the
+/// writer lives).
+pub fn listed_store<K>(objects: impl IntoIterator<Item = K>) -> (Store<K>, Writer<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, mut writer) = kube::runtime::reflector::store::<K>();
+    writer.apply_watcher_event(&Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    (reader, writer)
 }
 
 impl Shell {

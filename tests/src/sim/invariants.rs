@@ -3,10 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{
-    EcsTaskRun, EcsTaskRunSpec, FINALIZER, Phase, SCHEDULED_AT_ANNOTATION, TASK_LIFECYCLE, TRIGGER_ANNOTATION,
-    lifecycle_rank,
-};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, FINALIZER, Phase, TASK_LIFECYCLE, lifecycle_rank};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
@@ -42,17 +39,13 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
 /// At most one run is ever created for one slot of a schedule: creations counted, not survivors (a run
 /// gone by its TTL or the history limit must not be created again). Runs triggered by hand have no slot.
 pub fn slots(step: u64, created: &[EcsTaskRun]) -> Result<(), Violation> {
-    let mut first: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut first: BTreeMap<(String, jiff::Timestamp), String> = BTreeMap::new();
     for run in created {
-        let annotations = run.metadata.annotations.clone().unwrap_or_default();
-        if annotations.get(TRIGGER_ANNOTATION).is_some_and(|trigger| trigger == "manual") {
-            continue;
-        }
-        let Some(slot) = annotations.get(SCHEDULED_AT_ANNOTATION) else { continue };
+        let Some(slot) = run.schedule_origin().and_then(|origin| origin.slot()) else { continue };
         let owners = run.metadata.owner_references.clone().unwrap_or_default();
         let Some(owner) = owners.iter().find(|owner| owner.controller == Some(true)) else { continue };
         let uid = run.metadata.uid.clone().unwrap_or_default();
-        if let Some(earlier) = first.insert((owner.uid.clone(), slot.clone()), uid.clone()) {
+        if let Some(earlier) = first.insert((owner.uid.clone(), slot), uid.clone()) {
             return Err(Violation::new(
                 "at most one run is ever created for one schedule slot",
                 step,

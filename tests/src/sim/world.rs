@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskSchedule};
 use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
 use ecsrun::orphans::OrphanSweep;
-use ecsrun::reconcile::{Context, RunKey};
+use ecsrun::reconcile::{self, Context, RunKey, Settings};
 use jiff::Timestamp;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -17,10 +17,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::invariants::{self, Memory, Violation};
 use super::task_events::TaskEvents;
-use super::tenants::{self, Act};
+use super::tenants::{self, Act, NAMESPACES};
 use super::{Options, Stats};
 use crate::fakes::chaos::{Chaos, Rates};
-use crate::fakes::{EPOCH, FakeApi, FakeEcs, context_with};
+use crate::fakes::ecs::CALL_TIMEOUT;
+use crate::fakes::{EPOCH, FakeApi, FakeEcs, context_from, settings};
 
 /// Faults while the seed stirs things up.
 const RATES: Rates = Rates { fail: 60, lose: 30, lose_launch: 150, crash: 25, latency: true };
@@ -39,6 +40,7 @@ mod schedules;
 mod users;
 
 use flights::{Flight, Job};
+use schedules::SCHEDULE;
 
 /// The ECS port of one replica: records whether it acted with its fence closed (the fence sits outside it),
 /// and every launch and stop it sent, for the tenancy invariants.
@@ -75,6 +77,8 @@ struct Replica {
     /// Whether the watch's first list of this term has completed (until then the cache is empty and a
     /// store built from it is not ready).
     listed: bool,
+    /// The schedule as this replica's watch of schedules has it (it lags as the runs' watch does).
+    schedule: Option<EcsTaskSchedule>,
     /// The runs its tracker reports changed (kube-runtime reconciles them at once).
     changes: UnboundedReceiver<RunKey>,
     /// Reconciles (the leader, or a deposed leader that has not noticed yet: steps left).
@@ -166,11 +170,15 @@ impl World {
             acts: self.acts.clone(),
         };
         let ecs = Arc::new(Fenced::new(port, fence.clone()));
-        let ctx = Arc::new(context_with(&self.api, ecs, &self.now, &format!("replica-{id}"), tenants::tenancy())?);
+        // The controller's own reconcile deadline for its ECS call timeout, on the world's clock.
+        let settings =
+            Settings { reconcile_timeout: reconcile::reconcile_timeout(CALL_TIMEOUT), ..settings(&self.now) };
+        let ctx = Arc::new(context_from(&self.api, ecs, &format!("replica-{id}"), tenants::tenancy(), settings)?);
         let changes = ctx.tracker.restart();
         let listed = list.is_some();
+        let schedule = if listed { self.api.schedule(NAMESPACES[0], SCHEDULE) } else { None };
         let cache = list.unwrap_or_default().into_iter().map(|run| (key(&run), run)).collect();
-        Ok(Replica { ctx, fence, cache, listed, changes, acting: None, incarnation })
+        Ok(Replica { ctx, fence, cache, listed, schedule, changes, acting: None, incarnation })
     }
 
     pub fn stats(&self) -> Stats {
@@ -345,6 +353,7 @@ impl World {
             let runs = self.api.runs();
             self.replicas[self.leader].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
             self.replicas[self.leader].listed = true;
+            self.replicas[self.leader].schedule = self.api.schedule(NAMESPACES[0], SCHEDULE);
             if let Some(events) = self.task_events.as_mut() {
                 events.collect(&self.ecs);
                 events.drain(&self.replicas[self.leader].ctx.tracker);
@@ -410,13 +419,19 @@ impl World {
         acting[self.rng.random_range(0..acting.len())]
     }
 
-    /// A watch event reaches a replica: one run's latest state, or (now and then) a relist of every run.
+    /// A watch event reaches a replica: one run's latest state, the schedule's, or (now and then) a relist
+    /// of every run and schedule.
     fn deliver(&mut self) {
         let id = self.rng.random_range(0..self.replicas.len());
         if !self.replicas[id].listed || self.rng.random_range(0..5) == 0 {
             let runs = self.api.runs();
             self.replicas[id].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
             self.replicas[id].listed = true;
+            self.replicas[id].schedule = self.api.schedule(NAMESPACES[0], SCHEDULE);
+            return;
+        }
+        if self.rng.random_range(0..4) == 0 {
+            self.replicas[id].schedule = self.api.schedule(NAMESPACES[0], SCHEDULE);
             return;
         }
         let mut names: Vec<(String, String)> = self.api.runs().iter().map(key).collect();

@@ -6,20 +6,16 @@
 
 use std::sync::Arc;
 
-use ecsrun::api::EcsTaskRun;
-use ecsrun::events::Publisher;
 use ecsrun::orphans::sweep_once;
 use ecsrun::reconcile;
 use ecsrun::reconcile::cached::CachedRun;
-use ecsrun::schedule::{self, shell::ScheduleContext};
+use ecsrun::schedule;
 use jiff::Timestamp;
-use kube::runtime::watcher::Event;
 use tokio::task::JoinHandle;
 
-use super::super::tenants::NAMESPACES;
-use super::schedules::SCHEDULE;
 use super::{ORPHAN_SWEEP, World};
 use crate::fakes::chaos::{ACTOR, Actor};
+use crate::fakes::{listed_store, schedule_context};
 
 /// What a replica is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,17 +82,15 @@ impl World {
             }),
             Job::OrphanSweep => {
                 // The stores of its term as its cache has them, not ready while its first list is pending.
-                let (reader, mut writer) = kube::runtime::reflector::store::<CachedRun>();
-                if self.replicas[id].listed {
-                    writer.apply_watcher_event(&Event::Init);
-                    for run in self.replicas[id].cache.values() {
-                        let cached = serde_json::to_value(run).and_then(serde_json::from_value::<CachedRun>);
-                        if let Ok(cached) = cached {
-                            writer.apply_watcher_event(&Event::InitApply(cached));
-                        }
-                    }
-                    writer.apply_watcher_event(&Event::InitDone);
-                }
+                let (reader, writer) = if self.replicas[id].listed {
+                    let cached = self.replicas[id]
+                        .cache
+                        .values()
+                        .filter_map(|run| serde_json::to_value(run).and_then(serde_json::from_value::<CachedRun>).ok());
+                    listed_store(cached)
+                } else {
+                    kube::runtime::reflector::store::<CachedRun>()
+                };
                 Box::pin(async move {
                     let stores = [reader];
                     let swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP).await;
@@ -111,25 +105,10 @@ impl World {
                     self.say(format!("replica {id}'s schedule reconcile waits for its first list"));
                     return;
                 }
-                let Some(schedule) = self.api.schedule(NAMESPACES[0], SCHEDULE) else { return };
-                let (reader, mut writer) = kube::runtime::reflector::store::<EcsTaskRun>();
-                writer.apply_watcher_event(&Event::Init);
-                for run in self.replicas[id].cache.values() {
-                    writer.apply_watcher_event(&Event::InitApply(run.clone()));
-                }
-                writer.apply_watcher_event(&Event::InitDone);
-                let schedules = Arc::new(ScheduleContext {
-                    client: ctx.client.clone(),
-                    runs: reader,
-                    events: Publisher::new(
-                        ctx.client.clone(),
-                        ctx.events.reporter().clone(),
-                        ctx.settings.clock.clone(),
-                    ),
-                    metrics: ctx.metrics.clone(),
-                    clock: ctx.settings.clock.clone(),
-                    timeout: ctx.settings.reconcile_timeout,
-                });
+                // As its watch has it: the status may lag behind a slot recorded since.
+                let Some(schedule) = self.replicas[id].schedule.clone() else { return };
+                let (reader, writer) = listed_store(self.replicas[id].cache.values().cloned());
+                let schedules = Arc::new(schedule_context(&ctx, reader));
                 Box::pin(async move {
                     let outcome = match schedule::shell::reconcile(Arc::new(schedule), schedules).await {
                         Ok(_) => "ok".to_owned(),
@@ -200,12 +179,17 @@ impl World {
         let now = self.now();
         let mut kept = Vec::new();
         for flight in std::mem::take(&mut self.flights) {
-            let timeout = self.replicas[flight.replica].ctx.settings.reconcile_timeout;
-            let late = flight.started.checked_add(timeout).is_ok_and(|deadline| deadline <= now);
-            let timed = matches!(flight.job, Job::Reconcile(..) | Job::Schedule);
-            if timed && late && !flight.handle.is_finished() {
+            let timeout = match flight.job {
+                Job::Reconcile(..) => Some(self.replicas[flight.replica].ctx.settings.reconcile_timeout),
+                Job::Schedule => Some(schedule::shell::RECONCILE_TIMEOUT),
+                Job::Sweep | Job::OrphanSweep => None,
+            };
+            let late = timeout
+                .and_then(|timeout| flight.started.checked_add(timeout).ok())
+                .is_some_and(|deadline| deadline <= now);
+            if late && !flight.handle.is_finished() {
                 flight.handle.abort();
-                self.say(format!("replica {} {}: timed out after {timeout:?}", flight.replica, flight.job.describe()));
+                self.say(format!("replica {} {}: timed out", flight.replica, flight.job.describe()));
             } else {
                 kept.push(flight);
             }
