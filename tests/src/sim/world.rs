@@ -501,11 +501,18 @@ impl World {
         } else if roll < 5 && !quiet {
             self.say(format!("ECS: task {id} interrupted (Spot)"));
             self.ecs.interrupt(arn);
-        } else if roll < 70 || quiet {
+        } else if quiet || (roll < 70 && !self.long_running(arn)) {
             let code = if roll % 3 == 0 { 1 } else { 0 };
             self.say(format!("ECS: task {id} exits {code}"));
             self.ecs.exit(arn, code);
         }
+    }
+
+    /// A quarter of the tasks run until stopped (a server, a stuck job): only a StopTask, a Spot
+    /// interruption or the quiet phase ends them, so a task kept past its run's deletion lives long enough
+    /// for the orphan sweep to find it.
+    fn long_running(&self, arn: &str) -> bool {
+        self.chaos.constant(("long-running", arn)) < 250
     }
 
     /// A replica reconciles one run its cache holds, as its queue would.
