@@ -34,6 +34,15 @@ fn main() {
         replay: value(&args, "--seed"),
     };
     if let Some(seed) = args.replay {
+        // The controller's own log lines, for a seed's trace: ECSRUN_SIM_LOG=info hack/sim --seed S
+        if let Ok(filter) = std::env::var("ECSRUN_SIM_LOG") {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .without_time()
+                .with_ansi(false)
+                .init();
+        }
         let report = sim::run(Options { seed, steps: args.steps, trace: true });
         for line in &report.trace {
             println!("{line}");

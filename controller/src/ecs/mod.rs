@@ -19,7 +19,7 @@ use std::future::Future;
 use jiff::Timestamp;
 
 /// Where a call goes: region, whose credentials, which cluster. Also the DescribeTasks batching key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EcsTarget {
     pub region: String,
     pub identity: Identity,
@@ -27,7 +27,7 @@ pub struct EcsTarget {
 }
 
 /// Whose credentials sign the call.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Identity {
     /// The controller's own identity through aws-config's default chain (env, IRSA, EKS Pod Identity, ...).
     Default,
@@ -40,7 +40,7 @@ pub enum Identity {
 }
 
 /// An STS session's name and tags: whom the calls are made for, as CloudTrail shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Session {
     pub name: String,
     pub tags: Vec<(String, String)>,
@@ -85,7 +85,7 @@ impl Actor {
 }
 
 /// Static AWS keys. Debug never prints them.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StaticKeys {
     pub access_key_id: String,
     pub secret_access_key: String,

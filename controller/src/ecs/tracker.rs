@@ -12,7 +12,7 @@
 //! becomes the safety net. When they stop flowing, every task of the region is described at once and the
 //! region is polled again on the runs' own intervals.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -122,7 +122,8 @@ struct Shared<K, E> {
     batch_size: usize,
     clock: Clock,
     /// Every target a task was seen in since the process started (the orphan sweep's clusters).
-    targets: Mutex<HashSet<EcsTarget>>,
+    /// In order, so sweeps go through them the same way every time.
+    targets: Mutex<BTreeSet<EcsTarget>>,
     state: Mutex<State<K>>,
     changes: Mutex<Option<mpsc::UnboundedSender<K>>>,
     /// Rings when a task is due at once (an event to confirm): the sweep does not wait for its tick.
@@ -460,6 +461,8 @@ where
             if due.is_empty() {
                 continue;
             }
+            // Most overdue first; the map's order would make the batches differ from run to run.
+            due.sort();
             let room = due.len().div_ceil(batch_size) * batch_size - due.len();
             early.sort();
             let mut picked: Vec<String> =
@@ -474,6 +477,7 @@ where
                 batches.push((EcsTarget::clone(target), std::mem::replace(&mut picked, rest)));
             }
         }
+        batches.sort();
         batches
     }
 

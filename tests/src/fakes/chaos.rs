@@ -241,6 +241,18 @@ impl Chaos {
         released
     }
 
+    /// When the next leg whose caller still waits for it is due (callers that gave up are forgotten).
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let mut state = self.state();
+        while let Some(entry) = state.parked.first_entry() {
+            if !entry.get().is_closed() {
+                return Some(entry.key().0);
+            }
+            entry.remove();
+        }
+        None
+    }
+
     /// How many legs are on their way (whose callers still wait for them).
     pub fn in_flight(&self) -> usize {
         self.state().parked.values().filter(|arrive| !arrive.is_closed()).count()

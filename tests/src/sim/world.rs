@@ -202,6 +202,23 @@ impl World {
         }
     }
 
+    /// Time passes: the clock stops at every call due on the way, which arrives then (and whatever it sets
+    /// off runs) before the clock goes on, so a call takes effect when it is due, not when the step ends.
+    async fn pass(&mut self, by: Duration) {
+        let end = self.now().checked_add(by).unwrap_or(self.now());
+        while let Some(due) = self.chaos.next_due().filter(|due| *due <= end) {
+            let now = self.now();
+            if due > now {
+                self.advance(now.duration_until(due).unsigned_abs());
+            }
+            self.fly().await;
+        }
+        let now = self.now();
+        if end > now {
+            self.advance(now.duration_until(end).unsigned_abs());
+        }
+    }
+
     fn advance(&mut self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now = now.checked_add(by).unwrap_or(*now);
@@ -303,7 +320,7 @@ impl World {
                 } else {
                     self.rng.random_range(15..120)
                 };
-                self.advance(Duration::from_secs(seconds));
+                self.pass(Duration::from_secs(seconds)).await;
             }
             95..97 => {
                 let id = self.rng.random_range(0..self.replicas.len());
@@ -327,7 +344,7 @@ impl World {
         for round in 0..SETTLE_ROUNDS {
             self.step += 1;
             self.chaos.begin_step(self.step);
-            self.advance(Duration::from_secs(20));
+            self.pass(Duration::from_secs(20)).await;
             // A suspended run waits for its resume: every one (a run created again, too) is resumed, and
             // must then finish.
             for run in self.api.runs().iter().filter(|run| run.spec.suspend) {

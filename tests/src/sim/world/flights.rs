@@ -128,6 +128,8 @@ impl World {
     /// work lands in the trace, crashed replicas start again, reconciles past the timeout are given up.
     pub(super) async fn fly(&mut self) {
         loop {
+            // A reconcile past its deadline is dropped before any call it waits for arrives.
+            self.time_out();
             self.chaos.release_due();
             self.quiesce().await;
             self.time_out();
