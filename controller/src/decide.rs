@@ -432,7 +432,10 @@ mod phase;
 pub use follow::after_track;
 use follow::{record_task, running_reason};
 use launch::deadline_exceeded;
-pub use launch::{adoptable, after_adopt, after_find, after_launch, launch_blocked, launch_intent, launch_request};
+pub use launch::{
+    adoptable, after_adopt, after_find, after_launch, foreign_template_revision, launch_blocked, launch_intent,
+    launch_request,
+};
 pub use phase::retry_backoff;
 use phase::{conclude, plan, set_phase, suspended};
 

@@ -154,9 +154,7 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
     }
     LaunchRequest {
         spec: view.spec.clone(),
-        // A reference runs as written (a bare family: its latest ACTIVE revision, as ECS resolves it); a
-        // template runs the revision registered for it.
-        task_definition: view.spec.task_definition.clone().unwrap_or_else(|| task_definition.arn.clone()),
+        task_definition: launched_task_definition(view, task_definition),
         overrides: (overrides != TaskOverrides::default()).then_some(overrides),
         client_token: view.client_token(attempt),
         started_by: view.started_by(),
@@ -255,6 +253,33 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             conclude(view, status, Verdict::Fail { reason: reason::POLICY_DENIED }, message, now)
         }
     }
+}
+
+/// What RunTask is told to run: a template's registered revision; a reference as written, except a bare
+/// family that was described, which runs the revision described (containers injected into and policies
+/// checked against are those of the revision that runs, not of one registered in between).
+fn launched_task_definition(view: &RunView, described: &TaskDefinitionInfo) -> String {
+    match &view.spec.task_definition {
+        Some(reference) if crate::ecs::is_bare_family(reference) && !described.arn.is_empty() => described.arn.clone(),
+        Some(reference) => reference.clone(),
+        None => described.arn.clone(),
+    }
+}
+
+/// Why a run may not launch a bare `family` whose latest ACTIVE revision (`arn`) another namespace's
+/// `taskDefinitionTemplate` registered (`owner`): templates must not change what other namespaces run.
+pub fn foreign_template_revision(family: &str, arn: &str, owner: &str) -> String {
+    format!(
+        "the latest ACTIVE revision of task definition family {family} ({}) was registered from a \
+         taskDefinitionTemplate of namespace {owner}; a run of another namespace does not launch it: name the \
+         revision to run ({family}:<revision>)",
+        task_id_of_definition(arn)
+    )
+}
+
+/// `family:revision` of a task definition ARN.
+fn task_id_of_definition(arn: &str) -> &str {
+    arn.rsplit_once("task-definition/").map_or(arn, |(_, name)| name)
 }
 
 pub(super) fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {

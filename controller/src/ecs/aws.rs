@@ -385,9 +385,19 @@ impl AwsEcs {
                 let output = client
                     .describe_task_definition()
                     .task_definition(task_definition)
+                    .include(types::TaskDefinitionField::Tags)
                     .send()
                     .await
                     .map_err(|error| classify("DescribeTaskDefinition", &error))?;
+                let tag = |key: &str| {
+                    output
+                        .tags()
+                        .iter()
+                        .find(|tag| tag.key() == Some(key))
+                        .and_then(|tag| tag.value())
+                        .map(str::to_owned)
+                };
+                let registered_by = tag(super::templates::TEMPLATE_HASH_TAG).and(tag(super::NAMESPACE_TAG));
                 let definition = output.task_definition().ok_or_else(|| {
                     EcsError::new(
                         EcsErrorKind::TaskDefinitionNotFound,
@@ -407,6 +417,7 @@ impl AwsEcs {
                             log: container.log_configuration().map(log_configuration),
                         })
                         .collect(),
+                    registered_by,
                 })
             })
             .await?;

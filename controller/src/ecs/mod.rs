@@ -167,6 +167,16 @@ pub struct EcsFailure {
 pub struct TaskDefinitionInfo {
     pub arn: String,
     pub containers: Vec<ContainerDefinitionInfo>,
+    /// The namespace whose `taskDefinitionTemplate` registered this revision (its `ecsrun.dev/namespace`
+    /// tag beside the template hash), if ecsrun registered it from a template.
+    pub registered_by: Option<String>,
+}
+
+/// `family` or `arn:...:task-definition/family`: a reference ECS resolves to the family's latest ACTIVE
+/// revision when the task starts, as opposed to a pinned revision (`family:3`).
+pub fn is_bare_family(reference: &str) -> bool {
+    let name = reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name);
+    !name.contains(':')
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

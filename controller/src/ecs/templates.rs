@@ -31,12 +31,14 @@ pub struct TemplateRegistry {
 
 impl TemplateRegistry {
     /// The revision registered for `template` in the target's account and region, registering it first
-    /// if ECS has none; with the containers the decision injects the run identity into.
+    /// if ECS has none (tagged with the `namespace` it was registered for); with the containers the
+    /// decision injects the run identity into.
     pub async fn ensure<E: Ecs>(
         &self,
         ecs: &E,
         target: &EcsTarget,
         template: &TaskDefinitionTemplate,
+        namespace: &str,
     ) -> Result<TaskDefinitionInfo, EcsError> {
         let hash = template_hash(template);
         let key: Key = (target.region.clone(), target.identity.clone(), hash.clone());
@@ -56,6 +58,7 @@ impl TemplateRegistry {
                     }),
                 })
                 .collect(),
+            registered_by: None,
         };
         if let Some(arn) = self.known(&key) {
             return Ok(info(arn));
@@ -69,7 +72,12 @@ impl TemplateRegistry {
         let arn = match ecs.find_task_definition(target, template, (TEMPLATE_HASH_TAG, &hash)).await? {
             Some(arn) => arn,
             None => {
-                let tags = vec![(TEMPLATE_HASH_TAG.to_owned(), hash.clone())];
+                // Whose template it is: a run of another namespace naming the family bare is refused
+                // rather than launching it (reconcile/observe.rs).
+                let tags = vec![
+                    (TEMPLATE_HASH_TAG.to_owned(), hash.clone()),
+                    (super::NAMESPACE_TAG.to_owned(), namespace.to_owned()),
+                ];
                 let arn = ecs.register_task_definition(target, template, &tags).await?;
                 tracing::info!(family = %template.family, %arn, %hash, "registered the task definition template");
                 arn
@@ -108,8 +116,8 @@ mod tests {
     async fn one_content_is_registered_once_and_reused() {
         let ecs = Recording::default();
         let registry = TemplateRegistry::default();
-        let first = registry.ensure(&ecs, &target(), &template("etl:1")).await.unwrap();
-        let again = registry.ensure(&ecs, &target(), &template("etl:1")).await.unwrap();
+        let first = registry.ensure(&ecs, &target(), &template("etl:1"), "team-a").await.unwrap();
+        let again = registry.ensure(&ecs, &target(), &template("etl:1"), "team-a").await.unwrap();
         assert_eq!(first, again);
         assert_eq!(first.arn, "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:1");
         assert_eq!(
@@ -118,15 +126,16 @@ mod tests {
         );
         assert_eq!(ecs.operations(), vec!["ListTaskDefinitions", "RegisterTaskDefinition"], "the second is cached");
         // Changed content: a new revision.
-        let changed = registry.ensure(&ecs, &target(), &template("etl:2")).await.unwrap();
+        let changed = registry.ensure(&ecs, &target(), &template("etl:2"), "team-a").await.unwrap();
         assert_eq!(changed.arn, "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:2");
     }
 
     #[tokio::test]
     async fn a_restarted_replica_finds_the_revision_instead_of_registering_it_again() {
         let ecs = Recording::default();
-        TemplateRegistry::default().ensure(&ecs, &target(), &template("etl:1")).await.unwrap();
-        let after_restart = TemplateRegistry::default().ensure(&ecs, &target(), &template("etl:1")).await.unwrap();
+        TemplateRegistry::default().ensure(&ecs, &target(), &template("etl:1"), "team-a").await.unwrap();
+        let after_restart =
+            TemplateRegistry::default().ensure(&ecs, &target(), &template("etl:1"), "team-a").await.unwrap();
         assert_eq!(after_restart.arn, "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:1");
         assert_eq!(ecs.registered.lock().unwrap().len(), 1);
     }
@@ -137,7 +146,9 @@ mod tests {
         let registry = Arc::new(TemplateRegistry::default());
         let runs = (0..8).map(|_| {
             let (ecs, registry) = (ecs.clone(), registry.clone());
-            tokio::spawn(async move { registry.ensure(&*ecs, &target(), &template("etl:1")).await.unwrap().arn })
+            tokio::spawn(
+                async move { registry.ensure(&*ecs, &target(), &template("etl:1"), "team-a").await.unwrap().arn },
+            )
         });
         let arns: Vec<String> = futures::future::try_join_all(runs).await.unwrap();
         assert!(arns.iter().all(|arn| arn == &arns[0]));

@@ -9,7 +9,10 @@ use crate::api::{EcsTaskRun, SuccessPolicy};
 use crate::decide::run::Observation;
 use crate::decide::{self, LaunchObservation, RunView, Step, TrackObservation};
 use crate::ecs::tracker::Seen;
-use crate::ecs::{DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, RunTaskOutcome, TaskLookup, TaskSnapshot};
+use crate::ecs::{
+    DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, RunTaskOutcome, TaskLookup, TaskSnapshot, is_bare_family,
+};
+use crate::policy::Mode;
 use crate::tenancy::Gate;
 
 /// Observes lane `view.index` as `step` says. `denied`: why the policies refuse a new launch, if they do.
@@ -109,9 +112,12 @@ async fn launch<E: Ecs>(
         return Ok(LaunchObservation::Denied(why.to_owned()));
     }
 
+    // Under enforced EcsRunPolicies a bare family is looked at first: its latest revision may be one
+    // another namespace's template registered into it, which this run must not launch.
+    let guarded = ctx.tenancy.mode() == Mode::Enforce;
     let task_definition = match (&view.spec.task_definition_template, &view.spec.task_definition) {
-        (Some(template), _) => ctx.templates.ensure(&*ctx.ecs, target, template).await,
-        (None, Some(reference)) if view.spec.inject_run_identity => {
+        (Some(template), _) => ctx.templates.ensure(&*ctx.ecs, target, template, view.namespace).await,
+        (None, Some(reference)) if view.spec.inject_run_identity || (guarded && is_bare_family(reference)) => {
             ctx.ecs.describe_task_definition(target, reference).await
         }
         _ => Ok(Default::default()),
@@ -123,6 +129,16 @@ async fn launch<E: Ecs>(
         Err(error) if error.kind.is_permanent() => return Ok(LaunchObservation::Rejected(error)),
         Err(error) => return Err(error.into()),
     };
+    if let (None, Some(reference), Some(owner)) =
+        (&view.spec.task_definition_template, &view.spec.task_definition, &task_definition.registered_by)
+        && guarded
+        && is_bare_family(reference)
+        && owner != view.namespace
+    {
+        let why = decide::foreign_template_revision(reference, &task_definition.arn, owner);
+        info!(attempt, %why, "launch refused: another namespace's template revision");
+        return Ok(LaunchObservation::Denied(why));
+    }
     // The deletion and Find graces are anchored at the intent: a RunTask sent much later could start a
     // task after they have given up looking for one.
     let intent = view.status.task.attempts.last().filter(|a| a.attempt == attempt).and_then(|a| a.sent_at.as_ref());

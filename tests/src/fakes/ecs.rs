@@ -42,6 +42,9 @@ pub struct FakeTask {
     /// From when ListTasks lists it and DescribeTasks knows it (eventual consistency).
     pub listed_from: Timestamp,
     pub described_from: Timestamp,
+    /// The namespace whose template registered the revision the task runs (as ECS resolved RunTask's
+    /// task definition), if a template did.
+    pub registered_by: Option<String>,
 }
 
 impl FakeTask {
@@ -69,6 +72,8 @@ struct State {
     now: Option<Timestamp>,
     /// Task state change events of ecsrun's tasks not taken yet (`take_events`), oldest first.
     events: Vec<TaskSnapshot>,
+    /// Revisions registered from templates, by family: the tags of revisions 2, 3...
+    registered: BTreeMap<String, Vec<Vec<(String, String)>>>,
     /// Calls that take long: the next call of the operation moves the clock on by the duration first.
     stalls: Vec<(&'static str, Duration, Arc<Mutex<Timestamp>>)>,
 }
@@ -87,6 +92,38 @@ impl Default for FakeEcs {
     }
 }
 
+fn revision_arn(family: &str, revision: u32) -> String {
+    format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:{revision}")
+}
+
+impl State {
+    /// A revision registered from a template (a bare family: the latest), with the namespace it was
+    /// registered for; any other reference is revision 1 of a job's definition.
+    fn describe(&self, reference: &str) -> TaskDefinitionInfo {
+        let described = definition(reference);
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        let (family, revision) = name.split_once(':').map_or((name, None), |(family, rev)| (family, rev.parse().ok()));
+        let registered = self.registered.get(family).and_then(|revisions| match revision {
+            None => revisions.last().map(|tags| (revisions.len() as u32 + 1, tags)),
+            Some(revision) => {
+                let at = usize::try_from(revision).ok()?.checked_sub(2)?;
+                revisions.get(at).map(|tags| (revision, tags))
+            }
+        });
+        match registered {
+            Some((revision, tags)) => {
+                let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+                TaskDefinitionInfo {
+                    arn: revision_arn(family, revision),
+                    registered_by: tag(ecsrun::ecs::templates::TEMPLATE_HASH_TAG).and(tag(NAMESPACE_TAG)),
+                    ..described
+                }
+            }
+            None => described,
+        }
+    }
+}
+
 fn definition(reference: &str) -> TaskDefinitionInfo {
     let log = |prefix: &str| LogConfiguration {
         driver: "awslogs".into(),
@@ -101,6 +138,7 @@ fn definition(reference: &str) -> TaskDefinitionInfo {
             ContainerDefinitionInfo { name: "app".into(), essential: true, log: Some(log("ecs")) },
             ContainerDefinitionInfo { name: "log-router".into(), essential: false, log: None },
         ],
+        registered_by: None,
     }
 }
 
@@ -326,6 +364,7 @@ impl State {
                 environment,
                 listed_from: later(list_lag),
                 described_from: later(describe_lag),
+                registered_by: None,
             },
         );
         self.changed(&arn);
@@ -404,6 +443,12 @@ impl State {
             environment,
         );
         self.tokens.insert(request.client_token.clone(), (arn.clone(), asked));
+        // ECS resolves the task definition when the task starts: a bare family to its latest revision.
+        let revision = self.describe(&request.task_definition);
+        if let Some(task) = self.tasks.get_mut(&arn) {
+            task.snapshot.task_definition_arn = Some(revision.arn);
+            task.registered_by = revision.registered_by;
+        }
         Ok(RunTaskOutcome::Started(self.tasks[&arn].snapshot.clone()))
     }
 
@@ -528,10 +573,12 @@ impl FakeEcs {
                     .map(|task| task.snapshot.task_arn.clone())
                     .collect(),
             ),
-            Request::DescribeTaskDefinition(reference) => Response::DescribeTaskDefinition(definition(reference)),
+            Request::DescribeTaskDefinition(reference) => Response::DescribeTaskDefinition(state.describe(reference)),
             Request::FindTaskDefinition { .. } => Response::FindTaskDefinition(None),
-            Request::RegisterTaskDefinition { template, .. } => {
-                Response::RegisterTaskDefinition(definition(&template.family).arn)
+            Request::RegisterTaskDefinition { template, tags } => {
+                let revisions = state.registered.entry(template.family.clone()).or_default();
+                revisions.push(tags.to_vec());
+                Response::RegisterTaskDefinition(revision_arn(&template.family, revisions.len() as u32 + 1))
             }
             Request::LogTail { stream, lines } => match state.log_lines.get(&stream.stream) {
                 Some(printed) => {

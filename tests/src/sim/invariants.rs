@@ -60,6 +60,27 @@ pub fn slots(step: u64, created: &[EcsTaskRun]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Templates never change what other namespaces run: no task of a run of one namespace runs a revision
+/// that another namespace's `taskDefinitionTemplate` registered (a run naming the family bare would
+/// launch it as the family's latest).
+pub fn revisions(step: u64, tasks: &[FakeTask]) -> Result<(), Violation> {
+    for task in tasks {
+        let (Some(owner), Some(namespace)) = (&task.registered_by, task.tag(NAMESPACE_TAG)) else { continue };
+        if owner != namespace {
+            return Err(Violation::new(
+                "no run launches a revision another namespace's template registered",
+                step,
+                format!(
+                    "task {} of a run of {namespace} runs {} (registered from a template of {owner})",
+                    task.snapshot.task_arn,
+                    task.snapshot.task_definition_arn.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the checks remember from step to step.
 #[derive(Default)]
 pub struct Memory {

@@ -117,6 +117,17 @@ pub fn new_run(rng: &mut StdRng, namespace: &str, serial: usize, shared_tasks: &
         12 => (format!("kept-{serial}"), spec(cluster, "deletionPolicy: Orphan\n")),
         // Deleted by ecsrun once finished.
         13 => (format!("expiring-{serial}"), spec(cluster, "ttlSecondsAfterFinished: 0\n")),
+        // A revision of the shared family registered from this namespace's template: the other team's
+        // runs naming `job` bare must not launch it.
+        11 => {
+            let yaml = format!(
+                "cluster: {cluster}\nlaunchType: FARGATE\nnetworkConfiguration:\n  awsvpcConfiguration:\n    \
+                 subnets: [subnet-1]\ntaskDefinitionTemplate:\n  family: job\n  networkMode: awsvpc\n  \
+                 requiresCompatibilities: [FARGATE]\n  cpu: \"256\"\n  memory: \"512\"\n  containerDefinitions:\n  \
+                 - name: app\n    image: {namespace}/job:1\n"
+            );
+            (format!("template-{serial}"), serde_yaml_ng::from_str(&yaml).expect("a template spec is valid"))
+        }
         _ => (format!("run-{serial}"), spec(cluster, "")),
     }
 }

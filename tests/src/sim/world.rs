@@ -274,6 +274,7 @@ impl World {
         let acts = std::mem::take(&mut *self.acts.lock().unwrap_or_else(PoisonError::into_inner));
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
+        invariants::revisions(self.step, &tasks)?;
         invariants::check(&mut self.memory, self.step, now, &runs, &tasks)
     }
 

@@ -152,7 +152,7 @@ fn run_identity_reaches_every_container_and_user_values_win() {
         })
     });
     let run = Run::new(spec);
-    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap() };
+    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap(), registered_by: None };
     let request = launch_request(&run.view(), 3, &definition);
     let overrides = request.overrides.unwrap().container_overrides;
     assert_eq!(overrides.len(), 2, "the sidecar gets an override of its own");
@@ -166,10 +166,44 @@ fn run_identity_reaches_every_container_and_user_values_win() {
     assert_eq!(env(1, "ECSRUN_UID").as_deref(), Some("0f0e0d0c-1111-2222-3333-444455556666"));
 }
 
+/// Issue 35, finding 6: a bare family that was described launches the revision described, so a revision
+/// registered in between (another namespace's template) cannot slip in; anything else runs as written.
+#[test]
+fn the_task_definition_launched_is_the_one_described() {
+    let rows = [
+        ("a bare family that was described", Some("report"), TD_ARN, TD_ARN),
+        (
+            "a bare family by ARN that was described",
+            Some("arn:aws:ecs:eu-west-1:123456789012:task-definition/report"),
+            TD_ARN,
+            TD_ARN,
+        ),
+        ("a bare family not described (policies off, no injection)", Some("report"), "", "report"),
+        ("a pinned revision", Some("report:2"), TD_ARN, "report:2"),
+        ("a template's revision", None, TD_ARN, TD_ARN),
+    ];
+    for (row, reference, described, expected) in rows {
+        let run = Run::new(with(spec(), |s| s.task_definition = reference.map(str::to_owned)));
+        let definition = TaskDefinitionInfo { arn: described.into(), containers: vec![], registered_by: None };
+        assert_eq!(launch_request(&run.view(), 1, &definition).task_definition, expected, "{row}");
+    }
+}
+
+#[test]
+fn another_namespaces_template_revision_is_refused_in_words_that_say_what_to_do() {
+    let why = foreign_template_revision("report", TD_ARN, "team-b");
+    assert_eq!(
+        why,
+        "the latest ACTIVE revision of task definition family report (report:3) was registered from a \
+         taskDefinitionTemplate of namespace team-b; a run of another namespace does not launch it: name the \
+         revision to run (report:<revision>)"
+    );
+}
+
 #[test]
 fn without_injection_and_overrides_nothing_is_overridden() {
     let run = Run::new(with(spec(), |s| s.inject_run_identity = false));
-    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap() };
+    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap(), registered_by: None };
     assert_eq!(launch_request(&run.view(), 1, &definition).overrides, None);
 }
 
@@ -1455,6 +1489,7 @@ fn a_template_run_launches_the_revision_registered_for_it() {
     let registered = TaskDefinitionInfo {
         arn: "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:7".into(),
         containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }],
+        registered_by: None,
     };
     let request = launch_request(&run.view(), 1, &registered);
     assert_eq!(request.task_definition, registered.arn);
@@ -1462,9 +1497,9 @@ fn a_template_run_launches_the_revision_registered_for_it() {
     assert!(app.environment.iter().any(|v| v.name == "ECSRUN_UID"), "{app:?}");
     let intent = launch_intent(&run.view(), 1, "eu-west-1", at(0));
     assert_eq!(intent.task.message.as_deref(), Some("launching a task of etl (attempt 1)"));
-    // A reference runs as written: a bare family is resolved by ECS to its latest revision.
+    // A reference not described runs as written: a bare family is resolved by ECS to its latest revision.
     let by_reference = Run::new(spec_with_reference("report"));
-    assert_eq!(launch_request(&by_reference.view(), 1, &registered).task_definition, "report");
+    assert_eq!(launch_request(&by_reference.view(), 1, &TaskDefinitionInfo::default()).task_definition, "report");
 }
 
 fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {

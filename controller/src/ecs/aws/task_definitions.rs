@@ -58,8 +58,4 @@ impl TaskDefinitionCache {
     }
 }
 
-/// `family` or `arn:...:task-definition/family`, as opposed to a pinned revision (`family:3`).
-pub(super) fn is_bare_family(reference: &str) -> bool {
-    let name = reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name);
-    !name.contains(':')
-}
+pub(super) use crate::ecs::is_bare_family;

@@ -44,6 +44,8 @@ pub(super) struct Flight {
     job: Job,
     started: Timestamp,
     handle: JoinHandle<String>,
+    /// Triggered again while in flight: started again as soon as it lands, as kube-runtime's queue does.
+    again: bool,
 }
 
 /// Rounds of yielding without anything moving after which the world takes its tasks to be waiting for
@@ -53,11 +55,12 @@ const QUIET_ROUNDS: u32 = 3;
 const MAX_ROUNDS: u32 = 100_000;
 
 impl World {
-    /// Starts `job` on replica `id`, unless the same job is in flight there (kube-runtime never runs two
-    /// reconciles of one run at once; the later trigger finds the run reconciled after it).
+    /// Starts `job` on replica `id`, unless the same job is in flight there: kube-runtime never runs two
+    /// reconciles of one run at once, and runs it again as soon as the one in flight ends.
     pub(super) fn launch(&mut self, id: usize, job: Job) {
-        if self.flights.iter().any(|flight| flight.replica == id && flight.job == job) {
-            self.say(format!("replica {id} is still {}", job.describe()));
+        if let Some(flight) = self.flights.iter_mut().find(|flight| flight.replica == id && flight.job == job) {
+            flight.again = true;
+            self.say(format!("replica {id} is still {}: again once it ends", job.describe()));
             return;
         }
         let ctx = self.replicas[id].ctx.clone();
@@ -121,7 +124,7 @@ impl World {
         };
         let actor = Actor { replica: id, job: job.describe() };
         let handle = tokio::spawn(ACTOR.scope(actor, work));
-        self.flights.push(Flight { replica: id, job, started: self.now(), handle });
+        self.flights.push(Flight { replica: id, job, started: self.now(), handle, again: false });
     }
 
     /// Lets every task run until nothing moves before the clock does: calls due by now arrive, finished
@@ -180,6 +183,7 @@ impl World {
     fn time_out(&mut self) {
         let now = self.now();
         let mut kept = Vec::new();
+        let mut again = Vec::new();
         for flight in std::mem::take(&mut self.flights) {
             let timeout = match flight.job {
                 Job::Reconcile(..) => Some(self.replicas[flight.replica].ctx.settings.reconcile_timeout),
@@ -192,11 +196,19 @@ impl World {
             if late && !flight.handle.is_finished() {
                 flight.handle.abort();
                 self.say(format!("replica {} {}: timed out", flight.replica, flight.job.describe()));
+                if flight.again {
+                    again.push((flight.replica, flight.job));
+                }
             } else {
                 kept.push(flight);
             }
         }
         self.flights = kept;
+        for (id, job) in again {
+            if self.replicas[id].acting.is_some() {
+                self.launch(id, job);
+            }
+        }
     }
 
     /// The finished work, in the order it was started, into the trace.
@@ -211,6 +223,7 @@ impl World {
                 Err(_) => continue,
             };
             let id = flight.replica;
+            let again = flight.again.then(|| flight.job.clone());
             match flight.job {
                 Job::Reconcile(namespace, name) => {
                     let now = self.status_line(&namespace, &name);
@@ -219,6 +232,11 @@ impl World {
                 Job::Sweep => self.say(format!("replica {id} {outcome}")),
                 Job::OrphanSweep => self.say(format!("replica {id} orphan sweep: {outcome}")),
                 Job::Schedule => self.say(format!("replica {id} reconciles the schedule: {outcome}")),
+            }
+            if let Some(job) = again
+                && self.replicas[id].acting.is_some()
+            {
+                self.launch(id, job);
             }
         }
     }
