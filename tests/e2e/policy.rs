@@ -523,6 +523,38 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "a run both policies together allow was refused: {message}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // (Before any run of team B names the family bare: a bare family's revision is cached for a minute.)
+    // Templates never change what other namespaces run (issue 35, finding 6): team A's template registers
+    // a revision of the family both teams may run; team B's run naming the family bare is refused rather
+    // than launching it, and runs once it names a revision.
+    let template = a_template("transform", "256", "", "").replace("name: bad\n", "name: template\n");
+    env.create(TEAM_A, &env.manifest(&template)?).await?;
+    let registered = wait::until(
+        &env.runs(TEAM_A),
+        "template",
+        Duration::from_secs(60),
+        "Succeeded",
+        wait::has_condition("Succeeded"),
+    )
+    .await
+    .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+    let revision = registered.task.task_definition_arn.clone().context("the template run's revision")?;
+    let bare = union.replace("name: union\n", "name: after-template\n");
+    env.create(TEAM_B, &env.manifest(&bare)?).await?;
+    let refused = wait::until(
+        &env.runs(TEAM_B),
+        "after-template",
+        Duration::from_secs(60),
+        "Failed",
+        wait::has_condition("Failed"),
+    )
+    .await?;
+    let failed = refused.conditions.iter().find(|c| c.type_ == "Failed").context("no Failed condition")?;
+    let expected = format!("was registered from a taskDefinitionTemplate of namespace {TEAM_A}");
+    ensure!(failed.reason == "PolicyDenied" && failed.message.contains(&expected), "{failed:?} ({revision})");
+    ensure!(refused.task.task_arn.is_none(), "refused yet launched: {refused:?}");
+    // Named by revision, team B's run goes (the policies together allow it).
+    let union = union.replace("taskDefinition: transform\n", "taskDefinition: transform:1\n");
     env.create(TEAM_B, &env.manifest(&union)?).await?;
     wait::until(&env.runs(TEAM_B), "union", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
         .await
