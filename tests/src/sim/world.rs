@@ -398,7 +398,12 @@ impl World {
                 .collect();
             if unsettled.is_empty() && round > 0 && self.memory_clear() && !self.flying() {
                 self.say(format!("settled after {} quiet rounds", round + 1));
-                return Ok(());
+                // The leader's orphan sweep comes round once every task is past its grace: what it may
+                // stop (a task kept by deletionPolicy: Orphan, adopted, or of a live run) is old enough.
+                self.pass(ORPHAN_SWEEP.grace).await;
+                self.launch(self.leader, Job::OrphanSweep);
+                self.fly().await;
+                return self.after_step();
             }
             if round + 1 == SETTLE_ROUNDS {
                 return Err(Violation::new(
@@ -526,11 +531,13 @@ impl World {
         }
     }
 
-    /// A quarter of the tasks run until stopped (a server, a stuck job): only a StopTask, a Spot
-    /// interruption or the quiet phase ends them, so a task kept past its run's deletion lives long enough
-    /// for the orphan sweep to find it.
+    /// Tasks kept past their run's deletion and a quarter of the others run until stopped (a server, a
+    /// stuck job): only a StopTask, a Spot interruption or the quiet phase ends them, so a kept task lives
+    /// long enough for the orphan sweep to find it.
     fn long_running(&self, arn: &str) -> bool {
-        self.chaos.constant(("long-running", arn)) < 250
+        // What is kept past its run's deletion is what is meant to run on (a server, a backfill).
+        let kept = self.ecs.task(arn).is_some_and(|task| task.snapshot.kept_on_delete);
+        kept || self.chaos.constant(("long-running", arn)) < 250
     }
 
     /// A replica reconciles one run its cache holds, as its queue would.
