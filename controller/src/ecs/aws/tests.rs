@@ -17,7 +17,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use super::answers::classify_service_error;
 use super::task_definitions::is_bare_family;
 use super::*;
-use crate::ecs::EcsFailure;
+use crate::ecs::templates::TEMPLATE_HASH_TAG;
+use crate::ecs::{EcsFailure, NAMESPACE_TAG};
 
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/0123456789abcdef";
 
@@ -671,5 +672,30 @@ fn classification_table() {
     ];
     for (code, message, status, expected) in cases {
         assert_eq!(classify_service_error(*code, *message, *status), *expected, "{code:?} {message:?}");
+    }
+}
+
+/// Issue 35, finding 6: the lookup asks for the revision's tags, and a revision registered from a
+/// template says whose (its namespace tag beside the template hash); a tag of the namespace alone, as a
+/// user may put on any revision, says nothing.
+#[tokio::test]
+async fn a_revision_registered_from_a_template_says_which_namespace_registered_it() {
+    let tag = |key: &str, value: &str| types::Tag::builder().key(key).value(value).build();
+    let rows = [
+        ("from team-b's template", vec![tag(TEMPLATE_HASH_TAG, "abc"), tag(NAMESPACE_TAG, "team-b")], Some("team-b")),
+        ("a namespace tag alone", vec![tag(NAMESPACE_TAG, "team-b")], None),
+        ("no tags", vec![], None),
+    ];
+    for (row, tags, expected) in rows {
+        let rule = mock!(Client::describe_task_definition)
+            .match_requests(|request| request.include() == [types::TaskDefinitionField::Tags])
+            .then_output(move || {
+                let definition = report_3(&[("app", None)]).task_definition().cloned().expect("a definition");
+                DescribeTaskDefinitionOutput::builder().task_definition(definition).set_tags(Some(tags.clone())).build()
+            });
+        let (ecs, _) = adapter(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]));
+        let described = ecs.describe_task_definition(&target(), "report").await.expect(row);
+        assert_eq!(described.registered_by.as_deref(), expected, "{row}");
+        assert_eq!(rule.num_calls(), 1, "{row}: asked with include=TAGS");
     }
 }
