@@ -266,20 +266,17 @@ fn launched_task_definition(view: &RunView, described: &TaskDefinitionInfo) -> S
     }
 }
 
-/// Why a run may not launch a bare `family` whose latest ACTIVE revision (`arn`) another namespace's
-/// `taskDefinitionTemplate` registered (`owner`): templates must not change what other namespaces run.
-pub fn foreign_template_revision(family: &str, arn: &str, owner: &str) -> String {
+/// Why a run may not launch the bare family `reference` whose latest ACTIVE revision (`arn`) another
+/// namespace's `taskDefinitionTemplate` registered (`owner`): templates must not change what other
+/// namespaces run.
+pub fn foreign_template_revision(reference: &str, arn: &str, owner: &str) -> String {
+    let family = crate::policy::family(reference);
     format!(
         "the latest ACTIVE revision of task definition family {family} ({}) was registered from a \
          taskDefinitionTemplate of namespace {owner}; a run of another namespace does not launch it: name the \
          revision to run ({family}:<revision>)",
-        task_id_of_definition(arn)
+        crate::ecs::task_definition_name(arn)
     )
-}
-
-/// `family:revision` of a task definition ARN.
-fn task_id_of_definition(arn: &str) -> &str {
-    arn.rsplit_once("task-definition/").map_or(arn, |(_, name)| name)
 }
 
 pub(super) fn push_unlaunched_attempt(status: &mut EcsTaskRunStatus, attempt: i32) {

@@ -175,8 +175,12 @@ pub struct TaskDefinitionInfo {
 /// `family` or `arn:...:task-definition/family`: a reference ECS resolves to the family's latest ACTIVE
 /// revision when the task starts, as opposed to a pinned revision (`family:3`).
 pub fn is_bare_family(reference: &str) -> bool {
-    let name = reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name);
-    !name.contains(':')
+    !task_definition_name(reference).contains(':')
+}
+
+/// `family` or `family:revision`, from a task definition reference or ARN.
+pub fn task_definition_name(reference: &str) -> &str {
+    reference.rsplit_once("task-definition/").map_or(reference, |(_, name)| name)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub(super) async fn cleanup<E: Ecs>(
 ) -> Result<Action, Error> {
     let action = stop_tasks(run, namespace, api, ctx).await?;
     // A schedule's run keeps its slot's name until no creation of it can land any more (`slots`).
-    match slots::slot_hold(&ctx.client, namespace, run, Some(ctx.settings.clock.now())).await? {
+    match slots::slot_hold(&ctx.client, namespace, run, ctx.settings.clock.now()).await? {
         Some(slots::SlotHold::Unrecorded(schedule)) => Err(Error::SlotUnrecorded(schedule)),
         Some(slots::SlotHold::Settling(left)) => Err(Error::SlotSettling(left)),
         None => Ok(action),

@@ -224,7 +224,11 @@ impl<'a, E: Ecs> Shell<'a, E> {
     /// on (its uid a precondition: a run created again under the name is another). Gone already, or
     /// replaced: nothing to do.
     async fn delete_expired(&self) -> Result<bool, Error> {
-        if let Some(schedule) = slots::slot_unrecorded(&self.ctx.client, self.namespace, self.run).await? {
+        // Only an unrecorded slot keeps the run from its deletion; the settle is the finalizer's to wait out.
+        let now = self.ctx.settings.clock.now();
+        if let Some(slots::SlotHold::Unrecorded(schedule)) =
+            slots::slot_hold(&self.ctx.client, self.namespace, self.run, now).await?
+        {
             debug!(%schedule, "kept past ttlSecondsAfterFinished: its schedule has not recorded its slot yet");
             return Ok(false);
         }

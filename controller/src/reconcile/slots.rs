@@ -29,26 +29,14 @@ pub(super) enum SlotHold {
     Settling(Duration),
 }
 
-/// The schedule that created `run` for a slot its status does not record yet. None: no such schedule
-/// (not a schedule's run, a manual trigger, the schedule gone or created again under its name), or the
-/// slot recorded.
-pub(super) async fn slot_unrecorded(
-    client: &Client,
-    namespace: &str,
-    run: &EcsTaskRun,
-) -> Result<Option<String>, Error> {
-    Ok(match slot_hold(client, namespace, run, None).await? {
-        Some(SlotHold::Unrecorded(schedule)) => Some(schedule),
-        _ => None,
-    })
-}
-
-/// Whether a slot's run being deleted must keep its name yet, and why; `now` (None: the slot only).
+/// Whether a slot's run must keep its name yet, and why, at `now`. None: it may go (not a schedule's
+/// run, a manual trigger, the schedule gone or created again under its name, or the slot recorded and
+/// settled).
 pub(super) async fn slot_hold(
     client: &Client,
     namespace: &str,
     run: &EcsTaskRun,
-    now: Option<Timestamp>,
+    now: Timestamp,
 ) -> Result<Option<SlotHold>, Error> {
     let Some(ScheduleOrigin::Slot { schedule, slot }) = run.schedule_origin() else { return Ok(None) };
     let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), namespace);
@@ -62,7 +50,7 @@ pub(super) async fn slot_hold(
     if !recorded {
         return Ok(Some(SlotHold::Unrecorded(schedule)));
     }
-    let (Some(now), Some(created)) = (now, metadata.creation_timestamp.as_ref()) else { return Ok(None) };
+    let Some(created) = metadata.creation_timestamp.as_ref() else { return Ok(None) };
     let left = SLOT_SETTLE.saturating_sub(crate::decide::duration_between(created.0, now));
     Ok((!left.is_zero()).then_some(SlotHold::Settling(left)))
 }

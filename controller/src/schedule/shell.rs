@@ -20,15 +20,15 @@ use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::reconcile::FIELD_MANAGER;
 
-/// What the schedules' reconciles share.
 /// Deadline of one schedule reconcile: Kubernetes calls only.
 pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long after its creation a deleted slot's run keeps its name: a create of it sent by a reconcile
 /// that found the name free before lands within that reconcile's deadline (`RECONCILE_TIMEOUT`), plus a
 /// margin for the API server's clock, which stamped the creation.
-pub const SLOT_SETTLE: Duration = Duration::from_secs(30 + 15);
+pub const SLOT_SETTLE: Duration = Duration::from_secs(RECONCILE_TIMEOUT.as_secs() + 15);
 
+/// What the schedules' reconciles share.
 pub struct ScheduleContext {
     pub client: Client,
     /// Runs created by schedules (labelled `ecsrun.dev/schedule`), as the watch last saw them.
@@ -36,8 +36,6 @@ pub struct ScheduleContext {
     pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
-    /// Deadline of one whole reconcile.
-    pub timeout: Duration,
 }
 
 /// Errors of a schedule's reconcile; `label()` names the metric series.
@@ -69,9 +67,9 @@ pub async fn reconcile(schedule: Arc<EcsTaskSchedule>, ctx: Arc<ScheduleContext>
     let namespace = schedule.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let span = info_span!("reconcile_schedule", namespace = %namespace, name = %schedule.name_any());
     let work = apply(&schedule, &namespace, &ctx).instrument(span);
-    let result = match tokio::time::timeout(ctx.timeout, work).await {
+    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, work).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Timeout(ctx.timeout)),
+        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
     };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();

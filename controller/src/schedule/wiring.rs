@@ -53,7 +53,6 @@ pub async fn run(settings: ScheduleSettings, namespaces: Vec<String>, stop: toki
             events: Publisher::new(settings.client.clone(), settings.reporter.clone(), settings.clock.clone()),
             metrics: settings.metrics.clone(),
             clock: settings.clock.clone(),
-            timeout: super::shell::RECONCILE_TIMEOUT,
         });
         let controller = Controller::new(schedules, watcher::Config::default().any_semantic())
             .owns_stream(owned)

@@ -103,7 +103,6 @@ pub fn schedule_context<E>(ctx: &Context<E>, runs: Store<EcsTaskRun>) -> Schedul
         events: Publisher::new(ctx.client.clone(), ctx.events.reporter().clone(), ctx.settings.clock.clone()),
         metrics: ctx.metrics.clone(),
         clock: ctx.settings.clock.clone(),
-        timeout: ecsrun::schedule::shell::RECONCILE_TIMEOUT,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::ecs::{EcsTarget, Identity, TaskDefinitionInfo};
+use crate::ecs::{EcsTarget, Identity, TaskDefinitionInfo, is_bare_family};
 
 /// How long a bare family (no revision) stands for the revision it resolved to; a new revision
 /// registered meanwhile is picked up after this.
@@ -57,5 +57,3 @@ impl TaskDefinitionCache {
         entries.insert(key(&info.arn), (info.clone(), None));
     }
 }
-
-pub(super) use crate::ecs::is_bare_family;

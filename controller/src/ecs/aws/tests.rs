@@ -15,10 +15,9 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::answers::classify_service_error;
-use super::task_definitions::is_bare_family;
 use super::*;
 use crate::ecs::templates::TEMPLATE_HASH_TAG;
-use crate::ecs::{EcsFailure, NAMESPACE_TAG};
+use crate::ecs::{EcsFailure, NAMESPACE_TAG, is_bare_family};
 
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/0123456789abcdef";
 
