@@ -227,22 +227,7 @@ impl FakeEcs {
 
     /// The task stops with `app` exiting `app` and the log router 0 (EssentialContainerExited).
     pub fn exit(&self, arn: &str, app: i32) {
-        let mut state = self.state();
-        let now = state.now();
-        if let Some(task) = state.tasks.get_mut(arn) {
-            let snapshot = &mut task.snapshot;
-            snapshot.started_at = snapshot.started_at.or(Some(now));
-            snapshot.stopped_at = Some(now);
-            snapshot.last_status = Some("STOPPED".into());
-            snapshot.desired_status = Some("STOPPED".into());
-            snapshot.stop_code = Some("EssentialContainerExited".into());
-            snapshot.stopped_reason = Some("Essential container in task exited".into());
-            for container in &mut snapshot.containers {
-                container.exit_code = Some(if container.name == "app" { app } else { 0 });
-                container.last_status = Some("STOPPED".into());
-            }
-            state.changed(arn);
-        }
+        self.state().exit(arn, app);
     }
 
     /// ECS no longer knows the task (it forgets stopped tasks after about an hour).
@@ -452,7 +437,26 @@ impl State {
         Ok(RunTaskOutcome::Started(self.tasks[&arn].snapshot.clone()))
     }
 
-    fn stop_task(&mut self, task_arn: &str, reason: &str) -> Result<Option<TaskSnapshot>, EcsError> {
+    /// The task stops with `app` exiting `app` and the log router 0 (EssentialContainerExited).
+    fn exit(&mut self, arn: &str, app: i32) {
+        let now = self.now();
+        if let Some(task) = self.tasks.get_mut(arn) {
+            let snapshot = &mut task.snapshot;
+            snapshot.started_at = snapshot.started_at.or(Some(now));
+            snapshot.stopped_at = Some(now);
+            snapshot.last_status = Some("STOPPED".into());
+            snapshot.desired_status = Some("STOPPED".into());
+            snapshot.stop_code = Some("EssentialContainerExited".into());
+            snapshot.stopped_reason = Some("Essential container in task exited".into());
+            for container in &mut snapshot.containers {
+                container.exit_code = Some(if container.name == "app" { app } else { 0 });
+                container.last_status = Some("STOPPED".into());
+            }
+            self.changed(arn);
+        }
+    }
+
+    fn stop_task(&mut self, task_arn: &str, reason: &str, exits_first: bool) -> Result<Option<TaskSnapshot>, EcsError> {
         if reason.chars().count() > 255 {
             return Err(EcsError::new(
                 EcsErrorKind::InvalidParameter,
@@ -461,6 +465,10 @@ impl State {
             ));
         }
         let now = self.now();
+        let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
+        if exits_first && task.snapshot.last_status.as_deref() == Some("RUNNING") {
+            self.exit(task_arn, 1);
+        }
         let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
         if !task.snapshot.is_stopped() {
             let snapshot = &mut task.snapshot;
@@ -561,7 +569,15 @@ impl FakeEcs {
                 let missing = arns.iter().filter(|arn| known(arn).is_none()).cloned().collect();
                 Response::DescribeTasks(Described { tasks, missing })
             }
-            Request::StopTask { task_arn, reason, .. } => Response::StopTask(state.stop_task(task_arn, reason)?),
+            Request::StopTask { task_arn, reason, .. } => {
+                // In the simulator one task in ten has its app fail by itself just before a StopTask
+                // reaches it: the StopTask finds it stopped, and whatever stopped it judges as ECS says.
+                let exits_first = self
+                    .chaos
+                    .as_deref()
+                    .is_some_and(|chaos| chaos.constant(("exits before StopTask", task_arn)) < 100);
+                Response::StopTask(state.stop_task(task_arn, reason, exits_first)?)
+            }
             Request::ListTasks { started_by, desired_status } => Response::ListTasks(
                 state
                     .tasks
