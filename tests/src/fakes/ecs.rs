@@ -262,21 +262,7 @@ impl FakeEcs {
     }
 
     fn stop_on_its_own(&self, arn: &str, code: &str, reason: &str, exit_code: Option<i32>) {
-        let mut state = self.state();
-        let now = state.now();
-        if let Some(task) = state.tasks.get_mut(arn).filter(|task| !task.snapshot.is_stopped()) {
-            let snapshot = &mut task.snapshot;
-            snapshot.stopped_at = Some(now);
-            snapshot.last_status = Some("STOPPED".into());
-            snapshot.desired_status = Some("STOPPED".into());
-            snapshot.stop_code = Some(code.into());
-            snapshot.stopped_reason = Some(reason.into());
-            for container in &mut snapshot.containers {
-                container.exit_code = exit_code.filter(|_| snapshot.started_at.is_some());
-                container.last_status = Some("STOPPED".into());
-            }
-            state.changed(arn);
-        }
+        self.state().stop_on_its_own(arn, code, reason, exit_code);
     }
 
     /// The ARNs of tasks not STOPPED.
@@ -456,6 +442,23 @@ impl State {
         }
     }
 
+    fn stop_on_its_own(&mut self, arn: &str, code: &str, reason: &str, exit_code: Option<i32>) {
+        let now = self.now();
+        if let Some(task) = self.tasks.get_mut(arn).filter(|task| !task.snapshot.is_stopped()) {
+            let snapshot = &mut task.snapshot;
+            snapshot.stopped_at = Some(now);
+            snapshot.last_status = Some("STOPPED".into());
+            snapshot.desired_status = Some("STOPPED".into());
+            snapshot.stop_code = Some(code.into());
+            snapshot.stopped_reason = Some(reason.into());
+            for container in &mut snapshot.containers {
+                container.exit_code = exit_code.filter(|_| snapshot.started_at.is_some());
+                container.last_status = Some("STOPPED".into());
+            }
+            self.changed(arn);
+        }
+    }
+
     fn stop_task(&mut self, task_arn: &str, reason: &str, exits_first: bool) -> Result<Option<TaskSnapshot>, EcsError> {
         if reason.chars().count() > 255 {
             return Err(EcsError::new(
@@ -466,8 +469,17 @@ impl State {
         }
         let now = self.now();
         let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
-        if exits_first && task.snapshot.last_status.as_deref() == Some("RUNNING") {
-            self.exit(task_arn, 1);
+        if exits_first && !task.snapshot.is_stopped() {
+            if task.snapshot.last_status.as_deref() == Some("RUNNING") {
+                self.exit(task_arn, 1);
+            } else {
+                self.stop_on_its_own(
+                    task_arn,
+                    "TaskFailedToStart",
+                    "CannotPullContainerError: pull access denied",
+                    None,
+                );
+            }
         }
         let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
         if !task.snapshot.is_stopped() {
@@ -570,8 +582,9 @@ impl FakeEcs {
                 Response::DescribeTasks(Described { tasks, missing })
             }
             Request::StopTask { task_arn, reason, .. } => {
-                // In the simulator one task in ten has its app fail by itself just before a StopTask
-                // reaches it: the StopTask finds it stopped, and whatever stopped it judges as ECS says.
+                // In the simulator one task in ten fails by itself (its app exits 1, or it fails to start)
+                // just before a StopTask reaches it: the StopTask finds it stopped, and the run must judge
+                // it by how it ended, not by why it was being stopped.
                 let exits_first = self
                     .chaos
                     .as_deref()
