@@ -582,13 +582,13 @@ impl FakeEcs {
                 Response::DescribeTasks(Described { tasks, missing })
             }
             Request::StopTask { task_arn, reason, .. } => {
-                // In the simulator one task in ten fails by itself (its app exits 1, or it fails to start)
+                // In the simulator one task in five fails by itself (its app exits 1, or it fails to start)
                 // just before a StopTask reaches it: the StopTask finds it stopped, and the run must judge
                 // it by how it ended, not by why it was being stopped.
                 let exits_first = self
                     .chaos
                     .as_deref()
-                    .is_some_and(|chaos| chaos.constant(("exits before StopTask", task_arn)) < 100);
+                    .is_some_and(|chaos| chaos.constant(("exits before StopTask", task_arn)) < 200);
                 Response::StopTask(state.stop_task(task_arn, reason, exits_first)?)
             }
             Request::ListTasks { started_by, desired_status } => Response::ListTasks(

@@ -292,8 +292,8 @@ impl World {
             6..8 => self.delete(false).await,
             8..9 => self.delete(true).await,
             9..10 => self.stop().await,
-            10..11 => self.toggle_suspend().await,
-            11..41 => {
+            10..12 => self.toggle_suspend().await,
+            12..41 => {
                 let id = self.acting_replica();
                 self.reconcile_one(id);
             }

@@ -2,6 +2,8 @@
 //! steps later), delete them (and create them again, as GitOps' `Replace` does), stop, suspend and resume
 //! them. Each edit reaches the leader's watch at once, most of the time.
 
+use std::collections::BTreeSet;
+
 use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
 use rand::RngExt;
 
@@ -109,7 +111,25 @@ impl World {
 
     /// A user (or a queue such as Kueue) suspends a run, or resumes a suspended one.
     pub(super) async fn toggle_suspend(&mut self) {
-        let Some(run) = self.pick_run() else { return };
+        // A queue preempts what runs: two times in three, a run with a live task if there is one.
+        let live: BTreeSet<String> = self
+            .ecs
+            .live()
+            .iter()
+            .filter_map(|arn| self.ecs.task(arn)?.tag("ecsrun.dev/uid").map(str::to_owned))
+            .collect();
+        let running: Vec<EcsTaskRun> = self
+            .api
+            .runs()
+            .into_iter()
+            .filter(|run| run.metadata.uid.as_ref().is_some_and(|uid| live.contains(uid)))
+            .collect();
+        let picked = if !running.is_empty() && self.rng.random_range(0..3) < 2 {
+            Some(running[self.rng.random_range(0..running.len())].clone())
+        } else {
+            self.pick_run()
+        };
+        let Some(run) = picked else { return };
         let (namespace, name) = key(&run);
         let suspend = !run.spec.suspend;
         self.say(format!("user sets suspend {suspend} on {namespace}/{name}"));
