@@ -42,6 +42,8 @@ struct State {
     created_runs: Vec<Value>,
     /// Namespaces being deleted: nothing new is created in them.
     terminating: std::collections::BTreeSet<String>,
+    /// Writes refused while the clock is in a window (a webhook that is down): (path fragment, from, until).
+    outages: Vec<(String, Timestamp, Timestamp)>,
 }
 
 /// The fake API; cheap to clone (shared state).
@@ -137,6 +139,16 @@ impl FakeApi {
                 return status(code, "InternalError", "injected by the fake API");
             }
             state.faults[at].2 -= 1;
+        }
+        let refused = state.clock.is_some_and(|now| {
+            state
+                .outages
+                .iter()
+                .any(|(fragment, from, until)| path.contains(fragment.as_str()) && (*from..*until).contains(&now))
+        });
+        if refused && parts.method != Method::GET {
+            let message = "Internal error occurred: failed calling webhook: connection refused (simulator)";
+            return status(500, "InternalError", message);
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         // /apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}[/{sub}]] or /api/v1/namespaces/...
@@ -266,6 +278,12 @@ impl FakeApi {
             }
             (method, _) => status(405, "MethodNotAllowed", &format!("{method} {path}")),
         }
+    }
+
+    /// From `from` until `until` (the test's clock), every write to a path containing `fragment` is
+    /// refused with a 500, as when an admission webhook for it is down.
+    pub fn refuse_writes(&self, fragment: &str, from: Timestamp, until: Timestamp) {
+        self.state().outages.push((fragment.to_owned(), from, until));
     }
 
     /// The test's clock moved on: a DELETE marks objects at this time.

@@ -1,9 +1,12 @@
 //! Schedules in the simulator: half the seeds have one, a slot a minute, with a concurrency policy, history
 //! limits and (now and then) runs that delete themselves once finished. The acting replicas reconcile it
 //! from their lagging caches of its runs; its writes fail, lose their answers and take their time like
-//! every call; users trigger it by hand. Before the world settles, its user suspends it.
+//! every call; users trigger it by hand. Before the world settles, its user suspends it. In some seeds its
+//! runs are refused (they fail, and may go, at once) and its status writes are refused for minutes.
 //!
 //! Namespace deletion too: now and then a namespace goes, its runs (and schedule) with it.
+
+use std::time::Duration;
 
 use ecsrun::api::EcsTaskSchedule;
 use rand::RngExt;
@@ -27,7 +30,11 @@ impl World {
             _ => "Replace",
         };
         let extra = if self.rng.random_range(0..2) == 0 { "ttlSecondsAfterFinished: 0\n" } else { "" };
-        let spec = tenants::spec(tenants::home(namespace).0, extra);
+        // In a third of the seeds the template names a cluster the policies refuse: every run fails at once
+        // (and, with the TTL, goes at once), the quickest a slot's run can be gone.
+        let (own, other) = tenants::home(namespace);
+        let refused = self.rng.random_range(0..3) == 0;
+        let spec = tenants::spec(if refused { other } else { own }, extra);
         let schedule: EcsTaskSchedule = serde_json::from_value(serde_json::json!({
             "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
             "metadata": {"name": SCHEDULE, "namespace": namespace, "generation": 1,
@@ -40,8 +47,17 @@ impl World {
                 "runTemplate": {"spec": spec},
             },
         }))?;
-        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{})", extra.trim_end()));
+        let refused = if refused { ", runs refused" } else { "" };
+        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{}{refused})", extra.trim_end()));
         self.api.put_schedule(namespace, &schedule);
+        // In half the seeds the schedule's status cannot be written for one to four minutes (a webhook on
+        // it is down): its slots stay unrecorded while their runs run, finish and go.
+        if self.rng.random_range(0..2) == 0 {
+            let from = self.now() + Duration::from_secs(self.rng.random_range(60..600));
+            let until = from + Duration::from_secs(self.rng.random_range(60..240));
+            self.say(format!("the schedule's status writes will be refused from {from} until {until}"));
+            self.api.refuse_writes(&format!("ecstaskschedules/{SCHEDULE}/status"), from, until);
+        }
         Ok(())
     }
 
