@@ -465,10 +465,16 @@ impl World {
             return;
         }
         let name = names[self.rng.random_range(0..names.len())].clone();
+        let owned = name.1.starts_with(&format!("{SCHEDULE}-"));
         match self.api.run(&name.0, &name.1) {
             Some(run) => self.replicas[id].cache.insert(name, run),
             None => self.replicas[id].cache.remove(&name),
         };
+        // The schedule's controller watches the runs it owns: a change to one (its end, its deletion)
+        // reconciles the schedule on a replica that acts.
+        if owned && self.replicas[id].acting.is_some() {
+            self.schedule_one(id);
+        }
     }
 
     /// An acting replica's consumer receives a few task state change events.

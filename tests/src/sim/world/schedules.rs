@@ -48,7 +48,8 @@ impl World {
             },
         }))?;
         let refused = if refused { ", runs refused" } else { "" };
-        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{}{refused})", extra.trim_end()));
+        let ttl = if extra.is_empty() { "" } else { ", TTL 0" };
+        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{ttl}{refused})"));
         self.api.put_schedule(namespace, &schedule);
         // In half the seeds the schedule's status cannot be written for one to four minutes (a webhook on
         // it is down): its slots stay unrecorded while their runs run, finish and go.
