@@ -113,6 +113,8 @@ pub struct World {
     memory: Memory,
     /// The replicas' reconciles and sweeps under way.
     flights: Vec<Flight>,
+    /// Work each replica's kube-runtime will run again unasked, and when (its requeues).
+    timers: BTreeMap<(usize, Job), Timestamp>,
     step: u64,
     stats: Stats,
     trace: Arc<Mutex<Vec<String>>>,
@@ -146,6 +148,7 @@ impl World {
             task_events: (options.seed % 2 == 1).then(TaskEvents::default),
             memory: Memory::default(),
             flights: Vec::new(),
+            timers: BTreeMap::new(),
             step: 0,
             stats: Stats::default(),
             trace,
@@ -286,6 +289,12 @@ impl World {
                 replica.acting = replica.acting.and_then(|left| left.checked_sub(1));
             }
         }
+        // The schedule's own requeue (a second past its next slot, or after an error) fires when due.
+        for id in 0..self.replicas.len() {
+            if self.replicas[id].acting.is_some() {
+                self.fire_timer(id, |job| *job == Job::Schedule);
+            }
+        }
         let roll = self.rng.random_range(0..100);
         match roll {
             0..6 => self.create(),
@@ -294,8 +303,14 @@ impl World {
             9..10 => self.stop().await,
             10..12 => self.toggle_suspend().await,
             12..41 => {
+                // Half the time the run whose requeue is due first (kube-runtime's scheduler), else a
+                // random one (a watch event).
                 let id = self.acting_replica();
-                self.reconcile_one(id);
+                let timed =
+                    self.rng.random_range(0..2) == 0 && self.fire_timer(id, |job| matches!(job, Job::Reconcile(..)));
+                if !timed {
+                    self.reconcile_one(id);
+                }
             }
             41..44 => {
                 let id = self.acting_replica();

@@ -5,12 +5,14 @@
 //! (as kube-runtime's reconcile timeout does) on reconciles older than the timeout on the world's clock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ecsrun::orphans::sweep_once;
-use ecsrun::reconcile;
 use ecsrun::reconcile::cached::CachedRun;
+use ecsrun::reconcile::{self, RunKey};
 use ecsrun::schedule;
 use jiff::Timestamp;
+use kube::runtime::controller::Action;
 use tokio::task::JoinHandle;
 
 use super::{ORPHAN_SWEEP, World};
@@ -18,7 +20,7 @@ use crate::fakes::chaos::{ACTOR, Actor};
 use crate::fakes::{listed_store, schedule_context};
 
 /// What a replica is doing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Job {
     Reconcile(String, String),
     /// The tracker describes the tasks it follows.
@@ -39,11 +41,23 @@ impl Job {
     }
 }
 
+/// What finished work says, and when kube-runtime would run it again unasked (its `Action`).
+pub(super) struct Landed {
+    said: String,
+    requeue: Option<Duration>,
+}
+
+impl Landed {
+    fn said(said: String) -> Self {
+        Self { said, requeue: None }
+    }
+}
+
 pub(super) struct Flight {
     replica: usize,
     job: Job,
     started: Timestamp,
-    handle: JoinHandle<String>,
+    handle: JoinHandle<Landed>,
     /// Triggered again while in flight: started again as soon as it lands, as kube-runtime's queue does.
     again: bool,
 }
@@ -64,24 +78,32 @@ impl World {
             return;
         }
         let ctx = self.replicas[id].ctx.clone();
-        let work: std::pin::Pin<Box<dyn Future<Output = String> + Send>> = match &job {
+        let work: std::pin::Pin<Box<dyn Future<Output = Landed> + Send>> = match &job {
             Job::Reconcile(namespace, name) => {
                 let Some(run) = self.replicas[id].cache.get(&(namespace.clone(), name.clone())).cloned() else {
                     return;
                 };
                 self.stats.reconciles += 1;
                 Box::pin(async move {
-                    match reconcile::reconcile(Arc::new(run), ctx).await {
-                        // The requeue's delay carries jitter: only whether there is one goes into the trace.
-                        Ok(action) if format!("{action:?}").contains("None") => "ok, awaits a change".to_owned(),
-                        Ok(_) => "ok, requeues".to_owned(),
-                        Err(error) => format!("{error} ({})", error.label()),
+                    let run = Arc::new(run);
+                    let key = RunKey::from_obj(run.as_ref());
+                    match reconcile::reconcile(run, ctx.clone()).await {
+                        Ok(action) => {
+                            let requeue = requeue_of(&action);
+                            // The requeue's delay carries jitter: only whether there is one goes into the trace.
+                            let said = if requeue.is_some() { "ok, requeues" } else { "ok, awaits a change" };
+                            Landed { said: said.to_owned(), requeue }
+                        }
+                        Err(error) => {
+                            let requeue = requeue_of(&reconcile::error_policy(&key, &error, ctx));
+                            Landed { said: format!("{error} ({})", error.label()), requeue }
+                        }
                     }
                 })
             }
             Job::Sweep => Box::pin(async move {
                 ctx.tracker.sweep_now().await;
-                format!("swept {} tasks", ctx.tracker.len())
+                Landed::said(format!("swept {} tasks", ctx.tracker.len()))
             }),
             Job::OrphanSweep => {
                 // The stores of its term as its cache has them, not ready while its first list is pending.
@@ -98,7 +120,7 @@ impl World {
                     let stores = [reader];
                     let swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP).await;
                     drop(writer);
-                    format!("{swept:?}")
+                    Landed::said(format!("{swept:?}"))
                 })
             }
             Job::Schedule => {
@@ -113,12 +135,16 @@ impl World {
                 let (reader, writer) = listed_store(self.replicas[id].cache.values().cloned());
                 let schedules = Arc::new(schedule_context(&ctx, reader));
                 Box::pin(async move {
-                    let outcome = match schedule::shell::reconcile(Arc::new(schedule), schedules).await {
-                        Ok(_) => "ok".to_owned(),
-                        Err(error) => format!("{error} ({})", error.label()),
+                    let schedule = Arc::new(schedule);
+                    let landed = match schedule::shell::reconcile(schedule.clone(), schedules.clone()).await {
+                        Ok(action) => Landed { said: "ok".to_owned(), requeue: requeue_of(&action) },
+                        Err(error) => {
+                            let requeue = requeue_of(&schedule::shell::error_policy(schedule, &error, schedules));
+                            Landed { said: format!("{error} ({})", error.label()), requeue }
+                        }
                     };
                     drop(writer);
-                    outcome
+                    landed
                 })
             }
         };
@@ -217,13 +243,16 @@ impl World {
             std::mem::take(&mut self.flights).into_iter().partition(|flight| flight.handle.is_finished());
         self.flights = flying;
         for flight in done {
-            let outcome = match flight.handle.await {
-                Ok(outcome) => outcome,
+            let Landed { said: outcome, requeue } = match flight.handle.await {
+                Ok(landed) => landed,
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                 Err(_) => continue,
             };
             let id = flight.replica;
             let again = flight.again.then(|| flight.job.clone());
+            if let Some(after) = requeue {
+                self.requeue(id, flight.job.clone(), after);
+            }
             match flight.job {
                 Job::Reconcile(namespace, name) => {
                     let now = self.status_line(&namespace, &name);
@@ -241,8 +270,33 @@ impl World {
         }
     }
 
-    /// The replica's process is gone: its work in flight with it.
+    /// kube-runtime's scheduler: the work runs again unasked once `after` has passed on the world's clock
+    /// (an earlier deadline already set for it wins).
+    fn requeue(&mut self, id: usize, job: Job, after: Duration) {
+        let Ok(due) = self.now().checked_add(after) else { return };
+        let timer = self.timers.entry((id, job)).or_insert(due);
+        *timer = (*timer).min(due);
+    }
+
+    /// Starts the work whose requeue is due first on replica `id`, among what `pick` selects; false if
+    /// none is due.
+    pub(super) fn fire_timer(&mut self, id: usize, pick: impl Fn(&Job) -> bool) -> bool {
+        let now = self.now();
+        let due = self
+            .timers
+            .iter()
+            .filter(|((replica, job), at)| *replica == id && pick(job) && **at <= now)
+            .min_by_key(|(_, at)| **at)
+            .map(|(key, _)| key.clone());
+        let Some(key) = due else { return false };
+        self.timers.remove(&key);
+        self.launch(id, key.1);
+        true
+    }
+
+    /// The replica's process is gone: its work in flight with it, and the requeues it kept in memory.
     pub(super) fn abort_flights(&mut self, id: usize) {
+        self.timers.retain(|(replica, _), _| *replica != id);
         let (gone, kept): (Vec<Flight>, Vec<Flight>) =
             std::mem::take(&mut self.flights).into_iter().partition(|flight| flight.replica == id);
         self.flights = kept;
@@ -271,4 +325,28 @@ impl World {
             },
         )
     }
+}
+
+/// When an `Action` runs the work again. kube-runtime keeps the delay private, so it is read from the
+/// `Debug` form (`Action { requeue_after: Some(1.5s) }`); a form this cannot read stops the simulator.
+fn requeue_of(action: &Action) -> Option<Duration> {
+    let text = format!("{action:?}");
+    if text.contains("requeue_after: None") {
+        return None;
+    }
+    let read = || {
+        let inner = text.split("Some(").nth(1)?.split(')').next()?;
+        let at = inner.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, unit) = inner.split_at(at);
+        let number: f64 = number.parse().ok()?;
+        let scale = match unit {
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        Some(Duration::from_secs_f64(number * scale))
+    };
+    Some(read().unwrap_or_else(|| panic!("the simulator cannot read kube-runtime's {text}")))
 }
