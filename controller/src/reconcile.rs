@@ -9,6 +9,7 @@
 //! task, or at a time the decision asked for (deadline, retry backoff); never to poll ECS.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -187,12 +188,17 @@ pub fn error_policy<E: Ecs>(key: &RunKey, error: &Error, ctx: Arc<Context<E>>) -
     let backoff =
         base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10))).min(Duration::from_secs(300));
     warn!(namespace = ?key.namespace, name = %key.name, error = %error, label, failures, retry_in_s = backoff.as_secs(), "reconcile failed");
-    Action::requeue(with_jitter(backoff))
+    Action::requeue(with_jitter(backoff, key.namespace.as_deref().unwrap_or_default(), &key.name))
 }
 
-/// Spreads requeues by up to 10% so runs created together do not poll together forever.
-fn with_jitter(duration: Duration) -> Duration {
-    duration.mul_f64(1.0 + rand::random::<f64>() * 0.1)
+/// Spreads requeues by up to 10% so runs created together do not poll together forever. Each run's share
+/// is its own (from its namespace and name), not drawn afresh: its rhythm stays steady, and the simulator
+/// replays a seed to the same trace.
+fn with_jitter(duration: Duration, namespace: &str, name: &str) -> Duration {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (namespace, name).hash(&mut hasher);
+    let share = (hasher.finish() % 1000) as f64 / 10_000.0;
+    duration.mul_f64(1.0 + share)
 }
 
 pub mod cached;
@@ -209,3 +215,22 @@ pub use crate::clock::Clock;
 use credentials::{actor, region};
 pub use error::Error;
 pub use wiring::{ensure_crd_installed, run};
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::with_jitter;
+
+    #[test]
+    fn a_runs_requeues_keep_one_share_of_jitter_and_runs_created_together_spread() {
+        let poll = Duration::from_secs(10);
+        let shares: Vec<Duration> = (0..20).map(|n| with_jitter(poll, "team-a", &format!("run-{n}"))).collect();
+        assert!(shares.iter().all(|after| *after >= poll && *after < poll.mul_f64(1.1)), "{shares:?}");
+        assert_eq!(with_jitter(poll, "team-a", "run-0"), shares[0], "one run, one share");
+        let mut distinct = shares.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 15, "twenty runs created together poll at {} moments", distinct.len());
+    }
+}

@@ -146,6 +146,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
         mut first_error: Option<Error>,
     ) -> Result<Action, Error> {
         let ctx = self.ctx;
+        let name = self.run.name_any();
         let mut action = Action::await_change();
         let mut at = 0;
         while at < effects.len() {
@@ -197,8 +198,10 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 Effect::Publish(event) => ctx.publish(self.run, &event).await,
                 Effect::ComeBack(come_back) => {
                     action = match come_back {
-                        ComeBack::After(after) => Action::requeue(with_jitter(after)),
-                        ComeBack::Resync => Action::requeue(with_jitter(decision::FOLLOW_RESYNC)),
+                        ComeBack::After(after) => Action::requeue(with_jitter(after, self.namespace, &name)),
+                        ComeBack::Resync => {
+                            Action::requeue(with_jitter(decision::FOLLOW_RESYNC, self.namespace, &name))
+                        }
                         ComeBack::OnChange => Action::await_change(),
                     }
                 }
@@ -206,7 +209,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
                     action = if self.delete_expired().await? {
                         Action::await_change()
                     } else {
-                        Action::requeue(with_jitter(decision::SLOT_RECHECK))
+                        Action::requeue(with_jitter(decision::SLOT_RECHECK, self.namespace, &name))
                     };
                 }
                 Effect::WriteIntent(_) | Effect::Observe { .. } => {

@@ -209,10 +209,19 @@ impl World {
     /// off runs) before the clock goes on, so a call takes effect when it is due, not when the step ends.
     async fn pass(&mut self, by: Duration) {
         let end = self.now().checked_add(by).unwrap_or(self.now());
-        while let Some(due) = self.chaos.next_due().filter(|due| *due <= end) {
+        loop {
+            let timer = self.next_timer_in_passes();
+            let next = [self.chaos.next_due(), timer.as_ref().map(|(due, ..)| *due)].into_iter().flatten().min();
+            let Some(due) = next.filter(|due| *due <= end) else { break };
             let now = self.now();
             if due > now {
                 self.advance(now.duration_until(due).unsigned_abs());
+            }
+            if let Some((at, id, job)) = timer
+                && at <= due
+            {
+                self.timers.remove(&(id, job.clone()));
+                self.launch(id, job);
             }
             self.fly().await;
         }
@@ -220,6 +229,27 @@ impl World {
         if end > now {
             self.advance(now.duration_until(end).unsigned_abs());
         }
+    }
+
+    /// The first requeue that fires while time passes: the schedule's (its slots), and those of runs being
+    /// deleted (where a grace or a slot's settling ends), on replicas that act. Other runs' requeues fire
+    /// on reconcile steps, which keeps the number of reconciles a seed makes near a real controller's
+    /// share of them.
+    fn next_timer_in_passes(&self) -> Option<(Timestamp, usize, Job)> {
+        self.timers
+            .iter()
+            .filter(|((id, job), _)| {
+                self.replicas[*id].acting.is_some()
+                    && match job {
+                        Job::Schedule => true,
+                        Job::Reconcile(namespace, name) => {
+                            self.api.run(namespace, name).is_some_and(|run| run.metadata.deletion_timestamp.is_some())
+                        }
+                        Job::Sweep | Job::OrphanSweep => false,
+                    }
+            })
+            .min_by_key(|(_, due)| **due)
+            .map(|((id, job), due)| (*due, *id, job.clone()))
     }
 
     fn advance(&mut self, by: Duration) {
@@ -481,14 +511,21 @@ impl World {
         }
         let name = names[self.rng.random_range(0..names.len())].clone();
         let owned = name.1.starts_with(&format!("{SCHEDULE}-"));
-        match self.api.run(&name.0, &name.1) {
-            Some(run) => self.replicas[id].cache.insert(name, run),
+        let run = self.api.run(&name.0, &name.1);
+        let present = run.is_some();
+        match run {
+            Some(run) => self.replicas[id].cache.insert(name.clone(), run),
             None => self.replicas[id].cache.remove(&name),
         };
-        // The schedule's controller watches the runs it owns: a change to one (its end, its deletion)
-        // reconciles the schedule on a replica that acts.
-        if owned && self.replicas[id].acting.is_some() {
-            self.schedule_one(id);
+        // A watch event reconciles its run, and the schedule's controller watches the runs it owns: a
+        // change to one (its end, its deletion) reconciles the schedule too, on a replica that acts.
+        if self.replicas[id].acting.is_some() {
+            if present {
+                self.reconcile(id, name);
+            }
+            if owned {
+                self.schedule_one(id);
+            }
         }
     }
 
