@@ -136,7 +136,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
         // A copy the cache still held after the deletion went through (a task's change woke it first):
         // the finalizer's removal finds the run gone, which is what it was for.
         Ok(Err(kube::runtime::finalizer::Error::RemoveFinalizer(error)))
-            if error::run_not_found(&error, &run.name_any()) =>
+            if error::not_found(&error, &run.name_any()) =>
         {
             Ok(Action::await_change())
         }

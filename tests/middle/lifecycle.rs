@@ -322,6 +322,28 @@ async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() 
     Ok(())
 }
 
+/// Found by the simulator once its schedule's status writes could be refused for minutes (seed 565 of
+/// issue 35's stop 43): while the slot was unrecorded, the finalizer read the schedule and got a 404 for
+/// the whole resource (its CRD being reloaded), took the schedule for gone, and let its run go; the
+/// schedule created the slot's run again. Only the schedule's own "not found" lets the run go.
+#[tokio::test]
+async fn a_404_for_the_whole_schedule_resource_does_not_free_an_unrecorded_slot() -> anyhow::Result<()> {
+    let shell = Shell::new().await?;
+    let (_schedule, _slot, name, task) = a_slot_run_launched(&shell, "").await?;
+    shell.api.delete_run(NS, &name, shell.now());
+    let _ = shell.reconcile(NS, &name).await; // stops the task
+    shell.ecs.exit(&task, 143);
+    shell.sweep().await;
+
+    shell.api.fail_after(0, http::Method::GET, "/ecstaskschedules/", 404);
+    let reloading = shell.reconcile(NS, &name).await;
+    assert!(reloading.is_err(), "a 404 that names no schedule is an error, not an answer: {reloading:?}");
+    assert!(shell.run(NS, &name).is_some(), "held: the schedule may still be there, its slot unrecorded");
+    let held = shell.reconcile(NS, &name).await;
+    assert!(held.as_ref().is_err_and(|error| error.label() == "slot_unrecorded"), "{held:?}");
+    Ok(())
+}
+
 /// Found by the simulator once its calls took time (seed 1506 of issue 35's stop 42): a schedule
 /// reconcile found the slot's name free, and its create reached the API server ~70 s later, after another
 /// replica had created and recorded the run and a user had deleted it: the slot ran twice. A deleted slot's

@@ -6,7 +6,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::error::{Staleness, run_not_found};
+use super::error::{Staleness, not_found};
 use super::{Context, Error, actor, slots};
 use crate::api::{DeletionPolicy, EcsTaskRun};
 use crate::decide::{self, CleanupStep};
@@ -48,7 +48,7 @@ async fn stop_tasks<E: Ecs>(
         let fresh = match api.get(&run.name_any()).await {
             Ok(fresh) => fresh,
             // Gone: its finalizer was removed already (the finalizer helper's removal then finds nothing).
-            Err(error) if run_not_found(&error, &run.name_any()) => return Ok(Action::await_change()),
+            Err(error) if not_found(&error, &run.name_any()) => return Ok(Action::await_change()),
             Err(error) => return Err(Error::Kube(error)),
         };
         // Releasing now would remove the finalizer of the run created under the name since: an error

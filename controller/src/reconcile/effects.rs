@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use tracing::{debug, info, warn};
 
-use super::error::{Staleness, run_not_found};
+use super::error::{Staleness, not_found};
 use super::observe::{observe, policy_gate};
 use super::slots;
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
@@ -345,10 +345,10 @@ impl<'a, E: Ecs> Shell<'a, E> {
     async fn run_is_gone(&self, error: &Error) -> bool {
         let name = self.run.name_any();
         match error {
-            Error::Kube(error) => run_not_found(error, &name),
+            Error::Kube(error) => not_found(error, &name),
             Error::Stale(_) => match self.api.get(&name).await {
                 Ok(now) => now.metadata.uid != self.run.metadata.uid,
-                Err(error) => run_not_found(&error, &name),
+                Err(error) => not_found(&error, &name),
             },
             _ => false,
         }

@@ -143,8 +143,8 @@ impl Error {
     }
 }
 
-/// Whether the API server said the run itself does not exist (`name` not found), as opposed to a 404 for
-/// the whole resource while its CRD is being reloaded, which says nothing about the run.
-pub(super) fn run_not_found(error: &kube::Error, name: &str) -> bool {
+/// Whether the API server said the object itself does not exist (`name` not found), as opposed to a 404
+/// for the whole resource while its CRD is being reloaded, which says nothing about the object.
+pub(super) fn not_found(error: &kube::Error, name: &str) -> bool {
     matches!(error, kube::Error::Api(answer) if answer.code == 404 && answer.message.contains(&format!("\"{name}\" not found")))
 }

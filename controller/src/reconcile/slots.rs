@@ -17,6 +17,7 @@ use kube::Client;
 use kube::api::Api;
 
 use super::Error;
+use super::error::not_found;
 use crate::api::{EcsTaskRun, EcsTaskSchedule, ScheduleOrigin};
 use crate::schedule::shell::SLOT_SETTLE;
 
@@ -40,7 +41,13 @@ pub(super) async fn slot_hold(
 ) -> Result<Option<SlotHold>, Error> {
     let Some(ScheduleOrigin::Slot { schedule, slot }) = run.schedule_origin() else { return Ok(None) };
     let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), namespace);
-    let Some(found) = schedules.get_opt(&schedule).await.map_err(Error::Kube)? else { return Ok(None) };
+    // Only the schedule's own "not found" lets its run go: a 404 for the whole resource (its CRD being
+    // reloaded) says nothing about the schedule.
+    let found = match schedules.get(&schedule).await {
+        Ok(found) => found,
+        Err(error) if not_found(&error, &schedule) => return Ok(None),
+        Err(error) => return Err(Error::Kube(error)),
+    };
     let metadata = &run.metadata;
     let owner = metadata.owner_references.iter().flatten().any(|owner| Some(&owner.uid) == found.metadata.uid.as_ref());
     if !owner {

@@ -136,7 +136,11 @@ impl FakeApi {
         {
             if state.faults[at].2 == 0 {
                 let (_, _, _, code) = state.faults.remove(at);
-                return status(code, "InternalError", "injected by the fake API");
+                // A 404 as the API server gives it while a CRD reloads: for the whole resource, naming nothing.
+                return match code {
+                    404 => status(404, "NotFound", "the server could not find the requested resource (fake API)"),
+                    _ => status(code, "InternalError", "injected by the fake API"),
+                };
             }
             state.faults[at].2 -= 1;
         }

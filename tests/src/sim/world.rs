@@ -400,16 +400,24 @@ impl World {
             }
             // Only tasks whose run still waits for them end by themselves: a task leaked by a run that
             // is gone or finished runs on, for the invariants to see.
-            let waiting: Vec<String> = self
+            // A task a waiting run adopted (started elsewhere, untagged) is one it waits for too.
+            let waiting_runs: Vec<EcsTaskRun> = self
                 .api
                 .runs()
-                .iter()
+                .into_iter()
                 .filter(|run| !run.status.as_ref().and_then(|s| s.task.phase).is_some_and(|phase| phase.is_terminal()))
-                .filter_map(|run| run.metadata.uid.clone())
+                .collect();
+            let waiting: Vec<String> = waiting_runs.iter().filter_map(|run| run.metadata.uid.clone()).collect();
+            let adopted: Vec<String> = waiting_runs
+                .iter()
+                .filter_map(|run| run.status.as_ref())
+                .flat_map(|status| {
+                    status.lanes().into_iter().filter_map(|(_, lane)| lane.task_arn.clone()).collect::<Vec<_>>()
+                })
                 .collect();
             for task in self.ecs.live() {
                 let owner = self.ecs.task(&task).and_then(|t| t.tag("ecsrun.dev/uid").map(str::to_owned));
-                if owner.is_some_and(|uid| waiting.contains(&uid)) {
+                if owner.is_some_and(|uid| waiting.contains(&uid)) || adopted.contains(&task) {
                     self.move_task(&task, true);
                 }
             }

@@ -1,4 +1,4 @@
-//! Schedules in the simulator: half the seeds have one, a slot a minute, with a concurrency policy, history
+//! Schedules in the simulator: half the seeds have one, a slot every minute or five, with a concurrency policy, history
 //! limits and (now and then) runs that delete themselves once finished. The acting replicas reconcile it
 //! from their lagging caches of its runs; its writes fail, lose their answers and take their time like
 //! every call; users trigger it by hand. Before the world settles, its user suspends it. In some seeds its
@@ -29,6 +29,9 @@ impl World {
             1 => "Forbid",
             _ => "Replace",
         };
+        // Every minute, or every five: a slot stays the latest for minutes, as an hourly one does for an
+        // hour, and a slot whose run went before it was recorded is due again all that time.
+        let cron = if self.rng.random_range(0..2) == 0 { "* * * * *" } else { "*/5 * * * *" };
         let extra = if self.rng.random_range(0..2) == 0 { "ttlSecondsAfterFinished: 0\n" } else { "" };
         // In a third of the seeds the template names a cluster the policies refuse: every run fails at once
         // (and, with the TTL, goes at once), the quickest a slot's run can be gone.
@@ -40,7 +43,7 @@ impl World {
             "metadata": {"name": SCHEDULE, "namespace": namespace, "generation": 1,
                          "creationTimestamp": self.now().to_string()},
             "spec": {
-                "schedule": "* * * * *",
+                "schedule": cron,
                 "concurrencyPolicy": policy,
                 "successfulRunsHistoryLimit": self.rng.random_range(0..3),
                 "failedRunsHistoryLimit": self.rng.random_range(0..3),
@@ -49,7 +52,7 @@ impl World {
         }))?;
         let refused = if refused { ", runs refused" } else { "" };
         let ttl = if extra.is_empty() { "" } else { ", TTL 0" };
-        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({policy}{ttl}{refused})"));
+        self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({cron:?}, {policy}{ttl}{refused})"));
         self.api.put_schedule(namespace, &schedule);
         // In half the seeds the schedule's status cannot be written for one to four minutes (a webhook on
         // it is down): its slots stay unrecorded while their runs run, finish and go.
