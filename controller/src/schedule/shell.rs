@@ -80,8 +80,11 @@ pub async fn reconcile(schedule: Arc<EcsTaskSchedule>, ctx: Arc<ScheduleContext>
 pub fn error_policy(schedule: Arc<EcsTaskSchedule>, error: &Error, ctx: Arc<ScheduleContext>) -> Action {
     ctx.metrics.reconcile_errors.with_label_values(&[error.label()]).inc();
     warn!(namespace = ?schedule.namespace(), name = %schedule.name_any(), error = %error, label = error.label(), "schedule reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(ERROR_REQUEUE)
 }
+
+/// How soon a schedule reconcile that failed is tried again.
+pub const ERROR_REQUEUE: Duration = Duration::from_secs(5);
 
 async fn apply(schedule: &EcsTaskSchedule, namespace: &str, ctx: &ScheduleContext) -> Result<Action, Error> {
     // Deleting a schedule deletes its runs through their owner reference (each stopping its tasks).

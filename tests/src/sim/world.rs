@@ -504,6 +504,10 @@ impl World {
             self.replicas[id].cache = runs.iter().map(|run| (key(run), run.clone())).collect();
             self.replicas[id].listed = true;
             self.replicas[id].schedule = self.api.schedule(NAMESPACES[0], SCHEDULE);
+            // A (re)list reconciles what it lists: here, the schedule.
+            if self.replicas[id].acting.is_some() {
+                self.schedule_one(id);
+            }
             return;
         }
         if self.rng.random_range(0..4) == 0 {

@@ -128,6 +128,7 @@ impl World {
                 // reconcile gives up after a few seconds: CacheNotReady).
                 if !self.replicas[id].listed {
                     self.say(format!("replica {id}'s schedule reconcile waits for its first list"));
+                    self.requeue(id, Job::Schedule, schedule::shell::ERROR_REQUEUE);
                     return;
                 }
                 // As its watch has it: the status may lag behind a slot recorded since.
