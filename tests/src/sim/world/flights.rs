@@ -261,7 +261,10 @@ impl World {
                 }
                 Job::Sweep => self.say(format!("replica {id} {outcome}")),
                 Job::OrphanSweep => self.say(format!("replica {id} orphan sweep: {outcome}")),
-                Job::Schedule => self.say(format!("replica {id} reconciles the schedule: {outcome}")),
+                Job::Schedule => {
+                    self.say(format!("replica {id} reconciles the schedule: {outcome}"));
+                    self.runs_created_reach_the_leader();
+                }
             }
             if let Some(job) = again
                 && self.replicas[id].acting.is_some()

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ecsrun::api::EcsTaskSchedule;
+use ecsrun::api::{EcsTaskRun, EcsTaskSchedule};
 use rand::RngExt;
 
 use super::super::tenants::{self, NAMESPACES};
@@ -69,6 +69,28 @@ impl World {
     pub(super) fn schedule_one(&mut self, id: usize) {
         if self.api.schedule(NAMESPACES[0], SCHEDULE).is_some() {
             self.launch(id, super::Job::Schedule);
+        }
+    }
+
+    /// The runs a schedule reconcile created reach the leader's watch at once, half the time, and the
+    /// leader reconciles each, as kube-runtime does on a watch event.
+    pub(super) fn runs_created_reach_the_leader(&mut self) {
+        let leader = self.leader;
+        let prefix = format!("{SCHEDULE}-");
+        let new: Vec<EcsTaskRun> = self
+            .api
+            .runs()
+            .into_iter()
+            .filter(|run| run.metadata.name.as_deref().is_some_and(|name| name.starts_with(&prefix)))
+            .filter(|run| !self.replicas[leader].cache.contains_key(&super::key(run)))
+            .collect();
+        for run in new {
+            if self.rng.random_range(0..2) == 0 {
+                continue;
+            }
+            let key = super::key(&run);
+            self.replicas[leader].cache.insert(key.clone(), run);
+            self.reconcile(leader, key);
         }
     }
 
