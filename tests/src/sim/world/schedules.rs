@@ -54,11 +54,11 @@ impl World {
         let ttl = if extra.is_empty() { "" } else { ", TTL 0" };
         self.say(format!("user creates schedule {namespace}/{SCHEDULE} ({cron:?}, {policy}{ttl}{refused})"));
         self.api.put_schedule(namespace, &schedule);
-        // In half the seeds the schedule's status cannot be written for one to four minutes (a webhook on
+        // In half the seeds the schedule's status cannot be written for three to ten minutes (a webhook on
         // it is down): its slots stay unrecorded while their runs run, finish and go.
         if self.rng.random_range(0..2) == 0 {
-            let from = self.now() + Duration::from_secs(self.rng.random_range(60..600));
-            let until = from + Duration::from_secs(self.rng.random_range(60..240));
+            let from = self.now() + Duration::from_secs(self.rng.random_range(0..300));
+            let until = from + Duration::from_secs(self.rng.random_range(180..600));
             self.say(format!("the schedule's status writes will be refused from {from} until {until}"));
             self.api.refuse_writes(&format!("ecstaskschedules/{SCHEDULE}/status"), from, until);
         }
