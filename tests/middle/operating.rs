@@ -151,6 +151,7 @@ async fn a_client_token_ecs_knows_from_other_parameters_adopts_its_task() -> any
         started_by: String::new(),
         tags: Vec::new(),
         actor: Actor::default(),
+        send_within: None,
     };
     let RunTaskOutcome::Started(first) = shell.ecs.run_task(&target, &theirs).await? else { panic!("no task") };
     shell.reconcile(NS, "token").await?;

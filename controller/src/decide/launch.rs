@@ -160,6 +160,7 @@ pub fn launch_request(view: &RunView, attempt: i32, task_definition: &TaskDefini
         started_by: view.started_by(),
         tags,
         actor: Actor { namespace: view.namespace.into(), name: view.name.into() },
+        send_within: None,
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::{Ecs, EcsError, EcsTarget, Identity, Request, Response, TaskDefinitionInfo};
+use super::{Ecs, EcsError, EcsErrorKind, EcsTarget, Identity, Request, Response, TaskDefinitionInfo};
 use crate::metrics::Metrics;
 
 /// ECS's throttle classes, as far as ecsrun's calls go.
@@ -164,7 +164,23 @@ impl<E: Ecs> Ecs for RateLimited<E> {
     async fn send(&self, target: &EcsTarget, request: Request<'_>) -> Result<Response, EcsError> {
         match request {
             // The scarcer launch bucket first, so a waiting launch does not hold a modify token StopTask needs.
-            Request::RunTask(_) => self.admit(target, &[ThrottleClass::Launch, ThrottleClass::Modify]).await,
+            // A launch waits no longer than its intent allows: sent later, it could start a task after the
+            // graces anchored at the intent have stopped looking for one.
+            Request::RunTask(launch) => {
+                let admitted = self.admit(target, &[ThrottleClass::Launch, ThrottleClass::Modify]);
+                match launch.send_within {
+                    Some(within) => {
+                        if tokio::time::timeout(within, admitted).await.is_err() {
+                            let message = format!(
+                                "held at the launch rate ceiling past its intent's bound ({} ms left when it came): not sent",
+                                within.as_millis()
+                            );
+                            return Err(EcsError::new(EcsErrorKind::HeldUp, "RunTask", message));
+                        }
+                    }
+                    None => admitted.await,
+                }
+            }
             Request::StopTask { .. } => self.admit(target, &[ThrottleClass::Modify]).await,
             Request::DescribeTasks(_) | Request::ListTasks { .. } => self.admit(target, &[ThrottleClass::Read]).await,
             Request::DescribeTaskDefinition(task_definition) => {
@@ -197,6 +213,7 @@ mod tests {
 
     use super::*;
     use crate::ecs::Actor;
+    use crate::ecs::LaunchRequest;
     use crate::ecs::testing::{Recording, launch_request};
 
     fn target(region: &str, identity: Identity) -> EcsTarget {
@@ -271,6 +288,25 @@ mod tests {
         let last_launch = calls.iter().filter(|(op, _)| *op == "RunTask").map(|(_, at)| *at).max().unwrap();
         assert!(last_launch.duration_since(started) >= Duration::from_millis(900), "launches waited for 5/s");
         assert!(stopped_after < Duration::from_millis(300), "StopTask waited {stopped_after:?} behind launches");
+    }
+
+    /// Issue 35, finding 1: the graces that look for an unrecorded launch are anchored at its intent, so a
+    /// RunTask held at the ceiling past the intent's bound is not sent at all (the next reconcile records a
+    /// new intent and looks for a task first); one within its bound waits for its token and goes.
+    #[tokio::test]
+    async fn a_launch_held_at_the_ceiling_past_its_intents_bound_is_not_sent() {
+        let ceilings = Ceilings { launch: Ceiling::new(1, 1).unwrap(), ..Ceilings::default() };
+        let (ecs, metrics) = limited(ceilings);
+        let here = target("eu-west-1", Identity::Default);
+        ecs.run_task(&here, &launch_request()).await.unwrap();
+        let hurried = LaunchRequest { send_within: Some(Duration::from_millis(100)), ..launch_request() };
+        let refused = ecs.run_task(&here, &hurried).await.unwrap_err();
+        assert_eq!(refused.kind, EcsErrorKind::HeldUp);
+        assert_eq!(ecs.inner.operations(), vec!["RunTask"], "the held-up launch never went out");
+        assert_eq!(metrics.ecs_rate_limited.with_label_values(&["launch"]).get(), 1);
+        let patient = LaunchRequest { send_within: Some(Duration::from_secs(5)), ..launch_request() };
+        ecs.run_task(&here, &patient).await.unwrap();
+        assert_eq!(ecs.inner.operations(), vec!["RunTask", "RunTask"]);
     }
 
     /// The port as main wires it: the fence inside the ceiling. A launch that waited for a token while this

@@ -226,6 +226,10 @@ pub struct LaunchRequest {
     pub tags: Vec<(String, String)>,
     /// The run launching (names the STS session of an assumed role).
     pub actor: Actor,
+    /// How much longer the RunTask may wait (at the rate ceiling) before it is sent: the graces that look
+    /// for an unrecorded launch are anchored at its intent, so a RunTask held past this is not sent at all
+    /// (`HeldUp`). None: no bound.
+    pub send_within: Option<std::time::Duration>,
 }
 
 /// What RunTask did.
@@ -475,6 +479,8 @@ pub enum EcsErrorKind {
     Rejected,
     /// Not sent: this replica may have lost the leader Lease (see `fence`).
     NotLeader,
+    /// Not sent: the rate ceiling held the RunTask past its launch intent's bound (`send_within`).
+    HeldUp,
 }
 
 impl EcsErrorKind {
@@ -492,6 +498,7 @@ impl EcsErrorKind {
             Self::AccessDenied => "access_denied",
             Self::Rejected => "rejected",
             Self::NotLeader => "not_leader",
+            Self::HeldUp => "held_up",
         }
     }
 
@@ -509,6 +516,7 @@ impl EcsErrorKind {
             Self::AccessDenied => "AccessDenied",
             Self::Rejected => "RejectedByEcs",
             Self::NotLeader => "NotLeader",
+            Self::HeldUp => "LaunchHeldUp",
         }
     }
 

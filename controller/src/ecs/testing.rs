@@ -78,5 +78,6 @@ pub fn launch_request() -> LaunchRequest {
         started_by: "s".into(),
         tags: Vec::new(),
         actor: Actor::default(),
+        send_within: None,
     }
 }

@@ -135,6 +135,7 @@ impl Error {
                 | Error::SlotSettling(_)
                 | Error::Stale(_)
                 | Error::IntentExpired(_)
+                | Error::Ecs(EcsError { kind: EcsErrorKind::HeldUp, .. })
         )
     }
 

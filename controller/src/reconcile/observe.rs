@@ -142,14 +142,16 @@ async fn launch<E: Ecs>(
     // The deletion and Find graces are anchored at the intent: a RunTask sent much later could start a
     // task after they have given up looking for one.
     let intent = view.status.task.attempts.last().filter(|a| a.attempt == attempt).and_then(|a| a.sent_at.as_ref());
-    if let Some(intent) = intent {
-        let held_up = decide::duration_between(intent.0, ctx.settings.clock.now());
-        if held_up > decide::LAUNCH_INTENT_MAX_AGE {
-            info!(attempt, held_up_s = held_up.as_secs(), "launch held up past its intent: recorded again first");
-            return Err(Error::IntentExpired(held_up));
-        }
+    let held_up = intent.map(|intent| decide::duration_between(intent.0, ctx.settings.clock.now()));
+    if let Some(held_up) = held_up
+        && held_up > decide::LAUNCH_INTENT_MAX_AGE
+    {
+        info!(attempt, held_up_s = held_up.as_secs(), "launch held up past its intent: recorded again first");
+        return Err(Error::IntentExpired(held_up));
     }
-    let request = decide::launch_request(view, attempt, &task_definition);
+    let mut request = decide::launch_request(view, attempt, &task_definition);
+    // The rate ceiling may hold it further: it goes within the intent's bound, or not at all.
+    request.send_within = held_up.map(|held_up| decide::LAUNCH_INTENT_MAX_AGE.saturating_sub(held_up));
     match ctx.ecs.run_task(target, &request).await {
         Ok(RunTaskOutcome::Started(task)) => {
             info!(task_arn = %task.task_arn, attempt, "launched task");

@@ -54,6 +54,7 @@ fn request() -> LaunchRequest {
         started_by: "ecsrun/uid".into(),
         tags: vec![("ecsrun.dev/uid".into(), "uid".into()), ("team".into(), "data".into())],
         actor: Actor::default(),
+        send_within: None,
     }
 }
 
