@@ -40,6 +40,8 @@ struct State {
     clock: Option<Timestamp>,
     /// Every run ever created, as created (however soon it went again).
     created_runs: Vec<Value>,
+    /// Every run status applied since the last `take_run_statuses`: (uid, status).
+    run_statuses: Vec<(String, Value)>,
     /// Namespaces being deleted: nothing new is created in them.
     terminating: std::collections::BTreeSet<String>,
     /// Writes refused while the clock is in a window (a webhook that is down): (path fragment, from, until).
@@ -220,7 +222,13 @@ impl FakeApi {
                 }
                 match (content_type.as_str(), subresource) {
                     // Server-side apply of the status by its one manager: the status it sends is the status.
-                    ("application/apply-patch+yaml", ["status"]) => object["status"] = body["status"].clone(),
+                    ("application/apply-patch+yaml", ["status"]) => {
+                        object["status"] = body["status"].clone();
+                        if *resource == "ecstaskruns" {
+                            let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+                            state.run_statuses.push((uid, object["status"].clone()));
+                        }
+                    }
                     ("application/json-patch+json", []) => {
                         let patch: json_patch::Patch = match serde_json::from_value(body) {
                             Ok(patch) => patch,
@@ -319,6 +327,14 @@ impl FakeApi {
             .created_runs
             .iter()
             .map(|value| serde_json::from_value(value.clone()).expect("a run deserializes"))
+            .collect()
+    }
+
+    /// Every run status applied since the last call, in order: (uid, status).
+    pub fn take_run_statuses(&self) -> Vec<(String, ecsrun::api::EcsTaskRunStatus)> {
+        std::mem::take(&mut self.state().run_statuses)
+            .into_iter()
+            .filter_map(|(uid, status)| Some((uid, serde_json::from_value(status).ok()?)))
             .collect()
     }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, FINALIZER, Phase, TASK_LIFECYCLE, lifecycle_rank};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, FINALIZER, Phase, TASK_LIFECYCLE, lifecycle_rank};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
@@ -92,6 +92,67 @@ pub struct Memory {
     recorded: BTreeMap<(String, String), usize>,
     /// Runs (uids) that have carried ecsrun's finalizer.
     finalized: std::collections::BTreeSet<String>,
+    /// Every launch intent (`sentAt`) written for each (run uid, index, attempt).
+    intents: BTreeMap<(String, String, String), std::collections::BTreeSet<Timestamp>>,
+    /// Tasks whose RunTask has been held to its intent's bound.
+    launches_checked: std::collections::BTreeSet<String>,
+}
+
+/// How long after its intent a RunTask can reach ECS: sent within `LAUNCH_INTENT_MAX_AGE` of it, and
+/// arriving within the ECS call timeout or never. The deletion's and Find's graces, anchored at the
+/// intent, rely on it.
+pub const LAUNCH_BOUND: Duration =
+    Duration::from_secs(ecsrun::decide::LAUNCH_INTENT_MAX_AGE.as_secs() + crate::fakes::ecs::CALL_TIMEOUT.as_secs());
+
+/// Every RunTask reaches ECS within `LAUNCH_BOUND` of the intent its run recorded for it: a launch held up
+/// longer (a slow write of the intent, a slow DescribeTaskDefinition, the rate ceiling) could start a task
+/// after a deletion has stopped looking for one.
+pub fn launches(
+    memory: &mut Memory,
+    step: u64,
+    statuses: &[(String, EcsTaskRunStatus)],
+    tasks: &[FakeTask],
+) -> Result<(), Violation> {
+    // Every intent written, not only what a step ends with: a launch clears its intent once it records
+    // the task, often in the same step.
+    for (uid, status) in statuses {
+        for (index, lane) in status.lanes() {
+            for attempt in &lane.attempts {
+                let Some(sent_at) = attempt.sent_at.as_ref() else { continue };
+                let key = (uid.clone(), index.to_string(), attempt.attempt.to_string());
+                memory.intents.entry(key).or_default().insert(sent_at.0);
+            }
+        }
+    }
+    for task in tasks {
+        let arn = &task.snapshot.task_arn;
+        if memory.launches_checked.contains(arn) {
+            continue;
+        }
+        let (Some(uid), Some(attempt), Some(created)) =
+            (task.tag("ecsrun.dev/uid"), task.tag("ecsrun.dev/attempt"), task.snapshot.created_at)
+        else {
+            continue;
+        };
+        memory.launches_checked.insert(arn.clone());
+        let index = task.tag("ecsrun.dev/index").unwrap_or("0");
+        // The latest intent written for it before it started.
+        let intents = memory.intents.get(&(uid.to_owned(), index.to_owned(), attempt.to_owned()));
+        let Some(intent) = intents.and_then(|intents| intents.range(..=created).next_back()) else { continue };
+        let late = intent.duration_until(created);
+        if late > jiff::SignedDuration::try_from(LAUNCH_BOUND).unwrap_or_default() {
+            return Err(Violation::new(
+                "a RunTask reaches ECS within its intent's bound",
+                step,
+                format!(
+                    "{arn} (run {uid} index {index} attempt {attempt}) started {}s after its intent (bound {}s)",
+                    late.as_secs(),
+                    LAUNCH_BOUND.as_secs()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks every invariant on the world as it is now.

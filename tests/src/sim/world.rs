@@ -308,6 +308,7 @@ impl World {
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::revisions(self.step, &tasks)?;
+        invariants::launches(&mut self.memory, self.step, &self.api.take_run_statuses(), &tasks)?;
         invariants::check(&mut self.memory, self.step, now, &runs, &tasks)
     }
 
