@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec};
+use ecsrun::api::{DeletionPolicy, EcsTaskRun, EcsTaskRunSpec};
 use rand::RngExt;
 
 use super::super::tenants::{self, NAMESPACES};
@@ -71,7 +71,17 @@ impl World {
     }
 
     pub(super) async fn delete(&mut self, recreate: bool) {
-        let Some(run) = self.pick_run() else { return };
+        // Half the runs created again kept their task on deletion (`deletionPolicy: Orphan`): a stale copy
+        // of such a run releases its name without asking ECS or the API server, the one path where a
+        // finalizer write addressed by name alone reaches the new run.
+        let kept = self.api.runs().into_iter().filter(|run| run.spec.deletion_policy() == DeletionPolicy::Orphan);
+        let kept: Vec<EcsTaskRun> = kept.collect();
+        let picked = if recreate && !kept.is_empty() && self.rng.random_range(0..2) == 0 {
+            Some(kept[self.rng.random_range(0..kept.len())].clone())
+        } else {
+            self.pick_run()
+        };
+        let Some(run) = picked else { return };
         let (namespace, name) = key(&run);
         if recreate {
             self.say(format!("user deletes {namespace}/{name} to create it again (Replace)"));
