@@ -42,6 +42,8 @@ struct State {
     created_runs: Vec<Value>,
     /// Every run status applied since the last `take_run_statuses`: (uid, status).
     run_statuses: Vec<(String, Value)>,
+    /// Runs gone since the last `take_removed_runs`, as they were last, and when.
+    removed_runs: Vec<(Value, Option<Timestamp>)>,
     /// Namespaces being deleted: nothing new is created in them.
     terminating: std::collections::BTreeSet<String>,
     /// Writes refused while the clock is in a window (a webhook that is down): (path fragment, from, until).
@@ -257,7 +259,7 @@ impl FakeApi {
                 let gone = object["metadata"]["deletionTimestamp"].is_string()
                     && object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
                 if gone {
-                    state.objects.remove(&key);
+                    state.remove(&key);
                 } else {
                     state.objects.insert(key, object.clone());
                 }
@@ -275,7 +277,7 @@ impl FakeApi {
                     return status(409, "Conflict", "Precondition failed: UID in precondition does not match");
                 }
                 if object["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
-                    state.objects.remove(&key);
+                    state.remove(&key);
                     return respond(200, &object);
                 }
                 if !object["metadata"]["deletionTimestamp"].is_string() {
@@ -335,6 +337,14 @@ impl FakeApi {
         std::mem::take(&mut self.state().run_statuses)
             .into_iter()
             .filter_map(|(uid, status)| Some((uid, serde_json::from_value(status).ok()?)))
+            .collect()
+    }
+
+    /// Every run gone since the last call (its last state) and when it went.
+    pub fn take_removed_runs(&self) -> Vec<(EcsTaskRun, Timestamp)> {
+        std::mem::take(&mut self.state().removed_runs)
+            .into_iter()
+            .filter_map(|(run, at)| Some((serde_json::from_value(run).ok()?, at?)))
             .collect()
     }
 
@@ -421,7 +431,7 @@ impl FakeApi {
         let key = ("ecstaskruns".to_owned(), namespace.to_owned(), name.to_owned());
         let Some(mut value) = state.objects.get(&key).cloned() else { return };
         if value["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
-            state.objects.remove(&key);
+            state.remove(&key);
             return;
         }
         if !value["metadata"]["deletionTimestamp"].is_string() {
@@ -490,6 +500,13 @@ impl FakeApi {
 
 impl State {
     /// A new resourceVersion (and, for a new object, a uid).
+    fn remove(&mut self, key: &Key) {
+        let removed = self.objects.remove(key);
+        if let Some(run) = removed.filter(|_| key.0 == "ecstaskruns") {
+            self.removed_runs.push((run, self.clock));
+        }
+    }
+
     fn stamp(&mut self, mut object: Value, new: bool) -> Value {
         self.revision += 1;
         object["metadata"]["resourceVersion"] = json!(self.revision.to_string());

@@ -60,6 +60,38 @@ pub fn slots(step: u64, created: &[EcsTaskRun]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A schedule's run keeps its slot's name for as long as a schedule reconcile that found the name free
+/// may still create it (the reconcile's bound): gone sooner, a second run of the slot could be created.
+/// Runs of a schedule that is gone may go at any time (nothing creates them any more).
+pub fn slot_names(step: u64, removed: &[(EcsTaskRun, Timestamp)], schedule_uid: Option<&str>) -> Result<(), Violation> {
+    let bound = jiff::SignedDuration::try_from(ecsrun::schedule::shell::RECONCILE_TIMEOUT).unwrap_or_default();
+    for (run, at) in removed {
+        if run.schedule_origin().and_then(|origin| origin.slot()).is_none() {
+            continue;
+        }
+        let owners = run.metadata.owner_references.iter().flatten();
+        if !owners.filter(|owner| owner.controller == Some(true)).any(|owner| Some(owner.uid.as_str()) == schedule_uid)
+        {
+            continue;
+        }
+        let Some(created) = run.metadata.creation_timestamp.as_ref() else { continue };
+        let lived = created.0.duration_until(*at);
+        if lived < bound {
+            return Err(Violation::new(
+                "a slot's run keeps its name while its creation may still land",
+                step,
+                format!(
+                    "{} went {}s after its creation (a schedule reconcile may create it for {}s)",
+                    run.metadata.name.as_deref().unwrap_or_default(),
+                    lived.as_secs(),
+                    bound.as_secs()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Templates never change what other namespaces run: no task of a run of one namespace runs a revision
 /// that another namespace's `taskDefinitionTemplate` registered (a run naming the family bare would
 /// launch it as the family's latest).

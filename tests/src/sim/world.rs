@@ -304,6 +304,8 @@ impl World {
             }
         }
         invariants::slots(self.step, &created)?;
+        let schedule_uid = self.api.schedule(NAMESPACES[0], SCHEDULE).and_then(|schedule| schedule.metadata.uid);
+        invariants::slot_names(self.step, &self.api.take_removed_runs(), schedule_uid.as_deref())?;
         let acts = std::mem::take(&mut *self.acts.lock().unwrap_or_else(PoisonError::into_inner));
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
