@@ -332,10 +332,10 @@ impl World {
         match roll {
             0..6 => self.create(),
             6..8 => self.delete(false).await,
-            8..9 => self.delete(true).await,
-            9..10 => self.stop().await,
-            10..12 => self.toggle_suspend().await,
-            12..41 => {
+            8..10 => self.delete(true).await,
+            10..11 => self.stop().await,
+            11..13 => self.toggle_suspend().await,
+            13..41 => {
                 // Half the time the run whose requeue is due first (kube-runtime's scheduler), else a
                 // random one (a watch event).
                 let id = self.acting_replica();
