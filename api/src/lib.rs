@@ -4,6 +4,7 @@
 
 pub mod cron;
 mod describe;
+mod ecs_state;
 mod launch;
 mod policy;
 mod retry;
@@ -12,6 +13,7 @@ mod schedule;
 mod status;
 mod template;
 
+pub use ecs_state::*;
 pub use launch::*;
 pub use policy::*;
 pub use retry::*;
@@ -141,16 +143,6 @@ fn with_short_name(
 /// The task ID: the last segment of a task ARN.
 pub fn task_id(task_arn: &str) -> &str {
     task_arn.rsplit('/').next().unwrap_or(task_arn)
-}
-
-/// ECS's task lifecycle (`lastStatus`), in order: a task only moves forward through it, so of two looks at
-/// a task the one further along is the later.
-pub const TASK_LIFECYCLE: [&str; 8] =
-    ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
-
-/// How far along `TASK_LIFECYCLE` a `lastStatus` is; None for one ECS does not document.
-pub fn lifecycle_rank(last_status: &str) -> Option<usize> {
-    TASK_LIFECYCLE.iter().position(|status| *status == last_status)
 }
 
 /// The region of an ECS ARN (`arn:aws:ecs:<region>:<account>:...`), if it has one.

@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::{DesiredStatus, LastStatus, Reported, StopCode};
+
 /// Observed state of an `EcsTaskRun`, as ECS last reported it. A run of one task keeps its task's
 /// fields here at the top level; a run of several keeps one entry per index in `tasks`, each with the same
 /// fields, and here only the run's phase, reason and message.
@@ -122,13 +124,13 @@ pub struct TaskStatus {
     pub task_definition_arn: Option<String>,
     /// ECS lastStatus: PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING, STOPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<Reported<LastStatus>>,
     /// ECS desiredStatus: RUNNING or STOPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_status: Option<String>,
+    pub desired_status: Option<Reported<DesiredStatus>>,
     /// ECS stopCode, e.g. EssentialContainerExited, TaskFailedToStart, UserInitiated, SpotInterruption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_code: Option<String>,
+    pub stop_code: Option<Reported<StopCode>>,
     /// ECS stoppedReason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
@@ -281,7 +283,7 @@ pub struct Attempt {
     pub stopped_at: Option<Time>,
     /// ECS stopCode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_code: Option<String>,
+    pub stop_code: Option<Reported<StopCode>>,
     /// Why ecsrun sent the attempt's task StopTask, if it did: what the attempt is judged by once the task
     /// has stopped (the StopTask reason carries it too, for when this write was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]

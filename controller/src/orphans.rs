@@ -65,7 +65,7 @@ pub fn orphans(
 ) -> Vec<Orphan> {
     tasks
         .iter()
-        .filter(|task| !task.is_stopped() && task.desired_status.as_deref() != Some("STOPPED"))
+        .filter(|task| !task.is_stopped() && !task.stop_requested())
         .filter(|task| !task.kept_on_delete && !known.adopted.contains(&task.task_arn))
         .filter(|task| task.started_by_install == known.cluster_id)
         .filter_map(|task| {

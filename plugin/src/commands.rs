@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use ecsrun_api::{
     AssignPublicIp, AwsVpcConfiguration, ContainerOverride, EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar,
-    LaunchType, NetworkConfiguration, Phase, TaskOverrides,
+    LastStatus, LaunchType, NetworkConfiguration, Phase, TaskOverrides, TaskStatus,
 };
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
@@ -296,12 +296,11 @@ pub async fn logs(runs: &Runs, args: LogsArgs) -> anyhow::Result<ExitCode> {
             }
             let run = runs.get(&name).await?;
             let status = run.status.unwrap_or_default();
-            let stopped =
-                |last: Option<&str>, arn: Option<&str>| arn != Some(task_arn.as_str()) || last == Some("STOPPED");
-            Ok(!is_finished(&status)
-                && status
-                    .lane(index)
-                    .is_some_and(|lane| !stopped(lane.last_status.as_deref(), lane.task_arn.as_deref())))
+            let stopped = |lane: &TaskStatus| {
+                lane.task_arn.as_deref() != Some(task_arn.as_str())
+                    || lane.last_status.as_ref().is_some_and(|last| last.is(LastStatus::Stopped))
+            };
+            Ok(!is_finished(&status) && status.lane(index).is_some_and(|lane| !stopped(lane)))
         }
     };
     source.print(args.tail, running).await?;

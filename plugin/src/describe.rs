@@ -91,8 +91,8 @@ fn task_line(text: &mut String, task: &TaskStatus) {
         let _ = writeln!(
             text,
             "Task:         {task_id} {} (stopCode {}; {})",
-            task.last_status.as_deref().unwrap_or("-"),
-            task.stop_code.as_deref().unwrap_or("-"),
+            task.last_status.as_ref().map_or("-", |last| last.as_str()),
+            task.stop_code.as_ref().map_or("-", |code| code.as_str()),
             task.stopped_reason.as_deref().unwrap_or("no reason given")
         );
     }

@@ -64,7 +64,7 @@ pub fn wide_table(runs: &[&EcsTaskRun], now: jiff::Timestamp) -> String {
                 cell(status.task.phase.map(|phase| format!("{phase:?}"))),
                 cell(status.progress),
                 cell(status.task.task_id),
-                cell(status.task.last_status),
+                cell(status.task.last_status.map(|last| last.to_string())),
                 cell(status.task.exit_codes),
                 cell(status.attempt_count.map(|count| count.to_string())),
                 cell(status.task.reason),

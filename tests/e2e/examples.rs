@@ -78,9 +78,9 @@ async fn run_example(env: std::sync::Arc<crate::Env>, file: String) -> anyhow::R
     );
 
     if run.spec.wait.for_ == WaitFor::Stopped {
-        ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.task.last_status);
+        ensure!(status.task.last_status == Some("STOPPED".into()), "lastStatus {:?}", status.task.last_status);
         ensure!(
-            status.task.stop_code.as_deref() == Some("EssentialContainerExited"),
+            status.task.stop_code == Some("EssentialContainerExited".into()),
             "stopCode {:?}",
             status.task.stop_code
         );

@@ -183,7 +183,7 @@ async fn task_level_memory_only(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "memory-only", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await?;
-    ensure!(status.task.last_status.as_deref() == Some("STOPPED"), "lastStatus {:?}", status.task.last_status);
+    ensure!(status.task.last_status == Some("STOPPED".into()), "lastStatus {:?}", status.task.last_status);
     Ok(())
 }
 

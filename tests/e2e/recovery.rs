@@ -28,7 +28,7 @@ async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
     let mut first = env.controller("controller-retarget-1", &[RETARGET_NAMESPACE])?;
     first.ready().await?;
     let running = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.task.last_status.as_deref() == Some("RUNNING"))
+        run.and_then(|run| run.status.as_ref()).is_some_and(|s| s.task.last_status == Some("RUNNING".into()))
     };
     let launched = wait::until(&api, "pinned", Duration::from_secs(60), "RUNNING", running).await?;
     ensure!(launched.region.as_deref() == Some(env.moto.fixtures.region.as_str()), "region {:?}", launched.region);

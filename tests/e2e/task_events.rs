@@ -133,7 +133,7 @@ async fn reordered(env: Arc<Env>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let later = api.get("reordered").await?.status.context("status")?;
     ensure!(later.task.phase == Some(Phase::Succeeded), "regressed: {later:?}");
-    ensure!(later.task.last_status.as_deref() == Some("STOPPED"), "regressed: {later:?}");
+    ensure!(later.task.last_status == Some("STOPPED".into()), "regressed: {later:?}");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::Phase;
+use ecsrun::api::{LastStatus, Phase};
 use ecsrun_e2e::fakes::Shell;
 
 use crate::{NS, POLL, launched, phase, spec};
@@ -69,9 +69,10 @@ async fn count_5_parallelism_2_runs_every_index_once_and_never_more_than_2() -> 
         most_live = most_live.max(live.len());
         // Each live task runs, then exits 0 at the next look.
         for arn in &live {
-            match shell.ecs.task(arn).and_then(|t| t.snapshot.last_status).as_deref() {
-                Some("RUNNING") => shell.ecs.exit(arn, 0),
-                _ => shell.ecs.run(arn),
+            if shell.ecs.task(arn).is_some_and(|t| t.snapshot.last_is(LastStatus::Running)) {
+                shell.ecs.exit(arn, 0)
+            } else {
+                shell.ecs.run(arn)
             }
         }
         shell.advance(Duration::from_secs(5));
@@ -133,7 +134,7 @@ async fn an_index_out_of_retries_stops_the_others_with_fail_fast() -> anyhow::Re
     assert_eq!(status.active_tasks, Some(0));
     assert!(shell.ecs.live().is_empty(), "failFast left tasks running");
     let stopped_by_us =
-        shell.ecs.tasks().iter().filter(|t| t.snapshot.stop_code.as_deref() == Some("UserInitiated")).count();
+        shell.ecs.tasks().iter().filter(|t| t.snapshot.stop_code == Some("UserInitiated".into())).count();
     assert_eq!(stopped_by_us, 2);
     let reasons: Vec<String> = shell.api.events(NS, "fail-fast").into_iter().map(|(reason, ..)| reason).collect();
     assert_eq!(reasons, ["Running", "Stopping", "Failed"], "the run's transitions, not each index's");
@@ -153,9 +154,10 @@ async fn a_controller_restarted_after_every_step_launches_no_index_twice() -> an
         }
         let _ = shell.reconcile(NS, "ten").await;
         for arn in shell.ecs.live() {
-            match shell.ecs.task(&arn).and_then(|t| t.snapshot.last_status).as_deref() {
-                Some("RUNNING") => shell.ecs.exit(&arn, 0),
-                _ => shell.ecs.run(&arn),
+            if shell.ecs.task(&arn).is_some_and(|t| t.snapshot.last_is(LastStatus::Running)) {
+                shell.ecs.exit(&arn, 0)
+            } else {
+                shell.ecs.run(&arn)
             }
         }
         shell = shell.restart().await?;

@@ -40,11 +40,11 @@ async fn waiting_for_running_then_deleting_stops_the_task_with_the_runs_reason()
     shell.follow(NS, "hold", 1, POLL).await?;
     let status = shell.status(NS, "hold");
     assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")));
-    assert_eq!(status.task.last_status.as_deref(), Some("RUNNING"), "Running is what it waited for");
+    assert_eq!(status.task.last_status, Some("RUNNING".into()), "Running is what it waited for");
     shell.api.delete_run(NS, "hold", shell.now());
     shell.reconcile(NS, "hold").await?;
     let stopped = shell.ecs.task(&task).expect("the task");
-    assert_eq!(stopped.snapshot.stop_code.as_deref(), Some("UserInitiated"));
+    assert_eq!(stopped.snapshot.stop_code, Some("UserInitiated".into()));
     assert_eq!(
         stopped.snapshot.stopped_reason.as_deref(),
         Some("deleted while running [ecsrun:delete]"),
@@ -182,7 +182,7 @@ async fn a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunche
     let task = launched(&shell, "forgotten", "retryPolicy:\n  backoffLimit: 2\nwait:\n  for: Stopped\n").await?;
     shell.ecs.run(&task);
     shell.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
-    assert_eq!(shell.status(NS, "forgotten").task.last_status.as_deref(), Some("RUNNING"));
+    assert_eq!(shell.status(NS, "forgotten").task.last_status, Some("RUNNING".into()));
     shell.ecs.exit(&task, 0);
     shell.ecs.forget(&task);
     // Within ECS's eventual-consistency grace, a task it does not describe is looked for again.

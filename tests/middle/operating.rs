@@ -27,7 +27,7 @@ async fn spec_stop_stops_a_running_run_and_it_is_not_retried() -> anyhow::Result
     shell.follow(NS, "stop-me", 2, Duration::from_secs(2)).await?;
     let status = shell.status(NS, "stop-me");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
-    assert_eq!(status.task.last_status.as_deref(), Some("STOPPED"));
+    assert_eq!(status.task.last_status, Some("STOPPED".into()));
     assert_eq!(status.task.attempts.len(), 1, "a stopped run is not retried");
     assert_eq!(shell.ecs.count("RunTask"), 1);
     Ok(())
@@ -77,7 +77,7 @@ async fn adopting_with_stop_is_the_stop_task_action() -> anyhow::Result<()> {
     shell.follow(NS, "stop-task", 3, Duration::from_secs(1)).await?;
     let status = shell.status(NS, "stop-task");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("Stopped")), "{:?}", status.task.message);
-    assert_eq!(status.task.stop_code.as_deref(), Some("UserInitiated"));
+    assert_eq!(status.task.stop_code, Some("UserInitiated".into()));
     let stopped = shell.ecs.task(&task).expect("the task");
     assert_eq!(stopped.snapshot.stopped_reason.as_deref(), Some("Stop Task action [ecsrun:stop]"));
     Ok(())

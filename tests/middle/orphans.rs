@@ -32,7 +32,7 @@ fn store(shell: &Shell, listed: bool) -> Store<CachedRun> {
 }
 
 fn desired(shell: &Shell, task: &str) -> Option<String> {
-    shell.ecs.task(task).and_then(|task| task.snapshot.desired_status)
+    shell.ecs.task(task).and_then(|task| task.snapshot.desired_status).map(|desired| desired.to_string())
 }
 
 /// Finding 2: a new leadership term's watch that has not listed yet (or never does: a namespace it may

@@ -26,7 +26,7 @@ pub fn launched() -> impl Condition<EcsTaskRun> {
 pub fn has_last_status(last_status: &'static str) -> impl Condition<EcsTaskRun> {
     move |run: Option<&EcsTaskRun>| {
         run.and_then(|run| run.status.as_ref())
-            .is_some_and(|status| status.task.last_status.as_deref() == Some(last_status))
+            .is_some_and(|status| status.task.last_status.as_ref().is_some_and(|last| last.as_str() == last_status))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, reason, set_phase};
-use crate::api::{EcsTaskRunStatus, IndexedTaskStatus, Phase, StopCause};
+use crate::api::{DesiredStatus, EcsTaskRunStatus, IndexedTaskStatus, Phase, StopCause};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
 /// once: the cache must first hold the status just written.
@@ -274,7 +274,8 @@ fn stop_lane(
     follows: &mut [Follow],
 ) {
     let Some(task_arn) = lane.task.task_arn.clone() else { return };
-    if lane.task.desired_status.as_deref() != Some("STOPPED") && !stops.iter().any(|s| s.task_arn == task_arn) {
+    if lane.task.desired_status != Some(DesiredStatus::Stopped.into()) && !stops.iter().any(|s| s.task_arn == task_arn)
+    {
         stops.push(StopTask { task_arn: task_arn.clone(), reason: why.to_owned() });
     }
     let reason = if cause == StopCause::FailFast { reason::FAIL_FAST } else { reason::NOT_NEEDED };

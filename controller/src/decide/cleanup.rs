@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{RunView, StopTask, current_attempt, set_phase};
-use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, Phase, StopCause, TaskStatus};
+use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, LastStatus, Phase, StopCause, TaskStatus};
 use crate::ecs::TaskSnapshot;
 
 /// What deleting a run requires.
@@ -48,7 +48,7 @@ pub fn cleanup_step(spec: &EcsTaskRunSpec, uid: &str, status: Option<&EcsTaskRun
 fn live_tasks(status: &TaskStatus) -> (Vec<String>, bool) {
     let seen_stopped = |attempt: &Attempt| {
         attempt.stopped_at.is_some()
-            || (status.task_arn == attempt.task_arn && status.last_status.as_deref() == Some("STOPPED"))
+            || (status.task_arn == attempt.task_arn && status.last_status == Some(LastStatus::Stopped.into()))
     };
     let live = status
         .attempts
@@ -108,7 +108,7 @@ pub fn cleanup(
     CleanupPlan {
         stop: tasks
             .iter()
-            .filter(|t| !t.is_stopped() && t.desired_status.as_deref() != Some("STOPPED"))
+            .filter(|t| !t.is_stopped() && !t.stop_requested())
             .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
             .collect(),
         done: tasks.iter().all(TaskSnapshot::is_stopped) && !still_looking,

@@ -54,7 +54,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             if unknown_for >= ECS_REMEMBERS_STOPPED || seen_past_launch(&status) {
                 // It may have run to its end and been forgotten (a long outage): relaunching could run the
                 // job twice, and failing it could report a success as a failure.
-                let last = status.task.last_status.as_deref().unwrap_or("PROVISIONING");
+                let last = status.task.last_status.as_ref().map_or("PROVISIONING", Reported::as_str);
                 let message = format!(
                     "ECS no longer describes task {id}, last seen {last}: it may have finished more than an \
                      hour before it was looked at; its outcome is unknown and it is not launched again"
@@ -91,7 +91,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             // Stops the task (unless already asked to stop) and follows it closely until it has.
             let stopping =
                 |mut status: EcsTaskRunStatus, cause: StopCause, why: &str, reason: &'static str, message| {
-                    let stop = (task.desired_status.as_deref() != Some("STOPPED"))
+                    let stop = (!task.stop_requested())
                         .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(cause, why) });
                     record_stop_cause(&mut status.task, &task.task_arn, cause);
                     set_phase(view, &mut status, Phase::Stopping, reason, message, now);
@@ -118,8 +118,8 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     message,
                 );
             }
-            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
-            let started = last_status == "RUNNING" || task.started_at.is_some();
+            let last_status = task.last_status_str().unwrap_or("UNKNOWN");
+            let started = task.last_is(LastStatus::Running) || task.started_at.is_some();
             let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map(|t| t.0);
             let start_deadline = launched_at.and_then(|at| view.start_deadline(at)).filter(|_| !started);
             if start_deadline.is_some_and(|deadline| now >= deadline) {
@@ -135,12 +135,12 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 );
             }
             let attempt = current_attempt(&status.task).map_or(1, |a| a.attempt);
-            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
+            if view.spec.wait.for_ == WaitFor::Running && started {
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
             let message = format!("task {id} is {last_status} (attempt {attempt})");
-            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
+            set_phase(view, &mut status, Phase::Running, running_reason(task.last_status.as_ref()), message, now);
             let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval() };
             plan(view, status, None, Some(follow), view.look_again(now, launched_at, started))
         }
@@ -149,17 +149,18 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
 
 /// Whether the status already records `task` further along ECS's lifecycle than this look at it shows.
 fn older_than_recorded(recorded: &TaskStatus, task: &TaskSnapshot) -> bool {
-    let rank = |last_status: Option<&str>| last_status.and_then(lifecycle_rank);
+    // LastStatus is ordered along ECS's lifecycle; a value ECS added later is not compared.
+    let known = |last_status: Option<&Reported<LastStatus>>| last_status.and_then(Reported::known);
     recorded.task_arn.as_deref() == Some(task.task_arn.as_str())
-        && matches!((rank(recorded.last_status.as_deref()), rank(task.last_status.as_deref())),
+        && matches!((known(recorded.last_status.as_ref()), known(task.last_status.as_ref())),
             (Some(recorded), Some(seen)) if seen < recorded)
 }
 
 /// The reason of a run whose task has not stopped, by the task's lastStatus.
-pub(super) fn running_reason(last_status: &str) -> &'static str {
-    match last_status {
-        "RUNNING" => reason::TASK_RUNNING,
-        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => reason::TASK_STOPPING,
+pub(super) fn running_reason(last_status: Option<&Reported<LastStatus>>) -> &'static str {
+    match last_status.and_then(Reported::known) {
+        Some(LastStatus::Running) => reason::TASK_RUNNING,
+        Some(LastStatus::Deactivating | LastStatus::Stopping | LastStatus::Deprovisioning) => reason::TASK_STOPPING,
         _ => reason::TASK_STARTING,
     }
 }
@@ -167,8 +168,9 @@ pub(super) fn running_reason(last_status: &str) -> &'static str {
 /// Whether ECS described the task after RunTask answered: it then certainly existed, and MISSING means
 /// forgotten, not lost.
 pub(super) fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
-    status.task.started_at.is_some()
-        || !matches!(status.task.last_status.as_deref(), None | Some("PROVISIONING" | "PENDING"))
+    let starting =
+        |last: &Reported<LastStatus>| matches!(last.known(), Some(LastStatus::Provisioning | LastStatus::Pending));
+    status.task.started_at.is_some() || status.task.last_status.as_ref().is_some_and(|last| !starting(last))
 }
 
 /// Mirrors what ECS reports about the task into the status and the current attempt.

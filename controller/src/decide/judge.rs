@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use wildmatch::WildMatch;
 
 use super::{LogRead, RunView, logs, reason, task_id};
-use crate::api::{ExitCodeOperator, RetryRule, RetryRuleAction, StopCause, SuccessPolicy};
+use crate::api::{ExitCodeOperator, Reported, RetryRule, RetryRuleAction, StopCause, StopCode, SuccessPolicy};
 use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
 /// What a stopped task means for the run.
@@ -41,7 +41,7 @@ pub(super) fn judge_stopped(
             return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
         }
         // The suspension's StopTask: the attempt is no failure, whatever the exit codes (143: the SIGTERM).
-        Some(StopCause::Suspended) if task.stop_code.as_deref() == Some("UserInitiated") => {
+        Some(StopCause::Suspended) if task.stop_code_is(StopCode::UserInitiated) => {
             let message = format!("task {id} was stopped: the run is suspended");
             return (Verdict::Retry { reason: reason::SUSPENDED, counted: false }, message);
         }
@@ -67,7 +67,7 @@ pub(super) fn judge_stopped(
     // Rules speak only of failed attempts: the first that matches overrides ecsrun's own judgement.
     match first_matching_rule(
         &view.spec.retry_policy.rules,
-        task.stop_code.as_deref(),
+        task.stop_code.as_ref().and_then(Reported::known),
         task.stopped_reason.as_deref(),
         &exited,
     ) {
@@ -104,7 +104,7 @@ fn stop_cause(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Option<Sto
     if let Some(cause) = recorded.or(legacy_phase) {
         return Some(cause);
     }
-    if task.stop_code.as_deref() != Some("UserInitiated") {
+    if !task.stop_code_is(StopCode::UserInitiated) {
         return None;
     }
     let stopped_reason = task.stopped_reason.as_deref()?;
@@ -137,8 +137,8 @@ fn built_in_verdict(
 ) -> (Verdict, String) {
     let id = task_id(&task.task_arn);
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
-    match task.stop_code.as_deref() {
-        Some("TaskFailedToStart") => {
+    match task.stop_code.as_ref().and_then(Reported::known) {
+        Some(StopCode::TaskFailedToStart) => {
             let transient = is_transient_start_failure(stopped_reason);
             let verdict = Verdict::Retry {
                 reason: if transient { reason::INSUFFICIENT_CAPACITY } else { reason::TASK_FAILED_TO_START },
@@ -146,7 +146,7 @@ fn built_in_verdict(
             };
             return (verdict, format!("task {id} failed to start: {stopped_reason}"));
         }
-        Some("SpotInterruption" | "TerminationNotice") => {
+        Some(StopCode::SpotInterruption | StopCode::TerminationNotice) => {
             let verdict = Verdict::Retry { reason: reason::INTERRUPTED, counted: false };
             return (verdict, format!("task {id} was interrupted: {stopped_reason}"));
         }
@@ -231,7 +231,7 @@ pub(super) fn log_reads(
 /// stopped reason (a case-insensitive wildcard pattern) and `exited` (judged container, non-zero exit code).
 pub(super) fn first_matching_rule(
     rules: &[RetryRule],
-    stop_code: Option<&str>,
+    stop_code: Option<StopCode>,
     stopped_reason: Option<&str>,
     exited: &[(&str, i32)],
 ) -> Option<(usize, RetryRuleAction)> {
@@ -245,8 +245,8 @@ pub(super) fn first_matching_rule(
                     }
             })
         });
-        let stop_codes = rule.on_stop_codes.is_empty()
-            || stop_code.is_some_and(|code| rule.on_stop_codes.iter().any(|wanted| wanted.as_str() == code));
+        let stop_codes =
+            rule.on_stop_codes.is_empty() || stop_code.is_some_and(|code| rule.on_stop_codes.contains(&code));
         let reason = rule
             .on_stopped_reason
             .as_deref()

@@ -200,14 +200,14 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 return plan(view, status, None, Some(follow), Some(Duration::ZERO));
             }
             // Judged as any later look would judge it: the tracker reports only changes from here on.
-            let last_status = task.last_status.as_deref().unwrap_or("UNKNOWN");
-            if view.spec.wait.for_ == WaitFor::Running && (last_status == "RUNNING" || task.started_at.is_some()) {
+            let last_status = task.last_status_str().unwrap_or("UNKNOWN");
+            let started = task.last_is(LastStatus::Running) || task.started_at.is_some();
+            if view.spec.wait.for_ == WaitFor::Running && started {
                 let message = format!("task {id} is {last_status} (attempt {attempt})");
                 return conclude(view, status, Verdict::Succeeded, message, now);
             }
             let message = format!("task {id} is {last_status} (attempt {attempt})");
-            set_phase(view, &mut status, Phase::Running, running_reason(last_status), message, now);
-            let started = last_status == "RUNNING" || task.started_at.is_some();
+            set_phase(view, &mut status, Phase::Running, running_reason(task.last_status.as_ref()), message, now);
             let back = view.look_again(now, Some(task.created_at.unwrap_or(now)), started);
             plan(view, status, None, Some(follow), back)
         }

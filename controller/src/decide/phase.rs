@@ -178,17 +178,17 @@ pub(super) fn plan(
         events.push(normal(if view.adopts() { "Adopted" } else { "Launched" }, note));
     }
     if status.task.last_status != old.task.last_status || launched {
-        match status.task.last_status.as_deref() {
-            Some("RUNNING") if !launched => events.push(normal(
+        match status.task.last_status.as_ref().and_then(Reported::known) {
+            Some(LastStatus::Running) if !launched => events.push(normal(
                 "Running",
                 format!("task {} is RUNNING", status.task.task_id.as_deref().unwrap_or_default()),
             )),
-            Some("STOPPED") if !phase_event => events.push(normal(
+            Some(LastStatus::Stopped) if !phase_event => events.push(normal(
                 "Stopped",
                 format!(
                     "task {} STOPPED: stopCode {} ({}); exit codes {}",
                     status.task.task_id.as_deref().unwrap_or_default(),
-                    status.task.stop_code.as_deref().unwrap_or("none"),
+                    status.task.stop_code.as_ref().map_or("none", Reported::as_str),
                     status
                         .task
                         .stopped_reason

@@ -348,6 +348,7 @@ impl AwsEcs {
         let client = self.client(target).await;
         let desired_status = match desired_status {
             DesiredStatus::Running => types::DesiredStatus::Running,
+            DesiredStatus::Pending => types::DesiredStatus::Pending,
             DesiredStatus::Stopped => types::DesiredStatus::Stopped,
         };
         self.call("ListTasks", target, async {

@@ -18,6 +18,9 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
+use crate::api::StopCode;
+pub use crate::api::{DesiredStatus, LastStatus, Reported};
+
 /// Where a call goes: region, whose credentials, which cluster. Also the DescribeTasks batching key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EcsTarget {
@@ -112,9 +115,9 @@ pub struct TaskSnapshot {
     pub task_arn: String,
     pub cluster_arn: Option<String>,
     pub task_definition_arn: Option<String>,
-    pub last_status: Option<String>,
-    pub desired_status: Option<String>,
-    pub stop_code: Option<String>,
+    pub last_status: Option<Reported<LastStatus>>,
+    pub desired_status: Option<Reported<DesiredStatus>>,
+    pub stop_code: Option<Reported<StopCode>>,
     pub stopped_reason: Option<String>,
     pub created_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
@@ -141,7 +144,25 @@ pub struct TaskSnapshot {
 
 impl TaskSnapshot {
     pub fn is_stopped(&self) -> bool {
-        self.last_status.as_deref() == Some("STOPPED")
+        self.last_is(LastStatus::Stopped)
+    }
+
+    pub fn last_is(&self, status: LastStatus) -> bool {
+        self.last_status.as_ref().is_some_and(|last| last.is(status))
+    }
+
+    /// Someone asked ECS to stop it (its desiredStatus is STOPPED), whether or not it has stopped yet.
+    pub fn stop_requested(&self) -> bool {
+        self.desired_status.as_ref().is_some_and(|desired| desired.is(DesiredStatus::Stopped))
+    }
+
+    pub fn stop_code_is(&self, code: StopCode) -> bool {
+        self.stop_code.as_ref().is_some_and(|reported| reported.is(code))
+    }
+
+    /// Its lastStatus as ECS spelled it, for messages and the run's status.
+    pub fn last_status_str(&self) -> Option<&str> {
+        self.last_status.as_ref().map(Reported::as_str)
     }
 }
 
@@ -256,13 +277,6 @@ pub struct Described {
 pub enum TaskLookup {
     Found(TaskSnapshot),
     Missing,
-}
-
-/// Which tasks ListTasks should return (ListTasks' own default is RUNNING only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DesiredStatus {
-    Running,
-    Stopped,
 }
 
 /// One ECS operation and its parameters. Every layer of the port (rate ceiling, fence, adapter, test

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use serde::Deserialize;
 
-use super::{ContainerSnapshot, TaskSnapshot};
+use super::{ContainerSnapshot, Reported, TaskSnapshot};
 
 /// EventBridge's `source` and `detail-type` of a task state change.
 pub const SOURCE: &str = "aws.ecs";
@@ -145,9 +145,9 @@ pub fn parse(body: &str) -> Result<Body, Malformed> {
         task_arn: detail.task_arn,
         cluster_arn: detail.cluster_arn,
         task_definition_arn: detail.task_definition_arn,
-        last_status: detail.last_status,
-        desired_status: detail.desired_status,
-        stop_code: detail.stop_code.filter(|code| !code.is_empty()),
+        last_status: detail.last_status.as_deref().map(Reported::parse),
+        desired_status: detail.desired_status.as_deref().map(Reported::parse),
+        stop_code: detail.stop_code.as_deref().filter(|code| !code.is_empty()).map(Reported::parse),
         stopped_reason: detail.stopped_reason.filter(|reason| !reason.is_empty()),
         created_at: time(detail.created_at.as_deref()),
         started_at: time(detail.started_at.as_deref()),

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{Ecs, EcsError, EcsTarget, TaskLookup, TaskSnapshot};
+use super::{Ecs, EcsError, EcsTarget, LastStatus, TaskLookup, TaskSnapshot};
 use crate::clock::Clock;
 
 /// DescribeTasks accepts at most this many ARNs per call.
@@ -65,7 +65,7 @@ pub const MAX_VERSION_LEAP: i64 = 64;
 /// Whether a task in this state can end a run (RUNNING: a run that waits for Running; STOPPED: judged):
 /// such an event only wakes the task for a DescribeTasks, whose answer is what the run is decided on.
 fn decisive(task: &TaskSnapshot) -> bool {
-    task.is_stopped() || task.last_status.as_deref() == Some("RUNNING")
+    task.is_stopped() || task.last_is(LastStatus::Running)
 }
 
 /// A followed task by where it runs and its ARN, both shared between the two indexes below: a target is

@@ -12,11 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use ecsrun::api::StopCode;
 use ecsrun::ecs::task_events::STARTED_BY_PREFIX;
 use ecsrun::ecs::{
     CLUSTER_ID_TAG, ContainerDefinitionInfo, ContainerSnapshot, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs,
-    EcsError, EcsErrorKind, EcsFailure, EcsTarget, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response,
-    RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    EcsError, EcsErrorKind, EcsFailure, EcsTarget, LastStatus, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request,
+    Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
 use jiff::Timestamp;
 
@@ -344,8 +345,7 @@ impl State {
 
     fn set_status(&mut self, arn: &str, last_status: &str) {
         let now = self.now();
-        if let Some(task) =
-            self.tasks.get_mut(arn).filter(|task| task.snapshot.last_status.as_deref() != Some(last_status))
+        if let Some(task) = self.tasks.get_mut(arn).filter(|task| task.snapshot.last_status_str() != Some(last_status))
         {
             task.snapshot.last_status = Some(last_status.into());
             if last_status == "RUNNING" {
@@ -364,7 +364,7 @@ impl State {
             return;
         }
         let mut event = TaskSnapshot { started_for_namespace: None, ..task.snapshot.clone() };
-        if event.stop_code.as_deref() == Some("TaskFailedToStart") {
+        if event.stop_code_is(StopCode::TaskFailedToStart) {
             event.containers.clear();
         }
         self.events.push(event);
@@ -470,7 +470,7 @@ impl State {
         let now = self.now();
         let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
         if exits_first && !task.snapshot.is_stopped() {
-            if task.snapshot.last_status.as_deref() == Some("RUNNING") {
+            if task.snapshot.last_is(LastStatus::Running) {
                 self.exit(task_arn, 1);
             } else {
                 self.stop_on_its_own(

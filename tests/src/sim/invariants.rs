@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, FINALIZER, Phase, TASK_LIFECYCLE, lifecycle_rank};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, FINALIZER, LastStatus, Phase, StopCode};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
@@ -120,8 +120,8 @@ pub struct Memory {
     orphaned_since: BTreeMap<String, Timestamp>,
     /// The first final phase each run (uid) reached.
     finished: BTreeMap<String, Phase>,
-    /// How far along each (run uid, task ARN) its status has recorded the task (`lifecycle_rank`).
-    recorded: BTreeMap<(String, String), usize>,
+    /// How far along each (run uid, task ARN) its status has recorded the task.
+    recorded: BTreeMap<(String, String), LastStatus>,
     /// Runs (uids) that have carried ecsrun's finalizer.
     finalized: std::collections::BTreeSet<String>,
     /// Every launch intent (`sentAt`) written for each (run uid, index, attempt).
@@ -299,7 +299,7 @@ pub fn check(
         for (index, lane) in status.lanes() {
             for attempt in lane.attempts.iter().filter(|a| a.outcome.as_deref() == Some("Suspended")) {
                 let Some(task) = attempt.task_arn.as_deref().and_then(|arn| by_arn.get(arn)) else { continue };
-                if task.snapshot.stop_code.as_deref() != Some("UserInitiated") {
+                if !task.snapshot.stop_code_is(StopCode::UserInitiated) {
                     return broken(
                         "only a task the suspension stopped ends its attempt Suspended",
                         format!(
@@ -314,15 +314,13 @@ pub fn check(
         // again or out of order) never overwrites a newer one.
         if let Some(uid) = run.metadata.uid.as_deref() {
             for (index, lane) in status.lanes() {
-                let (Some(arn), Some(last_status)) = (lane.task_arn.as_deref(), lane.last_status.as_deref()) else {
-                    continue;
-                };
-                let Some(rank) = lifecycle_rank(last_status) else { continue };
-                let before = memory.recorded.insert((uid.to_owned(), arn.to_owned()), rank);
-                if let Some(before) = before.filter(|before| rank < *before) {
+                let known = lane.last_status.as_ref().and_then(|last| last.known());
+                let (Some(arn), Some(last_status)) = (lane.task_arn.as_deref(), known) else { continue };
+                let before = memory.recorded.insert((uid.to_owned(), arn.to_owned()), last_status);
+                if let Some(before) = before.filter(|before| last_status < *before) {
                     return broken(
                         "a task's recorded lastStatus never goes back",
-                        format!("{name} index {index}: {arn} was {}, now {last_status}", TASK_LIFECYCLE[before]),
+                        format!("{name} index {index}: {arn} was {before:?}, now {last_status:?}"),
                     );
                 }
             }

@@ -86,7 +86,7 @@ impl TaskEvents {
                 "task {} v{} {}",
                 task_id(&event.task_arn),
                 event.version.unwrap_or_default(),
-                event.last_status.as_deref().unwrap_or("?")
+                event.last_status.as_ref().map_or("?", |last| last.as_str())
             );
             if (DUPLICATED..DUPLICATED + LOST).contains(&roll) {
                 said.push(format!("{what}: lost"));

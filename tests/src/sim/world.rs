@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskSchedule};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskSchedule, LastStatus};
 use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
 use ecsrun::orphans::OrphanSweep;
@@ -586,7 +586,7 @@ impl World {
         let Some(task) = self.ecs.task(arn) else { return };
         let roll = self.rng.random_range(0..100);
         let id = ecsrun::api::task_id(arn).to_owned();
-        if task.snapshot.last_status.as_deref() != Some("RUNNING") {
+        if !task.snapshot.last_is(LastStatus::Running) {
             if roll < 8 {
                 self.say(format!("ECS: task {id} fails to start"));
                 self.ecs.fail_to_start(arn);

@@ -2,7 +2,7 @@
 
 use super::judge::{first_matching_rule, is_transient_start_failure};
 use super::*;
-use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, SuccessPolicy, WaitPolicy};
+use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, StopCode, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -215,7 +215,7 @@ fn a_launched_task_is_recorded_at_once_and_followed() {
     assert_eq!(status.task.phase, Some(Phase::Running));
     assert_eq!(status.task.task_arn.as_deref(), Some(ARN));
     assert_eq!(status.task.task_id.as_deref(), Some("abc123"));
-    assert_eq!(status.task.last_status.as_deref(), Some("PROVISIONING"));
+    assert_eq!(status.task.last_status, Some("PROVISIONING".into()));
     assert_eq!(status.task.attempts.len(), 1);
     assert_eq!(status.task.attempts[0].task_arn.as_deref(), Some(ARN));
     assert_eq!(plan.follow, Some(Follow { task_arn: ARN.into(), every: Duration::from_secs(30) }));
@@ -674,9 +674,9 @@ fn stop_code_and_reason_rules() {
         on_stopped_reason: None,
     };
     let rules = [both];
-    assert_eq!(first_matching_rule(&rules, Some("EssentialContainerExited"), None, &[("app", 1)]), None);
-    assert_eq!(first_matching_rule(&rules, Some("SpotInterruption"), None, &[("app", 2)]), None);
-    assert_eq!(first_matching_rule(&rules, Some("SpotInterruption"), None, &[("app", 1)]), Some((0, FailRun)));
+    assert_eq!(first_matching_rule(&rules, Some(StopCode::EssentialContainerExited), None, &[("app", 1)]), None);
+    assert_eq!(first_matching_rule(&rules, Some(StopCode::SpotInterruption), None, &[("app", 2)]), None);
+    assert_eq!(first_matching_rule(&rules, Some(StopCode::SpotInterruption), None, &[("app", 1)]), Some((0, FailRun)));
 }
 
 #[test]
@@ -840,7 +840,7 @@ fn stopped_task_verdicts() {
         let plan = after_track(&run.view(), found(task.clone()), at(61));
         assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
         assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}");
-        assert_eq!(plan.status.task.last_status.as_deref(), Some("STOPPED"), "{case}");
+        assert_eq!(plan.status.task.last_status, Some("STOPPED".into()), "{case}");
         assert_eq!(plan.status.task.stop_code, task.stop_code, "{case}");
         assert_eq!(plan.status.task.containers.len(), 2, "{case}");
         assert_eq!(plan.status.task.containers[1].essential, Some(false), "{case}");
@@ -979,7 +979,7 @@ fn waiting_for_running() {
 
     let running = after_track(&run.view(), found(task("RUNNING")), at(30));
     assert_eq!(running.status.task.phase, Some(Phase::Succeeded));
-    assert_eq!(running.status.task.last_status.as_deref(), Some("RUNNING"));
+    assert_eq!(running.status.task.last_status, Some("RUNNING".into()));
     assert_eq!((running.requeue, running.follow.clone()), (None, None));
     assert_eq!(event_reasons(&running), vec!["Running", "Succeeded"]);
 }

@@ -9,7 +9,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::ecs::{
     CLUSTER_ID_TAG, ContainerSnapshot, DELETION_POLICY_TAG, EcsError, EcsErrorKind, EcsFailure, LogConfiguration,
-    NAMESPACE_TAG, TaskSnapshot,
+    NAMESPACE_TAG, Reported, TaskSnapshot,
 };
 
 pub(super) fn timestamp(time: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
@@ -21,10 +21,10 @@ pub(super) fn snapshot(task: &types::Task) -> TaskSnapshot {
         task_arn: task.task_arn().unwrap_or_default().to_owned(),
         cluster_arn: task.cluster_arn().map(str::to_owned),
         task_definition_arn: task.task_definition_arn().map(str::to_owned),
-        last_status: task.last_status().map(str::to_owned),
-        desired_status: task.desired_status().map(str::to_owned),
+        last_status: task.last_status().map(Reported::parse),
+        desired_status: task.desired_status().map(Reported::parse),
         // Unknown stop codes arrive as `Unknown` variants; as_str keeps their text.
-        stop_code: task.stop_code().map(|code| code.as_str().to_owned()),
+        stop_code: task.stop_code().map(|code| Reported::parse(code.as_str())),
         stopped_reason: task.stopped_reason().filter(|reason| !reason.is_empty()).map(str::to_owned),
         created_at: task.created_at().and_then(timestamp),
         started_at: task.started_at().and_then(timestamp),

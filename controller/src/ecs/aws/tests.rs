@@ -105,9 +105,9 @@ async fn run_task_sends_identity_and_network_and_returns_the_task() {
 
     let RunTaskOutcome::Started(task) = outcome else { panic!("{outcome:?}") };
     assert_eq!(task.task_arn, ARN);
-    assert_eq!(task.last_status.as_deref(), Some("PROVISIONING"));
+    assert_eq!(task.last_status, Some("PROVISIONING".into()));
     assert_eq!(task.containers[0].exit_code, Some(3));
-    assert_eq!(task.stop_code.as_deref(), Some("EssentialContainerExited"));
+    assert_eq!(task.stop_code, Some("EssentialContainerExited".into()));
     assert_eq!(rule.num_calls(), 1);
     assert_eq!(calls(&metrics, "RunTask", "ok"), 1);
 }
@@ -339,7 +339,7 @@ async fn stopping_a_task_ecs_forgot_is_not_an_error() {
     assert_eq!(ecs.stop_task(&target(), ARN, "bye", &Actor::default()).await.unwrap(), None);
     let stopped =
         ecs.stop_task(&target(), ARN, "bye", &Actor::default()).await.unwrap().expect("StopTask returns the task");
-    assert_eq!(stopped.last_status.as_deref(), Some("STOPPED"));
+    assert_eq!(stopped.last_status, Some("STOPPED".into()));
     assert_eq!(ok.num_calls(), 1);
 }
 

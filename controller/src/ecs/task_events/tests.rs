@@ -46,7 +46,7 @@ fn a_stopped_task_reads_as_a_snapshot_with_its_version() {
     assert_eq!(task.task_arn, "arn:aws:ecs:eu-west-1:111122223333:task/batch/b99d40b3");
     assert_eq!(task.version, Some(5));
     assert!(task.is_stopped());
-    assert_eq!(task.stop_code.as_deref(), Some("EssentialContainerExited"));
+    assert_eq!(task.stop_code, Some("EssentialContainerExited".into()));
     assert_eq!(task.stopped_reason.as_deref(), Some("Essential container in task exited"));
     assert_eq!(task.capacity_provider.as_deref(), Some("FARGATE"), "the launch type when no capacity provider");
     assert_eq!(task.started_at, Some("2026-12-03T09:59:55.102Z".parse().unwrap()));
@@ -68,7 +68,7 @@ fn a_task_that_failed_to_start_may_have_no_containers() {
     detail.insert("stoppedReason".into(), "CannotPullContainerError: pull image manifest has been retried".into());
     let Ok(Body::Task(parsed)) = parse(&event.to_string()) else { panic!() };
     assert!(parsed.task.containers.is_empty());
-    assert_eq!(parsed.task.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert_eq!(parsed.task.stop_code, Some("TaskFailedToStart".into()));
     assert_eq!(parsed.task.started_at, None);
     event["detail"]["containers"] = serde_json::json!([]);
     assert!(matches!(parse(&event.to_string()), Ok(Body::Task(parsed)) if parsed.task.containers.is_empty()));

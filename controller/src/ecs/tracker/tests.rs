@@ -114,7 +114,7 @@ async fn first_sweep_describes_250_tasks_in_3_calls_and_reports_each_run_once() 
     assert_eq!(sizes, vec![100, 100, 50]);
     assert_eq!(h.drain(), (0..250).collect::<Vec<_>>(), "every run hears of its first observation");
     let seen = h.tracker.observation(&target("c"), &arn(7)).unwrap().observation.unwrap();
-    assert!(matches!(seen, TaskLookup::Found(task) if task.last_status.as_deref() == Some("RUNNING")));
+    assert!(matches!(seen, TaskLookup::Found(task) if task.last_status == Some("RUNNING".into())));
 }
 
 #[tokio::test(start_paused = true)]
@@ -272,7 +272,7 @@ fn event(i: usize, last_status: &str, version: i64) -> TaskSnapshot {
 
 fn status_of(h: &Harness, i: usize) -> Option<String> {
     match h.tracker.observation(&target("c"), &arn(i))?.observation {
-        Ok(TaskLookup::Found(task)) => task.last_status,
+        Ok(TaskLookup::Found(task)) => task.last_status_str().map(str::to_owned),
         _ => None,
     }
 }

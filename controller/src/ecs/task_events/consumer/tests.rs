@@ -38,7 +38,7 @@ impl EventQueue for Arc<ScriptedQueue> {
 
     async fn delete(&self, messages: &[Message]) -> Result<usize, QueueError> {
         let applied = match self.tracker.observation(&target(), ARN).map(|seen| seen.observation) {
-            Some(Ok(TaskLookup::Found(task))) => task.last_status,
+            Some(Ok(TaskLookup::Found(task))) => task.last_status_str().map(str::to_owned),
             _ => None,
         };
         let ids = messages.iter().map(|message| message.id.clone()).collect();
@@ -161,7 +161,7 @@ async fn a_message_alone_never_ends_a_run() {
         Some(Ok(TaskLookup::Found(task))) => task.last_status,
         other => panic!("the launch's look stands: {other:?}"),
     };
-    assert_eq!(last_status.as_deref(), Some("PROVISIONING"), "nothing a message said was taken as the task's state");
+    assert_eq!(last_status, Some("PROVISIONING".into()), "nothing a message said was taken as the task's state");
     // ECS's own answer is what counts, and a later event within reach of it applies as ever.
     let described = TaskSnapshot {
         task_arn: ARN.into(),
