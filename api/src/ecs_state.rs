@@ -113,13 +113,6 @@ pub enum LastStatus {
     Stopped,
 }
 
-impl LastStatus {
-    /// Not yet RUNNING: still starting (what `wait.startTimeout` bounds).
-    pub fn is_starting(self) -> bool {
-        matches!(self, LastStatus::Provisioning | LastStatus::Pending | LastStatus::Activating)
-    }
-}
-
 impl EcsValue for LastStatus {
     const ALL: &'static [Self] = &[
         LastStatus::Provisioning,

@@ -499,7 +499,7 @@ impl FakeApi {
 }
 
 impl State {
-    /// A new resourceVersion (and, for a new object, a uid).
+    /// Removes an object, noting a run's removal and when (`take_removed_runs`).
     fn remove(&mut self, key: &Key) {
         let removed = self.objects.remove(key);
         if let Some(run) = removed.filter(|_| key.0 == "ecstaskruns") {
@@ -507,6 +507,7 @@ impl State {
         }
     }
 
+    /// A new resourceVersion (and, for a new object, a uid).
     fn stamp(&mut self, mut object: Value, new: bool) -> Value {
         self.revision += 1;
         object["metadata"]["resourceVersion"] = json!(self.revision.to_string());

@@ -8,6 +8,7 @@ use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::tenants::{self, Act};
 use crate::fakes::ecs::FakeTask;
@@ -41,9 +42,7 @@ pub const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
 pub fn slots(step: u64, created: &[EcsTaskRun]) -> Result<(), Violation> {
     let mut first: BTreeMap<(String, jiff::Timestamp), String> = BTreeMap::new();
     for run in created {
-        let Some(slot) = run.schedule_origin().and_then(|origin| origin.slot()) else { continue };
-        let owners = run.metadata.owner_references.clone().unwrap_or_default();
-        let Some(owner) = owners.iter().find(|owner| owner.controller == Some(true)) else { continue };
+        let Some((owner, slot)) = slot_of(run) else { continue };
         let uid = run.metadata.uid.clone().unwrap_or_default();
         if let Some(earlier) = first.insert((owner.uid.clone(), slot), uid.clone()) {
             return Err(Violation::new(
@@ -60,18 +59,20 @@ pub fn slots(step: u64, created: &[EcsTaskRun]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// The schedule that created a slot's run (its controller owner) and the slot; None for other runs.
+fn slot_of(run: &EcsTaskRun) -> Option<(&OwnerReference, jiff::Timestamp)> {
+    let slot = run.schedule_origin()?.slot()?;
+    let owner = run.metadata.owner_references.iter().flatten().find(|owner| owner.controller == Some(true))?;
+    Some((owner, slot))
+}
+
 /// A schedule's run keeps its slot's name for as long as a schedule reconcile that found the name free
 /// may still create it (the reconcile's bound): gone sooner, a second run of the slot could be created.
 /// Runs of a schedule that is gone may go at any time (nothing creates them any more).
 pub fn slot_names(step: u64, removed: &[(EcsTaskRun, Timestamp)], schedule_uid: Option<&str>) -> Result<(), Violation> {
     let bound = jiff::SignedDuration::try_from(ecsrun::schedule::shell::RECONCILE_TIMEOUT).unwrap_or_default();
     for (run, at) in removed {
-        if run.schedule_origin().and_then(|origin| origin.slot()).is_none() {
-            continue;
-        }
-        let owners = run.metadata.owner_references.iter().flatten();
-        if !owners.filter(|owner| owner.controller == Some(true)).any(|owner| Some(owner.uid.as_str()) == schedule_uid)
-        {
+        if slot_of(run).is_none_or(|(owner, _)| Some(owner.uid.as_str()) != schedule_uid) {
             continue;
         }
         let Some(created) = run.metadata.creation_timestamp.as_ref() else { continue };

@@ -74,8 +74,8 @@ impl World {
         // Half the runs created again kept their task on deletion (`deletionPolicy: Orphan`): a stale copy
         // of such a run releases its name without asking ECS or the API server, the one path where a
         // finalizer write addressed by name alone reaches the new run.
-        let kept = self.api.runs().into_iter().filter(|run| run.spec.deletion_policy() == DeletionPolicy::Orphan);
-        let kept: Vec<EcsTaskRun> = kept.collect();
+        let kept: Vec<EcsTaskRun> =
+            self.api.runs().into_iter().filter(|run| run.spec.deletion_policy() == DeletionPolicy::Orphan).collect();
         let picked = if recreate && !kept.is_empty() && self.rng.random_range(0..2) == 0 {
             Some(kept[self.rng.random_range(0..kept.len())].clone())
         } else {
