@@ -76,7 +76,19 @@ pub struct RetryRule {
 }
 
 /// ECS's stop codes (a task's `stopCode`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum StopCode {
     /// The task never started: capacity, image pulls, ENIs, secrets.
     TaskFailedToStart,
@@ -90,20 +102,6 @@ pub enum StopCode {
     TerminationNotice,
     /// ECS's service scheduler stopped it.
     ServiceSchedulerInitiated,
-}
-
-impl StopCode {
-    /// The code as ECS spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopCode::TaskFailedToStart => "TaskFailedToStart",
-            StopCode::EssentialContainerExited => "EssentialContainerExited",
-            StopCode::UserInitiated => "UserInitiated",
-            StopCode::SpotInterruption => "SpotInterruption",
-            StopCode::TerminationNotice => "TerminationNotice",
-            StopCode::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
-        }
-    }
 }
 
 impl Default for RetryPolicy {

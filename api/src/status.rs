@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{DesiredStatus, LastStatus, Reported, StopCode};
+use crate::{DesiredStatus, LastStatus, Reported, RunReason, StopCode};
 
 /// Observed state of an `EcsTaskRun`, as ECS last reported it. A run of one task keeps its task's
 /// fields here at the top level; a run of several keeps one entry per index in `tasks`, each with the same
@@ -107,9 +107,9 @@ pub struct TaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Machine-readable reason of the phase (for the run, its Ready condition's reason), e.g.
-    /// `NonZeroExitCode`.
+    /// `ContainerFailed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reported<RunReason>>,
     /// Human-readable summary: what happened and what to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -166,6 +166,22 @@ pub struct TaskStatus {
 }
 
 /// Attempts no longer listed one by one, summed.
+impl TaskStatus {
+    pub fn reason_is(&self, reason: RunReason) -> bool {
+        self.reason.as_ref().is_some_and(|r| r.is(reason))
+    }
+
+    /// The reason, if one of ecsrun's own (not an error's, while a call is held up).
+    pub fn known_reason(&self) -> Option<RunReason> {
+        self.reason.as_ref().and_then(Reported::known)
+    }
+
+    /// The reason as written, for messages and tests.
+    pub fn reason_str(&self) -> Option<&str> {
+        self.reason.as_ref().map(Reported::as_str)
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EarlierAttempts {
@@ -293,13 +309,24 @@ pub struct Attempt {
     pub exit_codes: Option<String>,
     /// Outcome once the attempt ended: Succeeded, or the failure reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Reported<RunReason>>,
     /// Why the attempt ended that way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What the attempt's task used, once it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceUsage>,
+}
+
+impl Attempt {
+    pub fn known_outcome(&self) -> Option<RunReason> {
+        self.outcome.as_ref().and_then(Reported::known)
+    }
+
+    /// The outcome as written, for messages and tests.
+    pub fn outcome_str(&self) -> Option<&str> {
+        self.outcome.as_ref().map(Reported::as_str)
+    }
 }
 
 /// Why ecsrun stopped a task. Recorded on the attempt when StopTask is decided, and marked at the end of
@@ -360,5 +387,44 @@ impl StopCause {
     pub fn marked_in(stopped_reason: &str) -> Option<StopCause> {
         let word = stopped_reason.trim_end().strip_suffix(']')?.rsplit_once("[ecsrun:")?.1;
         Self::ALL.into_iter().find(|cause| cause.word() == word)
+    }
+
+    /// The cause a version before the markers gave away in its default StopTask reasons
+    /// (`ecsrun: <why> (<namespace>/<name>)`), for tasks it stopped before an upgrade.
+    pub fn in_unmarked_reason(stopped_reason: &str, namespace: &str, name: &str) -> Option<StopCause> {
+        let why = stopped_reason.strip_prefix("ecsrun: ")?.strip_suffix(&format!(" ({namespace}/{name})"))?;
+        match why {
+            "timeout exceeded" => Some(StopCause::DeadlineExceeded),
+            "run suspended" => Some(StopCause::Suspended),
+            "start timeout exceeded" => Some(StopCause::StartTimeout),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopCause;
+
+    #[test]
+    fn a_stop_cause_is_read_from_its_marker_or_from_the_texts_of_a_version_before_markers() {
+        let rows = [
+            (
+                "marked deadline",
+                "ecsrun: timeout exceeded (jobs/nightly) [ecsrun:deadline]",
+                Some(StopCause::DeadlineExceeded),
+            ),
+            ("marked after a user's reason", "paused by ops [ecsrun:suspend]", Some(StopCause::Suspended)),
+            ("unmarked timeout", "ecsrun: timeout exceeded (jobs/nightly)", Some(StopCause::DeadlineExceeded)),
+            ("unmarked suspension", "ecsrun: run suspended (jobs/nightly)", Some(StopCause::Suspended)),
+            ("unmarked start timeout", "ecsrun: start timeout exceeded (jobs/nightly)", Some(StopCause::StartTimeout)),
+            ("another run's text", "ecsrun: timeout exceeded (jobs/other)", None),
+            ("someone else's stop", "Task stopped by user", None),
+        ];
+        for (row, stopped_reason, cause) in rows {
+            let read = StopCause::marked_in(stopped_reason)
+                .or_else(|| StopCause::in_unmarked_reason(stopped_reason, "jobs", "nightly"));
+            assert_eq!(read, cause, "{row}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{
     Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LastStatus, LaunchFailure,
-    Phase, Reported, StopCause, TaskOverrides, TaskStatus, WaitFor,
+    Phase, Reported, RunReason, StopCause, TaskOverrides, TaskStatus, WaitFor,
 };
 use crate::ecs::{
     Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
@@ -80,50 +80,6 @@ pub mod condition {
             })
             .collect()
     }
-}
-
-/// Reasons of attempts and of the run's conditions.
-pub mod reason {
-    pub const LAUNCHING: &str = "Launching";
-    pub const WAITING_TO_RETRY: &str = "WaitingToRetry";
-    pub const TASK_STARTING: &str = "TaskStarting";
-    pub const TASK_RUNNING: &str = "TaskRunning";
-    pub const TASK_STOPPING: &str = "TaskStopping";
-    pub const SUCCEEDED: &str = "Succeeded";
-    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
-    /// A task did not reach RUNNING within `wait.startTimeout`.
-    pub const START_TIMEOUT: &str = "StartTimeout";
-    pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
-    pub const INTERRUPTED: &str = "Interrupted";
-    pub const LAUNCH_FAILED: &str = "LaunchFailed";
-    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
-    pub const CONTAINER_FAILED: &str = "ContainerFailed";
-    pub const CONTAINER_NEVER_RAN: &str = "ContainerNeverRan";
-    pub const TASK_LOST: &str = "TaskLost";
-    pub const OUTCOME_UNKNOWN: &str = "OutcomeUnknown";
-    pub const BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const POLICY_DENIED: &str = "PolicyDenied";
-    /// A `retryPolicy.rules` FailRun rule matched the exit codes.
-    pub const FAILED_BY_RULE: &str = "FailedByRule";
-    /// A `retryPolicy.rules` Ignore rule matched: retried without counting.
-    pub const IGNORED_BY_RULE: &str = "IgnoredByRule";
-    /// A `retryPolicy.rules` Count rule matched what ecsrun would have retried freely: counted.
-    pub const COUNTED_BY_RULE: &str = "CountedByRule";
-    /// With `count` > 1: `tasksToSucceed` tasks succeeded, so this one was stopped or not run again.
-    pub const NOT_NEEDED: &str = "NotNeeded";
-    /// With `count` > 1: `maxFailedIndexes` was exceeded, so the run fails.
-    pub const MAX_FAILED_INDEXES_EXCEEDED: &str = "MaxFailedIndexesExceeded";
-    /// With `count` > 1 and failFast: another task index failed, so this one was stopped or not retried.
-    pub const FAIL_FAST: &str = "FailFast";
-    /// `spec.suspend` is set: nothing launches, and tasks running are stopped without counting as failures.
-    pub const SUSPENDED: &str = "Suspended";
-    /// `spec.stop` was set: the run's tasks were stopped and nothing more launched.
-    pub const STOPPED: &str = "Stopped";
-    /// ECS does not know the task a run was asked to follow (`spec.taskArn`).
-    pub const TASK_NOT_FOUND: &str = "TaskNotFound";
-    /// `spec.taskArn` names a task ecsrun started for another namespace.
-    pub const ADOPTION_DENIED: &str = "AdoptionDenied";
 }
 
 /// The run as the decision sees it.
@@ -287,7 +243,7 @@ impl RunView<'_> {
 
     /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
     fn resuming(&self) -> bool {
-        !self.spec.suspend && self.status.task.reason.as_deref() == Some(reason::SUSPENDED)
+        !self.spec.suspend && self.status.task.reason_is(RunReason::Suspended)
     }
 
     /// Where the timeout counts from: the creation, or the last resume (a Job's suspend restarts it).
@@ -381,7 +337,7 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
             // RunTask may have gone out unrecorded: its task is found (and stopped) first.
             return Step::Find { attempt: attempt.attempt };
         }
-        if status.task.reason.as_deref() == Some(reason::SUSPENDED) {
+        if status.task.reason_is(RunReason::Suspended) {
             return Step::Idle;
         }
         return Step::Conclude(suspended(view, status.clone(), "nothing launches".to_owned(), now));
@@ -396,7 +352,13 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
             return Step::Find { attempt: attempt.attempt };
         }
         let message = "no task was running".to_owned();
-        return Step::Conclude(conclude(view, status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now));
+        return Step::Conclude(conclude(
+            view,
+            status.clone(),
+            Verdict::Fail { reason: RunReason::Stopped },
+            message,
+            now,
+        ));
     }
     if view.deadline_passed(now) {
         if let Some(attempt) = current {

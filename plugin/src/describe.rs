@@ -61,7 +61,7 @@ pub fn summary(run: &EcsTaskRun) -> String {
         field("Tasks", &format!("{} at a time, {}", spec.max_parallel(), status.progress.as_deref().unwrap_or("0")));
     }
     let phase = status.task.phase.map_or("-".into(), |phase| format!("{phase:?}"));
-    field("Phase", &format!("{phase} ({})", status.task.reason.as_deref().unwrap_or("-")));
+    field("Phase", &format!("{phase} ({})", status.task.reason_str().unwrap_or("-")));
     field("Message", status.task.message.as_deref().unwrap_or("-"));
     if spec.stop {
         field("Stop", "requested (spec.stop)");
@@ -76,7 +76,7 @@ pub fn summary(run: &EcsTaskRun) -> String {
                 text,
                 "Task index {index}:  {} ({})",
                 lane.phase.map_or("-".into(), |phase| format!("{phase:?}")),
-                lane.reason.as_deref().unwrap_or("-")
+                lane.reason_str().unwrap_or("-")
             );
         }
         attempts(&mut text, &lane.attempts);
@@ -114,7 +114,7 @@ fn attempts(text: &mut String, attempts: &[Attempt]) {
             time(attempt.launched_at.as_ref()),
             time(attempt.stopped_at.as_ref()),
             attempt.exit_codes.as_deref().unwrap_or("-"),
-            attempt.outcome.as_deref().unwrap_or("in progress")
+            attempt.outcome.as_ref().map_or("in progress", |outcome| outcome.as_str())
         );
     }
 }

@@ -67,7 +67,7 @@ pub fn wide_table(runs: &[&EcsTaskRun], now: jiff::Timestamp) -> String {
                 cell(status.task.last_status.map(|last| last.to_string())),
                 cell(status.task.exit_codes),
                 cell(status.attempt_count.map(|count| count.to_string())),
-                cell(status.task.reason),
+                cell(status.task.reason.map(|reason| reason.to_string())),
                 cell(run.metadata.creation_timestamp.as_ref().map(|created| age(now, created.0))),
             ]
         })

@@ -257,7 +257,7 @@ async fn tasks_to_succeed(env: Arc<Env>) -> anyhow::Result<()> {
             .await?;
     ensure!(status.succeeded_tasks == Some(2) && status.failed_tasks == Some(0), "{status:?}");
     let lane = status.lane(2).context("index 2")?;
-    ensure!(lane.reason.as_deref() == Some("NotNeeded"), "index 2: {:?} {:?}", lane.reason, lane.message);
+    ensure!(lane.reason_str() == Some("NotNeeded"), "index 2: {:?} {:?}", lane.reason, lane.message);
     index_task_stopped(&env, &status, 2).await
 }
 
@@ -279,7 +279,7 @@ async fn max_failed_indexes(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "budget-of-one", Duration::from_secs(90), "Failed", wait::has_condition("Failed")).await?;
     ensure!(
-        status.task.reason.as_deref() == Some("MaxFailedIndexesExceeded"),
+        status.task.reason_str() == Some("MaxFailedIndexesExceeded"),
         "{:?}: {:?}",
         status.task.reason,
         status.task.message

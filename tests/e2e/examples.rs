@@ -181,9 +181,8 @@ async fn adopting_example(env: &crate::Env, mut manifest: ecsrun::api::EcsTaskRu
     let api = env.runs(NAMESPACE);
     // Failed with reason Stopped (Stopping has that reason too, while ECS stops the task).
     let stopped = |run: Option<&ecsrun::api::EcsTaskRun>| {
-        run.and_then(|run| run.status.as_ref()).is_some_and(|s| {
-            s.task.phase == Some(ecsrun::api::Phase::Failed) && s.task.reason.as_deref() == Some("Stopped")
-        })
+        run.and_then(|run| run.status.as_ref())
+            .is_some_and(|s| s.task.phase == Some(ecsrun::api::Phase::Failed) && s.task.reason_str() == Some("Stopped"))
     };
     ensure!(manifest.spec.stop, "the example is the Stop Task action");
     let status = wait::until(&api, &name, Duration::from_secs(60), "Failed/Stopped", stopped).await?;

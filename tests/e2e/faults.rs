@@ -212,12 +212,7 @@ async fn stop_task_failing(env: Arc<Env>) -> anyhow::Result<()> {
         })
     };
     let held = wait::until(&api, "held", Duration::from_secs(30), "the reason in status", says_why).await?;
-    ensure!(
-        held.task.reason.as_deref() == Some("EcsServerError"),
-        "reason {:?}: {:?}",
-        held.task.reason,
-        held.task.message
-    );
+    ensure!(held.task.reason_str() == Some("EcsServerError"), "reason {:?}: {:?}", held.task.reason, held.task.message);
     tokio::time::sleep(Duration::from_secs(10)).await;
     ensure!(api.get_opt("held").await?.is_some(), "the run went while its task could not be stopped");
     let task = env.task("batch", &task_arn).await?;

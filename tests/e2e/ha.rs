@@ -195,7 +195,7 @@ async fn leader_cut_off(env: Arc<Env>) -> anyhow::Result<()> {
 
     for (name, uid) in &runs {
         let status = wait::until(&api, name, Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-        ensure!(status.task.reason.as_deref() == Some("DeadlineExceeded"), "{name}: {:?}", status.task.reason);
+        ensure!(status.task.reason_str() == Some("DeadlineExceeded"), "{name}: {:?}", status.task.reason);
         let tasks = env.tasks_started_by("batch", uid).await?;
         ensure!(tasks.len() == 1, "{name}: ECS has {} tasks for one run: {tasks:?}", tasks.len());
         let task = env.task("batch", &tasks[0]).await?;

@@ -40,7 +40,7 @@ async fn start_timeout(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "stuck-starting", Duration::from_secs(90), "Failed", wait::has_condition("Failed")).await?;
-    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome_str()).collect();
     ensure!(outcomes == [Some("StartTimeout"), Some("StartTimeout")], "attempts: {outcomes:?}");
     for attempt in &status.task.attempts {
         let arn = attempt.task_arn.as_deref().context("an attempt without its task")?;
@@ -92,7 +92,7 @@ async fn spot_interruption_rules(env: Arc<Env>) -> anyhow::Result<()> {
     let api = env.runs(NAMESPACE);
     for (name, _, phase, outcomes) in runs {
         let status = wait::until(&api, name, Duration::from_secs(90), phase, wait::has_condition(phase)).await?;
-        let seen: Vec<&str> = status.task.attempts.iter().filter_map(|a| a.outcome.as_deref()).collect();
+        let seen: Vec<&str> = status.task.attempts.iter().filter_map(|a| a.outcome_str()).collect();
         ensure!(seen == outcomes, "{name}: attempts {seen:?}, expected {outcomes:?} ({:?})", status.task.message);
     }
     Ok(())
@@ -231,7 +231,7 @@ async fn set_suspend(env: &Env, name: &str, suspend: bool) -> anyhow::Result<()>
 
 fn is_suspended(run: Option<&ecsrun::api::EcsTaskRun>) -> bool {
     run.and_then(|run| run.status.as_ref()).is_some_and(|status| {
-        status.task.phase == Some(ecsrun::api::Phase::Pending) && status.task.reason.as_deref() == Some("Suspended")
+        status.task.phase == Some(ecsrun::api::Phase::Pending) && status.task.reason_str() == Some("Suspended")
     })
 }
 
@@ -247,7 +247,7 @@ async fn suspend_and_resume(env: Arc<Env>) -> anyhow::Result<()> {
     set_suspend(&env, name, true).await?;
     let status = wait::until(&api, name, Duration::from_secs(60), "suspended", is_suspended).await?;
     let first = status.task.attempts.first().context("attempt 1")?;
-    ensure!(first.outcome.as_deref() == Some("Suspended"), "attempt 1: {first:?}");
+    ensure!(first.outcome_str() == Some("Suspended"), "attempt 1: {first:?}");
     let task = env.task("batch", first.task_arn.as_deref().context("attempt 1's task")?).await?;
     ensure!(task.last_status() == Some("STOPPED"), "attempt 1's task is {:?}", task.last_status());
     let suspended = status.conditions.iter().find(|c| c.type_ == "Suspended").context("Suspended condition")?;
@@ -266,7 +266,7 @@ async fn suspend_and_resume(env: Arc<Env>) -> anyhow::Result<()> {
     set_suspend(&env, name, false).await?;
     let status =
         wait::until(&api, name, Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
-    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    let outcomes: Vec<Option<&str>> = status.task.attempts.iter().map(|a| a.outcome_str()).collect();
     ensure!(outcomes == [Some("Suspended"), Some("Succeeded")], "attempts: {outcomes:?}");
     ensure!(status.resumed_at.is_some(), "resumedAt not recorded");
     Ok(())

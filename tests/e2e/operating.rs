@@ -85,7 +85,7 @@ async fn last_lines_in_status_and_event(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(NAMESPACE, &env.manifest(&fargate_run("chatty", "batch", "chatty", ""))?).await?;
     let api = env.runs(NAMESPACE);
     let status = wait::until(&api, "chatty", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.task.reason.as_deref() == Some("ContainerFailed"), "reason {:?}", status.task.reason);
+    ensure!(status.task.reason_str() == Some("ContainerFailed"), "reason {:?}", status.task.reason);
     let app = status.task.containers.iter().find(|c| c.name == "app").context("no app container")?;
     let expected = (31..=50).map(|i| format!("app: line {i} of 50")).collect::<Vec<_>>().join("\n");
     ensure!(
@@ -105,7 +105,7 @@ async fn unreadable_logs_leave_the_outcome(env: Arc<Env>) -> anyhow::Result<()> 
     let api = env.runs(NAMESPACE);
     let status =
         wait::until(&api, "chatty-lost", Duration::from_secs(60), "Failed", wait::has_condition("Failed")).await?;
-    ensure!(status.task.reason.as_deref() == Some("ContainerFailed"), "the outcome changed: {:?}", status.task.reason);
+    ensure!(status.task.reason_str() == Some("ContainerFailed"), "the outcome changed: {:?}", status.task.reason);
     ensure!(status.task.exit_codes.as_deref() == Some("app=3"), "exit codes {:?}", status.task.exit_codes);
     let app = status.task.containers.iter().find(|c| c.name == "app").context("no app container")?;
     ensure!(app.log_tail.is_none(), "a tail from nowhere: {:?}", app.log_tail);

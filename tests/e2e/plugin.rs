@@ -244,7 +244,7 @@ async fn stop(env: Arc<Env>) -> anyhow::Result<()> {
         task.stopped_reason()
     );
     let run = api.get("plugin-stop").await?;
-    ensure!(run.status.and_then(|s| s.task.reason).as_deref() == Some("Stopped"), "the run's reason");
+    ensure!(run.status.is_some_and(|s| s.task.reason_str() == Some("Stopped")), "the run's reason");
     Ok(())
 }
 

@@ -45,7 +45,7 @@ async fn an_ignore_rule_retries_without_counting() -> anyhow::Result<()> {
     shell.follow(NS, "ignore-3", 1, POLL).await?;
     let status = shell.status(NS, "ignore-3");
     assert_eq!(phase(&status), (Some(Phase::Pending), Some("WaitingToRetry")), "{:?}", status.task.message);
-    assert_eq!(status.task.attempts[0].outcome.as_deref(), Some("IgnoredByRule"));
+    assert_eq!(status.task.attempts[0].outcome_str(), Some("IgnoredByRule"));
     shell.advance(Duration::from_secs(10));
     shell.reconcile(NS, "ignore-3").await?;
     let second = shell.status(NS, "ignore-3").task.task_arn.expect("attempt 2");
@@ -129,7 +129,7 @@ async fn an_index_out_of_retries_stops_the_others_with_fail_fast() -> anyhow::Re
     let lane = |index: i32| status.tasks.iter().find(|t| t.index == index).expect("index recorded");
     assert_eq!(lane(1).task.attempts.len(), 2);
     for index in [0, 2] {
-        assert_eq!(lane(index).task.reason.as_deref(), Some("FailFast"), "index {index}");
+        assert_eq!(lane(index).task.reason_str(), Some("FailFast"), "index {index}");
     }
     assert_eq!(status.active_tasks, Some(0));
     assert!(shell.ecs.live().is_empty(), "failFast left tasks running");

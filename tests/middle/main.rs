@@ -26,7 +26,7 @@ fn spec(extra: &str) -> String {
 }
 
 fn phase(status: &EcsTaskRunStatus) -> (Option<Phase>, Option<&str>) {
-    (status.task.phase, status.task.reason.as_deref())
+    (status.task.phase, status.task.reason_str())
 }
 
 /// Creates a run and reconciles it once: launched (its task PROVISIONING in the fake ECS). Returns the

@@ -96,7 +96,7 @@ async fn a_launch_whose_answer_was_not_recorded_is_adopted_not_repeated() -> any
     assert!(shell.reconcile(NS, "adopt").await.is_err());
     assert_eq!(shell.ecs.count("RunTask"), 1);
     let status = shell.status(NS, "adopt");
-    assert_eq!((status.task.reason.as_deref(), status.task.task_arn.as_deref()), (Some("Launching"), None));
+    assert_eq!((status.task.reason_str(), status.task.task_arn.as_deref()), (Some("Launching"), None));
     shell.reconcile(NS, "adopt").await?;
     let task = shell.ecs.tasks()[0].snapshot.task_arn.clone();
     let status = shell.status(NS, "adopt");
@@ -176,7 +176,7 @@ async fn a_launch_refused_by_the_leader_fence_writes_nothing() -> anyhow::Result
     assert_eq!(error.label(), "not_leader");
     // The intent went out before RunTask was refused; nothing after it.
     assert_eq!(shell.api.count(Method::PATCH, "/status"), writes + 1);
-    assert_eq!(shell.status(NS, "fenced").task.reason.as_deref(), Some("Launching"));
+    assert_eq!(shell.status(NS, "fenced").task.reason_str(), Some("Launching"));
     // The next leader finds the intent and looks for the task before launching.
     shell.reconcile(NS, "fenced").await?;
     assert_eq!((shell.ecs.count("ListTasks"), shell.ecs.tasks().len()), (2, 1));

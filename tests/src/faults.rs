@@ -289,7 +289,8 @@ pub async fn run(peers: &Peers<'_>, plan: &Plan) -> anyhow::Result<Report> {
             report.left_running_after_delete += tasks.iter().filter(|(_, status)| status != "STOPPED").count();
         } else if let Some(status) = api.get_opt(&run.name).await?.and_then(|run| run.status) {
             let phase = status.task.phase.map_or("None".to_owned(), |phase| format!("{phase:?}"));
-            *report.outcomes.entry(format!("{phase}/{}", status.task.reason.unwrap_or_default())).or_default() += 1;
+            *report.outcomes.entry(format!("{phase}/{}", status.task.reason_str().unwrap_or_default())).or_default() +=
+                1;
         }
     }
     report.wall_s = started.elapsed().as_secs_f64();
@@ -316,7 +317,8 @@ async fn watch_reasons(api: Api<EcsTaskRun>, reasons: ReasonsSeen) {
     let mut events = watcher(api, watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Apply(run) | watcher::Event::InitApply(run)) = event
-            && let Some(reason) = run.status.as_ref().and_then(|status| status.task.reason.clone())
+            && let Some(reason) =
+                run.status.as_ref().and_then(|status| status.task.reason.as_ref().map(ToString::to_string))
         {
             reasons.lock().unwrap_or_else(PoisonError::into_inner).entry(run.name_any()).or_default().insert(reason);
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, reason, set_phase};
-use crate::api::{DesiredStatus, EcsTaskRunStatus, IndexedTaskStatus, Phase, StopCause};
+use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, set_phase};
+use crate::api::{DesiredStatus, EcsTaskRunStatus, IndexedTaskStatus, Phase, Reported, RunReason, StopCause};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
 /// once: the cache must first hold the status just written.
@@ -58,7 +58,10 @@ fn is_active(lane: &IndexedTaskStatus) -> bool {
 /// enough others succeeded).
 fn failed_on_its_own(lane: &IndexedTaskStatus) -> bool {
     lane.task.phase == Some(Phase::Failed)
-        && !matches!(lane.task.reason.as_deref(), Some(reason::FAIL_FAST | reason::NOT_NEEDED))
+        && !matches!(
+            lane.task.reason.as_ref().and_then(Reported::known),
+            Some(RunReason::FailFast | RunReason::NotNeeded)
+        )
 }
 
 /// The run fails before its end: failFast and a failed index, or more failed indexes than
@@ -162,16 +165,16 @@ pub fn merge(view: &RunView, plans: Vec<(u32, Plan)>, waits: &[Duration], now: T
     };
     // Indexes whose task was being stopped as not needed, or for failFast: however it ended, it ended
     // for that.
-    let stopping_for = |why: &str| -> Vec<i32> {
+    let stopping_for = |why: RunReason| -> Vec<i32> {
         status
             .tasks
             .iter()
-            .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason.as_deref() == Some(why))
+            .filter(|t| t.task.phase == Some(Phase::Stopping) && t.task.reason_is(why))
             .map(|t| t.index)
             .collect()
     };
-    let stopped_not_needed = stopping_for(reason::NOT_NEEDED);
-    let stopped_for_fail_fast = stopping_for(reason::FAIL_FAST);
+    let stopped_not_needed = stopping_for(RunReason::NotNeeded);
+    let stopped_for_fail_fast = stopping_for(RunReason::FailFast);
     // An index's own Events are not published: per-index detail lives in status.tasks, and a run of 100
     // tasks would otherwise write hundreds of Events. The run tells its own transitions (below).
     for (index, plan) in plans {
@@ -278,11 +281,11 @@ fn stop_lane(
     {
         stops.push(StopTask { task_arn: task_arn.clone(), reason: why.to_owned() });
     }
-    let reason = if cause == StopCause::FailFast { reason::FAIL_FAST } else { reason::NOT_NEEDED };
-    if lane.task.reason.as_deref() != Some(reason::DEADLINE_EXCEEDED) {
+    let reason = if cause == StopCause::FailFast { RunReason::FailFast } else { RunReason::NotNeeded };
+    if !lane.task.reason_is(RunReason::DeadlineExceeded) {
         super::follow::record_stop_cause(&mut lane.task, &task_arn, cause);
         lane.task.phase = Some(Phase::Stopping);
-        lane.task.reason = Some(reason.to_owned());
+        lane.task.reason = Some(reason.into());
         lane.task.message = Some(message);
     }
     for follow in follows.iter_mut().filter(|f| f.task_arn == task_arn) {
@@ -292,14 +295,14 @@ fn stop_lane(
 
 fn not_needed(lane: &mut IndexedTaskStatus) {
     lane.task.phase = Some(Phase::Failed);
-    lane.task.reason = Some(reason::NOT_NEEDED.to_owned());
+    lane.task.reason = Some(RunReason::NotNeeded.into());
     lane.task.message = Some("not run to its end: enough tasks succeeded (tasksToSucceed)".to_owned());
     lane.task.next_attempt_at = None;
 }
 
 fn fail_fast(lane: &mut IndexedTaskStatus, culprit: i32) {
     lane.task.phase = Some(Phase::Failed);
-    lane.task.reason = Some(reason::FAIL_FAST.to_owned());
+    lane.task.reason = Some(RunReason::FailFast.into());
     lane.task.message = Some(format!("not run to its end: task index {culprit} failed (failFast)"));
     lane.task.next_attempt_at = None;
 }
@@ -323,7 +326,7 @@ fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<RunEvent> {
         events.push(RunEvent { warning: false, reason: "Stopping", note: message() });
     }
     let suspended = |status: &EcsTaskRunStatus| {
-        status.task.phase == Some(Phase::Pending) && status.task.reason.as_deref() == Some(reason::SUSPENDED)
+        status.task.phase == Some(Phase::Pending) && status.task.reason_is(RunReason::Suspended)
     };
     if suspended(new) && !suspended(old) {
         events.push(RunEvent { warning: false, reason: "Suspended", note: message() });
@@ -338,7 +341,7 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     let not_needed = status
         .tasks
         .iter()
-        .filter(|t| t.task.reason.as_deref() == Some(reason::NOT_NEEDED) && t.task.phase == Some(Phase::Failed))
+        .filter(|t| t.task.reason_is(RunReason::NotNeeded) && t.task.phase == Some(Phase::Failed))
         .count();
     let (succeeded, failed, unknown) = (of(Phase::Succeeded), of(Phase::Failed) - not_needed, of(Phase::Unknown));
     let active = status.tasks.iter().filter(|t| is_active(t)).count();
@@ -354,11 +357,11 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
     let tally = format!("{succeeded} of {count} tasks succeeded, {failed} failed, {active} active");
     let settled = succeeded + failed + unknown + not_needed == count || (winding_down(view, &status) && active == 0);
     let over_budget = failing(view, &status) && !view.spec.retry_policy.fail_fast;
-    let (phase, reason, message) = if settled && enough(view, &status) {
+    let (phase, reason, message): (Phase, Reported<RunReason>, String) = if settled && enough(view, &status) {
         let needed = view.spec.tasks_to_succeed.unwrap_or_default();
         (
             Phase::Succeeded,
-            reason::SUCCEEDED.to_owned(),
+            RunReason::Succeeded.into(),
             format!("{succeeded} tasks succeeded (tasksToSucceed {needed}); {tally}"),
         )
     } else if settled && over_budget {
@@ -370,61 +373,61 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
             .unwrap_or_default();
         (
             Phase::Failed,
-            reason::MAX_FAILED_INDEXES_EXCEEDED.to_owned(),
+            RunReason::MaxFailedIndexesExceeded.into(),
             format!("{failed} tasks failed, more than maxFailedIndexes ({most}){culprit}; {tally}"),
         )
     } else if settled {
         match first_failure(&status).or_else(|| status.tasks.iter().find(|t| t.task.phase == Some(Phase::Failed))) {
             Some(lane) => (
                 Phase::Failed,
-                lane.task.reason.clone().unwrap_or_else(|| reason::CONTAINER_FAILED.to_owned()),
+                lane.task.reason.clone().unwrap_or_else(|| RunReason::ContainerFailed.into()),
                 format!("task index {}: {}; {tally}", lane.index, lane.task.message.as_deref().unwrap_or_default()),
             ),
             None if unknown > 0 => (
                 Phase::Unknown,
-                reason::OUTCOME_UNKNOWN.to_owned(),
+                RunReason::OutcomeUnknown.into(),
                 format!("the outcome of {unknown} task(s) is unknown; {tally}"),
             ),
-            None => (Phase::Succeeded, reason::SUCCEEDED.to_owned(), format!("all {count} tasks succeeded")),
+            None => (Phase::Succeeded, RunReason::Succeeded.into(), format!("all {count} tasks succeeded")),
         }
     } else if view.spec.stop && active > 0 {
-        (Phase::Stopping, reason::STOPPED.to_owned(), format!("stopping (spec.stop); {tally}"))
+        (Phase::Stopping, RunReason::Stopped.into(), format!("stopping (spec.stop); {tally}"))
     } else if view.spec.suspend && active > 0 {
-        (Phase::Stopping, reason::SUSPENDED.to_owned(), format!("suspending: stopping the tasks; {tally}"))
+        (Phase::Stopping, RunReason::Suspended.into(), format!("suspending: stopping the tasks; {tally}"))
     } else if view.spec.suspend {
         (
             Phase::Pending,
-            reason::SUSPENDED.to_owned(),
+            RunReason::Suspended.into(),
             format!("suspended (spec.suspend): nothing launches until it is cleared; {tally}"),
         )
     } else if view.deadline_passed(now) && active > 0 {
-        (Phase::Stopping, reason::DEADLINE_EXCEEDED.to_owned(), format!("timeout exceeded; stopping; {tally}"))
+        (Phase::Stopping, RunReason::DeadlineExceeded.into(), format!("timeout exceeded; stopping; {tally}"))
     } else if enough(view, &status) {
-        (Phase::Stopping, reason::NOT_NEEDED.to_owned(), format!("enough tasks succeeded; stopping the rest; {tally}"))
+        (Phase::Stopping, RunReason::NotNeeded.into(), format!("enough tasks succeeded; stopping the rest; {tally}"))
     } else if over_budget {
         let most = view.spec.retry_policy.max_failed_indexes.unwrap_or_default();
         (
             Phase::Stopping,
-            reason::MAX_FAILED_INDEXES_EXCEEDED.to_owned(),
+            RunReason::MaxFailedIndexesExceeded.into(),
             format!("{failed} tasks failed, more than maxFailedIndexes ({most}); stopping the others; {tally}"),
         )
     } else if failing(view, &status) {
         let culprit = first_failure(&status).map_or(0, |t| t.index);
         (
             Phase::Stopping,
-            reason::FAIL_FAST.to_owned(),
+            RunReason::FailFast.into(),
             format!("task index {culprit} failed; stopping the others; {tally}"),
         )
     } else if running > 0 {
-        (Phase::Running, reason::TASK_RUNNING.to_owned(), tally)
+        (Phase::Running, RunReason::TaskRunning.into(), tally)
     } else if active > 0 {
-        (Phase::Pending, reason::LAUNCHING.to_owned(), tally)
+        (Phase::Pending, RunReason::Launching.into(), tally)
     } else {
-        (Phase::Pending, reason::WAITING_TO_RETRY.to_owned(), tally)
+        (Phase::Pending, RunReason::WaitingToRetry.into(), tally)
     };
     // A run whose outcome is decided keeps its first verdict's time: set_phase only moves
     // lastTransitionTime when a condition flips.
-    set_phase(view, &mut status, phase, &reason, message, now);
+    set_phase(view, &mut status, phase, reason, message, now);
     status.task.next_attempt_at = None;
     status
 }

@@ -4,7 +4,7 @@
 //! still outgrows its budget gives up detail in a fixed order: first of indexes that are over, never
 //! what a decision reads of an index that is not.
 
-use crate::api::{Attempt, EarlierAttempts, EcsTaskRunStatus, IndexedTaskStatus, TaskStatus};
+use crate::api::{Attempt, EarlierAttempts, EcsTaskRunStatus, IndexedTaskStatus, RunReason, TaskStatus};
 
 /// Attempts kept one by one per task; earlier ones are summed in `earlierAttempts`.
 pub const KEPT_ATTEMPTS: usize = 5;
@@ -58,10 +58,9 @@ impl Failures {
 
 /// Whether an attempt's outcome is a failure, and whether it counts against backoffLimit.
 fn failure_of(attempt: &Attempt) -> Option<bool> {
-    use super::reason::*;
-    match attempt.outcome.as_deref()? {
-        SUCCEEDED | SUSPENDED => None,
-        INSUFFICIENT_CAPACITY | INTERRUPTED | IGNORED_BY_RULE => Some(false),
+    match attempt.outcome.as_ref()?.known() {
+        Some(RunReason::Succeeded | RunReason::Suspended) => None,
+        Some(RunReason::InsufficientCapacity | RunReason::Interrupted | RunReason::IgnoredByRule) => Some(false),
         _ => Some(true),
     }
 }

@@ -38,18 +38,18 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let id = status.task.task_id.clone().unwrap_or_default();
             if view.spec.stop {
                 let message = format!("ECS no longer describes task {id}");
-                return conclude(view, status, Verdict::Fail { reason: reason::STOPPED }, message, now);
+                return conclude(view, status, Verdict::Fail { reason: RunReason::Stopped }, message, now);
             }
             let cause = recorded_stop_cause(&status.task);
             if cause == Some(StopCause::Suspended) {
                 let message = format!("task {id} was stopped for the suspension and ECS no longer describes it");
-                let verdict = Verdict::Retry { reason: reason::SUSPENDED, counted: false };
+                let verdict = Verdict::Retry { reason: RunReason::Suspended, counted: false };
                 return conclude(view, status, verdict, message, now);
             }
             if cause == Some(StopCause::DeadlineExceeded) {
                 // The timeout's StopTask went out, and ECS has since forgotten the task.
                 let message = format!("timeout exceeded; task {id} was stopped and ECS no longer describes it");
-                return conclude(view, status, Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now);
+                return conclude(view, status, Verdict::Fail { reason: RunReason::DeadlineExceeded }, message, now);
             }
             if unknown_for >= ECS_REMEMBERS_STOPPED || seen_past_launch(&status) {
                 // It may have run to its end and been forgotten (a long outage): relaunching could run the
@@ -62,7 +62,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return conclude(view, status, Verdict::Unknown, message, now);
             }
             let message = format!("ECS no longer describes task {id} (unknown for {}s)", unknown_for.as_secs());
-            let verdict = Verdict::Retry { reason: reason::TASK_LOST, counted: true };
+            let verdict = Verdict::Retry { reason: RunReason::TaskLost, counted: true };
             conclude(view, status, verdict, message, now)
         }
         TrackObservation::Found { task, .. } if older_than_recorded(&status.task, &task) => {
@@ -80,7 +80,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
                 let failed = !matches!(
                     verdict,
-                    Verdict::Succeeded | Verdict::Unknown | Verdict::Retry { reason: reason::SUSPENDED, .. }
+                    Verdict::Succeeded | Verdict::Unknown | Verdict::Retry { reason: RunReason::Suspended, .. }
                 );
                 let mut plan = conclude(view, status, verdict, message, now);
                 if failed && !view.spec.stop {
@@ -89,23 +89,21 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return plan;
             }
             // Stops the task (unless already asked to stop) and follows it closely until it has.
-            let stopping =
-                |mut status: EcsTaskRunStatus, cause: StopCause, why: &str, reason: &'static str, message| {
-                    let stop = (!task.stop_requested())
-                        .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(cause, why) });
-                    record_stop_cause(&mut status.task, &task.task_arn, cause);
-                    set_phase(view, &mut status, Phase::Stopping, reason, message, now);
-                    let follow =
-                        Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
-                    plan(view, status, stop, Some(follow), None)
-                };
+            let stopping = |mut status: EcsTaskRunStatus, cause: StopCause, why: &str, reason: RunReason, message| {
+                let stop = (!task.stop_requested())
+                    .then(|| StopTask { task_arn: task.task_arn.clone(), reason: view.stop_reason(cause, why) });
+                record_stop_cause(&mut status.task, &task.task_arn, cause);
+                set_phase(view, &mut status, Phase::Stopping, reason, message, now);
+                let follow = Follow { task_arn: task.task_arn.clone(), every: view.poll_interval().min(STOPPING_POLL) };
+                plan(view, status, stop, Some(follow), None)
+            };
             if view.spec.stop {
                 let message = format!("stopping task {id}: spec.stop is set");
-                return stopping(status, StopCause::StopRequested, "stop requested", reason::STOPPED, message);
+                return stopping(status, StopCause::StopRequested, "stop requested", RunReason::Stopped, message);
             }
             if view.spec.suspend && !view.adopts() {
                 let message = format!("stopping task {id}: spec.suspend is set");
-                return stopping(status, StopCause::Suspended, "run suspended", reason::SUSPENDED, message);
+                return stopping(status, StopCause::Suspended, "run suspended", RunReason::Suspended, message);
             }
             if view.deadline_passed(now) {
                 let timeout = view.spec.wait.timeout.as_deref().unwrap_or_default();
@@ -114,7 +112,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     status,
                     StopCause::DeadlineExceeded,
                     "timeout exceeded",
-                    reason::DEADLINE_EXCEEDED,
+                    RunReason::DeadlineExceeded,
                     message,
                 );
             }
@@ -130,7 +128,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                     status,
                     StopCause::StartTimeout,
                     "start timeout exceeded",
-                    reason::START_TIMEOUT,
+                    RunReason::StartTimeout,
                     message,
                 );
             }
@@ -157,11 +155,11 @@ fn older_than_recorded(recorded: &TaskStatus, task: &TaskSnapshot) -> bool {
 }
 
 /// The reason of a run whose task has not stopped, by the task's lastStatus.
-pub(super) fn running_reason(last_status: Option<&Reported<LastStatus>>) -> &'static str {
+pub(super) fn running_reason(last_status: Option<&Reported<LastStatus>>) -> RunReason {
     match last_status.and_then(Reported::known) {
-        Some(LastStatus::Running) => reason::TASK_RUNNING,
-        Some(LastStatus::Deactivating | LastStatus::Stopping | LastStatus::Deprovisioning) => reason::TASK_STOPPING,
-        _ => reason::TASK_STARTING,
+        Some(LastStatus::Running) => RunReason::TaskRunning,
+        Some(LastStatus::Deactivating | LastStatus::Stopping | LastStatus::Deprovisioning) => RunReason::TaskStopping,
+        _ => RunReason::TaskStarting,
     }
 }
 
@@ -240,13 +238,13 @@ pub(super) fn recorded_stop_cause(status: &TaskStatus) -> Option<StopCause> {
     if status.phase != Some(Phase::Stopping) {
         return None;
     }
-    match status.reason.as_deref()? {
-        reason::DEADLINE_EXCEEDED => Some(StopCause::DeadlineExceeded),
-        reason::START_TIMEOUT => Some(StopCause::StartTimeout),
-        reason::SUSPENDED => Some(StopCause::Suspended),
-        reason::STOPPED => Some(StopCause::StopRequested),
-        reason::FAIL_FAST => Some(StopCause::FailFast),
-        reason::NOT_NEEDED => Some(StopCause::NotNeeded),
+    match status.reason.as_ref()?.known()? {
+        RunReason::DeadlineExceeded => Some(StopCause::DeadlineExceeded),
+        RunReason::StartTimeout => Some(StopCause::StartTimeout),
+        RunReason::Suspended => Some(StopCause::Suspended),
+        RunReason::Stopped => Some(StopCause::StopRequested),
+        RunReason::FailFast => Some(StopCause::FailFast),
+        RunReason::NotNeeded => Some(StopCause::NotNeeded),
         _ => None,
     }
 }

@@ -4,8 +4,10 @@
 use jiff::Timestamp;
 use wildmatch::WildMatch;
 
-use super::{LogRead, RunView, logs, reason, task_id};
-use crate::api::{ExitCodeOperator, Reported, RetryRule, RetryRuleAction, StopCause, StopCode, SuccessPolicy};
+use super::{LogRead, RunView, logs, task_id};
+use crate::api::{
+    ExitCodeOperator, Reported, RetryRule, RetryRuleAction, RunReason, StopCause, StopCode, SuccessPolicy,
+};
 use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
 /// What a stopped task means for the run.
@@ -16,12 +18,12 @@ pub(super) enum Verdict {
     Unknown,
     /// The attempt failed; another may follow. `counted` failures use up `backoffLimit`.
     Retry {
-        reason: &'static str,
+        reason: RunReason,
         counted: bool,
     },
     /// The run fails without retrying.
     Fail {
-        reason: &'static str,
+        reason: RunReason,
     },
 }
 
@@ -38,12 +40,12 @@ pub(super) fn judge_stopped(
                 "task {id} was stopped after the timeout of {}",
                 view.spec.wait.timeout.as_deref().unwrap_or_default()
             );
-            return (Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message);
+            return (Verdict::Fail { reason: RunReason::DeadlineExceeded }, message);
         }
         // The suspension's StopTask: the attempt is no failure, whatever the exit codes (143: the SIGTERM).
         Some(StopCause::Suspended) if task.stop_code_is(StopCode::UserInitiated) => {
             let message = format!("task {id} was stopped: the run is suspended");
-            return (Verdict::Retry { reason: reason::SUSPENDED, counted: false }, message);
+            return (Verdict::Retry { reason: RunReason::Suspended, counted: false }, message);
         }
         // The start timeout's StopTask: a failed attempt.
         Some(StopCause::StartTimeout) if task.started_at.is_none() => {
@@ -51,7 +53,7 @@ pub(super) fn judge_stopped(
                 "task {id} did not reach RUNNING within the start timeout of {}",
                 view.spec.wait.start_timeout.as_deref().unwrap_or_default()
             );
-            return (Verdict::Retry { reason: reason::START_TIMEOUT, counted: true }, message);
+            return (Verdict::Retry { reason: RunReason::StartTimeout, counted: true }, message);
         }
         _ => {}
     }
@@ -72,15 +74,15 @@ pub(super) fn judge_stopped(
         &exited,
     ) {
         Some((index, RetryRuleAction::FailRun)) => (
-            Verdict::Fail { reason: reason::FAILED_BY_RULE },
+            Verdict::Fail { reason: RunReason::FailedByRule },
             format!("{message}; retryPolicy.rules[{index}] fails the run"),
         ),
         Some((index, RetryRuleAction::Ignore)) => (
-            Verdict::Retry { reason: reason::IGNORED_BY_RULE, counted: false },
+            Verdict::Retry { reason: RunReason::IgnoredByRule, counted: false },
             format!("{message}; retryPolicy.rules[{index}] retries it without counting"),
         ),
         Some((index, RetryRuleAction::Count)) if !counted => (
-            Verdict::Retry { reason: reason::COUNTED_BY_RULE, counted: true },
+            Verdict::Retry { reason: RunReason::CountedByRule, counted: true },
             format!("{message}; retryPolicy.rules[{index}] counts it against backoffLimit"),
         ),
         Some((_, RetryRuleAction::Count)) | None => (verdict, message),
@@ -116,15 +118,9 @@ fn stop_cause(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Option<Sto
     if view.spec.stop_reason.is_some() {
         return None;
     }
-    let legacy = |why: &str| format!("ecsrun: {why} ({}/{})", view.namespace, view.name);
-    if stopped_reason == legacy("timeout exceeded") && view.deadline_passed(task.stopped_at.unwrap_or(now)) {
-        Some(StopCause::DeadlineExceeded)
-    } else if stopped_reason == legacy("run suspended") {
-        Some(StopCause::Suspended)
-    } else if stopped_reason == legacy("start timeout exceeded") {
-        Some(StopCause::StartTimeout)
-    } else {
-        None
+    match StopCause::in_unmarked_reason(stopped_reason, view.namespace, view.name)? {
+        StopCause::DeadlineExceeded if !view.deadline_passed(task.stopped_at.unwrap_or(now)) => None,
+        cause => Some(cause),
     }
 }
 
@@ -139,15 +135,15 @@ fn built_in_verdict(
     let stopped_reason = task.stopped_reason.as_deref().unwrap_or("no reason given");
     match task.stop_code.as_ref().and_then(Reported::known) {
         Some(StopCode::TaskFailedToStart) => {
-            let transient = is_transient_start_failure(stopped_reason);
+            let transient = task.failed_to_start_transiently();
             let verdict = Verdict::Retry {
-                reason: if transient { reason::INSUFFICIENT_CAPACITY } else { reason::TASK_FAILED_TO_START },
+                reason: if transient { RunReason::InsufficientCapacity } else { RunReason::TaskFailedToStart },
                 counted: !transient,
             };
             return (verdict, format!("task {id} failed to start: {stopped_reason}"));
         }
         Some(StopCode::SpotInterruption | StopCode::TerminationNotice) => {
-            let verdict = Verdict::Retry { reason: reason::INTERRUPTED, counted: false };
+            let verdict = Verdict::Retry { reason: RunReason::Interrupted, counted: false };
             return (verdict, format!("task {id} was interrupted: {stopped_reason}"));
         }
         _ => {}
@@ -169,7 +165,7 @@ fn built_in_verdict(
     };
     if !failed.is_empty() {
         let message = format!("task {id} stopped: {kind} {}; {stopped_reason}", failed.join(", "));
-        return (Verdict::Retry { reason: reason::CONTAINER_FAILED, counted: true }, message);
+        return (Verdict::Retry { reason: RunReason::ContainerFailed, counted: true }, message);
     }
     if !never_ran.is_empty() {
         let message = format!(
@@ -177,7 +173,7 @@ fn built_in_verdict(
              secrets or out of memory at start); {stopped_reason}",
             never_ran.join(", ")
         );
-        let verdict = Verdict::Retry { reason: reason::CONTAINER_NEVER_RAN, counted: true };
+        let verdict = Verdict::Retry { reason: RunReason::ContainerNeverRan, counted: true };
         return (verdict, message);
     }
     let codes = task
@@ -257,14 +253,4 @@ pub(super) fn first_matching_rule(
 
 pub(super) fn is_essential(definition: Option<&[ContainerDefinitionInfo]>, name: &str) -> bool {
     definition.and_then(|containers| containers.iter().find(|c| c.name == name)).is_none_or(|c| c.essential)
-}
-
-/// TaskFailedToStart for reasons that a later attempt can get past: capacity, ENI and pull timeouts.
-/// Markers are whole words, so "pull access denied" is not an ENI problem.
-pub(super) fn is_transient_start_failure(stopped_reason: &str) -> bool {
-    let reason = stopped_reason.to_lowercase();
-    let words: Vec<&str> = reason.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let word = ["capacity", "timeout", "eni", "insufficientfreeaddresses", "throttling", "throttled"];
-    let phrase = ["timed out", "resource:", "rate exceeded"];
-    words.iter().any(|w| word.contains(w)) || phrase.iter().any(|p| reason.contains(p))
 }

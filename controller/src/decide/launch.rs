@@ -15,7 +15,7 @@ pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, no
             // other namespace's.
             let mut status = status.clone();
             push_unlaunched_attempt(&mut status, 1);
-            conclude(&view, status, Verdict::Fail { reason: reason::ADOPTION_DENIED }, why, now)
+            conclude(&view, status, Verdict::Fail { reason: RunReason::AdoptionDenied }, why, now)
         }
         Some(task) => after_launch(&view, 1, LaunchObservation::Adopted(task), now),
         None => {
@@ -27,7 +27,7 @@ pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, no
                 view.spec.task_arn.as_deref().unwrap_or_default(),
                 view.spec.cluster,
             );
-            conclude(&view, status, Verdict::Fail { reason: reason::TASK_NOT_FOUND }, message, now)
+            conclude(&view, status, Verdict::Fail { reason: RunReason::TaskNotFound }, message, now)
         }
     }
 }
@@ -46,7 +46,7 @@ pub(super) fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
         "the run did not finish within its timeout of {}",
         view.spec.wait.timeout.as_deref().unwrap_or_default()
     );
-    conclude(view, view.status.clone(), Verdict::Fail { reason: reason::DEADLINE_EXCEEDED }, message, now)
+    conclude(view, view.status.clone(), Verdict::Fail { reason: RunReason::DeadlineExceeded }, message, now)
 }
 
 /// After `Step::Find`: a task found is adopted (and, the deadline having passed, stopped at the next
@@ -63,20 +63,20 @@ pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now
             conclude(
                 view,
                 view.status.clone(),
-                Verdict::Retry { reason: reason::SUSPENDED, counted: false },
+                Verdict::Retry { reason: RunReason::Suspended, counted: false },
                 message,
                 now,
             )
         }
         None if view.spec.stop => {
             let message = "no task was running".to_owned();
-            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::STOPPED }, message, now)
+            conclude(view, view.status.clone(), Verdict::Fail { reason: RunReason::Stopped }, message, now)
         }
         None if view.deadline_passed(now) => deadline_exceeded(view, now),
         // A task index looked for because another failed (failFast): it never started.
         None => {
             let message = "no task was started: another task index failed (failFast)".to_owned();
-            conclude(view, view.status.clone(), Verdict::Fail { reason: reason::FAIL_FAST }, message, now)
+            conclude(view, view.status.clone(), Verdict::Fail { reason: RunReason::FailFast }, message, now)
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn launch_intent(view: &RunView, attempt: i32, region: &str, now: Timestamp)
     bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
     status.task.next_attempt_at = None;
     let message = format!("launching a task of {} (attempt {attempt})", view.spec.task_definition_name());
-    set_phase(view, &mut status, Phase::Pending, reason::LAUNCHING, message, now);
+    set_phase(view, &mut status, Phase::Pending, RunReason::Launching, message, now);
     status
 }
 
@@ -185,7 +185,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 // Adopted to be stopped (or found after the stop was asked), whatever `wait.for` says: the
                 // next look stops it, once the cache holds the status written now.
                 let message = format!("task {id} (attempt {attempt}) is to be stopped: spec.stop is set");
-                set_phase(view, &mut status, Phase::Stopping, reason::STOPPED, message, now);
+                set_phase(view, &mut status, Phase::Stopping, RunReason::Stopped, message, now);
                 return plan(view, status, None, Some(follow), Some(Duration::from_secs(1)));
             }
             if view.spec.wait.for_ == WaitFor::Launched {
@@ -196,7 +196,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 // An adopted task that already stopped: judged at once by the next look, which fetches the
                 // task definition's containers (which of them are essential).
                 let message = format!("adopted task {id} (attempt {attempt}), already STOPPED");
-                set_phase(view, &mut status, Phase::Running, reason::TASK_STOPPING, message, now);
+                set_phase(view, &mut status, Phase::Running, RunReason::TaskStopping, message, now);
                 return plan(view, status, None, Some(follow), Some(Duration::ZERO));
             }
             // Judged as any later look would judge it: the tracker reports only changes from here on.
@@ -212,10 +212,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
             plan(view, status, None, Some(follow), back)
         }
         LaunchObservation::Failures(failures) => {
-            let capacity = !failures.is_empty()
-                && failures
-                    .iter()
-                    .all(|f| f.reason.as_deref().is_some_and(|r| r.starts_with("RESOURCE:") || r == "AGENT"));
+            let capacity = !failures.is_empty() && failures.iter().all(EcsFailure::is_capacity);
             let described: Vec<String> = failures
                 .iter()
                 .map(|f| {
@@ -232,7 +229,7 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 .collect();
             push_unlaunched_attempt(&mut status, attempt);
             let (reason, counted) =
-                if capacity { (reason::INSUFFICIENT_CAPACITY, false) } else { (reason::LAUNCH_FAILED, true) };
+                if capacity { (RunReason::InsufficientCapacity, false) } else { (RunReason::LaunchFailed, true) };
             let message = format!("RunTask started no task: {}", described.join(", "));
             conclude(view, status, Verdict::Retry { reason, counted }, message, now)
         }
@@ -247,11 +244,13 @@ pub fn after_launch(view: &RunView, attempt: i32, observation: LaunchObservation
                 "ECS rejected {} of {subject} in cluster {}: {}",
                 error.operation, view.spec.cluster, error.message
             );
-            conclude(view, status, Verdict::Fail { reason: error.kind.reason() }, message, now)
+            // Only a permanent error is a rejection (the shell's `is_permanent`), and each has its reason.
+            let reason = error.kind.rejection().unwrap_or(RunReason::RejectedByEcs);
+            conclude(view, status, Verdict::Fail { reason }, message, now)
         }
         LaunchObservation::Denied(message) => {
             push_unlaunched_attempt(&mut status, attempt);
-            conclude(view, status, Verdict::Fail { reason: reason::POLICY_DENIED }, message, now)
+            conclude(view, status, Verdict::Fail { reason: RunReason::PolicyDenied }, message, now)
         }
     }
 }

@@ -16,7 +16,7 @@ pub(super) fn conclude(
     // relaunched: ecsrun did not start it.
     let (verdict, message) = match verdict {
         Verdict::Retry { .. } | Verdict::Fail { .. } if view.spec.stop => {
-            (Verdict::Fail { reason: reason::STOPPED }, format!("stopped (spec.stop): {message}"))
+            (Verdict::Fail { reason: RunReason::Stopped }, format!("stopped (spec.stop): {message}"))
         }
         Verdict::Retry { reason, .. } if view.adopts() => {
             (Verdict::Fail { reason }, format!("{message}; not relaunched: ecsrun did not start this task"))
@@ -24,20 +24,20 @@ pub(super) fn conclude(
         verdict => (verdict, message),
     };
     let outcome = match verdict {
-        Verdict::Succeeded => reason::SUCCEEDED,
-        Verdict::Unknown => reason::OUTCOME_UNKNOWN,
+        Verdict::Succeeded => RunReason::Succeeded,
+        Verdict::Unknown => RunReason::OutcomeUnknown,
         Verdict::Retry { reason, .. } | Verdict::Fail { reason } => reason,
     };
     if let Some(attempt) = status.task.attempts.last_mut()
         && attempt.outcome.is_none()
     {
-        attempt.outcome = Some(outcome.to_owned());
+        attempt.outcome = Some(outcome.into());
         attempt.message = Some(bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned());
     }
     status.task.next_attempt_at = None;
     match verdict {
         Verdict::Succeeded => {
-            set_phase(view, &mut status, Phase::Succeeded, reason::SUCCEEDED, message, now);
+            set_phase(view, &mut status, Phase::Succeeded, RunReason::Succeeded, message, now);
             plan(view, status, None, None, None)
         }
         Verdict::Fail { reason } => {
@@ -45,15 +45,15 @@ pub(super) fn conclude(
             plan(view, status, None, None, None)
         }
         Verdict::Unknown => {
-            set_phase(view, &mut status, Phase::Unknown, reason::OUTCOME_UNKNOWN, message, now);
+            set_phase(view, &mut status, Phase::Unknown, RunReason::OutcomeUnknown, message, now);
             plan(view, status, None, None, None)
         }
         // Resumed while the suspension's stop was under way: the resume's own reconcile has passed, and
         // status writes bring nothing back, so this one comes back to launch (once the cache holds it).
-        Verdict::Retry { reason, .. } if reason == reason::SUSPENDED && !view.spec.suspend => {
+        Verdict::Retry { reason: RunReason::Suspended, .. } if !view.spec.suspend => {
             plan(view, suspended_status(view, status, message, now), None, None, Some(RESUME_RECHECK))
         }
-        Verdict::Retry { reason, .. } if reason == reason::SUSPENDED => {
+        Verdict::Retry { reason: RunReason::Suspended, .. } => {
             plan(view, suspended_status(view, status, message, now), None, None, None)
         }
         Verdict::Retry { reason, counted } => {
@@ -64,7 +64,7 @@ pub(super) fn conclude(
                     "{message}; giving up after {} attempt(s) (backoffLimit {limit})",
                     bound::attempts_made(&status.task)
                 );
-                let final_reason = if limit == 0 { reason } else { reason::BACKOFF_LIMIT_EXCEEDED };
+                let final_reason = if limit == 0 { reason } else { RunReason::BackoffLimitExceeded };
                 set_phase(view, &mut status, Phase::Failed, final_reason, message, now);
                 return plan(view, status, None, None, None);
             }
@@ -82,7 +82,7 @@ pub(super) fn conclude(
             status.task.next_attempt_at = Some(Time(next));
             let message =
                 format!("{message}; attempt {} in {}s", bound::attempts_made(&status.task) + 1, backoff.as_secs());
-            set_phase(view, &mut status, Phase::Pending, reason::WAITING_TO_RETRY, message, now);
+            set_phase(view, &mut status, Phase::Pending, RunReason::WaitingToRetry, message, now);
             plan(view, status, None, None, Some(backoff))
         }
     }
@@ -94,7 +94,7 @@ const RESUME_RECHECK: Duration = Duration::from_secs(1);
 /// A suspended run with nothing running: Pending, reason Suspended, until `spec.suspend` is cleared.
 pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, now: Timestamp) -> Plan {
     let mut plan = plan(view, suspended_status(view, status, why, now), None, None, None);
-    if view.status.task.reason.as_deref() != Some(reason::SUSPENDED) {
+    if !view.status.task.reason_is(RunReason::Suspended) {
         let note = plan.status.task.message.clone().unwrap_or_default();
         plan.events.push(RunEvent { warning: false, reason: "Suspended", note });
     }
@@ -104,7 +104,7 @@ pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, n
 fn suspended_status(view: &RunView, mut status: EcsTaskRunStatus, why: String, now: Timestamp) -> EcsTaskRunStatus {
     status.task.next_attempt_at = None;
     let message = format!("suspended (spec.suspend): {why}; nothing launches until it is cleared");
-    set_phase(view, &mut status, Phase::Pending, reason::SUSPENDED, message, now);
+    set_phase(view, &mut status, Phase::Pending, RunReason::Suspended, message, now);
     status
 }
 
@@ -120,14 +120,15 @@ pub(super) fn set_phase(
     view: &RunView,
     status: &mut EcsTaskRunStatus,
     phase: Phase,
-    reason: &str,
+    reason: impl Into<Reported<RunReason>>,
     message: String,
     now: Timestamp,
 ) {
     use condition::*;
+    let reason: Reported<RunReason> = reason.into();
+    let suspended = reason.is(RunReason::Suspended);
     let message = bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned();
     status.task.phase = Some(phase);
-    status.task.reason = Some(reason.to_owned());
     status.observed_generation = view.generation;
     // Unknown is metav1.Condition's third status: `kubectl wait --for=condition=Succeeded` (or Failed)
     // does not return for a run whose outcome nobody knows.
@@ -137,17 +138,18 @@ pub(super) fn set_phase(
         Phase::Unknown => vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown"), (FAILED, "Unknown")],
         // Suspended: nothing is under way, so not Reconciling; Ready False keeps kstatus (Flux) waiting
         // for it, as for a Job that Kueue has not admitted yet; Argo CD shows it Suspended.
-        Phase::Pending if reason == super::reason::SUSPENDED => vec![(READY, "False"), (SUSPENDED, "True")],
+        Phase::Pending if suspended => vec![(READY, "False"), (SUSPENDED, "True")],
         Phase::Pending | Phase::Running | Phase::Stopping => {
             vec![(READY, "False"), (RECONCILING, "True")]
         }
     };
     // Once suspended, the condition stays, False when the run is not (any more).
-    if reason != super::reason::SUSPENDED && status.conditions.iter().any(|c| c.type_ == SUSPENDED) {
+    if !suspended && status.conditions.iter().any(|c| c.type_ == SUSPENDED) {
         wanted.push((SUSPENDED, "False"));
     }
-    let wanted = wanted.into_iter().map(|(type_, value)| (type_, value, reason, message.clone())).collect();
+    let wanted = wanted.into_iter().map(|(type_, value)| (type_, value, reason.as_str(), message.clone())).collect();
     status.conditions = merged(&status.conditions, wanted, view.generation, now);
+    status.task.reason = Some(reason);
     status.task.message = Some(message);
 }
 

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod fence;
 pub mod limit;
+mod reasons;
 pub mod task_events;
 pub mod templates;
 #[cfg(test)]
@@ -18,8 +19,8 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
-use crate::api::StopCode;
 pub use crate::api::{DesiredStatus, LastStatus, Reported};
+use crate::api::{RunReason, Spelled, StopCode};
 
 /// Where a call goes: region, whose credentials, which cluster. Also the DescribeTasks batching key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -518,32 +519,40 @@ impl EcsErrorKind {
 
     /// PascalCase reason for conditions and events.
     pub fn reason(self) -> &'static str {
+        if let Some(reason) = self.rejection() {
+            return reason.spelling();
+        }
         match self {
             Self::Throttled => "Throttled",
             Self::Server => "EcsServerError",
             Self::Network => "NetworkError",
             Self::Timeout => "Timeout",
             Self::Credentials => "CredentialsError",
-            Self::ClusterNotFound => "ClusterNotFound",
-            Self::TaskDefinitionNotFound => "TaskDefinitionNotFound",
-            Self::InvalidParameter => "InvalidParameter",
-            Self::AccessDenied => "AccessDenied",
-            Self::Rejected => "RejectedByEcs",
             Self::NotLeader => "NotLeader",
             Self::HeldUp => "LaunchHeldUp",
+            Self::ClusterNotFound
+            | Self::TaskDefinitionNotFound
+            | Self::InvalidParameter
+            | Self::AccessDenied
+            | Self::Rejected => "RejectedByEcs",
         }
     }
 
-    /// A permanent error will not go away by retrying the same request: the run fails instead of looping.
+    /// A permanent error will not go away by retrying the same request: the run fails with this reason
+    /// instead of looping.
+    pub fn rejection(self) -> Option<RunReason> {
+        match self {
+            Self::ClusterNotFound => Some(RunReason::ClusterNotFound),
+            Self::TaskDefinitionNotFound => Some(RunReason::TaskDefinitionNotFound),
+            Self::InvalidParameter => Some(RunReason::InvalidParameter),
+            Self::AccessDenied => Some(RunReason::AccessDenied),
+            Self::Rejected => Some(RunReason::RejectedByEcs),
+            _ => None,
+        }
+    }
+
     pub fn is_permanent(self) -> bool {
-        matches!(
-            self,
-            Self::ClusterNotFound
-                | Self::TaskDefinitionNotFound
-                | Self::InvalidParameter
-                | Self::AccessDenied
-                | Self::Rejected
-        )
+        self.rejection().is_some()
     }
 }
 

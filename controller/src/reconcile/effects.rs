@@ -306,7 +306,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 Phase::Unknown => "unknown",
                 _ => "failed",
             };
-            let reason = status.task.reason.as_deref().unwrap_or("unknown");
+            let reason = status.task.reason_str().unwrap_or("unknown");
             metrics.runs_finished.with_label_values(&[outcome, reason]).inc();
             info!(outcome, reason, message = status.task.message.as_deref().unwrap_or_default(), "run finished");
         }

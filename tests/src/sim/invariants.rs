@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, FINALIZER, LastStatus, Phase, StopCode};
+use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, FINALIZER, LastStatus, Phase, RunReason, StopCode};
 use ecsrun::decide::bound::STATUS_BUDGET_BYTES;
 use ecsrun::ecs::NAMESPACE_TAG;
 use ecsrun::policy;
@@ -298,7 +298,11 @@ pub fn check(
         // An attempt ends Suspended only when the suspension stopped its task (or it had none): a task
         // that ended by itself meanwhile is judged as it ended, so a failure is never hidden.
         for (index, lane) in status.lanes() {
-            for attempt in lane.attempts.iter().filter(|a| a.outcome.as_deref() == Some("Suspended")) {
+            for attempt in lane
+                .attempts
+                .iter()
+                .filter(|a| a.outcome.as_ref().is_some_and(|outcome| outcome.is(RunReason::Suspended)))
+            {
                 let Some(task) = attempt.task_arn.as_deref().and_then(|arn| by_arn.get(arn)) else { continue };
                 if !task.snapshot.stop_code_is(StopCode::UserInitiated) {
                     return broken(

@@ -2,10 +2,10 @@
 //! rules, timeouts, and what the run says.
 
 use super::*;
-use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase};
+use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason};
 use crate::decide::{
     CleanupStep, LaunchObservation, TrackObservation, UNRECORDED_LAUNCH_GRACE, after_launch, after_track, cleanup_step,
-    indexed_started_by, launch_request, reason,
+    indexed_started_by, launch_request,
 };
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskDefinitionInfo, TaskSnapshot};
 
@@ -209,7 +209,7 @@ fn each_index_retries_on_its_own_backoff_limit() {
         _ => all_run(index, step),
     });
     let lane = run.lane(1);
-    assert_eq!((lane.task.phase, lane.task.reason.as_deref()), (Some(Phase::Pending), Some(reason::WAITING_TO_RETRY)));
+    assert_eq!((lane.task.phase, lane.task.known_reason()), (Some(Phase::Pending), Some(RunReason::WaitingToRetry)));
     assert_eq!(run.status.task.phase, Some(Phase::Running), "one index retrying does not stop the run");
     // The backoff (10 s) waited out, index 1 launches attempt 2 with its own clientToken; index 0 runs on.
     let steps = run.steps(41);
@@ -235,23 +235,23 @@ fn fail_fast_stops_the_others_and_fails_the_run() {
     assert_eq!(stopped, vec![arn(0, 1), arn(2, 1)]);
     assert!(plan.stops[0].reason.contains("task index 1 failed"), "{:?}", plan.stops);
     assert_eq!(
-        (run.status.task.phase, run.status.task.reason.as_deref()),
-        (Some(Phase::Stopping), Some(reason::FAIL_FAST))
+        (run.status.task.phase, run.status.task.known_reason()),
+        (Some(Phase::Stopping), Some(RunReason::FailFast))
     );
-    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(run.lane(0).task.reason, Some(RunReason::FailFast.into()));
     assert!(plan.follows.iter().all(|f| f.every <= STOPPING_POLL));
     assert_eq!(launched(&run.steps(31)), Vec::<u32>::new(), "nothing launches once failFast applies");
     // StopTask's SIGTERM ends them with 143: not their own failure, and not retried.
     let plan = run.reconcile(40, |index, _| Some(Observed::Track(exited(index, 1, 143))));
     assert_eq!(run.status.task.phase, Some(Phase::Failed));
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED), "the culprit's own reason");
+    assert_eq!(run.status.task.reason, Some(RunReason::ContainerFailed.into()), "the culprit's own reason");
     let message = run.status.task.message.clone().unwrap();
     assert!(message.starts_with("task index 1: task t1a1 stopped"), "{message}");
     assert_eq!(
         (run.status.succeeded_tasks, run.status.failed_tasks, run.status.active_tasks),
         (Some(0), Some(3), Some(0))
     );
-    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(run.lane(0).task.reason, Some(RunReason::FailFast.into()));
     assert!(run.status.tasks.iter().all(|t| t.index != 3), "index 3 never started");
     assert!(plan.stops.is_empty() && plan.follows.is_empty());
     assert_eq!(plan.events.iter().filter(|e| e.reason == "Failed").count(), 1);
@@ -286,12 +286,12 @@ fn rules_act_per_index() {
     run.reconcile(0, all_run);
     // 75 on index 0: retried without counting; 3 on index 1: the run fails at once, backoffLimit 5 or not.
     run.reconcile(30, |index, _| Some(Observed::Track(exited(index, 1, if index == 0 { 75 } else { 3 }))));
-    assert_eq!(run.lane(0).task.reason.as_deref(), Some(reason::FAIL_FAST), "not retried once the run fails");
-    assert_eq!(run.lane(0).task.attempts[0].outcome.as_deref(), Some(reason::IGNORED_BY_RULE));
-    assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAILED_BY_RULE));
+    assert_eq!(run.lane(0).task.reason, Some(RunReason::FailFast.into()), "not retried once the run fails");
+    assert_eq!(run.lane(0).task.attempts[0].outcome, Some(RunReason::IgnoredByRule.into()));
+    assert_eq!(run.lane(1).task.reason, Some(RunReason::FailedByRule.into()));
     assert_eq!(
-        (run.status.task.phase, run.status.task.reason.as_deref()),
-        (Some(Phase::Failed), Some(reason::FAILED_BY_RULE))
+        (run.status.task.phase, run.status.task.known_reason()),
+        (Some(Phase::Failed), Some(RunReason::FailedByRule))
     );
 }
 
@@ -304,16 +304,12 @@ fn a_timeout_stops_every_task_and_launches_no_more() {
     stopped.sort();
     assert_eq!(stopped, vec![arn(0, 1), arn(1, 1)]);
     assert!(plan.stops.iter().all(|s| s.reason.contains("timeout exceeded")), "{:?}", plan.stops);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(
-        run.lane(2).task.reason.as_deref(),
-        Some(reason::DEADLINE_EXCEEDED),
-        "never launched after the deadline"
-    );
+    assert_eq!(run.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
+    assert_eq!(run.lane(2).task.reason, Some(RunReason::DeadlineExceeded.into()), "never launched after the deadline");
     run.reconcile(70, |index, _| Some(Observed::Track(exited(index, 1, 143))));
     assert_eq!(
-        (run.status.task.phase, run.status.task.reason.as_deref()),
-        (Some(Phase::Failed), Some(reason::DEADLINE_EXCEEDED))
+        (run.status.task.phase, run.status.task.known_reason()),
+        (Some(Phase::Failed), Some(RunReason::DeadlineExceeded))
     );
 }
 
@@ -355,11 +351,11 @@ fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
     );
     assert_ne!(run.status.task.phase, Some(Phase::Failed));
     run.reconcile(41 + UNRECORDED_LAUNCH_GRACE.as_secs() as i64, all_run);
-    assert_eq!(run.lane(1).task.reason.as_deref(), Some(reason::FAIL_FAST), "ECS has no task for it: it never started");
-    assert_eq!(run.lane(2).task.reason.as_deref(), Some(reason::FAIL_FAST));
+    assert_eq!(run.lane(1).task.reason, Some(RunReason::FailFast.into()), "ECS has no task for it: it never started");
+    assert_eq!(run.lane(2).task.reason, Some(RunReason::FailFast.into()));
     assert_eq!(
-        (run.status.task.phase, run.status.task.reason.as_deref()),
-        (Some(Phase::Failed), Some(reason::FAILED_BY_RULE))
+        (run.status.task.phase, run.status.task.known_reason()),
+        (Some(Phase::Failed), Some(RunReason::FailedByRule))
     );
     assert_eq!(run.status.progress.as_deref(), Some("0/3"));
 }
@@ -473,7 +469,7 @@ fn suspending_a_run_of_several_tasks_stops_them_all_and_resuming_relaunches() {
     run.spec.suspend = true;
     let plan = run.reconcile(2, all_run);
     assert_eq!(plan.stops.len(), 2, "both running indexes are stopped: {:?}", plan.stops);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::Suspended.into()));
     assert_eq!(run.status.task.phase, Some(Phase::Stopping));
     // ECS reports them stopped by the StopTask: each index Pending, Suspended, with no failure.
     let stopped = |index: u32, step: &Step| {
@@ -489,7 +485,7 @@ fn suspending_a_run_of_several_tasks_stops_them_all_and_resuming_relaunches() {
     };
     let plan = run.reconcile(3, stopped);
     assert_eq!(run.status.task.phase, Some(Phase::Pending), "{:?}", run.status.task.message);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::Suspended.into()));
     assert!(plan.events.iter().any(|event| event.reason == "Suspended"), "{:?}", plan.events);
     assert_eq!(run.status.failed_tasks, Some(0));
     for index in 0..2 {
@@ -528,7 +524,7 @@ fn tasks_to_succeed_ends_the_run_in_success_and_stops_the_rest() {
     };
     let plan = run.reconcile(40, two_done);
     assert_eq!(run.status.task.phase, Some(Phase::Stopping), "{:?}", run.status.task.message);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::NOT_NEEDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::NotNeeded.into()));
     let mut stopped: Vec<String> = plan.stops.iter().map(|s| s.task_arn.clone()).collect();
     stopped.sort();
     assert_eq!(stopped, vec![arn(2, 1), arn(3, 1)]);
@@ -546,7 +542,7 @@ fn tasks_to_succeed_ends_the_run_in_success_and_stops_the_rest() {
     assert_eq!(run.status.succeeded_tasks, Some(2));
     assert_eq!(run.status.failed_tasks, Some(0));
     for index in [2, 3] {
-        assert_eq!(run.lane(index).task.reason.as_deref(), Some(reason::NOT_NEEDED), "index {index}");
+        assert_eq!(run.lane(index).task.reason, Some(RunReason::NotNeeded.into()), "index {index}");
     }
     assert!(run.steps(60).is_empty());
 }
@@ -573,16 +569,16 @@ fn max_failed_indexes_stops_the_run_past_its_budget() {
     };
     let plan = run.reconcile(50, second_fails);
     assert_eq!(plan.stops.len(), 2, "{:?}", plan.stops);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::MAX_FAILED_INDEXES_EXCEEDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::MaxFailedIndexesExceeded.into()));
     let rest_stopped = |index: u32, step: &Step| match step {
         Step::Track { .. } => Some(Observed::Track(stopped_by_us(index, 1))),
         _ => all_run(index, step),
     };
     run.reconcile(60, rest_stopped);
     assert_eq!(run.status.task.phase, Some(Phase::Failed), "{:?}", run.status.task.message);
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::MAX_FAILED_INDEXES_EXCEEDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::MaxFailedIndexesExceeded.into()));
     assert_eq!(run.status.failed_tasks, Some(4));
     for index in [2, 3] {
-        assert_eq!(run.lane(index).task.reason.as_deref(), Some(reason::FAIL_FAST), "stopped for the others: {index}");
+        assert_eq!(run.lane(index).task.reason, Some(RunReason::FailFast.into()), "stopped for the others: {index}");
     }
 }

@@ -7,20 +7,20 @@ use jiff::Timestamp;
 
 use super::*;
 use crate::api::{ContainerStatus, EcsTaskRunSpec, ResourceUsage};
-use crate::decide::{LaunchObservation, RunView, Step, TrackObservation, after_launch, after_track, next_step, reason};
+use crate::decide::{LaunchObservation, RunView, Step, TrackObservation, after_launch, after_track, next_step};
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskSnapshot};
 
 fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-fn ended(number: i32, outcome: &str) -> Attempt {
+fn ended(number: i32, outcome: RunReason) -> Attempt {
     Attempt {
         attempt: number,
         task_arn: Some(format!("arn:aws:ecs:eu-west-1:123456789012:task/demo/t{number}")),
         stopped_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(i64::from(number) * 60))),
         outcome: Some(outcome.into()),
-        message: Some(format!("attempt {number} ended {outcome}")),
+        message: Some(format!("attempt {number} ended {outcome:?}")),
         usage: Some(ResourceUsage { vcpu_seconds: 1.5, gib_seconds: 3.0, capacity_provider: None }),
         ..Attempt::default()
     }
@@ -29,17 +29,17 @@ fn ended(number: i32, outcome: &str) -> Attempt {
 #[test]
 fn older_attempts_are_summed_and_the_tallies_do_not_change() {
     let outcomes = [
-        reason::CONTAINER_FAILED,
-        reason::INSUFFICIENT_CAPACITY,
-        reason::CONTAINER_FAILED,
-        reason::INTERRUPTED,
-        reason::CONTAINER_FAILED,
-        reason::IGNORED_BY_RULE,
-        reason::CONTAINER_FAILED,
-        reason::CONTAINER_FAILED,
+        RunReason::ContainerFailed,
+        RunReason::InsufficientCapacity,
+        RunReason::ContainerFailed,
+        RunReason::Interrupted,
+        RunReason::ContainerFailed,
+        RunReason::IgnoredByRule,
+        RunReason::ContainerFailed,
+        RunReason::ContainerFailed,
     ];
     let mut task = TaskStatus {
-        attempts: outcomes.iter().enumerate().map(|(i, outcome)| ended(i as i32 + 1, outcome)).collect(),
+        attempts: outcomes.iter().enumerate().map(|(i, outcome)| ended(i as i32 + 1, *outcome)).collect(),
         ..TaskStatus::default()
     };
     let (made, tally, used) =
@@ -62,10 +62,10 @@ fn older_attempts_are_summed_and_the_tallies_do_not_change() {
 
 #[test]
 fn an_attempt_whose_task_may_be_alive_or_the_latest_is_never_summed() {
-    let mut alive = ended(1, reason::TASK_LOST);
+    let mut alive = ended(1, RunReason::TaskLost);
     alive.stopped_at = None;
     let mut task = TaskStatus {
-        attempts: vec![alive, ended(2, reason::CONTAINER_FAILED), Attempt { attempt: 3, ..Attempt::default() }],
+        attempts: vec![alive, ended(2, RunReason::ContainerFailed), Attempt { attempt: 3, ..Attempt::default() }],
         ..TaskStatus::default()
     };
     keep_latest_attempts(&mut task, 1);
@@ -154,7 +154,7 @@ fn a_run_retried_to_its_highest_backoff_limit_keeps_five_attempts_and_gives_up_w
     // backoffLimit 20: the first attempt and 20 retries, numbered without a gap or a repeat.
     assert_eq!(launched, (1..=21).collect::<Vec<_>>());
     assert_eq!(status.attempt_count, Some(21));
-    assert_eq!(status.task.reason.as_deref(), Some(reason::BACKOFF_LIMIT_EXCEEDED));
+    assert_eq!(status.task.reason, Some(RunReason::BackoffLimitExceeded.into()));
     assert!(
         status.task.message.as_deref().unwrap().contains("giving up after 21 attempt(s)"),
         "{:?}",
@@ -164,7 +164,7 @@ fn a_run_retried_to_its_highest_backoff_limit_keeps_five_attempts_and_gives_up_w
 }
 
 fn lane(index: i32, active: bool, tail: bool) -> IndexedTaskStatus {
-    let mut attempts: Vec<Attempt> = (1..=5).map(|n| ended(n, reason::CONTAINER_FAILED)).collect();
+    let mut attempts: Vec<Attempt> = (1..=5).map(|n| ended(n, RunReason::ContainerFailed)).collect();
     if active {
         attempts.push(Attempt {
             attempt: 6,

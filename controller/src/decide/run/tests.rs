@@ -253,7 +253,7 @@ fn a_held_up_launch_says_why_and_a_final_run_does_nothing() {
     else {
         panic!("{effects:#?}")
     };
-    assert_eq!((written.task.phase, written.task.reason.as_deref()), (Some(Phase::Pending), Some("Throttled")));
+    assert_eq!((written.task.phase, written.task.reason_str()), (Some(Phase::Pending), Some("Throttled")));
     let done = EcsTaskRunStatus {
         task: crate::api::TaskStatus { phase: Some(Phase::Succeeded), ..Default::default() },
         ..Default::default()

@@ -1,6 +1,6 @@
 //! Table tests of the run policy: no cluster, no AWS, no clock.
 
-use super::judge::{first_matching_rule, is_transient_start_failure};
+use super::judge::first_matching_rule;
 use super::*;
 use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, StopCode, SuccessPolicy, WaitPolicy};
 use crate::ecs::{ContainerSnapshot, EcsErrorKind};
@@ -106,7 +106,7 @@ fn a_recorded_launch_intent_means_the_task_may_exist() {
     let intent = launch_intent(&run.view(), 1, "eu-west-1", at(1));
     assert_eq!(intent.region.as_deref(), Some("eu-west-1"), "the region is pinned at the first launch");
     assert_eq!(intent.task.phase, Some(Phase::Pending));
-    assert_eq!(intent.task.reason.as_deref(), Some(reason::LAUNCHING));
+    assert_eq!(intent.task.reason, Some(RunReason::Launching.into()));
     assert_eq!(intent.task.attempts.len(), 1);
     assert_eq!((intent.task.attempts[0].task_arn.as_ref(), intent.task.attempts[0].outcome.as_ref()), (None, None));
     assert_eq!(condition(&intent, "Reconciling").unwrap().status, "True");
@@ -270,7 +270,7 @@ fn a_task_already_running_at_launch_is_judged_at_once() {
 
     let run = Run::new(spec());
     let plan = after_launch(&run.view(), 1, LaunchObservation::Started(task("RUNNING")), at(1));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(plan.status.task.reason, Some(RunReason::TaskRunning.into()));
     let mut run = run;
     run.apply(&plan);
     // The shell passes the task definition's containers only for a stopped task.
@@ -312,7 +312,7 @@ fn launch_outcomes() {
         backoff_limit: i32,
         observation: LaunchObservation,
         then: Phase,
-        because: &'static str,
+        because: RunReason,
         retried: bool,
     }
     let cases = vec![
@@ -321,7 +321,7 @@ fn launch_outcomes() {
             backoff_limit: 0,
             observation: capacity(),
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
             retried: true,
         },
         LaunchCase {
@@ -329,7 +329,7 @@ fn launch_outcomes() {
             backoff_limit: 0,
             observation: attribute(),
             then: Phase::Failed,
-            because: reason::LAUNCH_FAILED,
+            because: RunReason::LaunchFailed,
             retried: false,
         },
         LaunchCase {
@@ -337,7 +337,7 @@ fn launch_outcomes() {
             backoff_limit: 1,
             observation: attribute(),
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
             retried: true,
         },
         LaunchCase {
@@ -345,7 +345,7 @@ fn launch_outcomes() {
             backoff_limit: 5,
             observation: rejected(EcsErrorKind::ClusterNotFound, "ClusterNotFoundException: Cluster not found."),
             then: Phase::Failed,
-            because: "ClusterNotFound",
+            because: RunReason::ClusterNotFound,
             retried: false,
         },
         LaunchCase {
@@ -356,7 +356,7 @@ fn launch_outcomes() {
                 "ClientException: Unable to describe task definition.",
             ),
             then: Phase::Failed,
-            because: "TaskDefinitionNotFound",
+            because: RunReason::TaskDefinitionNotFound,
             retried: false,
         },
         LaunchCase {
@@ -364,7 +364,7 @@ fn launch_outcomes() {
             backoff_limit: 5,
             observation: rejected(EcsErrorKind::AccessDenied, "AccessDeniedException: not authorized"),
             then: Phase::Failed,
-            because: "AccessDenied",
+            because: RunReason::AccessDenied,
             retried: false,
         },
         LaunchCase {
@@ -374,7 +374,7 @@ fn launch_outcomes() {
                 "spec.cluster \"x\" is not allowed by EcsRunPolicy a (clusters: b)".into(),
             ),
             then: Phase::Failed,
-            because: reason::POLICY_DENIED,
+            because: RunReason::PolicyDenied,
             retried: false,
         },
     ];
@@ -382,7 +382,7 @@ fn launch_outcomes() {
         let run = Run::new(with(spec(), |s| s.retry_policy = RetryPolicy { backoff_limit, ..Default::default() }));
         let plan = after_launch(&run.view(), 1, observation, at(1));
         assert_eq!(plan.status.task.phase, Some(then), "{case}");
-        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}");
+        assert_eq!(plan.status.task.known_reason(), Some(because), "{case}");
         assert_eq!(plan.requeue.is_some(), retried, "{case}");
         assert_eq!(plan.follow, None, "{case}: no task to follow");
         assert_eq!(plan.status.task.attempts.len(), 1, "{case}");
@@ -427,7 +427,7 @@ fn exit_code_rules() {
         sidecar_exits: i32,
         backoff_limit: i32,
         then: Phase,
-        because: &'static str,
+        because: RunReason,
     }
     let cases = vec![
         RuleCase {
@@ -437,7 +437,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 0,
             then: Phase::Failed,
-            because: reason::CONTAINER_FAILED,
+            because: RunReason::ContainerFailed,
         },
         RuleCase {
             case: "FailRun on 3 despite backoffLimit 5",
@@ -446,7 +446,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Failed,
-            because: reason::FAILED_BY_RULE,
+            because: RunReason::FailedByRule,
         },
         RuleCase {
             case: "FailRun on 3 does not match 4",
@@ -455,7 +455,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         RuleCase {
             case: "Ignore retries with backoffLimit 0",
@@ -464,7 +464,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 0,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         RuleCase {
             case: "NotIn: 3 is not in [1, 2]",
@@ -473,7 +473,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Failed,
-            because: reason::FAILED_BY_RULE,
+            because: RunReason::FailedByRule,
         },
         RuleCase {
             case: "NotIn: 2 is in [1, 2]",
@@ -482,7 +482,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         RuleCase {
             case: "first match wins: Count before FailRun",
@@ -491,7 +491,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 0,
             then: Phase::Failed,
-            because: reason::CONTAINER_FAILED,
+            because: RunReason::ContainerFailed,
         },
         RuleCase {
             case: "first match wins: Ignore before FailRun",
@@ -500,7 +500,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 0,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         RuleCase {
             case: "another container's code does not match",
@@ -509,7 +509,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         RuleCase {
             case: "the named container's code matches",
@@ -518,7 +518,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Failed,
-            because: reason::FAILED_BY_RULE,
+            because: RunReason::FailedByRule,
         },
         // The sidecar is not judged (EssentialContainers): its exit code 3 matches nothing.
         RuleCase {
@@ -528,7 +528,7 @@ fn exit_code_rules() {
             sidecar_exits: 3,
             backoff_limit: 5,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         // NotIn never matches exit code 0 (a container that succeeded).
         RuleCase {
@@ -538,7 +538,7 @@ fn exit_code_rules() {
             sidecar_exits: 0,
             backoff_limit: 5,
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
     ];
     for RuleCase { case, rules, app_exits, sidecar_exits, backoff_limit, then, because } in cases {
@@ -554,7 +554,7 @@ fn exit_code_rules() {
             at(61),
         );
         assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
-        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(plan.status.task.known_reason(), Some(because), "{case}: {:?}", plan.status.task.message);
     }
 }
 
@@ -573,7 +573,7 @@ fn stop_code_and_reason_rules() {
     let pull_denied = "CannotPullContainerError: pull access denied for app";
     let eni_timeout = "Timeout waiting for network interface provisioning to complete.";
     /// (case, rules, stop code, stopped reason, app's exit code, phase after, the attempt's outcome)
-    type Case = (&'static str, Vec<RetryRule>, &'static str, &'static str, Option<i32>, Phase, &'static str);
+    type Case = (&'static str, Vec<RetryRule>, &'static str, &'static str, Option<i32>, Phase, RunReason);
     let cases: Vec<Case> = vec![
         (
             "no rule: a Spot interruption is retried free",
@@ -582,7 +582,7 @@ fn stop_code_and_reason_rules() {
             "spot",
             Some(143),
             Phase::Pending,
-            reason::INTERRUPTED,
+            RunReason::Interrupted,
         ),
         (
             "Count on SpotInterruption uses up backoffLimit 0",
@@ -591,7 +591,7 @@ fn stop_code_and_reason_rules() {
             "spot",
             Some(143),
             Phase::Failed,
-            reason::COUNTED_BY_RULE,
+            RunReason::CountedByRule,
         ),
         (
             "FailRun on SpotInterruption",
@@ -600,7 +600,7 @@ fn stop_code_and_reason_rules() {
             "spot",
             Some(143),
             Phase::Failed,
-            reason::FAILED_BY_RULE,
+            RunReason::FailedByRule,
         ),
         (
             "FailRun on a pull error that failed the start",
@@ -609,7 +609,7 @@ fn stop_code_and_reason_rules() {
             pull_denied,
             None,
             Phase::Failed,
-            reason::FAILED_BY_RULE,
+            RunReason::FailedByRule,
         ),
         (
             "the same rule passes an ENI timeout by: still a free retry",
@@ -618,7 +618,7 @@ fn stop_code_and_reason_rules() {
             eni_timeout,
             None,
             Phase::Pending,
-            reason::INSUFFICIENT_CAPACITY,
+            RunReason::InsufficientCapacity,
         ),
         (
             "Ignore on a reason, case aside",
@@ -627,7 +627,7 @@ fn stop_code_and_reason_rules() {
             "OutOfMemoryError: Container killed due to memory usage",
             Some(137),
             Phase::Pending,
-            reason::IGNORED_BY_RULE,
+            RunReason::IgnoredByRule,
         ),
         (
             "a stop code alone does not match another",
@@ -636,7 +636,7 @@ fn stop_code_and_reason_rules() {
             "exited",
             Some(1),
             Phase::Failed,
-            reason::CONTAINER_FAILED,
+            RunReason::ContainerFailed,
         ),
         (
             "Count on what is counted already changes nothing",
@@ -645,7 +645,7 @@ fn stop_code_and_reason_rules() {
             "exited",
             Some(1),
             Phase::Failed,
-            reason::CONTAINER_FAILED,
+            RunReason::ContainerFailed,
         ),
         (
             "a success is not read by rules",
@@ -654,7 +654,7 @@ fn stop_code_and_reason_rules() {
             "exited",
             Some(0),
             Phase::Succeeded,
-            reason::SUCCEEDED,
+            RunReason::Succeeded,
         ),
     ];
     for (case, rules, stop_code, stopped_reason, app, then, outcome) in cases {
@@ -664,7 +664,7 @@ fn stop_code_and_reason_rules() {
         let plan = after_track(&run.view(), found(stopped(stop_code, stopped_reason, app, Some(0))), at(61));
         assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
         let attempt = plan.status.task.attempts.last().expect("the attempt");
-        assert_eq!(attempt.outcome.as_deref(), Some(outcome), "{case}: {:?}", plan.status.task.message);
+        assert_eq!(attempt.known_outcome(), Some(outcome), "{case}: {:?}", plan.status.task.message);
     }
     // Conditions of one rule all hold, or it does not match: exit code 1 and a Spot interruption.
     let both = RetryRule {
@@ -694,7 +694,7 @@ fn ignored_exit_codes_are_retried_ten_times_at_most() {
         .map(|attempt| Attempt {
             attempt,
             task_arn: Some(format!("arn:{attempt}")),
-            outcome: Some(reason::IGNORED_BY_RULE.into()),
+            outcome: Some(RunReason::IgnoredByRule.into()),
             ..Attempt::default()
         })
         .collect();
@@ -704,7 +704,7 @@ fn ignored_exit_codes_are_retried_ten_times_at_most() {
     let plan =
         after_track(&run.view(), found(stopped("EssentialContainerExited", "exited", Some(137), Some(0))), at(61));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed), "{:?}", plan.status.task.message);
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::IGNORED_BY_RULE));
+    assert_eq!(plan.status.task.reason, Some(RunReason::IgnoredByRule.into()));
     assert!(
         plan.status.task.message.as_deref().unwrap_or_default().contains("giving up after"),
         "{:?}",
@@ -725,7 +725,7 @@ fn stopped_task_verdicts() {
         policy: SuccessPolicy,
         task: TaskSnapshot,
         then: Phase,
-        because: &'static str,
+        because: RunReason,
     }
     let cases = vec![
         VerdictCase {
@@ -733,105 +733,105 @@ fn stopped_task_verdicts() {
             policy: EssentialContainers,
             task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
         VerdictCase {
             case: "sidecar 137 fails AllContainers",
             policy: AllContainers,
             task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), Some(137)),
             then: Phase::Failed,
-            because: reason::CONTAINER_FAILED,
+            because: RunReason::ContainerFailed,
         },
         VerdictCase {
             case: "essential exited 1",
             policy: EssentialContainers,
             task: stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(0)),
             then: Phase::Failed,
-            because: reason::CONTAINER_FAILED,
+            because: RunReason::ContainerFailed,
         },
         VerdictCase {
             case: "any exit codes pass TaskStopped",
             policy: TaskStopped,
             task: stopped("EssentialContainerExited", "Essential container in task exited", Some(1), Some(137)),
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
         VerdictCase {
             case: "image pull failure is a real failure",
             policy: EssentialContainers,
             task: stopped("TaskFailedToStart", pull_error, None, None),
             then: Phase::Failed,
-            because: reason::TASK_FAILED_TO_START,
+            because: RunReason::TaskFailedToStart,
         },
         VerdictCase {
             case: "TaskStopped still fails a task that never started",
             policy: TaskStopped,
             task: stopped("TaskFailedToStart", pull_error, None, None),
             then: Phase::Failed,
-            because: reason::TASK_FAILED_TO_START,
+            because: RunReason::TaskFailedToStart,
         },
         VerdictCase {
             case: "ENI timeout is retried for free",
             policy: EssentialContainers,
             task: stopped("TaskFailedToStart", eni_timeout, None, None),
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         VerdictCase {
             case: "capacity at start is retried for free",
             policy: EssentialContainers,
             task: stopped("TaskFailedToStart", capacity, None, None),
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         VerdictCase {
             case: "spot interruption is retried for free",
             policy: EssentialContainers,
             task: stopped("SpotInterruption", "Your Spot Task was interrupted.", Some(143), Some(143)),
             then: Phase::Pending,
-            because: reason::WAITING_TO_RETRY,
+            because: RunReason::WaitingToRetry,
         },
         VerdictCase {
             case: "stopped by someone else with SIGTERM",
             policy: EssentialContainers,
             task: stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
             then: Phase::Failed,
-            because: reason::CONTAINER_FAILED,
+            because: RunReason::ContainerFailed,
         },
         VerdictCase {
             case: "stopped by someone else, judged by TaskStopped",
             policy: TaskStopped,
             task: stopped("UserInitiated", "Task stopped by user", Some(143), Some(0)),
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
         VerdictCase {
             case: "essential container without exit code never ran",
             policy: EssentialContainers,
             task: stopped("EssentialContainerExited", "Essential container in task exited", None, Some(0)),
             then: Phase::Failed,
-            because: reason::CONTAINER_NEVER_RAN,
+            because: RunReason::ContainerNeverRan,
         },
         VerdictCase {
             case: "sidecar without exit code does not matter",
             policy: EssentialContainers,
             task: stopped("EssentialContainerExited", "Essential container in task exited", Some(0), None),
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
         VerdictCase {
             case: "an unknown stop code is data, judged by exit codes",
             policy: EssentialContainers,
             task: stopped("InfrastructureHealth", "host retired", Some(0), Some(0)),
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
         VerdictCase {
             case: "no stop code at all (emulators) is judged by exit codes",
             policy: EssentialContainers,
             task: TaskSnapshot { stop_code: None, ..stopped("x", "", Some(0), Some(0)) },
             then: Phase::Succeeded,
-            because: reason::SUCCEEDED,
+            because: RunReason::Succeeded,
         },
     ];
     for VerdictCase { case, policy, task, then, because } in cases {
@@ -839,7 +839,7 @@ fn stopped_task_verdicts() {
         run.status.task.phase = Some(Phase::Running);
         let plan = after_track(&run.view(), found(task.clone()), at(61));
         assert_eq!(plan.status.task.phase, Some(then), "{case}: {:?}", plan.status.task.message);
-        assert_eq!(plan.status.task.reason.as_deref(), Some(because), "{case}");
+        assert_eq!(plan.status.task.known_reason(), Some(because), "{case}");
         assert_eq!(plan.status.task.last_status, Some("STOPPED".into()), "{case}");
         assert_eq!(plan.status.task.stop_code, task.stop_code, "{case}");
         assert_eq!(plan.status.task.containers.len(), 2, "{case}");
@@ -861,29 +861,18 @@ fn stopped_task_verdicts() {
 }
 
 #[test]
-fn transient_start_failures_are_told_by_whole_words() {
-    let cases = [
-        ("Timeout waiting for network interface provisioning to complete.", true),
-        ("ENI allocation failed: InsufficientFreeAddressesInSubnet", true),
-        ("RESOURCE:MEMORY", true),
-        ("Fargate capacity is unavailable at this time", true),
-        ("CannotPullContainerError: read tcp: i/o timeout", true),
-        ("Rate exceeded", true),
-        // "denied" contains "eni"; "ScenicPlatform" contains "eni" too: neither is about ENIs.
-        ("CannotPullContainerError: pull access denied for app, repository does not exist", false),
-        ("ResourceInitializationError: unable to retrieve secret from asm: AccessDeniedException", false),
-        ("CannotStartContainerError: ScenicPlatform error", false),
-        ("Essential container in task exited", false),
-    ];
-    for (stopped_reason, transient) in cases {
-        assert_eq!(is_transient_start_failure(stopped_reason), transient, "{stopped_reason}");
-    }
+fn a_start_failure_that_is_not_transient_counts() {
     // Counted against backoffLimit 0: the run fails at once instead of ten free retries.
     let run = Run::launched(spec());
-    let denied = stopped("TaskFailedToStart", cases[6].0, None, None);
+    let denied = stopped(
+        "TaskFailedToStart",
+        "CannotPullContainerError: pull access denied for app, repository does not exist",
+        None,
+        None,
+    );
     let plan = after_track(&run.view(), found(denied), at(60));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_FAILED_TO_START));
+    assert_eq!(plan.status.task.reason, Some(RunReason::TaskFailedToStart.into()));
 }
 
 #[test]
@@ -940,10 +929,10 @@ fn a_failed_attempt_is_retried_after_a_backoff_with_a_new_attempt_number() {
     let failed_again = TaskSnapshot { task_arn: format!("{ARN}-2"), ..failed };
     let plan = after_track(&run.view(), found(failed_again), at(200));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::BACKOFF_LIMIT_EXCEEDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::BackoffLimitExceeded.into()));
     assert!(plan.status.task.message.unwrap().contains("backoffLimit 1"));
-    let outcomes: Vec<_> = plan.status.task.attempts.iter().map(|a| a.outcome.clone().unwrap()).collect();
-    assert_eq!(outcomes, vec![reason::CONTAINER_FAILED, reason::CONTAINER_FAILED]);
+    let outcomes: Vec<_> = plan.status.task.attempts.iter().map(|a| a.known_outcome().unwrap()).collect();
+    assert_eq!(outcomes, vec![RunReason::ContainerFailed, RunReason::ContainerFailed]);
 }
 
 #[test]
@@ -959,7 +948,7 @@ fn free_retries_are_bounded() {
         run.apply(&plan);
     }
     assert_eq!(run.status.task.phase, Some(Phase::Failed));
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::INSUFFICIENT_CAPACITY));
+    assert_eq!(run.status.task.reason, Some(RunReason::InsufficientCapacity.into()));
 }
 
 #[test]
@@ -974,7 +963,7 @@ fn waiting_for_running() {
     let run = Run::launched(spec);
     let pending = after_track(&run.view(), found(task("PENDING")), at(30));
     assert_eq!(pending.status.task.phase, Some(Phase::Running));
-    assert_eq!(pending.status.task.reason.as_deref(), Some(reason::TASK_STARTING));
+    assert_eq!(pending.status.task.reason, Some(RunReason::TaskStarting.into()));
     assert!(pending.follow.is_some());
 
     let running = after_track(&run.view(), found(task("RUNNING")), at(30));
@@ -996,7 +985,7 @@ fn polling_follows_the_spec_then_the_controller_default() {
     let run = Run::launched(with(spec(), |s| s.wait.timeout = Some("10m".into())));
     let plan = after_track(&run.view(), found(task("RUNNING")), at(30));
     assert_eq!(plan.requeue, Some(Duration::from_secs(570)));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(plan.status.task.reason, Some(RunReason::TaskRunning.into()));
 }
 
 #[test]
@@ -1012,7 +1001,7 @@ fn a_task_unknown_right_after_launch_is_looked_at_again_not_failed() {
 
     let gone = after_track(&run.view(), TrackObservation::Missing { observed_at: at(121) }, at(121));
     assert_eq!(gone.status.task.phase, Some(Phase::Failed));
-    assert_eq!(gone.status.task.reason.as_deref(), Some(reason::TASK_LOST));
+    assert_eq!(gone.status.task.reason, Some(RunReason::TaskLost.into()));
 }
 
 /// Simulator seed 893: the tracker looked right after the launch (DescribeTasks did not know the task
@@ -1028,7 +1017,7 @@ fn an_old_look_taken_right_after_launch_does_not_make_a_task_lost() {
     assert_eq!(stale.requeue, Some(Duration::from_secs(2)), "looked at again soon");
     // A look taken long enough after the launch still says the task is lost, whenever it is read.
     let lost = after_track(&run.view(), TrackObservation::Missing { observed_at: at(121) }, at(300));
-    assert_eq!(lost.status.task.reason.as_deref(), Some(reason::TASK_LOST));
+    assert_eq!(lost.status.task.reason, Some(RunReason::TaskLost.into()));
 }
 
 fn condition_status<'a>(status: &'a EcsTaskRunStatus, type_: &str) -> Option<&'a str> {
@@ -1044,10 +1033,10 @@ fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_
     for when in [at(130), at(7200)] {
         let plan = after_track(&run.view(), TrackObservation::Missing { observed_at: when }, when);
         assert_eq!(plan.status.task.phase, Some(Phase::Unknown), "at {when}");
-        assert_eq!(plan.status.task.reason.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert_eq!(plan.status.task.reason, Some(RunReason::OutcomeUnknown.into()));
         assert_eq!(plan.status.task.next_attempt_at, None, "no retry is scheduled");
         assert_eq!(plan.status.task.attempts.len(), 1);
-        assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::OUTCOME_UNKNOWN));
+        assert_eq!(plan.status.task.attempts[0].outcome, Some(RunReason::OutcomeUnknown.into()));
         assert!(
             plan.status.task.message.as_deref().unwrap_or_default().contains("last seen RUNNING"),
             "{:?}",
@@ -1076,7 +1065,7 @@ fn a_task_launched_more_than_an_hour_ago_and_never_described_since_is_not_a_lost
     // Within ECS's memory, a task never seen past launch and unknown for long was never there.
     let lost = after_track(&run.view(), TrackObservation::Missing { observed_at: at(600) }, at(600));
     assert_eq!(lost.status.task.phase, Some(Phase::Pending));
-    assert_eq!(lost.status.task.attempts[0].outcome.as_deref(), Some(reason::TASK_LOST));
+    assert_eq!(lost.status.task.attempts[0].outcome, Some(RunReason::TaskLost.into()));
     assert!(lost.status.task.next_attempt_at.is_some(), "a lost launch is retried");
 }
 
@@ -1087,7 +1076,7 @@ fn a_task_stopped_for_the_deadline_then_forgotten_ends_deadline_exceeded() {
     assert_eq!(run.status.task.phase, Some(Phase::Stopping));
     let plan = after_track(&run.view(), TrackObservation::Missing { observed_at: at(7200) }, at(7200));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
 }
 
 #[test]
@@ -1108,7 +1097,7 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
 
     let plan = after_track(&run.view(), found(task("RUNNING")), at(300));
     assert_eq!(plan.status.task.phase, Some(Phase::Stopping));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
     let stop = plan.stop.clone().expect("StopTask");
     assert_eq!(stop.task_arn, ARN);
     assert!(stop.reason.contains("timeout"), "{}", stop.reason);
@@ -1127,7 +1116,7 @@ fn the_deadline_stops_the_task_once_and_fails_the_run_when_it_stopped() {
         at(330),
     );
     assert_eq!(done.status.task.phase, Some(Phase::Failed));
-    assert_eq!(done.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(done.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
     assert_eq!(done.status.task.exit_codes.as_deref(), Some("app=143,log-router=143"));
 }
 
@@ -1155,8 +1144,8 @@ fn a_deadline_that_passed_during_an_unrecorded_launch_looks_for_the_task_first()
     assert_eq!(next_step(&nothing.view(), at(88)), Step::Find { attempt: 1 }, "looked for again");
     let plan = after_find(&nothing.view(), 1, None, at(59) + UNRECORDED_LAUNCH_GRACE);
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(plan.status.task.attempts[0].outcome.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
+    assert_eq!(plan.status.task.attempts[0].outcome, Some(RunReason::DeadlineExceeded.into()));
 }
 
 #[test]
@@ -1167,12 +1156,12 @@ fn a_timeout_stop_whose_status_write_was_lost_is_still_a_timeout() {
     let sigterm = TaskSnapshot { stopped_at: Some(at(310)), ..stopped("UserInitiated", reason, Some(143), Some(143)) };
     let plan = after_track(&run.view(), found(sigterm), at(320));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED), "not ContainerFailed for exit 143");
+    assert_eq!(plan.status.task.reason, Some(RunReason::DeadlineExceeded.into()), "not ContainerFailed for exit 143");
     // Someone else's StopTask before the deadline is judged by the exit codes as usual.
     let manual =
         TaskSnapshot { stopped_at: Some(at(100)), ..stopped("UserInitiated", "ops: cancelled", Some(143), Some(0)) };
     let plan = after_track(&run.view(), found(manual), at(120));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::ContainerFailed.into()));
 }
 
 /// `wait.startTimeout` (issue 24, item 4): a task stuck before RUNNING is stopped and the attempt fails
@@ -1198,7 +1187,7 @@ fn a_task_not_running_within_its_start_timeout_is_stopped_and_retried() {
     let stop = stuck.stop.clone().expect("a stuck task is stopped");
     assert_eq!(stop.reason, "ecsrun: start timeout exceeded (jobs/nightly) [ecsrun:start-timeout]");
     assert_eq!(stuck.status.task.phase, Some(Phase::Stopping));
-    assert_eq!(stuck.status.task.reason.as_deref(), Some(reason::START_TIMEOUT));
+    assert_eq!(stuck.status.task.reason, Some(RunReason::StartTimeout.into()));
     run.apply(&stuck);
     // Stopped (never started): a failed attempt, retried (backoffLimit 1).
     let never_started = TaskSnapshot {
@@ -1207,12 +1196,12 @@ fn a_task_not_running_within_its_start_timeout_is_stopped_and_retried() {
         ..stopped("UserInitiated", &stop.reason, None, None)
     };
     let retried = after_track(&run.view(), found(never_started.clone()), at(130));
-    assert_eq!(retried.status.task.attempts[0].outcome.as_deref(), Some(reason::START_TIMEOUT));
+    assert_eq!(retried.status.task.attempts[0].outcome, Some(RunReason::StartTimeout.into()));
     assert_ne!(retried.status.task.phase, Some(Phase::Failed), "{:?}", retried.status.task.message);
     // The Stopping status lost (a crash): the stop reason still tells it was the start timeout.
     let fresh = Run::launched(spec.clone());
     let judged = after_track(&fresh.view(), found(never_started), at(130));
-    assert_eq!(judged.status.task.attempts[0].outcome.as_deref(), Some(reason::START_TIMEOUT));
+    assert_eq!(judged.status.task.attempts[0].outcome, Some(RunReason::StartTimeout.into()));
     // A task RUNNING in time is not touched past the start timeout.
     let running = TaskSnapshot { started_at: Some(at(20)), ..task("RUNNING") };
     let fine = after_track(&Run::launched(spec.clone()).view(), found(running), at(600));
@@ -1248,8 +1237,8 @@ fn a_start_timeout_stop_counts_even_with_a_stop_reason_of_the_users() {
     {
         let judged = after_track(&run.view(), found(never_started.clone()), at(130));
         assert_eq!(
-            judged.status.task.attempts[0].outcome.as_deref(),
-            Some(reason::START_TIMEOUT),
+            judged.status.task.attempts[0].outcome,
+            Some(RunReason::StartTimeout.into()),
             "{row}: {:?}",
             judged.status.task.message
         );
@@ -1272,7 +1261,7 @@ fn a_suspension_stop_with_a_stop_reason_of_the_users_is_not_counted() {
     let stopped = stopped("UserInitiated", &stop.reason, Some(143), Some(143));
     for (row, run) in [("the Stopping status written", run), ("the Stopping status lost", lost)] {
         let judged = after_track(&run.view(), found(stopped.clone()), at(20));
-        assert_eq!(judged.status.task.attempts[0].outcome.as_deref(), Some(reason::SUSPENDED), "{row}");
+        assert_eq!(judged.status.task.attempts[0].outcome, Some(RunReason::Suspended.into()), "{row}");
         assert_eq!(bound::failures(&judged.status.task).failed, 0, "{row}");
     }
 }
@@ -1305,7 +1294,7 @@ fn the_deadline_ends_a_run_waiting_to_retry() {
     run.apply(&plan);
     let Step::Conclude(plan) = next_step(&run.view(), at(65)) else { panic!("expected a conclusion") };
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::DeadlineExceeded.into()));
     assert_eq!(plan.status.task.next_attempt_at, None);
     assert_eq!(plan.requeue, None);
 }
@@ -1322,7 +1311,7 @@ fn an_error_while_following_a_task_does_not_end_the_run_and_clears_when_the_task
     for error in [denied, EcsError::new(EcsErrorKind::Server, "DescribeTasks", "ServerException: internal")] {
         let plan = after_track(&run.view(), TrackObservation::Unobservable(error.clone()), at(30));
         assert_eq!(plan.status.task.phase, Some(Phase::Running), "{error}");
-        assert_eq!(plan.status.task.reason.as_deref(), Some(error.kind.reason()));
+        assert_eq!(plan.status.task.reason_str(), Some(error.kind.reason()));
         let message = plan.status.task.message.clone().unwrap();
         assert!(message.contains(&error.message) && message.contains("abc123"), "{message}");
         assert_eq!(condition(&plan.status, "Reconciling").unwrap().reason, error.kind.reason());
@@ -1336,7 +1325,7 @@ fn an_error_while_following_a_task_does_not_end_the_run_and_clears_when_the_task
     );
     run.apply(&plan);
     let recovered = after_track(&run.view(), found(task("RUNNING")), at(60));
-    assert_eq!(recovered.status.task.reason.as_deref(), Some(reason::TASK_RUNNING));
+    assert_eq!(recovered.status.task.reason, Some(RunReason::TaskRunning.into()));
     let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "done", Some(0), Some(1))), at(90));
     assert_eq!(done.status.task.phase, Some(Phase::Succeeded));
 }
@@ -1347,7 +1336,7 @@ fn a_launch_that_cannot_get_through_says_why_in_status() {
     run.status = launch_intent(&run.view(), 1, "eu-west-1", at(1));
     let blocked = launch_blocked(&run.view(), "EcsServerError", "ECS RunTask failed (server_error): 500", at(2));
     assert_eq!(blocked.task.phase, Some(Phase::Pending));
-    assert_eq!(blocked.task.reason.as_deref(), Some("EcsServerError"));
+    assert_eq!(blocked.task.reason_str(), Some("EcsServerError"));
     assert!(blocked.task.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
     assert_eq!(blocked.task.attempts, run.status.task.attempts, "the launch intent stands: the next try looks first");
     run.status = blocked;
@@ -1387,7 +1376,7 @@ fn last_transition_time_moves_only_when_a_condition_flips() {
         launched_at,
         "Ready stays False: same time, new reason"
     );
-    assert_eq!(condition(&running.status, "Ready").unwrap().reason, reason::TASK_RUNNING);
+    assert_eq!(condition(&running.status, "Ready").unwrap().reason, "TaskRunning");
     run.apply(&running);
     let done = after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(0), Some(0))), at(90));
     let ready = condition(&done.status, "Ready").unwrap();
@@ -1466,7 +1455,7 @@ fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
     let run = Run::launched(spec());
     let blocked = cleanup_blocked(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));
     assert_eq!(blocked.task.phase, Some(Phase::Stopping));
-    assert_eq!(blocked.task.reason.as_deref(), Some("EcsServerError"));
+    assert_eq!(blocked.task.reason_str(), Some("EcsServerError"));
     assert!(
         blocked.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed")
     );

@@ -20,7 +20,7 @@ fn stopping_a_running_run_sends_stop_task_and_ends_stopped_once_stopped() {
     let plan = after_track(&run.view(), found(task("RUNNING")), at(6));
     assert_eq!(plan.stop, Some(StopTask { task_arn: ARN.into(), reason: "operator asked [ecsrun:stop]".into() }));
     assert_eq!(plan.status.task.phase, Some(Phase::Stopping));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Stopped.into()));
     run.apply(&plan);
 
     // StopTask already sent: not sent again while ECS stops the task.
@@ -32,7 +32,7 @@ fn stopping_a_running_run_sends_stop_task_and_ends_stopped_once_stopped() {
     run.spec.retry_policy.backoff_limit = 3;
     let plan = after_track(&run.view(), found(stopped("UserInitiated", "operator asked", Some(143), Some(0))), at(9));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Stopped.into()));
     assert_eq!(plan.status.task.next_attempt_at, None, "never retried");
     assert!(
         plan.status.task.message.as_deref().unwrap().starts_with("stopped (spec.stop): "),
@@ -55,7 +55,7 @@ fn stopping_a_run_with_no_task_ends_it_without_launching() {
     let run = Run::new(stop(spec()));
     let Step::Conclude(plan) = next_step(&run.view(), at(1)) else { panic!("a stopped run does not launch") };
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Stopped.into()));
 
     // Waiting out a retry backoff: stopped at once, not relaunched.
     let mut run = Run::launched(with(spec(), |s| s.retry_policy.backoff_limit = 2));
@@ -63,7 +63,7 @@ fn stopping_a_run_with_no_task_ends_it_without_launching() {
     assert!(run.status.task.next_attempt_at.is_some());
     run.spec.stop = true;
     let Step::Conclude(plan) = next_step(&run.view(), at(61)) else { panic!("no relaunch") };
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Stopped.into()));
 
     // A launch whose RunTask may have gone out unrecorded is looked for first.
     let mut run = Run::new(spec());
@@ -74,7 +74,7 @@ fn stopping_a_run_with_no_task_ends_it_without_launching() {
     let too_soon = after_find(&run.view(), 1, None, at(3));
     assert_eq!((too_soon.status.task.phase, too_soon.stop.is_none()), (run.status.task.phase, true));
     let found_nothing = after_find(&run.view(), 1, None, at(1) + UNRECORDED_LAUNCH_GRACE);
-    assert_eq!(found_nothing.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(found_nothing.status.task.reason, Some(RunReason::Stopped.into()));
     // ... and a task found is adopted, then stopped at its next look.
     let found_one = after_find(&run.view(), 1, Some(task("RUNNING")), at(3));
     run.apply(&found_one);
@@ -105,7 +105,7 @@ fn adopting_follows_the_task_as_attempt_one_without_ever_launching() {
     run.apply(&after_adopt(&run.view(), Some(task("RUNNING")), "eu-west-1", at(1)));
     let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "", Some(2), Some(0))), at(60));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::CONTAINER_FAILED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::ContainerFailed.into()));
     run.apply(&plan);
     assert_eq!(next_step(&run.view(), at(400)), Step::Idle);
 }
@@ -115,7 +115,7 @@ fn adopting_a_task_ecs_does_not_know_fails_the_run() {
     let run = Run::new(adopting());
     let plan = after_adopt(&run.view(), None, "eu-west-1", at(1));
     assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::TASK_NOT_FOUND));
+    assert_eq!(plan.status.task.reason, Some(RunReason::TaskNotFound.into()));
     assert!(plan.status.task.message.as_deref().unwrap().contains(ARN));
 }
 
@@ -125,11 +125,11 @@ fn adopting_a_task_ecs_does_not_know_fails_the_run() {
 fn a_task_ecsrun_started_for_another_namespace_is_refused_and_nothing_of_it_is_read_or_stopped() {
     let theirs = |namespace: &str| TaskSnapshot { started_for_namespace: Some(namespace.into()), ..task("RUNNING") };
     // A stopped run fails as stopped (the Stop Task action refused), with the same explanation.
-    for (spec, why) in [(adopting(), reason::ADOPTION_DENIED), (stop(adopting()), reason::STOPPED)] {
+    for (spec, why) in [(adopting(), RunReason::AdoptionDenied), (stop(adopting()), RunReason::Stopped)] {
         let run = Run::new(spec);
         let plan = after_adopt(&run.view(), Some(theirs("team-a")), "eu-west-1", at(1));
         assert_eq!(plan.status.task.phase, Some(Phase::Failed));
-        assert_eq!(plan.status.task.reason.as_deref(), Some(why));
+        assert_eq!(plan.status.task.known_reason(), Some(why));
         assert!(plan.status.task.message.as_deref().unwrap().contains("namespace team-a"));
         assert_eq!(plan.status.task.task_arn, None, "not recorded");
         assert!(plan.status.task.containers.is_empty() && plan.status.task.exit_codes.is_none());
@@ -156,7 +156,7 @@ fn adopting_and_stopping_is_the_stop_task_action() {
     assert!(plan.stop.is_some());
     run.apply(&plan);
     let plan = after_track(&run.view(), found(stopped("UserInitiated", "ecsrun", Some(143), None)), at(5));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::STOPPED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Stopped.into()));
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn a_run_created_suspended_launches_nothing_until_resumed() {
         panic!("a suspended run concludes without launching")
     };
     assert_eq!(plan.status.task.phase, Some(Phase::Pending));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Suspended.into()));
     assert_eq!(condition_status(&plan.status, "Suspended"), Some("True"));
     assert_eq!(condition_status(&plan.status, "Reconciling"), None, "nothing is under way");
     assert_eq!(plan.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["Suspended"]);
@@ -41,8 +41,8 @@ fn a_run_created_suspended_launches_nothing_until_resumed() {
     assert_eq!(condition_status(&plan.status, "Suspended"), Some("False"));
     let late = after_track(&run.view(), found(task("RUNNING")), at(3661));
     assert_eq!(
-        late.status.task.reason.as_deref(),
-        Some(reason::DEADLINE_EXCEEDED),
+        late.status.task.reason,
+        Some(RunReason::DeadlineExceeded.into()),
         "the timeout restarted at the resume"
     );
 }
@@ -57,16 +57,16 @@ fn suspending_a_running_run_stops_its_task_without_counting_a_failure() {
     let stop = plan.stop.clone().expect("StopTask");
     assert!(stop.reason.contains("run suspended"), "{}", stop.reason);
     assert_eq!(
-        (plan.status.task.phase, plan.status.task.reason.as_deref()),
-        (Some(Phase::Stopping), Some(reason::SUSPENDED))
+        (plan.status.task.phase, plan.status.task.known_reason()),
+        (Some(Phase::Stopping), Some(RunReason::Suspended))
     );
     run.apply(&plan);
 
     // Stopped (SIGTERM, exit 143): the attempt is over, not failed; backoffLimit 0 is untouched.
     let plan = after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), Some(143))), at(20));
     assert_eq!(plan.status.task.phase, Some(Phase::Pending));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::SUSPENDED));
-    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.outcome.as_deref()), Some(reason::SUSPENDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Suspended.into()));
+    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.known_outcome()), Some(RunReason::Suspended));
     assert_eq!(bound::failures(&plan.status.task).failed, 0);
     assert!(plan.status.task.next_attempt_at.is_none(), "no retry is scheduled while suspended");
     assert_eq!(condition_status(&plan.status, "Reconciling"), None, "{:?}", plan.status.conditions);
@@ -86,8 +86,8 @@ fn a_task_that_fails_on_its_own_while_suspending_counts_but_is_not_retried_yet()
     run.apply(&after_track(&run.view(), found(task("RUNNING")), at(5)));
     run.spec = suspend(run.spec.clone(), true);
     let plan = after_track(&run.view(), found(stopped("EssentialContainerExited", "exited", Some(2), Some(0))), at(6));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::SUSPENDED));
-    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.outcome.as_deref()), Some(reason::CONTAINER_FAILED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Suspended.into()));
+    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.known_outcome()), Some(RunReason::ContainerFailed));
     assert!(plan.status.task.next_attempt_at.is_none());
 }
 
@@ -99,7 +99,7 @@ fn suspending_while_the_launch_may_have_gone_out_looks_for_the_task_first() {
     assert_eq!(next_step(&run.view(), at(2)), Step::Find { attempt: 1 });
     // None found (long enough after the RunTask for ECS to list it): suspended, nothing counted.
     let plan = after_find(&run.view(), 1, None, at(120));
-    assert_eq!(plan.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(plan.status.task.reason, Some(RunReason::Suspended.into()));
     assert_eq!(bound::failures(&plan.status.task).failed, 0);
     // Found: adopted, then stopped at its first look.
     let plan = after_find(&run.view(), 1, Some(task("RUNNING")), at(3));
@@ -122,7 +122,7 @@ fn a_run_resumed_before_its_suspended_task_is_seen_stopped_launches_again() {
     run.apply(&plan);
     // Seen STOPPED: the attempt ends as the suspension's, and the run comes back to launch again.
     let plan = after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), Some(143))), at(20));
-    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.outcome.as_deref()), Some(reason::SUSPENDED));
+    assert_eq!(plan.status.task.attempts.last().and_then(|a| a.known_outcome()), Some(RunReason::Suspended));
     assert_eq!(bound::failures(&plan.status.task).failed, 0);
     assert!(plan.requeue.is_some(), "nothing else brings the resumed run back: {plan:?}");
     run.apply(&plan);
@@ -135,7 +135,7 @@ fn a_run_resumed_before_its_suspended_task_is_seen_stopped_launches_again() {
 fn a_run_resumed_after_its_suspended_task_is_seen_stopped_launches_again() {
     let (mut run, stop) = suspended_while_running();
     run.apply(&after_track(&run.view(), found(stopped("UserInitiated", &stop.reason, Some(143), None)), at(20)));
-    assert_eq!(run.status.task.reason.as_deref(), Some(reason::SUSPENDED));
+    assert_eq!(run.status.task.reason, Some(RunReason::Suspended.into()));
     run.spec = suspend(run.spec.clone(), false);
     assert_eq!(next_step(&run.view(), at(21)), Step::Launch { attempt: 2, may_exist: false });
 }
