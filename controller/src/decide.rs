@@ -13,15 +13,9 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{
-    Attempt, ContainerOverride, ContainerStatus, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, LastStatus, LaunchFailure,
-    Phase, Reported, RunReason, StopCause, TaskOverrides, TaskStatus, WaitFor,
-};
-use crate::ecs::{
-    Actor, ContainerDefinitionInfo, EcsError, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot,
-};
+use crate::api::{Attempt, EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason, StopCause, TaskStatus};
+use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, TaskSnapshot};
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
 pub const MISSING_GRACE: Duration = Duration::from_secs(120);
@@ -392,7 +386,6 @@ mod launch;
 mod phase;
 
 pub use follow::after_track;
-use follow::{record_task, running_reason};
 use launch::deadline_exceeded;
 pub use launch::{
     adoptable, after_adopt, after_find, after_launch, foreign_template_revision, launch_blocked, launch_intent,
@@ -410,7 +403,7 @@ mod judge;
 pub mod logs;
 pub mod run;
 
-use judge::{Verdict, is_essential, judge_stopped, log_reads};
+use judge::Verdict;
 pub use logs::LogRead;
 pub mod usage;
 

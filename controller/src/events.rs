@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 
-use crate::reconcile::Clock;
+use crate::clock::Clock;
 
 /// How long a published Event takes repeats into its series (as kube's Recorder: 6 minutes).
 pub const FOLD_WINDOW: Duration = Duration::from_secs(6 * 60);

@@ -9,6 +9,9 @@ use tower::util::MapRequestLayer;
 
 use crate::metrics::Metrics;
 
+/// The one field manager that owns `.status` (of runs, schedules and policies).
+pub const FIELD_MANAGER: &str = "ecsrun-controller";
+
 /// A client for `config` that counts its requests in `metrics`.
 pub fn instrumented(config: Config, metrics: Arc<Metrics>) -> Result<Client, kube::Error> {
     let count = MapRequestLayer::new(move |request: http::Request<Body>| {

@@ -13,6 +13,7 @@
 #![allow(clippy::large_enum_variant)]
 
 pub use ecsrun_api as api;
+pub mod cached;
 pub mod clock;
 pub mod config;
 pub mod decide;

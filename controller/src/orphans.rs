@@ -18,16 +18,29 @@ use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
 use crate::api::StopCause;
+use crate::cached::CachedRun;
+use crate::clock::Clock;
 use crate::decide;
 use crate::ecs::{Actor, DesiredStatus, Ecs, EcsTarget, TaskSnapshot, tracker::MAX_BATCH};
-use crate::reconcile::Context;
-use crate::reconcile::cached::CachedRun;
+use crate::metrics::Metrics;
 
 /// How often, and after how long a task counts as orphaned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrphanSweep {
     pub interval: Duration,
     pub grace: Duration,
+}
+
+/// What a sweep needs of the controller: ECS, the clusters its tracker has followed tasks in, the time,
+/// the install's identity and a counter.
+#[derive(Clone)]
+pub struct Sweeper<E> {
+    pub ecs: Arc<E>,
+    pub targets: Arc<dyn Fn() -> Vec<EcsTarget> + Send + Sync>,
+    pub clock: Clock,
+    /// `--cluster-id`: with one, only tasks tagged with it are this install's.
+    pub cluster_id: Option<String>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A task to stop, and why.
@@ -96,15 +109,10 @@ pub enum Swept {
 
 /// Sweeps every `sweep.interval` until dropped (the leader's background work is dropped with its Lease,
 /// and `stores` are this term's).
-pub async fn run<E: Ecs>(
-    ctx: Arc<Context<E>>,
-    stores: Vec<Store<CachedRun>>,
-    watched: Vec<String>,
-    sweep: OrphanSweep,
-) {
+pub async fn run<E: Ecs>(sweeper: Sweeper<E>, stores: Vec<Store<CachedRun>>, watched: Vec<String>, sweep: OrphanSweep) {
     loop {
         tokio::time::sleep(sweep.interval).await;
-        if sweep_once(&ctx, &stores, &watched, sweep).await == Swept::CachesNotReady {
+        if sweep_once(&sweeper, &stores, &watched, sweep).await == Swept::CachesNotReady {
             warn!("orphan sweep deferred to the next interval: a watch of runs has not listed them yet");
         }
     }
@@ -112,7 +120,7 @@ pub async fn run<E: Ecs>(
 
 /// One sweep of every cluster the tracker has followed tasks in, once every store has listed its runs.
 pub async fn sweep_once<E: Ecs>(
-    ctx: &Context<E>,
+    sweeper: &Sweeper<E>,
     stores: &[Store<CachedRun>],
     watched: &[String],
     sweep: OrphanSweep,
@@ -121,8 +129,8 @@ pub async fn sweep_once<E: Ecs>(
         return Swept::CachesNotReady;
     }
     let mut stopped = 0;
-    for target in ctx.tracker.targets() {
-        match sweep_cluster(ctx, stores, watched, sweep, &target).await {
+    for target in (sweeper.targets)() {
+        match sweep_cluster(sweeper, stores, watched, sweep, &target).await {
             Ok(count) => stopped += count,
             Err(error) => {
                 warn!(cluster = %target.cluster, region = %target.region, %error, "orphan sweep failed; trying again next time")
@@ -146,29 +154,29 @@ fn known(stores: &[Store<CachedRun>], candidates: bool, cluster_id: Option<&str>
 }
 
 async fn sweep_cluster<E: Ecs>(
-    ctx: &Context<E>,
+    sweeper: &Sweeper<E>,
     stores: &[Store<CachedRun>],
     watched: &[String],
     sweep: OrphanSweep,
     target: &EcsTarget,
 ) -> Result<usize, crate::ecs::EcsError> {
-    let arns = ctx.ecs.list_cluster_tasks(target, DesiredStatus::Running).await?;
+    let arns = sweeper.ecs.list_cluster_tasks(target, DesiredStatus::Running).await?;
     let mut tasks = Vec::new();
     for batch in arns.chunks(MAX_BATCH) {
-        tasks.extend(ctx.ecs.describe_tasks(target, batch).await?.tasks);
+        tasks.extend(sweeper.ecs.describe_tasks(target, batch).await?.tasks);
     }
-    let now = ctx.settings.clock.now();
+    let now = sweeper.clock.now();
     // Read after the tasks: a run created meanwhile is known, and its task is within the grace anyway.
-    let cluster_id = ctx.tenancy.cluster_id();
+    let cluster_id = sweeper.cluster_id.as_deref();
     let unknown = Known { cluster_id: cluster_id.map(str::to_owned), ..Known::default() };
     let candidates = !orphans(&tasks, &unknown, watched, now, sweep.grace).is_empty();
     let found = orphans(&tasks, &known(stores, candidates, cluster_id), watched, now, sweep.grace);
     let mut stopped = 0;
     for orphan in found {
-        match ctx.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {
+        match sweeper.ecs.stop_task(target, &orphan.task_arn, &orphan.reason, &Actor::default()).await {
             Ok(_) => {
                 stopped += 1;
-                ctx.metrics.orphans_stopped.inc();
+                sweeper.metrics.orphans_stopped.inc();
                 warn!(cluster = %target.cluster, task_arn = %orphan.task_arn, reason = %orphan.reason, "stopped an orphaned task");
             }
             Err(error) => {

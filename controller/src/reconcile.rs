@@ -22,6 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::api::{EcsTaskRun, FINALIZER};
+use crate::clock::Clock;
 use crate::decide;
 use crate::ecs::templates::TemplateRegistry;
 use crate::ecs::tracker::Tracker;
@@ -33,8 +34,7 @@ use crate::tenancy::Tenancy;
 /// How the tracker knows a run.
 pub type RunKey = ObjectRef<EcsTaskRun>;
 
-/// The one field manager that owns `.status`.
-pub const FIELD_MANAGER: &str = "ecsrun-controller";
+pub use crate::kube_client::FIELD_MANAGER;
 
 /// The deadline of one reconcile whose ECS calls are each bounded by `ecs_call_timeout`: room for the
 /// slowest path (four ECS calls back to back at their own timeout) plus Kubernetes.
@@ -81,6 +81,18 @@ pub struct Context<E> {
 }
 
 impl<E: Ecs> Context<E> {
+    /// What the orphan sweep needs of this controller.
+    pub fn sweeper(&self) -> crate::orphans::Sweeper<E> {
+        let tracker = self.tracker.clone();
+        crate::orphans::Sweeper {
+            ecs: self.ecs.clone(),
+            targets: Arc::new(move || tracker.targets()),
+            clock: self.settings.clock.clone(),
+            cluster_id: self.tenancy.cluster_id().map(str::to_owned),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// `describe_batch_size`: ARNs per DescribeTasks call of the tracker (100; 1 polls like per-task pollers).
     pub fn new(
         client: Client,
@@ -148,7 +160,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
     ctx.metrics.reconcile_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(_) => {
-            ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&cached::run_key(run.meta()));
+            ctx.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(&crate::cached::run_key(run.meta()));
         }
         // Waiting for a task to stop is progress, and a stale copy is reconciled again: not problems.
         Err(error) if error.is_routine() => {}
@@ -201,7 +213,6 @@ fn with_jitter(duration: Duration, namespace: &str, name: &str) -> Duration {
     duration.mul_f64(1.0 + share)
 }
 
-pub mod cached;
 mod cleanup;
 mod credentials;
 mod effects;
@@ -211,7 +222,6 @@ mod observe;
 mod slots;
 mod wiring;
 
-pub use crate::clock::Clock;
 use credentials::{actor, region};
 pub use error::Error;
 pub use wiring::{ensure_crd_installed, run};

@@ -30,7 +30,7 @@ async fn two_notes_of_one_reason(env: Arc<Env>) -> anyhow::Result<()> {
     let publisher = Publisher::new(
         env.client.clone(),
         Reporter { controller: "ecsrun-e2e".into(), instance: Some("e2e".into()) },
-        ecsrun::reconcile::Clock::default(),
+        ecsrun::clock::Clock::default(),
     );
     let first = "attempt 1 failed: container app exited 3; attempt 2 in 10s";
     let second = "attempt 2 failed: container app exited 4; attempt 3 in 20s";

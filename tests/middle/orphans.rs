@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ecsrun::api::EcsTaskRun;
+use ecsrun::cached::CachedRun;
 use ecsrun::orphans::{OrphanSweep, Swept, sweep_once};
-use ecsrun::reconcile::cached::CachedRun;
 use ecsrun_e2e::fakes::Shell;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
@@ -44,8 +44,8 @@ async fn the_sweep_waits_for_every_watch_to_list_its_runs() -> anyhow::Result<()
     shell.ecs.run(&task);
     let listed = store(&shell, true);
     let unlisted = store(&shell, false);
-    assert_eq!(sweep_once(&shell.ctx, &[listed.clone(), unlisted], &[], SWEEP).await, Swept::CachesNotReady);
-    assert_eq!(sweep_once(&shell.ctx, &[listed], &[], SWEEP).await, Swept::Done { stopped: 0 });
+    assert_eq!(sweep_once(&shell.ctx.sweeper(), &[listed.clone(), unlisted], &[], SWEEP).await, Swept::CachesNotReady);
+    assert_eq!(sweep_once(&shell.ctx.sweeper(), &[listed], &[], SWEEP).await, Swept::Done { stopped: 0 });
     assert_eq!(desired(&shell, &task).as_deref(), Some("RUNNING"), "a live run's task runs on");
     assert_eq!(shell.ecs.count("StopTask"), 0);
     // The same task once its run is gone behind the finalizer's back (listed by a ready store): an orphan.
@@ -55,7 +55,7 @@ async fn the_sweep_waits_for_every_watch_to_list_its_runs() -> anyhow::Result<()
         writer.apply_watcher_event(&Event::InitDone);
         reader
     };
-    assert_eq!(sweep_once(&shell.ctx, &[empty], &[], SWEEP).await, Swept::Done { stopped: 1 });
+    assert_eq!(sweep_once(&shell.ctx.sweeper(), &[empty], &[], SWEEP).await, Swept::Done { stopped: 1 });
     assert_eq!(desired(&shell, &task).as_deref(), Some("STOPPED"));
     Ok(())
 }
@@ -69,7 +69,7 @@ async fn a_task_left_running_by_deletion_policy_orphan_is_no_orphan() -> anyhow:
     shell.api.delete_run(NS, "keep", shell.now());
     shell.reconcile(NS, "keep").await?;
     assert!(shell.run(NS, "keep").is_none(), "released at once");
-    let stopped = sweep_once(&shell.ctx, &[store(&shell, true)], &[], SWEEP).await;
+    let stopped = sweep_once(&shell.ctx.sweeper(), &[store(&shell, true)], &[], SWEEP).await;
     assert_eq!(stopped, Swept::Done { stopped: 0 });
     assert_eq!(desired(&shell, &task).as_deref(), Some("RUNNING"), "the task the user chose to keep runs on");
     Ok(())

@@ -1,7 +1,21 @@
 //! Following a launched task: what each look at it means (running, stopped and judged, stopping for a
 //! deadline or `spec.stop`, unknown to ECS), and mirroring what ECS reported into the status.
 
-use super::*;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::judge::{Verdict, is_essential, judge_stopped, log_reads};
+use super::phase::{conclude, plan, set_phase};
+use super::{
+    ECS_REMEMBERS_STOPPED, Follow, MISSING_GRACE, Plan, RunView, STOPPING_POLL, StopTask, TrackObservation,
+    current_attempt, duration_between, task_id, usage,
+};
+use crate::api::{
+    ContainerStatus, EcsTaskRunStatus, LastStatus, Phase, Reported, RunReason, StopCause, TaskStatus, WaitFor,
+};
+use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
 pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp) -> Plan {
     let mut status = view.status.clone();

@@ -1,7 +1,23 @@
 //! Launching and adopting: the launch intent recorded before RunTask, the RunTask request, and what a
 //! launch, a look for an earlier try's task or an adoption came to.
 
-use super::*;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::follow::{record_task, running_reason};
+use super::judge::Verdict;
+use super::phase::{conclude, plan, set_phase};
+use super::{
+    Follow, LaunchObservation, Plan, RunView, UNRECORDED_LAUNCH_GRACE, bound, current_attempt, duration_between,
+    task_id,
+};
+use crate::api::{
+    Attempt, ContainerOverride, EcsTaskRunStatus, EnvVar, LastStatus, LaunchFailure, Phase, RunReason, TaskOverrides,
+    WaitFor,
+};
+use crate::ecs::{Actor, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot};
 
 /// After `Step::Adopt`: the task found is followed as attempt 1, as if this run had launched it into
 /// `region`; a task ECS does not know fails the run.

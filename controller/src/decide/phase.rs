@@ -1,7 +1,14 @@
 //! Where a run stands: concluding an attempt (succeeded, failed, retried after a backoff), the phase and
 //! the conditions that go with it, and the Events that tell a transition.
 
-use super::*;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::judge::Verdict;
+use super::{Follow, MAX_FREE_RETRIES, Plan, RETRY_BASE, RETRY_CAP, RunEvent, RunView, StopTask, bound, task_id};
+use crate::api::{EcsTaskRunStatus, LastStatus, Phase, Reported, RunReason};
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
 pub(super) fn conclude(
@@ -124,7 +131,7 @@ pub(super) fn set_phase(
     message: String,
     now: Timestamp,
 ) {
-    use condition::*;
+    use super::condition::*;
     let reason: Reported<RunReason> = reason.into();
     let suspended = reason.is(RunReason::Suspended);
     let message = bound::capped(&message, bound::MAX_MESSAGE_BYTES).to_owned();

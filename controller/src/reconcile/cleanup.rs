@@ -37,7 +37,7 @@ async fn stop_tasks<E: Ecs>(
     api: &Api<EcsTaskRun>,
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
-    let key = super::cached::run_key(run.meta());
+    let key = crate::cached::run_key(run.meta());
     // The cache may lag behind this controller's own status writes: a run deleted while it launched is
     // cached without the launch (or the retry) that went out, and releasing it on that would leave the
     // task running. What must be stopped is decided on the API server's copy (an orphaned run stops nothing).

@@ -36,7 +36,7 @@ pub(super) struct Shell<'a, E> {
 impl<'a, E: Ecs> Shell<'a, E> {
     pub fn new(run: &'a EcsTaskRun, namespace: &'a str, api: &'a Api<EcsTaskRun>, ctx: &'a Context<E>) -> Self {
         let resource_version = Mutex::new(run.metadata.resource_version.clone());
-        Self { run, namespace, api, ctx, key: super::cached::run_key(run.meta()), resource_version }
+        Self { run, namespace, api, ctx, key: crate::cached::run_key(run.meta()), resource_version }
     }
 
     /// The run as the decision sees it, with `status`.

@@ -14,9 +14,9 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource};
 use tracing::{debug, info, warn};
 
-use super::cached::{CachedRun, cached_key};
 use super::{Context, Error, FIELD_MANAGER, RunKey, error_policy, reconcile};
 use crate::api::{EcsTaskRun, Phase};
+use crate::cached::{CachedRun, cached_key};
 use crate::ecs::Ecs;
 use crate::ecs::task_events::consumer::{self, Change, Consumer};
 use crate::ecs::task_events::queue::SqsQueue;
@@ -137,7 +137,7 @@ pub async fn run<E: Ecs>(
         }
     }
     if let Some((sweep, namespaces)) = sweeping {
-        background.spawn(crate::orphans::run(ctx.clone(), stores.clone(), namespaces, sweep));
+        background.spawn(crate::orphans::run(ctx.sweeper(), stores.clone(), namespaces, sweep));
     }
     background.spawn(keep_gauges(stores, ctx.clone()));
     // Schedules create runs: on the leader only, as everything else that acts.

@@ -17,8 +17,8 @@ use crate::api::{EcsTaskRun, EcsTaskSchedule};
 use crate::clock::Clock;
 use crate::decide::run::finished_at;
 use crate::events::Publisher;
+use crate::kube_client::FIELD_MANAGER;
 use crate::metrics::Metrics;
-use crate::reconcile::FIELD_MANAGER;
 
 /// Deadline of one schedule reconcile: Kubernetes calls only.
 pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);

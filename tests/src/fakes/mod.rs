@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ecsrun::api::EcsTaskRun;
+use ecsrun::clock::Clock;
 use ecsrun::events::Publisher;
 use ecsrun::metrics::Metrics;
-use ecsrun::reconcile::{self, Clock, Context, Error, RunKey, Settings};
+use ecsrun::reconcile::{self, Context, Error, RunKey, Settings};
 use ecsrun::schedule::shell::ScheduleContext;
 use ecsrun::tenancy::Tenancy;
 use jiff::Timestamp;

@@ -2,9 +2,12 @@
 
 use super::judge::first_matching_rule;
 use super::*;
-use crate::api::{DeletionPolicy, EcsTaskRunSpec, RetryPolicy, StopCode, SuccessPolicy, WaitPolicy};
-use crate::ecs::{ContainerSnapshot, EcsErrorKind};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::api::{
+    ContainerOverride, DeletionPolicy, EcsTaskRunSpec, EnvVar, RetryPolicy, StopCode, SuccessPolicy, TaskOverrides,
+    WaitFor, WaitPolicy,
+};
+use crate::ecs::{ContainerSnapshot, EcsErrorKind, TaskDefinitionInfo};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::testing::{UID, at};
 const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecsrun::cached::CachedRun;
 use ecsrun::orphans::sweep_once;
-use ecsrun::reconcile::cached::CachedRun;
 use ecsrun::reconcile::{self, RunKey};
 use ecsrun::schedule;
 use jiff::Timestamp;
@@ -118,7 +118,7 @@ impl World {
                 };
                 Box::pin(async move {
                     let stores = [reader];
-                    let swept = sweep_once(&ctx, &stores, &[], ORPHAN_SWEEP).await;
+                    let swept = sweep_once(&ctx.sweeper(), &stores, &[], ORPHAN_SWEEP).await;
                     drop(writer);
                     Landed::said(format!("{swept:?}"))
                 })
