@@ -10,7 +10,9 @@
 //! the world's clock passes its due time ([`Chaos::release_due`]); meanwhile every other actor goes on.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use siphasher::sip::SipHasher13;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -113,12 +115,12 @@ impl Chaos {
     }
 
     fn roll_locked(&self, state: &mut State, what: impl Hash) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = SipHasher13::new();
         what.hash(&mut hasher);
         let fingerprint = hasher.finish();
         let occurrence = state.occurrences.entry(fingerprint).or_default();
         *occurrence += 1;
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = SipHasher13::new();
         (self.seed, state.step, fingerprint, *occurrence).hash(&mut hasher);
         hasher.finish() % 1000
     }
@@ -126,7 +128,7 @@ impl Chaos {
     /// A number in 0..1000 that depends on the seed and `what` only (not the step): a world's constant,
     /// such as how long ListTasks lags behind a given task.
     pub fn constant(&self, what: impl Hash) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = SipHasher13::new();
         (self.seed, what).hash(&mut hasher);
         hasher.finish() % 1000
     }
@@ -197,7 +199,7 @@ impl Chaos {
             if due == now {
                 return in_time;
             }
-            let mut hasher = DefaultHasher::new();
+            let mut hasher = SipHasher13::new();
             (peer, call, leg, &what).hash(&mut hasher);
             state.parked_count += 1;
             let order = state.parked_count;

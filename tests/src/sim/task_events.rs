@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
+use chacha20::ChaCha8Rng;
 use ecsrun::api::task_id;
 use ecsrun::ecs::tracker::{EventOutcome, Tracker};
 use ecsrun::ecs::{Ecs, TaskSnapshot};
 use ecsrun::reconcile::RunKey;
 use rand::RngExt;
-use rand::rngs::StdRng;
 
 use super::tenants::REGION;
 use crate::fakes::FakeEcs;
@@ -49,7 +49,12 @@ impl TaskEvents {
     /// One receive by a replica's consumer: messages picked anywhere in the queue (out of order), each
     /// applied through `tracker`, then deleted, or (now and then) left for a later receive. Returns what
     /// happened, for the trace.
-    pub fn receive<E: Ecs>(&mut self, rng: &mut StdRng, tracker: &Tracker<RunKey, E>, ecs: &FakeEcs) -> Vec<String> {
+    pub fn receive<E: Ecs>(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        tracker: &Tracker<RunKey, E>,
+        ecs: &FakeEcs,
+    ) -> Vec<String> {
         if rng.random_range(0..100) < QUEUE_FLIPS {
             self.unreadable = !self.unreadable;
         }

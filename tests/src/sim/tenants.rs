@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use chacha20::ChaCha8Rng;
 use ecsrun::api::{EcsRunPolicy, EcsRunPolicySpec, EcsTaskRunSpec};
 use ecsrun::ecs::{Actor, Request};
 use ecsrun::policy::Mode;
 use ecsrun::tenancy::Tenancy;
 use rand::RngExt;
-use rand::rngs::StdRng;
 
 pub const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
 /// Where runs of the simulator launch (the fake ECS's default region).
@@ -86,7 +86,12 @@ pub fn spec(cluster: &str, extra: &str) -> EcsTaskRunSpec {
 
 /// A run a user of `namespace` creates: its name (with `serial`) and spec. `shared_tasks`: tasks running on
 /// the shared cluster, which a run may adopt.
-pub fn new_run(rng: &mut StdRng, namespace: &str, serial: usize, shared_tasks: &[String]) -> (String, EcsTaskRunSpec) {
+pub fn new_run(
+    rng: &mut ChaCha8Rng,
+    namespace: &str,
+    serial: usize,
+    shared_tasks: &[String],
+) -> (String, EcsTaskRunSpec) {
     let (own, other) = home(namespace);
     let cluster = match rng.random_range(0..10) {
         0..3 => "shared",

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use chacha20::ChaCha8Rng;
 use ecsrun::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskSchedule, LastStatus};
 use ecsrun::ecs::fence::{Fence, Fenced};
 use ecsrun::ecs::{Ecs, EcsError, EcsTarget, Request, Response, TaskDefinitionInfo};
 use ecsrun::orphans::OrphanSweep;
 use ecsrun::reconcile::{self, Context, RunKey, Settings};
 use jiff::Timestamp;
-use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -88,7 +88,7 @@ struct Replica {
 
 pub struct World {
     options: Options,
-    rng: StdRng,
+    rng: ChaCha8Rng,
     chaos: Arc<Chaos>,
     api: FakeApi,
     ecs: Arc<FakeEcs>,
@@ -130,7 +130,7 @@ impl World {
         chaos.keep_time(now.clone());
         let mut world = Self {
             options,
-            rng: StdRng::seed_from_u64(options.seed),
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
             api: FakeApi::with_chaos(chaos.clone()),
             chaos,
             ecs,
