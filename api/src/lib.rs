@@ -4,6 +4,7 @@
 
 pub mod cron;
 mod describe;
+mod duration;
 mod ecs_state;
 mod launch;
 mod policy;
@@ -15,6 +16,7 @@ mod schedule;
 mod status;
 mod template;
 
+pub use duration::*;
 pub use ecs_state::*;
 pub use launch::*;
 pub use policy::*;

@@ -262,9 +262,8 @@ pub struct Limits {
     pub ephemeral_storage_gib: Option<i32>,
     /// Longest `wait.timeout` a run may set; with a limit, a run must set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(h|m|s|ms))+$"))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
-    pub timeout: Option<String>,
+    #[x_kube(validation = Rule::new(crate::TIMEOUT_RULE).message("timeout must be at least 1s"))]
+    pub timeout: Option<crate::GoDuration>,
 }
 
 /// What the controller observes about the policy.

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::describe::Describe;
 use crate::{
-    CapacityProviderStrategyItem, Credentials, EcsTaskRunStatus, LaunchType, NetworkConfiguration, PlacementConstraint,
-    PlacementStrategy, PropagateTags, RetryPolicy, TaskOverrides, TaskVolumeConfiguration,
+    CapacityProviderStrategyItem, Credentials, EcsTaskRunStatus, GoDuration, LaunchType, NetworkConfiguration,
+    POLL_INTERVAL_RULE, PlacementConstraint, PlacementStrategy, PropagateTags, RetryPolicy, START_TIMEOUT_RULE,
+    TIMEOUT_RULE, TaskOverrides, TaskVolumeConfiguration,
 };
 
 /// Finalizer that keeps the object until its ECS task is stopped (or orphaned by policy).
@@ -21,9 +22,6 @@ pub const FINALIZER: &str = "ecsrun.dev/stop-task";
 
 /// The message of every immutability rule of the spec.
 pub const IMMUTABLE_SPEC: &str = "spec is immutable (only stop, with stopReason, suspend and ttlSecondsAfterFinished may be set); create a new EcsTaskRun";
-
-/// Go-style duration made of whole units, e.g. `30s`, `5m`, `2h15m30s`.
-const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 
 /// A run of one ECS task (with retries) declared as a Kubernetes resource.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -335,24 +333,20 @@ pub struct WaitPolicy {
     /// stopped task about an hour after it stops, so a task must be seen well within that).
     /// Absent: the controller's `--default-poll-interval` (30s unless configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('5s') && duration(self) <= duration('10m')")
-        .message("pollInterval must be between 5s and 10m"))]
-    pub poll_interval: Option<String>,
+    #[x_kube(validation = Rule::new(POLL_INTERVAL_RULE).message("pollInterval must be between 5s and 10m"))]
+    pub poll_interval: Option<GoDuration>,
     /// Deadline for the whole run, counted from the object's creation; exceeded, the task is stopped and the
     /// run fails with reason DeadlineExceeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("timeout must be at least 1s"))]
-    pub timeout: Option<String>,
+    #[x_kube(validation = Rule::new(TIMEOUT_RULE).message("timeout must be at least 1s"))]
+    pub timeout: Option<GoDuration>,
     /// The longest a task may take from its launch to RUNNING (PROVISIONING, PENDING, ACTIVATING: capacity,
     /// image pulls, ENIs), as a duration such as `10m`. Past it, the task is stopped and the attempt fails
     /// with reason StartTimeout, retried under `retryPolicy` like any failed attempt. Absent: only
     /// `timeout` bounds a task that never starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("startTimeout must be at least 10s"))]
-    pub start_timeout: Option<String>,
+    #[x_kube(validation = Rule::new(START_TIMEOUT_RULE).message("startTimeout must be at least 10s"))]
+    pub start_timeout: Option<GoDuration>,
 }
 
 /// The task state that completes a run.

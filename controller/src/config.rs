@@ -204,7 +204,7 @@ impl Config {
 /// A task must be seen well within the hour ECS keeps it after it stops.
 fn parse_poll_interval(text: &str) -> Result<Duration, String> {
     let every = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if (Duration::from_secs(5)..=crate::decide::MAX_POLL_INTERVAL).contains(&every) {
+    if (crate::api::POLL_INTERVAL_MIN..=crate::api::POLL_INTERVAL_MAX).contains(&every) {
         Ok(every)
     } else {
         Err("must be between 5s and 10m".into())

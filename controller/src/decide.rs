@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{Attempt, EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason, StopCause, TaskStatus};
+use crate::api::{
+    Attempt, EcsTaskRunSpec, EcsTaskRunStatus, POLL_INTERVAL_MAX, Phase, RunReason, StopCause, TaskStatus,
+};
 use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, TaskSnapshot};
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
@@ -23,7 +25,6 @@ pub const MISSING_GRACE: Duration = Duration::from_secs(120);
 /// that ECS no longer knows may have run to its end: it is not a lost launch.
 pub const ECS_REMEMBERS_STOPPED: Duration = Duration::from_secs(3600);
 /// The longest poll interval (the CRD allows no more): a task is seen several times within ECS's memory.
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(600);
 /// Retries that do not count against `backoffLimit` (capacity, interruptions) are still bounded.
 pub const MAX_FREE_RETRIES: usize = 10;
 const RETRY_BASE: Duration = Duration::from_secs(10);
@@ -202,11 +203,6 @@ pub fn indexed_started_by(uid: &str, index: u32) -> String {
     format!("ecsrun/{uid}/{index}")
 }
 
-/// Parses the spec's Go-style durations (`30s`, `2h15m30s`); the CRD's pattern guarantees the shape.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    humantime::parse_duration(text).ok()
-}
-
 impl RunView<'_> {
     /// Whether the run has several tasks (its status keeps them in `tasks`).
     fn indexed(&self) -> bool {
@@ -230,9 +226,19 @@ impl RunView<'_> {
     }
 
     pub fn poll_interval(&self) -> Duration {
-        let every =
-            self.spec.wait.poll_interval.as_deref().and_then(parse_duration).unwrap_or(self.default_poll_interval);
-        every.min(MAX_POLL_INTERVAL)
+        let every = self.spec.wait.poll_interval.as_ref().and_then(|every| every.get().ok());
+        every.unwrap_or(self.default_poll_interval).min(POLL_INTERVAL_MAX)
+    }
+
+    /// A duration of the spec that is not one (admission refuses them; one that got past fails the run).
+    fn invalid_duration(&self) -> Option<String> {
+        let wait = &self.spec.wait;
+        [("pollInterval", &wait.poll_interval), ("timeout", &wait.timeout), ("startTimeout", &wait.start_timeout)]
+            .into_iter()
+            .find_map(|(field, value)| {
+                let error = value.as_ref()?.get().err()?;
+                Some(format!("spec.wait.{field}: {error}"))
+            })
     }
 
     /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
@@ -248,8 +254,9 @@ impl RunView<'_> {
         self.status.resumed_at.as_ref().map_or(self.created_at, |resumed| resumed.0.max(self.created_at))
     }
 
+    /// A timeout that is not a duration is never "no limit": its deadline is where it counts from.
     fn deadline(&self, now: Timestamp) -> Option<Timestamp> {
-        let timeout = parse_duration(self.spec.wait.timeout.as_deref()?)?;
+        let timeout = self.spec.wait.timeout.as_ref()?.get().unwrap_or(Duration::ZERO);
         self.timeout_from(now).checked_add(timeout).ok()
     }
 
@@ -264,7 +271,7 @@ impl RunView<'_> {
 
     /// When a task launched at `launched_at` must be RUNNING by (`wait.startTimeout`).
     fn start_deadline(&self, launched_at: Timestamp) -> Option<Timestamp> {
-        let limit = parse_duration(self.spec.wait.start_timeout.as_deref()?)?;
+        let limit = self.spec.wait.start_timeout.as_ref()?.get().unwrap_or(Duration::ZERO);
         launched_at.checked_add(limit).ok()
     }
 
@@ -325,6 +332,12 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
             view.poll_interval()
         };
         return Step::Track { task_arn, every };
+    }
+    if current.is_none()
+        && let Some(why) = view.invalid_duration()
+    {
+        let verdict = Verdict::Fail { reason: RunReason::InvalidSpec };
+        return Step::Conclude(conclude(view, status.clone(), verdict, why, now));
     }
     if view.spec.suspend && !view.adopts() {
         if let Some(attempt) = current {

@@ -509,15 +509,15 @@ impl Checks<'_, '_> {
         }
         // The longest limit, as its policy wrote it.
         fn timeout(policy: &EcsRunPolicy) -> Option<(Duration, &str)> {
-            let text = policy.spec.limits.timeout.as_deref()?;
-            Some((humantime::parse_duration(text).ok()?, text))
+            let limit = policy.spec.limits.timeout.as_ref()?;
+            Some((limit.get().ok()?, limit.as_str()))
         }
         if let Some((most, written)) =
             self.policies.iter().map(|policy| timeout(policy)).try_fold((Duration::ZERO, ""), |most, limit| {
                 limit.map(|limit| if limit.0 > most.0 { limit } else { most })
             })
         {
-            let asked = spec.wait.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok());
+            let asked = spec.wait.timeout.as_ref().and_then(|timeout| timeout.get().ok());
             if asked.is_none_or(|asked| asked > most) {
                 let message =
                     format!("spec.wait.timeout must be set and at most {written}, as required by {}", self.names());

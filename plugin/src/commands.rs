@@ -157,7 +157,7 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<EcsTaskRunSpec> {
     if overrides != TaskOverrides::default() {
         spec.overrides = Some(overrides);
     }
-    spec.wait.timeout = args.timeout.clone();
+    spec.wait.timeout = args.timeout.as_deref().map(ecsrun_api::GoDuration::parse);
     Ok(spec)
 }
 

@@ -13,7 +13,8 @@ use super::{
     current_attempt, duration_between, task_id, usage,
 };
 use crate::api::{
-    ContainerStatus, EcsTaskRunStatus, LastStatus, Phase, Reported, RunReason, StopCause, TaskStatus, WaitFor,
+    ContainerStatus, EcsTaskRunStatus, GoDuration, LastStatus, Phase, Reported, RunReason, StopCause, TaskStatus,
+    WaitFor,
 };
 use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
@@ -120,7 +121,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 return stopping(status, StopCause::Suspended, "run suspended", RunReason::Suspended, message);
             }
             if view.deadline_passed(now) {
-                let timeout = view.spec.wait.timeout.as_deref().unwrap_or_default();
+                let timeout = view.spec.wait.timeout.as_ref().map_or("", GoDuration::as_str);
                 let message = format!("timeout of {timeout} exceeded; stopping task {id}");
                 return stopping(
                     status,
@@ -135,7 +136,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let launched_at = current_attempt(&status.task).and_then(|a| a.launched_at.as_ref()).map(|t| t.0);
             let start_deadline = launched_at.and_then(|at| view.start_deadline(at)).filter(|_| !started);
             if start_deadline.is_some_and(|deadline| now >= deadline) {
-                let limit = view.spec.wait.start_timeout.as_deref().unwrap_or_default();
+                let limit = view.spec.wait.start_timeout.as_ref().map_or("", GoDuration::as_str);
                 let message =
                     format!("task {id} is still {last_status} after the start timeout of {limit}; stopping it");
                 return stopping(

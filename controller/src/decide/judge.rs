@@ -6,7 +6,7 @@ use wildmatch::WildMatch;
 
 use super::{LogRead, RunView, logs, task_id};
 use crate::api::{
-    ExitCodeOperator, Reported, RetryRule, RetryRuleAction, RunReason, StopCause, StopCode, SuccessPolicy,
+    ExitCodeOperator, GoDuration, Reported, RetryRule, RetryRuleAction, RunReason, StopCause, StopCode, SuccessPolicy,
 };
 use crate::ecs::{ContainerDefinitionInfo, TaskSnapshot};
 
@@ -38,7 +38,7 @@ pub(super) fn judge_stopped(
         Some(StopCause::DeadlineExceeded) => {
             let message = format!(
                 "task {id} was stopped after the timeout of {}",
-                view.spec.wait.timeout.as_deref().unwrap_or_default()
+                view.spec.wait.timeout.as_ref().map_or("", GoDuration::as_str)
             );
             return (Verdict::Fail { reason: RunReason::DeadlineExceeded }, message);
         }
@@ -51,7 +51,7 @@ pub(super) fn judge_stopped(
         Some(StopCause::StartTimeout) if task.started_at.is_none() => {
             let message = format!(
                 "task {id} did not reach RUNNING within the start timeout of {}",
-                view.spec.wait.start_timeout.as_deref().unwrap_or_default()
+                view.spec.wait.start_timeout.as_ref().map_or("", GoDuration::as_str)
             );
             return (Verdict::Retry { reason: RunReason::StartTimeout, counted: true }, message);
         }

@@ -14,8 +14,8 @@ use super::{
     task_id,
 };
 use crate::api::{
-    Attempt, ContainerOverride, EcsTaskRunStatus, EnvVar, LastStatus, LaunchFailure, Phase, RunReason, TaskOverrides,
-    WaitFor,
+    Attempt, ContainerOverride, EcsTaskRunStatus, EnvVar, GoDuration, LastStatus, LaunchFailure, Phase, RunReason,
+    TaskOverrides, WaitFor,
 };
 use crate::ecs::{Actor, EcsFailure, LaunchRequest, TaskDefinitionInfo, TaskSnapshot};
 
@@ -60,7 +60,7 @@ pub fn launch_blocked(view: &RunView, reason: &'static str, why: &str, now: Time
 pub(super) fn deadline_exceeded(view: &RunView, now: Timestamp) -> Plan {
     let message = format!(
         "the run did not finish within its timeout of {}",
-        view.spec.wait.timeout.as_deref().unwrap_or_default()
+        view.spec.wait.timeout.as_ref().map_or("", GoDuration::as_str)
     );
     conclude(view, view.status.clone(), Verdict::Fail { reason: RunReason::DeadlineExceeded }, message, now)
 }

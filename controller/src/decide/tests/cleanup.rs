@@ -51,14 +51,6 @@ fn deleting_a_run_whose_launch_may_be_unrecorded_looks_for_its_task_a_while() {
 }
 
 #[test]
-fn durations_parse_go_style() {
-    assert_eq!(parse_duration("2h15m30s"), Some(Duration::from_secs(8130)));
-    assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-    assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
-    assert_eq!(parse_duration("abc"), None);
-}
-
-#[test]
 fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
     let run = Run::launched(spec());
     let blocked = cleanup_blocked(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));

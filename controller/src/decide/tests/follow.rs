@@ -129,10 +129,13 @@ fn a_task_stopped_for_the_deadline_then_forgotten_ends_deadline_exceeded() {
 fn the_poll_interval_never_exceeds_ten_minutes() {
     // An object from before the CRD's limit, or a large controller default.
     let run = Run::launched(with(spec(), |s| s.wait.poll_interval = Some("2h".into())));
-    assert_eq!(next_step(&run.view(), at(1)), Step::Track { task_arn: ARN.into(), every: MAX_POLL_INTERVAL });
+    assert_eq!(
+        next_step(&run.view(), at(1)),
+        Step::Track { task_arn: ARN.into(), every: crate::api::POLL_INTERVAL_MAX }
+    );
     let run = Run::launched(spec());
     let view = RunView { default_poll_interval: Duration::from_secs(7200), ..run.view() };
-    assert_eq!(view.poll_interval(), MAX_POLL_INTERVAL);
+    assert_eq!(view.poll_interval(), crate::api::POLL_INTERVAL_MAX);
 }
 
 #[test]

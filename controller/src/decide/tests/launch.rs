@@ -351,3 +351,29 @@ fn a_template_run_launches_the_revision_registered_for_it() {
 fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
     with(spec(), |s| s.task_definition = Some(reference.into()))
 }
+
+/// Issue 36: a duration that is not one (admission refuses it; a run can still hold one, written before the
+/// CRD's pattern or by a client that skipped it) fails the run before anything launches. Before, an
+/// unparsable `timeout` read as "no timeout".
+#[test]
+fn a_duration_that_is_not_one_fails_the_run_instead_of_meaning_no_limit() {
+    let rows = [
+        ("timeout", with(spec(), |s| s.wait.timeout = Some("soon".into())), "spec.wait.timeout"),
+        ("startTimeout", with(spec(), |s| s.wait.start_timeout = Some("10 minutes".into())), "spec.wait.startTimeout"),
+        ("pollInterval", with(spec(), |s| s.wait.poll_interval = Some("30".into())), "spec.wait.pollInterval"),
+    ];
+    for (row, spec, field) in rows {
+        let run = Run::new(spec);
+        let Step::Conclude(plan) = next_step(&run.view(), at(1)) else { panic!("{row}: launched") };
+        assert_eq!(
+            (plan.status.task.phase, plan.status.task.known_reason()),
+            (Some(Phase::Failed), Some(RunReason::InvalidSpec)),
+            "{row}"
+        );
+        let message = plan.status.task.message.unwrap();
+        assert!(message.starts_with(field) && message.contains("is not a duration"), "{row}: {message}");
+    }
+    // Valid ones launch.
+    let run = Run::new(with(spec(), |s| s.wait.timeout = Some("1h30m".into())));
+    assert_eq!(next_step(&run.view(), at(1)), Step::Launch { attempt: 1, may_exist: false });
+}
