@@ -156,7 +156,7 @@ pub enum TrackObservation {
 pub struct Plan {
     pub status: EcsTaskRunStatus,
     pub stop: Option<StopTask>,
-    pub events: Vec<RunEvent>,
+    pub events: Vec<Event>,
     /// The task to keep following; a change ECS reports about it brings the run back. None: follow nothing.
     pub follow: Option<Follow>,
     /// When to look at the run again whatever ECS reports (a deadline, a retry backoff); None: only on
@@ -180,9 +180,9 @@ pub struct StopTask {
     pub reason: String,
 }
 
-/// A Kubernetes Event to publish about the run.
+/// A Kubernetes Event to publish about the object decided (a run, or a schedule).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunEvent {
+pub struct Event {
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,

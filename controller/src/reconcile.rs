@@ -117,7 +117,7 @@ impl<E: Ecs> Context<E> {
         }
     }
 
-    async fn publish(&self, run: &EcsTaskRun, event: &decide::RunEvent) {
+    async fn publish(&self, run: &EcsTaskRun, event: &decide::Event) {
         if let Err(error) = self.events.publish(&run.object_ref(&()), event.warning, event.reason, &event.note).await {
             warn!(%error, reason = %event.reason, "could not publish event");
         }
@@ -167,7 +167,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
         // Retried errors show on the run itself, not only in the controller's log. Repeats of the same
         // note fold into one Event with a count; another cause is an Event of its own.
         Err(error) => {
-            let event = decide::RunEvent {
+            let event = decide::Event {
                 warning: true,
                 reason: "ReconcileError",
                 note: format!("{} ({}); retrying with backoff", error.cause(), error.label()),

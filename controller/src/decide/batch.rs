@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Follow, Plan, RunEvent, RunView, STOPPING_POLL, Step, StopTask, bound, set_phase};
+use super::{Event, Follow, Plan, RunView, STOPPING_POLL, Step, StopTask, bound, set_phase};
 use crate::api::{DesiredStatus, EcsTaskRunStatus, IndexedTaskStatus, Phase, Reported, RunReason, StopCause};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
@@ -141,7 +141,7 @@ pub fn launch_intents(view: &RunView, launches: &[(u32, i32)], region: &str, now
 pub struct BatchPlan {
     pub status: EcsTaskRunStatus,
     pub stops: Vec<StopTask>,
-    pub events: Vec<RunEvent>,
+    pub events: Vec<Event>,
     /// Every task to follow, with how often.
     pub follows: Vec<Follow>,
     pub requeue: Option<Duration>,
@@ -315,21 +315,21 @@ fn first_failure(status: &EcsTaskRunStatus) -> Option<&IndexedTaskStatus> {
 /// The run-level transitions `plan` does not tell for a run of several tasks: its first tasks launched
 /// (Running), and stopping its tasks (Stopping, for failFast, spec.stop or the timeout). Its outcome is
 /// told by `plan`.
-fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<RunEvent> {
+fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<Event> {
     let launched_before = old.tasks.iter().any(|t| t.task.task_arn.is_some());
     let mut events = Vec::new();
     let message = || new.task.message.clone().unwrap_or_default();
     if new.task.phase == Some(Phase::Running) && !launched_before {
-        events.push(RunEvent { warning: false, reason: "Running", note: message() });
+        events.push(Event { warning: false, reason: "Running", note: message() });
     }
     if new.task.phase == Some(Phase::Stopping) && old.task.phase != Some(Phase::Stopping) {
-        events.push(RunEvent { warning: false, reason: "Stopping", note: message() });
+        events.push(Event { warning: false, reason: "Stopping", note: message() });
     }
     let suspended = |status: &EcsTaskRunStatus| {
         status.task.phase == Some(Phase::Pending) && status.task.reason_is(RunReason::Suspended)
     };
     if suspended(new) && !suspended(old) {
-        events.push(RunEvent { warning: false, reason: "Suspended", note: message() });
+        events.push(Event { warning: false, reason: "Suspended", note: message() });
     }
     events
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{RunView, StopTask, current_attempt, set_phase};
+use super::{Event, RunView, StopTask, current_attempt, set_phase};
 use crate::api::{Attempt, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, LastStatus, Phase, StopCause, TaskStatus};
 use crate::ecs::TaskSnapshot;
 
@@ -63,8 +63,18 @@ fn live_tasks(status: &TaskStatus) -> (Vec<String>, bool) {
 pub struct CleanupPlan {
     /// Tasks to send StopTask to.
     pub stop: Vec<StopTask>,
-    /// Every task is STOPPED (or unknown to ECS): the finalizer can go.
-    pub done: bool,
+    /// One per StopTask.
+    pub events: Vec<Event>,
+    /// A launch may still be unrecorded: the finalizer stays whatever the tasks found say.
+    still_looking: bool,
+}
+
+impl CleanupPlan {
+    /// Whether the finalizer can go, on the tasks as the stops left them (StopTask answers with the task,
+    /// or says ECS does not know it, which drops it): every one STOPPED, and no launch left to look for.
+    pub fn done(&self, tasks: &[TaskSnapshot]) -> bool {
+        !self.still_looking && tasks.iter().all(TaskSnapshot::is_stopped)
+    }
 }
 
 /// How long after its launch intent a RunTask may still be sent: a launch held up longer (a slow
@@ -105,14 +115,20 @@ pub fn cleanup(
     // With several task indexes, a task found for one says nothing of another's: the grace is waited out.
     let still_looking =
         (tasks.is_empty() || spec.count > 1) && unrecorded_launch.is_some_and(|since| since < UNRECORDED_LAUNCH_GRACE);
-    CleanupPlan {
-        stop: tasks
-            .iter()
-            .filter(|t| !t.is_stopped() && !t.stop_requested())
-            .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
-            .collect(),
-        done: tasks.iter().all(TaskSnapshot::is_stopped) && !still_looking,
-    }
+    let stop: Vec<StopTask> = tasks
+        .iter()
+        .filter(|t| !t.is_stopped() && !t.stop_requested())
+        .map(|t| StopTask { task_arn: t.task_arn.clone(), reason: reason.clone() })
+        .collect();
+    let events = stop
+        .iter()
+        .map(|stop| Event {
+            warning: false,
+            reason: "Stopping",
+            note: format!("StopTask {}: {}", super::task_id(&stop.task_arn), stop.reason),
+        })
+        .collect();
+    CleanupPlan { stop, events, still_looking }
 }
 
 /// A deletion that cannot get through yet (StopTask failing, credentials unreadable): the run says so in

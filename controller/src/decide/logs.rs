@@ -3,7 +3,7 @@
 //! that tells the failure (which the API server bounds at 1 KiB). Reading is the shell's; a stream that
 //! cannot be read never changes the run's outcome, only says why in the container's status.
 
-use super::RunEvent;
+use super::Event;
 use crate::api::EcsTaskRunStatus;
 use crate::ecs::{ContainerDefinitionInfo, LogStream};
 
@@ -72,7 +72,7 @@ pub fn tail_bytes(text: &str, max: usize) -> &str {
 /// under the Event that tells the container's failure.
 pub fn attach(
     status: &mut EcsTaskRunStatus,
-    events: &mut [RunEvent],
+    events: &mut [Event],
     read: &LogRead,
     result: Result<Vec<String>, String>,
 ) {
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn the_tail_goes_into_the_container_and_the_failed_event_within_their_bounds() {
         let mut status = failed_status();
-        let mut events = vec![RunEvent { warning: true, reason: "Failed", note: "task stopped: app exited 3".into() }];
+        let mut events = vec![Event { warning: true, reason: "Failed", note: "task stopped: app exited 3".into() }];
         let lines: Vec<String> = (31..=50).map(|i| format!("line {i} {}", "x".repeat(300))).collect();
         attach(&mut status, &mut events, &read(), Ok(lines));
         let tail = status.task.containers[0].log_tail.as_deref().unwrap();
@@ -206,7 +206,7 @@ mod tests {
     fn an_unreadable_stream_says_why_in_one_line_and_changes_nothing_else() {
         let mut status = failed_status();
         let before = status.clone();
-        let mut events = vec![RunEvent { warning: true, reason: "Failed", note: "failed".into() }];
+        let mut events = vec![Event { warning: true, reason: "Failed", note: "failed".into() }];
         attach(&mut status, &mut events, &read(), Err("ResourceNotFoundException: no such group\ndetails".into()));
         assert_eq!(
             status.task.containers[0].log_tail_error.as_deref(),

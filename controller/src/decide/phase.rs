@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::judge::Verdict;
-use super::{Follow, MAX_FREE_RETRIES, Plan, RETRY_BASE, RETRY_CAP, RunEvent, RunView, StopTask, bound, task_id};
+use super::{Event, Follow, MAX_FREE_RETRIES, Plan, RETRY_BASE, RETRY_CAP, RunView, StopTask, bound, task_id};
 use crate::api::{EcsTaskRunStatus, LastStatus, Phase, Reported, RunReason};
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
@@ -103,7 +103,7 @@ pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, n
     let mut plan = plan(view, suspended_status(view, status, why, now), None, None, None);
     if !view.status.task.reason_is(RunReason::Suspended) {
         let note = plan.status.task.message.clone().unwrap_or_default();
-        plan.events.push(RunEvent { warning: false, reason: "Suspended", note });
+        plan.events.push(Event { warning: false, reason: "Suspended", note });
     }
     plan
 }
@@ -173,7 +173,7 @@ pub(super) fn plan(
     bound::keep_latest_attempts(&mut status.task, bound::KEPT_ATTEMPTS);
     let old = view.status;
     let mut events = Vec::new();
-    let normal = |reason, note: String| RunEvent { warning: false, reason, note };
+    let normal = |reason, note: String| Event { warning: false, reason, note };
     let launched = status.task.task_arn.is_some() && status.task.task_arn != old.task.task_arn;
     let phase_event = (status.task.phase != old.task.phase || status.task.next_attempt_at != old.task.next_attempt_at)
         && (status.task.phase.is_some_and(Phase::is_terminal)
@@ -217,10 +217,10 @@ pub(super) fn plan(
         let message = status.task.message.clone().unwrap_or_default();
         match status.task.phase {
             Some(Phase::Succeeded) => events.push(normal("Succeeded", message)),
-            Some(Phase::Failed) => events.push(RunEvent { warning: true, reason: "Failed", note: message }),
-            Some(Phase::Unknown) => events.push(RunEvent { warning: true, reason: "OutcomeUnknown", note: message }),
+            Some(Phase::Failed) => events.push(Event { warning: true, reason: "Failed", note: message }),
+            Some(Phase::Unknown) => events.push(Event { warning: true, reason: "OutcomeUnknown", note: message }),
             Some(Phase::Pending) if status.task.next_attempt_at.is_some() => {
-                events.push(RunEvent { warning: true, reason: "Retrying", note: message })
+                events.push(Event { warning: true, reason: "Retrying", note: message })
             }
             _ => {}
         }

@@ -15,8 +15,8 @@ use jiff::Timestamp;
 
 use super::batch::{self, BatchPlan};
 use super::{
-    Follow, LaunchObservation, LogRead, Plan, RunEvent, RunView, Step, StopTask, TrackObservation, adoptable,
-    after_adopt, after_find, after_launch, after_track, condition, duration_between, launch_blocked, launch_intent,
+    Event, Follow, LaunchObservation, LogRead, Plan, RunView, Step, StopTask, TrackObservation, adoptable, after_adopt,
+    after_find, after_launch, after_track, condition, duration_between, launch_blocked, launch_intent,
 };
 use crate::api::{EcsTaskRunStatus, Phase};
 use crate::ecs::TaskSnapshot;
@@ -117,7 +117,7 @@ pub enum Effect {
         status: EcsTaskRunStatus,
         stop_if_gone: Vec<String>,
     },
-    Publish(RunEvent),
+    Publish(Event),
     /// When the run comes back.
     ComeBack(ComeBack),
     /// Delete the run, as the one decided on (its uid a precondition): its `ttlSecondsAfterFinished` has
@@ -357,7 +357,7 @@ fn effects(plan: BatchPlan, seen: Vec<TaskSnapshot>) -> Vec<Effect> {
 
 /// Puts what reading `read` gave into the status and the Events still to be written.
 pub fn attach_log_tail(effects: &mut [Effect], read: &LogRead, result: Result<Vec<String>, String>) {
-    let mut events: Vec<RunEvent> = effects
+    let mut events: Vec<Event> = effects
         .iter()
         .filter_map(|effect| match effect {
             Effect::Publish(event) => Some(event.clone()),

@@ -112,7 +112,8 @@ async fn stop_tasks<E: Ecs>(
     ctx.tracker.follow(&key, &target, &arns, ctx.settings.stop_poll_interval);
     let name = run.name_any();
     let plan = decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch);
-    for stop in &plan.stop {
+    // Each StopTask is told once it has gone out (the plan has one Event per StopTask).
+    for (stop, event) in plan.stop.iter().zip(&plan.events) {
         let stopped = match ctx.ecs.stop_task(&target, &stop.task_arn, &stop.reason, &actor(run)?).await {
             Ok(stopped) => stopped,
             Err(error) if error.kind == EcsErrorKind::ClusterNotFound => None,
@@ -129,17 +130,9 @@ async fn stop_tasks<E: Ecs>(
             None => tasks.retain(|t| t.task_arn != stop.task_arn),
         }
         info!(task_arn = %stop.task_arn, "stopping task of deleted run");
-        ctx.publish(
-            run,
-            &decide::RunEvent {
-                warning: false,
-                reason: "Stopping",
-                note: format!("StopTask {}: {}", decide::task_id(&stop.task_arn), stop.reason),
-            },
-        )
-        .await;
+        ctx.publish(run, event).await;
     }
-    if decide::cleanup(&run.spec, namespace, &name, &tasks, unrecorded_launch).done {
+    if plan.done(&tasks) {
         ctx.tracker.forget(&key);
         Ok(Action::await_change())
     } else {

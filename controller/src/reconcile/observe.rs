@@ -75,7 +75,7 @@ pub(super) async fn policy_gate<E: Ecs>(
             count_violations(ctx, &denial, "audit");
             let note =
                 format!("launched although the EcsRunPolicies do not allow it (audit mode): {}", denial.message());
-            ctx.publish(run, &decide::RunEvent { warning: true, reason: "PolicyViolation", note }).await;
+            ctx.publish(run, &decide::Event { warning: true, reason: "PolicyViolation", note }).await;
             None
         }
         Gate::Denied(denial) => {

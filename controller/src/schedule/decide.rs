@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::cron::{Due, MISSED_SLOTS_COUNTED, Slots};
 use crate::api::{ActiveRun, ConcurrencyPolicy, EcsTaskScheduleSpec, EcsTaskScheduleStatus};
 use crate::decide::condition::{self, Wanted, merged};
-use crate::decide::duration_between;
+use crate::decide::{Event, duration_between};
 
 /// Reasons of the schedule's conditions and Events.
 pub mod reason {
@@ -69,20 +69,12 @@ pub enum ScheduleEffect {
     DeleteRun { name: String, uid: String, reason: &'static str },
 }
 
-/// An Event about the schedule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduleEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
-
 /// What to do, write and tell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedulePlan {
     pub effects: Vec<ScheduleEffect>,
     pub status: EcsTaskScheduleStatus,
-    pub events: Vec<ScheduleEvent>,
+    pub events: Vec<Event>,
     /// Come back for the next slot (absent: only a change brings the schedule back).
     pub requeue_after: Option<Duration>,
     /// Slots passed over this time (missed while down or suspended, too late, or forbidden): a metric.
@@ -106,11 +98,7 @@ pub fn decide(view: &ScheduleView, now: Timestamp) -> SchedulePlan {
         Err(error) => {
             let message = error.to_string();
             if !condition_is(previous, condition::STALLED, "True", &message) {
-                plan.events.push(ScheduleEvent {
-                    warning: true,
-                    reason: reason::INVALID_SCHEDULE,
-                    note: message.clone(),
-                });
+                plan.events.push(Event { warning: true, reason: reason::INVALID_SCHEDULE, note: message.clone() });
             }
             plan.status.next_schedule_time = None;
             plan.status.conditions = merged(
@@ -192,7 +180,7 @@ fn take_slot(view: &ScheduleView, plan: &mut SchedulePlan, due: Due, slot: Times
         } else {
             missed.to_string()
         };
-        plan.events.push(ScheduleEvent {
+        plan.events.push(Event {
             warning: true,
             reason: reason::MISSED_SLOTS,
             note: format!(
@@ -205,7 +193,7 @@ fn take_slot(view: &ScheduleView, plan: &mut SchedulePlan, due: Due, slot: Times
         && late.as_secs() > deadline.max(0) as u64
     {
         plan.missed += 1;
-        plan.events.push(ScheduleEvent {
+        plan.events.push(Event {
             warning: true,
             reason: reason::TOO_LATE,
             note: format!(
@@ -220,7 +208,7 @@ fn take_slot(view: &ScheduleView, plan: &mut SchedulePlan, due: Due, slot: Times
         ConcurrencyPolicy::Forbid if !active.is_empty() => {
             plan.missed += 1;
             let names: Vec<&str> = active.iter().map(|run| run.name.as_str()).collect();
-            plan.events.push(ScheduleEvent {
+            plan.events.push(Event {
                 warning: false,
                 reason: reason::RUN_STILL_ACTIVE,
                 note: format!("slot {slot} passed over (concurrencyPolicy Forbid): {} still active", names.join(", ")),
@@ -234,7 +222,7 @@ fn take_slot(view: &ScheduleView, plan: &mut SchedulePlan, due: Due, slot: Times
                     uid: run.uid.clone(),
                     reason: reason::REPLACED,
                 });
-                plan.events.push(ScheduleEvent {
+                plan.events.push(Event {
                     warning: false,
                     reason: reason::REPLACED,
                     note: format!("run {} deleted (its tasks stopped) for the run of slot {slot}", run.name),

@@ -19,6 +19,10 @@ fn deletion_policy() {
     assert_eq!(cleanup_step(&run.spec, UID, Some(&run.status)), CleanupStep::Release, "its task stopped");
 }
 
+fn event_reasons_of(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.reason).collect()
+}
+
 #[test]
 fn cleanup_stops_running_tasks_and_waits_for_stopped() {
     let spec = with(spec(), |s| s.stop_reason = Some("cancelled by the platform team".into()));
@@ -26,28 +30,32 @@ fn cleanup_stops_running_tasks_and_waits_for_stopped() {
     let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&running), None);
     let reason = "cancelled by the platform team [ecsrun:delete]".into();
     assert_eq!(plan.stop, vec![StopTask { task_arn: ARN.into(), reason }]);
-    assert!(!plan.done);
+    assert_eq!(event_reasons_of(&plan.events), ["Stopping"], "the StopTask is told, by the decision");
+    assert!(!plan.done(&[running]));
 
     let stopping = TaskSnapshot { desired_status: Some("STOPPED".into()), ..task("STOPPING") };
-    let plan = cleanup(&spec, "jobs", "nightly", &[stopping], None);
-    assert!(plan.stop.is_empty(), "StopTask is not repeated");
-    assert!(!plan.done);
+    let plan = cleanup(&spec, "jobs", "nightly", std::slice::from_ref(&stopping), None);
+    assert!(plan.stop.is_empty() && plan.events.is_empty(), "StopTask is not repeated");
+    assert!(!plan.done(&[stopping]));
 
     let plan = cleanup(&spec, "jobs", "nightly", &[task("STOPPED")], None);
-    assert!(plan.stop.is_empty() && plan.done);
-    assert!(cleanup(&spec, "jobs", "nightly", &[], None).done, "no task, nothing to wait for");
+    assert!(plan.stop.is_empty() && plan.done(&[task("STOPPED")]));
+    assert!(cleanup(&spec, "jobs", "nightly", &[], None).done(&[]), "no task, nothing to wait for");
+    // A StopTask answered STOPPED (or "no such task", which drops it) lets the finalizer go at once.
+    let plan = cleanup(&spec, "jobs", "nightly", &[task("RUNNING")], None);
+    assert!(plan.done(&[task("STOPPED")]) && plan.done(&[]));
 }
 
 #[test]
 fn deleting_a_run_whose_launch_may_be_unrecorded_looks_for_its_task_a_while() {
     // Created and deleted within a second: RunTask started a task ListTasks does not list yet.
     let nothing_yet = cleanup(&spec(), "jobs", "nightly", &[], Some(Duration::from_secs(2)));
-    assert!(!nothing_yet.done, "an empty list right after RunTask proves nothing");
+    assert!(!nothing_yet.done(&[]), "an empty list right after RunTask proves nothing");
     let listed = cleanup(&spec(), "jobs", "nightly", &[task("RUNNING")], Some(Duration::from_secs(6)));
     assert_eq!(listed.stop.len(), 1);
-    assert!(!listed.done);
+    assert!(!listed.done(&[task("RUNNING")]));
     let still_none = cleanup(&spec(), "jobs", "nightly", &[], Some(UNRECORDED_LAUNCH_GRACE));
-    assert!(still_none.done, "after the grace, nothing listed means nothing started");
+    assert!(still_none.done(&[]), "after the grace, nothing listed means nothing started");
 }
 
 #[test]

@@ -215,10 +215,10 @@ fn a_deletion_racing_a_slow_launch_looks_for_its_task_from_the_launch_intent() {
     let since = unrecorded_launch_for(Some(&intent), at(5), at(50));
     assert_eq!(since, Duration::from_secs(30), "counted from the intent, not the deletion");
     let plan = cleanup(&spec, "jobs", "nightly", &[], Some(since));
-    assert!(!plan.done, "still looking: RunTask may reach ECS up to the intent's age plus a call's timeout later");
+    assert!(!plan.done(&[]), "still looking: RunTask may reach ECS up to the intent's age plus a call's timeout later");
     // Long enough after the intent: nothing listed means nothing started.
     let since = unrecorded_launch_for(Some(&intent), at(5), at(20) + UNRECORDED_LAUNCH_GRACE);
-    assert!(cleanup(&spec, "jobs", "nightly", &[], Some(since)).done);
+    assert!(cleanup(&spec, "jobs", "nightly", &[], Some(since)).done(&[]));
     // The grace covers a RunTask sent at the intent's oldest plus a 20 s call, with room for ListTasks' lag.
     assert!(UNRECORDED_LAUNCH_GRACE >= LAUNCH_INTENT_MAX_AGE + Duration::from_secs(20) + Duration::from_secs(20));
 }
