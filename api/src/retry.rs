@@ -104,6 +104,13 @@ pub enum StopCode {
     ServiceSchedulerInitiated,
 }
 
+impl RetryPolicy {
+    /// Its durations that are set, by path (none yet).
+    pub fn durations(&self) -> impl Iterator<Item = (&'static str, &crate::GoDuration)> {
+        std::iter::empty()
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self { backoff_limit: 0, fail_fast: true, max_failed_indexes: None, rules: Vec::new() }

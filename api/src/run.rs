@@ -258,6 +258,11 @@ fn is_one(value: &i32) -> bool {
 }
 
 impl EcsTaskRunSpec {
+    /// Every duration of the spec that is set, by its path: each policy lists its own.
+    pub fn durations(&self) -> impl Iterator<Item = (&'static str, &GoDuration)> {
+        self.wait.durations().chain(self.retry_policy.durations())
+    }
+
     /// A spec with nothing but its cluster set: every other field as a manifest that leaves it out
     /// reads (one task, run identity injected, the default wait, success and retry policies).
     pub fn new(cluster: impl Into<String>) -> Self {
@@ -347,6 +352,18 @@ pub struct WaitPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(START_TIMEOUT_RULE).message("startTimeout must be at least 10s"))]
     pub start_timeout: Option<GoDuration>,
+}
+
+impl WaitPolicy {
+    pub fn durations(&self) -> impl Iterator<Item = (&'static str, &GoDuration)> {
+        [
+            ("spec.wait.pollInterval", &self.poll_interval),
+            ("spec.wait.timeout", &self.timeout),
+            ("spec.wait.startTimeout", &self.start_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(path, value)| Some((path, value.as_ref()?)))
+    }
 }
 
 /// The task state that completes a run.

@@ -232,13 +232,7 @@ impl RunView<'_> {
 
     /// A duration of the spec that is not one (admission refuses them; one that got past fails the run).
     fn invalid_duration(&self) -> Option<String> {
-        let wait = &self.spec.wait;
-        [("pollInterval", &wait.poll_interval), ("timeout", &wait.timeout), ("startTimeout", &wait.start_timeout)]
-            .into_iter()
-            .find_map(|(field, value)| {
-                let error = value.as_ref()?.get().err()?;
-                Some(format!("spec.wait.{field}: {error}"))
-            })
+        self.spec.durations().find_map(|(path, value)| Some(format!("{path}: {}", value.get().err()?)))
     }
 
     /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
