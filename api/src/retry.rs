@@ -26,6 +26,12 @@ pub struct RetryPolicy {
     #[serde(default)]
     #[schemars(range(min = 0, max = 20))]
     pub backoff_limit: i32,
+    /// The wait before the first retry, doubled for each failed attempt after it, up to 5 minutes, as a
+    /// duration such as `30s` (1s to 5m). Absent: 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('5m')")
+        .message("backoff must be between 1s and 5m"))]
+    pub backoff: Option<crate::GoDuration>,
     /// With `count` > 1: once one task has used up its retries (or a FailRun rule matched), stop the
     /// others, launch no more, and fail the run. False: the other tasks run to their end first.
     #[serde(default = "default_true")]
@@ -105,15 +111,15 @@ pub enum StopCode {
 }
 
 impl RetryPolicy {
-    /// Its durations that are set, by path (none yet).
+    /// Its durations that are set, by path.
     pub fn durations(&self) -> impl Iterator<Item = (&'static str, &crate::GoDuration)> {
-        std::iter::empty()
+        self.backoff.as_ref().map(|backoff| ("spec.retryPolicy.backoff", backoff)).into_iter()
     }
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { backoff_limit: 0, fail_fast: true, max_failed_indexes: None, rules: Vec::new() }
+        Self { backoff_limit: 0, backoff: None, fail_fast: true, max_failed_indexes: None, rules: Vec::new() }
     }
 }
 

@@ -84,7 +84,9 @@ pub(super) fn conclude(
                 // The attempt failed on its own while the run was being suspended: counted, not retried now.
                 return plan(view, suspended_status(view, status, message, now), None, None, None);
             }
-            let backoff = retry_backoff(tally.failed);
+            // Invalid, it failed the run before anything launched (`invalid_duration`).
+            let first = view.spec.retry_policy.backoff.as_ref().and_then(|backoff| backoff.get().ok());
+            let backoff = retry_backoff(tally.failed, first.unwrap_or(RETRY_BASE));
             let next = now.checked_add(backoff).unwrap_or(now);
             status.task.next_attempt_at = Some(Time(next));
             let message =
@@ -115,10 +117,11 @@ fn suspended_status(view: &RunView, mut status: EcsTaskRunStatus, why: String, n
     status
 }
 
-/// 10s, 20s, 40s, ... capped at 5 minutes, by the number of failed attempts so far.
-pub fn retry_backoff(failed_attempts: usize) -> Duration {
+/// `first` (`retryPolicy.backoff`, 10s by default), doubled for each failed attempt after the first, capped
+/// at 5 minutes.
+pub fn retry_backoff(failed_attempts: usize, first: Duration) -> Duration {
     let exponent = failed_attempts.saturating_sub(1).min(16) as u32;
-    RETRY_BASE.saturating_mul(2u32.saturating_pow(exponent)).min(RETRY_CAP)
+    first.saturating_mul(2u32.saturating_pow(exponent)).min(RETRY_CAP)
 }
 
 /// Sets phase, reason, message and the conditions that go with them. A condition keeps its

@@ -51,8 +51,32 @@ fn free_retries_are_bounded() {
 
 #[test]
 fn retry_backoff_doubles_up_to_five_minutes() {
-    let secs: Vec<u64> = (1..=7).map(|n| retry_backoff(n).as_secs()).collect();
-    assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
+    let rows = [
+        ("the default first wait", 10, vec![10, 20, 40, 80, 160, 300, 300]),
+        ("retryPolicy.backoff 1s", 1, vec![1, 2, 4, 8, 16, 32, 64]),
+        ("retryPolicy.backoff 5m", 300, vec![300; 7]),
+    ];
+    for (row, first, expected) in rows {
+        let secs: Vec<u64> = (1..=7).map(|n| retry_backoff(n, Duration::from_secs(first)).as_secs()).collect();
+        assert_eq!(secs, expected, "{row}");
+    }
+}
+
+/// The worked example of docs/ARCHITECTURE.md: `retryPolicy.backoff` sets the first retry's wait.
+#[test]
+fn a_run_sets_the_wait_before_its_first_retry() {
+    let run = Run::launched(with(spec(), |s| {
+        s.retry_policy = RetryPolicy { backoff_limit: 2, backoff: Some("1m".into()), ..Default::default() }
+    }));
+    let failed = stopped("EssentialContainerExited", "exited", Some(1), Some(0));
+    let plan = after_track(&run.view(), found(failed), at(61));
+    assert_eq!((plan.status.task.phase, plan.requeue), (Some(Phase::Pending), Some(Duration::from_secs(60))));
+    assert_eq!(plan.status.task.next_attempt_at, Some(Time(at(121))));
+    // A value that is not a duration fails the run before it launches, as every duration of the spec.
+    let invalid = with(spec(), |s| s.retry_policy.backoff = Some("a minute".into()));
+    let Step::Conclude(plan) = next_step(&Run::new(invalid).view(), at(1)) else { panic!("launched") };
+    assert_eq!(plan.status.task.known_reason(), Some(RunReason::InvalidSpec));
+    assert!(plan.status.task.message.unwrap().starts_with("spec.retryPolicy.backoff: "));
 }
 
 #[test]
