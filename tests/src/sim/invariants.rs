@@ -196,39 +196,75 @@ pub fn check(
     runs: &[EcsTaskRun],
     tasks: &[FakeTask],
 ) -> Result<(), Violation> {
-    let broken = |invariant: &'static str, detail: String| Err(Violation::new(invariant, step, detail));
+    let broken = |(invariant, detail): (&'static str, String)| Violation::new(invariant, step, detail);
+    a_live_run_keeps_its_finalizer(memory, runs).map_err(broken)?;
+    one_task_per_attempt(tasks).map_err(broken)?;
+    no_task_outlives_its_run(memory, now, runs, tasks).map_err(broken)?;
+    let by_arn: BTreeMap<&str, &FakeTask> = tasks.iter().map(|task| (task.snapshot.task_arn.as_str(), task)).collect();
+    for run in runs {
+        let Some(status) = &run.status else { continue };
+        let name = format!(
+            "{}/{}",
+            run.metadata.namespace.as_deref().unwrap_or("?"),
+            run.metadata.name.as_deref().unwrap_or("?")
+        );
+        status_under_its_bound(&name, status).map_err(broken)?;
+        succeeded_only_on_ecs_word(&name, status, &by_arn).map_err(broken)?;
+        suspended_only_when_the_suspension_stopped_it(&name, status, &by_arn).map_err(broken)?;
+        if let Some(uid) = run.metadata.uid.as_deref() {
+            last_status_never_goes_back(memory, &name, uid, status).map_err(broken)?;
+            a_final_phase_stands(memory, &name, uid, status).map_err(broken)?;
+        }
+    }
+    Ok(())
+}
 
-    // A run keeps ecsrun's finalizer until it is being deleted: the finalizer is what makes its deletion
-    // wait for its tasks to stop (a write addressed by name alone removed a re-created run's, seed 916).
+/// What an invariant found broken: its name and what showed it.
+type Broken = (&'static str, String);
+
+/// A run keeps ecsrun's finalizer until it is being deleted: the finalizer is what makes its deletion wait
+/// for its tasks to stop (a write addressed by name alone removed a re-created run's, seed 916).
+fn a_live_run_keeps_its_finalizer(memory: &mut Memory, runs: &[EcsTaskRun]) -> Result<(), Broken> {
     for run in runs {
         let Some(uid) = run.metadata.uid.as_deref() else { continue };
         let finalized = run.metadata.finalizers.iter().flatten().any(|finalizer| finalizer == FINALIZER);
         if finalized {
             memory.finalized.insert(uid.to_owned());
         } else if run.metadata.deletion_timestamp.is_none() && memory.finalized.contains(uid) {
-            return broken(
+            return Err((
                 "a live run keeps ecsrun's finalizer",
                 format!("{} ({uid}) lost its finalizer", run.metadata.name.as_deref().unwrap_or_default()),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
-    // At most one task per (run uid, index, attempt).
+/// At most one task per (run uid, index, attempt).
+fn one_task_per_attempt(tasks: &[FakeTask]) -> Result<(), Broken> {
     let mut seen = BTreeMap::new();
     for task in tasks {
         let Some(uid) = task.tag("ecsrun.dev/uid") else { continue };
         let key = (uid, task.tag("ecsrun.dev/index").unwrap_or("0"), task.tag("ecsrun.dev/attempt").unwrap_or("?"));
         if let Some(earlier) = seen.insert(key, &task.snapshot.task_arn) {
-            return broken(
+            return Err((
                 "at most one task per (run, index, attempt)",
                 format!("run {uid} index {} attempt {}: {earlier} and {}", key.1, key.2, task.snapshot.task_arn),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
-    // No task left running for a run that no longer exists, or that finished (the simulator's runs wait
-    // for their tasks to stop), once the grace has passed; a task its run was deleted with
-    // `deletionPolicy: Orphan` runs on by the user's choice.
+/// No task left running for a run that no longer exists, or that finished (the simulator's runs wait for
+/// their tasks to stop), once the grace has passed; a task its run was deleted with `deletionPolicy:
+/// Orphan` runs on by the user's choice.
+fn no_task_outlives_its_run(
+    memory: &mut Memory,
+    now: Timestamp,
+    runs: &[EcsTaskRun],
+    tasks: &[FakeTask],
+) -> Result<(), Broken> {
     let finished: BTreeMap<&str, bool> = runs
         .iter()
         .filter_map(|run| {
@@ -247,7 +283,7 @@ pub fn check(
         let arn = &task.snapshot.task_arn;
         let since = memory.orphaned_since.get(arn).copied().unwrap_or(now);
         if now.duration_since(since) > jiff::SignedDuration::try_from(ORPHAN_GRACE).unwrap_or_default() {
-            return broken(
+            return Err((
                 "no task left running without its run",
                 format!(
                     "{arn} of run {}/{} (uid {uid}) runs {}s after its run {whose}",
@@ -255,95 +291,112 @@ pub fn check(
                     task.tag("ecsrun.dev/name").unwrap_or("?"),
                     now.duration_since(since).as_secs()
                 ),
-            );
+            ));
         }
         still.insert(arn.clone(), since);
     }
     memory.orphaned_since = still;
+    Ok(())
+}
 
-    let by_arn: BTreeMap<&str, &FakeTask> = tasks.iter().map(|task| (task.snapshot.task_arn.as_str(), task)).collect();
-    for run in runs {
-        let name = format!(
-            "{}/{}",
-            run.metadata.namespace.as_deref().unwrap_or("?"),
-            run.metadata.name.as_deref().unwrap_or("?")
-        );
-        let Some(status) = &run.status else { continue };
-        // Every status under the size bound.
-        let size = serde_json::to_vec(status).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
-        if size > STATUS_BUDGET_BYTES {
-            return broken("status under its size bound", format!("{name}: {size} bytes"));
+/// Every status under the size bound (an object must fit in one etcd request).
+fn status_under_its_bound(name: &str, status: &EcsTaskRunStatus) -> Result<(), Broken> {
+    let size = serde_json::to_vec(status).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    if size > STATUS_BUDGET_BYTES {
+        return Err(("status under its size bound", format!("{name}: {size} bytes")));
+    }
+    Ok(())
+}
+
+/// Succeeded only when ECS reported every judged container exiting 0.
+fn succeeded_only_on_ecs_word(
+    name: &str,
+    status: &EcsTaskRunStatus,
+    by_arn: &BTreeMap<&str, &FakeTask>,
+) -> Result<(), Broken> {
+    if status.task.phase != Some(Phase::Succeeded) {
+        return Ok(());
+    }
+    const INVARIANT: &str = "Succeeded only on ECS's word";
+    for (index, lane) in status.lanes() {
+        let Some(arn) = lane.task_arn.as_deref() else {
+            return Err((INVARIANT, format!("{name} index {index}: no task")));
+        };
+        let Some(task) = by_arn.get(arn) else {
+            return Err((INVARIANT, format!("{name}: ECS never ran {arn}")));
+        };
+        let app = task.snapshot.containers.iter().find(|c| c.name == "app").and_then(|c| c.exit_code);
+        if !task.snapshot.is_stopped() || app != Some(0) {
+            return Err((
+                INVARIANT,
+                format!(
+                    "{name} index {index}: ECS says {arn} is {:?} with app exiting {app:?}",
+                    task.snapshot.last_status
+                ),
+            ));
         }
-        // Succeeded only when ECS reported every judged container exiting 0.
-        if status.task.phase == Some(Phase::Succeeded) {
-            for (index, lane) in status.lanes() {
-                let Some(arn) = lane.task_arn.as_deref() else {
-                    return broken("Succeeded only on ECS's word", format!("{name} index {index}: no task"));
-                };
-                let Some(task) = by_arn.get(arn) else {
-                    return broken("Succeeded only on ECS's word", format!("{name}: ECS never ran {arn}"));
-                };
-                let app = task.snapshot.containers.iter().find(|c| c.name == "app").and_then(|c| c.exit_code);
-                if !task.snapshot.is_stopped() || app != Some(0) {
-                    return broken(
-                        "Succeeded only on ECS's word",
-                        format!(
-                            "{name} index {index}: ECS says {arn} is {:?} with app exiting {app:?}",
-                            task.snapshot.last_status
-                        ),
-                    );
-                }
-            }
-        }
-        // An attempt ends Suspended only when the suspension stopped its task (or it had none): a task
-        // that ended by itself meanwhile is judged as it ended, so a failure is never hidden.
-        for (index, lane) in status.lanes() {
-            for attempt in lane
-                .attempts
-                .iter()
-                .filter(|a| a.outcome.as_ref().is_some_and(|outcome| outcome.is(RunReason::Suspended)))
-            {
-                let Some(task) = attempt.task_arn.as_deref().and_then(|arn| by_arn.get(arn)) else { continue };
-                if !task.snapshot.stop_code_is(StopCode::UserInitiated) {
-                    return broken(
-                        "only a task the suspension stopped ends its attempt Suspended",
-                        format!(
-                            "{name} index {index} attempt {}: {} stopped with {:?}",
-                            attempt.attempt, task.snapshot.task_arn, task.snapshot.stop_code
-                        ),
-                    );
-                }
-            }
-        }
-        // A task's recorded lastStatus never goes back: an older look (a late answer, an event delivered
-        // again or out of order) never overwrites a newer one.
-        if let Some(uid) = run.metadata.uid.as_deref() {
-            for (index, lane) in status.lanes() {
-                let known = lane.last_status.as_ref().and_then(|last| last.known());
-                let (Some(arn), Some(last_status)) = (lane.task_arn.as_deref(), known) else { continue };
-                let before = memory.recorded.insert((uid.to_owned(), arn.to_owned()), last_status);
-                if let Some(before) = before.filter(|before| last_status < *before) {
-                    return broken(
-                        "a task's recorded lastStatus never goes back",
-                        format!("{name} index {index}: {arn} was {before:?}, now {last_status:?}"),
-                    );
-                }
-            }
-        }
-        // A final phase stands.
-        if let Some(uid) = run.metadata.uid.as_deref() {
-            match (memory.finished.get(uid), status.task.phase) {
-                (Some(first), phase) if phase != Some(*first) => {
-                    return broken("a final phase stands", format!("{name}: was {first:?}, now {phase:?}"));
-                }
-                (None, Some(phase)) if phase.is_terminal() => {
-                    memory.finished.insert(uid.to_owned(), phase);
-                }
-                _ => {}
+    }
+    Ok(())
+}
+
+/// An attempt ends Suspended only when the suspension stopped its task (or it had none): a task that ended
+/// by itself meanwhile is judged as it ended, so a failure is never hidden.
+fn suspended_only_when_the_suspension_stopped_it(
+    name: &str,
+    status: &EcsTaskRunStatus,
+    by_arn: &BTreeMap<&str, &FakeTask>,
+) -> Result<(), Broken> {
+    for (index, lane) in status.lanes() {
+        for attempt in lane.attempts.iter().filter(|a| a.known_outcome() == Some(RunReason::Suspended)) {
+            let Some(task) = attempt.task_arn.as_deref().and_then(|arn| by_arn.get(arn)) else { continue };
+            if !task.snapshot.stop_code_is(StopCode::UserInitiated) {
+                return Err((
+                    "only a task the suspension stopped ends its attempt Suspended",
+                    format!(
+                        "{name} index {index} attempt {}: {} stopped with {:?}",
+                        attempt.attempt, task.snapshot.task_arn, task.snapshot.stop_code
+                    ),
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// A task's recorded lastStatus never goes back: an older look (a late answer, an event delivered again or
+/// out of order) never overwrites a newer one.
+fn last_status_never_goes_back(
+    memory: &mut Memory,
+    name: &str,
+    uid: &str,
+    status: &EcsTaskRunStatus,
+) -> Result<(), Broken> {
+    for (index, lane) in status.lanes() {
+        let known = lane.last_status.as_ref().and_then(|last| last.known());
+        let (Some(arn), Some(last_status)) = (lane.task_arn.as_deref(), known) else { continue };
+        let before = memory.recorded.insert((uid.to_owned(), arn.to_owned()), last_status);
+        if let Some(before) = before.filter(|before| last_status < *before) {
+            return Err((
+                "a task's recorded lastStatus never goes back",
+                format!("{name} index {index}: {arn} was {before:?}, now {last_status:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A final phase stands.
+fn a_final_phase_stands(memory: &mut Memory, name: &str, uid: &str, status: &EcsTaskRunStatus) -> Result<(), Broken> {
+    match (memory.finished.get(uid), status.task.phase) {
+        (Some(first), phase) if phase != Some(*first) => {
+            Err(("a final phase stands", format!("{name}: was {first:?}, now {phase:?}")))
+        }
+        (None, Some(phase)) if phase.is_terminal() => {
+            memory.finished.insert(uid.to_owned(), phase);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// No ECS call a policy forbids, and no tenant acting on or reading another's task: every RunTask is of
