@@ -395,7 +395,7 @@ mod phase;
 pub use follow::after_track;
 use launch::deadline_exceeded;
 pub use launch::{
-    adoptable, after_adopt, after_find, after_launch, foreign_template_revision, launch_blocked, launch_intent,
+    adoptable, after_adopt, after_find, after_launch, foreign_template_revision, launch_held_up, launch_intent,
     launch_request,
 };
 pub use phase::retry_backoff;
@@ -415,7 +415,7 @@ pub use logs::LogRead;
 pub mod usage;
 
 pub use cleanup::{
-    CleanupPlan, CleanupStep, LAUNCH_INTENT_MAX_AGE, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_blocked, cleanup_step,
+    CleanupPlan, CleanupStep, LAUNCH_INTENT_MAX_AGE, UNRECORDED_LAUNCH_GRACE, cleanup, cleanup_held_up, cleanup_step,
     unrecorded_launch_for,
 };
 

@@ -136,7 +136,7 @@ pub async fn reconcile<E: Ecs>(run: Arc<EcsTaskRun>, ctx: Arc<Context<E>>) -> Re
             Finalizer::Cleanup(run) => {
                 let cleaned = cleanup::cleanup(&run, &namespace, &api, &ctx).await;
                 if let Err(error) = &cleaned {
-                    effects::Shell::new(&run, &namespace, &api, &ctx).record_cleanup_blocked(error).await;
+                    effects::Shell::new(&run, &namespace, &api, &ctx).record_cleanup_held_up(error).await;
                 }
                 cleaned
             }

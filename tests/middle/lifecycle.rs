@@ -6,27 +6,27 @@ use std::time::Duration;
 use ecsrun::api::{EcsTaskRun, Phase, ScheduleOrigin};
 use ecsrun::schedule;
 use ecsrun::schedule::shell::SLOT_SETTLE;
-use ecsrun_e2e::fakes::{Shell, listed_store, schedule_context};
+use ecsrun_e2e::fakes::{Harness, listed_store, schedule_context};
 
 use crate::{NS, POLL, launched, phase, spec};
 
 #[tokio::test]
 async fn a_run_is_launched_once_followed_and_succeeds() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "nightly", "").await?;
-    assert_eq!(shell.ecs.count("RunTask"), 1);
-    shell.ecs.run(&task);
-    shell.follow(NS, "nightly", 1, POLL).await?;
-    assert_eq!(phase(&shell.status(NS, "nightly")), (Some(Phase::Running), Some("TaskRunning")));
-    shell.ecs.exit(&task, 0);
-    shell.follow(NS, "nightly", 1, POLL).await?;
-    let status = shell.status(NS, "nightly");
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "nightly", "").await?;
+    assert_eq!(harness.ecs.count("RunTask"), 1);
+    harness.ecs.run(&task);
+    harness.follow(NS, "nightly", 1, POLL).await?;
+    assert_eq!(phase(&harness.status(NS, "nightly")), (Some(Phase::Running), Some("TaskRunning")));
+    harness.ecs.exit(&task, 0);
+    harness.follow(NS, "nightly", 1, POLL).await?;
+    let status = harness.status(NS, "nightly");
     assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")), "{:?}", status.task.message);
     assert_eq!(status.task.exit_codes.as_deref(), Some("app=0,log-router=0"));
     // Nothing more happens to a final run, however often it is looked at.
-    shell.follow(NS, "nightly", 3, POLL).await?;
-    assert_eq!(shell.ecs.count("RunTask"), 1, "one task per run");
-    let reasons: Vec<String> = shell.api.events(NS, "nightly").into_iter().map(|(reason, ..)| reason).collect();
+    harness.follow(NS, "nightly", 3, POLL).await?;
+    assert_eq!(harness.ecs.count("RunTask"), 1, "one task per run");
+    let reasons: Vec<String> = harness.api.events(NS, "nightly").into_iter().map(|(reason, ..)| reason).collect();
     assert_eq!(reasons, ["Launched", "Running", "Succeeded"]);
     Ok(())
 }
@@ -34,40 +34,40 @@ async fn a_run_is_launched_once_followed_and_succeeds() -> anyhow::Result<()> {
 /// Moved from e2e `lifecycle::wait_for_running_then_delete_stops_the_task`.
 #[tokio::test]
 async fn waiting_for_running_then_deleting_stops_the_task_with_the_runs_reason() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "hold", "wait:\n  for: Running\nstopReason: \"deleted while running\"\n").await?;
-    shell.ecs.run(&task);
-    shell.follow(NS, "hold", 1, POLL).await?;
-    let status = shell.status(NS, "hold");
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "hold", "wait:\n  for: Running\nstopReason: \"deleted while running\"\n").await?;
+    harness.ecs.run(&task);
+    harness.follow(NS, "hold", 1, POLL).await?;
+    let status = harness.status(NS, "hold");
     assert_eq!(phase(&status), (Some(Phase::Succeeded), Some("Succeeded")));
     assert_eq!(status.task.last_status, Some("RUNNING".into()), "Running is what it waited for");
-    shell.api.delete_run(NS, "hold", shell.now());
-    shell.reconcile(NS, "hold").await?;
-    let stopped = shell.ecs.task(&task).expect("the task");
+    harness.api.delete_run(NS, "hold", harness.now());
+    harness.reconcile(NS, "hold").await?;
+    let stopped = harness.ecs.task(&task).expect("the task");
     assert_eq!(stopped.snapshot.stop_code, Some("UserInitiated".into()));
     assert_eq!(
         stopped.snapshot.stopped_reason.as_deref(),
         Some("deleted while running [ecsrun:delete]"),
         "the run's stopReason"
     );
-    assert!(shell.run(NS, "hold").is_none(), "the finalizer went once ECS said STOPPED");
-    assert_eq!(shell.ecs.count("RunTask"), 1);
+    assert!(harness.run(NS, "hold").is_none(), "the finalizer went once ECS said STOPPED");
+    assert_eq!(harness.ecs.count("RunTask"), 1);
     Ok(())
 }
 
 /// Moved from e2e `lifecycle::orphan_deletion_leaves_the_task_running`.
 #[tokio::test]
 async fn an_orphaned_run_leaves_its_task_running() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "orphan", "deletionPolicy: Orphan\n").await?;
-    shell.ecs.run(&task);
-    shell.follow(NS, "orphan", 1, POLL).await?;
-    shell.api.delete_run(NS, "orphan", shell.now());
-    shell.reconcile(NS, "orphan").await?;
-    assert!(shell.run(NS, "orphan").is_none(), "released at once");
-    shell.sweep().await;
-    assert_eq!(shell.ecs.live(), vec![task], "the task runs on");
-    assert_eq!(shell.ecs.count("StopTask"), 0);
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "orphan", "deletionPolicy: Orphan\n").await?;
+    harness.ecs.run(&task);
+    harness.follow(NS, "orphan", 1, POLL).await?;
+    harness.api.delete_run(NS, "orphan", harness.now());
+    harness.reconcile(NS, "orphan").await?;
+    assert!(harness.run(NS, "orphan").is_none(), "released at once");
+    harness.sweep().await;
+    assert_eq!(harness.ecs.live(), vec![task], "the task runs on");
+    assert_eq!(harness.ecs.count("StopTask"), 0);
     Ok(())
 }
 
@@ -75,30 +75,30 @@ async fn an_orphaned_run_leaves_its_task_running() -> anyhow::Result<()> {
 /// 10 s backoff).
 #[tokio::test]
 async fn a_failing_container_fails_the_run_after_its_retries() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let first = launched(&shell, "failing", "retryPolicy:\n  backoffLimit: 1\n").await?;
-    shell.ecs.exit(&first, 3);
-    shell.follow(NS, "failing", 1, POLL).await?;
-    let status = shell.status(NS, "failing");
+    let harness = Harness::new().await?;
+    let first = launched(&harness, "failing", "retryPolicy:\n  backoffLimit: 1\n").await?;
+    harness.ecs.exit(&first, 3);
+    harness.follow(NS, "failing", 1, POLL).await?;
+    let status = harness.status(NS, "failing");
     assert_eq!(phase(&status), (Some(Phase::Pending), Some("WaitingToRetry")), "{:?}", status.task.message);
     // Not before the backoff.
-    shell.reconcile(NS, "failing").await?;
-    assert_eq!(shell.ecs.count("RunTask"), 1, "relaunched before the backoff");
-    shell.advance(Duration::from_secs(10));
-    shell.reconcile(NS, "failing").await?;
-    let second = shell.status(NS, "failing").task.task_arn.expect("attempt 2 launched");
+    harness.reconcile(NS, "failing").await?;
+    assert_eq!(harness.ecs.count("RunTask"), 1, "relaunched before the backoff");
+    harness.advance(Duration::from_secs(10));
+    harness.reconcile(NS, "failing").await?;
+    let second = harness.status(NS, "failing").task.task_arn.expect("attempt 2 launched");
     assert_ne!(second, first);
-    shell.ecs.exit(&second, 3);
-    shell.follow(NS, "failing", 1, POLL).await?;
-    let status = shell.status(NS, "failing");
+    harness.ecs.exit(&second, 3);
+    harness.follow(NS, "failing", 1, POLL).await?;
+    let status = harness.status(NS, "failing");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("BackoffLimitExceeded")), "{:?}", status.task.message);
     assert_eq!((status.task.attempts.len(), status.attempt_count), (2, Some(2)));
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("a Failed condition");
     assert!(failed.message.contains("app exited 3"), "{}", failed.message);
     assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False"));
-    assert_eq!(shell.ecs.tasks().len(), 2, "one task per attempt");
+    assert_eq!(harness.ecs.tasks().len(), 2, "one task per attempt");
     let notes: Vec<(String, String, i64)> =
-        shell.api.events(NS, "failing").into_iter().filter(|(reason, ..)| reason == "Retrying").collect();
+        harness.api.events(NS, "failing").into_iter().filter(|(reason, ..)| reason == "Retrying").collect();
     assert_eq!(notes.len(), 1, "{notes:?}");
     Ok(())
 }
@@ -106,19 +106,19 @@ async fn a_failing_container_fails_the_run_after_its_retries() -> anyhow::Result
 /// Moved from e2e `lifecycle::timeout_stops_the_task_and_fails_deadline_exceeded` (which waited 8 s).
 #[tokio::test]
 async fn a_timeout_stops_the_task_and_fails_the_run() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "deadline", "wait:\n  timeout: 8s\n").await?;
-    shell.ecs.run(&task);
-    shell.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
-    assert_eq!(phase(&shell.status(NS, "deadline")).0, Some(Phase::Running));
-    shell.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
-    let status = shell.status(NS, "deadline");
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "deadline", "wait:\n  timeout: 8s\n").await?;
+    harness.ecs.run(&task);
+    harness.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
+    assert_eq!(phase(&harness.status(NS, "deadline")).0, Some(Phase::Running));
+    harness.follow(NS, "deadline", 1, Duration::from_secs(5)).await?;
+    let status = harness.status(NS, "deadline");
     assert_eq!(phase(&status), (Some(Phase::Stopping), Some("DeadlineExceeded")), "{:?}", status.task.message);
-    assert_eq!(shell.ecs.count("StopTask"), 1);
-    shell.follow(NS, "deadline", 1, Duration::from_secs(2)).await?;
-    let status = shell.status(NS, "deadline");
+    assert_eq!(harness.ecs.count("StopTask"), 1);
+    harness.follow(NS, "deadline", 1, Duration::from_secs(2)).await?;
+    let status = harness.status(NS, "deadline");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("DeadlineExceeded")), "{:?}", status.task.message);
-    assert!(shell.ecs.live().is_empty());
+    assert!(harness.ecs.live().is_empty());
     Ok(())
 }
 
@@ -126,26 +126,26 @@ async fn a_timeout_stops_the_task_and_fails_the_run() -> anyhow::Result<()> {
 /// metric for 20 s to see no hot loop).
 #[tokio::test]
 async fn bad_references_fail_once_and_cost_nothing_after() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    shell.create(NS, "no-cluster", &spec("").replace("cluster: demo", "cluster: does-not-exist"))?;
+    let harness = Harness::new().await?;
+    harness.create(NS, "no-cluster", &spec("").replace("cluster: demo", "cluster: does-not-exist"))?;
     for _ in 0..2 {
-        shell.reconcile(NS, "no-cluster").await?;
+        harness.reconcile(NS, "no-cluster").await?;
     }
-    let status = shell.status(NS, "no-cluster");
+    let status = harness.status(NS, "no-cluster");
     assert_eq!(phase(&status), (Some(Phase::Failed), Some("ClusterNotFound")));
     let failed = status.conditions.iter().find(|c| c.type_ == "Failed").expect("a Failed condition");
     assert!(failed.message.contains("ClusterNotFoundException"), "AWS's words: {}", failed.message);
-    let calls = shell.ecs.calls().len();
-    let writes = shell.api.count(http::Method::PATCH, "/status");
+    let calls = harness.ecs.calls().len();
+    let writes = harness.api.count(http::Method::PATCH, "/status");
     for _ in 0..5 {
-        shell.advance(POLL);
-        shell.sweep().await;
-        shell.reconcile(NS, "no-cluster").await?;
+        harness.advance(POLL);
+        harness.sweep().await;
+        harness.reconcile(NS, "no-cluster").await?;
     }
-    assert_eq!(shell.ecs.calls().len(), calls, "ECS calls after Failed");
-    assert_eq!(shell.api.count(http::Method::PATCH, "/status"), writes, "status writes after Failed");
+    assert_eq!(harness.ecs.calls().len(), calls, "ECS calls after Failed");
+    assert_eq!(harness.api.count(http::Method::PATCH, "/status"), writes, "status writes after Failed");
     let warnings: Vec<String> =
-        shell.api.events(NS, "no-cluster").into_iter().map(|(reason, ..)| reason).filter(|r| r == "Failed").collect();
+        harness.api.events(NS, "no-cluster").into_iter().map(|(reason, ..)| reason).filter(|r| r == "Failed").collect();
     assert_eq!(warnings.len(), 1);
     Ok(())
 }
@@ -154,21 +154,21 @@ async fn bad_references_fail_once_and_cost_nothing_after() -> anyhow::Result<()>
 /// says why in its status and Events, each retry's own cause.
 #[tokio::test]
 async fn a_missing_secret_is_retried_and_said_on_the_run() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    shell.create(NS, "no-secret", &spec("credentials:\n  secretRef:\n    name: not-there-yet\n"))?;
-    shell.reconcile(NS, "no-secret").await?;
-    let error = shell.reconcile(NS, "no-secret").await.expect_err("no credentials, no launch");
+    let harness = Harness::new().await?;
+    harness.create(NS, "no-secret", &spec("credentials:\n  secretRef:\n    name: not-there-yet\n"))?;
+    harness.reconcile(NS, "no-secret").await?;
+    let error = harness.reconcile(NS, "no-secret").await.expect_err("no credentials, no launch");
     assert_eq!(error.label(), "credentials");
-    let status = shell.status(NS, "no-secret");
+    let status = harness.status(NS, "no-secret");
     assert_eq!(phase(&status), (Some(Phase::Pending), Some("CredentialsError")));
     assert!(status.task.message.as_deref().is_some_and(|m| m.contains("Secret jobs/not-there-yet not found")));
     assert!(status.conditions.iter().any(|c| c.type_ == "Reconciling" && c.reason == "CredentialsError"));
-    let events = shell.api.events(NS, "no-secret");
+    let events = harness.api.events(NS, "no-secret");
     assert!(
         events.iter().any(|(reason, note, _)| reason == "ReconcileError" && note.contains("not-there-yet not found")),
         "{events:?}"
     );
-    assert_eq!(shell.ecs.count("RunTask"), 0);
+    assert_eq!(harness.ecs.count("RunTask"), 0);
     Ok(())
 }
 
@@ -178,29 +178,29 @@ async fn a_missing_secret_is_retried_and_said_on_the_run() -> anyhow::Result<()>
 /// although backoffLimit allows retries.
 #[tokio::test]
 async fn a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunched() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "forgotten", "retryPolicy:\n  backoffLimit: 2\nwait:\n  for: Stopped\n").await?;
-    shell.ecs.run(&task);
-    shell.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
-    assert_eq!(shell.status(NS, "forgotten").task.last_status, Some("RUNNING".into()));
-    shell.ecs.exit(&task, 0);
-    shell.ecs.forget(&task);
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "forgotten", "retryPolicy:\n  backoffLimit: 2\nwait:\n  for: Stopped\n").await?;
+    harness.ecs.run(&task);
+    harness.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
+    assert_eq!(harness.status(NS, "forgotten").task.last_status, Some("RUNNING".into()));
+    harness.ecs.exit(&task, 0);
+    harness.ecs.forget(&task);
     // Within ECS's eventual-consistency grace, a task it does not describe is looked for again.
-    shell.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
-    assert_eq!(shell.status(NS, "forgotten").task.phase, Some(Phase::Running));
-    shell.follow(NS, "forgotten", 1, Duration::from_secs(121)).await?;
-    let status = shell.status(NS, "forgotten");
+    harness.follow(NS, "forgotten", 1, Duration::from_secs(5)).await?;
+    assert_eq!(harness.status(NS, "forgotten").task.phase, Some(Phase::Running));
+    harness.follow(NS, "forgotten", 1, Duration::from_secs(121)).await?;
+    let status = harness.status(NS, "forgotten");
     assert_eq!(phase(&status), (Some(Phase::Unknown), Some("OutcomeUnknown")), "{:?}", status.task.message);
     for type_ in ["Succeeded", "Failed"] {
         let condition = status.conditions.iter().find(|c| c.type_ == type_);
         assert!(condition.is_some_and(|c| c.status == "Unknown"), "{type_}: {condition:?}");
     }
     // Long past any retry's backoff: still one attempt, one task.
-    shell.follow(NS, "forgotten", 3, Duration::from_secs(60)).await?;
-    let status = shell.status(NS, "forgotten");
-    assert_eq!((status.task.attempts.len(), shell.ecs.count("RunTask")), (1, 1));
+    harness.follow(NS, "forgotten", 3, Duration::from_secs(60)).await?;
+    let status = harness.status(NS, "forgotten");
+    assert_eq!((status.task.attempts.len(), harness.ecs.count("RunTask")), (1, 1));
     let unknown =
-        shell.api.events(NS, "forgotten").into_iter().filter(|(reason, ..)| reason == "OutcomeUnknown").count();
+        harness.api.events(NS, "forgotten").into_iter().filter(|(reason, ..)| reason == "OutcomeUnknown").count();
     assert_eq!(unknown, 1);
     Ok(())
 }
@@ -210,17 +210,17 @@ async fn a_task_seen_and_then_forgotten_by_ecs_ends_unknown_and_is_not_relaunche
 /// finalizer from a run that no longer existed, and published a ReconcileError Event about it.
 #[tokio::test]
 async fn a_copy_of_a_run_already_released_is_done_not_an_error() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let task = launched(&shell, "released", "").await?;
-    shell.ecs.exit(&task, 0);
-    shell.follow(NS, "released", 1, POLL).await?;
-    shell.api.delete_run(NS, "released", shell.now());
-    let held = shell.run(NS, "released").expect("held by its finalizer");
-    shell.reconcile(NS, "released").await?;
-    assert!(shell.run(NS, "released").is_none(), "released");
-    let result = shell.reconcile_copy(held).await;
+    let harness = Harness::new().await?;
+    let task = launched(&harness, "released", "").await?;
+    harness.ecs.exit(&task, 0);
+    harness.follow(NS, "released", 1, POLL).await?;
+    harness.api.delete_run(NS, "released", harness.now());
+    let held = harness.run(NS, "released").expect("held by its finalizer");
+    harness.reconcile(NS, "released").await?;
+    assert!(harness.run(NS, "released").is_none(), "released");
+    let result = harness.reconcile_copy(held).await;
     assert!(result.is_ok(), "the run is gone, as the deletion wanted: {result:?}");
-    let reasons: Vec<String> = shell.api.events(NS, "released").into_iter().map(|(reason, ..)| reason).collect();
+    let reasons: Vec<String> = harness.api.events(NS, "released").into_iter().map(|(reason, ..)| reason).collect();
     assert!(!reasons.iter().any(|reason| reason == "ReconcileError"), "{reasons:?}");
     Ok(())
 }
@@ -232,19 +232,19 @@ async fn a_copy_of_a_run_already_released_is_done_not_an_error() -> anyhow::Resu
 /// finalizer write is guarded by the copy's uid.
 #[tokio::test]
 async fn a_stale_copy_of_a_replaced_orphan_run_leaves_the_new_runs_finalizer() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    launched(&shell, "kept", "deletionPolicy: Orphan\n").await?;
-    shell.api.delete_run(NS, "kept", shell.now());
-    let stale = shell.run(NS, "kept").expect("held by its finalizer");
-    shell.reconcile(NS, "kept").await?;
-    assert!(shell.run(NS, "kept").is_none(), "the old run is released at once");
+    let harness = Harness::new().await?;
+    launched(&harness, "kept", "deletionPolicy: Orphan\n").await?;
+    harness.api.delete_run(NS, "kept", harness.now());
+    let stale = harness.run(NS, "kept").expect("held by its finalizer");
+    harness.reconcile(NS, "kept").await?;
+    assert!(harness.run(NS, "kept").is_none(), "the old run is released at once");
 
-    launched(&shell, "kept", "deletionPolicy: Orphan\n").await?;
-    let new = shell.run(NS, "kept").expect("the new run");
+    launched(&harness, "kept", "deletionPolicy: Orphan\n").await?;
+    let new = harness.run(NS, "kept").expect("the new run");
     assert_eq!(new.metadata.finalizers.as_ref().map(Vec::len), Some(1), "{new:?}");
-    let result = shell.reconcile_copy(stale).await;
+    let result = harness.reconcile_copy(stale).await;
     assert!(result.as_ref().is_err_and(|error| error.label() == "stale_object"), "{result:?}");
-    let after = shell.run(NS, "kept").expect("the new run stays");
+    let after = harness.run(NS, "kept").expect("the new run stays");
     assert_eq!(after.metadata.finalizers, new.metadata.finalizers, "the new run keeps its finalizer");
     Ok(())
 }
@@ -254,22 +254,22 @@ async fn a_stale_copy_of_a_replaced_orphan_run_leaves_the_new_runs_finalizer() -
 /// remove the new run's finalizer (both address the run by name).
 #[tokio::test]
 async fn a_stale_copy_of_a_replaced_run_touches_nothing_of_the_new_one() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let old_task = launched(&shell, "replaced", "").await?;
-    shell.api.delete_run(NS, "replaced", shell.now());
+    let harness = Harness::new().await?;
+    let old_task = launched(&harness, "replaced", "").await?;
+    harness.api.delete_run(NS, "replaced", harness.now());
     // What a lagging cache keeps: the old run being deleted, its task not yet stopped.
-    let stale = shell.run(NS, "replaced").expect("held by its finalizer");
-    shell.reconcile(NS, "replaced").await?;
-    assert!(shell.run(NS, "replaced").is_none(), "the old run is gone once its task stopped");
-    assert!(shell.ecs.task(&old_task).is_some_and(|task| task.snapshot.is_stopped()));
+    let stale = harness.run(NS, "replaced").expect("held by its finalizer");
+    harness.reconcile(NS, "replaced").await?;
+    assert!(harness.run(NS, "replaced").is_none(), "the old run is gone once its task stopped");
+    assert!(harness.ecs.task(&old_task).is_some_and(|task| task.snapshot.is_stopped()));
 
-    let new_task = launched(&shell, "replaced", "").await?;
-    let new = shell.run(NS, "replaced").expect("the new run");
+    let new_task = launched(&harness, "replaced", "").await?;
+    let new = harness.run(NS, "replaced").expect("the new run");
     assert_ne!(new.metadata.uid, stale.metadata.uid);
-    let result = shell.reconcile_copy(stale.clone()).await;
+    let result = harness.reconcile_copy(stale.clone()).await;
     assert!(result.as_ref().is_err_and(|error| error.label() == "stale_object"), "{result:?}");
-    assert!(!shell.ecs.task(&new_task).expect("the new task").snapshot.is_stopped(), "the new run's task runs on");
-    let after = shell.run(NS, "replaced").expect("the new run stays");
+    assert!(!harness.ecs.task(&new_task).expect("the new task").snapshot.is_stopped(), "the new run's task runs on");
+    let after = harness.run(NS, "replaced").expect("the new run stays");
     assert_eq!(after.metadata.finalizers, new.metadata.finalizers, "the new run keeps its finalizer");
 
     Ok(())
@@ -280,20 +280,20 @@ async fn a_stale_copy_of_a_replaced_run_touches_nothing_of_the_new_one() -> anyh
 /// untaken and create a second run for it. Once the slot is recorded, the run goes.
 #[tokio::test]
 async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "ttlSecondsAfterFinished: 0\n").await?;
-    shell.ecs.exit(&task, 0);
-    shell.follow(NS, &name, 1, POLL).await?;
-    assert_eq!(phase(&shell.status(NS, &name)), (Some(Phase::Succeeded), Some("Succeeded")));
-    shell.advance(Duration::from_secs(1));
-    shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_some(), "kept: the schedule has not recorded its slot");
-    record_slot(&shell, &mut schedule, slot);
-    shell.reconcile(NS, &name).await?; // deleted: the finalizer holds it
-    let _ = shell.reconcile(NS, &name).await; // nothing to stop; the slot settles
-    shell.advance(SLOT_SETTLE);
-    shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_none(), "deleted once the slot is recorded and settled");
+    let harness = Harness::new().await?;
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&harness, "ttlSecondsAfterFinished: 0\n").await?;
+    harness.ecs.exit(&task, 0);
+    harness.follow(NS, &name, 1, POLL).await?;
+    assert_eq!(phase(&harness.status(NS, &name)), (Some(Phase::Succeeded), Some("Succeeded")));
+    harness.advance(Duration::from_secs(1));
+    harness.reconcile(NS, &name).await?;
+    assert!(harness.run(NS, &name).is_some(), "kept: the schedule has not recorded its slot");
+    record_slot(&harness, &mut schedule, slot);
+    harness.reconcile(NS, &name).await?; // deleted: the finalizer holds it
+    let _ = harness.reconcile(NS, &name).await; // nothing to stop; the slot settles
+    harness.advance(SLOT_SETTLE);
+    harness.reconcile(NS, &name).await?;
+    assert!(harness.run(NS, &name).is_none(), "deleted once the slot is recorded and settled");
     Ok(())
 }
 
@@ -302,23 +302,23 @@ async fn a_schedules_run_outlives_its_ttl_until_its_slot_is_recorded() -> anyhow
 /// second time. The finalizer holds such a run, under its slot's name, until the slot is recorded.
 #[tokio::test]
 async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "").await?;
+    let harness = Harness::new().await?;
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&harness, "").await?;
 
-    shell.api.delete_run(NS, &name, shell.now());
-    let _ = shell.reconcile(NS, &name).await; // stops the task
-    shell.ecs.exit(&task, 143);
-    shell.sweep().await;
-    let held = shell.reconcile(NS, &name).await;
+    harness.api.delete_run(NS, &name, harness.now());
+    let _ = harness.reconcile(NS, &name).await; // stops the task
+    harness.ecs.exit(&task, 143);
+    harness.sweep().await;
+    let held = harness.reconcile(NS, &name).await;
     assert!(held.as_ref().is_err_and(|error| error.label() == "slot_unrecorded"), "{held:?}");
-    assert!(shell.run(NS, &name).is_some(), "held: the schedule has not recorded its slot");
+    assert!(harness.run(NS, &name).is_some(), "held: the schedule has not recorded its slot");
 
-    record_slot(&shell, &mut schedule, slot);
-    let settling = shell.reconcile(NS, &name).await;
+    record_slot(&harness, &mut schedule, slot);
+    let settling = harness.reconcile(NS, &name).await;
     assert!(settling.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{settling:?}");
-    shell.advance(SLOT_SETTLE);
-    shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_none(), "released once the slot is recorded and settled");
+    harness.advance(SLOT_SETTLE);
+    harness.reconcile(NS, &name).await?;
+    assert!(harness.run(NS, &name).is_none(), "released once the slot is recorded and settled");
     Ok(())
 }
 
@@ -328,18 +328,18 @@ async fn a_deleted_schedules_run_keeps_its_slot_until_the_schedule_records_it() 
 /// schedule created the slot's run again. Only the schedule's own "not found" lets the run go.
 #[tokio::test]
 async fn a_404_for_the_whole_schedule_resource_does_not_free_an_unrecorded_slot() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let (_schedule, _slot, name, task) = a_slot_run_launched(&shell, "").await?;
-    shell.api.delete_run(NS, &name, shell.now());
-    let _ = shell.reconcile(NS, &name).await; // stops the task
-    shell.ecs.exit(&task, 143);
-    shell.sweep().await;
+    let harness = Harness::new().await?;
+    let (_schedule, _slot, name, task) = a_slot_run_launched(&harness, "").await?;
+    harness.api.delete_run(NS, &name, harness.now());
+    let _ = harness.reconcile(NS, &name).await; // stops the task
+    harness.ecs.exit(&task, 143);
+    harness.sweep().await;
 
-    shell.api.fail_after(0, http::Method::GET, "/ecstaskschedules/", 404);
-    let reloading = shell.reconcile(NS, &name).await;
+    harness.api.fail_after(0, http::Method::GET, "/ecstaskschedules/", 404);
+    let reloading = harness.reconcile(NS, &name).await;
     assert!(reloading.is_err(), "a 404 that names no schedule is an error, not an answer: {reloading:?}");
-    assert!(shell.run(NS, &name).is_some(), "held: the schedule may still be there, its slot unrecorded");
-    let held = shell.reconcile(NS, &name).await;
+    assert!(harness.run(NS, &name).is_some(), "held: the schedule may still be there, its slot unrecorded");
+    let held = harness.reconcile(NS, &name).await;
     assert!(held.as_ref().is_err_and(|error| error.label() == "slot_unrecorded"), "{held:?}");
     Ok(())
 }
@@ -351,31 +351,31 @@ async fn a_404_for_the_whole_schedule_resource_does_not_free_an_unrecorded_slot(
 /// found the name free before it was taken.
 #[tokio::test]
 async fn a_deleted_schedules_run_keeps_its_name_while_a_create_may_still_land() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
-    let (mut schedule, slot, name, task) = a_slot_run_launched(&shell, "").await?;
-    record_slot(&shell, &mut schedule, slot);
-    shell.api.delete_run(NS, &name, shell.now());
-    let _ = shell.reconcile(NS, &name).await; // stops the task
-    shell.ecs.exit(&task, 143);
-    shell.sweep().await;
+    let harness = Harness::new().await?;
+    let (mut schedule, slot, name, task) = a_slot_run_launched(&harness, "").await?;
+    record_slot(&harness, &mut schedule, slot);
+    harness.api.delete_run(NS, &name, harness.now());
+    let _ = harness.reconcile(NS, &name).await; // stops the task
+    harness.ecs.exit(&task, 143);
+    harness.sweep().await;
 
-    let held = shell.reconcile(NS, &name).await;
+    let held = harness.reconcile(NS, &name).await;
     assert!(held.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{held:?}");
-    let created = shell.run(NS, &name).and_then(|run| run.metadata.creation_timestamp).expect("created").0;
-    shell.advance(SLOT_SETTLE - shell.now().duration_since(created).unsigned_abs() - Duration::from_secs(1));
-    let held = shell.reconcile(NS, &name).await;
+    let created = harness.run(NS, &name).and_then(|run| run.metadata.creation_timestamp).expect("created").0;
+    harness.advance(SLOT_SETTLE - harness.now().duration_since(created).unsigned_abs() - Duration::from_secs(1));
+    let held = harness.reconcile(NS, &name).await;
     assert!(held.as_ref().is_err_and(|error| error.label() == "slot_settling"), "{held:?}");
-    assert!(shell.run(NS, &name).is_some(), "a second before it settles, the name is still taken");
-    shell.advance(Duration::from_secs(1));
-    shell.reconcile(NS, &name).await?;
-    assert!(shell.run(NS, &name).is_none(), "released once no create can land any more");
+    assert!(harness.run(NS, &name).is_some(), "a second before it settles, the name is still taken");
+    harness.advance(Duration::from_secs(1));
+    harness.reconcile(NS, &name).await?;
+    assert!(harness.run(NS, &name).is_none(), "released once no create can land any more");
     Ok(())
 }
 
 /// An hourly schedule whose runs are `spec(extra)`, and its run of the slot now, launched: the schedule, the
 /// slot, the run's name and its task's ARN.
 async fn a_slot_run_launched(
-    shell: &Shell,
+    harness: &Harness,
     extra: &str,
 ) -> anyhow::Result<(ecsrun::api::EcsTaskSchedule, jiff::Timestamp, String, String)> {
     let template = serde_yaml_ng::from_str::<serde_json::Value>(&spec(extra))?;
@@ -384,24 +384,24 @@ async fn a_slot_run_launched(
         "metadata": {"name": "hourly", "namespace": NS},
         "spec": {"schedule": "@hourly", "runTemplate": {"spec": template}},
     }))?;
-    let schedule = shell.api.put_schedule(NS, &schedule);
-    let slot = shell.now();
+    let schedule = harness.api.put_schedule(NS, &schedule);
+    let slot = harness.now();
     let run = schedule.run(schedule.run_name_for_slot(slot), slot, false);
     let name = run.metadata.name.clone().unwrap_or_default();
-    shell.api.create_run(NS, &run, shell.now());
-    shell.reconcile(NS, &name).await?;
-    shell.reconcile(NS, &name).await?;
-    let task = shell.status(NS, &name).task.task_arn.ok_or_else(|| anyhow::anyhow!("{name} not launched"))?;
+    harness.api.create_run(NS, &run, harness.now());
+    harness.reconcile(NS, &name).await?;
+    harness.reconcile(NS, &name).await?;
+    let task = harness.status(NS, &name).task.task_arn.ok_or_else(|| anyhow::anyhow!("{name} not launched"))?;
     Ok((schedule, slot, name, task))
 }
 
 /// The schedule's status records `slot` as its last.
-fn record_slot(shell: &Shell, schedule: &mut ecsrun::api::EcsTaskSchedule, slot: jiff::Timestamp) {
+fn record_slot(harness: &Harness, schedule: &mut ecsrun::api::EcsTaskSchedule, slot: jiff::Timestamp) {
     schedule.status = Some(ecsrun::api::EcsTaskScheduleStatus {
         last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(slot)),
         ..Default::default()
     });
-    shell.api.put_schedule(NS, schedule);
+    harness.api.put_schedule(NS, schedule);
 }
 
 /// Issue 35, stop 42: a schedule reconciled on a copy its watch has not updated since the slot was
@@ -409,30 +409,30 @@ fn record_slot(shell: &Shell, schedule: &mut ecsrun::api::EcsTaskSchedule, slot:
 /// schedule reads its status from the API server before it creates a slot's run.
 #[tokio::test]
 async fn a_schedule_reconciled_on_a_stale_copy_leaves_a_recorded_slot_alone() -> anyhow::Result<()> {
-    let shell = Shell::new().await?;
+    let harness = Harness::new().await?;
     let template = serde_yaml_ng::from_str::<serde_json::Value>(&spec(""))?;
-    let created = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(shell.now());
+    let created = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(harness.now());
     let mut schedule: ecsrun::api::EcsTaskSchedule = serde_json::from_value(serde_json::json!({
         "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskSchedule",
         "metadata": {"name": "hourly", "namespace": NS, "creationTimestamp": created},
         "spec": {"schedule": "@hourly", "runTemplate": {"spec": template}},
     }))?;
-    schedule = shell.api.put_schedule(NS, &schedule);
+    schedule = harness.api.put_schedule(NS, &schedule);
     let stale = schedule.clone();
-    shell.advance(Duration::from_secs(3600));
-    let slot = shell.now();
+    harness.advance(Duration::from_secs(3600));
+    let slot = harness.now();
     let (runs, _writer) = listed_store(Vec::<EcsTaskRun>::new());
-    let schedules = Arc::new(schedule_context(&shell.ctx, runs));
+    let schedules = Arc::new(schedule_context(&harness.ctx, runs));
 
-    record_slot(&shell, &mut schedule, slot);
+    record_slot(&harness, &mut schedule, slot);
     schedule::shell::reconcile(Arc::new(stale.clone()), schedules.clone()).await?;
-    assert!(shell.api.created_runs().is_empty(), "the slot is recorded: {:?}", shell.api.created_runs());
+    assert!(harness.api.created_runs().is_empty(), "the slot is recorded: {:?}", harness.api.created_runs());
 
     // The same copy with the slot not recorded on the API server creates its run: the check is the
     // API server's status, not a refusal of stale copies.
-    record_slot(&shell, &mut schedule, slot - jiff::SignedDuration::from_hours(1));
+    record_slot(&harness, &mut schedule, slot - jiff::SignedDuration::from_hours(1));
     schedule::shell::reconcile(Arc::new(stale), schedules).await?;
-    let created: Vec<_> = shell.api.created_runs().into_iter().filter_map(|run| run.schedule_origin()).collect();
+    let created: Vec<_> = harness.api.created_runs().into_iter().filter_map(|run| run.schedule_origin()).collect();
     assert_eq!(created, vec![ScheduleOrigin::Slot { schedule: "hourly".into(), slot }]);
     Ok(())
 }

@@ -11,7 +11,7 @@ mod orphans;
 use std::time::Duration;
 
 use ecsrun::api::{EcsTaskRunStatus, Phase};
-use ecsrun_e2e::fakes::Shell;
+use ecsrun_e2e::fakes::Harness;
 
 const NS: &str = "jobs";
 /// The controller's default poll interval in these cases.
@@ -31,10 +31,10 @@ fn phase(status: &EcsTaskRunStatus) -> (Option<Phase>, Option<&str>) {
 
 /// Creates a run and reconciles it once: launched (its task PROVISIONING in the fake ECS). Returns the
 /// task's ARN.
-async fn launched(shell: &Shell, name: &str, extra: &str) -> anyhow::Result<String> {
-    shell.create(NS, name, &spec(extra))?;
-    shell.reconcile(NS, name).await?; // adds the finalizer
-    shell.reconcile(NS, name).await?; // intent, RunTask, status
-    let status = shell.status(NS, name);
+async fn launched(harness: &Harness, name: &str, extra: &str) -> anyhow::Result<String> {
+    harness.create(NS, name, &spec(extra))?;
+    harness.reconcile(NS, name).await?; // adds the finalizer
+    harness.reconcile(NS, name).await?; // intent, RunTask, status
+    let status = harness.status(NS, name);
     status.task.task_arn.clone().ok_or_else(|| anyhow::anyhow!("not launched: {:?}", status.task.message))
 }

@@ -134,7 +134,7 @@ pub fn cleanup(
 /// A deletion that cannot get through yet (StopTask failing, credentials unreadable): the run says so in
 /// its status while the finalizer holds it, and the deletion is retried.
 /// A final run keeps its phase and conditions (its result stands); only its message says why it is still here.
-pub fn cleanup_blocked(view: &RunView, reason: &str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
+pub fn cleanup_held_up(view: &RunView, reason: &str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
     let message = format!("deleted; cannot stop its task yet: {why}; retrying");
     if status.task.phase.is_some_and(Phase::is_terminal) {

@@ -50,7 +50,7 @@ pub fn after_adopt(view: &RunView, found: Option<TaskSnapshot>, region: &str, no
 
 /// A launch that cannot get through yet (ECS unreachable or throttled, credentials not readable): the
 /// run stays Pending and says why, in `reason` and the message, until a retry gets through.
-pub fn launch_blocked(view: &RunView, reason: &'static str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
+pub fn launch_held_up(view: &RunView, reason: &'static str, why: &str, now: Timestamp) -> EcsTaskRunStatus {
     let mut status = view.status.clone();
     set_phase(view, &mut status, Phase::Pending, reason, format!("cannot launch yet: {why}; retrying"), now);
     status

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use super::batch::{self, BatchPlan};
 use super::{
     Event, Follow, LaunchObservation, LogRead, Plan, RunView, Step, StopTask, TrackObservation, adoptable, after_adopt,
-    after_find, after_launch, after_track, condition, duration_between, launch_blocked, launch_intent,
+    after_find, after_launch, after_track, condition, duration_between, launch_held_up, launch_intent,
 };
 use crate::api::{EcsTaskRunStatus, Phase};
 use crate::ecs::TaskSnapshot;
@@ -215,7 +215,7 @@ pub fn finish(view: &RunView, steps: &Steps, observed: Vec<(u32, Observation)>, 
             }
             // The lane says why it has not launched, and the launch is retried.
             (Step::Launch { .. } | Step::Adopt { .. }, Some(Observation::HeldUp { reason, cause })) => Some(Plan {
-                status: launch_blocked(&lane_view, reason, &cause, now),
+                status: launch_held_up(&lane_view, reason, &cause, now),
                 stop: None,
                 events: Vec::new(),
                 follow: None,
@@ -292,7 +292,7 @@ pub fn held_up(
     if !steps.launches() {
         return None;
     }
-    Some(launch_blocked(view, reason, cause, now)).filter(|status| status != view.status)
+    Some(launch_held_up(view, reason, cause, now)).filter(|status| status != view.status)
 }
 
 fn launched_task(observation: &LaunchObservation) -> Option<TaskSnapshot> {

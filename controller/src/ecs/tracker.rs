@@ -29,14 +29,14 @@ use crate::clock::Clock;
 pub const MAX_BATCH: usize = 100;
 
 /// What the tracker last saw of a task.
-pub type Observation = Result<TaskLookup, EcsError>;
+pub type Look = Result<TaskLookup, EcsError>;
 
 /// The last look at a task and when it was taken (by the controller's clock): a task DescribeTasks did
 /// not know right after its launch may be known a minute later, and only a look taken that late says
 /// it is lost.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Seen {
-    pub observation: Observation,
+    pub look: Look,
     pub at: Timestamp,
 }
 
@@ -49,7 +49,7 @@ struct Entry<K> {
     /// When the task is next described; None while a call is in flight or once it is STOPPED.
     due: Option<Instant>,
     observed_at: Option<Instant>,
-    observation: Option<Box<Seen>>,
+    seen: Option<Box<Seen>>,
     /// The highest ECS version of the task applied: a look (event or answer) at a lower one is older.
     version: Option<i64>,
     /// The highest version ECS itself answered with (DescribeTasks, RunTask, StopTask): an event far
@@ -94,14 +94,14 @@ fn cadence(sweep: Option<Duration>, every: Duration) -> Duration {
 
 impl Seen {
     fn is_stopped(&self) -> bool {
-        matches!(&self.observation, Ok(TaskLookup::Found(task)) if task.is_stopped())
+        matches!(&self.look, Ok(TaskLookup::Found(task)) if task.is_stopped())
     }
 }
 
 /// What became of a task state change event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventOutcome {
-    /// Taken as the task's latest observation.
+    /// Taken as the task's latest look.
     Applied,
     /// Not above the version already applied: a duplicate, or overtaken by a later event or answer.
     Stale,
@@ -215,7 +215,7 @@ where
                 every,
                 due: Some(now),
                 observed_at: None,
-                observation: None,
+                seen: None,
                 version: None,
                 described: None,
             });
@@ -252,11 +252,11 @@ where
     }
 
     /// What the last look at the task found; None when it has not been described yet.
-    pub fn observation(&self, target: &EcsTarget, task_arn: &str) -> Option<Seen> {
-        self.state().tasks.get(target)?.get(task_arn)?.observation.as_deref().cloned()
+    pub fn last_seen(&self, target: &EcsTarget, task_arn: &str) -> Option<Seen> {
+        self.state().tasks.get(target)?.get(task_arn)?.seen.as_deref().cloned()
     }
 
-    /// Takes a snapshot the caller got from ECS itself (RunTask, StopTask) as the latest observation of a
+    /// Takes a snapshot the caller got from ECS itself (RunTask, StopTask) as the latest look of a
     /// followed task. It reports no change: the caller is already acting on it.
     pub fn record(&self, target: &EcsTarget, task: &TaskSnapshot) {
         self.remember(target);
@@ -278,11 +278,11 @@ where
             let at = self.shared.clock.now();
             entry.version = entry.version.max(task.version);
             entry.described = entry.described.max(task.version);
-            entry.observation = Some(Box::new(Seen { observation: Ok(TaskLookup::Found(task.clone())), at }));
+            entry.seen = Some(Box::new(Seen { look: Ok(TaskLookup::Found(task.clone())), at }));
         }
     }
 
-    /// Takes a task state change event from `region` as the task's latest observation, unless a look at
+    /// Takes a task state change event from `region` as the task's latest look, unless a look at
     /// the same or a later version was applied already. A change is reported like a sweep's.
     pub fn apply_event(&self, region: &str, task: TaskSnapshot) -> EventOutcome {
         let Some(version) = task.version else { return EventOutcome::Stale };
@@ -312,9 +312,9 @@ where
                 return confirm(entry, EventOutcome::Untrusted);
             }
             let mut task = task;
-            match entry.observation.as_deref() {
+            match entry.seen.as_deref() {
                 // Events carry no tags: the namespace tag read before still holds.
-                Some(Seen { observation: Ok(TaskLookup::Found(seen)), .. }) => {
+                Some(Seen { look: Ok(TaskLookup::Found(seen)), .. }) => {
                     task.started_for_namespace =
                         task.started_for_namespace.or_else(|| seen.started_for_namespace.clone());
                     task.kept_on_delete |= seen.kept_on_delete;
@@ -328,14 +328,14 @@ where
             let cadence = cadence(events, entry.every);
             entry.observed_at = Some(now);
             // No due time and not stopped: a DescribeTasks call is in flight, and its answer sets the next.
-            let in_flight = entry.due.is_none() && !entry.observation.as_deref().is_some_and(Seen::is_stopped);
+            let in_flight = entry.due.is_none() && !entry.seen.as_deref().is_some_and(Seen::is_stopped);
             if !in_flight || task.is_stopped() {
                 entry.due = (!task.is_stopped()).then_some(now + cadence);
             }
             entry.version = Some(version);
-            let observation = Ok(TaskLookup::Found(task));
-            let changed = entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation);
-            entry.observation = Some(Box::new(Seen { observation, at }));
+            let look = Ok(TaskLookup::Found(task));
+            let changed = entry.seen.as_ref().map(|seen| &seen.look) != Some(&look);
+            entry.seen = Some(Box::new(Seen { look, at }));
             changed.then(|| K::clone(&entry.key))
         };
         if let Some(key) = changed {
@@ -495,7 +495,7 @@ where
                 // Forgotten while the call was in flight.
                 let Some(entry) = group.get_mut(arn.as_str()) else { continue };
                 let cadence = cadence(events, entry.every);
-                let observation: Observation = match &result {
+                let look: Look = match &result {
                     Ok(described) => Ok(described
                         .tasks
                         .iter()
@@ -503,28 +503,28 @@ where
                         .map_or(TaskLookup::Missing, |task| TaskLookup::Found(task.clone()))),
                     Err(error) => Err(error.clone()),
                 };
-                if let Ok(TaskLookup::Found(task)) = &observation
+                if let Ok(TaskLookup::Found(task)) = &look
                     && entry.version.is_some_and(|seen| task.version.is_some_and(|version| version < seen))
                 {
                     // An event applied while the call was in flight saw a later version: it stands.
                     entry.described = entry.described.max(task.version);
-                    let stopped = entry.observation.as_deref().is_some_and(Seen::is_stopped);
+                    let stopped = entry.seen.as_deref().is_some_and(Seen::is_stopped);
                     entry.due = (!stopped).then_some(now + cadence);
                     entry.observed_at = Some(now);
                     continue;
                 }
-                let stopped = matches!(&observation, Ok(TaskLookup::Found(task)) if task.is_stopped());
+                let stopped = matches!(&look, Ok(TaskLookup::Found(task)) if task.is_stopped());
                 entry.due = (!stopped).then_some(now + cadence);
                 entry.observed_at = Some(now);
-                if let Ok(TaskLookup::Found(task)) = &observation {
+                if let Ok(TaskLookup::Found(task)) = &look {
                     entry.version = entry.version.max(task.version);
                     entry.described = entry.described.max(task.version);
                 }
-                if entry.observation.as_ref().map(|seen| &seen.observation) != Some(&observation) {
+                if entry.seen.as_ref().map(|seen| &seen.look) != Some(&look) {
                     changed.push(K::clone(&entry.key));
                 }
                 // Stamped afresh even when nothing changed: it says how recent the look is.
-                entry.observation = Some(Box::new(Seen { observation, at }));
+                entry.seen = Some(Box::new(Seen { look, at }));
             }
         }
         if let Err(error) = &result {

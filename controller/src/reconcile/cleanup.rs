@@ -104,7 +104,7 @@ async fn stop_tasks<E: Ecs>(
     // What the tracker last saw; a task it has not seen yet is sent StopTask, whose answer tells.
     let mut tasks: Vec<TaskSnapshot> = arns
         .iter()
-        .map(|arn| match ctx.tracker.observation(&target, arn).map(|seen| seen.observation) {
+        .map(|arn| match ctx.tracker.last_seen(&target, arn).map(|seen| seen.look) {
             Some(Ok(TaskLookup::Found(task))) => task,
             _ => TaskSnapshot { task_arn: arn.clone(), ..TaskSnapshot::default() },
         })

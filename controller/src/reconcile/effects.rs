@@ -368,14 +368,14 @@ impl<'a, E: Ecs> Shell<'a, E> {
         }
     }
 
-    /// A deletion held up by an error says why in the run's status (see `decide::cleanup_blocked`).
-    pub async fn record_cleanup_blocked(&self, error: &Error) {
+    /// A deletion held up by an error says why in the run's status (see `decide::cleanup_held_up`).
+    pub async fn record_cleanup_held_up(&self, error: &Error) {
         let Some(status) = self.run.status.as_ref() else { return };
         if error.is_routine() || is_not_leader(error) {
             return;
         }
         let Ok(view) = self.view(status) else { return };
-        let said = decide::cleanup_blocked(&view, error.reason(), &error.cause(), self.ctx.settings.clock.now());
+        let said = decide::cleanup_held_up(&view, error.reason(), &error.cause(), self.ctx.settings.clock.now());
         if said != *status
             && let Err(write) = self.write_status(&said).await
         {

@@ -49,7 +49,7 @@ pub(super) async fn observe<E: Ecs>(
         }
         Step::Track { task_arn, .. } => {
             let target = target?;
-            match ctx.tracker.observation(target, task_arn) {
+            match ctx.tracker.last_seen(target, task_arn) {
                 Some(seen) => Ok(Observation::Tracked(track(view, seen, target, ctx).await?)),
                 // Not looked at since this replica started reconciling: the next sweep describes it with
                 // the others (the decision keeps following it), and its answer brings the run back.
@@ -208,7 +208,7 @@ async fn track<E: Ecs>(
     target: &EcsTarget,
     ctx: &Context<E>,
 ) -> Result<TrackObservation, Error> {
-    let task = match seen.observation {
+    let task = match seen.look {
         Ok(TaskLookup::Found(task)) => task,
         Ok(TaskLookup::Missing) => return Ok(TrackObservation::Missing { observed_at: seen.at }),
         Err(error) => return Ok(TrackObservation::Unobservable(error)),

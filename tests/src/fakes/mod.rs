@@ -27,8 +27,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub use ecs::FakeEcs;
 pub use kube_api::FakeApi;
 
-/// A controller's shell with its peers faked, and a clock the test moves.
-pub struct Shell {
+/// The test harness: a controller's shell with its peers faked, and a clock the test moves.
+pub struct Harness {
     pub api: FakeApi,
     pub ecs: Arc<FakeEcs>,
     pub ctx: Arc<Context<FakeEcs>>,
@@ -123,7 +123,7 @@ where
     (reader, writer)
 }
 
-impl Shell {
+impl Harness {
     pub async fn new() -> anyhow::Result<Self> {
         let ecs = Arc::new(FakeEcs::default());
         ecs.set_now(Timestamp::from_second(EPOCH)?);

@@ -61,20 +61,20 @@ fn deleting_a_run_whose_launch_may_be_unrecorded_looks_for_its_task_a_while() {
 #[test]
 fn a_deletion_held_up_by_an_error_says_why_and_a_final_run_keeps_its_result() {
     let run = Run::launched(spec());
-    let blocked = cleanup_blocked(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));
-    assert_eq!(blocked.task.phase, Some(Phase::Stopping));
-    assert_eq!(blocked.task.reason_str(), Some("EcsServerError"));
+    let held_up = cleanup_held_up(&run.view(), "EcsServerError", "ECS StopTask failed", at(5));
+    assert_eq!(held_up.task.phase, Some(Phase::Stopping));
+    assert_eq!(held_up.task.reason_str(), Some("EcsServerError"));
     assert!(
-        blocked.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed")
+        held_up.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet: ECS StopTask failed")
     );
 
     let mut done = Run::launched(with(spec(), |s| s.wait.for_ = WaitFor::Running));
     done.apply(&after_track(&done.view(), found(task("RUNNING")), at(3)));
     assert_eq!(done.status.task.phase, Some(Phase::Succeeded));
-    let blocked = cleanup_blocked(&done.view(), "EcsServerError", "ECS StopTask failed", at(5));
-    assert_eq!(blocked.task.phase, Some(Phase::Succeeded), "the result stands");
-    assert_eq!(blocked.conditions, done.status.conditions);
-    assert!(blocked.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
+    let held_up = cleanup_held_up(&done.view(), "EcsServerError", "ECS StopTask failed", at(5));
+    assert_eq!(held_up.task.phase, Some(Phase::Succeeded), "the result stands");
+    assert_eq!(held_up.conditions, done.status.conditions);
+    assert!(held_up.task.message.as_deref().unwrap_or_default().contains("cannot stop its task yet"));
 }
 
 /// ECS refuses StopTask reasons past 255 characters as a permanent error, and Kubernetes names reach

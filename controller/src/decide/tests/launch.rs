@@ -317,12 +317,12 @@ fn a_rejection_keeps_the_aws_message_in_the_failed_condition() {
 fn a_launch_that_cannot_get_through_says_why_in_status() {
     let mut run = Run::new(spec());
     run.status = launch_intent(&run.view(), 1, "eu-west-1", at(1));
-    let blocked = launch_blocked(&run.view(), "EcsServerError", "ECS RunTask failed (server_error): 500", at(2));
-    assert_eq!(blocked.task.phase, Some(Phase::Pending));
-    assert_eq!(blocked.task.reason_str(), Some("EcsServerError"));
-    assert!(blocked.task.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
-    assert_eq!(blocked.task.attempts, run.status.task.attempts, "the launch intent stands: the next try looks first");
-    run.status = blocked;
+    let held_up = launch_held_up(&run.view(), "EcsServerError", "ECS RunTask failed (server_error): 500", at(2));
+    assert_eq!(held_up.task.phase, Some(Phase::Pending));
+    assert_eq!(held_up.task.reason_str(), Some("EcsServerError"));
+    assert!(held_up.task.message.as_deref().unwrap().contains("RunTask failed (server_error)"));
+    assert_eq!(held_up.task.attempts, run.status.task.attempts, "the launch intent stands: the next try looks first");
+    run.status = held_up;
     assert_eq!(next_step(&run.view(), at(10)), Step::Launch { attempt: 1, may_exist: true });
 }
 

@@ -113,7 +113,7 @@ async fn first_sweep_describes_250_tasks_in_3_calls_and_reports_each_run_once() 
     let sizes: Vec<usize> = h.ecs.calls().iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![100, 100, 50]);
     assert_eq!(h.drain(), (0..250).collect::<Vec<_>>(), "every run hears of its first observation");
-    let seen = h.tracker.observation(&target("c"), &arn(7)).unwrap().observation.unwrap();
+    let seen = h.tracker.last_seen(&target("c"), &arn(7)).unwrap().look.unwrap();
     assert!(matches!(seen, TaskLookup::Found(task) if task.last_status == Some("RUNNING".into())));
 }
 
@@ -158,7 +158,7 @@ async fn forgotten_and_refollowed_tasks() {
     sleep(2).await;
     assert_eq!(h.ecs.calls().last().unwrap(), &vec!["next".to_string()]);
     assert_eq!(h.drain(), vec![1]);
-    assert!(h.tracker.observation(&target("c"), &arn(0)).is_none());
+    assert!(h.tracker.last_seen(&target("c"), &arn(0)).is_none());
 }
 
 /// The indexes share targets and ARNs: whatever a key follows next, exactly that is followed, once.
@@ -175,8 +175,8 @@ async fn a_key_follows_exactly_its_latest_list_in_its_latest_target() {
     assert_eq!(h.tracker.len(), 1);
     h.tracker.follow(&8, &target("d"), std::slice::from_ref(&a), EVERY);
     h.tracker.sweep_now().await;
-    assert!(h.tracker.observation(&target("c"), &b).is_none());
-    assert!(h.tracker.observation(&target("d"), &b).is_some());
+    assert!(h.tracker.last_seen(&target("c"), &b).is_none());
+    assert!(h.tracker.last_seen(&target("d"), &b).is_some());
     h.tracker.forget(&7);
     assert_eq!(h.tracker.len(), 1, "key 8's task stays");
     h.tracker.follow(&8, &target("d"), &[], EVERY);
@@ -193,7 +193,7 @@ async fn errors_reach_the_run_once_and_recovery_wakes_it_again() {
     sleep(31).await;
     assert_eq!(h.drain(), vec![0, 1, 2]);
     assert!(
-        matches!(h.tracker.observation(&target("c"), &arn(0)).map(|seen| seen.observation), Some(Err(e)) if e.kind == EcsErrorKind::Server)
+        matches!(h.tracker.last_seen(&target("c"), &arn(0)).map(|seen| seen.look), Some(Err(e)) if e.kind == EcsErrorKind::Server)
     );
     sleep(30).await;
     assert_eq!(h.drain(), Vec::<usize>::new(), "the same error again is no news");
@@ -246,10 +246,7 @@ async fn a_recorded_snapshot_is_the_latest_observation_without_a_call() {
     h.tracker.record(&target("c"), &stopping);
     sleep(2).await;
     assert!(h.ecs.calls().is_empty(), "nothing due until an interval after the snapshot");
-    assert_eq!(
-        h.tracker.observation(&target("c"), &arn(9)).map(|seen| seen.observation),
-        Some(Ok(TaskLookup::Found(stopping)))
-    );
+    assert_eq!(h.tracker.last_seen(&target("c"), &arn(9)).map(|seen| seen.look), Some(Ok(TaskLookup::Found(stopping))));
     assert_eq!(h.drain(), Vec::<usize>::new());
     // A shorter interval (deletion waiting for STOPPED) takes effect at once.
     h.tracker.follow(&9, &target("c"), &[arn(9)], Duration::from_secs(5));
@@ -271,7 +268,7 @@ fn event(i: usize, last_status: &str, version: i64) -> TaskSnapshot {
 }
 
 fn status_of(h: &Harness, i: usize) -> Option<String> {
-    match h.tracker.observation(&target("c"), &arn(i))?.observation {
+    match h.tracker.last_seen(&target("c"), &arn(i))?.look {
         Ok(TaskLookup::Found(task)) => task.last_status_str().map(str::to_owned),
         _ => None,
     }
@@ -339,7 +336,7 @@ async fn an_event_of_a_task_not_described_yet_waits_for_its_description() {
     // An adopted task: whose it is (its namespace tag) only DescribeTasks says; events carry no tags.
     h.tracker.follow(&0, &target("c"), &[arn(0)], EVERY);
     assert_eq!(h.tracker.apply_event("eu-west-1", event(0, "RUNNING", 2)), EventOutcome::Undescribed);
-    assert_eq!(h.tracker.observation(&target("c"), &arn(0)), None, "not taken as the task's look");
+    assert_eq!(h.tracker.last_seen(&target("c"), &arn(0)), None, "not taken as the task's look");
     assert!(h.drain().is_empty());
     sleep(2).await;
     assert_eq!(h.ecs.calls().len(), 1, "described at the next tick");
@@ -362,10 +359,7 @@ async fn a_stop_answer_older_than_the_applied_event_does_not_undo_it() {
     // An answer as new or newer is taken.
     let newer = TaskSnapshot { desired_status: Some("STOPPED".into()), ..event(0, "STOPPED", 8) };
     h.tracker.record(&target("c"), &newer);
-    assert_eq!(
-        h.tracker.observation(&target("c"), &arn(0)).map(|seen| seen.observation),
-        Some(Ok(TaskLookup::Found(newer)))
-    );
+    assert_eq!(h.tracker.last_seen(&target("c"), &arn(0)).map(|seen| seen.look), Some(Ok(TaskLookup::Found(newer))));
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,7 +37,7 @@ impl EventQueue for Arc<ScriptedQueue> {
     }
 
     async fn delete(&self, messages: &[Message]) -> Result<usize, QueueError> {
-        let applied = match self.tracker.observation(&target(), ARN).map(|seen| seen.observation) {
+        let applied = match self.tracker.last_seen(&target(), ARN).map(|seen| seen.look) {
             Some(Ok(TaskLookup::Found(task))) => task.last_status_str().map(str::to_owned),
             _ => None,
         };
@@ -156,7 +156,7 @@ async fn a_message_alone_never_ends_a_run() {
     let (round, _) = consumer.round().await;
     assert_eq!((round.forged, round.confirming, round.untrusted, round.applied), (3, 1, 1, 0), "{round:?}");
     assert_eq!(metrics.task_events.with_label_values(&["forged"]).get(), 3);
-    let seen = consumer.tracker.observation(&target(), ARN).map(|seen| seen.observation);
+    let seen = consumer.tracker.last_seen(&target(), ARN).map(|seen| seen.look);
     let last_status = match seen {
         Some(Ok(TaskLookup::Found(task))) => task.last_status,
         other => panic!("the launch's look stands: {other:?}"),
