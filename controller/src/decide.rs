@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{
-    Attempt, EcsTaskRunSpec, EcsTaskRunStatus, POLL_INTERVAL_MAX, Phase, RunReason, StopCause, TaskStatus,
-};
-use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsFailure, TaskSnapshot};
+use crate::api::{Attempt, Phase, RunReason, StopCause, TaskStatus};
 
 /// How long a freshly launched task may be unknown to DescribeTasks (ECS is eventually consistent).
 pub const MISSING_GRACE: Duration = Duration::from_secs(120);
@@ -77,117 +74,6 @@ pub mod condition {
     }
 }
 
-/// The run as the decision sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct RunView<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub uid: &'a str,
-    pub generation: Option<i64>,
-    pub created_at: Timestamp,
-    pub spec: &'a EcsTaskRunSpec,
-    pub status: &'a EcsTaskRunStatus,
-    /// The controller's poll interval for runs that do not set one.
-    pub default_poll_interval: Duration,
-    /// The task index this view decides (0 for a run of one task). With `count` > 1, `status` is that
-    /// index's own (see `batch`).
-    pub index: u32,
-    /// The most log lines per failed container the namespace's EcsRunPolicies let it read (None: as
-    /// the spec asks).
-    pub max_tail_lines: Option<u32>,
-    /// The install's identity (`--cluster-id`), tagged on every task it launches.
-    pub cluster_id: Option<&'a str>,
-}
-
-/// What the shell must do before the run can be decided.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// Succeeded or Failed: nothing more to do until the object changes.
-    Idle,
-    /// Waiting out a retry backoff.
-    Wait(Duration),
-    /// Launch attempt `attempt`. `may_exist`: its intent was recorded earlier, so RunTask may already
-    /// have been sent: look for a task this run started (ListTasks by startedBy) before launching.
-    /// Otherwise the shell records the intent (`launch_intent`) before sending RunTask.
-    Launch { attempt: i32, may_exist: bool },
-    /// Look at the current task as last seen, and keep following it every `every`.
-    Track { task_arn: String, every: Duration },
-    /// The deadline passed while attempt `attempt`'s RunTask may have gone out unrecorded: look for its
-    /// task (ListTasks by startedBy) and hand what was found to `after_find`. Never launch.
-    Find { attempt: i32 },
-    /// Decided without observing anything (e.g. the deadline passed while no task runs).
-    Conclude(Plan),
-    /// Describe the task the run follows without having started it (`spec.taskArn`) and hand what was
-    /// found to `after_adopt`.
-    Adopt { task_arn: String },
-}
-
-/// What launching produced.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LaunchObservation {
-    /// A task this run started earlier (found by startedBy, or returned by a clientToken conflict).
-    Adopted(TaskSnapshot),
-    /// RunTask started a task.
-    Started(TaskSnapshot),
-    /// RunTask started nothing and said why.
-    Failures(Vec<EcsFailure>),
-    /// ECS rejected the request for good (unknown cluster or task definition, invalid parameter, access denied).
-    Rejected(EcsError),
-    /// No EcsRunPolicy of the namespace allows the launch (the message says which rule); nothing was sent.
-    Denied(String),
-}
-
-/// What following the task produced.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TrackObservation {
-    /// The task as ECS reports it, with the task definition's containers once it has stopped (to tell
-    /// essential containers from sidecars).
-    Found { task: TaskSnapshot, containers: Option<Vec<ContainerDefinitionInfo>> },
-    /// DescribeTasks did not know the task when it was looked at, at `observed_at` (the tracker's look
-    /// may be older than the reconcile reading it).
-    Missing { observed_at: Timestamp },
-    /// The task could not be described (ECS unreachable, throttled, access denied after an IAM change, ...).
-    /// The task may well be alive: the run goes on following it and says why it cannot.
-    Unobservable(EcsError),
-}
-
-/// The decision: the status to write and the effects to carry out.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
-    pub status: EcsTaskRunStatus,
-    pub stop: Option<StopTask>,
-    pub events: Vec<Event>,
-    /// The task to keep following; a change ECS reports about it brings the run back. None: follow nothing.
-    pub follow: Option<Follow>,
-    /// When to look at the run again whatever ECS reports (a deadline, a retry backoff); None: only on
-    /// a change.
-    pub requeue: Option<Duration>,
-    /// Failed containers whose last lines go into the status and the Event (`logs::attach`) before the
-    /// status is written.
-    pub logs: Vec<LogRead>,
-}
-
-/// Follow `task_arn`, describing it every `every`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Follow {
-    pub task_arn: String,
-    pub every: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StopTask {
-    pub task_arn: String,
-    pub reason: String,
-}
-
-/// A Kubernetes Event to publish about the object decided (a run, or a schedule).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
-
 /// ECS identity of a run of one task: startedBy (for ListTasks), the per-attempt clientToken (RunTask
 /// idempotency). A run of several tasks gives each index its own (`RunView::started_by`).
 pub fn started_by(uid: &str) -> String {
@@ -201,98 +87,6 @@ pub fn client_token(uid: &str, attempt: i32) -> String {
 /// startedBy of task index `index` of a run of several tasks: ListTasks finds one index's tasks.
 pub fn indexed_started_by(uid: &str, index: u32) -> String {
     format!("ecsrun/{uid}/{index}")
-}
-
-impl RunView<'_> {
-    /// Whether the run has several tasks (its status keeps them in `tasks`).
-    fn indexed(&self) -> bool {
-        self.spec.count > 1
-    }
-
-    /// startedBy of this view's tasks.
-    pub fn started_by(&self) -> String {
-        if self.indexed() { indexed_started_by(self.uid, self.index) } else { started_by(self.uid) }
-    }
-
-    /// RunTask's clientToken for `attempt` of this view's index (at most 64 characters: a uid is 36).
-    pub fn client_token(&self, attempt: i32) -> String {
-        if self.indexed() { format!("{}-{}-{attempt}", self.uid, self.index) } else { client_token(self.uid, attempt) }
-    }
-
-    /// Log lines read per failed container: what the spec asks, within the policies' cap.
-    pub fn tail_lines(&self) -> u32 {
-        let asked = self.spec.logs.tail_lines.max(0) as u32;
-        self.max_tail_lines.map_or(asked, |most| asked.min(most))
-    }
-
-    pub fn poll_interval(&self) -> Duration {
-        let every = self.spec.wait.poll_interval.as_ref().and_then(|every| every.get().ok());
-        every.unwrap_or(self.default_poll_interval).min(POLL_INTERVAL_MAX)
-    }
-
-    /// A duration of the spec that is not one (admission refuses them; one that got past fails the run).
-    fn invalid_duration(&self) -> Option<String> {
-        self.spec.durations().find_map(|(path, value)| Some(format!("{path}: {}", value.get().err()?)))
-    }
-
-    /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
-    fn resuming(&self) -> bool {
-        !self.spec.suspend && self.status.task.reason_is(RunReason::Suspended)
-    }
-
-    /// Where the timeout counts from: the creation, or the last resume (a Job's suspend restarts it).
-    fn timeout_from(&self, now: Timestamp) -> Timestamp {
-        if self.resuming() {
-            return now;
-        }
-        self.status.resumed_at.as_ref().map_or(self.created_at, |resumed| resumed.0.max(self.created_at))
-    }
-
-    /// A timeout that is not a duration is never "no limit": its deadline is where it counts from.
-    fn deadline(&self, now: Timestamp) -> Option<Timestamp> {
-        let timeout = self.spec.wait.timeout.as_ref()?.get().unwrap_or(Duration::ZERO);
-        self.timeout_from(now).checked_add(timeout).ok()
-    }
-
-    fn deadline_passed(&self, now: Timestamp) -> bool {
-        self.deadline(now).is_some_and(|deadline| now >= deadline)
-    }
-
-    /// Time left until the deadline, if there is one.
-    fn until_deadline(&self, now: Timestamp) -> Option<Duration> {
-        self.deadline(now).map(|deadline| duration_between(now, deadline))
-    }
-
-    /// When a task launched at `launched_at` must be RUNNING by (`wait.startTimeout`).
-    fn start_deadline(&self, launched_at: Timestamp) -> Option<Timestamp> {
-        let limit = self.spec.wait.start_timeout.as_ref()?.get().unwrap_or(Duration::ZERO);
-        launched_at.checked_add(limit).ok()
-    }
-
-    /// When a run following a task must look again whatever the tracker reports (it reports changes
-    /// only): at the deadline, or at the start deadline of a task launched at `launched_at` that has not
-    /// started, whichever comes first.
-    fn look_again(&self, now: Timestamp, launched_at: Option<Timestamp>, started: bool) -> Option<Duration> {
-        let start = launched_at.filter(|_| !started).and_then(|at| self.start_deadline(at));
-        let until_start = start.map(|deadline| duration_between(now, deadline));
-        [self.until_deadline(now), until_start].into_iter().flatten().min()
-    }
-
-    /// A run that follows a task started elsewhere (`spec.taskArn`): it never launches one.
-    pub fn adopts(&self) -> bool {
-        self.spec.task_arn.is_some()
-    }
-
-    /// The StopTask reason for a stop of `cause`: the spec's `stopReason`, else ecsrun's own words (`why`),
-    /// followed by the cause's marker.
-    fn stop_reason(&self, cause: StopCause, why: &str) -> String {
-        let text = self
-            .spec
-            .stop_reason
-            .clone()
-            .unwrap_or_else(|| format!("ecsrun: {why} ({}/{})", self.namespace, self.name));
-        marked_stop_reason(&text, cause)
-    }
 }
 
 /// ECS refuses a StopTask whose reason is longer than this, as a permanent error: a deletion would never
@@ -391,6 +185,11 @@ pub fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
 mod follow;
 mod launch;
 mod phase;
+mod plan;
+mod view;
+
+pub use plan::{Event, Follow, LaunchObservation, Plan, Step, StopTask, TrackObservation};
+pub use view::RunView;
 
 pub use follow::after_track;
 use launch::deadline_exceeded;

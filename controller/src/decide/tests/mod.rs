@@ -3,10 +3,12 @@
 use super::judge::first_matching_rule;
 use super::*;
 use crate::api::{
-    ContainerOverride, DeletionPolicy, EcsTaskRunSpec, EnvVar, RetryPolicy, StopCode, SuccessPolicy, TaskOverrides,
-    WaitFor, WaitPolicy,
+    ContainerOverride, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, RetryPolicy, StopCode, SuccessPolicy,
+    TaskOverrides, WaitFor, WaitPolicy,
 };
-use crate::ecs::{ContainerSnapshot, EcsErrorKind, TaskDefinitionInfo};
+use crate::ecs::{
+    ContainerDefinitionInfo, ContainerSnapshot, EcsError, EcsErrorKind, EcsFailure, TaskDefinitionInfo, TaskSnapshot,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::testing::{UID, at};
