@@ -89,19 +89,22 @@ pub fn lane_status(view: &RunView, index: u32) -> EcsTaskRunStatus {
     if view.spec.count > 1 { batch::lane_status(view.status, index) } else { view.status.clone() }
 }
 
-/// One thing the shell does for a run, in the order the decision lists them.
+/// What the shell does before it observes anything (`begin`), in order.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Effect {
+pub enum Opening {
     /// Write the launch intents before any RunTask. A run the answer shows being deleted launches nothing
     /// (its deletion, which sees the intent, looks for the task): the reconcile ends there.
     WriteIntent(EcsTaskRunStatus),
     /// Observe lane `index` as `step` says: launch (after looking for an earlier try's task if it may
     /// exist), look for a task, adopt one, or read what the tracker last saw. Every `Observe` of a
-    /// reconcile runs concurrently, after the effects before them; what they saw goes to `finish`.
-    Observe {
-        index: u32,
-        step: Step,
-    },
+    /// reconcile runs concurrently, after the writes before them; what they saw goes to `finish`.
+    Observe { index: u32, step: Step },
+}
+
+/// One thing the shell does for a run once it has observed (`finish`, `idle`), in the order the decision
+/// lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
     /// Read these failed containers' last lines into the status and Events written after (`attach`).
     ReadLogs(Vec<LogRead>),
     /// Follow exactly these tasks, each described every its interval; none: forget the run's tasks.
@@ -137,7 +140,7 @@ pub enum ComeBack {
 
 /// The effects before anything is observed: the launch intents (unless the policies refuse the launch,
 /// or no region is known yet), then one `Observe` per acting lane that needs ECS.
-pub fn begin(view: &RunView, steps: &Steps, region: Option<&str>, launch_denied: bool, now: Timestamp) -> Vec<Effect> {
+pub fn begin(view: &RunView, steps: &Steps, region: Option<&str>, launch_denied: bool, now: Timestamp) -> Vec<Opening> {
     let mut effects = Vec::new();
     let sending = steps.sending_run_task();
     if let (Some(region), false, false) = (region, sending.is_empty(), launch_denied) {
@@ -146,14 +149,14 @@ pub fn begin(view: &RunView, steps: &Steps, region: Option<&str>, launch_denied:
         } else {
             launch_intent(view, sending[0].1, region, now)
         };
-        effects.push(Effect::WriteIntent(intent));
+        effects.push(Opening::WriteIntent(intent));
     }
     effects.extend(
         steps
             .acting
             .iter()
             .filter(|(_, step)| !matches!(step, Step::Conclude(_)))
-            .map(|(index, step)| Effect::Observe { index: *index, step: step.clone() }),
+            .map(|(index, step)| Opening::Observe { index: *index, step: step.clone() }),
     );
     effects
 }

@@ -18,7 +18,7 @@ use super::observe::{observe, policy_gate};
 use super::slots;
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
 use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
-use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Steps};
+use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Opening, Steps};
 use crate::decide::{self, RunView};
 use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
 
@@ -84,7 +84,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
         let mut observing = Vec::new();
         for effect in decision::begin(&view, &steps, region, denied.is_some(), now) {
             match effect {
-                Effect::WriteIntent(intent) => {
+                Opening::WriteIntent(intent) => {
                     // Recorded before any RunTask: a restart that finds it looks for the task first.
                     let object = self.write_status(&intent).await?;
                     written = intent;
@@ -96,8 +96,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
                         return Ok(Action::requeue(decision::STOP_RECHECK));
                     }
                 }
-                Effect::Observe { index, step } => observing.push((index, step)),
-                other => warn!(?other, "an effect the decision does not list before observing"),
+                Opening::Observe { index, step } => observing.push((index, step)),
             }
         }
         let view = self.view(&written)?;
@@ -211,9 +210,6 @@ impl<'a, E: Ecs> Shell<'a, E> {
                     } else {
                         Action::requeue(with_jitter(decision::SLOT_RECHECK, self.namespace, &name))
                     };
-                }
-                Effect::WriteIntent(_) | Effect::Observe { .. } => {
-                    warn!(?effect, "an effect the decision does not list after observing")
                 }
             }
         }

@@ -25,15 +25,15 @@ fn task(arn: &str, last_status: &str) -> TaskSnapshot {
     }
 }
 
-fn position(effects: &[Effect], wanted: impl Fn(&Effect) -> bool) -> usize {
+fn position<T: std::fmt::Debug>(effects: &[T], wanted: impl Fn(&T) -> bool) -> usize {
     effects.iter().position(wanted).unwrap_or_else(|| panic!("not among the effects: {effects:#?}"))
 }
 
 /// Runs `begin` and, as the shell does, writes the intent before observing.
-fn begin_on(spec: &EcsTaskRunSpec, status: &mut EcsTaskRunStatus, now: i64) -> (Steps, Vec<Effect>) {
+fn begin_on(spec: &EcsTaskRunSpec, status: &mut EcsTaskRunStatus, now: i64) -> (Steps, Vec<Opening>) {
     let steps = steps(&view(spec, status), at(now));
     let effects = begin(&view(spec, status), &steps, Some("eu-west-1"), false, at(now));
-    if let Some(Effect::WriteIntent(intent)) = effects.first() {
+    if let Some(Opening::WriteIntent(intent)) = effects.first() {
         *status = intent.clone();
     }
     (steps, effects)
@@ -47,14 +47,14 @@ fn the_launch_intent_is_written_before_any_run_task() {
         let launches: Vec<usize> = effects
             .iter()
             .enumerate()
-            .filter(|(_, effect)| matches!(effect, Effect::Observe { step: Step::Launch { .. }, .. }))
+            .filter(|(_, effect)| matches!(effect, Opening::Observe { step: Step::Launch { .. }, .. }))
             .map(|(at, _)| at)
             .collect();
         assert_eq!(launches.len(), spec.max_parallel().min(spec.count as usize), "{effects:#?}");
-        let intent = position(&effects, |effect| matches!(effect, Effect::WriteIntent(_)));
+        let intent = position(&effects, |effect| matches!(effect, Opening::WriteIntent(_)));
         assert!(launches.iter().all(|launch| intent < *launch), "intent after a launch: {effects:#?}");
         // The intent records every launching lane's attempt, without a task yet.
-        let Effect::WriteIntent(intent) = &effects[intent] else { unreachable!() };
+        let Opening::WriteIntent(intent) = &effects[intent] else { unreachable!() };
         for (index, lane) in intent.lanes() {
             let attempt = lane.attempts.last().unwrap_or_else(|| panic!("lane {index} has no attempt"));
             assert_eq!((attempt.task_arn.as_ref(), attempt.outcome.as_ref()), (None, None));
@@ -69,13 +69,13 @@ fn a_launch_the_policies_refuse_records_no_intent_and_each_run_task_is_preceded_
     let status = EcsTaskRunStatus::default();
     let steps = steps(&view(&spec, &status), at(1));
     let effects = begin(&view(&spec, &status), &steps, Some("eu-west-1"), true, at(1));
-    assert!(!effects.iter().any(|effect| matches!(effect, Effect::WriteIntent(_))), "{effects:#?}");
+    assert!(!effects.iter().any(|effect| matches!(effect, Opening::WriteIntent(_))), "{effects:#?}");
     // An intent found recorded (a crash after writing it): the launch looks for its task first, and says
     // when it sends RunTask again, from which a task not listed yet is waited for.
     let mut status = EcsTaskRunStatus::default();
     begin_on(&spec, &mut status, 1);
     let (_, effects) = begin_on(&spec, &mut status, 2);
-    let [Effect::WriteIntent(intent), Effect::Observe { index: 0, step }] = effects.as_slice() else {
+    let [Opening::WriteIntent(intent), Opening::Observe { index: 0, step }] = effects.as_slice() else {
         panic!("{effects:#?}")
     };
     assert_eq!(*step, Step::Launch { attempt: 1, may_exist: true });
