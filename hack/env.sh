@@ -10,7 +10,7 @@ ecsrun_checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$CARGO_TARGET_DIR"
 if [ "$(cat "$CARGO_TARGET_DIR/.ecsrun-checkout" 2>/dev/null)" != "$ecsrun_checkout" ]; then
   if [ -d "$CARGO_TARGET_DIR/debug" ] || [ -d "$CARGO_TARGET_DIR/release" ]; then
-    (cd "$ecsrun_checkout" && cargo clean --quiet -p ecsrun-api -p ecsrun -p ecsrun-e2e 2>/dev/null || true)
+    (cd "$ecsrun_checkout" && cargo clean --quiet -p ecsrun-api -p ecsrun -p ecsrun-testbed 2>/dev/null || true)
   fi
   echo "$ecsrun_checkout" > "$CARGO_TARGET_DIR/.ecsrun-checkout"
 fi

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::wait;
+use ecsrun_testbed::wait;
 
 use crate::{Case, Env, case, fargate_run};
 

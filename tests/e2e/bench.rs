@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use ecsrun::ecs::limit::Ceilings;
-use ecsrun_e2e::bench::{self, Mode, Plan};
-use ecsrun_e2e::proxy::Class;
+use ecsrun_testbed::bench::{self, Mode, Plan};
+use ecsrun_testbed::proxy::Class;
 
 use crate::{Case, Env, case};
 

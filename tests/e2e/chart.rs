@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use ecsrun_e2e::{ControlPlane, Controller, repo_root, wait};
+use ecsrun_testbed::{ControlPlane, Controller, repo_root, wait};
 use kube::api::DeleteParams;
 use kube::config::Kubeconfig;
 use serde::Deserialize as _;
@@ -35,7 +35,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 pub(crate) fn helm() -> anyhow::Result<PathBuf> {
-    ecsrun_e2e::helm_binary()
+    ecsrun_testbed::helm_binary()
 }
 
 /// Runs a command to completion off the async threads; fails with its output unless it succeeds.
@@ -144,7 +144,7 @@ async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
         let manifests = env.work.join(format!("chart-{}.yaml", values.len()));
         std::fs::write(&manifests, &rendered)?;
         let mut apply = kubectl(&env);
-        apply.args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&manifests);
+        apply.args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-testbed", "-f"]).arg(&manifests);
         run(apply).await.with_context(|| format!("values {values:?}"))?;
         controller_accepts_the_rendered_args(&rendered).with_context(|| format!("values {values:?}"))?;
     }
@@ -229,7 +229,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     let manifests = env.work.join("chart-installed.yaml");
     std::fs::write(&manifests, rendered)?;
     let mut apply = kubectl(&env);
-    apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-l", "app.kubernetes.io/name=ecsrun", "-f"]);
+    apply.args(["apply", "--server-side", "--field-manager=ecsrun-testbed", "-l", "app.kubernetes.io/name=ecsrun", "-f"]);
     apply.arg(&manifests);
     run(apply).await?;
 
@@ -290,7 +290,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         }
     });
     kube::Api::<ecsrun::api::EcsRunPolicy>::all(env.client.clone())
-        .patch("e2e-rbac", &kube::api::PatchParams::apply("ecsrun-e2e").force(), &kube::api::Patch::Apply(&policy))
+        .patch("e2e-rbac", &kube::api::PatchParams::apply("ecsrun-testbed").force(), &kube::api::Patch::Apply(&policy))
         .await?;
     let mut controller = Controller::start(
         "controller-service-account",
@@ -325,7 +325,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     let status =
         wait::until(&api, "as-service-account", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
             .await
-            .with_context(|| format!("controller log:\n{}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
+            .with_context(|| format!("controller log:\n{}", ecsrun_testbed::tail(&controller.process.log, 20)))?;
     ensure!(status.task.task_arn.is_some(), "no taskArn");
     api.delete("as-service-account", &DeleteParams::default()).await?;
     wait::gone(&api, "as-service-account", Duration::from_secs(30)).await?;
@@ -333,7 +333,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(
         !log.contains("forbidden"),
         "the controller hit RBAC denials:\n{}",
-        ecsrun_e2e::tail(&controller.process.log, 20)
+        ecsrun_testbed::tail(&controller.process.log, 20)
     );
     Ok(())
 }
@@ -405,10 +405,10 @@ async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
         ["rbac.authorization.k8s.io/aggregate-to-edit=true", "rbac.authorization.k8s.io/aggregate-to-view=true"]
     {
         let mut apply = kubectl(&env);
-        apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-l", selector, "-f"]).arg(&manifests);
+        apply.args(["apply", "--server-side", "--field-manager=ecsrun-testbed", "-l", selector, "-f"]).arg(&manifests);
         run(apply).await?;
     }
-    ecsrun_e2e::ensure_namespace(&env.client, TENANT).await?;
+    ecsrun_testbed::ensure_namespace(&env.client, TENANT).await?;
     for (user, role) in [("alice", "edit"), ("bob", "view")] {
         let binding = serde_json::json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -421,7 +421,7 @@ async fn aggregated_roles(env: Arc<Env>) -> anyhow::Result<()> {
         bindings
             .patch(
                 &format!("{user}-{role}"),
-                &kube::api::PatchParams::apply("ecsrun-e2e"),
+                &kube::api::PatchParams::apply("ecsrun-testbed"),
                 &kube::api::Patch::Apply(&binding),
             )
             .await?;

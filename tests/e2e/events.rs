@@ -20,7 +20,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 async fn two_notes_of_one_reason(env: Arc<Env>) -> anyhow::Result<()> {
-    ecsrun_e2e::ensure_namespace(&env.client, NAMESPACE).await?;
+    ecsrun_testbed::ensure_namespace(&env.client, NAMESPACE).await?;
     // Any object will do; one nothing else writes Events about.
     let objects: Api<ConfigMap> = Api::namespaced(env.client.clone(), NAMESPACE);
     let mut object = ConfigMap::default();
@@ -29,7 +29,7 @@ async fn two_notes_of_one_reason(env: Arc<Env>) -> anyhow::Result<()> {
     let regarding = object.object_ref(&());
     let publisher = Publisher::new(
         env.client.clone(),
-        Reporter { controller: "ecsrun-e2e".into(), instance: Some("e2e".into()) },
+        Reporter { controller: "ecsrun-testbed".into(), instance: Some("e2e".into()) },
         ecsrun::clock::Clock::default(),
     );
     let first = "attempt 1 failed: container app exited 3; attempt 2 in 10s";

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::WaitFor;
-use ecsrun_e2e::{repo_root, wait};
+use ecsrun_testbed::{repo_root, wait};
 use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -203,7 +203,7 @@ async fn schedule_example(env: &crate::Env, text: &str) -> anyhow::Result<()> {
     schedule.metadata.namespace = Some(NAMESPACE.into());
     let name = schedule.name_any();
     let api: Api<EcsTaskSchedule> = Api::namespaced(env.client.clone(), NAMESPACE);
-    api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&schedule)).await?;
+    api.patch(&name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&schedule)).await?;
     let slots = ecsrun::api::cron::Slots::new(&schedule.spec.schedule, schedule.spec.time_zone.as_deref())?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

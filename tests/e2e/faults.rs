@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::wait;
+use ecsrun_testbed::wait;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 use crate::{Case, Env, app_env, case, fargate_run};
-use ecsrun_e2e::ControllerOptions;
-use ecsrun_e2e::faults::{self, Plan};
-use ecsrun_e2e::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
-use ecsrun_e2e::{ControlPlane, Controller, controller_binary, ensure_namespace, install_crds};
+use ecsrun_testbed::ControllerOptions;
+use ecsrun_testbed::faults::{self, Plan};
+use ecsrun_testbed::proxy::{EcsProxy, Fault, Faults, ecs_buckets};
+use ecsrun_testbed::{ControlPlane, Controller, controller_binary, ensure_namespace, install_crds};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -74,7 +74,7 @@ async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
         "stringData": {"AWS_ACCESS_KEY_ID": "tenant", "AWS_SECRET_ACCESS_KEY": "tenant-secret"},
     });
-    secrets.patch("aws", &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&secret)).await?;
+    secrets.patch("aws", &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&secret)).await?;
     let mut controller = env.controller("controller-faults-namespace", &[NAMESPACE])?;
     controller.ready().await?;
 
@@ -101,7 +101,7 @@ async fn namespace_deletion(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(
             std::time::Instant::now() < deadline,
             "namespace {NAMESPACE} still deleting after 90s; runs left: {left:?}; controller log:\n{}",
-            ecsrun_e2e::tail(&controller.process.log, 20)
+            ecsrun_testbed::tail(&controller.process.log, 20)
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -139,7 +139,7 @@ async fn apiserver_restart(env: Arc<Env>) -> anyhow::Result<()> {
         let run = env.manifest(&yaml);
         async move {
             let run = run?;
-            Ok::<_, anyhow::Error>(api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&run)).await?)
+            Ok::<_, anyhow::Error>(api.patch(&name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&run)).await?)
         }
     };
     let mut uids = Vec::new();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::repo_root;
+use ecsrun_testbed::repo_root;
 use futures::StreamExt as _;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::link::Link;
-use ecsrun_e2e::{Controller, wait};
+use ecsrun_testbed::link::Link;
+use ecsrun_testbed::{Controller, wait};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
 use kube::api::Api;

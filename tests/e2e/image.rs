@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use ecsrun_e2e::{Controller, ensure_namespace, repo_root, wait};
+use ecsrun_testbed::{Controller, ensure_namespace, repo_root, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
@@ -91,7 +91,7 @@ fn security_flags(pod: &PodSpec, container: &Container) -> anyhow::Result<Vec<St
 /// podman with the configuration hack/podman-env writes (runc, cgroupfs).
 pub(crate) fn podman_command() -> Command {
     let mut command = Command::new("podman");
-    command.env("CONTAINERS_CONF", ecsrun_e2e::cache_dir().join("podman/containers.conf"));
+    command.env("CONTAINERS_CONF", ecsrun_testbed::cache_dir().join("podman/containers.conf"));
     command
 }
 
@@ -167,8 +167,8 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
     ensure_namespace(&env.client, NAMESPACE).await?;
     ensure_namespace(&env.client, RELEASE_NAMESPACE).await?;
     let pod = chart_pod(&env).await?;
-    let port = ecsrun_e2e::free_port()?;
-    let name = format!("ecsrun-e2e-{}", std::process::id());
+    let port = ecsrun_testbed::free_port()?;
+    let name = format!("ecsrun-testbed-{}", std::process::id());
     let released = Released { pod: &pod, release: RELEASE, namespace: RELEASE_NAMESPACE };
     let podman = released.podman_run(&name, &image, &env.kubeconfig, &work, port)?;
     let mut controller = Controller::spawn_command("image-controller", podman, &work, port)?;
@@ -179,7 +179,7 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
         let status =
             wait::until(&api, "from-the-image", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
                 .await
-                .with_context(|| format!("container log:\n{}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
+                .with_context(|| format!("container log:\n{}", ecsrun_testbed::tail(&controller.process.log, 20)))?;
         ensure!(status.task.task_arn.is_some(), "Succeeded without a task");
         api.delete("from-the-image", &Default::default()).await?;
         wait::gone(&api, "from-the-image", Duration::from_secs(30)).await?;

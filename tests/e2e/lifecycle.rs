@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::wait;
+use ecsrun_testbed::wait;
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 
@@ -254,7 +254,7 @@ async fn suspend_and_resume(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(suspended.status == "True", "{suspended:?}");
     let object = serde_json::to_value(api.get(name).await?)?;
     let argo = crate::gitops::judge(
-        &["argo", &ecsrun_e2e::repo_root().join(crate::gitops::ARGOCD_HEALTH).to_string_lossy()],
+        &["argo", &ecsrun_testbed::repo_root().join(crate::gitops::ARGOCD_HEALTH).to_string_lossy()],
         std::slice::from_ref(&object),
     )
     .await?;

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, install_finalizer_policy, repo_root};
+use ecsrun_testbed::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, install_finalizer_policy, repo_root};
 use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -61,13 +61,13 @@ impl Env {
     }
 
     /// What the fleet benchmark and the fault suite need, with the controller binary Cargo built.
-    pub fn peers(&self) -> anyhow::Result<ecsrun_e2e::bench::Peers<'_>> {
-        Ok(ecsrun_e2e::bench::Peers {
+    pub fn peers(&self) -> anyhow::Result<ecsrun_testbed::bench::Peers<'_>> {
+        Ok(ecsrun_testbed::bench::Peers {
             client: self.client.clone(),
             kubeconfig: &self.kubeconfig,
             moto: &self.moto,
             work: &self.work,
-            binary: ecsrun_e2e::controller_binary()?,
+            binary: ecsrun_testbed::controller_binary()?,
             apiserver_pid: None,
         })
     }
@@ -101,7 +101,7 @@ impl Env {
         let name = run.metadata.name.as_deref().context("manifest without a name")?;
         let mut run = run.clone();
         run.metadata.namespace = Some(namespace.into());
-        Ok(self.runs(namespace).patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&run)).await?)
+        Ok(self.runs(namespace).patch(name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&run)).await?)
     }
 
     /// Every task ECS (moto) knows that the run with `uid` started, running or stopped.
@@ -249,7 +249,7 @@ fn main() {
         eprintln!("e2e: logs of this run are in {}", env.work.display());
         eprintln!(
             "e2e: last lines of the shared controller:\n{}",
-            ecsrun_e2e::tail(&shared_controller.process.log, 40)
+            ecsrun_testbed::tail(&shared_controller.process.log, 40)
         );
     }
     // exit() skips destructors: stop the controller, moto and the control plane first.

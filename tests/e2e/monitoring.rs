@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::repo_root;
+use ecsrun_testbed::repo_root;
 
 use crate::chart::{IMAGE, helm, run};
 use crate::{Case, Env, case};

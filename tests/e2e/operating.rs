@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::wait;
+use ecsrun_testbed::wait;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -167,10 +167,10 @@ const ORPHANS_NAMESPACE: &str = "e2e-orphans";
 /// running with no run to stop it; the leader's sweep finds it (startedBy `ecsrun/<uid>`, no run with that
 /// uid) and stops it, and counts it in `ecsrun_orphans_stopped_total`.
 async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyhow::Result<()> {
-    ecsrun_e2e::ensure_namespace(&env.client, ORPHANS_NAMESPACE).await?;
+    ecsrun_testbed::ensure_namespace(&env.client, ORPHANS_NAMESPACE).await?;
     // One controller launches the task and is stopped; a running one would put its finalizer back
     // between the operator's two requests below and see the deletion through itself.
-    let mut launcher = ecsrun_e2e::Controller::start(
+    let mut launcher = ecsrun_testbed::Controller::start(
         "controller-orphans-launcher",
         &env.work,
         &env.kubeconfig,
@@ -187,7 +187,7 @@ async fn the_orphan_sweep_stops_a_task_whose_run_is_gone(env: Arc<Env>) -> anyho
     runs.patch("abandoned", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&unfinalized)).await?;
     runs.delete("abandoned", &Default::default()).await?;
     wait::gone(&runs, "abandoned", Duration::from_secs(30)).await?;
-    let mut controller = ecsrun_e2e::Controller::start(
+    let mut controller = ecsrun_testbed::Controller::start(
         "controller-orphans",
         &env.work,
         &env.kubeconfig,

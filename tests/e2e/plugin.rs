@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::{EcsTaskRun, Phase};
-use ecsrun_e2e::{wait, workspace_binary};
+use ecsrun_testbed::{wait, workspace_binary};
 
 use crate::{Case, Env, case, fargate_run};
 

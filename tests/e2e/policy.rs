@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use ecsrun::api::EcsRunPolicy;
-use ecsrun_e2e::{Controller, repo_root, wait};
+use ecsrun_testbed::{Controller, repo_root, wait};
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -48,7 +48,7 @@ pub fn cases() -> Vec<Case> {
 async fn labelled_namespace(env: &Env, name: &str, labels: Value) -> anyhow::Result<()> {
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
     Api::<Namespace>::all(env.client.clone())
-        .patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&namespace))
+        .patch(name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&namespace))
         .await?;
     Ok(())
 }
@@ -57,7 +57,7 @@ async fn apply_policy(env: &Env, name: &str, spec: Value) -> anyhow::Result<()> 
     let policy =
         json!({"apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsRunPolicy", "metadata": {"name": name}, "spec": spec});
     Api::<EcsRunPolicy>::all(env.client.clone())
-        .patch(name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&policy))
+        .patch(name, &PatchParams::apply("ecsrun-testbed").force(), &Patch::Apply(&policy))
         .await?;
     Ok(())
 }
@@ -80,7 +80,7 @@ async fn install_admission(env: &Env, release: &str, mode: &str, label: &str) ->
     let path = env.work.join(format!("admission-{release}.yaml"));
     std::fs::write(&path, rendered)?;
     let mut apply = kubectl(env);
-    apply.args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-f"]).arg(&path);
+    apply.args(["apply", "--server-side", "--field-manager=ecsrun-testbed", "-f"]).arg(&path);
     run(apply).await?;
     Ok(())
 }
@@ -474,7 +474,7 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
             wait::has_condition("Succeeded"),
         )
         .await
-        .with_context(|| format!("{namespace}: {}", ecsrun_e2e::tail(&controller.process.log, 20)))?;
+        .with_context(|| format!("{namespace}: {}", ecsrun_testbed::tail(&controller.process.log, 20)))?;
     }
     let cluster_id = Api::<Namespace>::all(env.client.clone()).get("kube-system").await?.uid().context("no uid")?;
     let sessions = assumed_roles(&env).await?;
@@ -537,7 +537,7 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
         wait::has_condition("Succeeded"),
     )
     .await
-    .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+    .with_context(|| ecsrun_testbed::tail(&controller.process.log, 20))?;
     let revision = registered.task.task_definition_arn.clone().context("the template run's revision")?;
     let bare = union.replace("name: union\n", "name: after-template\n");
     env.create(TEAM_B, &env.manifest(&bare)?).await?;
@@ -558,7 +558,7 @@ async fn teams(env: Arc<Env>) -> anyhow::Result<()> {
     env.create(TEAM_B, &env.manifest(&union)?).await?;
     wait::until(&env.runs(TEAM_B), "union", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded"))
         .await
-        .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+        .with_context(|| ecsrun_testbed::tail(&controller.process.log, 20))?;
 
     // Without the admission binding, the controller refuses on its own: no RunTask is sent.
     Api::<ValidatingAdmissionPolicyBinding>::all(env.client.clone())
@@ -659,7 +659,7 @@ async fn audit(env: Arc<Env>) -> anyhow::Result<()> {
         wait::has_condition("Succeeded"),
     )
     .await
-    .with_context(|| ecsrun_e2e::tail(&controller.process.log, 20))?;
+    .with_context(|| ecsrun_testbed::tail(&controller.process.log, 20))?;
     let events = crate::examples::events_of(&env.client, AUDITED, "violating").await?;
     ensure!(events.iter().any(|reason| reason == "PolicyViolation"), "events: {events:?}");
     ensure!(controller.metric("ecsrun_policy_violations_total{mode=\"audit\",rule=\"cluster\"}").await? >= 1.0);

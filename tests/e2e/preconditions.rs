@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::EcsTaskRun;
-use ecsrun_e2e::fakes::FakeApi;
+use ecsrun_testbed::fakes::FakeApi;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -52,7 +52,7 @@ async fn answers(client: Client, run: &EcsTaskRun) -> anyhow::Result<(u16, u16, 
 }
 
 async fn stale_writes_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
-    ecsrun_e2e::ensure_namespace(&env.client, NAMESPACE).await?;
+    ecsrun_testbed::ensure_namespace(&env.client, NAMESPACE).await?;
     // Stopped and orphaned: nothing launches or stops a task for it, whoever reconciles it.
     let spec = serde_json::from_value(json!({
         "cluster": "e2e", "taskDefinition": "job", "stop": true, "deletionPolicy": "Orphan",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::wait;
+use ecsrun_testbed::wait;
 use kube::api::DeleteParams;
 
 use crate::{Case, Env, case, fargate_run};
@@ -36,9 +36,9 @@ async fn pinned_region(env: Arc<Env>) -> anyhow::Result<()> {
     first.process.kill();
 
     // The same controller, now defaulting to a region where this cluster does not exist.
-    let mut second = ecsrun_e2e::Controller::spawn(
-        ecsrun_e2e::ControllerOptions {
-            binary: ecsrun_e2e::controller_binary()?,
+    let mut second = ecsrun_testbed::Controller::spawn(
+        ecsrun_testbed::ControllerOptions {
+            binary: ecsrun_testbed::controller_binary()?,
             name: "controller-retarget-2",
             ecs_endpoint: &env.moto.endpoint,
             sts_endpoint: &env.moto.endpoint,

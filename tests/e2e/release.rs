@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use ecsrun_e2e::registry::Registry;
-use ecsrun_e2e::{ControlPlane, Controller, repo_root, setup_binary};
+use ecsrun_testbed::registry::Registry;
+use ecsrun_testbed::{ControlPlane, Controller, repo_root, setup_binary};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::chart::{RELEASE, RELEASE_NAMESPACE, helm, readme_install_command, run, token_kubeconfig};
@@ -143,7 +143,7 @@ async fn helm_install_from_the_registry(work: &Path, registry: &Registry, image:
     run(pull).await.context("pulling the published image")?;
     let kubeconfig =
         token_kubeconfig(&control_plane.kubeconfig, RELEASE, RELEASE_NAMESPACE, work.join("sa.kubeconfig")).await?;
-    let port = ecsrun_e2e::free_port()?;
+    let port = ecsrun_testbed::free_port()?;
     let name = format!("ecsrun-release-{}", std::process::id());
     let released = Released { pod: &pod, release: RELEASE, namespace: RELEASE_NAMESPACE };
     let podman = released.podman_run(&name, image, &kubeconfig, work, port)?;
@@ -156,11 +156,11 @@ async fn helm_install_from_the_registry(work: &Path, registry: &Registry, image:
             ensure!(
                 std::time::Instant::now() < deadline,
                 "the only replica did not lead and sync its caches in 30 s:\n{}",
-                ecsrun_e2e::tail(&controller.process.log, 20)
+                ecsrun_testbed::tail(&controller.process.log, 20)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (status, _) = ecsrun_e2e::http_get(&controller.metrics_url.replace("/metrics", "/readyz")).await?;
+        let (status, _) = ecsrun_testbed::http_get(&controller.metrics_url.replace("/metrics", "/readyz")).await?;
         ensure!(status == 200, "/readyz answers {status} after the caches synced");
         exits_on_sigterm(&mut controller).await
     }

@@ -63,7 +63,7 @@ pub async fn apply(env: &Env, namespace: &str, yaml: &str) -> anyhow::Result<Ecs
     schedule.metadata.namespace = Some(namespace.to_owned());
     let name = schedule.name_any();
     let api: Api<EcsTaskSchedule> = Api::namespaced(env.client.clone(), namespace);
-    Ok(api.patch(&name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&schedule)).await?)
+    Ok(api.patch(&name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&schedule)).await?)
 }
 
 pub async fn runs_of(env: &Env, namespace: &str, schedule: &str) -> anyhow::Result<Vec<EcsTaskRun>> {

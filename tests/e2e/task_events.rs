@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use ecsrun::api::{EcsTaskRun, Phase};
-use ecsrun_e2e::{Controller, ControllerOptions, Moto, wait};
+use ecsrun_testbed::{Controller, ControllerOptions, Moto, wait};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -41,7 +41,7 @@ pub fn controller(work: &Path, kubeconfig: &Path, moto: &Moto) -> anyhow::Result
     let queue = moto.fixtures.event_queues.get(QUEUE).context("the launcher made no task events queue")?;
     Controller::spawn(
         ControllerOptions {
-            binary: ecsrun_e2e::controller_binary()?,
+            binary: ecsrun_testbed::controller_binary()?,
             name: "controller-task-events",
             ecs_endpoint: &moto.endpoint,
             sts_endpoint: &moto.endpoint,
@@ -74,7 +74,7 @@ fn run_yaml(name: &str, seconds: u32, exit_code: i32, faults: &str) -> String {
 
 /// The sum of a metric's series whose line starts with `series` on the events controller's /metrics.
 async fn metric(env: &Env, series: &str) -> anyhow::Result<f64> {
-    let (_, page) = ecsrun_e2e::http_get(&env.task_events_metrics).await?;
+    let (_, page) = ecsrun_testbed::http_get(&env.task_events_metrics).await?;
     Ok(page
         .lines()
         .filter(|line| line.starts_with(series))
@@ -155,7 +155,7 @@ async fn missing_queue(env: Arc<Env>) -> anyhow::Result<()> {
     let queue = format!("{}/123456789012/ecsrun-no-such-queue", env.moto.endpoint);
     let mut controller = Controller::spawn(
         ControllerOptions {
-            binary: ecsrun_e2e::controller_binary()?,
+            binary: ecsrun_testbed::controller_binary()?,
             name,
             ecs_endpoint: &env.moto.endpoint,
             sts_endpoint: &env.moto.endpoint,

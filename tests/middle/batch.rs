@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ecsrun::api::{LastStatus, Phase};
-use ecsrun_e2e::fakes::Harness;
+use ecsrun_testbed::fakes::Harness;
 
 use crate::{NS, POLL, launched, phase, spec};
 

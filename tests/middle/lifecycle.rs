@@ -6,7 +6,7 @@ use std::time::Duration;
 use ecsrun::api::{EcsTaskRun, Phase, ScheduleOrigin};
 use ecsrun::schedule;
 use ecsrun::schedule::shell::SLOT_SETTLE;
-use ecsrun_e2e::fakes::{Harness, listed_store, schedule_context};
+use ecsrun_testbed::fakes::{Harness, listed_store, schedule_context};
 
 use crate::{NS, POLL, launched, phase, spec};
 

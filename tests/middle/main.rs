@@ -1,5 +1,5 @@
 //! The middle tier: the controller's real shell (finalizer, effect interpreter, tracker, Events, status
-//! writes) against in-memory fakes of the Kubernetes API and ECS (`ecsrun_e2e::fakes`), in milliseconds.
+//! writes) against in-memory fakes of the Kubernetes API and ECS (`ecsrun_testbed::fakes`), in milliseconds.
 //! Cases whose point is the controller's logic live here; what needs kube-apiserver, moto, helm or the
 //! network stays in the e2e tier.
 
@@ -11,7 +11,7 @@ mod orphans;
 use std::time::Duration;
 
 use ecsrun::api::{EcsTaskRunStatus, Phase};
-use ecsrun_e2e::fakes::Harness;
+use ecsrun_testbed::fakes::Harness;
 
 const NS: &str = "jobs";
 /// The controller's default poll interval in these cases.

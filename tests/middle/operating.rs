@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ecsrun::api::Phase;
 use ecsrun::ecs::{Actor, Ecs, EcsTarget, Identity, LaunchRequest, RunTaskOutcome};
-use ecsrun_e2e::fakes::Harness;
+use ecsrun_testbed::fakes::Harness;
 use http::Method;
 
 use crate::{NS, POLL, launched, phase, spec};

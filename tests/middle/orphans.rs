@@ -6,7 +6,7 @@ use std::time::Duration;
 use ecsrun::api::EcsTaskRun;
 use ecsrun::cached::CachedRun;
 use ecsrun::orphans::{OrphanSweep, Swept, sweep_once};
-use ecsrun_e2e::fakes::Harness;
+use ecsrun_testbed::fakes::Harness;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
 

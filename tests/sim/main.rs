@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ecsrun_e2e::sim::{self, Options, Report, Stats};
+use ecsrun_testbed::sim::{self, Options, Report, Stats};
 
 const DEFAULT_SEEDS: u64 = 2000;
 const DEFAULT_STEPS: u64 = 150;

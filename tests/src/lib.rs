@@ -443,7 +443,7 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
 pub async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    namespaces.patch(name, &PatchParams::apply("ecsrun-e2e"), &Patch::Apply(&body)).await?;
+    namespaces.patch(name, &PatchParams::apply("ecsrun-testbed"), &Patch::Apply(&body)).await?;
     Ok(())
 }
 
@@ -502,7 +502,7 @@ pub async fn install_finalizer_policy(client: &kube::Client, kubeconfig: &Path) 
     ensure!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
     let mut apply = Command::new("kubectl")
         .env("KUBECONFIG", kubeconfig)
-        .args(["apply", "--server-side", "--field-manager=ecsrun-e2e", "-f", "-"])
+        .args(["apply", "--server-side", "--field-manager=ecsrun-testbed", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -538,7 +538,7 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
         let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(file.path())?)
             .with_context(|| format!("{}", file.path().display()))?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
-        api.patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&crd)).await?;
+        api.patch(&name, &PatchParams::apply("ecsrun-testbed").force(), &Patch::Apply(&crd)).await?;
         tokio::time::timeout(
             Duration::from_secs(30),
             await_condition(api.clone(), &name, conditions::is_crd_established()),

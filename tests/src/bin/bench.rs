@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ecsrun_e2e::bench::{self, Mode, Plan, Report};
-use ecsrun_e2e::{LocalStack, repo_root};
+use ecsrun_testbed::bench::{self, Mode, Plan, Report};
+use ecsrun_testbed::{LocalStack, repo_root};
 
 #[derive(Parser, Debug)]
 #[command(about = "The ecsrun fleet benchmark (docs/benchmarks.md)")]
@@ -259,10 +259,10 @@ fn targets(reports: &[Report]) -> String {
         let bound = |c: ecsrun::ecs::limit::Ceiling| u64::from(c.burst.get() + c.per_second.get());
         let within = batched.iter().all(|r| {
             r.detail.peak_calls_per_s.iter().all(|(class, peak)| match class {
-                ecsrun_e2e::proxy::Class::Read => *peak <= bound(ceilings.read),
-                ecsrun_e2e::proxy::Class::Modify => *peak <= bound(ceilings.modify),
-                ecsrun_e2e::proxy::Class::Launch => *peak <= bound(ceilings.launch),
-                ecsrun_e2e::proxy::Class::TaskDefinitionRead => *peak <= bound(ceilings.task_definition_read),
+                ecsrun_testbed::proxy::Class::Read => *peak <= bound(ceilings.read),
+                ecsrun_testbed::proxy::Class::Modify => *peak <= bound(ceilings.modify),
+                ecsrun_testbed::proxy::Class::Launch => *peak <= bound(ceilings.launch),
+                ecsrun_testbed::proxy::Class::TaskDefinitionRead => *peak <= bound(ceilings.task_definition_read),
             })
         });
         let peaks =
@@ -332,7 +332,7 @@ fn targets(reports: &[Report]) -> String {
             format!("{} wrong, {} regressed", r.detail.wrong_statuses, r.detail.regressed_statuses),
             Some(wrong == 0 && r.detail.stopped_runs_seen_final == r.n / 2 + r.n % 2),
         );
-        let sweep = ecsrun_e2e::bench::EVENTS_SWEEP.as_secs_f64();
+        let sweep = ecsrun_testbed::bench::EVENTS_SWEEP.as_secs_f64();
         let caught = r.detail.dropped_caught_max_s;
         row(
             &format!("events, N = {n}: every dropped STOPPED caught within one sweep interval ({sweep:.0} s)"),

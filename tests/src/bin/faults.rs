@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ecsrun_e2e::faults::{self, Plan, Report};
-use ecsrun_e2e::{LocalStack, repo_root};
+use ecsrun_testbed::faults::{self, Plan, Report};
+use ecsrun_testbed::{LocalStack, repo_root};
 
 #[derive(Parser, Debug)]
 #[command(about = "The ecsrun fault suite (docs/reliability.md)")]
