@@ -144,7 +144,9 @@ async fn dry_run(env: Arc<Env>) -> anyhow::Result<()> {
         let manifests = env.work.join(format!("chart-{}.yaml", values.len()));
         std::fs::write(&manifests, &rendered)?;
         let mut apply = kubectl(&env);
-        apply.args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-testbed", "-f"]).arg(&manifests);
+        apply
+            .args(["apply", "--dry-run=server", "--server-side", "--field-manager=ecsrun-testbed", "-f"])
+            .arg(&manifests);
         run(apply).await.with_context(|| format!("values {values:?}"))?;
         controller_accepts_the_rendered_args(&rendered).with_context(|| format!("values {values:?}"))?;
     }
@@ -229,7 +231,14 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
     let manifests = env.work.join("chart-installed.yaml");
     std::fs::write(&manifests, rendered)?;
     let mut apply = kubectl(&env);
-    apply.args(["apply", "--server-side", "--field-manager=ecsrun-testbed", "-l", "app.kubernetes.io/name=ecsrun", "-f"]);
+    apply.args([
+        "apply",
+        "--server-side",
+        "--field-manager=ecsrun-testbed",
+        "-l",
+        "app.kubernetes.io/name=ecsrun",
+        "-f",
+    ]);
     apply.arg(&manifests);
     run(apply).await?;
 

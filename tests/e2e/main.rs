@@ -35,7 +35,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use ecsrun::api::EcsTaskRun;
-use ecsrun_testbed::{ControlPlane, Controller, Moto, ensure_namespace, install_crds, install_finalizer_policy, repo_root};
+use ecsrun_testbed::{
+    ControlPlane, Controller, Moto, ensure_namespace, install_crds, install_finalizer_policy, repo_root,
+};
 use kube::api::{Api, Patch, PatchParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 

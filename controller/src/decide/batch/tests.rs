@@ -3,9 +3,10 @@
 
 use super::*;
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason};
+use crate::decide::run::{self, ComeBack, Effect, Observation, Opening};
 use crate::decide::{
-    CleanupStep, LaunchObservation, TrackObservation, UNRECORDED_LAUNCH_GRACE, after_launch, after_track, cleanup_step,
-    indexed_started_by, launch_request,
+    CleanupStep, LaunchObservation, TrackObservation, UNRECORDED_LAUNCH_GRACE, cleanup_step, indexed_started_by,
+    launch_request,
 };
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskDefinitionInfo, TaskSnapshot};
 
@@ -68,43 +69,36 @@ impl Batch {
         self.status.tasks.iter().find(|t| t.index == index as i32).expect("index recorded")
     }
 
-    /// Takes every step the way the shell does: intents first, then each index's observation from `ecs`.
+    /// Reconciles as the shell does, through the same `steps`, `begin` and `finish`: the intents written
+    /// first, then each acting index observed from `ecs`; the effects are summed up as a `BatchPlan`.
     fn reconcile(&mut self, now: i64, ecs: impl Fn(u32, &Step) -> Option<Observed>) -> BatchPlan {
-        let steps = self.steps(now);
-        let fresh: Vec<(u32, i32)> = steps
-            .iter()
-            .filter_map(|(i, s)| match s {
-                Step::Launch { attempt, may_exist: false } => Some((*i, *attempt)),
-                _ => None,
-            })
-            .collect();
-        if !fresh.is_empty() {
-            self.status = launch_intents(&self.view(), &fresh, "eu-west-1", at(now));
+        let steps = run::steps(&self.view(), at(now));
+        let mut observed = Vec::new();
+        for opening in run::begin(&self.view(), &steps, Some("eu-west-1"), false, at(now)) {
+            match opening {
+                Opening::WriteIntent(intent) => self.status = intent,
+                Opening::Observe { index, step } => observed.extend(ecs(index, &step).map(|seen| (index, seen.into()))),
+            }
         }
-        let mut plans = Vec::new();
-        let mut waits = Vec::new();
-        for (index, step) in &steps {
-            let lane = lane_status(&self.status, *index);
-            let view = lane_view(&self.view(), *index, &lane);
-            let plan = match (step, ecs(*index, step)) {
-                (Step::Wait(after), _) => {
-                    waits.push(*after);
-                    continue;
-                }
-                (Step::Conclude(plan), _) => plan.clone(),
-                (Step::Launch { attempt, .. }, Some(Observed::Launch(observation))) => {
-                    after_launch(&view, *attempt, observation, at(now))
-                }
-                (Step::Find { attempt }, Some(Observed::Find(found))) => {
-                    crate::decide::after_find(&view, *attempt, found, at(now))
-                }
-                (Step::Track { .. }, Some(Observed::Track(observation))) => after_track(&view, observation, at(now)),
-                (_, None) => continue,
-                (step, other) => panic!("index {index}: {step:?} answered with {other:?}"),
-            };
-            plans.push((*index, plan));
+        let mut plan = BatchPlan {
+            status: self.status.clone(),
+            stops: Vec::new(),
+            events: Vec::new(),
+            follows: Vec::new(),
+            requeue: None,
+            logs: Vec::new(),
+        };
+        for effect in run::finish(&self.view(), &steps, observed, at(now)) {
+            match effect {
+                Effect::ReadLogs(reads) => plan.logs = reads,
+                Effect::Follow(follows) => plan.follows = follows,
+                Effect::StopTask(stop) => plan.stops.push(stop),
+                Effect::WriteStatus { status, .. } => plan.status = status,
+                Effect::Publish(event) => plan.events.push(event),
+                Effect::ComeBack(ComeBack::After(after)) => plan.requeue = Some(after),
+                Effect::ComeBack(ComeBack::OnChange | ComeBack::Resync) | Effect::Record(_) | Effect::DeleteRun => {}
+            }
         }
-        let plan = merge(&self.view(), plans, &waits, at(now));
         self.status = plan.status.clone();
         plan
     }
@@ -115,6 +109,16 @@ enum Observed {
     Launch(LaunchObservation),
     Find(Option<TaskSnapshot>),
     Track(TrackObservation),
+}
+
+impl From<Observed> for Observation {
+    fn from(observed: Observed) -> Self {
+        match observed {
+            Observed::Launch(launched) => Observation::Launched(launched),
+            Observed::Find(found) => Observation::Found(found),
+            Observed::Track(tracked) => Observation::Tracked(tracked),
+        }
+    }
 }
 
 /// ECS starting every launch and reporting every task RUNNING.
@@ -350,7 +354,12 @@ fn under_fail_fast_an_unrecorded_launch_is_looked_for_not_repeated() {
         "5 s after its RunTask, ListTasks may not list its task yet: still looking"
     );
     assert_ne!(run.status.task.phase, Some(Phase::Failed));
-    run.reconcile(41 + UNRECORDED_LAUNCH_GRACE.as_secs() as i64, all_run);
+    // The grace counts from the latest intent: the replica at t=45 wrote index 1's again before its lookup.
+    let sent_at = run.lane(1).task.attempts.last().and_then(|attempt| attempt.sent_at.clone());
+    assert_eq!(sent_at.map(|time| time.0), Some(at(45)));
+    run.reconcile(44 + UNRECORDED_LAUNCH_GRACE.as_secs() as i64, all_run);
+    assert_eq!(run.lane(1).task.phase, Some(Phase::Stopping), "still looking");
+    run.reconcile(45 + UNRECORDED_LAUNCH_GRACE.as_secs() as i64, all_run);
     assert_eq!(run.lane(1).task.reason, Some(RunReason::FailFast.into()), "ECS has no task for it: it never started");
     assert_eq!(run.lane(2).task.reason, Some(RunReason::FailFast.into()));
     assert_eq!(
