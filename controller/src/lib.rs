@@ -28,3 +28,5 @@ pub mod policy;
 pub mod reconcile;
 pub mod schedule;
 pub mod tenancy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -15,10 +15,11 @@ use std::time::Duration;
 use ecsrun::api::StopCode;
 use ecsrun::ecs::task_events::STARTED_BY_PREFIX;
 use ecsrun::ecs::{
-    CLUSTER_ID_TAG, ContainerDefinitionInfo, ContainerSnapshot, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs,
-    EcsError, EcsErrorKind, EcsFailure, EcsTarget, LastStatus, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request,
-    Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    CLUSTER_ID_TAG, ContainerDefinitionInfo, DELETION_POLICY_TAG, Described, DesiredStatus, Ecs, EcsError,
+    EcsErrorKind, EcsFailure, EcsTarget, LastStatus, LaunchRequest, LogConfiguration, NAMESPACE_TAG, Request, Response,
+    RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
 };
+use ecsrun::testing::task;
 use jiff::Timestamp;
 
 use super::chaos::{Chaos, Fault};
@@ -254,15 +255,15 @@ impl FakeEcs {
 
     /// The task stops without starting (an image that cannot be pulled): no exit codes.
     pub fn fail_to_start(&self, arn: &str) {
-        self.stop_on_its_own(arn, "TaskFailedToStart", "CannotPullContainerError: pull access denied", None);
+        self.stop_on_its_own(arn, StopCode::TaskFailedToStart, "CannotPullContainerError: pull access denied", None);
     }
 
     /// Fargate Spot takes the capacity back: the containers are killed (SIGTERM, then 137).
     pub fn interrupt(&self, arn: &str) {
-        self.stop_on_its_own(arn, "SpotInterruption", "Your Spot Task was interrupted.", Some(137));
+        self.stop_on_its_own(arn, StopCode::SpotInterruption, "Your Spot Task was interrupted.", Some(137));
     }
 
-    fn stop_on_its_own(&self, arn: &str, code: &str, reason: &str, exit_code: Option<i32>) {
+    fn stop_on_its_own(&self, arn: &str, code: StopCode, reason: &str, exit_code: Option<i32>) {
         self.state().stop_on_its_own(arn, code, reason, exit_code);
     }
 
@@ -305,16 +306,8 @@ impl State {
         let now = self.now();
         let later = |lag: Duration| now.checked_add(lag).unwrap_or(now);
         let snapshot = TaskSnapshot {
-            task_arn: arn.clone(),
             cluster_arn: Some(format!("arn:aws:ecs:eu-west-1:123456789012:cluster/{cluster}")),
             task_definition_arn: Some(definition("job").arn),
-            last_status: Some("PROVISIONING".into()),
-            desired_status: Some("RUNNING".into()),
-            created_at: Some(self.now()),
-            containers: ["app", "log-router"]
-                .iter()
-                .map(|name| ContainerSnapshot { name: (*name).into(), ..ContainerSnapshot::default() })
-                .collect(),
             cpu: Some("1024".into()),
             memory: Some("2048".into()),
             capacity_provider: Some("FARGATE".into()),
@@ -323,7 +316,7 @@ impl State {
             started_for_namespace: tags.iter().find(|(key, _)| key == NAMESPACE_TAG).map(|(_, value)| value.clone()),
             kept_on_delete: tags.iter().any(|(key, value)| key == DELETION_POLICY_TAG && value == "Orphan"),
             started_by_install: tags.iter().find(|(key, _)| key == CLUSTER_ID_TAG).map(|(_, value)| value.clone()),
-            ..TaskSnapshot::default()
+            ..task(arn.clone()).containers(&["app", "log-router"]).created(now)
         };
         self.tasks.insert(
             arn.clone(),
@@ -427,34 +420,25 @@ impl State {
     fn exit(&mut self, arn: &str, app: i32) {
         let now = self.now();
         if let Some(task) = self.tasks.get_mut(arn) {
-            let snapshot = &mut task.snapshot;
-            snapshot.started_at = snapshot.started_at.or(Some(now));
-            snapshot.stopped_at = Some(now);
-            snapshot.last_status = Some("STOPPED".into());
-            snapshot.desired_status = Some("STOPPED".into());
-            snapshot.stop_code = Some("EssentialContainerExited".into());
-            snapshot.stopped_reason = Some("Essential container in task exited".into());
-            for container in &mut snapshot.containers {
-                container.exit_code = Some(if container.name == "app" { app } else { 0 });
-                container.last_status = Some("STOPPED".into());
-            }
+            task.snapshot = std::mem::take(&mut task.snapshot)
+                .running(now)
+                .stopped(StopCode::EssentialContainerExited, "Essential container in task exited", now)
+                .all_exit(0)
+                .exit("app", app);
             self.changed(arn);
         }
     }
 
-    fn stop_on_its_own(&mut self, arn: &str, code: &str, reason: &str, exit_code: Option<i32>) {
+    fn stop_on_its_own(&mut self, arn: &str, code: StopCode, reason: &str, exit_code: Option<i32>) {
         let now = self.now();
         if let Some(task) = self.tasks.get_mut(arn).filter(|task| !task.snapshot.is_stopped()) {
-            let snapshot = &mut task.snapshot;
-            snapshot.stopped_at = Some(now);
-            snapshot.last_status = Some("STOPPED".into());
-            snapshot.desired_status = Some("STOPPED".into());
-            snapshot.stop_code = Some(code.into());
-            snapshot.stopped_reason = Some(reason.into());
-            for container in &mut snapshot.containers {
-                container.exit_code = exit_code.filter(|_| snapshot.started_at.is_some());
-                container.last_status = Some("STOPPED".into());
-            }
+            let started = task.snapshot.started_at.is_some();
+            let stopped = std::mem::take(&mut task.snapshot).stopped(code, reason, now);
+            // A task that never started has no exit codes.
+            task.snapshot = match exit_code.filter(|_| started) {
+                Some(code) => stopped.all_exit(code),
+                None => stopped,
+            };
             self.changed(arn);
         }
     }
@@ -475,7 +459,7 @@ impl State {
             } else {
                 self.stop_on_its_own(
                     task_arn,
-                    "TaskFailedToStart",
+                    StopCode::TaskFailedToStart,
                     "CannotPullContainerError: pull access denied",
                     None,
                 );
@@ -483,15 +467,8 @@ impl State {
         }
         let Some(task) = self.tasks.get_mut(task_arn) else { return Ok(None) };
         if !task.snapshot.is_stopped() {
-            let snapshot = &mut task.snapshot;
-            snapshot.desired_status = Some("STOPPED".into());
-            snapshot.last_status = Some("STOPPED".into());
-            snapshot.stop_code = Some("UserInitiated".into());
-            snapshot.stopped_reason = Some(reason.into());
-            snapshot.stopped_at = Some(now);
-            for container in &mut snapshot.containers {
-                container.exit_code = Some(143);
-            }
+            task.snapshot =
+                std::mem::take(&mut task.snapshot).stopped(StopCode::UserInitiated, reason, now).all_exit(143);
             self.changed(task_arn);
         }
         let Some(task) = self.tasks.get(task_arn) else { return Ok(None) };

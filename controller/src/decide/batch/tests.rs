@@ -2,7 +2,7 @@
 //! rules, timeouts, and what the run says.
 
 use super::*;
-use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason};
+use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, Phase, RunReason, StopCode};
 use crate::decide::run::{self, ComeBack, Effect, Observation, Opening};
 use crate::decide::{
     CleanupStep, LaunchObservation, TrackObservation, UNRECORDED_LAUNCH_GRACE, cleanup_step, indexed_started_by,
@@ -17,29 +17,16 @@ fn arn(index: u32, attempt: i32) -> String {
 }
 
 fn task(index: u32, attempt: i32, last_status: &str) -> TaskSnapshot {
-    TaskSnapshot {
-        task_arn: arn(index, attempt),
-        last_status: Some(last_status.into()),
-        desired_status: Some(if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" }.into()),
-        created_at: Some(at(0)),
-        containers: vec![ContainerSnapshot { name: "app".into(), ..ContainerSnapshot::default() }],
-        ..TaskSnapshot::default()
-    }
+    let launched = crate::testing::task(arn(index, attempt)).containers(&["app"]).created(at(0));
+    let desired = if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" };
+    TaskSnapshot { last_status: Some(last_status.into()), desired_status: Some(desired.into()), ..launched }
 }
 
 fn exited(index: u32, attempt: i32, code: i32) -> TrackObservation {
-    let task = TaskSnapshot {
-        stop_code: Some("EssentialContainerExited".into()),
-        stopped_reason: Some("Essential container in task exited".into()),
-        started_at: Some(at(5)),
-        stopped_at: Some(at(30)),
-        containers: vec![ContainerSnapshot {
-            name: "app".into(),
-            exit_code: Some(code),
-            ..ContainerSnapshot::default()
-        }],
-        ..task(index, attempt, "STOPPED")
-    };
+    let task = task(index, attempt, "PROVISIONING")
+        .running(at(5))
+        .stopped(StopCode::EssentialContainerExited, "Essential container in task exited", at(30))
+        .exit("app", code);
     TrackObservation::Found {
         task,
         containers: Some(vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }]),

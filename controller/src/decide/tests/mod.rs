@@ -6,9 +6,7 @@ use crate::api::{
     ContainerOverride, DeletionPolicy, EcsTaskRunSpec, EcsTaskRunStatus, EnvVar, RetryPolicy, StopCode, SuccessPolicy,
     TaskOverrides, WaitFor, WaitPolicy,
 };
-use crate::ecs::{
-    ContainerDefinitionInfo, ContainerSnapshot, EcsError, EcsErrorKind, EcsFailure, TaskDefinitionInfo, TaskSnapshot,
-};
+use crate::ecs::{ContainerDefinitionInfo, EcsError, EcsErrorKind, EcsFailure, TaskDefinitionInfo, TaskSnapshot};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::testing::{UID, at};
@@ -48,31 +46,26 @@ impl Run {
     }
 }
 
+/// A task of this run's attempt 1 at `last_status`, as the run's first look saw it.
 fn task(last_status: &str) -> TaskSnapshot {
+    let launched = crate::testing::task(ARN).containers(&["app", "log-router"]).created(at(0));
+    let desired = if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" };
     TaskSnapshot {
-        task_arn: ARN.into(),
         task_definition_arn: Some(TD_ARN.into()),
         last_status: Some(last_status.into()),
-        desired_status: Some(if last_status == "STOPPED" { "STOPPED" } else { "RUNNING" }.into()),
-        created_at: Some(at(0)),
-        containers: vec![container("app", None), container("log-router", None)],
-        ..TaskSnapshot::default()
+        desired_status: Some(desired.into()),
+        ..launched
     }
 }
 
-fn container(name: &str, exit_code: Option<i32>) -> ContainerSnapshot {
-    ContainerSnapshot { name: name.into(), exit_code, ..ContainerSnapshot::default() }
-}
-
+/// The task ran from t=10 and stopped at t=60 with `stop_code` and `reason`, its app and log router
+/// exiting as given (None: never ran).
 fn stopped(stop_code: &str, reason: &str, app: Option<i32>, sidecar: Option<i32>) -> TaskSnapshot {
-    TaskSnapshot {
-        stop_code: Some(stop_code.into()),
-        stopped_reason: Some(reason.into()),
-        stopped_at: Some(at(60)),
-        started_at: Some(at(10)),
-        containers: vec![container("app", app), container("log-router", sidecar)],
-        ..task("STOPPED")
+    let mut task = task("PROVISIONING").running(at(10)).stopped(stop_code, reason, at(60));
+    for (container, code) in task.containers.iter_mut().zip([app, sidecar]) {
+        container.exit_code = code;
     }
+    task
 }
 
 fn definition() -> Option<Vec<ContainerDefinitionInfo>> {
