@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Whole units only; the pattern of every duration field's schema.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
+const DURATION_PATTERN: &str = r"^([0-9]+(h|m|s|ms))+$";
 
 /// `wait.pollInterval` (and `--default-poll-interval`): at least this often...
 pub const POLL_INTERVAL_MIN: Duration = Duration::from_secs(5);
@@ -66,18 +66,6 @@ impl GoDuration {
 impl From<&str> for GoDuration {
     fn from(text: &str) -> Self {
         Self::parse(text)
-    }
-}
-
-/// Written in whole seconds (`90s`), or milliseconds when it has a fraction of a second.
-impl From<Duration> for GoDuration {
-    fn from(value: Duration) -> Self {
-        let text = if value.subsec_millis() == 0 {
-            format!("{}s", value.as_secs())
-        } else {
-            format!("{}ms", value.as_millis())
-        };
-        Self { text, value: Some(value) }
     }
 }
 

@@ -36,23 +36,10 @@ impl TaskSnapshot {
         self
     }
 
-    /// At `status` on its way (not STOPPED: see `stopped`).
-    pub fn at(mut self, status: LastStatus) -> Self {
-        self.last_status = Some(status.into());
-        self
-    }
-
     /// RUNNING since `at` (or since it first ran).
     pub fn running(mut self, at: Timestamp) -> Self {
         self.last_status = Some(LastStatus::Running.into());
         self.started_at = self.started_at.or(Some(at));
-        self
-    }
-
-    /// StopTask was sent: desired STOPPED, not stopped yet.
-    pub fn stop_requested_by(mut self, reason: &str) -> Self {
-        self.desired_status = Some(DesiredStatus::Stopped.into());
-        self.stopped_reason = Some(reason.into());
         self
     }
 

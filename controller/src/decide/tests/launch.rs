@@ -353,8 +353,8 @@ fn spec_with_reference(reference: &str) -> EcsTaskRunSpec {
 }
 
 /// Issue 36: a duration that is not one (admission refuses it; a run can still hold one, written before the
-/// CRD's pattern or by a client that skipped it) fails the run before anything launches. Before, an
-/// unparsable `timeout` read as "no timeout".
+/// CRD had its pattern or by a client that bypassed validation) fails the run before anything launches.
+/// Before, an unparsable `timeout` read as "no timeout".
 #[test]
 fn a_duration_that_is_not_one_fails_the_run_instead_of_meaning_no_limit() {
     let rows = [
