@@ -61,6 +61,11 @@ pub enum RunReason {
     FailFast,
     /// `spec.suspend` is set: nothing launches, and tasks running are stopped without counting as failures.
     Suspended,
+    /// The run is queued (`kueue.x-k8s.io/queue-name`): nothing launches until Kueue admits its Workload.
+    Queued,
+    /// Kueue evicted the run's Workload: its tasks were stopped without counting as failures, and the run
+    /// waits for admission again.
+    Evicted,
     /// `spec.stop` was set: the run's tasks were stopped and nothing more launched.
     Stopped,
     /// ECS does not know the task a run was asked to follow (`spec.taskArn`).

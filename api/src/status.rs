@@ -35,6 +35,9 @@ pub struct EcsTaskRunStatus {
     /// What the run's tasks used, over every task and attempt (task CPU and memory from start to stop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceUsage>,
+    /// The run's place in Kueue's queue, for a run labelled `kueue.x-k8s.io/queue-name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::QueueStatus>,
     /// With `count` > 1: one entry per task index, in index order (the top-level task fields stay empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<IndexedTaskStatus>,
@@ -350,10 +353,13 @@ pub enum StopCause {
     NotNeeded,
     /// The orphan sweep: the run that started the task is gone.
     Orphaned,
+    /// Kueue evicted the run's Workload (preemption, deactivation, a stopped ClusterQueue, its execution
+    /// time), or it holds no admission: the run waits for admission again.
+    Evicted,
 }
 
 impl StopCause {
-    const ALL: [StopCause; 8] = [
+    const ALL: [StopCause; 9] = [
         StopCause::DeadlineExceeded,
         StopCause::StartTimeout,
         StopCause::Suspended,
@@ -362,6 +368,7 @@ impl StopCause {
         StopCause::FailFast,
         StopCause::NotNeeded,
         StopCause::Orphaned,
+        StopCause::Evicted,
     ];
 
     /// The marker's word: short, so that it fits after a stop reason of any length.
@@ -375,6 +382,7 @@ impl StopCause {
             StopCause::FailFast => "fail-fast",
             StopCause::NotNeeded => "not-needed",
             StopCause::Orphaned => "orphan",
+            StopCause::Evicted => "evicted",
         }
     }
 
@@ -415,6 +423,7 @@ mod tests {
                 Some(StopCause::DeadlineExceeded),
             ),
             ("marked after a user's reason", "paused by ops [ecsrun:suspend]", Some(StopCause::Suspended)),
+            ("marked eviction", "ecsrun: evicted by Kueue (jobs/nightly) [ecsrun:evicted]", Some(StopCause::Evicted)),
             ("unmarked timeout", "ecsrun: timeout exceeded (jobs/nightly)", Some(StopCause::DeadlineExceeded)),
             ("unmarked suspension", "ecsrun: run suspended (jobs/nightly)", Some(StopCause::Suspended)),
             ("unmarked start timeout", "ecsrun: start timeout exceeded (jobs/nightly)", Some(StopCause::StartTimeout)),

@@ -34,6 +34,8 @@ pub struct CachedRun {
     /// kubectl's last-applied copy, which no reconcile reads), compressed.
     packed: Box<[u8]>,
     phase: Option<Phase>,
+    /// Whether the run waits for Kueue's admission (reason Queued), for the gauges.
+    queued: bool,
 }
 
 /// The parts of a run the packed JSON holds.
@@ -58,6 +60,11 @@ impl CachedRun {
     /// The run's phase as its status says (none before the controller first wrote it).
     pub fn phase(&self) -> Option<Phase> {
         self.phase
+    }
+
+    /// Whether the run waits for Kueue's admission (reason Queued).
+    pub fn queued(&self) -> bool {
+        self.queued
     }
 
     /// Whether the run's phase is final (Succeeded, Failed, Unknown).
@@ -109,14 +116,17 @@ impl<'de> Deserialize<'de> for CachedRun {
         struct PhaseOnly {
             #[serde(default)]
             phase: Option<Phase>,
+            #[serde(default)]
+            reason: Option<crate::api::Reported<crate::api::RunReason>>,
         }
         let mut wire = Wire::deserialize(deserializer)?;
         // A phase this controller does not know is none to it; decode reports the mismatch.
-        let phase = wire
-            .status
-            .as_deref()
-            .and_then(|status| serde_json::from_str::<PhaseOnly>(status.get()).ok())
-            .and_then(|status| status.phase);
+        let read = wire.status.as_deref().and_then(|status| serde_json::from_str::<PhaseOnly>(status.get()).ok());
+        let queued = read
+            .as_ref()
+            .and_then(|status| status.reason.as_ref())
+            .is_some_and(|r| r.is(crate::api::RunReason::Queued));
+        let phase = read.and_then(|status| status.phase);
         // Managed fields and kubectl's last-applied copy can be larger than everything else together.
         wire.metadata.managed_fields = None;
         if let Some(annotations) = wire.metadata.annotations.as_mut() {
@@ -136,7 +146,7 @@ impl<'de> Deserialize<'de> for CachedRun {
             finalizers: full.finalizers,
             ..ObjectMeta::default()
         };
-        Ok(CachedRun { metadata, packed, phase })
+        Ok(CachedRun { metadata, packed, phase, queued })
     }
 }
 

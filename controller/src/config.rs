@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_ORPHAN_SWEEP_INTERVAL", value_parser = humantime::parse_duration)]
     pub orphan_sweep_interval: Option<Duration>,
 
+    /// Queue runs labelled `kueue.x-k8s.io/queue-name` under Kueue: each gets a Workload and launches
+    /// only once Kueue admits it. Needs Kueue's CRDs installed (and RBAC for workloads, which the chart
+    /// grants with `kueue.enabled`).
+    #[arg(long, env = "ECSRUN_KUEUE", default_value_t = false)]
+    pub kueue: bool,
+
     /// How old a task whose run is gone must be before the orphan sweep stops it.
     #[arg(long, env = "ECSRUN_ORPHAN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,

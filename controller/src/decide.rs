@@ -127,15 +127,16 @@ pub fn next_step(view: &RunView, now: Timestamp) -> Step {
         let verdict = Verdict::Fail { reason: RunReason::InvalidSpec };
         return Step::Conclude(conclude(view, status.clone(), verdict, why, now));
     }
-    if view.spec.suspend && !view.adopts() {
+    if let Some(hold) = view.hold() {
         if let Some(attempt) = current {
             // RunTask may have gone out unrecorded: its task is found (and stopped) first.
             return Step::Find { attempt: attempt.attempt };
         }
-        if status.task.reason_is(RunReason::Suspended) {
+        if hold == Hold::Suspended && status.task.reason_is(RunReason::Suspended) {
             return Step::Idle;
         }
-        return Step::Conclude(suspended(view, status.clone(), "nothing launches".to_owned(), now));
+        // A queued run's message follows Kueue's: the status is written only when it changes.
+        return Step::Conclude(held(view, status.clone(), hold, "nothing launches".to_owned(), now));
     }
     if let Some(task_arn) = view.spec.task_arn.as_ref().filter(|_| status.task.attempts.is_empty()) {
         // Adopted first, even to stop it (the Stop Task action): the stop follows at its first look.
@@ -189,7 +190,7 @@ mod plan;
 mod view;
 
 pub use plan::{Event, Follow, LaunchObservation, Plan, Step, StopTask, TrackObservation};
-pub use view::RunView;
+pub use view::{Admission, Hold, RunView, is_hold_outcome};
 
 pub use follow::after_track;
 use launch::deadline_exceeded;
@@ -198,7 +199,7 @@ pub use launch::{
     launch_request,
 };
 pub use phase::retry_backoff;
-use phase::{conclude, plan, set_phase, suspended};
+use phase::{conclude, held, plan, set_phase};
 
 pub use crate::api::task_id;
 

@@ -25,6 +25,7 @@ pub mod leader;
 pub mod metrics;
 pub mod orphans;
 pub mod policy;
+pub mod queue;
 pub mod reconcile;
 pub mod schedule;
 pub mod tenancy;

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             .orphan_sweep_interval
             .map(|interval| ecsrun::orphans::OrphanSweep { interval, grace: config.orphan_grace }),
         task_events,
+        kueue: config.kueue,
     };
     let tenancy =
         Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;

@@ -60,6 +60,14 @@ pub struct Metrics {
     /// Tasks ecsrun started whose run no longer exists, stopped by the orphan sweep.
     pub orphans_stopped: IntCounter,
     pub runs_expired: IntCounter,
+    /// Workloads created for queued runs (Kueue).
+    pub workloads_created: IntCounter,
+    /// Evicted Workloads whose quota ecsrun gave back once their run's tasks had stopped.
+    pub workload_evictions: IntCounter,
+    /// Runs waiting for Kueue's admission (reason Queued).
+    pub runs_queued: IntGauge,
+    /// From a Workload's creation (or its last release) to its admission as the run saw it.
+    pub admission_wait: Histogram,
     /// Runs EcsTaskSchedules created for their slots, by namespace.
     pub schedule_runs_created: IntCounterVec,
     /// Slots EcsTaskSchedules passed over (missed while down or suspended, too late, or forbidden), by namespace.
@@ -153,6 +161,20 @@ impl Metrics {
         )?;
         register(&registry, &mut families, runs_by_phase.clone())?;
         register(&registry, &mut families, oldest_run_seconds.clone())?;
+        let workloads_created = IntCounter::new("workloads_created_total", "Kueue Workloads created for queued runs")?;
+        let workload_evictions = IntCounter::new(
+            "workload_evictions_total",
+            "Evicted Kueue Workloads whose quota was given back once their run's tasks stopped",
+        )?;
+        let runs_queued = IntGauge::new("runs_queued", "Runs waiting for Kueue's admission")?;
+        let admission_wait = Histogram::with_opts(
+            HistogramOpts::new("admission_wait_seconds", "From a Workload's creation or release to its admission")
+                .buckets(exponential_buckets(0.25, 2.0, 16)?),
+        )?;
+        register(&registry, &mut families, workloads_created.clone())?;
+        register(&registry, &mut families, workload_evictions.clone())?;
+        register(&registry, &mut families, runs_queued.clone())?;
+        register(&registry, &mut families, admission_wait.clone())?;
         let orphans_stopped =
             IntCounter::new("orphans_stopped_total", "Tasks ecsrun started whose run is gone, stopped by the sweep")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
@@ -270,6 +292,10 @@ impl Metrics {
             oldest_run_seconds,
             orphans_stopped,
             runs_expired,
+            workloads_created,
+            workload_evictions,
+            runs_queued,
+            admission_wait,
             schedule_runs_created,
             schedule_missed_slots,
             schedule_start_lag,

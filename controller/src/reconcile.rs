@@ -59,6 +59,9 @@ pub struct Settings {
     pub orphan_sweep: Option<crate::orphans::OrphanSweep>,
     /// ECS's task state change events, if configured (the leader consumes them).
     pub task_events: Option<crate::ecs::task_events::EventsSettings>,
+    /// Runs labelled `kueue.x-k8s.io/queue-name` wait for Kueue's admission (`--kueue`); off, the label
+    /// means nothing to ecsrun.
+    pub kueue: bool,
 }
 
 pub struct Context<E> {
@@ -219,6 +222,7 @@ mod effects;
 mod error;
 mod finalizer;
 mod observe;
+mod queue;
 mod slots;
 mod wiring;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Event, Follow, Plan, RunView, STOPPING_POLL, Step, StopTask, bound, set_phase};
+use super::{Event, Follow, Hold, Plan, RunView, STOPPING_POLL, Step, StopTask, bound, set_phase};
 use crate::api::{DesiredStatus, EcsTaskRunStatus, IndexedTaskStatus, Phase, Reported, RunReason, StopCause};
 
 /// How soon a run looks again when a parallelism slot is free for an index that has not started. Not at
@@ -325,11 +325,11 @@ fn run_events(old: &EcsTaskRunStatus, new: &EcsTaskRunStatus) -> Vec<Event> {
     if new.task.phase == Some(Phase::Stopping) && old.task.phase != Some(Phase::Stopping) {
         events.push(Event { warning: false, reason: "Stopping", note: message() });
     }
-    let suspended = |status: &EcsTaskRunStatus| {
-        status.task.phase == Some(Phase::Pending) && status.task.reason_is(RunReason::Suspended)
-    };
-    if suspended(new) && !suspended(old) {
-        events.push(Event { warning: false, reason: "Suspended", note: message() });
+    for hold in [RunReason::Suspended, RunReason::Queued] {
+        let held = |status: &EcsTaskRunStatus| status.task.phase == Some(Phase::Pending) && status.task.reason_is(hold);
+        if held(new) && !held(old) {
+            events.push(Event { warning: false, reason: hold.into(), note: message() });
+        }
     }
     events
 }
@@ -392,13 +392,19 @@ fn summarize(view: &RunView, mut status: EcsTaskRunStatus, now: Timestamp) -> Ec
         }
     } else if view.spec.stop && active > 0 {
         (Phase::Stopping, RunReason::Stopped.into(), format!("stopping (spec.stop); {tally}"))
-    } else if view.spec.suspend && active > 0 {
-        (Phase::Stopping, RunReason::Suspended.into(), format!("suspending: stopping the tasks; {tally}"))
-    } else if view.spec.suspend {
+    } else if let Some(hold) = view.hold().filter(|_| active > 0) {
+        (Phase::Stopping, hold.outcome().into(), format!("{}: stopping the tasks; {tally}", hold.describe()))
+    } else if view.hold() == Some(Hold::Suspended) {
         (
             Phase::Pending,
             RunReason::Suspended.into(),
             format!("suspended (spec.suspend): nothing launches until it is cleared; {tally}"),
+        )
+    } else if let Some(Hold::Queued(kueue)) = view.hold() {
+        (
+            Phase::Pending,
+            RunReason::Queued.into(),
+            format!("queued: nothing launches until Kueue admits the run ({kueue}); {tally}"),
         )
     } else if view.deadline_passed(now) && active > 0 {
         (Phase::Stopping, RunReason::DeadlineExceeded.into(), format!("timeout exceeded; stopping; {tally}"))

@@ -59,7 +59,7 @@ impl Failures {
 /// Whether an attempt's outcome is a failure, and whether it counts against backoffLimit.
 fn failure_of(attempt: &Attempt) -> Option<bool> {
     match attempt.outcome.as_ref()?.known() {
-        Some(RunReason::Succeeded | RunReason::Suspended) => None,
+        Some(RunReason::Succeeded | RunReason::Suspended | RunReason::Evicted) => None,
         Some(RunReason::InsufficientCapacity | RunReason::Interrupted | RunReason::IgnoredByRule) => Some(false),
         _ => Some(true),
     }

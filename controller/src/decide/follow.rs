@@ -10,7 +10,7 @@ use super::judge::{Verdict, is_essential, judge_stopped, log_reads};
 use super::phase::{conclude, plan, set_phase};
 use super::{
     ECS_REMEMBERS_STOPPED, Follow, MISSING_GRACE, Plan, RunView, STOPPING_POLL, StopTask, TrackObservation,
-    current_attempt, duration_between, task_id, usage,
+    current_attempt, duration_between, is_hold_outcome, task_id, usage,
 };
 use crate::api::{
     ContainerStatus, EcsTaskRunStatus, GoDuration, LastStatus, Phase, Reported, RunReason, StopCause, TaskStatus,
@@ -93,10 +93,11 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
-                let failed = !matches!(
-                    verdict,
-                    Verdict::Succeeded | Verdict::Unknown | Verdict::Retry { reason: RunReason::Suspended, .. }
-                );
+                let failed = match verdict {
+                    Verdict::Succeeded | Verdict::Unknown => false,
+                    Verdict::Retry { reason, .. } => !is_hold_outcome(reason),
+                    Verdict::Fail { .. } => true,
+                };
                 let mut plan = conclude(view, status, verdict, message, now);
                 if failed && !view.spec.stop {
                     plan.logs = log_reads(view, &task, containers.as_deref());
@@ -116,9 +117,9 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 let message = format!("stopping task {id}: spec.stop is set");
                 return stopping(status, StopCause::StopRequested, "stop requested", RunReason::Stopped, message);
             }
-            if view.spec.suspend && !view.adopts() {
-                let message = format!("stopping task {id}: spec.suspend is set");
-                return stopping(status, StopCause::Suspended, "run suspended", RunReason::Suspended, message);
+            if let Some(hold) = view.hold() {
+                let message = format!("stopping task {id}: {}", hold.describe());
+                return stopping(status, hold.stop_cause(), hold.stop_why(), hold.outcome(), message);
             }
             if view.deadline_passed(now) {
                 let timeout = view.spec.wait.timeout.as_ref().map_or("", GoDuration::as_str);

@@ -47,6 +47,11 @@ pub(super) fn judge_stopped(
             let message = format!("task {id} was stopped: the run is suspended");
             return (Verdict::Retry { reason: RunReason::Suspended, counted: false }, message);
         }
+        // Kueue's eviction: the attempt is no failure either; the run waits for admission again.
+        Some(StopCause::Evicted) if task.stop_code_is(StopCode::UserInitiated) => {
+            let message = format!("task {id} was stopped: Kueue evicted the run's Workload");
+            return (Verdict::Retry { reason: RunReason::Evicted, counted: false }, message);
+        }
         // The start timeout's StopTask: a failed attempt.
         Some(StopCause::StartTimeout) if task.started_at.is_none() => {
             let message = format!(

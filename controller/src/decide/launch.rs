@@ -74,15 +74,9 @@ pub fn after_find(view: &RunView, attempt: i32, found: Option<TaskSnapshot>, now
         None if let Some(left) = unlisted_for(view, now) => {
             plan(view, view.status.clone(), None, None, Some(left.max(Duration::from_secs(2))))
         }
-        None if view.spec.suspend && !view.adopts() => {
+        None if let Some(hold) = view.hold() => {
             let message = "no task was running".to_owned();
-            conclude(
-                view,
-                view.status.clone(),
-                Verdict::Retry { reason: RunReason::Suspended, counted: false },
-                message,
-                now,
-            )
+            conclude(view, view.status.clone(), Verdict::Retry { reason: hold.outcome(), counted: false }, message, now)
         }
         None if view.spec.stop => {
             let message = "no task was running".to_owned();

@@ -7,7 +7,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::judge::Verdict;
-use super::{Event, Follow, MAX_FREE_RETRIES, Plan, RETRY_BASE, RETRY_CAP, RunView, StopTask, bound, task_id};
+use super::{
+    Event, Follow, Hold, MAX_FREE_RETRIES, Plan, RETRY_BASE, RETRY_CAP, RunView, StopTask, bound, is_hold_outcome,
+    task_id,
+};
 use crate::api::{EcsTaskRunStatus, LastStatus, Phase, Reported, RunReason};
 
 /// Ends the current attempt with `verdict` and decides the run: succeeded, failed, or retry after a backoff.
@@ -55,14 +58,16 @@ pub(super) fn conclude(
             set_phase(view, &mut status, Phase::Unknown, RunReason::OutcomeUnknown, message, now);
             plan(view, status, None, None, None)
         }
-        // Resumed while the suspension's stop was under way: the resume's own reconcile has passed, and
-        // status writes bring nothing back, so this one comes back to launch (once the cache holds it).
-        Verdict::Retry { reason: RunReason::Suspended, .. } if !view.spec.suspend => {
-            plan(view, suspended_status(view, status, message, now), None, None, Some(RESUME_RECHECK))
-        }
-        Verdict::Retry { reason: RunReason::Suspended, .. } => {
-            plan(view, suspended_status(view, status, message, now), None, None, None)
-        }
+        // Resumed (or admitted again) while the hold's stop was under way: the resume's own reconcile has
+        // passed, and status writes bring nothing back, so this one comes back to launch (once the cache
+        // holds it).
+        Verdict::Retry { reason, .. } if is_hold_outcome(reason) => match view.hold() {
+            Some(hold) => plan(view, held_status(view, status, hold, message, now), None, None, None),
+            None => {
+                let was = if reason == RunReason::Evicted { Hold::Queued("evicted") } else { Hold::Suspended };
+                plan(view, held_status(view, status, was, message, now), None, None, Some(RESUME_RECHECK))
+            }
+        },
         Verdict::Retry { reason, counted } => {
             let tally = bound::failures(&status.task);
             let limit = view.spec.retry_policy.backoff_limit.max(0) as usize;
@@ -80,9 +85,9 @@ pub(super) fn conclude(
                 set_phase(view, &mut status, Phase::Failed, reason, message, now);
                 return plan(view, status, None, None, None);
             }
-            if view.spec.suspend {
-                // The attempt failed on its own while the run was being suspended: counted, not retried now.
-                return plan(view, suspended_status(view, status, message, now), None, None, None);
+            if let Some(hold) = view.hold() {
+                // The attempt failed on its own while the run was being held: counted, not retried now.
+                return plan(view, held_status(view, status, hold, message, now), None, None, None);
             }
             // Invalid, it failed the run before anything launched (`invalid_duration`).
             let first = view.spec.retry_policy.backoff.as_ref().and_then(|backoff| backoff.get().ok());
@@ -97,23 +102,33 @@ pub(super) fn conclude(
     }
 }
 
-/// How soon a run resumed during its suspension's stop comes back to launch.
+/// How soon a run resumed during its hold's stop comes back to launch.
 const RESUME_RECHECK: Duration = Duration::from_secs(1);
 
-/// A suspended run with nothing running: Pending, reason Suspended, until `spec.suspend` is cleared.
-pub(super) fn suspended(view: &RunView, status: EcsTaskRunStatus, why: String, now: Timestamp) -> Plan {
-    let mut plan = plan(view, suspended_status(view, status, why, now), None, None, None);
-    if !view.status.task.reason_is(RunReason::Suspended) {
+/// A held run with nothing running: Pending, reason Suspended (until `spec.suspend` is cleared) or
+/// Queued (until Kueue admits it). An Event tells the run's entering the hold.
+pub(super) fn held(view: &RunView, status: EcsTaskRunStatus, hold: Hold, why: String, now: Timestamp) -> Plan {
+    let mut plan = plan(view, held_status(view, status, hold, why, now), None, None, None);
+    if !view.status.task.reason_is(hold.reason()) {
         let note = plan.status.task.message.clone().unwrap_or_default();
-        plan.events.push(Event { warning: false, reason: "Suspended", note });
+        plan.events.push(Event { warning: false, reason: hold.reason().into(), note });
     }
     plan
 }
 
-fn suspended_status(view: &RunView, mut status: EcsTaskRunStatus, why: String, now: Timestamp) -> EcsTaskRunStatus {
+fn held_status(
+    view: &RunView,
+    mut status: EcsTaskRunStatus,
+    hold: Hold,
+    why: String,
+    now: Timestamp,
+) -> EcsTaskRunStatus {
     status.task.next_attempt_at = None;
-    let message = format!("suspended (spec.suspend): {why}; nothing launches until it is cleared");
-    set_phase(view, &mut status, Phase::Pending, RunReason::Suspended, message, now);
+    let message = match hold {
+        Hold::Suspended => format!("suspended (spec.suspend): {why}; nothing launches until it is cleared"),
+        Hold::Queued(kueue) => format!("queued: {why}; nothing launches until Kueue admits the run ({kueue})"),
+    };
+    set_phase(view, &mut status, Phase::Pending, hold.reason(), message, now);
     status
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::RunView;
+use super::{Admission, RunView};
 use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus};
 
 pub const UID: &str = "0f0e0d0c-1111-2222-3333-444455556666";
@@ -35,5 +35,6 @@ pub fn view<'a>(name: &'a str, spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunS
         index: 0,
         max_tail_lines: None,
         cluster_id: None,
+        admission: &Admission::NotQueued,
     }
 }

@@ -28,6 +28,78 @@ pub struct RunView<'a> {
     pub max_tail_lines: Option<u32>,
     /// The install's identity (`--cluster-id`), tagged on every task it launches.
     pub cluster_id: Option<&'a str>,
+    /// Whether Kueue lets the run have tasks now (a queued run), as the shell read its Workload.
+    pub admission: &'a Admission,
+}
+
+/// Whether Kueue lets a queued run (`kueue.x-k8s.io/queue-name`) have tasks now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Admission {
+    /// The run is not queued: it launches as its spec says.
+    #[default]
+    NotQueued,
+    /// Kueue admitted the run's Workload.
+    Admitted,
+    /// The run is queued and holds no admission (not admitted yet, or evicted): no task may run. The
+    /// message says why, in Kueue's words where it gave some.
+    Waiting(String),
+}
+
+/// Why a run may have no task now, whatever its tasks are doing: it is suspended or waits in a queue.
+/// Either way nothing launches, tasks running are stopped, and neither counts as a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold<'a> {
+    /// `spec.suspend` is set.
+    Suspended,
+    /// Queued, without Kueue's admission (`message` says why).
+    Queued(&'a str),
+}
+
+impl Hold<'_> {
+    /// The run's reason while held.
+    pub fn reason(self) -> RunReason {
+        match self {
+            Hold::Suspended => RunReason::Suspended,
+            Hold::Queued(_) => RunReason::Queued,
+        }
+    }
+
+    /// The outcome of an attempt the hold ended, and the reason of a run stopping its tasks for it.
+    pub fn outcome(self) -> RunReason {
+        match self {
+            Hold::Suspended => RunReason::Suspended,
+            Hold::Queued(_) => RunReason::Evicted,
+        }
+    }
+
+    /// The cause marked on the StopTask of a task the hold stops.
+    pub fn stop_cause(self) -> StopCause {
+        match self {
+            Hold::Suspended => StopCause::Suspended,
+            Hold::Queued(_) => StopCause::Evicted,
+        }
+    }
+
+    /// Why, in the StopTask reason's own words.
+    pub fn stop_why(self) -> &'static str {
+        match self {
+            Hold::Suspended => "run suspended",
+            Hold::Queued(_) => "evicted by Kueue",
+        }
+    }
+
+    /// What holds the run, for its message.
+    pub fn describe(self) -> String {
+        match self {
+            Hold::Suspended => "spec.suspend is set".to_owned(),
+            Hold::Queued(why) => format!("waiting for Kueue to admit the run ({why})"),
+        }
+    }
+}
+
+/// Whether an attempt's outcome is a hold's (not a failure of any kind).
+pub fn is_hold_outcome(reason: RunReason) -> bool {
+    matches!(reason, RunReason::Suspended | RunReason::Evicted)
 }
 
 impl RunView<'_> {
@@ -62,9 +134,25 @@ impl RunView<'_> {
         self.spec.durations().find_map(|(path, value)| Some(format!("{path}: {}", value.get().err()?)))
     }
 
-    /// Whether the run is suspended in its status while its spec no longer asks for it: it resumes now.
+    /// What holds the run now, if anything: a run following a task started elsewhere is never held.
+    pub fn hold(&self) -> Option<Hold<'_>> {
+        if self.adopts() {
+            return None;
+        }
+        if self.spec.suspend {
+            return Some(Hold::Suspended);
+        }
+        match self.admission {
+            Admission::Waiting(why) => Some(Hold::Queued(why)),
+            Admission::NotQueued | Admission::Admitted => None,
+        }
+    }
+
+    /// Whether the run is held in its status (suspended or queued) while nothing holds it any more: it
+    /// resumes now.
     pub(super) fn resuming(&self) -> bool {
-        !self.spec.suspend && self.status.task.reason_is(RunReason::Suspended)
+        self.hold().is_none()
+            && (self.status.task.reason_is(RunReason::Suspended) || self.status.task.reason_is(RunReason::Queued))
     }
 
     /// Where the timeout counts from: the creation, or the last resume (a Job's suspend restarts it).

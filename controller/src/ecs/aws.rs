@@ -20,8 +20,9 @@ use aws_sdk_ecs::types;
 use tracing::debug;
 
 use super::{
-    Actor, ContainerDefinitionInfo, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget, Identity,
-    LaunchRequest, LogStream, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskSnapshot,
+    Actor, ContainerDefinitionInfo, ContainerSize, Described, DesiredStatus, Ecs, EcsError, EcsErrorKind, EcsTarget,
+    Identity, LaunchRequest, LogStream, Request, Response, RunTaskOutcome, TaskDefinitionInfo, TaskDefinitionSize,
+    TaskSnapshot,
 };
 use crate::api;
 use crate::ecs::fence::Fence;
@@ -419,6 +420,19 @@ impl AwsEcs {
                         })
                         .collect(),
                     registered_by,
+                    size: TaskDefinitionSize {
+                        cpu_units: definition.cpu().and_then(crate::policy::cpu_units),
+                        memory_mib: definition.memory().and_then(crate::policy::memory_mib),
+                        containers: definition
+                            .container_definitions()
+                            .iter()
+                            .map(|container| ContainerSize {
+                                name: container.name().unwrap_or_default().to_owned(),
+                                cpu_units: Some(i64::from(container.cpu())),
+                                memory_mib: container.memory().or(container.memory_reservation()).map(i64::from),
+                            })
+                            .collect(),
+                    },
                 })
             })
             .await?;

@@ -192,6 +192,24 @@ pub struct TaskDefinitionInfo {
     /// The namespace whose `taskDefinitionTemplate` registered this revision (its `ecsrun.dev/namespace`
     /// tag beside the template hash), if ecsrun registered it from a template.
     pub registered_by: Option<String>,
+    /// The task's size as the task definition gives it (a queued run's Workload asks for it).
+    pub size: TaskDefinitionSize,
+}
+
+/// A task definition's task-level CPU units and memory (MiB), and each container's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskDefinitionSize {
+    pub cpu_units: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub containers: Vec<ContainerSize>,
+}
+
+/// A container definition's CPU units and memory (its hard limit, else its reservation), in MiB.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSize {
+    pub name: String,
+    pub cpu_units: Option<i64>,
+    pub memory_mib: Option<i64>,
 }
 
 /// `family` or `arn:...:task-definition/family`: a reference ECS resolves to the family's latest ACTIVE

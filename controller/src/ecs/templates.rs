@@ -59,6 +59,19 @@ impl TemplateRegistry {
                 })
                 .collect(),
             registered_by: None,
+            size: crate::ecs::TaskDefinitionSize {
+                cpu_units: template.cpu.as_deref().and_then(crate::policy::cpu_units),
+                memory_mib: template.memory.as_deref().and_then(crate::policy::memory_mib),
+                containers: template
+                    .container_definitions
+                    .iter()
+                    .map(|c| crate::ecs::ContainerSize {
+                        name: c.name.clone(),
+                        cpu_units: c.cpu.map(i64::from),
+                        memory_mib: c.memory.map(i64::from),
+                    })
+                    .collect(),
+            },
         };
         if let Some(arn) = self.known(&key) {
             return Ok(info(arn));

@@ -16,10 +16,10 @@ use tracing::{debug, info, warn};
 use super::error::{Staleness, not_found};
 use super::observe::{observe, policy_gate};
 use super::slots;
-use super::{Context, Error, FIELD_MANAGER, RunKey, actor, with_jitter};
+use super::{Context, Error, FIELD_MANAGER, RunKey, actor, queue, with_jitter};
 use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
 use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Opening, Steps};
-use crate::decide::{self, RunView};
+use crate::decide::{self, Admission, RunView};
 use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
 
 /// One reconcile of one run: the object as the cache had it, and where its writes go.
@@ -31,16 +31,19 @@ pub(super) struct Shell<'a, E> {
     pub key: RunKey,
     /// The resourceVersion every status write is conditional on: the copy decided on, then each write's.
     resource_version: Mutex<Option<String>>,
+    /// The status this reconcile last wrote.
+    last_written: Mutex<Option<EcsTaskRunStatus>>,
 }
 
 impl<'a, E: Ecs> Shell<'a, E> {
     pub fn new(run: &'a EcsTaskRun, namespace: &'a str, api: &'a Api<EcsTaskRun>, ctx: &'a Context<E>) -> Self {
         let resource_version = Mutex::new(run.metadata.resource_version.clone());
-        Self { run, namespace, api, ctx, key: crate::cached::run_key(run.meta()), resource_version }
+        let last_written = Mutex::new(None);
+        Self { run, namespace, api, ctx, key: crate::cached::run_key(run.meta()), resource_version, last_written }
     }
 
-    /// The run as the decision sees it, with `status`.
-    pub fn view<'s>(&'s self, status: &'s EcsTaskRunStatus) -> Result<RunView<'s>, Error> {
+    /// The run as the decision sees it, with `status` and, queued, Kueue's `admission`.
+    pub fn view<'s>(&'s self, status: &'s EcsTaskRunStatus, admission: &'s Admission) -> Result<RunView<'s>, Error> {
         let run = self.run;
         Ok(RunView {
             namespace: self.namespace,
@@ -54,17 +57,64 @@ impl<'a, E: Ecs> Shell<'a, E> {
             index: 0,
             max_tail_lines: self.ctx.tenancy.max_tail_lines(self.namespace),
             cluster_id: self.ctx.tenancy.cluster_id(),
+            admission,
         })
     }
 
     /// Reconciles a run that is not being deleted.
     pub async fn apply(&self) -> Result<Action, Error> {
-        let status = self.run.status.clone().unwrap_or_default();
-        let view = self.view(&status)?;
+        // `written`: the status as the object has it; `status`: with what Kueue says of a queued run.
+        let written = self.run.status.clone().unwrap_or_default();
+        let mut status = written.clone();
+        let queued = match crate::queue::local_queue(self.run).filter(|_| self.ctx.settings.kueue) {
+            Some(local_queue) => {
+                Some(queue::admission(self.ctx, self.run, self.namespace, local_queue, &status).await?)
+            }
+            None => None,
+        };
+        let admission = queued.as_ref().map_or(Admission::NotQueued, |queued| queued.admission.clone());
+        if let Some(queued) = &queued {
+            if queued.status.admitted && status.queue.as_ref().is_none_or(|queue| !queue.admitted) {
+                self.observe_admission(queued);
+            }
+            status.queue = Some(queued.status.clone());
+        }
+        let action = self.decide_and_act(&written, &status, &admission).await;
+        if let Some(workload) = queued.as_ref().and_then(|queued| queued.workload.as_ref()) {
+            // Once the effects are carried out: an evicted run's quota goes back as soon as its tasks have
+            // stopped, a finished run's at once.
+            let now = self.ctx.settings.clock.now();
+            let latest = self.latest_status().unwrap_or(status);
+            queue::settle(self.ctx, self.namespace, &workload.name_any(), &latest, now).await?;
+        }
+        action
+    }
+
+    /// How long a queued run waited for its admission, from its Workload's creation.
+    fn observe_admission(&self, queued: &queue::Queued) {
+        let created = queued.workload.as_ref().and_then(|workload| workload.metadata.creation_timestamp.as_ref());
+        if let (Some(created), Some(admitted)) = (created, queued.status.admitted_at.as_ref()) {
+            let waited = decide::duration_between(created.0, admitted.0);
+            self.ctx.metrics.admission_wait.observe(waited.as_secs_f64());
+        }
+    }
+
+    /// The status this reconcile last wrote, if it wrote one.
+    fn latest_status(&self) -> Option<EcsTaskRunStatus> {
+        self.last_written.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    async fn decide_and_act(
+        &self,
+        written: &EcsTaskRunStatus,
+        status: &EcsTaskRunStatus,
+        admission: &Admission,
+    ) -> Result<Action, Error> {
+        let view = self.view(status, admission)?;
         let now = self.ctx.settings.clock.now();
         let steps = decision::steps(&view, now);
         if steps.is_idle() {
-            return self.perform(decision::idle(&view, now), &status, None, None).await;
+            return self.perform(decision::idle(&view, now), written, None, None).await;
         }
         // What only the shell can learn: whether the policies allow a launch, and where the calls go.
         let prepared = async {
@@ -80,7 +130,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             }
         };
         let region = target.as_ref().map(|target| target.region.as_str());
-        let mut written = status.clone();
+        let mut written = written.clone();
         let mut observing = Vec::new();
         for effect in decision::begin(&view, &steps, region, denied.is_some(), now) {
             match effect {
@@ -99,7 +149,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 Opening::Observe { index, step } => observing.push((index, step)),
             }
         }
-        let view = self.view(&written)?;
+        let view = self.view(&written, admission)?;
         let target = target.as_ref();
         let mut seen = join_all(observing.iter().map(|(index, step)| {
             let lane = decision::lane_status(&view, *index);
@@ -332,6 +382,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             })?;
         *self.resource_version.lock().unwrap_or_else(PoisonError::into_inner) =
             written.metadata.resource_version.clone();
+        *self.last_written.lock().unwrap_or_else(PoisonError::into_inner) = Some(status.clone());
         Ok(written)
     }
 
@@ -370,7 +421,8 @@ impl<'a, E: Ecs> Shell<'a, E> {
         if error.is_routine() || is_not_leader(error) {
             return;
         }
-        let Ok(view) = self.view(status) else { return };
+        let admission = Admission::NotQueued;
+        let Ok(view) = self.view(status, &admission) else { return };
         let said = decide::cleanup_held_up(&view, error.reason(), &error.cause(), self.ctx.settings.clock.now());
         if said != *status
             && let Err(write) = self.write_status(&said).await

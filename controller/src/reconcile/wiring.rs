@@ -75,7 +75,7 @@ pub async fn run<E: Ecs>(
             Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
         };
         let (route, task_changes) = tokio::sync::mpsc::unbounded_channel();
-        routes.insert(namespace, route);
+        routes.insert(namespace.clone(), route);
         let (reader, writer) = kube::runtime::reflector::store();
         stores.push(reader.clone());
         // Our own status writes change neither generation nor finalizers, so they do not retrigger a
@@ -85,8 +85,20 @@ pub async fn run<E: Ecs>(
             .reflect(writer)
             .applied_objects()
             .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
-        let controller = Controller::for_stream(runs, reader)
-            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        let mut controller = Controller::for_stream(runs, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        if ctx.settings.kueue {
+            // Kueue's admissions and evictions bring their runs back: the Workloads ecsrun made, by their
+            // owner reference (metadata is enough: every change moves the resourceVersion).
+            use kube::core::PartialObjectMeta;
+            let workloads: Api<PartialObjectMeta<crate::queue::Workload>> = match &namespace {
+                None => Api::all(ctx.client.clone()),
+                Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+            };
+            let selector = watcher::Config::default().labels(crate::queue::MANAGED_BY_SELECTOR);
+            controller = controller.owns_stream(watcher(workloads, selector).default_backoff().touched_objects());
+        }
+        let controller = controller
             .reconcile_on(futures::stream::unfold(task_changes, |mut changes| async move {
                 changes.recv().await.map(|key| (cached_key(&key), changes))
             }))
@@ -228,13 +240,16 @@ async fn keep_gauges<E: Ecs>(stores: Vec<Store<CachedRun>>, ctx: Arc<Context<E>>
     loop {
         let now = ctx.settings.clock.now();
         let mut by_phase: HashMap<&'static str, i64> = PHASES.iter().map(|phase| (*phase, 0)).collect();
-        let (mut oldest_pending, mut oldest_deleting) = (0i64, 0i64);
+        let (mut oldest_pending, mut oldest_deleting, mut queued) = (0i64, 0i64, 0i64);
         let age =
             |since: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| now.duration_since(since.0).as_secs().max(0);
         for run in stores.iter().flat_map(Store::state) {
             *by_phase.entry(phase_label(run.phase())).or_default() += 1;
             if let Some(deleted) = run.meta().deletion_timestamp.as_ref() {
                 oldest_deleting = oldest_deleting.max(age(deleted));
+            } else if run.queued() {
+                // Waiting in a queue is what a queued run is for: not a run stuck before launch.
+                queued += 1;
             } else if matches!(run.phase(), None | Some(Phase::Pending)) {
                 oldest_pending = oldest_pending.max(run.meta().creation_timestamp.as_ref().map_or(0, age));
             }
@@ -246,6 +261,7 @@ async fn keep_gauges<E: Ecs>(stores: Vec<Store<CachedRun>>, ctx: Arc<Context<E>>
         }
         ctx.metrics.oldest_run_seconds.with_label_values(&["pending"]).set(oldest_pending);
         ctx.metrics.oldest_run_seconds.with_label_values(&["deleting"]).set(oldest_deleting);
+        ctx.metrics.runs_queued.set(queued);
         ctx.metrics.tracked_tasks.set(ctx.tracker.len() as i64);
         tokio::time::sleep(Duration::from_secs(10)).await;
     }

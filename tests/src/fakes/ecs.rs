@@ -141,6 +141,8 @@ fn definition(reference: &str) -> TaskDefinitionInfo {
             ContainerDefinitionInfo { name: "log-router".into(), essential: false, log: None },
         ],
         registered_by: None,
+        // Half a vCPU and 1 GiB, as a Fargate task definition gives them at task level.
+        size: ecsrun::ecs::TaskDefinitionSize { cpu_units: Some(512), memory_mib: Some(1024), containers: Vec::new() },
     }
 }
 

@@ -78,6 +78,7 @@ pub fn settings(now: &Arc<Mutex<Timestamp>>) -> Settings {
         clock,
         orphan_sweep: None,
         task_events: None,
+        kueue: false,
     }
 }
 

@@ -7,7 +7,9 @@ use jiff::Timestamp;
 
 use super::*;
 use crate::api::{ContainerStatus, EcsTaskRunSpec, ResourceUsage};
-use crate::decide::{LaunchObservation, RunView, Step, TrackObservation, after_launch, after_track, next_step};
+use crate::decide::{
+    Admission, LaunchObservation, RunView, Step, TrackObservation, after_launch, after_track, next_step,
+};
 use crate::ecs::{ContainerDefinitionInfo, ContainerSnapshot, TaskSnapshot};
 
 fn at(seconds: i64) -> Timestamp {
@@ -124,6 +126,7 @@ fn a_run_retried_to_its_highest_backoff_limit_keeps_five_attempts_and_gives_up_w
             index: 0,
             max_tail_lines: None,
             cluster_id: None,
+            admission: &Admission::NotQueued,
         };
         let plan = match next_step(&view, at(now)) {
             Step::Idle => break,

@@ -94,7 +94,7 @@ fn a_task_seen_running_then_forgotten_after_an_outage_ends_unknown_and_is_never_
         assert_eq!(event_reasons(&plan), vec!["OutcomeUnknown"]);
         assert!(plan.events[0].warning);
         assert_eq!((plan.follow.clone(), plan.requeue), (None, None));
-        let mut after = Run { spec: run.spec.clone(), status: plan.status.clone() };
+        let mut after = Run { status: plan.status.clone(), ..run.clone() };
         after.apply(&plan);
         assert_eq!(next_step(&after.view(), when), Step::Idle, "never launched again");
     }

@@ -61,7 +61,12 @@ fn run_identity_reaches_every_container_and_user_values_win() {
         })
     });
     let run = Run::new(spec);
-    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap(), registered_by: None };
+    let definition = TaskDefinitionInfo {
+        arn: TD_ARN.into(),
+        containers: definition().unwrap(),
+        registered_by: None,
+        size: Default::default(),
+    };
     let request = launch_request(&run.view(), 3, &definition);
     let overrides = request.overrides.unwrap().container_overrides;
     assert_eq!(overrides.len(), 2, "the sidecar gets an override of its own");
@@ -93,7 +98,12 @@ fn the_task_definition_launched_is_the_one_described() {
     ];
     for (row, reference, described, expected) in rows {
         let run = Run::new(with(spec(), |s| s.task_definition = reference.map(str::to_owned)));
-        let definition = TaskDefinitionInfo { arn: described.into(), containers: vec![], registered_by: None };
+        let definition = TaskDefinitionInfo {
+            arn: described.into(),
+            containers: vec![],
+            registered_by: None,
+            size: Default::default(),
+        };
         assert_eq!(launch_request(&run.view(), 1, &definition).task_definition, expected, "{row}");
     }
 }
@@ -112,7 +122,12 @@ fn another_namespaces_template_revision_is_refused_in_words_that_say_what_to_do(
 #[test]
 fn without_injection_and_overrides_nothing_is_overridden() {
     let run = Run::new(with(spec(), |s| s.inject_run_identity = false));
-    let definition = TaskDefinitionInfo { arn: TD_ARN.into(), containers: definition().unwrap(), registered_by: None };
+    let definition = TaskDefinitionInfo {
+        arn: TD_ARN.into(),
+        containers: definition().unwrap(),
+        registered_by: None,
+        size: Default::default(),
+    };
     assert_eq!(launch_request(&run.view(), 1, &definition).overrides, None);
 }
 
@@ -336,6 +351,7 @@ fn a_template_run_launches_the_revision_registered_for_it() {
         arn: "arn:aws:ecs:eu-west-1:123456789012:task-definition/etl:7".into(),
         containers: vec![ContainerDefinitionInfo { name: "app".into(), essential: true, log: None }],
         registered_by: None,
+        size: Default::default(),
     };
     let request = launch_request(&run.view(), 1, &registered);
     assert_eq!(request.task_definition, registered.arn);

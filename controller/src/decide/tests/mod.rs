@@ -21,15 +21,17 @@ fn spec() -> EcsTaskRunSpec {
 struct Run {
     spec: EcsTaskRunSpec,
     status: EcsTaskRunStatus,
+    /// What Kueue says of the run (not queued unless a test queues it).
+    admission: Admission,
 }
 
 impl Run {
     fn new(spec: EcsTaskRunSpec) -> Self {
-        Self { spec, status: EcsTaskRunStatus::default() }
+        Self { spec, status: EcsTaskRunStatus::default(), admission: Admission::NotQueued }
     }
 
     fn view(&self) -> RunView<'_> {
-        super::testing::view("nightly", &self.spec, &self.status)
+        RunView { admission: &self.admission, ..super::testing::view("nightly", &self.spec, &self.status) }
     }
 
     /// Applies a plan's status, as the shell's write would.
@@ -98,4 +100,5 @@ mod judge;
 mod launch;
 mod operating;
 mod phase;
+mod queue;
 mod suspend;

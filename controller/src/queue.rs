@@ -1,0 +1,332 @@
+//! Kueue's `Workload` (kueue.x-k8s.io/v1beta2, as the pinned Kueue serves it), as far as ecsrun writes and
+//! reads it, and the pure rules between a run and its Workload: what the Workload asks for (`desired`),
+//! what Kueue's answer means for the run (`admission_of`), and when ecsrun gives quota back (`release`).
+//!
+//! Only the fields ecsrun uses are modelled; writes to the status go through the object as read
+//! (`serde_json::Value`), so nothing Kueue keeps there is lost.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{EcsTaskRun, EcsTaskRunSpec, EcsTaskRunStatus, Phase, QueueStatus};
+use crate::decide::Admission;
+
+/// Kueue's API group and the version ecsrun speaks.
+pub const GROUP: &str = "kueue.x-k8s.io";
+pub const VERSION: &str = "v1beta2";
+/// The label (and selector) of the Workloads ecsrun makes: ecsrun watches only those.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "ecsrun");
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=ecsrun";
+/// The one pod set of a run's Workload: all its task indexes alike.
+pub const POD_SET: &str = "tasks";
+
+/// Workload condition types (Kueue's `WorkloadQuotaReserved`, ...).
+pub mod condition {
+    pub const QUOTA_RESERVED: &str = "QuotaReserved";
+    pub const ADMITTED: &str = "Admitted";
+    pub const EVICTED: &str = "Evicted";
+    pub const FINISHED: &str = "Finished";
+    pub const REQUEUED: &str = "Requeued";
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "kueue.x-k8s.io",
+    version = "v1beta2",
+    kind = "Workload",
+    namespaced,
+    status = "WorkloadStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    pub pod_sets: Vec<PodSet>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_ref: Option<PriorityClassRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_execution_time_seconds: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSet {
+    pub name: String,
+    pub count: i32,
+    pub template: serde_json::Value,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PriorityClassRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<WorkloadAdmission>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadAdmission {
+    pub cluster_queue: String,
+    #[serde(default)]
+    pub pod_set_assignments: Vec<PodSetAssignment>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSetAssignment {
+    pub name: String,
+    #[serde(default)]
+    pub flavors: BTreeMap<String, String>,
+}
+
+/// The LocalQueue a run waits in, if it is queued. A run following a task started elsewhere
+/// (`spec.taskArn`) is never queued: it launches nothing.
+pub fn local_queue(run: &EcsTaskRun) -> Option<&str> {
+    if run.spec.task_arn.is_some() {
+        return None;
+    }
+    run.metadata.labels.as_ref()?.get(crate::api::QUEUE_NAME_LABEL).map(String::as_str).filter(|q| !q.is_empty())
+}
+
+/// The name of run `name`'s Workload (uid `uid`): the run's name and its uid's first eight characters, so
+/// a run deleted and created again under its name never meets its predecessor's Workload.
+pub fn name_for(name: &str, uid: &str) -> String {
+    let suffix: String = uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>().to_lowercase();
+    let head: String = name.chars().take(253 - 1 - suffix.len()).collect();
+    format!("{}-{suffix}", head.trim_end_matches(['-', '.']))
+}
+
+/// What ECS bills one task for: CPU units (1,024 to a vCPU) and MiB of memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskSize {
+    pub cpu_units: i64,
+    pub memory_mib: i64,
+}
+
+/// The size of one task of `spec` as ECS will bill it: the task-level override, else the task
+/// definition's task-level size (`definition`), else the sum of its containers' after their overrides.
+/// None when neither the spec nor the task definition gives a CPU and a memory.
+pub fn task_size(spec: &EcsTaskRunSpec, definition: &crate::ecs::TaskDefinitionSize) -> Option<TaskSize> {
+    let no_overrides = crate::api::TaskOverrides::default();
+    let overrides = spec.overrides.as_ref().unwrap_or(&no_overrides);
+    let container = |name: &str| overrides.container_overrides.iter().find(|c| c.name == name);
+    let summed = |field: fn(&crate::ecs::ContainerSize) -> Option<i64>,
+                  overridden: fn(&crate::api::ContainerOverride) -> Option<i64>| {
+        let sizes: Vec<Option<i64>> = definition
+            .containers
+            .iter()
+            .map(|c| container(&c.name).and_then(overridden).or_else(|| field(c)))
+            .collect();
+        (!sizes.is_empty() && sizes.iter().all(Option::is_some)).then(|| sizes.into_iter().flatten().sum())
+    };
+    let cpu = overrides
+        .cpu
+        .as_deref()
+        .and_then(crate::policy::cpu_units)
+        .or(definition.cpu_units)
+        .or_else(|| summed(|c| c.cpu_units, |o| o.cpu.map(i64::from)))?;
+    let memory = overrides
+        .memory
+        .as_deref()
+        .and_then(crate::policy::memory_mib)
+        .or(definition.memory_mib)
+        .or_else(|| summed(|c| c.memory_mib, |o| o.memory.or(o.memory_reservation).map(i64::from)))?;
+    Some(TaskSize { cpu_units: cpu, memory_mib: memory })
+}
+
+/// The Workload run `run` needs, before its name, namespace and owner are set (`Queueing::ensure` sets
+/// them): one pod set of as many tasks as run at once, each asking what ECS bills a task for, in the
+/// run's LocalQueue, with its priority, execution-time limit and `active` as the spec says.
+pub fn desired(run: &EcsTaskRun, queue: &str, size: TaskSize, priority: Option<(String, i32)>) -> WorkloadSpec {
+    let spec = &run.spec;
+    let at_once = spec.parallelism.unwrap_or(spec.count).min(spec.count).max(1);
+    // Kueue charges quota per resource name: CPU in millicores (1,024 units = 1,000m), memory in MiB.
+    let millicores = (size.cpu_units.max(0) as u64 * 1000).div_ceil(1024);
+    let template = serde_json::json!({
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "task",
+                "resources": {"requests": {"cpu": format!("{millicores}m"), "memory": format!("{}Mi", size.memory_mib)}},
+            }],
+        },
+    });
+    let maximum_execution_time_seconds =
+        spec.wait.timeout.as_ref().and_then(|t| t.get().ok()).map(|t| t.as_secs().clamp(1, i32::MAX as u64) as i32);
+    let (priority_class_ref, priority) = match priority {
+        Some((name, value)) => (
+            Some(PriorityClassRef { group: GROUP.to_owned(), kind: "WorkloadPriorityClass".to_owned(), name }),
+            Some(value),
+        ),
+        None => (None, None),
+    };
+    WorkloadSpec {
+        pod_sets: vec![PodSet { name: POD_SET.to_owned(), count: at_once, template }],
+        queue_name: queue.to_owned(),
+        priority_class_ref,
+        priority,
+        active: Some(!spec.suspend),
+        maximum_execution_time_seconds,
+    }
+}
+
+fn condition<'a>(workload: &'a Workload, type_: &str) -> Option<&'a Condition> {
+    workload.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn is_true(workload: &Workload, type_: &str) -> bool {
+    condition(workload, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Whether Kueue has reserved quota for the Workload (`status.admission` set): its quota is in use until
+/// ecsrun gives it back, even once evicted.
+pub fn holds_quota(workload: &Workload) -> bool {
+    is_true(workload, condition::QUOTA_RESERVED)
+}
+
+pub fn is_finished(workload: &Workload) -> bool {
+    is_true(workload, condition::FINISHED)
+}
+
+/// What the Workload's state means for its run: admitted (tasks may run) only while Kueue's `Admitted`
+/// condition is True and no eviction is pending; otherwise waiting, with Kueue's own words.
+pub fn admission_of(workload: &Workload) -> Admission {
+    if is_true(workload, condition::EVICTED) {
+        let why = condition(workload, condition::EVICTED).map_or("", |c| c.message.as_str());
+        return Admission::Waiting(format!("evicted: {why}"));
+    }
+    if is_true(workload, condition::ADMITTED) && holds_quota(workload) {
+        return Admission::Admitted;
+    }
+    let why = [condition::QUOTA_RESERVED, condition::ADMITTED]
+        .into_iter()
+        .filter_map(|type_| condition(workload, type_))
+        .map(|c| c.message.as_str())
+        .find(|message| !message.is_empty());
+    Admission::Waiting(why.unwrap_or("waiting for the Workload to be admitted").to_owned())
+}
+
+/// What the run's status says of its queue.
+pub fn queue_status(queue: &str, workload_name: &str, workload: Option<&Workload>) -> QueueStatus {
+    let admission = workload.and_then(|w| w.status.as_ref()).and_then(|status| status.admission.as_ref());
+    let admitted = workload.is_some_and(|w| admission_of(w) == Admission::Admitted);
+    let admitted_at = workload
+        .and_then(|w| condition(w, condition::ADMITTED))
+        .filter(|c| c.status == "True")
+        .map(|c| c.last_transition_time.clone());
+    QueueStatus {
+        local_queue: queue.to_owned(),
+        workload: workload_name.to_owned(),
+        admitted,
+        cluster_queue: admission.map(|a| a.cluster_queue.clone()),
+        flavor: admission
+            .and_then(|a| a.pod_set_assignments.first())
+            .and_then(|p| p.flavors.get("cpu").or_else(|| p.flavors.values().next()).cloned()),
+        admitted_at,
+    }
+}
+
+/// Whether the run still has, or may have, a task: a lane with a task not seen stopped, or an attempt
+/// whose RunTask may have gone out.
+pub fn may_hold_tasks(status: &EcsTaskRunStatus) -> bool {
+    status.lanes().into_iter().any(|(_, lane)| lane.attempts.last().is_some_and(|attempt| attempt.outcome.is_none()))
+}
+
+/// What ecsrun writes to its Workload's status now, if anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Kueue evicted the Workload and the run's tasks have stopped: clear the admission (QuotaReserved
+    /// False, Admitted False), so the quota is free and Kueue queues the Workload again. `requeued`: as
+    /// Kueue's own integrations, only after a preemption.
+    Release { message: String, requeued: bool, reason: String },
+    /// The run has ended: `Finished`, so its quota is released at once.
+    Finish { succeeded: bool, message: String },
+}
+
+/// What the run's state asks of its Workload's status: finish it once the run has ended; after an
+/// eviction, give the quota back once no task of the run may be running.
+pub fn status_change(workload: &Workload, status: &EcsTaskRunStatus) -> Option<StatusChange> {
+    if is_finished(workload) {
+        return None;
+    }
+    if let Some(phase) = status.task.phase.filter(|phase| phase.is_terminal()) {
+        let message = status.task.message.clone().unwrap_or_default();
+        return Some(StatusChange::Finish { succeeded: phase == Phase::Succeeded, message });
+    }
+    let evicted = condition(workload, condition::EVICTED).filter(|c| c.status == "True")?;
+    (holds_quota(workload) && !may_hold_tasks(status)).then(|| StatusChange::Release {
+        message: evicted.message.clone(),
+        requeued: evicted.reason == "Preempted",
+        reason: evicted.reason.clone(),
+    })
+}
+
+/// `change` carried out on the Workload `object` as read (every field Kueue keeps in it stays): conditions
+/// set in metav1.Condition's way (lastTransitionTime kept unless the status flips), and for a release the
+/// admission removed.
+pub fn apply_change(object: &mut serde_json::Value, change: &StatusChange, now: jiff::Timestamp) {
+    use serde_json::{Value, json};
+    let generation = object.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
+    if !object.get("status").is_some_and(Value::is_object) {
+        object["status"] = json!({});
+    }
+    let status = &mut object["status"];
+    let mut set = |type_: &str, value: &str, reason: &str, message: &str| {
+        if !status.get("conditions").is_some_and(Value::is_array) {
+            status["conditions"] = json!([]);
+        }
+        let Some(conditions) = status["conditions"].as_array_mut() else { return };
+        let message: String = message.chars().take(32 * 1024).collect();
+        let reason = if reason.is_empty() { "Unknown" } else { reason };
+        let kept = conditions
+            .iter()
+            .find(|c| c["type"] == type_ && c["status"] == value)
+            .map(|c| c["lastTransitionTime"].clone());
+        let condition = json!({
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "lastTransitionTime": kept.unwrap_or_else(|| json!(now.to_string())),
+        });
+        match conditions.iter_mut().find(|c| c["type"] == type_) {
+            Some(existing) => *existing = condition,
+            None => conditions.push(condition),
+        }
+    };
+    match change {
+        StatusChange::Finish { succeeded, message } => {
+            set(condition::FINISHED, "True", if *succeeded { "Succeeded" } else { "Failed" }, message);
+        }
+        StatusChange::Release { message, requeued, reason } => {
+            set(condition::REQUEUED, if *requeued { "True" } else { "False" }, reason, message);
+            set(condition::QUOTA_RESERVED, "False", "Pending", message);
+            set(condition::ADMITTED, "False", "NoReservation", "The workload has no reservation");
+            if let Some(status) = status.as_object_mut() {
+                status.remove("admission");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The shell around Kueue for a queued run: its Workload created (owned by the run, named by its uid, so
+//! never doubled), kept `active` as `spec.suspend` says, read for the admission the decision is given, and
+//! its status written as Kueue's job integrations write it: quota given back once an evicted run's tasks
+//! have stopped, `Finished` once the run has ended. The rules are `crate::queue`'s; this only does I/O.
+
+use jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::{Context, Error};
+use crate::api::{EcsTaskRun, EcsTaskRunStatus, PRIORITY_CLASS_LABEL, QueueStatus};
+use crate::decide::Admission;
+use crate::ecs::{Ecs, TaskDefinitionInfo};
+use crate::queue::{self, StatusChange, Workload};
+
+/// What the shell learnt of a queued run's Workload.
+pub(super) struct Queued {
+    pub admission: Admission,
+    pub status: QueueStatus,
+    /// The Workload as read (None: it could not be created yet).
+    pub workload: Option<Workload>,
+}
+
+fn workload_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(queue::GROUP, queue::VERSION, "Workload"))
+}
+
+/// Reads (creating it if it is missing) the Workload of `run`, waiting in `local_queue`, and gives back
+/// what it means for the run.
+pub(super) async fn admission<E: Ecs>(
+    ctx: &Context<E>,
+    run: &EcsTaskRun,
+    namespace: &str,
+    local_queue: &str,
+    status: &EcsTaskRunStatus,
+) -> Result<Queued, Error> {
+    let name = run.metadata.name.as_deref().ok_or(Error::MissingMetadata("name"))?;
+    let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+    let workload_name = queue::name_for(name, uid);
+    let api: Api<Workload> = Api::namespaced(ctx.client.clone(), namespace);
+    let waiting = |why: String| Queued {
+        admission: Admission::Waiting(why),
+        status: queue::queue_status(local_queue, &workload_name, None),
+        workload: None,
+    };
+    let found = api.get_opt(&workload_name).await.map_err(Error::Kube)?;
+    let workload = match found {
+        Some(workload) => workload,
+        // A run that has ended needs no quota: a Workload deleted behind its back is not created again.
+        None if status.task.phase.is_some_and(|phase| phase.is_terminal()) => {
+            return Ok(waiting("the run has ended".to_owned()));
+        }
+        None => match create(ctx, run, namespace, local_queue, &workload_name, &api).await? {
+            Ok(workload) => workload,
+            Err(why) => return Ok(waiting(why)),
+        },
+    };
+    if !workload.metadata.owner_references.iter().flatten().any(|owner| owner.uid == uid) {
+        // Not this run's (a name taken before it): never used, never changed.
+        let why = format!("Workload {workload_name} exists and does not belong to this run");
+        return Ok(waiting(why));
+    }
+    let workload = sync_active(&api, run, workload).await?;
+    Ok(Queued {
+        admission: queue::admission_of(&workload),
+        status: queue::queue_status(local_queue, &workload_name, Some(&workload)),
+        workload: Some(workload),
+    })
+}
+
+/// Creates the run's Workload. `Ok(Err(why))`: it cannot be made yet (its task's size or its priority
+/// class unknown), and why.
+async fn create<E: Ecs>(
+    ctx: &Context<E>,
+    run: &EcsTaskRun,
+    namespace: &str,
+    local_queue: &str,
+    workload_name: &str,
+    api: &Api<Workload>,
+) -> Result<Result<Workload, String>, Error> {
+    let definition = match task_definition(ctx, run, namespace).await {
+        Ok(definition) => definition,
+        Err(error) if error.is_routine() => return Err(error),
+        Err(error) => return Ok(Err(format!("the task's size cannot be read: {error}"))),
+    };
+    let Some(size) = queue::task_size(&run.spec, &definition.size) else {
+        return Ok(Err(
+            "the task has no CPU and memory to queue by: set them in the task definition or in spec.overrides"
+                .to_owned(),
+        ));
+    };
+    let priority = match run.labels().get(PRIORITY_CLASS_LABEL) {
+        None => None,
+        Some(class) => match priority_of(ctx, class).await? {
+            Some(value) => Some((class.clone(), value)),
+            None => return Ok(Err(format!("the WorkloadPriorityClass {class} does not exist"))),
+        },
+    };
+    let mut workload = Workload::new(workload_name, queue::desired(run, local_queue, size, priority));
+    workload.metadata.namespace = Some(namespace.to_owned());
+    let (key, value) = queue::MANAGED_BY_LABEL;
+    workload.metadata.labels = Some([(key.to_owned(), value.to_owned())].into());
+    workload.metadata.owner_references = run.controller_owner_ref(&()).map(|owner| vec![owner]);
+    match api
+        .create(&PostParams { field_manager: Some(super::FIELD_MANAGER.to_owned()), ..Default::default() }, &workload)
+        .await
+    {
+        Ok(created) => {
+            info!(workload = workload_name, queue = local_queue, "created the run's Workload");
+            ctx.metrics.workloads_created.inc();
+            Ok(Ok(created))
+        }
+        // Created by an earlier try whose answer was lost (or a replica racing): the one there is used.
+        Err(kube::Error::Api(answer)) if answer.code == 409 => {
+            api.get(workload_name).await.map(Ok).map_err(Error::Kube)
+        }
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// The task definition the run launches, for its size (cached by the ECS adapter).
+async fn task_definition<E: Ecs>(
+    ctx: &Context<E>,
+    run: &EcsTaskRun,
+    namespace: &str,
+) -> Result<TaskDefinitionInfo, Error> {
+    let target = ctx.target(run, namespace).await?;
+    let info = match (&run.spec.task_definition_template, &run.spec.task_definition) {
+        (Some(template), _) => ctx.templates.ensure(&*ctx.ecs, &target, template, namespace).await?,
+        (None, Some(reference)) => ctx.ecs.describe_task_definition(&target, reference).await?,
+        (None, None) => TaskDefinitionInfo::default(),
+    };
+    Ok(info)
+}
+
+/// The value of WorkloadPriorityClass `class`, None if there is none.
+async fn priority_of<E: Ecs>(ctx: &Context<E>, class: &str) -> Result<Option<i32>, Error> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(queue::GROUP, queue::VERSION, "WorkloadPriorityClass"));
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+    let found = api.get_opt(class).await.map_err(Error::Kube)?;
+    Ok(found
+        .and_then(|object| object.data.get("value")?.as_i64())
+        .map(|value| value.clamp(i32::MIN.into(), i32::MAX.into()) as i32))
+}
+
+/// Keeps the Workload's `active` as the run's `spec.suspend` says: a suspended run holds no quota.
+async fn sync_active(api: &Api<Workload>, run: &EcsTaskRun, workload: Workload) -> Result<Workload, Error> {
+    let active = !run.spec.suspend;
+    if workload.spec.active.unwrap_or(true) == active {
+        return Ok(workload);
+    }
+    let patch = serde_json::json!({"spec": {"active": active}});
+    api.patch(&workload.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)
+}
+
+/// Writes what the run's state asks of its Workload's status (`queue::status_change`), if anything: on the
+/// object as read now, every field Kueue keeps in it untouched, conditional on its resourceVersion (a
+/// conflict: the next reconcile reads it again).
+pub(super) async fn settle<E: Ecs>(
+    ctx: &Context<E>,
+    namespace: &str,
+    name: &str,
+    status: &EcsTaskRunStatus,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &workload_resource());
+    let Some(object) = api.get_opt(name).await.map_err(Error::Kube)? else { return Ok(()) };
+    let undecodable = |error: serde_json::Error| Error::Undecodable(format!("Workload {name}: {error}"));
+    let mut object = serde_json::to_value(object).map_err(undecodable)?;
+    let workload: Workload = serde_json::from_value(object.clone()).map_err(undecodable)?;
+    let Some(change) = queue::status_change(&workload, status) else { return Ok(()) };
+    queue::apply_change(&mut object, &change, now);
+    let body: DynamicObject = serde_json::from_value(object).map_err(undecodable)?;
+    match api.replace_status(name, &PostParams::default(), &body).await {
+        Ok(_) => {
+            match &change {
+                StatusChange::Finish { .. } => {
+                    info!(workload = name, "marked the Workload finished: its quota is free")
+                }
+                StatusChange::Release { .. } => {
+                    ctx.metrics.workload_evictions.inc();
+                    info!(workload = name, "gave back the evicted Workload's quota: the run waits for admission again")
+                }
+            }
+            Ok(())
+        }
+        Err(kube::Error::Api(answer)) if answer.code == 409 || answer.code == 404 => {
+            warn!(workload = name, code = answer.code, "the Workload changed while written; read again next time");
+            Ok(())
+        }
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
