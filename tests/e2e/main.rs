@@ -21,6 +21,7 @@ mod operating;
 mod plugin;
 mod policy;
 mod preconditions;
+mod queueing;
 mod recovery;
 mod release;
 mod schedule_admission;
@@ -55,6 +56,8 @@ pub struct Env {
     pub runtime: tokio::runtime::Handle,
     /// /metrics of the controller that follows `task_events::NAMESPACE` through task events.
     pub task_events_metrics: String,
+    /// Kueue's manager, for the queueing cases (stopped with the environment).
+    pub kueue: ecsrun_testbed::kueue::Kueue,
 }
 
 impl Env {
@@ -215,6 +218,7 @@ fn main() {
         monitoring::cases(),
         image::cases(),
         release::cases(),
+        queueing::cases(),
     ]
     .into_iter()
     .flatten()
@@ -304,9 +308,14 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         schedules::KILL_NAMESPACE,
         task_events::NAMESPACE,
         task_events::MISSING_NAMESPACE,
+        queueing::TEAM_A,
+        queueing::TEAM_B,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }
+    let kueue = ecsrun_testbed::kueue::Kueue::start(&work, &control_plane.kubeconfig, &client)
+        .await
+        .context("Kueue's manager (queueing cases)")?;
     let ecs = moto.ecs().await;
     // The only consumer of the events cluster's queue: a second would take messages meant for this one.
     let mut task_events = task_events::controller(&work, &control_plane.kubeconfig, &moto)?;
@@ -319,6 +328,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         work,
         runtime: tokio::runtime::Handle::current(),
         task_events_metrics,
+        kueue,
     });
     let mut shared = env.controller("controller-shared", &SHARED_NAMESPACES)?;
     shared.ready().await?;

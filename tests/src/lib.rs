@@ -20,6 +20,7 @@ use kube::runtime::wait::{await_condition, conditions};
 pub mod bench;
 pub mod fakes;
 pub mod faults;
+pub mod kueue;
 pub mod link;
 pub mod proxy;
 pub mod registry;

@@ -74,6 +74,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.kueue.enabled }}
+# Queued runs' Workloads: created, watched, kept active as spec.suspend says; their status written as
+# Kueue's job integrations write it (quota given back after an eviction, Finished when the run ends).
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads/status"]
+  verbs: ["get", "update"]
+{{- end }}
 {{- end }}
 
 {{/*
