@@ -20,6 +20,9 @@ pub const VERSION: &str = "v1beta2";
 /// The label (and selector) of the Workloads ecsrun makes: ecsrun watches only those.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "ecsrun");
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=ecsrun";
+/// The finalizer Kueue's job integrations put on their Workloads: a Workload deleted by hand keeps its
+/// quota until the job's tasks have stopped and the integration lets it go.
+pub const RESOURCE_IN_USE: &str = "kueue.x-k8s.io/resource-in-use";
 /// The one pod set of a run's Workload: all its task indexes alike.
 pub const POD_SET: &str = "tasks";
 
@@ -106,12 +109,23 @@ pub fn local_queue(run: &EcsTaskRun) -> Option<&str> {
     run.metadata.labels.as_ref()?.get(crate::api::QUEUE_NAME_LABEL).map(String::as_str).filter(|q| !q.is_empty())
 }
 
-/// The name of run `name`'s Workload (uid `uid`): the run's name and its uid's first eight characters, so
+/// The name of run `name`'s Workload (uid `uid`): the run's name and ten hex digits of its uid's hash, so
 /// a run deleted and created again under its name never meets its predecessor's Workload.
 pub fn name_for(name: &str, uid: &str) -> String {
-    let suffix: String = uid.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>().to_lowercase();
+    use sha2::{Digest, Sha256};
+    let suffix: String = Sha256::digest(uid.as_bytes()).iter().take(5).map(|byte| format!("{byte:02x}")).collect();
     let head: String = name.chars().take(253 - 1 - suffix.len()).collect();
     format!("{}-{suffix}", head.trim_end_matches(['-', '.']))
+}
+
+/// Whether ecsrun must let the Workload go because the run that owned it (`owner_uid`) is gone: `run` is
+/// the run of that name as the API server has it now (None: none).
+pub fn orphaned(workload: &Workload, run: Option<&EcsTaskRun>) -> bool {
+    let holding = workload.metadata.finalizers.iter().flatten().any(|f| f == RESOURCE_IN_USE);
+    let owner = workload.metadata.owner_references.iter().flatten().find(|owner| owner.kind == "EcsTaskRun");
+    let owner_there =
+        owner.is_some_and(|owner| run.is_some_and(|run| run.metadata.uid.as_deref() == Some(owner.uid.as_str())));
+    holding && owner.is_some() && !owner_there
 }
 
 /// What ECS bills one task for: CPU units (1,024 to a vCPU) and MiB of memory.
@@ -209,6 +223,11 @@ pub fn is_finished(workload: &Workload) -> bool {
 /// What the Workload's state means for its run: admitted (tasks may run) only while Kueue's `Admitted`
 /// condition is True and no eviction is pending; otherwise waiting, with Kueue's own words.
 pub fn admission_of(workload: &Workload) -> Admission {
+    if workload.metadata.deletion_timestamp.is_some() {
+        return Admission::Waiting(
+            "the Workload is being deleted; it is made again once the run's tasks have stopped".into(),
+        );
+    }
     if is_true(workload, condition::EVICTED) {
         let why = condition(workload, condition::EVICTED).map_or("", |c| c.message.as_str());
         return Admission::Waiting(format!("evicted: {why}"));
@@ -248,6 +267,26 @@ pub fn queue_status(queue: &str, workload_name: &str, workload: Option<&Workload
 /// whose RunTask may have gone out.
 pub fn may_hold_tasks(status: &EcsTaskRunStatus) -> bool {
     status.lanes().into_iter().any(|(_, lane)| lane.attempts.last().is_some_and(|attempt| attempt.outcome.is_none()))
+}
+
+/// Whether ecsrun lets its Workload go (removes `RESOURCE_IN_USE`): once it is finished or being deleted
+/// and no task of the run may be running, so its quota is never released while a task of it runs.
+pub fn lets_go(workload: &Workload, status: &EcsTaskRunStatus) -> bool {
+    let holding = workload.metadata.finalizers.iter().flatten().any(|f| f == RESOURCE_IN_USE);
+    let done = is_finished(workload) || workload.metadata.deletion_timestamp.is_some();
+    holding && done && !may_hold_tasks(status)
+}
+
+/// Whether the Workload's `active` must change for the run's `spec.suspend`: set false when the run is
+/// suspended, true again when it resumes. A Workload an administrator deactivated while the run was not
+/// suspended stays inactive (Kueue evicts it; the run waits).
+pub fn active_change(workload: &Workload, suspend: bool, status: &EcsTaskRunStatus) -> Option<bool> {
+    let active = workload.spec.active.unwrap_or(true);
+    match (suspend, active) {
+        (true, true) => Some(false),
+        (false, false) if status.task.reason_is(crate::api::RunReason::Suspended) => Some(true),
+        _ => None,
+    }
 }
 
 /// What ecsrun writes to its Workload's status now, if anything.

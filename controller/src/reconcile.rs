@@ -222,7 +222,7 @@ mod effects;
 mod error;
 mod finalizer;
 mod observe;
-mod queue;
+pub mod queue;
 mod slots;
 mod wiring;
 

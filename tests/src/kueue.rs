@@ -9,10 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
 use crate::{Process, cache_dir, ensure_namespace, free_port, http_get, setup_binary, tail};
@@ -200,11 +198,10 @@ integrations:
 
 /// Applies Kueue's CRDs, each converted kind with the conversion webhook its install configures.
 async fn install_crds(client: &kube::Client, dir: &Path, base: &str, ca_bundle: &str) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.sort();
-    let mut names = Vec::new();
+    let mut crds = Vec::new();
     for file in files {
         let mut crd: Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&file)?).with_context(|| format!("{}", file.display()))?;
@@ -218,20 +215,9 @@ async fn install_crds(client: &kube::Client, dir: &Path, base: &str, ca_bundle: 
                 },
             });
         }
-        let crd: CustomResourceDefinition = serde_json::from_value(crd)?;
-        let name = crd.metadata.name.clone().context("CRD without a name")?;
-        api.patch(&name, &PatchParams::apply("ecsrun-testbed").force(), &Patch::Apply(&crd)).await?;
-        names.push(name);
+        crds.push(serde_json::from_value(crd)?);
     }
-    for name in names {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not Established within 30s"))??;
-    }
-    Ok(())
+    crate::apply_crds(client, crds).await
 }
 
 /// Applies Kueue's webhook configurations (named as its install names them), served at `base`: the

@@ -532,14 +532,28 @@ pub async fn install_finalizer_policy(client: &kube::Client, kubeconfig: &Path) 
 
 /// Applies every CRD in `crds/` with server-side apply and waits until each is Established.
 pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut files: Vec<_> = std::fs::read_dir(repo_root().join("crds"))?.collect::<Result<_, _>>()?;
     files.sort_by_key(|entry| entry.file_name());
+    let mut crds = Vec::new();
     for file in files {
-        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&std::fs::read_to_string(file.path())?)
-            .with_context(|| format!("{}", file.path().display()))?;
+        crds.push(
+            serde_yaml_ng::from_str(&std::fs::read_to_string(file.path())?)
+                .with_context(|| format!("{}", file.path().display()))?,
+        );
+    }
+    apply_crds(client, crds).await
+}
+
+/// Applies `crds` with server-side apply, then waits until each is Established.
+pub async fn apply_crds(client: &kube::Client, crds: Vec<CustomResourceDefinition>) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for crd in crds {
         let name = crd.metadata.name.clone().context("CRD without a name")?;
         api.patch(&name, &PatchParams::apply("ecsrun-testbed").force(), &Patch::Apply(&crd)).await?;
+        names.push(name);
+    }
+    for name in names {
         tokio::time::timeout(
             Duration::from_secs(30),
             await_condition(api.clone(), &name, conditions::is_crd_established()),

@@ -269,8 +269,69 @@ fn the_workload_asks_for_as_many_tasks_as_run_at_once_in_the_runs_queue() {
         spec.priority_class_ref.map(|r| (r.kind, r.name)),
         Some(("WorkloadPriorityClass".into(), "urgent".into()))
     );
-    assert_eq!(name_for("nightly", "0A1B2C3D-0000"), "nightly-0a1b2c3d");
+    let named = name_for("nightly", "0a1b2c3d-0000-4000-8000-000000000001");
+    assert!(named.starts_with("nightly-") && named.len() == "nightly-".len() + 10, "{named}");
+    assert_ne!(named, name_for("nightly", "0a1b2c3d-0000-4000-8000-000000000002"), "uids alike at the start");
     let long = "a".repeat(250) + ".b";
     assert!(name_for(&long, "0a1b2c3d").len() <= 253);
     assert!(!name_for(&("x".repeat(244) + "-y"), "0a1b2c3d").contains("--"));
+}
+
+#[test]
+fn ecsrun_lets_its_workload_go_only_once_no_task_of_the_run_may_run() {
+    let held = |mut workload: Workload, deleting: bool| {
+        workload.metadata.finalizers = Some(vec![RESOURCE_IN_USE.into()]);
+        if deleting {
+            workload.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-12-07T10:00:00Z".parse().unwrap()));
+        }
+        workload
+    };
+    let admitted = workload(json!([cond("QuotaReserved", "True", "", ""), cond("Admitted", "True", "", "")]), None);
+    let finished = workload(json!([cond("Finished", "True", "Succeeded", "")]), None);
+    let rows = [
+        ("admitted, running", held(admitted.clone(), false), run_status(Some(Phase::Running), true), false),
+        (
+            "deleted by hand, its task still running",
+            held(admitted.clone(), true),
+            run_status(Some(Phase::Stopping), true),
+            false,
+        ),
+        (
+            "deleted by hand, its task stopped",
+            held(admitted.clone(), true),
+            run_status(Some(Phase::Pending), false),
+            true,
+        ),
+        ("finished", held(finished.clone(), false), run_status(Some(Phase::Succeeded), false), true),
+        ("finished, let go already", finished, run_status(Some(Phase::Succeeded), false), false),
+    ];
+    for (row, workload, status, expected) in rows {
+        assert_eq!(lets_go(&workload, &status), expected, "{row}");
+    }
+    let deleting = held(admitted, true);
+    assert!(matches!(admission_of(&deleting), Admission::Waiting(why) if why.contains("being deleted")));
+}
+
+#[test]
+fn active_follows_suspend_and_leaves_an_administrators_deactivation_alone() {
+    let with_active = |active: Option<bool>| {
+        let mut workload = workload(json!([]), None);
+        workload.spec.active = active;
+        workload
+    };
+    let mut suspended = EcsTaskRunStatus::default();
+    suspended.task.reason = Some(crate::api::RunReason::Suspended.into());
+    let mut queued = EcsTaskRunStatus::default();
+    queued.task.reason = Some(crate::api::RunReason::Queued.into());
+    let rows = [
+        ("suspended: inactive", with_active(None), true, &queued, Some(false)),
+        ("suspended and inactive already", with_active(Some(false)), true, &suspended, None),
+        ("resumed: active again", with_active(Some(false)), false, &suspended, Some(true)),
+        ("deactivated by an administrator: left alone", with_active(Some(false)), false, &queued, None),
+        ("active and not suspended", with_active(Some(true)), false, &queued, None),
+    ];
+    for (row, workload, suspend, status, expected) in rows {
+        assert_eq!(active_change(&workload, suspend, status), expected, "{row}");
+    }
 }

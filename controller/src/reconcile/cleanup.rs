@@ -23,6 +23,8 @@ pub(super) async fn cleanup<E: Ecs>(
     ctx: &Context<E>,
 ) -> Result<Action, Error> {
     let action = stop_tasks(run, namespace, api, ctx).await?;
+    // Its tasks stopped: a queued run's Workload goes, and its quota with it.
+    super::queue::release_deleted(ctx, run, namespace).await?;
     // A schedule's run keeps its slot's name until no creation of it can land any more (`slots`).
     match slots::slot_hold(&ctx.client, namespace, run, ctx.settings.clock.now()).await? {
         Some(slots::SlotHold::Unrecorded(schedule)) => Err(Error::SlotUnrecorded(schedule)),

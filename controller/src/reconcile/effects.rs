@@ -83,9 +83,15 @@ impl<'a, E: Ecs> Shell<'a, E> {
         if let Some(workload) = queued.as_ref().and_then(|queued| queued.workload.as_ref()) {
             // Once the effects are carried out: an evicted run's quota goes back as soon as its tasks have
             // stopped, a finished run's at once.
-            let now = self.ctx.settings.clock.now();
             let latest = self.latest_status().unwrap_or(status);
-            queue::settle(self.ctx, self.namespace, &workload.name_any(), &latest, now).await?;
+            if let Some(settling) = queue::settling(self.ctx, self.namespace, &workload.name_any(), &latest).await? {
+                if settling.releases_quota() {
+                    // Conditional on the run's version: had another replica recorded a launch since, this
+                    // fails, and no quota goes back under a task about to start.
+                    self.write_status(&latest).await?;
+                }
+                queue::settle(self.ctx, self.namespace, settling, self.ctx.settings.clock.now()).await?;
+            }
         }
         action
     }

@@ -62,7 +62,7 @@ pub(super) async fn admission<E: Ecs>(
         let why = format!("Workload {workload_name} exists and does not belong to this run");
         return Ok(waiting(why));
     }
-    let workload = sync_active(&api, run, workload).await?;
+    let workload = sync_active(&api, run, status, workload).await?;
     Ok(Queued {
         admission: queue::admission_of(&workload),
         status: queue::queue_status(local_queue, &workload_name, Some(&workload)),
@@ -102,6 +102,7 @@ async fn create<E: Ecs>(
     workload.metadata.namespace = Some(namespace.to_owned());
     let (key, value) = queue::MANAGED_BY_LABEL;
     workload.metadata.labels = Some([(key.to_owned(), value.to_owned())].into());
+    workload.metadata.finalizers = Some(vec![queue::RESOURCE_IN_USE.to_owned()]);
     workload.metadata.owner_references = run.controller_owner_ref(&()).map(|owner| vec![owner]);
     match api
         .create(&PostParams { field_manager: Some(super::FIELD_MANAGER.to_owned()), ..Default::default() }, &workload)
@@ -145,51 +146,158 @@ async fn priority_of<E: Ecs>(ctx: &Context<E>, class: &str) -> Result<Option<i32
         .map(|value| value.clamp(i32::MIN.into(), i32::MAX.into()) as i32))
 }
 
-/// Keeps the Workload's `active` as the run's `spec.suspend` says: a suspended run holds no quota.
-async fn sync_active(api: &Api<Workload>, run: &EcsTaskRun, workload: Workload) -> Result<Workload, Error> {
-    let active = !run.spec.suspend;
-    if workload.spec.active.unwrap_or(true) == active {
-        return Ok(workload);
-    }
+/// Keeps the Workload's `active` as the run's `spec.suspend` says (`queue::active_change`): a suspended
+/// run holds no quota.
+async fn sync_active(
+    api: &Api<Workload>,
+    run: &EcsTaskRun,
+    status: &EcsTaskRunStatus,
+    workload: Workload,
+) -> Result<Workload, Error> {
+    let Some(active) = queue::active_change(&workload, run.spec.suspend, status) else { return Ok(workload) };
     let patch = serde_json::json!({"spec": {"active": active}});
     api.patch(&workload.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::Kube)
 }
 
-/// Writes what the run's state asks of its Workload's status (`queue::status_change`), if anything: on the
-/// object as read now, every field Kueue keeps in it untouched, conditional on its resourceVersion (a
-/// conflict: the next reconcile reads it again).
-pub(super) async fn settle<E: Ecs>(
+/// What the run's state asks of its Workload now (read fresh), if anything.
+pub(super) enum Settling {
+    /// Remove ecsrun's hold (`queue::lets_go`).
+    LetGo(Workload),
+    /// Write this change to the status of the Workload, as read (`object`).
+    Status { object: serde_json::Value, change: StatusChange },
+}
+
+impl Settling {
+    /// Whether it gives an evicted run's quota back: the run's own status must be written first, so that
+    /// a launch decided on an older copy of it (another replica's) cannot go out after.
+    pub fn releases_quota(&self) -> bool {
+        matches!(self, Settling::Status { change: StatusChange::Release { .. }, .. })
+    }
+}
+
+/// Reads the Workload `name` and what the run's `status` asks of it (`queue::lets_go`,
+/// `queue::status_change`).
+pub(super) async fn settling<E: Ecs>(
     ctx: &Context<E>,
     namespace: &str,
     name: &str,
     status: &EcsTaskRunStatus,
+) -> Result<Option<Settling>, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &workload_resource());
+    let Some(object) = api.get_opt(name).await.map_err(Error::Kube)? else { return Ok(None) };
+    let undecodable = |error: serde_json::Error| Error::Undecodable(format!("Workload {name}: {error}"));
+    let object = serde_json::to_value(object).map_err(undecodable)?;
+    let workload: Workload = serde_json::from_value(object.clone()).map_err(undecodable)?;
+    if queue::lets_go(&workload, status) {
+        return Ok(Some(Settling::LetGo(workload)));
+    }
+    Ok(queue::status_change(&workload, status).map(|change| Settling::Status { object, change }))
+}
+
+/// Carries out `settling`: on the object as read, every field Kueue keeps in it untouched, conditional on
+/// its resourceVersion (a conflict: the next reconcile reads it again).
+pub(super) async fn settle<E: Ecs>(
+    ctx: &Context<E>,
+    namespace: &str,
+    settling: Settling,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &workload_resource());
-    let Some(object) = api.get_opt(name).await.map_err(Error::Kube)? else { return Ok(()) };
+    let (mut object, change) = match settling {
+        Settling::LetGo(workload) => return let_go(ctx, namespace, &workload).await,
+        Settling::Status { object, change } => (object, change),
+    };
+    let name = object.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
     let undecodable = |error: serde_json::Error| Error::Undecodable(format!("Workload {name}: {error}"));
-    let mut object = serde_json::to_value(object).map_err(undecodable)?;
-    let workload: Workload = serde_json::from_value(object.clone()).map_err(undecodable)?;
-    let Some(change) = queue::status_change(&workload, status) else { return Ok(()) };
     queue::apply_change(&mut object, &change, now);
     let body: DynamicObject = serde_json::from_value(object).map_err(undecodable)?;
-    match api.replace_status(name, &PostParams::default(), &body).await {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &workload_resource());
+    match api.replace_status(&name, &PostParams::default(), &body).await {
         Ok(_) => {
             match &change {
                 StatusChange::Finish { .. } => {
-                    info!(workload = name, "marked the Workload finished: its quota is free")
+                    info!(workload = %name, "marked the Workload finished: its quota is free")
                 }
                 StatusChange::Release { .. } => {
                     ctx.metrics.workload_evictions.inc();
-                    info!(workload = name, "gave back the evicted Workload's quota: the run waits for admission again")
+                    info!(workload = %name, "gave back the evicted Workload's quota: the run waits for admission again")
                 }
             }
             Ok(())
         }
         Err(kube::Error::Api(answer)) if answer.code == 409 || answer.code == 404 => {
-            warn!(workload = name, code = answer.code, "the Workload changed while written; read again next time");
+            warn!(workload = %name, code = answer.code, "the Workload changed while written; read again next time");
             Ok(())
         }
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// Removes ecsrun's hold on a Workload (`queue::RESOURCE_IN_USE`), conditional on its finalizers being as
+/// read: Kueue frees its quota, and a Workload being deleted goes.
+async fn let_go<E: Ecs>(ctx: &Context<E>, namespace: &str, workload: &Workload) -> Result<(), Error> {
+    let name = workload.name_any();
+    let finalizers = workload.metadata.finalizers.clone().unwrap_or_default();
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != queue::RESOURCE_IN_USE).collect();
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {"op": "replace", "path": "/metadata/finalizers", "value": kept},
+    ]))
+    .map_err(|error| Error::Undecodable(error.to_string()))?;
+    let api: Api<Workload> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch)).await {
+        Ok(_) => {
+            info!(workload = %name, "let the Workload go: no task of the run runs");
+            Ok(())
+        }
+        // Changed since read (422: the test failed) or gone: looked at again next time.
+        Err(kube::Error::Api(answer)) if matches!(answer.code, 404 | 409 | 422) => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// A deleted run's Workload, once its tasks have stopped: ecsrun's hold on it removed and the Workload
+/// deleted, so its quota is free at once (its owner reference would delete it, but the hold would keep it).
+pub(super) async fn release_deleted<E: Ecs>(ctx: &Context<E>, run: &EcsTaskRun, namespace: &str) -> Result<(), Error> {
+    if !ctx.settings.kueue || queue::local_queue(run).is_none() {
+        return Ok(());
+    }
+    let name = run.metadata.name.as_deref().ok_or(Error::MissingMetadata("name"))?;
+    let uid = run.metadata.uid.as_deref().ok_or(Error::MissingMetadata("uid"))?;
+    let api: Api<Workload> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(workload) = api.get_opt(&queue::name_for(name, uid)).await.map_err(Error::Kube)? else { return Ok(()) };
+    if !workload.metadata.owner_references.iter().flatten().any(|owner| owner.uid == uid) {
+        return Ok(());
+    }
+    if workload.metadata.finalizers.iter().flatten().any(|f| f == queue::RESOURCE_IN_USE) {
+        let_go(ctx, namespace, &workload).await?;
+    }
+    match api.delete(&workload.name_any(), &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(answer)) if answer.code == 404 => Ok(()),
+        Err(error) => Err(Error::Kube(error)),
+    }
+}
+
+/// A Workload of ecsrun's whose run is gone (created by a reconcile that raced the run's deletion, say):
+/// read the run of its owner's name fresh, and if it is gone or another, let the Workload go and delete
+/// it, so no quota stays held for a run that no longer exists.
+pub async fn release_orphaned<E: Ecs>(ctx: &Context<E>, workload: &Workload) -> Result<(), Error> {
+    let Some(namespace) = workload.metadata.namespace.as_deref() else { return Ok(()) };
+    let Some(owner) = workload.metadata.owner_references.iter().flatten().find(|owner| owner.kind == "EcsTaskRun")
+    else {
+        return Ok(());
+    };
+    let runs: Api<EcsTaskRun> = Api::namespaced(ctx.client.clone(), namespace);
+    let run = runs.get_opt(&owner.name).await.map_err(Error::Kube)?;
+    if !queue::orphaned(workload, run.as_ref()) {
+        return Ok(());
+    }
+    info!(workload = %workload.name_any(), run = %owner.name, "the Workload's run is gone: letting it go");
+    let_go(ctx, namespace, workload).await?;
+    let api: Api<Workload> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(&workload.name_any(), &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(answer)) if answer.code == 404 => Ok(()),
         Err(error) => Err(Error::Kube(error)),
     }
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource};
 use tracing::{debug, info, warn};
@@ -85,7 +85,7 @@ pub async fn run<E: Ecs>(
             .reflect(writer)
             .applied_objects()
             .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
-        let mut controller = Controller::for_stream(runs, reader)
+        let mut controller = Controller::for_stream(runs, reader.clone())
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         if ctx.settings.kueue {
             // Kueue's admissions and evictions bring their runs back: the Workloads ecsrun made, by their
@@ -96,7 +96,32 @@ pub async fn run<E: Ecs>(
                 Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
             };
             let selector = watcher::Config::default().labels(crate::queue::MANAGED_BY_SELECTOR);
-            controller = controller.owns_stream(watcher(workloads, selector).default_backoff().touched_objects());
+            // A Workload whose run is gone (its creation raced the run's deletion) is let go here: no
+            // reconcile of the run will come.
+            let (store, sweeper) = (reader.clone(), ctx.clone());
+            let workloads = watcher(workloads, selector).default_backoff().touched_objects().inspect(move |event| {
+                let Ok(meta) = event else { return };
+                let owned_by_cached_run = meta.metadata.owner_references.iter().flatten().any(|owner| {
+                    let key =
+                        ObjectRef::new(&owner.name).within(meta.metadata.namespace.as_deref().unwrap_or_default());
+                    store.get(&key).is_some_and(|run| run.meta().uid.as_deref() == Some(owner.uid.as_str()))
+                });
+                let holding = meta.metadata.finalizers.iter().flatten().any(|f| f == crate::queue::RESOURCE_IN_USE);
+                if holding && !owned_by_cached_run {
+                    let workload = crate::queue::Workload {
+                        metadata: meta.metadata.clone(),
+                        spec: Default::default(),
+                        status: None,
+                    };
+                    let ctx = sweeper.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = super::queue::release_orphaned(&ctx, &workload).await {
+                            warn!(%error, "could not let an orphaned Workload go");
+                        }
+                    });
+                }
+            });
+            controller = controller.owns_stream(workloads);
         }
         let controller = controller
             .reconcile_on(futures::stream::unfold(task_changes, |mut changes| async move {

@@ -265,6 +265,22 @@ impl FakeApi {
                 }
                 respond(200, &object)
             }
+            // A replace of the status (a Workload's, as Kueue's job integrations write it): conditional on
+            // the resourceVersion it carries.
+            (Method::PUT, [namespace, resource, name, "status"]) => {
+                let key = (resource.to_string(), namespace.to_string(), name.to_string());
+                let Some(current) = state.objects.get(&key).cloned() else {
+                    return status(404, "NotFound", &format!("{resource} \"{name}\" not found"));
+                };
+                if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                    return status(409, "Conflict", "the object has been modified (fake API)");
+                }
+                let mut object = current;
+                object["status"] = body["status"].clone();
+                let object = state.stamp(object, false);
+                state.objects.insert(key, object.clone());
+                respond(200, &object)
+            }
             // A delete with a uid precondition (ttlSecondsAfterFinished): marked while finalizers hold it.
             (Method::DELETE, [namespace, resource, name]) => {
                 let key = (resource.to_string(), namespace.to_string(), name.to_string());
@@ -388,6 +404,44 @@ impl FakeApi {
         edit(&mut schedule.spec);
         let mut value = serde_json::to_value(&schedule).expect("a schedule serializes");
         value["metadata"]["generation"] = json!(schedule.metadata.generation.unwrap_or(1) + 1);
+        let value = state.stamp(value, false);
+        state.objects.insert(key, value);
+    }
+
+    /// Every object of `resource` (its plural, e.g. `workloads`), as stored.
+    pub fn objects(&self, resource: &str) -> Vec<Value> {
+        let state = self.state();
+        state.objects.iter().filter(|((r, _, _), _)| r == resource).map(|(_, value)| value.clone()).collect()
+    }
+
+    /// The object `resource` `namespace`/`name`, as stored.
+    pub fn object(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state().objects.get(&(resource.to_owned(), namespace.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Changes an object as another controller or a user would (a new resourceVersion).
+    pub fn edit_object(&self, resource: &str, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut state = self.state();
+        let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
+        let Some(mut value) = state.objects.get(&key).cloned() else { return };
+        edit(&mut value);
+        let value = state.stamp(value, false);
+        state.objects.insert(key, value);
+    }
+
+    /// Deletes an object as a user would: marked while finalizers hold it, else gone.
+    pub fn delete_object(&self, resource: &str, namespace: &str, name: &str) {
+        let mut state = self.state();
+        let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
+        let Some(mut value) = state.objects.get(&key).cloned() else { return };
+        if value["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
+            state.remove(&key);
+            return;
+        }
+        if !value["metadata"]["deletionTimestamp"].is_string() {
+            let now = state.clock.unwrap_or_else(Timestamp::now);
+            value["metadata"]["deletionTimestamp"] = json!(now.to_string());
+        }
         let value = state.stamp(value, false);
         state.objects.insert(key, value);
     }

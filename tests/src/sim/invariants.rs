@@ -93,6 +93,74 @@ pub fn slot_names(step: u64, removed: &[(EcsTaskRun, Timestamp)], schedule_uid: 
     Ok(())
 }
 
+/// Whether Kueue counts a Workload's quota as in use: reserved and not finished.
+pub fn holds_quota(workload: &serde_json::Value) -> bool {
+    let is = |type_: &str, status: &str| {
+        workload["status"]["conditions"]
+            .as_array()
+            .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == type_ && c["status"] == status))
+    };
+    is("QuotaReserved", "True") && !is("Finished", "True")
+}
+
+/// The name of a queued run's Workload, if the run with `uid` (as created) was queued.
+fn workload_of<'a>(created: impl IntoIterator<Item = &'a EcsTaskRun>, uid: &str) -> Option<(String, String)> {
+    let run = created.into_iter().find(|run| run.metadata.uid.as_deref() == Some(uid))?;
+    run.metadata.labels.as_ref()?.get(ecsrun::api::QUEUE_NAME_LABEL)?;
+    let name = ecsrun::queue::name_for(run.metadata.name.as_deref()?, uid);
+    Some((run.metadata.namespace.clone()?, name))
+}
+
+/// At the moment a queued run's RunTask goes out, its Workload holds quota (Kueue admitted it, and nobody
+/// has released it): what it describes, if not.
+pub fn launch_without_quota(api: &crate::fakes::FakeApi, act: &Act) -> Option<String> {
+    let Act::Launch { uid: Some(uid), .. } = act else { return None };
+    let (namespace, name) = workload_of(&api.created_runs(), uid)?;
+    let workload = api.object("workloads", &namespace, &name);
+    (!workload.as_ref().is_some_and(holds_quota)).then(|| {
+        format!(
+            "RunTask of run {uid}: its Workload {namespace}/{name} is {}",
+            match &workload {
+                Some(workload) => format!("{}", workload["status"]),
+                None => "missing".to_owned(),
+            }
+        )
+    })
+}
+
+/// Every task of a queued run that ECS has not stopped is covered by its Workload's quota: ecsrun gives
+/// quota back (an eviction, a Workload deleted by hand, a run finished or deleted) only once the run's
+/// tasks have stopped. Tasks kept past their run's deletion (`deletionPolicy: Orphan`) are no run's.
+pub fn queued_tasks_hold_quota(
+    step: u64,
+    created: &[EcsTaskRun],
+    workloads: &[serde_json::Value],
+    tasks: &[FakeTask],
+) -> Result<(), Violation> {
+    for task in tasks.iter().filter(|task| !task.snapshot.is_stopped() && !task.snapshot.kept_on_delete) {
+        let Some(uid) = task.tags.iter().find(|(key, _)| key == "ecsrun.dev/uid").map(|(_, uid)| uid) else {
+            continue;
+        };
+        let Some((namespace, name)) = workload_of(created, uid) else { continue };
+        let holding = workloads.iter().any(|workload| {
+            workload["metadata"]["namespace"] == namespace.as_str()
+                && workload["metadata"]["name"] == name.as_str()
+                && holds_quota(workload)
+        });
+        if !holding {
+            return Err(Violation::new(
+                "every unstopped task of a queued run is covered by its Workload's quota",
+                step,
+                format!(
+                    "task {} of run {uid} runs; Workload {namespace}/{name} holds no quota",
+                    task.snapshot.task_arn
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Templates never change what other namespaces run: no task of a run of one namespace runs a revision
 /// that another namespace's `taskDefinitionTemplate` registered (a run naming the family bare would
 /// launch it as the family's latest).

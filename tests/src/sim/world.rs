@@ -36,6 +36,7 @@ const ORPHAN_SWEEP: OrphanSweep =
     OrphanSweep { interval: Duration::from_secs(300), grace: Duration::from_secs(3 * 60) };
 
 mod flights;
+mod kueue;
 mod schedules;
 mod users;
 
@@ -49,6 +50,10 @@ struct Port {
     fence: Fence,
     fenced_acts: Arc<Mutex<Vec<String>>>,
     acts: Arc<Mutex<Vec<Act>>>,
+    /// The API, where a queued run's Workload is looked at when its RunTask goes out.
+    api: FakeApi,
+    /// RunTasks of queued runs whose Workload held no quota at the call.
+    unadmitted: Arc<Mutex<Vec<String>>>,
 }
 
 impl Ecs for Port {
@@ -57,6 +62,9 @@ impl Ecs for Port {
             self.fenced_acts.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{request:?}"));
         }
         if let Some(act) = Act::of(&request) {
+            if let Some(unadmitted) = invariants::launch_without_quota(&self.api, &act) {
+                self.unadmitted.lock().unwrap_or_else(PoisonError::into_inner).push(unadmitted);
+            }
             self.acts.lock().unwrap_or_else(PoisonError::into_inner).push(act);
         }
         self.ecs.send(target, request).await
@@ -96,6 +104,7 @@ pub struct World {
     replicas: Vec<Replica>,
     leader: usize,
     fenced_acts: Arc<Mutex<Vec<String>>>,
+    unadmitted: Arc<Mutex<Vec<String>>>,
     /// Launches and stops the replicas sent since the last step's checks.
     acts: Arc<Mutex<Vec<Act>>>,
     /// Every run created: uid → (namespace, spec as created).
@@ -138,6 +147,7 @@ impl World {
             replicas: Vec::new(),
             leader: 0,
             fenced_acts: Arc::default(),
+            unadmitted: Arc::default(),
             acts: Arc::default(),
             specs: BTreeMap::new(),
             history: VecDeque::new(),
@@ -171,11 +181,16 @@ impl World {
             fence: fence.clone(),
             fenced_acts: self.fenced_acts.clone(),
             acts: self.acts.clone(),
+            api: self.api.clone(),
+            unadmitted: self.unadmitted.clone(),
         };
         let ecs = Arc::new(Fenced::new(port, fence.clone()));
         // The controller's own reconcile deadline for its ECS call timeout, on the world's clock.
-        let settings =
-            Settings { reconcile_timeout: reconcile::reconcile_timeout(CALL_TIMEOUT), ..settings(&self.now) };
+        let settings = Settings {
+            reconcile_timeout: reconcile::reconcile_timeout(CALL_TIMEOUT),
+            kueue: true,
+            ..settings(&self.now)
+        };
         let ctx = Arc::new(context_from(&self.api, ecs, &format!("replica-{id}"), tenants::tenancy(), settings)?);
         let changes = ctx.tracker.restart();
         let listed = list.is_some();
@@ -245,7 +260,7 @@ impl World {
                         Job::Reconcile(namespace, name) => {
                             self.api.run(namespace, name).is_some_and(|run| run.metadata.deletion_timestamp.is_some())
                         }
-                        Job::Sweep | Job::OrphanSweep => false,
+                        Job::Sweep | Job::OrphanSweep | Job::WorkloadOrphaned(..) => false,
                     }
             })
             .min_by_key(|(_, due)| **due)
@@ -295,6 +310,10 @@ impl World {
         if let Some(act) = self.fenced_acts.lock().unwrap_or_else(PoisonError::into_inner).first() {
             return Err(Violation::new("no RunTask or StopTask through a closed fence", self.step, act.clone()));
         }
+        if let Some(launch) = self.unadmitted.lock().unwrap_or_else(PoisonError::into_inner).first() {
+            let invariant = "no RunTask for a queued run whose Workload holds no quota at the call";
+            return Err(Violation::new(invariant, self.step, launch.clone()));
+        }
         let now = self.now();
         let tasks = self.ecs.every_task();
         let created = self.api.created_runs();
@@ -310,6 +329,7 @@ impl World {
         invariants::tenancy(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::stops(self.step, &acts, &self.specs, &runs, &tasks)?;
         invariants::revisions(self.step, &tasks)?;
+        invariants::queued_tasks_hold_quota(self.step, &created, &self.api.objects("workloads"), &tasks)?;
         invariants::launches(&mut self.memory, self.step, &self.api.take_run_statuses(), &tasks)?;
         invariants::check(&mut self.memory, self.step, now, &runs, &tasks)
     }
@@ -361,7 +381,8 @@ impl World {
             55..63 => self.deliver(),
             63..70 if self.task_events.is_some() => self.receive_task_events().await,
             63..70 => self.deliver(),
-            70..82 => self.ecs_moves(),
+            70..77 => self.ecs_moves(),
+            77..82 => self.kueue_moves(),
             82..95 => {
                 // Mostly seconds (ECS's lag is seconds), now and then minutes.
                 let seconds = if self.rng.random_range(0..10) < 7 {
@@ -394,6 +415,7 @@ impl World {
             self.step += 1;
             self.chaos.begin_step(self.step);
             self.pass(Duration::from_secs(20)).await;
+            self.kueue_settles();
             // A suspended run waits for its resume: every one (a run created again, too) is resumed, and
             // must then finish.
             for run in self.api.runs().iter().filter(|run| run.spec.suspend) {
@@ -452,7 +474,8 @@ impl World {
                 })
                 .map(|run| key(run).1)
                 .collect();
-            if unsettled.is_empty() && round > 0 && self.memory_clear() && !self.flying() {
+            let leaked = self.leaked_quota();
+            if unsettled.is_empty() && leaked.is_empty() && round > 0 && self.memory_clear() && !self.flying() {
                 self.say(format!("settled after {} quiet rounds", round + 1));
                 // The leader's orphan sweep comes round once every task is past its grace: what it may
                 // stop (a task kept by deletionPolicy: Orphan, adopted, or of a live run) is old enough.
@@ -466,7 +489,13 @@ impl World {
                     "every run reaches a final phase once faults stop",
                     self.step,
                     format!(
-                        "after {SETTLE_ROUNDS} quiet rounds: runs {unsettled:?}, live tasks {:?}, calls on their way {}",
+                        "after {SETTLE_ROUNDS} quiet rounds: runs {unsettled:?} ({:?}), Workloads holding quota for no run {leaked:?}, live tasks {:?}, calls on their way {}",
+                        self.api
+                            .runs()
+                            .iter()
+                            .filter(|run| run.metadata.name.as_ref().is_some_and(|name| unsettled.contains(name)))
+                            .map(|run| run.status.as_ref().and_then(|status| status.task.message.clone()))
+                            .collect::<Vec<_>>(),
                         self.ecs.live(),
                         self.chaos.in_flight()
                     ),

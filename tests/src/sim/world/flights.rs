@@ -26,6 +26,8 @@ pub(super) enum Job {
     /// The tracker describes the tasks it follows.
     Sweep,
     OrphanSweep,
+    /// Its watch of Workloads saw one of ecsrun's whose run it does not know (namespace, name).
+    WorkloadOrphaned(String, String),
     /// The schedule's reconcile.
     Schedule,
 }
@@ -36,6 +38,7 @@ impl Job {
             Job::Reconcile(namespace, name) => format!("reconciling {namespace}/{name}"),
             Job::Sweep => "sweeping".into(),
             Job::OrphanSweep => "in its orphan sweep".into(),
+            Job::WorkloadOrphaned(namespace, name) => format!("looking at Workload {namespace}/{name}"),
             Job::Schedule => "reconciling the schedule".into(),
         }
     }
@@ -121,6 +124,16 @@ impl World {
                     let swept = sweep_once(&ctx.sweeper(), &stores, &[], ORPHAN_SWEEP).await;
                     drop(writer);
                     Landed::said(format!("{swept:?}"))
+                })
+            }
+            Job::WorkloadOrphaned(namespace, name) => {
+                let Some(object) = self.api.object("workloads", namespace, name) else { return };
+                let Ok(workload) = serde_json::from_value::<ecsrun::queue::Workload>(object) else { return };
+                Box::pin(async move {
+                    match reconcile::queue::release_orphaned(&ctx, &workload).await {
+                        Ok(()) => Landed::said("ok".to_owned()),
+                        Err(error) => Landed::said(format!("{error} ({})", error.label())),
+                    }
                 })
             }
             Job::Schedule => {
@@ -215,7 +228,7 @@ impl World {
             let timeout = match flight.job {
                 Job::Reconcile(..) => Some(self.replicas[flight.replica].ctx.settings.reconcile_timeout),
                 Job::Schedule => Some(schedule::shell::RECONCILE_TIMEOUT),
-                Job::Sweep | Job::OrphanSweep => None,
+                Job::Sweep | Job::OrphanSweep | Job::WorkloadOrphaned(..) => None,
             };
             let late = timeout
                 .and_then(|timeout| flight.started.checked_add(timeout).ok())
@@ -261,6 +274,9 @@ impl World {
                 }
                 Job::Sweep => self.say(format!("replica {id} {outcome}")),
                 Job::OrphanSweep => self.say(format!("replica {id} orphan sweep: {outcome}")),
+                Job::WorkloadOrphaned(namespace, name) => {
+                    self.say(format!("replica {id} looks at orphaned Workload {namespace}/{name}: {outcome}"))
+                }
                 Job::Schedule => {
                     self.say(format!("replica {id} reconciles the schedule: {outcome}"));
                     self.runs_created_reach_the_leader();

@@ -51,15 +51,22 @@ impl World {
             2..4 => self.soon.push((self.step + self.rng.random_range(2..12), namespace.into(), name.clone(), true)),
             _ => {}
         }
-        self.create_run(namespace, &name, spec);
+        // A third of the runs wait in Kueue's queue.
+        let queued = self.rng.random_range(0..3) == 0 && spec.task_arn.is_none();
+        self.create_run(namespace, &name, spec, queued);
     }
 
-    pub(super) fn create_run(&mut self, namespace: &str, name: &str, spec: EcsTaskRunSpec) {
+    pub(super) fn create_run(&mut self, namespace: &str, name: &str, spec: EcsTaskRunSpec, queued: bool) {
         if self.api.terminating(namespace) {
             self.say(format!("  refused: namespace {namespace} is being deleted"));
             return;
         }
-        let created = self.api.create_run(namespace, &EcsTaskRun::new(name, spec.clone()), self.now());
+        let mut run = EcsTaskRun::new(name, spec.clone());
+        if queued {
+            self.say(format!("  queued in LocalQueue team"));
+            run.metadata.labels = Some([(ecsrun::api::QUEUE_NAME_LABEL.to_owned(), "team".to_owned())].into());
+        }
+        let created = self.api.create_run(namespace, &run, self.now());
         if let Some(uid) = created.metadata.uid {
             self.specs.insert(uid, (namespace.to_owned(), spec));
         }
@@ -115,7 +122,7 @@ impl World {
         for (namespace, name, spec) in gone {
             self.say(format!("user creates {namespace}/{name} again"));
             self.stats.runs += 1;
-            self.create_run(&namespace, &name, spec);
+            self.create_run(&namespace, &name, spec, false);
         }
     }
 
