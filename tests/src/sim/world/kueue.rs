@@ -89,7 +89,7 @@ impl World {
         self.api
             .objects(RESOURCE)
             .into_iter()
-            .filter(|workload| holds_quota(workload))
+            .filter(holds_quota)
             .filter(|workload| {
                 let uid = workload["metadata"]["ownerReferences"][0]["uid"].as_str().unwrap_or_default();
                 runs.iter().find(|run| run.metadata.uid.as_deref() == Some(uid)).is_none_or(|run| {

@@ -63,7 +63,7 @@ impl World {
         }
         let mut run = EcsTaskRun::new(name, spec.clone());
         if queued {
-            self.say(format!("  queued in LocalQueue team"));
+            self.say("  queued in LocalQueue team".to_owned());
             run.metadata.labels = Some([(ecsrun::api::QUEUE_NAME_LABEL.to_owned(), "team".to_owned())].into());
         }
         let created = self.api.create_run(namespace, &run, self.now());
