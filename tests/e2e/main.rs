@@ -310,6 +310,9 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         task_events::MISSING_NAMESPACE,
         queueing::TEAM_A,
         queueing::TEAM_B,
+        queueing::PRIORITY,
+        queueing::EVICTION,
+        queueing::MISSING,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }

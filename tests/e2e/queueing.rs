@@ -16,10 +16,18 @@ use crate::{Case, Env, case, fargate_run};
 
 pub const TEAM_A: &str = "e2e-queue-a";
 pub const TEAM_B: &str = "e2e-queue-b";
+pub const PRIORITY: &str = "e2e-queue-priority";
+pub const EVICTION: &str = "e2e-queue-eviction";
+pub const MISSING: &str = "e2e-queue-missing";
 const CLUSTER: &str = "batch";
 
 pub fn cases() -> Vec<Case> {
-    vec![case("queueing::two_teams_share_a_cohort_and_ecs_never_runs_more_than_its_quota", two_teams_share_a_cohort)]
+    vec![
+        case("queueing::two_teams_share_a_cohort_and_ecs_never_runs_more_than_its_quota", two_teams_share_a_cohort),
+        case("queueing::a_higher_priority_run_is_admitted_first", higher_priority_first),
+        case("queueing::an_evicted_run_stops_its_task_waits_and_succeeds_once_admitted_again", eviction),
+        case("queueing::a_run_naming_a_queue_that_does_not_exist_waits_and_can_be_deleted", missing_queue),
+    ]
 }
 
 fn kueue_api(env: &Env, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -196,4 +204,154 @@ async fn watch_until_done(
         ensure!(Instant::now() < deadline, "runs not done within {within:?}: {pending:#?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+async fn kueue_controller(env: &Env, name: &str, namespace: &str) -> anyhow::Result<Controller> {
+    let mut controller = Controller::start(name, &env.work, &env.kubeconfig, &env.moto, &[namespace], &["--kueue"])?;
+    controller.ready().await?;
+    Ok(controller)
+}
+
+/// Waits until `check` holds for the run, returning it; fails with its status if it does not in time.
+async fn run_until(
+    env: &Env,
+    namespace: &str,
+    name: &str,
+    within: Duration,
+    check: impl Fn(&ecsrun::api::EcsTaskRunStatus) -> bool,
+) -> anyhow::Result<ecsrun::api::EcsTaskRunStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = env.runs(namespace).get(name).await?.status.unwrap_or_default();
+        if check(&status) {
+            return Ok(status);
+        }
+        ensure!(Instant::now() < deadline, "{namespace}/{name} not as expected within {within:?}: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A ClusterQueue with room for one task: a run holds it; a low-priority run queues, then a
+/// high-priority one; when the first ends, the high-priority run is admitted first.
+async fn higher_priority_first(env: Arc<Env>) -> anyhow::Result<()> {
+    let _controller = kueue_controller(&env, "controller-kueue-priority", PRIORITY).await?;
+    apply(&env, "ResourceFlavor", None, json!({"metadata": {"name": "fargate"}})).await?;
+    apply(&env, "ClusterQueue", None, cluster_queue("e2e-priority", "e2e-priority-cohort", "500m")).await?;
+    apply(
+        &env,
+        "LocalQueue",
+        Some(PRIORITY),
+        json!({"metadata": {"name": "team"}, "spec": {"clusterQueue": "e2e-priority"}}),
+    )
+    .await?;
+    for (name, value) in [("e2e-low", 10), ("e2e-high", 1000)] {
+        apply(&env, "WorkloadPriorityClass", None, json!({"metadata": {"name": name}, "value": value})).await?;
+    }
+    let runs = env.runs(PRIORITY);
+    runs.create(&PostParams::default(), &queued_run(&env, "holder", "team", 6)?).await?;
+    run_until(&env, PRIORITY, "holder", Duration::from_secs(60), |s| s.task.task_arn.is_some()).await?;
+    for (name, class) in [("low", "e2e-low"), ("high", "e2e-high")] {
+        let mut run = queued_run(&env, name, "team", 2)?;
+        run.metadata.labels.get_or_insert_default().insert(ecsrun::api::PRIORITY_CLASS_LABEL.into(), class.into());
+        runs.create(&PostParams::default(), &run).await?;
+        run_until(&env, PRIORITY, name, Duration::from_secs(30), |s| s.task.reason_is(RunReason::Queued)).await?;
+    }
+    let done = |s: &ecsrun::api::EcsTaskRunStatus| s.task.phase == Some(Phase::Succeeded);
+    let high = run_until(&env, PRIORITY, "high", Duration::from_secs(120), done).await?;
+    let low = run_until(&env, PRIORITY, "low", Duration::from_secs(120), done).await?;
+    let launched = |s: &ecsrun::api::EcsTaskRunStatus| s.task.attempts.first().and_then(|a| a.launched_at.clone());
+    let (high_at, low_at) = (launched(&high).context("high launched")?, launched(&low).context("low launched")?);
+    ensure!(high_at.0 < low_at.0, "the high-priority run launched at {high_at:?}, after the low one at {low_at:?}");
+    Ok(())
+}
+
+/// An admitted run's Workload deactivated by an administrator: Kueue evicts it, ecsrun stops its task
+/// (not counted against backoffLimit 0), gives the quota back and the run queues; activated again, it is
+/// admitted, launches a second attempt and succeeds.
+async fn eviction(env: Arc<Env>) -> anyhow::Result<()> {
+    let _controller = kueue_controller(&env, "controller-kueue-eviction", EVICTION).await?;
+    apply(&env, "ResourceFlavor", None, json!({"metadata": {"name": "fargate"}})).await?;
+    apply(&env, "ClusterQueue", None, cluster_queue("e2e-eviction", "e2e-eviction-cohort", "1")).await?;
+    apply(
+        &env,
+        "LocalQueue",
+        Some(EVICTION),
+        json!({"metadata": {"name": "team"}, "spec": {"clusterQueue": "e2e-eviction"}}),
+    )
+    .await?;
+    // Each attempt runs 20 s: the first is evicted long before it ends; the second runs to its end.
+    let mut run = queued_run(&env, "evicted", "team", 20)?;
+    run.spec.retry_policy.backoff_limit = 0;
+    env.runs(EVICTION).create(&PostParams::default(), &run).await?;
+    let running = run_until(&env, EVICTION, "evicted", Duration::from_secs(60), |s| s.task.task_arn.is_some()).await?;
+    let first_task = running.task.task_arn.clone().context("task")?;
+    let workload = running.queue.context("status.queue")?.workload;
+    let workloads = kueue_api(&env, "Workload", Some(EVICTION));
+    let active = |active: bool| Patch::Merge(json!({"spec": {"active": active}}));
+    workloads.patch(&workload, &PatchParams::default(), &active(false)).await?;
+    let queued = run_until(&env, EVICTION, "evicted", Duration::from_secs(60), |s| {
+        s.task.reason_is(RunReason::Queued) && s.task.attempts.first().is_some_and(|a| a.outcome.is_some())
+    })
+    .await?;
+    let outcome = queued.task.attempts.first().and_then(|a| a.outcome.clone());
+    ensure!(outcome.as_ref().is_some_and(|o| o.is(RunReason::Evicted)), "attempt 1 ended {outcome:?}");
+    let task = env.task(CLUSTER, &first_task).await?;
+    ensure!(task.last_status() == Some("STOPPED"), "the evicted run's task is {:?}", task.last_status());
+    ensure!(
+        task.stopped_reason().is_some_and(|reason| reason.ends_with("[ecsrun:evicted]")),
+        "stopped for {:?}",
+        task.stopped_reason()
+    );
+    // The quota is given back: Kueue holds no reservation for it while it is inactive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let object = workloads.get(&workload).await?;
+        let reserved = object.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "QuotaReserved" && c["status"] == "True");
+        if !reserved {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the evicted Workload still holds quota: {:#}", object.data["status"]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Activated again: admitted, attempt 2 runs to its end, and the run succeeds with backoffLimit 0.
+    workloads.patch(&workload, &PatchParams::default(), &active(true)).await?;
+    let ended = run_until(&env, EVICTION, "evicted", Duration::from_secs(120), |s| {
+        s.task.phase.is_some_and(Phase::is_terminal)
+    })
+    .await?;
+    ensure!(ended.task.phase == Some(Phase::Succeeded), "{:?}: {:?}", ended.task.phase, ended.task.message);
+    ensure!(ended.task.attempts.len() == 2, "attempts: {:#?}", ended.task.attempts);
+    Ok(())
+}
+
+/// A run naming a LocalQueue that does not exist waits, saying so in Kueue's words; deleted while
+/// queued, it goes without a task ever started, and its Workload with it.
+async fn missing_queue(env: Arc<Env>) -> anyhow::Result<()> {
+    let _controller = kueue_controller(&env, "controller-kueue-missing", MISSING).await?;
+    let created = env.runs(MISSING).create(&PostParams::default(), &queued_run(&env, "nowhere", "nowhere", 1)?).await?;
+    let uid = created.metadata.uid.clone().context("uid")?;
+    let status = run_until(&env, MISSING, "nowhere", Duration::from_secs(60), |s| {
+        s.task.reason_is(RunReason::Queued) && s.task.message.as_deref().is_some_and(|m| m.contains("nowhere"))
+    })
+    .await?;
+    let message = status.task.message.clone().unwrap_or_default();
+    ensure!(message.contains("doesn't exist") || message.contains("does not exist"), "{message}");
+    let workload = status.queue.context("status.queue")?.workload;
+    env.runs(MISSING).delete("nowhere", &Default::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.runs(MISSING).get_opt("nowhere").await?.is_some() {
+        ensure!(Instant::now() < deadline, "the queued run was not deleted within 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ensure!(env.tasks_started_by(CLUSTER, &uid).await?.is_empty(), "a task was started for a run never admitted");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kueue_api(&env, "Workload", Some(MISSING)).get_opt(&workload).await?.is_some() {
+        ensure!(Instant::now() < deadline, "the deleted run's Workload {workload} is still there");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
 }
