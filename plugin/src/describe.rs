@@ -66,6 +66,17 @@ pub fn summary(run: &EcsTaskRun) -> String {
     if spec.stop {
         field("Stop", "requested (spec.stop)");
     }
+    if let Some(queue) = &status.queue {
+        let admission = match (&queue.admitted, &queue.cluster_queue, &queue.flavor) {
+            (true, Some(cluster_queue), flavor) => format!(
+                "admitted by ClusterQueue {cluster_queue}{}",
+                flavor.as_ref().map_or(String::new(), |flavor| format!(", flavor {flavor}"))
+            ),
+            (true, None, _) => "admitted".to_owned(),
+            (false, _, _) => "waiting for admission".to_owned(),
+        };
+        field("Queue", &format!("LocalQueue {} (Workload {}): {admission}", queue.local_queue, queue.workload));
+    }
     if let Some(usage) = &status.usage {
         field("Usage", &format!("{} vCPU-seconds, {} GiB-seconds", usage.vcpu_seconds, usage.gib_seconds));
     }
@@ -152,4 +163,32 @@ fn containers(text: &mut String, containers: &[ContainerStatus]) {
 
 fn time(time: Option<&Time>) -> String {
     time.map_or("-".into(), |time| time.0.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn a_queued_run_shows_its_queue_workload_and_admission() {
+        let run = |queue: serde_json::Value| -> ecsrun_api::EcsTaskRun {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun",
+                "metadata": {"name": "etl", "namespace": "team-a"},
+                "spec": {"cluster": "batch", "taskDefinition": "etl:7"},
+                "status": {"phase": "Pending", "reason": "Queued", "queue": queue},
+            }))
+            .unwrap()
+        };
+        let waiting =
+            summary(&run(serde_json::json!({"localQueue": "team", "workload": "etl-0a1b2c3d4e", "admitted": false})));
+        assert!(
+            waiting.contains("Queue:        LocalQueue team (Workload etl-0a1b2c3d4e): waiting for admission"),
+            "{waiting}"
+        );
+        let admitted =
+            summary(&run(serde_json::json!({"localQueue": "team", "workload": "etl-0a1b2c3d4e", "admitted": true,
+            "clusterQueue": "shared", "flavor": "fargate-spot"})));
+        assert!(admitted.contains("admitted by ClusterQueue shared, flavor fargate-spot"), "{admitted}");
+    }
 }

@@ -38,7 +38,8 @@ use crate::proxy::{Class, EcsProxy, ecs_buckets};
 
 mod measure;
 use crate::{Controller, ControllerOptions, Moto};
-use measure::{cpu_seconds, histogram_quantile, kube_writes, outcomes_of, percentile, rss_mib};
+pub use measure::percentile;
+use measure::{cpu_seconds, histogram_quantile, kube_writes, outcomes_of, rss_mib};
 
 /// How the controller describes tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -91,7 +91,7 @@ pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / per_second)
 }
 
-pub(super) fn percentile(values: &[f64], quantile: f64) -> f64 {
+pub fn percentile(values: &[f64], quantile: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
