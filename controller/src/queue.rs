@@ -23,6 +23,9 @@ pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=ecsrun";
 /// The finalizer Kueue's job integrations put on their Workloads: a Workload deleted by hand keeps its
 /// quota until the job's tasks have stopped and the integration lets it go.
 pub const RESOURCE_IN_USE: &str = "kueue.x-k8s.io/resource-in-use";
+/// The label of a ResourceFlavor's `nodeLabels` that says which ECS capacity provider a run admitted in
+/// that flavor launches on (`FARGATE`, `FARGATE_SPOT`, or a cluster's own).
+pub const CAPACITY_PROVIDER_LABEL: &str = "ecsrun.dev/capacity-provider";
 /// The one pod set of a run's Workload: all its task indexes alike.
 pub const POD_SET: &str = "tasks";
 
@@ -82,6 +85,14 @@ pub struct WorkloadStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<WorkloadAdmission>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reclaimable_pods: Vec<ReclaimablePod>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimablePod {
+    pub name: String,
+    pub count: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -298,11 +309,14 @@ pub enum StatusChange {
     Release { message: String, requeued: bool, reason: String },
     /// The run has ended: `Finished`, so its quota is released at once.
     Finish { succeeded: bool, message: String },
+    /// A run of several tasks needs fewer at once than its pod set asks for (its last indexes are under
+    /// way): `reclaimablePods`, so Kueue gives that share to others.
+    Reclaim { count: i32 },
 }
 
 /// What the run's state asks of its Workload's status: finish it once the run has ended; after an
 /// eviction, give the quota back once no task of the run may be running.
-pub fn status_change(workload: &Workload, status: &EcsTaskRunStatus) -> Option<StatusChange> {
+pub fn status_change(workload: &Workload, spec: &EcsTaskRunSpec, status: &EcsTaskRunStatus) -> Option<StatusChange> {
     if is_finished(workload) {
         return None;
     }
@@ -310,12 +324,27 @@ pub fn status_change(workload: &Workload, status: &EcsTaskRunStatus) -> Option<S
         let message = status.task.message.clone().unwrap_or_default();
         return Some(StatusChange::Finish { succeeded: phase == Phase::Succeeded, message });
     }
-    let evicted = condition(workload, condition::EVICTED).filter(|c| c.status == "True")?;
-    (holds_quota(workload) && !may_hold_tasks(status)).then(|| StatusChange::Release {
-        message: evicted.message.clone(),
-        requeued: evicted.reason == "Preempted",
-        reason: evicted.reason.clone(),
-    })
+    if let Some(evicted) = condition(workload, condition::EVICTED).filter(|c| c.status == "True") {
+        return (holds_quota(workload) && !may_hold_tasks(status)).then(|| StatusChange::Release {
+            message: evicted.message.clone(),
+            requeued: evicted.reason == "Preempted",
+            reason: evicted.reason.clone(),
+        });
+    }
+    let given_back = workload.status.as_ref().and_then(|s| s.reclaimable_pods.iter().find(|p| p.name == POD_SET));
+    let count = reclaimable(spec, status);
+    (holds_quota(workload) && count > given_back.map_or(0, |p| p.count)).then_some(StatusChange::Reclaim { count })
+}
+
+/// How many of a run's pod set's tasks it will not run again: with `count` indexes, `parallelism` at once,
+/// those of the set beyond the indexes not yet ended (as Kueue's Job integration counts them).
+pub fn reclaimable(spec: &EcsTaskRunSpec, status: &EcsTaskRunStatus) -> i32 {
+    if spec.count <= 1 {
+        return 0;
+    }
+    let at_once = spec.parallelism.unwrap_or(spec.count).min(spec.count).max(1);
+    let ended = status.succeeded_tasks.unwrap_or(0) + status.failed_tasks.unwrap_or(0);
+    (at_once - (spec.count - ended).max(0)).clamp(0, at_once)
 }
 
 /// `change` carried out on the Workload `object` as read (every field Kueue keeps in it stays): conditions
@@ -356,6 +385,9 @@ pub fn apply_change(object: &mut serde_json::Value, change: &StatusChange, now: 
         StatusChange::Finish { succeeded, message } => {
             set(condition::FINISHED, "True", if *succeeded { "Succeeded" } else { "Failed" }, message);
         }
+        StatusChange::Reclaim { count } => {
+            status["reclaimablePods"] = json!([{"name": POD_SET, "count": count}]);
+        }
         StatusChange::Release { message, requeued, reason } => {
             set(condition::REQUEUED, if *requeued { "True" } else { "False" }, reason, message);
             set(condition::QUOTA_RESERVED, "False", "Pending", message);
@@ -369,3 +401,27 @@ pub fn apply_change(object: &mut serde_json::Value, change: &StatusChange, now: 
 
 #[cfg(test)]
 mod tests;
+
+/// The ResourceFlavor the run's CPU was admitted in, if admitted.
+pub fn admitted_flavor(workload: &Workload) -> Option<&str> {
+    let assignment = workload.status.as_ref()?.admission.as_ref()?.pod_set_assignments.first()?;
+    assignment.flavors.get("cpu").or_else(|| assignment.flavors.values().next()).map(String::as_str)
+}
+
+/// The capacity provider a ResourceFlavor stands for (`spec.nodeLabels[CAPACITY_PROVIDER_LABEL]`).
+pub fn flavor_capacity_provider(flavor: &serde_json::Value) -> Option<&str> {
+    flavor.pointer("/spec/nodeLabels")?.get(CAPACITY_PROVIDER_LABEL)?.as_str().filter(|provider| !provider.is_empty())
+}
+
+/// The spec a run admitted in a flavor that stands for `provider` launches: all of its own but the
+/// capacity, which is that provider's alone (no launch type, as ECS requires with a strategy).
+pub fn on_capacity(spec: &crate::api::EcsTaskRunSpec, provider: &str) -> crate::api::EcsTaskRunSpec {
+    let mut spec = spec.clone();
+    spec.launch_type = None;
+    spec.capacity_provider_strategy = Some(vec![crate::api::CapacityProviderStrategyItem {
+        capacity_provider: provider.to_owned(),
+        weight: Some(1),
+        base: None,
+    }]);
+    spec
+}

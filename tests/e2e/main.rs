@@ -313,6 +313,8 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         queueing::PRIORITY,
         queueing::EVICTION,
         queueing::MISSING,
+        queueing::FLAVORS,
+        queueing::SCHEDULED,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }

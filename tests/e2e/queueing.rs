@@ -19,6 +19,8 @@ pub const TEAM_B: &str = "e2e-queue-b";
 pub const PRIORITY: &str = "e2e-queue-priority";
 pub const EVICTION: &str = "e2e-queue-eviction";
 pub const MISSING: &str = "e2e-queue-missing";
+pub const FLAVORS: &str = "e2e-queue-flavors";
+pub const SCHEDULED: &str = "e2e-queue-scheduled";
 const CLUSTER: &str = "batch";
 
 pub fn cases() -> Vec<Case> {
@@ -27,6 +29,8 @@ pub fn cases() -> Vec<Case> {
         case("queueing::a_higher_priority_run_is_admitted_first", higher_priority_first),
         case("queueing::an_evicted_run_stops_its_task_waits_and_succeeds_once_admitted_again", eviction),
         case("queueing::a_run_naming_a_queue_that_does_not_exist_waits_and_can_be_deleted", missing_queue),
+        case("queueing::the_admitting_flavor_chooses_fargate_spot_or_on_demand", flavors_choose_capacity),
+        case("queueing::a_schedules_runs_queue", schedule_runs_queue),
     ]
 }
 
@@ -340,6 +344,13 @@ async fn missing_queue(env: Arc<Env>) -> anyhow::Result<()> {
     .await?;
     let message = status.task.message.clone().unwrap_or_default();
     ensure!(message.contains("doesn't exist") || message.contains("does not exist"), "{message}");
+    // Queued is progressing to Argo CD's health script and to kstatus (so to Flux).
+    let object = serde_json::to_value(env.runs(MISSING).get("nowhere").await?)?;
+    let script = ecsrun_testbed::repo_root().join(crate::gitops::ARGOCD_HEALTH);
+    let argo = crate::gitops::judge(&["argo", &script.to_string_lossy()], std::slice::from_ref(&object)).await?;
+    ensure!(argo[0].1 == "Progressing", "Argo CD health of a queued run: {:?}", argo[0]);
+    let kstatus = crate::gitops::judge(&["kstatus"], std::slice::from_ref(&object)).await?;
+    ensure!(kstatus[0].1 == "InProgress", "kstatus of a queued run: {:?}", kstatus[0]);
     let workload = status.queue.context("status.queue")?.workload;
     env.runs(MISSING).delete("nowhere", &Default::default()).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -353,5 +364,94 @@ async fn missing_queue(env: Arc<Env>) -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "the deleted run's Workload {workload} is still there");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    Ok(())
+}
+
+/// Two flavors standing for Fargate Spot and on-demand capacity, Spot first in the ClusterQueue with
+/// room for one task: the first run is admitted in Spot and its task runs on FARGATE_SPOT; the second,
+/// while the first holds Spot, on FARGATE.
+async fn flavors_choose_capacity(env: Arc<Env>) -> anyhow::Result<()> {
+    let _controller = kueue_controller(&env, "controller-kueue-flavors", FLAVORS).await?;
+    for (flavor, provider) in [("e2e-spot", "FARGATE_SPOT"), ("e2e-on-demand", "FARGATE")] {
+        let labels = json!({ecsrun::queue::CAPACITY_PROVIDER_LABEL: provider});
+        apply(&env, "ResourceFlavor", None, json!({"metadata": {"name": flavor}, "spec": {"nodeLabels": labels}}))
+            .await?;
+    }
+    let quota = |cpu: &str| json!([{"name": "cpu", "nominalQuota": cpu}, {"name": "memory", "nominalQuota": "16Gi"}]);
+    apply(&env, "ClusterQueue", None, json!({
+        "metadata": {"name": "e2e-flavors"},
+        "spec": {"namespaceSelector": {}, "resourceGroups": [{
+            "coveredResources": ["cpu", "memory"],
+            "flavors": [{"name": "e2e-spot", "resources": quota("500m")}, {"name": "e2e-on-demand", "resources": quota("1")}],
+        }]},
+    }))
+    .await?;
+    apply(
+        &env,
+        "LocalQueue",
+        Some(FLAVORS),
+        json!({"metadata": {"name": "team"}, "spec": {"clusterQueue": "e2e-flavors"}}),
+    )
+    .await?;
+    let runs = env.runs(FLAVORS);
+    let mut providers = Vec::new();
+    for name in ["first", "second"] {
+        runs.create(&PostParams::default(), &queued_run(&env, name, "team", 30)?).await?;
+        let status = run_until(&env, FLAVORS, name, Duration::from_secs(60), |s| s.task.task_arn.is_some()).await?;
+        let task = env.task(CLUSTER, status.task.task_arn.as_deref().context("task")?).await?;
+        let flavor = status.queue.and_then(|queue| queue.flavor);
+        providers.push((flavor, task.capacity_provider_name().map(str::to_owned)));
+    }
+    let expected = vec![
+        (Some("e2e-spot".to_owned()), Some("FARGATE_SPOT".to_owned())),
+        (Some("e2e-on-demand".to_owned()), Some("FARGATE".to_owned())),
+    ];
+    ensure!(providers == expected, "flavors and capacity providers: {providers:?}");
+    for name in ["first", "second"] {
+        runs.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"stop": true}}))).await?;
+    }
+    Ok(())
+}
+
+/// A schedule whose `runTemplate` names a LocalQueue: its slot's run is queued, admitted, and succeeds,
+/// and its Workload ends Finished.
+async fn schedule_runs_queue(env: Arc<Env>) -> anyhow::Result<()> {
+    let _controller = kueue_controller(&env, "controller-kueue-schedule", SCHEDULED).await?;
+    apply(&env, "ResourceFlavor", None, json!({"metadata": {"name": "fargate"}})).await?;
+    apply(&env, "ClusterQueue", None, cluster_queue("e2e-scheduled", "e2e-scheduled-cohort", "500m")).await?;
+    apply(
+        &env,
+        "LocalQueue",
+        Some(SCHEDULED),
+        json!({"metadata": {"name": "team"}, "spec": {"clusterQueue": "e2e-scheduled"}}),
+    )
+    .await?;
+    let run_extra = "overrides:\n  cpu: \"512\"\n  memory: \"1024\"\n";
+    let yaml = crate::schedules::schedule_yaml("queued", "", run_extra)
+        .replace("        team: data\n", "        team: data\n        kueue.x-k8s.io/queue-name: team\n");
+    crate::schedules::apply(&env, SCHEDULED, &yaml).await?;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let run = loop {
+        let runs = crate::schedules::runs_of(&env, SCHEDULED, "queued").await?;
+        if let Some(run) =
+            runs.into_iter().find(|run| run.status.as_ref().and_then(|s| s.task.phase).is_some_and(Phase::is_terminal))
+        {
+            break run;
+        }
+        ensure!(Instant::now() < deadline, "no run of the schedule finished within 150 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let status = run.status.clone().unwrap_or_default();
+    ensure!(status.task.phase == Some(Phase::Succeeded), "{:?}: {:?}", status.task.phase, status.task.message);
+    let queue = status.queue.context("the schedule's run has no status.queue: it was not queued")?;
+    ensure!(queue.cluster_queue.as_deref() == Some("e2e-scheduled"), "{queue:?}");
+    let workload = kueue_api(&env, "Workload", Some(SCHEDULED)).get(&queue.workload).await?;
+    let finished = workload.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Finished" && c["status"] == "True");
+    ensure!(finished, "the Workload of the schedule's succeeded run is not Finished");
+    crate::schedules::delete_schedule(&env, SCHEDULED, "queued").await?;
     Ok(())
 }

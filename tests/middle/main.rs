@@ -7,6 +7,7 @@ mod batch;
 mod lifecycle;
 mod operating;
 mod orphans;
+mod queueing;
 
 use std::time::Duration;
 

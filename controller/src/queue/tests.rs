@@ -164,8 +164,9 @@ fn quota_goes_back_only_once_no_task_may_run_and_at_once_when_the_run_ends() {
         ),
         ("finished already", &finished, run_status(Some(Phase::Succeeded), false), None),
     ];
+    let one_task = crate::api::EcsTaskRunSpec::new("c");
     for (row, workload, status, expected) in rows {
-        assert_eq!(status_change(workload, &status), expected, "{row}");
+        assert_eq!(status_change(workload, &one_task, &status), expected, "{row}");
     }
 }
 
@@ -334,4 +335,66 @@ fn active_follows_suspend_and_leaves_an_administrators_deactivation_alone() {
     for (row, workload, suspend, status, expected) in rows {
         assert_eq!(active_change(&workload, suspend, status), expected, "{row}");
     }
+}
+
+#[test]
+fn the_admitting_flavor_chooses_the_capacity_provider() {
+    let admitted = workload(
+        json!([cond("QuotaReserved", "True", "", ""), cond("Admitted", "True", "", "")]),
+        Some(
+            json!({"clusterQueue": "shared", "podSetAssignments": [{"name": "tasks", "flavors": {"cpu": "spot", "memory": "spot"}}]}),
+        ),
+    );
+    assert_eq!(admitted_flavor(&admitted), Some("spot"));
+    assert_eq!(admitted_flavor(&workload(json!([]), None)), None);
+    let flavor = |labels: serde_json::Value| json!({"metadata": {"name": "spot"}, "spec": {"nodeLabels": labels}});
+    assert_eq!(
+        flavor_capacity_provider(&flavor(json!({CAPACITY_PROVIDER_LABEL: "FARGATE_SPOT"}))),
+        Some("FARGATE_SPOT")
+    );
+    assert_eq!(flavor_capacity_provider(&flavor(json!({"zone": "a"}))), None, "a flavor that names none");
+    assert_eq!(flavor_capacity_provider(&json!({"metadata": {"name": "plain"}, "spec": {}})), None);
+
+    let spec: crate::api::EcsTaskRunSpec = serde_json::from_value(json!({
+        "cluster": "c", "taskDefinition": "etl:1", "launchType": "FARGATE", "tags": {"team": "a"},
+    }))
+    .unwrap();
+    let on_spot = on_capacity(&spec, "FARGATE_SPOT");
+    assert_eq!(on_spot.launch_type, None, "ECS takes a launch type or a strategy, not both");
+    let strategy = on_spot.capacity_provider_strategy.clone().unwrap_or_default();
+    assert_eq!(strategy.iter().map(|item| item.capacity_provider.as_str()).collect::<Vec<_>>(), ["FARGATE_SPOT"]);
+    assert_eq!(on_spot.tags, spec.tags, "everything else as the spec says");
+}
+
+#[test]
+fn indexes_that_have_ended_give_their_share_back() {
+    let spec = |count: i32, parallelism: Option<i32>| crate::api::EcsTaskRunSpec {
+        count,
+        parallelism,
+        ..crate::api::EcsTaskRunSpec::new("c")
+    };
+    let ended = |succeeded: i32, failed: i32| EcsTaskRunStatus {
+        succeeded_tasks: Some(succeeded),
+        failed_tasks: Some(failed),
+        ..Default::default()
+    };
+    let rows = [
+        ("one task", spec(1, None), ended(0, 0), 0),
+        ("ten at three at once, none ended", spec(10, Some(3)), ended(0, 0), 0),
+        ("ten at three at once, eight ended: two left", spec(10, Some(3)), ended(7, 1), 1),
+        ("ten at three at once, nine ended", spec(10, Some(3)), ended(9, 0), 2),
+        ("four at once, one succeeded", spec(4, None), ended(1, 0), 1),
+    ];
+    for (row, spec, status, expected) in rows {
+        assert_eq!(reclaimable(&spec, &status), expected, "{row}");
+    }
+    let admitted = workload(json!([cond("QuotaReserved", "True", "", ""), cond("Admitted", "True", "", "")]), None);
+    let running = EcsTaskRunStatus { succeeded_tasks: Some(9), ..run_status(Some(Phase::Running), true) };
+    assert_eq!(status_change(&admitted, &spec(10, Some(3)), &running), Some(StatusChange::Reclaim { count: 2 }));
+    let mut given = admitted.clone();
+    given.status.as_mut().unwrap().reclaimable_pods = vec![ReclaimablePod { name: POD_SET.into(), count: 2 }];
+    assert_eq!(status_change(&given, &spec(10, Some(3)), &running), None, "given back already");
+    let mut object = json!({"metadata": {"generation": 1}, "status": {}});
+    apply_change(&mut object, &StatusChange::Reclaim { count: 2 }, "2026-12-07T11:00:00Z".parse().unwrap());
+    assert_eq!(object["status"]["reclaimablePods"], json!([{"name": POD_SET, "count": 2}]));
 }

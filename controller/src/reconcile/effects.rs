@@ -79,12 +79,31 @@ impl<'a, E: Ecs> Shell<'a, E> {
             }
             status.queue = Some(queued.status.clone());
         }
-        let action = self.decide_and_act(&written, &status, &admission).await;
-        if let Some(workload) = queued.as_ref().and_then(|queued| queued.workload.as_ref()) {
+        // Admitted in a flavor that stands for a capacity provider: launched (and checked against the
+        // policies) on that provider.
+        let action = match queued.as_ref().and_then(|queued| queued.capacity_provider.as_deref()) {
+            Some(provider) => {
+                let on_capacity =
+                    EcsTaskRun { spec: crate::queue::on_capacity(&self.run.spec, provider), ..self.run.clone() };
+                let shell = Shell::new(&on_capacity, self.namespace, self.api, self.ctx);
+                let action = shell.decide_and_act(&written, &status, &admission).await;
+                if let Some(latest) = shell.latest_status() {
+                    *self.last_written.lock().unwrap_or_else(PoisonError::into_inner) = Some(latest);
+                    *self.resource_version.lock().unwrap_or_else(PoisonError::into_inner) =
+                        shell.resource_version.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                }
+                action
+            }
+            None => self.decide_and_act(&written, &status, &admission).await,
+        };
+        // Only on what this reconcile decided and wrote: a failed one may have decided on a stale copy.
+        if let (Ok(_), Some(workload)) = (&action, queued.as_ref().and_then(|queued| queued.workload.as_ref())) {
             // Once the effects are carried out: an evicted run's quota goes back as soon as its tasks have
             // stopped, a finished run's at once.
             let latest = self.latest_status().unwrap_or(status);
-            if let Some(settling) = queue::settling(self.ctx, self.namespace, &workload.name_any(), &latest).await? {
+            if let Some(settling) =
+                queue::settling(self.ctx, self.namespace, &workload.name_any(), &self.run.spec, &latest).await?
+            {
                 if settling.releases_quota() {
                     // Conditional on the run's version: had another replica recorded a launch since, this
                     // fails, and no quota goes back under a task about to start.

@@ -21,6 +21,8 @@ pub(super) struct Queued {
     pub status: QueueStatus,
     /// The Workload as read (None: it could not be created yet).
     pub workload: Option<Workload>,
+    /// The capacity provider the admitting ResourceFlavor stands for, if it names one.
+    pub capacity_provider: Option<String>,
 }
 
 fn workload_resource() -> ApiResource {
@@ -44,6 +46,7 @@ pub(super) async fn admission<E: Ecs>(
         admission: Admission::Waiting(why),
         status: queue::queue_status(local_queue, &workload_name, None),
         workload: None,
+        capacity_provider: None,
     };
     let found = api.get_opt(&workload_name).await.map_err(Error::Kube)?;
     let workload = match found {
@@ -63,10 +66,16 @@ pub(super) async fn admission<E: Ecs>(
         return Ok(waiting(why));
     }
     let workload = sync_active(&api, run, status, workload).await?;
+    let admission = queue::admission_of(&workload);
+    let capacity_provider = match (&admission, queue::admitted_flavor(&workload)) {
+        (Admission::Admitted, Some(flavor)) => capacity_provider_of(ctx, flavor).await?,
+        _ => None,
+    };
     Ok(Queued {
-        admission: queue::admission_of(&workload),
+        admission,
         status: queue::queue_status(local_queue, &workload_name, Some(&workload)),
         workload: Some(workload),
+        capacity_provider,
     })
 }
 
@@ -146,6 +155,16 @@ async fn priority_of<E: Ecs>(ctx: &Context<E>, class: &str) -> Result<Option<i32
         .map(|value| value.clamp(i32::MIN.into(), i32::MAX.into()) as i32))
 }
 
+/// The capacity provider ResourceFlavor `flavor` stands for, if it names one (None also when it is gone:
+/// the run launches as its spec says).
+async fn capacity_provider_of<E: Ecs>(ctx: &Context<E>, flavor: &str) -> Result<Option<String>, Error> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(queue::GROUP, queue::VERSION, "ResourceFlavor"));
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+    let Some(object) = api.get_opt(flavor).await.map_err(Error::Kube)? else { return Ok(None) };
+    let object = serde_json::to_value(object).map_err(|error| Error::Undecodable(error.to_string()))?;
+    Ok(queue::flavor_capacity_provider(&object).map(str::to_owned))
+}
+
 /// Keeps the Workload's `active` as the run's `spec.suspend` says (`queue::active_change`): a suspended
 /// run holds no quota.
 async fn sync_active(
@@ -168,10 +187,11 @@ pub(super) enum Settling {
 }
 
 impl Settling {
-    /// Whether it gives an evicted run's quota back: the run's own status must be written first, so that
-    /// a launch decided on an older copy of it (another replica's) cannot go out after.
+    /// Whether it gives quota back while the run lives on (an evicted Workload's release, a Workload
+    /// deleted by hand let go): the run's own status must be written first, conditional on the version
+    /// decided on, so that a launch recorded in a newer copy (another replica's) makes it fail instead.
     pub fn releases_quota(&self) -> bool {
-        matches!(self, Settling::Status { change: StatusChange::Release { .. }, .. })
+        matches!(self, Settling::LetGo(_) | Settling::Status { change: StatusChange::Release { .. }, .. })
     }
 }
 
@@ -181,6 +201,7 @@ pub(super) async fn settling<E: Ecs>(
     ctx: &Context<E>,
     namespace: &str,
     name: &str,
+    spec: &crate::api::EcsTaskRunSpec,
     status: &EcsTaskRunStatus,
 ) -> Result<Option<Settling>, Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &workload_resource());
@@ -191,7 +212,7 @@ pub(super) async fn settling<E: Ecs>(
     if queue::lets_go(&workload, status) {
         return Ok(Some(Settling::LetGo(workload)));
     }
-    Ok(queue::status_change(&workload, status).map(|change| Settling::Status { object, change }))
+    Ok(queue::status_change(&workload, spec, status).map(|change| Settling::Status { object, change }))
 }
 
 /// Carries out `settling`: on the object as read, every field Kueue keeps in it untouched, conditional on
@@ -216,6 +237,9 @@ pub(super) async fn settle<E: Ecs>(
             match &change {
                 StatusChange::Finish { .. } => {
                     info!(workload = %name, "marked the Workload finished: its quota is free")
+                }
+                StatusChange::Reclaim { count } => {
+                    info!(workload = %name, count, "gave back the share of the tasks the run no longer needs")
                 }
                 StatusChange::Release { .. } => {
                     ctx.metrics.workload_evictions.inc();

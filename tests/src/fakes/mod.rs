@@ -131,6 +131,18 @@ impl Harness {
         Self::with(FakeApi::default(), ecs, Arc::new(Mutex::new(Timestamp::from_second(EPOCH)?))).await
     }
 
+    /// A controller that queues runs under Kueue (`--kueue`): Kueue's part is the test's, through the API.
+    pub async fn queueing() -> anyhow::Result<Self> {
+        let ecs = Arc::new(FakeEcs::default());
+        ecs.set_now(Timestamp::from_second(EPOCH)?);
+        let (api, now) = (FakeApi::default(), Arc::new(Mutex::new(Timestamp::from_second(EPOCH)?)));
+        let settings = Settings { kueue: true, ..settings(&now) };
+        let tenancy = Tenancy::off("ecsrun:test-cluster:{namespace}");
+        let ctx = Arc::new(context_from(&api, ecs.clone(), "middle", tenancy, settings)?);
+        let changes = ctx.tracker.restart();
+        Ok(Self { api, ecs, ctx, now, changes: Mutex::new(changes) })
+    }
+
     /// Another controller process over the same API, ECS and clock: nothing carried over but what they
     /// hold (a restart, or a new leader).
     pub async fn restart(&self) -> anyhow::Result<Self> {
