@@ -152,14 +152,7 @@ async fn two_teams_share_a_cohort(env: Arc<Env>) -> anyhow::Result<()> {
         let queue = status.queue.context("status.queue")?;
         ensure!(queue.cluster_queue.as_deref().is_some_and(|q| q.starts_with("e2e-team-")), "{queue:?}");
         ensure!(queue.flavor.as_deref() == Some("fargate"), "{queue:?}");
-        let workloads = kueue_api(&env, "Workload", Some(namespace));
-        let workload = workloads.get(&queue.workload).await?;
-        let finished = workload.data["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Finished" && c["status"] == "True");
-        ensure!(finished, "the Workload {} of a succeeded run is not Finished: its quota stays in use", queue.workload);
+        until_finished(&env, namespace, &queue.workload).await?;
     }
 
     // Team B idle: team A's four runs borrow B's quota and run at once.
@@ -206,6 +199,28 @@ async fn watch_until_done(
             return Ok((most, queued_seen));
         }
         ensure!(Instant::now() < deadline, "runs not done within {within:?}: {pending:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until Workload `name` is Finished: ecsrun marks it right after the run's final status write, so
+/// a reader that saw the run finish may be a moment early.
+async fn until_finished(env: &Env, namespace: &str, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let workload = kueue_api(env, "Workload", Some(namespace)).get(name).await?;
+        let finished = workload.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Finished" && c["status"] == "True");
+        if finished {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the Workload {namespace}/{name} of a finished run is not Finished within 20 s: its quota stays in use"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -445,13 +460,7 @@ async fn schedule_runs_queue(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(status.task.phase == Some(Phase::Succeeded), "{:?}: {:?}", status.task.phase, status.task.message);
     let queue = status.queue.context("the schedule's run has no status.queue: it was not queued")?;
     ensure!(queue.cluster_queue.as_deref() == Some("e2e-scheduled"), "{queue:?}");
-    let workload = kueue_api(&env, "Workload", Some(SCHEDULED)).get(&queue.workload).await?;
-    let finished = workload.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Finished" && c["status"] == "True");
-    ensure!(finished, "the Workload of the schedule's succeeded run is not Finished");
+    until_finished(&env, SCHEDULED, &queue.workload).await?;
     crate::schedules::delete_schedule(&env, SCHEDULED, "queued").await?;
     Ok(())
 }
