@@ -189,6 +189,12 @@ pub struct LogRules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 200))]
     pub max_tail_lines: Option<i32>,
+    /// Whether runs may read the results their tasks print into their status (`spec.results`). False:
+    /// no run of the namespaces reads results, and one that requires a result fails with
+    /// `ResultMissing`. Absent: allowed. Several policies: allowed if any allows.
+    /// Results are as readable as log tails: by anyone who may read the namespace's EcsTaskRuns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<bool>,
 }
 
 /// Glob patterns: the characters of ARNs and names, plus `*` and `?`.

@@ -37,6 +37,8 @@ pub enum RunReason {
     ContainerFailed,
     /// An essential container never ran.
     ContainerNeverRan,
+    /// The task succeeded without publishing a result `results.required` names.
+    ResultMissing,
     /// ECS no longer knows the task, and it was not seen stopping.
     TaskLost,
     /// Nobody can tell how the task ended (it was forgotten by ECS while unobservable).

@@ -235,6 +235,11 @@ pub struct EcsTaskRunSpec {
     #[serde(default)]
     pub logs: LogsPolicy,
 
+    /// Read the results the task prints (`::ecsrun-result name=value`) into `status.results`
+    /// (`status.tasks[].results` with `count` > 1) when it stops. Absent: no results are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<crate::ResultsSpec>,
+
     /// How failed attempts are retried.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
@@ -297,6 +302,7 @@ impl EcsTaskRunSpec {
             deletion_policy: None,
             ttl_seconds_after_finished: None,
             logs: LogsPolicy::default(),
+            results: None,
             retry_policy: RetryPolicy::default(),
             inject_run_identity: default_true(),
         }

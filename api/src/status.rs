@@ -1,6 +1,8 @@
 //! The status of an `EcsTaskRun`: what ECS last reported of its task (or of each task index), the
 //! attempts, what they used, and kstatus conditions. Written only by the controller.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -166,6 +168,10 @@ pub struct TaskStatus {
     /// When the next attempt is launched, while waiting out a retry backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Time>,
+    /// What the task published (`::ecsrun-result name=value` lines in its log), read when it stopped
+    /// with success, for a run with `spec.results`. Only the current attempt's task speaks here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub results: BTreeMap<String, String>,
 }
 
 /// Attempts no longer listed one by one, summed.

@@ -208,6 +208,7 @@ pub mod bound;
 mod cleanup;
 mod judge;
 pub mod logs;
+pub mod results;
 pub mod run;
 
 use judge::Verdict;

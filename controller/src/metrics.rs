@@ -66,6 +66,11 @@ pub struct Metrics {
     pub workload_evictions: IntCounter,
     /// Runs waiting for Kueue's admission (reason Queued).
     pub runs_queued: IntGauge,
+    /// Container logs read for a stopped task's results, by outcome (`lines`, `no_stream`, `unnamed`,
+    /// `unreadable`).
+    pub result_logs_read: IntCounterVec,
+    /// Results found in those logs, by outcome (`read`, `refused`: malformed, or past the bounds).
+    pub results: IntCounterVec,
     /// From a Workload's creation (or its last release) to its admission as the run saw it.
     pub admission_wait: Histogram,
     /// Runs EcsTaskSchedules created for their slots, by namespace.
@@ -175,6 +180,16 @@ impl Metrics {
         register(&registry, &mut families, workload_evictions.clone())?;
         register(&registry, &mut families, runs_queued.clone())?;
         register(&registry, &mut families, admission_wait.clone())?;
+        let result_logs_read = IntCounterVec::new(
+            Opts::new("result_logs_read_total", "Container logs read for a stopped task's results, by outcome"),
+            &["outcome"],
+        )?;
+        let results = IntCounterVec::new(
+            Opts::new("results_total", "Results found in tasks' logs, read or refused (malformed, past the bounds)"),
+            &["outcome"],
+        )?;
+        register(&registry, &mut families, result_logs_read.clone())?;
+        register(&registry, &mut families, results.clone())?;
         let orphans_stopped =
             IntCounter::new("orphans_stopped_total", "Tasks ecsrun started whose run is gone, stopped by the sweep")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
@@ -296,6 +311,8 @@ impl Metrics {
             workload_evictions,
             runs_queued,
             admission_wait,
+            result_logs_read,
+            results,
             schedule_runs_created,
             schedule_missed_slots,
             schedule_start_lag,

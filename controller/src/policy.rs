@@ -348,6 +348,12 @@ pub fn max_tail_lines(policies: &[&EcsRunPolicy]) -> Option<u32> {
         .try_fold(0, |most, policy| policy.spec.logs.max_tail_lines.map(|lines| most.max(lines.max(0) as u32)))
 }
 
+/// Whether the policies let runs read their tasks' results: one of them must not turn results off (as
+/// with tails, a namespace no policy selects reads none).
+pub fn results_allowed(policies: &[&EcsRunPolicy]) -> bool {
+    policies.iter().any(|policy| policy.spec.logs.results != Some(false))
+}
+
 /// The launch type a capacity provider launches on: Fargate's own two, or EC2 for any other (an Auto
 /// Scaling group's; ECS Managed Instances' launch like EC2 as far as a policy can tell).
 pub fn capacity_provider_launch_type(capacity_provider: &str) -> LaunchType {

@@ -196,6 +196,13 @@ impl Tenancy {
         Self::with_selected(caches, namespace, policy::max_tail_lines).unwrap_or(Some(0))
     }
 
+    /// Whether the policies selecting `namespace` let its runs read their tasks' results into their status.
+    /// Like tails, applied in audit mode too; a namespace not seen yet reads none.
+    pub fn results_allowed(&self, namespace: &str) -> bool {
+        let Some(caches) = self.caches.as_ref() else { return true };
+        Self::with_selected(caches, namespace, policy::results_allowed).unwrap_or(false)
+    }
+
     /// The external ID sent when a run of `namespace` assumes a role.
     pub fn external_id(&self, namespace: &str) -> String {
         self.external_id.replace("{namespace}", namespace)

@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::judge::{Verdict, is_essential, judge_stopped, log_reads};
 use super::phase::{conclude, plan, set_phase};
+use super::results::{self, Collected};
 use super::{
-    ECS_REMEMBERS_STOPPED, Follow, MISSING_GRACE, Plan, RunView, STOPPING_POLL, StopTask, TrackObservation,
+    ECS_REMEMBERS_STOPPED, Event, Follow, MISSING_GRACE, Plan, RunView, STOPPING_POLL, StopTask, TrackObservation,
     current_attempt, duration_between, is_hold_outcome, task_id, usage,
 };
 use crate::api::{
@@ -93,6 +94,35 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
                 let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
+                let mut told = Vec::new();
+                let (verdict, message) = match verdict {
+                    Verdict::Succeeded if view.spec.results.is_some() && !view.spec.stop => {
+                        match results::collect(view, &task, now) {
+                            Collected::Wait { after, why } => {
+                                let message = format!("task {id} stopped; waiting for its results: {why}");
+                                set_phase(view, &mut status, Phase::Stopping, RunReason::TaskStopping, message, now);
+                                return plan(view, status, None, None, Some(after));
+                            }
+                            Collected::Done { values, refused, missing, why_missing } => {
+                                status.task.results = values;
+                                let mut message = message;
+                                if !refused.is_empty() {
+                                    let refusals = format!("results refused: {}", refused.join("; "));
+                                    message = format!("{message}; {refusals}");
+                                    told.push(Event { warning: true, reason: "ResultRefused", note: refusals });
+                                }
+                                if missing.is_empty() {
+                                    (verdict, message)
+                                } else {
+                                    let reason = RunReason::ResultMissing;
+                                    let message = results::missing_message(&task, &missing, &why_missing);
+                                    (Verdict::Retry { reason, counted: true }, message)
+                                }
+                            }
+                        }
+                    }
+                    verdict => (verdict, message),
+                };
                 let failed = match verdict {
                     Verdict::Succeeded | Verdict::Unknown => false,
                     Verdict::Retry { reason, .. } => !is_hold_outcome(reason),
@@ -102,6 +132,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                 if failed && !view.spec.stop {
                     plan.logs = log_reads(view, &task, containers.as_deref());
                 }
+                plan.events.extend(told);
                 return plan;
             }
             // Stops the task (unless already asked to stop) and follows it closely until it has.
@@ -213,6 +244,10 @@ pub(super) fn record_task(
             .collect::<Vec<_>>()
             .join(",")
     });
+    // Results belong to the attempt that published them.
+    if status.task.task_arn.as_deref() != Some(task.task_arn.as_str()) {
+        status.task.results.clear();
+    }
     status.task.task_arn = Some(task.task_arn.clone());
     status.task.task_id = Some(task_id(&task.task_arn).to_owned());
     status.cluster_arn = task.cluster_arn.clone().or(status.cluster_arn.take());

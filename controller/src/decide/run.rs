@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::batch::{self, BatchPlan};
+use super::results::ResultRead;
 use super::{
     Event, Follow, LaunchObservation, LogRead, Plan, RunView, Step, StopTask, TrackObservation, adoptable, after_adopt,
     after_find, after_launch, after_track, condition, duration_between, launch_held_up, launch_intent,
@@ -177,6 +178,28 @@ pub enum Observation {
     NotSeenYet,
     /// An error held the lane up (`reason`, `cause`); it is retried with backoff.
     HeldUp { reason: &'static str, cause: String },
+}
+
+/// The result logs to read before `finish` judges `observed`: those of each stopped task that succeeded,
+/// for a run with `spec.results` (`results::reads`).
+pub fn result_reads(view: &RunView, observed: &[(u32, Observation)], now: Timestamp) -> Vec<ResultRead> {
+    if view.spec.results.is_none() || view.spec.stop {
+        return Vec::new();
+    }
+    let mut reads = Vec::new();
+    for (index, observation) in observed {
+        let Observation::Tracked(TrackObservation::Found { task, containers }) = observation else { continue };
+        if !task.is_stopped() {
+            continue;
+        }
+        let lane = lane_status(view, *index);
+        let lane_view = RunView { index: *index, status: &lane, ..*view };
+        let (verdict, _) = super::judge::judge_stopped(&lane_view, task, containers.as_deref(), now);
+        if verdict == super::judge::Verdict::Succeeded {
+            reads.extend(super::results::reads(&lane_view, task, containers.as_deref()));
+        }
+    }
+    reads
 }
 
 /// What the lanes' observations mean, as effects in the order the shell carries them out.

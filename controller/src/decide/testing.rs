@@ -36,5 +36,7 @@ pub fn view<'a>(name: &'a str, spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunS
         max_tail_lines: None,
         cluster_id: None,
         admission: &Admission::NotQueued,
+        results_allowed: true,
+        results: &super::results::NO_RESULT_LOGS,
     }
 }

@@ -30,6 +30,10 @@ pub struct RunView<'a> {
     pub cluster_id: Option<&'a str>,
     /// Whether Kueue lets the run have tasks now (a queued run), as the shell read its Workload.
     pub admission: &'a Admission,
+    /// Whether the namespace's EcsRunPolicies let the run read its tasks' results.
+    pub results_allowed: bool,
+    /// The result logs read for this reconcile's stopped tasks (`results::reads`).
+    pub results: &'a super::results::ResultLogs,
 }
 
 /// Whether Kueue lets a queued run (`kueue.x-k8s.io/queue-name`) have tasks now.

@@ -538,7 +538,14 @@ impl AwsEcs {
                 .limit(lines.clamp(1, 10_000) as i32)
                 .send()
                 .await
-                .map_err(|error| classify("GetLogEvents", &error))?;
+                .map_err(|error| {
+                    let not_found = error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception());
+                    let mut error = classify("GetLogEvents", &error);
+                    if not_found {
+                        error.kind = EcsErrorKind::LogStreamNotFound;
+                    }
+                    error
+                })?;
             Ok(output.events().iter().filter_map(|event| event.message().map(str::to_owned)).collect())
         })
         .await

@@ -510,6 +510,8 @@ pub enum EcsErrorKind {
     InvalidParameter,
     AccessDenied,
     Rejected,
+    /// CloudWatch Logs has no such log group or stream (the container printed nothing).
+    LogStreamNotFound,
     /// Not sent: this replica may have lost the leader Lease (see `fence`).
     NotLeader,
     /// Not sent: the rate ceiling held the RunTask past its launch intent's bound (`send_within`).
@@ -530,6 +532,7 @@ impl EcsErrorKind {
             Self::InvalidParameter => "invalid_parameter",
             Self::AccessDenied => "access_denied",
             Self::Rejected => "rejected",
+            Self::LogStreamNotFound => "log_stream_not_found",
             Self::NotLeader => "not_leader",
             Self::HeldUp => "held_up",
         }
@@ -548,6 +551,7 @@ impl EcsErrorKind {
             Self::Credentials => "CredentialsError",
             Self::NotLeader => "NotLeader",
             Self::HeldUp => "LaunchHeldUp",
+            Self::LogStreamNotFound => "LogStreamNotFound",
             Self::ClusterNotFound
             | Self::TaskDefinitionNotFound
             | Self::InvalidParameter

@@ -17,7 +17,9 @@ use super::error::{Staleness, not_found};
 use super::observe::{observe, policy_gate};
 use super::slots;
 use super::{Context, Error, FIELD_MANAGER, RunKey, actor, queue, with_jitter};
+use crate::api::MAX_RESULT_LOG_LINES;
 use crate::api::{EcsTaskRun, EcsTaskRunStatus, Phase};
+use crate::decide::results::{ResultLog, ResultLogs, ResultRead};
 use crate::decide::run::{self as decision, ComeBack, Effect, Observation, Opening, Steps};
 use crate::decide::{self, Admission, RunView};
 use crate::ecs::{Ecs, EcsError, EcsErrorKind, EcsTarget};
@@ -58,6 +60,8 @@ impl<'a, E: Ecs> Shell<'a, E> {
             max_tail_lines: self.ctx.tenancy.max_tail_lines(self.namespace),
             cluster_id: self.ctx.tenancy.cluster_id(),
             admission,
+            results_allowed: self.ctx.tenancy.results_allowed(self.namespace),
+            results: &decide::results::NO_RESULT_LOGS,
         })
     }
 
@@ -193,7 +197,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             return Err(error);
         }
         let mut first_error = None;
-        let observed = seen
+        let observed: Vec<(u32, Observation)> = seen
             .into_iter()
             .map(|(index, observation)| match observation {
                 Ok(observation) => (index, observation),
@@ -205,7 +209,13 @@ impl<'a, E: Ecs> Shell<'a, E> {
                 }
             })
             .collect();
-        let effects = decision::finish(&view, &steps, observed, self.ctx.settings.clock.now());
+        let now = self.ctx.settings.clock.now();
+        let result_logs = match target {
+            Some(target) => self.read_results(target, &decision::result_reads(&view, &observed, now)).await,
+            None => ResultLogs::default(),
+        };
+        let view = RunView { results: &result_logs, ..view };
+        let effects = decision::finish(&view, &steps, observed, now);
         self.perform(effects, &written, target, first_error).await
     }
 
@@ -335,6 +345,38 @@ impl<'a, E: Ecs> Shell<'a, E> {
             debug!(container = %read.container, index = read.index, %why, "failed container's logs not read");
         }
         result
+    }
+
+    /// The logs of the containers that publish a stopped task's results (their last lines), or why they
+    /// cannot be read: what the decision makes of them is its own.
+    async fn read_results(&self, target: &EcsTarget, reads: &[ResultRead]) -> ResultLogs {
+        let mut logs = ResultLogs::default();
+        for read in reads {
+            let log = match &read.stream {
+                Err(why) => ResultLog::Unnamed(why.clone()),
+                Ok(stream) => match self.ctx.ecs.log_tail(target, stream, MAX_RESULT_LOG_LINES).await {
+                    Ok(lines) => ResultLog::Lines(lines),
+                    Err(error) if error.kind == EcsErrorKind::LogStreamNotFound => ResultLog::NoStream,
+                    Err(error) => ResultLog::Unreadable(format!(
+                        "cannot read log stream {} in {} ({}): {}",
+                        stream.stream, stream.group, stream.region, error.message
+                    )),
+                },
+            };
+            let metrics = &self.ctx.metrics;
+            metrics.result_logs_read.with_label_values(&[log.label()]).inc();
+            match &log {
+                ResultLog::Lines(lines) => {
+                    let parsed = decide::results::parse(lines);
+                    metrics.results.with_label_values(&["read"]).inc_by(parsed.values.len() as u64);
+                    metrics.results.with_label_values(&["refused"]).inc_by(parsed.refused.len() as u64);
+                    debug!(container = %read.container, index = read.index, lines = lines.len(), "results read");
+                }
+                other => debug!(container = %read.container, index = read.index, log = ?other, "no results read"),
+            }
+            logs.insert(read, log);
+        }
+        logs
     }
 
     /// Tasks just launched or adopted for a run that is gone: whatever let it go (a deletion that raced the

@@ -595,7 +595,7 @@ impl FakeEcs {
                 }
                 None => {
                     return Err(EcsError::new(
-                        EcsErrorKind::Rejected,
+                        EcsErrorKind::LogStreamNotFound,
                         "GetLogEvents",
                         "ResourceNotFoundException: The specified log stream does not exist.",
                     ));

@@ -127,6 +127,8 @@ fn a_run_retried_to_its_highest_backoff_limit_keeps_five_attempts_and_gives_up_w
             max_tail_lines: None,
             cluster_id: None,
             admission: &Admission::NotQueued,
+            results_allowed: true,
+            results: &crate::decide::results::NO_RESULT_LOGS,
         };
         let plan = match next_step(&view, at(now)) {
             Step::Idle => break,

@@ -101,4 +101,5 @@ mod launch;
 mod operating;
 mod phase;
 mod queue;
+mod results;
 mod suspend;
