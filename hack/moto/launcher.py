@@ -17,6 +17,8 @@ It drives moto's own models and adds nothing else: no new API, no emulator of it
   into moto's own CloudWatch Logs backend, in the stream the driver names (`prefix/container/task-id`),
   spread over the run (or one every ECSRUN_E2E_LOG_EVERY seconds); whatever is left is written before the
   task is reported STOPPED. A log group that does not exist gets nothing, as the driver cannot write.
+  ECSRUN_E2E_PRINT=text adds the text's lines after those, once the task stops (results, as a task
+  prints `::ecsrun-result name=value`); `${VAR}` in it is the container's environment variable VAR.
 - ECS forgets a stopped task: an hour after it stops (ECSRUN_E2E_FORGET_SECONDS to shorten it), it is
   no longer described or listed (moto keeps every task forever).
 - Tasks get createdAt / startedAt / stoppedAt, and the task-level cpu and memory ECS reports.
@@ -56,6 +58,7 @@ import datetime
 import json
 import logging
 import os
+import string
 import threading
 import time
 import types
@@ -80,6 +83,7 @@ RUN_SECONDS = "ECSRUN_E2E_RUN_SECONDS"
 FORGET_SECONDS = "ECSRUN_E2E_FORGET_SECONDS"
 LOG_LINES = "ECSRUN_E2E_LOG_LINES"
 LOG_EVERY = "ECSRUN_E2E_LOG_EVERY"
+PRINT = "ECSRUN_E2E_PRINT"
 STOP_CODE = "ECSRUN_E2E_STOP_CODE"
 STOPPED_REASON = "ECSRUN_E2E_STOPPED_REASON"
 EVENTS = "ECSRUN_E2E_EVENTS"
@@ -118,14 +122,17 @@ def _print_due(task, final=False):
             log = definition.get("logConfiguration") or {}
             env = _environment(task, index)
             total = int(env.get(LOG_LINES, "0") or 0)
-            if log.get("logDriver") != "awslogs" or total <= 0:
+            extra = string.Template(env[PRINT]).safe_substitute(env).split("\n") if env.get(PRINT) else []
+            if log.get("logDriver") != "awslogs" or (total <= 0 and not extra):
                 continue
-            every = float(env.get(LOG_EVERY) or float(env.get(RUN_SECONDS, "3")) / total)
+            every = float(env.get(LOG_EVERY) or float(env.get(RUN_SECONDS, "3")) / max(total, 1))
             due = total if final or every <= 0 else min(total, int(elapsed / every))
             done = printed.get(index, 0)
-            if due <= done:
+            extra = extra if final and not printed.get((index, PRINT)) else []
+            if due <= done and not extra:
                 continue
             printed[index] = due
+            printed[(index, PRINT)] = printed.get((index, PRINT)) or bool(extra)
             options = log.get("options") or {}
             backend = logs_backends[task._account_id][options.get("awslogs-region", task.region_name)]
             group = options.get("awslogs-group")
@@ -136,6 +143,7 @@ def _print_due(task, final=False):
                 backend.create_log_stream(group, stream)
             at = int(time.time() * 1000)
             lines = [{"timestamp": at, "message": f"{definition['name']}: line {n} of {total}"} for n in range(done + 1, due + 1)]
+            lines += [{"timestamp": at, "message": line} for line in extra]
             backend.put_log_events(group, stream, lines)
 
 
@@ -218,7 +226,7 @@ def _init(self, *args, **kwargs):
     # Decided once: the printing thread passes over the (thousands of) tasks that print nothing.
     self._ecsrun_prints = any(
         (definition.get("logConfiguration") or {}).get("logDriver") == "awslogs"
-        and int(_environment(self, index).get(LOG_LINES, "0") or 0) > 0
+        and (int(_environment(self, index).get(LOG_LINES, "0") or 0) > 0 or _environment(self, index).get(PRINT))
         for index, definition in enumerate(definitions)
     )
 
@@ -468,6 +476,8 @@ def seed(endpoint):
     # Prints 50 lines and exits 3; the second writes to a log group that does not exist.
     register("chatty", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/e2e")
     register("chatty-lost", {EXIT_CODE: "3", LOG_LINES: "50"}, log_group="/ecsrun/missing")
+    # Prints a few lines and succeeds; a run's ECSRUN_E2E_PRINT override adds its results.
+    register("publisher", {LOG_LINES: "3"}, log_group="/ecsrun/e2e")
     return {
         "region": REGION, "vpc": vpc, "subnet": subnet, "benchSubnet": bench_subnet, "securityGroup": group,
         "eventQueues": queues,

@@ -22,6 +22,7 @@ pub fn cases() -> Vec<Case> {
         case("operating::usage_of_a_run_with_known_cpu_memory_and_duration", usage_of_a_known_run),
         case("operating::a_failed_containers_last_lines_are_in_status_and_event", last_lines_in_status_and_event),
         case("operating::unreadable_logs_leave_the_outcome_and_say_why", unreadable_logs_leave_the_outcome),
+        case("operating::a_tasks_results_are_read_from_cloudwatch_logs_into_its_status", results_from_cloudwatch),
         case(
             "operating::two_namespaces_sharing_a_cluster_cannot_adopt_read_or_stop_each_others_tasks",
             adopting_another_namespaces_task,
@@ -78,6 +79,30 @@ async fn warning(env: &Env, namespace: &str, name: &str, reason: &str) -> anyhow
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A run's container overrides that make moto's task print `lines` (results among them) before it stops.
+pub fn printing(lines: &[&str]) -> String {
+    let text = serde_json::to_string(&lines.join("\n")).unwrap_or_default();
+    format!(
+        "  overrides:\n    containerOverrides:\n      - name: app\n        environment:\n          \
+         - name: ECSRUN_E2E_PRINT\n            value: {text}\n"
+    )
+}
+
+async fn results_from_cloudwatch(env: Arc<Env>) -> anyhow::Result<()> {
+    // publisher logs through the awslogs driver into moto's CloudWatch Logs and succeeds.
+    let extra = format!(
+        "  results:\n    containers: [app]\n    required: [rows]\n{}",
+        printing(&["extracting", "::ecsrun-result rows=1200", "::ecsrun-result key=s3://lake/2026/12/07"])
+    );
+    env.create(NAMESPACE, &env.manifest(&fargate_run("publishes", "batch", "publisher", &extra))?).await?;
+    let api = env.runs(NAMESPACE);
+    let status =
+        wait::until(&api, "publishes", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
+    let results: Vec<(&str, &str)> = status.task.results.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ensure!(results == [("key", "s3://lake/2026/12/07"), ("rows", "1200")], "status.results {results:?}");
+    Ok(())
 }
 
 async fn last_lines_in_status_and_event(env: Arc<Env>) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ mod lifecycle;
 mod operating;
 mod orphans;
 mod queueing;
+mod results;
 
 use std::time::Duration;
 

@@ -101,7 +101,10 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
                             Collected::Wait { after, why } => {
                                 let message = format!("task {id} stopped; waiting for its results: {why}");
                                 set_phase(view, &mut status, Phase::Stopping, RunReason::TaskStopping, message, now);
-                                return plan(view, status, None, None, Some(after));
+                                // Still followed: the tracker keeps what it saw for the look after.
+                                let follow =
+                                    Follow { task_arn: task.task_arn.clone(), every: after.max(STOPPING_POLL) };
+                                return plan(view, status, None, Some(follow), Some(after));
                             }
                             Collected::Done { values, refused, missing, why_missing } => {
                                 status.task.results = values;

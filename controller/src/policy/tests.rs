@@ -298,6 +298,22 @@ fn log_tails_are_capped_by_the_highest_cap_and_uncapped_by_a_policy_without_one(
 }
 
 #[test]
+fn results_are_read_unless_every_selecting_policy_turns_them_off() {
+    let with = |name: &str, results: Option<bool>| {
+        let mut spec = json!({"namespaceSelector": {}});
+        if let Some(results) = results {
+            spec["logs"] = json!({"results": results});
+        }
+        policy(name, spec)
+    };
+    let (off, on, silent) = (with("off", Some(false)), with("on", Some(true)), with("silent", None));
+    assert!(!results_allowed(&[&off]));
+    assert!(results_allowed(&[&off, &on]));
+    assert!(results_allowed(&[&silent]), "absent: allowed");
+    assert!(!results_allowed(&[]), "a namespace no policy selects reads nothing");
+}
+
+#[test]
 fn a_namespace_no_policy_selects_runs_nothing() {
     let denial = check("team-c", "eu-west-1", &run(json!({})), &[]).expect_err("denied");
     assert_eq!(denial.violations[0].rule, Rule::NoPolicy);

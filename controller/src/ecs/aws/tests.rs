@@ -298,8 +298,10 @@ async fn a_log_tail_is_the_streams_newest_events_oldest_first() {
     assert_eq!(ecs.log_tail(&target(), &stream, 20).await.unwrap(), vec!["line 49", "line 50"]);
     let error = ecs.log_tail(&target(), &stream, 20).await.unwrap_err();
     assert!(error.message.contains("ResourceNotFoundException"), "{error}");
+    // Told apart from other refusals: a stream that does not exist is a container that printed nothing.
+    assert_eq!(error.kind, crate::ecs::EcsErrorKind::LogStreamNotFound);
     assert_eq!(calls(&metrics, "GetLogEvents", "ok"), 1);
-    assert_eq!(calls(&metrics, "GetLogEvents", "rejected"), 1);
+    assert_eq!(calls(&metrics, "GetLogEvents", "log_stream_not_found"), 1);
 }
 
 #[tokio::test]
