@@ -42,6 +42,7 @@ pub const IMMUTABLE_SPEC: &str = "spec is immutable (only stop, with stopReason,
     printcolumn = r#"{"name":"Exit-Codes","type":"string","jsonPath":".status.exitCodes"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","priority":1,"jsonPath":".status.attemptCount"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.reason"}"#,
+    printcolumn = r#"{"name":"Results","type":"string","priority":1,"jsonPath":".status.results"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

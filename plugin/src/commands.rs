@@ -67,6 +67,13 @@ pub struct RunArgs {
     /// With --wait: delete the run once it finished.
     #[arg(long, requires = "wait")]
     pub rm: bool,
+    /// Read the results the container prints (`::ecsrun-result name=value`) into the run's status; with
+    /// --wait they are printed once it finishes (`result name=value` on stderr).
+    #[arg(long, value_name = "CONTAINER")]
+    pub results: Option<String>,
+    /// A result the task must publish, or the run fails with ResultMissing (repeat for more; needs --results).
+    #[arg(long = "require-result", value_name = "NAME", requires = "results")]
+    pub required_results: Vec<String>,
     /// Print the EcsTaskRun instead of creating it.
     #[arg(long)]
     pub dry_run: bool,
@@ -158,6 +165,10 @@ fn spec_from(args: &RunArgs) -> anyhow::Result<EcsTaskRunSpec> {
         spec.overrides = Some(overrides);
     }
     spec.wait.timeout = args.timeout.as_deref().map(ecsrun_api::GoDuration::parse);
+    spec.results = args.results.as_ref().map(|container| ecsrun_api::ResultsSpec {
+        containers: vec![container.clone()],
+        required: args.required_results.clone(),
+    });
     Ok(spec)
 }
 
@@ -235,6 +246,12 @@ async fn follow_to_the_end(runs: &Runs, name: &str, container: Option<&str>) -> 
         status.task.phase.map_or("-".into(), |phase| format!("{phase:?}")),
         status.task.message.as_deref().unwrap_or_default()
     );
+    for (index, lane) in status.lanes() {
+        let prefix = if status.tasks.is_empty() { String::new() } else { format!("index {index}: ") };
+        for line in crate::describe::result_lines(lane) {
+            eprintln!("result {prefix}{line}");
+        }
+    }
     Ok(finished)
 }
 

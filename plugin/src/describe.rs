@@ -93,6 +93,7 @@ pub fn summary(run: &EcsTaskRun) -> String {
         attempts(&mut text, &lane.attempts);
         containers(&mut text, &lane.containers);
         task_line(&mut text, lane);
+        results(&mut text, lane);
     }
     text
 }
@@ -107,6 +108,21 @@ fn task_line(text: &mut String, task: &TaskStatus) {
             task.stopped_reason.as_deref().unwrap_or("no reason given")
         );
     }
+}
+
+fn results(text: &mut String, task: &TaskStatus) {
+    if task.results.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "Results:");
+    for line in result_lines(task) {
+        let _ = writeln!(text, "  {line}");
+    }
+}
+
+/// A task's results as `name=value` lines, each value on one line (newlines shown as `\n`).
+pub fn result_lines(task: &TaskStatus) -> Vec<String> {
+    task.results.iter().map(|(name, value)| format!("{name}={}", value.replace('\n', "\\n"))).collect()
 }
 
 fn attempts(text: &mut String, attempts: &[Attempt]) {
@@ -190,5 +206,18 @@ mod tests {
             summary(&run(serde_json::json!({"localQueue": "team", "workload": "etl-0a1b2c3d4e", "admitted": true,
             "clusterQueue": "shared", "flavor": "fargate-spot"})));
         assert!(admitted.contains("admitted by ClusterQueue shared, flavor fargate-spot"), "{admitted}");
+    }
+
+    #[test]
+    fn results_are_shown_per_task_each_on_one_line() {
+        let run: ecsrun_api::EcsTaskRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ecsrun.dev/v1alpha1", "kind": "EcsTaskRun",
+            "metadata": {"name": "extract", "namespace": "team-a"},
+            "spec": {"cluster": "batch", "taskDefinition": "etl:7"},
+            "status": {"phase": "Succeeded", "results": {"rows": "1200", "note": "two\nlines"}},
+        }))
+        .unwrap();
+        let text = summary(&run);
+        assert!(text.contains("Results:\n  note=two\\nlines\n  rows=1200\n"), "{text}");
     }
 }

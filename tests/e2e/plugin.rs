@@ -73,9 +73,12 @@ async fn run_wait(env: &Env, name: &str, family: &str, extra: &[&str]) -> anyhow
 }
 
 async fn run_wait_succeeds(env: Arc<Env>) -> anyhow::Result<()> {
-    let out = run_wait(&env, "plugin-ok", "db-dump", &["--rm"]).await?;
+    // publisher succeeds printing what ECSRUN_E2E_PRINT says: here, a result.
+    let args = ["--rm", "-c", "app", "-e", "ECSRUN_E2E_PRINT=::ecsrun-result rows=3", "--results", "app"];
+    let out = run_wait(&env, "plugin-ok", "publisher", &args).await?;
     ensure!(out.status.code() == Some(0), "exit {:?}: {}", out.status.code(), text(&out.stderr));
     ensure!(text(&out.stderr).contains("plugin-ok Succeeded"), "stderr: {}", text(&out.stderr));
+    ensure!(text(&out.stderr).contains("\nresult rows=3\n"), "no result printed: {}", text(&out.stderr));
     let gone = env.runs(NAMESPACE).get_opt("plugin-ok").await?;
     ensure!(gone.is_none_or(|run| run.metadata.deletion_timestamp.is_some()), "--rm left the run behind");
     Ok(())
