@@ -102,6 +102,12 @@ async fn results_from_cloudwatch(env: Arc<Env>) -> anyhow::Result<()> {
         wait::until(&api, "publishes", Duration::from_secs(60), "Succeeded", wait::has_condition("Succeeded")).await?;
     let results: Vec<(&str, &str)> = status.task.results.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     ensure!(results == [("key", "s3://lake/2026/12/07"), ("rows", "1200")], "status.results {results:?}");
+    // What the API server's table shows for them with -o wide.
+    let mut kubectl = crate::chart::kubectl(&env);
+    kubectl.args(["get", "etr", "publishes", "-n", NAMESPACE, "-o", "wide"]);
+    let output = tokio::task::spawn_blocking(move || kubectl.output()).await?.context("running kubectl")?;
+    let table = String::from_utf8_lossy(&output.stdout);
+    ensure!(table.contains("RESULTS") && table.contains("1200"), "kubectl get -o wide:\n{table}");
     Ok(())
 }
 
