@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, env = "ECSRUN_KUEUE", default_value_t = false)]
     pub kueue: bool,
 
+    /// Run Tekton's CustomRuns whose customRef or taskSpec names `ecsrun.dev/v1alpha1` `EcsTaskRun` (ecsrun as
+    /// a Tekton custom task). Needs Tekton Pipelines' CRDs installed (and RBAC for customruns, which the
+    /// chart grants with `tekton.enabled`).
+    #[arg(long, env = "ECSRUN_TEKTON", default_value_t = false)]
+    pub tekton: bool,
+
     /// How old a task whose run is gone must be before the orphan sweep stops it.
     #[arg(long, env = "ECSRUN_ORPHAN_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod queue;
 pub mod reconcile;
 pub mod schedule;
+pub mod tekton;
 pub mod tenancy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

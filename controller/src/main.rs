@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|interval| ecsrun::orphans::OrphanSweep { interval, grace: config.orphan_grace }),
         task_events,
         kueue: config.kueue,
+        tekton: config.tekton,
     };
     let tenancy =
         Tenancy::start(&client, config.policy_mode, config.cluster_id.clone(), &config.external_id_format).await?;

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub result_logs_read: IntCounterVec,
     /// Results found in those logs, by outcome (`read`, `refused`: malformed, or past the bounds).
     pub results: IntCounterVec,
+    /// EcsTaskRuns created for Tekton CustomRuns.
+    pub custom_runs_created: IntCounter,
+    /// Tekton CustomRuns ecsrun marked done, by outcome (`succeeded`, `failed`).
+    pub custom_runs_finished: IntCounterVec,
     /// From a Workload's creation (or its last release) to its admission as the run saw it.
     pub admission_wait: Histogram,
     /// Runs EcsTaskSchedules created for their slots, by namespace.
@@ -190,6 +194,14 @@ impl Metrics {
         )?;
         register(&registry, &mut families, result_logs_read.clone())?;
         register(&registry, &mut families, results.clone())?;
+        let custom_runs_created =
+            IntCounter::new("custom_runs_created_total", "EcsTaskRuns created for Tekton CustomRuns")?;
+        let custom_runs_finished = IntCounterVec::new(
+            Opts::new("custom_runs_finished_total", "Tekton CustomRuns marked done, by outcome"),
+            &["outcome"],
+        )?;
+        register(&registry, &mut families, custom_runs_created.clone())?;
+        register(&registry, &mut families, custom_runs_finished.clone())?;
         let orphans_stopped =
             IntCounter::new("orphans_stopped_total", "Tasks ecsrun started whose run is gone, stopped by the sweep")?;
         let leader = IntGauge::new("leader", "1 while this replica reconciles (holds the Lease)")?;
@@ -313,6 +325,8 @@ impl Metrics {
             admission_wait,
             result_logs_read,
             results,
+            custom_runs_created,
+            custom_runs_finished,
             schedule_runs_created,
             schedule_missed_slots,
             schedule_start_lag,

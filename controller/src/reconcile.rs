@@ -62,6 +62,8 @@ pub struct Settings {
     /// Runs labelled `kueue.x-k8s.io/queue-name` wait for Kueue's admission (`--kueue`); off, the label
     /// means nothing to ecsrun.
     pub kueue: bool,
+    /// Tekton's CustomRuns naming EcsTaskRun are run (`--tekton`).
+    pub tekton: bool,
 }
 
 pub struct Context<E> {

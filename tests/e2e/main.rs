@@ -18,6 +18,7 @@ mod image;
 mod lifecycle;
 mod monitoring;
 mod operating;
+mod pipelines;
 mod plugin;
 mod policy;
 mod preconditions;
@@ -58,6 +59,7 @@ pub struct Env {
     pub task_events_metrics: String,
     /// Kueue's manager, for the queueing cases (stopped with the environment).
     pub kueue: ecsrun_testbed::kueue::Kueue,
+    pub tekton: ecsrun_testbed::tekton::Tekton,
 }
 
 impl Env {
@@ -219,6 +221,7 @@ fn main() {
         image::cases(),
         release::cases(),
         queueing::cases(),
+        pipelines::cases(),
     ]
     .into_iter()
     .flatten()
@@ -315,12 +318,25 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         queueing::MISSING,
         queueing::FLAVORS,
         queueing::SCHEDULED,
+        pipelines::PIPELINE,
+        pipelines::FAILING,
+        pipelines::CANCEL,
+        pipelines::TIMEOUT,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }
-    let kueue = ecsrun_testbed::kueue::Kueue::start(&work, &control_plane.kubeconfig, &client)
-        .await
-        .context("Kueue's manager (queueing cases)")?;
+    let (kueue, tekton) = tokio::try_join!(
+        async {
+            ecsrun_testbed::kueue::Kueue::start(&work, &control_plane.kubeconfig, &client)
+                .await
+                .context("Kueue's manager (queueing cases)")
+        },
+        async {
+            ecsrun_testbed::tekton::Tekton::start(&work, &control_plane.kubeconfig, &client)
+                .await
+                .context("Tekton's controller (pipelines cases)")
+        },
+    )?;
     let ecs = moto.ecs().await;
     // The only consumer of the events cluster's queue: a second would take messages meant for this one.
     let mut task_events = task_events::controller(&work, &control_plane.kubeconfig, &moto)?;
@@ -334,6 +350,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         runtime: tokio::runtime::Handle::current(),
         task_events_metrics,
         kueue,
+        tekton,
     });
     let mut shared = env.controller("controller-shared", &SHARED_NAMESPACES)?;
     shared.ready().await?;

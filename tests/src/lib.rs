@@ -25,6 +25,7 @@ pub mod link;
 pub mod proxy;
 pub mod registry;
 pub mod sim;
+pub mod tekton;
 pub mod wait;
 
 /// The repository root. Cargo's run-time CARGO_MANIFEST_DIR comes first: the target directory is shared

@@ -185,8 +185,17 @@ pub async fn run<E: Ecs>(
         clock: ctx.settings.clock.clone(),
         concurrency,
     };
+    let custom_runs = ctx.settings.tekton.then(|| {
+        let (client, metrics, clock) = (ctx.client.clone(), ctx.metrics.clone(), ctx.settings.clock.clone());
+        crate::tekton::wiring::run(client, metrics, clock, concurrency, watched_namespaces.clone(), stop.clone())
+    });
     let schedules = crate::schedule::wiring::run(schedules, watched_namespaces, stop.clone());
-    futures::future::join(futures::future::join_all(controllers), schedules).await;
+    let custom_runs = async move {
+        if let Some(custom_runs) = custom_runs {
+            custom_runs.await;
+        }
+    };
+    futures::future::join3(futures::future::join_all(controllers), schedules, custom_runs).await;
 }
 
 /// Consumes one queue of task state change events into the tracker, and says in the controller's own

@@ -79,6 +79,7 @@ pub fn settings(now: &Arc<Mutex<Timestamp>>) -> Settings {
         orphan_sweep: None,
         task_events: None,
         kueue: false,
+        tekton: false,
     }
 }
 

@@ -189,6 +189,7 @@ impl World {
         let settings = Settings {
             reconcile_timeout: reconcile::reconcile_timeout(CALL_TIMEOUT),
             kueue: true,
+            tekton: false,
             ..settings(&self.now)
         };
         let ctx = Arc::new(context_from(&self.api, ecs, &format!("replica-{id}"), tenants::tenancy(), settings)?);
