@@ -205,6 +205,10 @@ fn condition(status: &CustomRunStatus) -> (&str, &str) {
     (c.status.as_str(), c.reason.as_deref().unwrap_or_default())
 }
 
+/// A row: its name, the CustomRun's spec, its run, a refusal, the condition's status and reason.
+type StatusRow =
+    (&'static str, serde_json::Value, Option<EcsTaskRun>, Option<&'static str>, (&'static str, &'static str));
+
 #[test]
 fn status_table() {
     let cancelled = json!({"status": "RunCancelled", "statusMessage": "CustomRun cancelled as the PipelineRun it belongs to has been cancelled."});
@@ -213,7 +217,7 @@ fn status_table() {
                "conditions": [{"type": condition, "status": "True", "reason": reason, "message": "",
                                "lastTransitionTime": "2027-01-15T08:05:00Z"}]})
     };
-    let rows: Vec<(&str, serde_json::Value, Option<EcsTaskRun>, Option<&str>, (&str, &str))> = vec![
+    let rows: Vec<StatusRow> = vec![
         ("nothing made yet", json!({}), None, None, ("Unknown", reason::STARTED)),
         ("an invalid template", json!({}), None, Some("no such template"), ("False", reason::INVALID)),
         ("cancelled before its run", cancelled.clone(), None, None, ("False", reason::CANCELLED)),
