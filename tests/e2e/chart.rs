@@ -226,6 +226,7 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         "watchNamespaces={e2e-rbac}",
         "credentials.secretRef.enabled=true",
         "policy.admission.enabled=false",
+        "tekton.enabled=true",
     ])?)
     .await?;
     let manifests = env.work.join("chart-installed.yaml");
@@ -259,6 +260,9 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["patch", "ecsrunpolicies.ecsrun.dev", "--subresource=status"],
         &["watch", "namespaces"],
         &["get", "namespaces/kube-system"],
+        // Tekton's CustomRuns (tekton.enabled): watched, their status written.
+        &["watch", "customruns.tekton.dev", "-n", NAMESPACE],
+        &["patch", "customruns.tekton.dev", "--subresource=status", "-n", NAMESPACE],
     ];
     let denied: &[&[&str]] = &[
         &["list", "secrets", "--all-namespaces"],
@@ -277,6 +281,9 @@ async fn least_privilege(env: Arc<Env>) -> anyhow::Result<()> {
         &["get", "namespaces/default"],
         &["patch", "namespaces/e2e-rbac"],
         &["delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io"],
+        &["patch", "customruns.tekton.dev", "-n", NAMESPACE],
+        &["create", "customruns.tekton.dev", "-n", NAMESPACE],
+        &["watch", "customruns.tekton.dev", "-n", "default"],
     ];
     for args in allowed {
         ensure!(can_i(&env, args).await?, "the ServiceAccount cannot {args:?}, which the controller needs");
@@ -364,6 +371,8 @@ async fn everything_it_may_do_is_needed(env: &Env) -> anyhow::Result<()> {
         ("ecsrunpolicies.ecsrun.dev/status", "[]", "[patch]"),
         ("namespaces", "[]", "[list watch]"),
         ("namespaces", "[kube-system]", "[get]"),
+        ("customruns.tekton.dev", "[]", "[list watch]"),
+        ("customruns.tekton.dev/status", "[]", "[patch]"),
         // What Kubernetes grants every authenticated user (system:basic-user, system:discovery, ...).
         ("selfsubjectreviews.authentication.k8s.io", "[]", "[create]"),
         ("selfsubjectaccessreviews.authorization.k8s.io", "[]", "[create]"),

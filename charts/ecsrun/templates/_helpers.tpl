@@ -84,6 +84,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["workloads/status"]
   verbs: ["get", "update"]
 {{- end }}
+{{- if .Values.tekton.enabled }}
+# Tekton's CustomRuns naming EcsTaskRun: watched, each run as an EcsTaskRun it owns, its status written
+# (Succeeded, results) by server-side apply.
+- apiGroups: ["tekton.dev"]
+  resources: ["customruns"]
+  verbs: ["list", "watch"]
+- apiGroups: ["tekton.dev"]
+  resources: ["customruns/status"]
+  verbs: ["patch"]
+{{- end }}
 {{- end }}
 
 {{/*
