@@ -27,6 +27,7 @@ pub fn cases() -> Vec<Case> {
         case("pipelines::a_failing_step_fails_the_pipeline_run_with_the_tasks_reason", a_failing_step),
         case("pipelines::cancelling_the_pipeline_run_stops_the_running_ecs_task", cancelling_stops_the_task),
         case("pipelines::a_pipeline_tasks_timeout_stops_its_ecs_task", a_timeout_stops_the_task),
+        case("pipelines::the_readmes_pipeline_examples_are_accepted_by_the_api_server", examples_are_accepted),
     ]
 }
 
@@ -315,5 +316,49 @@ async fn a_timeout_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
     let sleeps = custom_run(&env, namespace, "slow-1", "sleeps").await?;
     let (status, reason, message) = succeeded(&sleeps).context("no Succeeded condition on the CustomRun")?;
     ensure!(status == "False" && reason == "CustomRunTimedOut", "CustomRun {status} {reason}: {message}");
+    Ok(())
+}
+
+/// examples/pipelines: the Tekton example's every object passes the API server's validation (a
+/// server-side dry run against Tekton's CRDs and ecsrun's); the Argo Workflows example's EcsTaskRun does
+/// too, and its conditions and output read fields the run has.
+async fn examples_are_accepted(env: Arc<Env>) -> anyhow::Result<()> {
+    let dir = ecsrun_testbed::repo_root().join("examples/pipelines");
+    let dry_run = PatchParams::apply("ecsrun-e2e").force().dry_run();
+    let runs: Api<EcsTaskRun> = Api::namespaced(env.client.clone(), PIPELINE);
+    let text = std::fs::read_to_string(dir.join("tekton-etl.yaml"))?;
+    let documents: Vec<Value> =
+        serde_yaml_ng::Deserializer::from_str(&text).map(serde::Deserialize::deserialize).collect::<Result<_, _>>()?;
+    let mut kinds = Vec::new();
+    for object in documents {
+        let kind = object["kind"].as_str().context("a document without kind")?.to_owned();
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).context("no name")?.to_owned();
+        if kind == "EcsTaskRun" {
+            let run: EcsTaskRun = env.parse(&serde_yaml_ng::to_string(&object)?)?;
+            runs.patch(&name, &dry_run, &Patch::Apply(&run)).await.with_context(|| format!("EcsTaskRun {name}"))?;
+        } else {
+            let object: DynamicObject = serde_json::from_value(object)?;
+            api(&env.client, &kind, PIPELINE)
+                .patch(&name, &dry_run, &Patch::Apply(&object))
+                .await
+                .with_context(|| format!("{kind} {name}"))?;
+        }
+        kinds.push(kind);
+    }
+    ensure!(kinds == ["EcsTaskRun", "Pipeline", "PipelineRun"], "tekton-etl.yaml holds {kinds:?}");
+
+    let workflow: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("argo-workflow.yaml"))?)?;
+    let template = &workflow["spec"]["templates"][0];
+    let resource = &template["resource"];
+    let manifest = resource["manifest"].as_str().context("no manifest")?;
+    let mut run: EcsTaskRun = env.parse(manifest)?;
+    run.metadata.generate_name = None;
+    run.metadata.name = Some("argo-example".into());
+    runs.patch("argo-example", &dry_run, &Patch::Apply(&run)).await.context("the Argo example's EcsTaskRun")?;
+    ensure!(resource["successCondition"] == "status.phase == Succeeded", "{resource}");
+    ensure!(resource["failureCondition"] == "status.phase in (Failed, Unknown)", "{resource}");
+    let path = template.pointer("/outputs/parameters/0/valueFrom/jsonPath").and_then(Value::as_str);
+    let required = run.spec.results.as_ref().map(|r| r.required.clone()).unwrap_or_default();
+    ensure!(path == Some("{.status.results.rows}") && required == ["rows"], "output {path:?}, required {required:?}");
     Ok(())
 }
