@@ -8,6 +8,23 @@ use prometheus::{
 };
 
 /// Registers a collector and notes its families' names, with the registry's `ecsrun_` prefix.
+/// Runs one reconcile of a controller beside the runs' (schedules, CustomRuns) within `deadline`, and
+/// counts it in `reconciles_total`; past the deadline it fails with `timed_out(deadline)`.
+pub async fn bounded_reconcile<T, E>(
+    metrics: &Metrics,
+    deadline: std::time::Duration,
+    work: impl std::future::Future<Output = Result<T, E>>,
+    timed_out: impl FnOnce(std::time::Duration) -> E,
+) -> Result<T, E> {
+    let result = match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(deadline)),
+    };
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics.reconciles.with_label_values(&[outcome]).inc();
+    result
+}
+
 fn register<C: Collector + 'static>(
     registry: &Registry,
     families: &mut Vec<String>,

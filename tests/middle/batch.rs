@@ -75,9 +75,7 @@ async fn count_5_parallelism_2_runs_every_index_once_and_never_more_than_2() -> 
                 harness.ecs.run(arn)
             }
         }
-        harness.advance(Duration::from_secs(5));
-        harness.sweep().await;
-        if harness.status(NS, "shards").task.phase.is_some_and(Phase::is_terminal) {
+        if harness.pass(NS, "shards", Duration::from_secs(5)).await {
             break;
         }
     }

@@ -121,9 +121,7 @@ async fn each_index_of_a_run_of_several_tasks_keeps_its_own_results() -> anyhow:
             harness.ecs.print(&app_stream(&arn), &[&format!("::ecsrun-result shard=part-{index}")]);
             harness.ecs.exit(&arn, 0);
         }
-        harness.advance(Duration::from_secs(5));
-        harness.sweep().await;
-        if harness.status(NS, "shards").task.phase.is_some_and(Phase::is_terminal) {
+        if harness.pass(NS, "shards", Duration::from_secs(5)).await {
             break;
         }
     }

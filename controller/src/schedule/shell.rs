@@ -67,13 +67,7 @@ pub async fn reconcile(schedule: Arc<EcsTaskSchedule>, ctx: Arc<ScheduleContext>
     let namespace = schedule.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let span = info_span!("reconcile_schedule", namespace = %namespace, name = %schedule.name_any());
     let work = apply(&schedule, &namespace, &ctx).instrument(span);
-    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
-    };
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
-    result
+    crate::metrics::bounded_reconcile(&ctx.metrics, RECONCILE_TIMEOUT, work, Error::Timeout).await
 }
 
 /// Backs off on errors; the error shows in the controller's log and metrics.

@@ -60,13 +60,7 @@ pub async fn reconcile(custom_run: Arc<CustomRun>, ctx: Arc<TektonContext>) -> R
     let namespace = custom_run.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let span = info_span!("reconcile_customrun", namespace = %namespace, name = %custom_run.name_any());
     let work = apply(&custom_run, template, &namespace, &ctx).instrument(span);
-    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
-    };
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
-    result
+    crate::metrics::bounded_reconcile(&ctx.metrics, RECONCILE_TIMEOUT, work, Error::Timeout).await
 }
 
 /// Backs off on errors; the error shows in the controller's log and metrics.

@@ -9,7 +9,7 @@ pub mod kube_api;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ecsrun::api::EcsTaskRun;
+use ecsrun::api::{EcsTaskRun, Phase};
 use ecsrun::clock::Clock;
 use ecsrun::events::Publisher;
 use ecsrun::metrics::Metrics;
@@ -209,6 +209,18 @@ impl Harness {
             changed.push(key);
         }
         changed
+    }
+
+    /// Moves the clock by `by` and sweeps (the tracker's changes bring runs back); says whether run `name`
+    /// has finished.
+    pub async fn pass(&self, namespace: &str, name: &str, by: Duration) -> bool {
+        self.advance(by);
+        self.sweep().await;
+        self.api
+            .run(namespace, name)
+            .and_then(|run| run.status)
+            .and_then(|s| s.task.phase)
+            .is_some_and(Phase::is_terminal)
     }
 
     /// Sweeps and reconciles `name` `times` times, moving the clock by `step` in between: what the queue
