@@ -12,6 +12,14 @@ pub const RESULT_LINE_PREFIX: &str = "::ecsrun-result ";
 pub const MAX_RESULTS: usize = 16;
 /// At most this many bytes of names and values per task.
 pub const MAX_RESULTS_BYTES: usize = 4096;
+/// At most this many bytes of names and values over every index of a run of several tasks: each index
+/// has its share (and at most `MAX_RESULTS_BYTES`), so the status stays small.
+pub const MAX_RUN_RESULTS_BYTES: usize = 32 * 1024;
+
+/// The bytes of results one task of a run of `count` tasks may publish.
+pub fn results_budget(count: i32) -> usize {
+    (MAX_RUN_RESULTS_BYTES / count.max(1) as usize).min(MAX_RESULTS_BYTES)
+}
 /// Only the last this many lines of a container's log are looked at...
 pub const MAX_RESULT_LOG_LINES: u32 = 1000;
 /// ...and of those, only the last MiB.
@@ -28,11 +36,13 @@ pub struct ResultsSpec {
     /// `::ecsrun-result name=value` lines when the task stops, in this order: where two print the same
     /// name, the later container's value wins.
     #[schemars(length(min = 1, max = 10), inner(length(min = 1, max = 255)))]
+    #[schemars(transform = crate::describe::Describe("/items", "A container of the task definition."))]
     pub containers: Vec<String>,
     /// Results the task must publish: a task that succeeds without one fails with reason
     /// `ResultMissing` (an attempt counted against `retryPolicy.backoffLimit`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 63), regex(pattern = RESULT_NAME_PATTERN)))]
+    #[schemars(transform = crate::describe::Describe("/items", "A result's name."))]
     pub required: Vec<String>,
 }
 

@@ -171,6 +171,7 @@ pub struct TaskStatus {
     /// What the task published (`::ecsrun-result name=value` lines in its log), read when it stopped
     /// with success, for a run with `spec.results`. Only the current attempt's task speaks here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crate::describe::Describe("/additionalProperties", "The result's value."))]
     pub results: BTreeMap<String, String>,
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::judge::{Verdict, is_essential, judge_stopped, log_reads};
+use super::judge::{Verdict, is_essential, judge_stopped, log_reads, stop_cause};
 use super::phase::{conclude, plan, set_phase};
 use super::results::{self, Collected};
 use super::{
@@ -93,50 +93,7 @@ pub fn after_track(view: &RunView, observation: TrackObservation, now: Timestamp
             record_task(&mut status, &task, containers.as_deref());
             let id = task_id(&task.task_arn);
             if task.is_stopped() {
-                let (verdict, message) = judge_stopped(view, &task, containers.as_deref(), now);
-                let mut told = Vec::new();
-                let (verdict, message) = match verdict {
-                    Verdict::Succeeded if view.spec.results.is_some() && !view.spec.stop => {
-                        match results::collect(view, &task, now) {
-                            Collected::Wait { after, why } => {
-                                let message = format!("task {id} stopped; waiting for its results: {why}");
-                                set_phase(view, &mut status, Phase::Stopping, RunReason::TaskStopping, message, now);
-                                // Still followed: the tracker keeps what it saw for the look after.
-                                let follow =
-                                    Follow { task_arn: task.task_arn.clone(), every: after.max(STOPPING_POLL) };
-                                return plan(view, status, None, Some(follow), Some(after));
-                            }
-                            Collected::Done { values, refused, missing, why_missing } => {
-                                status.task.results = values;
-                                let mut message = message;
-                                if !refused.is_empty() {
-                                    let refusals = format!("results refused: {}", refused.join("; "));
-                                    message = format!("{message}; {refusals}");
-                                    told.push(Event { warning: true, reason: "ResultRefused", note: refusals });
-                                }
-                                if missing.is_empty() {
-                                    (verdict, message)
-                                } else {
-                                    let reason = RunReason::ResultMissing;
-                                    let message = results::missing_message(&task, &missing, &why_missing);
-                                    (Verdict::Retry { reason, counted: true }, message)
-                                }
-                            }
-                        }
-                    }
-                    verdict => (verdict, message),
-                };
-                let failed = match verdict {
-                    Verdict::Succeeded | Verdict::Unknown => false,
-                    Verdict::Retry { reason, .. } => !is_hold_outcome(reason),
-                    Verdict::Fail { .. } => true,
-                };
-                let mut plan = conclude(view, status, verdict, message, now);
-                if failed && !view.spec.stop {
-                    plan.logs = log_reads(view, &task, containers.as_deref());
-                }
-                plan.events.extend(told);
-                return plan;
+                return after_stop(view, status, &task, containers.as_deref(), now);
             }
             // Stops the task (unless already asked to stop) and follows it closely until it has.
             let stopping = |mut status: EcsTaskRunStatus, cause: StopCause, why: &str, reason: RunReason, message| {
@@ -222,6 +179,68 @@ pub(super) fn seen_past_launch(status: &EcsTaskRunStatus) -> bool {
 }
 
 /// Mirrors what ECS reports about the task into the status and the current attempt.
+/// A stopped task judged: its verdict, its results (a run with `spec.results`) and the failed containers'
+/// last lines to read. CloudWatch Logs may hold a task's last lines for a few seconds after it stops
+/// (`results::RESULTS_GRACE`): a required result missing before then is looked for again then, and a
+/// failed container's tail is read only then.
+fn after_stop(
+    view: &RunView,
+    mut status: EcsTaskRunStatus,
+    task: &TaskSnapshot,
+    containers: Option<&[ContainerDefinitionInfo]>,
+    now: Timestamp,
+) -> Plan {
+    let id = task_id(&task.task_arn);
+    // Still followed while it settles: the tracker keeps what it saw for the look after.
+    let follow = |after: Duration| Follow { task_arn: task.task_arn.clone(), every: after.max(STOPPING_POLL) };
+    let (verdict, message) = judge_stopped(view, task, containers, now);
+    let mut told = Vec::new();
+    let (verdict, message) = match verdict {
+        // A task that succeeded before a stop reached it keeps its success, and so its results.
+        Verdict::Succeeded if view.spec.results.is_some() => match results::collect(view, task, now) {
+            Collected::Wait { after, why } => {
+                let message = format!("task {id} stopped; waiting for its results: {why}");
+                set_phase(view, &mut status, Phase::Stopping, RunReason::TaskStopping, message, now);
+                return plan(view, status, None, Some(follow(after)), Some(after));
+            }
+            Collected::Done { values, refused, missing, why_missing } => {
+                status.task.results = values;
+                let mut message = message;
+                if !refused.is_empty() {
+                    let refusals = format!("results refused: {}", refused.join("; "));
+                    message = format!("{message}; {refusals}");
+                    told.push(Event { warning: true, reason: "ResultRefused", note: refusals });
+                }
+                if missing.is_empty() {
+                    (verdict, message)
+                } else {
+                    let reason = RunReason::ResultMissing;
+                    (Verdict::Retry { reason, counted: true }, results::missing_message(task, &missing, &why_missing))
+                }
+            }
+        },
+        verdict => (verdict, message),
+    };
+    let failed = match verdict {
+        Verdict::Succeeded | Verdict::Unknown => false,
+        Verdict::Retry { reason, .. } => !is_hold_outcome(reason),
+        Verdict::Fail { .. } => true,
+    };
+    let logs = if failed && !view.spec.stop { log_reads(view, task, containers) } else { Vec::new() };
+    // A task ecsrun stopped (a deadline, spec.stop) is judged at once: its tail is read as it is.
+    if logs.iter().any(|read| read.stream.is_ok())
+        && stop_cause(view, task, now).is_none()
+        && let Some(after) = results::settling(task, now)
+    {
+        // Nothing changes until the tail can be read: the run is judged, and told, once.
+        return plan(view, view.status.clone(), None, Some(follow(after)), Some(after));
+    }
+    let mut plan = conclude(view, status, verdict, message, now);
+    plan.logs = logs;
+    plan.events.extend(told);
+    plan
+}
+
 pub(super) fn record_task(
     status: &mut EcsTaskRunStatus,
     task: &TaskSnapshot,

@@ -97,7 +97,7 @@ pub(super) fn judge_stopped(
 /// Why ecsrun stopped `task`, if it did: the cause recorded on its attempt, else the marker its StopTask
 /// reason carries (the recording was lost: a crash, a lost write). A task stopped by ECS or someone else has
 /// no cause. The timeout's stop is also recognised by the reason a version before the markers gave it.
-fn stop_cause(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Option<StopCause> {
+pub(super) fn stop_cause(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Option<StopCause> {
     let recorded = view
         .status
         .task

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use super::{RunView, duration_between, logs, task_id};
 use crate::api::{
-    MAX_RESULT_LOG_BYTES, MAX_RESULT_LOG_LINES, MAX_RESULTS, MAX_RESULTS_BYTES, RESULT_LINE_PREFIX, is_result_name,
+    MAX_RESULT_LOG_BYTES, MAX_RESULT_LOG_LINES, MAX_RESULTS, RESULT_LINE_PREFIX, is_result_name, results_budget,
 };
 use crate::ecs::{ContainerDefinitionInfo, LogStream, TaskSnapshot};
 
@@ -106,16 +106,16 @@ pub struct Parsed {
 
 /// Reads the result lines out of `lines` (oldest first): only the last `MAX_RESULT_LOG_LINES` lines and
 /// `MAX_RESULT_LOG_BYTES` bytes count; the last value of a name wins; at most `MAX_RESULTS` results and
-/// `MAX_RESULTS_BYTES` of names and values are taken, the names printed last first.
-pub fn parse(lines: &[String]) -> Parsed {
-    let mut budget = MAX_RESULT_LOG_BYTES;
+/// `budget` bytes of names and values (`results_budget`) are taken, the names printed last first.
+pub fn parse(lines: &[String], budget: usize) -> Parsed {
+    let mut log_left = MAX_RESULT_LOG_BYTES;
     let window: Vec<&String> = lines
         .iter()
         .rev()
         .take(MAX_RESULT_LOG_LINES as usize)
-        .take_while(|line| match budget.checked_sub(line.len() + 1) {
+        .take_while(|line| match log_left.checked_sub(line.len() + 1) {
             Some(left) => {
-                budget = left;
+                log_left = left;
                 true
             }
             None => false,
@@ -146,10 +146,10 @@ pub fn parse(lines: &[String]) -> Parsed {
         let size = name.len() + value.len();
         if parsed.values.len() == MAX_RESULTS {
             parsed.refused.push(format!("result {name} is past the {MAX_RESULTS} a task may publish"));
-        } else if used + size > MAX_RESULTS_BYTES {
-            parsed.refused.push(format!(
-                "result {name} ({size} bytes) is past the {MAX_RESULTS_BYTES} bytes a task's results may take"
-            ));
+        } else if used + size > budget {
+            parsed
+                .refused
+                .push(format!("result {name} ({size} bytes) is past the {budget} bytes a task's results may take"));
         } else {
             used += size;
             parsed.values.insert(name, value);
@@ -197,7 +197,7 @@ pub fn collect(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Collected
     for container in asked.containers.iter().filter(|_| view.results_allowed) {
         match view.results.get(&task.task_arn, container) {
             Some(ResultLog::Lines(lines)) => {
-                let parsed = parse(lines);
+                let parsed = parse(lines, results_budget(view.spec.count));
                 refused.extend(parsed.refused.into_iter().map(|why| format!("{container}: {why}")));
                 values.extend(parsed.values);
                 may_grow = true;
@@ -214,11 +214,20 @@ pub fn collect(view: &RunView, task: &TaskSnapshot, now: Timestamp) -> Collected
         }
     }
     let missing: Vec<String> = asked.required.iter().filter(|name| !values.contains_key(*name)).cloned().collect();
-    if !missing.is_empty() && may_grow && stopped_for < RESULTS_GRACE {
+    if !missing.is_empty()
+        && may_grow
+        && let Some(after) = settling(task, now)
+    {
         let why = format!("{} not in the log yet; CloudWatch Logs may still be taking it", missing.join(", "));
-        return Collected::Wait { after: RESULTS_GRACE - stopped_for, why };
+        return Collected::Wait { after, why };
     }
     Collected::Done { values, refused, missing, why_missing }
+}
+
+/// How long CloudWatch Logs may still be taking the stopped `task`'s last lines, if it may.
+pub fn settling(task: &TaskSnapshot, now: Timestamp) -> Option<Duration> {
+    let stopped_for = duration_between(task.stopped_at?, now);
+    RESULTS_GRACE.checked_sub(stopped_for).filter(|left| !left.is_zero())
 }
 
 /// The message a task that succeeded without a required result fails with.

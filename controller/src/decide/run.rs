@@ -183,7 +183,7 @@ pub enum Observation {
 /// The result logs to read before `finish` judges `observed`: those of each stopped task that succeeded,
 /// for a run with `spec.results` (`results::reads`).
 pub fn result_reads(view: &RunView, observed: &[(u32, Observation)], now: Timestamp) -> Vec<ResultRead> {
-    if view.spec.results.is_none() || view.spec.stop {
+    if view.spec.results.is_none() {
         return Vec::new();
     }
     let mut reads = Vec::new();

@@ -367,7 +367,7 @@ impl<'a, E: Ecs> Shell<'a, E> {
             metrics.result_logs_read.with_label_values(&[log.label()]).inc();
             match &log {
                 ResultLog::Lines(lines) => {
-                    let parsed = decide::results::parse(lines);
+                    let parsed = decide::results::parse(lines, crate::api::results_budget(self.run.spec.count));
                     metrics.results.with_label_values(&["read"]).inc_by(parsed.values.len() as u64);
                     metrics.results.with_label_values(&["refused"]).inc_by(parsed.refused.len() as u64);
                     debug!(container = %read.container, index = read.index, lines = lines.len(), "results read");

@@ -593,6 +593,16 @@ impl FakeEcs {
                     let from = printed.len().saturating_sub(lines as usize);
                     Response::LogTail(printed[from..].to_vec())
                 }
+                // Under chaos (the simulator), every task's app prints `::ecsrun-result task=<its id>` as it
+                // stops: a run's results then say which task they came from.
+                None if self.chaos.is_some() && stream.stream.starts_with("ecs/app/") => {
+                    let id = stream.stream.trim_start_matches("ecs/app/");
+                    let stopped = state
+                        .tasks
+                        .values()
+                        .any(|task| ecsrun::api::task_id(&task.snapshot.task_arn) == id && task.snapshot.is_stopped());
+                    Response::LogTail(if stopped { vec![format!("::ecsrun-result task={id}")] } else { Vec::new() })
+                }
                 None => {
                     return Err(EcsError::new(
                         EcsErrorKind::LogStreamNotFound,

@@ -279,9 +279,34 @@ pub fn check(
         status_under_its_bound(&name, status).map_err(broken)?;
         succeeded_only_on_ecs_word(&name, status, &by_arn).map_err(broken)?;
         suspended_only_when_the_suspension_stopped_it(&name, status, &by_arn).map_err(broken)?;
+        results_are_the_current_tasks(&name, run, status).map_err(broken)?;
         if let Some(uid) = run.metadata.uid.as_deref() {
             last_status_never_goes_back(memory, &name, uid, status).map_err(broken)?;
             a_final_phase_stands(memory, &name, uid, status).map_err(broken)?;
+        }
+    }
+    Ok(())
+}
+
+/// A task's results are its own: every simulated task publishes its id (`task`), so a lane's results name
+/// the lane's current task, never an earlier attempt's or another index's; and a lane that succeeded with
+/// results asked for has them.
+fn results_are_the_current_tasks(name: &str, run: &EcsTaskRun, status: &EcsTaskRunStatus) -> Result<(), Broken> {
+    for (index, lane) in status.lanes() {
+        let published = lane.results.get("task");
+        if let Some(published) = published
+            && lane.task_id.as_ref() != Some(published)
+        {
+            let detail = format!("{name} index {index}: results of task {published}, its task is {:?}", lane.task_id);
+            return Err(("results_are_the_current_tasks", detail));
+        }
+        if run.spec.results.is_some()
+            && lane.phase == Some(Phase::Succeeded)
+            && run.spec.task_arn.is_none()
+            && published.is_none()
+        {
+            let detail = format!("{name} index {index} succeeded without its results: {:?}", lane.message);
+            return Err(("results_are_the_current_tasks", detail));
         }
     }
     Ok(())

@@ -76,6 +76,9 @@ pub fn home(namespace: &str) -> (&'static str, &'static str) {
     if namespace == "team-a" { ("demo", "batch") } else { ("batch", "demo") }
 }
 
+/// What runs that read results ask for: the result every simulated task publishes, its own id.
+const RESULTS: &str = "results:\n  containers: [app]\n  required: [task]\n";
+
 pub fn spec(cluster: &str, extra: &str) -> EcsTaskRunSpec {
     let yaml = format!(
         "cluster: {cluster}\ntaskDefinition: job\nlaunchType: FARGATE\nnetworkConfiguration:\n  \
@@ -98,9 +101,13 @@ pub fn new_run(
         _ => own,
     };
     match rng.random_range(0..14) {
-        0 => (format!("retried-{serial}"), spec(cluster, "retryPolicy:\n  backoffLimit: 2\n")),
+        // Runs whose tasks publish results (each task its own id): a retried run's and an index's are
+        // their current task's.
+        0 => (format!("retried-{serial}"), spec(cluster, &format!("retryPolicy:\n  backoffLimit: 2\n{RESULTS}"))),
         1 => (format!("deadline-{serial}"), spec(cluster, "wait:\n  timeout: 3m\n")),
-        2 => (format!("batch-{serial}"), spec(cluster, "count: 3\nretryPolicy:\n  backoffLimit: 1\n")),
+        2 => {
+            (format!("batch-{serial}"), spec(cluster, &format!("count: 3\nretryPolicy:\n  backoffLimit: 1\n{RESULTS}")))
+        }
         // A name long enough that ecsrun's StopTask reasons would pass ECS's 255 characters.
         3 => (format!("{}-{serial}", "long".repeat(55)), spec(cluster, "")),
         // What the policies forbid: refused before any AWS call.

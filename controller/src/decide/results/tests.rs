@@ -2,7 +2,7 @@
 //! results come to over its containers, the policies and CloudWatch's delay.
 
 use super::*;
-use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus};
+use crate::api::{EcsTaskRunSpec, EcsTaskRunStatus, MAX_RESULTS_BYTES};
 use crate::decide::testing::{at, view};
 
 fn lines(text: &[&str]) -> Vec<String> {
@@ -73,7 +73,7 @@ fn parse_table() {
         },
     ];
     for row in rows {
-        let parsed = parse(&row.lines);
+        let parsed = parse(&row.lines, MAX_RESULTS_BYTES);
         assert_eq!(parsed.values, row.values, "{}", row.name);
         assert_eq!(parsed.refused.len(), row.refused.len(), "{}: {:?}", row.name, parsed.refused);
         for (why, expected) in parsed.refused.iter().zip(&row.refused) {
@@ -85,7 +85,7 @@ fn parse_table() {
 #[test]
 fn at_most_sixteen_results_those_printed_last() {
     let printed: Vec<String> = (1..=20).map(|i| format!("::ecsrun-result r{i}={i}")).collect();
-    let parsed = parse(&printed);
+    let parsed = parse(&printed, MAX_RESULTS_BYTES);
     assert_eq!(parsed.values.len(), MAX_RESULTS);
     assert!(parsed.values.contains_key("r20") && parsed.values.contains_key("r5"));
     assert!(!parsed.values.contains_key("r4"), "the oldest four are refused");
@@ -97,15 +97,15 @@ fn at_most_sixteen_results_those_printed_last() {
 fn only_the_last_thousand_lines_and_the_last_mib_count() {
     let mut printed = vec!["::ecsrun-result early=1".to_owned()];
     printed.extend((0..1000).map(|i| format!("line {i}")));
-    assert!(parse(&printed).values.is_empty(), "1,001 lines back is too far");
+    assert!(parse(&printed, MAX_RESULTS_BYTES).values.is_empty(), "1,001 lines back is too far");
     printed.remove(1);
-    assert_eq!(parse(&printed).values, values(&[("early", "1")]), "1,000 lines back is within");
+    assert_eq!(parse(&printed, MAX_RESULTS_BYTES).values, values(&[("early", "1")]), "1,000 lines back is within");
 
     let mut wide = vec!["::ecsrun-result early=1".to_owned()];
     wide.extend((0..3).map(|_| "y".repeat(400 * 1024)));
-    assert!(parse(&wide).values.is_empty(), "1.2 MiB back is too far");
+    assert!(parse(&wide, MAX_RESULTS_BYTES).values.is_empty(), "1.2 MiB back is too far");
     wide.remove(1);
-    assert_eq!(parse(&wide).values, values(&[("early", "1")]), "800 KiB back is within");
+    assert_eq!(parse(&wide, MAX_RESULTS_BYTES).values, values(&[("early", "1")]), "800 KiB back is within");
 }
 
 const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/demo/abc123";
@@ -308,4 +308,15 @@ fn reads_name_each_listed_containers_stream_of_this_task_only_when_allowed() {
     assert!(reads[1].stream.as_ref().is_err_and(|why| why.contains("sidecar has no logConfiguration")));
     let off = RunView { results_allowed: false, ..view("nightly", &spec, &status) };
     assert!(super::reads(&off, &stopped_at(100), Some(&definition)).is_empty());
+}
+
+#[test]
+fn the_indexes_of_a_run_of_several_tasks_share_32_kib() {
+    assert_eq!(results_budget(1), 4096);
+    assert_eq!(results_budget(8), 4096);
+    assert_eq!(results_budget(100), 327);
+    let printed = vec![format!("::ecsrun-result small=1"), format!("::ecsrun-result wide={}", "x".repeat(400))];
+    let parsed = parse(&printed, results_budget(100));
+    assert_eq!(parsed.values.keys().collect::<Vec<_>>(), ["small"]);
+    assert!(parsed.refused[0].contains("past the 327 bytes"), "{:?}", parsed.refused);
 }

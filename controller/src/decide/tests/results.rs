@@ -118,3 +118,34 @@ fn only_succeeded_stopped_tasks_have_their_results_read() {
     let without = Run::launched(spec());
     assert!(result_reads(&without.view(), &observed(succeeded()), at(61)).is_empty());
 }
+
+#[test]
+fn a_failed_containers_tail_is_read_once_cloudwatch_has_had_its_seconds() {
+    use crate::ecs::LogConfiguration;
+    let mut run = Run::launched(spec());
+    let awslogs = Some(vec![ContainerDefinitionInfo {
+        name: "app".into(),
+        essential: true,
+        log: Some(LogConfiguration {
+            driver: "awslogs".into(),
+            group: Some("/ecs/report".into()),
+            region: None,
+            stream_prefix: Some("ecs".into()),
+        }),
+    }]);
+    let failed = stopped("EssentialContainerExited", "exited", Some(3), Some(0));
+    let observed = |task: &TaskSnapshot| TrackObservation::Found { task: task.clone(), containers: awslogs.clone() };
+    // Stopped at t=60, seen at t=61: nothing is judged or told yet; the run comes back at t=65.
+    let plan = after_track(&run.view(), observed(&failed), at(61));
+    assert_eq!(plan.status, run.status, "nothing written");
+    assert!(plan.events.is_empty() && plan.logs.is_empty());
+    assert_eq!(plan.requeue, Some(Duration::from_secs(4)));
+    assert!(plan.follow.is_some(), "still followed: the tracker keeps the task");
+    run.apply(&plan);
+    let plan = after_track(&run.view(), observed(&failed), at(65));
+    assert_eq!(plan.status.task.known_reason(), Some(RunReason::ContainerFailed));
+    assert_eq!(plan.logs.iter().map(|read| read.container.as_str()).collect::<Vec<_>>(), ["app"]);
+    // A tail that cannot be read (no awslogs) is not waited for.
+    let plan = after_track(&Run::launched(spec()).view(), found(failed), at(61));
+    assert_eq!(plan.status.task.known_reason(), Some(RunReason::ContainerFailed));
+}
