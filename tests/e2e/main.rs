@@ -322,6 +322,7 @@ async fn bring_up() -> anyhow::Result<(Arc<Env>, ControlPlane, Controller, Contr
         pipelines::FAILING,
         pipelines::CANCEL,
         pipelines::TIMEOUT,
+        pipelines::EXAMPLES,
     ]) {
         ensure_namespace(&client, namespace).await?;
     }

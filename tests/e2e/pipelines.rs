@@ -19,6 +19,8 @@ pub const PIPELINE: &str = "e2e-tekton-pipeline";
 pub const FAILING: &str = "e2e-tekton-failing";
 pub const CANCEL: &str = "e2e-tekton-cancel";
 pub const TIMEOUT: &str = "e2e-tekton-timeout";
+/// Where the examples are dry-run: nothing of the same names exists there.
+pub const EXAMPLES: &str = "e2e-tekton-examples";
 const CLUSTER: &str = "batch";
 
 pub fn cases() -> Vec<Case> {
@@ -325,7 +327,7 @@ async fn a_timeout_stops_the_task(env: Arc<Env>) -> anyhow::Result<()> {
 async fn examples_are_accepted(env: Arc<Env>) -> anyhow::Result<()> {
     let dir = ecsrun_testbed::repo_root().join("examples/pipelines");
     let dry_run = PatchParams::apply("ecsrun-e2e").force().dry_run();
-    let runs: Api<EcsTaskRun> = Api::namespaced(env.client.clone(), PIPELINE);
+    let runs: Api<EcsTaskRun> = Api::namespaced(env.client.clone(), EXAMPLES);
     let text = std::fs::read_to_string(dir.join("tekton-etl.yaml"))?;
     let documents: Vec<Value> =
         serde_yaml_ng::Deserializer::from_str(&text).map(serde::Deserialize::deserialize).collect::<Result<_, _>>()?;
@@ -338,7 +340,7 @@ async fn examples_are_accepted(env: Arc<Env>) -> anyhow::Result<()> {
             runs.patch(&name, &dry_run, &Patch::Apply(&run)).await.with_context(|| format!("EcsTaskRun {name}"))?;
         } else {
             let object: DynamicObject = serde_json::from_value(object)?;
-            api(&env.client, &kind, PIPELINE)
+            api(&env.client, &kind, EXAMPLES)
                 .patch(&name, &dry_run, &Patch::Apply(&object))
                 .await
                 .with_context(|| format!("{kind} {name}"))?;
