@@ -267,9 +267,7 @@ pub fn queue_status(queue: &str, workload_name: &str, workload: Option<&Workload
         workload: workload_name.to_owned(),
         admitted,
         cluster_queue: admission.map(|a| a.cluster_queue.clone()),
-        flavor: admission
-            .and_then(|a| a.pod_set_assignments.first())
-            .and_then(|p| p.flavors.get("cpu").or_else(|| p.flavors.values().next()).cloned()),
+        flavor: workload.and_then(admitted_flavor).map(str::to_owned),
         admitted_at,
     }
 }

@@ -9,7 +9,6 @@ use anyhow::{Context as _, ensure};
 use ecsrun::api::{EcsTaskRun, Phase, RunReason};
 use ecsrun_testbed::Controller;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use crate::{Case, Env, case, fargate_run};
@@ -35,24 +34,11 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn kueue_api(env: &Env, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", kind));
-    match namespace {
-        Some(namespace) => Api::namespaced_with(env.client.clone(), namespace, &resource),
-        None => Api::all_with(env.client.clone(), &resource),
-    }
+    ecsrun_testbed::kueue::api(&env.client, kind, namespace)
 }
 
 async fn apply(env: &Env, kind: &str, namespace: Option<&str>, object: serde_json::Value) -> anyhow::Result<()> {
-    let name = object["metadata"]["name"].as_str().context("name")?.to_owned();
-    let mut object = object;
-    object["apiVersion"] = json!("kueue.x-k8s.io/v1beta2");
-    object["kind"] = json!(kind);
-    let object: DynamicObject = serde_json::from_value(object)?;
-    kueue_api(env, kind, namespace)
-        .patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&object))
-        .await
-        .with_context(|| format!("applying {kind} {name}"))?;
-    Ok(())
+    ecsrun_testbed::kueue::apply(&env.client, kind, namespace, object).await
 }
 
 /// A ClusterQueue of `cpu` vCPU (and ample memory) of flavor `fargate`, in cohort `cohort`.

@@ -253,3 +253,21 @@ async fn install_webhooks(client: &kube::Client, file: &Path, base: &str, ca_bun
     }
     Ok(())
 }
+
+/// Kueue's `kind` (v1beta2).
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", kind))
+}
+
+/// Kueue's objects of `kind`, in `namespace` or cluster-wide.
+pub fn api(client: &kube::Client, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource(kind)),
+        None => Api::all_with(client.clone(), &resource(kind)),
+    }
+}
+
+/// Creates or updates a Kueue object of `kind` (server-side apply).
+pub async fn apply(client: &kube::Client, kind: &str, namespace: Option<&str>, object: Value) -> anyhow::Result<()> {
+    crate::apply_object(client, &resource(kind), namespace, object).await
+}

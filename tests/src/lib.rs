@@ -564,3 +564,26 @@ pub async fn apply_crds(client: &kube::Client, crds: Vec<CustomResourceDefinitio
     }
     Ok(())
 }
+
+/// Creates or updates an object of `resource` (server-side apply, field manager `ecsrun-testbed`), in
+/// `namespace` or cluster-wide; its apiVersion and kind are the resource's.
+pub async fn apply_object(
+    client: &kube::Client,
+    resource: &kube::core::ApiResource,
+    namespace: Option<&str>,
+    mut object: serde_json::Value,
+) -> anyhow::Result<()> {
+    let name = object.pointer("/metadata/name").and_then(serde_json::Value::as_str).context("no metadata.name")?;
+    let name = name.to_owned();
+    object["apiVersion"] = serde_json::Value::String(resource.api_version.clone());
+    object["kind"] = serde_json::Value::String(resource.kind.clone());
+    let object: kube::api::DynamicObject = serde_json::from_value(object)?;
+    let api: Api<kube::api::DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    api.patch(&name, &PatchParams::apply("ecsrun-testbed").force(), &Patch::Apply(&object))
+        .await
+        .with_context(|| format!("applying {} {name}", resource.kind))?;
+    Ok(())
+}

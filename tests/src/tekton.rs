@@ -125,23 +125,18 @@ fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Tekton's objects of `kind` (`Pipeline`, `PipelineRun`: v1; `CustomRun`: v1beta1) in `namespace`.
-pub fn api(client: &kube::Client, kind: &str, namespace: &str) -> Api<DynamicObject> {
+/// Tekton's `kind` (`Pipeline`, `PipelineRun`: v1; `CustomRun`: v1beta1).
+fn resource(kind: &str) -> ApiResource {
     let version = if kind == "CustomRun" { "v1beta1" } else { "v1" };
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", version, kind));
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", version, kind))
 }
 
-/// Creates or updates a Tekton object (server-side apply), in `namespace`.
-pub async fn apply(client: &kube::Client, namespace: &str, kind: &str, mut object: Value) -> anyhow::Result<()> {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).context("no metadata.name")?.to_owned();
-    object["apiVersion"] =
-        Value::String(if kind == "CustomRun" { "tekton.dev/v1beta1" } else { "tekton.dev/v1" }.into());
-    object["kind"] = Value::String(kind.into());
-    let object: DynamicObject = serde_json::from_value(object)?;
-    api(client, kind, namespace)
-        .patch(&name, &PatchParams::apply("ecsrun-e2e").force(), &Patch::Apply(&object))
-        .await
-        .with_context(|| format!("applying {kind} {name}"))?;
-    Ok(())
+/// Tekton's objects of `kind` in `namespace`.
+pub fn api(client: &kube::Client, kind: &str, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &resource(kind))
+}
+
+/// Creates or updates a Tekton object of `kind` (server-side apply), in `namespace`.
+pub async fn apply(client: &kube::Client, namespace: &str, kind: &str, object: Value) -> anyhow::Result<()> {
+    crate::apply_object(client, &resource(kind), Some(namespace), object).await
 }

@@ -12,11 +12,10 @@ use anyhow::{Context as _, ensure};
 use clap::Parser;
 use ecsrun::api::{EcsTaskRun, Phase};
 use ecsrun_testbed::bench::percentile;
-use ecsrun_testbed::kueue::Kueue;
+use ecsrun_testbed::kueue::{Kueue, apply};
 use ecsrun_testbed::{Controller, ControllerOptions, LocalStack, ensure_namespace, repo_root};
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 const NAMESPACE: &str = "queue-bench";
@@ -67,30 +66,6 @@ struct Report {
     controller_commit: String,
     machine: String,
     command: String,
-}
-
-fn api(client: &kube::Client, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", kind));
-    match namespace {
-        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
-}
-
-async fn apply(
-    client: &kube::Client,
-    kind: &str,
-    namespace: Option<&str>,
-    mut object: serde_json::Value,
-) -> anyhow::Result<()> {
-    let name = object["metadata"]["name"].as_str().context("name")?.to_owned();
-    object["apiVersion"] = json!("kueue.x-k8s.io/v1beta2");
-    object["kind"] = json!(kind);
-    let object: DynamicObject = serde_json::from_value(object)?;
-    api(client, kind, namespace)
-        .patch(&name, &PatchParams::apply("queue-bench").force(), &Patch::Apply(&object))
-        .await?;
-    Ok(())
 }
 
 fn run(name: &str, stack: &LocalStack, run_seconds: u64) -> anyhow::Result<EcsTaskRun> {
