@@ -40,3 +40,17 @@ pub fn view<'a>(name: &'a str, spec: &'a EcsTaskRunSpec, status: &'a EcsTaskRunS
         results: &super::results::NO_RESULT_LOGS,
     }
 }
+
+/// An essential container `name` that logs with the awslogs driver to `/ecs/report`, prefix `ecs`.
+pub fn awslogs_container(name: &str) -> crate::ecs::ContainerDefinitionInfo {
+    crate::ecs::ContainerDefinitionInfo {
+        name: name.into(),
+        essential: true,
+        log: Some(crate::ecs::LogConfiguration {
+            driver: "awslogs".into(),
+            group: Some("/ecs/report".into()),
+            region: None,
+            stream_prefix: Some("ecs".into()),
+        }),
+    }
+}

@@ -289,19 +289,9 @@ fn another_attempts_lines_are_never_used() {
 
 #[test]
 fn reads_name_each_listed_containers_stream_of_this_task_only_when_allowed() {
-    use crate::ecs::{ContainerDefinitionInfo, LogConfiguration};
     let spec = spec_with(serde_json::json!({"containers": ["app", "sidecar"]}));
     let status = EcsTaskRunStatus::default();
-    let definition = vec![ContainerDefinitionInfo {
-        name: "app".into(),
-        essential: true,
-        log: Some(LogConfiguration {
-            driver: "awslogs".into(),
-            group: Some("/ecs/report".into()),
-            region: None,
-            stream_prefix: Some("ecs".into()),
-        }),
-    }];
+    let definition = vec![crate::decide::testing::awslogs_container("app")];
     let reads = reads(&view("nightly", &spec, &status), &stopped_at(100), Some(&definition));
     assert_eq!(reads.len(), 2);
     assert_eq!(reads[0].stream.as_ref().map(|s| s.stream.as_str()), Ok("ecs/app/abc123"));

@@ -121,18 +121,8 @@ fn only_succeeded_stopped_tasks_have_their_results_read() {
 
 #[test]
 fn a_failed_containers_tail_is_read_once_cloudwatch_has_had_its_seconds() {
-    use crate::ecs::LogConfiguration;
     let mut run = Run::launched(spec());
-    let awslogs = Some(vec![ContainerDefinitionInfo {
-        name: "app".into(),
-        essential: true,
-        log: Some(LogConfiguration {
-            driver: "awslogs".into(),
-            group: Some("/ecs/report".into()),
-            region: None,
-            stream_prefix: Some("ecs".into()),
-        }),
-    }]);
+    let awslogs = Some(vec![super::super::testing::awslogs_container("app")]);
     let failed = stopped("EssentialContainerExited", "exited", Some(3), Some(0));
     let observed = |task: &TaskSnapshot| TrackObservation::Found { task: task.clone(), containers: awslogs.clone() };
     // Stopped at t=60, seen at t=61: nothing is judged or told yet; the run comes back at t=65.
