@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager and etcd from the upstream Go modules pinned in go.mod into .cache/bin
+# Builds kube-apiserver, kube-controller-manager, etcd and helm from the upstream Go modules pinned in go.mod into .cache/bin
 # (cold: several minutes on 2 cores; afterwards a no-op).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,3 +14,6 @@ export GOBUILD_LDFLAGS="-X k8s.io/component-base/version.gitVersion=$version -X 
 # Namespace deletion and owner-reference garbage collection happen in kube-controller-manager.
 "$here/../gobuild" "$here" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 unset GOBUILD_LDFLAGS
+# helm (the chart's e2e cases, hack/release) from this module: the Kubernetes libraries it imports are the
+# control plane's, already compiled.
+"$here/../gobuild" "$here" helm helm.sh/helm/v4/cmd/helm

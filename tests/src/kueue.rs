@@ -33,11 +33,11 @@ impl Kueue {
     /// Installs Kueue's CRDs and webhook configurations and starts its manager; returns once it is ready
     /// (webhooks served). Fails with the reason (and the manager's last lines) if it cannot.
     pub async fn start(work: &Path, kubeconfig: &Path, client: &kube::Client) -> anyhow::Result<Self> {
-        let binary = setup_binary("kueue").context("Kueue's manager is built by hack/setup (hack/kueue)")?;
+        let binary = setup_binary("kueue").context("Kueue's manager is built by hack/setup (hack/peers)")?;
         let manifests = cache_dir().join("kueue");
         ensure!(
             manifests.join("webhooks.yaml").exists(),
-            "{} has no Kueue manifests: hack/setup copies them (hack/kueue/manifests)",
+            "{} has no Kueue manifests: hack/setup copies them (hack/peers/kueue-manifests)",
             manifests.display()
         );
         let dir = work.join("kueue");

@@ -1,4 +1,4 @@
-//! Tekton Pipelines' controller (built from its pinned Go module by hack/setup: hack/tekton) against the
+//! Tekton Pipelines' controller (built from its pinned Go module by hack/setup: hack/peers) against the
 //! shared control plane, with its CRDs and configuration ConfigMaps as its install has them. Two things
 //! differ from a cluster's install:
 //! - Tekton's webhook does not run. It converts Tasks, Pipelines and their runs between v1beta1 and v1;
@@ -6,7 +6,7 @@
 //!   written, so the CRDs are installed without conversion. Its defaults are applied by the controller's
 //!   reconcilers too.
 //! - Its listeners (profiling, metrics) are on 127.0.0.1, and there is one replica without leader
-//!   election (hack/tekton/main.go).
+//!   election (hack/peers/tekton/main.go).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +35,7 @@ impl Tekton {
         let manifests = cache_dir().join("tekton");
         ensure!(
             manifests.join("crds").exists(),
-            "{} has no Tekton manifests: hack/setup copies them (hack/tekton/manifests)",
+            "{} has no Tekton manifests: hack/setup copies them (hack/peers/tekton-manifests)",
             manifests.display()
         );
         ensure_namespace(client, NAMESPACE).await?;
