@@ -20,7 +20,7 @@ use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc gives a fleet's freed memory back where glibc's per-thread arenas kept it.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use ecsrun_testbed::{Controller, ensure_namespace, repo_root, wait};
+use ecsrun_testbed::{Controller, controller_binary, ensure_namespace, repo_root, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
@@ -24,19 +24,6 @@ const RELEASE_NAMESPACE: &str = "ecsrun-image-system";
 
 pub fn cases() -> Vec<Case> {
     vec![case("image::the_image_runs_as_the_chart_runs_it_and_serves_a_run_to_succeeded", image_serves_a_run)]
-}
-
-/// The release binary `hack/test` builds before the tests: the one the image ships.
-pub(crate) fn release_binary() -> anyhow::Result<std::path::PathBuf> {
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
-    let binary = target.join("release/ecsrun-controller");
-    ensure!(
-        binary.exists(),
-        "{} does not exist: hack/test builds it (`cargo build --release --locked -p ecsrun --bin ecsrun-controller`)",
-        binary.display()
-    );
-    Ok(binary)
 }
 
 /// The chart's controller pod, rendered for a release watching NAMESPACE against the local ECS endpoint,
@@ -160,7 +147,7 @@ async fn image_serves_a_run(env: Arc<Env>) -> anyhow::Result<()> {
     let work = env.work.join("image");
     std::fs::create_dir_all(&work)?;
     let mut build = Command::new(repo_root().join("hack/image"));
-    build.args(["--binary"]).arg(release_binary()?).args(["--tag", "e2e"]);
+    build.args(["--binary"]).arg(controller_binary()?).args(["--tag", "e2e"]);
     let image = run(build).await.context("hack/image")?.trim().to_owned();
     ensure!(image == "localhost/ecsrun-controller:e2e", "hack/image built {image:?}");
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use ecsrun_testbed::registry::Registry;
-use ecsrun_testbed::{ControlPlane, Controller, repo_root, setup_binary};
+use ecsrun_testbed::{ControlPlane, Controller, controller_binary, repo_root, setup_binary};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::chart::{RELEASE, RELEASE_NAMESPACE, helm, readme_install_command, run, token_kubeconfig};
@@ -34,9 +34,11 @@ async fn release_installs(env: Arc<Env>) -> anyhow::Result<()> {
     let dist = work.join("dist");
     let mut release = Command::new(repo_root().join("hack/release"));
     release.arg("--dist").arg(&dist).args(["--registry", &registry.host]);
-    // The binaries hack/test built: a cargo build under `cargo test` sees the test's environment and
-    // rebuilds them.
-    let binaries = crate::image::release_binary()?.parent().context("the release directory")?.to_owned();
+    // The binaries hack/test built, the ones the rest of the e2e tier runs: a cargo build under `cargo
+    // test` sees the test's environment and rebuilds them. The published build differs only in its
+    // profile (link-time optimized), which hack/check-dockerfile checks hack/release and the Dockerfile
+    // build alike.
+    let binaries = controller_binary()?.parent().context("the target directory")?.to_owned();
     release.arg("--binaries").arg(binaries);
     run(release).await.context("hack/release")?;
     check_dist(&dist).await?;
